@@ -1,0 +1,43 @@
+"""hf_ipt: Instruction Pre-Training (Cheng et al., arXiv 2406.14491) on the Hugging Face stack.
+
+The protocol is exported here; other names load their module on first use, so
+``import hf_ipt`` never imports torch, datasets or vllm. Templify lives in
+``hf_ipt.templify`` (``from hf_ipt.templify import templify``): a top-level ``templify``
+function would be shadowed by the subpackage of the same name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .protocol import Pair, build_prompt, count_tokens, encode_prompt, format_pairs, parse_pairs
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it, imported lazily on first attribute access
+_LAZY: dict[str, str] = {
+    "chain": "hf_ipt.chaining",
+    "ChainEntry": "hf_ipt.chaining",
+    "split_rounds": "hf_ipt.chaining",
+    "build_round_prompts": "hf_ipt.chaining",
+    "chains_of": "hf_ipt.chaining",
+    "mine_pairs": "hf_ipt.miner",
+    "RuleMiner": "hf_ipt.miner",
+}
+
+__all__ = [
+    "Pair",
+    "build_prompt",
+    "count_tokens",
+    "encode_prompt",
+    "format_pairs",
+    "parse_pairs",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'hf_ipt' has no attribute {name!r}")

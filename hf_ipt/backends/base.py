@@ -1,0 +1,117 @@
+"""What every synthesis backend takes and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass
+class BackendConfig:
+    """Settings of a model synthesizer backend.
+
+    Args:
+        model_name_or_path (`str`): the synthesizer, e.g. ``instruction-pretrain/instruction-synthesizer``.
+        backend (`str`, *optional*, defaults to ``"vllm"``): ``"vllm"`` or ``"transformers"``.
+        max_model_len (`int`, *optional*, defaults to 4096): prompt + generated tokens limit.
+        max_new_tokens (`int`, *optional*, defaults to 400): tokens generated per prompt at most.
+        temperature (`float`, *optional*, defaults to 0.0): 0 means greedy, as in the reference.
+        seed (`int`, *optional*, defaults to 0): sampling seed (unused when greedy).
+        batch_size (`int`, *optional*, defaults to 16): prompts per `generate` call (transformers).
+        continuous_batching (`bool`, *optional*, defaults to `False`): transformers only: run all
+            prompts through `generate_batch` (continuous batching, paged attention) instead of
+            length-sorted padded batches of `batch_size`.
+        dtype (`str`, *optional*, defaults to ``"auto"``): ``"auto"`` = bf16 on GPU, fp32 on CPU.
+        device (`str`, *optional*): transformers device; default ``cuda`` when available.
+        tensor_parallel_size (`int`, *optional*, defaults to 1): vLLM GPUs per engine.
+        gpu_memory_utilization (`float`, *optional*, defaults to 0.9): vLLM KV-cache share.
+        trust_remote_code (`bool`, *optional*, defaults to `False`): run model code from the repo.
+        revision (`str`, *optional*): model revision (branch, tag or commit).
+    """
+
+    model_name_or_path: str
+    backend: Literal["vllm", "transformers"] = "vllm"
+    max_model_len: int = 4096
+    max_new_tokens: int = 400
+    temperature: float = 0.0
+    seed: int = 0
+    batch_size: int = 16
+    continuous_batching: bool = False
+    dtype: str = "auto"
+    device: str | None = None
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    trust_remote_code: bool = False
+    revision: str | None = None
+    engine_kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("vllm", "transformers"):
+            raise ValueError(
+                f"`backend` must be 'vllm' or 'transformers', got {self.backend!r} (BackendConfig.backend)"
+            )
+        for name in ("max_model_len", "max_new_tokens", "batch_size", "tensor_parallel_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)} (BackendConfig.{name})")
+        if self.max_new_tokens >= self.max_model_len:
+            raise ValueError(
+                f"`max_new_tokens` ({self.max_new_tokens}) must be < `max_model_len` "
+                f"({self.max_model_len}): no room would be left for the prompt"
+            )
+        if self.temperature < 0:
+            raise ValueError(f"`temperature` must be >= 0, got {self.temperature} (BackendConfig.temperature)")
+
+    @property
+    def prompt_budget(self) -> int:
+        """Most prompt tokens that still leave room for `max_new_tokens`."""
+        return self.max_model_len - self.max_new_tokens
+
+
+@dataclass
+class Generation:
+    """One prompt's result. A failed or rejected prompt has `error` set and `text` empty."""
+
+    text: str
+    num_prompt_tokens: int
+    num_generated_tokens: int = 0
+    finished: bool = True  # False when cut by max_new_tokens
+    error: str | None = None
+
+
+def check_prompts(
+    prompts: list[list[int]], prompt_budget: int
+) -> tuple[list[Generation | None], list[int]]:
+    """Reject empty and over-long prompts before they reach an engine.
+
+    Returns:
+        `tuple[list[Generation | None], list[int]]`: one slot per prompt, holding an error
+        `Generation` for a rejected prompt and `None` for the others, and the indices of the
+        accepted prompts.
+    """
+    results: list[Generation | None] = [None] * len(prompts)
+    valid = []
+    for i, prompt in enumerate(prompts):
+        if not prompt:
+            results[i] = Generation(text="", num_prompt_tokens=0, error="empty prompt")
+        elif len(prompt) > prompt_budget:
+            results[i] = Generation(
+                text="",
+                num_prompt_tokens=len(prompt),
+                error=f"prompt of {len(prompt)} tokens exceeds the budget of {prompt_budget} "
+                "(max_model_len - max_new_tokens)",
+            )
+        else:
+            valid.append(i)
+    return results, valid
+
+
+def stop_token_ids(tokenizer: Any, generation_config: Any = None) -> list[int]:
+    """The tokenizer's EOS first, then any other EOS the model's generation config names."""
+    ids = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
+    extra = getattr(generation_config, "eos_token_id", None)
+    for token_id in extra if isinstance(extra, list) else [extra]:
+        if token_id is not None and token_id not in ids:
+            ids.append(token_id)
+    if not ids:
+        raise ValueError("the tokenizer has no `eos_token` and the model names no `eos_token_id`")
+    return ids

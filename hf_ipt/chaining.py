@@ -1,0 +1,204 @@
+"""Multi-round ("M-shot") synthesis: chain each text to the same position of earlier rounds.
+
+Raw texts are split into M consecutive slices; round r synthesizes slice r. Text i of round
+r gets, as few-shot context, the chain of text i of the earlier rounds with their parsed
+pairs. The token budget is EXACT: every candidate prompt is tokenized with the
+synthesizer's tokenizer and must leave room for ``max_new_tokens``. Shots that do not fit
+are dropped from the front of the chain, never truncated; a text too long on its own is
+truncated at a token boundary (counted in `ChainStats.truncated`).
+
+Each entry records the entries it inherits (`shots`) and its `parent` (the previous entry
+of its chain, `None` when the chain starts here). `chains_of` turns entries into the
+connected chains that templify renders, one pre-training text each.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .protocol import Pair, build_prompt, encode_prompt, parse_pairs
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class ChainEntry:
+    """One text in one round.
+
+    Args:
+        id (`int`): index of the entry in the window, in round order (round 0 first).
+        round (`int`): the round this text belongs to.
+        position (`int`): its index within its round; entries chain by position.
+        text (`str`): the raw text, unchanged (templify renders this).
+        context (`str`): the text as sent to the synthesizer (truncated when too long).
+        prompt_ids (`list[int]`): the exact token ids of the prompt.
+        shots (`tuple[int, ...]`): ids of the earlier entries used as shots, oldest first.
+        parent (`int`, *optional*): id of the previous entry of the chain, `None` at a chain start.
+        truncated (`bool`): the context was cut to fit the token budget.
+        pairs (`list[Pair]`): parsed pairs, filled in after generation.
+        completion (`str`): the raw completion.
+        error (`str`, *optional*): why the prompt produced nothing, when it failed.
+    """
+
+    id: int
+    round: int
+    position: int
+    text: str
+    context: str
+    prompt_ids: list[int] = field(default_factory=list)
+    shots: tuple[int, ...] = ()
+    parent: int | None = None
+    truncated: bool = False
+    pairs: list[Pair] = field(default_factory=list)
+    completion: str = ""
+    error: str | None = None
+
+
+@dataclass
+class ChainStats:
+    """Counts of what the budget did to a window of prompts."""
+
+    prompts: int = 0
+    truncated: int = 0
+    shots_dropped: int = 0
+    chains_cut: int = 0
+    errors: int = 0
+
+    def update(self, other: ChainStats) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def split_rounds(texts: Sequence[T], rounds: int) -> list[list[T]]:
+    """Split `texts` into `rounds` consecutive slices whose sizes differ by at most one."""
+    if rounds < 1:
+        raise ValueError(f"`rounds` must be >= 1, got {rounds}")
+    size, extra = divmod(len(texts), rounds)
+    slices, start = [], 0
+    for r in range(rounds):
+        end = start + size + (1 if r < extra else 0)
+        slices.append(list(texts[start:end]))
+        start = end
+    return slices
+
+
+def ancestry(entry: ChainEntry, entries: Sequence[ChainEntry]) -> list[ChainEntry]:
+    """The chain that ends at `entry`, oldest first (`entries` indexed by id)."""
+    chain = [entry]
+    while chain[-1].parent is not None:
+        chain.append(entries[chain[-1].parent])
+    return chain[::-1]
+
+
+def _truncate_to_budget(tokenizer: Any, text: str, prompt_len: int, budget: int) -> str:
+    """Cut `text` at a token boundary so that its zero-shot prompt fits `budget` tokens."""
+    ids = encode_prompt(tokenizer, text)
+    keep = len(ids) - (prompt_len - budget)
+    while keep > 0:
+        cut = tokenizer.decode(ids[:keep])
+        over = len(encode_prompt(tokenizer, build_prompt(cut))) - budget
+        if over <= 0:
+            return cut
+        keep -= over  # decode/encode round trips may merge differently: shrink by the excess
+    return ""
+
+
+def plan_entry(
+    entry: ChainEntry,
+    candidates: list[ChainEntry],
+    tokenizer: Any,
+    budget: int,
+    stats: ChainStats,
+) -> ChainEntry:
+    """Fill `entry.prompt_ids` with as many trailing `candidates` as fit in `budget` tokens."""
+    shots = list(candidates)
+    while True:
+        prompt = build_prompt(entry.context, [(s.context, s.pairs) for s in shots])
+        ids = encode_prompt(tokenizer, prompt)
+        if len(ids) <= budget or not shots:
+            break
+        shots.pop(0)  # drop the oldest shot, never cut a shot's text
+        stats.shots_dropped += 1
+    if candidates and not shots:
+        stats.chains_cut += 1
+    if len(ids) > budget:  # the text alone is too long: cut it at a token boundary
+        entry.context = _truncate_to_budget(tokenizer, entry.context, len(ids), budget)
+        entry.truncated = True
+        stats.truncated += 1
+        ids = encode_prompt(tokenizer, build_prompt(entry.context))
+    entry.prompt_ids = ids
+    entry.shots = tuple(s.id for s in shots)
+    entry.parent = shots[-1].id if shots else None
+    stats.prompts += 1
+    return entry
+
+
+def plan_round(
+    texts: Sequence[str],
+    round_index: int,
+    entries: list[ChainEntry],
+    previous: Sequence[ChainEntry],
+    tokenizer: Any,
+    budget: int,
+    stats: ChainStats,
+) -> list[ChainEntry]:
+    """Plan the prompts of one round; `previous` is the round before (paired by position)."""
+    planned = []
+    for position, text in enumerate(texts):
+        entry = ChainEntry(len(entries), round_index, position, text, text)
+        prev = previous[position] if position < len(previous) else None
+        candidates = ancestry(prev, entries) if prev is not None and prev.pairs else []
+        entries.append(plan_entry(entry, candidates, tokenizer, budget, stats))
+        planned.append(entry)
+    return planned
+
+
+Generate = Callable[[list[list[int]]], Sequence[Any]]
+
+
+def chain(
+    texts: Sequence[str],
+    generate: Generate,
+    tokenizer: Any,
+    *,
+    rounds: int = 2,
+    prompt_budget: int = 4096 - 400,
+    stats: ChainStats | None = None,
+) -> list[ChainEntry]:
+    """Synthesize pairs for `texts` in `rounds` chained rounds.
+
+    Args:
+        texts (`Sequence[str]`): a window of raw texts.
+        generate (`Callable`): token-id prompts -> results with `.text` and `.error`
+            (a backend's `generate`, see `hf_ipt.backends`).
+        tokenizer: the synthesizer's tokenizer (budgets are counted with it).
+        rounds (`int`, *optional*, defaults to 2): M; 3 for domain corpora.
+        prompt_budget (`int`, *optional*, defaults to 3696): ``max_model_len - max_new_tokens``.
+        stats (`ChainStats`, *optional*): updated in place with budget decisions.
+
+    Returns:
+        `list[ChainEntry]`: every text once, in round order, with pairs and chain links.
+    """
+    stats = stats if stats is not None else ChainStats()
+    entries: list[ChainEntry] = []
+    previous: list[ChainEntry] = []
+    for r, round_texts in enumerate(split_rounds(texts, rounds)):
+        planned = plan_round(round_texts, r, entries, previous, tokenizer, prompt_budget, stats)
+        results = generate([e.prompt_ids for e in planned]) if planned else []
+        for entry, result in zip(planned, results, strict=True):
+            entry.error = getattr(result, "error", None)
+            entry.completion = getattr(result, "text", "") or ""
+            entry.pairs = parse_pairs(entry.completion)
+            stats.errors += entry.error is not None
+        previous = planned
+    return entries
+
+
+def chains_of(entries: Sequence[ChainEntry]) -> list[list[ChainEntry]]:
+    """The connected chains of `entries` (indexed by id), one per entry that no one continues."""
+    continued = {e.parent for e in entries if e.parent is not None}
+    return [ancestry(e, entries) for e in entries if e.id not in continued]

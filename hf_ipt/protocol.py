@@ -1,0 +1,120 @@
+"""The instruction synthesizer's prompt protocol.
+
+`instruction-pretrain/instruction-synthesizer` was fine-tuned on ONE exact format; any other
+format degrades it. This module knows that format and nothing else:
+
+- a context block is ``"<s> <CON> {text} </CON>\\n\\n"`` (just ``"<s>"`` for an empty text);
+- a pair is ``"<QUE> {question} <ANS> {answer} </END>"``, pairs joined by ``"\\n\\n"``;
+- a finished example ("shot") is context block + pairs + ``"</s>"``;
+- a prompt is the earlier shots, concatenated with nothing between them, + the new context block.
+
+``<s>`` in the prompt IS the BOS token, so prompts are tokenized with
+``add_special_tokens=False`` (see `encode_prompt`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+BOS = "<s>"
+EOS = "</s>"
+CON_OPEN, CON_CLOSE = "<CON>", "</CON>"
+QUE, ANS, END = "<QUE>", "<ANS>", "</END>"
+PAIR_SEPARATOR = "\n\n"
+MARKERS = (BOS, EOS, CON_OPEN, CON_CLOSE, QUE, ANS, END)
+
+
+class Pair(NamedTuple):
+    """One instruction-response pair."""
+
+    question: str
+    answer: str
+
+
+PairLike = Pair | tuple[str, str] | Sequence[str]
+Shot = tuple[str, Sequence[PairLike]]
+
+
+def context_block(text: str) -> str:
+    """The context part of a prompt: ``"<s> <CON> {text} </CON>\\n\\n"``, or ``"<s>"`` when empty."""
+    if not text:
+        return BOS
+    return f"{BOS} {CON_OPEN} {text} {CON_CLOSE}\n\n"
+
+
+def format_pair(question: str, answer: str) -> str:
+    """``"<QUE> {question} <ANS> {answer} </END>"``."""
+    return f"{QUE} {question} {ANS} {answer} {END}"
+
+
+def format_pairs(pairs: Iterable[PairLike]) -> str:
+    """Pairs in synthesizer format joined by ``"\\n\\n"`` (no trailing separator)."""
+    return PAIR_SEPARATOR.join(format_pair(q, a) for q, a in pairs)
+
+
+def format_shot(context: str, pairs: Iterable[PairLike]) -> str:
+    """A finished one-shot example: context block + pairs + ``"</s>"``."""
+    return context_block(context) + format_pairs(pairs) + EOS
+
+
+def build_prompt(context: str, shots: Iterable[Shot] = ()) -> str:
+    """Build the synthesizer prompt for `context` given earlier `(context, pairs)` shots.
+
+    Args:
+        context (`str`): the raw text to synthesize pairs for.
+        shots (`Iterable[tuple[str, Sequence[tuple[str, str]]]]`, *optional*, defaults to `()`):
+            earlier examples of the same chain, oldest first.
+
+    Returns:
+        `str`: shots concatenated with nothing between them, then the context block.
+    """
+    return "".join(format_shot(c, p) for c, p in shots) + context_block(context)
+
+
+def parse_pairs(completion: Any) -> list[Pair]:
+    """Parse a synthesizer completion into pairs, following the reference rules exactly.
+
+    Split on ``</END>``; drop the last piece when the completion does not end with ``</END>``
+    (it was cut by the token limit); a piece must hold exactly one ``<ANS>``, its question
+    (stripped) must start with ``<QUE>`` and its answer (stripped) must be non-empty; the
+    question is the piece with every ``<QUE>`` removed, stripped. Invalid pieces are skipped.
+    Finally a pair whose lower-cased question was already seen is dropped. Never raises:
+    a non-string input gives ``[]``.
+    """
+    if not isinstance(completion, str):
+        return []
+    pieces = completion.split(END)
+    if not completion.endswith(END):
+        pieces = pieces[:-1]
+    pairs: list[Pair] = []
+    seen: set[str] = set()
+    for piece in pieces:
+        parts = piece.split(ANS)
+        if len(parts) != 2:
+            continue
+        question, answer = parts[0].strip(), parts[1].strip()
+        if not question.startswith(QUE) or not answer:
+            continue
+        question = question.replace(QUE, "").strip()
+        key = question.lower()
+        if key in seen:
+            continue
+        seen.add(key)
+        pairs.append(Pair(question, answer))
+    return pairs
+
+
+def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
+    """Token ids of `prompt` WITHOUT an automatic BOS: the prompt's literal ``<s>`` is the BOS.
+
+    Args:
+        tokenizer (`PreTrainedTokenizerBase`): the synthesizer's tokenizer.
+        prompt (`str`): a prompt from `build_prompt`.
+    """
+    return list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+
+def count_tokens(tokenizer: Any, text: str) -> int:
+    """Exact number of tokens `tokenizer` gives `text` without special tokens."""
+    return len(encode_prompt(tokenizer, text))

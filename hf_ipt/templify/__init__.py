@@ -1,0 +1,161 @@
+"""Templify: a chain of (text, pairs) entries -> pre-training text, in the paper's layouts.
+
+Layouts (weights as in the reference): classic 80, dialog 5, numbered questions 5,
+inline few-shot 5, next-turn dialog 5 when every entry has >= 2 pairs, else classic 95 /
+dialog 5; independently, 5% of chains are inverted (pairs first, then the text).
+All wording comes from `pools.json` (hf_ipt's own), sampled once per chain so every entry
+of one text shares a format. Sampling uses `random.Random(str)`, seeded through SHA-512,
+so output is identical across processes whatever ``PYTHONHASHSEED`` is.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from .pairs import render_pair
+
+LAYOUT_WEIGHTS = {"classic": 80, "dialog": 5, "numbered": 5, "inline": 5, "next_turn": 5}
+FEW_PAIR_WEIGHTS = {"classic": 95, "dialog": 5}
+INVERSION_RATE = 0.05
+LAYOUTS = tuple(LAYOUT_WEIGHTS)
+
+__all__ = ["Format", "LAYOUTS", "format_general", "pools", "render", "sample_format", "templify"]
+
+
+@cache
+def pools() -> dict[str, Any]:
+    """The template pools (package data, loaded once)."""
+    return json.loads(resources.files(__package__).joinpath("pools.json").read_text("utf-8"))
+
+
+@dataclass(frozen=True)
+class Format:
+    """Everything sampled once per chain."""
+
+    layout: str
+    inverted: bool
+    qa: tuple[str, str]
+    lead: str
+    inverted_lead: str
+    speakers: tuple[str, str]
+    headers: tuple[str, str]
+    numbering: str
+    joiner: str
+    intro: str
+    option_header: str
+    option_style: dict
+    cot_trigger: str
+    cot_final: str
+    sep_block: str
+    sep_pair: str
+    sep_entry: str
+
+
+def _entry(item: Any) -> tuple[str, list[tuple[str, str]]]:
+    """Accept `(text, pairs)` tuples or objects with `.text` and `.pairs` (e.g. `ChainEntry`)."""
+    text, pairs = (item.text, item.pairs) if hasattr(item, "pairs") else item
+    return text, [(p[0], p[1]) for p in pairs]
+
+
+def sample_format(rng: random.Random, chain: Sequence[Any]) -> Format:
+    """Sample a layout (by the reference weights) and every wording slot for `chain`."""
+    entries = [_entry(item) for item in chain]
+    with_pairs = [pairs for _, pairs in entries if pairs]
+    weights = LAYOUT_WEIGHTS if with_pairs and all(len(p) >= 2 for p in with_pairs) else FEW_PAIR_WEIGHTS
+    layout = rng.choices(list(weights), weights=list(weights.values()))[0]
+    inverted = rng.random() < INVERSION_RATE
+    p = pools()
+    seps = p["separators"]
+    return Format(
+        layout=layout,
+        inverted=inverted,
+        qa=tuple(rng.choice(p["qa_prefixes"])),
+        lead=rng.choice(p["lead_ins"]),
+        inverted_lead=rng.choice(p["inverted_lead_ins"]),
+        speakers=tuple(rng.choice(p["speakers"])),
+        headers=tuple(rng.choice(p["numbered_headers"])),
+        numbering=rng.choice(p["numbering"]),
+        joiner=rng.choice(p["inline_joiners"]),
+        intro=rng.choice(p["next_turn_intros"]),
+        option_header=rng.choice(p["option_headers"]),
+        option_style=rng.choice(p["option_styles"]),
+        cot_trigger=rng.choice(p["cot_triggers"]),
+        cot_final=rng.choice(p["cot_finals"]),
+        sep_block=rng.choice(seps),
+        sep_pair=rng.choice(seps),
+        sep_entry=rng.choice(seps),
+    )
+
+
+def _qa_block(pairs: list[tuple[str, str]], fmt: Format) -> str:
+    """The pairs of one entry in the chain's layout (without the text)."""
+    user, bot = fmt.speakers
+    if fmt.layout == "dialog" or fmt.layout == "next_turn":
+        return "\n".join(f"{user}: {q}\n{bot}: {a}" for q, a in pairs)
+    if fmt.layout == "numbered":
+        num = [fmt.numbering.format(n=i + 1) for i in range(len(pairs))]
+        questions = "\n".join(f"{n} {q}" for n, (q, _) in zip(num, pairs))
+        answers = "\n".join(f"{n} {a}" for n, (_, a) in zip(num, pairs))
+        return f"{fmt.headers[0]}\n{questions}{fmt.sep_pair}{fmt.headers[1]}\n{answers}"
+    if fmt.layout == "inline":
+        body = fmt.sep_pair.join(f"{q}{fmt.joiner}{a}" for q, a in pairs)
+        return f"{fmt.lead}{fmt.sep_pair}{body}"
+    qp, ap = fmt.qa
+    body = fmt.sep_pair.join(
+        f"{qp.format(n=i + 1)} {q}\n{ap.format(n=i + 1)} {a}" for i, (q, a) in enumerate(pairs)
+    )
+    return f"{fmt.lead}{fmt.sep_pair}{body}"
+
+
+def _render_entry(text: str, pairs: list[tuple[str, str]], fmt: Format) -> str:
+    block = _qa_block(pairs, fmt)
+    if fmt.inverted:
+        return f"{block}{fmt.sep_block}{fmt.inverted_lead}\n{text}"
+    if fmt.layout == "next_turn":  # the text opens the dialog, the first question follows it
+        user, bot = fmt.speakers
+        (q0, a0), rest = pairs[0], pairs[1:]
+        first = f"{user}: {fmt.intro}\n{text}{fmt.sep_block}{q0}\n{bot}: {a0}"
+        return "\n".join([first] + [f"{user}: {q}\n{bot}: {a}" for q, a in rest])
+    return f"{text}{fmt.sep_block}{block}"
+
+
+def render(chain: Sequence[Any], fmt: Format, rng: random.Random) -> list[str]:
+    """Render `chain` with a given format; entries without pairs come out as raw text alone."""
+    entries = [_entry(item) for item in chain]
+    rendered = [
+        _render_entry(text, [render_pair(q, a, fmt, rng) for q, a in pairs], fmt)
+        for text, pairs in entries
+        if pairs
+    ]
+    texts = [fmt.sep_entry.join(rendered)] if rendered else []
+    return texts + [text for text, pairs in entries if not pairs and text]
+
+
+def templify(chain: Sequence[Any], seed: int | str = 0) -> list[str]:
+    """Turn one chain of entries into pre-training text(s).
+
+    Args:
+        chain (`Sequence`): entries oldest first, each `(text, pairs)` or an object with
+            `.text` and `.pairs` (pairs are `(question, answer)`).
+        seed (`int` or `str`, *optional*, defaults to 0): example seed (e.g. the document id).
+
+    Returns:
+        `list[str]`: the chain's entries with pairs as ONE text, then each entry without
+        pairs as its raw text alone.
+    """
+    rng = random.Random(f"hf_ipt.templify:{seed}")
+    return render(chain, sample_format(rng, chain), rng)
+
+
+def format_general(question: str, response: str) -> str:
+    """General instruction data for the continual pre-training mix: ``"{question} {response}"``.
+
+    No chat template: the paper trains a base model on plain concatenation.
+    """
+    return f"{question.strip()} {response.strip()}"

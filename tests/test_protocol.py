@@ -1,0 +1,112 @@
+"""The synthesizer protocol: byte-exact prompts and the reference parsing rules."""
+
+from __future__ import annotations
+
+import string
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hf_ipt import Pair, build_prompt, encode_prompt, format_pairs, parse_pairs
+from hf_ipt.protocol import MARKERS, context_block, format_shot
+
+
+def test_context_block_exact():
+    assert context_block("Some text.") == "<s> <CON> Some text. </CON>\n\n"
+    assert context_block("") == "<s>"
+
+
+def test_build_prompt_zero_shot_is_the_context_block():
+    assert build_prompt("Hello world") == "<s> <CON> Hello world </CON>\n\n"
+
+
+def test_build_prompt_with_shots_byte_exact():
+    shots = [
+        ("First text.", [("Q1?", "A1."), ("Q2?", "A2.")]),
+        ("Second text.", [Pair("Q3?", "A3.")]),
+    ]
+    expected = (
+        "<s> <CON> First text. </CON>\n\n"
+        "<QUE> Q1? <ANS> A1. </END>\n\n<QUE> Q2? <ANS> A2. </END></s>"
+        "<s> <CON> Second text. </CON>\n\n"
+        "<QUE> Q3? <ANS> A3. </END></s>"
+        "<s> <CON> New text. </CON>\n\n"
+    )
+    assert build_prompt("New text.", shots) == expected
+
+
+def test_shot_with_empty_context_and_no_separator_between_shots():
+    assert format_shot("", [("q", "a")]) == "<s><QUE> q <ANS> a </END></s>"
+    assert build_prompt("x", [("", [("q", "a")])]).startswith("<s><QUE> q <ANS> a </END></s><s> <CON>")
+
+
+def test_parse_reference_rules():
+    completion = (
+        "<QUE> What is X? <ANS> X is Y. </END>\n\n"
+        "<QUE> what is x? <ANS> duplicate, dropped </END>\n\n"
+        "no question marker <ANS> dropped </END>\n\n"
+        "<QUE> Two <ANS> answers <ANS> dropped </END>\n\n"
+        "<QUE> Empty answer <ANS>    </END>\n\n"
+        "<QUE> <QUE>Nested marker removed <ANS> kept </END>\n\n"
+        "<QUE> Truncated <ANS> never finished"
+    )
+    assert parse_pairs(completion) == [
+        Pair("What is X?", "X is Y."),
+        Pair("Nested marker removed", "kept"),
+    ]
+
+
+def test_parse_keeps_last_piece_only_when_terminated():
+    assert parse_pairs("<QUE> a <ANS> b </END>") == [("a", "b")]
+    assert parse_pairs("<QUE> a <ANS> b </END><QUE> c <ANS> d") == [("a", "b")]
+    assert parse_pairs("<QUE> a <ANS> b") == []
+
+
+def test_parse_strips_leading_whitespace_before_que():
+    assert parse_pairs("  \n<QUE>  q  <ANS>\n a \n</END>") == [("q", "a")]
+
+
+def test_parse_never_raises_on_odd_input():
+    for value in (None, 3, b"<QUE> a <ANS> b </END>", "", "</END>", "<ANS></END>", "\x00\uffff"):
+        assert parse_pairs(value) == []
+
+
+_plain = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40
+).map(str.strip).filter(lambda s: s and not any(m in s for m in MARKERS))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_plain, _plain), min_size=0, max_size=6))
+def test_parse_inverts_format(pairs):
+    unique, seen = [], set()
+    for q, a in pairs:
+        if q.lower() not in seen:
+            seen.add(q.lower())
+            unique.append((q, a))
+    assert parse_pairs(format_pairs(unique)) == unique
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(list(string.printable) + list(MARKERS) + ["é", "\x00"])).map("".join))
+def test_parse_never_raises(text):
+    pairs = parse_pairs(text)
+    assert all(isinstance(p, Pair) and p.question and p.answer for p in pairs)
+
+
+def test_encode_prompt_adds_no_second_bos(tiny_tokenizer):
+    prompt = build_prompt("The company reported a profit.")
+    ids = encode_prompt(tiny_tokenizer, prompt)
+    bos = tiny_tokenizer.bos_token_id
+    assert ids[0] == bos and bos not in ids[1:]
+    # the tokenizer's default WOULD add one: the helper is what prevents it
+    assert tiny_tokenizer(prompt)["input_ids"][:2] == [bos, bos]
+
+
+def test_encode_prompt_with_real_synthesizer_style_tokenizer(smollm2_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    prompt = build_prompt("Banks lend money.", [("Old text.", [("Q?", "A.")])])
+    ids = encode_prompt(tok, prompt)
+    assert tok.decode(ids) == prompt

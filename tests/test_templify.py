@@ -1,0 +1,186 @@
+"""Templify: layouts, weights, option/CoT rendering, determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from hf_ipt.templify import (
+    FEW_PAIR_WEIGHTS,
+    LAYOUT_WEIGHTS,
+    LAYOUTS,
+    format_general,
+    pools,
+    render,
+    sample_format,
+    templify,
+)
+from hf_ipt.templify.pairs import parse_question, render_pair
+
+MC_Q = "Which way did sales go?\nOptions:\n- up\n- down\n- flat"
+COT_Q = "How much did profit grow?\nLet's think step by step."
+COT_A = "Profit went from 10 to 15, a rise of 5.\nTherefore, the answer is 50%"
+CHAIN = [
+    ("Sales fell in the third quarter.", [(MC_Q, "down"), ("Who reported?", "The company.")]),
+    ("Profit rose from 10 to 15.", [(COT_Q, COT_A), ("Was it a record?", "No.")]),
+]
+
+
+def forced(chain, layout, inverted=False, seed=0):
+    rng = random.Random(seed)
+    fmt = dataclasses.replace(sample_format(rng, chain), layout=layout, inverted=inverted)
+    return render(chain, fmt, rng), fmt
+
+
+def test_pools_are_data_with_dozens_of_variants():
+    p = pools()
+    for slot in ("qa_prefixes", "lead_ins", "inverted_lead_ins", "speakers", "numbered_headers",
+                 "next_turn_intros", "option_headers", "option_styles", "cot_triggers", "cot_finals"):
+        assert len(p[slot]) >= 24, slot
+        assert len({json.dumps(v) for v in p[slot]}) == len(p[slot]), f"duplicates in {slot}"
+    assert p["separators"] == ["\n", "\n\n", "\n\n\n"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("inverted", [False, True])
+def test_every_layout_keeps_every_text_question_and_answer(layout, inverted):
+    texts, fmt = forced(CHAIN, layout, inverted)
+    assert len(texts) == 1
+    out = texts[0]
+    for text, pairs in CHAIN:
+        assert text in out
+        for q, a in pairs:
+            assert parse_question(q).stem in out
+    for needed in ("up", "down", "flat", "Profit went from 10 to 15, a rise of 5.", "50%", "The company.", "No."):
+        assert needed in out
+    if inverted:  # pairs first, then the text
+        assert out.index("Who reported?") < out.index(CHAIN[0][0])
+        assert fmt.inverted_lead in out
+    else:
+        assert out.index(CHAIN[0][0]) < out.index("Who reported?")
+
+
+def test_layout_shapes():
+    classic, fmt = forced(CHAIN, "classic")
+    assert fmt.lead in classic[0] and f"{fmt.qa[0].format(n=2)} Who reported?" in classic[0]
+    dialog, fmt = forced(CHAIN, "dialog")
+    user, bot = fmt.speakers
+    assert f"{user}: Who reported?\n{bot}: The company." in dialog[0]
+    numbered, fmt = forced(CHAIN, "numbered")
+    out = numbered[0]
+    assert out.index(fmt.headers[0]) < out.index("Who reported?") < out.index(fmt.headers[1]) < out.index("The company.")
+    inline, fmt = forced(CHAIN, "inline")
+    assert f"Who reported?{fmt.joiner}The company." in inline[0]
+    nxt, fmt = forced(CHAIN, "next_turn")
+    user, bot = fmt.speakers
+    assert nxt[0].startswith(f"{user}: {fmt.intro}\n{CHAIN[0][0]}")
+    assert f"{user}: Who reported?\n{bot}: The company." in nxt[0]
+
+
+def test_entries_share_one_format():
+    out, fmt = forced(CHAIN, "classic")
+    assert out[0].count(fmt.lead) == 2
+
+
+def test_entry_without_pairs_is_raw_text_alone():
+    chain = CHAIN + [("A closing text with no pairs.", [])]
+    out = templify(chain, seed=3)
+    assert out[-1] == "A closing text with no pairs." and len(out) == 2
+    assert templify([("Only raw.", [])], seed=1) == ["Only raw."]
+
+
+def test_multiple_choice_marker_answer_and_shuffle():
+    seen_orders = set()
+    for seed in range(200):
+        rng = random.Random(seed)
+        fmt = sample_format(rng, CHAIN)
+        q, a = render_pair(MC_Q, "down", fmt, rng)
+        style = fmt.option_style
+        assert fmt.option_header in q
+        lines = q.split(fmt.option_header + "\n")[1].split("\n")
+        seen_orders.add(tuple(line.split()[-1] for line in lines))
+        if style["marker"] == "none":
+            assert a == "down"
+        else:  # the answer is the marker of the option "down"
+            marked = next(line for line in lines if line.endswith(" down"))
+            assert a != "down" and a.strip("()[]").replace("Option ", "").replace("Choice ", "") in marked
+    assert len(seen_orders) == 6  # all permutations of three options occur
+
+
+def test_chain_of_thought_renders_reasoning_and_final():
+    for seed in range(50):
+        rng = random.Random(seed)
+        fmt = sample_format(rng, CHAIN)
+        q, a = render_pair(COT_Q, COT_A, fmt, rng)
+        assert q == f"How much did profit grow?\n{fmt.cot_trigger}"
+        assert a.startswith("Profit went from 10 to 15, a rise of 5.\n") and "50%" in a
+        assert "Therefore, the answer is" not in a or fmt.cot_final.startswith("Therefore, the answer is")
+
+
+def test_cot_multiple_choice_final_becomes_marker():
+    q = "Which?\nOptions:\n- red\n- blue\nLet's think step by step."
+    a = "It is the sky's colour.\nTherefore, the answer is blue"
+    rng = random.Random(0)
+    fmt = dataclasses.replace(
+        sample_format(rng, CHAIN), option_style={"marker": "upper", "line": "({m}) {option}", "answer": "({m})"},
+        cot_final="So the answer is {final}.",
+    )
+    rq, ra = render_pair(q, a, fmt, rng)
+    marker = next(line.split()[0] for line in rq.split("\n") if line.endswith("blue"))
+    assert ra.endswith(f"So the answer is {marker}.")
+
+
+def test_non_reference_option_layout_is_kept_verbatim():
+    assert parse_question("Pick:\nOptions:\nred or blue").options == []
+
+
+def _layout_frequencies(chain, n=5000):
+    counts, inverted = Counter(), 0
+    for seed in range(n):
+        rng = random.Random(f"hf_ipt.templify:{seed}")
+        fmt = sample_format(rng, chain)
+        counts[fmt.layout] += 1
+        inverted += fmt.inverted
+    return {k: 100 * v / n for k, v in counts.items()}, 100 * inverted / n
+
+
+def test_layout_frequencies_match_weights_within_two_points():
+    freqs, inverted = _layout_frequencies(CHAIN)
+    for layout, weight in LAYOUT_WEIGHTS.items():
+        assert abs(freqs.get(layout, 0) - weight) <= 2, (layout, freqs)
+    assert abs(inverted - 5) <= 2
+    few = [("t", [("q", "a")]), ("u", [("q", "a"), ("r", "b")])]
+    freqs, _ = _layout_frequencies(few)
+    assert set(freqs) <= set(FEW_PAIR_WEIGHTS)
+    for layout, weight in FEW_PAIR_WEIGHTS.items():
+        assert abs(freqs.get(layout, 0) - weight) <= 2, (layout, freqs)
+
+
+def test_deterministic_across_processes_and_hash_seeds():
+    code = (
+        "import json; from hf_ipt.templify import templify; from tests.test_templify import CHAIN;"
+        "print(json.dumps([templify(CHAIN, seed=s) for s in range(300)]))"
+    )
+    outs = []
+    for hash_seed in ("1", "987"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                             check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+        outs.append(res.stdout)
+    assert outs[0] == outs[1] and len(json.loads(outs[0])) == 300
+    assert json.loads(outs[0])[:5] == [templify(CHAIN, seed=s) for s in range(5)]
+
+
+def test_seed_changes_output():
+    assert len({templify(CHAIN, seed=s)[0] for s in range(20)}) > 10
+
+
+def test_format_general_plain_concatenation():
+    assert format_general(" What is 2+2? ", "4\n") == "What is 2+2? 4"
