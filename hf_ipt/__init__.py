@@ -1,7 +1,8 @@
 """hf_ipt: Instruction Pre-Training (Cheng et al., arXiv 2406.14491) on the Hugging Face stack.
 
 The protocol is exported here; other names load their module on first use, so
-``import hf_ipt`` never imports torch, datasets or vllm. Templify lives in
+``import hf_ipt`` never imports torch or vllm (it imports `datasets` to register the
+``hf_ipt/augmented`` builder). Templify lives in
 ``hf_ipt.templify`` (``from hf_ipt.templify import templify``): a top-level ``templify``
 function would be shadowed by the subpackage of the same name.
 """
@@ -23,6 +24,11 @@ _LAZY: dict[str, str] = {
     "build_round_prompts": "hf_ipt.chaining",
     "chains_of": "hf_ipt.chaining",
     "mine_pairs": "hf_ipt.miner",
+    "Augmenter": "hf_ipt.augment",
+    "SynthesisConfig": "hf_ipt.augment",
+    "AugmentedBuilder": "hf_ipt.builder",
+    "AugmentedConfig": "hf_ipt.builder",
+    "load_augmented": "hf_ipt.builder",
     "RuleMiner": "hf_ipt.miner",
 }
 
@@ -35,6 +41,16 @@ __all__ = [
     "parse_pairs",
     *_LAZY,
 ]
+
+
+def _register_builder() -> None:
+    """``datasets.load_dataset("hf_ipt/augmented", ...)`` works after ``import hf_ipt``."""
+    from .builder import register
+
+    register()
+
+
+_register_builder()
 
 
 def __getattr__(name: str) -> Any:

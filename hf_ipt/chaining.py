@@ -40,6 +40,7 @@ class ChainEntry:
         parent (`int`, *optional*): id of the previous entry of the chain, `None` at a chain start.
         truncated (`bool`): the context was cut to fit the token budget.
         pairs (`list[Pair]`): parsed pairs, filled in after generation.
+        tasks (`list[str]`): task type of each pair where the synthesizer knows it (rule miner).
         completion (`str`): the raw completion.
         error (`str`, *optional*): why the prompt produced nothing, when it failed.
     """
@@ -54,6 +55,7 @@ class ChainEntry:
     parent: int | None = None
     truncated: bool = False
     pairs: list[Pair] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
     completion: str = ""
     error: str | None = None
 

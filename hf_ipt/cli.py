@@ -11,6 +11,7 @@ import sys
 
 # subcommand -> (module with `main(argv)`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "augment": ("hf_ipt.augment_cli", "stream a corpus through a synthesizer into augmented Parquet"),
     "eval": ("hf_ipt.evaluation.cli", "evaluate a checkpoint on the domain task sets"),
 }
 

@@ -115,3 +115,49 @@ def smollm2_dir() -> Path:
     from hf_ipt.models import smollm2_path
 
     return smollm2_path(_session_cache())
+
+
+SYNTH_PAIRS = [("What is reported?", "A profit."), ("Why?", "Sales fell.")]
+_SYNTH_WORDS = TOKENIZER_TEXT.split()
+
+
+@pytest.fixture(scope="session")
+def tiny_synthesizer_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer) -> Path:
+    """A tiny Llama over-fitted (~10 s) to answer any context block with `SYNTH_PAIRS`.
+
+    A real engine then produces real, parseable synthesizer output: greedy decoding of
+    ``<s> <CON> ... </CON>\\n\\n`` gives the two pairs and ``</s>``.
+    """
+    import random
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hf_ipt.protocol import encode_prompt, format_shot
+
+    tok = tiny_tokenizer
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    rng = random.Random(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    def sample() -> str:  # one or two shots: M-shot prompts must work too
+        shots = [" ".join(rng.choices(_SYNTH_WORDS, k=rng.randint(3, 70))) for _ in range(rng.randint(1, 2))]
+        return "".join(format_shot(c, SYNTH_PAIRS) for c in shots)
+
+    for _ in range(250):
+        batch = [encode_prompt(tok, sample()) for _ in range(8)]
+        width = max(map(len, batch))
+        ids = torch.tensor([b + [tok.pad_token_id] * (width - len(b)) for b in batch])
+        labels = ids.masked_fill(ids == tok.pad_token_id, -100)
+        model(input_ids=ids, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    out = tmp_path_factory.mktemp("tiny_synthesizer")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

@@ -1,0 +1,184 @@
+"""The batched map function that turns raw texts into augmented rows.
+
+`Augmenter(config)` is a callable usable directly as ``Dataset.map(fn, batched=True)`` or
+``IterableDataset.map(fn, batched=True, remove_columns=...)``: one batch is one window of
+texts, chained over `config.rounds` rounds (model synthesizers) or mined one by one
+(``synthesizer="rules"``). The builder in `hf_ipt.builder` calls the same function.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+from .chaining import ChainEntry, ChainStats, chain, chains_of
+from .protocol import Pair
+
+logger = logging.getLogger(__name__)
+
+RULES = "rules"
+
+
+@dataclass
+class SynthesisConfig:
+    """How raw texts become augmented rows (shared by the builder, the map function and jobs)."""
+
+    synthesizer: str = field(
+        default=RULES,
+        metadata={"help": "'rules' (model-free miner) or a synthesizer model id/path, e.g. "
+                  "instruction-pretrain/instruction-synthesizer."},
+    )
+    backend: Literal["vllm", "transformers"] = field(
+        default="vllm", metadata={"help": "Engine for model synthesizers: vllm or transformers."}
+    )
+    rounds: int = field(default=2, metadata={"help": "M: rounds of chained synthesis (2 general, 3 domain)."})
+    max_model_len: int = field(default=4096, metadata={"help": "Prompt + generated tokens limit."})
+    max_new_tokens: int = field(default=400, metadata={"help": "Generated tokens per text at most."})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy, as in the reference."})
+    batch_size: int = field(default=16, metadata={"help": "Prompts per engine call (transformers)."})
+    window_size: int = field(
+        default=64, metadata={"help": "Texts chained together; memory stays flat at any corpus size."}
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of templify and sampling."})
+    output: Literal["templified", "pairs"] = field(
+        default="templified",
+        metadata={"help": "'templified': one pre-training text per chain; 'pairs': one row per text."},
+    )
+    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto = bf16 on GPU, fp32 on CPU."})
+    device: str | None = field(default=None, metadata={"help": "transformers device (default cuda if available)."})
+    tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM GPUs per engine."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the repo."})
+    revision: str | None = field(default=None, metadata={"help": "Synthesizer revision."})
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("vllm", "transformers"):
+            raise ValueError(f"`backend` must be 'vllm' or 'transformers', got {self.backend!r} (SynthesisConfig.backend)")
+        if self.output not in ("templified", "pairs"):
+            raise ValueError(f"`output` must be 'templified' or 'pairs', got {self.output!r} (SynthesisConfig.output)")
+        for name in ("rounds", "max_model_len", "max_new_tokens", "batch_size", "window_size", "tensor_parallel_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)} (SynthesisConfig.{name})")
+        if self.max_new_tokens >= self.max_model_len:
+            raise ValueError(
+                f"`max_new_tokens` ({self.max_new_tokens}) must be < `max_model_len` ({self.max_model_len})"
+            )
+        if self.temperature < 0:
+            raise ValueError(f"`temperature` must be >= 0, got {self.temperature} (SynthesisConfig.temperature)")
+        if not self.synthesizer:
+            raise ValueError("`synthesizer` must be 'rules' or a model id/path, got an empty string")
+
+    def backend_config(self):
+        from .backends import BackendConfig
+
+        keep = {f.name for f in fields(BackendConfig)}
+        values = {k: v for k, v in asdict(self).items() if k in keep}
+        return BackendConfig(model_name_or_path=self.synthesizer, **values)
+
+
+def features(output: str):
+    """The `datasets.Features` of rows in each output mode."""
+    import datasets
+
+    pair = {"question": datasets.Value("string"), "answer": datasets.Value("string"), "task": datasets.Value("string")}
+    if output == "pairs":
+        return datasets.Features({
+            "id": datasets.Value("string"), "corpus": datasets.Value("string"),
+            "context": datasets.Value("string"), "pairs": datasets.List(pair),
+            "round": datasets.Value("int32"), "shots": datasets.List(datasets.Value("string")),
+            "truncated": datasets.Value("bool"), "error": datasets.Value("string"),
+        })
+    return datasets.Features({
+        "id": datasets.Value("string"), "corpus": datasets.Value("string"),
+        "text": datasets.Value("string"), "doc_ids": datasets.List(datasets.Value("string")),
+        "num_pairs": datasets.Value("int32"),
+    })
+
+
+class Augmenter:
+    """Batched map function: ``{"text": [...], "id": [...]}`` -> augmented rows.
+
+    Args:
+        config (`SynthesisConfig`): what to synthesize with and how to lay out the output.
+        corpus_name (`str`, *optional*, defaults to ``""``): value of the `corpus` column.
+        text_column (`str`, *optional*, defaults to ``"text"``): input column with raw text.
+        id_column (`str`, *optional*, defaults to ``"id"``): input column with document ids
+            (row positions are used when absent).
+    """
+
+    def __init__(self, config: SynthesisConfig | None = None, corpus_name: str = "",
+                 text_column: str = "text", id_column: str = "id", **overrides: Any) -> None:
+        self.config = config or SynthesisConfig(**overrides)
+        self.corpus_name, self.text_column, self.id_column = corpus_name, text_column, id_column
+        self.stats = ChainStats()
+        self._engine = None
+
+    def __getstate__(self) -> dict:  # never pickle a loaded model (workers / fingerprinting)
+        return {**self.__dict__, "_engine": None}
+
+    @property
+    def engine(self):
+        """The miner or the model backend, created on first use in each process."""
+        if self._engine is None:
+            if self.config.synthesizer == RULES:
+                from .miner import RuleMiner
+
+                self._engine = RuleMiner()
+            else:
+                from .backends import load_backend
+
+                self._engine = load_backend(self.config.backend_config())
+        return self._engine
+
+    def synthesize(self, texts: Sequence[str]) -> list[ChainEntry]:
+        """Entries with pairs for one window of texts (rules: each text alone, no chaining)."""
+        if self.config.synthesizer == RULES:
+            mined = self.engine.mine_batch(list(texts))
+            return [
+                ChainEntry(i, 0, i, text, text, pairs=[Pair(p.question, p.answer) for p in found],
+                           tasks=[p.task for p in found])
+                for i, (text, found) in enumerate(zip(texts, mined))
+            ]
+        engine = self.engine
+        budget = self.config.max_model_len - self.config.max_new_tokens
+        return chain(texts, engine.generate, engine.tokenizer, rounds=self.config.rounds,
+                     prompt_budget=budget, stats=self.stats)
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        texts = batch[self.text_column]
+        ids = batch.get(self.id_column) or [str(i) for i in range(len(texts))]
+        entries = self.synthesize(texts)
+        rows = self._pair_rows(entries, ids) if self.config.output == "pairs" else self._text_rows(entries, ids)
+        return {name: [row[name] for row in rows] for name in features(self.config.output)}
+
+    def _pair_rows(self, entries: list[ChainEntry], ids: Sequence[str]) -> list[dict]:
+        return [
+            {
+                "id": ids[e.id], "corpus": self.corpus_name, "context": e.text,
+                "pairs": [{"question": q, "answer": a, "task": t} for (q, a), t in _with_tasks(e)],
+                "round": e.round, "shots": [ids[s] for s in e.shots],
+                "truncated": e.truncated, "error": e.error or "",
+            }
+            for e in entries  # entry ids follow the window's input order (round 0 first)
+        ]
+
+    def _text_rows(self, entries: list[ChainEntry], ids: Sequence[str]) -> list[dict]:
+        """One row per chain text, then one per entry without pairs (its raw text alone)."""
+        from .templify import templify
+
+        rows = []
+        for links in chains_of(entries):
+            with_pairs = [e for e in links if e.pairs]
+            groups = ([with_pairs] if with_pairs else []) + [[e] for e in links if not e.pairs and e.text]
+            texts = templify(links, seed=f"{self.config.seed}:{ids[links[-1].id]}")
+            for group, text in zip(groups, texts, strict=True):
+                members = [ids[e.id] for e in group]
+                rows.append({"id": members[-1], "corpus": self.corpus_name, "text": text,
+                             "doc_ids": members, "num_pairs": sum(len(e.pairs) for e in group)})
+        return rows
+
+
+def _with_tasks(entry: ChainEntry) -> list[tuple[tuple[str, str], str]]:
+    tasks = entry.tasks or [""] * len(entry.pairs)
+    return list(zip(entry.pairs, tasks))

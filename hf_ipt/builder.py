@@ -1,0 +1,198 @@
+"""The `datasets` builder ``hf_ipt/augmented``: raw corpus in, augmented examples out.
+
+    >>> import hf_ipt, datasets
+    >>> ds = datasets.load_dataset("hf_ipt/augmented", corpus="data/*.jsonl", synthesizer="rules",
+    ...                            streaming=True, split="train")
+
+datasets >= 4 has no loading scripts and no plugin registry. `register()` (run by
+``import hf_ipt``) wraps `datasets.load_dataset_builder` so that this one name builds
+`AugmentedBuilder` directly; every other name goes to datasets untouched. Building the
+builder directly avoids both traps of the packaged-module table: datasets would scan the
+working directory for data files when `data_files` is absent, and the ``/`` in the name
+would end up in the Arrow cache path. Prefer no patching? Use `load_augmented(...)` or
+`AugmentedBuilder(...)` yourself.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+import datasets
+
+from . import __version__
+from .augment import Augmenter, SynthesisConfig, features
+from .chaining import ChainStats
+from .corpus import is_local_corpus, iter_shard, local_files, make_shards, repo_files
+
+logger = logging.getLogger(__name__)
+
+DATASET_NAME = "hf_ipt/augmented"
+_CACHE_NAME = "hf_ipt___augmented"  # the cache folder name: no "/" in Arrow paths
+
+
+@dataclass
+class AugmentedConfig(datasets.BuilderConfig, SynthesisConfig):
+    """Corpus settings + `SynthesisConfig`. Every field that changes the output is in the cache key."""
+
+    corpus: str | None = field(default=None, metadata={"help": "Local file/glob (.txt .jsonl .parquet) or a dataset id/folder."})
+    corpus_config: str | None = field(default=None, metadata={"help": "Config name of a dataset corpus."})
+    corpus_split: str = field(default="train", metadata={"help": "Split of a dataset corpus."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
+    corpus_name: str | None = field(default=None, metadata={"help": "Value of the `corpus` column (default: derived)."})
+    num_shards: int | None = field(default=None, metadata={"help": "Shards to split the corpus into (default max(files, 8))."})
+
+    def __post_init__(self) -> None:
+        datasets.BuilderConfig.__post_init__(self)
+        SynthesisConfig.__post_init__(self)
+        if not self.corpus:
+            raise ValueError(
+                "`corpus` is required: a local file or glob (.txt, .jsonl, .parquet) or a dataset id, "
+                "e.g. load_dataset('hf_ipt/augmented', corpus='data/*.jsonl')"
+            )
+        if self.num_shards is not None and self.num_shards < 1:
+            raise ValueError(f"`num_shards` must be >= 1, got {self.num_shards} (AugmentedConfig.num_shards)")
+        if self.corpus_name is None:
+            self.corpus_name = os.path.basename(self.corpus.rstrip("/*")) if is_local_corpus(self.corpus) else self.corpus
+
+    def create_config_id(self, config_kwargs: dict, custom_features=None) -> str:
+        """The user's settings plus hf_ipt's version and, for local files, their size and mtime."""
+        extra = {"hf_ipt_version": __version__}
+        if self.corpus and is_local_corpus(self.corpus):
+            extra["corpus_files"] = [(f, os.path.getsize(f), os.path.getmtime(f)) for f in local_files(self.corpus)]
+        return super().create_config_id({**config_kwargs, **extra}, custom_features)
+
+
+class AugmentedBuilder(datasets.GeneratorBasedBuilder):
+    """Streams a raw corpus through a synthesizer and templify (see `AugmentedConfig`)."""
+
+    BUILDER_CONFIG_CLASS = AugmentedConfig
+    VERSION = datasets.Version(__version__)
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("dataset_name", _CACHE_NAME)
+        super().__init__(*args, **kwargs)
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description="Instruction-augmented corpus (Instruction Pre-Training, arXiv 2406.14491).",
+            features=features(self.config.output),
+            citation=CITATION,
+        )
+
+    def _split_generators(self, dl_manager):
+        cfg = self.config
+        if is_local_corpus(cfg.corpus):
+            files = local_files(cfg.corpus)
+        else:
+            files = repo_files(cfg.corpus, cfg.corpus_config, cfg.corpus_split, None, self.token)
+        files = dl_manager.download(files)  # streaming: urls stay urls, read lazily
+        shards = make_shards(list(files), cfg.num_shards)
+        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"shards": shards})]
+
+    @functools.cached_property
+    def augmenter(self) -> Augmenter:
+        """One per process: the engine loads once, not once per shard."""
+        return Augmenter(self.config, corpus_name=self.config.corpus_name)
+
+    def _generate_examples(self, shards: list[dict]):
+        cfg, augment = self.config, self.augmenter
+        for shard in shards:
+            rejects: Counter = Counter()
+            augment.stats = ChainStats()  # reported per shard
+            docs = _accepted(iter_shard(shard, cfg.text_column), rejects)
+            while window := list(itertools.islice(docs, cfg.window_size)):
+                out = augment({"text": [d.text for d in window], "id": [d.id for d in window]})
+                for row in _rows(out):
+                    yield row["id"], row
+            _report(shard, rejects, augment.stats)
+
+
+def _accepted(docs, rejects: Counter):
+    """Documents that can be used; the others are counted by reason in `rejects`."""
+    for doc in docs:
+        if doc.reject is None:
+            yield doc
+        else:
+            rejects[doc.reject] += 1
+
+
+def _rows(columns: dict[str, list]):
+    names = list(columns)
+    for values in zip(*columns.values()):
+        yield dict(zip(names, values))
+
+
+def _report(shard: dict, rejects: Counter, stats: ChainStats) -> None:
+    """One warning per shard where anything was skipped, truncated or failed."""
+    if not (rejects or stats.truncated or stats.errors):
+        return
+    logger.warning(
+        "hf_ipt: shard %s (part %d/%d): skipped %d documents %s; %d texts truncated to fit the prompt "
+        "budget, %d engine errors",
+        shard["files"][0], shard["part"] + 1, shard["parts"], sum(rejects.values()), dict(rejects),
+        stats.truncated, stats.errors,
+    )
+
+
+def load_augmented(corpus: str, *, split: str = "train", streaming: bool = False,
+                   cache_dir: str | None = None, **config):
+    """`load_dataset("hf_ipt/augmented", ...)` without the registration patch.
+
+    Args:
+        corpus (`str`): local file/glob or dataset id/folder.
+        split (`str`, *optional*, defaults to ``"train"``): the only split.
+        streaming (`bool`, *optional*, defaults to `False`): return an `IterableDataset`.
+        cache_dir (`str`, *optional*): datasets cache folder.
+        **config: any `AugmentedConfig` field (`synthesizer`, `rounds`, `output`, ...).
+    """
+    builder = AugmentedBuilder(cache_dir=cache_dir, corpus=corpus, **config)
+    if streaming:
+        return builder.as_streaming_dataset(split=split)
+    builder.download_and_prepare()
+    return builder.as_dataset(split=split)
+
+
+def register() -> None:
+    """Make ``datasets.load_dataset("hf_ipt/augmented", ...)`` build `AugmentedBuilder`."""
+    import datasets.load as load
+
+    original = load.load_dataset_builder
+    if getattr(original, "_hf_ipt", False):
+        return
+
+    @functools.wraps(original)
+    def load_dataset_builder(path, *args, **kwargs):
+        if path != DATASET_NAME:
+            return original(path, *args, **kwargs)
+        return _our_builder(*args, **kwargs)
+
+    load_dataset_builder._hf_ipt = True
+    load.load_dataset_builder = load_dataset_builder
+    datasets.load_dataset_builder = load_dataset_builder
+
+
+def _our_builder(name=None, data_dir=None, data_files=None, cache_dir=None, features=None,
+                 download_config=None, download_mode=None, revision=None, token=None,
+                 storage_options=None, **config_kwargs) -> AugmentedBuilder:
+    if data_files is not None or data_dir is not None:
+        raise ValueError(
+            f"{DATASET_NAME} reads its input from `corpus=`, not data_files/data_dir: "
+            f"load_dataset('{DATASET_NAME}', corpus='path/*.jsonl')"
+        )
+    if features is not None:
+        raise ValueError(f"{DATASET_NAME} sets its own features; choose `output='pairs'` or 'templified'")
+    return AugmentedBuilder(cache_dir=cache_dir, config_name=name, token=token,
+                            storage_options=storage_options, **config_kwargs)
+
+
+CITATION = """@inproceedings{cheng2024instruction,
+  title={Instruction Pre-Training: Language Models are Supervised Multitask Learners},
+  author={Cheng, Daixuan and Gu, Yuxian and Huang, Shaohan and Bi, Junyu and Huang, Minlie and Wei, Furu},
+  booktitle={Proceedings of the 2024 Conference on Empirical Methods in Natural Language Processing},
+  year={2024}
+}"""

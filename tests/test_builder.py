@@ -1,0 +1,170 @@
+"""The `hf_ipt/augmented` builder: the exact user call, streaming and not, sharding, bad docs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import hf_ipt  # noqa: F401  (registers hf_ipt/augmented)
+from hf_ipt.augment import Augmenter, SynthesisConfig
+from hf_ipt.builder import AugmentedBuilder, load_augmented
+
+from .conftest import SYNTH_PAIRS
+
+SENTENCES = [
+    "The company reported a profit of $1.13bn in the third quarter, up from last year's figure.",
+    "However, sales in the U.S. fell by 3.5% because demand from retailers weakened sharply.",
+    "Therefore, the shares of the firm dropped sharply in early trading on Wall Street today.",
+    "Analysts said the outlook is about energy prices and interest rates rather than demand.",
+]
+
+
+def doc(i: int) -> str:
+    return f"Market report {i}\n" + " ".join(SENTENCES[(i + k) % 4] for k in range(4))
+
+
+def write_jsonl(path: Path, n: int, start: int = 0) -> Path:
+    path.write_text("".join(json.dumps({"text": doc(i), "n": i}) + "\n" for i in range(start, start + n)))
+    return path
+
+
+def ids_of(rows) -> list[str]:
+    return [r["id"] for r in rows]
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_exact_user_call_rules(tmp_path, streaming, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an empty working dir must not matter (no data-file scan)
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", 12)
+    ds = datasets.load_dataset(
+        "hf_ipt/augmented", corpus=str(corpus), synthesizer="rules", streaming=streaming, split="train",
+        cache_dir=str(tmp_path / "cache"),
+    )
+    rows = list(ds)
+    assert sorted(r["doc_ids"][0] for r in rows) == sorted(f"corpus.jsonl:{i}" for i in range(12))
+    assert all(r["corpus"] == "corpus.jsonl" for r in rows)
+    assert sum(r["num_pairs"] for r in rows) > 0
+    for r in rows:  # every raw text is inside its training text
+        assert doc(int(r["id"].split(":")[1])) in r["text"]
+
+
+def test_exact_user_call_transformers_pairs_mode(tmp_path, tiny_synthesizer_dir):
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", 6)
+    ds = datasets.load_dataset(
+        "hf_ipt/augmented", corpus=str(corpus), synthesizer=str(tiny_synthesizer_dir), backend="transformers",
+        rounds=2, max_new_tokens=40, output="pairs", streaming=True, split="train", window_size=6, num_shards=1,
+    )
+    rows = list(ds)
+    assert ids_of(rows) == [f"corpus.jsonl:{i}" for i in range(6)]
+    for r in rows:
+        assert [(p["question"], p["answer"]) for p in r["pairs"]] == SYNTH_PAIRS
+    # round 1 texts (3..5) were prompted with their round-0 partner as a shot
+    assert [r["round"] for r in rows] == [0, 0, 0, 1, 1, 1]
+    assert rows[3]["shots"] == ["corpus.jsonl:0"] and rows[0]["shots"] == []
+
+
+def test_templified_transformers_non_streaming_chains(tmp_path, tiny_synthesizer_dir):
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", 4)
+    ds = load_augmented(str(corpus), synthesizer=str(tiny_synthesizer_dir), backend="transformers",
+                        max_new_tokens=40, window_size=4, num_shards=1, cache_dir=str(tmp_path / "c"))
+    assert len(ds) == 2  # two chains of two texts
+    for row in ds:
+        assert len(row["doc_ids"]) == 2 and row["num_pairs"] == 4
+        for d in row["doc_ids"]:
+            assert doc(int(d.split(":")[1])) in row["text"]
+        assert "What is reported?" in row["text"] and "Sales fell." in row["text"]
+
+
+def test_txt_and_parquet_and_glob(tmp_path):
+    (tmp_path / "a.txt").write_text(doc(1))
+    (tmp_path / "b.txt").write_text(doc(2))
+    pq.write_table(pa.table({"body": [doc(3), doc(4)]}), tmp_path / "c.parquet")
+    txt = load_augmented(str(tmp_path / "*.txt"), streaming=True)
+    assert sorted(r["id"] for r in txt) == ["a.txt", "b.txt"]
+    par = load_augmented(str(tmp_path / "c.parquet"), text_column="body", streaming=True, output="pairs")
+    assert [r["context"] for r in par] == [doc(3), doc(4)]
+
+
+def test_hub_style_dataset_repo_offline(tmp_path):
+    repo = tmp_path / "org_news"
+    (repo / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"content": [doc(i) for i in range(5)]}), repo / "data" / "train-00000.parquet")
+    pq.write_table(pa.table({"content": [doc(9)]}), repo / "data" / "test-00000.parquet")
+    (repo / "README.md").write_text(
+        "---\nconfigs:\n- config_name: business\n  data_files:\n  - split: train\n    path: data/train-*.parquet\n"
+        "  - split: test\n    path: data/test-*.parquet\n---\n# news\n"
+    )
+    ds = datasets.load_dataset("hf_ipt/augmented", corpus=str(repo), corpus_config="business", corpus_split="test",
+                               text_column="content", streaming=True, split="train", output="pairs")
+    assert [r["context"] for r in ds] == [doc(9)]
+    with pytest.raises(ValueError, match="corpus_split"):
+        list(load_augmented(str(repo), corpus_config="business", corpus_split="validation", text_column="content",
+                            streaming=True))
+
+
+def test_num_workers_and_ranks_cover_each_text_once(tmp_path):
+    import torch.utils.data
+
+    write_jsonl(tmp_path / "one.jsonl", 20)
+    write_jsonl(tmp_path / "two.jsonl", 13, start=20)
+    ds = datasets.load_dataset("hf_ipt/augmented", corpus=str(tmp_path / "*.jsonl"), streaming=True, split="train",
+                               output="pairs")
+    assert ds.num_shards == 8
+    loader = torch.utils.data.DataLoader(ds, num_workers=2, batch_size=None)
+    seen = [r["id"] for r in loader]
+    expected = sorted([f"one.jsonl:{i}" for i in range(20)] + [f"two.jsonl:{i}" for i in range(13)])
+    assert sorted(seen) == expected
+    from datasets.distributed import split_dataset_by_node
+
+    ranks = [[r["id"] for r in split_dataset_by_node(ds, rank=k, world_size=2)] for k in range(2)]
+    assert not set(ranks[0]) & set(ranks[1]) and sorted(ranks[0] + ranks[1]) == expected
+
+
+def test_bad_documents_are_counted_never_fatal(tmp_path, caplog, tiny_synthesizer_dir):
+    lines = [json.dumps({"text": doc(0)}), json.dumps({"text": ""}), json.dumps({"text": "bin\x00ary"}),
+             "{not json", json.dumps({"other": 1}), json.dumps({"text": "word " * 3000})]
+    (tmp_path / "bad.jsonl").write_bytes(("\n".join(lines) + "\n").encode() + b"\xff\xfe broken utf8\n")
+    with caplog.at_level("WARNING", logger="hf_ipt"):
+        rows = list(load_augmented(str(tmp_path / "bad.jsonl"), synthesizer=str(tiny_synthesizer_dir),
+                                   backend="transformers", max_model_len=256, max_new_tokens=40, rounds=1,
+                                   output="pairs", streaming=True, num_shards=1))
+    assert ids_of(rows) == ["bad.jsonl:0", "bad.jsonl:5"]
+    assert rows[1]["truncated"] and rows[1]["context"] == "word " * 3000  # kept whole, prompt cut
+    assert "skipped 5 documents" in caplog.text and "1 texts truncated" in caplog.text
+    for reason in ("empty", "binary", "invalid json", "no string in column", "not utf-8"):
+        assert reason in caplog.text
+
+
+def test_config_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="`corpus` is required"):
+        datasets.load_dataset("hf_ipt/augmented", streaming=True)
+    with pytest.raises(ValueError, match="`rounds` must be >= 1"):
+        load_augmented(str(write_jsonl(tmp_path / "x.jsonl", 1)), rounds=0, streaming=True)
+    with pytest.raises(ValueError, match="corpus="):
+        datasets.load_dataset("hf_ipt/augmented", data_files="x.jsonl")
+    with pytest.raises(FileNotFoundError, match="matched no file"):
+        list(load_augmented(str(tmp_path / "missing*.jsonl"), streaming=True))
+
+
+def test_cache_key_covers_settings(tmp_path):
+    corpus = str(write_jsonl(tmp_path / "x.jsonl", 2))
+    ids = {AugmentedBuilder(corpus=corpus, **kw).config_id for kw in
+           ({}, {"seed": 1}, {"rounds": 3}, {"output": "pairs"}, {"synthesizer": "m", "backend": "transformers"})}
+    assert len(ids) == 5
+    before = AugmentedBuilder(corpus=corpus).config_id
+    write_jsonl(tmp_path / "x.jsonl", 3)  # same path, new content
+    assert AugmentedBuilder(corpus=corpus).config_id != before
+
+
+def test_map_function_on_a_dataset():
+    ds = datasets.Dataset.from_dict({"text": [doc(i) for i in range(5)], "id": [f"d{i}" for i in range(5)]})
+    out = ds.map(Augmenter(SynthesisConfig(output="pairs")), batched=True, batch_size=3, remove_columns=["text", "id"])
+    assert out["id"] == [f"d{i}" for i in range(5)] and sum(len(p) for p in out["pairs"]) > 0
+    it = datasets.IterableDataset.from_generator(lambda: ({"text": doc(i)} for i in range(4)))
+    rows = list(it.map(Augmenter(), batched=True, batch_size=2, remove_columns=["text"]))
+    assert len(rows) == 4 and all(r["text"] for r in rows)
