@@ -1,0 +1,224 @@
+"""`RuleMiner`: reading-comprehension pairs mined from a raw text with patterns, no model.
+
+The model-free synthesizer. Its output has the synthesizer's shape, a list of
+``(question, answer)`` pairs per text (plus each pair's task), so templify, the builder and
+the jobs consume both alike.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
+
+from ..protocol import MARKERS, Pair
+from . import rules, word_rules
+from .config import MinerConfig
+from .keywords import FUNCTION_WORDS
+from .sentences import split_sentences
+from .templates import SUBTYPES, load_templates, task_type
+
+_MARKER = re.compile("|".join(re.escape(marker) for marker in MARKERS))
+_ENGLISH_SAMPLE_CHARS = 2000  # ~350 words: a stable ratio, and cheap on very long texts
+_MIN_ALPHABETIC_SHARE = 0.5  # ~75% of English prose tokens are pure letters; junk, tables far fewer
+
+
+class MinedPair(NamedTuple):
+    """One mined task: a question, its answer and its sub-type (``"nli.entail"``, ...)."""
+
+    question: str
+    answer: str
+    task: str
+
+
+class RuleMiner:
+    """Mine reading-comprehension tasks from raw texts (AdaptLLM-style rules, no model).
+
+    Six task types: ``nli``, ``commonsense``, ``paraphrase``, ``word2text``, ``summarize`` and
+    ``completion`` (sub-types in `SUBTYPES`). At most ``config.max_per_subtype`` pairs per
+    sub-type; pairs of one type stay together and type blocks come in a seeded random order.
+    Texts that are not English prose (other languages, binary junk, empty) give ``[]``.
+
+    Args:
+        config (`MinerConfig`, *optional*): settings; defaults to `MinerConfig()`.
+        keywords (`Iterable[str]`, *optional*): domain keywords for ``word2text.keywords``
+            tasks, e.g. from `KeywordStats.top` or `keywords_from_tokenizers`; none, no such task.
+    """
+
+    def __init__(
+        self, config: MinerConfig | None = None, keywords: Iterable[str] | None = None
+    ) -> None:
+        self.config = config or MinerConfig()
+        self.keywords = frozenset(word.lower() for word in keywords or ())
+        self._templates = load_templates()
+        self._enabled = frozenset(s for s in SUBTYPES if task_type(s) in self.config.task_types)
+
+    def mine(self, text: str, seed: int | None = None) -> list[MinedPair]:
+        """Mine one text.
+
+        Args:
+            text (`str`): a raw document; a non-string gives ``[]``.
+            seed (`int`, *optional*): seed of this text's choices (which candidates, which
+                templates, block order); defaults to ``config.seed`` mixed with a CRC32 of the text.
+
+        Returns:
+            `list[MinedPair]`: valid synthesizer pairs (non-empty, free of protocol markers).
+        """
+        if not isinstance(text, str) or not text.strip():
+            return []
+        rng = random.Random(self._seed(text, seed))
+        text = sanitize(text)
+        title, body = split_title(text, self.config)
+        if not looks_english(body, self.config.min_stopword_ratio):
+            return []
+        candidates = self._candidates(title, split_sentences(body))
+        return self._render(candidates, rng)
+
+    def mine_batch(self, texts: Sequence[str]) -> list[list[MinedPair]]:
+        """`mine` each text with its own seed; the result does not depend on the batching."""
+        return [self.mine(text) for text in texts]
+
+    def _seed(self, text: str, seed: int | None) -> int:
+        if seed is not None:
+            return seed
+        # CRC32, not hash(): the same in every process, whatever PYTHONHASHSEED is.
+        return self.config.seed * 1_000_003 ^ zlib.crc32(text.encode("utf-8", "surrogatepass"))
+
+    def _candidates(
+        self, title: str | None, sentences: list[str]
+    ) -> dict[str, list[dict[str, str]]]:
+        found: dict[str, list[dict[str, str]]] = {}
+        for candidate in self._rules(title, sentences):
+            if candidate.subtype in self._enabled:
+                found.setdefault(candidate.subtype, []).append(candidate.fields)
+        return found
+
+    def _rules(self, title: str | None, sentences: list[str]) -> Iterator[rules.Candidate]:
+        """Run only the scans that can give an enabled task type."""
+        config, types = self.config, self.config.task_types
+        if "nli" in types or "commonsense" in types or "paraphrase" in types:
+            yield from rules.connective_candidates(sentences, config)
+        if "commonsense" in types:
+            yield from rules.cause_candidates(sentences, config)
+        if "word2text" in types:
+            yield from word_rules.definition_candidates(sentences, config)
+            yield from word_rules.acronym_candidates(sentences, config)
+            yield from word_rules.topic_candidates(sentences, config)
+            yield from word_rules.keyword_candidates(sentences, self.keywords, config)
+        if "summarize" in types:
+            yield from rules.title_candidates(title, sentences, config)
+        if "completion" in types:
+            yield from rules.completion_candidates(sentences, config)
+
+    def _render(
+        self, candidates: dict[str, list[dict[str, str]]], rng: random.Random
+    ) -> list[MinedPair]:
+        blocks: dict[str, list[MinedPair]] = {}
+        for subtype in SUBTYPES:  # a fixed order keeps the draws reproducible
+            found = candidates.get(subtype)
+            if not found:
+                continue
+            if len(found) > self.config.max_per_subtype:
+                picked = sorted(rng.sample(range(len(found)), self.config.max_per_subtype))
+                found = [found[index] for index in picked]
+            pool, constants = self._templates[subtype]
+            for fields in found:
+                fields = {name: rules.clean(value) for name, value in fields.items()}
+                pair = _fill(rng.choice(pool), {**constants, **fields}, subtype)
+                if pair is not None:
+                    blocks.setdefault(task_type(subtype), []).append(pair)
+        order = list(blocks)
+        rng.shuffle(order)  # type blocks in random order, each block kept together
+        return _unique([pair for name in order for pair in blocks[name]])
+
+
+def _fill(template: tuple[str, str], fields: dict[str, str], subtype: str) -> MinedPair | None:
+    question = template[0].format(**fields).strip()
+    answer = template[1].format(**fields).strip()
+    if not question or not answer or _MARKER.search(question) or _MARKER.search(answer):
+        return None
+    return MinedPair(question, answer, subtype)
+
+
+def _unique(pairs: list[MinedPair]) -> list[MinedPair]:
+    """Drop pairs whose question (lower-cased) was already asked, as the protocol parser does."""
+    seen: set[str] = set()  # membership only
+    kept = []
+    for pair in pairs:
+        key = pair.question.lower()
+        if key not in seen:
+            seen.add(key)
+            kept.append(pair)
+    return kept
+
+
+def sanitize(text: str) -> str:
+    """Blank out protocol markers and binary debris (control characters, U+FFFD, surrogates).
+
+    A space cannot be part of a marker, so one pass leaves none behind.
+    """
+    if "<" in text:
+        text = _MARKER.sub(" ", text)
+    if rules.JUNK.search(text):
+        text = rules.JUNK.sub(" ", text)
+    return text
+
+
+def split_title(text: str, config: MinerConfig) -> tuple[str | None, str]:
+    """``(title, body)``: the first line is the title per ``config.title``; else ``(None, text)``."""
+    if config.title == "none":
+        return None, text
+    first, newline, rest = text.lstrip().partition("\n")
+    line = rules.clean(first)
+    if not newline or not line:
+        return None, text
+    if config.title == "first_line" or _looks_like_title(line, config.max_title_chars):
+        return line, rest
+    return None, text
+
+
+def _looks_like_title(line: str, max_chars: int) -> bool:
+    """A headline: short, a few words with letters, one "sentence" without a final full stop.
+
+    Its first character is free: headlines open with "$1m", "eBay" or a quote.
+    """
+    if len(line) > max_chars or not 2 <= line.count(" ") + 1 <= 25:
+        return False
+    if line.endswith((".", ",", ";", ":")) or not any(c.isalpha() for c in line):
+        return False
+    return len(split_sentences(line)) == 1
+
+
+def looks_english(text: str, min_stopword_ratio: float) -> bool:
+    """English prose: mostly alphabetic tokens, with enough common English function words.
+
+    Only the first characters are looked at, so the check costs the same on a huge text.
+    A ratio of 0 accepts every text.
+    """
+    if min_stopword_ratio <= 0:
+        return True
+    words = text[:_ENGLISH_SAMPLE_CHARS].lower().split()
+    if not words:
+        return False
+    # map() keeps both counts in C: this check runs on every text.
+    alphabetic = sum(map(str.isalpha, words)) / len(words)
+    common = sum(map(FUNCTION_WORDS.__contains__, words)) / len(words)
+    return alphabetic >= _MIN_ALPHABETIC_SHARE and common >= min_stopword_ratio
+
+
+def mine_pairs(text: str, **kwargs) -> list[Pair]:
+    """Mine `text` into protocol pairs (question and answer only) with a one-off `RuleMiner`.
+
+    Args:
+        text (`str`): the raw text.
+        kwargs: `MinerConfig` fields, plus ``keywords`` (`Iterable[str]`) for keyword tasks.
+            To mine many texts, build one `RuleMiner` instead.
+
+    Returns:
+        `list[Pair]`
+    """
+    keywords = kwargs.pop("keywords", None)
+    miner = RuleMiner(MinerConfig(**kwargs), keywords=keywords)
+    return [Pair(pair.question, pair.answer) for pair in miner.mine(text)]

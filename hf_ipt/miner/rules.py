@@ -1,0 +1,257 @@
+"""The mining rules: patterns that turn sentences into task candidates, no model.
+
+Each ``*_candidates`` function scans the body's sentences and yields `Candidate`s: a
+sub-type and the fields its templates fill in. Rules follow AdaptLLM (arXiv 2309.09530) in
+spirit but work on sentences from `split_sentences`, which lets them keep sentences with
+commas, quotes and numbers that the reference's character-class regexes drop.
+
+This module: sentence relations (NLI, cause-effect, paraphrase), title and completion, and
+the helpers the word-to-text rules (`word_rules`) share.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
+
+from .config import MinerConfig
+from .lexicon import lexicon
+
+
+class Candidate(NamedTuple):
+    """One mined task before templating: a sub-type (``"nli.entail"``) and template fields.
+
+    Field values may still hold runs of whitespace: the miner collapses them when it renders
+    the few candidates it keeps, not for every candidate found.
+    """
+
+    subtype: str
+    fields: dict[str, str]
+
+
+# Sentence-initial connective -> (sub-types it gives, whether a comma must follow it).
+# A comma is required where the bare word has other uses ("Still waters", "So far", "Yet another").
+_ENTAIL = ("nli.entail", "commonsense.effect")
+_CONTRAST = ("nli.contradict", "paraphrase.different")
+_NEUTRAL = ("nli.neutral",)
+_SIMILAR = ("paraphrase.similar",)
+CONNECTIVES: dict[str, tuple[tuple[str, ...], bool]] = {
+    **dict.fromkeys(("Therefore", "Hence", "Consequently", "Accordingly"), (_ENTAIL, False)),
+    **dict.fromkeys(
+        ("Thus", "As a result", "For this reason", "For that reason", "As such", "So"),
+        (_ENTAIL, True),
+    ),
+    **dict.fromkeys(("However", "But", "Nevertheless", "Nonetheless"), (_CONTRAST, False)),
+    **dict.fromkeys(
+        (
+            "On the contrary",
+            "In contrast",
+            "By contrast",
+            "Conversely",
+            "Yet",
+            "Still",
+            "Even so",
+            "That said",
+            "On the other hand",
+            "Whereas",
+        ),
+        (_CONTRAST, True),
+    ),
+    **dict.fromkeys(("Furthermore", "Moreover", "Additionally"), (_NEUTRAL, False)),
+    **dict.fromkeys(
+        (
+            "Also",
+            "In addition",
+            "Secondly",
+            "Besides",
+            "Meanwhile",
+            "What is more",
+            "What's more",
+            "Separately",
+            "Elsewhere",
+        ),
+        (_NEUTRAL, True),
+    ),
+    **dict.fromkeys(("Similarly", "Likewise"), (_SIMILAR, False)),
+    **dict.fromkeys(
+        (
+            "In other words",
+            "That is to say",
+            "That is",
+            "Namely",
+            "Equally",
+            "Put simply",
+            "Simply put",
+            "Put another way",
+            "To put it another way",
+        ),
+        (_SIMILAR, True),
+    ),
+}
+_ALTERNATION = "|".join(re.escape(c) for c in sorted(CONNECTIVES, key=len, reverse=True))
+_LEADING = re.compile(
+    rf"(?P<quote>[\"\u201c]?)(?P<conn>{_ALTERNATION})\b(?P<comma>\s*,)?\s+(?P<rest>\S.*)", re.DOTALL
+)
+
+_CAUSE_WORDS = r"because of|because|due to|owing to|thanks to|as a result of|on account of"
+_CAUSE_LEAD = re.compile(
+    rf"[\"\u201c]?(?P<conn>{_CAUSE_WORDS})\s+(?P<cause>[^,;]+?),\s+(?P<effect>\S.*)",
+    re.DOTALL | re.IGNORECASE,
+)
+_CAUSE_INNER = re.compile(rf"\s(?P<conn>{_CAUSE_WORDS})\s+")
+_CAUSE_BACK = re.compile(
+    r"(?:This|That|It)\s+(?:is|was|has been)\s+(?:(?:partly|largely|mainly|mostly|in part|probably)\s+)?"
+    rf"(?P<conn>{_CAUSE_WORDS})\s+(?P<cause>\S.*)",
+    re.DOTALL,
+)
+_CLAUSE_END = re.compile(r"[,;:()\"\u201c\u201d\u2014\u2013]| - ")
+# Words left dangling before "due to" / "because": "The fall was largely | due to ...".
+_LINK_WORDS = lexicon("link_words")
+# "due to" followed by a verb means "scheduled to": "the firm is due to report results".
+_SCHEDULED_VERBS = lexicon("scheduled_verbs")
+
+# Control characters, replacement characters and lone surrogates: what decoded binary leaves.
+# The miner blanks them out of the text once, so rules never see them.
+JUNK = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd\ud800-\udfff]")
+_CLOSERS = "\"'\u201d\u2019)]"
+_FINAL_CHARS = " \t\n.!?;:,\"'\u201d\u2019"
+
+
+def is_prose(sentence: str, config: MinerConfig) -> bool:
+    """A sentence of allowed length that opens like one and ends with ``.``, ``!`` or ``?``."""
+    if not config.min_sentence_chars <= len(sentence) <= config.max_sentence_chars:
+        return False
+    first = sentence[0]
+    if not (first.isupper() or first.isdigit() or first in "\"'\u201c\u2018("):
+        return False
+    return sentence.rstrip(_CLOSERS)[-1:] in (".", "!", "?")
+
+
+def clean(text: str) -> str:
+    """Collapse whitespace runs to one space."""
+    return " ".join(text.split())
+
+
+def capitalize(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def clause(text: str) -> str:
+    """A sentence piece without its final marks and trailing quote."""
+    return clean(text).rstrip(_FINAL_CHARS).lstrip("\"'\u201c\u2018 ")
+
+
+def connective_candidates(sentences: Sequence[str], config: MinerConfig) -> Iterator[Candidate]:
+    """NLI, effect-of-cause and paraphrase tasks from ``X. <Connective>, Y.`` sentence pairs."""
+    for index in range(1, len(sentences)):
+        match = _LEADING.match(sentences[index])
+        if match is None:
+            continue
+        subtypes, comma_required = CONNECTIVES[match["conn"]]
+        if comma_required and not match["comma"]:
+            continue
+        premise = sentences[index - 1]
+        hypothesis = match["quote"] + capitalize(match["rest"])
+        if (
+            not (is_prose(premise, config) and is_prose(hypothesis, config))
+            or premise == hypothesis
+        ):
+            continue
+        for subtype in subtypes:
+            yield Candidate(subtype, _pair_fields(subtype, premise, hypothesis, match["conn"]))
+
+
+def _pair_fields(subtype: str, first: str, second: str, connective: str) -> dict[str, str]:
+    if subtype.startswith("nli."):
+        return {"premise": first, "hypothesis": second, "connective": connective}
+    if subtype == "commonsense.effect":
+        return {"cause": first, "effect": second, "connective": connective}
+    if subtype == "paraphrase.similar":
+        return {"sentence": first, "paraphrase": second, "connective": connective}
+    return {"sentence": first, "contrast": second, "connective": connective}
+
+
+def cause_candidates(sentences: Sequence[str], config: MinerConfig) -> Iterator[Candidate]:
+    """Cause-of-effect tasks: ``Y because X``, ``Because X, Y`` and ``Y. This is because X.``"""
+    for index, sentence in enumerate(sentences):
+        if len(sentence) > config.max_sentence_chars or not _has_cause_word(sentence):
+            continue
+        found = _cause_in(sentence, sentences[index - 1] if index else "", config)
+        if found is not None:
+            effect, cause, connective = found
+            if min(len(effect), len(cause)) >= config.min_clause_chars:
+                yield Candidate(
+                    "commonsense.cause",
+                    {
+                        "effect": effect,
+                        "cause": capitalize(cause),
+                        "connective": connective.lower(),
+                    },
+                )
+
+
+def _has_cause_word(sentence: str) -> bool:
+    # Plain substring tests, either case of the first letter: ~10x faster than a regex alternation.
+    return (
+        "ecause" in sentence
+        or "ue to" in sentence
+        or "wing to" in sentence
+        or "hanks to" in sentence
+        or "ccount of" in sentence
+        or "esult of" in sentence
+    )
+
+
+def _cause_in(sentence: str, previous: str, config: MinerConfig) -> tuple[str, str, str] | None:
+    """(effect, cause, connective) of one sentence, or None."""
+    if (back := _CAUSE_BACK.match(sentence)) and is_prose(previous, config):
+        return _checked(clause(previous), back["cause"], back["conn"])
+    if lead := _CAUSE_LEAD.match(sentence):
+        return _checked(capitalize(clause(lead["effect"])), lead["cause"], lead["conn"])
+    if inner := _CAUSE_INNER.search(sentence):
+        effect = _drop_link_words(sentence[: inner.start()].rstrip(" ,"))
+        return _checked(capitalize(clause(effect)), sentence[inner.end() :], inner["conn"])
+    return None
+
+
+def _drop_link_words(text: str) -> str:
+    words = text.split()
+    while words and words[-1].lower() in _LINK_WORDS:
+        words.pop()
+    return " ".join(words)
+
+
+def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] | None:
+    if (lead := _LEADING.match(effect)) and lead["comma"]:
+        effect = capitalize(lead["rest"])  # "However, X fell" -> "X fell"
+    cause = clause(_CLAUSE_END.split(cause, 1)[0])
+    if connective.lower() == "due to" and cause.split(" ", 1)[0] in _SCHEDULED_VERBS:
+        return None
+    return effect, cause, connective
+
+
+def title_candidates(
+    title: str | None, sentences: Sequence[str], config: MinerConfig
+) -> Iterator[Candidate]:
+    """Title-from-text and opening-from-title tasks (the text's title is known)."""
+    if not title:
+        return
+    yield Candidate("summarize.title", {"title": title})
+    opening: list[str] = []
+    for sentence in sentences[:2]:
+        if not is_prose(sentence, config) or sum(map(len, opening)) + len(sentence) > 400:
+            break
+        opening.append(sentence)
+    if opening:
+        yield Candidate("summarize.article", {"title": title, "opening": " ".join(opening)})
+
+
+def completion_candidates(sentences: Sequence[str], config: MinerConfig) -> Iterator[Candidate]:
+    """Continuation tasks: every point between two adjacent prose sentences."""
+    previous_ok = False
+    for index, sentence in enumerate(sentences):
+        ok = is_prose(sentence, config)
+        if ok and previous_ok and sentence != sentences[index - 1]:
+            yield Candidate("completion", {"before": sentences[index - 1], "after": sentence})
+        previous_ok = ok

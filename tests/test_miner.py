@@ -1,0 +1,638 @@
+"""The rule-based reading-comprehension miner (`hf_ipt.miner`): splitter, rules, robustness."""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hf_ipt.miner import (
+    SUBTYPES,
+    KeywordStats,
+    MinedPair,
+    MinerConfig,
+    RuleMiner,
+    keywords_from_tokenizers,
+    mine_pairs,
+    split_sentences,
+)
+from hf_ipt.miner.templates import load_templates
+from hf_ipt.protocol import MARKERS, Pair
+
+# Hand-written test article (not from any corpus): a headline, then prose that triggers rules.
+ARTICLE = """Oil price rise hits airline profits
+
+Airlines around the world reported sharply lower profits in the third quarter of the year. \
+The industry body said jet fuel now accounts for almost a third of all operating costs. \
+Therefore, several carriers have started to add fuel surcharges to their ticket prices.
+
+Passenger numbers rose by 3.5% to 1.13bn in the U.S. during the same period, analysts said. \
+However, the extra travellers did little to offset the higher cost of running the fleets.
+
+Profits at the largest carrier fell because demand for business travel weakened in Europe. \
+The Organisation of Petroleum Exporting Countries (Opec) said it would raise output next month. \
+A fuel hedge is defined as a contract that fixes the price an airline pays for future fuel. \
+Moreover, the strong dollar has made imported aircraft parts more expensive for many airlines.
+"""
+
+DOMAIN_KEYWORDS = ["airline", "airlines", "carriers", "fuel", "surcharges", "ticket", "fleets"]
+
+
+def mined(text: str, keywords=None, **config) -> dict[str, list[MinedPair]]:
+    """All pairs per sub-type, with a cap high enough that no candidate is dropped.
+
+    The English-prose check is off so that a negative case is rejected by its rule, never by
+    the check (which `test_junk_gives_no_pairs` covers).
+    """
+    config.setdefault("max_per_subtype", 50)
+    config.setdefault("min_stopword_ratio", 0.0)
+    by_task: dict[str, list[MinedPair]] = {}
+    for pair in RuleMiner(MinerConfig(**config), keywords=keywords).mine(text):
+        by_task.setdefault(pair.task, []).append(pair)
+    return by_task
+
+
+def body(*sentences: str) -> str:
+    """A text without a title line (its first line ends with a full stop)."""
+    return " ".join(sentences)
+
+
+def assert_valid(pairs: list) -> None:
+    for question, answer, *_ in pairs:
+        assert question.strip() and answer.strip()
+        assert not any(marker in question or marker in answer for marker in MARKERS)
+    questions = [pair[0].lower() for pair in pairs]
+    assert len(questions) == len(set(questions))
+
+
+# -- sentence splitter -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Profits jumped 76% to $1.13bn (£600m). Sales rose 3.5% to $11.1bn.",
+            ["Profits jumped 76% to $1.13bn (£600m).", "Sales rose 3.5% to $11.1bn."],
+        ),
+        (
+            "Mr. Smith met Dr. Jones at 3 p.m. on Friday. They agreed.",
+            ["Mr. Smith met Dr. Jones at 3 p.m. on Friday.", "They agreed."],
+        ),
+        (
+            "Sales in the U.S. economy rose. Prices in the U.S. The firm agreed.",
+            ["Sales in the U.S. economy rose.", "Prices in the U.S.", "The firm agreed."],
+        ),
+        (
+            "Costs, e.g. Fuel and staff, rose. See No. 5 for details. The answer is no. Then he left.",
+            [
+                "Costs, e.g. Fuel and staff, rose.",
+                "See No. 5 for details.",
+                "The answer is no.",
+                "Then he left.",
+            ],
+        ),
+        ("J. K. Rowling wrote it. It sold well.", ["J. K. Rowling wrote it.", "It sold well."]),
+        (
+            'He said: "Sales rose." The firm agreed. "We are pleased," he added.',
+            ['He said: "Sales rose."', "The firm agreed.", '"We are pleased," he added.'],
+        ),
+        (
+            "Wait... What happened? Nobody knows! Fine.",
+            ["Wait...", "What happened?", "Nobody knows!", "Fine."],
+        ),
+        (
+            "Apple Inc. is big. Apple Inc. The firm grew.",
+            ["Apple Inc. is big.", "Apple Inc.", "The firm grew."],
+        ),
+    ],
+)
+def test_splitter_abbreviations_decimals_quotes(text: str, expected: list[str]) -> None:
+    assert split_sentences(text) == expected
+
+
+def test_splitter_lines_headlines_lists_and_wraps() -> None:
+    text = "Ad sales boost profit\n\n1. First item\n2. Second item\nThis line is hard\nwrapped here. Done."
+    assert split_sentences(text) == [
+        "Ad sales boost profit",
+        "1. First item",
+        "2. Second item",
+        "This line is hard wrapped here.",
+        "Done.",
+    ]
+
+
+def test_splitter_degenerate_input() -> None:
+    assert split_sentences("") == []
+    assert split_sentences(" \n\n ") == []
+    assert split_sentences("x") == ["x"]
+    giant = "a." * 100_000  # one 200k-character "word": no whitespace, so no boundary
+    assert split_sentences(giant) == [giant]
+
+
+# -- every sub-type, positive and negative -----------------------------------------------------
+
+LONG_A = "The company reported a sharp fall in quarterly profits across its main markets."
+LONG_B = "the board decided to cut the dividend for the first time in a decade."
+
+
+@pytest.mark.parametrize(
+    ("connective", "subtypes"),
+    [
+        ("Therefore,", {"nli.entail", "commonsense.effect"}),
+        ("Consequently", {"nli.entail", "commonsense.effect"}),
+        ("However,", {"nli.contradict", "paraphrase.different"}),
+        ("But", {"nli.contradict", "paraphrase.different"}),
+        ("Moreover,", {"nli.neutral"}),
+        ("In addition,", {"nli.neutral"}),
+        ("In other words,", {"paraphrase.similar"}),
+        ("Similarly,", {"paraphrase.similar"}),
+    ],
+)
+def test_connective_rules_positive(connective: str, subtypes: set[str]) -> None:
+    found = mined(
+        body(LONG_A, f"{connective} {LONG_B}"), task_types=["nli", "commonsense", "paraphrase"]
+    )
+    assert set(found) == subtypes
+    for subtype in subtypes:
+        (pair,) = found[subtype]
+        assert "The board decided to cut the dividend" in pair.question + pair.answer
+        assert LONG_A in pair.question + pair.answer
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        f"Thus far, {LONG_B}",  # "Thus" needs its comma: "Thus far" is not a conclusion
+        f"So far, {LONG_B}",
+        f"Still waters run deep and {LONG_B}",
+        f"Also on the agenda, {LONG_B}",
+        f"In other news, {LONG_B}",
+        f"Butter prices rose, and {LONG_B}",  # "But" must be a whole word
+        f"The analysts said, however, that {LONG_B}",  # not sentence-initial
+        "However, it fell.",  # hypothesis shorter than min_sentence_chars
+    ],
+)
+def test_connective_rules_negative(second: str) -> None:
+    assert mined(body(LONG_A, second), task_types=["nli", "commonsense", "paraphrase"]) == {}
+
+
+def test_connective_needs_a_prose_premise() -> None:
+    text = "Quarterly results\n\nTable 1\nHowever, the board decided to cut the dividend for the first time."
+    assert mined(text, task_types=["nli"]) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "effect", "cause"),
+    [
+        (
+            "Profits at the largest carrier fell because demand for business travel weakened in Europe.",
+            "Profits at the largest carrier fell",
+            "Demand for business travel weakened in Europe",
+        ),
+        (
+            "Because of the long strike at the plant, output fell sharply in the second quarter.",
+            "Output fell sharply in the second quarter",
+            "The long strike at the plant",
+        ),
+        (
+            "The drop in sales was largely due to higher oil prices, the firm said.",
+            "The drop in sales",
+            "Higher oil prices",
+        ),
+        (
+            "However, the refinery in Houston was closed for a week due to mechanical problems.",
+            "The refinery in Houston was closed for a week",  # the connective is not the effect
+            "Mechanical problems",
+        ),
+        (
+            (
+                "Airline profits fell sharply in the third quarter of the year across Europe. "
+                "This was due to the rising cost of jet fuel."
+            ),
+            "Airline profits fell sharply in the third quarter of the year across Europe",
+            "The rising cost of jet fuel",
+        ),
+    ],
+)
+def test_cause_rule_positive(text: str, effect: str, cause: str) -> None:
+    (pair,) = mined(text, task_types=["commonsense"])["commonsense.cause"]
+    assert pair.answer == cause
+    assert effect in pair.question
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The company is due to report its full-year results to investors next week.",
+        "Sales fell because of it.",  # cause shorter than min_clause_chars
+        "The firm said demand for its products remained strong in all of its markets.",
+    ],
+)
+def test_cause_rule_negative(text: str) -> None:
+    assert "commonsense.cause" not in mined(text, task_types=["commonsense"])
+
+
+@pytest.mark.parametrize(
+    ("sentence", "term", "definition"),
+    [
+        (
+            "A fuel hedge is defined as a contract that fixes the price of future fuel.",
+            "fuel hedge",
+            "A contract that fixes the price of future fuel",
+        ),
+        (
+            "GDP stands for gross domestic product, the value of all output.",
+            "GDP",
+            "Gross domestic product",
+        ),
+        (
+            "The term stagflation refers to high inflation combined with stagnant growth.",
+            "stagflation",
+            "High inflation combined with stagnant growth",
+        ),
+    ],
+)
+def test_definition_rule_positive(sentence: str, term: str, definition: str) -> None:
+    (pair,) = mined(sentence, task_types=["word2text"])["word2text.definition"]
+    assert term in pair.question + pair.answer
+    assert definition in pair.question + pair.answer
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "This is defined as a contract that fixes the price of future fuel.",  # pronoun term
+        "Labour stands for fairness and opportunity for every worker.",  # a value, not an acronym
+        "The report refers to sales in the third quarter of last year.",  # no "the term"
+        "Success is defined as growth.",  # definition too short
+        '"The success of our key products means we can look forward to 2005," he said.',
+    ],
+)
+def test_definition_rule_negative(sentence: str) -> None:
+    assert "word2text.definition" not in mined(sentence, task_types=["word2text"])
+
+
+@pytest.mark.parametrize(
+    ("sentence", "acronym", "expansion"),
+    [
+        (
+            "The Organisation of Petroleum Exporting Countries (Opec) met.",
+            "Opec",
+            "Organisation of Petroleum Exporting Countries",
+        ),
+        (
+            "The US Securities and Exchange Commission (SEC) said so.",
+            "SEC",
+            "Securities and Exchange Commission",
+        ),
+        ("The Department of Defense (DoD) agreed.", "DoD", "Department of Defense"),
+        ("Sales of sports utility vehicles (SUVs) rose.", "SUVs", "sports utility vehicles"),
+    ],
+)
+def test_acronym_rule_positive(sentence: str, acronym: str, expansion: str) -> None:
+    (pair,) = mined(sentence, task_types=["word2text"])["word2text.acronym"]
+    assert pair.answer in (acronym, expansion)
+    assert (expansion if pair.answer == acronym else acronym) in pair.question
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "The chief executive spoke today (Reuters) to the press.",
+        "The Federal Reserve (Fed) held rates.",
+        "Prices (X) rose.",
+    ],
+)
+def test_acronym_rule_negative(sentence: str) -> None:
+    assert "word2text.acronym" not in mined(sentence, task_types=["word2text"])
+
+
+@pytest.mark.parametrize(
+    ("sentence", "topic"),
+    [
+        ("The new film is about a boy who learns to fly.", "A boy who learns to fly"),
+        ("The dispute was mainly about pensions.", "Pensions"),
+        ("The book's topic is the history of money.", "The history of money"),
+    ],
+)
+def test_topic_rule_positive(sentence: str, topic: str) -> None:
+    (pair,) = mined(sentence, task_types=["word2text"])["word2text.topic"]
+    assert pair.answer == topic
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "The deal is about $5bn in total.",
+        "The firm is about to announce a deal.",
+        "It is about time the board acted.",
+        "The cut is about a third of the budget.",
+        "The two sides held talks about a merger.",
+        "Analysts said the rise was about confidence.",
+    ],
+)
+def test_topic_rule_negative(sentence: str) -> None:
+    assert "word2text.topic" not in mined(sentence, task_types=["word2text"])
+
+
+def test_keyword_rule_positive_and_negative() -> None:
+    sentence = (
+        "Several carriers have started to add fuel surcharges to their ticket prices this year."
+    )
+    (pair,) = mined(
+        sentence, keywords=DOMAIN_KEYWORDS, task_types=["word2text"], domain="aviation"
+    )["word2text.keywords"]
+    assert "carriers, fuel, surcharges, ticket" in pair.question + pair.answer
+    assert sentence in pair.question + pair.answer
+    assert "aviation" in pair.question
+    assert mined(sentence, task_types=["word2text"]) == {}  # no keywords given
+    assert mined(sentence, keywords=["fuel", "ticket"], task_types=["word2text"]) == {}  # only 2
+
+
+def test_title_and_completion_positive() -> None:
+    found = mined(ARTICLE, task_types=["summarize", "completion"])
+    (title,) = found["summarize.title"]
+    assert title.answer == "Oil price rise hits airline profits"
+    (article,) = found["summarize.article"]
+    assert "Oil price rise hits airline profits" in article.question
+    assert article.answer.startswith("Airlines around the world reported")
+    assert len(found["completion"]) == 8  # every boundary between two adjacent prose sentences
+    assert all(pair.question != pair.answer for pair in found["completion"])
+
+
+@pytest.mark.parametrize(
+    ("text", "config"),
+    [
+        (f"{LONG_A}\n{LONG_A} {LONG_A}", {}),  # first line is a sentence, not a headline
+        (f"Oil price rise hits airline profits\n{LONG_A}", {"title": "none"}),
+        (f"{'word ' * 60}\n{LONG_A}", {}),  # too long for a headline
+    ],
+)
+def test_title_negative(text: str, config: dict) -> None:
+    assert mined(text, task_types=["summarize"], **config) == {}  # neither title nor article
+
+
+def test_title_may_open_with_a_symbol() -> None:
+    text = f"$1m payoff for former Shell boss\n\n{LONG_A}"
+    (pair,) = mined(text, task_types=["summarize"])["summarize.title"]
+    assert pair.answer == "$1m payoff for former Shell boss"
+
+
+def test_title_first_line_mode_takes_any_first_line() -> None:
+    text = f"{LONG_A}\n{LONG_A}"
+    (pair,) = mined(text, task_types=["summarize"], title="first_line")["summarize.title"]
+    assert pair.answer == LONG_A
+
+
+def test_completion_negative() -> None:
+    assert mined(LONG_A, task_types=["completion"]) == {}
+    assert mined("Short one. Short two. Short three.", task_types=["completion"]) == {}
+
+
+# -- the whole miner ---------------------------------------------------------------------------
+
+
+def test_article_mines_every_task_type_with_valid_pairs() -> None:
+    pairs = RuleMiner(keywords=DOMAIN_KEYWORDS).mine(ARTICLE)
+    assert {pair.task.split(".")[0] for pair in pairs} == {
+        "nli",
+        "commonsense",
+        "paraphrase",
+        "word2text",
+        "summarize",
+        "completion",
+    }
+    assert_valid(pairs)
+
+
+def test_cap_per_subtype_and_type_blocks_kept_together() -> None:
+    pairs = RuleMiner(MinerConfig(max_per_subtype=1)).mine(ARTICLE)
+    assert max(Counter(pair.task for pair in pairs).values()) == 1
+    types = [pair.task.split(".")[0] for pair in pairs]
+    blocks = [name for index, name in enumerate(types) if index == 0 or types[index - 1] != name]
+    assert len(blocks) == len(set(blocks))
+
+
+def test_task_types_restricts_output() -> None:
+    pairs = RuleMiner(MinerConfig(task_types=["nli"])).mine(ARTICLE)
+    assert pairs and {pair.task.split(".")[0] for pair in pairs} == {"nli"}
+
+
+def test_mine_pairs_returns_protocol_pairs() -> None:
+    pairs = mine_pairs(ARTICLE, keywords=DOMAIN_KEYWORDS, max_per_subtype=1, seed=3)
+    assert pairs and all(type(pair) is Pair for pair in pairs)
+    expected = RuleMiner(MinerConfig(max_per_subtype=1, seed=3), keywords=DOMAIN_KEYWORDS).mine(
+        ARTICLE
+    )
+    assert pairs == [Pair(q, a) for q, a, _ in expected]
+    with pytest.raises(TypeError, match="not_a_field"):
+        mine_pairs(ARTICLE, not_a_field=1)
+
+
+def test_markers_in_text_never_reach_pairs() -> None:
+    poisoned = ARTICLE.replace("Therefore,", "<QUE> Therefore, </END>").replace(
+        "third", "<s>third</s>"
+    )
+    poisoned = poisoned.replace("Airlines around", "<ANS> <CON> Airlines </CON> around")
+    pairs = RuleMiner().mine(poisoned)
+    assert pairs
+    assert_valid(pairs)
+
+
+# -- junk --------------------------------------------------------------------------------------
+
+JUNK = [
+    "",
+    "a",
+    " ",
+    "\n\n\n",
+    bytes(range(256)).decode("latin-1") * 20,
+    os.urandom(4000).decode("utf-8", "replace"),
+    os.urandom(4000).decode("utf-8", "surrogateescape"),
+    (
+        "Der Vorstand hat beschlossen, die Dividende deutlich zu erhöhen. Außerdem wurde ein neuer "
+        "Geschäftsführer ernannt, der das Unternehmen leiten soll.\nDie Aktionäre waren zufrieden."
+    ),
+    "公司的利润在第三季度大幅增长。但是，欧洲的销售额下降了。因此，股价下跌。",
+    "1,234 5,678 9,012\n3,456 7,890 1,234\n" * 50,
+    "A" * 200_000,
+    "<s> <CON> x </CON> <QUE> q <ANS> a </END> </s>",
+]
+
+
+@pytest.mark.parametrize("text", JUNK, ids=range(len(JUNK)))
+def test_junk_gives_no_pairs(text: str) -> None:
+    assert RuleMiner().mine(text) == []
+    assert mine_pairs(text) == []
+
+
+def test_non_string_gives_no_pairs() -> None:
+    assert RuleMiner().mine(None) == []  # type: ignore[arg-type]
+    assert RuleMiner().mine(b"Bytes are not text.") == []  # type: ignore[arg-type]
+
+
+def test_very_long_document_is_capped_per_subtype() -> None:
+    text = "Airline profits report\n\n" + (ARTICLE.split("\n\n", 1)[1] + "\n\n") * 250
+    assert len(text) > 200_000
+    pairs = RuleMiner().mine(text)
+    assert 10 <= len(pairs) <= 2 * len(SUBTYPES)
+    assert_valid(pairs)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.text(
+        alphabet=st.characters(codec="utf-8") | st.sampled_from(list(string.printable)),
+        max_size=400,
+    )
+)
+def test_any_text_gives_valid_pairs_and_never_raises(text: str) -> None:
+    assert_valid(RuleMiner(MinerConfig(min_stopword_ratio=0.0, min_sentence_chars=5)).mine(text))
+
+
+# -- determinism -------------------------------------------------------------------------------
+
+
+def test_same_seed_same_pairs_and_seeds_vary_choices() -> None:
+    miner = RuleMiner()
+    assert miner.mine(ARTICLE, seed=7) == miner.mine(ARTICLE, seed=7)
+    assert miner.mine(ARTICLE) == miner.mine(ARTICLE)
+    assert len({tuple(miner.mine(ARTICLE, seed=seed)) for seed in range(6)}) > 1
+    assert miner.mine_batch([ARTICLE, LONG_A]) == [miner.mine(ARTICLE), miner.mine(LONG_A)]
+
+
+def test_deterministic_across_processes() -> None:
+    script = (
+        "import json, sys; from hf_ipt.miner import RuleMiner; "
+        "print(json.dumps(RuleMiner(keywords=json.loads(sys.argv[2])).mine(sys.argv[1])))"
+    )
+    command = [sys.executable, "-c", script, ARTICLE, json.dumps(DOMAIN_KEYWORDS)]
+    runs = [  # started together: each pays the package import once, in parallel
+        subprocess.Popen(
+            command, env={**os.environ, "PYTHONHASHSEED": seed}, stdout=subprocess.PIPE, text=True
+        )
+        for seed in ("1", "2")
+    ]
+    outputs = [run.communicate(timeout=600)[0] for run in runs]  # a hang guard, not a timing test
+    assert [run.returncode for run in runs] == [0, 0]
+    assert outputs[0] == outputs[1]
+    assert json.loads(outputs[0]) == [
+        list(p) for p in RuleMiner(keywords=DOMAIN_KEYWORDS).mine(ARTICLE)
+    ]
+
+
+# -- config, templates, keywords ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("min_sentence_chars", 0),
+        ("max_per_subtype", 0),
+        ("max_sentence_chars", 10),
+        ("title", "sometimes"),
+        ("min_stopword_ratio", 1.5),
+        ("task_types", ["nli", "poetry"]),
+        ("task_types", []),
+        ("domain", " "),
+    ],
+)
+def test_config_errors_name_the_field(field: str, value) -> None:
+    with pytest.raises(ValueError, match=f"MinerConfig.{field}"):
+        MinerConfig(**{field: value})
+
+
+def test_every_template_renders_with_its_subtype_fields() -> None:
+    fields = {
+        "nli": ["premise", "hypothesis", "connective"],
+        "commonsense.effect": ["cause", "effect", "connective"],
+        "commonsense.cause": ["effect", "cause", "connective"],
+        "paraphrase.similar": ["sentence", "paraphrase", "connective"],
+        "paraphrase.different": ["sentence", "contrast", "connective"],
+        "word2text.definition": ["term", "definition"],
+        "word2text.acronym": ["acronym", "expansion"],
+        "word2text.topic": ["subject", "topic"],
+        "word2text.keywords": ["keywords", "sentence", "domain"],
+        "summarize.title": ["title"],
+        "summarize.article": ["title", "opening"],
+        "completion": ["before", "after"],
+    }
+    for subtype, (pool, constants) in load_templates().items():
+        names = fields.get(subtype) or fields[subtype.split(".")[0]]
+        assert len(pool) >= 5, subtype
+        values = {**constants, **{name: f"<{name}>" for name in names}}
+        for question, answer in pool:
+            rendered = question.format(**values) + answer.format(**values)
+            assert "{" not in rendered
+            assert question.count("\nOptions:\n") <= 1
+
+
+def test_keyword_stats_streaming_merge_and_ranking() -> None:
+    domain_docs = [
+        "Stagflation worries rose as bondholders sold gilts.",
+        "Bondholders fear stagflation and weak gilts.",
+        "Stagflation hit bondholders; gilts fell and the market slid.",
+        "The market was quiet as the weather stayed warm.",
+    ]
+    general_docs = ["The market square was busy.", "Warm weather and a quiet market."] * 3
+    domain, general = KeywordStats(), KeywordStats()
+    for text in domain_docs:
+        domain.update(text)
+    for text in general_docs:
+        general.update(text)
+    top = domain.top(3, general=general, max_df_ratio=1.0)
+    assert top == ["bondholders", "gilts", "stagflation"]  # equal scores: alphabetical
+    assert "market" not in domain.top(10, general=general, max_df_ratio=1.0)
+    assert domain.top(5, long_word_chars=10, max_df_ratio=1.0) == ["bondholders", "stagflation"]
+    halves = KeywordStats(), KeywordStats()
+    for index, text in enumerate(domain_docs):
+        halves[index % 2].update(text)
+    merged = halves[0].merge(halves[1])
+    assert (merged.num_docs, merged.doc_freq) == (domain.num_docs, domain.doc_freq)
+    assert KeywordStats().top(5) == []
+    with pytest.raises(ValueError, match="KeywordStats.min_chars"):
+        KeywordStats(min_chars=0)
+
+
+def test_keywords_from_a_tokenizer_pair() -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    def train(text: str) -> Tokenizer:
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        tokenizer.train_from_iterator([text] * 50, trainers.BpeTrainer(vocab_size=400))
+        return tokenizer
+
+    domain = train("the stagflation and the bondholders and the government " * 5)
+    general = train("the government and the people and the weather " * 5)
+    keywords = keywords_from_tokenizers(domain, general, min_chars=10)
+    assert "stagflation" in keywords and "bondholders" in keywords
+    assert "government" not in keywords  # a whole word in the general vocabulary too
+    assert keywords_from_tokenizers(
+        ["\u2581stagflation", "\u2581the"], ["\u2581the"], min_chars=5
+    ) == ["stagflation"]
+
+
+# -- the pairs flow through templify into training text ---------------------------------------
+
+
+def test_mined_pairs_flow_through_templify() -> None:
+    from hf_ipt.templify import templify
+
+    pairs = mine_pairs(ARTICLE, keywords=DOMAIN_KEYWORDS)
+    assert pairs
+    (training_text,) = templify([(ARTICLE, pairs)], seed=0)
+    assert "Airlines around the world reported" in training_text
+    answers = [
+        answer for _, answer in pairs if answer not in ("Yes", "No", "It is not possible to tell")
+    ]
+    assert all(answer in training_text for answer in answers)
+    assert not any(marker in training_text for marker in ("<QUE>", "<ANS>", "</END>", "<CON>"))
