@@ -1,0 +1,134 @@
+"""`EvalCallback`: run domain tasks during training and log them like the trainer's own metrics.
+
+Usage:
+```python
+trainer = Trainer(model=model, args=args, train_dataset=train_dataset)
+trainer.add_callback(EvalCallback("finance", tokenizer, eval_steps=500, max_examples=200, trainer=trainer))
+trainer.train()
+```
+
+A `TrainerCallback` is not handed the trainer, and `Trainer.log` is the one call that reaches
+every `report_to` integration (they are callbacks fed by its `on_log` event) and the
+`log_history` saved in ``trainer_state.json``. So, as TRL's callbacks do, the callback takes the
+trainer; without it the scores still go to ``state.log_history`` and the results file, and a
+warning says that `report_to` did not see them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from .harness import Results, average_score, evaluate
+from .tasks import load_tasks
+
+logger = logging.getLogger(__name__)
+
+# Not `eval_results.json`: `Trainer.save_metrics("eval", ...)` writes that name.
+RESULTS_FILENAME = "domain_eval_results.json"
+
+
+def flatten_results(results: Results, prefix: str = "eval") -> dict[str, float]:
+    """``{"eval_FPB_weighted_f1": ..., "eval_domain_average": ...}`` for `Trainer.log`."""
+    logs = {
+        f"{prefix}_{task}_{m}": v for task, scores in results.items() for m, v in scores.items()
+    }
+    logs[f"{prefix}_domain_average"] = average_score(results)
+    return logs
+
+
+class EvalCallback(TrainerCallback):
+    """Evaluate domain tasks at each evaluation (or every `eval_steps`) and at train end.
+
+    Args:
+        tasks: ``"finance"``, ``"medicine"``, ``"finance/FPB,finance/NER"``, a path to task
+            files, or a list of `Task` objects (see `load_tasks`). Loaded once, up front.
+        tokenizer (`PreTrainedTokenizerBase`): the model's tokenizer.
+        eval_steps (`int`, *optional*): evaluate every `eval_steps` optimizer steps; when None,
+            evaluate whenever the trainer evaluates (`on_evaluate`). Always at train end.
+        batch_size (`int`, *optional*, defaults to 8): sequences per forward pass.
+        max_examples (`int`, *optional*): first examples of each task only (keeps it quick).
+        trainer (`Trainer`, *optional*): the trainer, whose `log` carries the scores to
+            `report_to` (see the module docstring).
+        add_bos (`bool`, *optional*): prepend BOS; None follows `default_add_bos`.
+        data_dir (`str`, *optional*): local copy of the AdaptLLM task repos.
+    """
+
+    def __init__(
+        self,
+        tasks: Any,
+        tokenizer: Any,
+        eval_steps: int | None = None,
+        batch_size: int = 8,
+        max_examples: int | None = None,
+        *,
+        trainer: Any = None,
+        add_bos: bool | None = None,
+        data_dir: str | os.PathLike | None = None,
+    ) -> None:
+        if eval_steps is not None and eval_steps < 1:
+            raise ValueError(f"`eval_steps` must be >= 1 or None, got {eval_steps} (EvalCallback)")
+        self.tasks = load_tasks(tasks, data_dir=data_dir, max_examples=max_examples)
+        self.tokenizer = tokenizer
+        self.eval_steps = eval_steps
+        self.batch_size = batch_size
+        self.trainer = trainer
+        self.add_bos = add_bos
+        self.history: list[dict[str, Any]] = []
+        self._last_step: int | None = None
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.eval_steps is not None and state.global_step % self.eval_steps == 0:
+            self._run(args, state, model)
+
+    def on_evaluate(self, args, state, control, model=None, **kwargs):
+        if self.eval_steps is None:
+            self._run(args, state, model)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self._run(args, state, model)
+
+    def _run(self, args, state, model) -> None:
+        if self._last_step == state.global_step or not state.is_world_process_zero:
+            return
+        self._last_step = state.global_step
+        results = evaluate(
+            model,
+            self.tokenizer,
+            self.tasks,
+            batch_size=self.batch_size,
+            add_bos=self.add_bos,
+            progress=not args.disable_tqdm,
+        )
+        self._log(state, flatten_results(results))
+        self.history.append({"step": state.global_step, "results": results})
+        self._write(Path(args.output_dir), state.global_step, results)
+
+    def _log(self, state, logs: dict[str, float]) -> None:
+        if self.trainer is not None:
+            self.trainer.log(logs)  # -> log_history and every report_to integration
+            return
+        state.log_history.append({**logs, "step": state.global_step})
+        if len(self.history) == 0:
+            logger.warning(
+                "EvalCallback has no `trainer`: its scores go to log_history and %s but not to "
+                "`report_to`; pass EvalCallback(..., trainer=trainer)",
+                RESULTS_FILENAME,
+            )
+
+    def _write(self, output_dir: Path, step: int, results: Results) -> None:
+        """Latest results + history, for the model card (`results_to_markdown`)."""
+        output_dir.mkdir(parents=True, exist_ok=True)
+        record = {
+            "global_step": step,
+            "results": results,
+            "average": average_score(results),
+            "history": self.history,
+        }
+        path = output_dir / RESULTS_FILENAME
+        path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

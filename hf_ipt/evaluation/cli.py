@@ -1,0 +1,156 @@
+"""`hf-ipt eval`: score a checkpoint on the paper's domain tasks (and, optionally, general ones).
+
+Usage:
+```bash
+hf-ipt eval --model instruction-pretrain/finance-Llama3-8B --tasks finance --output_dir results/
+hf-ipt eval --model ./my-checkpoint --tasks medicine --data_dir ./medicine-tasks --max_examples 100
+hf-ipt eval --model ./my-checkpoint --tasks finance/FPB,finance/ConvFinQA --batch_size 16
+hf-ipt eval --model ./my-checkpoint --tasks general   # lm-evaluation-harness (pip install lm-eval)
+```
+`--tasks` takes a task set (``finance``, ``medicine``), one paper task (``finance/FPB``), a
+task file or folder, ``general`` (ARC, BoolQ, SIQA, WinoGrande, PIQA, OBQA, HellaSwag, MMLU
+through lm-evaluation-harness), or several of these separated by commas. Scores are percents.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+GENERAL = "general"
+
+
+@dataclass
+class EvalScriptArguments:
+    """Arguments of `hf-ipt eval`."""
+
+    model_name_or_path: str = field(
+        metadata={"help": "Checkpoint folder or Hub id (safetensors).", "aliases": ["--model"]}
+    )
+    tasks: str = field(
+        default="finance",
+        metadata={
+            "help": "'finance', 'medicine', 'finance/FPB', 'general', a task file or folder; "
+            "comma-separated for several."
+        },
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Where to write results.json and results.md."}
+    )
+    batch_size: int = field(default=8, metadata={"help": "Sequences per forward pass."})
+    max_examples: int | None = field(
+        default=None, metadata={"help": "Evaluate only the first N examples of each task."}
+    )
+    device: str | None = field(
+        default=None, metadata={"help": "torch device; defaults to cuda when available, else cpu."}
+    )
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "Model dtype: auto (as saved), bfloat16, float16, float32."},
+    )
+    add_bos: Literal["auto", "yes", "no"] = field(
+        default="auto",
+        metadata={
+            "help": "Prepend BOS: 'auto' = the paper's choice for the model family (with BOS for "
+            "instruction-pretrain/Llama tokenizers, none for AdaptLLM v1 and tokenizers without)."
+        },
+    )
+    max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Token limit of prompt + answer (model context by default; the "
+            "reference scripts used 2048)."
+        },
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Local copy of AdaptLLM/{finance,medicine}-tasks (same layout); "
+            "read from the Hub when unset."
+        },
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run model code from the checkpoint repo."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"`batch_size` must be >= 1, got {self.batch_size} (--batch_size)")
+        if self.max_examples is not None and self.max_examples < 1:
+            raise ValueError(
+                f"`max_examples` must be >= 1, got {self.max_examples} (--max_examples)"
+            )
+
+
+def make_parser():
+    from transformers import HfArgumentParser
+
+    return HfArgumentParser(
+        EvalScriptArguments, prog="hf-ipt eval", description="Score a checkpoint on domain tasks."
+    )
+
+
+def _split_tasks(spec: str) -> tuple[list[str], bool]:
+    items = [t.strip() for t in spec.split(",") if t.strip()]
+    return [t for t in items if t != GENERAL], GENERAL in items
+
+
+def run(args: EvalScriptArguments) -> dict:
+    """Load the model, evaluate, write and return ``{task: {metric: percent}}``."""
+    import torch
+
+    from hf_ipt.models import load_causal_lm
+
+    from .harness import evaluate, results_to_json, results_to_markdown
+    from .scoring import default_add_bos
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = args.dtype if args.dtype == "auto" else getattr(torch, args.dtype)
+    model, tokenizer = load_causal_lm(
+        args.model_name_or_path,
+        dtype=dtype,
+        device=device,
+        trust_remote_code=args.trust_remote_code,
+    )
+    add_bos = {"yes": True, "no": False}.get(args.add_bos)
+    if add_bos is None:
+        add_bos = default_add_bos(tokenizer, args.model_name_or_path)
+    domain, general = _split_tasks(args.tasks)
+    common = {"batch_size": args.batch_size, "add_bos": add_bos, "max_length": args.max_length}
+    results = {}
+    if domain:
+        results.update(
+            evaluate(
+                model,
+                tokenizer,
+                domain,
+                max_examples=args.max_examples,
+                data_dir=args.data_dir,
+                **common,
+            )
+        )
+    if general:
+        from .lm_eval_bridge import run_lm_eval
+
+        results.update(run_lm_eval(model, tokenizer, limit=args.max_examples, **common))
+    table = results_to_markdown(results)
+    print(table)
+    if args.output_dir:
+        out = Path(args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        results_to_json(results, out / "results.json")
+        (out / "results.md").write_text(table, encoding="utf-8")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``hf-ipt eval``; returns the exit code."""
+    (args,) = make_parser().parse_args_into_dataclasses(args=argv)
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Run tasks on a model and report: ``{task_name: {metric_name: score}}``, scores in percent."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .metrics import compute_metric
+from .scoring import default_add_bos, generate_answers, score_options
+from .tasks import Task, load_tasks
+
+Results = dict[str, dict[str, float]]
+
+
+def predict(model: Any, tokenizer: Any, task: Task, **kwargs: Any) -> list[Any]:
+    """Predictions of `model` on `task`: option indices, or generated answers.
+
+    Classification picks, per example, the option with the LOWEST mean token NLL.
+    Keyword arguments go to `score_options` / `generate_answers` (``batch_size``,
+    ``add_bos``, ``max_length``, ``progress``; ``max_new_tokens`` / ``shared_prefix_min_tokens``
+    only to the one that takes it).
+    """
+    prompts = [e.prompt for e in task.examples]
+    if task.is_generation:
+        kwargs.pop("shared_prefix_min_tokens", None)
+        return generate_answers(model, tokenizer, prompts, **kwargs)
+    kwargs.pop("max_new_tokens", None)
+    options = [e.options for e in task.examples]
+    nlls = score_options(model, tokenizer, prompts, options, **kwargs)
+    return [min(range(len(row)), key=row.__getitem__) for row in nlls]
+
+
+def score_task(task: Task, predictions: Sequence[Any]) -> dict[str, float]:
+    """``{metric_name: percent}`` of `predictions` on `task`."""
+    if task.is_generation:
+        references = [e.references[0] for e in task.examples]
+    else:
+        references = [e.gold for e in task.examples]
+    groups = [e.group for e in task.examples] if task.metric == "headline_f1" else None
+    return {task.metric: compute_metric(task.metric, predictions, references, groups)}
+
+
+def evaluate(
+    model: Any,
+    tokenizer: Any,
+    tasks: Any,
+    *,
+    batch_size: int = 8,
+    max_examples: int | None = None,
+    add_bos: bool | None = None,
+    max_length: int | None = None,
+    max_new_tokens: int = 100,
+    shared_prefix_min_tokens: int | None = 256,
+    data_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Results:
+    """Evaluate `model` on domain tasks.
+
+    Args:
+        model (`PreTrainedModel`): a causal LM (its train/eval mode is restored afterwards).
+        tokenizer (`PreTrainedTokenizerBase`): its tokenizer.
+        tasks: anything `load_tasks` takes: ``"finance"``, ``"medicine"``, ``"finance/FPB"``,
+            a task file or folder, or `Task` objects.
+        batch_size (`int`, *optional*, defaults to 8): sequences per forward pass.
+        max_examples (`int`, *optional*): evaluate only the first examples of each task.
+        add_bos (`bool`, *optional*): prepend BOS to prompts; None follows the paper's choice
+            for the model family (`default_add_bos`).
+        max_length (`int`, *optional*): token limit of prompt + answer (model context if None).
+        max_new_tokens (`int`, *optional*, defaults to 100): generation tasks' answer limit.
+        shared_prefix_min_tokens (`int`, *optional*, defaults to 256): see `score_options`.
+        data_dir (`str`, *optional*): local copy of the AdaptLLM task repos.
+        progress (`bool`, *optional*, defaults to `True`): show progress bars.
+
+    Returns:
+        `dict[str, dict[str, float]]`: ``{task_name: {metric_name: percent}}``.
+    """
+    tasks = load_tasks(tasks, data_dir=data_dir, max_examples=max_examples)
+    if add_bos is None:
+        add_bos = default_add_bos(tokenizer, getattr(model, "name_or_path", None))
+    options = {
+        "batch_size": batch_size,
+        "add_bos": add_bos,
+        "max_length": max_length,
+        "max_new_tokens": max_new_tokens,
+        "shared_prefix_min_tokens": shared_prefix_min_tokens,
+        "progress": progress,
+    }
+    was_training = model.training
+    model.eval()
+    try:
+        return {t.name: score_task(t, predict(model, tokenizer, t, **options)) for t in tasks}
+    finally:
+        model.train(was_training)
+
+
+def average_score(results: Results) -> float:
+    """Mean over tasks of each task's first metric (the paper's domain average)."""
+    if not results:
+        raise ValueError("no results to average")
+    return sum(next(iter(scores.values())) for scores in results.values()) / len(results)
+
+
+def results_to_json(results: Results, path: str | os.PathLike | None = None) -> str:
+    """Results as indented JSON, written to `path` when given."""
+    text = json.dumps(results, indent=2) + "\n"
+    if path is not None:
+        Path(path).write_text(text, encoding="utf-8")
+    return text
+
+
+def results_to_markdown(results: Results, average: bool = True) -> str:
+    """A markdown table ``| Task | Metric | Score |``, with a final average row."""
+    lines = ["| Task | Metric | Score |", "| --- | --- | ---: |"]
+    for task, scores in results.items():
+        lines += [f"| {task} | {metric} | {value:.2f} |" for metric, value in scores.items()]
+    if average and len(results) > 1:
+        lines.append(f"| **Average** | | **{average_score(results):.2f}** |")
+    return "\n".join(lines) + "\n"

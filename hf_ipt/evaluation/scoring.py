@@ -1,0 +1,314 @@
+"""Model-side scoring: option log-likelihoods and greedy answers, batched, on any device.
+
+- `score_options`: the MEAN negative log-likelihood of the tokens of ``' ' + option`` after
+  the prompt, for every option. Short prompts go in left-padded batches of prompt+option
+  sequences (one forward pass per batch, logits kept only for the option positions). Long
+  prompts with several options are run once and their key/value cache is shared by all of
+  their options (``shared_prefix_min_tokens``).
+- `generate_answers`: greedy decoding that stops at the first newline, at most
+  ``max_new_tokens`` tokens, prompts left-truncated to ``max_length - max_new_tokens``.
+
+BOS: the prompt is tokenized without special tokens and the BOS id is prepended only when
+``add_bos`` is true (`default_add_bos` gives the paper's choice per model family).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+ADAPTLLM_V1_PREFIX = "AdaptLLM/"
+
+
+def default_add_bos(tokenizer: Any, model_name_or_path: str | os.PathLike | None = None) -> bool:
+    """Whether to prepend BOS, as the paper's evaluation did for this model family.
+
+    The instruction-pretrain models (Llama3) were evaluated WITH a BOS token, the earlier
+    AdaptLLM (Llama1) models without. Other families follow their tokenizer: BOS when it adds
+    one by itself (Llama, Mistral), none when it does not (SmolLM2, GPT-2, Qwen).
+    """
+    if str(model_name_or_path or "").startswith(ADAPTLLM_V1_PREFIX):
+        return False
+    ids = tokenizer("a").input_ids
+    return tokenizer.bos_token_id is not None and bool(ids) and ids[0] == tokenizer.bos_token_id
+
+
+def encode(tokenizer: Any, text: str, add_bos: bool) -> list[int]:
+    """Token ids of `text` with no special token but an optional leading BOS."""
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    if not add_bos:
+        return ids
+    if tokenizer.bos_token_id is None:
+        raise ValueError("`add_bos=True` but the tokenizer has no `bos_token`: pass add_bos=False")
+    return [tokenizer.bos_token_id, *ids]
+
+
+def left_truncate(ids: list[int], limit: int, add_bos: bool) -> list[int]:
+    """Keep the last `limit` tokens of `ids`, keeping a leading BOS in place."""
+    if len(ids) <= limit:
+        return ids
+    if limit < 1 + add_bos:
+        raise ValueError(f"no room for the prompt: {limit} token(s) left, raise `max_length`")
+    return ids[:1] + ids[len(ids) - limit + 1 :] if add_bos else ids[len(ids) - limit :]
+
+
+@dataclass
+class _Request:
+    """One prompt and its options as token ids.
+
+    ``continuations[j][skips[j]:]`` are the tokens of option j that are scored; the first
+    ``skips[j]`` continuation tokens (rare: only when another option's joint tokenization
+    changed the end of the prompt) are prompt tokens, fed to the model but not scored.
+    """
+
+    context: list[int]
+    continuations: list[list[int]]
+    skips: list[int]
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def build_request(
+    tokenizer: Any, prompt: str, options: Sequence[str], add_bos: bool, max_length: int | None
+) -> _Request:
+    """Tokenize a prompt and its ``' ' + option`` continuations (joint tokenization).
+
+    Each option is tokenized together with the prompt, so the tokens scored are those the
+    model sees in running text; where the joint tokenization changes the last prompt tokens,
+    scoring starts at the first token that differs. Prompts are left-truncated to fit
+    `max_length` (prompt + the longest option).
+    """
+    context = encode(tokenizer, prompt, add_bos)
+    wholes = [encode(tokenizer, f"{prompt} {option}", add_bos) for option in options]
+    # every option scores at least one token, even if it tokenizes into the prompt's end
+    starts = [min(_common_prefix(context, w), len(w) - 1) for w in wholes]
+    shared = min(starts)
+    if shared == 0:
+        raise ValueError(
+            f"prompt {prompt[:50]!r} leaves no token before the options: use a non-empty prompt "
+            "or add_bos=True"
+        )
+    continuations = [w[shared:] for w in wholes]
+    context = context[:shared]
+    if max_length is not None:
+        context = left_truncate(context, max_length - max(map(len, continuations)), add_bos)
+    return _Request(context, continuations, [s - shared for s in starts])
+
+
+def model_context(model: Any) -> int | None:
+    """The longest sequence the model takes (``config.max_position_embeddings``), if known."""
+    return getattr(model.config, "max_position_embeddings", None)
+
+
+def _pad_id(tokenizer: Any) -> int:
+    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return token_id
+    return 0
+
+
+def _left_pad(rows: Sequence[list[int]], pad_id: int, device: Any):
+    """Left-padded ids, attention mask and position ids (positions restart after padding)."""
+    import torch
+
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row) :] = torch.tensor(row)
+            mask[i, width - len(row) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), mask.to(device), positions.to(device)
+
+
+def _mean_nll(logprobs, continuation: list[int], skip: int) -> float:
+    """Mean NLL of ``continuation[skip:]``; ``logprobs[t]`` predicts ``continuation[t]``."""
+    import torch
+
+    targets = torch.tensor(continuation[skip:], device=logprobs.device)
+    picked = logprobs[skip : len(continuation)].gather(-1, targets[:, None])
+    return -picked.mean().item()
+
+
+def _score_flat(
+    model, items: Sequence[tuple[list[int], list[int], int]], pad_id: int
+) -> list[float]:
+    """One forward pass over a batch of (context, continuation, skip) sequences."""
+    import torch
+
+    rows = [(ctx + cont)[:-1] for ctx, cont, _ in items]
+    keep = max(len(cont) for _, cont, _ in items)
+    ids, mask, positions = _left_pad(rows, pad_id, model.device)
+    # left padding aligns every row's end, so the option positions are the last `keep` ones
+    logits = model(
+        input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep
+    ).logits
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    return [
+        _mean_nll(logprobs[i, keep - len(cont) :], cont, skip)
+        for i, (_, cont, skip) in enumerate(items)
+    ]
+
+
+def _score_shared(model, request: _Request, batch_size: int, pad_id: int) -> list[float]:
+    """Run the prompt once, then all its options on copies of its key/value cache."""
+    import torch
+
+    context = torch.tensor([request.context], device=model.device)
+    out = model(input_ids=context, use_cache=True, logits_to_keep=1)
+    first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+    n, scores = len(request.context), []
+    for start in range(0, len(request.continuations), batch_size):
+        conts = request.continuations[start : start + batch_size]
+        skips = request.skips[start : start + batch_size]
+        width = max(len(c) for c in conts) - 1
+        rest = None
+        if width > 0:
+            ids = torch.full((len(conts), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(conts), n + width), dtype=torch.long)
+            mask[:, :n] = 1
+            for i, cont in enumerate(conts):
+                ids[i, : len(cont) - 1] = torch.tensor(cont[:-1])
+                mask[i, n : n + len(cont) - 1] = 1
+            cache = copy.deepcopy(out.cache)
+            cache.batch_repeat_interleave(len(conts))
+            positions = torch.arange(n, n + width).expand(len(conts), width)
+            rest = model(
+                input_ids=ids.to(model.device),
+                attention_mask=mask.to(model.device),
+                position_ids=positions.to(model.device),
+                cache=cache,
+                use_cache=True,
+            ).logits
+            rest = torch.log_softmax(rest.float(), dim=-1)
+        for i, (cont, skip) in enumerate(zip(conts, skips)):
+            steps = first[None] if rest is None else torch.cat([first[None], rest[i]], dim=0)
+            scores.append(_mean_nll(steps, cont, skip))
+    return scores
+
+
+def score_options(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    options: Sequence[Sequence[str]],
+    *,
+    add_bos: bool = False,
+    batch_size: int = 8,
+    max_length: int | None = None,
+    shared_prefix_min_tokens: int | None = 256,
+    progress: bool = False,
+) -> list[list[float]]:
+    """Mean token negative log-likelihood of ``' ' + option`` after each prompt.
+
+    Args:
+        model (`PreTrainedModel`): a causal LM, on any device, in eval mode.
+        tokenizer (`PreTrainedTokenizerBase`): its tokenizer.
+        prompts (`list[str]`): one prompt per example.
+        options (`list[list[str]]`): the options of each example.
+        add_bos (`bool`, *optional*, defaults to `False`): prepend the BOS token.
+        batch_size (`int`, *optional*, defaults to 8): sequences per forward pass.
+        max_length (`int`, *optional*): prompt + option limit; defaults to the model's
+            context. Longer prompts lose their beginning.
+        shared_prefix_min_tokens (`int`, *optional*, defaults to 256): prompts of at least this
+            many tokens (with >= 2 options) are run once and share their key/value cache with
+            all options; None scores every prompt+option sequence whole.
+        progress (`bool`, *optional*, defaults to `False`): show a progress bar.
+
+    Returns:
+        `list[list[float]]`: per example, one mean NLL per option (lower is more likely).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    limit = max_length or model_context(model)
+    requests = [build_request(tokenizer, p, o, add_bos, limit) for p, o in zip(prompts, options)]
+    scores: list[list[float]] = [[0.0] * len(r.continuations) for r in requests]
+    pad_id, flat = _pad_id(tokenizer), []
+    bar = tqdm(total=sum(len(s) for s in scores), desc="scoring options", disable=not progress)
+    with torch.no_grad():
+        for i, request in enumerate(requests):
+            shared = shared_prefix_min_tokens is not None and len(request.continuations) > 1
+            if shared and len(request.context) >= shared_prefix_min_tokens:
+                scores[i] = _score_shared(model, request, batch_size, pad_id)
+                bar.update(len(scores[i]))
+                continue
+            for j, (cont, skip) in enumerate(zip(request.continuations, request.skips)):
+                flat.append(((i, j), (request.context, cont, skip)))
+        flat.sort(key=lambda item: -len(item[1][0]) - len(item[1][1]))  # less padding
+        for start in range(0, len(flat), batch_size):
+            batch = flat[start : start + batch_size]
+            for ((i, j), _), nll in zip(batch, _score_flat(model, [b[1] for b in batch], pad_id)):
+                scores[i][j] = nll
+            bar.update(len(batch))
+    bar.close()
+    return scores
+
+
+def generate_answers(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    add_bos: bool = False,
+    batch_size: int = 8,
+    max_new_tokens: int = 100,
+    max_length: int | None = None,
+    progress: bool = False,
+) -> list[str]:
+    """Greedy answers that stop at the first newline.
+
+    Args:
+        model (`PreTrainedModel`): a causal LM, on any device, in eval mode.
+        tokenizer (`PreTrainedTokenizerBase`): its tokenizer.
+        prompts (`list[str]`): the prompts.
+        add_bos (`bool`, *optional*, defaults to `False`): prepend the BOS token.
+        batch_size (`int`, *optional*, defaults to 8): prompts per `generate` call.
+        max_new_tokens (`int`, *optional*, defaults to 100): generated tokens at most.
+        max_length (`int`, *optional*): prompt + answer limit; defaults to the model's
+            context. Prompts are left-truncated to ``max_length - max_new_tokens`` tokens.
+        progress (`bool`, *optional*, defaults to `False`): show a progress bar.
+
+    Returns:
+        `list[str]`: the answer to each prompt, up to its first newline, stripped.
+    """
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import GenerationConfig
+
+    if max_new_tokens < 1:
+        raise ValueError(f"`max_new_tokens` must be >= 1, got {max_new_tokens}")
+    limit = (max_length or model_context(model) or 2048) - max_new_tokens
+    encoded = [left_truncate(encode(tokenizer, p, add_bos), limit, add_bos) for p in prompts]
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    eos = model.generation_config.eos_token_id
+    config = GenerationConfig(
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        stop_strings=["\n"],
+        pad_token_id=_pad_id(tokenizer),
+        eos_token_id=tokenizer.eos_token_id if eos is None else eos,
+    )
+    answers = [""] * len(encoded)
+    for start in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress):
+        batch = order[start : start + batch_size]
+        ids, mask, _ = _left_pad([encoded[i] for i in batch], config.pad_token_id, model.device)
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=ids, attention_mask=mask, generation_config=config, tokenizer=tokenizer
+            )
+        texts = tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=True)
+        for i, text in zip(batch, texts):
+            answers[i] = text.split("\n")[0].strip()
+    return answers

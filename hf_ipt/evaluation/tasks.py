@@ -1,0 +1,311 @@
+"""Evaluation tasks as data: a prompt, then options to score or references to match.
+
+A task row uses the columns of the AdaptLLM task files on the Hub:
+
+- ``input``: the prompt (few-shot demonstrations included), always present;
+- ``options`` + ``gold_index``: a classification row (score each option, pick one);
+- ``label``: a generation row (a string or a list of strings; the first one is scored);
+- ``class_id``: the sub-question of a Headline row (its metric averages over sub-questions).
+
+Two on-disk forms are read:
+
+- a *task file* ``name.json``: ``{"name": ..., "metric": ..., "examples": [rows]}``;
+- a folder in the layout of ``AdaptLLM/finance-tasks`` / ``AdaptLLM/medicine-tasks``
+  (``FPB/test.json``, ``ConviFinQA/test.json``, ``pubmed_qa/test.json`` ...), whose files hold
+  rows only, as a JSON list or JSON lines; `PAPER_TASKS` knows each task's folder and metric.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+MetricName = Literal[
+    "accuracy", "micro_f1", "weighted_f1", "headline_f1", "entity_f1", "numeric_match"
+]
+METRIC_NAMES: tuple[str, ...] = get_args(MetricName)
+GENERATION_METRICS = frozenset({"entity_f1", "numeric_match"})
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Where one of the paper's tasks lives on the Hub and how it is scored."""
+
+    name: str
+    repo_id: str
+    config: str
+    path: str  # relative to the dataset repo root (note the Hub's own `ConviFinQA` spelling)
+    metric: MetricName
+
+
+_FIN, _MED = "AdaptLLM/finance-tasks", "AdaptLLM/medicine-tasks"
+# The paper's domain task sets: layout from the dataset cards' `configs`, metrics from the
+# authors' evaluation scripts (LMOps/adaptllm).
+PAPER_TASKS: dict[str, tuple[TaskSpec, ...]] = {
+    "finance": (
+        TaskSpec("FPB", _FIN, "FPB", "FPB/test.json", "weighted_f1"),
+        TaskSpec("FiQA_SA", _FIN, "FiQA_SA", "FiQA_SA/test.json", "weighted_f1"),
+        TaskSpec("Headline", _FIN, "Headline", "Headline/test.json", "headline_f1"),
+        TaskSpec("NER", _FIN, "NER", "NER/test.json", "entity_f1"),
+        TaskSpec("ConvFinQA", _FIN, "ConvFinQA", "ConviFinQA/test.json", "numeric_match"),
+    ),
+    "medicine": (
+        TaskSpec("PubMedQA", _MED, "PubMedQA", "pubmed_qa/test.json", "accuracy"),
+        TaskSpec("ChemProt", _MED, "ChemProt", "ChemProt/test.json", "micro_f1"),
+        TaskSpec("MQP", _MED, "MQP", "MedQs/test.json", "accuracy"),
+        TaskSpec("RCT", _MED, "RCT", "RCT/test.json", "micro_f1"),
+        TaskSpec("USMLE", _MED, "USMLE", "usmle/test.json", "accuracy"),
+    ),
+}
+DOMAIN_ALIASES = {"biomedicine": "medicine"}
+
+
+@dataclass
+class Example:
+    """One evaluation item.
+
+    Args:
+        prompt (`str`): the text the model continues.
+        options (`list[str]`, *optional*): candidate answers (classification); each is scored
+            as ``' ' + option`` after the prompt.
+        gold (`int`, *optional*): index of the right option (classification).
+        references (`list[str]`, *optional*): accepted answers (generation); the first is scored.
+        group (`str`, *optional*): sub-question id (Headline's ``class_id``).
+    """
+
+    prompt: str
+    options: list[str] = field(default_factory=list)
+    gold: int | None = None
+    references: list[str] = field(default_factory=list)
+    group: str | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Example:
+        """Build an example from a row with the AdaptLLM columns (see the module docstring)."""
+        if "input" not in row:
+            raise ValueError(f"a task row needs an `input` column, got columns {sorted(row)}")
+        label = row.get("label")
+        references = [label] if isinstance(label, str) else list(label or [])
+        group = row.get("class_id")
+        return cls(
+            prompt=row["input"],
+            options=list(row.get("options") or []),
+            gold=row.get("gold_index"),
+            references=references,
+            group=None if group is None else str(group),
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        """The inverse of `from_row`: a JSON-ready row with the AdaptLLM columns."""
+        row: dict[str, Any] = {"input": self.prompt}
+        if self.options:
+            row.update(options=self.options, gold_index=self.gold)
+        if self.references:
+            row["label"] = self.references
+        if self.group is not None:
+            row["class_id"] = self.group
+        return row
+
+
+@dataclass
+class Task:
+    """A named list of examples and the metric that scores them.
+
+    Args:
+        name (`str`): task name, used as the key of the results.
+        metric (`str`): one of `METRIC_NAMES`; ``entity_f1`` and ``numeric_match`` make a
+            generation task, the others a classification task.
+        examples (`list[Example]`): the items.
+    """
+
+    name: str
+    metric: MetricName
+    examples: list[Example]
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRIC_NAMES:
+            raise ValueError(
+                f"`metric` must be one of {METRIC_NAMES}, got {self.metric!r} (task {self.name!r})"
+            )
+        if not self.examples:
+            raise ValueError(f"task {self.name!r} has no examples")
+        for i, example in enumerate(self.examples):
+            self._check(i, example)
+
+    @property
+    def is_generation(self) -> bool:
+        return self.metric in GENERATION_METRICS
+
+    def _check(self, i: int, example: Example) -> None:
+        where = f"task {self.name!r}, example {i}"
+        if self.is_generation and not example.references:
+            raise ValueError(f"{where}: a {self.metric} task needs a `label` (reference answer)")
+        if self.is_generation:
+            return
+        if len(example.options) < 2:
+            raise ValueError(f"{where}: a {self.metric} task needs >= 2 `options`")
+        if not isinstance(example.gold, int) or not 0 <= example.gold < len(example.options):
+            raise ValueError(
+                f"{where}: `gold_index` must index `options` (0..{len(example.options) - 1}), "
+                f"got {example.gold!r}"
+            )
+        if self.metric == "headline_f1" and example.group is None:
+            raise ValueError(f"{where}: a headline_f1 task needs a `class_id` per row")
+
+    def head(self, n: int | None) -> Task:
+        """The first `n` examples (all when `n` is None)."""
+        if n is None or n >= len(self.examples):
+            return self
+        if n < 1:
+            raise ValueError(f"`max_examples` must be >= 1, got {n}")
+        return replace(self, examples=self.examples[:n])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The task-file form: ``{"name", "metric", "examples": [rows]}``."""
+        return {
+            "name": self.name,
+            "metric": self.metric,
+            "examples": [e.to_row() for e in self.examples],
+        }
+
+
+def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a JSON list file or a JSON-lines file."""
+    text = Path(path).read_text(encoding="utf-8")
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        return json.loads(stripped)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def load_task_file(path: str | os.PathLike) -> Task:
+    """Load a task file ``{"name": ..., "metric": ..., "examples": [rows]}``."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "metric" not in data or "examples" not in data:
+        raise ValueError(
+            f"{path} is not a task file: expected a JSON object with `metric` and `examples` "
+            "(rows with `input` + `options`/`gold_index` or `label`)"
+        )
+    rows = data["examples"]
+    name = data.get("name") or Path(path).stem
+    return Task(name, data["metric"], [Example.from_row(r) for r in rows])
+
+
+def save_task_file(task: Task, path: str | os.PathLike) -> Path:
+    """Write `task` as a task file that `load_task_file` reads back."""
+    path = Path(path)
+    path.write_text(json.dumps(task.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
+
+
+def task_specs(domain: str, names: Iterable[str] | None = None) -> list[TaskSpec]:
+    """The paper's tasks of `domain` ("finance" or "medicine"), optionally only `names`."""
+    domain = DOMAIN_ALIASES.get(domain, domain)
+    if domain not in PAPER_TASKS:
+        raise ValueError(f"unknown task set {domain!r}: use one of {sorted(PAPER_TASKS)}")
+    specs = PAPER_TASKS[domain]
+    if names is None:
+        return list(specs)
+    by_name = {s.name: s for s in specs}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown {domain} task(s) {unknown}: use some of {list(by_name)}")
+    return [by_name[n] for n in names]
+
+
+def load_paper_task(spec: TaskSpec, data_dir: str | os.PathLike | None = None) -> Task:
+    """Load one of the paper's tasks from a local copy of its Hub repo, or from the Hub.
+
+    Args:
+        spec (`TaskSpec`): the task, from `PAPER_TASKS`.
+        data_dir (`str`, *optional*): a folder with the Hub repo's layout (e.g. a
+            ``huggingface-cli download AdaptLLM/finance-tasks --repo-type dataset`` target);
+            when None, the test split is read from the Hub with `datasets.load_dataset`.
+    """
+    if data_dir is not None:
+        path = Path(data_dir) / spec.path
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing: `data_dir` must have the layout of {spec.repo_id} "
+                f"({spec.path} for {spec.name})"
+            )
+        rows: Sequence[dict[str, Any]] = read_rows(path)
+    else:
+        import datasets
+
+        rows = datasets.load_dataset(spec.repo_id, spec.config, split="test")
+    return Task(spec.name, spec.metric, [Example.from_row(r) for r in rows])
+
+
+def _paper_specs_in(folder: Path) -> list[TaskSpec]:
+    return [s for specs in PAPER_TASKS.values() for s in specs if (folder / s.path).is_file()]
+
+
+def _load_path(path: Path) -> list[Task]:
+    if path.is_file():
+        return [load_task_file(path)]
+    specs = _paper_specs_in(path)
+    if specs:
+        return [load_paper_task(s, path) for s in specs]
+    files = sorted(path.glob("*.json"))
+    if not files:
+        raise FileNotFoundError(
+            f"{path} holds no task: expected task files (*.json) or the layout of "
+            f"{_FIN} / {_MED} (e.g. FPB/test.json)"
+        )
+    return [load_task_file(f) for f in files]
+
+
+def _load_item(item: str, data_dir: str | os.PathLike | None) -> list[Task]:
+    domain, _, name = item.partition("/")
+    domain = DOMAIN_ALIASES.get(domain, domain)
+    if Path(item).exists() and (domain not in PAPER_TASKS or "/" in name):
+        return _load_path(Path(item))  # a local folder named "finance" needs "./finance"
+    if domain in PAPER_TASKS:
+        specs = task_specs(domain, [name] if name else None)
+        return [load_paper_task(s, data_dir) for s in specs]
+    raise ValueError(
+        f"cannot resolve task {item!r}: use 'finance', 'medicine', 'finance/FPB' (one task), "
+        "a task file (*.json) or a folder of tasks"
+    )
+
+
+def load_tasks(
+    tasks: str | os.PathLike | Task | Sequence[Task | str | os.PathLike],
+    *,
+    data_dir: str | os.PathLike | None = None,
+    max_examples: int | None = None,
+) -> list[Task]:
+    """Resolve a task specification into `Task` objects.
+
+    Args:
+        tasks (`str`, `Path`, `Task` or a list of them): a task set name (``"finance"``,
+            ``"medicine"``), one paper task (``"finance/FPB"``), several comma-separated
+            (``"finance/FPB,medicine"``), a task file, a folder (task files or the Hub layout),
+            or `Task` objects.
+        data_dir (`str`, *optional*): local copy of the Hub repos for task set names.
+        max_examples (`int`, *optional*): keep the first `max_examples` of each task.
+    """
+    items: list[Task | str | os.PathLike]
+    if isinstance(tasks, (Task, os.PathLike)):
+        items = [tasks]
+    elif isinstance(tasks, str):
+        items = [t.strip() for t in tasks.split(",") if t.strip()]
+    else:
+        items = list(tasks)
+    loaded: list[Task] = []
+    for item in items:
+        if isinstance(item, Task):
+            loaded.append(item)
+        elif isinstance(item, os.PathLike):
+            loaded.extend(_load_path(Path(item)))
+        else:
+            loaded.extend(_load_item(item, data_dir))
+    names = [t.name for t in loaded]
+    if len(set(names)) != len(names):
+        raise ValueError(f"task names must be unique, got {names}")
+    return [t.head(max_examples) for t in loaded]

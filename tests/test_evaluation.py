@@ -1,0 +1,470 @@
+"""Domain evaluation: task data, metrics (offline `evaluate` modules), scoring rules, harness.
+
+Every scoring rule is checked against a direct log-prob computation on the tiny Llama; the
+real SmolLM2-135M-Instruct answers easy multiple-choice items better than chance.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from hf_ipt.evaluation import Example, Task, load_task_file, load_tasks, save_task_file
+from hf_ipt.evaluation.metrics import METRIC_MODULES, compute_metric, load_metric
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """2 shared cores: torch's default thread pool thrashes (100x slower) on tiny models."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    from hf_ipt.models import load_causal_lm
+
+    return load_causal_lm(tiny_model_dir, dtype="float32")
+
+
+# --- a tiny copy of the Hub repos AdaptLLM/{finance,medicine}-tasks (same layout) ---------
+def _cls(prompt: str, options: list[str], gold: int, **extra) -> dict:
+    return {"id": prompt[:8], "input": prompt, "options": options, "gold_index": gold, **extra}
+
+
+HUB_FILES = {
+    "FPB/test.json": [
+        _cls("Sales fell by 3.5%. Sentiment:", ["negative", "neutral", "positive"], 0),
+        _cls("The company reported a profit. Sentiment:", ["negative", "neutral", "positive"], 2),
+    ],
+    "FiQA_SA/test.json": [
+        _cls("Shares dropped sharply. Sentiment:", ["negative", "neutral", "positive"], 0)
+    ],
+    "Headline/test.json": [
+        _cls(
+            "Gold prices rise. Does the news talk about price going up?",
+            ["Yes", "No"],
+            0,
+            class_id=0,
+        ),
+        _cls("Gold falls. Does the news talk about price going up?", ["Yes", "No"], 1, class_id=0),
+        _cls("Gold flat. Does the news mention the past?", ["Yes", "No"], 1, class_id=1),
+    ],
+    "NER/test.json": [
+        {"id": "n1", "input": "Acme hired Smith. Entities:", "label": "Acme (organization)"}
+    ],
+    "ConviFinQA/test.json": [
+        {"id": "c1", "input": "Profit was 42. What was the profit?", "label": ["42"]}
+    ],
+    "pubmed_qa/test.json": [_cls("Does aspirin thin blood? Answer:", ["yes", "no", "maybe"], 0)],
+    "ChemProt/test.json": [
+        _cls("X inhibits Y. Relation:", ["inhibitor", "substrate", "agonist"], 0)
+    ],
+    "MedQs/test.json": [_cls("Are these questions the same? Answer:", ["yes", "no"], 0)],
+    "RCT/test.json": [
+        _cls("We randomized 40 patients. Role:", ["methods", "results", "background"], 0)
+    ],
+    "usmle/test.json": [
+        _cls("A patient has fever. Diagnosis:", ["flu", "cold", "none", "other"], 0)
+    ],
+}
+
+
+@pytest.fixture
+def hub_dir(tmp_path: Path) -> Path:
+    """FPB as JSON lines, the others as JSON lists: the loader reads both."""
+    for rel, rows in HUB_FILES.items():
+        path = tmp_path / "tasks" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if rel.startswith("FPB"):
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        else:
+            path.write_text(json.dumps(rows))
+    return tmp_path / "tasks"
+
+
+# --- tasks --------------------------------------------------------------------------------
+def test_paper_task_sets_load_from_a_local_copy_of_the_hub_layout(hub_dir):
+    finance = load_tasks("finance", data_dir=hub_dir)
+    assert [(t.name, t.metric) for t in finance] == [
+        ("FPB", "weighted_f1"),
+        ("FiQA_SA", "weighted_f1"),
+        ("Headline", "headline_f1"),
+        ("NER", "entity_f1"),
+        ("ConvFinQA", "numeric_match"),
+    ]
+    medicine = load_tasks("medicine", data_dir=hub_dir)
+    assert {t.name: t.metric for t in medicine} == {
+        "PubMedQA": "accuracy",
+        "ChemProt": "micro_f1",
+        "MQP": "accuracy",
+        "RCT": "micro_f1",
+        "USMLE": "accuracy",
+    }
+    headline = finance[2]
+    assert [e.group for e in headline.examples] == ["0", "0", "1"]
+    assert finance[4].is_generation and finance[4].examples[0].references == ["42"]
+    assert finance[3].examples[0].references == ["Acme (organization)"]
+    assert finance[0].examples[1].options[2] == "positive" and finance[0].examples[1].gold == 2
+
+
+def test_task_specs_subsets_folders_and_max_examples(hub_dir):
+    assert [t.name for t in load_tasks("finance/FPB,medicine/RCT", data_dir=hub_dir)] == [
+        "FPB",
+        "RCT",
+    ]
+    assert len(load_tasks(str(hub_dir))) == 10  # a folder in the Hub layout: every task found
+    (fpb,) = load_tasks("finance/FPB", data_dir=hub_dir, max_examples=1)
+    assert len(fpb.examples) == 1
+    with pytest.raises(ValueError, match="unknown finance task"):
+        load_tasks("finance/XYZ", data_dir=hub_dir)
+    with pytest.raises(ValueError, match="cannot resolve task 'nope'"):
+        load_tasks("nope")
+    with pytest.raises(FileNotFoundError, match="ConviFinQA/test.json"):
+        load_tasks("finance/ConvFinQA", data_dir=hub_dir.parent)
+
+
+def test_without_data_dir_the_test_split_is_read_from_the_hub(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(repo_id, config, split):
+        calls.append((repo_id, config, split))
+        row = {"input": "Profit was 42. What was it?", "label": "42"}
+        return [{**row, "options": ["42", "41"], "gold_index": 0}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    (task,) = load_tasks("finance/ConvFinQA")
+    assert calls == [("AdaptLLM/finance-tasks", "ConvFinQA", "test")]
+    assert task.metric == "numeric_match" and task.examples[0].references == ["42"]
+    load_tasks("biomedicine/MQP")
+    assert calls[-1] == ("AdaptLLM/medicine-tasks", "MQP", "test")
+
+
+def test_task_file_roundtrip_and_validation(tmp_path):
+    task = Task("mc", "accuracy", [Example("Q?", ["a", "b"], 1), Example("R?", ["c", "d"], 0)])
+    path = save_task_file(task, tmp_path / "mc.json")
+    assert load_task_file(path) == task
+    assert load_tasks(tmp_path) == [task]  # a folder of task files
+    with pytest.raises(ValueError, match="`metric` must be one of"):
+        Task("t", "bleu", [Example("Q?", ["a", "b"], 0)])
+    with pytest.raises(ValueError, match="`gold_index` must index `options`"):
+        Task("t", "accuracy", [Example("Q?", ["a", "b"], 2)])
+    with pytest.raises(ValueError, match="needs a `label`"):
+        Task("t", "numeric_match", [Example("Q?")])
+    with pytest.raises(ValueError, match="needs a `class_id`"):
+        Task("t", "headline_f1", [Example("Q?", ["Yes", "No"], 0)])
+    with pytest.raises(ValueError, match="names must be unique"):
+        load_tasks([task, task])
+
+
+# --- metrics: local `evaluate` modules, no network ----------------------------------------
+def test_metric_modules_load_by_local_path_with_the_network_blocked(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise OSError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    load_metric.cache_clear()  # load again, now without network
+    for name in METRIC_MODULES:
+        if name in ("entity_f1", "numeric_match"):
+            score = compute_metric(name, ["Acme (organization) 42"], ["Acme (organization) 42"])
+        else:
+            score = compute_metric(name, [1, 0], [1, 0], groups=["a", "a"])
+        assert score == pytest.approx(100.0), name
+
+
+def test_f1_metrics():
+    refs, preds = [0, 0, 0, 1], [0, 0, 1, 1]
+    assert compute_metric("micro_f1", preds, refs) == pytest.approx(75.0)
+    # class 0: P 1, R 2/3 -> F1 0.8 (support 3); class 1: P 1/2, R 1 -> F1 2/3 (support 1)
+    assert compute_metric("weighted_f1", preds, refs) == pytest.approx(100 * (3 * 0.8 + 2 / 3) / 4)
+
+
+def test_headline_f1_averages_weighted_f1_over_sub_questions():
+    groups = ["a", "a", "b", "b"]
+    refs, preds = [0, 1, 0, 0], [0, 1, 1, 0]
+    # group a: perfect (1.0); group b: class 0 has P 1, R 1/2 -> 2/3, class 1 has no support
+    assert compute_metric("headline_f1", preds, refs, groups) == pytest.approx(
+        100 * (1 + 2 / 3) / 2
+    )
+    with pytest.raises(ValueError, match="groups"):
+        compute_metric("headline_f1", preds, refs)
+
+
+def test_entity_f1_scores_text_and_type_per_entity_then_averages_examples():
+    refs = ["Acme (organization), Smith (person)", "Smith (person)", "Acme (organization)"]
+    preds = [
+        "Acme (organization), Jones (location)",  # 2 of 4 points each way: F1 0.5
+        "Jones (person)",  # type only: 1 of 2 points: F1 0.5
+        "nothing here",  # no entity: 0
+    ]
+    assert compute_metric("entity_f1", preds, refs) == pytest.approx(100 * (0.5 + 0.5 + 0) / 3)
+    assert compute_metric("entity_f1", refs, refs) == pytest.approx(100.0)
+
+
+def test_numeric_match_first_line_percent_commas_tolerance():
+    refs = ["1,234.5", "14.1%", " 42", "7", "n/a"]
+    preds = [
+        "The answer is 1234.5",  # thousands separator
+        "0.141",  # 14.1% == 0.141
+        "41.9\n42",  # only the first line counts, 41.9 is off by more than 1e-2
+        "8 or 7.005",  # any number of the answer may match, within 1e-2
+        "0",  # a reference without a number never matches
+    ]
+    assert compute_metric("numeric_match", preds, refs) == pytest.approx(100 * 3 / 5)
+
+
+# --- scoring rules against a direct computation -------------------------------------------
+PROMPTS = [
+    "The company reported a profit",
+    "Sales fell. Therefore, the shares",
+    "What is the cause? Options: " + "energy prices and interest rates. " * 6,
+]
+OPTIONS = [
+    ["yes", "no", "maybe so"],
+    ["dropped sharply", "rose"],
+    ["energy prices", "demand", "x", "0123"],
+]
+
+
+def direct_mean_nll(model, tokenizer, prompt: str, option: str, add_bos: bool) -> float:
+    """Mean NLL of the tokens of ' ' + option, from one plain forward pass."""
+    import torch
+
+    bos = [tokenizer.bos_token_id] if add_bos else []
+    context = bos + tokenizer(prompt, add_special_tokens=False).input_ids
+    whole = bos + tokenizer(prompt + " " + option, add_special_tokens=False).input_ids
+    assert whole[: len(context)] == context
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(torch.tensor([whole])).logits[0].float(), -1)
+    targets = whole[len(context) :]
+    return -sum(logprobs[len(context) - 1 + k, t].item() for k, t in enumerate(targets)) / len(
+        targets
+    )
+
+
+@pytest.mark.parametrize("add_bos", [True, False])
+@pytest.mark.parametrize("shared_prefix_min_tokens", [None, 0])  # whole sequences / shared cache
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_score_options_equals_direct_mean_nll(tiny, add_bos, shared_prefix_min_tokens, batch_size):
+    from hf_ipt.evaluation import score_options
+
+    model, tokenizer = tiny
+    expected = [
+        [direct_mean_nll(model, tokenizer, p, o, add_bos) for o in opts]
+        for p, opts in zip(PROMPTS, OPTIONS)
+    ]
+    got = score_options(
+        model,
+        tokenizer,
+        PROMPTS,
+        OPTIONS,
+        add_bos=add_bos,
+        batch_size=batch_size,
+        shared_prefix_min_tokens=shared_prefix_min_tokens,
+    )
+    assert [len(g) for g in got] == [3, 2, 4]
+    for exp_row, got_row in zip(expected, got):
+        assert got_row == pytest.approx(exp_row, abs=1e-4)
+
+
+def test_long_prompts_are_left_truncated_keeping_bos(tiny):
+    from hf_ipt.evaluation.scoring import build_request
+
+    _, tokenizer = tiny
+    full = build_request(tokenizer, PROMPTS[2], OPTIONS[2], add_bos=True, max_length=None)
+    cut = build_request(tokenizer, PROMPTS[2], OPTIONS[2], add_bos=True, max_length=20)
+    longest = max(map(len, cut.continuations))
+    assert len(cut.context) + longest == 20
+    assert cut.context[0] == tokenizer.bos_token_id
+    assert cut.context[1:] == full.context[len(full.context) - (19 - longest) :]
+    assert cut.continuations == full.continuations
+
+
+def test_classification_picks_the_option_with_the_lowest_mean_nll(tiny):
+    from hf_ipt.evaluation import evaluate
+    from hf_ipt.evaluation.harness import predict
+
+    model, tokenizer = tiny
+    task = Task("mc", "accuracy", [Example(p, o, 0) for p, o in zip(PROMPTS, OPTIONS)])
+    nlls = [
+        [direct_mean_nll(model, tokenizer, p, o, True) for o in opts]
+        for p, opts in zip(PROMPTS, OPTIONS)
+    ]
+    expected = [row.index(min(row)) for row in nlls]
+    assert predict(model, tokenizer, task, add_bos=True) == expected
+    results = evaluate(model, tokenizer, [task], add_bos=True, progress=False)
+    assert results == {"mc": {"accuracy": pytest.approx(100 * expected.count(0) / 3)}}
+
+
+def _greedy(model, ids: list[int], steps: int) -> list[int]:
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for _ in range(steps):
+            logits = model(torch.tensor([ids + out])).logits[0, -1]
+            out.append(int(logits.argmax()))
+    return out
+
+
+def test_generation_is_greedy_and_left_truncates_the_prompt(tiny):
+    from hf_ipt.evaluation import generate_answers
+
+    model, tokenizer = tiny
+    prompts = [PROMPTS[2], PROMPTS[0]]
+    got = generate_answers(
+        model, tokenizer, prompts, add_bos=True, max_new_tokens=6, max_length=16, batch_size=2
+    )
+    for prompt, answer in zip(prompts, got):
+        ids = [tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False).input_ids
+        ids = ids[:1] + ids[len(ids) - 9 :] if len(ids) > 10 else ids  # 16 - 6 tokens of room
+        text = tokenizer.decode(_greedy(model, ids, 6), skip_special_tokens=True)
+        assert answer == text.split("\n")[0].strip()
+
+
+@pytest.fixture(scope="module")
+def answers_42(tiny_model_dir):
+    """The tiny Llama overfit on 'Q: profit? A: 42' lines: it answers 42, then a newline."""
+    import torch
+
+    from hf_ipt.models import load_causal_lm
+
+    model, tokenizer = load_causal_lm(tiny_model_dir, dtype="float32")
+    ids = torch.tensor([tokenizer("Q: profit? A: 42\n" * 6).input_ids])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(40):
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval(), tokenizer
+
+
+def test_generation_stops_at_the_first_newline(answers_42):
+    from hf_ipt.evaluation import generate_answers
+
+    model, tokenizer = answers_42
+    prompt = "Q: profit? A:"
+    ids = [tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False).input_ids
+    unstopped = tokenizer.decode(_greedy(model, ids, 12), skip_special_tokens=True)
+    assert unstopped.startswith(" 42\nQ:")  # the model would go on past the newline
+    assert generate_answers(model, tokenizer, [prompt], add_bos=True, max_new_tokens=12) == ["42"]
+
+
+def test_evaluate_on_the_hub_layout_with_json_and_markdown(answers_42, hub_dir, tmp_path):
+    from hf_ipt.evaluation import evaluate, results_to_json, results_to_markdown
+
+    model, tokenizer = answers_42
+    conv = {"input": "Q: profit? A:", "label": ["42"]}
+    (hub_dir / "ConviFinQA" / "test.json").write_text(json.dumps([conv, {**conv, "label": "41"}]))
+    results = evaluate(model, tokenizer, "finance", data_dir=hub_dir, add_bos=True, progress=False)
+    assert list(results) == ["FPB", "FiQA_SA", "Headline", "NER", "ConvFinQA"]
+    assert results["ConvFinQA"] == {"numeric_match": pytest.approx(50.0)}
+    assert all(0 <= v <= 100 for scores in results.values() for v in scores.values())
+    assert json.loads(results_to_json(results, tmp_path / "r.json")) == results
+    assert json.loads((tmp_path / "r.json").read_text()) == results
+    table = results_to_markdown(results)
+    assert "| ConvFinQA | numeric_match | 50.00 |" in table
+    average = sum(next(iter(s.values())) for s in results.values()) / 5
+    assert table.rstrip().endswith(f"| **Average** | | **{average:.2f}** |")
+
+
+def test_bos_follows_the_model_family(tiny, smollm2_dir):
+    from transformers import AutoTokenizer
+
+    from hf_ipt.evaluation import default_add_bos
+
+    _, llama_like = tiny
+    assert default_add_bos(llama_like) is True  # tokenizer adds BOS itself (Llama 3 family)
+    assert default_add_bos(llama_like, "AdaptLLM/finance-LLM") is False  # AdaptLLM v1: no BOS
+    assert default_add_bos(AutoTokenizer.from_pretrained(smollm2_dir)) is False
+
+
+# --- a real model -----------------------------------------------------------------------
+EASY_ITEMS = [
+    ("Question: What color is the sky on a clear day?\nAnswer:", ["blue", "green", "red"], 0),
+    ("Question: How many legs does a dog have?\nAnswer:", ["four", "two", "ten"], 0),
+    ("Question: What is the opposite of hot?\nAnswer:", ["cold", "tall", "loud"], 0),
+    ("Question: Which animal says 'meow'?\nAnswer:", ["a cat", "a cow", "a fish"], 0),
+    ("Question: What do bees make?\nAnswer:", ["honey", "steel", "glass"], 0),
+    ("Question: What is 2 + 2?\nAnswer:", ["4", "7", "10"], 0),
+    ("Question: Which season is the coldest?\nAnswer:", ["winter", "summer", "spring"], 0),
+    ("Question: What is the capital of France?\nAnswer:", ["Paris", "Berlin", "Madrid"], 0),
+    ("Question: What do we drink when we are thirsty?\nAnswer:", ["water", "sand", "paper"], 0),
+    ("Question: Where do fish live?\nAnswer:", ["in water", "in trees", "in the desert"], 0),
+    ("Question: What does a thermometer measure?\nAnswer:", ["temperature", "weight", "speed"], 0),
+    ("Question: Which planet do we live on?\nAnswer:", ["Earth", "Mars", "Jupiter"], 0),
+]
+
+
+def test_smollm2_answers_easy_multiple_choice_better_than_chance(smollm2_dir):
+    from hf_ipt.evaluation import evaluate
+    from hf_ipt.models import load_causal_lm
+
+    model, tokenizer = load_causal_lm(smollm2_dir, dtype="float32")
+    # gold moved around, so a position bias cannot pass the test
+    examples = [
+        Example(p, o[-i % 3 :] + o[: -i % 3], i % 3) for i, (p, o, _) in enumerate(EASY_ITEMS)
+    ]
+    results = evaluate(model, tokenizer, [Task("easy", "accuracy", examples)], progress=False)
+    assert results["easy"]["accuracy"] >= 75.0  # chance is 33.3
+
+
+class MergingTokenizer:
+    """Greedy longest match over a toy vocabulary where 'a b' is one token but 'a c' is not.
+
+    After the prompt 'xa', option 'b' re-tokenizes the prompt's last token ('a b'), option
+    'c' does not ('a', ' ', 'c'): both must still be scored on their own tokens.
+    """
+
+    vocab: ClassVar[dict[str, int]] = {"x": 5, "a": 6, "a b": 7, " ": 8, "c": 9, "b": 10}
+    bos_token_id, eos_token_id, pad_token_id = 1, 2, 3
+
+    def __call__(self, text: str, add_special_tokens: bool = True):
+        from types import SimpleNamespace
+
+        ids, i = [], 0
+        while i < len(text):
+            piece = next(text[i : i + n] for n in (3, 2, 1) if text[i : i + n] in self.vocab)
+            ids.append(self.vocab[piece])
+            i += len(piece)
+        return SimpleNamespace(input_ids=ids)
+
+
+@pytest.mark.parametrize("shared_prefix_min_tokens", [None, 0])
+def test_options_that_retokenize_the_prompt_end_score_their_own_tokens(
+    tiny, shared_prefix_min_tokens
+):
+    import torch
+
+    from hf_ipt.evaluation import score_options
+    from hf_ipt.evaluation.scoring import build_request
+
+    model, _ = tiny
+    tokenizer = MergingTokenizer()
+    request = build_request(tokenizer, "xa", ["b", "c"], add_bos=True, max_length=None)
+    assert request.context == [1, 5] and request.continuations == [[7], [6, 8, 9]]
+    assert request.skips == [0, 1]  # 'a' belongs to the prompt, not to option 'c'
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(torch.tensor([[1, 5, 6, 8, 9]])).logits[0], -1)
+        b = -torch.log_softmax(model(torch.tensor([[1, 5]])).logits[0, -1], -1)[7].item()
+    c = -(logprobs[2, 8] + logprobs[3, 9]).item() / 2  # ' ' and 'c' only
+    got = score_options(
+        model,
+        tokenizer,
+        ["xa"],
+        [["b", "c"]],
+        add_bos=True,
+        shared_prefix_min_tokens=shared_prefix_min_tokens,
+    )
+    assert got[0] == pytest.approx([b, c], abs=1e-4)

@@ -1,0 +1,286 @@
+"""`hf-ipt eval`, the training callback and the lm-evaluation-harness bridge, end to end."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import TrainerCallback
+
+HUB_FILES = {  # a few files of AdaptLLM/{finance,medicine}-tasks, in the Hub's layout
+    "FPB/test.json": [
+        {
+            "input": "Sales fell by 3.5%. Sentiment:",
+            "options": ["negative", "neutral", "positive"],
+            "gold_index": 0,
+        },
+        {
+            "input": "The company reported a profit. Sentiment:",
+            "options": ["negative", "neutral", "positive"],
+            "gold_index": 2,
+        },
+    ],
+    "ConviFinQA/test.json": [{"input": "Profit was 42. What was the profit?", "label": ["42"]}],
+    "pubmed_qa/test.json": [
+        {
+            "input": "Does aspirin thin blood? Answer:",
+            "options": ["yes", "no", "maybe"],
+            "gold_index": 0,
+        }
+    ],
+    "usmle/test.json": [
+        {
+            "input": "A patient has fever. Diagnosis:",
+            "options": ["flu", "cold", "none"],
+            "gold_index": 0,
+        }
+    ],
+}
+
+
+@pytest.fixture
+def hub_dir(tmp_path: Path) -> Path:
+    for rel, rows in HUB_FILES.items():
+        path = tmp_path / "tasks" / rel
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(rows))
+    return tmp_path / "tasks"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """2 shared cores: torch's default thread pool thrashes (100x slower) on tiny models."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# --- CLI ----------------------------------------------------------------------------------
+def test_cli_evaluates_a_checkpoint_and_writes_json_and_markdown(
+    tiny_model_dir, hub_dir, tmp_path, capsys
+):
+    from hf_ipt.evaluation import Example, Task, save_task_file
+    from hf_ipt.evaluation.cli import main
+
+    mine = save_task_file(
+        Task("mine", "micro_f1", [Example("Up or down?", ["up", "down"], 1)]),
+        tmp_path / "mine.json",
+    )
+    out = tmp_path / "results"
+    argv = [
+        "--model",
+        str(tiny_model_dir),
+        "--tasks",
+        f"finance/FPB,finance/ConvFinQA,medicine/USMLE,{mine}",
+        "--data_dir",
+        str(hub_dir),
+        "--output_dir",
+        str(out),
+        "--max_examples",
+        "2",
+        "--batch_size",
+        "3",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+    ]
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results) == ["FPB", "ConvFinQA", "USMLE", "mine"]
+    assert results["USMLE"].keys() == {"accuracy"} and results["FPB"].keys() == {"weighted_f1"}
+    assert results["mine"]["micro_f1"] in (0.0, 100.0)
+    table = (out / "results.md").read_text()
+    assert table.startswith("| Task | Metric | Score |") and "**Average**" in table
+    assert table in capsys.readouterr().out
+
+
+def test_cli_rejects_bad_values():
+    from hf_ipt.evaluation.cli import main
+
+    with pytest.raises(ValueError, match="`batch_size` must be >= 1, got 0"):
+        main(["--model", "x", "--batch_size", "0"])
+    with pytest.raises(SystemExit):
+        main(["--model", "x", "--add_bos", "sometimes"])
+
+
+def test_cli_help_runs_as_a_module():
+    proc = subprocess.run(
+        [sys.executable, "-m", "hf_ipt.evaluation.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for flag in (
+        "--model",
+        "--tasks",
+        "--output_dir",
+        "--batch_size",
+        "--max_examples",
+        "--device",
+    ):
+        assert flag in proc.stdout
+
+
+# --- EvalCallback ----------------------------------------------------------------------------
+class Recorder(TrainerCallback):
+    """Stands in for a `report_to` integration: those are callbacks fed by `on_log`."""
+
+    def __init__(self):
+        self.logs = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.logs.append(dict(logs))
+
+
+def _trainer(tiny_model_dir, output_dir: Path, recorder, **extra):
+    import datasets
+    from transformers import Trainer, TrainingArguments
+
+    from hf_ipt.models import load_causal_lm
+
+    model, tokenizer = load_causal_lm(tiny_model_dir, dtype="float32")
+    ids = tokenizer("The company reported a profit of $1.13bn in the third quarter.").input_ids
+    data = datasets.Dataset.from_dict({"input_ids": [ids] * 4, "labels": [ids] * 4})
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=3,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        **extra,
+    )
+    kwargs = {"eval_dataset": data} if "eval_strategy" in extra else {}
+    return Trainer(
+        model=model, args=args, train_dataset=data, callbacks=[recorder], **kwargs
+    ), tokenizer
+
+
+def test_eval_callback_logs_through_the_trainer_every_eval_steps_and_at_train_end(
+    tiny_model_dir, hub_dir, tmp_path
+):
+    from hf_ipt.evaluation import EvalCallback
+    from hf_ipt.evaluation.callback import RESULTS_FILENAME
+
+    recorder = Recorder()
+    trainer, tokenizer = _trainer(tiny_model_dir, tmp_path / "out", recorder)
+    callback = EvalCallback(
+        "finance/FPB,finance/ConvFinQA",
+        tokenizer,
+        eval_steps=2,
+        max_examples=1,
+        data_dir=hub_dir,
+        trainer=trainer,
+    )
+    trainer.add_callback(callback)
+    trainer.train()
+    # step 2 (eval_steps) and step 3 (train end), as seen by a report_to integration
+    reported = [log for log in recorder.logs if "eval_FPB_weighted_f1" in log]
+    assert len(reported) == 2
+    assert {"eval_ConvFinQA_numeric_match", "eval_domain_average"} <= reported[0].keys()
+    steps = [h["step"] for h in trainer.state.log_history if "eval_FPB_weighted_f1" in h]
+    assert steps == [2, 3]  # in log_history, so in trainer_state.json
+    record = json.loads((tmp_path / "out" / RESULTS_FILENAME).read_text())
+    assert record["global_step"] == 3 and list(record["results"]) == ["FPB", "ConvFinQA"]
+    assert [h["step"] for h in record["history"]] == [2, 3]
+    assert record["average"] == pytest.approx(reported[-1]["eval_domain_average"])
+
+
+def test_eval_callback_follows_trainer_evaluation_and_warns_without_trainer(
+    tiny_model_dir, hub_dir, tmp_path, caplog
+):
+    from hf_ipt.evaluation import EvalCallback, Task, load_tasks
+
+    recorder = Recorder()
+    trainer, tokenizer = _trainer(
+        tiny_model_dir, tmp_path / "out", recorder, eval_strategy="steps", eval_steps=2
+    )
+    tasks = load_tasks("medicine/PubMedQA", data_dir=hub_dir)
+    assert isinstance(tasks[0], Task)
+    trainer.add_callback(EvalCallback(tasks, tokenizer))
+    with caplog.at_level(logging.WARNING):
+        trainer.train()
+    assert "pass EvalCallback(..., trainer=trainer)" in caplog.text
+    steps = [h["step"] for h in trainer.state.log_history if "eval_PubMedQA_accuracy" in h]
+    assert steps == [2, 3]  # on_evaluate at step 2, then train end
+    assert not any("eval_PubMedQA_accuracy" in log for log in recorder.logs)
+    with pytest.raises(ValueError, match="`eval_steps` must be >= 1"):
+        EvalCallback(tasks, tokenizer, eval_steps=0)
+
+
+# --- lm-evaluation-harness bridge -----------------------------------------------------------
+def test_lm_eval_command_names_every_general_benchmark():
+    from hf_ipt.evaluation.lm_eval_bridge import GENERAL_TASKS, lm_eval_command
+
+    command = lm_eval_command("./ckpt", add_bos=True, output_path="out")
+    assert command.startswith(
+        "lm_eval --model hf --model_args pretrained=./ckpt,add_bos_token=True"
+    )
+    assert f"--tasks {','.join(GENERAL_TASKS)}" in command and command.endswith("--output_path out")
+    assert len(GENERAL_TASKS) == 9  # ARC-e/c, BoolQ, SIQA, WinoGrande, PIQA, OBQA, HellaSwag, MMLU
+
+
+TINY_MC_YAML = """\
+task: tiny_mc
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{question}}}}"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: gold
+metric_list:
+  - metric: acc
+  - metric: acc_norm
+"""
+
+
+def test_lm_eval_bridge_runs_a_local_task_and_agrees_with_our_scoring(tiny_model_dir, tmp_path):
+    pytest.importorskip("lm_eval", reason="optional: pip install 'lm-eval>=0.4.8'")
+    from hf_ipt.evaluation import Example, Task, evaluate
+    from hf_ipt.evaluation.lm_eval_bridge import run_lm_eval
+    from hf_ipt.models import load_causal_lm
+
+    model, tokenizer = load_causal_lm(tiny_model_dir, dtype="float32")
+    choices = ["yes", "no", "maybe"]
+    # one token per option: lm-eval's summed log-likelihood then equals our mean
+    assert all(len(tokenizer(" " + c, add_special_tokens=False).input_ids) == 1 for c in choices)
+    rows = [
+        {"question": q, "choices": choices, "gold": g}
+        for q, g in [
+            ("Is the profit up?", 0),
+            ("Did sales fall?", 1),
+            ("What is the cause?", 2),
+            ("Will the shares drop?", 0),
+        ]
+    ]
+    data = tmp_path / "tiny_mc.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "tiny_mc.yaml").write_text(TINY_MC_YAML.format(data=data))
+    got = run_lm_eval(
+        model, tokenizer, ["tiny_mc"], add_bos=True, batch_size=2, include_path=tmp_path
+    )
+    ours = evaluate(
+        model,
+        tokenizer,
+        [Task("tiny_mc", "accuracy", [Example(r["question"], choices, r["gold"]) for r in rows])],
+        add_bos=True,
+        progress=False,
+    )
+    assert got["tiny_mc"].keys() == {"acc_norm", "acc"}
+    assert got["tiny_mc"]["acc"] == pytest.approx(ours["tiny_mc"]["accuracy"])
