@@ -9,6 +9,7 @@ texts, chained over `config.rounds` rounds (model synthesizers) or mined one by 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
@@ -46,6 +47,13 @@ class SynthesisConfig:
         default="templified",
         metadata={"help": "'templified': one pre-training text per chain; 'pairs': one row per text."},
     )
+    domain_keywords: str | None = field(
+        default="window",
+        metadata={"help": "Rules only: 'window' ranks domain keywords over each window of texts "
+                  "(streaming KeywordStats, long-word proxy for 'rare in general text'); a path to a "
+                  "file with one keyword per line; 'none' disables keyword tasks."},
+    )
+    num_keywords: int = field(default=100, metadata={"help": "Rules only: keywords kept per window."})
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto = bf16 on GPU, fp32 on CPU."})
     device: str | None = field(default=None, metadata={"help": "transformers device (default cuda if available)."})
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM GPUs per engine."})
@@ -66,6 +74,11 @@ class SynthesisConfig:
             )
         if self.temperature < 0:
             raise ValueError(f"`temperature` must be >= 0, got {self.temperature} (SynthesisConfig.temperature)")
+        if self.domain_keywords not in (None, "none", "window") and not os.path.isfile(self.domain_keywords):
+            raise ValueError(
+                f"`domain_keywords` must be 'window', 'none' or a keyword file, got {self.domain_keywords!r} "
+                "(SynthesisConfig.domain_keywords)"
+            )
         if not self.synthesizer:
             raise ValueError("`synthesizer` must be 'rules' or a model id/path, got an empty string")
 
@@ -122,9 +135,9 @@ class Augmenter:
         """The miner or the model backend, created on first use in each process."""
         if self._engine is None:
             if self.config.synthesizer == RULES:
-                from .miner import RuleMiner
+                from .miner import MinerConfig, RuleMiner
 
-                self._engine = RuleMiner()
+                self._engine = RuleMiner(MinerConfig(seed=self.config.seed), keywords=self._keyword_file())
             else:
                 from .backends import load_backend
 
@@ -134,7 +147,7 @@ class Augmenter:
     def synthesize(self, texts: Sequence[str]) -> list[ChainEntry]:
         """Entries with pairs for one window of texts (rules: each text alone, no chaining)."""
         if self.config.synthesizer == RULES:
-            mined = self.engine.mine_batch(list(texts))
+            mined = self._miner_for(texts).mine_batch(list(texts))
             return [
                 ChainEntry(i, 0, i, text, text, pairs=[Pair(p.question, p.answer) for p in found],
                            tasks=[p.task for p in found])
@@ -144,6 +157,28 @@ class Augmenter:
         budget = self.config.max_model_len - self.config.max_new_tokens
         return chain(texts, engine.generate, engine.tokenizer, rounds=self.config.rounds,
                      prompt_budget=budget, stats=self.stats)
+
+    def _keyword_file(self) -> list[str]:
+        path = self.config.domain_keywords
+        if path in (None, "none", "window"):
+            return []
+        with open(path, encoding="utf-8") as f:
+            return [line.strip() for line in f if line.strip()]
+
+    def _miner_for(self, texts: Sequence[str]):
+        """The miner, with keywords ranked over this window when `domain_keywords='window'`.
+
+        Per window (not a running count) so that output depends only on the window's texts,
+        never on which worker or rank processed which shard first.
+        """
+        if self.config.domain_keywords != "window":
+            return self.engine
+        from .miner import KeywordStats, RuleMiner
+
+        stats = KeywordStats()
+        for text in texts:
+            stats.update(text)
+        return RuleMiner(self.engine.config, keywords=stats.top(self.config.num_keywords))
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         texts = batch[self.text_column]

@@ -168,3 +168,17 @@ def test_map_function_on_a_dataset():
     it = datasets.IterableDataset.from_generator(lambda: ({"text": doc(i)} for i in range(4)))
     rows = list(it.map(Augmenter(), batched=True, batch_size=2, remove_columns=["text"]))
     assert len(rows) == 4 and all(r["text"] for r in rows)
+
+
+def test_rules_domain_keywords_from_file_and_window(tmp_path):
+    texts = [doc(i) for i in range(12)]
+    kw = tmp_path / "kw.txt"
+    kw.write_text("profit\nquarter\ndemand\nretailers\nsales\nshares\n")
+
+    def keyword_tasks(setting: str) -> int:
+        out = Augmenter(SynthesisConfig(output="pairs", domain_keywords=setting))({"text": texts})
+        return sum(p["task"] == "word2text.keywords" for ps in out["pairs"] for p in ps)
+
+    assert keyword_tasks(str(kw)) > 0 and keyword_tasks("none") == 0
+    with pytest.raises(ValueError, match="domain_keywords"):
+        SynthesisConfig(domain_keywords="missing-file.txt")
