@@ -183,7 +183,14 @@ class Augmenter:
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         texts = batch[self.text_column]
         ids = batch.get(self.id_column) or [str(i) for i in range(len(texts))]
-        entries = self.synthesize(texts)
+        return self.render(self.synthesize(texts), ids)
+
+    def render(self, entries: list[ChainEntry], ids: Sequence[str]) -> dict[str, list]:
+        """Output columns for synthesized `entries` (indexed by `.id`); `ids[e.id]` is each text's id.
+
+        Separate from synthesis so that jobs can filter pairs and deduplicate them across the
+        corpus between the two steps.
+        """
         rows = self._pair_rows(entries, ids) if self.config.output == "pairs" else self._text_rows(entries, ids)
         return {name: [row[name] for row in rows] for name in features(self.config.output)}
 

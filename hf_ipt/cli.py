@@ -12,7 +12,9 @@ import sys
 # subcommand -> (module with `main(argv)`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "augment": ("hf_ipt.augment_cli", "stream a corpus through a synthesizer into augmented Parquet"),
+    "synthesize": ("hf_ipt.synthesize_cli", "resumable, multi-rank synthesis job: corpus -> Parquet shards + manifest"),
     "eval": ("hf_ipt.evaluation.cli", "evaluate a checkpoint on the domain task sets"),
+    "push": ("hf_ipt.publish_cli", "upload synthesis output to a Hub dataset repo, one config per corpus"),
 }
 
 

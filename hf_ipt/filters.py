@@ -1,0 +1,153 @@
+"""Quality filters on synthesized pairs, and near-duplicate pair removal across a corpus.
+
+Per-pair filters are pure functions of ``(context, question, answer)``; `filter_pairs` runs
+the enabled ones and counts what each removed. Defaults are conservative: they only catch
+output that cannot be a useful task (an extractive answer made of words the text does not
+contain, a looping generation, a "question" that is a sentence pasted from the text).
+
+`NearDuplicates` is the corpus-wide pass: MinHash LSH (`datasketch`) over word shingles of
+``question + answer``; the first occurrence in corpus order is kept, so the decisions are
+deterministic for a fixed order of pairs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+_WORD = re.compile(r"\w+")
+
+
+@dataclass
+class FilterConfig:
+    """Which pairs to drop. Every filter can be turned off; removals are counted per filter."""
+
+    filter_ungrounded: bool = field(
+        default=True,
+        metadata={"help": "Drop extractive answers (2..extractive_max_words words) whose words are mostly "
+                  "not in the text."},
+    )
+    extractive_max_words: int = field(
+        default=8, metadata={"help": "Answers of 2 to this many words count as extractive spans; one-word "
+                             "answers (labels, yes/no, numbers) and longer ones are never checked."},
+    )
+    min_grounding: float = field(
+        default=0.5, metadata={"help": "Fraction of an extractive answer's words that must occur in the text."}
+    )
+    filter_degenerate: bool = field(
+        default=True, metadata={"help": "Drop pairs with an empty side or a looping question/answer."}
+    )
+    max_repeat_fraction: float = field(
+        default=0.5,
+        metadata={"help": "A question/answer with >= 6 word 3-grams is degenerate when more than this "
+                  "fraction of them are repeats."},
+    )
+    filter_copied_questions: bool = field(
+        default=True, metadata={"help": "Drop questions that are a verbatim span of the text."}
+    )
+    copied_min_words: int = field(
+        default=6, metadata={"help": "Only questions with at least this many words count as copied."}
+    )
+    dedup: bool = field(default=True, metadata={"help": "Remove near-duplicate pairs across the corpus."})
+    dedup_threshold: float = field(
+        default=0.9, metadata={"help": "Estimated Jaccard similarity of word 3-grams at which pairs are duplicates."}
+    )
+    dedup_num_perm: int = field(default=128, metadata={"help": "MinHash permutations."})
+    dedup_min_words: int = field(
+        default=10,
+        metadata={"help": "Pairs shorter than this (question + answer words) are never deduplicated: "
+                  "short pairs such as 'Give this text a title.' are context-dependent, not copies."},
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("min_grounding", "max_repeat_fraction", "dedup_threshold"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"`{name}` must be in (0, 1], got {getattr(self, name)} (FilterConfig.{name})")
+        for name in ("extractive_max_words", "copied_min_words", "dedup_num_perm", "dedup_min_words"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)} (FilterConfig.{name})")
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def is_ungrounded(context: str, answer: str, config: FilterConfig) -> bool:
+    """An extractive-length answer whose content words mostly do not occur in `context`."""
+    answer_words = words(answer)
+    if not 2 <= len(answer_words) <= config.extractive_max_words:
+        return False
+    content = [w for w in answer_words if len(w) > 2] or answer_words  # "a", "of", "in" prove nothing
+    vocabulary = set(words(context))
+    return sum(w in vocabulary for w in content) / len(content) < config.min_grounding
+
+
+def _repeat_fraction(text: str) -> float:
+    w = words(text)
+    grams = list(zip(w, w[1:], w[2:]))
+    if len(grams) < 6:
+        return 0.0
+    return 1.0 - len(set(grams)) / len(grams)
+
+
+def is_degenerate(question: str, answer: str, config: FilterConfig) -> bool:
+    """An empty side, or a question/answer that loops (a typical greedy-decoding failure)."""
+    if not words(question) or not words(answer):
+        return True
+    return max(_repeat_fraction(question), _repeat_fraction(answer)) > config.max_repeat_fraction
+
+
+def is_copied_question(context: str, question: str, config: FilterConfig) -> bool:
+    """The whole question (case and spacing aside) is a span of the text: not a question."""
+    q = words(question)
+    return len(q) >= config.copied_min_words and f" {' '.join(q)} " in f" {' '.join(words(context))} "
+
+
+def filter_pairs(context: str, pairs: Sequence[tuple[str, str, str]],
+                 config: FilterConfig) -> tuple[list[tuple[str, str, str]], Counter]:
+    """Keep the `(question, answer, task)` pairs that pass; count removals by filter name.
+
+    A pair is counted once, under the first filter that removes it (in the order below).
+    """
+    kept, removed = [], Counter()
+    for question, answer, task in pairs:
+        if config.filter_degenerate and is_degenerate(question, answer, config):
+            removed["degenerate"] += 1
+        elif config.filter_copied_questions and is_copied_question(context, question, config):
+            removed["copied_question"] += 1
+        elif config.filter_ungrounded and is_ungrounded(context, answer, config):
+            removed["ungrounded"] += 1
+        else:
+            kept.append((question, answer, task))
+    return kept, removed
+
+
+class NearDuplicates:
+    """Streaming near-duplicate detector: `seen(text)` is True when a similar text came before."""
+
+    def __init__(self, config: FilterConfig) -> None:
+        try:
+            from datasketch import MinHash, MinHashLSH
+        except ImportError as error:
+            raise ImportError("near-duplicate removal needs `datasketch`: pip install 'datasketch>=1.6', "
+                              "or turn it off with --no_dedup (FilterConfig.dedup=False)") from error
+
+        self.config = config
+        self.lsh = MinHashLSH(threshold=config.dedup_threshold, num_perm=config.dedup_num_perm)
+        self.empty = MinHash(num_perm=config.dedup_num_perm, seed=1)  # copies skip permutation setup (5x)
+        self.count = 0
+
+    def seen(self, text: str) -> bool:
+        """Whether `text` duplicates an earlier one; a new text is remembered."""
+        w = words(text)
+        if len(w) < self.config.dedup_min_words:
+            return False
+        minhash = self.empty.copy()
+        minhash.update_batch([" ".join(g).encode() for g in zip(w, w[1:], w[2:])])
+        if self.lsh.query(minhash):
+            return True
+        self.lsh.insert(str(self.count), minhash)
+        self.count += 1
+        return False

@@ -1,0 +1,460 @@
+"""Resumable, distributed synthesis jobs: a corpus in, Parquet shards and a manifest out.
+
+    >>> from hf_ipt.jobs import JobConfig, run_job
+    >>> manifest = run_job(JobConfig(corpus="data/*.jsonl", output_dir="out"))
+
+The corpus is cut into a fixed number of work units (`corpus.make_shards`), independent of
+the number of processes; rank ``r`` of ``w`` takes units ``i % w == r``, with ranks read from
+the launcher's environment (see `world_from_env`). Layout of `output_dir`::
+
+    job.json               settings + units; a rerun with other settings is refused
+    pairs/00003.parquet    stage 1: filtered pairs of unit 3, with chain links (atomic)
+    pairs/00003.json       stage 1 done-marker: the unit's stats and rejects (atomic, written last)
+    dedup.json             stage 2: near-duplicate pairs across the corpus (one process)
+    data/00003.parquet     stage 3: the output rows of unit 3 (templified or pairs; atomic)
+    rejects.jsonl          every skipped document with its reason
+    manifest.json          counts and settings; written last, so it marks a complete job
+
+Every file is written to a temporary name, fsynced and `os.replace`d, so a process killed at
+any moment (SIGKILL included) leaves only complete files or temporaries. A rerun skips what
+is done and redoes the rest; synthesis is deterministic per unit, so the final output equals
+an uninterrupted run. Durability is per unit: choose `num_shards` so that one unit is an
+amount of work you are willing to redo. Stages 2-3 run in whichever process first sees every
+unit done (the last rank to finish); they are cheap next to synthesis.
+
+One file on purpose: the three stages share the layout and atomic-write helpers, and the
+layout above is easier to check against the code when it all sits together.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+
+from .augment import Augmenter, SynthesisConfig
+from .chaining import ChainEntry, ChainStats
+from .corpus import Document, is_local_corpus, iter_shard, local_files, make_shards, repo_files
+from .filters import FilterConfig, NearDuplicates, filter_pairs
+from .protocol import Pair
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "hf_ipt.synthesis-job/1"
+
+
+@dataclass
+class JobConfig:
+    """Where the corpus comes from, how it is cut into work units and where results go."""
+
+    corpus: str = field(metadata={"help": "Local file/glob (.txt .jsonl .parquet) or a dataset id/folder."})
+    output_dir: str = field(default="outputs/synthesis", metadata={"help": "Job folder (shared by all ranks)."})
+    corpus_config: str | None = field(default=None, metadata={"help": "Config name of a dataset corpus."})
+    corpus_split: str = field(default="train", metadata={"help": "Split of a dataset corpus."})
+    corpus_revision: str | None = field(default=None, metadata={"help": "Revision of a dataset corpus."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
+    corpus_name: str | None = field(default=None, metadata={"help": "Value of the `corpus` column (default: derived)."})
+    num_shards: int | None = field(
+        default=None, metadata={"help": "Work units (default max(files, 8)); fixed for the job, whatever the "
+                                "number of ranks. A unit is the amount of work redone after a kill."},
+    )
+    max_doc_chars: int = field(
+        default=1_000_000, metadata={"help": "Documents longer than this many characters are rejected."}
+    )
+
+    def __post_init__(self) -> None:
+        if not self.corpus:
+            raise ValueError("`corpus` is required: a local file/glob or a dataset id (JobConfig.corpus)")
+        if self.num_shards is not None and self.num_shards < 1:
+            raise ValueError(f"`num_shards` must be >= 1, got {self.num_shards} (JobConfig.num_shards)")
+        if self.max_doc_chars < 1:
+            raise ValueError(f"`max_doc_chars` must be >= 1, got {self.max_doc_chars} (JobConfig.max_doc_chars)")
+        if self.corpus_name is None:
+            local = is_local_corpus(self.corpus)
+            self.corpus_name = os.path.basename(self.corpus.rstrip("/*")) if local else self.corpus
+
+
+def world_from_env(environ: dict | None = None) -> tuple[int, int]:
+    """`(rank, world_size)` from ``RANK``/``WORLD_SIZE`` (torchrun, accelerate) or a Slurm array.
+
+    A Slurm array task is rank ``SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN`` of
+    ``SLURM_ARRAY_TASK_COUNT``. Nothing set: a single process.
+    """
+    env = os.environ if environ is None else environ
+    if "WORLD_SIZE" in env:
+        rank, world = int(env.get("RANK", 0)), int(env["WORLD_SIZE"])
+    elif "SLURM_ARRAY_TASK_COUNT" in env:
+        rank = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+        world = int(env["SLURM_ARRAY_TASK_COUNT"])
+    else:
+        return 0, 1
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is outside a world of {world} processes; check RANK/WORLD_SIZE "
+                         "or SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT")
+    return rank, world
+
+
+# ---------------------------------------------------------------- atomic files
+
+
+def write_atomic(path: str, write: Callable[[str], None], temp: str | None = None) -> None:
+    """`write(temp)`, fsync, then rename onto `path`: readers see the old file or the whole new one."""
+    temp = temp or f"{path}.tmp-{socket.gethostname()}-{os.getpid()}"
+    write(temp)
+    with open(temp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+    directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:  # the rename itself must survive a power cut too
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def write_json(path: str, value) -> None:
+    def write(temp: str) -> None:
+        with open(temp, "w", encoding="utf-8") as f:
+            json.dump(value, f, indent=1, sort_keys=True)
+
+    write_atomic(path, write)
+
+
+def read_json(path: str):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _remove_stale_temporaries(folder: str) -> None:
+    """Temporaries of dead processes on this host (other hosts' are left; they never shadow results)."""
+    host = socket.gethostname()
+    for temp in glob.glob(os.path.join(folder, f"*.tmp-{host}-*")):
+        pid = int(temp.rsplit("-", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os.remove(temp)
+        except PermissionError:  # alive, another user's
+            pass
+
+
+# ---------------------------------------------------------------- job setup
+
+
+def job_units(job: JobConfig) -> list[dict]:
+    """The job's work units: `corpus.make_shards` over the corpus files."""
+    if is_local_corpus(job.corpus):
+        files = local_files(job.corpus)
+    else:
+        files = repo_files(job.corpus, job.corpus_config, job.corpus_split, job.corpus_revision)
+    return make_shards(files, job.num_shards)
+
+
+def job_spec(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, units: list[dict]) -> dict:
+    """Everything that determines the output (`job.json`); `output_dir` aside, so a job folder can move."""
+    settings = {k: v for k, v in asdict(job).items() if k != "output_dir"}
+    files = sorted({f for u in units for f in u["files"]})
+    sizes = {f: os.path.getsize(f) for f in files if os.path.isfile(f)}
+    return {"format": FORMAT, "job": settings, "synthesis": asdict(synthesis), "filters": asdict(filters),
+            "units": units, "file_sizes": sizes}
+
+
+def prepare(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -> list[dict]:
+    """Create or check `output_dir/job.json`; return the units."""
+    units = job_units(job)
+    spec = json.loads(json.dumps(job_spec(job, synthesis, filters, units)))  # tuples -> lists
+    for sub in ("pairs", "data"):
+        os.makedirs(os.path.join(job.output_dir, sub), exist_ok=True)
+    path = os.path.join(job.output_dir, "job.json")
+    if not os.path.exists(path):
+        write_json(path, spec)  # ranks starting together write the same content
+    elif (old := read_json(path)) != spec:
+        changed = sorted(k for k in spec if spec[k] != old.get(k))
+        raise ValueError(
+            f"{job.output_dir!r} holds a different job (changed: {', '.join(changed)}); rerun with the "
+            "same corpus and settings to resume it, or choose a new `output_dir`"
+        )
+    return units
+
+
+def unit_name(index: int) -> str:
+    return f"{index:05d}"
+
+
+def _path(job: JobConfig, stage: str, index: int, suffix: str) -> str:
+    return os.path.join(job.output_dir, stage, unit_name(index) + suffix)
+
+
+def unit_done(job: JobConfig, index: int) -> bool:
+    return os.path.exists(_path(job, "pairs", index, ".json"))
+
+
+# ---------------------------------------------------------------- stage 1: synthesis
+
+
+def _pairs_schema():
+    import pyarrow as pa
+
+    pair = pa.struct([("question", pa.string()), ("answer", pa.string()), ("task", pa.string())])
+    return pa.schema([
+        ("id", pa.string()), ("context", pa.string()), ("pairs", pa.list_(pair)), ("round", pa.int32()),
+        ("shots", pa.list_(pa.string())), ("shot_rows", pa.list_(pa.int64())),  # rows of this unit
+        ("truncated", pa.bool_()), ("tokens", pa.int64()),
+    ])
+
+
+@dataclass
+class UnitStats:
+    """What happened to one unit; saved as its done-marker and summed into the manifest."""
+
+    docs: int = 0
+    rows: int = 0
+    pairs_synthesized: int = 0
+    pairs: int = 0
+    tokens: int = 0
+    rejects: Counter = field(default_factory=Counter)
+    filtered: Counter = field(default_factory=Counter)
+    chain: ChainStats = field(default_factory=ChainStats)
+    rejected: list[dict] = field(default_factory=list)  # {"id", "reason", "detail"} per skipped document
+
+    def reject(self, doc_id: str, reason: str, detail: str = "") -> None:
+        self.rejects[reason] += 1
+        self.rejected.append({"id": doc_id, "reason": reason, "detail": detail})
+
+
+def _accepted(docs: Iterator[Document], max_chars: int, stats: UnitStats) -> Iterator[Document]:
+    for doc in docs:
+        stats.docs += 1
+        if doc.reject is not None:
+            stats.reject(doc.id, doc.reject)
+        elif len(doc.text) > max_chars:
+            stats.reject(doc.id, "too long", f"{len(doc.text)} characters > max_doc_chars={max_chars}")
+        else:
+            yield doc
+
+
+def entry_rows(entries: list[ChainEntry], ids: list[str], first_row: int, filters: FilterConfig,
+               stats: UnitStats) -> list[dict]:
+    """Stage-1 rows of one window: pairs filtered, failed prompts moved to the rejects."""
+    rows, row_of = [], {}
+    for e in entries:
+        if e.error is not None:  # a prompt the engine rejected or failed on: it has no pairs, no followers
+            stats.reject(ids[e.id], "engine error", e.error)
+            continue
+        tasks = e.tasks or [""] * len(e.pairs)
+        kept, removed = filter_pairs(e.text, [(p.question, p.answer, t) for p, t in zip(e.pairs, tasks)], filters)
+        stats.pairs_synthesized += len(e.pairs)
+        stats.pairs += len(kept)
+        stats.filtered.update(removed)
+        stats.tokens += len(e.prompt_ids) or len(e.text.split())  # rules: no tokenizer, words
+        row_of[e.id] = first_row + len(rows)
+        rows.append({
+            "id": ids[e.id], "context": e.text, "round": e.round, "truncated": e.truncated,
+            "pairs": [{"question": q, "answer": a, "task": t} for q, a, t in kept],
+            "shots": [ids[s] for s in e.shots], "shot_rows": [row_of[s] for s in e.shots],
+            "tokens": len(e.prompt_ids),
+        })
+    return rows
+
+
+def synthesize_unit(job: JobConfig, index: int, shard: dict, augment: Augmenter, filters: FilterConfig,
+                    progress: Progress | None = None, rank: int = 0) -> UnitStats:
+    """Synthesize one unit into ``pairs/<unit>.parquet``, then write its done-marker."""
+    import itertools
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    stats, schema = UnitStats(), _pairs_schema()
+    augment.stats = stats.chain
+    docs = _accepted(iter_shard(shard, job.text_column), job.max_doc_chars, stats)
+
+    def write(temp: str) -> None:
+        with pq.ParquetWriter(temp, schema) as writer:
+            while window := list(itertools.islice(docs, augment.config.window_size)):
+                entries = augment.synthesize([d.text for d in window])
+                rows = entry_rows(entries, [d.id for d in window], stats.rows, filters, stats)
+                stats.rows += len(rows)
+                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+                if progress:
+                    progress.update(len(window), sum(r["tokens"] or len(r["context"].split()) for r in rows),
+                                    sum(len(r["pairs"]) for r in rows))
+
+    path = _path(job, "pairs", index, ".parquet")
+    write_atomic(path, write, temp=path + ".tmp")  # one owner per unit: a fixed temporary name
+    marker = {**vars(stats), "rejects": dict(stats.rejects), "filtered": dict(stats.filtered),
+              "chain": asdict(stats.chain), "unit": index, "shard": shard, "rank": rank}
+    write_json(_path(job, "pairs", index, ".json"), marker)
+    return stats
+
+
+class Progress:
+    """A tqdm bar over this rank's units with docs/s, tokens/s, pairs/doc in the postfix."""
+
+    def __init__(self, units: int, rank: int, token_unit: str) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=units, desc=f"synthesize rank {rank}", unit="unit")
+        self.token_unit, self.start = token_unit, time.monotonic()
+        self.docs = self.tokens = self.pairs = 0
+
+    def update(self, docs: int, tokens: int, pairs: int) -> None:
+        self.docs, self.tokens, self.pairs = self.docs + docs, self.tokens + tokens, self.pairs + pairs
+        seconds = max(time.monotonic() - self.start, 1e-9)
+        self.bar.set_postfix_str(
+            f"{self.docs / seconds:.1f} docs/s, {self.tokens / seconds:.0f} {self.token_unit}/s, "
+            f"{self.pairs / max(self.docs, 1):.2f} pairs/doc"
+        )
+
+
+# ---------------------------------------------------------------- stages 2-3: dedup, render, manifest
+
+
+def find_duplicates(job: JobConfig, num_units: int, filters: FilterConfig) -> dict[str, list[list[int]]]:
+    """Near-duplicate pairs over the whole corpus in unit/row/pair order: ``{unit: [[row, pair], ...]}``."""
+    import pyarrow.parquet as pq
+
+    detector, found = NearDuplicates(filters), {}
+    for index in range(num_units):
+        table = pq.read_table(_path(job, "pairs", index, ".parquet"), columns=["pairs"])
+        for row, pairs in enumerate(table.column("pairs").to_pylist()):
+            for k, pair in enumerate(pairs):
+                if detector.seen(f"{pair['question']}\n{pair['answer']}"):
+                    found.setdefault(unit_name(index), []).append([row, k])
+    return found
+
+
+def _entry(row_index: int, row: dict, drop: set) -> ChainEntry:
+    """Rebuild the `ChainEntry` that `Augmenter.render` needs from a stage-1 row."""
+    pairs = [p for k, p in enumerate(row["pairs"]) if (row_index, k) not in drop]
+    shots = tuple(row["shot_rows"])
+    return ChainEntry(row_index, row["round"], 0, row["context"], row["context"], shots=shots,
+                      parent=shots[-1] if shots else None, truncated=row["truncated"],
+                      pairs=[Pair(p["question"], p["answer"]) for p in pairs], tasks=[p["task"] for p in pairs])
+
+
+def render_unit(job: JobConfig, synthesis: SynthesisConfig, index: int, duplicates: list[list[int]]) -> None:
+    """Write ``data/<unit>.parquet``: the unit's rows in the requested output, duplicates removed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .augment import features
+
+    rows = pq.read_table(_path(job, "pairs", index, ".parquet")).to_pylist()
+    drop = {(r, k) for r, k in duplicates}
+    entries = [_entry(i, row, drop) for i, row in enumerate(rows)]
+    columns = Augmenter(synthesis, corpus_name=job.corpus_name).render(entries, [r["id"] for r in rows])
+    table = pa.Table.from_pydict(columns, schema=features(synthesis.output).arrow_schema)
+    write_atomic(_path(job, "data", index, ".parquet"), lambda temp: pq.write_table(table, temp))
+
+
+def finalize(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, units: list[dict]) -> dict:
+    """Stages 2-3 once every unit is synthesized; each step skips what an earlier run finished."""
+    for folder in (job.output_dir, os.path.join(job.output_dir, "data")):
+        _remove_stale_temporaries(folder)
+    duplicates = {}
+    if filters.dedup:
+        path = os.path.join(job.output_dir, "dedup.json")
+        if not os.path.exists(path):
+            write_json(path, find_duplicates(job, len(units), filters))
+        duplicates = read_json(path)
+    for index in range(len(units)):
+        if not os.path.exists(_path(job, "data", index, ".parquet")):
+            render_unit(job, synthesis, index, duplicates.get(unit_name(index), []))
+    stats = [read_json(_path(job, "pairs", i, ".json")) for i in range(len(units))]
+    _write_rejects(job, stats)
+    manifest = build_manifest(job, synthesis, filters, stats, duplicates)
+    write_json(os.path.join(job.output_dir, "manifest.json"), manifest)
+    return manifest
+
+
+def _write_rejects(job: JobConfig, stats: list[dict]) -> None:
+    def write(temp: str) -> None:
+        with open(temp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps({**reject, "unit": unit["unit"]}, ensure_ascii=False) + "\n"
+                         for unit in stats for reject in unit["rejected"])
+
+    write_atomic(os.path.join(job.output_dir, "rejects.jsonl"), write)
+
+
+def build_manifest(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, stats: list[dict],
+                   duplicates: dict) -> dict:
+    """The job summary that `manifest.json` holds (keys documented in docs/jobs.md)."""
+    import pyarrow.parquet as pq
+
+    from . import __version__
+    from .augment import features
+
+    def total(key: str) -> int:
+        return sum(s[key] for s in stats)
+
+    def counts(key: str) -> dict:
+        return dict(sorted(sum((Counter(s[key]) for s in stats), Counter()).items()))
+
+    files = [os.path.join("data", unit_name(i) + ".parquet") for i in range(len(stats))]
+    removed = {**{name: 0 for name in ("degenerate", "copied_question", "ungrounded")}, **counts("filtered")}
+    removed["near_duplicate"] = sum(len(v) for v in duplicates.values())
+    return {
+        "format": FORMAT, "hf_ipt_version": __version__,
+        "corpus": job.corpus, "corpus_name": job.corpus_name, "output": synthesis.output,
+        "columns": list(features(synthesis.output)),
+        "data_files": files, "num_units": len(stats),
+        "rows": sum(pq.ParquetFile(os.path.join(job.output_dir, f)).metadata.num_rows for f in files),
+        "docs": {"read": total("docs"), "rejected": sum(len(s["rejected"]) for s in stats),
+                 "kept": total("rows")},
+        "pairs": {"synthesized": total("pairs_synthesized"), "kept": total("pairs") - removed["near_duplicate"]},
+        "filters_removed": removed, "rejects": counts("rejects"),
+        "tokens": {"count": total("tokens"), "unit": _token_unit(synthesis)},
+        "chain": {k: sum(s["chain"][k] for s in stats) for k in ChainStats.__dataclass_fields__},
+        "settings": {"job": asdict(job), "synthesis": asdict(synthesis), "filters": asdict(filters)},
+    }
+
+
+def _token_unit(synthesis: SynthesisConfig) -> str:
+    return "words" if synthesis.synthesizer == "rules" else "prompt tokens"
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: FilterConfig | None = None,
+            rank: int | None = None, world_size: int | None = None, progress: bool = True) -> dict | None:
+    """Run (or resume) this process's share of a job; finish the job if it is the last one.
+
+    Args:
+        job (`JobConfig`): corpus, units and output folder.
+        synthesis (`SynthesisConfig`, *optional*): synthesizer settings (default: the rule miner).
+        filters (`FilterConfig`, *optional*): pair filters and dedup (default: `FilterConfig()`).
+        rank (`int`, *optional*), world_size (`int`, *optional*): default `world_from_env()`.
+        progress (`bool`, *optional*, defaults to `True`): show a progress bar.
+
+    Returns:
+        `dict | None`: the manifest when this process saw every unit done, else `None`.
+    """
+    synthesis, filters = synthesis or SynthesisConfig(), filters or FilterConfig()
+    if rank is None or world_size is None:
+        rank, world_size = world_from_env()
+    units = prepare(job, synthesis, filters)
+    manifest_path = os.path.join(job.output_dir, "manifest.json")
+    if os.path.exists(manifest_path):
+        return read_json(manifest_path)
+    todo = [i for i in range(rank, len(units), world_size) if not unit_done(job, i)]
+    augment = Augmenter(replace(synthesis, output="pairs"), corpus_name=job.corpus_name)
+    bar = Progress(len(todo), rank, _token_unit(synthesis)) if progress and todo else None
+    for index in todo:
+        synthesize_unit(job, index, units[index], augment, filters, bar, rank)
+        if bar:
+            bar.bar.update(1)
+    if bar:
+        bar.bar.close()
+    waiting = [i for i in range(len(units)) if not unit_done(job, i)]
+    if waiting:
+        logger.warning("hf_ipt: rank %d/%d done; %d units of other ranks remain, the last rank to finish "
+                       "writes the output", rank, world_size, len(waiting))
+        return None
+    return finalize(job, synthesis, filters, units)

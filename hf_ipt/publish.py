@@ -1,0 +1,365 @@
+"""Publish synthesis output to a Hub dataset repo: one config per corpus, with a generated card.
+
+    >>> from hf_ipt.publish import push_dataset
+    >>> push_dataset("outputs/bbc", "my-org/augmented")      # -> "https://huggingface.co/datasets/my-org/augmented"
+    >>> load_dataset("my-org/augmented", "bbc-business", split="train")
+
+Input is either layout of a synthesis run: ``data/*.parquet`` + ``manifest.json`` (``hf-ipt
+synthesize``) or ``data.parquet`` + ``summary.json`` (``hf-ipt augment``). In the repo a config
+is a folder, ``<config>/*.parquet`` plus ``<config>/stats.json`` (the statistics its card section
+is rendered from), listed under ``configs:`` in the README YAML. Pushing a second corpus keeps
+the configs already there; pushing a corpus again replaces its files. Everything lands in one
+commit. `render_dataset_card` is pure; `push_dataset` only reads, renders and commits.
+Reading, rendering and pushing share one normalized statistics dict, so they stay in one file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .cards import render_template
+
+logger = logging.getLogger(__name__)
+
+NOT_RECORDED = "not recorded"
+STATS_FILE = "stats.json"
+RETRY_STATUS = (429, 500, 502, 503, 504)  # rate limit and transient server errors
+MAX_ATTEMPTS = 5
+BACKOFF_S = 2.0  # doubled after each failed attempt; a Retry-After header wins
+_EXTENSIONS = re.compile(r"\.(jsonl|json|txt|parquet|csv|arrow)$")
+_CONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+# ---------------------------------------------------------------------------- reading output
+
+
+def config_name_for(corpus: str) -> str:
+    """A config name from a corpus name: last non-glob path part, no extension, safe characters.
+
+    ``"bbc-business"`` -> ``"bbc-business"``, ``"data/finance/*.jsonl"`` -> ``"finance"``,
+    ``"/tmp/news.jsonl"`` -> ``"news"``, ``"org/pubmed"`` -> ``"pubmed"``.
+    """
+    parts = [p for p in re.split(r"[/\\]", corpus) if p and not re.search(r"[*?\[]", p)]
+    name = _EXTENSIONS.sub("", parts[-1] if parts else "")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")
+    if not name:
+        raise ValueError(f"cannot derive a config name from corpus {corpus!r}; pass `config_name` (--config_name)")
+    return name
+
+
+def data_files(output_dir: str | Path) -> list[Path]:
+    """The Parquet files of a synthesis output folder, in order.
+
+    A job's ``manifest.json`` lists its files (an unlisted file in ``data/`` is not part of the
+    output); otherwise every ``data/*.parquet``, else ``data.parquet``.
+    """
+    out = Path(output_dir)
+    record, _ = _read_record(out)
+    if record.get("data_files"):
+        return [out / name for name in record["data_files"]]
+    files = sorted(out.glob("data/*.parquet")) or sorted(out.glob("data.parquet"))
+    if not files:
+        raise FileNotFoundError(
+            f"no Parquet output in {out}: expected data/*.parquet (hf-ipt synthesize) or data.parquet (hf-ipt augment)"
+        )
+    return files
+
+
+def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[str, Any]:
+    """The statistics of one synthesis output folder, normalized for the card.
+
+    Reads ``manifest.json`` (``hf-ipt synthesize``) or else ``summary.json`` (``hf-ipt
+    augment``); whatever neither records is `None` and renders as "not recorded".
+    """
+    out = Path(output_dir)
+    if (out / "job.json").is_file() and not (out / "manifest.json").is_file():
+        raise ValueError(f"the synthesis job in {out} is not finished (no manifest.json): rerun `hf-ipt synthesize` "
+                         "with the same settings to complete it, then push")
+    record, source = _read_record(out)
+    settings = record.get("settings") or {}
+    synthesis = settings.get("synthesis") or record.get("synthesis") or {}
+    corpus = _first(record, "corpus_name", "corpus")
+    if config_name is not None and not _CONFIG_NAME.fullmatch(config_name):
+        raise ValueError(f"`config_name` must be letters, digits, '_', '.', '-' (it names a folder of the repo), "
+                         f"got {config_name!r}")
+    name = config_name or _derive_name(corpus, record.get("corpus"), out.name)
+    return {
+        "config_name": name,
+        "corpus": record.get("corpus"),
+        "source": source,
+        "hf_ipt_version": record.get("hf_ipt_version"),
+        "synthesizer": synthesis.get("synthesizer"),
+        "revision": synthesis.get("revision"),
+        "rounds": synthesis.get("rounds"),
+        "output": synthesis.get("output"),
+        "docs": record.get("docs"),
+        "rows": record.get("rows"),
+        "pairs": record.get("pairs"),
+        "rejects": record.get("rejects"),
+        "filters": _first(record, "filters_removed", "filters"),
+        "tokens": _tokens(record.get("tokens")),
+        "chain": record.get("chain"),
+        "settings": synthesis or None,
+        "filter_settings": settings.get("filters"),
+        "data_files": [f"{name}/{f.name}" for f in data_files(out)],
+    }
+
+
+def _read_record(out: Path) -> tuple[dict, str | None]:
+    for source in ("manifest.json", "summary.json"):
+        if (out / source).is_file():
+            return json.loads((out / source).read_text("utf-8")), source
+    return {}, None
+
+
+def _first(record: dict, *keys: str) -> Any:
+    return next((record[k] for k in keys if record.get(k) is not None), None)
+
+
+def _derive_name(*candidates: str | None) -> str:
+    """The first candidate that makes a valid config name (a job's `corpus_name` may be a bare glob)."""
+    for candidate in filter(None, candidates):
+        try:
+            return config_name_for(candidate)
+        except ValueError:
+            continue
+    raise ValueError(f"cannot derive a config name from {candidates!r}; pass `config_name` (--config_name)")
+
+
+def _tokens(tokens: Any) -> Any:
+    if isinstance(tokens, dict) and set(tokens) == {"count", "unit"}:  # jobs: {"count": 123, "unit": "words"}
+        return f"{tokens['count']:,} {tokens['unit']}"
+    return tokens
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def render_dataset_card(info: dict[str, Any]) -> str:
+    """The dataset card (README.md with YAML metadata) of a repo of augmented configs.
+
+    Args:
+        info (`dict`): ``repo_id``; ``configs``, a list of `read_output` dicts (a config known
+            only by name renders its statistics as "not recorded"; its ``yaml`` entry, when
+            given, is kept as is); ``metadata`` (*optional*), YAML keys to keep from an
+            existing card.
+    """
+    from .builder import CITATION
+
+    configs = sorted(info["configs"], key=lambda c: c["config_name"])
+    if not configs:
+        raise ValueError("`info['configs']` is empty: a dataset card needs at least one config")
+    metadata = _metadata(info["repo_id"], configs, info.get("metadata") or {})
+    return render_template(
+        "dataset_card.md",
+        metadata=yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).rstrip(),
+        pretty_name=metadata["pretty_name"],
+        repo_id=info["repo_id"],
+        example_config=configs[0]["config_name"],
+        config_table="\n".join(_table_row(c) for c in configs),
+        config_sections="\n\n".join(_section(c) for c in configs),
+        citation=CITATION,
+    )
+
+
+def config_entry(name: str) -> dict[str, Any]:
+    """The README ``configs:`` entry of a config pushed by hf_ipt."""
+    return {"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}]}
+
+
+def _metadata(repo_id: str, configs: list[dict], kept: dict) -> dict[str, Any]:
+    meta = {key: value for key, value in kept.items() if key != "configs"}
+    meta.setdefault("pretty_name", repo_id.split("/")[-1])
+    meta.setdefault("tags", ["hf_ipt", "instruction-pretraining", "synthetic"])
+    meta.setdefault("task_categories", ["text-generation"])
+    meta["configs"] = [c.get("yaml") or config_entry(c["config_name"]) for c in configs]
+    return meta
+
+
+def _table_row(c: dict) -> str:
+    cells = [f"`{c['config_name']}`", _synthesizer(c), *(_fmt(c.get(k)) for k in ("rounds", "output", "rows", "pairs"))]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _section(c: dict) -> str:
+    lines = [
+        f"### `{c['config_name']}`",
+        "",
+        f"- **Corpus:** {_code(c.get('corpus'))}",
+        f"- **Synthesizer:** {_synthesizer(c)}, revision {_revision(c)}",
+        f"- **Rounds:** {_fmt(c.get('rounds'))}; **output:** {_fmt(c.get('output'))}",
+        f"- **Documents:** {_fmt(c.get('docs'))}; **rows:** {_fmt(c.get('rows'))}; **pairs:** {_fmt(c.get('pairs'))}",
+        f"- **Rejected documents:** {_fmt(c.get('rejects'))}",
+        f"- **Removed by filters:** {_fmt(c.get('filters'))}",
+        f"- **Tokens:** {_fmt(c.get('tokens'))}",
+        f"- **Chaining:** {_fmt(c.get('chain'))}",
+        f"- **Statistics from:** {_fmt(c.get('source'))}, hf_ipt {_fmt(c.get('hf_ipt_version'))}",
+    ]
+    for title, values in (("Generation setting", c.get("settings")), ("Filter setting", c.get("filter_settings"))):
+        if values:
+            lines += ["", f"| {title} | Value |", "|---|---|"]
+            lines += [f"| {key} | {_fmt(value, none='none')} |" for key, value in values.items()]
+    return "\n".join(lines)
+
+
+def _synthesizer(c: dict) -> str:
+    return _code(c.get("synthesizer"))
+
+
+def _code(value: str | None) -> str:
+    return f"`{value}`" if value else NOT_RECORDED
+
+
+def _revision(c: dict) -> str:
+    if c.get("synthesizer") == "rules":
+        return "n/a (model-free miner)"
+    if c.get("revision"):
+        return f"`{c['revision']}`"
+    return "not pinned (the default branch when synthesized)" if c.get("settings") else NOT_RECORDED
+
+
+def _fmt(value: Any, none: str = NOT_RECORDED) -> str:
+    if value is None:
+        return none
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {_fmt(v)}" for key, v in value.items()) or "none"
+    if isinstance(value, list):
+        return ", ".join(_fmt(v) for v in value) or "none"
+    return str(value)
+
+
+# ---------------------------------------------------------------------------- pushing
+
+
+def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | None = None, token: str | None = None,
+                 private: bool = False, revision: str | None = None) -> str:
+    """Upload a synthesis output folder as config ``config_name`` of the dataset repo ``repo_id``.
+
+    Args:
+        output_dir (`str` or `Path`): folder with ``data/*.parquet`` or ``data.parquet``.
+        repo_id (`str`): the dataset repo, created when missing.
+        config_name (`str`, *optional*): defaults to the corpus name, sanitized (`config_name_for`).
+        token (`str`, *optional*): defaults to ``HF_TOKEN`` or the saved login.
+        private (`bool`, *optional*, defaults to `False`): visibility of a newly created repo.
+        revision (`str`, *optional*): branch to commit to (created when missing); default ``main``.
+
+    Returns:
+        `str`: the URL of the dataset repo.
+    """
+    from huggingface_hub import HfApi, get_token
+
+    api = HfApi(token=token)
+    info = read_output(output_dir, config_name)
+    url = _retrying(api.create_repo, repo_id, repo_type="dataset", private=private, exist_ok=True)
+    if revision:
+        _retrying(api.create_branch, repo_id, repo_type="dataset", branch=revision, exist_ok=True)
+    metadata, others, previous = _existing_configs(api, repo_id, revision, info["config_name"])
+    card = render_dataset_card({"repo_id": repo_id, "configs": [*others, info], "metadata": metadata})
+    stats = json.dumps(info, indent=2)
+    _refuse_secret(token or get_token(), card=card, stats=stats)
+    operations = _operations(output_dir, info, card, stats, stale=sorted(set(previous) - set(info["data_files"])))
+    _retrying(api.create_commit, repo_id, operations, repo_type="dataset", revision=revision,
+              commit_message=f"hf_ipt: publish config {info['config_name']}")
+    return str(url) + (f"/tree/{revision}" if revision else "")
+
+
+def _operations(output_dir: str | Path, info: dict, card: str, stats: str, stale: list[str]) -> list:
+    """One commit: remove the config's files that are gone, add its data, stats and the card."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    name = info["config_name"]
+    operations = [CommitOperationDelete(path_in_repo=path) for path in stale]
+    operations += [CommitOperationAdd(path_in_repo=f"{name}/{f.name}", path_or_fileobj=str(f))
+                   for f in data_files(output_dir)]
+    operations += [CommitOperationAdd(path_in_repo=f"{name}/{STATS_FILE}", path_or_fileobj=stats.encode()),
+                   CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode())]
+    logger.info("hf_ipt push: config %r, %d data files (%d stale removed)", name, len(info["data_files"]), len(stale))
+    return operations
+
+
+def _existing_configs(api, repo_id: str, revision: str | None, name: str) -> tuple[dict, list[dict], list[str]]:
+    """The repo's README metadata, its other configs (with their stats) and the files of `name` now there."""
+    readme = _read_remote(api, repo_id, "README.md", revision)
+    metadata = _front_matter(readme.decode("utf-8")) if readme else {}
+    others, previous = [], []
+    for entry in metadata.get("configs") or []:
+        raw = _read_remote(api, repo_id, f"{entry['config_name']}/{STATS_FILE}", revision)
+        stats = json.loads(raw) if raw else {"config_name": entry["config_name"]}
+        if entry["config_name"] == name:
+            previous = stats.get("data_files") or []
+        else:
+            others.append({**stats, "yaml": entry})
+    return metadata, others, previous
+
+
+def _read_remote(api, repo_id: str, filename: str, revision: str | None) -> bytes | None:
+    """A file of the repo as it is now, or `None` when the repo has no such file.
+
+    Not `hf_hub_download`: when the Hub fails to answer, it falls back to a cached copy, which
+    may be stale, and a stale README would drop configs pushed since. `http_backoff` retries
+    429/5xx; any other failure fails the push.
+    """
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
+
+    url = hf_hub_url(repo_id, filename, repo_type="dataset", revision=revision, endpoint=api.endpoint)
+    response = http_backoff("GET", url, headers=build_hf_headers(token=api.token))
+    try:
+        hf_raise_for_status(response)
+    except RemoteEntryNotFoundError:
+        return None
+    return response.content
+
+
+def _front_matter(card: str) -> dict:
+    """The YAML metadata block at the top of a card (empty when there is none)."""
+    match = re.match(r"---\s*\n(.*?)\n---\s*(\n|$)", card, re.DOTALL)
+    return (yaml.safe_load(match.group(1)) or {}) if match else {}
+
+
+def _retrying(call, *args, **kwargs):
+    """`call(*args, **kwargs)`, retried on HTTP 429/5xx with exponential backoff.
+
+    huggingface_hub retries preupload and LFS transfers itself, but not `create_repo`,
+    `create_branch` or the final commit POST (`_send_commit(retry_on_error=False)`).
+    Re-sending a commit is safe here: it carries the same files, so at worst it is a no-op.
+    """
+    from huggingface_hub.errors import HfHubHTTPError
+
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            return call(*args, **kwargs)
+        except HfHubHTTPError as err:
+            status = err.response.status_code if err.response is not None else None
+            if status not in RETRY_STATUS or attempt == MAX_ATTEMPTS:
+                raise
+            wait = _retry_after(err.response) or BACKOFF_S * 2 ** (attempt - 1)
+            logger.warning("hf_ipt push: %s got HTTP %s; retry %d/%d in %.1f s", call.__name__, status, attempt,
+                           MAX_ATTEMPTS - 1, wait)
+            time.sleep(wait)
+
+
+def _retry_after(response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    return min(float(value), 60.0) if value.isdigit() else None
+
+
+def _refuse_secret(token: str | None, **texts: str) -> None:
+    """Fail before uploading anything that contains the token."""
+    leaked = [name for name, text in texts.items() if token and token in text]
+    if leaked:
+        raise ValueError(f"refusing to push: the Hub token appears in the {' and '.join(leaked)} to upload")

@@ -1,0 +1,46 @@
+"""``hf-ipt push``: upload a synthesis output folder to a Hub dataset repo, one config per corpus.
+
+    hf-ipt augment --corpus bbc-business --output_dir outputs/bbc
+    HF_TOKEN=hf_... hf-ipt push --output_dir outputs/bbc --repo_id my-org/augmented
+    python -c 'import datasets; print(datasets.load_dataset("my-org/augmented", "bbc-business", split="train"))'
+
+The token comes from ``HF_TOKEN`` or ``hf auth login``; ``--token`` works too, but a token on a
+command line ends up in shell history. ``HF_ENDPOINT`` points the upload at another Hub.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PushArguments:
+    """What to upload and where."""
+
+    output_dir: str = field(
+        metadata={"help": "Synthesis output: data/*.parquet + manifest.json or data.parquet + summary.json."}
+    )
+    repo_id: str = field(metadata={"help": "Dataset repo on the Hub, e.g. my-org/augmented (created when missing)."})
+    config_name: str | None = field(default=None, metadata={"help": "Config name (default: the corpus name)."})
+    private: bool = field(default=False, metadata={"help": "Create the repo as private when it does not exist."})
+    revision: str | None = field(default=None, metadata={"help": "Branch to push to (created when missing)."})
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or the saved login)."})
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    from transformers import HfArgumentParser
+
+    from .publish import push_dataset
+
+    (args,) = HfArgumentParser(PushArguments, prog="hf-ipt push").parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    url = push_dataset(args.output_dir, args.repo_id, config_name=args.config_name, token=args.token,
+                       private=args.private, revision=args.revision)
+    print(f"pushed {args.output_dir} -> {url}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

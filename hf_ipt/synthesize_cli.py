@@ -1,0 +1,67 @@
+"""``hf-ipt synthesize``: a resumable, distributed synthesis job (see docs/jobs.md).
+
+    hf-ipt synthesize --corpus "data/*.jsonl" --output_dir out/job --num_shards 64
+    hf-ipt synthesize --config job.yaml --rounds 3          # YAML gives defaults, flags override
+    torchrun --nproc_per_node 8 -m hf_ipt.synthesize_cli --config job.yaml   # one process per GPU
+    accelerate launch --multi_gpu --num_processes 8 -m hf_ipt.synthesize_cli --config job.yaml
+
+Kill it at any moment and run the same command again: it resumes. Each rank (``RANK`` /
+``WORLD_SIZE``, or a Slurm array's ``SLURM_ARRAY_TASK_ID`` / ``SLURM_ARRAY_TASK_COUNT``)
+takes disjoint work units; the last one to finish writes ``data/*.parquet`` and
+``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .augment import SynthesisConfig
+from .filters import FilterConfig
+from .jobs import JobConfig, run_job
+
+
+def make_parser():
+    """`HfArgumentParser` over the three configs, plus ``--config file.yaml`` (as TRL's parser)."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser((JobConfig, SynthesisConfig, FilterConfig), prog="hf-ipt synthesize")
+    parser.add_argument("--config", default=None, help="YAML file with defaults for any option below.")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, SynthesisConfig, FilterConfig]:
+    import argparse
+
+    import yaml
+
+    parser = make_parser()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(args=argv)
+    if known.config:
+        with open(known.config, encoding="utf-8") as f:
+            defaults = yaml.safe_load(f) or {}
+        unknown = sorted(set(defaults) - {a.dest for a in parser._actions})
+        if unknown:
+            raise ValueError(f"unknown keys in {known.config!r}: {unknown}; see `hf-ipt synthesize --help`")
+        for action in parser._actions:  # YAML values become defaults; required ones become optional
+            if action.dest in defaults:
+                action.default, action.required = defaults[action.dest], False
+    *configs, _ = parser.parse_args_into_dataclasses(args=argv)
+    return tuple(configs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    job, synthesis, filters = parse_args(argv)
+    manifest = run_job(job, synthesis, filters)
+    if manifest is None:
+        print("this rank's units are done; the job completes when the last rank finishes", file=sys.stderr)
+        return 0
+    removed = ", ".join(f"{k} {v}" for k, v in manifest["filters_removed"].items())
+    print(f"{manifest['rows']} rows, {manifest['pairs']['kept']} pairs from {manifest['docs']['read']} documents "
+          f"({manifest['docs']['rejected']} rejected; filters removed {removed}) -> {job.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

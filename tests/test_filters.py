@@ -1,0 +1,100 @@
+"""Pair quality filters and corpus-wide near-duplicate removal."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pyarrow.parquet as pq
+import pytest
+
+from hf_ipt.augment import SynthesisConfig
+from hf_ipt.filters import (
+    FilterConfig,
+    NearDuplicates,
+    filter_pairs,
+    is_copied_question,
+    is_degenerate,
+    is_ungrounded,
+)
+from hf_ipt.jobs import JobConfig, run_job
+
+from .conftest import SYNTH_PAIRS
+from .test_builder import SENTENCES, doc
+
+TEXT = doc(0)
+CONFIG = FilterConfig()
+
+
+def test_ungrounded_only_checks_extractive_length_answers():
+    assert is_ungrounded(TEXT, "Quantum chromodynamics lectures", CONFIG)
+    assert not is_ungrounded(TEXT, "Demand from retailers weakened sharply", CONFIG)
+    assert not is_ungrounded(TEXT, "Yes", CONFIG)  # a label, not a span
+    assert not is_ungrounded(TEXT, "Contradiction", CONFIG)
+    long_answer = "Because the text argues that energy and rates drive the outlook, the answer is B " * 2
+    assert not is_ungrounded(TEXT, long_answer, CONFIG)  # free-form: not checked
+    assert is_ungrounded(TEXT, "profit of giraffes", FilterConfig(min_grounding=1.0))
+    assert is_ungrounded("A museum opened.", "A profit.", CONFIG)  # "a" alone grounds nothing
+
+
+def test_degenerate_pairs():
+    loop = "the shares dropped " * 8
+    assert is_degenerate("What happened?", loop, CONFIG)
+    assert is_degenerate(loop, "Yes", CONFIG)
+    assert is_degenerate("  ", "Yes", CONFIG) and is_degenerate("Why?", "", CONFIG)
+    assert not is_degenerate("What did sales do in the U.S. this quarter?", SENTENCES[1], CONFIG)
+
+
+def test_copied_questions():
+    assert is_copied_question(TEXT, "however, sales in the U.S. fell by 3.5%   because demand", CONFIG)
+    assert not is_copied_question(TEXT, "Which sentence follows this one? " + SENTENCES[0], CONFIG)
+    assert not is_copied_question(TEXT, "Market report 0", CONFIG)  # too short to call a copy
+
+
+def test_filter_pairs_counts_each_removal_once():
+    pairs = [("What is reported?", "A profit of $1.13bn", "qa"), ("Why?", "Purple elephants dancing", "qa"),
+             (SENTENCES[2], "Yes", "nli"), ("Go on.", "and on " * 10, "x")]
+    kept, removed = filter_pairs(TEXT, pairs, CONFIG)
+    assert kept == pairs[:1]
+    assert removed == {"ungrounded": 1, "copied_question": 1, "degenerate": 1}
+    off = FilterConfig(filter_ungrounded=False, filter_degenerate=False, filter_copied_questions=False)
+    assert filter_pairs(TEXT, pairs, off) == (pairs, {})
+
+
+def test_near_duplicates_keep_the_first_and_ignore_short_pairs():
+    rng = random.Random(0)
+    vocab = [f"w{i}" for i in range(500)]
+    base = " ".join(rng.choices(vocab, k=40))
+    other = " ".join(rng.choices(vocab, k=40))
+    dedup = NearDuplicates(CONFIG)
+    assert [dedup.seen(t) for t in (base, other, base, base.upper(), other + " extra")] == [
+        False, False, True, True, True]
+    assert not dedup.seen("Give this text a title.") and not dedup.seen("Give this text a title.")
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="min_grounding"):
+        FilterConfig(min_grounding=0)
+    with pytest.raises(ValueError, match="dedup_num_perm"):
+        FilterConfig(dedup_num_perm=0)
+
+
+def test_filters_on_real_synthesizer_output_in_a_job(tmp_path, tiny_synthesizer_dir):
+    """The tiny synthesizer answers every text with SYNTH_PAIRS ("A profit.", "Sales fell."): grounded in
+    the market reports, not in texts about something else."""
+    off_topic = "The museum opened a new wing for modern art, and visitors praised its bright galleries."
+    texts = [doc(0), off_topic, doc(1), off_topic + " Tickets are free.", doc(2), doc(3)]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    synthesis = SynthesisConfig(synthesizer=str(tiny_synthesizer_dir), backend="transformers", rounds=2,
+                                max_new_tokens=40, output="pairs", window_size=6)
+    manifest = run_job(JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=1), synthesis,
+                       progress=False)
+    rows = pq.read_table(tmp_path / "o" / "data" / "00000.parquet").to_pylist()
+    kept = {r["id"]: [(p["question"], p["answer"]) for p in r["pairs"]] for r in rows}
+    assert kept == {f"c.jsonl:{i}": [] if i in (1, 3) else SYNTH_PAIRS for i in range(6)}
+    assert manifest["filters_removed"] == {"degenerate": 0, "copied_question": 0, "ungrounded": 4,
+                                           "near_duplicate": 0}
+    assert manifest["pairs"] == {"synthesized": 12, "kept": 8}
+    assert manifest["tokens"]["unit"] == "prompt tokens" and manifest["tokens"]["count"] > 0
+    assert manifest["chain"]["prompts"] == 6

@@ -1,0 +1,227 @@
+"""`hf-ipt synthesize` jobs: SIGKILL + resume, two ranks, bad input, layout and settings."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hf_ipt.augment import SynthesisConfig
+from hf_ipt.builder import load_augmented
+from hf_ipt.chaining import ChainEntry
+from hf_ipt.cli import COMMANDS
+from hf_ipt.filters import FilterConfig
+from hf_ipt.jobs import JobConfig, UnitStats, entry_rows, run_job, world_from_env
+from hf_ipt.synthesize_cli import main
+
+from .test_builder import doc, write_jsonl
+from .test_cli import hf_ipt
+
+NO_FILTERS = FilterConfig(filter_ungrounded=False, filter_degenerate=False, filter_copied_questions=False,
+                          dedup=False)
+
+
+def output_rows(out: Path) -> list[dict]:
+    """Every output row, unit after unit, in file order."""
+    return [row for f in sorted(glob.glob(str(out / "data" / "*.parquet"))) for row in pq.read_table(f).to_pylist()]
+
+
+def manifest_of(out: Path) -> dict:
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["settings"]["job"].pop("output_dir")
+    return manifest
+
+
+def synthesize_cmd(corpus: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "hf_ipt.synthesize_cli", "--corpus", str(corpus), "--output_dir", str(out),
+            "--num_shards", "6", "--window_size", "40", *extra]
+
+
+def kill_when(cmd: list[str], ready, what: str) -> None:
+    """Start `cmd`, SIGKILL it as soon as `ready()` holds; it must die by the kill, not finish."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while proc.poll() is None and not ready():
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, f"the job ended before the kill {what}: {err.decode()[-2000:]}"
+
+
+def test_sigkill_at_several_points_then_resume_equals_uninterrupted_run(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", 800)
+    write_jsonl(tmp_path / "b.jsonl", 500, start=800)
+    corpus, out = tmp_path / "*.jsonl", tmp_path / "killed"
+    reference = tmp_path / "reference"  # the same job uninterrupted (in-process: same code, same defaults)
+    run_job(JobConfig(corpus=str(corpus), output_dir=str(reference), num_shards=6), SynthesisConfig(window_size=40),
+            progress=False)
+    cmd = synthesize_cmd(corpus, out)
+
+    def markers() -> list[str]:
+        return glob.glob(str(out / "pairs" / "*.json"))
+
+    kill_when(cmd, lambda: len(markers()) >= 1, "after the first unit")
+    first_done = sorted(markers())
+    stamp = os.stat(first_done[0]).st_mtime_ns
+    # mid-write: a unit's Parquet temporary is open and being filled, the marker count is past the last kill
+    kill_when(cmd, lambda: len(markers()) > len(first_done) and glob.glob(str(out / "pairs" / "*.parquet.tmp")),
+              "mid-shard-write")
+    assert glob.glob(str(out / "pairs" / "*.parquet.tmp"))  # killed with a half-written shard on disk
+    kill_when(cmd, lambda: glob.glob(str(out / "data" / "*.parquet")), "while writing the output shards")
+    assert not (out / "manifest.json").exists()
+
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert os.stat(first_done[0]).st_mtime_ns == stamp  # resumed: finished units were not redone
+    rows, expected = output_rows(out), output_rows(reference)
+    assert len(rows) == len(expected) == 1300 and rows == expected  # row for row
+    assert manifest_of(out) == manifest_of(reference)
+    assert [r["id"] for r in rows] == [r["id"] for r in expected] and len({r["id"] for r in rows}) == 1300
+    assert not glob.glob(str(out / "**" / "*.tmp*"), recursive=True)
+
+
+def test_two_ranks_with_torchrun_cover_every_unit_once(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", 70)
+    write_jsonl(tmp_path / "b.jsonl", 45, start=70)
+    corpus, out = tmp_path / "*.jsonl", tmp_path / "two"
+    torchrun = Path(sys.executable).parent / "torchrun"
+    launch = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "hf_ipt.synthesize_cli",
+                             "--corpus", str(corpus), "--output_dir", str(out), "--num_shards", "4",
+                             "--output", "pairs"], check=False, capture_output=True, text=True)
+    assert launch.returncode == 0, launch.stderr[-3000:]
+    units = [json.loads(Path(f).read_text()) for f in sorted(glob.glob(str(out / "pairs" / "*.json")))]
+    assert [u["unit"] for u in units] == [0, 1, 2, 3]  # 2 files x 2 parts
+    assert [u["rank"] for u in units] == [0, 1, 0, 1]  # disjoint: unit i is rank i % 2's
+    by_rank = {r: [d for u in units if u["rank"] == r for d in _unit_ids(out, u["unit"])] for r in (0, 1)}
+    assert by_rank[0] and by_rank[1] and not set(by_rank[0]) & set(by_rank[1])
+    expected = sorted([f"a.jsonl:{i}" for i in range(70)] + [f"b.jsonl:{i}" for i in range(45)])
+    assert sorted(by_rank[0] + by_rank[1]) == expected  # complete
+    single = tmp_path / "one"
+    run_job(JobConfig(corpus=str(corpus), output_dir=str(single), num_shards=4), SynthesisConfig(output="pairs"),
+            progress=False)
+    assert output_rows(out) == output_rows(single)
+
+
+def _unit_ids(out: Path, unit: int) -> list[str]:
+    return pq.read_table(out / "pairs" / f"{unit:05d}.parquet", columns=["id"]).column("id").to_pylist()
+
+
+def test_bad_documents_one_per_hundred_are_rejected_and_no_good_one_is_lost(tmp_path):
+    lines, bad = [], {}
+    for i in range(500):
+        if i % 100 == 37:
+            kind = ["empty", "binary", "not utf-8", "too long", "invalid json"][i // 100]
+            bad[f"corpus.jsonl:{i}"] = kind
+            lines.append({"empty": b'{"text": "  "}', "binary": b'{"text": "bin\\u0000ary"}',
+                          "not utf-8": b'{"text": "caf\xe9"}', "invalid json": b'{"text": ',
+                          "too long": json.dumps({"text": "long " * 2000}).encode()}[kind])
+        else:
+            lines.append(json.dumps({"text": doc(i)}).encode())
+    (tmp_path / "corpus.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out"
+    result = hf_ipt("synthesize", "--corpus", str(tmp_path / "corpus.jsonl"), "--output_dir", str(out),
+                    "--max_doc_chars", "5000", "--num_shards", "3")
+    assert result.returncode == 0, result.stderr
+    good = sorted(f"corpus.jsonl:{i}" for i in range(500) if f"corpus.jsonl:{i}" not in bad)
+    rows = output_rows(out)
+    assert sorted(d for r in rows for d in r["doc_ids"]) == good
+    for r in rows:  # each good text is whole inside its row
+        assert all(doc(int(d.split(":")[1])) in r["text"] for d in r["doc_ids"])
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert {r["id"]: r["reason"] for r in rejects} == bad
+    manifest = manifest_of(out)
+    assert manifest["rejects"] == {reason: 1 for reason in bad.values()}
+    assert manifest["docs"] == {"read": 500, "rejected": 5, "kept": 495}
+    assert "5 rejected" in result.stdout
+
+
+def test_engine_rejected_prompts_go_to_the_rejects():
+    ok = ChainEntry(0, 0, 0, "Some text here.", "Some text here.")
+    failed = ChainEntry(1, 0, 1, "Other text.", "Other text.", error="prompt of 9000 tokens exceeds the budget")
+    stats = UnitStats()
+    rows = entry_rows([ok, failed], ["d0", "d1"], 0, FilterConfig(), stats)
+    assert [r["id"] for r in rows] == ["d0"]
+    assert stats.rejected == [{"id": "d1", "reason": "engine error",
+                               "detail": "prompt of 9000 tokens exceeds the budget"}]
+
+
+def test_job_without_filters_equals_the_builder_row_for_row(tmp_path):
+    corpus = write_jsonl(tmp_path / "c.jsonl", 30)
+    synthesis = SynthesisConfig(window_size=8, rounds=2)
+    manifest = run_job(JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=3), synthesis,
+                       NO_FILTERS, progress=False)
+    built = list(load_augmented(str(corpus), streaming=True, num_shards=3, window_size=8))
+    assert output_rows(tmp_path / "o") == built
+    assert manifest["rows"] == len(built) and manifest["pairs"]["kept"] == sum(r["num_pairs"] for r in built)
+    loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "o" / "data" / "*.parquet"), split="train")
+    assert loaded.num_rows == len(built)
+
+
+def test_dedup_is_reported_and_rerun_is_refused_with_other_settings(tmp_path):
+    corpus = write_jsonl(tmp_path / "c.jsonl", 24)  # doc(i) repeats every 4 texts: many duplicate pairs
+    job = JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=2)
+    manifest = run_job(job, SynthesisConfig(output="pairs"), progress=False)
+    removed = manifest["filters_removed"]["near_duplicate"]
+    kept = sum(len(r["pairs"]) for r in output_rows(tmp_path / "o"))
+    assert removed > 0 and kept == manifest["pairs"]["kept"] == manifest["pairs"]["synthesized"] - removed
+    dedup = json.loads((tmp_path / "o" / "dedup.json").read_text())
+    assert sum(len(v) for v in dedup.values()) == removed
+    assert run_job(job, SynthesisConfig(output="pairs"), progress=False) == manifest  # done: nothing to do
+    with pytest.raises(ValueError, match="holds a different job.*synthesis"):
+        run_job(job, SynthesisConfig(output="pairs", seed=1), progress=False)
+
+
+def test_ranks_from_launcher_environment():
+    assert world_from_env({}) == (0, 1)
+    assert world_from_env({"RANK": "3", "WORLD_SIZE": "4"}) == (3, 4)
+    slurm = {"SLURM_ARRAY_TASK_ID": "12", "SLURM_ARRAY_TASK_MIN": "10", "SLURM_ARRAY_TASK_COUNT": "4"}
+    assert world_from_env(slurm) == (2, 4)
+    with pytest.raises(ValueError, match="outside a world"):
+        world_from_env({"RANK": "2", "WORLD_SIZE": "2"})
+
+
+def test_rank_without_all_units_leaves_the_output_to_the_last_rank(tmp_path):
+    corpus = write_jsonl(tmp_path / "c.jsonl", 12)
+    job = JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=4)
+    assert run_job(job, rank=1, world_size=2, progress=False) is None
+    assert sorted(os.listdir(tmp_path / "o" / "pairs")) == ["00001.json", "00001.parquet", "00003.json",
+                                                            "00003.parquet"]
+    manifest = run_job(job, rank=0, world_size=2, progress=False)
+    assert manifest["rows"] == 12 and len(manifest["data_files"]) == 4
+
+
+def test_cli_help_and_yaml_config(tmp_path):
+    out = hf_ipt("synthesize", "--help")
+    assert out.returncode == 0 and "--config" in out.stdout and "--dedup_threshold" in out.stdout
+    assert COMMANDS["synthesize"][0] == "hf_ipt.synthesize_cli"  # listed by `hf-ipt --help`
+    corpus = write_jsonl(tmp_path / "c.jsonl", 5)
+    config = tmp_path / "job.yaml"
+    config.write_text(f"corpus: {corpus}\noutput_dir: {tmp_path / 'o'}\nrounds: 3\nnum_shards: 2\n")
+    assert main(["--config", str(config), "--seed", "7"]) == 0
+    settings = manifest_of(tmp_path / "o")["settings"]
+    assert settings["synthesis"]["rounds"] == 3 and settings["synthesis"]["seed"] == 7  # YAML + flag
+    config.write_text("corpuss: x\n")
+    with pytest.raises(ValueError, match="unknown keys.*corpuss"):
+        main(["--config", str(config)])
+
+
+def test_dataset_repo_corpus(tmp_path):
+    repo = tmp_path / "org_news"
+    (repo / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"content": [doc(i) for i in range(5)]}), repo / "data" / "train-00000.parquet")
+    (repo / "README.md").write_text("---\nconfigs:\n- config_name: business\n  data_files:\n  - split: train\n"
+                                    "    path: data/train-*.parquet\n---\n")
+    job = JobConfig(corpus=str(repo), corpus_config="business", text_column="content",
+                    output_dir=str(tmp_path / "o"), num_shards=2)
+    manifest = run_job(job, SynthesisConfig(output="pairs"), NO_FILTERS, progress=False)
+    assert sorted(r["context"] for r in output_rows(tmp_path / "o")) == sorted(doc(i) for i in range(5))
+    assert manifest["corpus_name"] == str(repo) and manifest["num_units"] == 2

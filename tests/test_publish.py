@@ -1,0 +1,321 @@
+"""Publishing: the dataset card as text, and `push_dataset` / `hf-ipt push` against a fake Hub.
+
+The fake Hub (`tests/fake_hub.py`) listens on 127.0.0.1 only; the real `huggingface_hub`
+client talks to it, as it would to huggingface.co with ``HF_ENDPOINT`` set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from hf_ipt import publish
+from hf_ipt.augment import SynthesisConfig, features
+from hf_ipt.publish import config_name_for, push_dataset, read_output, render_dataset_card
+
+from .fake_hub import FakeHub
+from .test_cli import hf_ipt
+
+TOKEN = "hf_fakeTOKEN0123456789secret"
+REPO = "my-org/augmented"
+SYNTHESIZER = "instruction-pretrain/instruction-synthesizer"
+
+
+def rows(corpus: str, n: int, start: int = 0) -> list[dict]:
+    return [{"id": f"{corpus}:{i}", "corpus": corpus, "text": f"Text {i} of {corpus}.", "doc_ids": [f"{corpus}:{i}"],
+             "num_pairs": 2} for i in range(start, start + n)]
+
+
+def write_parquet(path: Path, data: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(data, schema=features("templified").arrow_schema), path)
+
+
+def augment_output(path: Path, corpus: str = "bbc-business", n: int = 3) -> Path:
+    """What `hf-ipt augment` writes: data.parquet + summary.json."""
+    write_parquet(path / "data.parquet", rows(corpus, n))
+    summary = {"corpus": corpus, "rows": n, "pairs": 2 * n, "output": str(path / "data.parquet"),
+               "synthesis": asdict(SynthesisConfig(seed=3))}
+    (path / "summary.json").write_text(json.dumps(summary))
+    return path
+
+
+def job_output(path: Path, corpus: str = "data/finance/*.jsonl", shards: int = 2) -> Path:
+    """What a resumable `hf-ipt synthesize` job writes: data/*.parquet + manifest.json (`jobs.build_manifest`)."""
+    files = [f"data/{k:05d}.parquet" for k in range(shards)]
+    for k, name in enumerate(files):
+        write_parquet(path / name, rows("finance", 2, start=2 * k))
+    synthesis = asdict(SynthesisConfig(synthesizer=SYNTHESIZER, revision="a1b2c3d", rounds=3, backend="transformers"))
+    manifest = {
+        "format": "hf_ipt.synthesis-job/1", "hf_ipt_version": "0.1.0", "corpus": corpus, "corpus_name": "finance",
+        "output": "templified", "data_files": files, "rows": 2 * shards,
+        "docs": {"read": 9, "rejected": 2, "kept": 7}, "pairs": {"synthesized": 20, "kept": 17},
+        "filters_removed": {"degenerate": 1, "near_duplicate": 2}, "rejects": {"empty": 1, "too_long": 1},
+        "tokens": {"count": 12000, "unit": "prompt tokens"}, "chain": {"truncated": 1, "errors": 0},
+        "settings": {"job": {"corpus": corpus}, "synthesis": synthesis,
+                     "filters": {"dedup": True, "min_grounding": 0.5}},
+    }
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    return path
+
+
+def front_matter(card: str) -> dict:
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+# ---------------------------------------------------------------------------- card as text
+
+
+def test_card_shows_synthesizer_settings_counts_and_citation(tmp_path):
+    info = read_output(job_output(tmp_path))
+    card = render_dataset_card({"repo_id": REPO, "configs": [info]})
+    assert f"- **Synthesizer:** `{SYNTHESIZER}`, revision `a1b2c3d`" in card
+    assert "- **Rounds:** 3; **output:** templified" in card
+    assert "- **Documents:** read: 9, rejected: 2, kept: 7; **rows:** 4; **pairs:** synthesized: 20, kept: 17" in card
+    assert "- **Rejected documents:** empty: 1, too_long: 1" in card
+    assert "- **Removed by filters:** degenerate: 1, near_duplicate: 2" in card
+    assert "- **Tokens:** 12,000 prompt tokens" in card and "- **Chaining:** truncated: 1, errors: 0" in card
+    assert "| max_new_tokens | 400 |" in card and "| backend | transformers |" in card and "| device | none |" in card
+    assert "| dedup | true |" in card and "| min_grounding | 0.5 |" in card
+    assert f"| `finance` | `{SYNTHESIZER}` | 3 | templified | 4 | synthesized: 20, kept: 17 |" in card
+    assert f'load_dataset("{REPO}", "finance", split="train")' in card
+    assert "@inproceedings{cheng2024instruction," in card and "Instruction Pre-Training" in card
+    assert front_matter(card)["configs"] == [
+        {"config_name": "finance", "data_files": [{"split": "train", "path": "finance/*.parquet"}]}
+    ]
+
+
+def test_card_renders_unrecorded_stats_as_not_recorded():
+    card = render_dataset_card({"repo_id": REPO, "configs": [{"config_name": "legacy"}]})
+    assert "- **Synthesizer:** not recorded, revision not recorded" in card
+    assert "- **Documents:** not recorded; **rows:** not recorded; **pairs:** not recorded" in card
+    assert "| `legacy` | not recorded | not recorded | not recorded | not recorded | not recorded |" in card
+    assert "$" not in card  # every placeholder filled
+    with pytest.raises(ValueError, match="at least one config"):
+        render_dataset_card({"repo_id": REPO, "configs": []})
+
+
+def test_card_keeps_existing_metadata_and_foreign_config_entries():
+    foreign = {"config_name": "hand-made", "data_files": "extra/*.jsonl", "default": True}
+    card = render_dataset_card({
+        "repo_id": REPO,
+        "configs": [{"config_name": "zeta", "synthesizer": "rules"}, {"config_name": "hand-made", "yaml": foreign}],
+        "metadata": {"license": "cc-by-4.0", "tags": ["mine"], "configs": [foreign]},
+    })
+    meta = front_matter(card)
+    assert meta["license"] == "cc-by-4.0" and meta["tags"] == ["mine"]
+    zeta = {"config_name": "zeta", "data_files": [{"split": "train", "path": "zeta/*.parquet"}]}
+    assert meta["configs"] == [foreign, zeta]
+    assert "- **Synthesizer:** `rules`, revision n/a (model-free miner)" in card
+
+
+def test_read_output_of_augment_layout(tmp_path):
+    info = read_output(augment_output(tmp_path))
+    assert info["config_name"] == "bbc-business" and info["source"] == "summary.json"
+    assert (info["rows"], info["pairs"], info["docs"], info["tokens"]) == (3, 6, None, None)
+    assert info["synthesizer"] == "rules" and info["settings"]["seed"] == 3
+    assert info["data_files"] == ["bbc-business/data.parquet"]
+
+
+def test_read_output_without_stats_or_data(tmp_path):
+    write_parquet(tmp_path / "run" / "data.parquet", rows("x", 1))
+    info = read_output(tmp_path / "run")
+    assert info["config_name"] == "run" and info["source"] is None and info["rows"] is None
+    with pytest.raises(FileNotFoundError, match="data/\\*.parquet"):
+        read_output(tmp_path / "empty")
+
+
+def test_read_output_of_a_real_job_and_refuses_an_unfinished_one(tmp_path):
+    from hf_ipt.jobs import JobConfig, run_job
+
+    from .test_builder import write_jsonl
+
+    (tmp_path / "finance").mkdir()
+    write_jsonl(tmp_path / "finance" / "news.jsonl", 4)
+    job = JobConfig(corpus=str(tmp_path / "finance" / "*.jsonl"), output_dir=str(tmp_path / "out"), num_shards=2)
+    manifest = run_job(job, progress=False)
+    info = read_output(tmp_path / "out")
+    assert info["config_name"] == "finance" and info["source"] == "manifest.json"
+    assert info["data_files"] == ["finance/00000.parquet", "finance/00001.parquet"]
+    assert (info["rows"], info["pairs"], info["docs"]) == (manifest["rows"], manifest["pairs"], manifest["docs"])
+    assert info["filter_settings"] == manifest["settings"]["filters"] and info["synthesizer"] == "rules"
+    card = render_dataset_card({"repo_id": REPO, "configs": [info]})
+    removed = next(line for line in card.splitlines() if line.startswith("- **Removed by filters:** "))
+    assert all(f"{reason}: {count:,}" in removed for reason, count in manifest["filters_removed"].items())
+    (tmp_path / "out" / "manifest.json").unlink()  # as if the last rank had not finished yet
+    with pytest.raises(ValueError, match="not finished"):
+        read_output(tmp_path / "out")
+
+
+@pytest.mark.parametrize("corpus, name", [
+    ("bbc-business", "bbc-business"), ("data/finance/*.jsonl", "finance"), ("/tmp/news.jsonl", "news"),
+    ("org/pubmed_abstracts", "pubmed_abstracts"), ("my corpus (v2)", "my-corpus-v2"),
+])
+def test_config_name_for(corpus, name):
+    assert config_name_for(corpus) == name
+
+
+def test_config_name_for_rejects_unnamed_corpus_and_unsafe_names(tmp_path):
+    with pytest.raises(ValueError, match="config_name"):
+        config_name_for("*/*.txt")
+    with pytest.raises(ValueError, match="names a folder"):
+        read_output(augment_output(tmp_path), config_name="../escape")
+
+
+# ---------------------------------------------------------------------------- push to a fake Hub
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A fake Hub that requires `TOKEN`, and huggingface_hub pointed at it as HF_ENDPOINT would."""
+    from huggingface_hub import constants
+
+    with FakeHub(token=TOKEN) as fake:
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest's HF_HUB_OFFLINE=1, for this hub only
+        monkeypatch.setattr(constants, "ENDPOINT", fake.url)
+        template = fake.url + "/{repo_id}/resolve/{revision}/{filename}"
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+        monkeypatch.setattr(publish, "BACKOFF_S", 0.01)
+        yield fake
+
+
+def test_push_uploads_data_stats_and_card(hub, tmp_path):
+    url = push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
+    assert url == f"{hub.url}/datasets/{REPO}"
+    files = hub.files(REPO)
+    assert sorted(files) == ["README.md", "bbc-business/data.parquet", "bbc-business/stats.json"]
+    assert files["bbc-business/data.parquet"] == (tmp_path / "bbc" / "data.parquet").read_bytes()
+    assert json.loads(files["bbc-business/stats.json"])["rows"] == 3
+    card = files["README.md"].decode()
+    assert [c["config_name"] for c in front_matter(card)["configs"]] == ["bbc-business"]
+    assert "- **Documents:** not recorded; **rows:** 3; **pairs:** 6" in card
+    assert len(hub.commits) == 1 and hub.commits[0]["summary"] == "hf_ipt: publish config bbc-business"
+
+
+def test_second_corpus_keeps_first_config_and_repush_replaces_files(hub, tmp_path):
+    push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
+    push_dataset(job_output(tmp_path / "fin", shards=2), REPO, token=TOKEN)
+    card = hub.files(REPO)["README.md"].decode()
+    assert [c["config_name"] for c in front_matter(card)["configs"]] == ["bbc-business", "finance"]
+    assert "### `bbc-business`" in card and "**rows:** 4; **pairs:** synthesized: 20, kept: 17" in card
+    assert "- **Documents:** not recorded; **rows:** 3; **pairs:** 6" in card  # first config's stats kept
+
+    push_dataset(job_output(tmp_path / "fin2", shards=1), REPO, token=TOKEN)  # fewer shards this time
+    files = hub.files(REPO)
+    assert sorted(p for p in files if p.startswith("finance/")) == ["finance/00000.parquet", "finance/stats.json"]
+    assert "bbc-business/data.parquet" in files
+    configs = front_matter(files["README.md"].decode())["configs"]
+    assert [c["config_name"] for c in configs] == ["bbc-business", "finance"]
+
+
+def test_reading_the_existing_card_is_retried_and_never_guessed(hub, tmp_path):
+    push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
+    hub.fail_next("resolve", 503)  # retried by huggingface_hub's http_backoff
+    before = len(hub.requests)
+    push_dataset(job_output(tmp_path / "fin"), REPO, token=TOKEN)
+    assert hub.requests[before:].count(("GET", f"/datasets/{REPO}/resolve/main/README.md")) == 2
+    card = hub.files(REPO)["README.md"].decode()
+    assert [c["config_name"] for c in front_matter(card)["configs"]] == ["bbc-business", "finance"]
+
+    hub.fail_next("resolve", 403)  # not transient: the push fails rather than drop the configs it cannot read
+    with pytest.raises(Exception, match="403"):
+        push_dataset(augment_output(tmp_path / "other", corpus="other"), REPO, token=TOKEN)
+    assert len(hub.commits) == 2 and hub.files(REPO)["README.md"].decode() == card
+
+
+def test_push_to_a_branch_leaves_main_alone(hub, tmp_path):
+    url = push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN, revision="v2")
+    assert url.endswith(f"/datasets/{REPO}/tree/v2")
+    assert "bbc-business/data.parquet" in hub.files(REPO, revision="v2") and hub.files(REPO) == {}
+
+
+@pytest.mark.parametrize("kind, status", [("create", 429), ("preupload", 503), ("commit", 503), ("commit", 502)])
+def test_transient_errors_are_retried(hub, tmp_path, kind, status):
+    hub.fail_next(kind, status)
+    push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
+    assert "bbc-business/data.parquet" in hub.files(REPO)
+    path = "/api/repos/create" if kind == "create" else f"/api/datasets/{REPO}/{kind}/main"
+    assert hub.requests.count(("POST", path)) == 2  # the failure, then the success
+
+
+def test_persistent_server_errors_fail_after_max_attempts(hub, tmp_path):
+    from huggingface_hub.errors import HfHubHTTPError
+
+    hub.fail_next("commit", 500, times=publish.MAX_ATTEMPTS)
+    with pytest.raises(HfHubHTTPError, match="500"):
+        push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
+    assert hub.requests.count(("POST", f"/api/datasets/{REPO}/commit/main")) == publish.MAX_ATTEMPTS
+    assert hub.files(REPO) == {}
+
+
+def test_client_errors_are_not_retried(hub, tmp_path):
+    from huggingface_hub.errors import HfHubHTTPError
+
+    with pytest.raises(HfHubHTTPError, match="401"):
+        push_dataset(augment_output(tmp_path / "bbc"), REPO, token="hf_wrong")
+    assert hub.requests.count(("POST", "/api/repos/create")) == 1 and hub.repos == {}
+
+
+def test_token_never_in_logs_or_uploads(hub, tmp_path, caplog, capfd, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_DEBUG", True)  # huggingface_hub then logs every request as curl
+    hub_logger = logging.getLogger("huggingface_hub")
+    hub_logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="huggingface_hub"):
+            hub.fail_next("commit", 503)  # the retry path logs too
+            push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
+    finally:
+        hub_logger.removeHandler(caplog.handler)
+    out, err = capfd.readouterr()
+    assert "curl -X POST" in caplog.text and "create_commit got HTTP 503" in caplog.text  # logs were captured
+    assert TOKEN not in caplog.text + out + err
+    assert all(TOKEN.encode() not in content for content in hub.files(REPO).values())
+
+
+def test_push_refuses_a_card_that_would_contain_the_token(hub, tmp_path):
+    with pytest.raises(ValueError, match="token appears in the card and stats"):
+        push_dataset(augment_output(tmp_path / "x", corpus=f"leak-{TOKEN}"), REPO, token=TOKEN, config_name="x")
+    assert hub.files(REPO) == {} and not hub.commits
+
+
+def test_pushed_layout_loads_with_datasets(hub, tmp_path):
+    import datasets
+
+    push_dataset(augment_output(tmp_path / "bbc", n=3), REPO, token=TOKEN)
+    push_dataset(job_output(tmp_path / "fin"), REPO, token=TOKEN)
+    clone = hub.export(REPO, tmp_path / "clone")
+    bbc = datasets.load_dataset(str(clone), "bbc-business", split="train", cache_dir=str(tmp_path / "cache"))
+    fin = datasets.load_dataset(str(clone), "finance", split="train", cache_dir=str(tmp_path / "cache"))
+    assert bbc["id"] == ["bbc-business:0", "bbc-business:1", "bbc-business:2"]
+    assert sorted(fin["id"]) == [f"finance:{i}" for i in range(4)] and fin.features == features("templified")
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def test_push_help():
+    out = hf_ipt("push", "--help")
+    assert out.returncode == 0 and "--repo_id" in out.stdout and "--config_name" in out.stdout
+    assert "push" in hf_ipt("--help").stdout
+
+
+def test_cli_push_end_to_end(tmp_path):
+    output = augment_output(tmp_path / "bbc")
+    with FakeHub(token=TOKEN) as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_TOKEN": TOKEN}
+        out = hf_ipt("push", "--output_dir", str(output), "--repo_id", REPO, env=env)
+        assert out.returncode == 0, out.stderr
+        assert f"-> {hub.url}/datasets/{REPO}" in out.stdout
+        assert sorted(hub.files(REPO)) == ["README.md", "bbc-business/data.parquet", "bbc-business/stats.json"]
+    assert TOKEN not in out.stdout + out.stderr
