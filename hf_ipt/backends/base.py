@@ -76,6 +76,7 @@ class Generation:
     num_generated_tokens: int = 0
     finished: bool = True  # False when cut by max_new_tokens
     error: str | None = None
+    token_ids: list[int] = field(default_factory=list)  # generated ids, a final EOS included
 
 
 def check_prompts(
@@ -105,11 +106,11 @@ def check_prompts(
     return results, valid
 
 
-def stop_token_ids(tokenizer: Any, generation_config: Any = None) -> list[int]:
-    """The tokenizer's EOS first, then any other EOS the model's generation config names."""
+def stop_token_ids(tokenizer: Any, model_eos: int | list[int] | None = None) -> list[int]:
+    """The tokenizer's EOS (the synthesizer's ``</s>``) first, then any other EOS the model's
+    generation config names (`model_eos`), as vLLM stops at both."""
     ids = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
-    extra = getattr(generation_config, "eos_token_id", None)
-    for token_id in extra if isinstance(extra, list) else [extra]:
+    for token_id in model_eos if isinstance(model_eos, list) else [model_eos]:
         if token_id is not None and token_id not in ids:
             ids.append(token_id)
     if not ids:

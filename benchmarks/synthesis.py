@@ -1,0 +1,325 @@
+"""Synthesis throughput: a backend against plain `generate`, same prompts, same process.
+
+The workload has the shape of synthesizer rounds: contexts of 500-2,000 tokens, every other
+prompt one-shot (an earlier context + its ~260 tokens of pairs + the new context) when it fits
+the 3,696-token prompt budget, and outputs of variable length (mean ~260, at most 400) that end
+at EOS. Random weights never end by themselves (their LM head's EOS row is zeroed to be sure),
+so each sequence's output length is drawn from that distribution and forced, in this script only:
+
+- ``plain`` (left-padded batches in input order, `model.generate`) and ``transformers`` (the
+  backend: length-sorted batches) get a logits processor that allows EOS exactly there;
+- ``transformers-cb`` (continuous batching) and ``vllm`` take no per-call logits processor:
+  each request gets the drawn length as its own token limit, EOS off.
+
+Printed per mode: raw tok/s (prompt + generated tokens per second), generated tok/s, the
+ratio of raw tok/s to ``plain``, peak GPU memory, and how many sequences equal ``plain`` token
+for token (greedy, all tokens before the forced end). See BENCHMARKS.md.
+
+Usage:
+
+    python benchmarks/synthesis.py --shape tiny --num_prompts 32                   # CPU
+    python benchmarks/synthesis.py --shape mistral-7b --num_prompts 1024 --batch_size 128 \\
+        --modes plain transformers transformers-cb                                # one GPU
+    python benchmarks/synthesis.py --shape tiny --modes plain vllm                  # with vLLM
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from dataclasses import replace
+from typing import NamedTuple
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from hf_ipt.backends import BackendConfig
+from hf_ipt.backends.transformers import TransformersBackend
+
+
+class Shape(NamedTuple):
+    """A random-weight model and the workload scaled to it."""
+
+    model: dict
+    context_tokens: tuple[int, int]
+    mean_new_tokens: int
+    max_new_tokens: int
+    max_model_len: int
+
+
+# fmt: off
+SHAPES = {
+    "tiny": Shape(  # head_dim 32: vLLM's CPU attention rejects 16
+        {"model_type": "llama", "vocab_size": 1024, "hidden_size": 128, "intermediate_size": 256,
+         "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2},
+        (50, 200), 26, 40, 512),
+    "mistral-7b": Shape(  # the synthesizer: Mistral-7B-v0.1, 4,096-token context
+        {"model_type": "mistral", "vocab_size": 32000, "hidden_size": 4096,
+         "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+         "num_key_value_heads": 8, "sliding_window": None},
+        (500, 2000), 260, 400, 4096),
+}
+# fmt: on
+MODES = ("plain", "transformers", "transformers-cb", "vllm")
+
+
+class ForceLengths(LogitsProcessor):
+    """Row r may emit EOS only as its `lengths[prompt]`-th new token, and must emit it then.
+
+    Built per `generate` call from the left-padded batch; no host sync per step."""
+
+    def __init__(self, input_ids, attention_mask, lengths: dict, eos_token_ids: list[int]):
+        rows = zip(input_ids.cpu(), attention_mask.cpu().bool())
+        targets = [lengths[tuple(ids[mask].tolist())] for ids, mask in rows]
+        self.targets = torch.tensor(targets, device=input_ids.device)
+        self.start, self.eos = input_ids.shape[1], eos_token_ids
+
+    def __call__(self, input_ids, scores):
+        at_end = (self.targets == input_ids.shape[1] - self.start + 1)[:, None]
+        only_eos = torch.full_like(scores[:1], float("-inf"))
+        only_eos[:, self.eos[0]] = 0.0
+        scores = scores.clone()
+        scores[:, self.eos] = float("-inf")
+        return torch.where(at_end, only_eos, scores)
+
+
+def random_tokenizer(vocab_size: int):
+    """A word-level tokenizer covering every id of a random-weight model (decoding is cheap)."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<unk>", "<s>", "</s>", "<pad>"]
+    words = special + [f"t{i}" for i in range(len(special), vocab_size)]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>", pad_token="<pad>")  # fmt: skip
+
+
+def load_model(args, device: str, dtype):
+    """(model, tokenizer): random weights of `--shape`, or `--model_name_or_path`."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if args.model_name_or_path:
+        model = AutoModelForCausalLM.from_pretrained(args.model_name_or_path, dtype=dtype)
+        return model.to(device).eval(), AutoTokenizer.from_pretrained(args.model_name_or_path)
+    shape = dict(SHAPES[args.shape].model)
+    config = AutoConfig.for_model(shape.pop("model_type"), **shape, max_position_embeddings=8192,
+                                  bos_token_id=1, eos_token_id=2, pad_token_id=3)  # fmt: skip
+    torch.manual_seed(args.seed)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        # Never EOS by itself (its logit is 0, below the max of thousands of random logits):
+        # only the drawn lengths end sequences, in every mode.
+        model.get_output_embeddings().weight.data[config.eos_token_id] = 0
+    return model.eval(), random_tokenizer(config.vocab_size)
+
+
+def make_workload(args, tokenizer, budget: int) -> tuple[list[list[int]], dict]:
+    """Prompts of random token ids in the synthesizer's shape, and each one's output length."""
+    rng = random.Random(args.seed)
+    ids = sorted(set(range(len(tokenizer))) - set(tokenizer.all_special_ids))
+    mean = args.mean_new_tokens
+
+    def new_tokens() -> int:
+        return min(args.max_new_tokens, max(2, round(rng.gauss(mean, 0.35 * mean))))
+
+    prompts, lengths = [], {}
+    for i in range(args.num_prompts):
+        context = rng.choices(ids, k=rng.randint(*args.context_tokens))
+        shot = rng.choices(ids, k=rng.randint(*args.context_tokens) + new_tokens())
+        if i % 2 and 1 + len(shot) + len(context) <= budget:  # one-shot when it fits
+            context = shot + context
+        prompt = [tokenizer.bos_token_id] + context[: budget - 1]
+        prompts.append(prompt)
+        lengths[tuple(prompt)] = new_tokens()
+    return prompts, lengths
+
+
+def run_plain(backend, prompts, lengths):
+    """The baseline: padded batches in input order through plain `model.generate`."""
+    out, size, device = [], backend.config.batch_size, backend.device
+    for batch in (prompts[i : i + size] for i in range(0, len(prompts), size)):
+        width = max(map(len, batch))
+        ids = [[backend.pad_token_id] * (width - len(p)) + p for p in batch]
+        mask = [[0] * (width - len(p)) + [1] * len(p) for p in batch]
+        ids, mask = torch.tensor(ids, device=device), torch.tensor(mask, device=device)
+        force = ForceLengths(ids, mask, lengths, backend.eos_token_ids)
+        with torch.inference_mode():
+            new = backend.model.generate(
+                input_ids=ids, attention_mask=mask, logits_processor=LogitsProcessorList([force]),
+                generation_config=backend._generation_config(),
+            )[:, width:].tolist()  # fmt: skip
+        out += [backend._to_generation(len(p), row) for p, row in zip(batch, new)]
+    return out
+
+
+def run_backend(backend, prompts, lengths):
+    """The backend's own `generate`, its engine call patched to force the drawn lengths."""
+    target, name, patched = forcing(backend, lengths)
+    setattr(target, name, patched)
+    try:
+        return backend.generate(prompts)
+    finally:
+        delattr(target, name)  # back to the class's method
+
+
+def forcing(backend, lengths):
+    """(object, method name, replacement) that ends each sequence at its drawn length."""
+    if hasattr(backend, "llm"):  # vLLM: one SamplingParams per request, EOS off
+        from vllm import SamplingParams
+
+        def generate(requests, params, **kwargs):
+            limits = [lengths[tuple(r["prompt_token_ids"])] for r in requests]
+            params = [
+                SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True) for n in limits
+            ]
+            return type(backend.llm).generate(backend.llm, requests, params, **kwargs)
+
+        return backend.llm, "generate", generate
+    model = backend.model
+    if backend.config.continuous_batching:  # a token limit per request, EOS off
+        return (
+            model,
+            "generate_batch",
+            lambda inputs, **kw: continuous_batch(model, inputs, lengths, **kw),
+        )
+
+    def generate(**kwargs):
+        force = ForceLengths(
+            kwargs["input_ids"], kwargs["attention_mask"], lengths, backend.eos_token_ids
+        )
+        return type(model).generate(model, **kwargs, logits_processor=LogitsProcessorList([force]))
+
+    return model, "generate", generate
+
+
+def continuous_batch(model, inputs, lengths, generation_config, continuous_batching_config):
+    """`generate_batch` with a token limit per request, which `generate_batch` cannot take."""
+    results = {}
+    with model.continuous_batching_context_manager(
+        generation_config=generation_config, continuous_batching_config=continuous_batching_config
+    ) as manager:
+        for i, prompt in enumerate(inputs):
+            limit = lengths[tuple(prompt)]
+            manager.add_request(prompt, request_id=f"r{i}", max_new_tokens=limit, eos_token_id=-1)
+        while len(results) < len(inputs) and manager.is_running():
+            result = manager.get_result(timeout=1)
+            if result is not None and result.is_finished():
+                results[result.request_id] = result
+    return results
+
+
+def measure(mode, run, backend, prompts, lengths, reference=None, repeats=1):
+    """Warm up on the real shape, then time `run` on all prompts, best of `repeats` (GPU synced)."""
+    gpu = torch.cuda.is_available()
+    run(backend, prompts[: backend.config.batch_size], lengths)
+    if gpu:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    seconds = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        generations = run(backend, prompts, lengths)
+        if gpu:
+            torch.cuda.synchronize()
+        seconds = min(seconds, time.perf_counter() - start)
+    prompt_tokens = sum(map(len, prompts))
+    new_tokens = sum(g.num_generated_tokens for g in generations)
+    pairs = zip(generations, reference or [])  # greedy tokens before the forced end
+    return generations, {
+        "mode": mode, "prompts": len(prompts), "seconds": round(seconds, 2),
+        "errors": sum(g.error is not None for g in generations),
+        "prompt_tokens": prompt_tokens, "generated_tokens": new_tokens,
+        "raw_tok_s": round((prompt_tokens + new_tokens) / seconds, 1),
+        "generated_tok_s": round(new_tokens / seconds, 1),
+        # in this process: vLLM's engine memory is gpu_memory_utilization, not counted here
+        "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if gpu else None,
+        "equal_to_plain": sum(g.token_ids[:-1] == r.token_ids[:-1] for g, r in pairs)
+        if reference else None,
+    }  # fmt: skip
+
+
+def main(args) -> list[dict]:
+    for name, value in SHAPES[args.shape]._asdict().items():
+        if name != "model" and getattr(args, name) is None:
+            setattr(args, name, value)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    config = BackendConfig(
+        args.model_name_or_path or args.shape, backend="transformers", batch_size=args.batch_size,
+        max_model_len=args.max_model_len, max_new_tokens=args.max_new_tokens,
+    )  # fmt: skip
+    model, tokenizer = load_model(args, device, dtype)
+    backend = TransformersBackend.from_model(model, tokenizer, config)
+    prompts, lengths = make_workload(args, tokenizer, config.prompt_budget)
+    sizes, news = [len(p) for p in prompts], list(lengths.values())
+    print(f"# {config.model_name_or_path} on {device}: {len(prompts)} prompts of "
+          f"{sum(sizes) / len(sizes):.0f} tokens (max {max(sizes)}), "
+          f"{sum(news) / len(news):.0f} new tokens on average", flush=True)  # fmt: skip
+    reference, rows = None, []
+    for mode in args.modes:
+        if mode == "plain":
+            reference, row = measure(mode, run_plain, backend, prompts, lengths, None, args.repeats)
+        else:
+            engine = vllm_backend(args, config, model, tokenizer) if mode == "vllm" else (
+                TransformersBackend.from_model(
+                    model, tokenizer, replace(config, continuous_batching=mode == "transformers-cb")
+                )
+            )  # fmt: skip
+            row = measure(mode, run_backend, engine, prompts, lengths, reference, args.repeats)[1]
+        base = row if mode == "plain" else next((r for r in rows if r["mode"] == "plain"), None)
+        row["ratio_to_plain"] = round(row["raw_tok_s"] / base["raw_tok_s"], 2) if base else None
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def vllm_backend(args, config, model, tokenizer):
+    """vLLM loads from a folder: save the model there first when it has random weights."""
+    from hf_ipt.backends.vllm import VLLMBackend
+
+    path = args.model_name_or_path
+    if not path:
+        path = tempfile.mkdtemp(prefix="hf_ipt_bench_")
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+    vllm_config = replace(config, model_name_or_path=path, backend="vllm")
+    return VLLMBackend(replace(vllm_config, engine_kwargs=args.vllm_kwargs))
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add = parser.add_argument
+    add("--shape", choices=sorted(SHAPES), default="tiny", help="random-weight model + workload")
+    add("--model_name_or_path", help="a real checkpoint instead of random weights")
+    add("--modes", nargs="+", choices=MODES, default=["plain", "transformers"])
+    add("--num_prompts", type=int, default=64)
+    add("--batch_size", type=int, default=16, help="prompts per generate call (padded modes)")
+    add("--context_tokens", type=int, nargs=2, metavar=("MIN", "MAX"), help="default: per shape")
+    add("--mean_new_tokens", type=int, help="default: per shape")
+    add("--max_new_tokens", type=int, help="default: per shape")
+    add("--max_model_len", type=int, help="default: per shape")
+    add("--device", help="default: cuda when available")
+    add(
+        "--vllm_kwargs",
+        type=json.loads,
+        default={},
+        help="JSON for vllm.LLM: '{\"enforce_eager\": true}'",
+    )
+    add("--json", help="also write the rows to this file")
+    add("--repeats", type=int, default=1, help="timed runs per mode; the fastest counts")
+    add("--seed", type=int, default=0)
+    return parser
+
+
+if __name__ == "__main__":  # the guard vLLM's worker processes need
+    args = make_parser().parse_args()
+    rows = main(args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)

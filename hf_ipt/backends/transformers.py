@@ -1,0 +1,205 @@
+"""Synthesis with transformers: batched greedy `generate`, CPU or GPU.
+
+Prompts are sorted by length and cut into batches of `BackendConfig.batch_size`, so each
+batch pads little; batches are left-padded (decoder-only generation appends on the right).
+Generation stops at the tokenizer's EOS (the synthesizer's ``</s>``) and at any EOS the
+model's generation config adds, as vLLM does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..models import load_causal_lm
+from .base import BackendConfig, Generation, check_prompts, stop_token_ids
+
+
+def _resolve_dtype(name: str, device: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if name not in ("bfloat16", "float16", "float32"):
+        raise ValueError(
+            f"`dtype` must be 'auto', 'bfloat16', 'float16' or 'float32', got {name!r} "
+            "(BackendConfig.dtype)"
+        )
+    return getattr(torch, name)
+
+
+class TransformersBackend:
+    """Generate synthesizer completions with `model.generate`.
+
+    Args:
+        config (`BackendConfig`): model, limits and decoding settings; `batch_size` prompts
+            go through one `generate` call.
+    """
+
+    def __init__(self, config: BackendConfig) -> None:
+        import torch
+
+        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model, tokenizer = load_causal_lm(
+            config.model_name_or_path,
+            dtype=_resolve_dtype(config.dtype, device),
+            device=device,
+            trust_remote_code=config.trust_remote_code,
+            revision=config.revision,
+        )
+        self._setup(config, model, tokenizer)
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, config: BackendConfig) -> TransformersBackend:
+        """Wrap a model that is already loaded (`config.model_name_or_path` is not read).
+
+        For a model in memory: random weights in a benchmark, or a model being trained.
+        """
+        backend = cls.__new__(cls)
+        backend._setup(config, model.eval(), tokenizer)
+        return backend
+
+    def _setup(self, config: BackendConfig, model: Any, tokenizer: Any) -> None:
+        import torch
+
+        self.config, self.model, self.tokenizer = config, model, tokenizer
+        self.device = str(model.device)
+        self.eos_token_ids = stop_token_ids(tokenizer, model.generation_config.eos_token_id)
+        pad = tokenizer.pad_token_id
+        self.pad_token_id = pad if pad is not None else self.eos_token_ids[0]
+        if config.temperature > 0:
+            torch.manual_seed(config.seed)  # `generate` samples from the global generator
+
+    def generate(self, prompts: list[list[int]]) -> list[Generation]:
+        """One `Generation` per token-id prompt, in order; bad or failing prompts get `error`."""
+        results, valid = check_prompts(prompts, self.config.prompt_budget)
+        if self.config.continuous_batching:
+            for i, generation in zip(valid, self._generate_continuous([prompts[i] for i in valid])):
+                results[i] = generation
+            return results
+        # Longest first: the largest batch runs first, so memory trouble shows up at once.
+        order = sorted(valid, key=lambda i: len(prompts[i]), reverse=True)
+        size = self.config.batch_size
+        for start in range(0, len(order), size):
+            batch = order[start : start + size]
+            for i, generation in zip(batch, self._generate_batch([prompts[i] for i in batch])):
+                results[i] = generation
+        return results
+
+    def _generate_batch(self, prompts: list[list[int]]) -> list[Generation]:
+        try:
+            return self._generate_padded(prompts)
+        except Exception as error:  # noqa: BLE001 - one bad prompt must not lose the batch
+            self._free_memory()
+            if len(prompts) == 1:
+                return [Generation(text="", num_prompt_tokens=len(prompts[0]), error=repr(error))]
+        # Retry by halves: only the prompts that really fail are lost, and a batch too large
+        # for the memory still runs in smaller ones.
+        half = len(prompts) // 2
+        return self._generate_batch(prompts[:half]) + self._generate_batch(prompts[half:])
+
+    def _generate_padded(self, prompts: list[list[int]]) -> list[Generation]:
+        import torch
+
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
+            attention_mask[row, width - len(prompt) :] = 1
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention_mask.to(self.device),
+                generation_config=self._generation_config(),
+            )
+        new_tokens = output[:, width:].tolist()
+        return [self._to_generation(len(p), ids) for p, ids in zip(prompts, new_tokens)]
+
+    def _generate_continuous(self, prompts: list[list[int]]) -> list[Generation]:
+        """All prompts through transformers continuous batching (`generate_batch`)."""
+        if not prompts:
+            return []
+        try:
+            outputs = self.model.generate_batch(
+                prompts,
+                generation_config=self._generation_config(),
+                continuous_batching_config=self._continuous_batching_config(prompts),
+            )
+        except Exception as error:  # noqa: BLE001 - recorded per prompt, never fatal
+            outputs, failure = {}, repr(error)
+        else:
+            failure = "no result from generate_batch"
+        # Request ids are internal: match each output to its prompt by the prompt's tokens.
+        by_prompt: dict[tuple[int, ...], list[Any]] = {}
+        for output in outputs.values():
+            by_prompt.setdefault(tuple(output.prompt_ids), []).append(output)
+        generations: list[Generation] = []
+        for prompt in prompts:
+            output = (by_prompt.get(tuple(prompt)) or [None]).pop(0)
+            if output is None or output.error is not None:
+                error = failure if output is None else output.error
+                generations.append(Generation(text="", num_prompt_tokens=len(prompt), error=error))
+            else:
+                generations.append(self._to_generation(len(prompt), list(output.generated_tokens)))
+        failed = [i for i, g in enumerate(generations) if g.error]
+        if len(prompts) == 1 or not failed:
+            return generations
+        # A failing forward pass fails every request in it: bisect the failed ones so only
+        # the prompts that really fail are lost.
+        half = len(failed) // 2 or 1
+        retried = self._generate_continuous([prompts[i] for i in failed[:half]])
+        retried += self._generate_continuous([prompts[i] for i in failed[half:]])
+        for i, generation in zip(failed, retried):
+            generations[i] = generation
+        return generations
+
+    def _continuous_batching_config(self, prompts: list[list[int]]) -> Any:
+        """On a GPU, transformers sizes the paged KV cache from free memory. On CPU it would take
+        60% of the machine's RAM: size it to this workload instead."""
+        from transformers import ContinuousBatchingConfig
+
+        if self.device.startswith("cuda"):
+            return ContinuousBatchingConfig()
+        page = ContinuousBatchingConfig().page_size
+        tokens = [len(p) + self.config.max_new_tokens for p in prompts]
+        return ContinuousBatchingConfig(
+            num_blocks=sum(-(-n // page) for n in tokens),
+            max_batch_tokens=min(sum(tokens), 2048),
+        )
+
+    def _generation_config(self) -> Any:
+        from transformers import GenerationConfig
+
+        sample = self.config.temperature > 0
+        return GenerationConfig(
+            max_new_tokens=self.config.max_new_tokens,
+            do_sample=sample,
+            temperature=self.config.temperature if sample else None,
+            top_p=None,
+            top_k=None,
+            eos_token_id=self.eos_token_ids,
+            pad_token_id=self.pad_token_id,
+        )
+
+    def _to_generation(self, num_prompt_tokens: int, new_tokens: list[int]) -> Generation:
+        """Cut at the first EOS (kept in the count, not in the text); rows after it are padding."""
+        stop = next((k for k, t in enumerate(new_tokens) if t in self.eos_token_ids), None)
+        tokens = new_tokens if stop is None else new_tokens[: stop + 1]
+        return Generation(
+            text=self.tokenizer.decode(tokens, skip_special_tokens=True),
+            num_prompt_tokens=num_prompt_tokens,
+            num_generated_tokens=len(tokens),
+            finished=stop is not None,
+            token_ids=tokens,
+        )
+
+    def _free_memory(self) -> None:
+        import torch
+
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    def close(self) -> None:
+        """Drop the model so its memory can be reclaimed."""
+        self.model = None
+        self._free_memory()

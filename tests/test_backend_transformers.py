@@ -1,0 +1,185 @@
+"""The transformers synthesis backend, on the real engine (`model.generate` / `generate_batch`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hf_ipt.backends import BackendConfig, load_backend
+from hf_ipt.backends.transformers import TransformersBackend
+from hf_ipt.protocol import build_prompt, encode_prompt, format_pairs, parse_pairs
+
+# Contexts of very different lengths, so length-sorted batches are padded differently.
+TEXTS = [
+    "The company reported a profit.",
+    (
+        "Sales in the U.S. fell by 3.5% because demand weakened. Therefore, the shares dropped "
+        "sharply, and analysts said the market is about energy prices and interest rates."
+    ),
+    "Shares dropped.",
+    (
+        "However, sales fell. Analysts said the market is about energy prices. The company "
+        "reported a profit of $1.13bn in the third quarter, up from last year."
+    ),
+    "What is the cause?",
+]
+SHOT = (TEXTS[1], [("Why did the shares drop?", "Because demand weakened.")])
+
+
+def prompt_ids(tokenizer, texts=TEXTS, shots=((),)):
+    """Protocol prompts as token ids: zero-shot, and one-shot when `shots` holds a shot."""
+    return [encode_prompt(tokenizer, build_prompt(t, s)) for t in texts for s in shots]
+
+
+def plain_greedy(backend: TransformersBackend, prompt: list[int]) -> list[int]:
+    """The reference: one prompt, no padding, plain `generate`, cut after the first EOS."""
+    import torch
+
+    ids = torch.tensor([prompt], device=backend.device)
+    out = backend.model.generate(
+        input_ids=ids,
+        attention_mask=torch.ones_like(ids),
+        generation_config=backend._generation_config(),
+    )[0, len(prompt) :].tolist()
+    stop = next((k for k, t in enumerate(out) if t in backend.eos_token_ids), len(out) - 1)
+    return out[: stop + 1]
+
+
+@pytest.fixture(scope="module")
+def tiny_backend(tiny_model_dir) -> TransformersBackend:
+    config = BackendConfig(
+        str(tiny_model_dir),
+        backend="transformers",
+        max_model_len=256,
+        max_new_tokens=10,
+        batch_size=3,
+    )
+    return load_backend(config)
+
+
+def test_loads_safely_on_cpu_in_fp32(tiny_backend):
+    assert isinstance(tiny_backend, TransformersBackend)
+    assert tiny_backend.device == "cpu"
+    assert str(tiny_backend.model.dtype) == "torch.float32"
+    assert tiny_backend.eos_token_ids[0] == tiny_backend.tokenizer.convert_tokens_to_ids("</s>")
+
+
+def test_sorted_padded_batches_equal_plain_greedy_generate(tiny_backend):
+    prompts = prompt_ids(tiny_backend.tokenizer, shots=((), (SHOT,)))
+    assert len({len(p) for p in prompts}) > 3  # several lengths: batches really are padded
+    generations = tiny_backend.generate(prompts)
+    assert len(generations) == len(prompts)
+    for prompt, generation in zip(prompts, generations):
+        assert generation.error is None
+        assert generation.num_prompt_tokens == len(prompt)
+        assert generation.token_ids == plain_greedy(tiny_backend, prompt)
+        assert generation.num_generated_tokens == len(generation.token_ids)
+        assert generation.text == tiny_backend.tokenizer.decode(
+            generation.token_ids, skip_special_tokens=True
+        )
+
+
+def test_continuous_batching_equals_plain_greedy_generate(tiny_backend):
+    config = BackendConfig(
+        tiny_backend.config.model_name_or_path,
+        backend="transformers",
+        max_model_len=256,
+        max_new_tokens=6,
+        continuous_batching=True,
+    )
+    backend = TransformersBackend.from_model(tiny_backend.model, tiny_backend.tokenizer, config)
+    prompts = prompt_ids(tiny_backend.tokenizer, texts=TEXTS[:3]) + [[10**6]]
+    generations = backend.generate(prompts)
+    for prompt, generation in zip(prompts[:3], generations):
+        assert generation.error is None
+        assert generation.token_ids == plain_greedy(backend, prompt)
+    # A prompt with an out-of-vocabulary id fails alone, recorded, not raised.
+    assert generations[3].error and generations[3].text == ""
+
+
+def test_overlong_empty_and_failing_prompts_are_recorded_not_fatal(tiny_backend):
+    good = prompt_ids(tiny_backend.tokenizer, texts=TEXTS[:2])
+    budget = tiny_backend.config.prompt_budget
+    too_long = good[0] + [good[0][-1]] * (budget - len(good[0]) + 1)
+    out_of_vocab = good[1][:-1] + [len(tiny_backend.tokenizer) + 10]
+    prompts = [good[0], too_long, [], out_of_vocab, good[1]]
+    generations = tiny_backend.generate(prompts)
+
+    errors = [g for g in generations if g.error]
+    assert len(errors) == 3
+    assert (
+        "exceeds the budget" in generations[1].error
+        and generations[1].num_prompt_tokens == budget + 1
+    )
+    assert generations[2].error == "empty prompt"
+    assert "index" in generations[3].error.lower()
+    # The good prompts still ran, and the retry after the failed batch changed nothing.
+    for i, prompt in ((0, good[0]), (4, good[1])):
+        assert generations[i].error is None
+        assert generations[i].token_ids == plain_greedy(tiny_backend, prompt)
+
+
+def test_tiny_synthesizer_stops_at_eos_and_pairs_parse(tiny_synthesizer_dir):
+    """A model over-fitted to the protocol: real pairs come out, then `</s>` ends generation."""
+    config = BackendConfig(
+        str(tiny_synthesizer_dir),
+        backend="transformers",
+        max_model_len=512,
+        max_new_tokens=48,
+        batch_size=2,
+    )
+    backend = load_backend(config)
+    eos = backend.tokenizer.convert_tokens_to_ids("</s>")
+    generations = backend.generate(
+        prompt_ids(backend.tokenizer, texts=TEXTS[:3], shots=((), (SHOT,)))
+    )
+    for generation in generations:
+        assert generation.error is None
+        assert generation.finished and generation.token_ids[-1] == eos
+        assert generation.num_generated_tokens < config.max_new_tokens
+        assert "</s>" not in generation.text
+        pairs = parse_pairs(generation.text)
+        assert len(pairs) >= 2 and format_pairs(pairs) in generation.text
+    # The fixture answers every context with the same pairs.
+    assert len({tuple(parse_pairs(g.text)) for g in generations}) == 1
+
+
+def test_smollm2_real_weights_through_the_protocol(smollm2_dir):
+    """Real tokenizer + real weights: protocol prompts in, greedy text out, as plain generate."""
+    config = BackendConfig(
+        str(smollm2_dir), backend="transformers", max_model_len=512, max_new_tokens=8, batch_size=2
+    )
+    backend = load_backend(config)
+    assert backend.eos_token_ids[0] == backend.tokenizer.eos_token_id
+    prompts = prompt_ids(backend.tokenizer, texts=TEXTS[:2], shots=((SHOT,),))
+    assert all(
+        p == backend.tokenizer(build_prompt(t, [SHOT]), add_special_tokens=False)["input_ids"]
+        for p, t in zip(prompts, TEXTS)
+    )
+    generations = backend.generate(prompts)
+    for prompt, generation in zip(prompts, generations):
+        assert generation.error is None and generation.text
+        assert generation.token_ids == plain_greedy(backend, prompt)
+        assert isinstance(parse_pairs(generation.text), list)
+    backend.close()
+    assert backend.model is None
+
+
+def test_bad_dtype_is_rejected_with_the_fix(tiny_model_dir):
+    config = BackendConfig(str(tiny_model_dir), backend="transformers", dtype="bf17")
+    with pytest.raises(ValueError, match=r"`dtype` must be 'auto', 'bfloat16'.*got 'bf17'"):
+        load_backend(config)
+
+
+def test_pickle_weights_are_refused(tiny_model_dir, tmp_path):
+    """Weights load as safetensors only: a `pytorch_model.bin` (pickle) checkpoint is refused."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_model_dir, pickled)
+    torch.save(load_file(pickled / "model.safetensors"), pickled / "pytorch_model.bin")
+    (pickled / "model.safetensors").unlink()
+    with pytest.raises(OSError, match="model.safetensors"):
+        load_backend(BackendConfig(str(pickled), backend="transformers"))
