@@ -1,0 +1,205 @@
+"""Training throughput: the pretrain recipe's training step against a raw PyTorch loop, in one process.
+
+Both train the same freshly initialized model shape on `--seq`-token rows of `--micro-batch`.
+The raw loop feeds random full rows with plain causal attention (the baselines in
+``BENCHMARKS.md``); the recipe runs `hf_ipt.training.build_trainer` (the `IPTTrainer` the
+recipes use) on packed blocks of variable-length documents: zero padding, no attention
+across documents, labels masked at document starts, exactly as `recipes/pretrain.py` trains.
+
+    python benchmarks/train_throughput.py --shape tiny                      # CPU smoke figure
+    python benchmarks/train_throughput.py --shape llama-551m --compile      # one GPU, bf16
+    python benchmarks/train_throughput.py --shape llama-551m --compile --liger --micro-batch 16 \\
+        --attn flash_attention_2                                            # the 45% MFU levers
+
+MFU counts 6 x N FLOPs per token (N from the config, embeddings included) against the
+device's dense bf16 peak (H100/H200: 989 TFLOP/s; pass --peak-tflops elsewhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import random
+import tempfile
+import time
+
+import torch
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--shape", default="tiny", help="tiny | llama-551m | mistral-500m | mistral-1.3b"
+    )
+    parser.add_argument(
+        "--seq", type=int, default=None, help="tokens per row (default: 2048 on GPU, 256 on CPU)"
+    )
+    parser.add_argument("--micro-batch", type=int, default=4)
+    parser.add_argument("--vocab", type=int, default=32000)
+    parser.add_argument(
+        "--steps", type=int, default=None, help="timed steps (default: 12 on GPU, 6 on CPU)"
+    )
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile both (Trainer: torch_compile)"
+    )
+    parser.add_argument(
+        "--liger", action="store_true", help="recipe: use_liger_kernel (fused linear cross-entropy)"
+    )
+    parser.add_argument(
+        "--attn", default="sdpa", help="attention implementation of the recipe's model"
+    )
+    parser.add_argument("--peak-tflops", type=float, default=None)
+    return parser.parse_args()
+
+
+def build_model(args, device: str, attn: str):
+    from transformers import AutoModelForCausalLM
+
+    from hf_ipt.training.model_init import shape_config
+
+    torch.manual_seed(0)
+    config = shape_config(args.shape, vocab_size=args.vocab, max_length=args.seq)
+    return AutoModelForCausalLM.from_config(config, attn_implementation=attn).to(device)
+
+
+def raw_loop(args, device: str) -> float:
+    """Tokens/s of a plain loop: random full rows, labels = inputs, fused AdamW, bf16 autocast on GPU."""
+    model = build_model(args, device, "sdpa")
+    step_model = torch.compile(model) if args.compile else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=device == "cuda")
+
+    def step():
+        x = torch.randint(0, args.vocab, (args.micro_batch, args.seq), device=device)
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            loss = step_model(input_ids=x, labels=x).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(args.warmup):
+        step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    _sync(device)
+    return args.steps * args.micro_batch * args.seq / (time.perf_counter() - start)
+
+
+def _documents(vocab: int, seed: int):
+    rng = random.Random(seed)
+    while True:
+        yield [rng.randrange(vocab) for _ in range(rng.randint(100, 3000))]
+
+
+def _blocks(rank: int, world_size: int, *, vocab: int, seq: int):
+    from hf_ipt.training.packing import pack_sequences
+
+    yield from pack_sequences(_documents(vocab, rank), seq)
+
+
+def recipe_step(args, device: str) -> tuple[float, int]:
+    """Tokens/s of the recipes' Trainer on packed blocks, and the padding tokens it was fed."""
+    from transformers import TrainerCallback
+
+    from hf_ipt.training.card import CardInfo
+    from hf_ipt.training.config import TrainingConfig
+    from hf_ipt.training.data import sharded_stream
+    from hf_ipt.training.trainer import build_trainer
+
+    class Timer(TrainerCallback):
+        def on_step_begin(self, targs, state, control, **kwargs):
+            if state.global_step == args.warmup:
+                _sync(device)
+                self.start = time.perf_counter()
+
+        def on_train_end(self, targs, state, control, **kwargs):
+            _sync(device)
+            self.seconds = time.perf_counter() - self.start
+
+    training = TrainingConfig(
+        output_dir=tempfile.mkdtemp(),
+        max_steps=args.warmup + args.steps,
+        per_device_train_batch_size=args.micro_batch,
+        max_length=args.seq,
+        bf16=device == "cuda",
+        use_cpu=device == "cpu",
+        torch_compile=args.compile,
+        use_liger_kernel=args.liger,
+        optim="adamw_torch_fused" if device == "cuda" else "adamw_torch",
+        save_strategy="no",
+        logging_steps=10_000,
+        report_to="none",
+        disable_tqdm=True,
+        learning_rate=3e-4,
+        peak_tflops=args.peak_tflops,
+    )
+    dataset = sharded_stream(
+        functools.partial(_blocks, vocab=args.vocab, seq=args.seq), training.world_size
+    )
+    trainer = build_trainer(
+        build_model(args, device, args.attn), None, dataset, training, CardInfo("pretrain")
+    )
+    batches = []
+    collate = trainer.data_collator
+    trainer.data_collator = lambda features: batches.append(collate(features)) or batches[-1]
+    timer = Timer()
+    trainer.add_callback(timer)
+    trainer.train()
+    padding = sum(args.micro_batch * args.seq - b["input_ids"].numel() for b in batches)
+    return args.steps * training.tokens_per_step / timer.seconds, padding
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    args = parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.seq = args.seq or (2048 if device == "cuda" else 256)
+    args.steps = args.steps or (12 if device == "cuda" else 6)
+    from hf_ipt.training.callbacks import flops_per_token, peak_flops
+    from hf_ipt.training.model_init import num_parameters, shape_config
+
+    config = shape_config(args.shape, vocab_size=args.vocab, max_length=args.seq)
+    flops, peak = flops_per_token(config), peak_flops(args.peak_tflops)
+    card = (
+        torch.cuda.get_device_name()
+        if device == "cuda"
+        else f"CPU ({torch.get_num_threads()} threads)"
+    )
+    raw = raw_loop(args, device)
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    recipe, padding = recipe_step(args, device)
+    result = {
+        "device": card,
+        "shape": args.shape,
+        "params": num_parameters(config),
+        "seq": args.seq,
+        "micro_batch": args.micro_batch,
+        "compile": args.compile,
+        "liger": args.liger,
+        "attn": args.attn,
+        "raw_tok_s": round(raw),
+        "recipe_tok_s": round(recipe),
+        "ratio": round(recipe / raw, 3),
+        "raw_mfu": round(raw * flops / peak, 3) if peak else None,
+        "recipe_mfu": round(recipe * flops / peak, 3) if peak else None,
+        "recipe_padding_tokens": padding,
+    }
+    print(f"{card}: {args.shape} seq {args.seq} mb {args.micro_batch}")
+    print(f"raw loop : {raw:,.0f} tok/s  MFU {result['raw_mfu']}")
+    print(f"recipe   : {recipe:,.0f} tok/s  MFU {result['recipe_mfu']}  padding tokens {padding}")
+    print(f"ratio    : {recipe / raw:.2f}x")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

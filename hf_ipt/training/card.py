@@ -1,0 +1,146 @@
+"""Model cards of the recipes: `render_model_card` is a pure function over the packaged template.
+
+The template is ``hf_ipt/templates/model_card.md`` (package data, ``string.Template``
+placeholders); this module only fills it. Evaluation results come from
+``output_dir/domain_eval_results.json``, written by `hf_ipt.evaluation.EvalCallback`, when present.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+SUMMARIES = {
+    "continual_pt": "Domain-adaptive continual pre-training on instruction-augmented domain text mixed with "
+    "general instructions by tokens.",
+    "pretrain": "Pre-training from scratch on raw text, part of it instruction-augmented, plus the instruction "
+    "synthesizer's fine-tuning collection.",
+    "train_synthesizer": "An instruction synthesizer: given `<s> <CON> {text} </CON>\\n\\n` (after earlier "
+    "examples of the same format), it writes `<QUE> {question} <ANS> {answer} </END>` pairs and stops at `</s>`.",
+}
+USAGE_NOTES = {
+    "continual_pt": "A base model: prompt it with plain text (no chat template), as in pre-training.",
+    "pretrain": "A base model: prompt it with plain text (no chat template), as in pre-training.",
+    "train_synthesizer": "Use it as `hf_ipt`'s synthesizer (`BackendConfig(model_name_or_path=...)`) or "
+    "build prompts with `hf_ipt.build_prompt` and tokenize them with `add_special_tokens=False`.",
+}
+
+
+@dataclass
+class CardInfo:
+    """What a recipe knows about its run that the Trainer does not.
+
+    Args:
+        recipe (`str`): ``"continual_pt"``, ``"pretrain"`` or ``"train_synthesizer"``.
+        base_model (`str`, *optional*): checkpoint trained from; `None` when trained from scratch.
+        model_shape (`str`, *optional*): the named shape a from-scratch model was built with.
+        data_mix (`list[dict]`): rows with ``source``, ``content``, ``token_share`` (0-1, or
+            `None` when the source is mixed by documents) and ``note``.
+        datasets (`list[str]`): Hub dataset ids of the sources, for the card metadata.
+    """
+
+    recipe: str
+    base_model: str | None = None
+    model_shape: str | None = None
+    data_mix: list[dict] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+
+
+# `hf_ipt.evaluation.callback.RESULTS_FILENAME`, not imported: the card needs no torch.
+EVAL_RESULTS_FILENAME = "domain_eval_results.json"
+
+
+def read_eval_results(output_dir: str | Path) -> dict[str, Any] | None:
+    """The evaluation record (``global_step``, ``results`` as ``{task: {metric: value}}``,
+    ``average``) that `EvalCallback` wrote in `output_dir`, or `None`."""
+    path = Path(output_dir) / EVAL_RESULTS_FILENAME
+    return json.loads(path.read_text("utf-8")) if path.is_file() else None
+
+
+def render_model_card(
+    info: CardInfo,
+    *,
+    model_name: str,
+    repo_id: str,
+    tokens_seen: int,
+    tokens_per_step: int,
+    max_steps: int,
+    hyperparameters: dict[str, Any],
+    eval_results: dict[str, Any] | None = None,
+) -> str:
+    """The model card (markdown with YAML metadata) of a recipe's checkpoint."""
+    if is_hub_id(info.base_model):
+        base = f"[{info.base_model}](https://huggingface.co/{info.base_model})"
+    elif info.base_model:
+        base = f"`{info.base_model}`"
+    else:
+        base = f"none, trained from scratch (shape `{info.model_shape}`)"
+    template = Template(
+        resources.files("hf_ipt").joinpath("templates/model_card.md").read_text("utf-8")
+    )
+    return template.substitute(
+        metadata=_metadata(info),
+        model_name=model_name,
+        summary=SUMMARIES[info.recipe],
+        recipe=info.recipe,
+        base_model=base,
+        tokens_seen=f"{tokens_seen:,}",
+        token_budget=f"{max_steps * tokens_per_step:,}",
+        max_steps=f"{max_steps:,}",
+        tokens_per_step=f"{tokens_per_step:,}",
+        data_mix="\n".join(_mix_row(row, tokens_seen) for row in info.data_mix),
+        hyperparameters="\n".join(f"| {key} | {value} |" for key, value in hyperparameters.items()),
+        eval_results=_eval_table(eval_results),
+        repo_id=repo_id,
+        usage_note=USAGE_NOTES[info.recipe],
+    )
+
+
+def is_hub_id(name: str | None) -> bool:
+    """``owner/name`` as on the Hub (a local path or glob is not)."""
+    return bool(name) and _HUB_ID.fullmatch(name) is not None
+
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def _metadata(info: CardInfo) -> str:
+    lines = [
+        "library_name: transformers",
+        "tags:",
+        "- hf_ipt",
+        "- instruction-pretraining",
+        f"- {info.recipe}",
+    ]
+    if is_hub_id(info.base_model):
+        lines.append(f"base_model: {info.base_model}")
+    if info.datasets:
+        lines += ["datasets:", *(f"- {name}" for name in info.datasets)]
+    return "\n".join(lines)
+
+
+def _mix_row(row: dict[str, Any], tokens_seen: int) -> str:
+    share = row["token_share"]
+    shares = ("-", "-") if share is None else (f"{share:.1%}", f"{round(share * tokens_seen):,}")
+    return f"| {row['source']} | {row['content']} | {shares[0]} | {shares[1]} | {row['note']} |"
+
+
+def _eval_table(record: dict[str, Any] | None) -> str:
+    if not record or not record.get("results"):
+        return "No evaluation results yet."
+    rows = [
+        f"| {task} | {metric} | {_number(value)} |"
+        for task, metrics in record["results"].items()
+        for metric, value in metrics.items()
+    ]
+    head = f"At step {record.get('global_step', '?')}, average {_number(record.get('average'))}:"
+    return "\n".join([head, "", "| Task | Metric | Value |", "|---|---|---|", *rows])
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

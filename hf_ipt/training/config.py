@@ -1,0 +1,220 @@
+"""Configs of the training recipes: `TrainingConfig` (shared) and one data config per recipe.
+
+Parsed by `trl.TrlParser` together with `trl.ModelConfig` (checkpoint, dtype, attention,
+LoRA, 4/8-bit), so ``--config file.yaml`` gives defaults and CLI flags override them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from transformers import TrainingArguments
+
+from .model_init import MODEL_SHAPES
+
+ModelShape = Literal[tuple(MODEL_SHAPES)]  # type: ignore[valid-type]  # the parser offers these as choices
+
+
+@dataclass
+class TrainingConfig(TrainingArguments):
+    """`TrainingArguments` for streamed, packed training, plus the evaluation hook and MFU settings.
+
+    Args:
+        max_length (`int`, *optional*, defaults to 2048): tokens of a packed block (pre-training)
+            or at most of a multi-shot sequence (synthesizer).
+        eval_tasks (`str`, *optional*): comma-separated tasks for `hf_ipt.evaluation.EvalCallback`.
+        eval_max_examples (`int`, *optional*): examples per task at most, for quick evaluations.
+        peak_tflops (`float`, *optional*): dense bf16 TFLOP/s of one device for MFU; looked up for
+            known GPUs when unset.
+    """
+
+    max_length: int = field(
+        default=2048,
+        metadata={"help": "Tokens per packed block (synthesizer: at most per sequence)."},
+    )
+    eval_tasks: str | None = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated evaluation tasks run by `hf_ipt.evaluation.EvalCallback`; results go to "
+            "`output_dir/eval_results.json` and the model card."
+        },
+    )
+    eval_max_examples: int | None = field(
+        default=None, metadata={"help": "Examples per evaluation task at most."}
+    )
+    peak_tflops: float | None = field(
+        default=None,
+        metadata={"help": "Peak dense bf16 TFLOP/s of ONE device, for MFU (default: known GPUs)."},
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Streams yield model inputs only."}
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "Every parameter gets a gradient: skip DDP's extra graph traversal."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.accelerator_config is None:
+            # Each rank reads and tokenizes its own shard (`data.sharded_stream`); dispatching would
+            # make rank 0 tokenize for all and need equal batch shapes on every rank.
+            self.accelerator_config = {"dispatch_batches": False}
+        super().__post_init__()
+        if self.max_steps <= 0:
+            raise ValueError(
+                f"`max_steps` must be > 0 with streamed input, got {self.max_steps} (TrainingConfig.max_steps)"
+            )
+        if self.max_length < 2:
+            raise ValueError(
+                f"`max_length` must be >= 2, got {self.max_length} (TrainingConfig.max_length)"
+            )
+        if self.dataloader_num_workers != 0:
+            raise ValueError(
+                f"`dataloader_num_workers` must be 0, got {self.dataloader_num_workers}: the stream shards itself by "
+                "rank and tokenizes in batches on several threads (TrainingConfig.dataloader_num_workers)"
+            )
+        if self.peak_tflops is not None and self.peak_tflops <= 0:
+            raise ValueError(
+                f"`peak_tflops` must be > 0, got {self.peak_tflops} (TrainingConfig.peak_tflops)"
+            )
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens of one optimizer step over all ranks (exact for packed blocks; an upper bound otherwise)."""
+        return (
+            self.per_device_train_batch_size
+            * self.gradient_accumulation_steps
+            * self.world_size
+            * self.max_length
+        )
+
+
+@dataclass
+class DataConfig:
+    """Settings every recipe's input shares."""
+
+    dataset_split: str = field(default="train", metadata={"help": "Split of Hub datasets."})
+    text_column: str = field(
+        default="text", metadata={"help": "Column with the (templified) text."}
+    )
+    shuffle_buffer_size: int = field(
+        default=10_000, metadata={"help": "Rows in the streaming shuffle buffer (0: none)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.shuffle_buffer_size < 0:
+            raise ValueError(f"`shuffle_buffer_size` must be >= 0, got {self.shuffle_buffer_size}")
+
+
+def _required(config: object, *names: str) -> None:
+    for name in names:
+        if not getattr(config, name):
+            raise ValueError(f"`{name}` is required ({type(config).__name__}.{name})")
+
+
+def _fraction(config: object, name: str) -> None:
+    value = getattr(config, name)
+    if not 0 < value < 1:
+        raise ValueError(
+            f"`{name}` must be in (0, 1), got {value} ({type(config).__name__}.{name})"
+        )
+
+
+@dataclass
+class ContinualPTConfig(DataConfig):
+    """Domain-adaptive continual pre-training: augmented domain text + general instructions, by tokens."""
+
+    domain_dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Instruction-augmented domain text: files or a dataset with a `text` column."
+        },
+    )
+    general_dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "General instruction data (question/response columns); unset: domain text only."
+        },
+    )
+    general_fraction: float = field(
+        default=0.5,
+        metadata={"help": "Share of TOKENS from general instructions (0.5 = the paper's 1:1)."},
+    )
+    question_column: str = field(
+        default="question", metadata={"help": "Question column of the general data."}
+    )
+    response_column: str = field(
+        default="response", metadata={"help": "Response column of the general data."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _required(self, "domain_dataset")
+        _fraction(self, "general_fraction")
+
+
+@dataclass
+class CollectionConfig:
+    """Where the synthesizer's fine-tuning collection is and how its rows are laid out."""
+
+    collection: str | None = field(
+        default=None,
+        metadata={"help": "Folder or Hub dataset in the `{name}/shard/*.jsonl` layout."},
+    )
+    context_column: str = field(
+        default="context", metadata={"help": "Context column of collection rows."}
+    )
+    pairs_column: str = field(
+        default="pairs",
+        metadata={"help": "Pairs column: [question, answer] lists or {question, answer} maps."},
+    )
+
+
+@dataclass
+class PretrainConfig(DataConfig, CollectionConfig):
+    """Pre-training from scratch: raw text, `augmented_fraction` of documents augmented, the collection repeated."""
+
+    model_shape: ModelShape = field(
+        default="mistral-500m", metadata={"help": "Shape of the new model."}
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "Tokenizer (e.g. the synthesizer's Mistral tokenizer)."}
+    )
+    raw_dataset: str | None = field(
+        default=None, metadata={"help": "Raw text: files or a dataset with a `text` column."}
+    )
+    augmented_dataset: str | None = field(
+        default=None, metadata={"help": "Instruction-augmented text of the OTHER documents."}
+    )
+    augmented_fraction: float = field(
+        default=0.2, metadata={"help": "Share of corpus DOCUMENTS that are augmented (paper: 1/5)."}
+    )
+    collection_repeats: int = field(
+        default=4, metadata={"help": "Times the collection is seen within the token budget."}
+    )
+    collection_token_share: float | None = field(
+        default=None,
+        metadata={"help": "Token share of the collection; unset: from `collection_repeats`."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _required(self, "tokenizer_name_or_path", "raw_dataset")
+        _fraction(self, "augmented_fraction")
+        if self.collection_repeats < 1:
+            raise ValueError(
+                f"`collection_repeats` must be >= 1, got {self.collection_repeats} (PretrainConfig.collection_repeats)"
+            )
+        if self.collection_token_share is not None:
+            _fraction(self, "collection_token_share")
+
+
+@dataclass
+class SynthesizerConfig(DataConfig, CollectionConfig):
+    """Synthesizer tuning: multi-shot sequences of the collection, loss on the pairs only."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _required(self, "collection")

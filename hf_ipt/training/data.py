@@ -1,0 +1,120 @@
+"""Streaming input for the recipes: rows from files or the Hub, endless epochs, tokenization, rank shards.
+
+Every recipe's training set is built the same way: `sharded_stream(build, world_size)` wraps
+a function ``build(rank, world_size) -> Iterator[example]``. Accelerate gives each rank its
+own shard of that `datasets.IterableDataset` (``dispatch_batches=False``, set by
+`TrainingConfig`), so each rank reads and tokenizes only its rows: no rank tokenizes for the
+others and batch shapes may differ across ranks. Sources restart (reshuffled) when they end,
+so a stream never runs dry before `max_steps`; each restart is logged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ..corpus import is_local_corpus, local_files
+
+logger = logging.getLogger(__name__)
+
+BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+def load_rows(source: str | list[str], *, split: str = "train", name: str | None = None):
+    """Stream the rows of local files (.txt = one document per file, .jsonl, .parquet) or a dataset.
+
+    Args:
+        source (`str` or `list[str]`): a file or glob, a list of files, a Hub dataset id, or a
+            local folder in Hub layout.
+        split (`str`, *optional*, defaults to ``"train"``): split of a dataset.
+        name (`str`, *optional*): config name of a dataset.
+
+    Returns:
+        `datasets.IterableDataset`
+    """
+    import datasets
+
+    if isinstance(source, list) or is_local_corpus(source):
+        files = source if isinstance(source, list) else local_files(source)
+        builders = {BUILDERS[os.path.splitext(f)[1]] for f in files}
+        if len(builders) > 1:
+            raise ValueError(
+                f"{source!r} mixes file types ({sorted(builders)}); use one type per source"
+            )
+        builder = builders.pop()
+        extra = {"sample_by": "document"} if builder == "text" else {}
+        return datasets.load_dataset(
+            builder, data_files=files, split="train", streaming=True, **extra
+        )
+    return datasets.load_dataset(source, name=name, split=split, streaming=True)
+
+
+def endless_rows(
+    dataset, *, rank: int, world_size: int, seed: int, shuffle_buffer_size: int, name: str
+):
+    """This rank's rows of `dataset`, epoch after epoch, reshuffled each epoch.
+
+    Args:
+        dataset (`datasets.IterableDataset`): the source, e.g. from `load_rows`.
+        rank (`int`), world_size (`int`): this process's shard of the rows.
+        seed (`int`): shuffling seed (the same on every rank, so shards stay disjoint).
+        shuffle_buffer_size (`int`): rows in the shuffle buffer; 0 keeps the source order.
+        name (`str`): the source's name in logs and errors.
+    """
+    from datasets.distributed import split_dataset_by_node
+
+    if shuffle_buffer_size > 0:
+        dataset = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
+    dataset = split_dataset_by_node(dataset, rank=rank, world_size=world_size)
+    for epoch in itertools.count():
+        dataset.set_epoch(epoch)
+        rows = 0
+        for row in dataset:
+            rows += 1
+            yield row
+        if rows == 0:
+            raise ValueError(f"source {name!r} has no rows for rank {rank} of {world_size}")
+        logger.info(
+            "source %r: epoch %d done on rank %d (%d rows), restarting", name, epoch, rank, rows
+        )
+
+
+def tokenize_texts(
+    texts: Iterable[str], tokenizer: Any, batch_size: int = 256
+) -> Iterator[list[int]]:
+    """Token ids of each text with BOS (when the tokenizer has one distinct from EOS) and EOS added.
+
+    Texts are tokenized in batches: a fast tokenizer encodes a batch on several threads.
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no `eos_token`: documents could not be separated")
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id not in (None, eos) else []
+    texts = iter(texts)
+    while batch := list(itertools.islice(texts, batch_size)):
+        for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
+            yield bos + ids + [eos]
+
+
+def sharded_stream(build: Callable[[int, int], Iterator[dict]], world_size: int):
+    """A `datasets.IterableDataset` of ``build(rank, world_size)`` with one shard per rank.
+
+    Args:
+        build (`Callable[[int, int], Iterator[dict]]`): yields this rank's training examples;
+            must be picklable (a module-level function or a `functools.partial` of one).
+        world_size (`int`): number of training processes.
+    """
+    import datasets
+
+    return datasets.IterableDataset.from_generator(
+        _generate,
+        gen_kwargs={"ranks": list(range(world_size)), "world_size": world_size, "build": build},
+    )
+
+
+def _generate(ranks: list[int], world_size: int, build: Callable[[int, int], Iterator[dict]]):
+    for rank in ranks:
+        yield from build(rank, world_size)

@@ -1,0 +1,163 @@
+"""Models for the recipes: the paper's shapes built from a config, or a checkpoint with optional (Q)LoRA.
+
+Shapes (vocabulary from the tokenizer, 32000 for the Mistral tokenizer):
+- ``mistral-500m`` / ``mistral-1.3b``: the paper's from-scratch models (Mistral architecture).
+  The paper gives only their sizes; these shapes hit them (494M / 1.36B parameters at a 32k
+  vocabulary) but are not checked against the released checkpoints' configs.
+- ``llama-551m``: the shape of the GPU baselines in ``/shared/gpu-notes.md`` (551M).
+- ``tiny``: 2 layers, hidden 64, for CPU tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MODEL_SHAPES: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "model_type": "llama",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
+    "llama-551m": {
+        "model_type": "llama",
+        "hidden_size": 1536,
+        "intermediate_size": 4096,
+        "num_hidden_layers": 16,
+        "num_attention_heads": 12,
+        "num_key_value_heads": 12,
+    },
+    "mistral-500m": {
+        "model_type": "mistral",
+        "hidden_size": 1536,
+        "intermediate_size": 4096,
+        "num_hidden_layers": 14,
+        "num_attention_heads": 12,
+        "num_key_value_heads": 12,
+        "sliding_window": None,
+    },
+    "mistral-1.3b": {
+        "model_type": "mistral",
+        "hidden_size": 2048,
+        "intermediate_size": 5632,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 16,
+        "sliding_window": None,
+    },
+}
+
+
+def shape_config(shape: str, *, vocab_size: int, max_length: int, tokenizer: Any = None):
+    """The `PretrainedConfig` of a named shape.
+
+    Args:
+        shape (`str`): a key of `MODEL_SHAPES`.
+        vocab_size (`int`): tokenizer size; rounded up to a multiple of 64 (faster matmuls).
+        max_length (`int`): training sequence length, used as `max_position_embeddings`.
+        tokenizer (`PreTrainedTokenizerBase`, *optional*): gives the BOS/EOS/pad ids.
+    """
+    from transformers import AutoConfig
+
+    if shape not in MODEL_SHAPES:
+        raise ValueError(f"unknown model shape {shape!r}; choose one of {sorted(MODEL_SHAPES)}")
+    kwargs = dict(MODEL_SHAPES[shape])
+    special = {}
+    if tokenizer is not None:
+        special = {
+            f"{k}_token_id": getattr(tokenizer, f"{k}_token_id") for k in ("bos", "eos", "pad")
+        }
+    return AutoConfig.for_model(
+        kwargs.pop("model_type"),
+        **kwargs,
+        vocab_size=-(-vocab_size // 64) * 64,
+        max_position_embeddings=max_length,
+        tie_word_embeddings=False,
+        **special,
+    )
+
+
+def init_model(
+    shape: str,
+    tokenizer: Any,
+    max_length: int,
+    *,
+    attn_implementation: str | None = None,
+    dtype: str | None = None,
+):
+    """A randomly initialized causal LM of a named shape, sized to `tokenizer`."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = shape_config(
+        shape, vocab_size=len(tokenizer), max_length=max_length, tokenizer=tokenizer
+    )
+    return AutoModelForCausalLM.from_config(
+        config,
+        attn_implementation=attn_implementation,
+        dtype=getattr(torch, dtype) if dtype not in (None, "auto") else None,
+    )
+
+
+def load_model(model_args: Any, activation_checkpointing: bool = False):
+    """Load `model_args.model_name_or_path`, quantized (bitsandbytes) and wrapped in LoRA as configured.
+
+    Args:
+        model_args (`trl.ModelConfig`): checkpoint, dtype, attention, LoRA and 4/8-bit settings.
+        activation_checkpointing (`bool`, *optional*, defaults to `False`): prepares a k-bit
+            model's inputs for it (QLoRA).
+    """
+    from transformers import AutoModelForCausalLM
+    from trl import get_peft_config, get_quantization_config
+
+    quantization_config = get_quantization_config(model_args)
+    peft_config = get_peft_config(model_args)
+    if quantization_config is not None and peft_config is None:
+        raise ValueError(
+            "`load_in_4bit`/`load_in_8bit` train only LoRA adapters: also pass `--use_peft` (QLoRA)"
+        )
+    model = AutoModelForCausalLM.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        dtype=model_args.dtype,
+        attn_implementation=model_args.attn_implementation,
+        quantization_config=quantization_config,
+    )
+    if peft_config is None:
+        return model
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if quantization_config is not None:
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=activation_checkpointing
+        )
+    return get_peft_model(model, peft_config)
+
+
+def load_tokenizer(name_or_path: str, revision: str | None = None):
+    """The tokenizer; it must have an EOS token, which separates packed documents."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(
+            f"the tokenizer of {name_or_path!r} has no `eos_token`; packed documents need one"
+        )
+    return tokenizer
+
+
+def num_parameters(config: Any) -> int:
+    """Parameter count of a Llama-like decoder (Llama, Mistral, Qwen2, ...) from its config alone.
+
+    Counted from the config, not the module, so it is right under FSDP/ZeRO-3 sharding too.
+    """
+    d, layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or d // heads
+    attention = d * heads * head_dim * 2 + d * kv_heads * head_dim * 2
+    per_layer = attention + 3 * d * config.intermediate_size + 2 * d
+    embeddings = vocab * d * (1 if getattr(config, "tie_word_embeddings", False) else 2)
+    return embeddings + layers * per_layer + d

@@ -1,0 +1,263 @@
+"""The training streams of the three recipes, built from `data`, `mixing`, `packing` and `synthesizer_data`.
+
+Each ``*_dataset`` function returns a `datasets.IterableDataset` (one shard per rank) and the
+data mix as rows for the model card. The per-rank generators are module-level functions bound
+with `functools.partial`, so the datasets stay picklable.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from .data import endless_rows, load_rows, sharded_stream, tokenize_texts
+from .mixing import mix_by_tokens
+from .packing import pack_sequences
+from .synthesizer_data import collection_files, encode_shot, multi_shot_sequences, row_shot
+
+logger = logging.getLogger(__name__)
+
+
+def _rows(source: str | list[str], config: Any, rank: int, world_size: int, seed: int, name: str):
+    return endless_rows(
+        load_rows(source, split=config.dataset_split),
+        rank=rank,
+        world_size=world_size,
+        seed=seed,
+        shuffle_buffer_size=config.shuffle_buffer_size,
+        name=name,
+    )
+
+
+def _texts(source: str, config: Any, rank: int, world_size: int, seed: int) -> Iterator[str]:
+    return (
+        row[config.text_column] for row in _rows(source, config, rank, world_size, seed, source)
+    )
+
+
+# -- continual pre-training: augmented domain text + general instructions, by tokens ------------
+
+
+def continual_pt_dataset(config: Any, tokenizer: Any, args: Any):
+    """Packed blocks of augmented domain text mixed by tokens with ``{question} {response}`` data.
+
+    Args:
+        config (`ContinualPTConfig`): the data settings.
+        tokenizer (`PreTrainedTokenizerBase`): the model's tokenizer.
+        args (`TrainingConfig`): gives `max_length`, `seed` and the world size.
+    """
+    build = functools.partial(
+        _continual_pt_blocks,
+        config=config,
+        tokenizer=tokenizer,
+        seq_length=args.max_length,
+        seed=args.seed,
+    )
+    general = config.general_fraction if config.general_dataset else 0.0
+    mix = [_row(config.domain_dataset, "instruction-augmented domain text", 1 - general)]
+    if config.general_dataset:
+        mix.append(
+            _row(config.general_dataset, "general instructions as `{question} {response}`", general)
+        )
+    return sharded_stream(build, args.world_size), mix
+
+
+def _continual_pt_blocks(
+    rank: int, world_size: int, *, config: Any, tokenizer: Any, seq_length: int, seed: int
+):
+    from ..templify import format_general
+
+    docs = tokenize_texts(_texts(config.domain_dataset, config, rank, world_size, seed), tokenizer)
+    if config.general_dataset:
+        rows = _rows(config.general_dataset, config, rank, world_size, seed, config.general_dataset)
+        general = tokenize_texts(
+            (
+                format_general(row[config.question_column], row[config.response_column])
+                for row in rows
+            ),
+            tokenizer,
+        )
+        docs = mix_by_tokens(
+            [docs, general], [1 - config.general_fraction, config.general_fraction]
+        )
+    yield from pack_sequences(docs, seq_length)
+
+
+# -- pre-training from scratch: raw + augmented (by documents), + the collection (by tokens) ----
+
+
+def pretrain_dataset(config: Any, tokenizer: Any, args: Any):
+    """Packed blocks of raw text with `augmented_fraction` of the documents augmented, plus the collection.
+
+    The collection's token share is `collection_token_share`, or, when unset, the share that
+    shows it `collection_repeats` times within the token budget (``max_steps`` blocks).
+    """
+    share = 0.0
+    if config.collection:
+        share = config.collection_token_share or collection_share(config, tokenizer, args)
+    build = functools.partial(
+        _pretrain_blocks,
+        config=config,
+        tokenizer=tokenizer,
+        seq_length=args.max_length,
+        seed=args.seed,
+        collection_fraction=share,
+    )
+    return sharded_stream(build, args.world_size), _pretrain_mix(config, share)
+
+
+def _pretrain_mix(config: Any, share: float) -> list[dict[str, Any]]:
+    corpus = 1 - share
+    if config.augmented_dataset:
+        fraction = config.augmented_fraction
+        documents = "of corpus documents"
+        mix = [
+            _row(
+                config.raw_dataset,
+                "raw text",
+                None,
+                f"{1 - fraction:.0%} {documents} ({corpus:.1%} of tokens)",
+            ),
+            _row(
+                config.augmented_dataset,
+                "instruction-augmented text",
+                None,
+                f"{fraction:.0%} {documents}",
+            ),
+        ]
+    else:
+        mix = [_row(config.raw_dataset, "raw text", corpus)]
+    if config.collection:
+        repeats = f"seen about {config.collection_repeats} times"
+        note = "set share" if config.collection_token_share else repeats
+        mix.append(
+            _row(config.collection, "synthesizer fine-tuning collection, templified", share, note)
+        )
+    return mix
+
+
+def collection_share(config: Any, tokenizer: Any, args: Any) -> float:
+    """Token share that shows the collection `collection_repeats` times in the run's token budget."""
+    tokens = sum(
+        len(ids) for ids in tokenize_texts(_collection_texts(config, endless=False), tokenizer)
+    )
+    budget = args.max_steps * args.tokens_per_step
+    share = config.collection_repeats * tokens / budget
+    logger.info(
+        "collection: %d tokens x %d repeats = %.4f of a %d-token budget",
+        tokens,
+        config.collection_repeats,
+        share,
+        budget,
+    )
+    if share >= 1:
+        raise ValueError(
+            f"the collection ({tokens} tokens) repeated {config.collection_repeats} times exceeds the token "
+            f"budget ({budget} = max_steps x tokens per step): raise `max_steps`, lower `collection_repeats` "
+            "or set `collection_token_share`"
+        )
+    return share
+
+
+def _collection_texts(
+    config: Any, *, endless: bool, rank: int = 0, world_size: int = 1, seed: int = 0
+):
+    from ..templify import templify
+
+    files = sorted(f for fs in collection_files(config.collection).values() for f in fs)
+    rows = (
+        _rows(files, config, rank, world_size, seed, config.collection)
+        if endless
+        else load_rows(files)
+    )
+    for row in rows:
+        shot = row_shot(row, config.context_column, config.pairs_column)
+        if shot is not None:
+            # Seeded by the context: a row keeps its layout on every rank, every repeat and resume.
+            yield templify([shot], seed=shot[0][:256])[0]
+
+
+def _pretrain_blocks(
+    rank: int,
+    world_size: int,
+    *,
+    config: Any,
+    tokenizer: Any,
+    seq_length: int,
+    seed: int,
+    collection_fraction: float,
+):
+    docs = tokenize_texts(_texts(config.raw_dataset, config, rank, world_size, seed), tokenizer)
+    if config.augmented_dataset:
+        augmented = tokenize_texts(
+            _texts(config.augmented_dataset, config, rank, world_size, seed), tokenizer
+        )
+        ratios = [1 - config.augmented_fraction, config.augmented_fraction]
+        docs = mix_by_tokens([docs, augmented], ratios, count=lambda doc: 1)
+    if collection_fraction > 0:
+        texts = _collection_texts(config, endless=True, rank=rank, world_size=world_size, seed=seed)
+        docs = mix_by_tokens(
+            [docs, tokenize_texts(texts, tokenizer)], [1 - collection_fraction, collection_fraction]
+        )
+    yield from pack_sequences(docs, seq_length)
+
+
+# -- synthesizer tuning: multi-shot sequences from one source each, pairs-only loss -------------
+
+
+def synthesizer_dataset(config: Any, tokenizer: Any, args: Any):
+    """Multi-shot sequences (<= `max_length` tokens) of the collection, sources mixed by size.
+
+    Sources are mixed in proportion to their bytes on disk (a proxy for their tokens), so one
+    pass over the mix sees each source about once.
+    """
+    files = collection_files(config.collection)
+    sizes = {name: sum(os.path.getsize(f) for f in fs) for name, fs in files.items()}
+    build = functools.partial(
+        _synthesizer_sequences,
+        config=config,
+        tokenizer=tokenizer,
+        files=files,
+        sizes=sizes,
+        max_length=args.max_length,
+        seed=args.seed,
+    )
+    total = sum(sizes.values())
+    mix = [
+        _row(
+            f"{config.collection}/{name}",
+            "multi-shot synthesizer examples",
+            size / total,
+            "by bytes on disk",
+        )
+        for name, size in sizes.items()
+    ]
+    return sharded_stream(build, args.world_size), mix
+
+
+def _synthesizer_sequences(
+    rank: int,
+    world_size: int,
+    *,
+    config: Any,
+    tokenizer: Any,
+    files: dict,
+    sizes: dict,
+    max_length: int,
+    seed: int,
+):
+    streams = []
+    for name, source_files in files.items():
+        rows = _rows(source_files, config, rank, world_size, seed, name)
+        shots = (row_shot(row, config.context_column, config.pairs_column) for row in rows)
+        encoded = (encode_shot(tokenizer, *shot) for shot in shots if shot is not None)
+        streams.append(multi_shot_sequences(encoded, max_length))
+    yield from mix_by_tokens(streams, [sizes[name] for name in files])
+
+
+def _row(source: str, content: str, token_share: float | None, note: str = "") -> dict[str, Any]:
+    """One row of the model card's data-mix table."""
+    return {"source": source, "content": content, "token_share": token_share, "note": note}

@@ -1,0 +1,116 @@
+"""Fine-tuning data of the instruction synthesizer: the collection layout -> masked multi-shot sequences.
+
+Layout of `instruction-pretrain/ft-instruction-synthesizer-collection`: one folder per source
+dataset, ``{name}/shard/*.jsonl``, one row per context with its pairs. A pair is a
+``[question, answer]`` list or a mapping with ``question``/``answer`` (or ``Q``/``A``) keys.
+
+A training sequence concatenates one-shot examples (`protocol.format_shot`) of the SAME
+source until `max_length`, so the model learns to continue after earlier examples, which is
+what M-shot synthesis asks of it. The loss covers each shot's pairs and its closing ``</s>``
+(the model must learn where to stop); the context blocks (``<s> <CON> ... </CON>\\n\\n``) are
+masked. Each shot is tokenized on its own: shots start with ``<s>`` and end with ``</s>``,
+special tokens that split the text, so the ids equal those of the whole sequence tokenized
+at once, as the synthesis backends tokenize a prompt.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..protocol import context_block, format_shot
+from .packing import IGNORE_INDEX
+
+logger = logging.getLogger(__name__)
+
+SHARD_GLOB = "*/shard/*.jsonl"
+
+
+def collection_files(collection: str) -> dict[str, list[str]]:
+    """``{source name: its jsonl files}`` of a local collection folder or a Hub dataset repo id."""
+    root = Path(collection)
+    if not root.is_dir():
+        from huggingface_hub import snapshot_download
+
+        root = Path(snapshot_download(collection, repo_type="dataset", allow_patterns=[SHARD_GLOB]))
+    files: dict[str, list[str]] = defaultdict(list)
+    for path in sorted(root.glob(SHARD_GLOB)):
+        files[path.parent.parent.name].append(str(path))
+    if not files:
+        raise FileNotFoundError(
+            f"no `{{name}}/shard/*.jsonl` files under {collection!r} (collection layout)"
+        )
+    return dict(files)
+
+
+def _pair(pair: Any) -> tuple[str, str]:
+    if isinstance(pair, Mapping):
+        keys = ("question", "answer") if "question" in pair else ("Q", "A")
+        return str(pair[keys[0]]), str(pair[keys[1]])
+    question, answer = pair
+    return str(question), str(answer)
+
+
+def row_shot(row: Mapping[str, Any], context_column: str = "context", pairs_column: str = "pairs"):
+    """`(context, pairs)` of a collection row, or `None` when it has no pair to learn from."""
+    if pairs_column not in row:
+        raise KeyError(f"collection row has no {pairs_column!r} column; columns: {sorted(row)}")
+    pairs = [_pair(p) for p in row[pairs_column] or []]
+    return (row.get(context_column) or "", pairs) if pairs else None
+
+
+def encode_shot(
+    tokenizer: Any, context: str, pairs: Sequence[tuple[str, str]]
+) -> dict[str, list[int]]:
+    """Token ids of one shot and its labels: the ids on the pairs and ``</s>``, -100 on the context block."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("synthesizer tuning needs a fast tokenizer (offsets locate the pairs)")
+    pairs_start = len(context_block(context))
+    encoding = tokenizer(
+        format_shot(context, pairs), add_special_tokens=False, return_offsets_mapping=True
+    )
+    ids = encoding["input_ids"]
+    labels = [
+        t if start >= pairs_start else IGNORE_INDEX
+        for t, (start, _) in zip(ids, encoding["offset_mapping"])
+    ]
+    return {"input_ids": ids, "labels": labels}
+
+
+def multi_shot_sequences(
+    shots: Iterable[Mapping[str, list[int]]], max_length: int
+) -> Iterator[dict[str, list[int]]]:
+    """Concatenate consecutive encoded shots while they fit in `max_length` tokens.
+
+    A shot longer than `max_length` on its own cannot be trained on whole and is skipped
+    (counted in a warning); no shot is ever cut.
+    """
+    ids: list[int] = []
+    labels: list[int] = []
+    skipped = 0
+    for shot in shots:
+        if len(shot["input_ids"]) > max_length:
+            skipped += 1
+            if skipped in (1, 10, 100, 1000):
+                logger.warning(
+                    "skipped %d shot(s) longer than max_length=%d tokens", skipped, max_length
+                )
+            continue
+        if len(ids) + len(shot["input_ids"]) > max_length:
+            yield _sequence(ids, labels)
+            ids, labels = [], []
+        ids += shot["input_ids"]
+        labels += shot["labels"]
+    if ids:
+        yield _sequence(ids, labels)
+
+
+def _sequence(ids: list[int], labels: list[int]) -> dict[str, list[int]]:
+    return {
+        "input_ids": ids,
+        "labels": [IGNORE_INDEX, *labels[1:]],
+        "position_ids": list(range(len(ids))),
+    }

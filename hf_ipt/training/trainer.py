@@ -1,0 +1,152 @@
+"""The Trainer every recipe uses: hf_ipt's callbacks and model card around `transformers.Trainer`.
+
+A recipe builds a model, a tokenizer and a stream, then calls `build_trainer` and
+`train_and_save`; everything else (resume, saving, the card, pushing) happens here once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from transformers import Trainer
+from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from .callbacks import (
+    ThroughputCallback,
+    TokenBudgetProgressCallback,
+    eval_callback,
+    flops_per_token,
+    peak_flops,
+)
+from .card import CardInfo, is_hub_id, read_eval_results, render_model_card
+from .packing import collate_packed
+
+logger = logging.getLogger(__name__)
+
+
+class IPTTrainer(Trainer):
+    """`Trainer` that writes hf_ipt's model card (also on `push_to_hub`) from `card`.
+
+    Args:
+        card (`CardInfo`): what the recipe knows about the run (data mix, base model).
+        *args, **kwargs: as for `transformers.Trainer`.
+    """
+
+    def __init__(self, *args: Any, card: CardInfo, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.card = card
+        # `on_log` runs callbacks in list order and the report_to integrations come before the
+        # user's: put the throughput callback first so every logger sees its metrics.
+        callbacks = self.callback_handler.callbacks
+        for callback in [c for c in callbacks if isinstance(c, ThroughputCallback)]:
+            callbacks.remove(callback)
+            callbacks.insert(1, callback)
+
+    def create_model_card(self, model_name: str | None = None, **kwargs: Any) -> None:
+        """Write ``output_dir/README.md``; the Trainer's own card arguments are not used."""
+        if not self.is_world_process_zero():
+            return
+        args = self.args
+        model_name = model_name or Path(args.output_dir).name
+        text = render_model_card(
+            self.card,
+            model_name=model_name,
+            repo_id=self.hub_model_id or args.hub_model_id or model_name,
+            tokens_seen=self.state.num_input_tokens_seen
+            or self.state.global_step * args.tokens_per_step,
+            tokens_per_step=args.tokens_per_step,
+            max_steps=args.max_steps,
+            hyperparameters=hyperparameters(args, self.model),
+            eval_results=read_eval_results(args.output_dir),
+        )
+        Path(args.output_dir, "README.md").write_text(text, encoding="utf-8")
+
+
+def hyperparameters(args: Any, model: Any) -> dict[str, Any]:
+    """The settings a reader of the card needs to reproduce the run."""
+    values = {
+        "learning_rate": args.learning_rate,
+        "lr_scheduler_type": str(args.lr_scheduler_type).split(".")[-1].lower(),
+        "warmup_steps": args.warmup_steps,
+        "optimizer": str(args.optim).split(".")[-1].lower(),
+        "weight_decay": args.weight_decay,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "num_processes": args.world_size,
+        "max_length": args.max_length,
+        "tokens_per_step": args.tokens_per_step,
+        "max_steps": args.max_steps,
+        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "seed": args.seed,
+    }
+    peft_config = getattr(model, "peft_config", None)
+    if peft_config:
+        lora = next(iter(peft_config.values()))
+        values["lora"] = f"r={lora.r}, alpha={lora.lora_alpha}, dropout={lora.lora_dropout}"
+    return values
+
+
+def hub_datasets(*sources: str | None) -> list[str]:
+    """The sources that are Hub dataset ids, not local files or folders."""
+    return [s for s in sources if is_hub_id(s) and not os.path.exists(s)]
+
+
+def build_trainer(
+    model: Any, tokenizer: Any, train_dataset: Any, args: Any, card: CardInfo
+) -> IPTTrainer:
+    """An `IPTTrainer` with packed batches, throughput/MFU logging, token progress and the eval hook."""
+    try:
+        flops = flops_per_token(model.config)
+    except AttributeError:
+        logger.warning("no MFU: %s is not a Llama-like config", type(model.config).__name__)
+        flops, peak = 0.0, None
+    else:
+        peak = peak_flops(args.peak_tflops)
+    # With `use_cache`, transformers builds a cache even in training and then skips the mask it
+    # derives from `position_ids`: packed documents would attend to each other (5.24).
+    model.config.use_cache = False
+    callbacks = [ThroughputCallback(args.tokens_per_step, flops, peak)]
+    trainer = IPTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        data_collator=collate_packed,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        card=card,
+    )
+    if args.eval_tasks:
+        trainer.add_callback(eval_callback(args, tokenizer, trainer))
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(TokenBudgetProgressCallback(args.tokens_per_step))
+    return trainer
+
+
+def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
+    """A checkpoint path; ``"last"`` means the newest ``checkpoint-*`` folder in `output_dir`."""
+    if resume_from_checkpoint != "last":
+        return resume_from_checkpoint
+    checkpoint = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    if checkpoint is None:
+        raise ValueError(
+            f"`resume_from_checkpoint='last'` but {output_dir!r} holds no checkpoint-* folder"
+        )
+    return checkpoint
+
+
+def train_and_save(trainer: IPTTrainer) -> None:
+    """Train (resuming when asked), save the model and tokenizer, write the card, push when asked, end."""
+    args = trainer.args
+    trainer.train(
+        resume_from_checkpoint=resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    )
+    trainer.model.config.use_cache = True  # the saved model generates with a cache
+    trainer.save_model(args.output_dir)
+    trainer.create_model_card()
+    if args.push_to_hub:
+        trainer.push_to_hub()
+    trainer.end()

@@ -1,0 +1,69 @@
+# /// script
+# dependencies = ["hf_ipt[train]"]
+# ///
+"""Pre-training from scratch (Instruction Pre-Training, Cheng et al. 2024).
+
+A model of a named shape (the paper's ``mistral-500m`` / ``mistral-1.3b``) trained on raw text
+where 1/5 of the documents are instruction-augmented, plus the instruction synthesizer's
+fine-tuning collection (templified) seen ``collection_repeats`` (4) times within the token
+budget; packed blocks, no token dropped, no attention across documents, plain next-token loss.
+
+```bash
+accelerate launch --config_file $(python -c "from hf_ipt.training import accelerate_config_path as p; print(p('ddp'))") \
+    recipes/pretrain.py --config recipes/configs/pretrain.yaml
+```
+
+Resume with ``--resume_from_checkpoint last``; push with ``--push_to_hub --hub_model_id you/name``.
+"""
+
+import argparse
+
+CONFIG_HELP = "--config FILE.yaml: defaults from a YAML file (recipes/configs/pretrain.yaml); flags override them."
+
+
+def main(data_args, training_args, model_args):
+    from hf_ipt.training import (
+        CardInfo,
+        build_trainer,
+        init_model,
+        load_tokenizer,
+        pretrain_dataset,
+        train_and_save,
+    )
+    from hf_ipt.training.trainer import hub_datasets
+
+    tokenizer = load_tokenizer(data_args.tokenizer_name_or_path)
+    model = init_model(
+        data_args.model_shape,
+        tokenizer,
+        training_args.max_length,
+        attn_implementation=model_args.attn_implementation,
+        dtype=model_args.dtype,
+    )
+    dataset, data_mix = pretrain_dataset(data_args, tokenizer, training_args)
+    card = CardInfo(
+        "pretrain",
+        model_shape=data_args.model_shape,
+        data_mix=data_mix,
+        datasets=hub_datasets(
+            data_args.raw_dataset, data_args.augmented_dataset, data_args.collection
+        ),
+    )
+    train_and_save(build_trainer(model, tokenizer, dataset, training_args, card))
+
+
+def make_parser(subparsers: argparse._SubParsersAction | None = None):
+    from trl import ModelConfig, TrlParser
+
+    from hf_ipt.training import PretrainConfig, TrainingConfig
+
+    dataclass_types = (PretrainConfig, TrainingConfig, ModelConfig)
+    if subparsers is not None:
+        return subparsers.add_parser(
+            "pretrain", help="Pre-training from scratch", dataclass_types=dataclass_types
+        )
+    return TrlParser(dataclass_types, epilog=CONFIG_HELP)
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())

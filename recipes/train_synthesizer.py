@@ -1,0 +1,62 @@
+# /// script
+# dependencies = ["hf_ipt[train]"]
+# ///
+"""Fine-tune a base LM into an instruction synthesizer (Instruction Pre-Training, Cheng et al. 2024).
+
+Data in the ``ft-instruction-synthesizer-collection`` layout (``{name}/shard/*.jsonl``, each
+row a context and its pairs). One sequence concatenates one-shot examples of the SAME source
+in the synthesizer's exact format (`hf_ipt.protocol`); the loss covers only the pairs (and
+each closing ``</s>``). The result loads in hf_ipt's synthesis backends.
+
+# Mistral-7B-v0.1 on 8 GPUs (FSDP2)
+```bash
+accelerate launch --config_file $(python -c "from hf_ipt.training import accelerate_config_path as p; print(p('fsdp2'))") \
+    recipes/train_synthesizer.py --config recipes/configs/train_synthesizer.yaml
+```
+
+Resume with ``--resume_from_checkpoint last``; push with ``--push_to_hub --hub_model_id you/name``.
+"""
+
+import argparse
+
+CONFIG_HELP = "--config FILE.yaml: defaults from a YAML file (recipes/configs/train_synthesizer.yaml); flags override them."
+
+
+def main(data_args, training_args, model_args):
+    from hf_ipt.training import (
+        CardInfo,
+        build_trainer,
+        load_model,
+        load_tokenizer,
+        synthesizer_dataset,
+        train_and_save,
+    )
+    from hf_ipt.training.trainer import hub_datasets
+
+    tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
+    model = load_model(model_args, training_args.activation_checkpointing)
+    dataset, data_mix = synthesizer_dataset(data_args, tokenizer, training_args)
+    card = CardInfo(
+        "train_synthesizer",
+        base_model=model_args.model_name_or_path,
+        data_mix=data_mix,
+        datasets=hub_datasets(data_args.collection),
+    )
+    train_and_save(build_trainer(model, tokenizer, dataset, training_args, card))
+
+
+def make_parser(subparsers: argparse._SubParsersAction | None = None):
+    from trl import ModelConfig, TrlParser
+
+    from hf_ipt.training import SynthesizerConfig, TrainingConfig
+
+    dataclass_types = (SynthesizerConfig, TrainingConfig, ModelConfig)
+    if subparsers is not None:
+        return subparsers.add_parser(
+            "train-synthesizer", help="Synthesizer tuning", dataclass_types=dataclass_types
+        )
+    return TrlParser(dataclass_types, epilog=CONFIG_HELP)
+
+
+if __name__ == "__main__":
+    main(*make_parser().parse_args_and_config())

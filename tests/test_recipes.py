@@ -1,0 +1,333 @@
+"""Every recipe end to end, launched the way a user launches it, on CPU with a tiny model.
+
+Each run trains a few steps, saves checkpoints, resumes from one, and the result is reloaded
+with `AutoModelForCausalLM.from_pretrained` (and, for the synthesizer, used by a synthesis
+backend). The shipped YAML configs are used, with CLI overrides sized for CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import SYNTH_PAIRS, TOKENIZER_TEXT
+
+REPO = Path(__file__).resolve().parents[1]
+ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
+RECIPES = ("continual_pt", "pretrain", "train_synthesizer")
+CPU = [
+    "--bf16",
+    "false",
+    "--activation_checkpointing",
+    "false",
+    "--torch_compile",
+    "false",
+    "--use_cpu",
+    "true",
+    "--logging_steps",
+    "1",
+    "--save_steps",
+    "2",
+    "--report_to",
+    "none",
+    "--disable_tqdm",
+    "true",
+    "--shuffle_buffer_size",
+    "16",
+    "--warmup_steps",
+    "0",
+]
+
+
+def _run(args: list[str], timeout: int = 600) -> str:
+    result = subprocess.run(
+        args,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=os.environ.copy(),
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    return output
+
+
+def _launch(recipe: str, *args: str, processes: int = 1) -> str:
+    # `--cpu` makes accelerate start ONE process (several need mpirun): DDP on CPU goes through the
+    # torchrun launcher of the `ddp` config, and the recipe's `--use_cpu true` picks gloo.
+    if processes == 1:
+        launcher = [
+            ACCELERATE,
+            "launch",
+            "--num_processes",
+            "1",
+            "--cpu",
+            "--mixed_precision",
+            "no",
+        ]
+    else:
+        from hf_ipt.training import accelerate_config_path
+
+        launcher = [
+            ACCELERATE,
+            "launch",
+            "--config_file",
+            str(accelerate_config_path("ddp")),
+            "--num_processes",
+            str(processes),
+            "--mixed_precision",
+            "no",
+            "--main_process_port",
+            _free_port(),
+        ]
+    config = ["--config", f"recipes/configs/{recipe}.yaml"]
+    return _run([*launcher, f"recipes/{recipe}.py", *config, *CPU, *args])
+
+
+def _free_port() -> str:
+    # Not the default 29500: another DDP job on this machine would join our process group.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
+def _log_history(checkpoint: Path) -> dict[int, dict]:
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    return {entry["step"]: entry for entry in state["log_history"] if "loss" in entry}
+
+
+def _reload(path: Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """Domain text, general instructions, raw/augmented text and a two-source collection."""
+    root = tmp_path_factory.mktemp("recipe_data")
+    rng = random.Random(0)
+    words = TOKENIZER_TEXT.split()
+
+    def text(low: int, high: int) -> str:
+        return " ".join(rng.choices(words, k=rng.randint(low, high)))
+
+    def jsonl(path: Path, rows: list[dict]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    jsonl(root / "domain.jsonl", [{"text": text(20, 120)} for _ in range(60)])
+    jsonl(
+        root / "general.jsonl",
+        [{"question": text(3, 15) + "?", "response": text(3, 30)} for _ in range(60)],
+    )
+    jsonl(root / "augmented.jsonl", [{"text": text(40, 150)} for _ in range(20)])
+    (root / "raw").mkdir()
+    for i in range(30):
+        (root / "raw" / f"{i}.txt").write_text(text(20, 120))
+    task = {
+        "name": "TinyQA",
+        "metric": "accuracy",
+        "examples": [
+            {"input": f"{text(5, 20)} Answer:", "options": ["yes", "no"], "gold_index": i % 2}
+            for i in range(4)
+        ],
+    }
+    (root / "tiny_task.json").write_text(json.dumps(task))
+    # Every context gets the same pairs: a synthesizer learns them in a few steps.
+    for name in ("squad", "race"):
+        jsonl(
+            root / "collection" / name / "shard" / "00000.jsonl",
+            [{"context": text(5, 40), "pairs": [list(p) for p in SYNTH_PAIRS]} for _ in range(12)],
+        )
+    return root
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_help(recipe):
+    output = _run([sys.executable, f"recipes/{recipe}.py", "--help"])
+    for flag in (
+        "--config",
+        "--max_length",
+        "--max_steps",
+        "--resume_from_checkpoint",
+        "--push_to_hub",
+        "--eval_tasks",
+        "--optim",
+        "--attn_implementation",
+    ):
+        assert flag in output
+    specific = {
+        "continual_pt": "--general_fraction",
+        "pretrain": "--collection_repeats",
+        "train_synthesizer": "--pairs_column",
+    }[recipe]
+    assert specific in output
+
+
+@pytest.mark.slow
+def test_continual_pt_ddp_two_processes_resumes_exactly(data, tiny_model_dir, tmp_path):
+    common = [
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--dtype",
+        "float32",
+        "--domain_dataset",
+        str(data / "domain.jsonl"),
+        "--general_dataset",
+        str(data / "general.jsonl"),
+        "--per_device_train_batch_size",
+        "2",
+        "--gradient_accumulation_steps",
+        "1",
+        "--max_length",
+        "128",
+        "--max_steps",
+        "4",
+        "--learning_rate",
+        "1e-3",
+    ]
+    first, second = tmp_path / "first", tmp_path / "second"
+    _launch("continual_pt", *common, "--output_dir", str(first), processes=2)
+    _launch(
+        "continual_pt",
+        *common,
+        "--output_dir",
+        str(second),
+        "--resume_from_checkpoint",
+        str(first / "checkpoint-2"),
+        processes=2,
+    )
+    uninterrupted, resumed = (
+        _log_history(first / "checkpoint-4"),
+        _log_history(second / "checkpoint-4"),
+    )
+    # The resumed run reads the same data and restores optimizer and schedule: same losses.
+    for step in (3, 4):
+        assert resumed[step]["loss"] == pytest.approx(uninterrupted[step]["loss"], rel=1e-4)
+        assert resumed[step]["learning_rate"] == uninterrupted[step]["learning_rate"]
+    assert resumed[4]["tokens_seen"] == 4 * 2 * 2 * 128  # two ranks of 2 x 128-token blocks a step
+    card = (second / "README.md").read_text()
+    assert "| num_processes | 2 |" in card and "50.0%" in card
+    model = _reload(second)
+    assert model.config.use_cache is True and model.num_parameters() > 0
+
+
+@pytest.mark.slow
+def test_pretrain_from_scratch_resumes_from_last(data, tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    common = [
+        "--model_shape",
+        "tiny",
+        "--tokenizer_name_or_path",
+        str(tiny_model_dir),
+        "--dtype",
+        "float32",
+        "--raw_dataset",
+        str(data / "raw" / "*.txt"),
+        "--augmented_dataset",
+        str(data / "augmented.jsonl"),
+        "--collection",
+        str(data / "collection"),
+        "--pairs_column",
+        "pairs",
+        "--collection_token_share",
+        "0.25",
+        "--per_device_train_batch_size",
+        "2",
+        "--gradient_accumulation_steps",
+        "1",
+        "--max_length",
+        "256",
+        "--output_dir",
+        str(out),
+    ]
+    _launch("pretrain", *common, "--max_steps", "2")
+    first = _log_history(out / "checkpoint-2")
+    _launch(
+        "pretrain",
+        *common,
+        "--max_steps",
+        "4",
+        "--resume_from_checkpoint",
+        "last",
+        "--eval_tasks",
+        str(data / "tiny_task.json"),
+    )
+    history = _log_history(out / "checkpoint-4")
+    assert history[2] == first[2]  # steps 1-2 come from the checkpoint, not from a fresh run
+    assert sorted(history) == [1, 2, 3, 4]
+    card = (out / "README.md").read_text()
+    assert "trained from scratch (shape `tiny`)" in card
+    assert "80% of corpus documents" in card and "synthesizer fine-tuning collection" in card
+    assert "At step 4, average" in card and "| TinyQA | accuracy |" in card  # the eval hook ran
+    model = _reload(out)
+    assert model.config.num_hidden_layers == 2 and model.config.vocab_size % 64 == 0
+
+
+@pytest.mark.slow
+def test_train_synthesizer_makes_a_usable_synthesizer(data, tiny_model_dir, tmp_path):
+    from hf_ipt.backends import BackendConfig, load_backend
+    from hf_ipt.protocol import build_prompt, encode_prompt, parse_pairs
+
+    out = tmp_path / "synthesizer"
+    common = [
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--dtype",
+        "float32",
+        "--collection",
+        str(data / "collection"),
+        "--pairs_column",
+        "pairs",
+        "--per_device_train_batch_size",
+        "4",
+        "--gradient_accumulation_steps",
+        "1",
+        "--max_length",
+        "256",
+        "--learning_rate",
+        "3e-3",
+        "--lr_scheduler_type",
+        "constant",
+        "--output_dir",
+        str(out),
+    ]
+    _launch("train_synthesizer", *common, "--max_steps", "30", "--save_steps", "30")
+    _launch(
+        "train_synthesizer",
+        *common,
+        "--max_steps",
+        "60",
+        "--save_steps",
+        "30",
+        "--resume_from_checkpoint",
+        "last",
+    )
+    assert sorted(_log_history(out / "checkpoint-60")) == list(range(1, 61))
+    assert _reload(out).config.vocab_size > 0
+    backend = load_backend(
+        BackendConfig(
+            model_name_or_path=str(out),
+            backend="transformers",
+            device="cpu",
+            max_model_len=512,
+            max_new_tokens=48,
+        )
+    )
+    tokenizer = backend.tokenizer
+    prompt = encode_prompt(
+        tokenizer, build_prompt("Analysts said the market is about energy prices.")
+    )
+    (generation,) = backend.generate([prompt])
+    assert generation.error is None
+    assert parse_pairs(generation.text) == [tuple(p) for p in SYNTH_PAIRS]

@@ -1,0 +1,208 @@
+"""Configs, shipped YAMLs, Accelerate configs, model shapes and the model card (rendered as text)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hf_ipt.training import ACCELERATE_CONFIGS, accelerate_config_path
+from hf_ipt.training.card import (
+    EVAL_RESULTS_FILENAME,
+    CardInfo,
+    read_eval_results,
+    render_model_card,
+)
+from hf_ipt.training.config import (
+    ContinualPTConfig,
+    PretrainConfig,
+    SynthesizerConfig,
+    TrainingConfig,
+)
+from hf_ipt.training.model_init import MODEL_SHAPES, num_parameters, shape_config
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def test_training_config_defaults_and_checks(tmp_path):
+    args = TrainingConfig(
+        output_dir=str(tmp_path),
+        max_steps=3,
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=4,
+        max_length=64,
+        use_cpu=True,
+    )
+    assert args.tokens_per_step == 2 * 4 * 1 * 64
+    assert args.accelerator_config.dispatch_batches is False  # each rank reads its own shard
+    for kwargs, message in [
+        ({"max_steps": -1}, "max_steps"),
+        ({"max_steps": 1, "max_length": 1}, "max_length"),
+        ({"max_steps": 1, "dataloader_num_workers": 2}, "dataloader_num_workers"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            TrainingConfig(output_dir=str(tmp_path), use_cpu=True, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("config", "kwargs", "message"),
+    [
+        (ContinualPTConfig, {}, "domain_dataset"),
+        (ContinualPTConfig, {"domain_dataset": "d", "general_fraction": 1.0}, "general_fraction"),
+        (PretrainConfig, {"raw_dataset": "r"}, "tokenizer_name_or_path"),
+        (
+            PretrainConfig,
+            {"raw_dataset": "r", "tokenizer_name_or_path": "t", "collection_repeats": 0},
+            "collection_repeats",
+        ),
+        (SynthesizerConfig, {}, "collection"),
+        (SynthesizerConfig, {"collection": "c", "shuffle_buffer_size": -1}, "shuffle_buffer_size"),
+    ],
+)
+def test_data_configs_reject_bad_values(config, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        config(**kwargs)
+
+
+@pytest.mark.parametrize("recipe", ["continual_pt", "pretrain", "train_synthesizer"])
+def test_shipped_yaml_configs_parse(recipe, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(recipe, RECIPES / f"{recipe}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    data_args, training_args, model_args = module.make_parser().parse_args_and_config(
+        [
+            "--config",
+            str(RECIPES / "configs" / f"{recipe}.yaml"),
+            "--output_dir",
+            str(tmp_path),
+            "--bf16",
+            "false",
+            "--use_cpu",
+            "true",
+        ]
+    )
+    assert training_args.max_steps > 0 and training_args.max_length >= 2048
+    if recipe == "continual_pt":
+        assert data_args.general_fraction == 0.5 and model_args.model_name_or_path.endswith(
+            "Llama-3-8B"
+        )
+    if recipe == "pretrain":
+        assert (
+            data_args.model_shape,
+            data_args.augmented_fraction,
+            data_args.collection_repeats,
+        ) == ("mistral-500m", 0.2, 4)
+    if recipe == "train_synthesizer":
+        assert training_args.learning_rate == 5e-6 and training_args.max_length == 4096
+
+
+@pytest.mark.parametrize("name", ACCELERATE_CONFIGS)
+def test_accelerate_configs_ship_and_load(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(accelerate_config_path(name)))
+    expected = {
+        "single_gpu": "NO",
+        "ddp": "MULTI_GPU",
+        "fsdp2": "FSDP",
+        "deepspeed_zero3": "DEEPSPEED",
+    }[name]
+    assert str(config.distributed_type).split(".")[-1] == expected
+    if name == "fsdp2":
+        assert config.fsdp_config["fsdp_version"] == 2
+    if name == "deepspeed_zero3":
+        assert config.deepspeed_config["zero_stage"] == 3
+    with pytest.raises(ValueError, match="unknown Accelerate config"):
+        accelerate_config_path("zero2")
+
+
+def test_model_shapes_match_their_names():
+    sizes = {
+        shape: num_parameters(shape_config(shape, vocab_size=32000, max_length=2048))
+        for shape in MODEL_SHAPES
+    }
+    assert round(sizes["llama-551m"] / 1e6) == 551  # the GPU baselines' model
+    assert 480e6 < sizes["mistral-500m"] < 520e6 and 1.25e9 < sizes["mistral-1.3b"] < 1.4e9
+
+
+def test_num_parameters_matches_the_module(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert num_parameters(model.config) == sum(p.numel() for p in model.parameters())
+
+
+CARD_ARGS = {
+    "model_name": "InstructLM-tiny",
+    "repo_id": "me/InstructLM-tiny",
+    "tokens_seen": 4096,
+    "tokens_per_step": 1024,
+    "max_steps": 8,
+    "hyperparameters": {"learning_rate": 3e-4, "max_length": 512},
+}
+
+
+def test_model_card_renders_mix_tokens_hyperparameters_and_citation():
+    info = CardInfo(
+        "continual_pt",
+        base_model="meta-llama/Meta-Llama-3-8B",
+        datasets=["Open-Orca/OpenOrca"],
+        data_mix=[
+            {"source": "data/fin.parquet", "content": "augmented", "token_share": 0.5, "note": ""},
+            {"source": "Open-Orca/OpenOrca", "content": "general", "token_share": 0.5, "note": ""},
+        ],
+    )
+    card = render_model_card(info, **CARD_ARGS)
+    assert card.startswith("---\nlibrary_name: transformers\n")
+    assert (
+        "base_model: meta-llama/Meta-Llama-3-8B" in card
+        and "datasets:\n- Open-Orca/OpenOrca" in card
+    )
+    assert "| data/fin.parquet | augmented | 50.0% | 2,048 |  |" in card
+    assert "4,096 of a budget of 8,192 (8 steps of 1,024 tokens)" in card
+    assert "| learning_rate | 0.0003 |" in card
+    assert "No evaluation results yet." in card
+    assert "@inproceedings{cheng2024instruction" in card and "2406.14491" in card
+    assert 'from_pretrained("me/InstructLM-tiny")' in card
+
+
+def test_model_card_shows_eval_results_and_local_base_models(tmp_path):
+    record = {
+        "global_step": 8,
+        "results": {"finance": {"fpb_f1": 0.71234, "n": 10}},
+        "average": 0.71234,
+    }
+    (tmp_path / EVAL_RESULTS_FILENAME).write_text(json.dumps(record))
+    results = read_eval_results(tmp_path)
+    info = CardInfo(
+        "pretrain",
+        base_model=None,
+        model_shape="mistral-500m",
+        data_mix=[
+            {
+                "source": "raw",
+                "content": "raw text",
+                "token_share": None,
+                "note": "80% of documents",
+            }
+        ],
+    )
+    card = render_model_card(info, eval_results=results, **CARD_ARGS)
+    assert "At step 8, average 0.7123:" in card
+    assert "| finance | fpb_f1 | 0.7123 |" in card and "| finance | n | 10 |" in card
+    assert "trained from scratch (shape `mistral-500m`)" in card and "base_model:" not in card
+    assert "| raw | raw text | - | - | 80% of documents |" in card
+    local = render_model_card(
+        CardInfo("train_synthesizer", base_model="/models/mistral"), **CARD_ARGS
+    )
+    assert "`/models/mistral`" in local and "base_model:" not in local
+    assert read_eval_results(tmp_path / "missing") is None
+
+
+def test_card_reads_the_file_the_eval_harness_writes():
+    from hf_ipt.evaluation.callback import RESULTS_FILENAME
+
+    assert EVAL_RESULTS_FILENAME == RESULTS_FILENAME

@@ -1,0 +1,79 @@
+"""The recipes' streams in process: what each yields, and the collection's share of the budget."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from hf_ipt.training.config import PretrainConfig, SynthesizerConfig, TrainingConfig
+from hf_ipt.training.streams import collection_share, pretrain_dataset, synthesizer_dataset
+
+TEXT = "The company reported a profit of $1.13bn in the third quarter."
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    (tmp_path / "raw.jsonl").write_text(
+        "".join(json.dumps({"text": f"raw {i} {TEXT}"}) + "\n" for i in range(40))
+    )
+    (tmp_path / "aug.jsonl").write_text(
+        "".join(json.dumps({"text": f"aug {i} {TEXT}"}) + "\n" for i in range(40))
+    )
+    for name, size in (("squad", 6), ("race", 2)):
+        shard = tmp_path / "collection" / name / "shard"
+        shard.mkdir(parents=True)
+        rows = [
+            {"context": f"{name} {i} {TEXT}", "pairs": [["What was reported?", "A profit."]]}
+            for i in range(size)
+        ]
+        (shard / "00000.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp_path
+
+
+def _args(tmp_path, max_steps=50):
+    return TrainingConfig(
+        output_dir=str(tmp_path / "out"),
+        max_steps=max_steps,
+        per_device_train_batch_size=2,
+        max_length=64,
+        use_cpu=True,
+    )
+
+
+def test_pretrain_stream_mixes_documents_and_collection(corpus, tiny_tokenizer):
+    config = PretrainConfig(
+        tokenizer_name_or_path="t",
+        raw_dataset=str(corpus / "raw.jsonl"),
+        augmented_dataset=str(corpus / "aug.jsonl"),
+        collection=str(corpus / "collection"),
+        collection_repeats=2,
+        shuffle_buffer_size=0,
+    )
+    args = _args(corpus)
+    share = collection_share(config, tiny_tokenizer, args)
+    dataset, mix = pretrain_dataset(config, tiny_tokenizer, args)
+    assert (
+        0 < share < 1
+        and mix[-1]["token_share"] == share
+        and "seen about 2 times" in mix[-1]["note"]
+    )
+    blocks = list(itertools.islice(dataset, 60))
+    assert all(len(b["input_ids"]) == 64 for b in blocks)  # an endless stream: only full blocks
+    text = tiny_tokenizer.decode([t for b in blocks for t in b["input_ids"]])
+    raw, aug = text.count("raw "), text.count("aug ")
+    assert raw == pytest.approx(4 * aug, abs=2)  # 1/5 of the corpus documents are augmented
+    assert "What was reported?" in text  # the collection, templified
+    with pytest.raises(ValueError, match="exceeds the token budget"):
+        collection_share(config, tiny_tokenizer, _args(corpus, max_steps=1))
+
+
+def test_synthesizer_stream_keeps_sources_apart(corpus, tiny_tokenizer):
+    config = SynthesizerConfig(collection=str(corpus / "collection"), shuffle_buffer_size=0)
+    dataset, mix = synthesizer_dataset(config, tiny_tokenizer, _args(corpus))
+    assert {row["source"].rsplit("/", 1)[-1] for row in mix} == {"squad", "race"}
+    for sequence in itertools.islice(dataset, 12):
+        text = tiny_tokenizer.decode(sequence["input_ids"])
+        assert ("squad" in text) != ("race" in text)  # one source per sequence
+        assert len(sequence["input_ids"]) <= 64 and sequence["labels"][0] == -100

@@ -1,0 +1,92 @@
+"""Synthesizer tuning data: collection layout, pairs-only labels, multi-shot sequences of one source."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hf_ipt.protocol import context_block, format_pairs, format_shot
+from hf_ipt.training.packing import IGNORE_INDEX
+from hf_ipt.training.synthesizer_data import (
+    collection_files,
+    encode_shot,
+    multi_shot_sequences,
+    row_shot,
+)
+
+SHOTS = [
+    (
+        "The company reported a profit of $1.13bn.",
+        [("What was reported?", "A profit."), ("How much?", "$1.13bn")],
+    ),
+    ("However, sales in the U.S. fell by 3.5%.", [("Where did sales fall?", "In the U.S.")]),
+    ("", [("What is the answer?", "42")]),  # an empty context is a bare "<s>"
+]
+
+
+def _decode(tokenizer, ids):
+    return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def test_labels_mask_everything_but_the_pairs(tiny_tokenizer):
+    encoded = [encode_shot(tiny_tokenizer, context, pairs) for context, pairs in SHOTS]
+    (sequence,) = multi_shot_sequences(encoded, max_length=4096)
+    ids, labels = sequence["input_ids"], sequence["labels"]
+    learned = [t for t, label in zip(ids, labels) if label != IGNORE_INDEX]
+    masked = [t for t, label in zip(ids, labels) if label == IGNORE_INDEX]
+    assert all(label in (IGNORE_INDEX, t) for t, label in zip(ids, labels))
+    assert _decode(tiny_tokenizer, learned) == "".join(format_pairs(p) + "</s>" for _, p in SHOTS)
+    assert _decode(tiny_tokenizer, masked) == "".join(context_block(c) for c, _ in SHOTS)
+    # The sequence is the shots in the synthesizer's exact format, tokenized as the backends do.
+    text = "".join(format_shot(c, p) for c, p in SHOTS)
+    assert ids == tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert sequence["position_ids"] == list(range(len(ids)))
+
+
+def test_sequences_fill_max_length_and_skip_only_overlong_shots(tiny_tokenizer, caplog):
+    encoded = [encode_shot(tiny_tokenizer, c, p) for c, p in SHOTS * 4]
+    lengths = [len(e["input_ids"]) for e in encoded]
+    limit = lengths[0] + lengths[1] + 1
+    sequences = list(multi_shot_sequences(encoded, max_length=limit))
+    assert all(len(s["input_ids"]) <= limit for s in sequences)
+    assert sum(len(s["input_ids"]) for s in sequences) == sum(lengths)  # no shot cut or lost
+    assert len(sequences) < len(encoded)  # several shots per sequence
+    too_long = list(multi_shot_sequences(encoded[:2], max_length=min(lengths[:2])))
+    assert len(too_long) == 1 and "skipped 1 shot" in caplog.text
+
+
+def test_encode_shot_needs_a_fast_tokenizer():
+    class Slow:
+        is_fast = False
+
+    with pytest.raises(ValueError, match="fast tokenizer"):
+        encode_shot(Slow(), "text", [("q", "a")])
+
+
+def test_row_shot_reads_the_pair_layouts():
+    assert row_shot({"context": "c", "pairs": [["q", "a"]]}) == ("c", [("q", "a")])
+    assert row_shot({"context": "c", "pairs": [{"question": "q", "answer": "a", "task": "x"}]}) == (
+        "c",
+        [("q", "a")],
+    )
+    assert row_shot(
+        {"context": "c", "QA_list": [{"Q": "q", "A": "a"}]}, pairs_column="QA_list"
+    ) == ("c", [("q", "a")])
+    assert row_shot({"context": "c", "pairs": []}) is None
+    with pytest.raises(KeyError, match="pairs"):
+        row_shot({"context": "c"})
+
+
+def test_collection_files_follow_the_layout(tmp_path):
+    for name in ("squad", "race"):
+        (tmp_path / name / "shard").mkdir(parents=True)
+        (tmp_path / name / "shard" / "00000.jsonl").write_text(
+            json.dumps({"context": "c", "pairs": [["q", "a"]]})
+        )
+    (tmp_path / "README.md").write_text("not data")
+    files = collection_files(str(tmp_path))
+    assert sorted(files) == ["race", "squad"]
+    assert files["race"] == [str(tmp_path / "race" / "shard" / "00000.jsonl")]
+    with pytest.raises(FileNotFoundError, match="shard"):
+        collection_files(str(tmp_path / "race" / "shard"))

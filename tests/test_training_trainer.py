@@ -1,0 +1,236 @@
+"""The recipes' Trainer in process: callbacks, eval hook, QLoRA with an 8-bit optimizer, push with the card."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import types
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from transformers import TrainerCallback, TrainerState
+from transformers.trainer_callback import ProgressCallback
+
+from hf_ipt.training import callbacks as callbacks_module
+from hf_ipt.training.callbacks import (
+    ThroughputCallback,
+    TokenBudgetProgressCallback,
+    flops_per_token,
+)
+from hf_ipt.training.card import CardInfo
+from hf_ipt.training.config import ContinualPTConfig, TrainingConfig
+from hf_ipt.training.streams import continual_pt_dataset
+from hf_ipt.training.trainer import build_trainer, resolve_checkpoint, train_and_save
+
+TEXT = "The company reported a profit of $1.13bn in the third quarter, up from last year."
+
+
+def test_throughput_callback_logs_tokens_per_second_and_mfu(monkeypatch):
+    clock = iter([100.0, 102.0])
+    monkeypatch.setattr(callbacks_module.time, "perf_counter", lambda: next(clock))
+    args = SimpleNamespace(include_num_input_tokens_seen="no", world_size=2)
+    state = TrainerState()
+    callback = ThroughputCallback(tokens_per_step=1000, flops_per_token=6e6, peak_flops=1e10)
+    callback.on_train_begin(args, state, None)
+    state.global_step = 4
+    state.log_history.append({"loss": 1.0, "step": 4})
+    logs = {"loss": 1.0}
+    callback.on_log(args, state, None, logs=logs)
+    assert logs["tokens_seen"] == 4000 and logs["tokens_per_second"] == 2000
+    assert logs["mfu"] == pytest.approx(2000 * 6e6 / (1e10 * 2))
+    assert state.log_history[-1]["mfu"] == logs["mfu"]  # the stored history gets it too
+    summary = {"train_runtime": 1.0}
+    callback.on_log(args, state, None, logs=summary)  # not a training log: untouched
+    assert summary == {"train_runtime": 1.0}
+
+
+def test_token_budget_progress_counts_tokens():
+    callback = TokenBudgetProgressCallback(tokens_per_step=512)
+    args = SimpleNamespace(include_num_input_tokens_seen="no")
+    state = TrainerState(max_steps=10, is_world_process_zero=True)
+    callback.on_train_begin(args, state, None)
+    state.global_step = 3
+    callback.on_step_end(args, state, None)
+    assert (callback.training_bar.n, callback.training_bar.total) == (1536, 5120)
+    callback.on_train_end(args, state, None)
+
+
+def _continual_setup(tmp_path, tiny_model_dir, **training):
+    (tmp_path / "domain.jsonl").write_text(
+        "".join(json.dumps({"text": f"{TEXT} {i}"}) + "\n" for i in range(20))
+    )
+    (tmp_path / "general.jsonl").write_text(
+        "".join(json.dumps({"question": f"What? {i}", "response": TEXT}) + "\n" for i in range(20))
+    )
+    data = ContinualPTConfig(
+        domain_dataset=str(tmp_path / "domain.jsonl"),
+        general_dataset=str(tmp_path / "general.jsonl"),
+        shuffle_buffer_size=8,
+    )
+    args = TrainingConfig(
+        output_dir=str(tmp_path / "out"),
+        max_steps=2,
+        per_device_train_batch_size=2,
+        max_length=64,
+        use_cpu=True,
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=False,
+        learning_rate=1e-3,
+        report_to="none",
+        **training,
+    )
+    return data, args
+
+
+def test_build_trainer_wires_packing_callbacks_and_the_eval_hook(
+    tmp_path, tiny_model_dir, tiny_tokenizer, monkeypatch
+):
+    from transformers import AutoModelForCausalLM
+
+    created = {}
+
+    class FakeEvalCallback(TrainerCallback):
+        def __init__(
+            self,
+            tasks,
+            tokenizer,
+            eval_steps=None,
+            batch_size=8,
+            max_examples=None,
+            *,
+            trainer=None,
+        ):
+            created.update(
+                tasks=tasks,
+                eval_steps=eval_steps,
+                batch_size=batch_size,
+                max_examples=max_examples,
+                trainer=trainer,
+            )
+
+    monkeypatch.setitem(
+        sys.modules, "hf_ipt.evaluation", types.SimpleNamespace(EvalCallback=FakeEvalCallback)
+    )
+    data, args = _continual_setup(
+        tmp_path, tiny_model_dir, eval_tasks="finance, medicine", eval_max_examples=5, eval_steps=10
+    )
+    dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    trainer = build_trainer(
+        model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix)
+    )
+    kinds = [type(c) for c in trainer.callback_handler.callbacks]
+    assert kinds[1] is ThroughputCallback  # before any logger, so they all see its metrics
+    assert TokenBudgetProgressCallback in kinds and ProgressCallback not in kinds
+    assert created.pop("trainer") is trainer  # so its scores reach every report_to logger
+    assert created == {
+        "tasks": "finance, medicine",
+        "eval_steps": 10,
+        "batch_size": 8,
+        "max_examples": 5,
+    }
+    assert FakeEvalCallback in kinds
+    assert model.config.use_cache is False  # a cache would disable the packed-sequence mask
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["input_ids"].shape == (2, 64) and "attention_mask" not in batch
+    assert [row["token_share"] for row in mix] == [0.5, 0.5]
+
+
+def test_eval_hook_without_the_harness_names_the_extra(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "hf_ipt.evaluation", None)  # import fails
+    _, args = _continual_setup(tmp_path, tiny_model_dir, eval_tasks="finance")
+    with pytest.raises(ImportError, match=r"hf_ipt\[eval\]"):
+        callbacks_module.eval_callback(args, None, None)
+
+
+def test_qlora_with_8bit_optimizer_trains_on_cpu(tmp_path, tiny_model_dir, tiny_tokenizer):
+    from trl import ModelConfig
+
+    from hf_ipt.training.model_init import load_model
+
+    data, args = _continual_setup(tmp_path, tiny_model_dir, optim="adamw_bnb_8bit")
+    model_args = ModelConfig(
+        model_name_or_path=str(tiny_model_dir),
+        use_peft=True,
+        load_in_4bit=True,
+        lora_r=4,
+        lora_alpha=8,
+        lora_target_modules=["q_proj", "v_proj"],
+    )
+    model = load_model(model_args)
+    dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
+    trainer = build_trainer(
+        model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix)
+    )
+    train_and_save(trainer)
+    optimizer = trainer.optimizer.optimizer
+    assert type(optimizer).__module__.startswith("bitsandbytes") and optimizer.args.optim_bits == 8
+    assert all(math.isfinite(log["loss"]) for log in trainer.state.log_history if "loss" in log)
+    out = tmp_path / "out"
+    assert (out / "adapter_model.safetensors").is_file()
+    assert "| lora | r=4, alpha=8, dropout=0.05 |" in (out / "README.md").read_text()
+    with pytest.raises(ValueError, match="--use_peft"):
+        load_model(ModelConfig(model_name_or_path=str(tiny_model_dir), load_in_8bit=True))
+
+
+def test_push_to_hub_uploads_the_checkpoint_with_our_card(
+    tmp_path, tiny_model_dir, tiny_tokenizer, monkeypatch
+):
+    import transformers.trainer
+    from transformers import AutoModelForCausalLM
+
+    uploads = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kwargs):
+            return SimpleNamespace(repo_id=repo_id)
+
+        def upload_folder(self, repo_id, folder_path, **kwargs):
+            folder = Path(folder_path)
+            uploads.append(
+                (
+                    repo_id,
+                    sorted(p.name for p in folder.iterdir()),
+                    (folder / "README.md").read_text(),
+                )
+            )
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", FakeApi)
+    data, args = _continual_setup(
+        tmp_path, tiny_model_dir, push_to_hub=True, hub_model_id="me/tiny-ipt", hub_strategy="end"
+    )
+    dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    train_and_save(
+        build_trainer(model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix))
+    )
+    (repo_id, files, readme) = uploads[-1]
+    assert repo_id == "me/tiny-ipt" and "model.safetensors" in files and "README.md" in files
+    assert (
+        "# tiny-ipt" in readme
+        and "| tokens_per_step | 128 |" in readme
+        and "256 of a budget of 256" in readme
+    )
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["use_cache"] is True
+
+
+def test_resolve_checkpoint(tmp_path):
+    assert resolve_checkpoint(None, str(tmp_path)) is None
+    assert resolve_checkpoint("some/path", str(tmp_path)) == "some/path"
+    with pytest.raises(ValueError, match="no checkpoint"):
+        resolve_checkpoint("last", str(tmp_path))
+    (tmp_path / "checkpoint-2").mkdir()
+    (tmp_path / "checkpoint-10").mkdir()
+    assert resolve_checkpoint("last", str(tmp_path)).endswith("checkpoint-10")
+
+
+def test_flops_per_token_is_six_n(tiny_model_dir):
+    from transformers import AutoConfig
+
+    from hf_ipt.training.model_init import num_parameters
+
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    assert flops_per_token(config) == 6 * num_parameters(config)
