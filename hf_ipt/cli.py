@@ -11,6 +11,7 @@ import sys
 
 # subcommand -> (module with `main(argv)`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("hf_ipt.demo", "the whole pipeline on a real corpus, CPU-only: synthesize, train, evaluate"),
     "augment": ("hf_ipt.augment_cli", "stream a corpus through a synthesizer into augmented Parquet"),
     "synthesize": ("hf_ipt.synthesize_cli", "resumable, multi-rank synthesis job: corpus -> Parquet shards + manifest"),
     "eval": ("hf_ipt.evaluation.cli", "evaluate a checkpoint on the domain task sets"),

@@ -1,0 +1,75 @@
+"""Comprehension tasks built from held-out raw texts (texts no training run has seen).
+
+Two multiple-choice tasks, scored like the paper's classification tasks (mean NLL of
+``' ' + option``), with distractors drawn from OTHER held-out texts so that only reading
+the passage tells the options apart:
+
+- ``heldout_title``: the article body, then "which headline belongs to it?" (gold + 3 titles
+  of other articles);
+- ``heldout_next_sentence``: the first sentences of an article, then "which sentence comes
+  next?" (the true next sentence + 3 sentences of other articles).
+
+Deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from ..miner import MinerConfig, split_sentences, split_title
+from .tasks import Example, Task
+
+OPTIONS = 4
+_TITLES = MinerConfig()  # the miner's headline heuristic
+MAX_BODY_CHARS = 1200
+
+
+def _mc(rng: random.Random, prompt: str, gold: str, pool: Sequence[str]) -> Example | None:
+    distractors = [p for p in dict.fromkeys(pool) if p != gold]
+    if len(distractors) < OPTIONS - 1:
+        return None
+    options = [gold, *rng.sample(distractors, OPTIONS - 1)]
+    rng.shuffle(options)
+    return Example(prompt=prompt, options=options, gold=options.index(gold))
+
+
+def title_task(texts: Sequence[str], seed: int = 0, limit: int | None = None) -> Task | None:
+    """Pick the headline of an article among headlines of other articles."""
+    rng = random.Random(f"heldout_title:{seed}")
+    parts = [split_title(t, _TITLES) for t in texts]
+    docs = [(title.strip(), body.strip()) for title, body in parts if title and body and len(title) < 150]
+    titles = [title for title, _ in docs]
+    examples = []
+    for i, (title, body) in enumerate(docs):
+        others = titles[:i] + titles[i + 1 :]
+        prompt = f"{body[:MAX_BODY_CHARS]}\n\nQuestion: Which headline belongs to this article?\nAnswer:"
+        example = _mc(rng, prompt, title, others)
+        if example:
+            examples.append(example)
+    examples = examples[:limit] if limit else examples
+    return Task("heldout_title", "accuracy", examples) if examples else None
+
+
+def next_sentence_task(texts: Sequence[str], seed: int = 0, limit: int | None = None) -> Task | None:
+    """Pick the sentence that continues an article among sentences of other articles."""
+    rng = random.Random(f"heldout_next_sentence:{seed}")
+    sentences = [[s for s in split_sentences(split_title(t, _TITLES)[1]) if 40 <= len(s) <= 300] for t in texts]
+    examples = []
+    for i, doc in enumerate(sentences):
+        if len(doc) < 4:
+            continue
+        cut = rng.randint(2, len(doc) - 1)
+        pool = [s for j, other in enumerate(sentences) if j != i for s in other]
+        prompt = " ".join(doc[:cut])[-MAX_BODY_CHARS:] + "\n\nQuestion: Which sentence comes next?\nAnswer:"
+        example = _mc(rng, prompt, doc[cut], pool)
+        if example:
+            examples.append(example)
+    examples = examples[:limit] if limit else examples
+    return Task("heldout_next_sentence", "accuracy", examples) if examples else None
+
+
+def heldout_tasks(texts: Sequence[str], seed: int = 0, limit: int | None = None) -> list[Task]:
+    """Both held-out tasks (those that could be built from `texts`)."""
+    tasks = [title_task(texts, seed, limit), next_sentence_task(texts, seed, limit)]
+    return [t for t in tasks if t is not None]
