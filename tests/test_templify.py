@@ -42,7 +42,8 @@ def forced(chain, layout, inverted=False, seed=0):
 def test_pools_are_data_with_dozens_of_variants():
     p = pools()
     for slot in ("qa_prefixes", "lead_ins", "inverted_lead_ins", "speakers", "numbered_headers",
-                 "next_turn_intros", "option_headers", "option_styles", "cot_triggers", "cot_finals"):
+                 "next_turn_intros", "option_headers", "option_styles", "cot_triggers", "cot_finals",
+                 "numbering", "inline_joiners"):
         assert len(p[slot]) >= 24, slot
         assert len({json.dumps(v) for v in p[slot]}) == len(p[slot]), f"duplicates in {slot}"
     assert p["separators"] == ["\n", "\n\n", "\n\n\n"]
