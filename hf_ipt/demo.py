@@ -132,18 +132,18 @@ def recipe_path(name: str) -> Path:
     return path
 
 
-def train(config_path: Path) -> None:
-    """Run the continual-PT recipe exactly as a user would, under `accelerate launch`."""
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
-           str(recipe_path("continual_pt.py")), "--config", str(config_path)]
-    subprocess.run(cmd, check=True, env={**os.environ, "ACCELERATE_USE_CPU": "true"})
+def train(config_path: Path, recipe: str = "continual_pt.py", cpu: bool = True) -> None:
+    """Run a recipe (default: continual PT) exactly as a user would, under `accelerate launch`."""
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", *(["--cpu"] if cpu else []),
+           str(recipe_path(recipe)), "--config", str(config_path)]
+    subprocess.run(cmd, check=True, env={**os.environ, "ACCELERATE_USE_CPU": "true"} if cpu else None)
 
 
-def evaluate_model(path: str, tasks: list, batch_size: int = 8) -> dict:
+def evaluate_model(path: str, tasks: list, batch_size: int = 8, device: str = "cpu") -> dict:
     from .evaluation import evaluate
     from .models import load_causal_lm
 
-    model, tokenizer = load_causal_lm(path, dtype="float32", device="cpu")
+    model, tokenizer = load_causal_lm(path, dtype="float32", device=device)
     return evaluate(model, tokenizer, tasks, batch_size=batch_size)
 
 

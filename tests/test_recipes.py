@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import random
 import socket
 import subprocess
@@ -47,17 +48,19 @@ CPU = [
 
 
 def _run(args: list[str], timeout: int = 600) -> str:
-    result = subprocess.run(
-        args,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=os.environ.copy(),
-        check=False,
+    # A new session, so that on a timeout the launcher AND its workers are killed together.
+    proc = subprocess.Popen(
+        args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=os.environ.copy(), start_new_session=True,
     )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    output = stdout + stderr
+    assert proc.returncode == 0, output[-4000:]
     return output
 
 
@@ -90,7 +93,17 @@ def _launch(recipe: str, *args: str, processes: int = 1) -> str:
             _free_port(),
         ]
     config = ["--config", f"recipes/configs/{recipe}.yaml"]
-    return _run([*launcher, f"recipes/{recipe}.py", *config, *CPU, *args])
+    command = [*launcher, f"recipes/{recipe}.py", *config, *CPU, *args]
+    if processes == 1:
+        return _run(command)
+    # Two-process gloo runs on a busy shared CPU machine were seen to hang (1 run in ~6, in the
+    # rendezvous or a collective; never reproduced alone). One retry on a fresh port keeps CI from
+    # dying on that while every assertion still applies to the run that finished. Known issue.
+    try:
+        return _run(command, timeout=300)
+    except subprocess.TimeoutExpired:
+        command[command.index("--main_process_port") + 1] = _free_port()
+        return _run(command, timeout=300)
 
 
 def _free_port() -> str:

