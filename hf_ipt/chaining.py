@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .protocol import Pair, build_prompt, encode_prompt, parse_pairs
+from .protocol import Pair, blank_markers, build_prompt, encode_prompt, parse_pairs
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,7 +34,8 @@ class ChainEntry:
         round (`int`): the round this text belongs to.
         position (`int`): its index within its round; entries chain by position.
         text (`str`): the raw text, unchanged (templify renders this).
-        context (`str`): the text as sent to the synthesizer (truncated when too long).
+        context (`str`): the text as sent to the synthesizer: protocol markers blanked
+            (`blank_markers`), truncated when too long.
         prompt_ids (`list[int]`): the exact token ids of the prompt.
         shots (`tuple[int, ...]`): ids of the earlier entries used as shots, oldest first.
         parent (`int`, *optional*): id of the previous entry of the chain, `None` at a chain start.
@@ -101,7 +102,8 @@ def _truncate_to_budget(tokenizer: Any, text: str, prompt_len: int, budget: int)
     ids = encode_prompt(tokenizer, text)
     keep = len(ids) - (prompt_len - budget)
     while keep > 0:
-        cut = tokenizer.decode(ids[:keep])
+        # No space clean-up, and no half of a byte-fallback character left at the cut.
+        cut = tokenizer.decode(ids[:keep], clean_up_tokenization_spaces=False).rstrip("\ufffd")
         over = len(encode_prompt(tokenizer, build_prompt(cut))) - budget
         if over <= 0:
             return cut
@@ -151,7 +153,7 @@ def plan_round(
     """Plan the prompts of one round; `previous` is the round before (paired by position)."""
     planned = []
     for position, text in enumerate(texts):
-        entry = ChainEntry(len(entries), round_index, position, text, text)
+        entry = ChainEntry(len(entries), round_index, position, text, blank_markers(text))
         prev = previous[position] if position < len(previous) else None
         candidates = ancestry(prev, entries) if prev is not None and prev.pairs else []
         entries.append(plan_entry(entry, candidates, tokenizer, budget, stats))

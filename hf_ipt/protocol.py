@@ -14,6 +14,7 @@ format degrades it. This module knows that format and nothing else:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
@@ -23,6 +24,7 @@ CON_OPEN, CON_CLOSE = "<CON>", "</CON>"
 QUE, ANS, END = "<QUE>", "<ANS>", "</END>"
 PAIR_SEPARATOR = "\n\n"
 MARKERS = (BOS, EOS, CON_OPEN, CON_CLOSE, QUE, ANS, END)
+MARKER_PATTERN = re.compile("|".join(re.escape(marker) for marker in MARKERS))
 
 
 class Pair(NamedTuple):
@@ -34,6 +36,16 @@ class Pair(NamedTuple):
 
 PairLike = Pair | tuple[str, str] | Sequence[str]
 Shot = tuple[str, Sequence[PairLike]]
+
+
+def blank_markers(text: str) -> str:
+    """`text` with every protocol marker replaced by a space.
+
+    Raw text can hold ``<s>`` or ``</s>`` (HTML strike-through, scraped markup); inside a prompt
+    they would tokenize as a real BOS/EOS in the middle of the context. A space cannot be part
+    of a marker, so one pass leaves none behind.
+    """
+    return MARKER_PATTERN.sub(" ", text) if "<" in text else text
 
 
 def context_block(text: str) -> str:

@@ -86,6 +86,27 @@ def test_overlong_text_truncated_at_token_boundary(tiny_tokenizer):
     assert text.startswith(e.context) and e.text == text  # the raw text is kept whole
 
 
+def test_truncation_never_leaves_half_a_character(tiny_tokenizer):
+    text = "经济增长" * 200  # 3 UTF-8 bytes per character, one token per byte here
+    generate, _ = fake_engine(tiny_tokenizer)
+    for budget in (60, 61, 62):  # one of these cuts inside a character
+        e = chain([text], generate, tiny_tokenizer, rounds=1, prompt_budget=budget)[0]
+        assert e.truncated and e.context and "\ufffd" not in e.context
+        assert text.startswith(e.context) and len(e.prompt_ids) <= budget
+
+
+def test_markers_in_raw_text_do_not_become_special_tokens(tiny_tokenizer):
+    texts = ["Prices <s>fell</s> sharply <QUE> today.", "Shares rose </END> again <CON> later."]
+    generate, _ = fake_engine(tiny_tokenizer)
+    entries = chain(texts, generate, tiny_tokenizer, rounds=2)
+    assert [e.text for e in entries] == texts  # templify still renders the raw text
+    assert entries[1].shots == (0,)
+    bos, eos = tiny_tokenizer.bos_token_id, tiny_tokenizer.eos_token_id
+    ids = entries[1].prompt_ids  # one shot + the new context: 2 BOS, 1 EOS, nothing more
+    assert ids.count(bos) == 2 and ids.count(eos) == 1 and ids[0] == bos
+    assert entries[0].context == "Prices  fell  sharply   today."
+
+
 def test_engine_errors_recorded_not_fatal(tiny_tokenizer):
     def generate(prompts):
         return [Generation("", len(p), error="rejected") if i == 0 else Generation("<QUE> q <ANS> a </END>", len(p))

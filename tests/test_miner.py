@@ -498,6 +498,31 @@ def test_any_text_gives_valid_pairs_and_never_raises(text: str) -> None:
     assert_valid(RuleMiner(MinerConfig(min_stopword_ratio=0.0, min_sentence_chars=5)).mine(text))
 
 
+# Pieces that reach the rule patterns: random Unicode almost never forms "X is about Y".
+_RULE_PIECES = [
+    " is about ", " talks about ", "'s topic is ", " is defined as ", " stands for ",
+    " refers to ", " means ", " because ", "Because ", " due to ", "Therefore, ", "However, ",
+    "In other words, ", "In addition, ", " (", ") ", '"', "\u201c", "\u2018", "'", ". ", "? ",
+    "! ", ", ", "\n", "\n\n", "The ", "the economy ", "Opec ", "U.S. ", "$1.13bn ", "3.5% ",
+    "It ", "profits fell ", "said ", "a", "A", " ", "<QUE>", "</END>", "\x00", "\ufffd",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_RULE_PIECES), max_size=60))
+def test_rule_shaped_text_gives_valid_pairs_and_never_raises(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    assert_valid(RuleMiner(MinerConfig(min_stopword_ratio=0.0, min_sentence_chars=5)).mine(text))
+
+
+@pytest.mark.parametrize("quote", ['"', "\u201c", "'"])
+def test_topic_subject_of_only_quotes_is_skipped(quote: str) -> None:
+    sentence = quote * 10 + " is about the economy and all of its many facets in the world."
+    pairs = RuleMiner().mine("Headline\n\n" + sentence + " " + ARTICLE.split("\n\n", 1)[1])
+    assert_valid(pairs)  # used to raise IndexError: the subject was empty after the quotes
+    assert "word2text.topic" not in {pair.task for pair in pairs}
+
+
 # -- determinism -------------------------------------------------------------------------------
 
 

@@ -91,7 +91,12 @@ def test_parse_inverts_format(pairs):
 @given(st.lists(st.sampled_from(list(string.printable) + list(MARKERS) + ["é", "\x00"])).map("".join))
 def test_parse_never_raises(text):
     pairs = parse_pairs(text)
-    assert all(isinstance(p, Pair) and p.question and p.answer for p in pairs)
+    # the reference keeps an empty question ("<QUE><ANS>a</END>"), never an empty answer
+    assert all(isinstance(p, Pair) and isinstance(p.question, str) and p.answer for p in pairs)
+
+
+def test_empty_question_is_kept_like_the_reference():
+    assert parse_pairs("<QUE><ANS>a</END>") == [Pair("", "a")]
 
 
 def test_encode_prompt_adds_no_second_bos(tiny_tokenizer):

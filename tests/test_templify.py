@@ -61,9 +61,9 @@ def test_every_layout_keeps_every_text_question_and_answer(layout, inverted):
             assert parse_question(q).stem in out
     for needed in ("up", "down", "flat", "Profit went from 10 to 15, a rise of 5.", "50%", "The company.", "No."):
         assert needed in out
-    if inverted:  # pairs first, then the text
+    if inverted:  # pairs first, then the text; no lead-in that points at "the text above"
         assert out.index("Who reported?") < out.index(CHAIN[0][0])
-        assert fmt.inverted_lead in out
+        assert fmt.inverted_lead in out and fmt.lead not in out
     else:
         assert out.index(CHAIN[0][0]) < out.index("Who reported?")
 
@@ -109,9 +109,11 @@ def test_multiple_choice_marker_answer_and_shuffle():
         seen_orders.add(tuple(line.split()[-1] for line in lines))
         if style["marker"] == "none":
             assert a == "down"
-        else:  # the answer is the marker of the option "down"
-            marked = next(line for line in lines if line.endswith(" down"))
-            assert a != "down" and a.strip("()[]").replace("Option ", "").replace("Choice ", "") in marked
+        else:  # the answer is exactly the marker of the option "down"
+            i = next(k for k, line in enumerate(lines) if line.endswith(" down"))
+            m = {"upper": "ABC", "lower": "abc", "number": "123", "roman": ("i", "ii", "iii")}[style["marker"]][i]
+            assert lines[i] == style["line"].format(m=m, option="down")
+            assert a == style["answer"].format(m=m)
     assert len(seen_orders) == 6  # all permutations of three options occur
 
 
@@ -157,11 +159,13 @@ def test_layout_frequencies_match_weights_within_two_points():
     for layout, weight in LAYOUT_WEIGHTS.items():
         assert abs(freqs.get(layout, 0) - weight) <= 2, (layout, freqs)
     assert abs(inverted - 5) <= 2
-    few = [("t", [("q", "a")]), ("u", [("q", "a"), ("r", "b")])]
-    freqs, _ = _layout_frequencies(few)
-    assert set(freqs) <= set(FEW_PAIR_WEIGHTS)
-    for layout, weight in FEW_PAIR_WEIGHTS.items():
-        assert abs(freqs.get(layout, 0) - weight) <= 2, (layout, freqs)
+    one_pair = [("t", [("q", "a")]), ("u", [("q", "a"), ("r", "b")])]
+    no_pairs = [("t", [("q", "a"), ("r", "b")]), ("u", [])]  # an empty entry has < 2 pairs too
+    for few in (one_pair, no_pairs):
+        freqs, _ = _layout_frequencies(few)
+        assert set(freqs) <= set(FEW_PAIR_WEIGHTS)
+        for layout, weight in FEW_PAIR_WEIGHTS.items():
+            assert abs(freqs.get(layout, 0) - weight) <= 2, (layout, freqs)
 
 
 def test_deterministic_across_processes_and_hash_seeds():

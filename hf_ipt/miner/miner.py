@@ -8,19 +8,17 @@ the jobs consume both alike.
 from __future__ import annotations
 
 import random
-import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
-from ..protocol import MARKERS, Pair
+from ..protocol import MARKER_PATTERN, Pair, blank_markers
 from . import rules, word_rules
 from .config import MinerConfig
 from .keywords import FUNCTION_WORDS
 from .sentences import split_sentences
 from .templates import SUBTYPES, load_templates, task_type
 
-_MARKER = re.compile("|".join(re.escape(marker) for marker in MARKERS))
 _ENGLISH_SAMPLE_CHARS = 2000  # ~350 words: a stable ratio, and cheap on very long texts
 _MIN_ALPHABETIC_SHARE = 0.5  # ~75% of English prose tokens are pure letters; junk, tables far fewer
 
@@ -137,7 +135,7 @@ class RuleMiner:
 def _fill(template: tuple[str, str], fields: dict[str, str], subtype: str) -> MinedPair | None:
     question = template[0].format(**fields).strip()
     answer = template[1].format(**fields).strip()
-    if not question or not answer or _MARKER.search(question) or _MARKER.search(answer):
+    if not question or not answer or MARKER_PATTERN.search(question) or MARKER_PATTERN.search(answer):
         return None
     return MinedPair(question, answer, subtype)
 
@@ -155,12 +153,8 @@ def _unique(pairs: list[MinedPair]) -> list[MinedPair]:
 
 
 def sanitize(text: str) -> str:
-    """Blank out protocol markers and binary debris (control characters, U+FFFD, surrogates).
-
-    A space cannot be part of a marker, so one pass leaves none behind.
-    """
-    if "<" in text:
-        text = _MARKER.sub(" ", text)
+    """Blank out protocol markers and binary debris (control characters, U+FFFD, surrogates)."""
+    text = blank_markers(text)
     if rules.JUNK.search(text):
         text = rules.JUNK.sub(" ", text)
     return text

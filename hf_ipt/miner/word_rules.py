@@ -139,6 +139,8 @@ def topic_candidates(sentences: Sequence[str], config: MinerConfig) -> Iterator[
         if not topic[:1].isalpha() or len(topic) < 4 or _approximate(topic):
             continue
         words = subject.split()
+        if not words:
+            continue  # the subject was only quote marks
         first = words[0].lower()
         if first in _PRONOUNS or first in _NOT_SUBJECT_START or len(words) > 8:
             continue

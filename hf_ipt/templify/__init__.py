@@ -25,7 +25,7 @@ FEW_PAIR_WEIGHTS = {"classic": 95, "dialog": 5}
 INVERSION_RATE = 0.05
 LAYOUTS = tuple(LAYOUT_WEIGHTS)
 
-__all__ = ["Format", "LAYOUTS", "format_general", "pools", "render", "sample_format", "templify"]
+__all__ = ["LAYOUTS", "Format", "format_general", "pools", "render", "sample_format", "templify"]
 
 
 @cache
@@ -66,8 +66,8 @@ def _entry(item: Any) -> tuple[str, list[tuple[str, str]]]:
 def sample_format(rng: random.Random, chain: Sequence[Any]) -> Format:
     """Sample a layout (by the reference weights) and every wording slot for `chain`."""
     entries = [_entry(item) for item in chain]
-    with_pairs = [pairs for _, pairs in entries if pairs]
-    weights = LAYOUT_WEIGHTS if with_pairs and all(len(p) >= 2 for p in with_pairs) else FEW_PAIR_WEIGHTS
+    # The reference: Classic 95 / Dialog 5 when SOME entry has < 2 pairs (an empty entry counts)
+    weights = LAYOUT_WEIGHTS if all(len(pairs) >= 2 for _, pairs in entries) else FEW_PAIR_WEIGHTS
     layout = rng.choices(list(weights), weights=list(weights.values()))[0]
     inverted = rng.random() < INVERSION_RATE
     p = pools()
@@ -105,12 +105,13 @@ def _qa_block(pairs: list[tuple[str, str]], fmt: Format) -> str:
         return f"{fmt.headers[0]}\n{questions}{fmt.sep_pair}{fmt.headers[1]}\n{answers}"
     if fmt.layout == "inline":
         body = fmt.sep_pair.join(f"{q}{fmt.joiner}{a}" for q, a in pairs)
-        return f"{fmt.lead}{fmt.sep_pair}{body}"
-    qp, ap = fmt.qa
-    body = fmt.sep_pair.join(
-        f"{qp.format(n=i + 1)} {q}\n{ap.format(n=i + 1)} {a}" for i, (q, a) in enumerate(pairs)
-    )
-    return f"{fmt.lead}{fmt.sep_pair}{body}"
+    else:
+        qp, ap = fmt.qa
+        body = fmt.sep_pair.join(
+            f"{qp.format(n=i + 1)} {q}\n{ap.format(n=i + 1)} {a}" for i, (q, a) in enumerate(pairs)
+        )
+    # Lead-ins point at "the text above"; inverted, the text comes below (`inverted_lead`).
+    return body if fmt.inverted else f"{fmt.lead}{fmt.sep_pair}{body}"
 
 
 def _render_entry(text: str, pairs: list[tuple[str, str]], fmt: Format) -> str:
