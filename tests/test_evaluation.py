@@ -200,27 +200,63 @@ def test_headline_f1_averages_weighted_f1_over_sub_questions():
         compute_metric("headline_f1", preds, refs)
 
 
-def test_entity_f1_scores_text_and_type_per_entity_then_averages_examples():
+def test_entity_f1_matches_full_spans_exactly_one_to_one_then_averages_examples():
     refs = ["Acme (organization), Smith (person)", "Smith (person)", "Acme (organization)"]
     preds = [
-        "Acme (organization), Jones (location)",  # 2 of 4 points each way: F1 0.5
-        "Jones (person)",  # type only: 1 of 2 points: F1 0.5
+        "Acme (organization), Jones (location)",  # 1 of 2 right each way: F1 0.5
+        "Jones (person)",  # same type, other text: no credit
         "nothing here",  # no entity: 0
     ]
-    assert compute_metric("entity_f1", preds, refs) == pytest.approx(100 * (0.5 + 0.5 + 0) / 3)
+    assert compute_metric("entity_f1", preds, refs) == pytest.approx(100 * (0.5 + 0 + 0) / 3)
     assert compute_metric("entity_f1", refs, refs) == pytest.approx(100.0)
 
 
-def test_numeric_match_first_line_percent_commas_tolerance():
-    refs = ["1,234.5", "14.1%", " 42", "7", "n/a"]
-    preds = [
-        "The answer is 1234.5",  # thousands separator
-        "0.141",  # 14.1% == 0.141
-        "41.9\n42",  # only the first line counts, 41.9 is off by more than 1e-2
-        "8 or 7.005",  # any number of the answer may match, within 1e-2
-        "0",  # a reference without a number never matches
-    ]
-    assert compute_metric("numeric_match", preds, refs) == pytest.approx(100 * 3 / 5)
+def test_entity_f1_parses_the_whole_entity_span():
+    # the last word alone is not the entity
+    assert compute_metric("entity_f1", ["New York (location)"], ["York (location)"]) == 0.0
+    refs = ["New York Times (organization), John Smith (person); Acme, Inc. (organization)"]
+    preds = ["  new  york times (Organization) and John Smith (person), Acme, Inc (organization)."]
+    assert compute_metric("entity_f1", preds, refs) == pytest.approx(100.0)
+
+
+def test_entity_f1_credits_each_prediction_once():
+    refs = ["Alice (person), Carol (person), Acme (organization)"]
+    # a type-only overlap earns nothing, and cannot be reused for two gold persons
+    assert compute_metric("entity_f1", ["Bob (person)"], refs) == 0.0
+    # a duplicate prediction matches one gold entity: P 1/2, R 1 -> F1 2/3
+    preds, refs = ["Acme (organization), Acme (organization)"], ["Acme (organization)"]
+    assert compute_metric("entity_f1", preds, refs) == pytest.approx(100 * 2 / 3)
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference", "right"),
+    [
+        ("The answer is 1234.5", "1,234.5", True),  # thousands separator
+        ("41.9\n42", " 42", False),  # only the first line counts; 41.9 is off by > 1e-2
+        ("8 or 7.005", "7", True),  # the final number is the answer, within 1e-2
+        ("7.005 or 8", "7", False),  # an earlier number is not the answer
+        ("5.2 + 2.2 = 7.4.", "7.4", True),  # working, then the answer
+        ("5.2 ... 7.4 ... 2.2", "7.4", False),  # the gold number in the working does not count
+        ("0", "n/a", False),  # a reference without a number never matches
+        ("the answer is", "3", False),  # nor does a prediction without one
+    ],
+)
+def test_numeric_match_scores_the_final_number_of_the_first_line(prediction, reference, right):
+    assert compute_metric("numeric_match", [prediction], [reference]) == 100.0 * right
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference", "right"),
+    [
+        ("14.1", "14.1%", True),  # `%` is ignored on both sides
+        ("14.1%", "14.1", True),
+        ("14.1 %", "14.1%", True),
+        ("0.141", "14.1%", False),  # the spec names only abs tol 1e-2: no x vs x/100
+        ("14.1%", "0.141", False),
+    ],
+)
+def test_numeric_match_treats_percent_alike_on_both_sides(prediction, reference, right):
+    assert compute_metric("numeric_match", [prediction], [reference]) == 100.0 * right
 
 
 # --- scoring rules against a direct computation -------------------------------------------

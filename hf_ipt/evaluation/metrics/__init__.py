@@ -7,8 +7,8 @@ one module, ``<name>/<name>.py``:
 - ``accuracy``: option accuracy (PubMedQA, MQP, USMLE);
 - ``f1``: micro (ChemProt, RCT) or weighted (FPB, FiQA_SA) F1 over option indices;
 - ``headline_f1``: weighted F1 per Headline sub-question, averaged;
-- ``entity_f1``: entity-level F1 of generated ``word (type)`` lists (NER);
-- ``numeric_match``: the gold number within 1e-2 (ConvFinQA).
+- ``entity_f1``: exact-match entity F1 of generated ``entity (type)`` lists (NER);
+- ``numeric_match``: the answer's final number within 1e-2 of the gold (ConvFinQA).
 """
 
 from __future__ import annotations

@@ -1,54 +1,78 @@
-"""Entity-level F1 of generated ``word (type)`` lists (finance NER), as a local `evaluate` module.
+"""Entity-level F1 of generated ``entity (type)`` lists (finance NER), as a local `evaluate` module.
 
-Follows the scoring of the paper's evaluation: entities are parsed from the text as a token
-followed by its type in parentheses, e.g. ``Acme (organization), Smith (person)``. Each gold
-entity earns up to 2 points from the first predicted entity that shares its text or its type
-(1 for the text, 1 for the type), as in MUC-style scoring; precision divides by 2 x predicted
-entities, recall by 2 x gold entities. F1 is computed per example, then averaged.
+The paper's evaluation rules: "Generation tasks (NER, ConvFinQA): greedy, stop
+at newline, at most 100 new tokens, ...; NER entity F1". Entities are parsed from the text as
+a full span followed by its type in parentheses, e.g. ``New York Times (organization), John
+Smith (person)``: the span runs from the end of the previous entity (list separators ``,``,
+``;`` and ``and`` dropped) to the ``(``. Text and type are normalised (case-folded, inner
+whitespace collapsed, edge punctuation stripped) and a predicted entity is correct only when
+its exact ``(text, type)`` pair is in the gold list. Matching is one-to-one (multiset
+intersection): a prediction credits at most one gold entity. Precision divides the correct
+count by the predicted entities, recall by the gold entities; F1 is computed per example
+(0 when either side has no entity), then averaged.
 """
 
 import re
+from collections import Counter
 
 import datasets
 import evaluate
 
-_ENTITY = re.compile(r"(\S+)\s+\((\S+)\)")
+_ENTITY = re.compile(r"[\s,;]*(?:and\s+)?([^()]+?)\s*\(([^()]+)\)")
+_EDGE = " \t\"'`.,;:"
 _INPUTS = """
 Args:
     predictions (`list[str]`): generated answers.
-    references (`list[str]`): gold answers in the same ``word (type)`` format.
+    references (`list[str]`): gold answers in the same ``entity (type)`` format.
 Returns:
     entity_f1 (`float`): in [0, 1], mean of the per-example F1.
 """
 
 
-def parse_entities(text):
-    """Ordered, de-duplicated ``(text, type)`` pairs found in `text`."""
-    found = []
+def normalize(text: str) -> str:
+    """Case-folded `text` with whitespace runs collapsed and edge punctuation stripped."""
+    return " ".join(text.split()).strip(_EDGE).casefold()
+
+
+def parse_entities(text: str) -> Counter[tuple[str, str]]:
+    """The multiset of normalised ``(text, type)`` pairs found in `text`.
+
+    Args:
+        text (`str`): an answer such as ``"New York (location), Bob Smith (person)"``.
+
+    Returns:
+        `Counter[tuple[str, str]]`: each full entity span with its type, counted as often as
+        it occurs; pairs whose text or type is empty after normalisation are dropped.
+    """
+    found: Counter[tuple[str, str]] = Counter()
     for name, kind in _ENTITY.findall(text):
-        if (name, kind) not in found:
-            found.append((name, kind))
+        name, kind = normalize(name), normalize(kind)
+        if name and kind:
+            found[(name, kind)] += 1
     return found
 
 
-def example_f1(gold, pred):
-    """MUC-style F1 of one example (0 when either side has no entity)."""
-    correct = 0
-    for gold_text, gold_type in gold:
-        for text, kind in pred:
-            if text == gold_text or kind == gold_type:
-                correct += int(text == gold_text) + int(kind == gold_type)
-                break
-    if not gold or not pred or correct == 0:
+def example_f1(gold: Counter[tuple[str, str]], pred: Counter[tuple[str, str]]) -> float:
+    """F1 of one example from exact, one-to-one ``(text, type)`` matches.
+
+    Args:
+        gold (`Counter[tuple[str, str]]`): gold entities, from `parse_entities`.
+        pred (`Counter[tuple[str, str]]`): predicted entities, from `parse_entities`.
+
+    Returns:
+        `float`: in [0, 1]; 0 when either side has no entity or nothing matches.
+    """
+    correct = sum((gold & pred).values())
+    if correct == 0:
         return 0.0
-    precision, recall = correct / (2 * len(pred)), correct / (2 * len(gold))
+    precision, recall = correct / sum(pred.values()), correct / sum(gold.values())
     return 2 * precision * recall / (precision + recall)
 
 
 class EntityF1(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
-            description="Entity-level F1 of generated 'word (type)' lists.",
+            description="Entity-level F1 of generated 'entity (type)' lists, exact matches.",
             citation="",
             inputs_description=_INPUTS,
             features=datasets.Features(
