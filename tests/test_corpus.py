@@ -1,0 +1,96 @@
+"""`hf_ipt.corpus`: shard counts, rank partitions, JSON arrays and document ids."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hf_ipt.builder import load_augmented
+from hf_ipt.corpus import common_root, iter_shard, make_shards, read_file
+
+from .test_builder import doc, write_jsonl
+
+
+def shard_ids(shards: list[dict]) -> list[list[str]]:
+    return [[d.id for d in iter_shard(s)] for s in shards]
+
+
+def all_ids(shards: list[dict]) -> list[str]:
+    return sorted(i for ids in shard_ids(shards) for i in ids)
+
+
+@pytest.mark.parametrize("num_files,num_shards", [(3, 8), (3, 9), (4, 6), (5, 3), (2, 2), (1, 7)])
+def test_make_shards_returns_exactly_num_shards_covering_each_document_once(tmp_path, num_files, num_shards):
+    files = [str(write_jsonl(tmp_path / f"f{k}.jsonl", 10 + k, start=100 * k)) for k in range(num_files)]
+    shards = make_shards(files, num_shards)
+    assert len(shards) == num_shards
+    ids = [i for s in shard_ids(shards) for i in s]
+    assert sorted(ids) == sorted(f"f{k}.jsonl:{i}" for k in range(num_files) for i in range(10 + k))
+    assert len(ids) == len(set(ids))
+
+
+def test_default_num_shards_is_unchanged(tmp_path):
+    files = [str(write_jsonl(tmp_path / f"f{k}.jsonl", 3)) for k in range(3)]
+    assert len(make_shards(files, None)) == 8
+    assert len(make_shards(files * 4, None)) == 12  # whole files when there are more than 8
+
+
+def test_three_ranks_read_disjoint_shards_that_partition_the_corpus(tmp_path):
+    """4 files, num_shards=6: 6 shards, so `split_dataset_by_node` gives each of 3 ranks 2 whole shards
+    (with 8 shards it would fall back to every 3rd example: each rank reading the whole corpus)."""
+    from datasets.distributed import split_dataset_by_node
+
+    for k in range(4):
+        write_jsonl(tmp_path / f"f{k}.jsonl", 7, start=10 * k)
+    ds = load_augmented(str(tmp_path / "*.jsonl"), streaming=True, num_shards=6, output="pairs")
+    assert ds.num_shards == 6
+    ranks = [split_dataset_by_node(ds, rank=r, world_size=3) for r in range(3)]
+    assert [rank.num_shards for rank in ranks] == [2, 2, 2]  # each rank reads only its own shards
+    ids = [[row["id"] for row in rank] for rank in ranks]
+    assert all(ids) and not set(ids[0]) & set(ids[1]) | set(ids[0]) & set(ids[2]) | set(ids[1]) & set(ids[2])
+    assert sorted(i for rank in ids for i in rank) == sorted(f"f{k}.jsonl:{i}" for k in range(4) for i in range(7))
+
+
+def test_json_array_file_yields_its_objects(tmp_path):
+    path = tmp_path / "docs.json"
+    items = [{"text": doc(0)}, {"text": doc(1), "meta": 1}, "not an object", {"other": 1}, {"text": doc(2)}]
+    path.write_text("\ufeff  \n" + json.dumps(items, indent=2))  # a BOM and blank space before the array
+    docs = list(read_file(str(path)))
+    assert [(d.id, d.text, d.reject) for d in docs] == [
+        ("docs.json:0", doc(0), None), ("docs.json:1", doc(1), None), ("docs.json:2", "", "invalid json"),
+        ("docs.json:3", "", "no string in column 'text'"), ("docs.json:4", doc(2), None)]
+    shards = make_shards([str(path)], 2)  # parts of an array file: disjoint and complete
+    assert all_ids(shards) == [f"docs.json:{i}" for i in range(5)]
+
+
+def test_json_lines_in_a_json_file_still_work_and_a_broken_array_names_the_file(tmp_path):
+    lines = tmp_path / "lines.json"
+    lines.write_text(json.dumps({"text": doc(0)}) + "\n" + json.dumps({"text": doc(1)}) + "\n")
+    assert [d.text for d in read_file(str(lines))] == [doc(0), doc(1)]
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"text": "a"},\n{"text": ')
+    with pytest.raises(ValueError, match=r"broken\.json.*starts with '\['.*JSON lines"):
+        list(read_file(str(broken)))
+
+
+def test_same_file_names_in_different_folders_get_distinct_ids(tmp_path):
+    for folder, start in (("x", 0), ("y", 50), ("y/z", 90)):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        write_jsonl(tmp_path / folder / "train.jsonl", 3, start=start)
+    files = sorted(str(p) for p in tmp_path.rglob("train.jsonl"))
+    assert common_root(files) == str(tmp_path)
+    ids = all_ids(make_shards(files, 4))
+    assert ids == sorted(f"{f}/train.jsonl:{i}" for f in ("x", "y", "y/z") for i in range(3))
+    rows = load_augmented(str(tmp_path / "**" / "train.jsonl"), streaming=True, output="pairs")
+    assert sorted(r["id"] for r in rows) == ids  # the builder (and jobs) use the same ids
+
+
+def test_one_folder_keeps_base_name_ids_and_unchanged_shards(tmp_path):
+    files = [str(write_jsonl(tmp_path / f"{n}.jsonl", 2)) for n in "ab"]
+    assert common_root(files) is None
+    assert make_shards(files, 2) == [{"files": [files[0]], "part": 0, "parts": 1},
+                                     {"files": [files[1]], "part": 0, "parts": 1}]
+    assert all_ids(make_shards(files, 4)) == ["a.jsonl:0", "a.jsonl:1", "b.jsonl:0", "b.jsonl:1"]
+    assert common_root([str(Path("rel") / "a.jsonl"), "b.jsonl"]) == ""  # nothing shared: paths as given
