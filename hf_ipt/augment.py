@@ -4,10 +4,16 @@
 ``IterableDataset.map(fn, batched=True, remove_columns=...)``: one batch is one window of
 texts, chained over `config.rounds` rounds (model synthesizers) or mined one by one
 (``synthesizer="rules"``). The builder in `hf_ipt.builder` calls the same function.
+
+Document ids (the `id`/`doc_ids` columns and the templify seed) come from the input's id
+column; without one, from the global row index under ``map(..., with_indices=True)``, else
+from a hash of the text. They never restart per batch, so templify formats vary over the
+whole dataset.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -58,7 +64,11 @@ class SynthesisConfig:
     device: str | None = field(default=None, metadata={"help": "transformers device (default cuda if available)."})
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM GPUs per engine."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the repo."})
-    revision: str | None = field(default=None, metadata={"help": "Synthesizer revision."})
+    revision: str | None = field(
+        default=None,
+        metadata={"help": "Synthesizer model revision (branch, tag or commit); not the corpus revision. "
+                  "`load_dataset('hf_ipt/augmented', ..., revision=...)` sets this."},
+    )
 
     def __post_init__(self) -> None:
         if self.backend not in ("vllm", "transformers"):
@@ -116,8 +126,9 @@ class Augmenter:
         config (`SynthesisConfig`): what to synthesize with and how to lay out the output.
         corpus_name (`str`, *optional*, defaults to ``""``): value of the `corpus` column.
         text_column (`str`, *optional*, defaults to ``"text"``): input column with raw text.
-        id_column (`str`, *optional*, defaults to ``"id"``): input column with document ids
-            (row positions are used when absent).
+        id_column (`str`, *optional*, defaults to ``"id"``): input column with document ids. When
+            absent, ids are the global row indices under ``map(..., with_indices=True)``, else
+            a hash of each text (see `document_ids`).
     """
 
     def __init__(self, config: SynthesisConfig | None = None, corpus_name: str = "",
@@ -180,9 +191,10 @@ class Augmenter:
             stats.update(text)
         return RuleMiner(self.engine.config, keywords=stats.top(self.config.num_keywords))
 
-    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+    def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None) -> dict[str, list]:
+        """Augment one batch; `indices` are passed by ``map(..., with_indices=True)``."""
         texts = batch[self.text_column]
-        ids = batch.get(self.id_column) or [str(i) for i in range(len(texts))]
+        ids = batch.get(self.id_column) or document_ids(texts, indices)
         return self.render(self.synthesize(texts), ids)
 
     def render(self, entries: list[ChainEntry], ids: Sequence[str]) -> dict[str, list]:
@@ -219,6 +231,27 @@ class Augmenter:
                 rows.append({"id": members[-1], "corpus": self.corpus_name, "text": text,
                              "doc_ids": members, "num_pairs": sum(len(e.pairs) for e in group)})
         return rows
+
+
+def document_ids(texts: Sequence[str], indices: Sequence[int] | None = None) -> list[str]:
+    """Ids for texts that came without any: global row `indices`, else a hash of each text.
+
+    Never positions within the batch: those restart at ``"0"`` in every batch of
+    ``Dataset.map(batched=True)``, repeating templify seeds (and so formats) batch after batch.
+
+    Args:
+        texts (`Sequence[str]`): the batch's texts.
+        indices (`Sequence[int]`, *optional*): their row indices in the whole dataset.
+
+    Returns:
+        `list[str]`: ``str(index)``, or ``"sha1-"`` + 16 hex digits of the text's SHA-1 (identical
+        texts then share an id).
+    """
+    if indices is not None:
+        if len(indices) != len(texts):
+            raise ValueError(f"got {len(indices)} indices for {len(texts)} texts")
+        return [str(i) for i in indices]
+    return ["sha1-" + hashlib.sha1(t.encode("utf-8", "surrogatepass")).hexdigest()[:16] for t in texts]
 
 
 def _with_tasks(entry: ChainEntry) -> list[tuple[tuple[str, str], str]]:

@@ -11,6 +11,9 @@ builder directly avoids both traps of the packaged-module table: datasets would 
 working directory for data files when `data_files` is absent, and the ``/`` in the name
 would end up in the Arrow cache path. Prefer no patching? Use `load_augmented(...)` or
 `AugmentedBuilder(...)` yourself.
+
+``load_dataset(..., revision=...)`` pins the *synthesizer model* (`AugmentedConfig.revision`);
+a dataset corpus is pinned with ``corpus_revision=...``. Both are part of the cache key.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 import datasets
 
 from . import __version__
-from .augment import Augmenter, SynthesisConfig, features
+from .augment import RULES, Augmenter, SynthesisConfig, features
 from .chaining import ChainStats
 from .corpus import is_local_corpus, iter_shard, local_files, make_shards, repo_files
 
@@ -42,6 +45,11 @@ class AugmentedConfig(datasets.BuilderConfig, SynthesisConfig):
     corpus: str | None = field(default=None, metadata={"help": "Local file/glob (.txt .jsonl .parquet) or a dataset id/folder."})
     corpus_config: str | None = field(default=None, metadata={"help": "Config name of a dataset corpus."})
     corpus_split: str = field(default="train", metadata={"help": "Split of a dataset corpus."})
+    corpus_revision: str | None = field(
+        default=None,
+        metadata={"help": "Revision (branch, tag or commit) of a dataset corpus. `revision` pins the "
+                  "synthesizer model, not the corpus."},
+    )
     text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
     corpus_name: str | None = field(default=None, metadata={"help": "Value of the `corpus` column (default: derived)."})
     num_shards: int | None = field(default=None, metadata={"help": "Shards to split the corpus into (default max(files, 8))."})
@@ -54,10 +62,24 @@ class AugmentedConfig(datasets.BuilderConfig, SynthesisConfig):
                 "`corpus` is required: a local file or glob (.txt, .jsonl, .parquet) or a dataset id, "
                 "e.g. load_dataset('hf_ipt/augmented', corpus='data/*.jsonl')"
             )
+        self._check_revisions()
         if self.num_shards is not None and self.num_shards < 1:
             raise ValueError(f"`num_shards` must be >= 1, got {self.num_shards} (AugmentedConfig.num_shards)")
         if self.corpus_name is None:
             self.corpus_name = os.path.basename(self.corpus.rstrip("/*")) if is_local_corpus(self.corpus) else self.corpus
+
+    def _check_revisions(self) -> None:
+        """Refuse a revision that would pin nothing, rather than ignore it."""
+        if self.revision is not None and self.synthesizer == RULES:
+            raise ValueError(
+                f"`revision` ({self.revision!r}) pins the synthesizer model, but synthesizer='rules' has no "
+                "model; to pin a dataset corpus use `corpus_revision=` (AugmentedConfig.revision)"
+            )
+        if self.corpus_revision is not None and is_local_corpus(self.corpus):
+            raise ValueError(
+                f"`corpus_revision` ({self.corpus_revision!r}) applies to a dataset corpus (repo id or folder), "
+                f"not to local files such as {self.corpus!r} (AugmentedConfig.corpus_revision)"
+            )
 
     def create_config_id(self, config_kwargs: dict, custom_features=None) -> str:
         """The user's settings plus hf_ipt's version and, for local files, their size and mtime."""
@@ -89,7 +111,7 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
         if is_local_corpus(cfg.corpus):
             files = local_files(cfg.corpus)
         else:
-            files = repo_files(cfg.corpus, cfg.corpus_config, cfg.corpus_split, None, self.token)
+            files = repo_files(cfg.corpus, cfg.corpus_config, cfg.corpus_split, cfg.corpus_revision, self.token)
         files = dl_manager.download(files)  # streaming: urls stay urls, read lazily
         shards = make_shards(list(files), cfg.num_shards)
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"shards": shards})]
@@ -148,7 +170,8 @@ def load_augmented(corpus: str, *, split: str = "train", streaming: bool = False
         split (`str`, *optional*, defaults to ``"train"``): the only split.
         streaming (`bool`, *optional*, defaults to `False`): return an `IterableDataset`.
         cache_dir (`str`, *optional*): datasets cache folder.
-        **config: any `AugmentedConfig` field (`synthesizer`, `rounds`, `output`, ...).
+        **config: any `AugmentedConfig` field (`synthesizer`, `revision` of the synthesizer,
+            `corpus_revision`, `rounds`, `output`, ...).
     """
     builder = AugmentedBuilder(cache_dir=cache_dir, corpus=corpus, **config)
     if streaming:
@@ -159,7 +182,7 @@ def load_augmented(corpus: str, *, split: str = "train", streaming: bool = False
 
 def register() -> None:
     """Make ``datasets.load_dataset("hf_ipt/augmented", ...)`` build `AugmentedBuilder`."""
-    import datasets.load as load
+    from datasets import load
 
     original = load.load_dataset_builder
     if getattr(original, "_hf_ipt", False):
@@ -179,6 +202,12 @@ def register() -> None:
 def _our_builder(name=None, data_dir=None, data_files=None, cache_dir=None, features=None,
                  download_config=None, download_mode=None, revision=None, token=None,
                  storage_options=None, **config_kwargs) -> AugmentedBuilder:
+    """`AugmentedBuilder` from `load_dataset_builder`'s arguments.
+
+    `revision` is `load_dataset`'s own parameter; here it names the synthesizer model revision
+    and goes into the config (hence the cache key). `None` is not forwarded, so a call without
+    it keys the cache exactly like `load_augmented(...)` does.
+    """
     if data_files is not None or data_dir is not None:
         raise ValueError(
             f"{DATASET_NAME} reads its input from `corpus=`, not data_files/data_dir: "
@@ -186,6 +215,8 @@ def _our_builder(name=None, data_dir=None, data_files=None, cache_dir=None, feat
         )
     if features is not None:
         raise ValueError(f"{DATASET_NAME} sets its own features; choose `output='pairs'` or 'templified'")
+    if revision is not None:
+        config_kwargs["revision"] = str(revision)  # datasets also accepts a `Version`
     return AugmentedBuilder(cache_dir=cache_dir, config_name=name, token=token,
                             storage_options=storage_options, **config_kwargs)
 

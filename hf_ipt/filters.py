@@ -3,7 +3,9 @@
 Per-pair filters are pure functions of ``(context, question, answer)``; `filter_pairs` runs
 the enabled ones and counts what each removed. Defaults are conservative: they only catch
 output that cannot be a useful task (an extractive answer made of words the text does not
-contain, a looping generation, a "question" that is a sentence pasted from the text).
+contain, a looping generation, a "question" that is a sentence pasted from the text). An
+answer taken from the question itself (a listed multiple-choice option, words the question
+names) is grounded.
 
 `NearDuplicates` is the corpus-wide pass: MinHash LSH (`datasketch`) over word shingles of
 ``question + answer``; the first occurrence in corpus order is kept, so the decisions are
@@ -27,14 +29,15 @@ class FilterConfig:
     filter_ungrounded: bool = field(
         default=True,
         metadata={"help": "Drop extractive answers (2..extractive_max_words words) whose words are mostly "
-                  "not in the text."},
+                  "in neither the text nor the question; an answer equal to a listed option is kept."},
     )
     extractive_max_words: int = field(
         default=8, metadata={"help": "Answers of 2 to this many words count as extractive spans; one-word "
                              "answers (labels, yes/no, numbers) and longer ones are never checked."},
     )
     min_grounding: float = field(
-        default=0.5, metadata={"help": "Fraction of an extractive answer's words that must occur in the text."}
+        default=0.5,
+        metadata={"help": "Fraction of an extractive answer's words that must occur in the text or the question."},
     )
     filter_degenerate: bool = field(
         default=True, metadata={"help": "Drop pairs with an empty side or a looping question/answer."}
@@ -74,13 +77,25 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def is_ungrounded(context: str, answer: str, config: FilterConfig) -> bool:
-    """An extractive-length answer whose content words mostly do not occur in `context`."""
+def is_ungrounded(context: str, answer: str, config: FilterConfig, question: str = "") -> bool:
+    """An extractive-length answer whose content words mostly occur in neither `context` nor `question`.
+
+    Words of the question ground an answer too, so an answer equal to one of the options the
+    question lists (``"...\\nOptions:\\n- a\\n- b"``, in any layout) is always grounded: answering
+    from the options is what a multiple-choice task asks for, and short answers may name
+    what the question names.
+
+    Args:
+        context (`str`): the raw text the pair was synthesized from.
+        answer (`str`): the answer to check.
+        config (`FilterConfig`): `extractive_max_words` and `min_grounding`.
+        question (`str`, *optional*, defaults to ``""``): the pair's question.
+    """
     answer_words = words(answer)
     if not 2 <= len(answer_words) <= config.extractive_max_words:
         return False
     content = [w for w in answer_words if len(w) > 2] or answer_words  # "a", "of", "in" prove nothing
-    vocabulary = set(words(context))
+    vocabulary = set(words(context)) | set(words(question))
     return sum(w in vocabulary for w in content) / len(content) < config.min_grounding
 
 
@@ -117,7 +132,7 @@ def filter_pairs(context: str, pairs: Sequence[tuple[str, str, str]],
             removed["degenerate"] += 1
         elif config.filter_copied_questions and is_copied_question(context, question, config):
             removed["copied_question"] += 1
-        elif config.filter_ungrounded and is_ungrounded(context, answer, config):
+        elif config.filter_ungrounded and is_ungrounded(context, answer, config, question):
             removed["ungrounded"] += 1
         else:
             kept.append((question, answer, task))

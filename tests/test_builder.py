@@ -182,3 +182,79 @@ def test_rules_domain_keywords_from_file_and_window(tmp_path):
     assert keyword_tasks(str(kw)) > 0 and keyword_tasks("none") == 0
     with pytest.raises(ValueError, match="domain_keywords"):
         SynthesisConfig(domain_keywords="missing-file.txt")
+
+
+def _spy_builders(monkeypatch) -> list[AugmentedBuilder]:
+    """Record every `AugmentedBuilder` that `load_dataset` streams from."""
+    built, original = [], AugmentedBuilder.as_streaming_dataset
+
+    def as_streaming_dataset(self, *args, **kwargs):
+        built.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(AugmentedBuilder, "as_streaming_dataset", as_streaming_dataset)
+    return built
+
+
+def test_exact_user_call_forwards_the_synthesizer_revision(tmp_path, monkeypatch):
+    corpus = str(write_jsonl(tmp_path / "corpus.jsonl", 2))
+    built = _spy_builders(monkeypatch)
+    for revision in ("abc123", "def456", None):  # streaming: the model is not loaded
+        datasets.load_dataset("hf_ipt/augmented", corpus=corpus, synthesizer="org/synthesizer",
+                              backend="transformers", revision=revision, streaming=True, split="train")
+    assert [b.config.revision for b in built] == ["abc123", "def456", None]
+    assert built[0].config.backend_config().revision == "abc123"  # what the engine is loaded with
+    assert len({b.config_id for b in built}) == 3
+    assert built[2].config_id == AugmentedBuilder(corpus=corpus, synthesizer="org/synthesizer",
+                                                  backend="transformers").config_id
+    with pytest.raises(ValueError, match="corpus_revision"):  # rules has no model: never silently ignored
+        datasets.load_dataset("hf_ipt/augmented", corpus=corpus, synthesizer="rules", revision="v1",
+                              streaming=True, split="train")
+
+
+def test_corpus_revision_reaches_the_corpus_loader(tmp_path, monkeypatch):
+    import hf_ipt.builder as builder_module
+
+    repo = tmp_path / "org_news"
+    (repo / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"text": [doc(i) for i in range(3)]}), repo / "data" / "train-00000.parquet")
+    asked, original = [], builder_module.repo_files
+
+    def repo_files(corpus, config, split, revision, token=None):
+        asked.append(revision)
+        return original(corpus, config, split, revision, token)
+
+    monkeypatch.setattr(builder_module, "repo_files", repo_files)
+    ds = datasets.load_dataset("hf_ipt/augmented", corpus=str(repo), corpus_revision="v1.0", output="pairs",
+                               streaming=True, split="train")
+    assert [r["context"] for r in ds] == [doc(i) for i in range(3)] and asked == ["v1.0"]
+    ids = {AugmentedBuilder(corpus=str(repo), **kw).config_id for kw in ({}, {"corpus_revision": "v1.0"},
+                                                                         {"corpus_revision": "v2.0"})}
+    assert len(ids) == 3
+    with pytest.raises(ValueError, match="corpus_revision"):  # local files have no revisions
+        load_augmented(str(write_jsonl(tmp_path / "x.jsonl", 1)), corpus_revision="v1.0", streaming=True)
+
+
+def test_map_ids_do_not_restart_per_batch(monkeypatch):
+    import hf_ipt.templify
+
+    seeds, original = [], hf_ipt.templify.templify
+
+    def templify(*args, seed, **kwargs):
+        seeds.append(seed)
+        return original(*args, seed=seed, **kwargs)
+
+    monkeypatch.setattr(hf_ipt.templify, "templify", templify)
+    ds = datasets.Dataset.from_dict({"text": [doc(i) for i in range(6)]})  # no id column
+    fn = Augmenter(SynthesisConfig())
+    out = ds.map(fn, batched=True, batch_size=2, remove_columns=["text"])
+    assert len(set(out["id"])) == len(out) == 6  # identical ids -> identical templify seeds
+    assert len(set(seeds)) == len(seeds) == 6
+    indexed = ds.map(fn, batched=True, batch_size=2, with_indices=True, remove_columns=["text"])
+    assert indexed["id"] == [str(i) for i in range(6)]
+    it = datasets.IterableDataset.from_generator(lambda: ({"text": doc(i)} for i in range(6)))
+    streamed = it.map(fn, batched=True, batch_size=2, with_indices=True, remove_columns=["text"])
+    assert [r["id"] for r in streamed] == [str(i) for i in range(6)]
+    # content ids: stable, whatever the batching
+    rebatched = ds.map(fn, batched=True, batch_size=4, remove_columns=["text"], load_from_cache_file=False)
+    assert rebatched["id"] == out["id"]
