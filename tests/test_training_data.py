@@ -59,6 +59,20 @@ def test_endless_rows_restart_reshuffled_and_split_ranks(tmp_path):
         next(endless_rows(rows, rank=5, world_size=6, **kwargs))
 
 
+def test_training_and_evaluation_agree_on_bos(smollm2_dir, tiny_tokenizer):
+    """SmolLM2-Instruct declares <|im_start|> as BOS but never adds it: no chat token in training."""
+    from transformers import AutoTokenizer
+
+    from hf_ipt.evaluation.scoring import default_add_bos
+
+    smol = AutoTokenizer.from_pretrained(smollm2_dir)
+    (ids,) = tokenize_texts(["Shares rose."], smol)
+    assert smol.bos_token_id not in ids and ids[-1] == smol.eos_token_id
+    assert default_add_bos(smol) is False
+    (ids,) = tokenize_texts(["Shares rose."], tiny_tokenizer)  # adds BOS by itself: both add it
+    assert ids[0] == tiny_tokenizer.bos_token_id and default_add_bos(tiny_tokenizer) is True
+
+
 def test_tokenize_texts_adds_bos_and_eos(tiny_tokenizer):
     (ids,) = tokenize_texts(["The company reported a profit."], tiny_tokenizer)
     assert ids[0] == tiny_tokenizer.bos_token_id and ids[-1] == tiny_tokenizer.eos_token_id

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hf_ipt.training.packing import IGNORE_INDEX, collate_packed, pack_sequences
+from hf_ipt.training.packing import (
+    IGNORE_INDEX,
+    collate_packed,
+    needs_flat_batches,
+    pack_sequences,
+    packed_collator,
+)
 
 documents = st.lists(st.lists(st.integers(0, 999), min_size=0, max_size=60), max_size=40)
 
@@ -52,6 +59,41 @@ def test_collate_stacks_equal_blocks_and_flattens_ragged_ones():
     flat = collate_packed(blocks)  # 4 + 4 + 2 tokens: one padding-free row
     assert flat["input_ids"].tolist() == [list(range(10))]
     assert flat["position_ids"].tolist() == [[0, 1, 2, 3, 0, 1, 2, 3, 0, 1]]
+
+
+def test_flash_attention_gets_one_flat_row():
+    """transformers runs flash attention varlen only for ONE row: [batch, length] would leak."""
+    blocks = list(pack_sequences([list(range(12))], 4))
+    flat = collate_packed(blocks, flatten=True)
+    assert flat["input_ids"].tolist() == [list(range(12))]
+    assert flat["position_ids"].tolist() == [[0, 1, 2, 3] * 3]
+
+    class Model:
+        def __init__(self, implementation):
+            self.config = SimpleNamespace(_attn_implementation=implementation)
+
+    for implementation, flat_rows in [("flash_attention_2", True), ("flash_attention_3", True),
+                                      ("kernels-community/flash-attn2", True), ("sdpa", False),
+                                      ("eager", False), ("flex_attention", False)]:
+        assert needs_flat_batches(Model(implementation)) is flat_rows
+        assert packed_collator(Model(implementation))(blocks)["input_ids"].shape[0] == (1 if flat_rows else 3)
+
+
+def test_stacked_rows_keep_documents_apart_with_sdpa(tiny_model_dir):
+    """Each row of a [batch, length] batch gets its own block-diagonal mask (sdpa)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa")
+    model.config.use_cache = False
+    rng = random.Random(1)
+    docs = [[rng.randrange(5, 500) for _ in range(n)] for n in (5, 11, 8, 6, 10, 8)]
+    blocks = list(pack_sequences(docs, 24))  # two rows: documents 0-2, then 3-5
+    batch = packed_collator(model)(blocks)
+    assert batch["input_ids"].shape == (2, 24)
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+        alone = model(input_ids=torch.tensor([docs[4]])).logits[0]
+    torch.testing.assert_close(packed[1, 6:16], alone, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])

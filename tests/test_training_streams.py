@@ -69,6 +69,23 @@ def test_pretrain_stream_mixes_documents_and_collection(corpus, tiny_tokenizer):
         collection_share(config, tiny_tokenizer, _args(corpus, max_steps=1))
 
 
+def test_augmented_fraction_counts_corpus_texts_not_rows(corpus, tiny_tokenizer):
+    """A model synthesizer's row renders a chain of 2 texts: 1/5 of TEXTS, so 1 row per 8 raw."""
+    rows = [{"text": f"aug {i} {TEXT}", "doc_ids": [f"d{2 * i}", f"d{2 * i + 1}"]} for i in range(40)]
+    (corpus / "aug2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = PretrainConfig(
+        tokenizer_name_or_path="t",
+        raw_dataset=str(corpus / "raw.jsonl"),
+        augmented_dataset=str(corpus / "aug2.jsonl"),
+        shuffle_buffer_size=0,
+    )
+    dataset, _ = pretrain_dataset(config, tiny_tokenizer, _args(corpus))
+    blocks = list(itertools.islice(dataset, 60))
+    text = tiny_tokenizer.decode([t for b in blocks for t in b["input_ids"]])
+    raw, aug = text.count("raw "), text.count("aug ")
+    assert raw / aug == pytest.approx(8, rel=0.1)  # 2 texts per aug row = raw / 4 (rows: 4)
+
+
 def test_synthesizer_stream_keeps_sources_apart(corpus, tiny_tokenizer):
     config = SynthesizerConfig(collection=str(corpus / "collection"), shuffle_buffer_size=0)
     dataset, mix = synthesizer_dataset(config, tiny_tokenizer, _args(corpus))

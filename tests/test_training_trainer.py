@@ -139,6 +139,25 @@ def test_build_trainer_wires_packing_callbacks_and_the_eval_hook(
     assert [row["token_share"] for row in mix] == [0.5, 0.5]
 
 
+def test_eval_hook_refuses_a_sharded_model(tmp_path, tiny_model_dir):
+    """Rank-0-only evaluation would hang FSDP / ZeRO-3 all-gathers: refuse it up front."""
+    from types import SimpleNamespace
+
+    _, args = _continual_setup(tmp_path, tiny_model_dir, eval_tasks="finance")
+
+    def trainer(fsdp=False, stage=None):
+        plugin = None if stage is None else SimpleNamespace(zero_stage=stage)
+        state = SimpleNamespace(deepspeed_plugin=plugin)
+        return SimpleNamespace(is_fsdp_enabled=fsdp, is_deepspeed_enabled=stage is not None,
+                               accelerator=SimpleNamespace(state=state))
+
+    for sharded in (trainer(fsdp=True), trainer(stage=3)):
+        with pytest.raises(ValueError, match="deadlock"):
+            callbacks_module.eval_callback(args, None, sharded)
+    for plain in (trainer(), trainer(stage=2)):
+        assert not callbacks_module.sharded_model(plain)
+
+
 def test_eval_hook_without_the_harness_names_the_extra(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "hf_ipt.evaluation", None)  # import fails
     _, args = _continual_setup(tmp_path, tiny_model_dir, eval_tasks="finance")
@@ -171,7 +190,9 @@ def test_qlora_with_8bit_optimizer_trains_on_cpu(tmp_path, tiny_model_dir, tiny_
     assert all(math.isfinite(log["loss"]) for log in trainer.state.log_history if "loss" in log)
     out = tmp_path / "out"
     assert (out / "adapter_model.safetensors").is_file()
-    assert "| lora | r=4, alpha=8, dropout=0.05 |" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "| lora | r=4, alpha=8, dropout=0.05 |" in card
+    assert card.startswith("---\nlibrary_name: peft\n")  # an adapter, not full weights
     with pytest.raises(ValueError, match="--use_peft"):
         load_model(ModelConfig(model_name_or_path=str(tiny_model_dir), load_in_8bit=True))
 

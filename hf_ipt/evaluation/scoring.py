@@ -32,8 +32,9 @@ def default_add_bos(tokenizer: Any, model_name_or_path: str | os.PathLike | None
     """
     if str(model_name_or_path or "").startswith(ADAPTLLM_V1_PREFIX):
         return False
-    ids = tokenizer("a").input_ids
-    return tokenizer.bos_token_id is not None and bool(ids) and ids[0] == tokenizer.bos_token_id
+    from ..models import adds_bos
+
+    return adds_bos(tokenizer)
 
 
 def encode(tokenizer: Any, text: str, add_bos: bool) -> list[int]:

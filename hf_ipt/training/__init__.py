@@ -21,6 +21,7 @@ _LAZY: dict[str, str] = {
     "num_tokens": "hf_ipt.training.mixing",
     "pack_sequences": "hf_ipt.training.packing",
     "collate_packed": "hf_ipt.training.packing",
+    "packed_collator": "hf_ipt.training.packing",
     "load_rows": "hf_ipt.training.data",
     "endless_rows": "hf_ipt.training.data",
     "tokenize_texts": "hf_ipt.training.data",

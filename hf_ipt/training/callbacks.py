@@ -125,6 +125,12 @@ def eval_callback(args: Any, tokenizer: Any, trainer: Any) -> TrainerCallback:
         tokenizer (`PreTrainedTokenizerBase`): the model's tokenizer.
         trainer (`Trainer`): its `log` carries the scores to every `report_to` logger.
     """
+    if sharded_model(trainer):
+        raise ValueError(
+            "`eval_tasks` evaluates on rank 0 alone, which would deadlock a model sharded by FSDP or "
+            "DeepSpeed ZeRO-3 (the other ranks never join its all-gathers): drop `--eval_tasks` and run "
+            "`hf-ipt eval --model_name_or_path OUTPUT_DIR` on the saved checkpoint, or train with DDP"
+        )
     try:
         from hf_ipt.evaluation import EvalCallback
     except ImportError as error:
@@ -143,3 +149,13 @@ def eval_callback(args: Any, tokenizer: Any, trainer: Any) -> TrainerCallback:
         max_examples=args.eval_max_examples,
         trainer=trainer,
     )
+
+
+def sharded_model(trainer: Any) -> bool:
+    """Whether `trainer` shards the model's parameters across ranks (FSDP, DeepSpeed ZeRO-3)."""
+    if getattr(trainer, "is_fsdp_enabled", False):
+        return True
+    if not getattr(trainer, "is_deepspeed_enabled", False):
+        return False
+    plugin = trainer.accelerator.state.deepspeed_plugin
+    return plugin is not None and plugin.zero_stage == 3

@@ -42,6 +42,8 @@ class CardInfo:
         data_mix (`list[dict]`): rows with ``source``, ``content``, ``token_share`` (0-1, or
             `None` when the source is mixed by documents) and ``note``.
         datasets (`list[str]`): Hub dataset ids of the sources, for the card metadata.
+        adapter (`bool`, *optional*, defaults to `False`): the checkpoint is a PEFT adapter
+            (LoRA/QLoRA) on `base_model`, not full weights.
     """
 
     recipe: str
@@ -49,6 +51,7 @@ class CardInfo:
     model_shape: str | None = None
     data_mix: list[dict] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
+    adapter: bool = False
 
 
 # `hf_ipt.evaluation.callback.RESULTS_FILENAME`, not imported: the card needs no torch.
@@ -111,7 +114,7 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 def _metadata(info: CardInfo) -> str:
     lines = [
-        "library_name: transformers",
+        f"library_name: {'peft' if info.adapter else 'transformers'}",
         "tags:",
         "- hf_ipt",
         "- instruction-pretraining",
@@ -130,9 +133,12 @@ def _mix_row(row: dict[str, Any], tokens_seen: int) -> str:
     return f"| {row['source']} | {row['content']} | {shares[0]} | {shares[1]} | {row['note']} |"
 
 
+NO_EVAL_RESULTS = "No evaluation results yet."
+
+
 def _eval_table(record: dict[str, Any] | None) -> str:
     if not record or not record.get("results"):
-        return "No evaluation results yet."
+        return NO_EVAL_RESULTS
     rows = [
         f"| {task} | {metric} | {_number(value)} |"
         for task, metrics in record["results"].items()

@@ -37,7 +37,7 @@ class TrainingConfig(TrainingArguments):
         default=None,
         metadata={
             "help": "Comma-separated evaluation tasks run by `hf_ipt.evaluation.EvalCallback`; results go to "
-            "`output_dir/eval_results.json` and the model card."
+            "`output_dir/domain_eval_results.json` and the model card."
         },
     )
     eval_max_examples: int | None = field(

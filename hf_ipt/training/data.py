@@ -98,14 +98,17 @@ def endless_rows(
 def tokenize_texts(
     texts: Iterable[str], tokenizer: Any, batch_size: int = 256
 ) -> Iterator[list[int]]:
-    """Token ids of each text with BOS (when the tokenizer has one distinct from EOS) and EOS added.
+    """Token ids of each text with EOS added, and BOS when the tokenizer adds one by itself.
 
+    The BOS rule is `hf_ipt.models.adds_bos`, the one evaluation follows (`default_add_bos`).
     Texts are tokenized in batches: a fast tokenizer encodes a batch on several threads.
     """
+    from ..models import adds_bos
+
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("the tokenizer has no `eos_token`: documents could not be separated")
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id not in (None, eos) else []
+    bos = [tokenizer.bos_token_id] if adds_bos(tokenizer) and tokenizer.bos_token_id != eos else []
     texts = iter(texts)
     while batch := list(itertools.islice(texts, batch_size)):
         for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:

@@ -86,14 +86,21 @@ def init_model(
     *,
     attn_implementation: str | None = None,
     dtype: str | None = None,
+    seed: int = 42,
 ):
-    """A randomly initialized causal LM of a named shape, sized to `tokenizer`."""
+    """A randomly initialized causal LM of a named shape, sized to `tokenizer`.
+
+    The weights are drawn after `transformers.set_seed(seed)`: the same seed gives the same
+    model (the Trainer seeds only later, once the model exists), so runs are reproducible and
+    the seeds of `recipes/mini_repro.py` really vary the initialization.
+    """
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, set_seed
 
     config = shape_config(
         shape, vocab_size=len(tokenizer), max_length=max_length, tokenizer=tokenizer
     )
+    set_seed(seed)
     return AutoModelForCausalLM.from_config(
         config,
         attn_implementation=attn_implementation,

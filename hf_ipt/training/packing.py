@@ -9,14 +9,16 @@ where they must be.
 
 Documents are kept apart by `position_ids` that restart at 0 at each document start (and at
 each block start). Without an `attention_mask`, transformers derives a block-diagonal causal
-mask from them (sdpa, eager, flex attention) and flash-attention runs varlen, so no token
-attends to another document; `labels` are -100 at every position 0, so no token is predicted
+mask from them (sdpa, eager, flex attention; per row of a ``[batch, length]`` batch) and
+flash-attention runs varlen (only on ONE row: `packed_collator` flattens the batch for it), so
+no token attends to another document; `labels` are -100 at every position 0, so no token is predicted
 from the previous document either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 IGNORE_INDEX = -100
@@ -66,19 +68,36 @@ def pack_sequences(documents: Iterable[Any], seq_length: int) -> Iterator[dict[s
         yield block
 
 
-def collate_packed(features: list[Mapping[str, Sequence[int]]]) -> dict[str, Any]:
+def collate_packed(features: list[Mapping[str, Sequence[int]]], flatten: bool = False) -> dict[str, Any]:
     """Stack equal-length examples into ``[batch, length]`` tensors, else flatten them into ONE row.
 
     Flattening (padding-free, as `DataCollatorWithFlattening` does) keeps the examples apart
     through their `position_ids`, so a batch never carries a pad token. Every example must
     have ``input_ids``, ``labels`` (-100 at position 0) and ``position_ids``.
+
+    Args:
+        features (`list[Mapping]`): packed blocks from `pack_sequences`.
+        flatten (`bool`, *optional*, defaults to `False`): always one ``[1, total]`` row. Flash
+            attention needs it: transformers runs it varlen from `position_ids` only for a batch of
+            one row; a ``[batch, length]`` batch would attend across documents (5.24).
     """
     import torch
 
-    if len({len(f["input_ids"]) for f in features}) == 1:
+    if not flatten and len({len(f["input_ids"]) for f in features}) == 1:
         return {
             key: torch.tensor([list(f[key]) for f in features], dtype=torch.long) for key in KEYS
         }
     return {
         key: torch.tensor([[t for f in features for t in f[key]]], dtype=torch.long) for key in KEYS
     }
+
+
+def needs_flat_batches(model: Any) -> bool:
+    """Whether `model` runs a flash-attention kernel (``flash_attention_2/3``, hub flash kernels)."""
+    implementation = getattr(model.config, "_attn_implementation", None) or ""
+    return "flash" in implementation
+
+
+def packed_collator(model: Any) -> Callable[[list[Mapping[str, Sequence[int]]]], dict[str, Any]]:
+    """`collate_packed` for `model`: flattened rows under flash attention, stacked rows otherwise."""
+    return partial(collate_packed, flatten=needs_flat_batches(model))

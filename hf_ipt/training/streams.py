@@ -8,9 +8,10 @@ with `functools.partial`, so the datasets stay picklable.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .data import endless_rows, load_rows, sharded_stream, tokenize_texts
@@ -114,19 +115,10 @@ def _pretrain_mix(config: Any, share: float) -> list[dict[str, Any]]:
     if config.augmented_dataset:
         fraction = config.augmented_fraction
         documents = "of corpus documents"
+        both = f"raw + augmented: {corpus:.1%} of tokens"
         mix = [
-            _row(
-                config.raw_dataset,
-                "raw text",
-                None,
-                f"{1 - fraction:.0%} {documents} ({corpus:.1%} of tokens)",
-            ),
-            _row(
-                config.augmented_dataset,
-                "instruction-augmented text",
-                None,
-                f"{fraction:.0%} {documents}",
-            ),
+            _row(config.raw_dataset, "raw text", None, f"{1 - fraction:.0%} {documents} ({both})"),
+            _row(config.augmented_dataset, "instruction-augmented text", None, f"{fraction:.0%} {documents}"),
         ]
     else:
         mix = [_row(config.raw_dataset, "raw text", corpus)]
@@ -192,17 +184,34 @@ def _pretrain_blocks(
 ):
     docs = tokenize_texts(_texts(config.raw_dataset, config, rank, world_size, seed), tokenizer)
     if config.augmented_dataset:
-        augmented = tokenize_texts(
-            _texts(config.augmented_dataset, config, rank, world_size, seed), tokenizer
-        )
+        rows = _rows(config.augmented_dataset, config, rank, world_size, seed, config.augmented_dataset)
         ratios = [1 - config.augmented_fraction, config.augmented_fraction]
-        docs = mix_by_tokens([docs, augmented], ratios, count=lambda doc: 1)
+        docs = mix_by_tokens([docs, _augmented_docs(rows, config.text_column, tokenizer)], ratios,
+                             count=num_corpus_texts)
     if collection_fraction > 0:
         texts = _collection_texts(config, endless=True, rank=rank, world_size=world_size, seed=seed)
         docs = mix_by_tokens(
             [docs, tokenize_texts(texts, tokenizer)], [1 - collection_fraction, collection_fraction]
         )
     yield from pack_sequences(docs, seq_length)
+
+
+def _augmented_docs(rows: Iterable[dict], text_column: str, tokenizer: Any, batch_size: int = 256):
+    """Tokenized augmented rows as ``{"input_ids", "num_texts"}``.
+
+    A row renders a CHAIN of corpus texts (``doc_ids``, 2-3 with a model synthesizer), so the
+    1/5 of corpus documents is counted in texts, not rows; a row without ``doc_ids`` counts 1.
+    """
+    rows = iter(rows)
+    while batch := list(itertools.islice(rows, batch_size)):
+        texts = [row[text_column] for row in batch]
+        for row, ids in zip(batch, tokenize_texts(texts, tokenizer, batch_size), strict=True):
+            yield {"input_ids": ids, "num_texts": max(len(row.get("doc_ids") or ()), 1)}
+
+
+def num_corpus_texts(document: Any) -> int:
+    """Corpus texts in one training document: ``num_texts`` of an augmented row, else 1."""
+    return document["num_texts"] if isinstance(document, Mapping) else 1
 
 
 # -- synthesizer tuning: multi-shot sequences from one source each, pairs-only loss -------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from .callbacks import (
     peak_flops,
 )
 from .card import CardInfo, is_hub_id, read_eval_results, render_model_card
-from .packing import collate_packed
+from .packing import packed_collator
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,9 @@ class IPTTrainer(Trainer):
             return
         args = self.args
         model_name = model_name or Path(args.output_dir).name
+        card = replace(self.card, adapter=bool(getattr(self.model, "peft_config", None)))
         text = render_model_card(
-            self.card,
+            card,
             model_name=model_name,
             repo_id=self.hub_model_id or args.hub_model_id or model_name,
             tokens_seen=self.state.num_input_tokens_seen
@@ -114,7 +116,7 @@ def build_trainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
-        data_collator=collate_packed,
+        data_collator=packed_collator(model),
         processing_class=tokenizer,
         callbacks=callbacks,
         card=card,
