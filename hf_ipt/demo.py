@@ -202,14 +202,25 @@ def _write_outputs(cfg, out: Path, augmented: dict, general_source: str, before:
                                 "configs": [read_output(out / "augmented", config_name="demo")]})
     (out / "augmented" / "README.md").write_text(card)
     model_card = out / "model" / "README.md"
-    note = f"\n\n## Demo evaluation (held-out comprehension items)\n\nGeneral half of the mix: {general_source}.\n\n{table}\n"
-    model_card.write_text((model_card.read_text() if model_card.exists() else "") + note)
+    model_card.write_text(_card_with_eval(model_card.read_text() if model_card.exists() else "",
+                                          table, general_source))
     summary = {"config": asdict(cfg), "augmented": augmented["output"], "model": str(out / "model"),
                "eval_tasks": str(out / "eval_tasks"), "before": before, "after": after,
                "general_data": general_source, "dataset_card": str(out / "augmented" / "README.md"),
                "model_card": str(model_card)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _card_with_eval(card: str, table: str, general_source: str) -> str:
+    """The training card with its empty evaluation section filled by the before/after table."""
+    from .training.card import NO_EVAL_RESULTS
+
+    section = (f"Held-out comprehension items built from texts the model never saw, before and after "
+               f"training (general half of the mix: {general_source}):\n\n{table}")
+    if NO_EVAL_RESULTS in card:
+        return card.replace(NO_EVAL_RESULTS, section, 1)
+    return f"{card}\n\n## Demo evaluation\n\n{section}\n"
 
 
 def _push(cfg: DemoConfig, out: Path) -> None:

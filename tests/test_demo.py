@@ -52,6 +52,13 @@ def test_demo_end_to_end_reduced(tmp_path, smollm2_dir):
     # augmented dataset reloads, and holds no held-out text
     rows = pq.read_table(out / "augmented" / "data.parquet").to_pylist()
     assert len(rows) == 45 and sum(r["num_pairs"] for r in rows) > 0
+    from hf_ipt.demo import DemoConfig, read_texts, split_heldout
+
+    cfg = DemoConfig(output_dir=str(out))
+    train_texts, heldout = split_heldout(read_texts(cfg.corpus, cfg.text_column, 50), cfg.heldout_every)
+    augmented = "\n".join(r["text"] for r in rows)
+    assert all(text.strip() in augmented for text in train_texts)  # templify keeps each text whole
+    assert len(heldout) == 5 and not any(text.strip() in augmented for text in heldout)
     # checkpoint reloads
     from transformers import AutoModelForCausalLM
 
@@ -60,7 +67,7 @@ def test_demo_end_to_end_reduced(tmp_path, smollm2_dir):
     # cards and eval table
     assert "Instruction Pre-Training" in (out / "augmented" / "README.md").read_text()
     card = (out / "model" / "README.md").read_text()
-    assert "Demo evaluation" in card and "heldout_title" in card
+    assert "| heldout_title | accuracy |" in card and "No evaluation results yet" not in card
     assert set(json.loads((out / "model" / "eval_results.json").read_text())) == set(summary["before"])
     assert sorted(p.name for p in (out / "eval_tasks").iterdir()) == ["heldout_next_sentence.json", "heldout_title.json"]
     from hf_ipt.evaluation.tasks import load_task_file
