@@ -4,8 +4,7 @@ Per-pair filters are pure functions of ``(context, question, answer)``; `filter_
 the enabled ones and counts what each removed. Defaults are conservative: they only catch
 output that cannot be a useful task (an extractive answer made of words the text does not
 contain, a looping generation, a "question" that is a sentence pasted from the text). An
-answer taken from the question itself (a listed multiple-choice option, words the question
-names) is grounded.
+answer taken from the options a multiple-choice question lists is grounded.
 
 `NearDuplicates` is the corpus-wide pass: MinHash LSH (`datasketch`) over word shingles of
 ``question + answer``; the first occurrence in corpus order is kept, so the decisions are
@@ -29,7 +28,7 @@ class FilterConfig:
     filter_ungrounded: bool = field(
         default=True,
         metadata={"help": "Drop extractive answers (2..extractive_max_words words) whose words are mostly "
-                  "in neither the text nor the question; an answer equal to a listed option is kept."},
+                  "in neither the text nor the options the question lists (multiple choice)."},
     )
     extractive_max_words: int = field(
         default=8, metadata={"help": "Answers of 2 to this many words count as extractive spans; one-word "
@@ -37,7 +36,7 @@ class FilterConfig:
     )
     min_grounding: float = field(
         default=0.5,
-        metadata={"help": "Fraction of an extractive answer's words that must occur in the text or the question."},
+        metadata={"help": "Fraction of an extractive answer's words that must occur in the text or the listed options."},
     )
     filter_degenerate: bool = field(
         default=True, metadata={"help": "Drop pairs with an empty side or a looping question/answer."}
@@ -80,10 +79,9 @@ def words(text: str) -> list[str]:
 def is_ungrounded(context: str, answer: str, config: FilterConfig, question: str = "") -> bool:
     """An extractive-length answer whose content words mostly occur in neither `context` nor `question`.
 
-    Words of the question ground an answer too, so an answer equal to one of the options the
-    question lists (``"...\\nOptions:\\n- a\\n- b"``, in any layout) is always grounded: answering
-    from the options is what a multiple-choice task asks for, and short answers may name
-    what the question names.
+    The options a multiple-choice question lists (``"...\\nOptions:\\n- a\\n- b"``, the
+    synthesizer's layout) ground an answer too: answering from them is what the task asks for.
+    The rest of the question does not, or an answer that merely repeats it would pass.
 
     Args:
         context (`str`): the raw text the pair was synthesized from.
@@ -95,7 +93,9 @@ def is_ungrounded(context: str, answer: str, config: FilterConfig, question: str
     if not 2 <= len(answer_words) <= config.extractive_max_words:
         return False
     content = [w for w in answer_words if len(w) > 2] or answer_words  # "a", "of", "in" prove nothing
-    vocabulary = set(words(context)) | set(words(question))
+    from .templify.pairs import parse_question
+
+    vocabulary = set(words(context)) | set(words(" ".join(parse_question(question).options)))
     return sum(w in vocabulary for w in content) / len(content) < config.min_grounding
 
 

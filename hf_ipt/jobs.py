@@ -342,6 +342,8 @@ def synthesize_unit(job: JobConfig, index: int, shard: dict, augment: Augmenter,
                                     sum(len(r["pairs"]) for r in rows))
 
     write_atomic(_path(job, "pairs", index, ".parquet"), write)  # a per-process temporary
+    if unit_done(job, index):  # a duplicate run finished first: its marker stands as written
+        return stats
     marker = {**vars(stats), "rejects": dict(stats.rejects), "filtered": dict(stats.filtered),
               "chain": asdict(stats.chain), "unit": index, "shard": shard, "rank": rank}
     write_json(_path(job, "pairs", index, ".json"), marker)

@@ -219,6 +219,11 @@ def test_entity_f1_parses_the_whole_entity_span():
     assert compute_metric("entity_f1", preds, refs) == pytest.approx(100.0)
 
 
+def test_entity_f1_ignores_a_lead_in():
+    preds = ["Entities: Apple (organization), Tim Cook (person)"]
+    assert compute_metric("entity_f1", preds, ["Apple (organization), Tim Cook (person)"]) == 100.0
+
+
 def test_entity_f1_credits_each_prediction_once():
     refs = ["Alice (person), Carol (person), Acme (organization)"]
     # a type-only overlap earns nothing, and cannot be reused for two gold persons
@@ -248,14 +253,16 @@ def test_numeric_match_scores_the_final_number_of_the_first_line(prediction, ref
 @pytest.mark.parametrize(
     ("prediction", "reference", "right"),
     [
-        ("14.1", "14.1%", True),  # `%` is ignored on both sides
+        ("14.1", "14.1%", True),  # a percentage stands for x and x / 100
         ("14.1%", "14.1", True),
         ("14.1 %", "14.1%", True),
-        ("0.141", "14.1%", False),  # the spec names only abs tol 1e-2: no x vs x/100
-        ("14.1%", "0.141", False),
+        ("0.141", "14.1%", True),  # ConvFinQA golds come as fractions and as percentages
+        ("-11.5%", "-0.115", True),
+        ("0.141", "14.1", False),  # two plain numbers must agree as written
+        ("14.1%", "0.17", False),
     ],
 )
-def test_numeric_match_treats_percent_alike_on_both_sides(prediction, reference, right):
+def test_numeric_match_reads_a_percentage_both_ways(prediction, reference, right):
     assert compute_metric("numeric_match", [prediction], [reference]) == 100.0 * right
 
 

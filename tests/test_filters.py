@@ -41,16 +41,14 @@ MC_QUESTION = ("What is the tone of the report?\nOptions:\n- Cautiously optimist
                "- Deeply pessimistic outlook\n- Entirely neutral summary")
 
 
-def test_answers_from_the_question_are_grounded():
+def test_answers_from_the_listed_options_are_grounded():
     """Default settings keep a multiple-choice answer taken from the listed options (not in the text)."""
     assert "optimistic" not in TEXT.lower() and "pessimistic" not in TEXT.lower()
     assert not is_ungrounded(TEXT, "Deeply pessimistic outlook", CONFIG, MC_QUESTION)
     assert not is_ungrounded(TEXT, "deeply  PESSIMISTIC outlook.", FilterConfig(min_grounding=1.0), MC_QUESTION)
-    # a short answer naming what the question names
-    assert not is_ungrounded(TEXT, "Swiss watchmakers", CONFIG, "Which group do Swiss watchmakers belong to?")
-    # still removed: words in neither the text nor the question (options included)
+    # still removed: words in neither the text nor the options, even if the question names them
     assert is_ungrounded(TEXT, "Purple elephants dancing", CONFIG, MC_QUESTION)
-    assert is_ungrounded(TEXT, "Swiss watchmakers", CONFIG, "Which group is mentioned?")
+    assert is_ungrounded(TEXT, "Swiss watchmakers", CONFIG, "Which group do Swiss watchmakers belong to?")
     pairs = [(MC_QUESTION, "Cautiously optimistic outlook", "mc"), (MC_QUESTION, "Giraffes on holiday", "mc")]
     assert filter_pairs(TEXT, pairs, CONFIG) == (pairs[:1], {"ungrounded": 1})
 

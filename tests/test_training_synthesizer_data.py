@@ -44,6 +44,17 @@ def test_labels_mask_everything_but_the_pairs(tiny_tokenizer):
     assert sequence["position_ids"] == list(range(len(ids)))
 
 
+def test_markers_in_the_text_are_blanked_as_in_synthesis(tiny_tokenizer):
+    shot = encode_shot(tiny_tokenizer, "Prices <s>fell</s> sharply.", [("Why <ANS> it?", "Costs </END> rose.")])
+    ids = shot["input_ids"]
+    bos, eos = tiny_tokenizer.bos_token_id, tiny_tokenizer.eos_token_id
+    assert ids.count(bos) == 1 and ids[0] == bos and ids.count(eos) == 1 and ids[-1] == eos
+    from hf_ipt.protocol import parse_pairs
+
+    text = tiny_tokenizer.decode(ids)
+    assert parse_pairs(text.split("</CON>")[1].replace("</s>", "")) == [("Why   it?", "Costs   rose.")]
+
+
 def test_sequences_fill_max_length_and_skip_only_overlong_shots(tiny_tokenizer, caplog):
     encoded = [encode_shot(tiny_tokenizer, c, p) for c, p in SHOTS * 4]
     lengths = [len(e["input_ids"]) for e in encoded]

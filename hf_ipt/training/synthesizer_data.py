@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..protocol import context_block, format_shot
+from ..protocol import blank_markers, context_block, format_shot
 from .packing import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
@@ -65,9 +65,15 @@ def row_shot(row: Mapping[str, Any], context_column: str = "context", pairs_colu
 def encode_shot(
     tokenizer: Any, context: str, pairs: Sequence[tuple[str, str]]
 ) -> dict[str, list[int]]:
-    """Token ids of one shot and its labels: the ids on the pairs and ``</s>``, -100 on the context block."""
+    """Token ids of one shot and its labels: the ids on the pairs and ``</s>``, -100 on the context block.
+
+    Protocol markers inside the text or the pairs are blanked (`blank_markers`), as synthesis
+    does (`hf_ipt.chaining`): a literal ``</s>`` in a context must not become an EOS.
+    """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("synthesizer tuning needs a fast tokenizer (offsets locate the pairs)")
+    context = blank_markers(context)
+    pairs = [(blank_markers(q), blank_markers(a)) for q, a in pairs]
     pairs_start = len(context_block(context))
     encoding = tokenizer(
         format_shot(context, pairs), add_special_tokens=False, return_offsets_mapping=True

@@ -46,7 +46,8 @@ def parse_entities(text: str) -> Counter[tuple[str, str]]:
     """
     found: Counter[tuple[str, str]] = Counter()
     for name, kind in _ENTITY.findall(text):
-        name, kind = normalize(name), normalize(kind)
+        # a lead-in ("Entities: Apple (organization)") is not part of the first entity
+        name, kind = normalize(name.rsplit(":", 1)[-1]), normalize(kind)
         if name and kind:
             found[(name, kind)] += 1
     return found

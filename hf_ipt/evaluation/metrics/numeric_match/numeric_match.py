@@ -2,13 +2,14 @@
 
 The paper's evaluation rules: "Generation tasks (NER, ConvFinQA): greedy, stop
 at newline, at most 100 new tokens, prompt left-truncated to fit; NER entity F1, ConvFinQA
-numeric match (abs tol 1e-2)." The spec names no percentage or x-vs-x/100 rule, so none is
-added: a ``%`` sign is ignored on both sides (``14.1%`` and ``14.1`` are both 14.1) and
-``0.141`` does not match ``14.1%``.
+numeric match (abs tol 1e-2)."
 
 Only the first line of each text counts. The gold value is the first number of the
 reference; the predicted value is the LAST number of the prediction's first line (the
-stated answer, e.g. after any working). Thousands separators are dropped.
+stated answer, e.g. after any working). Thousands separators are dropped. A percentage is
+ambiguous (ConvFinQA golds are written both as ``14.1%`` and as the fraction ``0.141``), so
+a number with ``%`` stands for both ``x`` and ``x / 100``: ``14.1%`` matches ``14.1`` and
+``0.141``; two plain numbers must agree as they are.
 """
 
 import math
@@ -17,7 +18,7 @@ import re
 import datasets
 import evaluate
 
-_NUMBER = re.compile(r"[-+]?\.?\d+(?:,\d\d\d)*\.?\d*(?:[eE][-+]?\d+)?")
+_NUMBER = re.compile(r"[-+]?\.?\d+(?:,\d\d\d)*\.?\d*(?:[eE][-+]?\d+)?(?:\s?%)?")
 _INPUTS = """
 Args:
     predictions (`list[str]`): generated answers.
@@ -28,17 +29,21 @@ Returns:
 """
 
 
-def parse_numbers(text: str) -> list[float]:
-    """The numbers on the first line of `text`, in order.
+def parse_numbers(text: str) -> list[tuple[float, ...]]:
+    """The numbers on the first line of `text`, in order, each as its candidate values.
 
     Args:
         text (`str`): an answer such as ``"1,234.5"`` or ``"14.1%"``.
 
     Returns:
-        `list[float]`: thousands separators dropped; a trailing ``%`` is ignored (the same on
-        both sides), so ``"14.1%"`` gives ``[14.1]``.
+        `list[tuple[float, ...]]`: ``(x,)`` for a plain number, ``(x, x / 100)`` for a
+        percentage; thousands separators dropped.
     """
-    return [float(token.replace(",", "")) for token in _NUMBER.findall(text.split("\n")[0])]
+    numbers = []
+    for token in _NUMBER.findall(text.split("\n")[0]):
+        value = float(token.rstrip("% ").replace(",", ""))
+        numbers.append((value, value / 100) if token.endswith("%") else (value,))
+    return numbers
 
 
 def is_match(prediction: str, reference: str, abs_tol: float = 1e-2) -> bool:
@@ -55,7 +60,7 @@ def is_match(prediction: str, reference: str, abs_tol: float = 1e-2) -> bool:
     gold, pred = parse_numbers(reference), parse_numbers(prediction)
     if not gold or not pred:
         return False
-    return math.isclose(pred[-1], gold[0], abs_tol=abs_tol)
+    return any(math.isclose(p, g, abs_tol=abs_tol) for p in pred[-1] for g in gold[0])
 
 
 class NumericMatch(evaluate.Metric):
