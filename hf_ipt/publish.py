@@ -8,8 +8,10 @@ Input is either layout of a synthesis run: ``data/*.parquet`` + ``manifest.json`
 synthesize``) or ``data.parquet`` + ``summary.json`` (``hf-ipt augment``). In the repo a config
 is a folder, ``<config>/*.parquet`` plus ``<config>/stats.json`` (the statistics its card section
 is rendered from), listed under ``configs:`` in the README YAML. Pushing a second corpus keeps
-the configs already there; pushing a corpus again replaces its files. Everything lands in one
-commit. `render_dataset_card` is pure; `push_dataset` only reads, renders and commits.
+the configs already there; pushing a corpus again replaces its files; pushing another corpus
+under a taken config name is refused unless ``overwrite=True``. Everything lands in one commit,
+made on top of the head it was rendered from (``parent_commit``; redone when another push
+landed first). `render_dataset_card` is pure; `push_dataset` only reads, renders and commits.
 Reading, rendering and pushing share one normalized statistics dict, so they stay in one file.
 """
 
@@ -32,6 +34,7 @@ NOT_RECORDED = "not recorded"
 STATS_FILE = "stats.json"
 RETRY_STATUS = (429, 500, 502, 503, 504)  # rate limit and transient server errors
 MAX_ATTEMPTS = 5
+CONFLICT_ATTEMPTS = 5  # read-render-commit rounds when another commit lands first (HTTP 412)
 BACKOFF_S = 2.0  # doubled after each failed attempt; a Retry-After header wins
 _EXTENSIONS = re.compile(r"\.(jsonl|json|txt|parquet|csv|arrow)$")
 _CONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -245,8 +248,13 @@ def _fmt(value: Any, none: str = NOT_RECORDED) -> str:
 
 
 def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | None = None, token: str | None = None,
-                 private: bool = False, revision: str | None = None) -> str:
+                 private: bool = False, revision: str | None = None, overwrite: bool = False) -> str:
     """Upload a synthesis output folder as config ``config_name`` of the dataset repo ``repo_id``.
+
+    The push reads the branch head (README and the other configs' ``stats.json``), renders the
+    card and commits with that head as ``parent_commit``. When another commit lands in between,
+    the Hub refuses the commit (HTTP 412) and the push reads, renders and commits again, so a
+    concurrent push of another config is never dropped from the card.
 
     Args:
         output_dir (`str` or `Path`): folder with ``data/*.parquet`` or ``data.parquet``.
@@ -255,25 +263,56 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
         token (`str`, *optional*): defaults to ``HF_TOKEN`` or the saved login.
         private (`bool`, *optional*, defaults to `False`): visibility of a newly created repo.
         revision (`str`, *optional*): branch to commit to (created when missing); default ``main``.
+        overwrite (`bool`, *optional*, defaults to `False`): replace config ``config_name`` even when
+            it holds another corpus or synthesizer (or was not pushed by hf_ipt). Re-pushing the same
+            corpus with the same synthesizer needs no flag.
 
     Returns:
         `str`: the URL of the dataset repo.
+
+    Raises:
+        `ValueError`: config ``config_name`` already holds different data and `overwrite` is `False`.
     """
-    from huggingface_hub import HfApi, get_token
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
 
     api = HfApi(token=token)
     info = read_output(output_dir, config_name)
     url = _retrying(api.create_repo, repo_id, repo_type="dataset", private=private, exist_ok=True)
     if revision:
         _retrying(api.create_branch, repo_id, repo_type="dataset", branch=revision, exist_ok=True)
-    metadata, others, previous = _existing_configs(api, repo_id, revision, info["config_name"])
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            _commit_config(api, output_dir, repo_id, info, token=token, revision=revision, overwrite=overwrite)
+            break
+        except HfHubHTTPError as err:
+            if not _is_conflict(err) or attempt == CONFLICT_ATTEMPTS:
+                raise
+            logger.warning("hf_ipt push: %s changed while pushing (HTTP 412); reading it again, attempt %d/%d",
+                           repo_id, attempt + 1, CONFLICT_ATTEMPTS)
+    return str(url) + (f"/tree/{revision}" if revision else "")
+
+
+def _commit_config(api, output_dir: str | Path, repo_id: str, info: dict, *, token: str | None,
+                   revision: str | None, overwrite: bool) -> None:
+    """Read the branch head, render the card and commit on top of that head (HTTP 412 if it moved)."""
+    from huggingface_hub import get_token
+
+    parent = _retrying(api.repo_info, repo_id, repo_type="dataset", revision=revision).sha
+    metadata, others, previous = _existing_configs(api, repo_id, parent, info, overwrite)
     card = render_dataset_card({"repo_id": repo_id, "configs": [*others, info], "metadata": metadata})
     stats = json.dumps(info, indent=2)
     _refuse_secret(token or get_token(), card=card, stats=stats)
-    operations = _operations(output_dir, info, card, stats, stale=sorted(set(previous) - set(info["data_files"])))
-    _retrying(api.create_commit, repo_id, operations, repo_type="dataset", revision=revision,
+    gone = set(previous) - set(info["data_files"])
+    stale = sorted(gone & _config_files(api, repo_id, parent, info["config_name"])) if gone else []
+    operations = _operations(output_dir, info, card, stats, stale=stale)
+    _retrying(api.create_commit, repo_id, operations, repo_type="dataset", revision=revision, parent_commit=parent,
               commit_message=f"hf_ipt: publish config {info['config_name']}")
-    return str(url) + (f"/tree/{revision}" if revision else "")
+
+
+def _is_conflict(err) -> bool:
+    """Whether the `HfHubHTTPError` `err` answers a commit whose ``parent_commit`` is no longer the head."""
+    return err.response is not None and err.response.status_code == 412
 
 
 def _operations(output_dir: str | Path, info: dict, card: str, stats: str, stale: list[str]) -> list:
@@ -290,23 +329,63 @@ def _operations(output_dir: str | Path, info: dict, card: str, stats: str, stale
     return operations
 
 
-def _existing_configs(api, repo_id: str, revision: str | None, name: str) -> tuple[dict, list[dict], list[str]]:
-    """The repo's README metadata, its other configs (with their stats) and the files of `name` now there."""
-    readme = _read_remote(api, repo_id, "README.md", revision)
+def _existing_configs(api, repo_id: str, commit: str, info: dict,
+                      overwrite: bool) -> tuple[dict, list[dict], list[str]]:
+    """The README metadata at `commit`, its other configs (with their stats) and the files our config lists.
+
+    Refuses, unless `overwrite`, to replace a config of the same name that holds other data.
+    """
+    readme = _read_remote(api, repo_id, "README.md", commit)
     metadata = _front_matter(readme.decode("utf-8")) if readme else {}
     others, previous = [], []
     for entry in metadata.get("configs") or []:
-        raw = _read_remote(api, repo_id, f"{entry['config_name']}/{STATS_FILE}", revision)
-        stats = json.loads(raw) if raw else {"config_name": entry["config_name"]}
-        if entry["config_name"] == name:
-            previous = stats.get("data_files") or []
+        raw = _read_remote(api, repo_id, f"{entry['config_name']}/{STATS_FILE}", commit)
+        stats = json.loads(raw) if raw else None
+        if entry["config_name"] == info["config_name"]:
+            if not overwrite:
+                _refuse_replacing(repo_id, stats, info)
+            previous = (stats or {}).get("data_files") or []
         else:
-            others.append({**stats, "yaml": entry})
+            others.append({**(stats or {"config_name": entry["config_name"]}), "yaml": entry})
     return metadata, others, previous
 
 
-def _read_remote(api, repo_id: str, filename: str, revision: str | None) -> bytes | None:
-    """A file of the repo as it is now, or `None` when the repo has no such file.
+def _refuse_replacing(repo_id: str, remote: dict | None, info: dict) -> None:
+    """Fail when config ``info["config_name"]`` of the repo holds another corpus or synthesizer.
+
+    Two corpora can derive one config name (``/x/train.jsonl`` and ``/y/train.jsonl`` are both
+    ``train``); pushing the second would delete the first's shards and overwrite its card section.
+    """
+    name = info["config_name"]
+    fix = (f"pass another config name (--config_name NEW, `config_name=`) to publish it beside, or "
+           f"--overwrite (`overwrite=True`) to replace config {name!r}")
+    if remote is None:
+        raise ValueError(f"config {name!r} of {repo_id} was not pushed by hf_ipt (no {name}/{STATS_FILE}), so "
+                         f"pushing {info['corpus']!r} would replace data it cannot identify: {fix}")
+    if any(remote.get(key) != info[key] for key in ("corpus", "synthesizer")):
+        raise ValueError(f"config {name!r} of {repo_id} holds corpus {remote.get('corpus')!r} (synthesizer "
+                         f"{remote.get('synthesizer')!r}), not corpus {info['corpus']!r} (synthesizer "
+                         f"{info['synthesizer']!r}); pushing would replace it: {fix}")
+
+
+def _config_files(api, repo_id: str, commit: str, name: str) -> set[str]:
+    """The paths of the files under folder `name` at `commit` (empty when there is no such folder).
+
+    Only these can be deleted: a file listed in the old ``stats.json`` may be gone already (a
+    hand-made commit removed it), and deleting a missing file fails the whole commit (HTTP 404).
+    """
+    from huggingface_hub import RepoFile
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    try:
+        tree = api.list_repo_tree(repo_id, name, recursive=True, revision=commit, repo_type="dataset")
+        return {entry.path for entry in tree if isinstance(entry, RepoFile)}
+    except RemoteEntryNotFoundError:
+        return set()
+
+
+def _read_remote(api, repo_id: str, filename: str, revision: str) -> bytes | None:
+    """A file of the repo at `revision` (a commit sha), or `None` when the repo has no such file.
 
     Not `hf_hub_download`: when the Hub fails to answer, it falls back to a cached copy, which
     may be stale, and a stale README would drop configs pushed since. `http_backoff` retries
@@ -335,8 +414,10 @@ def _retrying(call, *args, **kwargs):
     """`call(*args, **kwargs)`, retried on HTTP 429/5xx with exponential backoff.
 
     huggingface_hub retries preupload and LFS transfers itself, but not `create_repo`,
-    `create_branch` or the final commit POST (`_send_commit(retry_on_error=False)`).
-    Re-sending a commit is safe here: it carries the same files, so at worst it is a no-op.
+    `create_branch`, `repo_info` or the final commit POST (`_send_commit(retry_on_error=False)`).
+    Re-sending a commit is safe here: it names its ``parent_commit``, so when the first one did
+    land (a lost answer) the Hub refuses the copy with HTTP 412 and `push_dataset` starts over
+    from the new head.
     """
     from huggingface_hub.errors import HfHubHTTPError
 

@@ -24,6 +24,10 @@ class PushArguments:
     config_name: str | None = field(default=None, metadata={"help": "Config name (default: the corpus name)."})
     private: bool = field(default=False, metadata={"help": "Create the repo as private when it does not exist."})
     revision: str | None = field(default=None, metadata={"help": "Branch to push to (created when missing)."})
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Replace config --config_name even when it holds another corpus or synthesizer."},
+    )
     token: str | None = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or the saved login)."})
 
 
@@ -37,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     (args,) = HfArgumentParser(PushArguments, prog="hf-ipt push").parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     url = push_dataset(args.output_dir, args.repo_id, config_name=args.config_name, token=args.token,
-                       private=args.private, revision=args.revision)
+                       private=args.private, revision=args.revision, overwrite=args.overwrite)
     print(f"pushed {args.output_dir} -> {url}")
     return 0
 

@@ -111,6 +111,20 @@ def test_cli_rejects_bad_values():
         main(["--model", "x", "--add_bos", "sometimes"])
 
 
+def test_cli_rejects_an_unknown_dtype_at_parse_time_listing_the_choices(capsys):
+    from hf_ipt.evaluation.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--model", "x", "--dtype", "bf16"])  # not an AttributeError from getattr(torch, "bf16")
+    err = capsys.readouterr().err
+    assert "--dtype" in err and "'bf16'" in err
+    assert all(f"'{choice}'" in err for choice in ("auto", "bfloat16", "float16", "float32"))
+    from hf_ipt.evaluation.cli import EvalScriptArguments
+
+    with pytest.raises(ValueError, match="`dtype` must be one of auto, bfloat16, float16, float32, got 'bf16'"):
+        EvalScriptArguments(model_name_or_path="x", dtype="bf16")
+
+
 def test_cli_help_runs_as_a_module():
     proc = subprocess.run(
         [sys.executable, "-m", "hf_ipt.evaluation.cli", "--help"],

@@ -220,9 +220,9 @@ def test_second_corpus_keeps_first_config_and_repush_replaces_files(hub, tmp_pat
 def test_reading_the_existing_card_is_retried_and_never_guessed(hub, tmp_path):
     push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
     hub.fail_next("resolve", 503)  # retried by huggingface_hub's http_backoff
-    before = len(hub.requests)
+    before, head = len(hub.requests), hub.heads[("dataset", REPO, "main")]
     push_dataset(job_output(tmp_path / "fin"), REPO, token=TOKEN)
-    assert hub.requests[before:].count(("GET", f"/datasets/{REPO}/resolve/main/README.md")) == 2
+    assert hub.requests[before:].count(("GET", f"/datasets/{REPO}/resolve/{head}/README.md")) == 2  # at the head
     card = hub.files(REPO)["README.md"].decode()
     assert [c["config_name"] for c in front_matter(card)["configs"]] == ["bbc-business", "finance"]
 
@@ -230,6 +230,88 @@ def test_reading_the_existing_card_is_retried_and_never_guessed(hub, tmp_path):
     with pytest.raises(Exception, match="403"):
         push_dataset(augment_output(tmp_path / "other", corpus="other"), REPO, token=TOKEN)
     assert len(hub.commits) == 2 and hub.files(REPO)["README.md"].decode() == card
+
+
+def configs_of(hub, revision: str = "main") -> list[str]:
+    return [c["config_name"] for c in front_matter(hub.files(REPO, revision)["README.md"].decode())["configs"]]
+
+
+def test_a_commit_landing_between_read_and_commit_is_not_dropped(hub, tmp_path):
+    push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
+    other = augment_output(tmp_path / "other", corpus="other")
+    # another client pushes config `other` after this push read the card, just before it commits
+    hub.before_next("commit", lambda: push_dataset(other, REPO, token=TOKEN))
+    push_dataset(job_output(tmp_path / "fin"), REPO, token=TOKEN)
+    assert configs_of(hub) == ["bbc-business", "finance", "other"]  # read again after the 412, so `other` stays
+    card = hub.files(REPO)["README.md"].decode()
+    assert "### `other`" in card and "**rows:** 4; **pairs:** synthesized: 20, kept: 17" in card
+    assert {"other/data.parquet", "finance/00001.parquet", "bbc-business/data.parquet"} <= set(hub.files(REPO))
+    assert hub.requests.count(("POST", f"/api/datasets/{REPO}/commit/main")) == 4  # one refused with 412
+    assert all(c.get("parentCommit") for c in hub.commits)  # each made on top of the head it was rendered from
+
+
+def test_conflicts_give_up_after_conflict_attempts(hub, tmp_path):
+    from huggingface_hub.errors import HfHubHTTPError
+
+    hub.fail_next("commit", 412, times=publish.CONFLICT_ATTEMPTS)
+    with pytest.raises(HfHubHTTPError, match="412"):
+        push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
+    assert hub.requests.count(("GET", f"/api/datasets/{REPO}")) == publish.CONFLICT_ATTEMPTS  # head read each time
+    assert hub.files(REPO) == {}
+
+
+def test_another_corpus_under_a_taken_config_name_is_refused_unless_overwrite(hub, tmp_path):
+    push_dataset(augment_output(tmp_path / "x", corpus="/x/train.jsonl"), REPO, token=TOKEN)
+    before = hub.files(REPO)
+    y = augment_output(tmp_path / "y", corpus="/y/train.jsonl")  # also derives config `train`
+    with pytest.raises(ValueError, match=r"'/x/train.jsonl'.*not corpus '/y/train.jsonl'.*--config_name NEW.*"
+                                         r"--overwrite"):
+        push_dataset(y, REPO, token=TOKEN)
+    assert hub.files(REPO) == before and len(hub.commits) == 1
+
+    push_dataset(y, REPO, token=TOKEN, config_name="train-y")  # beside it
+    push_dataset(y, REPO, token=TOKEN, overwrite=True)  # or in its place
+    assert configs_of(hub) == ["train", "train-y"]
+    assert json.loads(hub.files(REPO)["train/stats.json"])["corpus"] == "/y/train.jsonl"
+    push_dataset(y, REPO, token=TOKEN)  # the same corpus again needs no flag
+    assert len(hub.commits) == 4
+
+
+def test_another_synthesizer_or_an_unknown_config_is_refused_unless_overwrite(hub, tmp_path):
+    from huggingface_hub import HfApi
+
+    from hf_ipt import publish_cli
+
+    push_dataset(job_output(tmp_path / "fin"), REPO, token=TOKEN)  # corpus data/finance/*.jsonl, a model
+    rules = augment_output(tmp_path / "rules", corpus="data/finance/*.jsonl")  # same corpus, the rules miner
+    with pytest.raises(ValueError, match=f"synthesizer '{SYNTHESIZER}'.*synthesizer 'rules'"):
+        push_dataset(rules, REPO, token=TOKEN)
+    argv = ["--output_dir", str(rules), "--repo_id", REPO, "--token", TOKEN, "--overwrite"]
+    assert publish_cli.main(argv) == 0
+    assert json.loads(hub.files(REPO)["finance/stats.json"])["synthesizer"] == "rules"
+
+    card = "---\nconfigs:\n- config_name: hand-made\n  data_files: extra/*.jsonl\n---\n"
+    HfApi(token=TOKEN).upload_file(path_or_fileobj=card.encode(), path_in_repo="README.md", repo_id=REPO,
+                                   repo_type="dataset")
+    with pytest.raises(ValueError, match="'hand-made' of my-org/augmented was not pushed by hf_ipt"):
+        push_dataset(rules, REPO, token=TOKEN, config_name="hand-made")
+
+
+def test_stale_files_already_gone_are_not_deleted(hub, tmp_path):
+    push_dataset(job_output(tmp_path / "fin", shards=3), REPO, token=TOKEN)
+    hub.repos[("dataset", REPO)]["main"].pop("finance/00002.parquet")  # removed by hand since
+    push_dataset(job_output(tmp_path / "fin1", shards=1), REPO, token=TOKEN)
+    assert sorted(p for p in hub.files(REPO) if p.startswith("finance/")) == ["finance/00000.parquet",
+                                                                               "finance/stats.json"]
+
+
+def test_a_lost_commit_answer_is_not_a_failure(hub, tmp_path):
+    push_dataset(job_output(tmp_path / "fin", shards=2), REPO, token=TOKEN)
+    hub.fail_next("commit", 503, applied=True)  # the commit lands, its answer is lost
+    push_dataset(job_output(tmp_path / "fin1", shards=1), REPO, token=TOKEN)  # re-sent: 412, read again, commit
+    assert sorted(p for p in hub.files(REPO) if p.startswith("finance/")) == ["finance/00000.parquet",
+                                                                               "finance/stats.json"]
+    assert hub.requests.count(("POST", f"/api/datasets/{REPO}/commit/main")) == 4
 
 
 def test_push_to_a_branch_leaves_main_alone(hub, tmp_path):
@@ -307,6 +389,7 @@ def test_pushed_layout_loads_with_datasets(hub, tmp_path):
 def test_push_help():
     out = hf_ipt("push", "--help")
     assert out.returncode == 0 and "--repo_id" in out.stdout and "--config_name" in out.stdout
+    assert "--overwrite" in out.stdout
     assert "push" in hf_ipt("--help").stdout
 
 

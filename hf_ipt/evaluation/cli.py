@@ -17,9 +17,10 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 GENERAL = "general"
+Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 
 
 @dataclass
@@ -46,7 +47,7 @@ class EvalScriptArguments:
     device: str | None = field(
         default=None, metadata={"help": "torch device; defaults to cuda when available, else cpu."}
     )
-    dtype: str = field(
+    dtype: Dtype = field(
         default="auto",
         metadata={"help": "Model dtype: auto (as saved), bfloat16, float16, float32."},
     )
@@ -76,6 +77,8 @@ class EvalScriptArguments:
     )
 
     def __post_init__(self) -> None:
+        if self.dtype not in get_args(Dtype):  # the parser checks --dtype; this checks code building the arguments
+            raise ValueError(f"`dtype` must be one of {', '.join(get_args(Dtype))}, got {self.dtype!r} (--dtype)")
         if self.batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1, got {self.batch_size} (--batch_size)")
         if self.max_examples is not None and self.max_examples < 1:
