@@ -18,6 +18,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .templify.pairs import parse_question
+
 _WORD = re.compile(r"\w+")
 
 
@@ -93,8 +95,6 @@ def is_ungrounded(context: str, answer: str, config: FilterConfig, question: str
     if not 2 <= len(answer_words) <= config.extractive_max_words:
         return False
     content = [w for w in answer_words if len(w) > 2] or answer_words  # "a", "of", "in" prove nothing
-    from .templify.pairs import parse_question
-
     vocabulary = set(words(context)) | set(words(" ".join(parse_question(question).options)))
     return sum(w in vocabulary for w in content) / len(content) < config.min_grounding
 

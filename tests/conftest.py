@@ -79,6 +79,17 @@ def train_tiny_tokenizer(vocab_size: int = 600):
     )
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """2 shared cores: torch's default thread pool thrashes (100x slower) on tiny models."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     return train_tiny_tokenizer()

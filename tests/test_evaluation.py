@@ -17,15 +17,7 @@ from hf_ipt.evaluation import Example, Task, load_task_file, load_tasks, save_ta
 from hf_ipt.evaluation.metrics import METRIC_MODULES, compute_metric, load_metric
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """2 shared cores: torch's default thread pool thrashes (100x slower) on tiny models."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -51,15 +51,7 @@ def hub_dir(tmp_path: Path) -> Path:
     return tmp_path / "tasks"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """2 shared cores: torch's default thread pool thrashes (100x slower) on tiny models."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- CLI ----------------------------------------------------------------------------------

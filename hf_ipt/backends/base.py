@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -116,3 +117,20 @@ def stop_token_ids(tokenizer: Any, model_eos: int | list[int] | None = None) -> 
     if not ids:
         raise ValueError("the tokenizer has no `eos_token` and the model names no `eos_token_id`")
     return ids
+
+
+def local_rank(environ: Mapping[str, str]) -> int | None:
+    """``LOCAL_RANK`` as set by torchrun / ``accelerate launch``, or `None` when unset.
+
+    Raises:
+        `ValueError`: the variable is set but not a non-negative integer.
+    """
+    value = environ.get("LOCAL_RANK")
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise ValueError(
+            f"LOCAL_RANK must be a non-negative integer, got {value!r}; unset it, fix the launcher or pass "
+            "an explicit `device` (BackendConfig.device)"
+        )
+    return int(value)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..models import load_causal_lm
-from .base import BackendConfig, Generation, check_prompts, stop_token_ids
+from .base import BackendConfig, Generation, check_prompts, local_rank, stop_token_ids
 
 logger = logging.getLogger(__name__)
 
@@ -33,15 +33,8 @@ def default_device(environ: Mapping[str, str], device_count: int) -> str:
     """
     if device_count < 1:
         return "cpu"
-    local_rank = environ.get("LOCAL_RANK")
-    if local_rank is None:
-        return "cuda"
-    if not local_rank.strip().isdigit():
-        raise ValueError(
-            f"LOCAL_RANK must be a non-negative integer, got {local_rank!r}; unset it or pass an "
-            "explicit `device` (BackendConfig.device)"
-        )
-    return f"cuda:{int(local_rank) % device_count}"
+    rank = local_rank(environ)
+    return "cuda" if rank is None else f"cuda:{rank % device_count}"
 
 
 def _resolve_dtype(name: str, device: str) -> Any:

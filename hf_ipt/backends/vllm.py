@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .base import BackendConfig, Generation, check_prompts, stop_token_ids
+from .base import BackendConfig, Generation, check_prompts, local_rank, stop_token_ids
 
 _MISSING_VLLM = (
     "The vLLM backend needs the `vllm` extra: pip install 'hf_ipt[vllm]' "
@@ -44,14 +44,9 @@ def rank_visible_devices(
         device_count (`int`): GPUs visible when ``CUDA_VISIBLE_DEVICES`` is unset.
         tensor_parallel_size (`int`): GPUs per engine.
     """
-    local_rank = environ.get("LOCAL_RANK")
-    if local_rank is None:
+    rank = local_rank(environ)
+    if rank is None:
         return None
-    if not local_rank.strip().isdigit():
-        raise ValueError(
-            f"LOCAL_RANK must be a non-negative integer, got {local_rank!r}; unset it or fix the launcher"
-        )
-    rank = int(local_rank)
     given = environ.get("CUDA_VISIBLE_DEVICES")
     if given is None:
         visible = [str(i) for i in range(device_count)]
