@@ -7,10 +7,10 @@ backend). The shipped YAML configs are used, with CLI overrides sized for CPU.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -48,7 +48,6 @@ CPU = [
 
 
 def _run(args: list[str], timeout: int = 600) -> str:
-    # A new session, so that on a timeout the launcher AND its workers are killed together.
     proc = subprocess.Popen(
         args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=os.environ.copy(), start_new_session=True,
@@ -56,12 +55,53 @@ def _run(args: list[str], timeout: int = 600) -> str:
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        _kill_tree(proc.pid)
+        proc.communicate()  # returns: no worker is left holding the pipes
         raise
     output = stdout + stderr
     assert proc.returncode == 0, output[-4000:]
     return output
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a launcher and every process below it.
+
+    Killing its process group is not enough: torchrun starts each worker in a session of its own
+    (`start_new_session=True` in torch.distributed.elastic), so a hung worker would survive the
+    launcher, keep our pipes open and block `communicate` forever.
+    """
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        family = [*parent.children(recursive=True), parent]
+    except psutil.NoSuchProcess:
+        return
+    for process in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(family, timeout=30)
+
+
+def test_a_timed_out_launch_kills_workers_in_their_own_session():
+    """Like a torchrun worker: a grandchild in a new session that holds our pipes and hangs."""
+    import threading
+
+    code = ("import subprocess, sys, time; "
+            "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True); "
+            "time.sleep(600)")
+    raised = []
+
+    def run() -> None:
+        try:
+            _run([sys.executable, "-c", code], timeout=2)
+        except subprocess.TimeoutExpired as error:
+            raised.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(120)  # killing only the launcher's group left the grandchild: this hung forever
+    assert not thread.is_alive() and raised
 
 
 def _launch(recipe: str, *args: str, processes: int = 1) -> str:
