@@ -22,7 +22,12 @@ from hf_ipt.training.callbacks import (
 from hf_ipt.training.card import CardInfo
 from hf_ipt.training.config import ContinualPTConfig, TrainingConfig
 from hf_ipt.training.streams import continual_pt_dataset
-from hf_ipt.training.trainer import build_trainer, resolve_checkpoint, train_and_save
+from hf_ipt.training.trainer import (
+    build_trainer,
+    release_wrapped_model,
+    resolve_checkpoint,
+    train_and_save,
+)
 
 TEXT = "The company reported a profit of $1.13bn in the third quarter, up from last year."
 
@@ -255,3 +260,31 @@ def test_flops_per_token_is_six_n(tiny_model_dir):
 
     config = AutoConfig.from_pretrained(tiny_model_dir)
     assert flops_per_token(config) == 6 * num_parameters(config)
+
+
+def test_release_wrapped_model_frees_the_wrapper_before_the_group_ends(caplog):
+    import torch
+
+    class Wrapper(torch.nn.Module):  # stands in for DistributedDataParallel
+        def __init__(self, module: torch.nn.Module):
+            super().__init__()
+            self.module = module
+
+    def trainer_with(prepared: list) -> SimpleNamespace:
+        model = torch.nn.Linear(2, 2)
+        wrapper = Wrapper(model)
+        prepared.append(wrapper)
+        accelerator = SimpleNamespace(free_memory=prepared.clear)
+        return SimpleNamespace(model=model, model_wrapped=wrapper, accelerator=accelerator)
+
+    prepared: list = []
+    trainer = trainer_with(prepared)
+    with caplog.at_level("WARNING", logger="hf_ipt.training.trainer"):
+        release_wrapped_model(trainer)
+    assert trainer.model_wrapped is trainer.model and not prepared and not caplog.records
+
+    kept = trainer_with([])  # something else still holds the wrapper: said, not silent
+    held = kept.model_wrapped
+    with caplog.at_level("WARNING", logger="hf_ipt.training.trainer"):
+        release_wrapped_model(kept)
+    assert held is not None and "Wrapper wrapper is still referenced" in caplog.text

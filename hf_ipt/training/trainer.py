@@ -151,4 +151,27 @@ def train_and_save(trainer: IPTTrainer) -> None:
     trainer.create_model_card()
     if args.push_to_hub:
         trainer.push_to_hub()
+    release_wrapped_model(trainer)
     trainer.end()
+
+
+def release_wrapped_model(trainer: Trainer) -> None:
+    """Free the DDP wrapper (and its gradient `Reducer`) while the process group is registered.
+
+    The `Reducer` owns a reference to the process group. When `trainer.end()` destroys the group
+    first, the wrapper is collected later as the group's last owner, and the group's destructor
+    then runs holding the GIL and joins gloo's worker threads, one of which may need the GIL to
+    free a finished collective's tensors: the process never exits (seen in about 1 of 6
+    two-process CPU runs, after the model was saved). Dropped here, the group's last owner is
+    its Python object, whose destructor releases the GIL.
+    """
+    import gc
+    import weakref
+
+    wrapper = weakref.ref(trainer.model_wrapped)
+    trainer.model_wrapped = trainer.model
+    trainer.accelerator.free_memory()  # its lists of prepared models, optimizers and dataloaders
+    gc.collect()
+    if wrapper() is not None and wrapper() is not trainer.model:
+        logger.warning("hf_ipt: the %s wrapper is still referenced after training; a multi-process run may "
+                       "hang at exit", type(wrapper()).__name__)
