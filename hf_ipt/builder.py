@@ -23,14 +23,14 @@ import itertools
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import datasets
 
 from . import __version__
 from .augment import RULES, Augmenter, SynthesisConfig, features
 from .chaining import ChainStats
-from .corpus import is_local_corpus, iter_shard, local_files, make_shards, repo_files
+from .corpus import CorpusConfig, is_local_corpus, iter_shard, local_files, make_shards
 
 logger = logging.getLogger(__name__)
 
@@ -39,46 +39,17 @@ _CACHE_NAME = "hf_ipt___augmented"  # the cache folder name: no "/" in Arrow pat
 
 
 @dataclass
-class AugmentedConfig(datasets.BuilderConfig, SynthesisConfig):
-    """Corpus settings + `SynthesisConfig`. Every field that changes the output is in the cache key."""
-
-    corpus: str | None = field(default=None, metadata={"help": "Local file/glob (.txt .jsonl .parquet) or a dataset id/folder."})
-    corpus_config: str | None = field(default=None, metadata={"help": "Config name of a dataset corpus."})
-    corpus_split: str = field(default="train", metadata={"help": "Split of a dataset corpus."})
-    corpus_revision: str | None = field(
-        default=None,
-        metadata={"help": "Revision (branch, tag or commit) of a dataset corpus. `revision` pins the "
-                  "synthesizer model, not the corpus."},
-    )
-    text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
-    corpus_name: str | None = field(default=None, metadata={"help": "Value of the `corpus` column (default: derived)."})
-    num_shards: int | None = field(default=None, metadata={"help": "Shards to split the corpus into (default max(files, 8))."})
+class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
+    """`CorpusConfig` + `SynthesisConfig`. Every field that changes the output is in the cache key."""
 
     def __post_init__(self) -> None:
         datasets.BuilderConfig.__post_init__(self)
         SynthesisConfig.__post_init__(self)
-        if not self.corpus:
-            raise ValueError(
-                "`corpus` is required: a local file or glob (.txt, .jsonl, .parquet) or a dataset id, "
-                "e.g. load_dataset('hf_ipt/augmented', corpus='data/*.jsonl')"
-            )
-        self._check_revisions()
-        if self.num_shards is not None and self.num_shards < 1:
-            raise ValueError(f"`num_shards` must be >= 1, got {self.num_shards} (AugmentedConfig.num_shards)")
-        if self.corpus_name is None:
-            self.corpus_name = os.path.basename(self.corpus.rstrip("/*")) if is_local_corpus(self.corpus) else self.corpus
-
-    def _check_revisions(self) -> None:
-        """Refuse a revision that would pin nothing, rather than ignore it."""
-        if self.revision is not None and self.synthesizer == RULES:
+        CorpusConfig.__post_init__(self)
+        if self.revision is not None and self.synthesizer == RULES:  # would pin nothing: refuse
             raise ValueError(
                 f"`revision` ({self.revision!r}) pins the synthesizer model, but synthesizer='rules' has no "
                 "model; to pin a dataset corpus use `corpus_revision=` (AugmentedConfig.revision)"
-            )
-        if self.corpus_revision is not None and is_local_corpus(self.corpus):
-            raise ValueError(
-                f"`corpus_revision` ({self.corpus_revision!r}) applies to a dataset corpus (repo id or folder), "
-                f"not to local files such as {self.corpus!r} (AugmentedConfig.corpus_revision)"
             )
 
     def create_config_id(self, config_kwargs: dict, custom_features=None) -> str:
@@ -108,11 +79,7 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         cfg = self.config
-        if is_local_corpus(cfg.corpus):
-            files = local_files(cfg.corpus)
-        else:
-            files = repo_files(cfg.corpus, cfg.corpus_config, cfg.corpus_split, cfg.corpus_revision, self.token)
-        files = dl_manager.download(files)  # streaming: urls stay urls, read lazily
+        files = dl_manager.download(cfg.files(self.token))  # streaming: urls stay urls, read lazily
         shards = make_shards(list(files), cfg.num_shards)
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"shards": shards})]
 

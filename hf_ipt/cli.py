@@ -19,6 +19,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def parse_dataclasses(parser, argv: list[str] | None) -> tuple:
+    """`HfArgumentParser.parse_args_into_dataclasses`, a value that a config's checks refuse
+    reported like argparse's own errors (usage line, message, exit status 2), not as a traceback."""
+    try:
+        return tuple(parser.parse_args_into_dataclasses(args=argv))
+    except ValueError as error:
+        parser.error(str(error))
+
+
 def _usage() -> str:
     lines = ["usage: hf-ipt <command> [options]", "", "commands:"]
     lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TEXT_SUFFIXES = (".txt",)
@@ -73,6 +73,62 @@ def repo_files(corpus: str, config: str | None, split: str, revision: str | None
             f"`corpus_split` {split!r} not found in {corpus!r}; available: {sorted(data_files)}"
         )
     return [str(f) for f in data_files[split]]
+
+
+@dataclass
+class CorpusConfig:
+    """Where raw documents come from: one set of corpus settings for the builder, jobs and CLIs.
+
+    Args:
+        corpus (`str`): local file or glob (.txt, .jsonl/.json, .parquet), or a dataset (Hub id or
+            folder in a Hub layout). Required.
+        corpus_config, corpus_split, corpus_revision: select a dataset corpus' files.
+        text_column (`str`, defaults to ``"text"``): the raw-text column of .jsonl/.parquet files.
+        corpus_name (`str`, *optional*): value of the output's `corpus` column (default: the file
+            pattern's base name, or the dataset id).
+        num_shards (`int`, *optional*): shards (work units) the corpus is cut into.
+    """
+
+    corpus: str | None = field(
+        default=None, metadata={"help": "Required. Local file/glob (.txt .jsonl .json .parquet) or a dataset id/folder."}
+    )
+    corpus_config: str | None = field(default=None, metadata={"help": "Config name of a dataset corpus."})
+    corpus_split: str = field(default="train", metadata={"help": "Split of a dataset corpus."})
+    corpus_revision: str | None = field(
+        default=None,
+        metadata={"help": "Revision (branch, tag or commit) of a dataset corpus. Local files have none."},
+    )
+    text_column: str = field(default="text", metadata={"help": "Column holding the raw text (.jsonl, .parquet)."})
+    corpus_name: str | None = field(default=None, metadata={"help": "Value of the `corpus` column (default: derived)."})
+    num_shards: int | None = field(
+        default=None,
+        metadata={"help": "Shards the corpus is cut into (default max(files, 8)). For a job they are the work "
+                  "units, fixed whatever the number of ranks: a unit is the work redone after a kill."},
+    )
+
+    def __post_init__(self) -> None:
+        where = type(self).__name__
+        if not self.corpus:
+            raise ValueError(
+                "`corpus` is required: a local file or glob (.txt, .jsonl, .parquet) or a dataset id, "
+                f"e.g. corpus='data/*.jsonl' ({where}.corpus)"
+            )
+        if self.num_shards is not None and self.num_shards < 1:
+            raise ValueError(f"`num_shards` must be >= 1, got {self.num_shards} ({where}.num_shards)")
+        local = is_local_corpus(self.corpus)
+        if self.corpus_revision is not None and local:
+            raise ValueError(
+                f"`corpus_revision` ({self.corpus_revision!r}) applies to a dataset corpus (repo id or folder), "
+                f"not to local files such as {self.corpus!r} ({where}.corpus_revision)"
+            )
+        if self.corpus_name is None:
+            self.corpus_name = os.path.basename(self.corpus.rstrip("/*")) if local else self.corpus
+
+    def files(self, token=None) -> list[str]:
+        """The corpus files: matched local files, or the split's data files of a dataset."""
+        if is_local_corpus(self.corpus):
+            return local_files(self.corpus)
+        return repo_files(self.corpus, self.corpus_config, self.corpus_split, self.corpus_revision, token)
 
 
 def _decode(raw: bytes) -> tuple[str, str | None]:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .augment import SynthesisConfig
+from .cli import parse_dataclasses
 
 GENERAL_FALLBACK = "rule-mined pairs of BBC entertainment/politics/sport/tech (no offline general instruction corpus)"
 BBC_GENERAL = ("entertainment", "politics", "sports", "tech")
@@ -64,10 +65,9 @@ class DemoConfig:
 def read_texts(corpus: str, text_column: str = "text", max_docs: int | None = None) -> list[str]:
     """Usable texts of a corpus, in order (rejected documents are skipped)."""
     from .augment_cli import resolve_corpus
-    from .corpus import is_local_corpus, iter_shard, local_files, repo_files
+    from .corpus import CorpusConfig, iter_shard
 
-    path = resolve_corpus(corpus)
-    files = local_files(path) if is_local_corpus(path) else repo_files(path, None, "train", None)
+    files = CorpusConfig(corpus=resolve_corpus(corpus)).files()
     texts = []
     for doc in iter_shard({"files": files, "part": 0, "parts": 1}, text_column):
         if doc.reject is None:
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser((DemoConfig, SynthesisConfig), prog="hf-ipt demo")
-    cfg, synthesis = parser.parse_args_into_dataclasses(args=argv)
+    cfg, synthesis = parse_dataclasses(parser, argv)
     summary = run(cfg, synthesis)
     print(f"\n[hf-ipt demo] done. Augmented data: {summary['augmented']}\n  model: {summary['model']}"
           f"\n  cards: {summary['dataset_card']}, {summary['model_card']}\n  eval items: {summary['eval_tasks']}")

@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .augment import Augmenter, SynthesisConfig
 from .chaining import ChainEntry, ChainStats
-from .corpus import Document, is_local_corpus, iter_shard, local_files, make_shards, repo_files
+from .corpus import CorpusConfig, Document, iter_shard, make_shards
 from .filters import FilterConfig, NearDuplicates, filter_pairs
 from .protocol import Pair
 
@@ -53,34 +53,18 @@ FORMAT = "hf_ipt.synthesis-job/1"
 
 
 @dataclass
-class JobConfig:
-    """Where the corpus comes from, how it is cut into work units and where results go."""
+class JobConfig(CorpusConfig):
+    """Where the corpus comes from (`CorpusConfig`; `num_shards` are the work units) and where results go."""
 
-    corpus: str = field(metadata={"help": "Local file/glob (.txt .jsonl .parquet) or a dataset id/folder."})
     output_dir: str = field(default="outputs/synthesis", metadata={"help": "Job folder (shared by all ranks)."})
-    corpus_config: str | None = field(default=None, metadata={"help": "Config name of a dataset corpus."})
-    corpus_split: str = field(default="train", metadata={"help": "Split of a dataset corpus."})
-    corpus_revision: str | None = field(default=None, metadata={"help": "Revision of a dataset corpus."})
-    text_column: str = field(default="text", metadata={"help": "Column holding the raw text."})
-    corpus_name: str | None = field(default=None, metadata={"help": "Value of the `corpus` column (default: derived)."})
-    num_shards: int | None = field(
-        default=None, metadata={"help": "Work units (default max(files, 8)); fixed for the job, whatever the "
-                                "number of ranks. A unit is the amount of work redone after a kill."},
-    )
     max_doc_chars: int = field(
         default=1_000_000, metadata={"help": "Documents longer than this many characters are rejected."}
     )
 
     def __post_init__(self) -> None:
-        if not self.corpus:
-            raise ValueError("`corpus` is required: a local file/glob or a dataset id (JobConfig.corpus)")
-        if self.num_shards is not None and self.num_shards < 1:
-            raise ValueError(f"`num_shards` must be >= 1, got {self.num_shards} (JobConfig.num_shards)")
+        super().__post_init__()
         if self.max_doc_chars < 1:
             raise ValueError(f"`max_doc_chars` must be >= 1, got {self.max_doc_chars} (JobConfig.max_doc_chars)")
-        if self.corpus_name is None:
-            local = is_local_corpus(self.corpus)
-            self.corpus_name = os.path.basename(self.corpus.rstrip("/*")) if local else self.corpus
 
 
 def world_from_env(environ: dict | None = None) -> tuple[int, int]:
@@ -177,11 +161,7 @@ def _alive(pid: int) -> bool:
 
 def job_units(job: JobConfig) -> list[dict]:
     """The job's work units: `corpus.make_shards` over the corpus files."""
-    if is_local_corpus(job.corpus):
-        files = local_files(job.corpus)
-    else:
-        files = repo_files(job.corpus, job.corpus_config, job.corpus_split, job.corpus_revision)
-    return make_shards(files, job.num_shards)
+    return make_shards(job.files(), job.num_shards)
 
 
 def device_type(device: str | None) -> str | None:

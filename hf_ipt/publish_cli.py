@@ -36,9 +36,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import HfArgumentParser
 
+    from .cli import parse_dataclasses
     from .publish import push_dataset
 
-    (args,) = HfArgumentParser(PushArguments, prog="hf-ipt push").parse_args_into_dataclasses(args=argv)
+    (args,) = parse_dataclasses(HfArgumentParser(PushArguments, prog="hf-ipt push"), argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     url = push_dataset(args.output_dir, args.repo_id, config_name=args.config_name, token=args.token,
                        private=args.private, revision=args.revision, overwrite=args.overwrite)

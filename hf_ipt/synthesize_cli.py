@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 
 from .augment import SynthesisConfig
+from .cli import parse_dataclasses
 from .filters import FilterConfig
 from .jobs import JobConfig, run_job
 
@@ -47,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, SynthesisConfi
         for action in parser._actions:  # YAML values become defaults; required ones become optional
             if action.dest in defaults:
                 action.default, action.required = defaults[action.dest], False
-    *configs, _ = parser.parse_args_into_dataclasses(args=argv)
+    *configs, _ = parse_dataclasses(parser, argv)
     return tuple(configs)
 
 

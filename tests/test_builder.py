@@ -213,18 +213,18 @@ def test_exact_user_call_forwards_the_synthesizer_revision(tmp_path, monkeypatch
 
 
 def test_corpus_revision_reaches_the_corpus_loader(tmp_path, monkeypatch):
-    import hf_ipt.builder as builder_module
+    import hf_ipt.corpus as corpus_module
 
     repo = tmp_path / "org_news"
     (repo / "data").mkdir(parents=True)
     pq.write_table(pa.table({"text": [doc(i) for i in range(3)]}), repo / "data" / "train-00000.parquet")
-    asked, original = [], builder_module.repo_files
+    asked, original = [], corpus_module.repo_files
 
     def repo_files(corpus, config, split, revision, token=None):
         asked.append(revision)
         return original(corpus, config, split, revision, token)
 
-    monkeypatch.setattr(builder_module, "repo_files", repo_files)
+    monkeypatch.setattr(corpus_module, "repo_files", repo_files)
     ds = datasets.load_dataset("hf_ipt/augmented", corpus=str(repo), corpus_revision="v1.0", output="pairs",
                                streaming=True, split="train")
     assert [r["context"] for r in ds] == [doc(i) for i in range(3)] and asked == ["v1.0"]

@@ -45,3 +45,33 @@ def test_augment_bundled_corpus_name_errors_clearly_or_resolves():
     path = resolve_corpus("bbc-business")
     assert path.endswith("bbcnews/data/business/*.txt")
     assert resolve_corpus("data/*.jsonl") == "data/*.jsonl"
+
+
+def test_a_refused_value_is_a_usage_error_not_a_traceback(tmp_path):
+    corpus = str(write_jsonl(tmp_path / "news.jsonl", 2))
+    for args in (["augment", "--corpus", corpus, "--corpus_revision", "v1"],
+                 ["synthesize", "--corpus", corpus, "--num_shards", "0"],
+                 ["augment", "--output_dir", str(tmp_path / "o")]):
+        out = hf_ipt(*args)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert "usage: hf-ipt" in out.stderr and ("corpus" in out.stderr.splitlines()[-1]
+                                                 or "num_shards" in out.stderr.splitlines()[-1])
+
+
+def test_augment_passes_corpus_revision_to_the_dataset_corpus(tmp_path, monkeypatch):
+    import hf_ipt.corpus
+    from hf_ipt.augment_cli import main
+
+    repo = tmp_path / "org_news"
+    (repo / "data").mkdir(parents=True)
+    write_jsonl(repo / "data" / "train.jsonl", 3)
+    asked, original = [], hf_ipt.corpus.repo_files
+
+    def repo_files(corpus, config, split, revision, token=None):
+        asked.append((config, split, revision))
+        return original(corpus, config, split, revision, token)
+
+    monkeypatch.setattr(hf_ipt.corpus, "repo_files", repo_files)
+    assert main(["--corpus", str(repo), "--corpus_revision", "main", "--output_dir", str(tmp_path / "o")]) == 0
+    assert asked == [(None, "train", "main")]
+    assert len(pq.read_table(tmp_path / "o" / "data.parquet")) == 3

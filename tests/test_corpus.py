@@ -94,3 +94,29 @@ def test_one_folder_keeps_base_name_ids_and_unchanged_shards(tmp_path):
                                      {"files": [files[1]], "part": 0, "parts": 1}]
     assert all_ids(make_shards(files, 4)) == ["a.jsonl:0", "a.jsonl:1", "b.jsonl:0", "b.jsonl:1"]
     assert common_root([str(Path("rel") / "a.jsonl"), "b.jsonl"]) == ""  # nothing shared: paths as given
+
+
+def _corpus_classes():
+    from hf_ipt.augment_cli import AugmentArguments
+    from hf_ipt.builder import AugmentedConfig
+    from hf_ipt.jobs import JobConfig
+
+    return [AugmentedConfig, JobConfig, AugmentArguments]
+
+
+@pytest.mark.parametrize("cls", _corpus_classes(), ids=lambda c: c.__name__)
+def test_builder_job_and_cli_share_one_corpus_config(cls, tmp_path):
+    from dataclasses import fields
+
+    from hf_ipt.corpus import CorpusConfig
+
+    assert {f.name for f in fields(CorpusConfig)} <= {f.name for f in fields(cls)}
+    corpus = write_jsonl(tmp_path / "news.jsonl", 2)
+    for bad, match in [({}, "`corpus` is required"), ({"corpus": str(corpus), "num_shards": 0}, "num_shards"),
+                       ({"corpus": str(corpus), "corpus_revision": "v1"}, "corpus_revision")]:
+        with pytest.raises(ValueError, match=match) as error:
+            cls(**bad)
+        assert f"({cls.__name__}." in str(error.value)  # names the class the user filled in
+    assert cls(corpus=str(corpus)).corpus_name == "news.jsonl"
+    assert cls(corpus="org/news").corpus_name == "org/news"
+    assert cls(corpus=str(corpus)).files() == [str(corpus)]

@@ -94,11 +94,12 @@ def test_cli_evaluates_a_checkpoint_and_writes_json_and_markdown(
     assert table in capsys.readouterr().out
 
 
-def test_cli_rejects_bad_values():
+def test_cli_rejects_bad_values(capsys):
     from hf_ipt.evaluation.cli import main
 
-    with pytest.raises(ValueError, match="`batch_size` must be >= 1, got 0"):
+    with pytest.raises(SystemExit) as exit_:  # a usage error, not a traceback
         main(["--model", "x", "--batch_size", "0"])
+    assert exit_.value.code == 2 and "`batch_size` must be >= 1, got 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--model", "x", "--add_bos", "sometimes"])
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
+from ..cli import parse_dataclasses
+
 GENERAL = "general"
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
 
@@ -150,7 +152,7 @@ def run(args: EvalScriptArguments) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``hf-ipt eval``; returns the exit code."""
-    (args,) = make_parser().parse_args_into_dataclasses(args=argv)
+    (args,) = parse_dataclasses(make_parser(), argv)
     run(args)
     return 0
 
