@@ -113,15 +113,16 @@ def test_a_timed_out_launch_kills_workers_in_their_own_session():
     assert "most recent call first" in raised[0].output  # the hung process's stack, for the log
 
 
-def _launch(recipe: str, *args: str, processes: int = 1) -> str:
-    # `--cpu` makes accelerate start ONE process (several need mpirun): DDP on CPU goes through the
-    # torchrun launcher of the `ddp` config, and the recipe's `--use_cpu true` picks gloo.
+def _launch(recipe: str, *args: str, processes: int = 1, cpu_num_processes: int = 1) -> str:
+    # `--cpu` makes accelerate start ONE process (several need mpirun) whatever `--num_processes`
+    # (`cpu_num_processes` here) says: DDP on CPU goes through the torchrun launcher of the `ddp`
+    # config, and the recipe's `--use_cpu true` picks gloo.
     if processes == 1:
         launcher = [
             ACCELERATE,
             "launch",
             "--num_processes",
-            "1",
+            str(cpu_num_processes),
             "--cpu",
             "--mixed_precision",
             "no",
@@ -372,7 +373,9 @@ def test_train_synthesizer_makes_a_usable_synthesizer(data, tiny_model_dir, tmp_
         "--output_dir",
         str(out),
     ]
-    _launch("train_synthesizer", *common, "--max_steps", "30", "--save_steps", "30")
+    # `accelerate launch --num_processes 2 --cpu`, as users first try it: one process, and it says so.
+    output = _launch("train_synthesizer", *common, "--max_steps", "30", "--save_steps", "30", cpu_num_processes=2)
+    assert "`accelerate launch --cpu` started ONE process" in output
     _launch(
         "train_synthesizer",
         *common,

@@ -288,3 +288,14 @@ def test_release_wrapped_model_frees_the_wrapper_before_the_group_ends(caplog):
     with caplog.at_level("WARNING", logger="hf_ipt.training.trainer"):
         release_wrapped_model(kept)
     assert held is not None and "Wrapper wrapper is still referenced" in caplog.text
+
+
+def test_single_cpu_process_warning_only_for_a_cpu_launch_of_several():
+    from hf_ipt.training.trainer import single_cpu_process_warning
+
+    simple = {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    assert "ddp" in single_cpu_process_warning(simple)  # `--cpu --num_processes 2`: names the fix
+    assert single_cpu_process_warning({"ACCELERATE_USE_CPU": "True"}) is None  # --num_processes 1
+    assert single_cpu_process_warning({**simple, "WORLD_SIZE": "2"}) is None  # torchrun started 2
+    assert single_cpu_process_warning({**simple, "OMPI_COMM_WORLD_SIZE": "2"}) is None  # mpirun
+    assert single_cpu_process_warning({**simple, "ACCELERATE_USE_CPU": "False"}) is None

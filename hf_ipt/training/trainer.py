@@ -101,6 +101,8 @@ def build_trainer(
     model: Any, tokenizer: Any, train_dataset: Any, args: Any, card: CardInfo
 ) -> IPTTrainer:
     """An `IPTTrainer` with packed batches, throughput/MFU logging, token progress and the eval hook."""
+    if (message := single_cpu_process_warning(os.environ)) is not None:
+        logger.warning(message)
     try:
         flops = flops_per_token(model.config)
     except AttributeError:
@@ -126,6 +128,25 @@ def build_trainer(
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(TokenBudgetProgressCallback(args.tokens_per_step))
     return trainer
+
+
+_MPI_WORLD_SIZES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+
+
+def single_cpu_process_warning(environ: Any) -> str | None:
+    """Say so when `accelerate launch --cpu --num_processes N>1` started one process only.
+
+    accelerate's `--cpu` launcher starts ONE process whatever `--num_processes` says (several
+    need mpirun); it only sets ``MASTER_PORT``, and no ``WORLD_SIZE``, when N > 1.
+    """
+    use_cpu = str(environ.get("ACCELERATE_USE_CPU", "")).lower() in ("1", "true", "yes")
+    launched_many = "MASTER_PORT" in environ and "WORLD_SIZE" not in environ
+    if not (use_cpu and launched_many) or any(name in environ for name in _MPI_WORLD_SIZES):
+        return None
+    return ("hf_ipt: `accelerate launch --cpu` started ONE process whatever --num_processes says (several "
+            "need mpirun). For DDP on CPU (gloo) launch with the ddp config instead: accelerate launch "
+            "--config_file \"$(python -c 'import hf_ipt.training as t; print(t.accelerate_config_path(\"ddp\"))')\" "
+            "--num_processes 2 recipes/<recipe>.py ... --use_cpu true")
 
 
 def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
