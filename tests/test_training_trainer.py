@@ -294,8 +294,31 @@ def test_single_cpu_process_warning_only_for_a_cpu_launch_of_several():
     from hf_ipt.training.trainer import single_cpu_process_warning
 
     simple = {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
-    assert "ddp" in single_cpu_process_warning(simple)  # `--cpu --num_processes 2`: names the fix
-    assert single_cpu_process_warning({"ACCELERATE_USE_CPU": "True"}) is None  # --num_processes 1
-    assert single_cpu_process_warning({**simple, "WORLD_SIZE": "2"}) is None  # torchrun started 2
-    assert single_cpu_process_warning({**simple, "OMPI_COMM_WORLD_SIZE": "2"}) is None  # mpirun
-    assert single_cpu_process_warning({**simple, "ACCELERATE_USE_CPU": "False"}) is None
+    two = ["accelerate", "launch", "--num_processes", "2", "--cpu", "recipes/x.py"]
+    assert "ddp" in single_cpu_process_warning(simple, two)  # `--cpu --num_processes 2`: names the fix
+    assert "ddp" in single_cpu_process_warning(simple, ["accelerate", "launch", "--num_processes=3", "--cpu"])
+    assert "ddp" in single_cpu_process_warning(simple, [])  # launcher unknown: the environment decides
+    one = ["accelerate", "launch", "--num_processes", "1", "--cpu", "recipes/x.py"]
+    assert single_cpu_process_warning(simple, one) is None  # MASTER_PORT exported by a shell or Slurm
+    assert single_cpu_process_warning({"ACCELERATE_USE_CPU": "True"}, two) is None
+    assert single_cpu_process_warning({**simple, "WORLD_SIZE": "2"}, two) is None  # torchrun started 2
+    assert single_cpu_process_warning({**simple, "OMPI_COMM_WORLD_SIZE": "2"}, two) is None  # mpirun
+    assert single_cpu_process_warning({**simple, "ACCELERATE_USE_CPU": "False"}, two) is None
+
+
+def test_train_and_save_frees_the_wrapper_before_the_process_group_ends(tmp_path):
+    class Wrapper:  # DistributedDataParallel's place: weak-referenceable
+        def __init__(self, module):
+            self.module = module
+
+    calls: list[str] = []
+    model = SimpleNamespace(config=SimpleNamespace(use_cache=False))
+    trainer = SimpleNamespace(
+        args=SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path), push_to_hub=False),
+        model=model, model_wrapped=Wrapper(model),
+        train=lambda **_: calls.append("train"), save_model=lambda _: calls.append("save"),
+        create_model_card=lambda: calls.append("card"), end=lambda: calls.append("end"),
+        accelerator=SimpleNamespace(free_memory=lambda: calls.append("free")),
+    )
+    train_and_save(trainer)
+    assert calls == ["train", "save", "card", "free", "end"] and trainer.model_wrapped is model

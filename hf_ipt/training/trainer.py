@@ -133,20 +133,48 @@ def build_trainer(
 _MPI_WORLD_SIZES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 
 
-def single_cpu_process_warning(environ: Any) -> str | None:
+def single_cpu_process_warning(environ: Any, launcher_argv: list[str] | None = None) -> str | None:
     """Say so when `accelerate launch --cpu --num_processes N>1` started one process only.
 
     accelerate's `--cpu` launcher starts ONE process whatever `--num_processes` says (several
-    need mpirun); it only sets ``MASTER_PORT``, and no ``WORLD_SIZE``, when N > 1.
+    need mpirun); it sets ``MASTER_PORT``, and no ``WORLD_SIZE``, only when N > 1. The
+    launcher's own command line (`launcher_argv`, default: the parent process's), when it
+    holds ``--num_processes``, decides, so a ``MASTER_PORT`` exported by a shell or a Slurm
+    script does not.
     """
     use_cpu = str(environ.get("ACCELERATE_USE_CPU", "")).lower() in ("1", "true", "yes")
     launched_many = "MASTER_PORT" in environ and "WORLD_SIZE" not in environ
     if not (use_cpu and launched_many) or any(name in environ for name in _MPI_WORLD_SIZES):
         return None
+    asked = _num_processes(_parent_argv() if launcher_argv is None else launcher_argv)
+    if asked is not None and asked <= 1:
+        return None
     return ("hf_ipt: `accelerate launch --cpu` started ONE process whatever --num_processes says (several "
             "need mpirun). For DDP on CPU (gloo) launch with the ddp config instead: accelerate launch "
             "--config_file \"$(python -c 'import hf_ipt.training as t; print(t.accelerate_config_path(\"ddp\"))')\" "
-            "--num_processes 2 recipes/<recipe>.py ... --use_cpu true")
+            "--num_processes 2 --mixed_precision no recipes/<recipe>.py ... --use_cpu true")
+
+
+def _parent_argv() -> list[str]:
+    try:
+        import psutil
+
+        return psutil.Process().parent().cmdline()
+    except Exception:  # noqa: BLE001 - no parent or no access: decide from the environment alone
+        return []
+
+
+def _num_processes(argv: list[str]) -> int | None:
+    """The value of ``--num_processes`` (or ``--num_processes=N``) in a launcher's argv, if any."""
+    for i, arg in enumerate(argv):
+        value = arg.partition("=")[2] if arg.startswith("--num_processes=") else (
+            argv[i + 1] if arg == "--num_processes" and i + 1 < len(argv) else None)
+        if value is not None:
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
@@ -191,6 +219,8 @@ def release_wrapped_model(trainer: Trainer) -> None:
 
     wrapper = weakref.ref(trainer.model_wrapped)
     trainer.model_wrapped = trainer.model
+    if getattr(trainer, "deepspeed", None) is not None:
+        trainer.deepspeed = None  # the DeepSpeed engine, which free_memory destroys
     trainer.accelerator.free_memory()  # its lists of prepared models, optimizers and dataloaders
     gc.collect()
     if wrapper() is not None and wrapper() is not trainer.model:
