@@ -28,6 +28,7 @@ _LAZY: dict[str, str] = {
     "SynthesisConfig": "hf_ipt.augment",
     "AugmentedBuilder": "hf_ipt.builder",
     "AugmentedConfig": "hf_ipt.builder",
+    "CorpusConfig": "hf_ipt.corpus",
     "load_augmented": "hf_ipt.builder",
     "RuleMiner": "hf_ipt.miner",
 }
