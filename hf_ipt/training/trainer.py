@@ -165,16 +165,13 @@ def _parent_argv() -> list[str]:
 
 
 def _num_processes(argv: list[str]) -> int | None:
-    """The value of ``--num_processes`` (or ``--num_processes=N``) in a launcher's argv, if any."""
-    for i, arg in enumerate(argv):
-        value = arg.partition("=")[2] if arg.startswith("--num_processes=") else (
-            argv[i + 1] if arg == "--num_processes" and i + 1 < len(argv) else None)
-        if value is not None:
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+    """``--num_processes`` of a launcher's argv, parsed as accelerate's argparse parser reads it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--num_processes")
+    value = parser.parse_known_args(argv)[0].num_processes
+    return int(value) if value is not None and value.isdigit() else None
 
 
 def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
