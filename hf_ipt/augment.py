@@ -219,17 +219,14 @@ class Augmenter:
 
     def _text_rows(self, entries: list[ChainEntry], ids: Sequence[str]) -> list[dict]:
         """One row per chain text, then one per entry without pairs (its raw text alone)."""
-        from .templify import templify
+        from .templify import templify_chain
 
         rows = []
         for links in chains_of(entries):
-            with_pairs = [e for e in links if e.pairs]
-            groups = ([with_pairs] if with_pairs else []) + [[e] for e in links if not e.pairs and e.text]
-            texts = templify(links, seed=f"{self.config.seed}:{ids[links[-1].id]}")
-            for group, text in zip(groups, texts, strict=True):
-                members = [ids[e.id] for e in group]
-                rows.append({"id": members[-1], "corpus": self.corpus_name, "text": text,
-                             "doc_ids": members, "num_pairs": sum(len(e.pairs) for e in group)})
+            for rendered in templify_chain(links, seed=f"{self.config.seed}:{ids[links[-1].id]}"):
+                members = [ids[links[i].id] for i in rendered.members]
+                rows.append({"id": members[-1], "corpus": self.corpus_name, "text": rendered.text,
+                             "doc_ids": members, "num_pairs": rendered.num_pairs})
         return rows
 
 

@@ -3,13 +3,19 @@
 Raw texts are split into M consecutive slices; round r synthesizes slice r. Text i of round
 r gets, as few-shot context, the chain of text i of the earlier rounds with their parsed
 pairs. The token budget is EXACT: every candidate prompt is tokenized with the
-synthesizer's tokenizer and must leave room for ``max_new_tokens``. Shots that do not fit
-are dropped from the front of the chain, never truncated; a text too long on its own is
+synthesizer's tokenizer and must leave room for ``max_new_tokens``. As in the reference
+(`get_dataset` in microsoft/LMOps ``instruction_pretrain``), the chain is all or nothing: if
+the whole chain plus the new text does not fit, the text is synthesized zero-shot and the
+chain is cut there (`ChainStats.chains_cut`), so every pre-training text is exactly what one
+prompt saw plus its completion. A shot's text is never cut; a text too long on its own is
 truncated at a token boundary (counted in `ChainStats.truncated`).
 
 Each entry records the entries it inherits (`shots`) and its `parent` (the previous entry
-of its chain, `None` when the chain starts here). `chains_of` turns entries into the
-connected chains that templify renders, one pre-training text each.
+of its chain, `None` when the chain starts here). An entry whose completion yields no pair
+does not continue its chain (the reference's ``inherit_from_prev=False``): it becomes a
+chain of its own, emitted later as raw text, and the entries before it keep theirs.
+`chains_of` turns entries into the connected chains that templify renders, one
+pre-training text each.
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ class ChainStats:
 
     prompts: int = 0
     truncated: int = 0
-    shots_dropped: int = 0
+    shots_dropped: int = 0  # shots of the chains cut (a cut drops the whole chain)
     chains_cut: int = 0
     errors: int = 0
 
@@ -118,17 +124,15 @@ def plan_entry(
     budget: int,
     stats: ChainStats,
 ) -> ChainEntry:
-    """Fill `entry.prompt_ids` with as many trailing `candidates` as fit in `budget` tokens."""
+    """Fill `entry.prompt_ids`: the whole chain `candidates` as shots if it fits in `budget`
+    tokens, else none (zero-shot, the chain cut here)."""
     shots = list(candidates)
-    while True:
-        prompt = build_prompt(entry.context, [(s.context, s.pairs) for s in shots])
-        ids = encode_prompt(tokenizer, prompt)
-        if len(ids) <= budget or not shots:
-            break
-        shots.pop(0)  # drop the oldest shot, never cut a shot's text
-        stats.shots_dropped += 1
-    if candidates and not shots:
+    ids = encode_prompt(tokenizer, build_prompt(entry.context, [(s.context, s.pairs) for s in shots]))
+    if shots and len(ids) > budget:
         stats.chains_cut += 1
+        stats.shots_dropped += len(shots)
+        shots = []
+        ids = encode_prompt(tokenizer, build_prompt(entry.context))
     if len(ids) > budget:  # the text alone is too long: cut it at a token boundary
         entry.context = _truncate_to_budget(tokenizer, entry.context, len(ids), budget)
         entry.truncated = True
@@ -197,6 +201,8 @@ def chain(
             entry.error = getattr(result, "error", None)
             entry.completion = getattr(result, "text", "") or ""
             entry.pairs = parse_pairs(entry.completion)
+            if not entry.pairs:  # nothing to continue from: its own chain, emitted raw
+                entry.parent = None
             stats.errors += entry.error is not None
         previous = planned
     return entries

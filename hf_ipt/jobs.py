@@ -370,8 +370,10 @@ def _entry(row_index: int, row: dict, drop: set) -> ChainEntry:
     """Rebuild the `ChainEntry` that `Augmenter.render` needs from a stage-1 row."""
     pairs = [p for k, p in enumerate(row["pairs"]) if (row_index, k) not in drop]
     shots = tuple(row["shot_rows"])
+    # As `chaining.chain` links it: an entry whose completion gave no pair continues no chain.
+    parent = shots[-1] if shots and row["pairs"] else None
     return ChainEntry(row_index, row["round"], 0, row["context"], row["context"], shots=shots,
-                      parent=shots[-1] if shots else None, truncated=row["truncated"],
+                      parent=parent, truncated=row["truncated"],
                       pairs=[Pair(p["question"], p["answer"]) for p in pairs], tasks=[p["task"] for p in pairs])
 
 

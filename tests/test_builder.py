@@ -238,13 +238,13 @@ def test_corpus_revision_reaches_the_corpus_loader(tmp_path, monkeypatch):
 def test_map_ids_do_not_restart_per_batch(monkeypatch):
     import hf_ipt.templify
 
-    seeds, original = [], hf_ipt.templify.templify
+    seeds, original = [], hf_ipt.templify.templify_chain
 
     def templify(*args, seed, **kwargs):
         seeds.append(seed)
         return original(*args, seed=seed, **kwargs)
 
-    monkeypatch.setattr(hf_ipt.templify, "templify", templify)
+    monkeypatch.setattr(hf_ipt.templify, "templify_chain", templify)
     ds = datasets.Dataset.from_dict({"text": [doc(i) for i in range(6)]})  # no id column
     fn = Augmenter(SynthesisConfig())
     out = ds.map(fn, batched=True, batch_size=2, remove_columns=["text"])

@@ -55,24 +55,41 @@ def test_entry_without_pairs_cuts_the_chain(tiny_tokenizer):
     assert sorted(len(c) for c in chains_of(entries)) == [1, 1, 2]
 
 
-def test_exact_budget_drops_oldest_shot_first(tiny_tokenizer):
+def test_exact_budget_keeps_the_whole_chain_or_cuts_it(tiny_tokenizer):
+    """The reference's rule (`get_dataset`): all earlier rounds as shots if they fit, else none."""
     long = " ".join(["The company reported a profit."] * 20)
     texts = [long + " A", long + " B", "Short text C."]
     generate, _ = fake_engine(tiny_tokenizer)
     full = chain(texts, generate, tiny_tokenizer, rounds=3, prompt_budget=100_000)
-    need_one = len(encode_prompt(tiny_tokenizer, build_prompt(texts[2], [(texts[1], full[1].pairs)])))
     need_two = len(full[2].prompt_ids)
+    assert full[2].shots == (0, 1) and full[2].parent == 1
+    need_one = len(encode_prompt(tiny_tokenizer, build_prompt(texts[2], [(texts[1], full[1].pairs)])))
     assert need_one < need_two
+    # exactly enough room: the whole chain is used
     stats = ChainStats()
-    entries = chain(texts, generate, tiny_tokenizer, rounds=3, prompt_budget=need_one, stats=stats)
-    assert entries[2].shots == (1,) and len(entries[2].prompt_ids) == need_one
-    assert stats.shots_dropped == 1 and stats.truncated == 0
-    # one token less and even the last shot no longer fits: zero-shot, chain cut there
+    entries = chain(texts, generate, tiny_tokenizer, rounds=3, prompt_budget=need_two, stats=stats)
+    assert entries[2].shots == (0, 1) and len(entries[2].prompt_ids) == need_two
+    assert stats.chains_cut == stats.shots_dropped == stats.truncated == 0
+    # one token less: the last shot alone would fit, but a chain is never shortened from the
+    # front (the pre-training text A+B+C would hold shots C's prompt never saw): zero-shot
     stats = ChainStats()
-    entries = chain(texts, generate, tiny_tokenizer, rounds=3, prompt_budget=need_one - 1, stats=stats)
-    assert entries[2].shots == () and entries[2].parent is None and stats.chains_cut == 2
+    entries = chain(texts, generate, tiny_tokenizer, rounds=3, prompt_budget=need_two - 1, stats=stats)
+    assert entries[2].shots == () and entries[2].parent is None
+    assert entries[2].prompt_ids == encode_prompt(tiny_tokenizer, build_prompt(texts[2]))
+    assert (stats.chains_cut, stats.shots_dropped, stats.truncated) == (1, 2, 0)
+    assert [[e.id for e in c] for c in chains_of(entries)] == [[0, 1], [2]]
     # every text still ends up in exactly one chain: nothing is lost
     assert sorted(e.id for c in chains_of(entries) for e in c) == [0, 1, 2]
+
+
+def test_entry_whose_completion_has_no_pairs_leaves_the_chain_before_it_whole(tiny_tokenizer):
+    """Reference `inherit_from_prev=False`: B saw A as a shot but produced nothing; B is its own
+    (raw) text and A's chain keeps only A, so B's empty pair list cannot change A's layout."""
+    texts = ["Alpha text.", "Beta text."]
+    generate, _ = fake_engine(tiny_tokenizer, replies={"Beta text.": "nothing parseable"})
+    entries = chain(texts, generate, tiny_tokenizer, rounds=2)
+    assert entries[1].shots == (0,) and entries[1].pairs == [] and entries[1].parent is None
+    assert [[e.id for e in c] for c in chains_of(entries)] == [[0], [1]]
 
 
 def test_overlong_text_truncated_at_token_boundary(tiny_tokenizer):

@@ -231,7 +231,8 @@ def data(tmp_path_factory) -> Path:
     for name in ("squad", "race"):
         jsonl(
             root / "collection" / name / "shard" / "00000.jsonl",
-            [{"context": text(5, 40), "pairs": [list(p) for p in SYNTH_PAIRS]} for _ in range(12)],
+            # the reference's read-collection entries, the recipes' default columns
+            [{"context": text(5, 40), "QA_list": [{"Q": q, "A": a} for q, a in SYNTH_PAIRS]} for _ in range(12)],
         )
     return root
 
@@ -323,8 +324,6 @@ def test_pretrain_from_scratch_resumes_from_last(data, tiny_model_dir, tmp_path)
         str(data / "augmented.jsonl"),
         "--collection",
         str(data / "collection"),
-        "--pairs_column",
-        "pairs",
         "--collection_token_share",
         "0.25",
         "--per_device_train_batch_size",
@@ -380,8 +379,6 @@ def test_train_synthesizer_makes_a_usable_synthesizer(data, tiny_model_dir, tmp_
         "float32",
         "--collection",
         str(data / "collection"),
-        "--pairs_column",
-        "pairs",
         "--per_device_train_batch_size",
         "4",
         "--gradient_accumulation_steps",

@@ -14,6 +14,7 @@ import pytest
 
 from hf_ipt.templify import (
     FEW_PAIR_WEIGHTS,
+    INVERTIBLE,
     LAYOUT_WEIGHTS,
     LAYOUTS,
     format_general,
@@ -21,8 +22,9 @@ from hf_ipt.templify import (
     render,
     sample_format,
     templify,
+    templify_chain,
 )
-from hf_ipt.templify.pairs import parse_question, render_pair
+from hf_ipt.templify.pairs import MARKERS, parse_question, prepare_pair, render_pair
 
 MC_Q = "Which way did sales go?\nOptions:\n- up\n- down\n- flat"
 COT_Q = "How much did profit grow?\nLet's think step by step."
@@ -43,7 +45,7 @@ def test_pools_are_data_with_dozens_of_variants():
     p = pools()
     for slot in ("qa_prefixes", "lead_ins", "inverted_lead_ins", "speakers", "numbered_headers",
                  "next_turn_intros", "option_headers", "option_styles", "cot_triggers", "cot_finals",
-                 "numbering", "inline_joiners"):
+                 "numbering", "inline_joiners", "none_options"):
         assert len(p[slot]) >= 24, slot
         assert len({json.dumps(v) for v in p[slot]}) == len(p[slot]), f"duplicates in {slot}"
     assert p["separators"] == ["\n", "\n\n", "\n\n\n"]
@@ -123,8 +125,8 @@ def test_chain_of_thought_renders_reasoning_and_final():
         fmt = sample_format(rng, CHAIN)
         q, a = render_pair(COT_Q, COT_A, fmt, rng)
         assert q == f"How much did profit grow?\n{fmt.cot_trigger}"
-        assert a.startswith("Profit went from 10 to 15, a rise of 5.\n") and "50%" in a
-        assert "Therefore, the answer is" not in a or fmt.cot_final.startswith("Therefore, the answer is")
+        closing = fmt.cot_final.format(final="50%")
+        assert a == f"Profit went from 10 to 15, a rise of 5.\n{closing}"
 
 
 def test_cot_multiple_choice_final_becomes_marker():
@@ -145,27 +147,97 @@ def test_non_reference_option_layout_is_kept_verbatim():
 
 
 def _layout_frequencies(chain, n=5000):
-    counts, inverted = Counter(), 0
+    counts, inverted = Counter(), Counter()
     for seed in range(n):
         rng = random.Random(f"hf_ipt.templify:{seed}")
         fmt = sample_format(rng, chain)
         counts[fmt.layout] += 1
-        inverted += fmt.inverted
-    return {k: 100 * v / n for k, v in counts.items()}, 100 * inverted / n
+        inverted[fmt.layout] += fmt.inverted
+    return {k: 100 * v / n for k, v in counts.items()}, inverted, counts
 
 
 def test_layout_frequencies_match_weights_within_two_points():
-    freqs, inverted = _layout_frequencies(CHAIN)
+    freqs, inverted, counts = _layout_frequencies(CHAIN)
     for layout, weight in LAYOUT_WEIGHTS.items():
         assert abs(freqs.get(layout, 0) - weight) <= 2, (layout, freqs)
-    assert abs(inverted - 5) <= 2
+    # the reference inverts only Classic and Dialog texts, 5% of them
+    assert all(inverted[layout] == 0 for layout in LAYOUTS if layout not in INVERTIBLE), inverted
+    share = sum(inverted.values()) / sum(counts[layout] for layout in INVERTIBLE)
+    assert abs(100 * share - 5) <= 1, share
     one_pair = [("t", [("q", "a")]), ("u", [("q", "a"), ("r", "b")])]
-    no_pairs = [("t", [("q", "a"), ("r", "b")]), ("u", [])]  # an empty entry has < 2 pairs too
-    for few in (one_pair, no_pairs):
-        freqs, _ = _layout_frequencies(few)
+    # malformed pairs are dropped before counting: this entry keeps one pair
+    one_valid = [("t", [("q", "a"), ("r", "b")]), ("u", [("q", "a"), ("r?\nLet's think step by step.", "b")])]
+    for few in (one_pair, one_valid):
+        freqs, _, _ = _layout_frequencies(few)
         assert set(freqs) <= set(FEW_PAIR_WEIGHTS)
         for layout, weight in FEW_PAIR_WEIGHTS.items():
             assert abs(freqs.get(layout, 0) - weight) <= 2, (layout, freqs)
+    # an entry without pairs is its own raw text (the reference never chains it): it does not
+    # restrict the layouts of the entries that have pairs
+    freqs, _, _ = _layout_frequencies([("t", [("q", "a"), ("r", "b")]), ("u", [])], n=2000)
+    assert set(freqs) == set(LAYOUT_WEIGHTS)
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "why"),
+    [
+        ("Why?\nLet's think step by step.", "Because.", "trigger without a final answer"),
+        ("Why?", "Because.\nTherefore, the answer is yes", "final answer without the trigger"),
+        ("Why?\nLet's think step by step. Really.", "B.\nTherefore, the answer is yes", "trigger not at the end"),
+        ("Why?\nLet's think step by step.", "A.\nTherefore, the answer is x\nTherefore, the answer is y",
+         "two final answers"),
+        ("\nLet's think step by step.", "A.\nTherefore, the answer is yes", "empty question"),
+        ("Why?\nLet's think step by step.", "\nTherefore, the answer is yes", "empty reasoning"),
+        ("Why?\nLet's think step by step.", "A.\nTherefore, the answer is ", "empty final answer"),
+        ("Pick:\nOptions:\n- a\n- b\nOptions:\n- c", "a", "two option lists"),
+        ("Pick:\nOptions:\n- red\n- blue", "green", "answer is none of the options"),
+        ("Pick:\nOptions:\n- red\n- \n- blue", "red", "empty option"),
+        ("Who?", "   ", "empty answer"),
+    ],
+)
+def test_malformed_pairs_are_dropped(question, answer, why):
+    assert prepare_pair(question, answer) is None, why
+    with pytest.raises(ValueError, match="malformed pair"):
+        render_pair(question, answer, sample_format(random.Random(0), CHAIN), random.Random(0))
+
+
+def test_well_formed_pairs_are_kept():
+    cot = prepare_pair(COT_Q, COT_A)
+    assert (cot.stem, cot.reasoning, cot.answer, cot.cot) == (
+        "How much did profit grow?", "Profit went from 10 to 15, a rise of 5.", "50%", True)
+    mc = prepare_pair(MC_Q, " Down ")  # matched ignoring case and surrounding spaces
+    assert (mc.stem, mc.options, mc.answer) == ("Which way did sales go?", ["up", "down", "flat"], "down")
+    # an option that runs over two lines stays one option, as the synthesizer's layout implies
+    two_lines = prepare_pair("Pick:\nOptions:\n- a long\noption\n- b", "b")
+    assert two_lines.options == ["a long\noption", "b"]
+    # no options marker: the question is kept verbatim
+    assert prepare_pair("Pick:\nOptions:\nred or blue", "red").stem == "Pick:\nOptions:\nred or blue"
+
+
+def test_none_of_the_above_answer_becomes_the_chains_own_listed_option():
+    for seed in range(30):
+        rng = random.Random(seed)
+        fmt = sample_format(rng, CHAIN)
+        q, a = render_pair("Which colour?\nOptions:\n- red\n- blue", "None of the above.", fmt, rng)
+        lines = q.split(fmt.option_header + "\n")[1].split("\n")
+        style = fmt.option_style
+        if style["marker"] == "none":
+            assert lines[-1] == style["line"].format(option=fmt.none_option) and a == fmt.none_option
+        else:  # listed third, answered with the third marker
+            m = MARKERS[style["marker"]][2]
+            assert lines[-1] == style["line"].format(m=m, option=fmt.none_option)
+            assert a == style["answer"].format(m=m)
+        assert len(lines) == 3
+
+
+def test_malformed_pairs_never_reach_the_text_and_an_entry_left_without_pairs_is_raw():
+    bad = "Why did it fall?\nLet's think step by step."
+    chain = [("Sales fell.", [(bad, "Costs rose."), ("Who said so?", "The firm.")]),
+             ("Profit rose.", [(bad, "Costs rose.")])]
+    for seed in range(40):
+        out = templify_chain(chain, seed=seed)
+        assert [(r.members, r.num_pairs) for r in out] == [((0,), 1), ((1,), 0)]
+        assert "Why did it fall?" not in out[0].text and out[1].text == "Profit rose."
 
 
 def test_deterministic_across_processes_and_hash_seeds():

@@ -25,7 +25,7 @@ def corpus(tmp_path):
         shard = tmp_path / "collection" / name / "shard"
         shard.mkdir(parents=True)
         rows = [
-            {"context": f"{name} {i} {TEXT}", "pairs": [["What was reported?", "A profit."]]}
+            {"context": f"{name} {i} {TEXT}", "QA_list": [{"Q": "What was reported?", "A": "A profit."}]}
             for i in range(size)
         ]
         (shard / "00000.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

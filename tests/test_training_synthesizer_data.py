@@ -76,17 +76,15 @@ def test_encode_shot_needs_a_fast_tokenizer():
 
 
 def test_row_shot_reads_the_pair_layouts():
-    assert row_shot({"context": "c", "pairs": [["q", "a"]]}) == ("c", [("q", "a")])
-    assert row_shot({"context": "c", "pairs": [{"question": "q", "answer": "a", "task": "x"}]}) == (
-        "c",
-        [("q", "a")],
-    )
+    # default: the reference's read-collection entry (read_compre.py: entry['QA_list'], {'Q', 'A'})
+    assert row_shot({"context": "c", "QA_list": [{"Q": "q", "A": "a"}]}) == ("c", [("q", "a")])
+    assert row_shot({"context": "c", "pairs": [["q", "a"]]}, pairs_column="pairs") == ("c", [("q", "a")])
     assert row_shot(
-        {"context": "c", "QA_list": [{"Q": "q", "A": "a"}]}, pairs_column="QA_list"
+        {"context": "c", "pairs": [{"question": "q", "answer": "a", "task": "x"}]}, pairs_column="pairs"
     ) == ("c", [("q", "a")])
-    assert row_shot({"context": "c", "pairs": []}) is None
-    with pytest.raises(KeyError, match="pairs"):
-        row_shot({"context": "c"})
+    assert row_shot({"context": "c", "QA_list": []}) is None
+    with pytest.raises(KeyError, match="'QA_list'.*columns: \\['context', 'pairs'\\]"):
+        row_shot({"context": "c", "pairs": []})
 
 
 def test_collection_files_follow_the_layout(tmp_path):

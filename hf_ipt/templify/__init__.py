@@ -1,11 +1,13 @@
 """Templify: a chain of (text, pairs) entries -> pre-training text, in the paper's layouts.
 
-Layouts (weights as in the reference): classic 80, dialog 5, numbered questions 5,
-inline few-shot 5, next-turn dialog 5 when every entry has >= 2 pairs, else classic 95 /
-dialog 5; independently, 5% of chains are inverted (pairs first, then the text).
-All wording comes from `pools.json` (hf_ipt's own), sampled once per chain so every entry
-of one text shares a format. Sampling uses `random.Random(str)`, seeded through SHA-512,
-so output is identical across processes whatever ``PYTHONHASHSEED`` is.
+Malformed pairs are dropped first (`pairs.prepare_pair`, the reference's rules); an entry
+left with none is emitted as its raw text alone. Layouts (weights as in the reference):
+classic 80, dialog 5, numbered questions 5, inline few-shot 5, next-turn dialog 5 when every
+entry that keeps pairs has >= 2 of them, else classic 95 / dialog 5; independently, 5% of
+classic and dialog texts are inverted (pairs first, then the text; the reference inverts no
+other layout). All wording comes from `pools.json` (hf_ipt's own), sampled once per chain so
+every entry of one text shares a format. Sampling uses `random.Random(str)`, seeded through
+SHA-512, so output is identical across processes whatever ``PYTHONHASHSEED`` is.
 """
 
 from __future__ import annotations
@@ -16,16 +18,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
-from .pairs import render_pair
+from .pairs import PreparedPair, prepare_pair, render_prepared
 
 LAYOUT_WEIGHTS = {"classic": 80, "dialog": 5, "numbered": 5, "inline": 5, "next_turn": 5}
 FEW_PAIR_WEIGHTS = {"classic": 95, "dialog": 5}
 INVERSION_RATE = 0.05
+INVERTIBLE = ("classic", "dialog")
 LAYOUTS = tuple(LAYOUT_WEIGHTS)
 
-__all__ = ["LAYOUTS", "Format", "format_general", "pools", "render", "sample_format", "templify"]
+__all__ = [
+    "LAYOUTS", "Format", "Rendered", "format_general", "pools", "render", "sample_format", "templify",
+    "templify_chain",
+]
 
 
 @cache
@@ -55,21 +61,41 @@ class Format:
     sep_block: str
     sep_pair: str
     sep_entry: str
+    none_option: str
 
 
-def _entry(item: Any) -> tuple[str, list[tuple[str, str]]]:
-    """Accept `(text, pairs)` tuples or objects with `.text` and `.pairs` (e.g. `ChainEntry`)."""
-    text, pairs = (item.text, item.pairs) if hasattr(item, "pairs") else item
-    return text, [(p[0], p[1]) for p in pairs]
+class Rendered(NamedTuple):
+    """One pre-training text: the chain positions it holds, its text, the pairs it renders."""
+
+    members: tuple[int, ...]
+    text: str
+    num_pairs: int
+
+
+Prepared = list[tuple[str, list[PreparedPair]]]
+
+
+def _prepare(chain: Sequence[Any]) -> Prepared:
+    """`(text, well-formed pairs)` per entry; entries are `(text, pairs)` or have `.text`/`.pairs`."""
+    prepared = []
+    for item in chain:
+        text, pairs = (item.text, item.pairs) if hasattr(item, "pairs") else item
+        checked = (prepare_pair(p[0], p[1]) for p in pairs)
+        prepared.append((text, [pair for pair in checked if pair is not None]))
+    return prepared
 
 
 def sample_format(rng: random.Random, chain: Sequence[Any]) -> Format:
     """Sample a layout (by the reference weights) and every wording slot for `chain`."""
-    entries = [_entry(item) for item in chain]
-    # The reference: Classic 95 / Dialog 5 when SOME entry has < 2 pairs (an empty entry counts)
-    weights = LAYOUT_WEIGHTS if all(len(pairs) >= 2 for _, pairs in entries) else FEW_PAIR_WEIGHTS
+    return _sample(rng, _prepare(chain))
+
+
+def _sample(rng: random.Random, prepared: Prepared) -> Format:
+    # The reference: Classic 95 / Dialog 5 when an entry rendered with pairs has < 2 of them.
+    counts = [len(pairs) for _, pairs in prepared if pairs]
+    weights = LAYOUT_WEIGHTS if counts and min(counts) >= 2 else FEW_PAIR_WEIGHTS
     layout = rng.choices(list(weights), weights=list(weights.values()))[0]
-    inverted = rng.random() < INVERSION_RATE
+    inverted = rng.random() < INVERSION_RATE and layout in INVERTIBLE
     p = pools()
     seps = p["separators"]
     return Format(
@@ -90,6 +116,7 @@ def sample_format(rng: random.Random, chain: Sequence[Any]) -> Format:
         sep_block=rng.choice(seps),
         sep_pair=rng.choice(seps),
         sep_entry=rng.choice(seps),
+        none_option=rng.choice(p["none_options"]),
     )
 
 
@@ -128,14 +155,26 @@ def _render_entry(text: str, pairs: list[tuple[str, str]], fmt: Format) -> str:
 
 def render(chain: Sequence[Any], fmt: Format, rng: random.Random) -> list[str]:
     """Render `chain` with a given format; entries without pairs come out as raw text alone."""
-    entries = [_entry(item) for item in chain]
-    rendered = [
-        _render_entry(text, [render_pair(q, a, fmt, rng) for q, a in pairs], fmt)
-        for text, pairs in entries
-        if pairs
-    ]
-    texts = [fmt.sep_entry.join(rendered)] if rendered else []
-    return texts + [text for text, pairs in entries if not pairs and text]
+    return [r.text for r in _render(_prepare(chain), fmt, rng)]
+
+
+def _render(prepared: Prepared, fmt: Format, rng: random.Random) -> list[Rendered]:
+    with_pairs = tuple(i for i, (_, pairs) in enumerate(prepared) if pairs)
+    out = []
+    if with_pairs:
+        blocks = (
+            _render_entry(prepared[i][0], [render_prepared(pair, fmt, rng) for pair in prepared[i][1]], fmt)
+            for i in with_pairs
+        )
+        out.append(Rendered(with_pairs, fmt.sep_entry.join(blocks), sum(len(prepared[i][1]) for i in with_pairs)))
+    return out + [Rendered((i,), text, 0) for i, (text, pairs) in enumerate(prepared) if not pairs and text]
+
+
+def templify_chain(chain: Sequence[Any], seed: int | str = 0) -> list[Rendered]:
+    """`templify` with each text's chain positions and pair count (what the builder's rows record)."""
+    rng = random.Random(f"hf_ipt.templify:{seed}")
+    prepared = _prepare(chain)
+    return _render(prepared, _sample(rng, prepared), rng)
 
 
 def templify(chain: Sequence[Any], seed: int | str = 0) -> list[str]:
@@ -147,11 +186,11 @@ def templify(chain: Sequence[Any], seed: int | str = 0) -> list[str]:
         seed (`int` or `str`, *optional*, defaults to 0): example seed (e.g. the document id).
 
     Returns:
-        `list[str]`: the chain's entries with pairs as ONE text, then each entry without
-        pairs as its raw text alone.
+        `list[str]`: the chain's entries with well-formed pairs as ONE text, then each entry
+        left without pairs as its raw text alone (malformed pairs are dropped, see
+        `pairs.prepare_pair`).
     """
-    rng = random.Random(f"hf_ipt.templify:{seed}")
-    return render(chain, sample_format(rng, chain), rng)
+    return [r.text for r in templify_chain(chain, seed)]
 
 
 def format_general(question: str, response: str) -> str:

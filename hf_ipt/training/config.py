@@ -167,8 +167,9 @@ class CollectionConfig:
         default="context", metadata={"help": "Context column of collection rows."}
     )
     pairs_column: str = field(
-        default="pairs",
-        metadata={"help": "Pairs column: [question, answer] lists or {question, answer} maps."},
+        default="QA_list",
+        metadata={"help": "Pairs column: {Q, A} maps (the reference's read-collection entries), "
+                  "{question, answer} maps or [question, answer] lists."},
     )
 
 

@@ -169,7 +169,8 @@ def _collection_texts(
         shot = row_shot(row, config.context_column, config.pairs_column)
         if shot is not None:
             # Seeded by the context: a row keeps its layout on every rank, every repeat and resume.
-            yield templify([shot], seed=shot[0][:256])[0]
+            # Nothing comes out of a row with no context whose pairs are all malformed.
+            yield from templify([shot], seed=shot[0][:256])[:1]
 
 
 def _pretrain_blocks(

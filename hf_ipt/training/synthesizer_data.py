@@ -1,8 +1,10 @@
 """Fine-tuning data of the instruction synthesizer: the collection layout -> masked multi-shot sequences.
 
 Layout of `instruction-pretrain/ft-instruction-synthesizer-collection`: one folder per source
-dataset, ``{name}/shard/*.jsonl``, one row per context with its pairs. A pair is a
-``[question, answer]`` list or a mapping with ``question``/``answer`` (or ``Q``/``A``) keys.
+dataset, ``{name}/shard/*.jsonl``, one row per context with its pairs: the reference's
+read-collection entries, ``{"context": ..., "QA_list": [{"Q": ..., "A": ...}, ...]}``
+(microsoft/LMOps ``instruction_pretrain/utils/read_compre.py``). A pair may also be a
+``[question, answer]`` list or a ``{question, answer}`` mapping (`pairs_column` names the column).
 
 A training sequence concatenates one-shot examples (`protocol.format_shot`) of the SAME
 source until `max_length`, so the model learns to continue after earlier examples, which is
@@ -54,10 +56,13 @@ def _pair(pair: Any) -> tuple[str, str]:
     return str(question), str(answer)
 
 
-def row_shot(row: Mapping[str, Any], context_column: str = "context", pairs_column: str = "pairs"):
+def row_shot(row: Mapping[str, Any], context_column: str = "context", pairs_column: str = "QA_list"):
     """`(context, pairs)` of a collection row, or `None` when it has no pair to learn from."""
     if pairs_column not in row:
-        raise KeyError(f"collection row has no {pairs_column!r} column; columns: {sorted(row)}")
+        raise KeyError(
+            f"collection row has no {pairs_column!r} column; columns: {sorted(row)}. "
+            "Name the pairs column with `pairs_column` (`--pairs_column`)."
+        )
     pairs = [_pair(p) for p in row[pairs_column] or []]
     return (row.get(context_column) or "", pairs) if pairs else None
 
