@@ -10,7 +10,7 @@
 # would fight vllm's): the backends need vllm (and the transformers it brings), and
 # `import hf_ipt` needs `datasets` (it registers the hf_ipt/augmented builder).
 # Idempotent: a venv where vllm and hf_ipt already import is left alone (~30 s); building
-# one takes 2-5 min on 2 cores and 3.4 GB.
+# one takes about 6 min on 2 cores and 3.7 GB the first time.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -186,10 +186,17 @@ def make_parser() -> argparse.ArgumentParser:
         "--repeats", type=int, default=3, help="timed runs of hf_ipt (best is kept)"
     )
     parser.add_argument(
-        "--num-keywords", type=int, default=300, help="domain keywords given to both miners"
+        "--num_keywords",
+        "--num-keywords",
+        type=int,
+        default=300,
+        help="domain keywords given to both miners",
     )
     parser.add_argument(
-        "--no-baseline", action="store_true", help="skip the (slow, pysbd) reference baseline"
+        "--no_baseline",
+        "--no-baseline",
+        action="store_true",
+        help="skip the (slow, pysbd) reference baseline",
     )
     return parser
 

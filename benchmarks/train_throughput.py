@@ -1,6 +1,6 @@
 """Training throughput: the pretrain recipe's training step against a raw PyTorch loop, in one process.
 
-Both train the same freshly initialized model shape on `--seq`-token rows of `--micro-batch`.
+Both train the same freshly initialized model shape on `--seq`-token rows of `--micro_batch`.
 The raw loop feeds random full rows with plain causal attention (the baselines in
 ``BENCHMARKS.md``); the recipe runs `hf_ipt.training.build_trainer` (the `IPTTrainer` the
 recipes use) on packed blocks of variable-length documents: zero padding, no attention
@@ -8,11 +8,11 @@ across documents, labels masked at document starts, exactly as `recipes/pretrain
 
     python benchmarks/train_throughput.py --shape tiny                      # CPU smoke figure
     python benchmarks/train_throughput.py --shape llama-551m --compile      # one GPU, bf16
-    python benchmarks/train_throughput.py --shape llama-551m --compile --liger --micro-batch 16 \\
+    python benchmarks/train_throughput.py --shape llama-551m --compile --liger --micro_batch 16 \\
         --attn flash_attention_2                                            # the 45% MFU levers
 
 MFU counts 6 x N FLOPs per token (N from the config, embeddings included) against the
-device's dense bf16 peak (H100/H200: 989 TFLOP/s; pass --peak-tflops elsewhere).
+device's dense bf16 peak (H100/H200: 989 TFLOP/s; pass --peak_tflops elsewhere).
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--shape", default="tiny", help="tiny | llama-551m | mistral-500m | mistral-1.3b"
-    )
+    from hf_ipt.training.model_init import MODEL_SHAPES
+
+    parser.add_argument("--shape", default="tiny", choices=list(MODEL_SHAPES), help="model shape")
     parser.add_argument(
         "--seq", type=int, default=None, help="tokens per row (default: 2048 on GPU, 256 on CPU)"
     )
-    parser.add_argument("--micro-batch", type=int, default=4)
+    parser.add_argument("--micro_batch", "--micro-batch", type=int, default=4, help="rows per step")
     parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument(
         "--steps", type=int, default=None, help="timed steps (default: 12 on GPU, 6 on CPU)"
@@ -52,7 +52,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--attn", default="sdpa", help="attention implementation of the recipe's model"
     )
-    parser.add_argument("--peak-tflops", type=float, default=None)
+    parser.add_argument(
+        "--peak_tflops",
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="dense bf16 TFLOP/s of the device for MFU (looked up for H100/H200/A100/L40S/A10G; none on CPU)",
+    )
     return parser.parse_args()
 
 

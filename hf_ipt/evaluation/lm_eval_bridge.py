@@ -1,10 +1,10 @@
 """Bridge to lm-evaluation-harness for the paper's general benchmarks.
 
 hf_ipt checkpoints are plain `transformers` checkpoints, so lm-eval's ``hf`` model runs them
-as they are; no code is needed. From a shell (`lm_eval_command` prints it):
+as they are; no code is needed. From a shell (`lm_eval_command` returns it):
 
 ```bash
-pip install "lm-eval>=0.4.8"
+pip install "hf_ipt[lmeval]"
 lm_eval --model hf --model_args pretrained=./my-checkpoint,add_bos_token=True,dtype=auto \
     --tasks arc_easy,arc_challenge,boolq,social_iqa,winogrande,piqa,openbookqa,hellaswag,mmlu \
     --batch_size auto --output_path results/general
@@ -121,7 +121,7 @@ def run_lm_eval(
         from lm_eval.tasks import TaskManager
     except ImportError as err:
         raise ImportError(
-            "the general benchmarks run on lm-evaluation-harness: pip install 'lm-eval>=0.4.8'"
+            "the general benchmarks run on lm-evaluation-harness: pip install 'hf_ipt[lmeval]'"
         ) from err
     lm = HFLM(
         pretrained=model,
