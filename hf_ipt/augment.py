@@ -91,6 +91,11 @@ class SynthesisConfig:
             )
         if not self.synthesizer:
             raise ValueError("`synthesizer` must be 'rules' or a model id/path, got an empty string")
+        if self.revision is not None and self.synthesizer == RULES:  # would pin nothing: refuse
+            raise ValueError(
+                f"`revision` ({self.revision!r}) pins the synthesizer model, but synthesizer='rules' has no "
+                "model; to pin a dataset corpus use `corpus_revision` (SynthesisConfig.revision)"
+            )
 
     def backend_config(self):
         from .backends import BackendConfig

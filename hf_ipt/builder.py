@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import datasets
 
 from . import __version__
-from .augment import RULES, Augmenter, SynthesisConfig, features
+from .augment import Augmenter, SynthesisConfig, features
 from .chaining import ChainStats
 from .corpus import CorpusConfig, is_local_corpus, iter_shard, local_files, make_shards
 
@@ -46,11 +46,6 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
         datasets.BuilderConfig.__post_init__(self)
         SynthesisConfig.__post_init__(self)
         CorpusConfig.__post_init__(self)
-        if self.revision is not None and self.synthesizer == RULES:  # would pin nothing: refuse
-            raise ValueError(
-                f"`revision` ({self.revision!r}) pins the synthesizer model, but synthesizer='rules' has no "
-                "model; to pin a dataset corpus use `corpus_revision=` (AugmentedConfig.revision)"
-            )
 
     def create_config_id(self, config_kwargs: dict, custom_features=None) -> str:
         """The user's settings plus hf_ipt's version and, for local files, their size and mtime."""

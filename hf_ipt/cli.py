@@ -6,8 +6,20 @@ dispatches, so ``hf-ipt --help`` stays fast and imports nothing heavy.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
+from collections.abc import Iterator
+
+
+class UsageError(ValueError):
+    """A value the user gave cannot work: a corpus that matches no file, a job folder that holds
+    another job, an unknown key in a config file. The library raises it (a `ValueError`); the
+    commands report it like argparse's own errors (usage line, message, exit status 2)."""
+
+
+class MissingFileError(UsageError, FileNotFoundError):
+    """A path the user gave does not exist (catchable as either parent)."""
 
 # subcommand -> (module with `main(argv)`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -28,6 +40,16 @@ def parse_dataclasses(parser, argv: list[str] | None) -> tuple:
         parser.error(str(error))
 
 
+@contextlib.contextmanager
+def usage_errors(parser) -> Iterator[None]:
+    """Inside, a `UsageError` (found while running, e.g. a job folder holding another job)
+    exits like a parsing error; any other exception keeps its traceback."""
+    try:
+        yield
+    except UsageError as error:
+        parser.error(str(error))
+
+
 def _usage() -> str:
     lines = ["usage: hf-ipt <command> [options]", "", "commands:"]
     lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
@@ -37,9 +59,12 @@ def _usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
+    if not argv:
+        print(_usage(), file=sys.stderr)
+        return 2
     if argv[0] == "--version":
         from . import __version__
 

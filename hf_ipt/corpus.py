@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cli import MissingFileError, UsageError
+
 TEXT_SUFFIXES = (".txt",)
 JSON_SUFFIXES = (".jsonl", ".json")
 PARQUET_SUFFIXES = (".parquet",)
@@ -52,10 +54,12 @@ def local_files(corpus: str) -> list[str]:
     """Sorted files matched by `corpus`, each with a supported suffix."""
     files = sorted(p for p in glob.glob(corpus, recursive=True) if os.path.isfile(p))
     if not files:
-        raise FileNotFoundError(f"`corpus` matched no file: {corpus!r}")
+        raise MissingFileError(
+            f"`corpus` matched no file: {corpus!r} (a local file or glob; a dataset is a Hub id or a folder)"
+        )
     bad = [f for f in files if not f.endswith(SUPPORTED)]
     if bad:
-        raise ValueError(
+        raise UsageError(
             f"`corpus` {corpus!r} matched unsupported files such as {bad[0]!r}; "
             f"supported suffixes: {', '.join(SUPPORTED)}"
         )
@@ -128,6 +132,8 @@ class CorpusConfig:
                 f"`corpus_revision` ({self.corpus_revision!r}) applies to a dataset corpus (repo id or folder), "
                 f"not to local files such as {self.corpus!r} ({where}.corpus_revision)"
             )
+        if local:
+            local_files(self.corpus)  # a typo fails here, not after a model has loaded
         if self.corpus_name is None:
             self.corpus_name = derive_corpus_name(self.corpus) if local else self.corpus
 
@@ -181,12 +187,43 @@ def _json_array_docs(path: str, doc_prefix: str, text_column: str) -> Iterator[D
             f"corpus file {path!r} starts with '[' but is not valid JSON ({error}); fix the file, or write "
             "one JSON object per line (JSON lines, .jsonl)"
         ) from None
+    column = _ColumnCheck(path, text_column)
     for i, item in enumerate(items):
         doc_id = f"{doc_prefix}:{i}"
         if not isinstance(item, dict):
             yield Document(doc_id, "", "invalid json")
         else:
+            column.saw(item)
             yield _checked(doc_id, item.get(text_column), text_column)
+    column.done()
+
+
+class _ColumnCheck:
+    """A missing text column in a row or two is a bad document (rejected, counted); missing from
+    the first `window` JSON objects of a file it is a wrong `text_column`, which would otherwise
+    reject every document and quietly produce an empty dataset."""
+
+    window = 100
+
+    def __init__(self, path: str, column: str) -> None:
+        self.path, self.column, self.objects, self.found, self.first_keys = path, column, 0, False, None
+
+    def saw(self, item: dict) -> None:
+        if self.found:
+            return
+        self.found = self.column in item
+        self.objects += 1
+        self.first_keys = sorted(item) if self.first_keys is None else self.first_keys
+        if not self.found and self.objects >= self.window:
+            self.done()
+
+    def done(self) -> None:
+        if self.objects and not self.found:
+            raise UsageError(
+                f"`text_column` {self.column!r} is in none of the first {self.objects} JSON objects of "
+                f"{self.path!r}; the first has keys {self.first_keys}. Set `text_column` (--text_column) "
+                "to the key that holds the text"
+            )
 
 
 def _jsonl_docs(path: str, doc_prefix: str, text_column: str) -> Iterator[Document]:
@@ -195,6 +232,7 @@ def _jsonl_docs(path: str, doc_prefix: str, text_column: str) -> Iterator[Docume
     if path.endswith(".json") and _starts_with_array(path):
         yield from _json_array_docs(path, doc_prefix, text_column)
         return
+    column = _ColumnCheck(path, text_column)
     with xopen(path, "rb") as f:
         for i, line in enumerate(f):
             doc_id = f"{doc_prefix}:{i}"
@@ -203,11 +241,14 @@ def _jsonl_docs(path: str, doc_prefix: str, text_column: str) -> Iterator[Docume
                 yield Document(doc_id, "", "empty" if reject == "empty" else reject)
                 continue
             try:
-                value = json.loads(text).get(text_column)
+                item = json.loads(text)
+                value = item.get(text_column)
             except (json.JSONDecodeError, AttributeError):
                 yield Document(doc_id, "", "invalid json")
                 continue
+            column.saw(item)
             yield _checked(doc_id, value, text_column)
+    column.done()
 
 
 def _parquet_docs(path: str, doc_prefix: str, text_column: str) -> Iterator[Document]:
@@ -217,8 +258,9 @@ def _parquet_docs(path: str, doc_prefix: str, text_column: str) -> Iterator[Docu
     with xopen(path, "rb") as f:
         pf = pq.ParquetFile(f)
         if text_column not in pf.schema_arrow.names:
-            raise ValueError(
-                f"`text_column` {text_column!r} not in {path!r}; columns: {pf.schema_arrow.names}"
+            raise UsageError(
+                f"`text_column` {text_column!r} not in {path!r}; columns: {pf.schema_arrow.names}. "
+                "Set `text_column` (--text_column) to the column that holds the text"
             )
         i = 0
         for batch in pf.iter_batches(columns=[text_column], batch_size=1024):

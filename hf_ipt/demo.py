@@ -60,6 +60,10 @@ class DemoConfig:
             raise ValueError(f"`max_steps` must be >= 1, got {self.max_steps} (DemoConfig.max_steps)")
         if self.push and not (self.hub_dataset_id and self.hub_model_id):
             raise ValueError("--push needs --hub_dataset_id and --hub_model_id")
+        if self.general_dataset:  # checked now, not in the training run after synthesis and a first evaluation
+            from .training.checks import check_source
+
+            check_source("--general_dataset", self.general_dataset, {"question": None, "response": None})
 
 
 def read_texts(corpus: str, text_column: str = "text", max_docs: int | None = None) -> list[str]:

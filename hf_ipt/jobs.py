@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .augment import Augmenter, SynthesisConfig
 from .chaining import ChainEntry, ChainStats
+from .cli import UsageError
 from .corpus import CorpusConfig, Document, iter_shard, make_shards
 from .filters import FilterConfig, NearDuplicates, filter_pairs
 from .protocol import Pair
@@ -203,11 +204,31 @@ def prepare(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -
                        job.output_dir, len(old["units"]))
         return old["units"]
     if changed:
-        raise ValueError(
-            f"{job.output_dir!r} holds a different job (changed: {', '.join(changed)}); rerun with the "
-            "same corpus and settings to resume it, or choose a new `output_dir`"
+        raise UsageError(
+            f"{job.output_dir!r} holds a different job (changed: {'; '.join(_differences(old, spec))}); "
+            "rerun with the same corpus and settings to resume it, or choose a new `output_dir`"
         )
     return units
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    """What differs between two job specs, field by field: ``synthesis.rounds 2 -> 3``."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        if key == "units":
+            out.append(f"units ({len(before or [])} -> {len(after or [])}: corpus files or `num_shards`)")
+        elif key == "file_sizes":
+            grown = sorted(f for f in set(before or {}) | set(after or {}) if (before or {}).get(f) != (after or {}).get(f))
+            out.append(f"file_sizes of {len(grown)} corpus file(s), e.g. {grown[0]!r}" if grown else "file_sizes")
+        elif isinstance(before, dict) and isinstance(after, dict):
+            out += [f"{key}.{f} {before.get(f)!r} -> {after.get(f)!r}"
+                    for f in sorted(set(before) | set(after)) if before.get(f) != after.get(f)]
+        else:
+            out.append(f"{key} {before!r} -> {after!r}")
+    return out
 
 
 def _same_files(old: list[dict], new: list[dict]) -> bool:
@@ -493,18 +514,17 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     todo = [i for i in range(rank, len(units), world_size) if not unit_done(job, i)]
     augment = Augmenter(replace(synthesis, output="pairs"), corpus_name=job.corpus_name)
     bar = Progress(len(todo), rank, _token_unit(synthesis)) if progress and todo else None
-    for index in todo:
-        try:
-            synthesize_unit(job, index, units[index], augment, filters, bar, rank)
-        except OSError:
-            if not unit_done(job, index):
-                raise
-            # Another process finished this unit and the job meanwhile, and cleaned our temporary up.
-            logger.warning("hf_ipt: unit %s was finished by another process", unit_name(index))
-        if bar:
-            bar.bar.update(1)
-    if bar:
-        bar.bar.close()
+    with bar.bar if bar else contextlib.nullcontext():  # closed before any error is printed
+        for index in todo:
+            try:
+                synthesize_unit(job, index, units[index], augment, filters, bar, rank)
+            except OSError:
+                if not unit_done(job, index):
+                    raise
+                # Another process finished this unit and the job meanwhile, and cleaned our temporary up.
+                logger.warning("hf_ipt: unit %s was finished by another process", unit_name(index))
+            if bar:
+                bar.bar.update(1)
     waiting = [i for i in range(len(units)) if not unit_done(job, i)]
     if waiting:
         logger.warning("hf_ipt: rank %d/%d done; %d units of other ranks remain, the last rank to finish "

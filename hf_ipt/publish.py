@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from .cards import render_template
+from .cli import MissingFileError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def config_name_for(corpus: str) -> str:
     name = _EXTENSIONS.sub("", parts[-1] if parts else "")
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")
     if not name:
-        raise ValueError(f"cannot derive a config name from corpus {corpus!r}; pass `config_name` (--config_name)")
+        raise UsageError(f"cannot derive a config name from corpus {corpus!r}; pass `config_name` (--config_name)")
     return name
 
 
@@ -69,7 +70,7 @@ def data_files(output_dir: str | Path) -> list[Path]:
         return [out / name for name in record["data_files"]]
     files = sorted(out.glob("data/*.parquet")) or sorted(out.glob("data.parquet"))
     if not files:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no Parquet output in {out}: expected data/*.parquet (hf-ipt synthesize) or data.parquet (hf-ipt augment)"
         )
     return files
@@ -83,14 +84,14 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
     """
     out = Path(output_dir)
     if (out / "job.json").is_file() and not (out / "manifest.json").is_file():
-        raise ValueError(f"the synthesis job in {out} is not finished (no manifest.json): rerun `hf-ipt synthesize` "
+        raise UsageError(f"the synthesis job in {out} is not finished (no manifest.json): rerun `hf-ipt synthesize` "
                          "with the same settings to complete it, then push")
     record, source = _read_record(out)
     settings = record.get("settings") or {}
     synthesis = settings.get("synthesis") or record.get("synthesis") or {}
     corpus = _first(record, "corpus_name", "corpus")
     if config_name is not None and not _CONFIG_NAME.fullmatch(config_name):
-        raise ValueError(f"`config_name` must be letters, digits, '_', '.', '-' (it names a folder of the repo), "
+        raise UsageError(f"`config_name` must be letters, digits, '_', '.', '-' (it names a folder of the repo), "
                          f"got {config_name!r}")
     name = config_name or _derive_name(corpus, record.get("corpus"), out.name)
     return {
@@ -133,7 +134,7 @@ def _derive_name(*candidates: str | None) -> str:
             return config_name_for(candidate)
         except ValueError:
             continue
-    raise ValueError(f"cannot derive a config name from {candidates!r}; pass `config_name` (--config_name)")
+    raise UsageError(f"cannot derive a config name from {candidates!r}; pass `config_name` (--config_name)")
 
 
 def _tokens(tokens: Any) -> Any:

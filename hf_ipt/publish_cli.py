@@ -11,6 +11,7 @@ command line ends up in shell history. ``HF_ENDPOINT`` points the upload at anot
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -30,19 +31,28 @@ class PushArguments:
     )
     token: str | None = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or the saved login)."})
 
+    def __post_init__(self) -> None:
+        from huggingface_hub.utils import validate_repo_id
+
+        validate_repo_id(self.repo_id)  # a ValueError naming the rule, before anything is read
+        if not Path(self.output_dir).is_dir():
+            raise ValueError(f"`output_dir` {self.output_dir!r} is not a folder (--output_dir)")
+
 
 def main(argv: list[str] | None = None) -> int:
     import logging
 
     from transformers import HfArgumentParser
 
-    from .cli import parse_dataclasses
+    from .cli import parse_dataclasses, usage_errors
     from .publish import push_dataset
 
-    (args,) = parse_dataclasses(HfArgumentParser(PushArguments, prog="hf-ipt push"), argv)
+    parser = HfArgumentParser(PushArguments, prog="hf-ipt push")
+    (args,) = parse_dataclasses(parser, argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    url = push_dataset(args.output_dir, args.repo_id, config_name=args.config_name, token=args.token,
-                       private=args.private, revision=args.revision, overwrite=args.overwrite)
+    with usage_errors(parser):
+        url = push_dataset(args.output_dir, args.repo_id, config_name=args.config_name, token=args.token,
+                           private=args.private, revision=args.revision, overwrite=args.overwrite)
     print(f"pushed {args.output_dir} -> {url}")
     return 0
 

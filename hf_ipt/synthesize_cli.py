@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 
 from .augment import SynthesisConfig
-from .cli import parse_dataclasses
+from .cli import parse_dataclasses, usage_errors
 from .filters import FilterConfig
 from .jobs import JobConfig, run_job
 
@@ -40,11 +40,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, SynthesisConfi
     pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(args=argv)
     if known.config:
-        with open(known.config, encoding="utf-8") as f:
-            defaults = yaml.safe_load(f) or {}
+        try:
+            with open(known.config, encoding="utf-8") as f:
+                defaults = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError) as error:
+            parser.error(f"--config {known.config!r}: {error}")
+        if not isinstance(defaults, dict):
+            parser.error(f"--config {known.config!r} must hold a mapping of option: value")
         unknown = sorted(set(defaults) - {a.dest for a in parser._actions})
         if unknown:
-            raise ValueError(f"unknown keys in {known.config!r}: {unknown}; see `hf-ipt synthesize --help`")
+            parser.error(f"unknown keys in {known.config!r}: {unknown}; see `hf-ipt synthesize --help`")
         for action in parser._actions:  # YAML values become defaults; required ones become optional
             if action.dest in defaults:
                 action.default, action.required = defaults[action.dest], False
@@ -54,7 +59,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, SynthesisConfi
 
 def main(argv: list[str] | None = None) -> int:
     job, synthesis, filters = parse_args(argv)
-    manifest = run_job(job, synthesis, filters)
+    with usage_errors(make_parser()):
+        manifest = run_job(job, synthesis, filters)
     if manifest is None:
         print("this rank's units are done; the job completes when the last rank finishes", file=sys.stderr)
         return 0

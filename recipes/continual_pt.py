@@ -31,6 +31,7 @@ def main(data_args, training_args, model_args):
     from hf_ipt.training import (
         CardInfo,
         build_trainer,
+        check_data,
         continual_pt_dataset,
         load_model,
         load_tokenizer,
@@ -38,6 +39,7 @@ def main(data_args, training_args, model_args):
     )
     from hf_ipt.training.trainer import hub_datasets
 
+    check_data(data_args)  # paths and columns, before a model loads: a typo fails in seconds
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
     model = load_model(model_args, training_args.activation_checkpointing)
     dataset, data_mix = continual_pt_dataset(data_args, tokenizer, training_args)
@@ -64,4 +66,8 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
 
 
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    from hf_ipt.cli import usage_errors
+
+    parser = make_parser()
+    with usage_errors(parser):  # a wrong data path or column: usage line, message, exit status 2
+        main(*parser.parse_args_and_config())

@@ -25,6 +25,7 @@ def main(data_args, training_args, model_args):
     from hf_ipt.training import (
         CardInfo,
         build_trainer,
+        check_data,
         init_model,
         load_tokenizer,
         pretrain_dataset,
@@ -32,6 +33,7 @@ def main(data_args, training_args, model_args):
     )
     from hf_ipt.training.trainer import hub_datasets
 
+    check_data(data_args)  # paths and columns, before a model loads: a typo fails in seconds
     tokenizer = load_tokenizer(data_args.tokenizer_name_or_path)
     model = init_model(
         data_args.model_shape,
@@ -67,4 +69,8 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
 
 
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    from hf_ipt.cli import usage_errors
+
+    parser = make_parser()
+    with usage_errors(parser):  # a wrong data path or column: usage line, message, exit status 2
+        main(*parser.parse_args_and_config())

@@ -21,6 +21,8 @@ def test_help_lists_commands():
     out = hf_ipt("--help")
     assert out.returncode == 0 and "augment" in out.stdout
     assert hf_ipt("nonsense").returncode == 2
+    bare = hf_ipt()  # no command is a usage error, as in git or pip
+    assert bare.returncode == 2 and "augment" in bare.stderr
 
 
 def test_augment_help():
@@ -60,6 +62,33 @@ def test_a_refused_value_is_a_usage_error_not_a_traceback(tmp_path):
         out = hf_ipt(*args)
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
         assert "usage: hf-ipt" in out.stderr and message in out.stderr.splitlines()[-1], out.stderr
+
+
+def test_user_mistakes_found_while_running_are_usage_errors_too(tmp_path):
+    corpus = str(write_jsonl(tmp_path / "news.jsonl", 3))
+    body = tmp_path / "body.jsonl"  # the text under another key
+    body.write_text("".join(json.dumps({"body": doc(i)}) + "\n" for i in range(3)))
+    (tmp_path / "empty.json").write_text("")
+    job = str(tmp_path / "job")
+    assert hf_ipt("synthesize", "--corpus", corpus, "--output_dir", job, "--num_shards", "2").returncode == 0
+    for args, message in (
+        (["augment", "--corpus", str(tmp_path / "nope.jsonl")], "`corpus` matched no file"),
+        (["synthesize", "--corpus", "missing/*.jsonl", "--output_dir", job], "`corpus` matched no file"),
+        (["augment", "--corpus", str(body)], "`text_column` 'text' is in none of the first 3 JSON objects"),
+        (["synthesize", "--corpus", str(body), "--output_dir", str(tmp_path / "j2")], "first has keys ['body']"),
+        (["synthesize", "--corpus", corpus, "--revision", "abc"], "synthesizer='rules' has no model"),
+        (["synthesize", "--config", str(tmp_path / "nope.yaml")], "--config"),
+        # the same folder, another job: the message names what changed
+        (["synthesize", "--corpus", corpus, "--output_dir", job, "--num_shards", "2", "--rounds", "3"],
+         "changed: synthesis.rounds 2 -> 3)"),
+        (["eval", "--model_name_or_path", "nope", "--tasks", str(tmp_path / "missing.json")], "does not exist"),
+        (["eval", "--model_name_or_path", "nope", "--tasks", str(tmp_path / "empty.json")], "not valid JSON"),
+        (["push", "--output_dir", job, "--repo_id", "bad repo id"], "Repo id must use alphanumeric"),
+        (["push", "--output_dir", str(tmp_path / "none"), "--repo_id", "me/x"], "is not a folder"),
+    ):
+        out = hf_ipt(*args, cwd=tmp_path)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr[-3000:])
+        assert "usage: hf-ipt" in out.stderr and message in out.stderr.splitlines()[-1], (args, out.stderr[-3000:])
 
 
 def test_augment_passes_corpus_revision_to_the_dataset_corpus(tmp_path, monkeypatch):

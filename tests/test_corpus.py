@@ -119,6 +119,8 @@ def test_builder_job_and_cli_share_one_corpus_config(cls, tmp_path):
         assert f"({cls.__name__}." in str(error.value)  # names the class the user filled in
     assert cls(corpus=str(corpus)).corpus_name == "news.jsonl"
     assert cls(corpus="org/news").corpus_name == "org/news"
+    (tmp_path / "finance").mkdir(exist_ok=True)
+    write_jsonl(tmp_path / "finance" / "a.jsonl", 1)
     assert cls(corpus=str(tmp_path / "finance" / "*.jsonl")).corpus_name == "finance"  # not "*.jsonl"
     assert cls(corpus=str(corpus)).files() == [str(corpus)]
 
@@ -128,3 +130,41 @@ def test_derive_corpus_name_is_the_last_part_without_glob_characters():
     assert derive_corpus_name("data/**/*.parquet") == "data"
     assert derive_corpus_name("/tmp/news.jsonl") == "news.jsonl"
     assert derive_corpus_name("*.jsonl") == "*.jsonl"  # nothing else to name it by
+
+
+def test_a_row_without_the_text_column_is_rejected_but_a_wrong_column_stops_with_the_keys(tmp_path):
+    from hf_ipt.cli import UsageError
+
+    some = tmp_path / "some.jsonl"  # two bad rows among good ones: rejected, counted, no error
+    rows = [{"text": doc(0)}, {"body": "x"}, {"text": doc(2)}, {"title": "y"}]
+    some.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [d.reject for d in read_file(str(some))] == [None, "no string in column 'text'", None,
+                                                        "no string in column 'text'"]
+    wrong = tmp_path / "wrong.jsonl"  # the column is in no row: a wrong `text_column`
+    wrong.write_text("".join(json.dumps({"body": doc(i)}) + "\n" for i in range(3)))
+    with pytest.raises(UsageError, match=r"'text' is in none of the first 3 JSON objects.*keys \['body'\].*--text_column"):
+        list(read_file(str(wrong)))
+    assert [d.text for d in read_file(str(wrong), text_column="body")] == [doc(i) for i in range(3)]
+    # a long file stops after the first 100 objects, not at its end
+    long = tmp_path / "long.json"
+    long.write_text(json.dumps([{"body": doc(i)} for i in range(500)]))
+    seen = []
+    with pytest.raises(UsageError, match="none of the first 100 JSON objects"):
+        seen.extend(read_file(str(long)))
+    assert len(seen) == 99
+    parquet = tmp_path / "p.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"body": ["a"]}), parquet)
+    with pytest.raises(UsageError, match=r"columns: \['body'\].*--text_column"):
+        list(read_file(str(parquet)))
+
+
+def test_a_local_corpus_that_matches_nothing_fails_when_the_config_is_made(tmp_path):
+    from hf_ipt.cli import UsageError
+    from hf_ipt.corpus import CorpusConfig
+
+    for error in (UsageError, FileNotFoundError):  # either is caught: CLIs turn it into exit status 2
+        with pytest.raises(error, match="matched no file"):
+            CorpusConfig(corpus=str(tmp_path / "missing" / "*.jsonl"))

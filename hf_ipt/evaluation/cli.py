@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
-from ..cli import parse_dataclasses
+from ..cli import parse_dataclasses, usage_errors
 
 GENERAL = "general"
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
@@ -106,23 +106,32 @@ def run(args: EvalScriptArguments) -> dict:
     """Load the model, evaluate, write and return ``{task: {metric: percent}}``."""
     import torch
 
+    from hf_ipt.cli import UsageError
     from hf_ipt.models import load_causal_lm
 
     from .harness import evaluate, results_to_json, results_to_markdown
     from .scoring import default_add_bos
+    from .tasks import load_tasks
 
+    domain, general = _split_tasks(args.tasks)
+    try:  # the tasks first: a wrong path should not wait for a model to load
+        domain = load_tasks(domain, data_dir=args.data_dir, max_examples=args.max_examples) if domain else []
+    except (ValueError, OSError) as error:
+        raise UsageError(f"--tasks {args.tasks!r}: {error}") from error
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = args.dtype if args.dtype == "auto" else getattr(torch, args.dtype)
-    model, tokenizer = load_causal_lm(
-        args.model_name_or_path,
-        dtype=dtype,
-        device=device,
-        trust_remote_code=args.trust_remote_code,
-    )
+    try:
+        model, tokenizer = load_causal_lm(
+            args.model_name_or_path,
+            dtype=dtype,
+            device=device,
+            trust_remote_code=args.trust_remote_code,
+        )
+    except OSError as error:  # transformers' "not a local folder and not a valid model identifier"
+        raise UsageError(f"--model_name_or_path {args.model_name_or_path!r}: {error}") from error
     add_bos = {"yes": True, "no": False}.get(args.add_bos)
     if add_bos is None:
         add_bos = default_add_bos(tokenizer, args.model_name_or_path)
-    domain, general = _split_tasks(args.tasks)
     common = {"batch_size": args.batch_size, "add_bos": add_bos, "max_length": args.max_length}
     results = {}
     if domain:
@@ -152,8 +161,10 @@ def run(args: EvalScriptArguments) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``hf-ipt eval``; returns the exit code."""
-    (args,) = parse_dataclasses(make_parser(), argv)
-    run(args)
+    parser = make_parser()
+    (args,) = parse_dataclasses(parser, argv)
+    with usage_errors(parser):
+        run(args)
     return 0
 
 

@@ -184,7 +184,10 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 def load_task_file(path: str | os.PathLike) -> Task:
     """Load a task file ``{"name": ..., "metric": ..., "examples": [rows]}``."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); a task file is one JSON object") from None
     if not isinstance(data, dict) or "metric" not in data or "examples" not in data:
         raise ValueError(
             f"{path} is not a task file: expected a JSON object with `metric` and `examples` "
@@ -268,6 +271,8 @@ def _load_item(item: str, data_dir: str | os.PathLike | None) -> list[Task]:
     if domain in PAPER_TASKS:
         specs = task_specs(domain, [name] if name else None)
         return [load_paper_task(s, data_dir) for s in specs]
+    if item.endswith((".json", ".jsonl")) or item.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"task file or folder {item!r} does not exist")
     raise ValueError(
         f"cannot resolve task {item!r}: use 'finance', 'medicine', 'finance/FPB' (one task), "
         "a task file (*.json) or a folder of tasks"

@@ -1,0 +1,223 @@
+"""Up-front checks of a recipe's data sources, run before any tokenizer or model loads.
+
+A wrong path or column would otherwise surface only once training streams its first rows,
+minutes into a large model's load. Each local source is resolved as training will resolve
+it (`hf_ipt.corpus.local_files`, `synthesizer_data.collection_files`) and the first row of
+its first non-empty file is read to see that the configured columns are there. A value that
+is not a local path but looks like a Hub dataset id (``org/name``) is left alone: no
+network is assumed; the Hub source is checked when it streams.
+
+Errors are `hf_ipt.cli.UsageError` (a `ValueError`) naming the option, its value, what was
+found and the fix; the recipes report them like argparse errors (exit status 2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..cli import UsageError
+from ..corpus import is_local_corpus, local_files
+from .data import BUILDERS
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+# Data-config attribute -> the column attributes its rows must have (see `streams`).
+SOURCES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("domain_dataset", ("text_column",)),
+    ("general_dataset", ("question_column", "response_column")),
+    ("raw_dataset", ("text_column",)),
+    ("augmented_dataset", ("text_column",)),
+)
+
+
+def check_data(config: Any) -> None:
+    """Check every data source of a recipe's data config before any model load.
+
+    Args:
+        config (`ContinualPTConfig`, `PretrainConfig` or `SynthesizerConfig`): the sources are
+            its set ``*_dataset`` attributes and ``collection``, each checked for the columns
+            `hf_ipt.training.streams` reads from it.
+
+    Raises:
+        `UsageError`: a local source that matches nothing, or whose first row lacks a column.
+    """
+    split = getattr(config, "dataset_split", "train")
+    for attribute, column_attributes in SOURCES:
+        source = getattr(config, attribute, None)
+        if source:
+            columns = {getattr(config, c): f"--{c}" for c in column_attributes}
+            check_source(f"--{attribute}", source, columns, split=split)
+    if getattr(config, "collection", None):
+        check_collection(
+            config.collection,
+            {config.pairs_column: "--pairs_column", config.context_column: "--context_column"},
+        )
+
+
+def is_hub_id(source: str) -> bool:
+    """Not an existing local path, no file pattern, and shaped like ``name`` or ``org/name``."""
+    return (
+        not os.path.exists(source)
+        and not is_local_corpus(source)
+        and bool(HUB_ID.fullmatch(source))
+    )
+
+
+def check_source(
+    option: str, source: str, columns: Mapping[str, str | None], *, split: str = "train"
+) -> None:
+    """Check one row source: a local file/glob, a local dataset folder, or (left alone) a Hub id.
+
+    Args:
+        option (`str`): the option that set `source`, e.g. ``"--domain_dataset"``, for errors.
+        source (`str`): the value as `streams.load_rows` takes it.
+        columns (`Mapping[str, str | None]`): each column the rows need -> the option naming it
+            (e.g. ``{"text": "--text_column"}``), or `None` where the column is fixed.
+        split (`str`, *optional*, defaults to ``"train"``): split of a dataset folder.
+    """
+    if os.path.isdir(source):
+        where, keys = _first_folder_row(option, source, split)
+    elif is_local_corpus(source):
+        where, keys = _first_file_row(option, source, _files(option, source))
+    elif is_hub_id(source):
+        return
+    else:
+        raise UsageError(
+            f"`{option}` {source!r} is neither an existing local file, glob or folder{_relative(source)} nor a "
+            "Hub dataset id (`org/name`): fix the path"
+        )
+    _require(option, source, columns, where, keys)
+
+
+def check_collection(
+    collection: str, columns: Mapping[str, str | None], option: str = "--collection"
+) -> None:
+    """Check a local collection folder (``{name}/shard/*.jsonl``): its layout and, in the first
+    row of each source's first file, the `columns`; a Hub id is left alone."""
+    from .synthesizer_data import SHARD_GLOB, collection_files
+
+    if not os.path.isdir(collection):
+        if is_hub_id(collection):
+            return
+        raise UsageError(
+            f"`{option}` {collection!r} is neither a local folder{_relative(collection)} nor a Hub dataset id "
+            f"(`org/name`); it must be the folder (or dataset) holding `{SHARD_GLOB}` files: fix the path"
+        )
+    try:
+        files = collection_files(collection)
+    except FileNotFoundError:
+        found = sorted(os.listdir(collection))
+        raise UsageError(
+            f"`{option}` {collection!r} holds no `{SHARD_GLOB}` files; found {_few(found) or 'an empty folder'}. "
+            "Point it at the collection's root folder (one subfolder per source, each with a `shard/` folder)"
+        ) from None
+    for name, source_files in files.items():
+        where, keys = _first_file_row(option, f"{collection}/{name}", source_files)
+        _require(option, collection, columns, where, keys)
+
+
+def _files(option: str, source: str) -> list[str]:
+    try:
+        files = local_files(source)
+    except FileNotFoundError:
+        raise UsageError(
+            f"`{option}` {source!r} matched no file{_relative(source)}: give an existing local file or glob "
+            "(.txt, .jsonl, .json, .parquet), a dataset folder, or a Hub dataset id (`org/name`)"
+        ) from None
+    except ValueError as error:  # unsupported suffixes
+        raise UsageError(str(error).replace("`corpus`", f"`{option}`")) from None
+    kinds = {BUILDERS[os.path.splitext(f)[1]] for f in files}
+    if len(kinds) > 1:
+        raise UsageError(
+            f"`{option}` {source!r} matched files of several types ({sorted(kinds)}): use one type per source"
+        )
+    return files
+
+
+def _first_file_row(option: str, source: str, files: Iterable[str]) -> tuple[str, list[str]]:
+    """(where, column names) of the first row of the first file that has one."""
+    for path in files:
+        keys = _row_keys(option, path)
+        if keys is not None:
+            return f"the first row of {path!r}", keys
+    raise UsageError(f"`{option}` {source!r}: its files hold no rows")
+
+
+def _row_keys(option: str, path: str) -> list[str] | None:
+    """Columns of the file's first row, as `streams.load_rows` reads it; `None` when it has none."""
+    if path.endswith(".txt"):
+        return ["text"]  # datasets' text builder, one document per file
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+        return pf.schema_arrow.names if pf.metadata.num_rows else None
+    if path.endswith(".jsonl"):
+        with open(path, "rb") as f:
+            line = next((line for line in f if line.strip()), None)
+        if line is None:
+            return None
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise UsageError(
+                f"`{option}`: the first line of {path!r} is not JSON ({error})"
+            ) from None
+        if not isinstance(row, dict):
+            raise UsageError(
+                f"`{option}`: the first line of {path!r} is a JSON {type(row).__name__}, not an object of columns"
+            )
+        return sorted(row)
+    # .json: a top-level array or JSON lines, however datasets reads it.
+    from .data import load_rows
+
+    row = next(iter(load_rows([path])), None)
+    return None if row is None else sorted(row)
+
+
+def _first_folder_row(option: str, source: str, split: str) -> tuple[str, list[str]]:
+    from .data import load_rows
+
+    try:
+        row = next(iter(load_rows(source, split=split)), None)
+    except Exception as error:  # noqa: BLE001 - any reader error is the user's folder or split
+        raise UsageError(
+            f"`{option}` {source!r} is a folder that does not read as a dataset (split {split!r}): {error}"
+        ) from None
+    if row is None:
+        raise UsageError(f"`{option}` {source!r} has no rows in split {split!r}")
+    return f"the first row of {source!r} (split {split!r})", sorted(row)
+
+
+def _require(
+    option: str, source: str, columns: Mapping[str, str | None], where: str, keys: list[str]
+) -> None:
+    missing = [c for c in columns if c not in keys]
+    if not missing:
+        return
+    named = " or ".join(
+        f"{c!r} (set by `{columns[c]}`)" if columns[c] else repr(c) for c in missing
+    )
+    settable = [columns[c] for c in missing if columns[c]]
+    fix = (
+        f"Set {' / '.join(f'`{o}`' for o in settable)} to one of these columns"
+        if settable
+        else "Rename the data's columns"
+    )
+    raise UsageError(
+        f"`{option}` {source!r} has no {named} column{'s' if len(missing) > 1 else ''}; {where} has columns {keys}. "
+        f"{fix}, or point `{option}` at other data"
+    )
+
+
+def _few(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _relative(path: str) -> str:
+    return "" if os.path.isabs(path) else f" (relative to {os.getcwd()})"

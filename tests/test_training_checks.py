@@ -1,0 +1,139 @@
+"""`check_data`: each recipe's data sources are checked (paths, columns) before any model load."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hf_ipt.training.checks import check_data, check_source
+from hf_ipt.training.config import ContinualPTConfig, PretrainConfig, SynthesizerConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _jsonl(path: Path, rows: list[dict]) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    _jsonl(tmp_path / "domain.jsonl", [{"text": "a domain text", "id": 0}])
+    _jsonl(tmp_path / "body.jsonl", [{"body": "text under another name", "id": 0}])
+    _jsonl(tmp_path / "general.jsonl", [{"question": "q?", "response": "r"}])
+    _jsonl(tmp_path / "qa.jsonl", [{"instruction": "q?", "output": "r"}])
+    pq.write_table(pa.table({"text": ["raw one", "raw two"]}), tmp_path / "raw.parquet")
+    (tmp_path / "raw_txt").mkdir()
+    (tmp_path / "raw_txt" / "0.txt").write_text("one raw document")
+    _jsonl(tmp_path / "folder_ds" / "train.jsonl", [{"text": "a row of a dataset folder"}])
+    for name in ("squad", "race"):
+        _jsonl(tmp_path / "collection" / name / "shard" / "00000.jsonl",
+               [{"context": "c", "QA_list": [{"Q": "q", "A": "a"}]}])
+    _jsonl(tmp_path / "pairs_collection" / "squad" / "shard" / "00000.jsonl",
+           [{"context": "c", "pairs": [["q", "a"]]}])
+    (tmp_path / "flat").mkdir()
+    _jsonl(tmp_path / "flat" / "rows.jsonl", [{"context": "c", "QA_list": []}])
+    return tmp_path
+
+
+def _raises(config, *patterns: str) -> None:
+    with pytest.raises(ValueError) as info:
+        check_data(config)
+    for pattern in patterns:
+        assert re.search(pattern, str(info.value)), (pattern, str(info.value))
+
+
+def test_continual_pt_sources(data):
+    good = {"domain_dataset": str(data / "domain.jsonl"), "general_dataset": str(data / "general.jsonl")}
+    check_data(ContinualPTConfig(**good))
+    check_data(ContinualPTConfig(domain_dataset=str(data / "*.parquet"), general_dataset="Open-Orca/OpenOrca"))
+    check_data(ContinualPTConfig(domain_dataset=str(data / "folder_ds")))  # a dataset folder
+    check_data(ContinualPTConfig(domain_dataset=str(data / "body.jsonl"), text_column="body"))
+    missing = str(data / "missing.jsonl")
+    _raises(ContinualPTConfig(domain_dataset=missing), "`--domain_dataset`", re.escape(repr(missing)), "matched no file")
+    _raises(ContinualPTConfig(domain_dataset="/no/such/folder"), "`--domain_dataset`", "neither an existing local")
+    _raises(ContinualPTConfig(domain_dataset=str(data / "body.jsonl")),
+            "`--domain_dataset`", "no 'text' \\(set by `--text_column`\\) column", re.escape("['body', 'id']"))
+    _raises(ContinualPTConfig(domain_dataset=str(data / "folder_ds"), text_column="body"),
+            "`--domain_dataset`", "`--text_column`", re.escape("['text']"))
+    _raises(ContinualPTConfig(**{**good, "general_dataset": str(data / "qa.jsonl")}),
+            "`--general_dataset`", "`--question_column`", "`--response_column`", re.escape("['instruction', 'output']"))
+    check_data(ContinualPTConfig(**{**good, "general_dataset": str(data / "qa.jsonl")},
+                                 question_column="instruction", response_column="output"))
+
+
+def test_pretrain_sources(data):
+    good = {
+        "tokenizer_name_or_path": "t",
+        "raw_dataset": str(data / "raw_txt" / "*.txt"),
+        "augmented_dataset": str(data / "domain.jsonl"),
+        "collection": str(data / "collection"),
+    }
+    check_data(PretrainConfig(**good))
+    check_data(PretrainConfig(**{**good, "raw_dataset": str(data / "raw.parquet"),
+                                 "collection": "instruction-pretrain/ft-instruction-synthesizer-collection"}))
+    _raises(PretrainConfig(**{**good, "raw_dataset": str(data / "raw" / "*.parquet")}), "`--raw_dataset`", "matched no file")
+    _raises(PretrainConfig(**{**good, "augmented_dataset": str(data / "body.jsonl")}),
+            "`--augmented_dataset`", "`--text_column`", re.escape("['body', 'id']"))
+    _raises(PretrainConfig(**{**good, "raw_dataset": str(data / "raw_txt" / "*.txt"), "text_column": "body",
+                              "augmented_dataset": None}), "`--raw_dataset`", re.escape("['text']"))
+    _raises(PretrainConfig(**{**good, "collection": str(data / "nowhere" / "collection")}),
+            "`--collection`", "neither a local folder")
+    _raises(PretrainConfig(**{**good, "collection": str(data / "flat")}),
+            "`--collection`", re.escape("*/shard/*.jsonl"), "'rows.jsonl'")
+    _raises(PretrainConfig(**{**good, "collection": str(data / "pairs_collection")}),
+            "`--collection`", "'QA_list' \\(set by `--pairs_column`\\)", re.escape("['context', 'pairs']"))
+    _raises(PretrainConfig(**good, context_column="passage"), "`--collection`", "`--context_column`")
+
+
+def test_synthesizer_sources(data):
+    check_data(SynthesizerConfig(collection=str(data / "collection")))
+    check_data(SynthesizerConfig(collection=str(data / "pairs_collection"), pairs_column="pairs"))
+    check_data(SynthesizerConfig(collection="instruction-pretrain/ft-instruction-synthesizer-collection"))
+    _raises(SynthesizerConfig(collection=str(data / "missing")), "`--collection`", "neither a local folder")
+    _raises(SynthesizerConfig(collection=str(data / "collection"), pairs_column="pairs"),
+            "`--collection`", "`--pairs_column`", re.escape("['QA_list', 'context']"))
+
+
+def test_fixed_columns_and_empty_files(data):
+    with pytest.raises(ValueError, match="no 'question' or 'response' columns;.*Rename the data's columns"):
+        check_source("--general_dataset", str(data / "qa.jsonl"), {"question": None, "response": None})
+    (data / "empty.jsonl").write_text("\n")
+    with pytest.raises(ValueError, match="`--x` .*hold no rows"):
+        check_source("--x", str(data / "empty.jsonl"), {"text": None})
+    (data / "bad.jsonl").write_text("not json\n")
+    with pytest.raises(ValueError, match="`--x`: the first line of .* is not JSON"):
+        check_source("--x", str(data / "bad.jsonl"), {"text": None})
+
+
+def test_demo_general_dataset_is_a_usage_error(data, capsys):
+    from hf_ipt.demo import DemoConfig, main
+
+    DemoConfig(general_dataset=str(data / "general.jsonl"))
+    with pytest.raises(ValueError, match="`--general_dataset`.*'question'.*'response'"):
+        DemoConfig(general_dataset=str(data / "qa.jsonl"))
+    with pytest.raises(SystemExit) as info:
+        main(["--general_dataset", str(data / "genral.jsonl")])
+    assert info.value.code == 2
+    assert "`--general_dataset`" in capsys.readouterr().err
+
+
+def test_recipe_checks_data_before_loading_the_model(tmp_path):
+    """A missing --domain_dataset is named, with exit status 2, although the model does not exist either."""
+    cmd = [sys.executable, "recipes/continual_pt.py", "--domain_dataset", str(tmp_path / "missing.jsonl"),
+           "--model_name_or_path", str(tmp_path / "no-model"), "--output_dir", str(tmp_path / "out"),
+           "--max_steps", "1", "--use_cpu", "true", "--bf16", "false", "--report_to", "none"]
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=os.environ.copy(), timeout=300,
+                         check=False)
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "`--domain_dataset`" in res.stderr and "missing.jsonl" in res.stderr
+    assert "no-model" not in res.stderr  # the model was never looked for
