@@ -166,6 +166,50 @@ def test_job_without_filters_equals_the_builder_row_for_row(tmp_path):
     assert loaded.num_rows == len(built)
 
 
+def test_chained_model_synthesis_job_equals_the_builder_and_resumes_to_the_same_output(
+    tmp_path, tiny_synthesizer_dir, monkeypatch
+):
+    """M-shot chains across windows, rendered by the job from its stage-1 rows (`shot_rows`, parent
+    links rebuilt) must equal the builder's texts; a unit redone after a crash changes nothing.
+    Report 5's completion is blanked: it gets no pairs, so it is a raw text of its own, and the
+    chain before it keeps its layout (the reference's `inherit_from_prev=False`)."""
+    import dataclasses
+
+    from hf_ipt.backends.transformers import TransformersBackend
+
+    original = TransformersBackend.generate
+
+    def generate(self, prompts):
+        results = original(self, prompts)
+        last = [self.tokenizer.decode(ids).rsplit("<CON>", 1)[-1] for ids in prompts]
+        return [dataclasses.replace(r, text="") if "Market report 5\n" in c else r for r, c in zip(results, last)]
+
+    monkeypatch.setattr(TransformersBackend, "generate", generate)
+    corpus = write_jsonl(tmp_path / "c.jsonl", 8)
+    settings = {"synthesizer": str(tiny_synthesizer_dir), "backend": "transformers", "rounds": 2,
+                "max_new_tokens": 40, "window_size": 4}
+    job = JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=2)
+    manifest = run_job(job, SynthesisConfig(**settings), NO_FILTERS, progress=False)
+    rows = output_rows(tmp_path / "o")
+    # unit 0 holds reports 0, 2, 4, 6 and unit 1 reports 1, 3, 5, 7 (every 2nd line of the file), one
+    # window each, rounds of two texts chained by position: 0->4, 2->6; 1->5, 3->7. Report 5 saw
+    # report 1 as its shot but gave no pair: report 1 stands alone, report 5 is raw text.
+    assert [(r["doc_ids"], r["num_pairs"]) for r in rows] == [
+        (["c.jsonl:0", "c.jsonl:4"], 4), (["c.jsonl:2", "c.jsonl:6"], 4),
+        (["c.jsonl:1"], 2), (["c.jsonl:5"], 0), (["c.jsonl:3", "c.jsonl:7"], 4)]
+    assert rows[3]["text"] == doc(5)
+    assert manifest["chain"]["prompts"] == 8 and manifest["chain"]["chains_cut"] == 0
+    built = list(load_augmented(str(corpus), streaming=True, num_shards=2, **settings))
+    assert rows == built
+    # a crash after unit 1 was synthesized but before the output: the rerun redoes it, same result
+    os.remove(tmp_path / "o" / "pairs" / "00001.json")
+    os.remove(tmp_path / "o" / "manifest.json")
+    for f in glob.glob(str(tmp_path / "o" / "data" / "*.parquet")):
+        os.remove(f)
+    assert run_job(job, SynthesisConfig(**settings), NO_FILTERS, progress=False)["rows"] == len(rows)
+    assert output_rows(tmp_path / "o") == rows
+
+
 def test_dedup_is_reported_and_rerun_is_refused_with_other_settings(tmp_path):
     corpus = write_jsonl(tmp_path / "c.jsonl", 24)  # doc(i) repeats every 4 texts: many duplicate pairs
     job = JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=2)
