@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "synthesis.py"
 
 
@@ -48,6 +50,9 @@ def test_tiny_run_matches_plain_generate_token_for_token(tmp_path):
         # The same drawn output lengths were forced in every mode.
         assert row["generated_tokens"] == rows["plain"]["generated_tokens"]
     assert rows["plain"]["ratio_to_plain"] == 1.0
+    for mode in ("transformers", "transformers-cb"):  # raw tok/s over plain's, to 2 decimals
+        expected = rows[mode]["raw_tok_s"] / rows["plain"]["raw_tok_s"]
+        assert rows[mode]["ratio_to_plain"] == pytest.approx(expected, abs=0.006)
     # Greedy, fp32 on CPU: the fast paths give plain generate's tokens, every sequence.
     assert rows["transformers"]["equal_to_plain"] == 6
     assert rows["transformers-cb"]["equal_to_plain"] == 6

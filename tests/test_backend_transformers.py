@@ -63,6 +63,22 @@ def test_loads_safely_on_cpu_in_fp32(tiny_backend):
     assert tiny_backend.eos_token_ids[0] == tiny_backend.tokenizer.convert_tokens_to_ids("</s>")
 
 
+def test_encode_prompt_keeps_the_prompts_one_literal_bos(tiny_backend):
+    """`<s>` in the prompt IS the BOS: encoding must not add a second one."""
+    tokenizer = tiny_backend.tokenizer
+    bos = tokenizer.bos_token_id
+    for text in TEXTS:
+        prompt = build_prompt(text)
+        ids = encode_prompt(tokenizer, prompt)
+        assert ids[0] == bos and ids.count(bos) == 1
+        assert tokenizer.decode(ids) == prompt
+        # The tokenizer's own special tokens would double it.
+        assert tokenizer(prompt)["input_ids"] == [bos, *ids]
+    # A one-shot prompt holds two contexts: one BOS each, at each `<s>`.
+    ids = encode_prompt(tokenizer, build_prompt(TEXTS[0], [SHOT]))
+    assert ids[0] == bos and ids.count(bos) == 2
+
+
 def test_sorted_padded_batches_equal_plain_greedy_generate(tiny_backend):
     prompts = prompt_ids(tiny_backend.tokenizer, shots=((), (SHOT,)))
     assert len({len(p) for p in prompts}) > 3  # several lengths: batches really are padded
@@ -150,16 +166,23 @@ def test_smollm2_real_weights_through_the_protocol(smollm2_dir):
     )
     backend = load_backend(config)
     assert backend.eos_token_ids[0] == backend.tokenizer.eos_token_id
-    prompts = prompt_ids(backend.tokenizer, texts=TEXTS[:2], shots=((SHOT,),))
-    assert all(
-        p == backend.tokenizer(build_prompt(t, [SHOT]), add_special_tokens=False)["input_ids"]
-        for p, t in zip(prompts, TEXTS)
-    )
+    tokenizer = backend.tokenizer
+    prompts = prompt_ids(tokenizer, texts=TEXTS[:2], shots=((SHOT,),))
+    special = set(tokenizer.all_special_ids)
+    for prompt, text in zip(prompts, TEXTS):
+        # SmolLM2 has no `<s>` token: the protocol's markers are plain text, nothing is added.
+        assert tokenizer.decode(prompt) == build_prompt(text, [SHOT])
+        assert not special & set(prompt)
     generations = backend.generate(prompts)
     for prompt, generation in zip(prompts, generations):
         assert generation.error is None and generation.text
         assert generation.token_ids == plain_greedy(backend, prompt)
-        assert isinstance(parse_pairs(generation.text), list)
+        # 8 tokens of an untuned chat model: cut by the limit with no `</END>`, so the cut piece
+        # is dropped; the same text closed by the protocol parses to one pair with its question.
+        assert not generation.finished and "</END>" not in generation.text
+        assert parse_pairs(generation.text) == []
+        closed = f"<QUE>{generation.text} <ANS> A profit. </END>"
+        assert parse_pairs(closed) == [(generation.text.strip(), "A profit.")]
     backend.close()
     assert backend.model is None
 

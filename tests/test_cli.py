@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from .test_builder import doc, write_jsonl
 
 
+def _executable() -> Path:
+    """This environment's `hf-ipt`, never another checkout's install found on PATH."""
+    exe = Path(sys.executable).with_name("hf-ipt")
+    return exe if exe.exists() else Path(sys.prefix) / "bin" / "hf-ipt"
+
+
 def hf_ipt(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    exe = shutil.which("hf-ipt") or f"{sys.prefix}/bin/hf-ipt"
-    return subprocess.run([exe, *args], check=False, capture_output=True, text=True, **kwargs)
+    kwargs.setdefault("timeout", 600)  # a hang fails the test instead of blocking the suite
+    return subprocess.run(
+        [str(_executable()), *args], check=False, capture_output=True, text=True, **kwargs
+    )
 
 
 def test_help_lists_commands():

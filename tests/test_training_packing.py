@@ -31,6 +31,20 @@ def test_packing_keeps_every_token(docs, seq_length):
     assert all(len(b["input_ids"]) == seq_length for b in blocks[:-1])
     for block in blocks:
         assert len(block["labels"]) == len(block["position_ids"]) == len(block["input_ids"])
+    # Token j of a document at stream offset g: its segment starts at the document's start or,
+    # for a document split across blocks, at the block's start (offset g % seq_length).
+    positions, labels = [], []
+    g = 0
+    for doc in docs:
+        for j, token in enumerate(doc):
+            position = min(j, g % seq_length)
+            positions.append(position)
+            # -100 exactly at segment starts: no token is predicted across a boundary.
+            labels.append(IGNORE_INDEX if position == 0 else token)
+            g += 1
+    assert [p for b in blocks for p in b["position_ids"]] == positions
+    assert [t for b in blocks for t in b["labels"]] == labels
+    assert all(b["position_ids"][0] == 0 and b["labels"][0] == IGNORE_INDEX for b in blocks)
 
 
 def test_positions_restart_at_documents_and_labels_mask_only_segment_starts():

@@ -7,8 +7,19 @@ import json
 
 import pytest
 
-from hf_ipt.training.config import PretrainConfig, SynthesizerConfig, TrainingConfig
-from hf_ipt.training.streams import collection_share, pretrain_dataset, synthesizer_dataset
+from hf_ipt.templify import templify
+from hf_ipt.training.config import (
+    ContinualPTConfig,
+    PretrainConfig,
+    SynthesizerConfig,
+    TrainingConfig,
+)
+from hf_ipt.training.streams import (
+    collection_share,
+    continual_pt_dataset,
+    pretrain_dataset,
+    synthesizer_dataset,
+)
 
 TEXT = "The company reported a profit of $1.13bn in the third quarter."
 
@@ -54,11 +65,17 @@ def test_pretrain_stream_mixes_documents_and_collection(corpus, tiny_tokenizer):
     args = _args(corpus)
     share = collection_share(config, tiny_tokenizer, args)
     dataset, mix = pretrain_dataset(config, tiny_tokenizer, args)
-    assert (
-        0 < share < 1
-        and mix[-1]["token_share"] == share
-        and "seen about 2 times" in mix[-1]["note"]
+    # repeats x the templified collection's tokens (BOS + text + EOS each) / the token budget
+    collection_tokens = sum(
+        len(tiny_tokenizer(text).input_ids) + 1
+        for name, size in (("race", 2), ("squad", 6))
+        for i in range(size)
+        for text in templify([(f"{name} {i} {TEXT}", [("What was reported?", "A profit.")])],
+                             seed=f"{name} {i} {TEXT}")[:1]
     )
+    assert args.tokens_per_step == 2 * 64
+    assert share == pytest.approx(2 * collection_tokens / (50 * 2 * 64), rel=1e-9)
+    assert mix[-1]["token_share"] == share and "seen about 2 times" in mix[-1]["note"]
     blocks = list(itertools.islice(dataset, 60))
     assert all(len(b["input_ids"]) == 64 for b in blocks)  # an endless stream: only full blocks
     text = tiny_tokenizer.decode([t for b in blocks for t in b["input_ids"]])
@@ -94,3 +111,37 @@ def test_synthesizer_stream_keeps_sources_apart(corpus, tiny_tokenizer):
         text = tiny_tokenizer.decode(sequence["input_ids"])
         assert ("squad" in text) != ("race" in text)  # one source per sequence
         assert len(sequence["input_ids"]) <= 64 and sequence["labels"][0] == -100
+
+
+def test_continual_pt_stream_mixes_general_instructions_by_tokens(corpus, tiny_tokenizer):
+    """`general_fraction=0.25`: a quarter of the TOKENS (not documents) are general instructions."""
+    (corpus / "domain.jsonl").write_text(
+        "".join(json.dumps({"text": f"dom {i} {TEXT}"}) + "\n" for i in range(40))
+    )
+    general = [{"question": f"What? {i}", "response": f"{TEXT} {TEXT} {TEXT}"} for i in range(40)]
+    (corpus / "general.jsonl").write_text("".join(json.dumps(r) + "\n" for r in general))
+    config = ContinualPTConfig(
+        domain_dataset=str(corpus / "domain.jsonl"),
+        general_dataset=str(corpus / "general.jsonl"),
+        general_fraction=0.25,
+        shuffle_buffer_size=0,
+    )
+    dataset, mix = continual_pt_dataset(config, tiny_tokenizer, _args(corpus))
+    assert [row["token_share"] for row in mix] == [0.75, 0.25]
+    blocks = list(itertools.islice(dataset, 120))
+    assert all(len(b["input_ids"]) == 64 for b in blocks)
+    # Cut the stream back into documents at EOS (the last one may be cut: left out).
+    eos = tiny_tokenizer.eos_token_id
+    tokens = {"dom": 0, "What?": 0}
+    lengths = {"dom": set(), "What?": set()}
+    document: list[int] = []
+    for token in (t for b in blocks for t in b["input_ids"]):
+        document.append(token)
+        if token == eos:
+            source = tiny_tokenizer.decode(document, skip_special_tokens=True).split()[0]
+            tokens[source] += len(document)
+            lengths[source].add(len(document))
+            document = []
+    # General documents are much longer: a mix by documents would give them ~45%, not 25%.
+    assert min(lengths["What?"]) > 2 * max(lengths["dom"])
+    assert tokens["What?"] / sum(tokens.values()) == pytest.approx(0.25, abs=0.02)

@@ -10,6 +10,7 @@ the baselines of ``BENCHMARKS.md``) against the devices' dense bf16 peak.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from transformers import TrainerCallback
@@ -51,23 +52,30 @@ class ThroughputCallback(TrainerCallback):
         tokens_per_step (`int`): tokens of one optimizer step over all ranks.
         flops_per_token (`float`): training FLOPs per token (see `flops_per_token`).
         peak_flops (`float`, *optional*): peak FLOP/s of ONE device; no ``mfu`` when `None`.
+        clock (`Callable[[], float]`, *optional*, defaults to `time.perf_counter`): seconds of a
+            monotonic clock.
     """
 
     def __init__(
-        self, tokens_per_step: int, flops_per_token: float, peak_flops: float | None = None
+        self,
+        tokens_per_step: int,
+        flops_per_token: float,
+        peak_flops: float | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ):
         self.tokens_per_step = tokens_per_step
         self.flops_per_token = flops_per_token
         self.peak_flops = peak_flops
+        self.clock = clock
         self._mark: tuple[float, int] | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._mark = (time.perf_counter(), tokens_seen(args, state, self.tokens_per_step))
+        self._mark = (self.clock(), tokens_seen(args, state, self.tokens_per_step))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None or "loss" not in logs or self._mark is None:
             return
-        now, tokens = time.perf_counter(), tokens_seen(args, state, self.tokens_per_step)
+        now, tokens = self.clock(), tokens_seen(args, state, self.tokens_per_step)
         seconds, new_tokens = now - self._mark[0], tokens - self._mark[1]
         self._mark = (now, tokens)
         metrics = {"tokens_seen": tokens}
