@@ -258,6 +258,7 @@ def _pairs_schema():
         ("id", pa.string()), ("context", pa.string()), ("pairs", pa.list_(pair)), ("round", pa.int32()),
         ("shots", pa.list_(pa.string())), ("shot_rows", pa.list_(pa.int64())),  # rows of this unit
         ("truncated", pa.bool_()), ("tokens", pa.int64()),
+        ("parent_row", pa.int64()),  # the chain link synthesis made (None: a chain starts here)
     ])
 
 
@@ -310,7 +311,7 @@ def entry_rows(entries: list[ChainEntry], ids: list[str], first_row: int, filter
             "id": ids[e.id], "context": e.text, "round": e.round, "truncated": e.truncated,
             "pairs": [{"question": q, "answer": a, "task": t} for q, a, t in kept],
             "shots": [ids[s] for s in e.shots], "shot_rows": [row_of[s] for s in e.shots],
-            "tokens": len(e.prompt_ids),
+            "tokens": len(e.prompt_ids), "parent_row": None if e.parent is None else row_of[e.parent],
         })
     return rows
 
@@ -391,8 +392,10 @@ def _entry(row_index: int, row: dict, drop: set) -> ChainEntry:
     """Rebuild the `ChainEntry` that `Augmenter.render` needs from a stage-1 row."""
     pairs = [p for k, p in enumerate(row["pairs"]) if (row_index, k) not in drop]
     shots = tuple(row["shot_rows"])
-    # As `chaining.chain` links it: an entry whose completion gave no pair continues no chain.
-    parent = shots[-1] if shots and row["pairs"] else None
+    # The link `chaining.chain` made, on the pairs as parsed (filters and dedup run later, and
+    # an entry they empty still held its place in the prompts after it). Units written before
+    # the column existed linked every entry to its last shot.
+    parent = row["parent_row"] if "parent_row" in row else (shots[-1] if shots else None)
     return ChainEntry(row_index, row["round"], 0, row["context"], row["context"], shots=shots,
                       parent=parent, truncated=row["truncated"],
                       pairs=[Pair(p["question"], p["answer"]) for p in pairs], tasks=[p["task"] for p in pairs])

@@ -154,6 +154,28 @@ def test_engine_rejected_prompts_go_to_the_rejects():
                                "detail": "prompt of 9000 tokens exceeds the budget"}]
 
 
+def test_filters_emptying_an_entry_keep_the_chain_synthesis_made():
+    """A -> B -> C chained at synthesis; the filters (or dedup) then remove all of B's pairs. C's
+    prompt still held A and B, so A and C stay one text (B's raw text apart), as the reference
+    renders an entry whose pairs it drops; B must not start a new chain with C."""
+    from hf_ipt.augment import Augmenter
+    from hf_ipt.jobs import _entry
+    from hf_ipt.protocol import Pair
+
+    pairs = [Pair("What rose?", "Sales."), Pair("Who reported?", "The firm.")]
+    a = ChainEntry(0, 0, 0, "TEXT A", "TEXT A", pairs=pairs)
+    b = ChainEntry(1, 1, 0, "TEXT B", "TEXT B", shots=(0,), parent=0, pairs=pairs)
+    c = ChainEntry(2, 2, 0, "TEXT C", "TEXT C", shots=(0, 1), parent=1, pairs=pairs)
+    rows = entry_rows([a, b, c], ["a", "b", "c"], 0, NO_FILTERS, UnitStats())
+    assert [r["parent_row"] for r in rows] == [None, 0, 1]
+    entries = [_entry(i, row, drop={(1, 0), (1, 1)}) for i, row in enumerate(rows)]  # B's pairs removed
+    out = Augmenter(SynthesisConfig()).render(entries, ["a", "b", "c"])
+    assert out["doc_ids"] == [["a", "c"], ["b"]] and out["num_pairs"] == [4, 0]
+    # units written before `parent_row` existed: every entry linked to its last shot, as then
+    legacy = [{k: v for k, v in row.items() if k != "parent_row"} for row in rows]
+    assert [_entry(i, row, drop=set()).parent for i, row in enumerate(legacy)] == [None, 0, 1]
+
+
 def test_job_without_filters_equals_the_builder_row_for_row(tmp_path):
     corpus = write_jsonl(tmp_path / "c.jsonl", 30)
     synthesis = SynthesisConfig(window_size=8, rounds=2)
