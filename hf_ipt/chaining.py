@@ -6,8 +6,8 @@ pairs. The token budget is EXACT: every candidate prompt is tokenized with the
 synthesizer's tokenizer and must leave room for ``max_new_tokens``. As in the reference
 (`get_dataset` in microsoft/LMOps ``instruction_pretrain``), the chain is all or nothing: if
 the whole chain plus the new text does not fit, the text is synthesized zero-shot and the
-chain is cut there (`ChainStats.chains_cut`), so every pre-training text is exactly what one
-prompt saw plus its completion. A shot's text is never cut; a text too long on its own is
+chain is cut there (`ChainStats.chains_cut`), so a pre-training text never holds a shot its
+last prompt did not see. A shot's text is never cut; a text too long on its own is
 truncated at a token boundary (counted in `ChainStats.truncated`).
 
 Each entry records the entries it inherits (`shots`) and its `parent` (the previous entry

@@ -138,10 +138,17 @@ class CorpusConfig:
             self.corpus_name = derive_corpus_name(self.corpus) if local else self.corpus
 
     def files(self, token=None) -> list[str]:
-        """The corpus files: matched local files, or the split's data files of a dataset."""
+        """The corpus files: matched local files, or the split's data files of a dataset.
+
+        Local files are checked for `text_column` first (`check_text_column`), so a wrong
+        column stops a builder or a job before any work, not halfway through it.
+        """
         if is_local_corpus(self.corpus):
-            return local_files(self.corpus)
-        return repo_files(self.corpus, self.corpus_config, self.corpus_split, self.corpus_revision, token)
+            files = local_files(self.corpus)
+        else:
+            files = repo_files(self.corpus, self.corpus_config, self.corpus_split, self.corpus_revision, token)
+        check_text_column(files, self.text_column)
+        return files
 
 
 def _decode(raw: bytes) -> tuple[str, str | None]:
@@ -174,7 +181,7 @@ def _starts_with_array(path: str) -> bool:
     return False
 
 
-def _json_array_docs(path: str, doc_prefix: str, text_column: str) -> Iterator[Document]:
+def _json_array_docs(path: str, doc_prefix: str, text_column: str, strict: bool = False) -> Iterator[Document]:
     """The objects of a ``.json`` file holding one top-level array (read whole into memory)."""
     from datasets.utils.file_utils import xopen
 
@@ -187,7 +194,7 @@ def _json_array_docs(path: str, doc_prefix: str, text_column: str) -> Iterator[D
             f"corpus file {path!r} starts with '[' but is not valid JSON ({error}); fix the file, or write "
             "one JSON object per line (JSON lines, .jsonl)"
         ) from None
-    column = _ColumnCheck(path, text_column)
+    column = _ColumnCheck(path, text_column, strict)
     for i, item in enumerate(items):
         doc_id = f"{doc_prefix}:{i}"
         if not isinstance(item, dict):
@@ -200,13 +207,16 @@ def _json_array_docs(path: str, doc_prefix: str, text_column: str) -> Iterator[D
 
 class _ColumnCheck:
     """A missing text column in a row or two is a bad document (rejected, counted); missing from
-    the first `window` JSON objects of a file it is a wrong `text_column`, which would otherwise
-    reject every document and quietly produce an empty dataset."""
+    the first `window` JSON objects of a file it is most likely a wrong `text_column`, which
+    rejects every document into an empty output. `check_text_column` (run by
+    `CorpusConfig.files` on local files, before any work) raises then; while streaming, a file
+    is only warned about, so one stray file never stops a long run halfway."""
 
     window = 100
 
-    def __init__(self, path: str, column: str) -> None:
-        self.path, self.column, self.objects, self.found, self.first_keys = path, column, 0, False, None
+    def __init__(self, path: str, column: str, strict: bool) -> None:
+        self.path, self.column, self.strict = path, column, strict
+        self.objects, self.found, self.first_keys, self.reported = 0, False, None, False
 
     def saw(self, item: dict) -> None:
         if self.found:
@@ -218,21 +228,39 @@ class _ColumnCheck:
             self.done()
 
     def done(self) -> None:
-        if self.objects and not self.found:
-            raise UsageError(
-                f"`text_column` {self.column!r} is in none of the first {self.objects} JSON objects of "
-                f"{self.path!r}; the first has keys {self.first_keys}. Set `text_column` (--text_column) "
-                "to the key that holds the text"
-            )
+        if not self.objects or self.found or self.reported:
+            return
+        self.reported = True
+        message = (
+            f"`text_column` {self.column!r} is in none of the first {self.objects} JSON objects of "
+            f"{self.path!r}; the first has keys {self.first_keys}. Set `text_column` (--text_column) "
+            "to the key that holds the text"
+        )
+        if self.strict:
+            raise UsageError(message)
+        logger.warning("hf_ipt: %s (its rows are rejected)", message)
 
 
-def _jsonl_docs(path: str, doc_prefix: str, text_column: str) -> Iterator[Document]:
+def check_text_column(files: list[str], text_column: str) -> None:
+    """Raise `UsageError` for a local file whose rows lack `text_column` (see `_ColumnCheck`).
+
+    Reads each file only until a row that has the column (the first, normally).
+    """
+    for path in files:
+        if not os.path.isfile(path) or path.endswith(TEXT_SUFFIXES):
+            continue  # remote files are checked as they stream; a .txt file is its own text
+        for doc in read_file(path, text_column, strict=True):
+            if doc.reject in (None, "empty", "binary"):  # the row had the column as a string
+                break
+
+
+def _jsonl_docs(path: str, doc_prefix: str, text_column: str, strict: bool = False) -> Iterator[Document]:
     from datasets.utils.file_utils import xopen
 
     if path.endswith(".json") and _starts_with_array(path):
-        yield from _json_array_docs(path, doc_prefix, text_column)
+        yield from _json_array_docs(path, doc_prefix, text_column, strict)
         return
-    column = _ColumnCheck(path, text_column)
+    column = _ColumnCheck(path, text_column, strict)
     with xopen(path, "rb") as f:
         for i, line in enumerate(f):
             doc_id = f"{doc_prefix}:{i}"
@@ -277,14 +305,17 @@ def _checked(doc_id: str, value, text_column: str) -> Document:
     return Document(doc_id, value, None if value.strip() else "empty")
 
 
-def read_file(path: str, text_column: str = "text", name: str | None = None) -> Iterator[Document]:
+def read_file(
+    path: str, text_column: str = "text", name: str | None = None, strict: bool = False
+) -> Iterator[Document]:
     """Documents of one file: a .txt file is ONE document; .jsonl lines, the objects of a .json
-    array and parquet rows are one each. Ids are ``<name>:<index>`` (default name: the base name)."""
+    array and parquet rows are one each. Ids are ``<name>:<index>`` (default name: the base name).
+    `strict`: a text column missing from a JSON file's first 100 objects raises (else a warning)."""
     prefix = name or Path(path.split("::")[-1]).name
     if path.endswith(TEXT_SUFFIXES):
         return _text_docs(path, prefix)
     if path.endswith(JSON_SUFFIXES):
-        return _jsonl_docs(path, prefix, text_column)
+        return _jsonl_docs(path, prefix, text_column, strict)
     if path.endswith(PARQUET_SUFFIXES):
         return _parquet_docs(path, prefix, text_column)
     raise ValueError(f"unsupported corpus file {path!r}; supported suffixes: {', '.join(SUPPORTED)}")

@@ -77,6 +77,8 @@ def test_user_mistakes_found_while_running_are_usage_errors_too(tmp_path):
     body = tmp_path / "body.jsonl"  # the text under another key
     body.write_text("".join(json.dumps({"body": doc(i)}) + "\n" for i in range(3)))
     (tmp_path / "empty.json").write_text("")
+    task = {"name": "t", "metric": "accuracy", "examples": [{"input": "Up?", "options": ["yes", "no"], "gold_index": 0}]}
+    (tmp_path / "task.json").write_text(json.dumps(task))
     job = str(tmp_path / "job")
     assert hf_ipt("synthesize", "--corpus", corpus, "--output_dir", job, "--num_shards", "2").returncode == 0
     for args, message in (
@@ -91,6 +93,8 @@ def test_user_mistakes_found_while_running_are_usage_errors_too(tmp_path):
          "changed: synthesis.rounds 2 -> 3)"),
         (["eval", "--model_name_or_path", "nope", "--tasks", str(tmp_path / "missing.json")], "does not exist"),
         (["eval", "--model_name_or_path", "nope", "--tasks", str(tmp_path / "empty.json")], "not valid JSON"),
+        (["eval", "--model_name_or_path", "./no/such/model", "--tasks", str(tmp_path / "task.json")],
+         "--model_name_or_path './no/such/model'"),
         (["push", "--output_dir", job, "--repo_id", "bad repo id"], "Repo id must use alphanumeric"),
         (["push", "--output_dir", str(tmp_path / "none"), "--repo_id", "me/x"], "is not a folder"),
     ):

@@ -132,25 +132,33 @@ def test_derive_corpus_name_is_the_last_part_without_glob_characters():
     assert derive_corpus_name("*.jsonl") == "*.jsonl"  # nothing else to name it by
 
 
-def test_a_row_without_the_text_column_is_rejected_but_a_wrong_column_stops_with_the_keys(tmp_path):
+def test_a_row_without_the_text_column_is_rejected_but_a_wrong_column_stops_with_the_keys(tmp_path, caplog):
     from hf_ipt.cli import UsageError
+    from hf_ipt.corpus import CorpusConfig, check_text_column
 
     some = tmp_path / "some.jsonl"  # two bad rows among good ones: rejected, counted, no error
     rows = [{"text": doc(0)}, {"body": "x"}, {"text": doc(2)}, {"title": "y"}]
     some.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert [d.reject for d in read_file(str(some))] == [None, "no string in column 'text'", None,
                                                         "no string in column 'text'"]
+    check_text_column([str(some)], "text")
     wrong = tmp_path / "wrong.jsonl"  # the column is in no row: a wrong `text_column`
     wrong.write_text("".join(json.dumps({"body": doc(i)}) + "\n" for i in range(3)))
-    with pytest.raises(UsageError, match=r"'text' is in none of the first 3 JSON objects.*keys \['body'\].*--text_column"):
-        list(read_file(str(wrong)))
+    message = r"'text' is in none of the first 3 JSON objects.*keys \['body'\].*--text_column"
+    with pytest.raises(UsageError, match=message):
+        check_text_column([str(some), str(wrong)], "text")
+    with pytest.raises(UsageError, match=message):  # up front, when the files are resolved
+        CorpusConfig(corpus=str(tmp_path / "*.jsonl")).files()
+    # while streaming, the file is only warned about: its rows are rejected, the run goes on
+    assert [d.reject for d in read_file(str(wrong))] == ["no string in column 'text'"] * 3
+    assert "none of the first 3 JSON objects" in caplog.text
     assert [d.text for d in read_file(str(wrong), text_column="body")] == [doc(i) for i in range(3)]
-    # a long file stops after the first 100 objects, not at its end
+    # a long file is judged on its first 100 objects, not read to its end
     long = tmp_path / "long.json"
     long.write_text(json.dumps([{"body": doc(i)} for i in range(500)]))
     seen = []
     with pytest.raises(UsageError, match="none of the first 100 JSON objects"):
-        seen.extend(read_file(str(long)))
+        seen.extend(read_file(str(long), strict=True))
     assert len(seen) == 99
     parquet = tmp_path / "p.parquet"
     import pyarrow as pa
@@ -158,7 +166,7 @@ def test_a_row_without_the_text_column_is_rejected_but_a_wrong_column_stops_with
 
     pq.write_table(pa.table({"body": ["a"]}), parquet)
     with pytest.raises(UsageError, match=r"columns: \['body'\].*--text_column"):
-        list(read_file(str(parquet)))
+        check_text_column([str(parquet)], "text")
 
 
 def test_a_local_corpus_that_matches_nothing_fails_when_the_config_is_made(tmp_path):

@@ -52,7 +52,7 @@ def _raises(config, *patterns: str) -> None:
         assert re.search(pattern, str(info.value)), (pattern, str(info.value))
 
 
-def test_continual_pt_sources(data):
+def test_continual_pt_sources(data, monkeypatch):
     good = {"domain_dataset": str(data / "domain.jsonl"), "general_dataset": str(data / "general.jsonl")}
     check_data(ContinualPTConfig(**good))
     check_data(ContinualPTConfig(domain_dataset=str(data / "*.parquet"), general_dataset="Open-Orca/OpenOrca"))
@@ -61,6 +61,8 @@ def test_continual_pt_sources(data):
     missing = str(data / "missing.jsonl")
     _raises(ContinualPTConfig(domain_dataset=missing), "`--domain_dataset`", re.escape(repr(missing)), "matched no file")
     _raises(ContinualPTConfig(domain_dataset="/no/such/folder"), "`--domain_dataset`", "neither an existing local")
+    monkeypatch.chdir(data)  # `raw_txt/typo` names a folder that exists here: a mistyped path, not a Hub id
+    _raises(ContinualPTConfig(domain_dataset="raw_txt/typo"), "`--domain_dataset`", "neither an existing local")
     _raises(ContinualPTConfig(domain_dataset=str(data / "body.jsonl")),
             "`--domain_dataset`", "no 'text' \\(set by `--text_column`\\) column", re.escape("['body', 'id']"))
     _raises(ContinualPTConfig(domain_dataset=str(data / "folder_ds"), text_column="body"),

@@ -145,3 +145,22 @@ def test_continual_pt_stream_mixes_general_instructions_by_tokens(corpus, tiny_t
     # General documents are much longer: a mix by documents would give them ~45%, not 25%.
     assert min(lengths["What?"]) > 2 * max(lengths["dom"])
     assert tokens["What?"] / sum(tokens.values()) == pytest.approx(0.25, abs=0.02)
+
+
+def test_a_collection_row_whose_pairs_templify_drops_adds_nothing(tmp_path):
+    """Its bare context is no instruction data: only rows that keep a pair reach the stream."""
+    from types import SimpleNamespace
+
+    from hf_ipt.training.streams import _collection_texts
+
+    shard = tmp_path / "col" / "squad" / "shard"
+    shard.mkdir(parents=True)
+    rows = [
+        {"context": "Kept context.", "QA_list": [{"Q": "What rose?", "A": "Sales."}]},
+        {"context": "Dropped context.", "QA_list": [{"Q": "Why?\nLet's think step by step.", "A": "Because."}]},
+        {"context": "", "QA_list": []},
+    ]
+    (shard / "00000.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = SimpleNamespace(collection=str(tmp_path / "col"), context_column="context", pairs_column="QA_list")
+    texts = list(_collection_texts(config, endless=False))
+    assert len(texts) == 1 and "Kept context." in texts[0] and "Sales." in texts[0]

@@ -127,7 +127,12 @@ def run(args: EvalScriptArguments) -> dict:
             device=device,
             trust_remote_code=args.trust_remote_code,
         )
-    except OSError as error:  # transformers' "not a local folder and not a valid model identifier"
+    except OSError as error:
+        # A name that is neither a folder nor a model on the Hub is the user's to fix; network,
+        # authentication or disk errors keep their traceback (a retry may help).
+        user_error = ("is not a local folder and is not a valid model identifier", "Repo id must be")
+        if not any(text in str(error) for text in user_error):
+            raise
         raise UsageError(f"--model_name_or_path {args.model_name_or_path!r}: {error}") from error
     add_bos = {"yes": True, "no": False}.get(args.add_bos)
     if add_bos is None:

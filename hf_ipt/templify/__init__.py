@@ -61,7 +61,7 @@ class Format:
     sep_block: str
     sep_pair: str
     sep_entry: str
-    none_option: str
+    none_option: str = "None of the above"
 
 
 class Rendered(NamedTuple):

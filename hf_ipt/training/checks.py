@@ -59,11 +59,13 @@ def check_data(config: Any) -> None:
 
 
 def is_hub_id(source: str) -> bool:
-    """Not an existing local path, no file pattern, and shaped like ``name`` or ``org/name``."""
+    """Not an existing local path, no file pattern, and shaped like ``name`` or ``org/name``,
+    whose ``org`` is not a local folder (``data/genral`` is a typo of a path, not a Hub id)."""
     return (
         not os.path.exists(source)
         and not is_local_corpus(source)
         and bool(HUB_ID.fullmatch(source))
+        and not ("/" in source and os.path.isdir(source.split("/", 1)[0]))
     )
 
 

@@ -157,7 +157,7 @@ def collection_share(config: Any, tokenizer: Any, args: Any) -> float:
 def _collection_texts(
     config: Any, *, endless: bool, rank: int = 0, world_size: int = 1, seed: int = 0
 ):
-    from ..templify import templify
+    from ..templify import templify_chain
 
     files = sorted(f for fs in collection_files(config.collection).values() for f in fs)
     rows = (
@@ -169,8 +169,8 @@ def _collection_texts(
         shot = row_shot(row, config.context_column, config.pairs_column)
         if shot is not None:
             # Seeded by the context: a row keeps its layout on every rank, every repeat and resume.
-            # Nothing comes out of a row with no context whose pairs are all malformed.
-            yield from templify([shot], seed=shot[0][:256])[:1]
+            # A row whose pairs are all malformed gives nothing (not its bare context).
+            yield from (r.text for r in templify_chain([shot], seed=shot[0][:256]) if r.num_pairs)
 
 
 def _pretrain_blocks(
