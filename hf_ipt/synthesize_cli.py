@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 
 from .augment import SynthesisConfig
-from .cli import parse_dataclasses, usage_errors
+from .cli import parse_dataclasses, tidy_help, usage_errors
 from .filters import FilterConfig
 from .jobs import JobConfig, run_job
 
@@ -26,8 +26,9 @@ def make_parser():
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser((JobConfig, SynthesisConfig, FilterConfig), prog="hf-ipt synthesize")
-    parser.add_argument("--config", default=None, help="YAML file with defaults for any option below.")
-    return parser
+    parser.add_argument("--config", default=None, help="YAML file with defaults for any option of this command; "
+                        "flags given on the command line override it.")
+    return tidy_help(parser)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, SynthesisConfig, FilterConfig]:

@@ -55,14 +55,15 @@ def main(data_args, training_args, model_args):
 def make_parser(subparsers: argparse._SubParsersAction | None = None):
     from trl import ModelConfig, TrlParser
 
+    from hf_ipt.cli import tidy_help
     from hf_ipt.training import ContinualPTConfig, TrainingConfig
 
     dataclass_types = (ContinualPTConfig, TrainingConfig, ModelConfig)
     if subparsers is not None:
-        return subparsers.add_parser(
+        return tidy_help(subparsers.add_parser(
             "continual-pt", help="Continual pre-training", dataclass_types=dataclass_types
-        )
-    return TrlParser(dataclass_types, epilog=CONFIG_HELP)
+        ))
+    return tidy_help(TrlParser(dataclass_types, epilog=CONFIG_HELP))
 
 
 if __name__ == "__main__":

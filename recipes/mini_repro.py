@@ -29,9 +29,10 @@ def make_parser():
     from trl import TrlParser
 
     from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.cli import tidy_help
     from hf_ipt.repro import MiniReproConfig
 
-    return TrlParser((MiniReproConfig, SynthesisConfig), epilog=CONFIG_HELP)
+    return tidy_help(TrlParser((MiniReproConfig, SynthesisConfig), epilog=CONFIG_HELP))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,13 @@ def test_augment_help():
     assert out.returncode == 0 and "--corpus" in out.stdout and "--synthesizer" in out.stdout
 
 
+def test_a_no_flag_says_what_it_turns_off():
+    import re
+
+    out = hf_ipt("synthesize", "--help")  # HfArgumentParser gives --no_dedup the help of --dedup
+    assert re.search(r"--no_dedup, --no-dedup\s+Turn --dedup off \(it is on by default\)\.", out.stdout), out.stdout
+
+
 def test_augment_writes_parquet_and_summary(tmp_path):
     corpus = write_jsonl(tmp_path / "news.jsonl", 7)
     out = hf_ipt("augment", "--corpus", str(corpus), "--output_dir", str(tmp_path / "out"), "--seed", "3")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
-from ..cli import parse_dataclasses, usage_errors
+from ..cli import parse_dataclasses, tidy_help, usage_errors
 
 GENERAL = "general"
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
@@ -92,9 +92,9 @@ class EvalScriptArguments:
 def make_parser():
     from transformers import HfArgumentParser
 
-    return HfArgumentParser(
+    return tidy_help(HfArgumentParser(
         EvalScriptArguments, prog="hf-ipt eval", description="Score a checkpoint on domain tasks."
-    )
+    ))
 
 
 def _split_tasks(spec: str) -> tuple[list[str], bool]:
