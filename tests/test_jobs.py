@@ -79,7 +79,7 @@ def test_sigkill_at_several_points_then_resume_equals_uninterrupted_run(tmp_path
     kill_when(cmd, lambda: glob.glob(str(out / "data" / "*.parquet")), "while writing the output shards")
     assert not (out / "manifest.json").exists()
 
-    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     assert os.stat(first_done[0]).st_mtime_ns == stamp  # resumed: finished units were not redone
     rows, expected = output_rows(out), output_rows(reference)
@@ -96,7 +96,7 @@ def test_two_ranks_with_torchrun_cover_every_unit_once(tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     launch = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "hf_ipt.synthesize_cli",
                              "--corpus", str(corpus), "--output_dir", str(out), "--num_shards", "4",
-                             "--output", "pairs"], check=False, capture_output=True, text=True)
+                             "--output", "pairs"], check=False, capture_output=True, text=True, timeout=900)
     assert launch.returncode == 0, launch.stderr[-3000:]
     units = [json.loads(Path(f).read_text()) for f in sorted(glob.glob(str(out / "pairs" / "*.json")))]
     assert [u["unit"] for u in units] == [0, 1, 2, 3]  # 2 files x 2 parts

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
-                          env=os.environ.copy(), check=False)
+                          env=os.environ.copy(), check=False, timeout=1800)
 
 
 def test_mini_repro_help():
