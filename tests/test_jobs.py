@@ -365,3 +365,15 @@ def test_job_started_with_older_units_resumes_with_them(tmp_path):
     spec_path.write_text(json.dumps(spec))
     assert prepare(job, SynthesisConfig(), FilterConfig()) == spec["units"]
     assert run_job(job, progress=False)["num_units"] == 9
+
+
+def test_a_corpus_file_that_changed_size_is_refused_and_named(tmp_path):
+    from hf_ipt.cli import UsageError
+
+    corpus = write_jsonl(tmp_path / "c.jsonl", 4)
+    job = JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=2)
+    run_job(job, SynthesisConfig(), NO_FILTERS, progress=False)
+    with corpus.open("a") as f:  # the corpus grew after the job ran: its output no longer matches
+        f.write(json.dumps({"text": doc(9)}) + "\n")
+    with pytest.raises(UsageError, match=r"changed: file_sizes of 1 corpus file\(s\), e\.g\. .*c\.jsonl"):
+        run_job(job, SynthesisConfig(), NO_FILTERS, progress=False)
