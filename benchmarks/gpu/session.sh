@@ -61,7 +61,7 @@ for what in "$@"; do
         else
             stage train_base 200 $PY benchmarks/train_throughput.py --shape llama-551m --compile
             stage train_levers 200 $PY benchmarks/train_throughput.py --shape llama-551m --compile --liger \
-                --micro-batch 16 --attn "$ATTN"
+                --micro_batch 16 --attn "$ATTN"
         fi ;;
     synth)  # issue 8: transformers backend vs plain generate, Mistral-7B shape, random weights
         if [ "$SMOKE" = 1 ]; then
