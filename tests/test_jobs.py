@@ -294,8 +294,17 @@ def test_dataset_repo_corpus(tmp_path):
     assert manifest["corpus_name"] == str(repo) and manifest["num_units"] == 2
 
 
-def test_two_processes_on_the_same_unit_leave_it_intact(tmp_path):
+def test_two_processes_on_the_same_unit_leave_it_intact(tmp_path, monkeypatch):
     """A task rerun (e.g. `sbatch --array=3`) while the first still runs: both synthesize unit 0."""
+    import hf_ipt.jobs
+
+    ran, synthesize_unit = [], hf_ipt.jobs.synthesize_unit
+
+    def spy(job, index, *args, **kwargs):
+        ran.append((index, proc.poll() is None))  # which unit, and whether the other process was alive
+        return synthesize_unit(job, index, *args, **kwargs)
+
+    monkeypatch.setattr(hf_ipt.jobs, "synthesize_unit", spy)
     corpus = write_jsonl(tmp_path / "a.jsonl", 1000)
     out = tmp_path / "o"
     cmd = [sys.executable, "-m", "hf_ipt.synthesize_cli", "--corpus", str(corpus), "--output_dir", str(out),
@@ -309,6 +318,7 @@ def test_two_processes_on_the_same_unit_leave_it_intact(tmp_path):
         job = JobConfig(corpus=str(corpus), output_dir=str(out), num_shards=2)
         synthesis = SynthesisConfig(window_size=20, output="pairs")
         assert run_job(job, synthesis, rank=0, world_size=2, progress=False) is None  # unit 0, concurrently
+        assert ran == [(0, True)], ran  # this process really synthesized unit 0 while the other one ran
     finally:
         _, err = proc.communicate()
     assert proc.returncode == 0, err.decode()[-3000:]
