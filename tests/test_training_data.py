@@ -86,6 +86,15 @@ def test_tokenize_texts_adds_bos_and_eos(tiny_tokenizer):
     )
 
 
+def test_literal_special_tokens_in_a_text_are_text_not_document_boundaries(tiny_tokenizer):
+    """A text quoting ``<s>`` or ``</s>`` (e.g. a page about tokenizers) stays one document."""
+    (ids,) = tokenize_texts(["price <s> old </s> new"], tiny_tokenizer)
+    special = {tiny_tokenizer.bos_token_id, tiny_tokenizer.eos_token_id}
+    assert ids[0] == tiny_tokenizer.bos_token_id and ids[-1] == tiny_tokenizer.eos_token_id
+    assert not special & set(ids[1:-1]), ids
+    assert "<s>" in tiny_tokenizer.decode(ids[1:-1]) and "</s>" in tiny_tokenizer.decode(ids[1:-1])
+
+
 def _numbers(rank: int, world_size: int, count: int):
     for i in range(rank, count, world_size):
         yield {"input_ids": [i]}

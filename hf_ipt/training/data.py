@@ -102,6 +102,8 @@ def tokenize_texts(
 
     The BOS rule is `hf_ipt.models.adds_bos`, the one evaluation follows (`default_add_bos`).
     Texts are tokenized in batches: a fast tokenizer encodes a batch on several threads.
+    A literal ``<s>`` or ``</s>`` inside a text is tokenized as text (`split_special_tokens`),
+    never as a BOS/EOS that would cut the document in two.
     """
     from ..models import adds_bos
 
@@ -111,7 +113,7 @@ def tokenize_texts(
     bos = [tokenizer.bos_token_id] if adds_bos(tokenizer) and tokenizer.bos_token_id != eos else []
     texts = iter(texts)
     while batch := list(itertools.islice(texts, batch_size)):
-        for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
+        for ids in tokenizer(batch, add_special_tokens=False, split_special_tokens=True)["input_ids"]:
             yield bos + ids + [eos]
 
 
