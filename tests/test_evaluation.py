@@ -192,37 +192,104 @@ def test_headline_f1_averages_weighted_f1_over_sub_questions():
         compute_metric("headline_f1", preds, refs)
 
 
-def test_entity_f1_matches_full_spans_exactly_one_to_one_then_averages_examples():
+# entity_f1 and numeric_match default to the rule of the paper's evaluation code
+# (microsoft/LMOps adaptllm/src/utils/metric.py, NER scored by nereval)
+@pytest.mark.parametrize(
+    ("prediction", "reference", "f1"),
+    [
+        # only the last word before "(type)" is the name: both sides parse to ("Bank", org)
+        ("Bank (organization)", "Silicon Valley Bank (organization)", 1.0),
+        # Bank: name + type (2); Smith: name only (1) -> P = R = 3/4
+        (
+            "Silicon Valley Bank (organization), John Smith (location)",
+            "Silicon Valley Bank (organization), John Smith (person)",
+            0.75,
+        ),
+        ("Mary (person)", "John (person)", 0.5),  # the type alone earns 1 of 2 points
+        ("apple (organization)", "Apple (organization)", 0.5),  # names compare as written
+        ("Acme (organization), Acme (organization)", "Acme (organization)", 1.0),  # deduped
+        ("", "John (person)", 0.0),
+        ("no entity here", "John (person)", 0.0),
+        ("John (person)", "", 0.0),
+    ],
+)
+def test_entity_f1_follows_the_reference_rule(prediction, reference, f1):
+    assert compute_metric("entity_f1", [prediction], [reference]) == pytest.approx(100 * f1)
+
+
+def test_entity_f1_averages_the_per_example_f1():
+    refs = ["Silicon Valley Bank (organization)", "John (person)"]
+    preds = ["Bank (organization)", "Mary (person)"]
+    assert compute_metric("entity_f1", preds, refs) == pytest.approx(100 * (1.0 + 0.5) / 2)
+
+
+def _strict(module, predictions, references):
+    out = load_metric(module).compute(predictions=predictions, references=references, strict=True)
+    return 100.0 * out[module]
+
+
+def test_strict_entity_f1_matches_full_spans_exactly_one_to_one_then_averages_examples():
     refs = ["Acme (organization), Smith (person)", "Smith (person)", "Acme (organization)"]
     preds = [
         "Acme (organization), Jones (location)",  # 1 of 2 right each way: F1 0.5
         "Jones (person)",  # same type, other text: no credit
         "nothing here",  # no entity: 0
     ]
-    assert compute_metric("entity_f1", preds, refs) == pytest.approx(100 * (0.5 + 0 + 0) / 3)
-    assert compute_metric("entity_f1", refs, refs) == pytest.approx(100.0)
+    assert _strict("entity_f1", preds, refs) == pytest.approx(100 * (0.5 + 0 + 0) / 3)
+    assert _strict("entity_f1", refs, refs) == pytest.approx(100.0)
 
 
-def test_entity_f1_parses_the_whole_entity_span():
+def test_strict_entity_f1_parses_the_whole_entity_span():
     # the last word alone is not the entity
-    assert compute_metric("entity_f1", ["New York (location)"], ["York (location)"]) == 0.0
+    assert _strict("entity_f1", ["New York (location)"], ["York (location)"]) == 0.0
     refs = ["New York Times (organization), John Smith (person); Acme, Inc. (organization)"]
     preds = ["  new  york times (Organization) and John Smith (person), Acme, Inc (organization)."]
-    assert compute_metric("entity_f1", preds, refs) == pytest.approx(100.0)
+    assert _strict("entity_f1", preds, refs) == pytest.approx(100.0)
 
 
-def test_entity_f1_ignores_a_lead_in():
+def test_strict_entity_f1_ignores_a_lead_in():
     preds = ["Entities: Apple (organization), Tim Cook (person)"]
-    assert compute_metric("entity_f1", preds, ["Apple (organization), Tim Cook (person)"]) == 100.0
+    assert _strict("entity_f1", preds, ["Apple (organization), Tim Cook (person)"]) == 100.0
 
 
-def test_entity_f1_credits_each_prediction_once():
+def test_strict_entity_f1_credits_each_prediction_once():
     refs = ["Alice (person), Carol (person), Acme (organization)"]
     # a type-only overlap earns nothing, and cannot be reused for two gold persons
-    assert compute_metric("entity_f1", ["Bob (person)"], refs) == 0.0
+    assert _strict("entity_f1", ["Bob (person)"], refs) == 0.0
     # a duplicate prediction matches one gold entity: P 1/2, R 1 -> F1 2/3
     preds, refs = ["Acme (organization), Acme (organization)"], ["Acme (organization)"]
-    assert compute_metric("entity_f1", preds, refs) == pytest.approx(100 * 2 / 3)
+    assert _strict("entity_f1", preds, refs) == pytest.approx(100 * 2 / 3)
+
+
+@pytest.mark.parametrize(
+    ("prediction", "reference", "right"),
+    [
+        ("2.5 (12.5 minus 10)", "2.5", True),  # any number of the prediction may match
+        ("300 from 2019 to 2020", "300", True),
+        ("12.5 or 8.005", "8", True),  # within 1e-2
+        ("The answer is 14.1", "14.1%", False),  # the gold is 0.141
+        ("14.1%", "0.141", True),  # each % divides by 100
+        ("-11.5%", "-0.115", True),
+        ("0.141", "14.1", False),
+        ("14.1 %", "14.1", True),  # a spaced % is not part of the number
+        ("1,234.5", "1234.5", True),  # thousands separators dropped
+        ("The answer is 1234.5", "1,234.5", True),
+        ("7.4", "7.4 (5.2 + 2.2)", True),  # the gold is its first number
+        ("2.2", "7.4 (5.2 + 2.2)", False),
+        ("no number", "3", False),  # a prediction without a number never matches
+        ("0", "n/a", False),  # nor does a reference without one
+        ("the answer is\n42", "42", False),  # only the first line counts
+        ("05", "5", False),  # the reference's eval rejects leading zeros: inf
+    ],
+)
+def test_numeric_match_follows_the_reference_rule(prediction, reference, right):
+    assert compute_metric("numeric_match", [prediction], [reference]) == 100.0 * right
+
+
+def test_numeric_match_is_the_share_of_right_answers():
+    preds = ["2.5 (12.5 minus 10)", "The answer is 14.1", "300 from 2019 to 2020"]
+    refs = ["2.5", "14.1%", "300"]
+    assert compute_metric("numeric_match", preds, refs) == pytest.approx(100 * 2 / 3)
 
 
 @pytest.mark.parametrize(
@@ -234,12 +301,15 @@ def test_entity_f1_credits_each_prediction_once():
         ("7.005 or 8", "7", False),  # an earlier number is not the answer
         ("5.2 + 2.2 = 7.4.", "7.4", True),  # working, then the answer
         ("5.2 ... 7.4 ... 2.2", "7.4", False),  # the gold number in the working does not count
+        ("2.5 (12.5 minus 10)", "2.5", False),
         ("0", "n/a", False),  # a reference without a number never matches
         ("the answer is", "3", False),  # nor does a prediction without one
     ],
 )
-def test_numeric_match_scores_the_final_number_of_the_first_line(prediction, reference, right):
-    assert compute_metric("numeric_match", [prediction], [reference]) == 100.0 * right
+def test_strict_numeric_match_scores_the_final_number_of_the_first_line(
+    prediction, reference, right
+):
+    assert _strict("numeric_match", [prediction], [reference]) == 100.0 * right
 
 
 @pytest.mark.parametrize(
@@ -254,8 +324,8 @@ def test_numeric_match_scores_the_final_number_of_the_first_line(prediction, ref
         ("14.1%", "0.17", False),
     ],
 )
-def test_numeric_match_reads_a_percentage_both_ways(prediction, reference, right):
-    assert compute_metric("numeric_match", [prediction], [reference]) == 100.0 * right
+def test_strict_numeric_match_reads_a_percentage_both_ways(prediction, reference, right):
+    assert _strict("numeric_match", [prediction], [reference]) == 100.0 * right
 
 
 # --- scoring rules against a direct computation -------------------------------------------

@@ -7,8 +7,11 @@ one module, ``<name>/<name>.py``:
 - ``accuracy``: option accuracy (PubMedQA, MQP, USMLE);
 - ``f1``: micro (ChemProt, RCT) or weighted (FPB, FiQA_SA) F1 over option indices;
 - ``headline_f1``: weighted F1 per Headline sub-question, averaged;
-- ``entity_f1``: exact-match entity F1 of generated ``entity (type)`` lists (NER);
-- ``numeric_match``: the answer's final number within 1e-2 of the gold (ConvFinQA).
+- ``entity_f1``: entity F1 of generated ``entity (type)`` lists (NER), by the rule of the
+  paper's evaluation code (microsoft/LMOps ``adaptllm/src/utils/metric.py`` with nereval);
+  ``compute(..., strict=True)`` for exact full-span matches;
+- ``numeric_match``: any number of the answer's first line within 1e-2 of the gold's first
+  number (ConvFinQA), as in LMOps; ``compute(..., strict=True)`` for the final number only.
 """
 
 from __future__ import annotations
