@@ -32,6 +32,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def describe_changes(old: dict, new: dict) -> list[str]:
+    """What differs between two saved settings, field by field: ``synthesis.rounds 2 -> 3``."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        if isinstance(before, dict) and isinstance(after, dict):
+            out += [f"{key}.{f} {before.get(f)!r} -> {after.get(f)!r}"
+                    for f in sorted(set(before) | set(after)) if before.get(f) != after.get(f)]
+        else:
+            out.append(f"{key} {before!r} -> {after!r}")
+    return out
+
+
 def parse_dataclasses(parser, argv: list[str] | None) -> tuple:
     """`HfArgumentParser.parse_args_into_dataclasses`, a value that a config's checks refuse
     reported like argparse's own errors (usage line, message, exit status 2), not as a traceback."""

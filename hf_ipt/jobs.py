@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .augment import Augmenter, SynthesisConfig
 from .chaining import ChainEntry, ChainStats
-from .cli import UsageError
+from .cli import UsageError, describe_changes
 from .corpus import CorpusConfig, Document, iter_shard, make_shards
 from .filters import FilterConfig, NearDuplicates, filter_pairs
 from .protocol import Pair
@@ -212,22 +212,17 @@ def prepare(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -
 
 
 def _differences(old: dict, new: dict) -> list[str]:
-    """What differs between two job specs, field by field: ``synthesis.rounds 2 -> 3``."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        before, after = old.get(key), new.get(key)
-        if before == after:
-            continue
-        if key == "units":
-            out.append(f"units ({len(before or [])} -> {len(after or [])}: corpus files or `num_shards`)")
-        elif key == "file_sizes":
-            grown = sorted(f for f in set(before or {}) | set(after or {}) if (before or {}).get(f) != (after or {}).get(f))
-            out.append(f"file_sizes of {len(grown)} corpus file(s), e.g. {grown[0]!r}" if grown else "file_sizes")
-        elif isinstance(before, dict) and isinstance(after, dict):
-            out += [f"{key}.{f} {before.get(f)!r} -> {after.get(f)!r}"
-                    for f in sorted(set(before) | set(after)) if before.get(f) != after.get(f)]
-        else:
-            out.append(f"{key} {before!r} -> {after!r}")
+    """What differs between two job specs: ``synthesis.rounds 2 -> 3``, units and file sizes summed up."""
+    special = ("units", "file_sizes")
+    out = describe_changes({k: v for k, v in old.items() if k not in special},
+                           {k: v for k, v in new.items() if k not in special})
+    before, after = old.get("units") or [], new.get("units") or []
+    if before != after:
+        out.append(f"units ({len(before)} -> {len(after)}: corpus files or `num_shards`)")
+    before, after = old.get("file_sizes") or {}, new.get("file_sizes") or {}
+    changed = sorted(f for f in set(before) | set(after) if before.get(f) != after.get(f))
+    if changed:
+        out.append(f"file_sizes of {len(changed)} corpus file(s), e.g. {changed[0]!r}")
     return out
 
 

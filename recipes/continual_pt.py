@@ -28,6 +28,8 @@ CONFIG_HELP = "--config FILE.yaml: defaults from a YAML file (recipes/configs/co
 
 
 def main(data_args, training_args, model_args):
+    from dataclasses import asdict
+
     from hf_ipt.training import (
         CardInfo,
         build_trainer,
@@ -47,6 +49,7 @@ def main(data_args, training_args, model_args):
         "continual_pt",
         base_model=model_args.model_name_or_path,
         data_mix=data_mix,
+        data_settings=asdict(data_args),
         datasets=hub_datasets(data_args.domain_dataset, data_args.general_dataset),
     )
     train_and_save(build_trainer(model, tokenizer, dataset, training_args, card))

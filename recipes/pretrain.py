@@ -22,6 +22,8 @@ CONFIG_HELP = "--config FILE.yaml: defaults from a YAML file (recipes/configs/pr
 
 
 def main(data_args, training_args, model_args):
+    from dataclasses import asdict
+
     from hf_ipt.training import (
         CardInfo,
         build_trainer,
@@ -48,6 +50,7 @@ def main(data_args, training_args, model_args):
         "pretrain",
         model_shape=data_args.model_shape,
         data_mix=data_mix,
+        data_settings=asdict(data_args),
         datasets=hub_datasets(
             data_args.raw_dataset, data_args.augmented_dataset, data_args.collection
         ),

@@ -23,6 +23,8 @@ CONFIG_HELP = "--config FILE.yaml: defaults from a YAML file (recipes/configs/tr
 
 
 def main(data_args, training_args, model_args):
+    from dataclasses import asdict
+
     from hf_ipt.training import (
         CardInfo,
         build_trainer,
@@ -42,6 +44,7 @@ def main(data_args, training_args, model_args):
         "train_synthesizer",
         base_model=model_args.model_name_or_path,
         data_mix=data_mix,
+        data_settings=asdict(data_args),
         datasets=hub_datasets(data_args.collection),
     )
     train_and_save(build_trainer(model, tokenizer, dataset, training_args, card))

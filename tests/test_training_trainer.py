@@ -325,3 +325,36 @@ def test_train_and_save_frees_the_wrapper_before_the_process_group_ends(tmp_path
     )
     train_and_save(trainer)
     assert calls == ["train", "save", "card", "free", "end"] and trainer.model_wrapped is model
+
+
+def test_a_resume_with_another_data_stream_is_refused(tmp_path, caplog):
+    """Another `max_steps` moves an automatic collection share: the Trainer would then skip batches
+    of a different stream. The first run's settings sit beside its checkpoints."""
+    from types import SimpleNamespace
+
+    from hf_ipt.cli import UsageError
+    from hf_ipt.training.card import CardInfo
+    from hf_ipt.training.trainer import DATA_STREAM_FILE, check_data_stream
+
+    def trainer(output_dir, share, batch=2):
+        mix = [{"source": "raw.jsonl", "content": "raw text", "token_share": 1 - share, "note": ""},
+               {"source": "col", "content": "collection", "token_share": share, "note": "seen about 4 times"}]
+        args = SimpleNamespace(output_dir=str(output_dir), seed=42, max_length=128, world_size=1,
+                               per_device_train_batch_size=batch, gradient_accumulation_steps=1)
+        card = CardInfo("pretrain", data_mix=mix, data_settings={"raw_dataset": "raw.jsonl", "collection": "col"})
+        return SimpleNamespace(args=args, card=card, is_world_process_zero=lambda: True)
+
+    first = tmp_path / "first"
+    check_data_stream(trainer(first, 0.25), None)  # a fresh run records its stream
+    assert (first / DATA_STREAM_FILE).is_file()
+    (first / "checkpoint-2").mkdir()
+    checkpoint = str(first / "checkpoint-2")
+    check_data_stream(trainer(first, 0.25), checkpoint)  # the same stream: resumes
+    check_data_stream(trainer(tmp_path / "second", 0.25), checkpoint)  # into another folder too
+    with pytest.raises(UsageError, match=r"another data stream \(changed: mix\.collection \(col\) token_share 0\.25 -> 0\.125; mix\.raw text .*--collection_token_share"):
+        check_data_stream(trainer(first, 0.125), checkpoint)
+    with pytest.raises(UsageError, match=r"batches\.per_device_train_batch_size 2 -> 4"):
+        check_data_stream(trainer(first, 0.25, batch=4), checkpoint)
+    (first / DATA_STREAM_FILE).unlink()  # a run from before the check: resumes with a warning
+    check_data_stream(trainer(first, 0.125), checkpoint)
+    assert "cannot be compared" in caplog.text

@@ -44,6 +44,8 @@ class CardInfo:
         datasets (`list[str]`): Hub dataset ids of the sources, for the card metadata.
         adapter (`bool`, *optional*, defaults to `False`): the checkpoint is a PEFT adapter
             (LoRA/QLoRA) on `base_model`, not full weights.
+        data_settings (`dict`): the recipe's data config; with `data_mix` it pins the data
+            stream that a resumed run must find unchanged (`trainer.check_data_stream`).
     """
 
     recipe: str
@@ -52,6 +54,7 @@ class CardInfo:
     data_mix: list[dict] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
     adapter: bool = False
+    data_settings: dict = field(default_factory=dict)
 
 
 # `hf_ipt.evaluation.callback.RESULTS_FILENAME`, not imported: the card needs no torch.

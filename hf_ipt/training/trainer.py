@@ -6,6 +6,7 @@ A recipe builds a model, a tokenizer and a stream, then calls `build_trainer` an
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import replace
@@ -186,12 +187,60 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> s
     return checkpoint
 
 
+DATA_STREAM_FILE = "hf_ipt_data_stream.json"
+STREAM_ARGS = ("seed", "max_length", "world_size", "per_device_train_batch_size", "gradient_accumulation_steps")
+
+
+def data_stream_spec(trainer: IPTTrainer) -> dict:
+    """What fixes the order of the training stream: the data settings, the resolved mix (token
+    shares computed from `max_steps` included) and the batch geometry."""
+    spec = {
+        "data": trainer.card.data_settings,
+        "mix": {f"{row['content']} ({row['source']}) token_share": row["token_share"] for row in trainer.card.data_mix},
+        "batches": {k: getattr(trainer.args, k, None) for k in STREAM_ARGS},
+    }
+    return json.loads(json.dumps(spec, default=str))
+
+
+def check_data_stream(trainer: IPTTrainer, checkpoint: str | None) -> None:
+    """Record the stream's settings on a fresh run; on resume, refuse a changed stream.
+
+    A resumed Trainer skips the batches it has already seen by counting them in the stream it
+    is given: a stream built from other settings (another `max_steps` moves the collection's
+    token share, another batch size or world size moves every boundary) would silently repeat
+    some examples and never show others.
+    """
+    spec = data_stream_spec(trainer)
+    first = Path(checkpoint).parent / DATA_STREAM_FILE if checkpoint else None  # the run that saved it
+    if first is not None and not first.is_file():
+        logger.warning("hf_ipt: %s has no %s (a run older than this check): the data stream of the resumed run "
+                       "cannot be compared with the first one", first.parent, DATA_STREAM_FILE)
+    elif first is not None:
+        _refuse_another_stream(checkpoint, first, json.loads(first.read_text(encoding="utf-8")), spec)
+    if trainer.is_world_process_zero():
+        path = Path(trainer.args.output_dir) / DATA_STREAM_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
+
+
+def _refuse_another_stream(checkpoint: str, path: Path, old: dict, spec: dict) -> None:
+    if old != spec:
+        from ..cli import UsageError, describe_changes
+
+        raise UsageError(
+            f"resuming {checkpoint} with another data stream (changed: {'; '.join(describe_changes(old, spec))}): "
+            "the skipped batches would not be the ones already trained on. Resume with the first run's settings "
+            "(to train longer on the same stream, keep the collection's share: --collection_token_share with the "
+            f"first value in {path}), or start a new run in a new --output_dir"
+        )
+
+
 def train_and_save(trainer: IPTTrainer) -> None:
     """Train (resuming when asked), save the model and tokenizer, write the card, push when asked, end."""
     args = trainer.args
-    trainer.train(
-        resume_from_checkpoint=resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
-    )
+    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    check_data_stream(trainer, checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
     trainer.model.config.use_cache = True  # the saved model generates with a cache
     trainer.save_model(args.output_dir)
     trainer.create_model_card()
