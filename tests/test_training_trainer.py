@@ -316,8 +316,11 @@ def test_train_and_save_frees_the_wrapper_before_the_process_group_ends(tmp_path
 
     calls: list[str] = []
     model = SimpleNamespace(config=SimpleNamespace(use_cache=False))
+    from hf_ipt.training.card import CardInfo
+
     trainer = SimpleNamespace(
         args=SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path), push_to_hub=False),
+        card=CardInfo("pretrain"), is_world_process_zero=lambda: True,
         model=model, model_wrapped=Wrapper(model),
         train=lambda **_: calls.append("train"), save_model=lambda _: calls.append("save"),
         create_model_card=lambda: calls.append("card"), end=lambda: calls.append("end"),
