@@ -73,3 +73,18 @@ def test_demo_end_to_end_reduced(tmp_path, smollm2_dir):
     from hf_ipt.evaluation.tasks import load_task_file
 
     assert load_task_file(out / "eval_tasks" / "heldout_title.json").examples
+
+
+def test_next_sentence_passage_keeps_short_sentences_before_the_answer():
+    """A short sentence is no answer or distractor, but the passage must not skip it: the gold
+    sentence then really comes next."""
+    long = "Sentence {j} of article {i} says something long enough to count here."
+    texts = [f"Headline {i}\n" + " ".join(long.format(i=i, j=j) + (" Short one." if j == 2 else "")
+                                          for j in range(6)) for i in range(6)]
+    for seed in range(10):
+        for ex in heldout_tasks(texts, seed=seed)[1].examples:
+            passage = ex.prompt.split("\n\nQuestion:")[0]
+            gold = ex.options[ex.gold]
+            assert gold not in passage and "Short one." not in ex.options
+            k = int(gold.split()[1])  # the answer is sentence k: the passage ends with sentence k-1
+            assert passage.endswith(long.format(i=gold.split()[4], j=k - 1) + (" Short one." if k - 1 == 2 else ""))

@@ -52,14 +52,20 @@ def title_task(texts: Sequence[str], seed: int = 0, limit: int | None = None) ->
 
 
 def next_sentence_task(texts: Sequence[str], seed: int = 0, limit: int | None = None) -> Task | None:
-    """Pick the sentence that continues an article among sentences of other articles."""
+    """Pick the sentence that continues an article among sentences of other articles.
+
+    The passage is the article's text up to the cut, every sentence kept; only the answer and
+    the distractors must be sentences of 40-300 characters (a one-word line is no question).
+    """
     rng = random.Random(f"heldout_next_sentence:{seed}")
-    sentences = [[s for s in split_sentences(split_title(t, _TITLES)[1]) if 40 <= len(s) <= 300] for t in texts]
+    docs = [split_sentences(split_title(t, _TITLES)[1]) for t in texts]
+    sentences = [[s for s in doc if 40 <= len(s) <= 300] for doc in docs]
     examples = []
-    for i, doc in enumerate(sentences):
-        if len(doc) < 4:
+    for i, doc in enumerate(docs):
+        cuts = [k for k in range(2, len(doc)) if 40 <= len(doc[k]) <= 300]
+        if len(sentences[i]) < 4 or not cuts:
             continue
-        cut = rng.randint(2, len(doc) - 1)
+        cut = rng.choice(cuts)
         pool = [s for j, other in enumerate(sentences) if j != i for s in other]
         prompt = " ".join(doc[:cut])[-MAX_BODY_CHARS:] + "\n\nQuestion: Which sentence comes next?\nAnswer:"
         example = _mc(rng, prompt, doc[cut], pool)
