@@ -23,7 +23,7 @@ from ..cli import UsageError
 from ..corpus import is_local_corpus, local_files
 from .data import BUILDERS
 
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+_HUB_DATASET = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 # Data-config attribute -> the column attributes its rows must have (see `streams`).
 SOURCES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -58,13 +58,17 @@ def check_data(config: Any) -> None:
         )
 
 
-def is_hub_id(source: str) -> bool:
+def _is_hub_dataset(source: str) -> bool:
     """Not an existing local path, no file pattern, and shaped like ``name`` or ``org/name``,
-    whose ``org`` is not a local folder (``data/genral`` is a typo of a path, not a Hub id)."""
+    whose ``org`` is not a local folder (``data/genral`` is a typo of a path, not a Hub id).
+
+    Looser than `card.is_hub_id` (``org/name`` only, for card metadata): a source may also be
+    a canonical dataset without an owner, e.g. ``squad``.
+    """
     return (
         not os.path.exists(source)
         and not is_local_corpus(source)
-        and bool(HUB_ID.fullmatch(source))
+        and bool(_HUB_DATASET.fullmatch(source))
         and not ("/" in source and os.path.isdir(source.split("/", 1)[0]))
     )
 
@@ -85,7 +89,7 @@ def check_source(
         where, keys = _first_folder_row(option, source, split)
     elif is_local_corpus(source):
         where, keys = _first_file_row(option, source, _files(option, source))
-    elif is_hub_id(source):
+    elif _is_hub_dataset(source):
         return
     else:
         raise UsageError(
@@ -103,7 +107,7 @@ def check_collection(
     from .synthesizer_data import SHARD_GLOB, collection_files
 
     if not os.path.isdir(collection):
-        if is_hub_id(collection):
+        if _is_hub_dataset(collection):
             return
         raise UsageError(
             f"`{option}` {collection!r} is neither a local folder{_relative(collection)} nor a Hub dataset id "
