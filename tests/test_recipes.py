@@ -193,6 +193,11 @@ def _log_history(checkpoint: Path) -> dict[int, dict]:
     return {entry["step"]: entry for entry in state["log_history"] if "loss" in entry}
 
 
+def _stream_positions(checkpoint: Path) -> dict[str, str]:
+    """The stream position each rank saved in a checkpoint, by file name."""
+    return {path.name: path.read_text() for path in (checkpoint / "hf_ipt_stream").glob("rank*.json")}
+
+
 def _reload(path: Path):
     from transformers import AutoModelForCausalLM
 
@@ -300,7 +305,11 @@ def test_continual_pt_ddp_two_processes_resumes_exactly(data, tiny_model_dir, tm
         _log_history(first / "checkpoint-4"),
         _log_history(second / "checkpoint-4"),
     )
-    # The resumed run reads the same data and restores optimizer and schedule: same losses.
+    # Each rank's stream started at the position its checkpoint saved (no batch replayed) ...
+    assert sorted(_stream_positions(first / "checkpoint-2")) == ["rank0.json", "rank1.json"]
+    assert "no saved stream position" not in output
+    assert _stream_positions(second / "checkpoint-4") == _stream_positions(first / "checkpoint-4")
+    # ... and reads the same data and restores optimizer and schedule: same losses.
     for step in (3, 4):
         assert resumed[step]["loss"] == pytest.approx(uninterrupted[step]["loss"], rel=1e-4)
         assert resumed[step]["learning_rate"] == uninterrupted[step]["learning_rate"]
@@ -345,7 +354,7 @@ def test_pretrain_from_scratch_resumes_from_last(data, tiny_model_dir, tmp_path)
         "0",
     ]
     _launch("pretrain", *common, "--output_dir", str(out), "--max_steps", "2")
-    _launch(
+    resumed = _launch(
         "pretrain",
         *common,
         "--output_dir",
@@ -359,10 +368,12 @@ def test_pretrain_from_scratch_resumes_from_last(data, tiny_model_dir, tmp_path)
     )
     history = _log_history(out / "checkpoint-4")
     assert sorted(history) == [1, 2, 3, 4]
+    assert "no saved stream position" not in resumed  # the stream started at checkpoint-2's position
     # steps 3-4 after the resume = steps 3-4 of one uninterrupted run: weights, optimizer AND
     # the position in the mixed raw/augmented/collection stream were restored
     _launch("pretrain", *common, "--output_dir", str(tmp_path / "straight"), "--max_steps", "4")
     straight = _log_history(tmp_path / "straight" / "checkpoint-4")
+    assert _stream_positions(out / "checkpoint-4") == _stream_positions(tmp_path / "straight" / "checkpoint-4")
     for step in (1, 2, 3, 4):  # steps 1-2: the same seed gives the same initial weights
         assert history[step]["loss"] == pytest.approx(straight[step]["loss"], rel=1e-4)
     card = (out / "README.md").read_text()
@@ -402,7 +413,7 @@ def test_train_synthesizer_makes_a_usable_synthesizer(data, tiny_model_dir, tmp_
     # `accelerate launch --num_processes 2 --cpu`, as users first try it: one process, and it says so.
     output = _launch("train_synthesizer", *common, "--max_steps", "30", "--save_steps", "30", cpu_num_processes=2)
     assert "`accelerate launch --cpu` started ONE process" in output
-    _launch(
+    resumed = _launch(
         "train_synthesizer",
         *common,
         "--max_steps",
@@ -413,6 +424,7 @@ def test_train_synthesizer_makes_a_usable_synthesizer(data, tiny_model_dir, tmp_
         "last",
     )
     assert sorted(_log_history(out / "checkpoint-60")) == list(range(1, 61))
+    assert list(_stream_positions(out / "checkpoint-30")) == ["rank0.json"] and "no saved stream position" not in resumed
     assert _reload(out).config.vocab_size == _reload(tiny_model_dir).config.vocab_size
     backend = load_backend(
         BackendConfig(

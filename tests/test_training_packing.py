@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hf_ipt.training.packing import (
     IGNORE_INDEX,
     collate_packed,
+    documents_isolated,
     needs_flat_batches,
     pack_sequences,
     packed_collator,
@@ -132,3 +133,29 @@ def test_no_attention_across_documents(tiny_model_dir, attn_implementation):
     torch.testing.assert_close(packed[7:19], alone, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(mixed[7:19], alone, atol=1e-3)
     assert block["labels"][7] == IGNORE_INDEX  # and no loss on predicting it from document 0
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_a_model_whose_mask_follows_position_ids_keeps_documents_apart(tiny_model_dir, attn):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation=attn)
+    model.train()
+    assert documents_isolated(model) is True
+    assert model.training  # the probe leaves the model as it found it
+
+
+def test_a_model_whose_mask_ignores_position_ids_is_found_and_warned_about(tmp_path, tiny_tokenizer, caplog):
+    from transformers import OPTConfig, OPTForCausalLM
+
+    from hf_ipt.training.card import CardInfo
+    from hf_ipt.training.config import TrainingConfig
+    from hf_ipt.training.trainer import build_trainer
+
+    config = OPTConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, ffn_dim=64, num_hidden_layers=1,
+                       num_attention_heads=2, word_embed_proj_dim=32, max_position_embeddings=64)
+    model = OPTForCausalLM(config)
+    assert documents_isolated(model) is False
+    args = TrainingConfig(output_dir=str(tmp_path), max_steps=1, use_cpu=True, report_to="none", max_length=32)
+    build_trainer(model, tiny_tokenizer, [], args, CardInfo("continual_pt"))
+    assert "OPTForCausalLM (attention 'sdpa') lets packed documents attend to each other" in caplog.text

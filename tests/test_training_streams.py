@@ -162,5 +162,5 @@ def test_a_collection_row_whose_pairs_templify_drops_adds_nothing(tmp_path):
     ]
     (shard / "00000.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = SimpleNamespace(collection=str(tmp_path / "col"), context_column="context", pairs_column="QA_list")
-    texts = list(_collection_texts(config, endless=False))
+    texts = list(_collection_texts(config))
     assert len(texts) == 1 and "Kept context." in texts[0] and "Sales." in texts[0]

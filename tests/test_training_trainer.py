@@ -75,20 +75,19 @@ def _continual_setup(tmp_path, tiny_model_dir, **training):
         general_dataset=str(tmp_path / "general.jsonl"),
         shuffle_buffer_size=8,
     )
-    args = TrainingConfig(
-        output_dir=str(tmp_path / "out"),
-        max_steps=2,
-        per_device_train_batch_size=2,
-        max_length=64,
-        use_cpu=True,
-        save_strategy="no",
-        logging_steps=1,
-        disable_tqdm=False,
-        learning_rate=1e-3,
-        report_to="none",
-        **training,
-    )
-    return data, args
+    settings = {
+        "output_dir": str(tmp_path / "out"),
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+        "max_length": 64,
+        "use_cpu": True,
+        "save_strategy": "no",
+        "logging_steps": 1,
+        "disable_tqdm": False,
+        "learning_rate": 1e-3,
+        "report_to": "none",
+    }
+    return data, TrainingConfig(**{**settings, **training})
 
 
 def test_build_trainer_wires_packing_callbacks_and_the_eval_hook(
@@ -169,6 +168,49 @@ def test_eval_hook_without_the_harness_names_the_extra(tmp_path, tiny_model_dir,
     _, args = _continual_setup(tmp_path, tiny_model_dir, eval_tasks="finance")
     with pytest.raises(ImportError, match=r"hf_ipt\[eval\]"):
         callbacks_module.eval_callback(args, None, None)
+
+
+def test_a_resume_starts_the_stream_at_the_position_saved_in_the_checkpoint(
+    tmp_path, tiny_model_dir, tiny_tokenizer, caplog
+):
+    """Checkpoints hold each rank's stream position; a resume starts there (no batch replayed) and
+    trains exactly as the uninterrupted run. A checkpoint without it (older hf_ipt) replays."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    from hf_ipt.training.position import FOLDER, Position
+
+    def run(out, max_steps=4, resume=None):
+        data, args = _continual_setup(tmp_path, tiny_model_dir, output_dir=str(out), max_steps=max_steps,
+                                      save_strategy="steps", save_steps=2, resume_from_checkpoint=resume,
+                                      lr_scheduler_type="constant", disable_tqdm=True)
+        dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        trainer = build_trainer(model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix))
+        train_and_save(trainer)
+        return trainer, {log["step"]: log["loss"] for log in trainer.state.log_history if "loss" in log}
+
+    def position(checkpoint):
+        return Position.from_json((checkpoint / FOLDER / "rank0.json").read_text())
+
+    straight, losses = run(tmp_path / "straight")
+    assert straight.args.ignore_data_skip is False
+    first, last = position(tmp_path / "straight" / "checkpoint-2"), position(tmp_path / "straight" / "checkpoint-4")
+    assert 0 < first.rows("domain") < last.rows("domain") and first.after["mix:general"] != last.after["mix:general"]
+
+    caplog.set_level("INFO", logger="hf_ipt")
+    resumed, resumed_losses = run(tmp_path / "resumed", resume=str(tmp_path / "straight" / "checkpoint-2"))
+    assert resumed.args.ignore_data_skip is True and "resumes at the position saved" in caplog.text
+    assert resumed_losses == pytest.approx(losses, rel=1e-5)  # steps 1-2 come from the checkpoint's state
+    assert position(tmp_path / "resumed" / "checkpoint-4") == last  # it read exactly the same batches
+
+    old = tmp_path / "old" / "checkpoint-2"
+    shutil.copytree(tmp_path / "straight" / "checkpoint-2", old)
+    shutil.rmtree(old / FOLDER)
+    replayed, replayed_losses = run(tmp_path / "old", resume="last")
+    assert replayed.args.ignore_data_skip is False and "holds no saved stream position" in caplog.text
+    assert replayed_losses == pytest.approx(losses, rel=1e-5)
 
 
 def test_qlora_with_8bit_optimizer_trains_on_cpu(tmp_path, tiny_model_dir, tiny_tokenizer):

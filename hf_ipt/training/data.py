@@ -117,22 +117,30 @@ def tokenize_texts(
             yield bos + ids + [eos]
 
 
-def sharded_stream(build: Callable[[int, int], Iterator[dict]], world_size: int):
+def sharded_stream(build: Callable[..., Iterator[dict]], world_size: int, *, resumable: bool = False):
     """A `datasets.IterableDataset` of ``build(rank, world_size)`` with one shard per rank.
 
     Args:
-        build (`Callable[[int, int], Iterator[dict]]`): yields this rank's training examples;
-            must be picklable (a module-level function or a `functools.partial` of one).
+        build (`Callable`): yields this rank's training examples; must be picklable (a
+            module-level function or a `functools.partial` of one).
         world_size (`int`): number of training processes.
+        resumable (`bool`, *optional*, defaults to `False`): `build` also takes ``start``, the
+            `position.Position` its rank starts from; the dataset's `stream_start` attribute
+            (a `position.StreamStart`) sets it before iteration (`trainer.train_and_save` does).
     """
     import datasets
 
-    return datasets.IterableDataset.from_generator(
+    from .position import StreamStart
+
+    start = StreamStart() if resumable else None
+    dataset = datasets.IterableDataset.from_generator(
         _generate,
-        gen_kwargs={"ranks": list(range(world_size)), "world_size": world_size, "build": build},
+        gen_kwargs={"ranks": list(range(world_size)), "world_size": world_size, "build": build, "start": start},
     )
+    dataset.stream_start = start
+    return dataset
 
 
-def _generate(ranks: list[int], world_size: int, build: Callable[[int, int], Iterator[dict]]):
+def _generate(ranks: list[int], world_size: int, build: Callable[..., Iterator[dict]], start: Any = None):
     for rank in ranks:
-        yield from build(rank, world_size)
+        yield from build(rank, world_size) if start is None else build(rank, world_size, start=start(rank))

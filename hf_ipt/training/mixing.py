@@ -23,6 +23,7 @@ def mix_by_tokens(
     *,
     count: Callable[[Any], int] = num_tokens,
     stopping_strategy: Literal["first_exhausted", "all_exhausted"] = "first_exhausted",
+    emitted: list[float] | None = None,
 ) -> Iterator[Any]:
     """Interleave `sources` so that their shares of the output follow `ratios`, counted by `count`.
 
@@ -35,6 +36,9 @@ def mix_by_tokens(
             the first source ends (the ratio holds exactly), or ``"all_exhausted"``: restart
             an ended source (it must be re-iterable, e.g. a list or a `datasets` dataset) until
             every source has ended at least once.
+        emitted (`list`, *optional*): what each source has already contributed, counted by
+            `count`; updated in place as documents are yielded. Pass the counts saved with a
+            stream position to resume a mix exactly where it stopped, or read them as it runs.
 
     Yields:
         The documents of all sources, interleaved.
@@ -49,8 +53,11 @@ def mix_by_tokens(
         raise ValueError(
             f"`stopping_strategy` must be 'first_exhausted' or 'all_exhausted', got {stopping_strategy!r}"
         )
+    if emitted is None:
+        emitted = [0] * len(sources)
+    elif len(emitted) != len(sources):
+        raise ValueError(f"need one count per source in `emitted`, got {len(emitted)} for {len(sources)} sources")
     iterators = [iter(s) for s in sources]
-    emitted = [0] * len(sources)
     ended = [False] * len(sources)
     while True:
         # The source furthest behind its share; ties go to the first source.

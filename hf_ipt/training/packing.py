@@ -12,7 +12,9 @@ each block start). Without an `attention_mask`, transformers derives a block-dia
 mask from them (sdpa, eager, flex attention; per row of a ``[batch, length]`` batch) and
 flash-attention runs varlen (only on ONE row: `packed_collator` flattens the batch for it), so
 no token attends to another document; `labels` are -100 at every position 0, so no token is predicted
-from the previous document either.
+from the previous document either. Some models build their mask without `position_ids` (OPT;
+Bloom and MPT in eager attention): `documents_isolated` finds out on the model itself, and
+`trainer.build_trainer` warns.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
+
+from .position import RESUME_AT, STREAM_POSITION, Position, Tracker
 
 IGNORE_INDEX = -100
 KEYS = ("input_ids", "labels", "position_ids")
@@ -36,34 +40,48 @@ def _fields(document: Any) -> tuple[Sequence[int], Sequence[int]]:
     return document, document
 
 
-def pack_sequences(documents: Iterable[Any], seq_length: int) -> Iterator[dict[str, list[int]]]:
+def pack_sequences(
+    documents: Iterable[Any], seq_length: int, start: Position | None = None
+) -> Iterator[dict[str, Any]]:
     """Cut a stream of tokenized documents into blocks of `seq_length` tokens, dropping none.
 
     Args:
         documents (`Iterable`): token-id lists, or dicts with ``input_ids`` and optionally
-            ``labels`` (-100 where no loss is wanted).
+            ``labels`` (-100 where no loss is wanted) and a `RESUME_AT` snapshot.
         seq_length (`int`): tokens per block.
+        start (`Position`, *optional*): where a resumed stream starts; its first `skip`
+            tokens of the first document are already in earlier blocks.
 
     Yields:
-        `dict[str, list[int]]`: ``input_ids``, ``labels`` and ``position_ids`` of one block;
-        every block has `seq_length` tokens except the last one of a finite stream.
+        `dict`: ``input_ids``, ``labels`` and ``position_ids`` of one block (and its
+        `STREAM_POSITION` when documents carry snapshots); every block has `seq_length`
+        tokens except the last one of a finite stream.
     """
     if seq_length < 2:
         raise ValueError(f"`seq_length` must be >= 2, got {seq_length}")
-    block: dict[str, list[int]] = {key: [] for key in KEYS}
+    start = start or Position()
+    skip, tracker = start.skip, Tracker(start)
+    block: dict[str, Any] = {key: [] for key in KEYS}
     for document in documents:
         ids, labels = _fields(document)
-        start = 0
-        while start < len(ids):
-            take = min(seq_length - len(block["input_ids"]), len(ids) - start)
-            block["input_ids"] += ids[start : start + take]
+        at = document.get(RESUME_AT) if isinstance(document, Mapping) else None
+        begin, skip = skip, 0
+        while begin < len(ids):
+            take = min(seq_length - len(block["input_ids"]), len(ids) - begin)
+            block["input_ids"] += ids[begin : begin + take]
             # Position 0 starts a segment: predicting it would read the previous document.
-            block["labels"] += [IGNORE_INDEX, *labels[start + 1 : start + take]]
+            block["labels"] += [IGNORE_INDEX, *labels[begin + 1 : begin + take]]
             block["position_ids"] += range(take)
-            start += take
+            begin += take
             if len(block["input_ids"]) == seq_length:
+                if at is not None:  # the position after this block
+                    done = begin == len(ids)
+                    after = tracker.after(at) if done else tracker.state
+                    block[STREAM_POSITION] = Position(after, 0 if done else begin).to_json()
                 yield block
                 block = {key: [] for key in KEYS}
+        if at is not None:
+            tracker.passed(at)
     if block["input_ids"]:
         yield block
 
@@ -73,7 +91,8 @@ def collate_packed(features: list[Mapping[str, Sequence[int]]], flatten: bool = 
 
     Flattening (padding-free, as `DataCollatorWithFlattening` does) keeps the examples apart
     through their `position_ids`, so a batch never carries a pad token. Every example must
-    have ``input_ids``, ``labels`` (-100 at position 0) and ``position_ids``.
+    have ``input_ids``, ``labels`` (-100 at position 0) and ``position_ids``; the last one's
+    `STREAM_POSITION`, when it has one, is passed on as is (`IPTTrainer` takes it out).
 
     Args:
         features (`list[Mapping]`): packed blocks from `pack_sequences`.
@@ -84,12 +103,12 @@ def collate_packed(features: list[Mapping[str, Sequence[int]]], flatten: bool = 
     import torch
 
     if not flatten and len({len(f["input_ids"]) for f in features}) == 1:
-        return {
-            key: torch.tensor([list(f[key]) for f in features], dtype=torch.long) for key in KEYS
-        }
-    return {
-        key: torch.tensor([[t for f in features for t in f[key]]], dtype=torch.long) for key in KEYS
-    }
+        batch = {key: torch.tensor([list(f[key]) for f in features], dtype=torch.long) for key in KEYS}
+    else:
+        batch = {key: torch.tensor([[t for f in features for t in f[key]]], dtype=torch.long) for key in KEYS}
+    if STREAM_POSITION in features[-1]:  # where the stream stands after this batch: `IPTTrainer` saves it
+        batch[STREAM_POSITION] = features[-1][STREAM_POSITION]
+    return batch
 
 
 def needs_flat_batches(model: Any) -> bool:
@@ -101,3 +120,41 @@ def needs_flat_batches(model: Any) -> bool:
 def packed_collator(model: Any) -> Callable[[list[Mapping[str, Sequence[int]]]], dict[str, Any]]:
     """`collate_packed` for `model`: flattened rows under flash attention, stacked rows otherwise."""
     return partial(collate_packed, flatten=needs_flat_batches(model))
+
+
+def documents_isolated(model: Any, length: int = 8) -> bool | None:
+    """Whether `model` keeps packed documents apart, tried on the model itself.
+
+    Two rows, each two `length`-token documents packed as the collator packs them, differ only
+    in their first document: where the mask follows `position_ids`, the second document's
+    logits are the same computation on the same numbers in both (equal to rounding), whereas a
+    model that attends across documents changes them. Costs two forward passes of
+    ``2 x length`` tokens, without gradients.
+
+    Returns:
+        `bool`, or `None` when the weights are not all here to run it (meta tensors of a
+        memory-efficient FSDP load, DeepSpeed ZeRO-3 partitions).
+    """
+    import torch
+
+    params = list(model.parameters())
+    if not params or any(p.device.type == "meta" or p.numel() == 0 or hasattr(p, "ds_id") for p in params):
+        return None
+    vocab = model.get_input_embeddings().num_embeddings
+    generator = torch.Generator().manual_seed(0)
+    second = torch.randint(vocab, (length,), generator=generator).tolist()
+    logits = []
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for _ in range(2):
+                first = torch.randint(vocab, (length,), generator=generator).tolist()
+                (block,) = pack_sequences([first, second], 2 * length)
+                batch = collate_packed([block], flatten=needs_flat_batches(model))
+                inputs = {k: batch[k].to(params[0].device) for k in ("input_ids", "position_ids")}
+                logits.append(model(**inputs, use_cache=False).logits[0, length:].float())
+    finally:
+        model.train(training)
+    scale = logits[0].abs().max().clamp_min(1e-6)
+    return bool((logits[0] - logits[1]).abs().max() <= 1e-4 * scale)

@@ -2,7 +2,9 @@
 
 Each ``*_dataset`` function returns a `datasets.IterableDataset` (one shard per rank) and the
 data mix as rows for the model card. The per-rank generators are module-level functions bound
-with `functools.partial`, so the datasets stay picklable.
+with `functools.partial`, so the datasets stay picklable. They are resumable: every document
+carries where its source stands, every example the stream's `position.Position` after it, and
+a generator given a ``start`` position continues from there (see `hf_ipt.training.position`).
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import functools
 import itertools
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from .data import endless_rows, load_rows, sharded_stream, tokenize_texts
-from .mixing import mix_by_tokens
 from .packing import pack_sequences
+from .position import RESUME_AT, Position, mix_documents, numbered_rows, with_positions
 from .synthesizer_data import collection_files, encode_shot, multi_shot_sequences, row_shot
 
 logger = logging.getLogger(__name__)
@@ -33,10 +35,32 @@ def _rows(source: str | list[str], config: Any, rank: int, world_size: int, seed
     )
 
 
-def _texts(source: str, config: Any, rank: int, world_size: int, seed: int) -> Iterator[str]:
-    return (
-        row[config.text_column] for row in _rows(source, config, rank, world_size, seed, source)
-    )
+def _numbered(
+    source: str | list[str], config: Any, rank: int, world_size: int, seed: int, key: str, start: Position,
+    name: str | None = None,
+):
+    """This rank's rows of `source`, endless, past those `start` has behind it, with their snapshots."""
+    rows = _rows(source, config, rank, world_size, seed, name or str(source))
+    return numbered_rows(rows, key, start)
+
+
+def _documents(
+    numbered: Iterable[tuple[dict, dict]],
+    text_of: Callable[[dict], str | None],
+    tokenizer: Any,
+    extra: Callable[[dict], dict] | None = None,
+    batch_size: int = 256,
+) -> Iterator[dict]:
+    """Tokenized documents of numbered rows: ``input_ids``, the row's snapshot and ``extra(row)``.
+
+    A row whose `text_of` is `None` gives no document (its number still counts as read).
+    """
+    numbered = iter(numbered)
+    while batch := list(itertools.islice(numbered, batch_size)):
+        kept = [(row, at, text) for row, at in batch if (text := text_of(row)) is not None]
+        encoded = tokenize_texts([text for *_, text in kept], tokenizer, batch_size)
+        for (row, at, _), ids in zip(kept, encoded, strict=True):
+            yield {"input_ids": ids, RESUME_AT: at, **(extra(row) if extra else {})}
 
 
 # -- continual pre-training: augmented domain text + general instructions, by tokens ------------
@@ -63,28 +87,37 @@ def continual_pt_dataset(config: Any, tokenizer: Any, args: Any):
         mix.append(
             _row(config.general_dataset, "general instructions as `{question} {response}`", general)
         )
-    return sharded_stream(build, args.world_size), mix
+    return sharded_stream(build, args.world_size, resumable=True), mix
 
 
 def _continual_pt_blocks(
-    rank: int, world_size: int, *, config: Any, tokenizer: Any, seq_length: int, seed: int
+    rank: int,
+    world_size: int,
+    *,
+    config: Any,
+    tokenizer: Any,
+    seq_length: int,
+    seed: int,
+    start: Position | None = None,
 ):
     from ..templify import format_general
 
-    docs = tokenize_texts(_texts(config.domain_dataset, config, rank, world_size, seed), tokenizer)
+    start = start or Position()
+    numbered = functools.partial(_numbered, config=config, rank=rank, world_size=world_size, seed=seed, start=start)
+    docs = _documents(numbered(config.domain_dataset, key="domain"), _column(config.text_column), tokenizer)
     if config.general_dataset:
-        rows = _rows(config.general_dataset, config, rank, world_size, seed, config.general_dataset)
-        general = tokenize_texts(
-            (
-                format_general(row[config.question_column], row[config.response_column])
-                for row in rows
-            ),
+        general = _documents(
+            numbered(config.general_dataset, key="general"),
+            lambda row: format_general(row[config.question_column], row[config.response_column]),
             tokenizer,
         )
-        docs = mix_by_tokens(
-            [docs, general], [1 - config.general_fraction, config.general_fraction]
-        )
-    yield from pack_sequences(docs, seq_length)
+        ratios = [1 - config.general_fraction, config.general_fraction]
+        docs = mix_documents([docs, general], ratios, name="general", start=start)
+    yield from pack_sequences(docs, seq_length, start)
+
+
+def _column(name: str) -> Callable[[dict], str]:
+    return lambda row: row[name]
 
 
 # -- pre-training from scratch: raw + augmented (by documents), + the collection (by tokens) ----
@@ -107,7 +140,7 @@ def pretrain_dataset(config: Any, tokenizer: Any, args: Any):
         seed=args.seed,
         collection_fraction=share,
     )
-    return sharded_stream(build, args.world_size), _pretrain_mix(config, share)
+    return sharded_stream(build, args.world_size, resumable=True), _pretrain_mix(config, share)
 
 
 def _pretrain_mix(config: Any, share: float) -> list[dict[str, Any]]:
@@ -134,7 +167,7 @@ def _pretrain_mix(config: Any, share: float) -> list[dict[str, Any]]:
 def collection_share(config: Any, tokenizer: Any, args: Any) -> float:
     """Token share that shows the collection `collection_repeats` times in the run's token budget."""
     tokens = sum(
-        len(ids) for ids in tokenize_texts(_collection_texts(config, endless=False), tokenizer)
+        len(ids) for ids in tokenize_texts(_collection_texts(config), tokenizer)
     )
     budget = args.max_steps * args.tokens_per_step
     share = config.collection_repeats * tokens / budget
@@ -154,23 +187,26 @@ def collection_share(config: Any, tokenizer: Any, args: Any) -> float:
     return share
 
 
-def _collection_texts(
-    config: Any, *, endless: bool, rank: int = 0, world_size: int = 1, seed: int = 0
-):
+def _collection_files(config: Any) -> list[str]:
+    return sorted(f for fs in collection_files(config.collection).values() for f in fs)
+
+
+def _collection_text(row: dict, config: Any) -> str | None:
+    """The templified text of a collection row, or `None`: a row without pairs, or whose pairs
+    are all malformed, gives nothing (not its bare context)."""
     from ..templify import templify_chain
 
-    files = sorted(f for fs in collection_files(config.collection).values() for f in fs)
-    rows = (
-        _rows(files, config, rank, world_size, seed, config.collection)
-        if endless
-        else load_rows(files)
-    )
-    for row in rows:
-        shot = row_shot(row, config.context_column, config.pairs_column)
-        if shot is not None:
-            # Seeded by the context: a row keeps its layout on every rank, every repeat and resume.
-            # A row whose pairs are all malformed gives nothing (not its bare context).
-            yield from (r.text for r in templify_chain([shot], seed=shot[0][:256]) if r.num_pairs)
+    shot = row_shot(row, config.context_column, config.pairs_column)
+    if shot is None:
+        return None
+    # Seeded by the context: a row keeps its layout on every rank, every repeat and resume.
+    return next((r.text for r in templify_chain([shot], seed=shot[0][:256]) if r.num_pairs), None)
+
+
+def _collection_texts(config: Any) -> Iterator[str]:
+    """The collection's texts, one pass (to count its tokens)."""
+    texts = (_collection_text(row, config) for row in load_rows(_collection_files(config)))
+    return (text for text in texts if text is not None)
 
 
 def _pretrain_blocks(
@@ -182,37 +218,37 @@ def _pretrain_blocks(
     seq_length: int,
     seed: int,
     collection_fraction: float,
+    start: Position | None = None,
 ):
-    docs = tokenize_texts(_texts(config.raw_dataset, config, rank, world_size, seed), tokenizer)
+    start = start or Position()
+    numbered = functools.partial(_numbered, config=config, rank=rank, world_size=world_size, seed=seed, start=start)
+    text = _column(config.text_column)
+    docs = _documents(numbered(config.raw_dataset, key="raw"), text, tokenizer)
     if config.augmented_dataset:
-        rows = _rows(config.augmented_dataset, config, rank, world_size, seed, config.augmented_dataset)
-        ratios = [1 - config.augmented_fraction, config.augmented_fraction]
-        docs = mix_by_tokens([docs, _augmented_docs(rows, config.text_column, tokenizer)], ratios,
-                             count=num_corpus_texts)
-    if collection_fraction > 0:
-        texts = _collection_texts(config, endless=True, rank=rank, world_size=world_size, seed=seed)
-        docs = mix_by_tokens(
-            [docs, tokenize_texts(texts, tokenizer)], [1 - collection_fraction, collection_fraction]
+        # A row renders a CHAIN of corpus texts (``doc_ids``, 2-3 with a model synthesizer), so the
+        # 1/5 of corpus documents is counted in texts, not rows; a row without ``doc_ids`` counts 1.
+        augmented = _documents(
+            numbered(config.augmented_dataset, key="augmented"),
+            text,
+            tokenizer,
+            extra=lambda row: {"num_texts": max(len(row.get("doc_ids") or ()), 1)},
         )
-    yield from pack_sequences(docs, seq_length)
-
-
-def _augmented_docs(rows: Iterable[dict], text_column: str, tokenizer: Any, batch_size: int = 256):
-    """Tokenized augmented rows as ``{"input_ids", "num_texts"}``.
-
-    A row renders a CHAIN of corpus texts (``doc_ids``, 2-3 with a model synthesizer), so the
-    1/5 of corpus documents is counted in texts, not rows; a row without ``doc_ids`` counts 1.
-    """
-    rows = iter(rows)
-    while batch := list(itertools.islice(rows, batch_size)):
-        texts = [row[text_column] for row in batch]
-        for row, ids in zip(batch, tokenize_texts(texts, tokenizer, batch_size), strict=True):
-            yield {"input_ids": ids, "num_texts": max(len(row.get("doc_ids") or ()), 1)}
+        ratios = [1 - config.augmented_fraction, config.augmented_fraction]
+        docs = mix_documents([docs, augmented], ratios, name="augmented", start=start, count=num_corpus_texts)
+    if collection_fraction > 0:
+        collection = _documents(
+            numbered(_collection_files(config), key="collection", name=config.collection),
+            functools.partial(_collection_text, config=config),
+            tokenizer,
+        )
+        ratios = [1 - collection_fraction, collection_fraction]
+        docs = mix_documents([docs, collection], ratios, name="collection", start=start)
+    yield from pack_sequences(docs, seq_length, start)
 
 
 def num_corpus_texts(document: Any) -> int:
     """Corpus texts in one training document: ``num_texts`` of an augmented row, else 1."""
-    return document["num_texts"] if isinstance(document, Mapping) else 1
+    return document.get("num_texts", 1) if isinstance(document, Mapping) else 1
 
 
 # -- synthesizer tuning: multi-shot sequences from one source each, pairs-only loss -------------
@@ -245,7 +281,7 @@ def synthesizer_dataset(config: Any, tokenizer: Any, args: Any):
         )
         for name, size in sizes.items()
     ]
-    return sharded_stream(build, args.world_size), mix
+    return sharded_stream(build, args.world_size, resumable=True), mix
 
 
 def _synthesizer_sequences(
@@ -258,14 +294,17 @@ def _synthesizer_sequences(
     sizes: dict,
     max_length: int,
     seed: int,
+    start: Position | None = None,
 ):
+    start = start or Position()
     streams = []
     for name, source_files in files.items():
-        rows = _rows(source_files, config, rank, world_size, seed, name)
-        shots = (row_shot(row, config.context_column, config.pairs_column) for row in rows)
-        encoded = (encode_shot(tokenizer, *shot) for shot in shots if shot is not None)
+        numbered = _numbered(source_files, config, rank, world_size, seed, f"collection/{name}", start, name=name)
+        shots = ((row_shot(row, config.context_column, config.pairs_column), at) for row, at in numbered)
+        encoded = ({**encode_shot(tokenizer, *shot), RESUME_AT: at} for shot, at in shots if shot is not None)
         streams.append(multi_shot_sequences(encoded, max_length))
-    yield from mix_by_tokens(streams, [sizes[name] for name in files])
+    sequences = mix_documents(streams, [sizes[name] for name in files], name="sources", start=start)
+    yield from with_positions(sequences, start)
 
 
 def _row(source: str, content: str, token_share: float | None, note: str = "") -> dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..protocol import blank_markers, context_block, format_shot
 from .packing import IGNORE_INDEX
+from .position import RESUME_AT
 
 logger = logging.getLogger(__name__)
 
@@ -97,10 +98,12 @@ def multi_shot_sequences(
     """Concatenate consecutive encoded shots while they fit in `max_length` tokens.
 
     A shot longer than `max_length` on its own cannot be trained on whole and is skipped
-    (counted in a warning); no shot is ever cut.
+    (counted in a warning); no shot is ever cut. A sequence keeps the `RESUME_AT` snapshot of
+    its last shot, when shots carry one: a stream resumed there starts the next sequence.
     """
     ids: list[int] = []
     labels: list[int] = []
+    at = None
     skipped = 0
     for shot in shots:
         if len(shot["input_ids"]) > max_length:
@@ -111,17 +114,21 @@ def multi_shot_sequences(
                 )
             continue
         if len(ids) + len(shot["input_ids"]) > max_length:
-            yield _sequence(ids, labels)
+            yield _sequence(ids, labels, at)
             ids, labels = [], []
         ids += shot["input_ids"]
         labels += shot["labels"]
+        at = shot.get(RESUME_AT)
     if ids:
-        yield _sequence(ids, labels)
+        yield _sequence(ids, labels, at)
 
 
-def _sequence(ids: list[int], labels: list[int]) -> dict[str, list[int]]:
-    return {
+def _sequence(ids: list[int], labels: list[int], at: dict | None) -> dict[str, Any]:
+    sequence: dict[str, Any] = {
         "input_ids": ids,
         "labels": [IGNORE_INDEX, *labels[1:]],
         "position_ids": list(range(len(ids))),
     }
+    if at is not None:
+        sequence[RESUME_AT] = at
+    return sequence

@@ -15,7 +15,7 @@ from typing import Any
 
 from transformers import Trainer
 from transformers.trainer_callback import ProgressCallback
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from .callbacks import (
     ThroughputCallback,
@@ -25,7 +25,8 @@ from .callbacks import (
     peak_flops,
 )
 from .card import CardInfo, is_hub_id, read_eval_results, render_model_card
-from .packing import packed_collator
+from .packing import documents_isolated, packed_collator
+from .position import STREAM_POSITION, save_position
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +42,29 @@ class IPTTrainer(Trainer):
     def __init__(self, *args: Any, card: CardInfo, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.card = card
+        self.stream_position: str | None = None  # after the last batch trained on (`position.Position`)
         # `on_log` runs callbacks in list order and the report_to integrations come before the
         # user's: put the throughput callback first so every logger sees its metrics.
         callbacks = self.callback_handler.callbacks
         for callback in [c for c in callbacks if isinstance(c, ThroughputCallback)]:
             callbacks.remove(callback)
             callbacks.insert(1, callback)
+
+    def training_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        """`Trainer.training_step`, after taking the batch's stream position out of the model inputs."""
+        position = inputs.pop(STREAM_POSITION, None)
+        loss = super().training_step(model, inputs, *args, **kwargs)
+        if position is not None:
+            self.stream_position = position
+        return loss
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """Save this rank's stream position into the checkpoint too (first, so a Hub push of it has it)."""
+        if self.stream_position is not None:
+            folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            save_position(os.path.join(self._get_output_dir(trial=trial), folder), self.args.process_index,
+                          self.stream_position)
+        super()._save_checkpoint(model, trial)
 
     def create_model_card(self, model_name: str | None = None, **kwargs: Any) -> None:
         """Write ``output_dir/README.md``; the Trainer's own card arguments are not used."""
@@ -114,6 +132,14 @@ def build_trainer(
     # With `use_cache`, transformers builds a cache even in training and then skips the mask it
     # derives from `position_ids`: packed documents would attend to each other (5.24).
     model.config.use_cache = False
+    if documents_isolated(model) is False:
+        logger.warning(
+            "hf_ipt: %s (attention %r) lets packed documents attend to each other: its attention mask ignores "
+            "`position_ids`. Training goes on with attention across the documents of each %d-token block (classic "
+            "GPT packing). To keep them apart, use another --attn_implementation if the model has one, or a model "
+            "whose mask follows position_ids (Llama, Mistral, Qwen, Gemma, GPT-2, GPT-NeoX, OLMo, ...)",
+            type(model).__name__, getattr(model.config, "_attn_implementation", None), args.max_length,
+        )
     callbacks = [ThroughputCallback(args.tokens_per_step, flops, peak)]
     trainer = IPTTrainer(
         model=model,
@@ -235,11 +261,33 @@ def _refuse_another_stream(checkpoint: str, path: Path, old: dict, spec: dict) -
         )
 
 
+def resume_stream(trainer: IPTTrainer, checkpoint: str) -> bool:
+    """Start the training stream at the position saved in `checkpoint`, instead of replaying it.
+
+    Without a saved position (a checkpoint of an older hf_ipt, or a stream that is not
+    hf_ipt's), or when `ignore_data_skip` is set (the user wants the stream from its start),
+    the `Trainer` does as usual. Returns whether the saved position is used.
+    """
+    start = getattr(trainer.train_dataset, "stream_start", None)
+    if start is None or trainer.args.ignore_data_skip:
+        return False
+    if not start.load(checkpoint, trainer.args.world_size):
+        logger.warning("hf_ipt: %s holds no saved stream position for every rank (an older hf_ipt saved it): the "
+                       "Trainer replays (reads and tokenizes) the stream up to the checkpoint", checkpoint)
+        return False
+    trainer.args.ignore_data_skip = True  # the stream itself starts after the batches already trained on
+    logger.info("hf_ipt: the data stream resumes at the position saved in %s: its sources skip the rows already "
+                "trained on (read, not tokenized) and no batch is replayed", checkpoint)
+    return True
+
+
 def train_and_save(trainer: IPTTrainer) -> None:
     """Train (resuming when asked), save the model and tokenizer, write the card, push when asked, end."""
     args = trainer.args
     checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
     check_data_stream(trainer, checkpoint)
+    if checkpoint is not None:
+        resume_stream(trainer, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.model.config.use_cache = True  # the saved model generates with a cache
     trainer.save_model(args.output_dir)
