@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
@@ -26,6 +26,10 @@ from .protocol import Pair
 logger = logging.getLogger(__name__)
 
 RULES = "rules"
+# Settings that shape one kind of synthesizer's output only (see `recorded_settings`).
+MODEL_SETTINGS = ("backend", "rounds", "max_model_len", "max_new_tokens", "temperature", "batch_size", "dtype",
+                  "device", "tensor_parallel_size", "trust_remote_code", "revision")
+RULES_SETTINGS = ("domain_keywords", "num_keywords")
 
 
 @dataclass
@@ -103,6 +107,25 @@ class SynthesisConfig:
         keep = {f.name for f in fields(BackendConfig)}
         values = {k: v for k, v in asdict(self).items() if k in keep}
         return BackendConfig(model_name_or_path=self.synthesizer, **values)
+
+
+def device_type(device: str | None) -> str | None:
+    """``"cuda:3"`` -> ``"cuda"``: which GPU a rank uses is placement, not part of a run's settings."""
+    return None if device is None else device.split(":", 1)[0]
+
+
+def recorded_settings(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The synthesis settings to record for a run (summaries, manifests, dataset cards).
+
+    Only those of its kind of synthesizer: a rules run has no backend, rounds, dtype or model
+    revision (its defaults would read as if a model had run), a model run no keyword settings.
+    `device` keeps its type. Takes `asdict(SynthesisConfig)` or the record of an older run.
+    """
+    drop = MODEL_SETTINGS if values.get("synthesizer") == RULES else RULES_SETTINGS
+    kept = {key: value for key, value in values.items() if key not in drop}
+    if "device" in kept:
+        kept["device"] = device_type(kept["device"])
+    return kept
 
 
 def features(output: str):

@@ -17,7 +17,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .augment import SynthesisConfig
+from .augment import SynthesisConfig, recorded_settings
 from .cli import parse_dataclasses, tidy_help, usage_errors
 from .corpus import CorpusConfig
 
@@ -89,7 +89,7 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
             writer.write_table(pa.Table.from_pylist(rows, schema=schema))
     tmp.replace(out / "data.parquet")
     summary = {"corpus": args.corpus, "corpus_name": args.corpus_name, "rows": total, "pairs": pairs, "output": str(out / "data.parquet"),
-               "synthesis": asdict(synthesis)}
+               "synthesis": recorded_settings(asdict(synthesis))}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -41,7 +41,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 
-from .augment import Augmenter, SynthesisConfig
+from .augment import Augmenter, SynthesisConfig, device_type, recorded_settings
 from .chaining import ChainEntry, ChainStats
 from .cli import UsageError, describe_changes
 from .corpus import CorpusConfig, Document, iter_shard, make_shards
@@ -163,11 +163,6 @@ def _alive(pid: int) -> bool:
 def job_units(job: JobConfig) -> list[dict]:
     """The job's work units: `corpus.make_shards` over the corpus files."""
     return make_shards(job.files(), job.num_shards)
-
-
-def device_type(device: str | None) -> str | None:
-    """``"cuda:3"`` -> ``"cuda"``: which GPU a rank uses is placement, not part of the job."""
-    return None if device is None else device.split(":", 1)[0]
 
 
 def job_spec(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, units: list[dict]) -> dict:
@@ -477,7 +472,7 @@ def build_manifest(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
         "tokens": {"count": total("tokens"), "unit": _token_unit(synthesis)},
         "chain": {k: sum(s["chain"][k] for s in stats) for k in ChainStats.__dataclass_fields__},
         "settings": {"job": asdict(job), "filters": asdict(filters),
-                     "synthesis": {**asdict(synthesis), "device": device_type(synthesis.device)}},
+                     "synthesis": recorded_settings(asdict(synthesis))},
     }
 
 

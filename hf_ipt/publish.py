@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from .augment import RULES, recorded_settings
 from .cards import render_template
 from .cli import MissingFileError, UsageError
 
@@ -88,7 +89,8 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
                          "with the same settings to complete it, then push")
     record, source = _read_record(out)
     settings = record.get("settings") or {}
-    synthesis = settings.get("synthesis") or record.get("synthesis") or {}
+    # Older records list every setting, a model's for a rules run too: keep those of its synthesizer.
+    synthesis = recorded_settings(settings.get("synthesis") or record.get("synthesis") or {})
     corpus = _first(record, "corpus_name", "corpus")
     if config_name is not None and not _CONFIG_NAME.fullmatch(config_name):
         raise UsageError(f"`config_name` must be letters, digits, '_', '.', '-' (it names a folder of the repo), "
@@ -101,7 +103,7 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
         "hf_ipt_version": record.get("hf_ipt_version"),
         "synthesizer": synthesis.get("synthesizer"),
         "revision": synthesis.get("revision"),
-        "rounds": synthesis.get("rounds"),
+        "rounds": "n/a (mined text by text)" if synthesis.get("synthesizer") == RULES else synthesis.get("rounds"),
         "output": synthesis.get("output"),
         "docs": record.get("docs"),
         "rows": record.get("rows"),

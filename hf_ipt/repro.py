@@ -24,7 +24,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .augment import SynthesisConfig
+from .augment import SynthesisConfig, recorded_settings
 from .demo import evaluate_model, read_texts, split_heldout, train, write_jsonl
 from .training.config import ModelShape
 
@@ -203,7 +203,7 @@ def write_results(cfg: MiniReproConfig, synthesis: SynthesisConfig, out: Path, r
               f"{cfg.tokens_per_run:,} tokens per run, seeds {cfg.seeds}, synthesizer `{synthesis.synthesizer}`, "
               f"held-out items {eval_items}. Mean and sample std over seeds (accuracy, %).")
     (out / "results.md").write_text(f"{header}\n\n{table}\n")
-    results = {"config": asdict(cfg), "synthesis": asdict(synthesis), "tokens_per_run": cfg.tokens_per_run,
+    results = {"config": asdict(cfg), "synthesis": recorded_settings(asdict(synthesis)), "tokens_per_run": cfg.tokens_per_run,
                "eval_items": eval_items, "runs": runs, "summary": summary}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(f"\n[mini-repro] {header}\n\n{table}\n", flush=True)

@@ -53,7 +53,7 @@ def test_augment_writes_parquet_and_summary(tmp_path):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert len(table) == summary["rows"] == 7 and summary["pairs"] == sum(r["num_pairs"] for r in table) > 0
     assert all(doc(int(r["id"].split(":")[1])) in r["text"] for r in table)
-    assert summary["synthesis"]["seed"] == 3
+    assert summary["synthesis"]["seed"] == 3 and "backend" not in summary["synthesis"]  # rules: no model settings
     # the `corpus` column: the file's name, as the builder and `hf-ipt synthesize` name it
     assert {r["corpus"] for r in table} == {"news.jsonl"} == {summary["corpus_name"]}
 

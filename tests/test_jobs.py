@@ -271,10 +271,12 @@ def test_cli_help_and_yaml_config(tmp_path):
     assert COMMANDS["synthesize"][0] == "hf_ipt.synthesize_cli"  # listed by `hf-ipt --help`
     corpus = write_jsonl(tmp_path / "c.jsonl", 5)
     config = tmp_path / "job.yaml"
-    config.write_text(f"corpus: {corpus}\noutput_dir: {tmp_path / 'o'}\nrounds: 3\nnum_shards: 2\n")
+    config.write_text(f"corpus: {corpus}\noutput_dir: {tmp_path / 'o'}\nnum_keywords: 30\nnum_shards: 2\n")
     assert main(["--config", str(config), "--seed", "7"]) == 0
     settings = manifest_of(tmp_path / "o")["settings"]
-    assert settings["synthesis"]["rounds"] == 3 and settings["synthesis"]["seed"] == 7  # YAML + flag
+    assert settings["synthesis"]["num_keywords"] == 30 and settings["synthesis"]["seed"] == 7  # YAML + flag
+    # A rules run records the miner's settings, not a model's defaults (backend, rounds, dtype ...)
+    assert "backend" not in settings["synthesis"] and "rounds" not in settings["synthesis"]
     config.write_text("corpuss: x\n")
     with pytest.raises(SystemExit) as exit_:  # a usage error, as argparse reports its own
         main(["--config", str(config)])
@@ -356,7 +358,7 @@ def test_per_rank_device_is_not_part_of_the_job(tmp_path):
     assert run_job(job, SynthesisConfig(device="cuda:1"), rank=1, world_size=2, progress=False) is None
     assert json.loads((tmp_path / "o" / "job.json").read_text())["synthesis"]["device"] == "cuda"
     manifest = run_job(job, SynthesisConfig(device="cuda:0"), rank=0, world_size=2, progress=False)
-    assert manifest["settings"]["synthesis"]["device"] == "cuda"
+    assert manifest["rows"] == 8 and "device" not in manifest["settings"]["synthesis"]  # rules: no model ran
     with pytest.raises(ValueError, match="holds a different job.*synthesis"):
         run_job(job, SynthesisConfig(device="cpu"), progress=False)  # the device type still counts
 

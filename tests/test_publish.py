@@ -124,6 +124,12 @@ def test_read_output_of_augment_layout(tmp_path):
     assert (info["rows"], info["pairs"], info["docs"], info["tokens"]) == (3, 6, None, None)
     assert info["synthesizer"] == "rules" and info["settings"]["seed"] == 3
     assert info["data_files"] == ["bbc-business/data.parquet"]
+    # A summary listing a model's defaults for a rules run (as 0.2.0 wrote it): the card shows the miner's
+    # settings only, not `backend: vllm` or a number of rounds
+    assert {"backend", "rounds", "dtype", "temperature"}.isdisjoint(info["settings"])
+    assert info["settings"]["num_keywords"] == 100 and info["rounds"] == "n/a (mined text by text)"
+    card = render_dataset_card({"repo_id": "org/aug", "configs": [info]})
+    assert "| backend |" not in card and "- **Rounds:** n/a (mined text by text)" in card
 
 
 def test_read_output_without_stats_or_data(tmp_path):
