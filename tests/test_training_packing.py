@@ -159,3 +159,17 @@ def test_a_model_whose_mask_ignores_position_ids_is_found_and_warned_about(tmp_p
     args = TrainingConfig(output_dir=str(tmp_path), max_steps=1, use_cpu=True, report_to="none", max_length=32)
     build_trainer(model, tiny_tokenizer, [], args, CardInfo("continual_pt"))
     assert "OPTForCausalLM (attention 'sdpa') lets packed documents attend to each other" in caplog.text
+
+
+def test_the_isolation_check_runs_in_the_training_precision_and_never_stops_a_run(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert documents_isolated(model, autocast_dtype=torch.bfloat16) is True  # fp32 weights, bf16 autocast
+
+    def fail(*args, **kwargs):  # e.g. flash attention refusing float32 outside the Trainer's autocast
+        raise RuntimeError("FlashAttention only supports fp16 and bf16")
+
+    model.train()
+    model.forward = fail
+    assert documents_isolated(model) is None and model.training

@@ -19,11 +19,14 @@ Bloom and MPT in eager attention): `documents_isolated` finds out on the model i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
 from .position import RESUME_AT, STREAM_POSITION, Position, Tracker
+
+logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 KEYS = ("input_ids", "labels", "position_ids")
@@ -122,7 +125,7 @@ def packed_collator(model: Any) -> Callable[[list[Mapping[str, Sequence[int]]]],
     return partial(collate_packed, flatten=needs_flat_batches(model))
 
 
-def documents_isolated(model: Any, length: int = 8) -> bool | None:
+def documents_isolated(model: Any, length: int = 8, autocast_dtype: Any = None) -> bool | None:
     """Whether `model` keeps packed documents apart, tried on the model itself.
 
     Two rows, each two `length`-token documents packed as the collator packs them, differ only
@@ -131,29 +134,40 @@ def documents_isolated(model: Any, length: int = 8) -> bool | None:
     model that attends across documents changes them. Costs two forward passes of
     ``2 x length`` tokens, without gradients.
 
+    Args:
+        model (`PreTrainedModel`): the model as training will run it (``use_cache`` off).
+        length (`int`, *optional*, defaults to 8): tokens per document.
+        autocast_dtype (`torch.dtype`, *optional*): the mixed precision training will use
+            (flash attention refuses float32 inputs).
+
     Returns:
-        `bool`, or `None` when the weights are not all here to run it (meta tensors of a
-        memory-efficient FSDP load, DeepSpeed ZeRO-3 partitions).
+        `bool`, or `None` when it cannot be run here: weights not all on this process (meta
+        tensors of a memory-efficient FSDP load, DeepSpeed ZeRO-3 partitions), or a forward
+        pass that fails outside the training setup (logged).
     """
     import torch
 
     params = list(model.parameters())
     if not params or any(p.device.type == "meta" or p.numel() == 0 or hasattr(p, "ds_id") for p in params):
         return None
-    vocab = model.get_input_embeddings().num_embeddings
-    generator = torch.Generator().manual_seed(0)
-    second = torch.randint(vocab, (length,), generator=generator).tolist()
-    logits = []
+    device = params[0].device
     training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        vocab = model.get_input_embeddings().num_embeddings
+        generator = torch.Generator().manual_seed(0)
+        second = torch.randint(vocab, (length,), generator=generator).tolist()
+        logits = []
+        with torch.no_grad(), torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             for _ in range(2):
                 first = torch.randint(vocab, (length,), generator=generator).tolist()
                 (block,) = pack_sequences([first, second], 2 * length)
                 batch = collate_packed([block], flatten=needs_flat_batches(model))
-                inputs = {k: batch[k].to(params[0].device) for k in ("input_ids", "position_ids")}
+                inputs = {k: batch[k].to(device) for k in ("input_ids", "position_ids")}
                 logits.append(model(**inputs, use_cache=False).logits[0, length:].float())
+    except Exception as error:  # noqa: BLE001 - a check must not stop a run that would train
+        logger.info("hf_ipt: could not check that packed documents stay apart (%s: %s)", type(error).__name__, error)
+        return None
     finally:
         model.train(training)
     scale = logits[0].abs().max().clamp_min(1e-6)

@@ -132,7 +132,10 @@ def build_trainer(
     # With `use_cache`, transformers builds a cache even in training and then skips the mask it
     # derives from `position_ids`: packed documents would attend to each other (5.24).
     model.config.use_cache = False
-    if documents_isolated(model) is False:
+    import torch
+
+    precision = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+    if documents_isolated(model, autocast_dtype=precision) is False:
         logger.warning(
             "hf_ipt: %s (attention %r) lets packed documents attend to each other: its attention mask ignores "
             "`position_ids`. Training goes on with attention across the documents of each %d-token block (classic "
