@@ -86,6 +86,28 @@ def test_pretrain_stream_mixes_documents_and_collection(corpus, tiny_tokenizer):
         collection_share(config, tiny_tokenizer, _args(corpus, max_steps=1))
 
 
+def test_the_collection_is_counted_once_and_again_when_it_changes(corpus, tiny_tokenizer, tmp_path, monkeypatch):
+    from hf_ipt.training.streams import collection_tokens
+
+    monkeypatch.setenv("HF_IPT_CACHE", str(tmp_path / "cache"))
+    config = PretrainConfig(tokenizer_name_or_path="t", raw_dataset=str(corpus / "raw.jsonl"),
+                            collection=str(corpus / "collection"))
+    tokens = collection_tokens(config, tiny_tokenizer)
+    assert len(list((tmp_path / "cache" / "collection_tokens").glob("*.json"))) == 1
+
+    class Refusing:  # the same tokenizer, which must not be asked to tokenize again
+        backend_tokenizer = tiny_tokenizer.backend_tokenizer
+
+        def __call__(self, *args, **kwargs):
+            raise AssertionError("the cached count was not used")
+
+    assert collection_tokens(config, Refusing()) == tokens
+    shard = corpus / "collection" / "race" / "shard" / "00000.jsonl"
+    row = {"context": f"race 9 {TEXT}", "QA_list": [{"Q": "What was reported?", "A": "A profit."}]}
+    shard.write_text(shard.read_text() + json.dumps(row) + "\n")
+    assert collection_tokens(config, tiny_tokenizer) > tokens  # another collection: counted again
+
+
 def test_augmented_fraction_counts_corpus_texts_not_rows(corpus, tiny_tokenizer):
     """A model synthesizer's row renders a chain of 2 texts: 1/5 of TEXTS, so 1 row per 8 raw."""
     rows = [{"text": f"aug {i} {TEXT}", "doc_ids": [f"d{2 * i}", f"d{2 * i + 1}"]} for i in range(40)]

@@ -166,9 +166,7 @@ def _pretrain_mix(config: Any, share: float) -> list[dict[str, Any]]:
 
 def collection_share(config: Any, tokenizer: Any, args: Any) -> float:
     """Token share that shows the collection `collection_repeats` times in the run's token budget."""
-    tokens = sum(
-        len(ids) for ids in tokenize_texts(_collection_texts(config), tokenizer)
-    )
+    tokens = collection_tokens(config, tokenizer)
     budget = args.max_steps * args.tokens_per_step
     share = config.collection_repeats * tokens / budget
     logger.info(
@@ -185,6 +183,42 @@ def collection_share(config: Any, tokenizer: Any, args: Any) -> float:
             "or set `collection_token_share`"
         )
     return share
+
+
+def collection_tokens(config: Any, tokenizer: Any) -> int:
+    """Tokens of one pass over the templified collection, counted once and cached.
+
+    The real collection (~249k rows) takes minutes to templify and tokenize, and every rank of
+    every run (and resume) needs the count: it is kept in ``$HF_IPT_CACHE/collection_tokens/``
+    under a key of the files (paths, sizes, times), the columns, the tokenizer and hf_ipt's
+    version (which fixes templify's output).
+    """
+    import hashlib
+    import json
+
+    from .. import __version__
+    from ..models import default_cache_dir
+
+    files = _collection_files(config)
+    vocabulary = getattr(getattr(tokenizer, "backend_tokenizer", None), "to_str", None)
+    key = json.dumps({
+        "files": [(f, os.path.getsize(f), os.path.getmtime(f)) for f in files],
+        "columns": [config.context_column, config.pairs_column],
+        "tokenizer": vocabulary() if vocabulary else [type(tokenizer).__name__, tokenizer.name_or_path, len(tokenizer)],
+        "hf_ipt": __version__,
+    }, sort_keys=True, default=str)
+    path = default_cache_dir() / "collection_tokens" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+    if path.is_file():
+        return int(json.loads(path.read_text(encoding="utf-8"))["tokens"])
+    from tqdm.auto import tqdm
+
+    texts = tqdm(_collection_texts(config), desc="counting the collection's tokens", unit="text", leave=False)
+    tokens = sum(len(ids) for ids in tokenize_texts(texts, tokenizer))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps({"tokens": tokens, "collection": config.collection}) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return tokens
 
 
 def _collection_files(config: Any) -> list[str]:
