@@ -206,3 +206,15 @@ def test_card_reads_the_file_the_eval_harness_writes():
     from hf_ipt.evaluation.callback import RESULTS_FILENAME
 
     assert EVAL_RESULTS_FILENAME == RESULTS_FILENAME
+
+
+def test_settings_that_would_break_per_rank_streams_are_refused(tmp_path):
+    from hf_ipt.training.config import TrainingConfig
+
+    common = {"output_dir": str(tmp_path), "max_steps": 1, "use_cpu": True, "report_to": "none"}
+    with pytest.raises(ValueError, match="remove_unused_columns` must be false"):
+        TrainingConfig(**common, remove_unused_columns=True)
+    with pytest.raises(ValueError, match="dispatch_batches` must be false"):
+        TrainingConfig(**common, accelerator_config={"dispatch_batches": True})
+    args = TrainingConfig(**common, accelerator_config={"split_batches": False})  # the user's own config
+    assert args.accelerator_config.dispatch_batches is False

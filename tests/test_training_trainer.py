@@ -186,7 +186,8 @@ def test_a_resume_starts_the_stream_at_the_position_saved_in_the_checkpoint(
                                       save_strategy="steps", save_steps=2, resume_from_checkpoint=resume,
                                       lr_scheduler_type="constant", disable_tqdm=True)
         dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
-        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        # Dropout: the resumed run must also draw the same random numbers as the uninterrupted one.
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attention_dropout=0.3)
         trainer = build_trainer(model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix))
         train_and_save(trainer)
         return trainer, {log["step"]: log["loss"] for log in trainer.state.log_history if "loss" in log}

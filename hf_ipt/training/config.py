@@ -57,10 +57,22 @@ class TrainingConfig(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        # Each rank reads and tokenizes its own shard (`data.sharded_stream`); dispatching would
+        # make rank 0 tokenize for all and need equal batch shapes on every rank.
         if self.accelerator_config is None:
-            # Each rank reads and tokenizes its own shard (`data.sharded_stream`); dispatching would
-            # make rank 0 tokenize for all and need equal batch shapes on every rank.
             self.accelerator_config = {"dispatch_batches": False}
+        elif isinstance(self.accelerator_config, dict):
+            if self.accelerator_config.get("dispatch_batches"):
+                raise ValueError(
+                    "`accelerator_config.dispatch_batches` must be false: each rank streams its own shard "
+                    "(TrainingConfig.accelerator_config)"
+                )
+            self.accelerator_config = {**self.accelerator_config, "dispatch_batches": False}
+        if self.remove_unused_columns:
+            raise ValueError(
+                "`remove_unused_columns` must be false: the streams yield model inputs and the stream position "
+                "that checkpoints save (TrainingConfig.remove_unused_columns)"
+            )
         super().__post_init__()
         if self.max_steps <= 0:
             raise ValueError(

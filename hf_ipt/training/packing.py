@@ -147,6 +147,8 @@ def documents_isolated(model: Any, length: int = 8, autocast_dtype: Any = None) 
     """
     import torch
 
+    if needs_flat_batches(model):
+        return True  # flash attention runs varlen from `position_ids`: documents stay apart by construction
     params = list(model.parameters())
     if not params or any(p.device.type == "meta" or p.numel() == 0 or hasattr(p, "ds_id") for p in params):
         return None
@@ -154,7 +156,7 @@ def documents_isolated(model: Any, length: int = 8, autocast_dtype: Any = None) 
     training = model.training
     model.eval()
     try:
-        vocab = model.get_input_embeddings().num_embeddings
+        vocab = model.config.get_text_config().vocab_size
         generator = torch.Generator().manual_seed(0)
         second = torch.randint(vocab, (length,), generator=generator).tolist()
         logits = []

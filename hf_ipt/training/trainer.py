@@ -43,6 +43,7 @@ class IPTTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.card = card
         self.stream_position: str | None = None  # after the last batch trained on (`position.Position`)
+        self.rng_checkpoint: str | None = None  # set by `resume_stream`: restore its RNG after the 1st batch
         # `on_log` runs callbacks in list order and the report_to integrations come before the
         # user's: put the throughput callback first so every logger sees its metrics.
         callbacks = self.callback_handler.callbacks
@@ -58,8 +59,19 @@ class IPTTrainer(Trainer):
             self.stream_position = position
         return loss
 
+    def get_batch_samples(self, *args: Any, **kwargs: Any) -> Any:
+        """`Trainer.get_batch_samples`; after the first batches of a run resumed at its stream position, the
+        checkpoint's random state is restored again, as the Trainer's replay does (`rng_to_sync`): starting
+        the data loader drew from the generator after `ignore_data_skip` had restored it."""
+        batches = super().get_batch_samples(*args, **kwargs)
+        if self.rng_checkpoint is not None:
+            self._load_rng_state(self.rng_checkpoint)
+            self.rng_checkpoint = None
+        return batches
+
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        """Save this rank's stream position into the checkpoint too (first, so a Hub push of it has it)."""
+        """Save this rank's stream position into the checkpoint too (before the Trainer's own files, so a
+        Hub push of the checkpoint from rank 0 has rank 0's; the other ranks' may land after it)."""
         if self.stream_position is not None:
             folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             save_position(os.path.join(self._get_output_dir(trial=trial), folder), self.args.process_index,
@@ -279,6 +291,7 @@ def resume_stream(trainer: IPTTrainer, checkpoint: str) -> bool:
                        "Trainer replays (reads and tokenizes) the stream up to the checkpoint", checkpoint)
         return False
     trainer.args.ignore_data_skip = True  # the stream itself starts after the batches already trained on
+    trainer.rng_checkpoint = checkpoint
     logger.info("hf_ipt: the data stream resumes at the position saved in %s: its sources skip the rows already "
                 "trained on (read, not tokenized) and no batch is replayed", checkpoint)
     return True
