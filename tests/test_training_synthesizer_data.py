@@ -67,6 +67,18 @@ def test_sequences_fill_max_length_and_skip_only_overlong_shots(tiny_tokenizer, 
     assert len(too_long) == 1 and "skipped 1 shot" in caplog.text
 
 
+def test_a_source_whose_shots_are_all_too_long_is_refused_not_looped_on_forever(tiny_tokenizer):
+    import itertools
+
+    shot = encode_shot(tiny_tokenizer, *SHOTS[0])
+    endless = itertools.repeat(shot)  # an endless source (epoch after epoch) of over-long shots
+    with pytest.raises(ValueError, match="first 50 shots of source 'race' are all longer than max_length=4"):
+        next(multi_shot_sequences(endless, max_length=4, name="source 'race'", max_unusable=50))
+    fits = {**shot, "input_ids": shot["input_ids"][:3], "labels": shot["labels"][:3]}
+    mixed = itertools.chain([fits], itertools.repeat(shot, 60), [fits])  # one usable shot first: no error
+    assert [len(s["input_ids"]) for s in multi_shot_sequences(mixed, max_length=4, max_unusable=50)] == [3, 3]
+
+
 def test_encode_shot_needs_a_fast_tokenizer():
     class Slow:
         is_fast = False

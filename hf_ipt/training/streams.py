@@ -336,7 +336,7 @@ def _synthesizer_sequences(
         numbered = _numbered(source_files, config, rank, world_size, seed, f"collection/{name}", start, name=name)
         shots = ((row_shot(row, config.context_column, config.pairs_column), at) for row, at in numbered)
         encoded = ({**encode_shot(tokenizer, *shot), RESUME_AT: at} for shot, at in shots if shot is not None)
-        streams.append(multi_shot_sequences(encoded, max_length))
+        streams.append(multi_shot_sequences(encoded, max_length, name=f"source {name!r}"))
     sequences = mix_documents(streams, [sizes[name] for name in files], name="sources", start=start)
     yield from with_positions(sequences, start)
 

@@ -93,13 +93,15 @@ def encode_shot(
 
 
 def multi_shot_sequences(
-    shots: Iterable[Mapping[str, list[int]]], max_length: int
+    shots: Iterable[Mapping[str, list[int]]], max_length: int, name: str = "the collection", max_unusable: int = 1000
 ) -> Iterator[dict[str, list[int]]]:
     """Concatenate consecutive encoded shots while they fit in `max_length` tokens.
 
     A shot longer than `max_length` on its own cannot be trained on whole and is skipped
-    (counted in a warning); no shot is ever cut. A sequence keeps the `RESUME_AT` snapshot of
-    its last shot, when shots carry one: a stream resumed there starts the next sequence.
+    (counted in a warning); no shot is ever cut. When the first `max_unusable` shots of source
+    `name` are all skipped, it raises: an endless source of such shots would never yield. A
+    sequence keeps the `RESUME_AT` snapshot of its last shot, when shots carry one: a stream
+    resumed there starts the next sequence.
     """
     ids: list[int] = []
     labels: list[int] = []
@@ -108,6 +110,11 @@ def multi_shot_sequences(
     for shot in shots:
         if len(shot["input_ids"]) > max_length:
             skipped += 1
+            if skipped >= max_unusable and not ids:  # no shot kept yet
+                raise ValueError(
+                    f"the first {skipped} shots of {name} are all longer than max_length={max_length} tokens: "
+                    "raise `max_length` or leave this source out of the collection"
+                )
             if skipped in (1, 10, 100, 1000):
                 logger.warning(
                     "skipped %d shot(s) longer than max_length=%d tokens", skipped, max_length
