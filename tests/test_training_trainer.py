@@ -192,6 +192,9 @@ def test_a_resume_starts_the_stream_at_the_position_saved_in_the_checkpoint(
         train_and_save(trainer)
         return trainer, {log["step"]: log["loss"] for log in trainer.state.log_history if "loss" in log}
 
+    def epochs(trainer):
+        return {log["step"]: log["epoch"] for log in trainer.state.log_history if "loss" in log}
+
     def position(checkpoint):
         return Position.from_json((checkpoint / FOLDER / "rank0.json").read_text())
 
@@ -204,6 +207,7 @@ def test_a_resume_starts_the_stream_at_the_position_saved_in_the_checkpoint(
     resumed, resumed_losses = run(tmp_path / "resumed", resume=str(tmp_path / "straight" / "checkpoint-2"))
     assert resumed.args.ignore_data_skip is True and "resumes at the position saved" in caplog.text
     assert resumed_losses == pytest.approx(losses, rel=1e-5)  # steps 1-2 come from the checkpoint's state
+    assert epochs(resumed) == epochs(straight) == {1: 0.25, 2: 0.5, 3: 0.75, 4: 1.0}
     assert position(tmp_path / "resumed" / "checkpoint-4") == last  # it read exactly the same batches
 
     old = tmp_path / "old" / "checkpoint-2"

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
@@ -276,6 +276,17 @@ def _refuse_another_stream(checkpoint: str, path: Path, old: dict, spec: dict) -
         )
 
 
+class ResumedEpochCallback(TrainerCallback):
+    """`state.epoch` of a run resumed at its stream position, as an uninterrupted run logs it.
+
+    A stream is one endless epoch of `max_steps` steps; the Trainer derives the epoch from its
+    step in the data loader, which restarts at the resume.
+    """
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        state.epoch = state.global_step / state.max_steps
+
+
 def resume_stream(trainer: IPTTrainer, checkpoint: str) -> bool:
     """Start the training stream at the position saved in `checkpoint`, instead of replaying it.
 
@@ -292,6 +303,7 @@ def resume_stream(trainer: IPTTrainer, checkpoint: str) -> bool:
         return False
     trainer.args.ignore_data_skip = True  # the stream itself starts after the batches already trained on
     trainer.rng_checkpoint = checkpoint
+    trainer.add_callback(ResumedEpochCallback())
     logger.info("hf_ipt: the data stream resumes at the position saved in %s: its sources skip the rows already "
                 "trained on (read, not tokenized) and no batch is replayed", checkpoint)
     return True
