@@ -38,13 +38,14 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 from .augment import Augmenter, SynthesisConfig, device_type, recorded_settings
 from .chaining import ChainEntry, ChainStats
 from .cli import UsageError, describe_changes
 from .corpus import CorpusConfig, Document, iter_shard, make_shards
+from .files import write_atomic, write_json
 from .filters import FilterConfig, NearDuplicates, filter_pairs
 from .protocol import Pair
 
@@ -88,42 +89,7 @@ def world_from_env(environ: dict | None = None) -> tuple[int, int]:
     return rank, world
 
 
-# ---------------------------------------------------------------- atomic files
-
-
-def temp_name(path: str) -> str:
-    """This process's temporary for `path`: concurrent writers of one file never share one."""
-    return f"{path}.tmp-{socket.gethostname()}-{os.getpid()}"
-
-
-def write_atomic(path: str, write: Callable[[str], None], temp: str | None = None) -> None:
-    """`write(temp)`, fsync, then rename onto `path`: readers see the old file or the whole new one.
-
-    On an error the temporary is removed before the error propagates.
-    """
-    temp = temp or temp_name(path)
-    try:
-        write(temp)
-        with open(temp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):  # never written, or removed by another process
-            os.remove(temp)
-        raise
-    directory = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-    try:  # the rename itself must survive a power cut too
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def write_json(path: str, value) -> None:
-    def write(temp: str) -> None:
-        with open(temp, "w", encoding="utf-8") as f:
-            json.dump(value, f, indent=1, sort_keys=True)
-
-    write_atomic(path, write)
+# ---------------------------------------------------------------- atomic files (`hf_ipt.files`)
 
 
 def read_json(path: str):

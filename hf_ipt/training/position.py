@@ -104,12 +104,11 @@ def position_file(checkpoint: str | os.PathLike, rank: int) -> str:
 
 def save_position(checkpoint: str | os.PathLike, rank: int, position: str) -> None:
     """Write one rank's `Position` (JSON text) into a checkpoint folder, atomically."""
+    from ..files import write_atomic
+
     path = position_file(checkpoint, rank)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(position + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, lambda temp: Path(temp).write_text(position + "\n", encoding="utf-8"))
 
 
 def numbered_rows(rows: Iterable[dict], source: str, start: Position) -> Iterator[tuple[dict, dict]]:

@@ -212,12 +212,12 @@ def collection_tokens(config: Any, tokenizer: Any) -> int:
         return int(json.loads(path.read_text(encoding="utf-8"))["tokens"])
     from tqdm.auto import tqdm
 
-    texts = tqdm(_collection_texts(config), desc="counting the collection's tokens", unit="text", leave=False)
+    from ..files import write_json
+
+    texts = tqdm(_collection_texts(config, files), desc="counting the collection's tokens", unit="text", leave=False)
     tokens = sum(len(ids) for ids in tokenize_texts(texts, tokenizer))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"tokens": tokens, "collection": config.collection}) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(str(path), {"tokens": tokens, "collection": config.collection})
     return tokens
 
 
@@ -237,9 +237,9 @@ def _collection_text(row: dict, config: Any) -> str | None:
     return next((r.text for r in templify_chain([shot], seed=shot[0][:256]) if r.num_pairs), None)
 
 
-def _collection_texts(config: Any) -> Iterator[str]:
-    """The collection's texts, one pass (to count its tokens)."""
-    texts = (_collection_text(row, config) for row in load_rows(_collection_files(config)))
+def _collection_texts(config: Any, files: list[str] | None = None) -> Iterator[str]:
+    """The collection's texts (of `files`, default: all of it), one pass (to count its tokens)."""
+    texts = (_collection_text(row, config) for row in load_rows(files or _collection_files(config)))
     return (text for text in texts if text is not None)
 
 
