@@ -21,6 +21,17 @@ def test_importing_the_package_and_backends_imports_no_engine():
     assert out.stdout.strip() == "[]"
 
 
+def test_every_lazy_name_is_public_and_resolves():
+    import hf_ipt
+
+    assert set(hf_ipt._LAZY) <= set(hf_ipt.__all__)
+    namespace: dict = {}
+    exec("from hf_ipt import *", namespace)  # noqa: S102 - what a user may run
+    assert set(hf_ipt.__all__) <= set(namespace)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        hf_ipt.nope  # noqa: B018
+
+
 def test_check_prompts_rejects_empty_and_overlong_prompts():
     results, valid = check_prompts([[1, 2], [], [1] * 5, [1] * 4], prompt_budget=4)
     assert valid == [0, 3]

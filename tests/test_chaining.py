@@ -27,7 +27,7 @@ def fake_engine(tokenizer, replies=None):
 def test_split_rounds_consecutive_and_balanced():
     assert split_rounds(list(range(7)), 3) == [[0, 1, 2], [3, 4], [5, 6]]
     assert split_rounds([1], 2) == [[1], []]
-    assert sum(split_rounds(list(range(10)), 3), []) == list(range(10))
+    assert [i for part in split_rounds(list(range(10)), 3) for i in part] == list(range(10))
 
 
 def test_round_prompts_contain_earlier_rounds_pairs(tiny_tokenizer):
@@ -42,6 +42,7 @@ def test_round_prompts_contain_earlier_rounds_pairs(tiny_tokenizer):
         texts[4], [(texts[0], entries[0].pairs), (texts[2], entries[2].pairs)]
     )
     assert e.prompt_ids == encode_prompt(tiny_tokenizer, expected)
+    assert seen[4] == tiny_tokenizer.decode(e.prompt_ids)  # and the engine was given that prompt
     assert entries[0].pairs and entries[0].pairs[0].question.startswith("About Text number 0")
     assert [len(c) for c in chains_of(entries)] == [3, 3]
 

@@ -16,7 +16,6 @@ import pytest
 from hf_ipt.evaluation import Example, Task, load_task_file, load_tasks, save_task_file
 from hf_ipt.evaluation.metrics import METRIC_MODULES, compute_metric, load_metric
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

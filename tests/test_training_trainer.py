@@ -250,6 +250,31 @@ def test_qlora_with_8bit_optimizer_trains_on_cpu(tmp_path, tiny_model_dir, tiny_
         load_model(ModelConfig(model_name_or_path=str(tiny_model_dir), load_in_8bit=True))
 
 
+def test_the_saving_process_writes_every_ranks_stream_position(tmp_path, monkeypatch):
+    """Only the process that saves writes, and it writes all the ranks' positions (gathered), so a
+    checkpoint pushed from rank 0 or saved on a node without a shared file system is complete.
+    The real collective runs in the two-process recipe test."""
+    import accelerate.utils
+
+    from hf_ipt.training.position import FOLDER, StreamStart
+    from hf_ipt.training.trainer import save_stream_positions
+
+    positions = ['{"after": {"rows:s": 1}, "skip": 0}', '{"after": {"rows:s": 2}, "skip": 3}']
+    sent = []
+    monkeypatch.setattr(accelerate.utils, "gather_object", lambda objects: sent.extend(objects) or positions)
+
+    save_stream_positions(str(tmp_path / "other"), positions[1], SimpleNamespace(world_size=2, should_save=False))
+    assert sent == [positions[1]] and not (tmp_path / "other").exists()
+    save_stream_positions(str(tmp_path / "main"), positions[0], SimpleNamespace(world_size=2, should_save=True))
+    assert sorted(p.name for p in (tmp_path / "main" / FOLDER).iterdir()) == ["rank0.json", "rank1.json"]
+    start = StreamStart()
+    assert start.load(tmp_path / "main", 2) and (start(1).rows("s"), start(1).skip) == (2, 3)
+
+    sent.clear()  # one process: nothing to gather
+    save_stream_positions(str(tmp_path / "one"), positions[0], SimpleNamespace(world_size=1, should_save=True))
+    assert sent == [] and StreamStart().load(tmp_path / "one", 1)
+
+
 def test_push_to_hub_uploads_the_checkpoint_with_our_card(
     tmp_path, tiny_model_dir, tiny_tokenizer, monkeypatch
 ):

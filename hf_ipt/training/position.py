@@ -10,8 +10,8 @@ hours at pre-training scale. hf_ipt's streams instead know where they are:
 - packing folds the snapshots into the `Position` after each block (`Tracker`): the state
   after the last whole document, and how many tokens of the next one the block holds (`skip`);
 - the collator passes the last block's position with each batch, `IPTTrainer` keeps the one of
-  the last batch it trained on and saves it per rank in every checkpoint
-  (``checkpoint-N/hf_ipt_stream/rank{r}.json``);
+  the last batch it trained on; at each save the saving process gathers every rank's and
+  writes them all into the checkpoint (``checkpoint-N/hf_ipt_stream/rank{r}.json``);
 - a resume (`StreamStart.load`) restarts every source past its rows (read, not tokenized),
   every mix at its counts and the packer inside its document, and tells the `Trainer` not
   to skip batches: the stream continues exactly where the checkpoint left it.

@@ -70,12 +70,10 @@ class IPTTrainer(Trainer):
         return batches
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        """Save this rank's stream position into the checkpoint too (before the Trainer's own files, so a
-        Hub push of the checkpoint from rank 0 has rank 0's; the other ranks' may land after it)."""
-        if self.stream_position is not None:
-            folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            save_position(os.path.join(self._get_output_dir(trial=trial), folder), self.args.process_index,
-                          self.stream_position)
+        """Save every rank's stream position into the checkpoint too, before the Trainer's own files
+        (so a Hub push of the checkpoint has them)."""
+        folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        save_stream_positions(os.path.join(self._get_output_dir(trial=trial), folder), self.stream_position, self.args)
         super()._save_checkpoint(model, trial)
 
     def create_model_card(self, model_name: str | None = None, **kwargs: Any) -> None:
@@ -97,6 +95,25 @@ class IPTTrainer(Trainer):
             eval_results=read_eval_results(args.output_dir),
         )
         Path(args.output_dir, "README.md").write_text(text, encoding="utf-8")
+
+
+def save_stream_positions(checkpoint: str, position: str | None, args: Any) -> None:
+    """Gather every rank's stream position and write them all from the process(es) that save.
+
+    Every rank calls this (a collective when there are several). The processes that write the
+    checkpoint (`args.should_save`: rank 0, or each node's first with `save_on_each_node`) write
+    all the ranks' files, so the checkpoint is complete where it is saved: in a Hub push made
+    from rank 0 and on nodes that share no file system.
+    """
+    positions = [position]
+    if args.world_size > 1:
+        from accelerate.utils import gather_object
+
+        positions = gather_object([position])
+    if args.should_save:
+        for rank, saved in enumerate(positions):
+            if saved is not None:
+                save_position(checkpoint, rank, saved)
 
 
 def hyperparameters(args: Any, model: Any) -> dict[str, Any]:
