@@ -58,11 +58,16 @@ def parse_dataclasses(parser, argv: list[str] | None) -> tuple:
 
 def tidy_help(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Help that does not mislead: `HfArgumentParser` gives each `--no_x` flag the help of `--x`
-    and "(default: False)"; here it says what it does."""
+    and "(default: False)"; here it says what it does. A `bool | None` option defaulting to
+    None ("unset") takes a bare ``--x`` for true, as a `bool` option does (not "expected one argument")."""
+    from transformers.hf_argparser import string_to_bool
+
     for action in parser._actions:
         if isinstance(action, argparse._StoreFalseAction) and action.option_strings[0].startswith("--no_"):
             action.help = f"Turn --{action.dest} off (it is on by default)."
             action.default = argparse.SUPPRESS  # no "(default: False)": the value lives on --{dest}
+        elif action.type is string_to_bool and action.default is None and action.nargs is None:
+            action.nargs, action.const = "?", True
     return parser
 
 

@@ -230,13 +230,13 @@ def _card_with_eval(card: str, table: str, general_source: str) -> str:
 def _push(cfg: DemoConfig, out: Path) -> None:
     from huggingface_hub import HfApi
 
-    from .publish import push_dataset
+    from .publish import _retrying, push_dataset
 
     push_dataset(out / "augmented", cfg.hub_dataset_id, config_name="demo")
     api = HfApi()
-    api.create_repo(cfg.hub_model_id, exist_ok=True)
-    api.upload_folder(repo_id=cfg.hub_model_id, folder_path=str(out / "model"),
-                      ignore_patterns=["checkpoint-*/**"])
+    repo_id = _retrying(api.create_repo, cfg.hub_model_id, exist_ok=True).repo_id  # a bare name: <user>/name
+    _retrying(api.upload_folder, repo_id=repo_id, folder_path=str(out / "model"), ignore_patterns=["checkpoint-*/**"],
+              commit_message="hf_ipt demo: continually pre-trained model")
 
 
 def _stage(message: str) -> None:

@@ -251,7 +251,7 @@ def _fmt(value: Any, none: str = NOT_RECORDED) -> str:
 
 
 def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | None = None, token: str | None = None,
-                 private: bool = False, revision: str | None = None, overwrite: bool = False) -> str:
+                 private: bool | None = None, revision: str | None = None, overwrite: bool = False) -> str:
     """Upload a synthesis output folder as config ``config_name`` of the dataset repo ``repo_id``.
 
     The push reads the branch head (README and the other configs' ``stats.json``), renders the
@@ -261,10 +261,12 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
 
     Args:
         output_dir (`str` or `Path`): folder with ``data/*.parquet`` or ``data.parquet``.
-        repo_id (`str`): the dataset repo, created when missing.
+        repo_id (`str`): the dataset repo (``owner/name``; a bare name is created under the token's
+            user), created when missing.
         config_name (`str`, *optional*): defaults to the corpus name, sanitized (`config_name_for`).
         token (`str`, *optional*): defaults to ``HF_TOKEN`` or the saved login.
-        private (`bool`, *optional*, defaults to `False`): visibility of a newly created repo.
+        private (`bool`, *optional*): visibility of a newly created repo; `None` (default) keeps
+            the owner's default (an organization may make new repos private), `False` forces public.
         revision (`str`, *optional*): branch to commit to (created when missing); default ``main``.
         overwrite (`bool`, *optional*, defaults to `False`): replace config ``config_name`` even when
             it holds another corpus or synthesizer (or was not pushed by hf_ipt). Re-pushing the same
@@ -282,6 +284,7 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
     api = HfApi(token=token)
     info = read_output(output_dir, config_name)
     url = _retrying(api.create_repo, repo_id, repo_type="dataset", private=private, exist_ok=True)
+    repo_id = url.repo_id  # "name" alone becomes "<user>/name": every later call needs the full id
     if revision:
         _retrying(api.create_branch, repo_id, repo_type="dataset", branch=revision, exist_ok=True)
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
@@ -408,9 +411,15 @@ def _read_remote(api, repo_id: str, filename: str, revision: str) -> bytes | Non
 
 
 def _front_matter(card: str) -> dict:
-    """The YAML metadata block at the top of a card (empty when there is none)."""
-    match = re.match(r"---\s*\n(.*?)\n---\s*(\n|$)", card, re.DOTALL)
-    return (yaml.safe_load(match.group(1)) or {}) if match else {}
+    """The YAML metadata block at the top of a card (empty when there is none), read as the Hub
+    reads it (`huggingface_hub.RepoCard`: leading blank lines and CRLF line ends allowed)."""
+    from huggingface_hub import RepoCard
+
+    try:
+        return RepoCard(card, ignore_metadata_errors=True).data.to_dict()
+    except yaml.YAMLError as err:
+        raise ValueError(f"the repo's README.md has invalid YAML metadata, so its configs cannot be kept: fix the "
+                         f"README on the Hub, then push again ({err})") from err
 
 
 def _retrying(call, *args, **kwargs):
@@ -432,9 +441,31 @@ def _retrying(call, *args, **kwargs):
             if status not in RETRY_STATUS or attempt == MAX_ATTEMPTS:
                 raise
             wait = _retry_after(err.response) or BACKOFF_S * 2 ** (attempt - 1)
-            logger.warning("hf_ipt push: %s got HTTP %s; retry %d/%d in %.1f s", call.__name__, status, attempt,
-                           MAX_ATTEMPTS - 1, wait)
-            time.sleep(wait)
+            problem = f"HTTP {status}"
+        except _connection_errors() as err:
+            if attempt == MAX_ATTEMPTS:
+                raise
+            wait, problem = BACKOFF_S * 2 ** (attempt - 1), f"{type(err).__name__}: {err}"
+        logger.warning("hf_ipt push: %s got %s; retry %d/%d in %.1f s", call.__name__, problem, attempt,
+                       MAX_ATTEMPTS - 1, wait)
+        time.sleep(wait)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """Failures with no HTTP status: a dropped connection or timeout of the HTTP client that
+    huggingface_hub uses (httpx2, httpx or requests, by version), and a proxy's HTML error page
+    where the client expected JSON (`huggingface_hub` parses some answers before their status)."""
+    import importlib
+
+    errors: list[type[BaseException]] = [json.JSONDecodeError]
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"),
+                         ("requests", "ConnectionError"), ("requests", "Timeout")):
+        try:
+            errors.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
 
 
 def _retry_after(response) -> float | None:

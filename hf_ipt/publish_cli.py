@@ -23,7 +23,11 @@ class PushArguments:
     )
     repo_id: str = field(metadata={"help": "Dataset repo on the Hub, e.g. my-org/augmented (created when missing)."})
     config_name: str | None = field(default=None, metadata={"help": "Config name (default: the corpus name)."})
-    private: bool = field(default=False, metadata={"help": "Create the repo as private when it does not exist."})
+    private: bool | None = field(
+        default=None,
+        metadata={"help": "Visibility of a repo this push creates: true = private, false = public (default: the "
+                  "owner's default, e.g. an organization's private-by-default setting)."},
+    )
     revision: str | None = field(default=None, metadata={"help": "Branch to push to (created when missing)."})
     overwrite: bool = field(
         default=False,

@@ -16,8 +16,11 @@ branch, read its head commit and files, commit files and download one back:
     HEAD|GET /[{type}s/]{repo}/resolve/{rev}/{path}  hf_hub_download; `rev` a branch or a commit
 
 `FakeHub.fail_next(kind, status)` makes the next request of a kind ("create", "branch", "info",
-"tree", "preupload", "commit", "resolve") answer `status` once, to exercise retries; with
-``applied=True`` the request is carried out first and only its answer is lost.
+"tree", "validate_yaml", "preupload", "commit", "resolve") answer `status` once, to exercise
+retries; with ``applied=True`` the request is carried out first and only its answer is lost.
+Status `DROP` closes the connection without an answer; ``html=True`` answers a proxy's HTML
+error page instead of the Hub's JSON. `FakeHub.created` keeps each create request's payload
+(``visibility`` / ``private`` included).
 `FakeHub.before_next(kind, hook)` calls `hook()` once when the next request of a kind arrives,
 before handling it: another client's commit landing in between, say.
 """
@@ -43,6 +46,9 @@ _TREE = re.compile(r"/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)
 _RESOLVE = re.compile(r"/(?:(?P<type>datasets|spaces)/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)")
 
 
+DROP = 0  # `fail_next` status: close the connection without answering
+
+
 class FakeHub:
     """Repos live in memory: ``repos[(type, repo_id)] = {branch: {path: bytes}}``, and every
     commit's files in ``snapshots[oid]`` (a branch's dict is its head's snapshot).
@@ -58,7 +64,8 @@ class FakeHub:
         self.commits: list[dict] = []  # header of each commit accepted
         self.heads: dict[tuple[str, str, str], str] = {}  # (type, repo_id, branch) -> commit oid
         self.snapshots: dict[str, dict[str, bytes]] = {}  # commit oid -> files
-        self._failures: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+        self.created: list[dict] = []  # payload of each create request
+        self._failures: dict[str, list[tuple[int, bool, bool]]] = defaultdict(list)
         self._hooks: dict[str, list[Callable[[], None]]] = defaultdict(list)
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -72,8 +79,8 @@ class FakeHub:
         self._server.shutdown()
         self._server.server_close()
 
-    def fail_next(self, kind: str, status: int, times: int = 1, applied: bool = False) -> None:
-        self._failures[kind] += [(status, applied)] * times
+    def fail_next(self, kind: str, status: int, times: int = 1, applied: bool = False, html: bool = False) -> None:
+        self._failures[kind] += [(status, applied, html)] * times
 
     def before_next(self, kind: str, hook: Callable[[], None]) -> None:
         self._hooks[kind].append(hook)
@@ -90,24 +97,26 @@ class FakeHub:
 
     # -- request handling ------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict, bytes]:
+    def handle(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict, bytes] | None:
+        """The answer (status, headers, body), or `None` to close the connection without one."""
         self.requests.append((method, path))
         kind, match = _route(method, path)
         if kind is None:
             return _error(404, "NotFound", f"fake hub has no route for {method} {path}")
         if self._hooks[kind]:
             self._hooks[kind].pop(0)()  # outside the lock: the hook may talk to this hub
-        status, applied = self._failures[kind].pop(0) if self._failures[kind] else (None, False)
-        if status and not applied:
-            return _error(status, "Injected", f"injected failure of {kind}")
+        status, applied, html = self._failures[kind].pop(0) if self._failures[kind] else (None, False, False)
+        if status is not None and not applied:
+            return _failure(status, kind, html)
         if method == "POST" and self.token and headers.get("Authorization") != f"Bearer {self.token}":
             return _error(401, "Unauthorized", "Invalid credentials in Authorization header")
         with self._lock:
             answer = getattr(self, f"_{kind}")(match, headers, body)
-        return _error(status, "Injected", f"injected lost answer of {kind}") if status else answer
+        return _failure(status, kind, html) if status is not None else answer
 
     def _create(self, match, headers, body):
         payload = json.loads(body)
+        self.created.append(payload)
         repo_type = payload.get("type") or "model"
         repo_id = f"{payload['organization'] or 'user'}/{payload['name']}"
         url = f"{self.url}/{'' if repo_type == 'model' else repo_type + 's/'}{repo_id}"
@@ -244,12 +253,24 @@ def _error(status: int, code: str, message: str, extra: dict | None = None) -> t
     return status, {**headers, "X-Error-Code": code, "X-Error-Message": message}, body
 
 
+def _failure(status: int, kind: str, html: bool) -> tuple[int, dict, bytes] | None:
+    if status == DROP:
+        return None
+    if html:
+        return status, {"Content-Type": "text/html"}, f"<html><body>{status} from a proxy</body></html>".encode()
+    return _error(status, "Injected", f"injected failure of {kind}")
+
+
 def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            status, headers, payload = hub.handle(self.command, self.path, self.headers, body)
+            answer = hub.handle(self.command, self.path, self.headers, body)
+            if answer is None:
+                self.close_connection = True
+                return
+            status, headers, payload = answer
             self.send_response(status)
             for key, value in {**headers, "Content-Length": str(len(payload))}.items():
                 self.send_header(key, value)

@@ -21,7 +21,7 @@ from hf_ipt import publish
 from hf_ipt.augment import SynthesisConfig, features
 from hf_ipt.publish import config_name_for, push_dataset, read_output, render_dataset_card
 
-from .fake_hub import FakeHub
+from .fake_hub import DROP, FakeHub
 from .test_cli import hf_ipt
 
 TOKEN = "hf_fakeTOKEN0123456789secret"
@@ -333,6 +333,78 @@ def test_transient_errors_are_retried(hub, tmp_path, kind, status):
     assert "bbc-business/data.parquet" in hub.files(REPO)
     path = "/api/repos/create" if kind == "create" else f"/api/datasets/{REPO}/{kind}/main"
     assert hub.requests.count(("POST", path)) == 2  # the failure, then the success
+
+
+@pytest.mark.parametrize("kind, applied", [("create", False), ("info", False), ("commit", False), ("commit", True)])
+def test_a_dropped_connection_is_retried(hub, tmp_path, kind, applied):
+    """No HTTP status at all (a reset connection, a timeout): retried like a 503. A commit that
+    landed before its connection dropped is found out by its parent commit (412) and redone."""
+    hub.fail_next(kind, DROP, applied=applied)
+    push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
+    assert "bbc-business/data.parquet" in hub.files(REPO)
+
+
+def test_a_proxys_html_error_page_is_retried(hub, tmp_path):
+    hub.fail_next("validate_yaml", 502, html=True)  # huggingface_hub reads this answer as JSON first
+    push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
+    assert "bbc-business/data.parquet" in hub.files(REPO)
+    assert hub.requests.count(("POST", "/api/validate-yaml")) == 2
+
+
+def test_a_connection_that_keeps_dropping_fails_after_max_attempts(hub, tmp_path):
+    hub.fail_next("create", DROP, times=publish.MAX_ATTEMPTS)
+    with pytest.raises(publish._connection_errors()):
+        push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
+    assert hub.requests.count(("POST", "/api/repos/create")) == publish.MAX_ATTEMPTS
+
+
+def test_a_bare_repo_name_is_pushed_under_the_users_namespace(hub, tmp_path):
+    url = push_dataset(augment_output(tmp_path / "bbc"), "augmented", token=TOKEN)
+    assert url == f"{hub.url}/datasets/user/augmented"
+    assert "bbc-business/data.parquet" in hub.files("user/augmented")
+
+
+@pytest.mark.parametrize("private, sent", [(None, None), (True, "private"), (False, "public")])
+def test_a_new_repo_has_the_owners_default_visibility_unless_asked(hub, tmp_path, private, sent):
+    push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN, **({} if private is None else {"private": private}))
+    assert hub.created[-1].get("visibility") == sent and hub.created[-1].get("private") in (None, private)
+
+
+@pytest.mark.parametrize("flags, sent", [([], None), (["--private"], "private"), (["--private", "false"], "public")])
+def test_push_cli_private_flag(hub, tmp_path, flags, sent):
+    from hf_ipt import publish_cli
+
+    argv = ["--output_dir", str(augment_output(tmp_path / "bbc")), "--repo_id", REPO, "--token", TOKEN, *flags]
+    assert publish_cli.main(argv) == 0
+    assert hub.created[-1].get("visibility") == sent
+
+
+def test_a_card_that_starts_with_a_blank_line_keeps_its_configs(hub, tmp_path):
+    from huggingface_hub import HfApi, RepoCard
+
+    push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
+    readme = "\n" + hub.files(REPO)["README.md"].decode()  # edited by hand; the Hub reads it the same
+    HfApi(token=TOKEN).upload_file(path_or_fileobj=readme.encode(), path_in_repo="README.md", repo_id=REPO,
+                                   repo_type="dataset")
+    push_dataset(job_output(tmp_path / "fin"), REPO, token=TOKEN)
+    configs = RepoCard(hub.files(REPO)["README.md"].decode()).data.to_dict()["configs"]
+    assert sorted(c["config_name"] for c in configs) == ["bbc-business", "finance"]
+
+
+def test_the_demo_pushes_its_dataset_and_its_model_without_checkpoints(hub, tmp_path, monkeypatch):
+    from hf_ipt import demo
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    out = tmp_path / "demo"
+    augment_output(out / "augmented")
+    (out / "model" / "checkpoint-2").mkdir(parents=True)
+    (out / "model" / "checkpoint-2" / "optimizer.pt").write_bytes(b"state")
+    (out / "model" / "config.json").write_text("{}")
+    (out / "model" / "README.md").write_text("---\nlibrary_name: transformers\n---\n# model\n")
+    cfg = demo.DemoConfig(output_dir=str(out), push=True, hub_dataset_id="demo-data", hub_model_id="demo-model")
+    demo._push(cfg, out)
+    assert "demo/data.parquet" in hub.files("user/demo-data")
+    assert sorted(hub.files("user/demo-model", repo_type="model")) == ["README.md", "config.json"]
 
 
 def test_persistent_server_errors_fail_after_max_attempts(hub, tmp_path):

@@ -169,7 +169,7 @@ def test_model_card_renders_mix_tokens_hyperparameters_and_citation():
     assert 'from_pretrained("me/InstructLM-tiny")' in card
 
 
-def test_model_card_shows_eval_results_and_local_base_models(tmp_path):
+def test_model_card_shows_eval_results_and_local_base_models(tmp_path, monkeypatch):
     record = {
         "global_step": 8,
         "results": {"finance": {"fpb_f1": 0.71234, "n": 10}},
@@ -199,6 +199,11 @@ def test_model_card_shows_eval_results_and_local_base_models(tmp_path):
         CardInfo("train_synthesizer", base_model="/models/mistral"), **CARD_ARGS
     )
     assert "`/models/mistral`" in local and "base_model:" not in local
+    # A relative folder looks like owner/name; the Hub would reject it as base_model (and the link is dead).
+    (tmp_path / "outputs" / "cpt").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    relative = render_model_card(CardInfo("continual_pt", base_model="outputs/cpt"), **CARD_ARGS)
+    assert "`outputs/cpt`" in relative and "base_model:" not in relative and "huggingface.co/outputs" not in relative
     assert read_eval_results(tmp_path / "missing") is None
 
 

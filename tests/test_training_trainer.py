@@ -306,6 +306,7 @@ def test_push_to_hub_uploads_the_checkpoint_with_our_card(
     train_and_save(
         build_trainer(model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix))
     )
+    assert len(uploads) == 1  # save_model pushes by itself when push_to_hub is set: no second push
     (repo_id, files, readme) = uploads[-1]
     assert repo_id == "me/tiny-ipt" and "model.safetensors" in files and "README.md" in files
     assert (

@@ -8,6 +8,7 @@ placeholders); this module only fills it. Evaluation results come from
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -108,8 +109,8 @@ def render_model_card(
 
 
 def is_hub_id(name: str | None) -> bool:
-    """``owner/name`` as on the Hub (a local path or glob is not)."""
-    return bool(name) and _HUB_ID.fullmatch(name) is not None
+    """``owner/name`` as on the Hub, and not a local path (``outputs/cpt`` is a folder here)."""
+    return bool(name) and _HUB_ID.fullmatch(name) is not None and not os.path.exists(name)
 
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")

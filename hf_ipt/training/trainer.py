@@ -142,7 +142,7 @@ def hyperparameters(args: Any, model: Any) -> dict[str, Any]:
 
 def hub_datasets(*sources: str | None) -> list[str]:
     """The sources that are Hub dataset ids, not local files or folders."""
-    return [s for s in sources if is_hub_id(s) and not os.path.exists(s)]
+    return [s for s in sources if is_hub_id(s)]
 
 
 def build_trainer(
@@ -335,10 +335,13 @@ def train_and_save(trainer: IPTTrainer) -> None:
         resume_stream(trainer, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.model.config.use_cache = True  # the saved model generates with a cache
-    trainer.save_model(args.output_dir)
-    trainer.create_model_card()
     if args.push_to_hub:
-        trainer.push_to_hub()
+        # Saves the model into output_dir and writes the card first. Not after `save_model`, which
+        # pushes by itself when push_to_hub is set: the model would be saved and hashed twice more.
+        trainer.push_to_hub(commit_message="End of training")
+    else:
+        trainer.save_model(args.output_dir)
+        trainer.create_model_card()
     release_wrapped_model(trainer)
     trainer.end()
 
