@@ -111,8 +111,9 @@ def test_accelerate_configs_ship_and_load(name):
         "deepspeed_zero3": "DEEPSPEED",
     }[name]
     assert str(config.distributed_type).split(".")[-1] == expected
-    if name == "fsdp2":
+    if name == "fsdp2":  # sharded checkpoints; train_and_save gathers the final model
         assert config.fsdp_config["fsdp_version"] == 2
+        assert config.fsdp_config["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
     if name == "deepspeed_zero3":
         assert config.deepspeed_config["zero_stage"] == 3
     with pytest.raises(ValueError, match="unknown Accelerate config"):
@@ -223,3 +224,66 @@ def test_settings_that_would_break_per_rank_streams_are_refused(tmp_path):
         TrainingConfig(**common, accelerator_config={"dispatch_batches": True})
     args = TrainingConfig(**common, accelerator_config={"split_batches": False})  # the user's own config
     assert args.accelerator_config.dispatch_batches is False
+    with pytest.raises(ValueError, match="split_batches` must be false"):
+        TrainingConfig(**common, accelerator_config={"split_batches": True})
+
+
+def test_bitsandbytes_optimizers_are_refused_under_fsdp_only(tmp_path, monkeypatch):
+    """bitsandbytes' optimizer state is not sharded with FSDP2's DTensor parameters: the first step fails."""
+    common = {"output_dir": str(tmp_path), "max_steps": 1, "use_cpu": True, "report_to": "none"}
+    assert TrainingConfig(**common, optim="paged_adamw_8bit").optim == "paged_adamw_8bit"  # DDP, one process
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch` sets with the fsdp2 config
+    for optim in ("adamw_bnb_8bit", "paged_adamw_8bit", "lion_32bit"):
+        with pytest.raises(ValueError, match=f"`optim` '{optim}' is a bitsandbytes optimizer.*adamw_torch_fused"):
+            TrainingConfig(**common, optim=optim)
+    assert TrainingConfig(**common, optim="adamw_torch_fused").optim == "adamw_torch_fused"
+
+
+def test_parameter_sharding_and_4bit_storage_for_it(monkeypatch):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    from hf_ipt.training.model_init import parameter_sharding, shardable_quantization
+
+    for name in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE"):
+        monkeypatch.delenv(name, raising=False)
+    assert parameter_sharding() is None
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
+    assert parameter_sharding() is None  # ZeRO-2 keeps whole parameters on every rank
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    assert parameter_sharding() == "zero3"
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert parameter_sharding() == "fsdp"
+
+    # Packed into uint8 by default, which FSDP leaves whole on every GPU: stored in the model's dtype instead.
+    assert BitsAndBytesConfig(load_in_4bit=True).bnb_4bit_quant_storage == torch.uint8
+    for dtype, storage in (("bfloat16", torch.bfloat16), ("float32", torch.float32), ("auto", torch.bfloat16),
+                           (None, torch.bfloat16)):
+        config = shardable_quantization(BitsAndBytesConfig(load_in_4bit=True), dtype)
+        assert config.bnb_4bit_quant_storage == storage
+    eight = BitsAndBytesConfig(load_in_8bit=True)
+    assert shardable_quantization(eight, "bfloat16") is eight and shardable_quantization(None, "bfloat16") is None
+
+
+def test_load_model_stores_4bit_weights_for_sharding_only_when_sharded(monkeypatch):
+    from transformers import AutoModelForCausalLM
+    from trl import ModelConfig
+
+    from hf_ipt.training.model_init import load_model
+
+    seen = []
+
+    def fake_from_pretrained(name, **kwargs):
+        seen.append(kwargs["quantization_config"].bnb_4bit_quant_storage)
+        raise RuntimeError("stop before loading")
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", fake_from_pretrained)
+    args = ModelConfig(model_name_or_path="any", load_in_4bit=True, use_peft=True, dtype="bfloat16")
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    for sharded in (False, True):
+        if sharded:
+            monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+        with pytest.raises(RuntimeError, match="stop before loading"):
+            load_model(args)
+    assert [str(s) for s in seen] == ["torch.uint8", "torch.bfloat16"]

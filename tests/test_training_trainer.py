@@ -317,6 +317,41 @@ def test_push_to_hub_uploads_the_checkpoint_with_our_card(
     assert json.loads((tmp_path / "out" / "config.json").read_text())["use_cache"] is True
 
 
+def test_the_final_save_under_fsdp_gathers_a_full_state_dict():
+    """Checkpoints stay sharded; `save_model` writes nothing for a sharded state dict, so the final
+    save switches to a full one (loadable with from_pretrained)."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    from hf_ipt.training.trainer import full_state_dict_for_final_save
+
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, state_dict_type="SHARDED_STATE_DICT")
+    trainer = SimpleNamespace(is_fsdp_enabled=True, accelerator=SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin)))
+    full_state_dict_for_final_save(trainer)
+    assert str(plugin.state_dict_type).endswith("FULL_STATE_DICT")
+    full_state_dict_for_final_save(SimpleNamespace(is_fsdp_enabled=False))  # DDP, DeepSpeed: nothing to do
+
+
+def test_only_rank_0_checks_document_isolation_in_a_sharded_launch(tmp_path, tiny_model_dir, tiny_tokenizer,
+                                                                   monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    from hf_ipt.training import trainer as trainer_module
+
+    calls = []
+    monkeypatch.setattr(trainer_module, "documents_isolated", lambda model, **kwargs: calls.append(1))
+    data, args = _continual_setup(tmp_path, tiny_model_dir)
+    dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    for env, expected in (({}, 1), ({"ACCELERATE_USE_FSDP": "true", "RANK": "1"}, 0),
+                          ({"ACCELERATE_USE_FSDP": "true", "RANK": "0"}, 1)):
+        calls.clear()
+        with monkeypatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            build_trainer(model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix))
+        assert len(calls) == expected, env
+
+
 def test_resolve_checkpoint(tmp_path):
     assert resolve_checkpoint(None, str(tmp_path)) is None
     assert resolve_checkpoint("some/path", str(tmp_path)) == "some/path"

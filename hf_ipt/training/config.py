@@ -7,11 +7,11 @@ LoRA, 4/8-bit), so ``--config file.yaml`` gives defaults and CLI flags override 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from transformers import TrainingArguments
 
-from .model_init import MODEL_SHAPES
+from .model_init import MODEL_SHAPES, parameter_sharding
 
 ModelShape = Literal[tuple(MODEL_SHAPES)]  # type: ignore[valid-type]  # the parser offers these as choices
 
@@ -74,6 +74,17 @@ class TrainingConfig(TrainingArguments):
                 "that checkpoints save (TrainingConfig.remove_unused_columns)"
             )
         super().__post_init__()
+        if getattr(self.accelerator_config, "split_batches", False):
+            raise ValueError(
+                "`accelerator_config.split_batches` must be false: each rank streams its own shard; splitting "
+                "one stream's batches would train every rank on rank 0's shard (TrainingConfig.accelerator_config)"
+            )
+        if (self.fsdp or parameter_sharding() == "fsdp") and is_bitsandbytes_optimizer(self.optim):
+            raise ValueError(
+                f"`optim` {getattr(self.optim, 'value', self.optim)!r} is a bitsandbytes optimizer, which fails under "
+                "FSDP (its state is not sharded with the parameters): use adamw_torch_fused (FSDP already shards "
+                "the optimizer state across GPUs), or launch with DDP or DeepSpeed ZeRO-3 (TrainingConfig.optim)"
+            )
         if self.max_steps <= 0:
             raise ValueError(
                 f"`max_steps` must be > 0 with streamed input, got {self.max_steps} (TrainingConfig.max_steps)"
@@ -101,6 +112,16 @@ class TrainingConfig(TrainingArguments):
             * self.world_size
             * self.max_length
         )
+
+
+def is_bitsandbytes_optimizer(optim: Any) -> bool:
+    """Whether the Trainer's `optim` name is one of bitsandbytes' optimizers (8-bit, paged, Lion, ...)."""
+    try:
+        from transformers.trainer_optimizer import _BITSANDBYTES_OPTIMIZERS
+    except ImportError:  # another transformers layout: tell them by name
+        name = str(getattr(optim, "value", optim))
+        return "bnb" in name or name.startswith(("paged_", "lion_", "ademamix")) or name in ("adamw_8bit",)
+    return optim in _BITSANDBYTES_OPTIMIZERS
 
 
 @dataclass

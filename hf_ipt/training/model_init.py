@@ -10,6 +10,7 @@ Shapes (vocabulary from the tokenizer, 32000 for the Mistral tokenizer):
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 MODEL_SHAPES: dict[str, dict[str, Any]] = {
@@ -108,6 +109,38 @@ def init_model(
     )
 
 
+def parameter_sharding() -> str | None:
+    """``"fsdp"`` or ``"zero3"`` when `accelerate launch` shards this run's parameters, else `None`.
+
+    Read from the environment that `accelerate launch` sets for its processes, so it is known
+    before the model is loaded.
+    """
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        return "fsdp"
+    if (os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+            and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"):
+        return "zero3"
+    return None
+
+
+def shardable_quantization(quantization_config: Any, dtype: Any) -> Any:
+    """A 4-bit config whose packed weights FSDP and ZeRO-3 can shard: stored in the model's float dtype.
+
+    By default bitsandbytes packs 4-bit weights into uint8, which FSDP leaves unsharded (every GPU
+    holds the whole base model) and ZeRO-3 cannot partition; the storage dtype must equal the
+    dtype of the other parameters (PEFT's FSDP/DeepSpeed QLoRA guides).
+    """
+    import torch
+
+    if quantization_config is None or not getattr(quantization_config, "load_in_4bit", False):
+        return quantization_config
+    storage = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
+    if not isinstance(storage, torch.dtype) or not storage.is_floating_point:
+        storage = torch.bfloat16
+    quantization_config.bnb_4bit_quant_storage = storage
+    return quantization_config
+
+
 def load_model(model_args: Any, activation_checkpointing: bool = False):
     """Load `model_args.model_name_or_path`, quantized (bitsandbytes) and wrapped in LoRA as configured.
 
@@ -120,6 +153,8 @@ def load_model(model_args: Any, activation_checkpointing: bool = False):
     from trl import get_peft_config, get_quantization_config
 
     quantization_config = get_quantization_config(model_args)
+    if parameter_sharding() is not None:
+        quantization_config = shardable_quantization(quantization_config, model_args.dtype)
     peft_config = get_peft_config(model_args)
     if quantization_config is not None and peft_config is None:
         raise ValueError(

@@ -25,6 +25,7 @@ from .callbacks import (
     peak_flops,
 )
 from .card import CardInfo, is_hub_id, read_eval_results, render_model_card
+from .model_init import parameter_sharding
 from .packing import documents_isolated, packed_collator
 from .position import STREAM_POSITION, save_position
 
@@ -164,7 +165,10 @@ def build_trainer(
     import torch
 
     precision = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
-    if documents_isolated(model, autocast_dtype=precision) is False:
+    # Under FSDP / ZeRO-3 every rank holds the same architecture: rank 0 alone runs the check (on CPU,
+    # before sharding, it would cost every rank a forward of the whole model and autocast copies).
+    probe = parameter_sharding() is None or int(os.environ.get("RANK", "0")) == 0
+    if probe and documents_isolated(model, autocast_dtype=precision) is False:
         logger.warning(
             "hf_ipt: %s (attention %r) lets packed documents attend to each other: its attention mask ignores "
             "`position_ids`. Training goes on with attention across the documents of each %d-token block (classic "
@@ -335,6 +339,7 @@ def train_and_save(trainer: IPTTrainer) -> None:
         resume_stream(trainer, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.model.config.use_cache = True  # the saved model generates with a cache
+    full_state_dict_for_final_save(trainer)
     if args.push_to_hub:
         # Saves the model into output_dir and writes the card first. Not after `save_model`, which
         # pushes by itself when push_to_hub is set: the model would be saved and hashed twice more.
@@ -344,6 +349,21 @@ def train_and_save(trainer: IPTTrainer) -> None:
         trainer.create_model_card()
     release_wrapped_model(trainer)
     trainer.end()
+
+
+def full_state_dict_for_final_save(trainer: Any) -> None:
+    """Under FSDP, gather the whole model for the final save (and push).
+
+    The shipped FSDP2 config checkpoints with ``SHARDED_STATE_DICT``: each rank writes its own
+    shard, with no full copy of the model and its optimizer state gathered on rank 0 at every
+    save. `Trainer.save_model` writes nothing for a sharded state dict, so the final model is
+    gathered as a full state dict, and loads with `from_pretrained`.
+    """
+    if not getattr(trainer, "is_fsdp_enabled", False):
+        return
+    plugin = trainer.accelerator.state.fsdp_plugin
+    if "FULL_STATE_DICT" not in str(plugin.state_dict_type):
+        plugin.set_state_dict_type("FULL_STATE_DICT")
 
 
 def release_wrapped_model(trainer: Trainer) -> None:
