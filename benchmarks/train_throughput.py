@@ -8,8 +8,12 @@ across documents, labels masked at document starts, exactly as `recipes/pretrain
 
     python benchmarks/train_throughput.py --shape tiny                      # CPU smoke figure
     python benchmarks/train_throughput.py --shape llama-551m --compile      # one GPU, bf16
-    python benchmarks/train_throughput.py --shape llama-551m --compile --liger --micro_batch 16 \\
-        --attn flash_attention_2                                            # the 45% MFU levers
+    python benchmarks/train_throughput.py --shape llama-551m --liger --micro_batch 16 \\
+        --raw_compile --raw_micro_batch 4                                   # the 45% MFU levers vs the
+                                                                            # issue's raw loop (compiled, mb 4)
+
+Liger's fused linear cross-entropy fails under torch.compile with torch 2.11 (../shared/gpu-notes.md):
+run the Liger recipe eager.
 
 MFU counts 6 x N FLOPs per token (N from the config, embeddings included) against the
 device's dense bf16 peak (H100/H200: 989 TFLOP/s; pass --peak_tflops elsewhere).
@@ -40,11 +44,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--micro_batch", "--micro-batch", type=int, default=4, help="rows per step")
     parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument(
-        "--steps", type=int, default=None, help="timed steps (default: 12 on GPU, 6 on CPU)"
+        "--steps", type=int, default=None, help="timed steps (default: 30 on GPU, 6 on CPU)"
     )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile both (Trainer: torch_compile)"
+    )
+    parser.add_argument(
+        "--raw_compile", action="store_true", help="torch.compile the raw loop only (e.g. against an eager Liger recipe)"
+    )
+    parser.add_argument(
+        "--raw_micro_batch", type=int, default=None, help="rows per step of the raw loop (default: --micro_batch)"
     )
     parser.add_argument(
         "--liger", action="store_true", help="recipe: use_liger_kernel (fused linear cross-entropy)"
@@ -75,11 +85,11 @@ def build_model(args, device: str, attn: str):
 def raw_loop(args, device: str) -> float:
     """Tokens/s of a plain loop: random full rows, labels = inputs, fused AdamW, bf16 autocast on GPU."""
     model = build_model(args, device, "sdpa")
-    step_model = torch.compile(model) if args.compile else model
+    step_model = torch.compile(model) if args.compile or args.raw_compile else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=device == "cuda")
 
     def step():
-        x = torch.randint(0, args.vocab, (args.micro_batch, args.seq), device=device)
+        x = torch.randint(0, args.vocab, (args.raw_micro_batch, args.seq), device=device)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
             loss = step_model(input_ids=x, labels=x).loss
         loss.backward()
@@ -93,7 +103,7 @@ def raw_loop(args, device: str) -> float:
     for _ in range(args.steps):
         step()
     _sync(device)
-    return args.steps * args.micro_batch * args.seq / (time.perf_counter() - start)
+    return args.steps * args.raw_micro_batch * args.seq / (time.perf_counter() - start)
 
 
 def _documents(vocab: int, seed: int):
@@ -169,7 +179,8 @@ def main() -> None:
     args = parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     args.seq = args.seq or (2048 if device == "cuda" else 256)
-    args.steps = args.steps or (12 if device == "cuda" else 6)
+    args.steps = args.steps or (30 if device == "cuda" else 6)
+    args.raw_micro_batch = args.raw_micro_batch or args.micro_batch
     from hf_ipt.training.callbacks import flops_per_token, peak_flops
     from hf_ipt.training.model_init import num_parameters, shape_config
 
@@ -181,6 +192,10 @@ def main() -> None:
         else f"CPU ({torch.get_num_threads()} threads)"
     )
     raw = raw_loop(args, device)
+    raw_mfu = round(raw * flops / peak, 3) if peak else None
+    # Printed at once: a recipe run that fails or runs out of time still leaves the baseline.
+    print(f"{card}: raw loop ({'compiled' if args.compile or args.raw_compile else 'eager'}, "
+          f"mb {args.raw_micro_batch}): {raw:,.0f} tok/s  MFU {raw_mfu}", flush=True)
     if device == "cuda":
         torch.cuda.empty_cache()
     recipe, padding = recipe_step(args, device)
@@ -190,17 +205,19 @@ def main() -> None:
         "params": num_parameters(config),
         "seq": args.seq,
         "micro_batch": args.micro_batch,
+        "raw_micro_batch": args.raw_micro_batch,
         "compile": args.compile,
+        "raw_compile": args.compile or args.raw_compile,
         "liger": args.liger,
         "attn": args.attn,
         "raw_tok_s": round(raw),
         "recipe_tok_s": round(recipe),
         "ratio": round(recipe / raw, 3),
-        "raw_mfu": round(raw * flops / peak, 3) if peak else None,
+        "raw_mfu": raw_mfu,
         "recipe_mfu": round(recipe * flops / peak, 3) if peak else None,
         "recipe_padding_tokens": padding,
     }
-    print(f"{card}: {args.shape} seq {args.seq} mb {args.micro_batch}")
+    print(f"{card}: {args.shape} seq {args.seq} mb {args.micro_batch} (raw loop mb {args.raw_micro_batch})")
     print(f"raw loop : {raw:,.0f} tok/s  MFU {result['raw_mfu']}")
     print(f"recipe   : {recipe:,.0f} tok/s  MFU {result['recipe_mfu']}  padding tokens {padding}")
     print(f"ratio    : {recipe / raw:.2f}x")

@@ -1,0 +1,29 @@
+"""benchmarks/train_throughput.py runs as on the GPU, at tiny size on CPU: both loops, one JSON line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
+
+
+def test_recipe_and_raw_loop_are_measured_in_one_process():
+    cmd = [sys.executable, str(SCRIPT), "--shape", "tiny", "--seq", "64", "--steps", "2", "--warmup", "1",
+           "--micro_batch", "4", "--raw_micro_batch", "2", "--peak_tflops", "1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    result = json.loads(lines[-1])
+    # The baseline is printed as soon as it is measured, before the recipe runs.
+    assert any(line.startswith("CPU") and "raw loop (eager, mb 2)" in line for line in lines[:-1])
+    assert (result["micro_batch"], result["raw_micro_batch"], result["seq"]) == (4, 2, 64)
+    assert result["recipe_padding_tokens"] == 0 and result["raw_tok_s"] > 0 and result["recipe_tok_s"] > 0
+    assert result["ratio"] == pytest.approx(result["recipe_tok_s"] / result["raw_tok_s"], rel=1e-2)
+    # MFU = 6N FLOPs/token x tok/s / peak (1 TFLOP/s given here).
+    assert result["recipe_mfu"] == pytest.approx(round(6 * result["params"] * result["recipe_tok_s"] / 1e12, 3),
+                                                 abs=1e-3)
