@@ -19,14 +19,20 @@ def temp_name(path: str) -> str:
     return f"{path}.tmp-{socket.gethostname()}-{os.getpid()}"
 
 
-def write_atomic(path: str, write: Callable[[str], None], temp: str | None = None) -> None:
+def write_atomic(path: str, write: Callable[[str], None], temp: str | None = None,
+                 unless: Callable[[], bool] | None = None) -> bool:
     """`write(temp)`, fsync, then rename onto `path`: readers see the old file or the whole new one.
 
-    On an error the temporary is removed before the error propagates.
+    When `unless()` is true once the temporary is written (another writer finished first), the
+    temporary is dropped and `path` left as it is. On an error the temporary is removed before
+    the error propagates. Returns whether `path` was replaced.
     """
     temp = temp or temp_name(path)
     try:
         write(temp)
+        if unless is not None and unless():
+            os.remove(temp)
+            return False
         with open(temp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(temp, path)
@@ -39,6 +45,7 @@ def write_atomic(path: str, write: Callable[[str], None], temp: str | None = Non
         os.fsync(directory)
     finally:
         os.close(directory)
+    return True
 
 
 def write_json(path: str, value) -> None:

@@ -18,9 +18,10 @@ the launcher's environment (see `world_from_env`). Layout of `output_dir`::
 Every file is written to a per-process temporary name (``<file>.tmp-<host>-<pid>``), fsynced
 and `os.replace`d, so a process killed at any moment (SIGKILL included) leaves only complete
 files or temporaries, and two processes on the same unit (a task rerun while the first still
-runs) never mix their writes: each writes the whole unit, the last rename wins. A rerun skips
-what is done and redoes the rest; synthesis is deterministic per unit, so the final output
-equals an uninterrupted run. Durability is per unit: choose `num_shards` so that one unit is an
+runs) never mix their writes: each writes the whole unit, and one that finishes after the
+other has marked the unit done drops its own. A rerun skips what is done and redoes the rest;
+synthesis is deterministic per unit (rules, transformers; vLLM only when batch-invariant), so
+the final output equals an uninterrupted run. Durability is per unit: choose `num_shards` so that one unit is an
 amount of work you are willing to redo. Stages 2-3 run in whichever process first sees every
 unit done (the last rank to finish); they are cheap next to synthesis.
 
@@ -276,8 +277,10 @@ def synthesize_unit(job: JobConfig, index: int, shard: dict, augment: Augmenter,
                     progress: Progress | None = None, rank: int = 0) -> UnitStats:
     """Synthesize one unit into ``pairs/<unit>.parquet``, then write its done-marker.
 
-    Safe to run in two processes at once (e.g. a task rerun while the first still runs):
-    each writes its own temporary and both results are identical, so the last rename wins.
+    Safe to run in two processes at once (e.g. a task rerun while the first still runs): each
+    writes its own temporary, and one that finishes after the other's marker drops its output,
+    so the Parquet and the marker of a unit come from the same run (vLLM's greedy outputs may
+    differ between two runs; see docs/jobs.md).
     """
     import itertools
 
@@ -299,8 +302,8 @@ def synthesize_unit(job: JobConfig, index: int, shard: dict, augment: Augmenter,
                     progress.update(len(window), sum(r["tokens"] or len(r["context"].split()) for r in rows),
                                     sum(len(r["pairs"]) for r in rows))
 
-    write_atomic(_path(job, "pairs", index, ".parquet"), write)  # a per-process temporary
-    if unit_done(job, index):  # a duplicate run finished first: its marker stands as written
+    # A duplicate run that finished first keeps its Parquet and marker: this run's output is dropped.
+    if not write_atomic(_path(job, "pairs", index, ".parquet"), write, unless=lambda: unit_done(job, index)):
         return stats
     marker = {**vars(stats), "rejects": dict(stats.rejects), "filtered": dict(stats.filtered),
               "chain": asdict(stats.chain), "unit": index, "shard": shard, "rank": rank}

@@ -127,7 +127,7 @@ def test_overlong_empty_and_failing_prompts_are_recorded_not_fatal(tiny_backend)
         and generations[1].num_prompt_tokens == budget + 1
     )
     assert generations[2].error == "empty prompt"
-    assert "index" in generations[3].error.lower()
+    assert f"token id {len(tiny_backend.tokenizer) + 10} is out of the model's vocabulary" in generations[3].error
     # The good prompts still ran, and the retry after the failed batch changed nothing.
     for i, prompt in ((0, good[0]), (4, good[1])):
         assert generations[i].error is None
@@ -206,3 +206,18 @@ def test_pickle_weights_are_refused(tiny_model_dir, tmp_path):
     (pickled / "model.safetensors").unlink()
     with pytest.raises(OSError, match="model.safetensors"):
         load_backend(BackendConfig(str(pickled), backend="transformers"))
+
+
+def test_a_cuda_fault_stops_generation_instead_of_failing_every_prompt(tiny_backend, monkeypatch):
+    """After an illegal memory access every later CUDA call fails: recording it per prompt would
+    reject every remaining document of a job and mark its units done."""
+    prompts = prompt_ids(tiny_backend.tokenizer, texts=TEXTS[:2])
+
+    def fault(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(tiny_backend.model, "generate", fault)
+    with pytest.raises(RuntimeError, match="CUDA error"):
+        tiny_backend.generate(prompts)
+    monkeypatch.setattr(tiny_backend.model, "generate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("odd")))
+    assert all("odd" in g.error for g in tiny_backend.generate(prompts))  # other errors: per prompt

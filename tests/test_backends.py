@@ -80,11 +80,55 @@ def test_vllm_rank_gets_its_own_tensor_parallel_slice_of_the_visible_gpus():
     assert rank_visible_devices({**visible, "LOCAL_RANK": "3"}, 0, 1) == "7"
     # the process already got exactly its share (srun --gpus-per-task): nothing to choose
     assert rank_visible_devices({"CUDA_VISIBLE_DEVICES": "5", "LOCAL_RANK": "3"}, 0, 1) is None
-    with pytest.raises(ValueError, match=r"LOCAL_RANK=2 with tensor_parallel_size=2 needs visible GPUs 4\.\.5, "
-                                         r"but only 4 are visible.*at most 2 processes per node"):
+    with pytest.raises(ValueError, match=r"LOCAL_RANK=2 of 1 process\(es\).*tensor_parallel_size=2 needs 6 visible "
+                                         r"GPUs \(its own: 4\.\.5\), but only 4 are visible.*at most 2 processes per node"):
         rank_visible_devices({**visible, "LOCAL_RANK": "2"}, 0, 2)
+    # Two processes on a node that shows one GPU: both engines would land on it; refused on every rank.
+    one = {"CUDA_VISIBLE_DEVICES": "0", "LOCAL_WORLD_SIZE": "2"}
+    for rank in ("0", "1"):
+        with pytest.raises(ValueError, match="of 2 process.*needs 2 visible GPUs.*only 1 are visible"):
+            rank_visible_devices({**one, "LOCAL_RANK": rank}, 0, 1)
+    two = {"CUDA_VISIBLE_DEVICES": "2,3", "LOCAL_WORLD_SIZE": "2"}
+    assert [rank_visible_devices({**two, "LOCAL_RANK": r}, 0, 1) for r in ("0", "1")] == ["2", "3"]
     with pytest.raises(ValueError, match="only 0 are visible"):
         rank_visible_devices({"CUDA_VISIBLE_DEVICES": "", "LOCAL_RANK": "0"}, 8, 1)
+
+
+def test_vllm_backend_isolates_bad_requests_but_lets_a_dead_engine_fail():
+    """A request error is bisected down to its prompt; any other error (vLLM's EngineDeadError, a
+    CUDA fault) propagates, so a job stops instead of rejecting every later document."""
+    from types import SimpleNamespace
+
+    from hf_ipt.backends.vllm import VLLMBackend, request_errors
+
+    class Engine:
+        def __init__(self, failure):
+            self.failure, self.calls = failure, 0
+
+        def generate(self, requests, params, use_tqdm):
+            self.calls += 1
+            if any(r["prompt_token_ids"][0] == 13 for r in requests) or self.failure is RuntimeError:
+                raise self.failure("engine says no")
+            done = [SimpleNamespace(text="ok", token_ids=[1], finish_reason="stop")]
+            aborted = [SimpleNamespace(text="o", token_ids=[1], finish_reason="abort")]
+            return [SimpleNamespace(prompt_token_ids=r["prompt_token_ids"],
+                                    outputs=aborted if r["prompt_token_ids"][0] == 7 else done) for r in requests]
+
+    def backend(failure):
+        b = object.__new__(VLLMBackend)
+        b.llm, b.sampling_params, b._tokens_prompt = Engine(failure), None, dict
+        b._request_errors = request_errors()
+        b.config = SimpleNamespace(prompt_budget=100)
+        return b
+
+    prompts = [[1, 2], [13, 2], [7, 2], [4, 2]]
+    results = backend(ValueError).generate(prompts)
+    assert results[0].error is None and "engine says no" in results[1].error
+    assert "finished the request with 'abort'" in results[2].error and results[3].text == "ok"
+    dead = backend(RuntimeError)
+    with pytest.raises(RuntimeError, match="engine says no"):
+        dead.generate(prompts)
+    assert dead.llm.calls == 1  # no bisecting into a dead engine
 
 
 def test_vllm_backend_narrows_cuda_visible_devices_before_the_engine_starts(monkeypatch):

@@ -331,6 +331,29 @@ def test_two_processes_on_the_same_unit_leave_it_intact(tmp_path, monkeypatch):
     assert not glob.glob(str(out / "**" / "*.tmp*"), recursive=True)
 
 
+def test_a_run_that_finishes_a_unit_after_another_one_drops_its_output(tmp_path):
+    """Parquet and marker of a unit come from one run: with vLLM two runs may differ, so a late
+    finisher must not rename its Parquet over the one that the first run's marker describes."""
+    from hf_ipt.augment import Augmenter
+    from hf_ipt.jobs import job_units, synthesize_unit
+
+    corpus = write_jsonl(tmp_path / "a.jsonl", 12)
+    job = JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=1)
+    (tmp_path / "o" / "pairs").mkdir(parents=True)
+    parquet, marker = tmp_path / "o" / "pairs" / "00000.parquet", tmp_path / "o" / "pairs" / "00000.json"
+    unit = job_units(job)[0]
+    augment = Augmenter(SynthesisConfig(output="pairs"))
+    synthesize_unit(job, 0, unit, augment, NO_FILTERS)
+    first = parquet.read_bytes(), marker.read_bytes()
+    parquet.write_bytes(b"the first run's parquet")  # stands for a different (vLLM) output of the first run
+    synthesize_unit(job, 0, unit, augment, NO_FILTERS)  # the second run finishes later
+    assert parquet.read_bytes() == b"the first run's parquet" and marker.read_bytes() == first[1]
+    assert not list((tmp_path / "o" / "pairs").glob("*.tmp*"))
+    marker.unlink()  # not done (a killed run): the unit is written again
+    synthesize_unit(job, 0, unit, augment, NO_FILTERS)
+    assert parquet.read_bytes() == first[0] and marker.exists()
+
+
 def test_failed_write_removes_its_temporary_and_finalize_removes_leftovers(tmp_path):
     target = tmp_path / "f.parquet"
 

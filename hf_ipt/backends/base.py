@@ -22,7 +22,8 @@ class BackendConfig:
         continuous_batching (`bool`, *optional*, defaults to `False`): transformers only: run all
             prompts through `generate_batch` (continuous batching, paged attention) instead of
             length-sorted padded batches of `batch_size`.
-        dtype (`str`, *optional*, defaults to ``"auto"``): ``"auto"`` = bf16 on GPU, fp32 on CPU.
+        dtype (`str`, *optional*, defaults to ``"auto"``): transformers backend: ``"auto"`` = bf16 on
+            GPU, fp32 on CPU; vLLM: its own ``"auto"`` (the checkpoint's dtype, fp32 ones in bf16).
         device (`str`, *optional*): transformers device; default ``cuda`` when available.
         tensor_parallel_size (`int`, *optional*, defaults to 1): vLLM GPUs per engine.
         gpu_memory_utilization (`float`, *optional*, defaults to 0.9): vLLM KV-cache share.
@@ -81,9 +82,11 @@ class Generation:
 
 
 def check_prompts(
-    prompts: list[list[int]], prompt_budget: int
+    prompts: list[list[int]], prompt_budget: int, vocab_size: int | None = None
 ) -> tuple[list[Generation | None], list[int]]:
-    """Reject empty and over-long prompts before they reach an engine.
+    """Reject empty and over-long prompts, and ids outside ``[0, vocab_size)``, before they reach
+    an engine (on a GPU, an embedding lookup out of range is a device-side assert that leaves the
+    CUDA context unusable for every later prompt).
 
     Returns:
         `tuple[list[Generation | None], list[int]]`: one slot per prompt, holding an error
@@ -102,9 +105,20 @@ def check_prompts(
                 error=f"prompt of {len(prompt)} tokens exceeds the budget of {prompt_budget} "
                 "(max_model_len - max_new_tokens)",
             )
+        elif vocab_size is not None and not 0 <= min(prompt) <= max(prompt) < vocab_size:
+            bad = next(t for t in prompt if not 0 <= t < vocab_size)
+            results[i] = Generation(text="", num_prompt_tokens=len(prompt),
+                                    error=f"token id {bad} is out of the model's vocabulary ({vocab_size} ids)")
         else:
             valid.append(i)
     return results, valid
+
+
+def is_fatal_device_error(error: BaseException) -> bool:
+    """A CUDA fault ("CUDA error: an illegal memory access ...", a device-side assert) leaves the
+    device unusable: every later call fails too, so it must stop the work, not be recorded per
+    prompt. Running out of memory is not one (smaller batches recover)."""
+    return "CUDA error" in str(error)
 
 
 def stop_token_ids(tokenizer: Any, model_eos: int | list[int] | None = None) -> list[int]:

@@ -18,7 +18,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..models import load_causal_lm
-from .base import BackendConfig, Generation, check_prompts, local_rank, stop_token_ids
+from .base import (
+    BackendConfig,
+    Generation,
+    check_prompts,
+    is_fatal_device_error,
+    local_rank,
+    stop_token_ids,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +107,8 @@ class TransformersBackend:
 
     def generate(self, prompts: list[list[int]]) -> list[Generation]:
         """One `Generation` per token-id prompt, in order; bad or failing prompts get `error`."""
-        results, valid = check_prompts(prompts, self.config.prompt_budget)
+        vocab = self.model.get_input_embeddings().num_embeddings
+        results, valid = check_prompts(prompts, self.config.prompt_budget, vocab)
         if self.config.continuous_batching:
             for i, generation in zip(valid, self._generate_continuous([prompts[i] for i in valid])):
                 results[i] = generation
@@ -117,7 +125,9 @@ class TransformersBackend:
     def _generate_batch(self, prompts: list[list[int]]) -> list[Generation]:
         try:
             return self._generate_padded(prompts)
-        except Exception as error:  # noqa: BLE001 - one bad prompt must not lose the batch
+        except Exception as error:
+            if is_fatal_device_error(error):
+                raise  # the device is gone for every later prompt too: stop, do not reject them all
             self._free_memory()
             if len(prompts) == 1:
                 return [Generation(text="", num_prompt_tokens=len(prompts[0]), error=repr(error))]
@@ -154,7 +164,9 @@ class TransformersBackend:
                 generation_config=self._generation_config(),
                 continuous_batching_config=self._continuous_batching_config(prompts),
             )
-        except Exception as error:  # noqa: BLE001 - recorded per prompt, never fatal
+        except Exception as error:
+            if is_fatal_device_error(error):
+                raise
             outputs, failure = {}, repr(error)
         else:
             failure = "no result from generate_batch"

@@ -35,9 +35,11 @@ def rank_visible_devices(
     """The ``CUDA_VISIBLE_DEVICES`` value for this rank's engine, or `None` to leave it as it is.
 
     `None` without ``LOCAL_RANK`` (one process per node, or devices set per process by hand or by
-    Slurm), and when exactly `tensor_parallel_size` devices are visible already (the process
-    got its own share, e.g. ``srun --gpus-per-task``). Otherwise rank ``r`` gets the visible
-    devices ``r * tensor_parallel_size`` to ``(r + 1) * tensor_parallel_size - 1``.
+    Slurm), and when exactly `tensor_parallel_size` devices are visible already and this is the
+    node's only process (``LOCAL_WORLD_SIZE`` unset or 1: it got its own share, e.g. ``srun
+    --gpus-per-task``). Otherwise rank ``r`` gets the visible devices ``r * tensor_parallel_size``
+    to ``(r + 1) * tensor_parallel_size - 1``, and too few visible devices for the node's
+    processes is an error (two engines on one GPU would fail vLLM's free-memory check).
 
     Args:
         environ (`Mapping[str, str]`): the process environment (`os.environ`).
@@ -52,14 +54,17 @@ def rank_visible_devices(
         visible = [str(i) for i in range(device_count)]
     else:
         visible = [d.strip() for d in given.split(",") if d.strip()]
-    if len(visible) == tensor_parallel_size:
+    processes = int(environ.get("LOCAL_WORLD_SIZE") or 1)
+    if len(visible) == tensor_parallel_size and processes == 1:
         return None
     start = rank * tensor_parallel_size
-    if start + tensor_parallel_size > len(visible):
+    needed = max(rank + 1, processes) * tensor_parallel_size
+    if needed > len(visible):
         shown = "unset" if given is None else repr(given)
         raise ValueError(
-            f"LOCAL_RANK={rank} with tensor_parallel_size={tensor_parallel_size} needs visible GPUs "
-            f"{start}..{start + tensor_parallel_size - 1}, but only {len(visible)} are visible "
+            f"LOCAL_RANK={rank} of {processes} process(es) on this node (LOCAL_WORLD_SIZE) with "
+            f"tensor_parallel_size={tensor_parallel_size} needs {needed} visible GPUs (its own: "
+            f"{start}..{start + tensor_parallel_size - 1}), but only {len(visible)} are visible "
             f"(CUDA_VISIBLE_DEVICES {shown}); "
             f"start at most {len(visible) // tensor_parallel_size} processes per node "
             "(visible GPUs // tensor_parallel_size)"
@@ -81,6 +86,22 @@ def _place_rank(tensor_parallel_size: int) -> None:
         logger.info("hf_ipt: LOCAL_RANK=%s: vLLM engine on CUDA_VISIBLE_DEVICES=%s",
                     os.environ["LOCAL_RANK"], devices)
         os.environ["CUDA_VISIBLE_DEVICES"] = devices
+
+
+def request_errors() -> tuple[type[BaseException], ...]:
+    """The errors vLLM raises for a bad REQUEST (validation), which bisecting a batch isolates.
+
+    `ValueError`/`TypeError` (older vLLM) and `vllm.exceptions.VLLMClientError` (0.2x+); a server
+    error such as `EngineDeadError` is not among them.
+    """
+    import importlib
+
+    errors: list[type[BaseException]] = [ValueError, TypeError]
+    try:
+        errors.append(importlib.import_module("vllm.exceptions").VLLMClientError)
+    except (ImportError, AttributeError):
+        pass
+    return tuple(errors)
 
 
 def _import_vllm() -> Any:
@@ -126,6 +147,7 @@ class VLLMBackend:
             seed=config.seed if config.temperature > 0 else None,
         )
         self._tokens_prompt = vllm.TokensPrompt
+        self._request_errors = request_errors()
 
     def generate(self, prompts: list[list[int]]) -> list[Generation]:
         """One `Generation` per token-id prompt, in order; bad or failing prompts get `error`."""
@@ -143,11 +165,13 @@ class VLLMBackend:
                 self.sampling_params,
                 use_tqdm=False,
             )
-        except Exception as error:  # noqa: BLE001 - one bad prompt must not lose the batch
+        except self._request_errors as error:
             if len(prompts) == 1:
                 return [Generation(text="", num_prompt_tokens=len(prompts[0]), error=repr(error))]
             # vLLM rejects the whole call for one bad request: bisect to isolate it, so the
-            # good prompts still run in large batches.
+            # good prompts still run in large batches. Any other error (a dead engine core, a
+            # CUDA fault) propagates: recorded per prompt, it would fail every later prompt too
+            # and a job would mark its units done with every document rejected.
             half = len(prompts) // 2
             return self._generate(prompts[:half]) + self._generate(prompts[half:])
         # Match by prompt, not position: after a failed call the engine may still hold requests.
@@ -166,12 +190,15 @@ class VLLMBackend:
 
     @staticmethod
     def _to_generation(num_prompt_tokens: int, completion: Any) -> Generation:
+        reason = completion.finish_reason
         return Generation(
             text=completion.text,
             num_prompt_tokens=num_prompt_tokens,
             num_generated_tokens=len(completion.token_ids),
-            finished=completion.finish_reason == "stop",
+            finished=reason == "stop",
             token_ids=list(completion.token_ids),
+            # "abort" / "error": the text is cut short by the engine, not a completion to parse
+            error=f"vLLM finished the request with {reason!r}" if reason in ("abort", "error") else None,
         )
 
     def close(self) -> None:
