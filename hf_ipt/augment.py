@@ -14,6 +14,7 @@ whole dataset.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -27,8 +28,10 @@ logger = logging.getLogger(__name__)
 
 RULES = "rules"
 # Settings that shape one kind of synthesizer's output only (see `recorded_settings`).
+# Engine tuning: recorded in a job's job.json only when set (jobs of older versions resume).
+ENGINE_SETTINGS = {"gpu_memory_utilization": 0.9, "continuous_batching": False, "engine_kwargs": None}
 MODEL_SETTINGS = ("backend", "rounds", "max_model_len", "max_new_tokens", "temperature", "batch_size", "dtype",
-                  "device", "tensor_parallel_size", "trust_remote_code", "revision")
+                  "device", "tensor_parallel_size", "trust_remote_code", "revision", *ENGINE_SETTINGS)
 RULES_SETTINGS = ("domain_keywords", "num_keywords")
 
 
@@ -67,6 +70,19 @@ class SynthesisConfig:
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto = bf16 on GPU, fp32 on CPU."})
     device: str | None = field(default=None, metadata={"help": "transformers device (default cuda if available)."})
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM GPUs per engine."})
+    gpu_memory_utilization: float = field(
+        default=0.9, metadata={"help": "vLLM: share of each GPU's memory for the weights and the KV cache."}
+    )
+    continuous_batching: bool = field(
+        default=False,
+        metadata={"help": "transformers: run the prompts through continuous batching (`generate_batch`, paged "
+                  "attention) instead of length-sorted padded batches of --batch_size."},
+    )
+    engine_kwargs: str | None = field(
+        default=None,
+        metadata={"help": "vLLM: a JSON object of further `vllm.LLM` arguments, e.g. "
+                  "'{\"enforce_eager\": true, \"max_num_seqs\": 128}'."},
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the repo."})
     revision: str | None = field(
         default=None,
@@ -95,18 +111,36 @@ class SynthesisConfig:
             )
         if not self.synthesizer:
             raise ValueError("`synthesizer` must be 'rules' or a model id/path, got an empty string")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"`gpu_memory_utilization` must be in (0, 1], got {self.gpu_memory_utilization} "
+                             "(SynthesisConfig.gpu_memory_utilization)")
+        self.engine_arguments()  # a malformed value fails here, before any model loads
         if self.revision is not None and self.synthesizer == RULES:  # would pin nothing: refuse
             raise ValueError(
                 f"`revision` ({self.revision!r}) pins the synthesizer model, but synthesizer='rules' has no "
                 "model; to pin a dataset corpus use `corpus_revision` (SynthesisConfig.revision)"
             )
 
+    def engine_arguments(self) -> dict[str, Any]:
+        """`engine_kwargs` parsed: the extra `vllm.LLM` arguments ({} when unset)."""
+        if self.engine_kwargs is None:
+            return {}
+        try:
+            value = json.loads(self.engine_kwargs)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"`engine_kwargs` must be a JSON object, got {self.engine_kwargs!r}: {error} "
+                             "(SynthesisConfig.engine_kwargs)") from error
+        if not isinstance(value, dict):
+            raise ValueError(f"`engine_kwargs` must be a JSON object of `vllm.LLM` arguments, got "  # noqa: TRY004 - a usage error, as the others
+                             f"{self.engine_kwargs!r} (SynthesisConfig.engine_kwargs)")
+        return value
+
     def backend_config(self):
         from .backends import BackendConfig
 
-        keep = {f.name for f in fields(BackendConfig)}
+        keep = {f.name for f in fields(BackendConfig)} - {"engine_kwargs"}
         values = {k: v for k, v in asdict(self).items() if k in keep}
-        return BackendConfig(model_name_or_path=self.synthesizer, **values)
+        return BackendConfig(model_name_or_path=self.synthesizer, engine_kwargs=self.engine_arguments(), **values)
 
 
 def device_type(device: str | None) -> str | None:

@@ -42,7 +42,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
-from .augment import Augmenter, SynthesisConfig, device_type, recorded_settings
+from .augment import ENGINE_SETTINGS, Augmenter, SynthesisConfig, device_type, recorded_settings
 from .chaining import ChainEntry, ChainStats
 from .cli import UsageError, describe_changes
 from .corpus import CorpusConfig, Document, iter_shard, make_shards
@@ -142,6 +142,9 @@ def job_spec(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
     files = sorted({f for u in units for f in u["files"]})
     sizes = {f: os.path.getsize(f) for f in files if os.path.isfile(f)}
     synthesis_settings = {**asdict(synthesis), "device": device_type(synthesis.device)}
+    for name, default in ENGINE_SETTINGS.items():  # pinned when set; absent at their defaults (older jobs)
+        if synthesis_settings[name] == default:
+            del synthesis_settings[name]
     return {"format": FORMAT, "job": settings, "synthesis": synthesis_settings, "filters": asdict(filters),
             "units": units, "file_sizes": sizes}
 

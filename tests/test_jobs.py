@@ -354,6 +354,34 @@ def test_a_run_that_finishes_a_unit_after_another_one_drops_its_output(tmp_path)
     assert parquet.read_bytes() == first[0] and marker.exists()
 
 
+def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path, capsys):
+    from hf_ipt.jobs import job_spec, job_units, prepare
+
+    synthesis = SynthesisConfig(synthesizer="org/model", engine_kwargs='{"enforce_eager": true, "max_num_seqs": 64}',
+                                gpu_memory_utilization=0.75, continuous_batching=True)
+    backend = synthesis.backend_config()
+    assert backend.engine_kwargs == {"enforce_eager": True, "max_num_seqs": 64}
+    assert (backend.gpu_memory_utilization, backend.continuous_batching) == (0.75, True)
+    with pytest.raises(ValueError, match="`engine_kwargs` must be a JSON object"):
+        SynthesisConfig(engine_kwargs="enforce_eager=true")
+    with pytest.raises(ValueError, match="gpu_memory_utilization` must be in"):
+        SynthesisConfig(gpu_memory_utilization=1.5)
+
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "a.jsonl", 4)), output_dir=str(tmp_path / "o"), num_shards=1)
+    units = job_units(job)
+    # At their defaults they are not in job.json: a job started by an older hf_ipt resumes.
+    assert not {"engine_kwargs", "gpu_memory_utilization", "continuous_batching"} & set(
+        job_spec(job, SynthesisConfig(), NO_FILTERS, units)["synthesis"])
+    assert job_spec(job, synthesis, NO_FILTERS, units)["synthesis"]["gpu_memory_utilization"] == 0.75
+    prepare(job, SynthesisConfig(), NO_FILTERS)
+    with pytest.raises(Exception, match=r"changed: synthesis.engine_kwargs"):
+        prepare(job, SynthesisConfig(engine_kwargs='{"quantization": "fp8"}'), NO_FILTERS)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    assert all(flag in help_text for flag in ("--engine_kwargs", "--gpu_memory_utilization", "--continuous_batching"))
+
+
 def test_failed_write_removes_its_temporary_and_finalize_removes_leftovers(tmp_path):
     target = tmp_path / "f.parquet"
 
