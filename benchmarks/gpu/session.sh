@@ -3,7 +3,7 @@
 # (benchmarks/gpu/fetch_wheels.sh). Each stage runs under its own time limit, prints its wall
 # time, and leaves its log (and JSON where the benchmark writes one) in $OUT for BENCHMARKS.md.
 #
-#   bash benchmarks/gpu/session.sh train synth      # issue 6 + issue 8: stage limits sum to 560 s
+#   bash benchmarks/gpu/session.sh train synth      # issue 6 + issue 8: stage limits sum to 530 s
 #   bash benchmarks/gpu/session.sh repro            # issue 9, one seed-set at a reduced budget
 #   SMOKE=1 bash benchmarks/gpu/session.sh train synth repro   # CPU rehearsal of the script
 #
@@ -62,7 +62,7 @@ for what in "$@"; do
             stage train_tiny 300 $PY benchmarks/train_throughput.py --shape tiny --steps 2 --warmup 1
         else
             # The issue's setup: raw compiled loop vs the recipe compiled, mb 4 (two cold compiles).
-            stage train_base 190 $PY benchmarks/train_throughput.py --shape llama-551m --compile
+            stage train_base 180 $PY benchmarks/train_throughput.py --shape llama-551m --compile
             # Levers: Liger (fused linear CE; eager, as it fails under compile with torch 2.11), mb 16,
             # against the same compiled mb-4 raw loop.
             stage train_levers 130 $PY benchmarks/train_throughput.py --shape llama-551m --liger \
@@ -73,7 +73,7 @@ for what in "$@"; do
             stage synth_tiny 300 $PY benchmarks/synthesis.py --shape tiny --num_prompts 8 --batch_size 4 \
                 --modes plain transformers --json "$OUT/synthesis.json"
         else
-            stage synth 240 $PY benchmarks/synthesis.py --shape mistral-7b --num_prompts 128 --batch_size 64 \
+            stage synth 220 $PY benchmarks/synthesis.py --shape mistral-7b --num_prompts 128 --batch_size 64 \
                 --modes plain transformers --json "$OUT/synthesis.json"
         fi ;;
     repro)  # issue 9: vanilla vs instruction-augmented from scratch, 3 seeds, reduced budget
