@@ -24,13 +24,14 @@ import logging
 import os
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import datasets
 
 from . import __version__
 from .augment import Augmenter, SynthesisConfig, features
 from .chaining import ChainStats
-from .corpus import CorpusConfig, is_local_corpus, iter_shard, local_files, make_shards
+from .corpus import CorpusConfig, is_local_corpus, iter_shard, local_files, make_shards, repo_files
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +49,23 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
         CorpusConfig.__post_init__(self)
 
     def create_config_id(self, config_kwargs: dict, custom_features=None) -> str:
-        """The user's settings plus hf_ipt's version and, for local files, their size and mtime."""
-        extra = {"hf_ipt_version": __version__}
+        """The user's settings plus hf_ipt's version and the corpus files: size and mtime of local
+        files; for a dataset, its resolved data files, whose URLs name the commit (as `datasets`
+        keys its own Hub datasets), so a new commit of an unpinned corpus is not served from cache."""
+        extra: dict[str, Any] = {"hf_ipt_version": __version__}
         if self.corpus and is_local_corpus(self.corpus):
             extra["corpus_files"] = [(f, os.path.getsize(f), os.path.getmtime(f)) for f in local_files(self.corpus)]
+        elif self.corpus:
+            try:
+                files = repo_files(self.corpus, self.corpus_config, self.corpus_split, self.corpus_revision)
+            except Exception as error:  # noqa: BLE001 - resolved again (and reported) when the data is read
+                logger.debug("hf_ipt: cache key without the files of %r (%s)", self.corpus, error)
+            else:
+                # URLs as they are (no os.path calls: streaming patches them in this module to fetch);
+                # a local folder in Hub layout gives paths, keyed by size and mtime like local files.
+                extra["corpus_files"] = [
+                    f if "://" in f else (f, os.path.getsize(f), os.path.getmtime(f)) for f in files
+                ]
         return super().create_config_id({**config_kwargs, **extra}, custom_features)
 
 
@@ -88,7 +102,7 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
         for shard in shards:
             rejects: Counter = Counter()
             augment.stats = ChainStats()  # reported per shard
-            docs = _accepted(iter_shard(shard, cfg.text_column), rejects)
+            docs = _accepted(iter_shard(shard, cfg.text_column, token=self.token), rejects)
             while window := list(itertools.islice(docs, cfg.window_size)):
                 out = augment({"text": [d.text for d in window], "id": [d.id for d in window]})
                 for row in _rows(out):

@@ -140,14 +140,15 @@ class CorpusConfig:
     def files(self, token=None) -> list[str]:
         """The corpus files: matched local files, or the split's data files of a dataset.
 
-        Local files are checked for `text_column` first (`check_text_column`), so a wrong
-        column stops a builder or a job before any work, not halfway through it.
+        The files are checked for `text_column` first (`check_text_column`), so a wrong
+        column stops a builder or a job before any work, not halfway through it. `token` reads
+        a private Hub dataset.
         """
         if is_local_corpus(self.corpus):
             files = local_files(self.corpus)
         else:
             files = repo_files(self.corpus, self.corpus_config, self.corpus_split, self.corpus_revision, token)
-        check_text_column(files, self.text_column)
+        check_text_column(files, self.text_column, token)
         return files
 
 
@@ -161,19 +162,23 @@ def _decode(raw: bytes) -> tuple[str, str | None]:
     return (text, None) if text.strip() else ("", "empty")
 
 
-def _text_docs(path: str, doc_prefix: str) -> Iterator[Document]:
+def _open(path: str, token=None):
+    """A local file, or a URL (an ``hf://`` file of a Hub dataset: read with `token` when given)."""
+    from datasets import DownloadConfig
     from datasets.utils.file_utils import xopen
 
-    with xopen(path, "rb") as f:
+    return xopen(path, "rb", download_config=None if token is None else DownloadConfig(token=token))
+
+
+def _text_docs(path: str, doc_prefix: str, token=None) -> Iterator[Document]:
+    with _open(path, token) as f:
         text, reject = _decode(f.read())
     yield Document(doc_prefix, text, reject)
 
 
-def _starts_with_array(path: str) -> bool:
+def _starts_with_array(path: str, token=None) -> bool:
     """Whether the file's first non-blank character (after a UTF-8 BOM) is ``[``."""
-    from datasets.utils.file_utils import xopen
-
-    with xopen(path, "rb") as f:
+    with _open(path, token) as f:
         while chunk := f.read(4096):
             head = chunk.removeprefix(b"\xef\xbb\xbf").lstrip()
             if head:
@@ -181,11 +186,10 @@ def _starts_with_array(path: str) -> bool:
     return False
 
 
-def _json_array_docs(path: str, doc_prefix: str, text_column: str, strict: bool = False) -> Iterator[Document]:
+def _json_array_docs(path: str, doc_prefix: str, text_column: str, strict: bool = False,
+                     token=None) -> Iterator[Document]:
     """The objects of a ``.json`` file holding one top-level array (read whole into memory)."""
-    from datasets.utils.file_utils import xopen
-
-    with xopen(path, "rb") as f:
+    with _open(path, token) as f:
         raw = f.read()
     try:
         items = json.loads(raw)
@@ -241,27 +245,35 @@ class _ColumnCheck:
         logger.warning("hf_ipt: %s (its rows are rejected)", message)
 
 
-def check_text_column(files: list[str], text_column: str) -> None:
-    """Raise `UsageError` for a local file whose rows lack `text_column` (see `_ColumnCheck`).
+def check_text_column(files: list[str], text_column: str, token=None) -> None:
+    """Raise `UsageError` for a file whose rows lack `text_column` (see `_ColumnCheck`).
 
-    Reads each file only until a row that has the column (the first, normally).
+    Reads each local file only until a row that has the column (the first, normally). Of remote
+    files (``hf://``) only the first is checked, a Parquet file by its footer alone: a few requests,
+    not a download; the others are checked as they stream.
     """
+    first_remote = next((p for p in files if not os.path.isfile(p) and not p.endswith(TEXT_SUFFIXES)), None)
     for path in files:
-        if not os.path.isfile(path) or path.endswith(TEXT_SUFFIXES):
-            continue  # remote files are checked as they stream; a .txt file is its own text
-        for doc in read_file(path, text_column, strict=True):
+        if path.endswith(TEXT_SUFFIXES) or not (os.path.isfile(path) or path == first_remote):
+            continue  # a .txt file is its own text
+        if path == first_remote and path.endswith(PARQUET_SUFFIXES):
+            import pyarrow.parquet as pq
+
+            with _open(path, token) as f:
+                _check_parquet_column(pq.ParquetFile(f), path, text_column)
+            continue
+        for doc in read_file(path, text_column, strict=True, token=token):
             if doc.reject in (None, "empty", "binary"):  # the row had the column as a string
                 break
 
 
-def _jsonl_docs(path: str, doc_prefix: str, text_column: str, strict: bool = False) -> Iterator[Document]:
-    from datasets.utils.file_utils import xopen
-
-    if path.endswith(".json") and _starts_with_array(path):
-        yield from _json_array_docs(path, doc_prefix, text_column, strict)
+def _jsonl_docs(path: str, doc_prefix: str, text_column: str, strict: bool = False,
+                token=None) -> Iterator[Document]:
+    if path.endswith(".json") and _starts_with_array(path, token):
+        yield from _json_array_docs(path, doc_prefix, text_column, strict, token)
         return
     column = _ColumnCheck(path, text_column, strict)
-    with xopen(path, "rb") as f:
+    with _open(path, token) as f:
         for i, line in enumerate(f):
             doc_id = f"{doc_prefix}:{i}"
             text, reject = _decode(line)
@@ -279,22 +291,25 @@ def _jsonl_docs(path: str, doc_prefix: str, text_column: str, strict: bool = Fal
     column.done()
 
 
-def _parquet_docs(path: str, doc_prefix: str, text_column: str) -> Iterator[Document]:
+def _parquet_docs(path: str, doc_prefix: str, text_column: str, token=None) -> Iterator[Document]:
     import pyarrow.parquet as pq
-    from datasets.utils.file_utils import xopen
 
-    with xopen(path, "rb") as f:
+    with _open(path, token) as f:
         pf = pq.ParquetFile(f)
-        if text_column not in pf.schema_arrow.names:
-            raise UsageError(
-                f"`text_column` {text_column!r} not in {path!r}; columns: {pf.schema_arrow.names}. "
-                "Set `text_column` (--text_column) to the column that holds the text"
-            )
+        _check_parquet_column(pf, path, text_column)
         i = 0
         for batch in pf.iter_batches(columns=[text_column], batch_size=1024):
             for value in batch.column(0).to_pylist():
                 yield _checked(f"{doc_prefix}:{i}", value, text_column)
                 i += 1
+
+
+def _check_parquet_column(pf, path: str, text_column: str) -> None:
+    if text_column not in pf.schema_arrow.names:
+        raise UsageError(
+            f"`text_column` {text_column!r} not in {path!r}; columns: {pf.schema_arrow.names}. "
+            "Set `text_column` (--text_column) to the column that holds the text"
+        )
 
 
 def _checked(doc_id: str, value, text_column: str) -> Document:
@@ -306,18 +321,19 @@ def _checked(doc_id: str, value, text_column: str) -> Document:
 
 
 def read_file(
-    path: str, text_column: str = "text", name: str | None = None, strict: bool = False
+    path: str, text_column: str = "text", name: str | None = None, strict: bool = False, token=None
 ) -> Iterator[Document]:
     """Documents of one file: a .txt file is ONE document; .jsonl lines, the objects of a .json
     array and parquet rows are one each. Ids are ``<name>:<index>`` (default name: the base name).
-    `strict`: a text column missing from a JSON file's first 100 objects raises (else a warning)."""
+    `strict`: a text column missing from a JSON file's first 100 objects raises (else a warning).
+    `token`: for a file of a private Hub dataset (default: the saved login, as `huggingface_hub`)."""
     prefix = name or Path(path.split("::")[-1]).name
     if path.endswith(TEXT_SUFFIXES):
-        return _text_docs(path, prefix)
+        return _text_docs(path, prefix, token)
     if path.endswith(JSON_SUFFIXES):
-        return _jsonl_docs(path, prefix, text_column, strict)
+        return _jsonl_docs(path, prefix, text_column, strict, token)
     if path.endswith(PARQUET_SUFFIXES):
-        return _parquet_docs(path, prefix, text_column)
+        return _parquet_docs(path, prefix, text_column, token)
     raise ValueError(f"unsupported corpus file {path!r}; supported suffixes: {', '.join(SUPPORTED)}")
 
 
@@ -377,10 +393,10 @@ def make_shards(files: list[str], num_shards: int | None) -> list[dict]:
             for k, f in enumerate(files) for p in range(base + (k < more))]
 
 
-def iter_shard(shard: dict, text_column: str = "text") -> Iterator[Document]:
-    """The documents of one shard, in file order."""
+def iter_shard(shard: dict, text_column: str = "text", token=None) -> Iterator[Document]:
+    """The documents of one shard, in file order (`token`: see `read_file`)."""
     part, parts, root = shard["part"], shard["parts"], shard.get("root")
     for path in shard["files"]:
-        for i, doc in enumerate(read_file(path, text_column, file_name(path, root))):
+        for i, doc in enumerate(read_file(path, text_column, file_name(path, root), token=token)):
             if i % parts == part:
                 yield doc

@@ -36,6 +36,7 @@ import glob
 import json
 import logging
 import os
+import re
 import socket
 import time
 from collections import Counter
@@ -45,7 +46,7 @@ from dataclasses import asdict, dataclass, field, replace
 from .augment import ENGINE_SETTINGS, Augmenter, SynthesisConfig, device_type, recorded_settings
 from .chaining import ChainEntry, ChainStats
 from .cli import UsageError, describe_changes
-from .corpus import CorpusConfig, Document, iter_shard, make_shards
+from .corpus import CorpusConfig, Document, is_local_corpus, iter_shard, make_shards
 from .files import write_atomic, write_json
 from .filters import FilterConfig, NearDuplicates, filter_pairs
 from .protocol import Pair
@@ -168,6 +169,13 @@ def prepare(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -
         logger.warning("hf_ipt: %r was cut into units by an older hf_ipt; resuming with its %d units",
                        job.output_dir, len(old["units"]))
         return old["units"]
+    if changed == ["units"] and (commits := _pinned_commits(job, old["units"])):
+        # An unpinned Hub corpus got new commits: the job goes on with the snapshot it started on
+        # (its units' URLs name that commit), as a job must read one fixed corpus.
+        logger.warning("hf_ipt: %s has new commits since the job in %r started; it goes on with commit %s "
+                       "(to synthesize the new one, start a job in a new --output_dir)", job.corpus,
+                       job.output_dir, ", ".join(sorted(commits)))
+        return old["units"]
     if changed:
         raise UsageError(
             f"{job.output_dir!r} holds a different job (changed: {'; '.join(_differences(old, spec))}); "
@@ -189,6 +197,16 @@ def _differences(old: dict, new: dict) -> list[str]:
     if changed:
         out.append(f"file_sizes of {len(changed)} corpus file(s), e.g. {changed[0]!r}")
     return out
+
+
+def _pinned_commits(job: JobConfig, units: list[dict]) -> set[str]:
+    """The commits that the units of an unpinned Hub corpus were resolved to (``hf://...@<sha>/``);
+    empty when the corpus is local, pinned by `corpus_revision`, or a file has no commit in its URL."""
+    if job.corpus_revision is not None or is_local_corpus(job.corpus):
+        return set()
+    files = [f for u in units for f in u["files"]]
+    commits = {m.group(1) for f in files if (m := re.match(r"hf://datasets/[^@]+@([0-9a-f]{40})/", f))}
+    return commits if files and all(re.match(r"hf://datasets/[^@]+@[0-9a-f]{40}/", f) for f in files) else set()
 
 
 def _same_files(old: list[dict], new: list[dict]) -> bool:

@@ -1,22 +1,35 @@
 """A tiny in-process stand-in for the Hugging Face Hub, on 127.0.0.1 only.
 
 It implements just what the real `huggingface_hub` client (2.x) calls to create a repo or a
-branch, read its head commit and files, commit files and download one back:
+branch, read its head commit and files, commit files and download one back, and what
+`datasets.load_dataset_builder` and `HfFileSystem` (``hf://`` paths) call to read a dataset repo:
 
     POST /api/repos/create                           create_repo (409 when it exists)
     POST /api/{type}s/{repo}/branch/{branch}         create_branch (409 when it exists)
-    GET /api/{type}s/{repo}[/revision/{rev}]         repo_info: ``sha`` of the head commit
-    GET /api/{type}s/{repo}/tree/{rev}[/{path}]      list_repo_tree / list_repo_files
+    GET /api/{type}s/{repo}[/revision/{rev}]         repo_info: ``sha`` of `rev` (a branch, tag or commit
+                                                     sha), ``siblings`` (``?blobs=true``: with sizes);
+                                                     ``?expand=...`` answers ``_id``, ``id`` and those only
+    GET /api/{type}s/{repo}/tree/{rev}[/{path}]      list_repo_tree: the folder's children, files and
+                                                     directories (``?recursive=true``: all below it;
+                                                     ``?expand=true``: with ``lastCommit``)
+    POST /api/{type}s/{repo}/paths-info/{rev}        get_paths_info (form ``paths``, ``expand``): the
+                                                     entries that exist, files or directories
     POST /api/validate-yaml                          create_commit, when README.md is added
     POST /api/{type}s/{repo}/preupload/{rev}         create_commit: every file is "regular", so its
                                                      bytes travel base64-encoded in the commit
     POST /api/{type}s/{repo}/commit/{rev}            create_commit (ndjson); 412 when the header's
                                                      ``parentCommit`` is not the branch head, 404
                                                      when a deleted file does not exist
-    HEAD|GET /[{type}s/]{repo}/resolve/{rev}/{path}  hf_hub_download; `rev` a branch or a commit
+    HEAD|GET /[{type}s/]{repo}/resolve/{rev}/{path}  hf_hub_download, HfFileSystem reads; `rev` a branch,
+                                                     tag or commit; ``X-Repo-Commit`` (on a 404 too),
+                                                     ``ETag`` (the git blob oid), ``Range: bytes=a-b`` -> 206
+
+Files are "regular" git blobs (no LFS or Xet), so ``oid``/``ETag`` are git blob oids.
+`FakeHub.put(repo_id, files)` commits straight into a repo (created when missing), as another
+client pushing to it would; `FakeHub.tag(repo_id, name)` tags a revision.
 
 `FakeHub.fail_next(kind, status)` makes the next request of a kind ("create", "branch", "info",
-"tree", "validate_yaml", "preupload", "commit", "resolve") answer `status` once, to exercise
+"tree", "paths_info", "validate_yaml", "preupload", "commit", "resolve") answer `status` once, to exercise
 retries; with ``applied=True`` the request is carried out first and only its answer is lost.
 Status `DROP` closes the connection without an answer; ``html=True`` answers a proxy's HTML
 error page instead of the Hub's JSON. `FakeHub.created` keeps each create request's payload
@@ -34,19 +47,22 @@ import re
 import threading
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 _API = re.compile(
-    r"/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)/(?P<kind>preupload|commit|branch)/(?P<rev>[^/?]+)"
+    r"/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)/(?P<kind>preupload|commit|branch|paths-info)/(?P<rev>[^/?]+)"
 )
 _INFO = re.compile(r"/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)(?:/revision/(?P<rev>[^/]+))?")
 _TREE = re.compile(r"/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/]+)(?:/(?P<path>.+))?")
 _RESOLVE = re.compile(r"/(?:(?P<type>datasets|spaces)/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)")
 
 
+_WRITES = ("create", "branch", "validate_yaml", "preupload", "commit")
 DROP = 0  # `fail_next` status: close the connection without answering
+_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)  # commit n is dated n minutes after it
 
 
 class FakeHub:
@@ -54,7 +70,8 @@ class FakeHub:
     commit's files in ``snapshots[oid]`` (a branch's dict is its head's snapshot).
 
     Args:
-        token (`str`, *optional*): when set, writes without ``Authorization: Bearer <token>`` get 401.
+        token (`str`, *optional*): when set, writes without ``Authorization: Bearer <token>`` get 401, and
+            so do reads of a private repo (`put(..., private=True)`), as the Hub answers them (RepoNotFound).
     """
 
     def __init__(self, token: str | None = None) -> None:
@@ -64,6 +81,13 @@ class FakeHub:
         self.commits: list[dict] = []  # header of each commit accepted
         self.heads: dict[tuple[str, str, str], str] = {}  # (type, repo_id, branch) -> commit oid
         self.snapshots: dict[str, dict[str, bytes]] = {}  # commit oid -> files
+        self.parents: dict[str, str | None] = {}  # commit oid -> parent commit oid
+        self.owners: dict[str, tuple[str, str]] = {}  # commit oid -> (type, repo_id)
+        self.titles: dict[str, str] = {}  # commit oid -> title
+        self.dates: dict[str, str] = {}  # commit oid -> ISO date
+        self.tags: dict[tuple[str, str, str], str] = {}  # (type, repo_id, tag) -> commit oid
+        self.private: set[tuple[str, str]] = set()  # (type, repo_id) of private repos
+        self.ranges: list[tuple[str, str]] = []  # (path, Range header) of each ranged resolve request
         self.created: list[dict] = []  # payload of each create request
         self._failures: dict[str, list[tuple[int, bool, bool]]] = defaultdict(list)
         self._hooks: dict[str, list[Callable[[], None]]] = defaultdict(list)
@@ -88,6 +112,61 @@ class FakeHub:
     def files(self, repo_id: str, revision: str = "main", repo_type: str = "dataset") -> dict[str, bytes]:
         return dict(self.repos[(repo_type, repo_id)][revision])
 
+    def put(self, repo_id: str, files: dict[str, bytes | str], delete: tuple[str, ...] = (), branch: str = "main",
+            repo_type: str = "dataset", title: str = "Upload files", private: bool = False) -> str:
+        """Commit `files` (str is UTF-8 encoded) and deletions to `branch`, creating the repo when
+        missing (`private`: only readable with the hub's token), as a push by another client would;
+        the new commit's oid."""
+        with self._lock:
+            if private:
+                self.private.add((repo_type, repo_id))
+            repo = self.repos.setdefault((repo_type, repo_id), {})
+            old = repo.get(branch, {})
+            new = {**old, **{path: c.encode() if isinstance(c, str) else c for path, c in files.items()}}
+            for path in delete:
+                del new[path]
+            parent = self.heads.get((repo_type, repo_id, branch))
+            return self._new_commit(repo_type, repo_id, branch, new, parent, title)
+
+    def tag(self, repo_id: str, tag: str, revision: str = "main", repo_type: str = "dataset") -> str:
+        """Tag `revision` (a branch or commit) as `tag`; its commit oid."""
+        oid = self._commit_of(repo_type, repo_id, revision)
+        assert oid is not None, revision
+        self.tags[(repo_type, repo_id, tag)] = oid
+        return oid
+
+    def _new_commit(self, repo_type: str, repo_id: str, branch: str, files: dict[str, bytes],
+                    parent: str | None, title: str) -> str:
+        serial = len(self.snapshots)
+        tree = sorted((path, _blob_oid(content)) for path, content in files.items())
+        # Content-addressed, like git: two hubs (tests) never give one oid to different files, which
+        # matters as clients cache downloads and listings by commit oid (HF_HUB_CACHE, HfFileSystem).
+        oid = hashlib.sha1(json.dumps([repo_type, repo_id, branch, serial, parent, title, tree]).encode()).hexdigest()
+        self.repos[(repo_type, repo_id)][branch] = files
+        self.heads[(repo_type, repo_id, branch)] = oid  # clients cache downloads by commit
+        self.snapshots[oid], self.parents[oid], self.titles[oid] = files, parent, title
+        self.owners[oid] = (repo_type, repo_id)
+        self.dates[oid] = (_EPOCH + timedelta(minutes=serial)).isoformat().replace("+00:00", ".000Z")
+        return oid
+
+    def _commit_of(self, repo_type: str, repo_id: str, rev: str) -> str | None:
+        """The commit oid a revision names: a branch's head, a tag, or a known commit oid."""
+        if (repo_type, repo_id) not in self.repos:
+            return None
+        oid = self.heads.get((repo_type, repo_id, rev)) or self.tags.get((repo_type, repo_id, rev))
+        return oid or (rev if self.owners.get(rev) == (repo_type, repo_id) else None)
+
+    def _last_commit(self, oid: str, path: str) -> dict:
+        """``lastCommit`` of `path` at commit `oid`: the latest commit that changed it (or a file below it)."""
+        def state(commit):
+            files = self.snapshots[commit]
+            return {p: c for p, c in files.items() if p == path or p.startswith(path + "/")}
+
+        current = state(oid)
+        while (parent := self.parents.get(oid)) is not None and state(parent) == current:
+            oid = parent
+        return {"id": oid, "title": self.titles.get(oid, ""), "date": self.dates.get(oid)}
+
     def export(self, repo_id: str, dest: Path, revision: str = "main") -> Path:
         """Write a repo's files into `dest`, laid out as in the repo (a local clone)."""
         for path, content in self.files(repo_id, revision).items():
@@ -108,13 +187,16 @@ class FakeHub:
         status, applied, html = self._failures[kind].pop(0) if self._failures[kind] else (None, False, False)
         if status is not None and not applied:
             return _failure(status, kind, html)
-        if method == "POST" and self.token and headers.get("Authorization") != f"Bearer {self.token}":
+        authorized = not self.token or headers.get("Authorization") == f"Bearer {self.token}"
+        if kind in _WRITES and not authorized:
             return _error(401, "Unauthorized", "Invalid credentials in Authorization header")
+        if match is not None and ((match["type"] or "models")[:-1], match["repo"]) in self.private and not authorized:
+            return _error(401, "RepoNotFound", "Repository not found")  # the Hub does not tell private from missing
         with self._lock:
-            answer = getattr(self, f"_{kind}")(match, headers, body)
+            answer = getattr(self, f"_{kind}")(match, headers, body, parse_qs(urlsplit(path).query))
         return _failure(status, kind, html) if status is not None else answer
 
-    def _create(self, match, headers, body):
+    def _create(self, match, headers, body, query):
         payload = json.loads(body)
         self.created.append(payload)
         repo_type = payload.get("type") or "model"
@@ -122,12 +204,11 @@ class FakeHub:
         url = f"{self.url}/{'' if repo_type == 'model' else repo_type + 's/'}{repo_id}"
         if (repo_type, repo_id) in self.repos:
             return _error(409, "Conflict", "You already created this repo", extra={"url": url})
-        self.repos[(repo_type, repo_id)] = {"main": {}}
-        oid = hashlib.sha1(f"{repo_type}/{repo_id}@initial".encode()).hexdigest()
-        self.heads[(repo_type, repo_id, "main")], self.snapshots[oid] = oid, self.repos[(repo_type, repo_id)]["main"]
+        self.repos[(repo_type, repo_id)] = {}
+        self._new_commit(repo_type, repo_id, "main", {}, None, "initial commit")
         return _json(200, {"url": url, "name": repo_id})
 
-    def _branch(self, match, headers, body):
+    def _branch(self, match, headers, body, query):
         repo = self._repo(match)
         if repo is None:
             return _error(404, "RepoNotFound", "Repository not found")
@@ -139,39 +220,93 @@ class FakeHub:
         self.heads[(repo_type, match["repo"], branch)] = self.heads[(repo_type, match["repo"], "main")]
         return _json(200, {})
 
-    def _info(self, match, headers, body):
-        repo, rev = self._repo(match), unquote(match["rev"] or "main")
-        if repo is None:
+    def _info(self, match, headers, body, query):
+        repo_type, repo_id, rev = match["type"][:-1], match["repo"], unquote(match["rev"] or "main")
+        if self._repo(match) is None:
             return _error(404, "RepoNotFound", "Repository not found")
-        if rev not in repo:
+        oid = self._commit_of(repo_type, repo_id, rev)
+        if oid is None:
             return _error(404, "RevisionNotFound", "Revision not found")
-        return _json(200, {"id": match["repo"], "sha": self.heads[(match["type"][:-1], match["repo"], rev)],
-                           "private": False, "siblings": [{"rfilename": path} for path in sorted(repo[rev])]})
+        files, blobs = self.snapshots[oid], query.get("blobs", ["false"])[0].lower() == "true"
+        siblings = [{"rfilename": path, **({"size": len(files[path]), "blobId": _blob_oid(files[path])} if blobs else {})}
+                    for path in sorted(files)]
+        first = oid
+        while self.parents.get(first):
+            first = self.parents[first]
+        info = {"_id": hashlib.sha1(f"{repo_type}/{repo_id}".encode()).hexdigest()[:24], "id": repo_id,
+                "author": repo_id.split("/")[0], "sha": oid, "lastModified": self.dates[oid],
+                "createdAt": self.dates[first], "private": False, "gated": False, "disabled": False, "downloads": 0,
+                "likes": 0, "tags": [], "siblings": siblings, "usedStorage": sum(map(len, files.values()))}
+        if "expand" in query:  # the Hub answers the properties asked for, and the ids
+            info = {key: value for key, value in info.items() if key in ("_id", "id", *query["expand"])}
+        return _json(200, info)
 
-    def _tree(self, match, headers, body):
-        files = self._snapshot(match)
-        if files is None:
-            return _error(404, "RevisionNotFound", "Revision not found")
+    def _revision(self, match) -> tuple[str | None, tuple | None]:
+        """The commit the request's revision names, or the Hub's 404 answer for a missing repo or revision."""
+        if self._repo(match) is None:
+            return None, _error(404, "RepoNotFound", "Repository not found")
+        oid = self._commit_of(match["type"][:-1], match["repo"], unquote(match["rev"]))
+        if oid is None:
+            return None, _error(404, "RevisionNotFound", "Revision not found")
+        return oid, None
+
+    def _tree(self, match, headers, body, query):
+        oid, missing = self._revision(match)
+        if missing:
+            return missing
+        files = self.snapshots[oid]
         folder = unquote(match["path"] or "").strip("/")
         prefix = folder + "/" if folder else ""
-        paths = sorted(path for path in files if path.startswith(prefix))
-        if folder and not paths:
+        below = sorted({p[len(prefix):] for p in files if p.startswith(prefix)})
+        if folder and not below:
             return _error(404, "EntryNotFound", f"{folder} does not exist")
-        entries = [{"type": "file", "path": path, "size": len(files[path]),  # recursive: all this fake lists
-                    "oid": hashlib.sha1(files[path]).hexdigest()} for path in paths]
+        recursive = query.get("recursive", ["false"])[0].lower() == "true"
+        paths = set()  # listed as directories, then files, each sorted
+        for rest in below:
+            parts = rest.split("/")
+            depth = len(parts) if recursive else 1
+            paths.update(prefix + "/".join(parts[:k]) for k in range(1, min(depth, len(parts)) + 1))
+        folders = sorted(p for p in paths if p not in files)
+        expand = query.get("expand", ["false"])[0].lower() == "true"
+        entries = [self._entry(files, p, oid, expand) for p in folders + sorted(p for p in paths if p in files)]
         return 200, {"Content-Type": "application/json"}, json.dumps(entries).encode()
 
-    def _validate_yaml(self, match, headers, body):
+    def _paths_info(self, match, headers, body, query):
+        oid, missing = self._revision(match)
+        if missing:
+            return missing
+        files, form = self.snapshots[oid], parse_qs(body.decode())
+        expand = form.get("expand", ["false"])[0].lower() == "true"
+        wanted = [p.strip("/") for p in form.get("paths", [])]
+        found = [p for p in wanted if p in files or any(f.startswith(p + "/") for f in files)]
+        return _json(200, [self._entry(files, p, oid, expand) for p in found])
+
+    def _entry(self, files: dict[str, bytes], path: str, oid: str, expand: bool) -> dict:
+        """A tree / paths-info entry: a file (blob oid, size) or a directory (tree oid)."""
+        if path in files:
+            entry = {"type": "file", "oid": _blob_oid(files[path]), "size": len(files[path]), "path": path}
+        else:
+            below = sorted((p, _blob_oid(c)) for p, c in files.items() if p.startswith(path + "/"))
+            entry = {"type": "directory", "oid": hashlib.sha1(json.dumps(below).encode()).hexdigest(), "size": 0,
+                     "path": path}
+        if expand:
+            entry["lastCommit"] = self._last_commit(oid, path)
+            if path in files:
+                entry["securityFileStatus"] = {"status": "safe", "avScan": {"virusFound": False, "virusNames": None},
+                                               "pickleImportScan": None}
+        return entry
+
+    def _validate_yaml(self, match, headers, body, query):
         return _json(200, {"errors": [], "warnings": []})
 
-    def _preupload(self, match, headers, body):
+    def _preupload(self, match, headers, body, query):
         if self._repo(match) is None:
             return _error(404, "RepoNotFound", "Repository not found")
         files = json.loads(body)["files"]
         modes = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]
         return _json(200, {"files": modes})
 
-    def _commit(self, match, headers, body):
+    def _commit(self, match, headers, body, query):
         repo, rev = self._repo(match), unquote(match["rev"])
         if repo is None or rev not in repo:
             return _error(404, "RepoNotFound" if repo is None else "RevisionNotFound", "Not found")
@@ -194,37 +329,46 @@ class FakeHub:
             else:
                 return _error(400, "BadRequest", f"fake hub does not support {key!r} operations")
         self.commits.append(header)
-        repo[rev] = files
-        oid = hashlib.sha1(f"{match['repo']}@{rev}#{len(self.commits)}".encode()).hexdigest()
-        self.heads[(match["type"][:-1], match["repo"], rev)] = oid  # clients cache downloads by commit
-        self.snapshots[oid] = files
+        oid = self._new_commit(match["type"][:-1], match["repo"], rev, files, head, header.get("summary", ""))
         prefix = "" if match["type"] == "models" else f"{match['type']}/"
         return _json(200, {"commitUrl": f"{self.url}/{prefix}{match['repo']}/commit/{oid}", "commitOid": oid})
 
-    def _resolve(self, match, headers, body):
+    def _resolve(self, match, headers, body, query):
         if self._repo(match) is None:
             return _error(404, "RepoNotFound", "Repository not found")
         files = self._snapshot(match)
         if files is None:
             return _error(404, "RevisionNotFound", "Revision not found")
+        rev = unquote(match["rev"])
+        commit = self._commit_of((match["type"] or "models")[:-1], match["repo"], rev) or rev
         content = files.get(unquote(match["path"]))
         if content is None:
-            return _error(404, "EntryNotFound", "Entry not found")
-        etag = hashlib.sha1(content).hexdigest()
-        rev = unquote(match["rev"])
-        head = self.heads.get(((match["type"] or "models")[:-1], match["repo"], rev), rev)
-        return 200, {"ETag": f'"{etag}"', "X-Repo-Commit": head, "Content-Type": "application/octet-stream"}, content
+            status, error_headers, payload = _error(404, "EntryNotFound", "Entry not found")
+            return status, {**error_headers, "X-Repo-Commit": commit}, payload
+        answer = {"ETag": f'"{_blob_oid(content)}"', "X-Repo-Commit": commit, "Accept-Ranges": "bytes",
+                  "Content-Type": "application/octet-stream"}
+        ranged = re.fullmatch(r"bytes=(\d*)-(\d*)", headers.get("Range") or "")
+        if ranged is None:
+            return 200, answer, content
+        self.ranges.append((match.string, headers["Range"]))
+        first, last = ranged.groups()
+        start = int(first) if first else max(len(content) - int(last), 0)  # "bytes=-n": the last n bytes
+        end = min(int(last) if first and last else len(content) - 1, len(content) - 1)
+        if start >= len(content):
+            return 416, {**answer, "Content-Range": f"bytes */{len(content)}"}, b""
+        return 206, {**answer, "Content-Range": f"bytes {start}-{end}/{len(content)}"}, content[start:end + 1]
 
     def _repo(self, match):
         repo_type = (match["type"] or "models")[:-1]
         return self.repos.get((repo_type, match["repo"]))
 
     def _snapshot(self, match) -> dict[str, bytes] | None:
-        """The files at ``match["rev"]``, a branch of the repo or a commit oid (`None` when neither)."""
+        """The files at ``match["rev"]``: a branch, tag or commit oid of the repo (`None` when none)."""
         repo, rev = self._repo(match), unquote(match["rev"])
         if repo is None:
             return None
-        return repo[rev] if rev in repo else self.snapshots.get(rev)
+        oid = self._commit_of((match["type"] or "models")[:-1], match["repo"], rev)
+        return repo[rev] if rev in repo else self.snapshots.get(oid)
 
 
 def _route(method: str, path: str):
@@ -234,7 +378,7 @@ def _route(method: str, path: str):
     if method == "POST" and path == "/api/validate-yaml":
         return "validate_yaml", None
     if method == "POST" and (match := _API.fullmatch(path)):
-        return match["kind"], match
+        return match["kind"].replace("-", "_"), match
     if method == "GET" and (match := _TREE.fullmatch(path)):
         return "tree", match
     if method == "GET" and (match := _INFO.fullmatch(path)):
@@ -244,7 +388,12 @@ def _route(method: str, path: str):
     return None, None
 
 
-def _json(status: int, payload: dict) -> tuple[int, dict, bytes]:
+def _blob_oid(content: bytes) -> str:
+    """The git blob oid of a file's content (the Hub's ``oid`` and ``ETag`` of a non-LFS file)."""
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+def _json(status: int, payload: dict | list) -> tuple[int, dict, bytes]:
     return status, {"Content-Type": "application/json"}, json.dumps(payload).encode()
 
 

@@ -1,0 +1,296 @@
+"""A raw corpus on the Hub (``corpus="org/name"``), read through the real client stack against the fake Hub.
+
+`datasets.load_dataset_builder` resolves the split's data files to ``hf://datasets/org/name@<commit>/...``
+and `HfFileSystem` lists and reads them (tree, paths-info, ranged resolve), exactly as against
+huggingface.co with ``HF_ENDPOINT`` set; nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import hf_ipt  # noqa: F401  (registers hf_ipt/augmented)
+from hf_ipt.augment import SynthesisConfig
+from hf_ipt.builder import load_augmented
+from hf_ipt.cli import UsageError
+from hf_ipt.corpus import CorpusConfig, iter_shard, make_shards, read_file
+from hf_ipt.jobs import JobConfig, run_job
+from hf_ipt.synthesize_cli import main as synthesize_main
+
+from .fake_hub import FakeHub
+from .test_builder import doc
+from .test_jobs import NO_FILTERS, manifest_of, output_rows
+
+REPO = "org/news"
+TOKEN = "hf_fakeTOKEN0123456789secret"
+TRAIN = ["data/train-00000-of-00002.jsonl", "data/train-00001-of-00002.jsonl"]
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A fake Hub, with huggingface_hub AND datasets pointed at it (conftest keeps both offline otherwise)."""
+    from huggingface_hub import HfFileSystem, constants
+
+    with FakeHub() as fake:
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "ENDPOINT", fake.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", fake.url + "/{repo_id}/resolve/{revision}/{filename}")
+        # datasets reads HF_HUB_OFFLINE / HF_ENDPOINT into its own config at import time
+        monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+        monkeypatch.setattr(datasets.config, "HF_ENDPOINT", fake.url)
+        monkeypatch.setattr(datasets.config, "HUB_DATASETS_URL", fake.url + "/datasets/{repo_id}/resolve/{revision}/{path}")
+        # hosts the fake cannot stand in for: download counts (s3.amazonaws.com), the dataset viewer
+        # (datasets-server.<endpoint host>); datasets treats both as best effort
+        monkeypatch.setattr(datasets.config, "HF_UPDATE_DOWNLOAD_COUNTS", False)
+        monkeypatch.setattr(datasets.config, "USE_PARQUET_EXPORT", False)
+        try:
+            yield fake
+        finally:
+            HfFileSystem.clear_instance_cache()  # listings cached per endpoint; a later hub may reuse the port
+
+
+def jsonl(texts: list[str], column: str = "text") -> bytes:
+    return "".join(json.dumps({column: t, "n": i}) + "\n" for i, t in enumerate(texts)).encode()
+
+
+def parquet(texts: list[str], column: str = "content") -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({column: texts, "n": list(range(len(texts)))}), buffer, row_group_size=2)
+    return buffer.getvalue()
+
+
+def news(hub: FakeHub) -> str:
+    """`REPO` with two train files of 3 documents each (doc 0-2, doc 10-12) and a test file; its commit."""
+    return hub.put(REPO, {TRAIN[0]: jsonl([doc(i) for i in range(3)]),
+                          TRAIN[1]: jsonl([doc(i) for i in range(10, 13)]),
+                          "data/test-00000-of-00001.jsonl": jsonl([doc(99)])})
+
+
+EXPECTED = {f"train-0000{k}-of-00002.jsonl:{i}": doc(10 * k + i) for k in range(2) for i in range(3)}
+
+
+def hf_url(commit: str, path: str, repo: str = REPO) -> str:
+    return f"hf://datasets/{repo}@{commit}/{path}"
+
+
+# ---------------------------------------------------------------------------- the fake, as the client sees it
+
+
+def test_fake_hub_answers_listings_and_infos_as_the_client_parses_them(hub):
+    from huggingface_hub import HfApi, HfFileSystem
+    from huggingface_hub.hf_api import RepoFile, RepoFolder
+
+    first = news(hub)
+    second = hub.put(REPO, {"README.md": "# News\n"}, title="Add card")
+    api = HfApi()
+    assert api.dataset_info(REPO).sha == second and api.dataset_info(REPO, revision=first).sha == first
+    info = api.dataset_info(REPO, expand=["sha", "lastModified"])
+    assert (info.sha, info.siblings, info.private) == (second, None, None)  # only what `expand` asked for
+    top = list(api.list_repo_tree(REPO, expand=True, repo_type="dataset"))
+    assert [(type(e), e.path) for e in top] == [(RepoFolder, "data"), (RepoFile, "README.md")]
+    assert top[0].last_commit.oid == first and top[1].last_commit.title == "Add card"
+    every = {e.path for e in api.list_repo_tree(REPO, recursive=True, repo_type="dataset")}
+    assert every == {"data", "README.md", *TRAIN, "data/test-00000-of-00001.jsonl"}
+    found = api.get_paths_info(REPO, [TRAIN[0], "data", "missing.txt"], repo_type="dataset", revision=first)
+    assert [(e.path, getattr(e, "size", None)) for e in found] == [(TRAIN[0], len(hub.files(REPO)[TRAIN[0]])),
+                                                                  ("data", None)]
+    fs = HfFileSystem()
+    assert fs.ls(f"datasets/{REPO}@{first}", detail=False) == [f"datasets/{REPO}@{first}/data"]
+    with fs.open(f"datasets/{REPO}/{TRAIN[1]}", "rb", block_size=16) as f:
+        f.seek(3)
+        assert f.read(20) == hub.files(REPO)[TRAIN[1]][3:23]
+    assert [(p, r[:8]) for p, r in hub.ranges] == [(f"/datasets/{REPO}/resolve/main/{TRAIN[1]}", "bytes=3-")]
+
+
+# ---------------------------------------------------------------------------- corpus files and reader
+
+
+def test_split_files_are_pinned_to_the_commit_and_read_in_shards(hub):
+    commit = news(hub)
+    files = CorpusConfig(corpus=REPO, corpus_split="train").files()
+    assert files == [hf_url(commit, path) for path in TRAIN]
+    assert CorpusConfig(corpus=REPO, corpus_split="test").files() == [
+        hf_url(commit, "data/test-00000-of-00001.jsonl")]
+    shards = make_shards(files, 4)  # 2 files in 2 parts each
+    docs = [d for shard in shards for d in iter_shard(shard)]
+    assert sorted((d.id, d.text) for d in docs) == sorted(EXPECTED.items())
+    assert [d.id for d in iter_shard(shards[1])] == ["train-00000-of-00002.jsonl:1"]
+    assert all(d.reject is None for d in docs)
+
+
+def test_named_parquet_config_read_with_range_requests(hub):
+    readme = ("---\nconfigs:\n- config_name: business\n  data_files:\n  - split: train\n"
+              "    path: business/train-*.parquet\n- config_name: sport\n  data_files:\n  - split: train\n"
+              "    path: sport/*.parquet\n---\n# News\n")
+    commit = hub.put(REPO, {"README.md": readme, "business/train-00000.parquet": parquet([doc(i) for i in range(5)]),
+                            "sport/train-00000.parquet": parquet([doc(50)])})
+    config = CorpusConfig(corpus=REPO, corpus_config="business", text_column="content")
+    files = config.files()
+    assert files == [hf_url(commit, "business/train-00000.parquet")]
+    assert [(d.id, d.text) for d in iter_shard(make_shards(files, 1)[0], "content")] == [
+        (f"train-00000.parquet:{i}", doc(i)) for i in range(5)]
+    ranged = [r for p, r in hub.ranges if p == f"/datasets/{REPO}/resolve/{commit}/business/train-00000.parquet"]
+    assert ranged, "HfFileSystem reads Parquet by ranges (footer, row groups) at the pinned commit"
+    with pytest.raises(ValueError, match="`corpus_split` 'validation' not found"):
+        CorpusConfig(corpus=REPO, corpus_config="business", corpus_split="validation").files()
+
+
+def test_files_in_several_folders_get_relative_ids_without_the_commit(hub):
+    readme = "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/*/train.jsonl\n---\n"
+    commit = hub.put(REPO, {"README.md": readme, "data/en/train.jsonl": jsonl(["English one.", "English two."]),
+                            "data/fr/train.jsonl": jsonl(["Un texte."])})
+    files = CorpusConfig(corpus=REPO).files()
+    assert files == [hf_url(commit, "data/en/train.jsonl"), hf_url(commit, "data/fr/train.jsonl")]
+    docs = [d for shard in make_shards(files, 2) for d in iter_shard(shard)]
+    assert [(d.id, d.text) for d in docs] == [("en/train.jsonl:0", "English one."), ("en/train.jsonl:1", "English two."),
+                                             ("fr/train.jsonl:0", "Un texte.")]
+
+
+def test_corpus_revision_pins_a_commit_or_tag(hub):
+    first = news(hub)
+    hub.tag(REPO, "v1")
+    second = hub.put(REPO, {TRAIN[1]: jsonl([doc(20)])})
+    assert second != first
+    for revision in (first, "v1"):
+        config = CorpusConfig(corpus=REPO, corpus_revision=revision)
+        files = config.files()
+        assert files == [hf_url(first, path) for path in TRAIN]
+        assert {d.id: d.text for s in make_shards(files, 2) for d in iter_shard(s)} == EXPECTED
+    latest = CorpusConfig(corpus=REPO).files()
+    assert latest == [hf_url(second, path) for path in TRAIN]
+    assert [d.text for d in iter_shard(make_shards(latest, 2)[1])] == [doc(20)]
+
+
+# ---------------------------------------------------------------------------- builder
+
+
+def test_load_augmented_streams_every_document_once(hub):
+    news(hub)
+    ds = load_augmented(REPO, streaming=True, split="train", corpus_split="train", text_column="text",
+                        synthesizer="rules", output="pairs", num_shards=3)
+    rows = list(ds)
+    assert sorted(r["id"] for r in rows) == sorted(EXPECTED)
+    assert {r["id"]: r["context"] for r in rows} == EXPECTED
+    assert sum(len(r["pairs"]) for r in rows) > 0
+
+
+def test_load_dataset_hf_ipt_augmented_templified(hub):
+    commit = news(hub)
+    ds = datasets.load_dataset("hf_ipt/augmented", corpus=REPO, corpus_revision=commit, synthesizer="rules",
+                               streaming=True, split="train")
+    rows = list(ds)
+    assert sorted(d for r in rows for d in r["doc_ids"]) == sorted(EXPECTED)
+    assert {r["corpus"] for r in rows} == {REPO}
+    for r in rows:
+        assert all(EXPECTED[d] in r["text"] for d in r["doc_ids"])
+
+
+# ---------------------------------------------------------------------------- resumable job
+
+
+def test_job_on_a_hub_corpus_resumes_and_keeps_its_snapshot_when_the_corpus_moves(hub, tmp_path, monkeypatch,
+                                                                                  caplog):
+    import hf_ipt.jobs
+
+    first = news(hub)
+    job = JobConfig(corpus=REPO, output_dir=str(tmp_path / "o"), num_shards=3)
+    synthesis = SynthesisConfig(output="pairs")
+    assert run_job(job, synthesis, NO_FILTERS, rank=0, world_size=3, progress=False) is None  # unit 0 only
+    spec = json.loads((tmp_path / "o" / "job.json").read_text())
+    assert sorted({f for u in spec["units"] for f in u["files"]}) == [hf_url(first, path) for path in TRAIN]
+
+    ran, synthesize_unit = [], hf_ipt.jobs.synthesize_unit
+    monkeypatch.setattr(hf_ipt.jobs, "synthesize_unit", lambda job, index, *a, **k: (
+        ran.append(index), synthesize_unit(job, index, *a, **k)))
+    manifest = run_job(job, synthesis, NO_FILTERS, progress=False)  # job.json matches: resumes
+    assert ran == [1, 2]
+    assert {r["id"]: r["context"] for r in output_rows(tmp_path / "o")} == EXPECTED
+    assert manifest["docs"] == {"read": 6, "rejected": 0, "kept": 6} and manifest["corpus"] == REPO
+    assert run_job(job, synthesis, NO_FILTERS, progress=False) == manifest and ran == [1, 2]
+
+    changed = jsonl([doc(i) for i in range(14, 17)])  # "report 14" for "report 10"...: the same size
+    assert changed != hub.files(REPO)[TRAIN[1]] and len(changed) == len(hub.files(REPO)[TRAIN[1]])
+    hub.put(REPO, {TRAIN[1]: changed})  # job.json has no sizes of remote files: the commit in their paths tells
+    # A job reads one fixed corpus: an unfinished job resumes on the commit it started with.
+    (tmp_path / "o" / "manifest.json").unlink()
+    (tmp_path / "o" / "pairs" / "00001.json").unlink()
+    caplog.set_level("WARNING", logger="hf_ipt")
+    ran.clear()
+    assert run_job(job, synthesis, NO_FILTERS, progress=False)["docs"] == manifest["docs"] and ran == [1]
+    assert f"goes on with commit {first}" in caplog.text
+    assert {r["id"]: r["context"] for r in output_rows(tmp_path / "o")} == EXPECTED  # not the new content
+    other = JobConfig(corpus=REPO, output_dir=str(tmp_path / "o"), num_shards=2)
+    with pytest.raises(UsageError, match="holds a different job.*num_shards 3 -> 2"):  # other settings: refused
+        run_job(other, synthesis, NO_FILTERS, progress=False)
+
+
+def test_job_pinned_to_a_commit_resumes_after_the_branch_moved(hub, tmp_path):
+    first = news(hub)
+    job = JobConfig(corpus=REPO, corpus_revision=first, output_dir=str(tmp_path / "o"), num_shards=2)
+    manifest = run_job(job, SynthesisConfig(output="pairs"), NO_FILTERS, progress=False)
+    hub.put(REPO, {TRAIN[0]: jsonl([doc(30)])})
+    assert run_job(job, SynthesisConfig(output="pairs"), NO_FILTERS, progress=False) == manifest
+    assert {r["id"]: r["context"] for r in output_rows(tmp_path / "o")} == EXPECTED
+
+
+def test_synthesize_cli_on_a_hub_corpus(hub, tmp_path, capsys):
+    news(hub)
+    out = tmp_path / "o"
+    args = ["--corpus", REPO, "--corpus_split", "train", "--output_dir", str(out), "--num_shards", "2",
+            "--output", "pairs"]
+    assert synthesize_main(args) == 0
+    assert "from 6 documents" in capsys.readouterr().out
+    assert {r["id"]: r["context"] for r in output_rows(out)} == EXPECTED
+    assert manifest_of(out)["settings"]["job"]["corpus"] == REPO
+
+
+# ---------------------------------------------------------------------------- checks and private corpora
+
+
+def test_wrong_text_column_of_a_hub_corpus_stops_before_any_work(hub, tmp_path):
+    news(hub)
+    with pytest.raises(UsageError, match="`text_column` 'body' is in none of the first 3 JSON objects"):
+        CorpusConfig(corpus=REPO, text_column="body").files()
+    with pytest.raises(UsageError, match="`text_column` 'body'"):
+        run_job(JobConfig(corpus=REPO, text_column="body", output_dir=str(tmp_path / "o")), progress=False)
+    assert not (tmp_path / "o" / "job.json").exists()
+    before = len(hub.requests)
+    hub.put("org/big", {f"data/train-{k:05d}.parquet": parquet([doc(k)]) for k in range(3)})
+    with pytest.raises(UsageError, match="`text_column` 'body' not in .*train-00000.parquet"):
+        CorpusConfig(corpus="org/big", text_column="body").files()
+    read = {p for m, p in hub.requests[before:] if m == "GET" and p.endswith(".parquet")}
+    assert [p.rsplit("/", 1)[1] for p in read] == ["train-00000.parquet"]  # only the first file's footer
+
+
+def test_private_hub_corpus_is_read_with_the_token(hub):
+    hub.token = TOKEN
+    commit = hub.put("org/secret", {"data/train.jsonl": jsonl(["Secret one.", "Secret two."])}, private=True)
+    files = CorpusConfig(corpus="org/secret").files(token=TOKEN)  # lists and checks with the token
+    assert files == [hf_url(commit, "data/train.jsonl", "org/secret")]
+    assert [(d.id, d.text) for d in iter_shard(make_shards(files, 1)[0], token=TOKEN)] == [
+        ("train.jsonl:0", "Secret one."), ("train.jsonl:1", "Secret two.")]
+    with pytest.raises(FileNotFoundError):  # no token, no saved login: the Hub says "not found"
+        list(read_file(files[0]))
+
+
+def test_load_augmented_of_a_private_hub_corpus_with_a_token(hub):
+    hub.token = TOKEN
+    hub.put("org/secret", {"data/train.jsonl": jsonl(["Secret one."])}, private=True)
+    rows = list(load_augmented("org/secret", token=TOKEN, streaming=True, output="pairs"))
+    assert [r["id"] for r in rows] == ["train.jsonl:0"]
+
+
+def test_non_streaming_load_sees_a_new_commit_of_an_unpinned_hub_corpus(hub, tmp_path):
+    news(hub)
+    rows = load_augmented(REPO, output="pairs", cache_dir=str(tmp_path / "cache"))
+    assert {r["id"]: r["context"] for r in rows} == EXPECTED
+    hub.put(REPO, {TRAIN[1]: jsonl([doc(20)])})
+    rows = load_augmented(REPO, output="pairs", cache_dir=str(tmp_path / "cache"))
+    assert sorted(r["id"] for r in rows) == sorted(list(EXPECTED)[:3] + ["train-00001-of-00002.jsonl:0"])
