@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
+from .backends.base import check_engine_kwargs
 from .chaining import ChainEntry, ChainStats, chain, chains_of
 from .protocol import Pair
 
@@ -81,7 +82,7 @@ class SynthesisConfig:
     engine_kwargs: str | None = field(
         default=None,
         metadata={"help": "vLLM: a JSON object of further `vllm.LLM` arguments, e.g. "
-                  "'{\"enforce_eager\": true, \"max_num_seqs\": 128}'."},
+                  "'{\"enforce_eager\": true, \"max_num_seqs\": 128}' (a dict from Python or YAML also works)."},
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the repo."})
     revision: str | None = field(
@@ -114,7 +115,10 @@ class SynthesisConfig:
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"`gpu_memory_utilization` must be in (0, 1], got {self.gpu_memory_utilization} "
                              "(SynthesisConfig.gpu_memory_utilization)")
-        self.engine_arguments()  # a malformed value fails here, before any model loads
+        # one spelling per value (a dict from Python/YAML, key order, {} = unset), so that job.json
+        # pins and cache keys compare values; a malformed value fails here, before any model loads
+        arguments = self.engine_arguments()
+        self.engine_kwargs = json.dumps(arguments, sort_keys=True) if arguments else None
         if self.revision is not None and self.synthesizer == RULES:  # would pin nothing: refuse
             raise ValueError(
                 f"`revision` ({self.revision!r}) pins the synthesizer model, but synthesizer='rules' has no "
@@ -125,6 +129,10 @@ class SynthesisConfig:
         """`engine_kwargs` parsed: the extra `vllm.LLM` arguments ({} when unset)."""
         if self.engine_kwargs is None:
             return {}
+        if isinstance(self.engine_kwargs, Mapping):
+            value = dict(self.engine_kwargs)
+            check_engine_kwargs(value)
+            return value
         try:
             value = json.loads(self.engine_kwargs)
         except json.JSONDecodeError as error:
@@ -133,6 +141,7 @@ class SynthesisConfig:
         if not isinstance(value, dict):
             raise ValueError(f"`engine_kwargs` must be a JSON object of `vllm.LLM` arguments, got "  # noqa: TRY004 - a usage error, as the others
                              f"{self.engine_kwargs!r} (SynthesisConfig.engine_kwargs)")
+        check_engine_kwargs(value)
         return value
 
     def backend_config(self):

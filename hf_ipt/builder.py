@@ -18,10 +18,12 @@ a dataset corpus is pinned with ``corpus_revision=...``. Both are part of the ca
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import itertools
 import logging
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 DATASET_NAME = "hf_ipt/augmented"
 _CACHE_NAME = "hf_ipt___augmented"  # the cache folder name: no "/" in Arrow paths
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_listing_token: contextvars.ContextVar = contextvars.ContextVar("hf_ipt_listing_token", default=None)
 
 
 @dataclass
@@ -51,15 +55,21 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
     def create_config_id(self, config_kwargs: dict, custom_features=None) -> str:
         """The user's settings plus hf_ipt's version and the corpus files: size and mtime of local
         files; for a dataset, its resolved data files, whose URLs name the commit (as `datasets`
-        keys its own Hub datasets), so a new commit of an unpinned corpus is not served from cache."""
+        keys its own Hub datasets), so a new commit of an unpinned corpus is not served from cache.
+        A `corpus_revision` that is a commit sha is key enough: nothing is listed then."""
         extra: dict[str, Any] = {"hf_ipt_version": __version__}
         if self.corpus and is_local_corpus(self.corpus):
             extra["corpus_files"] = [(f, os.path.getsize(f), os.path.getmtime(f)) for f in local_files(self.corpus)]
-        elif self.corpus:
+        elif self.corpus and not _COMMIT.fullmatch(self.corpus_revision or ""):
             try:
-                files = repo_files(self.corpus, self.corpus_config, self.corpus_split, self.corpus_revision)
-            except Exception as error:  # noqa: BLE001 - resolved again (and reported) when the data is read
-                logger.debug("hf_ipt: cache key without the files of %r (%s)", self.corpus, error)
+                files = repo_files(self.corpus, self.corpus_config, self.corpus_split, self.corpus_revision,
+                                   token=_listing_token.get())
+            except Exception as error:  # noqa: BLE001 - the data read reports it again, or works later
+                logger.warning(
+                    "hf_ipt: could not list the files of corpus %r for the cache key (%s); the key holds the "
+                    "settings only, so a cached build of an earlier commit may be reused. Pin `corpus_revision` "
+                    "to a commit sha to make the key exact without a listing.", self.corpus, error,
+                )
             else:
                 # URLs as they are (no os.path calls: streaming patches them in this module to fetch);
                 # a local folder in Hub layout gives paths, keyed by size and mtime like local files.
@@ -78,6 +88,14 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("dataset_name", _CACHE_NAME)
         super().__init__(*args, **kwargs)
+
+    def _create_builder_config(self, *args, **kwargs):
+        # `datasets` gives the config no token: lend it the builder's, for the cache key's listing.
+        lent = _listing_token.set(self.token)
+        try:
+            return super()._create_builder_config(*args, **kwargs)
+        finally:
+            _listing_token.reset(lent)
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(

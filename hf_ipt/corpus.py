@@ -249,8 +249,9 @@ def check_text_column(files: list[str], text_column: str, token=None) -> None:
     """Raise `UsageError` for a file whose rows lack `text_column` (see `_ColumnCheck`).
 
     Reads each local file only until a row that has the column (the first, normally). Of remote
-    files (``hf://``) only the first is checked, a Parquet file by its footer alone: a few requests,
-    not a download; the others are checked as they stream.
+    files (``hf://``) only the first is checked, a Parquet file by its footer alone, a JSON-lines
+    file by its first rows: a few requests, not a download; the others, and a remote ``.json``
+    array (which would be downloaded whole), are checked as they stream.
     """
     first_remote = next((p for p in files if not os.path.isfile(p) and not p.endswith(TEXT_SUFFIXES)), None)
     for path in files:
@@ -261,6 +262,8 @@ def check_text_column(files: list[str], text_column: str, token=None) -> None:
 
             with _open(path, token) as f:
                 _check_parquet_column(pq.ParquetFile(f), path, text_column)
+            continue
+        if path == first_remote and path.endswith(".json") and _starts_with_array(path, token):
             continue
         for doc in read_file(path, text_column, strict=True, token=token):
             if doc.reject in (None, "empty", "binary"):  # the row had the column as a string

@@ -300,8 +300,9 @@ def synthesize_unit(job: JobConfig, index: int, shard: dict, augment: Augmenter,
 
     Safe to run in two processes at once (e.g. a task rerun while the first still runs): each
     writes its own temporary, and one that finishes after the other's marker drops its output,
-    so the Parquet and the marker of a unit come from the same run (vLLM's greedy outputs may
-    differ between two runs; see docs/jobs.md).
+    so the Parquet and the marker of a unit come from the same run, unless both finish at the
+    same moment (no lock across nodes; vLLM's greedy outputs may differ between two runs; see
+    docs/jobs.md).
     """
     import itertools
 

@@ -294,3 +294,46 @@ def test_non_streaming_load_sees_a_new_commit_of_an_unpinned_hub_corpus(hub, tmp
     hub.put(REPO, {TRAIN[1]: jsonl([doc(20)])})
     rows = load_augmented(REPO, output="pairs", cache_dir=str(tmp_path / "cache"))
     assert sorted(r["id"] for r in rows) == sorted(list(EXPECTED)[:3] + ["train-00001-of-00002.jsonl:0"])
+
+
+def test_cache_key_lists_a_private_corpus_with_the_token_and_not_a_corpus_pinned_to_a_commit(hub, caplog,
+                                                                                         monkeypatch):
+    from hf_ipt.builder import AugmentedBuilder
+
+    keyed = []  # the corpus files each config's key was made of
+    original = datasets.BuilderConfig.create_config_id
+
+    def spy(self, config_kwargs, custom_features=None):
+        keyed.append(config_kwargs.get("corpus_files"))
+        return original(self, config_kwargs, custom_features)
+
+    monkeypatch.setattr(datasets.BuilderConfig, "create_config_id", spy)
+    hub.token = TOKEN
+    commit = hub.put("org/secret", {"data/train.jsonl": jsonl(["Secret one."])}, private=True)
+    listed = AugmentedBuilder(corpus="org/secret", token=TOKEN)
+    assert keyed.pop() == [hf_url(commit, "data/train.jsonl", "org/secret")]  # listed with the builder's token
+
+    before = len(hub.requests)
+    with caplog.at_level("WARNING", logger="hf_ipt.builder"):
+        pinned = AugmentedBuilder(corpus="org/secret", corpus_revision=commit, token=TOKEN)
+    assert keyed.pop() is None and len(hub.requests) == before  # a commit sha is key enough: no request
+    assert not caplog.records
+
+    with caplog.at_level("WARNING", logger="hf_ipt.builder"):
+        blind = AugmentedBuilder(corpus="org/secret")  # no token, no saved login: the listing fails
+    assert keyed.pop() is None
+    assert "could not list the files of corpus 'org/secret' for the cache key" in caplog.text
+    assert len({listed.config_id, pinned.config_id, blind.config_id}) == 3
+
+
+def test_a_remote_json_array_is_not_downloaded_to_check_its_text_column(hub):
+    """A top-level JSON array is read whole: its column is checked as it streams, not up front."""
+    texts = [doc(i) + " " + "filler " * 300 for i in range(6000)]  # ~15 MB: several read blocks (5 MB)
+    content = json.dumps([{"text": t} for t in texts]).encode()
+    hub.put("org/array", {"data/train.json": content})
+    before, ranged = len(hub.requests), len(hub.ranges)
+    files = CorpusConfig(corpus="org/array").files()
+    reads = [p for m, p in hub.requests[before:] if m == "GET" and p.endswith("/data/train.json")]
+    first_block = [r for _, r in hub.ranges[ranged:]]
+    assert len(reads) == len(first_block) == 1 and first_block[0].startswith("bytes=0-")  # one block: an array?
+    assert next(iter_shard(make_shards(files, 1)[0])).text == texts[0]  # read whole when it streams

@@ -366,6 +366,12 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
         SynthesisConfig(engine_kwargs="enforce_eager=true")
     with pytest.raises(ValueError, match="gpu_memory_utilization` must be in"):
         SynthesisConfig(gpu_memory_utilization=1.5)
+    # A dict (Python, YAML) and any key order are one value; {} is unset; hf_ipt's own settings are refused.
+    as_dict = SynthesisConfig(synthesizer="org/model", engine_kwargs={"max_num_seqs": 64, "enforce_eager": True})
+    assert as_dict.engine_kwargs == synthesis.engine_kwargs == '{"enforce_eager": true, "max_num_seqs": 64}'
+    assert SynthesisConfig(engine_kwargs="{}").engine_kwargs is None
+    with pytest.raises(ValueError, match=r"sets \['max_model_len'\].*max_model_len -> max_model_len"):
+        SynthesisConfig(engine_kwargs={"max_model_len": 8192, "enforce_eager": True})
 
     job = JobConfig(corpus=str(write_jsonl(tmp_path / "a.jsonl", 4)), output_dir=str(tmp_path / "o"), num_shards=1)
     units = job_units(job)

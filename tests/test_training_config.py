@@ -287,3 +287,34 @@ def test_load_model_stores_4bit_weights_for_sharding_only_when_sharded(monkeypat
         with pytest.raises(RuntimeError, match="stop before loading"):
             load_model(args)
     assert [str(s) for s in seen] == ["torch.uint8", "torch.bfloat16"]
+
+
+def test_sharded_qlora_keeps_the_storage_dtype_and_prepares_inputs_for_checkpointing(monkeypatch, tiny_model_dir):
+    """Under FSDP/ZeRO-3 `prepare_model_for_kbit_training` is skipped: it upcasts every other
+    parameter to fp32, away from the 4-bit storage dtype they must share to be sharded."""
+    import peft
+    import torch
+    from trl import ModelConfig
+
+    from hf_ipt.training.model_init import load_model
+
+    prepared = []
+
+    def spy(model, **kwargs):
+        prepared.append(kwargs)
+        return model
+
+    monkeypatch.setattr(peft, "prepare_model_for_kbit_training", spy)
+    args = ModelConfig(model_name_or_path=str(tiny_model_dir), load_in_4bit=True, use_peft=True, lora_r=4,
+                       lora_target_modules=["q_proj", "v_proj"], dtype="bfloat16")
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    load_model(args, activation_checkpointing=True)
+    assert prepared == [{"use_gradient_checkpointing": True}]
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    model = load_model(args, activation_checkpointing=True)
+    assert len(prepared) == 1  # not called when sharded
+    frozen = {p.dtype for p in model.parameters() if not p.requires_grad}
+    assert frozen == {torch.bfloat16}  # 4-bit packed in bf16 storage, the rest bf16: one shardable dtype
+    embeddings = model.get_input_embeddings()
+    assert embeddings(torch.tensor([[1, 2]])).requires_grad  # inputs prepared for checkpointing

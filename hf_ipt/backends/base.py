@@ -63,10 +63,30 @@ class BackendConfig:
         if self.temperature < 0:
             raise ValueError(f"`temperature` must be >= 0, got {self.temperature} (BackendConfig.temperature)")
 
+        check_engine_kwargs(self.engine_kwargs)
+
     @property
     def prompt_budget(self) -> int:
         """Most prompt tokens that still leave room for `max_new_tokens`."""
         return self.max_model_len - self.max_new_tokens
+
+
+# `vllm.LLM` arguments that hf_ipt sets from its own settings: `engine_kwargs` may not hold them,
+# else the engine and hf_ipt's prompt budget, seed or model pin would disagree.
+VLLM_SETTINGS = {
+    "model": "model_name_or_path", "revision": "revision", "dtype": "dtype", "max_model_len": "max_model_len",
+    "tensor_parallel_size": "tensor_parallel_size", "gpu_memory_utilization": "gpu_memory_utilization",
+    "trust_remote_code": "trust_remote_code", "seed": "seed",
+}
+
+
+def check_engine_kwargs(engine_kwargs: Mapping[str, Any]) -> None:
+    """Refuse `engine_kwargs` that repeat a setting hf_ipt passes to `vllm.LLM` itself."""
+    taken = sorted(set(engine_kwargs) & set(VLLM_SETTINGS))
+    if taken:
+        fixes = ", ".join(f"{name} -> {VLLM_SETTINGS[name]}" for name in taken)
+        raise ValueError(f"`engine_kwargs` sets {taken}, which hf_ipt passes to vllm.LLM from its own settings; "
+                         f"set those instead ({fixes})")
 
 
 @dataclass

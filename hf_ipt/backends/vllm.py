@@ -67,7 +67,8 @@ def rank_visible_devices(
             f"{start}..{start + tensor_parallel_size - 1}), but only {len(visible)} are visible "
             f"(CUDA_VISIBLE_DEVICES {shown}); "
             f"start at most {len(visible) // tensor_parallel_size} processes per node "
-            "(visible GPUs // tensor_parallel_size)"
+            "(visible GPUs // tensor_parallel_size), or, when your launcher already gives each process "
+            "its own GPUs in CUDA_VISIBLE_DEVICES, unset LOCAL_RANK for it (`env -u LOCAL_RANK hf-ipt ...`)"
         )
     return ",".join(visible[start : start + tensor_parallel_size])
 
@@ -117,13 +118,15 @@ class VLLMBackend:
 
     Args:
         config (`BackendConfig`): model, limits and decoding settings; `engine_kwargs` go to
-            `vllm.LLM` unchanged (e.g. ``{"enforce_eager": True}``).
+            `vllm.LLM` (e.g. ``{"enforce_eager": True}``) and may replace hf_ipt's defaults
+            (``enable_prefix_caching=True``, ``load_format="safetensors"``), not its settings.
     """
 
     def __init__(self, config: BackendConfig) -> None:
         vllm = _import_vllm()
         self.config = config
         _place_rank(config.tensor_parallel_size)
+        defaults = {"enable_prefix_caching": True, "load_format": "safetensors"}  # engine_kwargs may change these
         self.llm = vllm.LLM(
             model=config.model_name_or_path,
             revision=config.revision,
@@ -131,11 +134,9 @@ class VLLMBackend:
             max_model_len=config.max_model_len,
             tensor_parallel_size=config.tensor_parallel_size,
             gpu_memory_utilization=config.gpu_memory_utilization,
-            enable_prefix_caching=True,
             trust_remote_code=config.trust_remote_code,
-            load_format="safetensors",
             seed=config.seed,
-            **config.engine_kwargs,
+            **{**defaults, **config.engine_kwargs},
         )
         self.tokenizer = self.llm.get_tokenizer()
         model_eos = self.llm.llm_engine.model_config.try_get_generation_config().get("eos_token_id")

@@ -171,7 +171,12 @@ def load_model(model_args: Any, activation_checkpointing: bool = False):
         return model
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    if quantization_config is not None:
+    if quantization_config is not None and parameter_sharding() is not None:
+        # Sharded QLoRA (as TRL does): prepare_model_for_kbit_training would upcast the other
+        # parameters to fp32, away from the 4-bit storage dtype that FSDP/ZeRO-3 shard with them.
+        if activation_checkpointing:
+            model.enable_input_require_grads()
+    elif quantization_config is not None:
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=activation_checkpointing
         )
