@@ -23,7 +23,6 @@ import functools
 import itertools
 import logging
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -33,13 +32,12 @@ import datasets
 from . import __version__
 from .augment import Augmenter, SynthesisConfig, features
 from .chaining import ChainStats
-from .corpus import CorpusConfig, is_local_corpus, iter_shard, local_files, make_shards, repo_files
+from .corpus import CorpusConfig, is_local_corpus, iter_shard, local_files, make_shards
 
 logger = logging.getLogger(__name__)
 
 DATASET_NAME = "hf_ipt/augmented"
 _CACHE_NAME = "hf_ipt___augmented"  # the cache folder name: no "/" in Arrow paths
-_COMMIT = re.compile(r"[0-9a-f]{40}")
 _listing_token: contextvars.ContextVar = contextvars.ContextVar("hf_ipt_listing_token", default=None)
 
 
@@ -54,16 +52,15 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
 
     def create_config_id(self, config_kwargs: dict, custom_features=None) -> str:
         """The user's settings plus hf_ipt's version and the corpus files: size and mtime of local
-        files; for a dataset, its resolved data files, whose URLs name the commit (as `datasets`
-        keys its own Hub datasets), so a new commit of an unpinned corpus is not served from cache.
-        A `corpus_revision` that is a commit sha is key enough: nothing is listed then."""
+        files; for a dataset or an ``hf://`` URL, its files as URLs that name the commit (as
+        `datasets` keys its own Hub datasets), so a new commit of an unpinned corpus is not served
+        from cache. A corpus pinned to a commit sha is key enough: nothing is listed then."""
         extra: dict[str, Any] = {"hf_ipt_version": __version__}
         if self.corpus and is_local_corpus(self.corpus):
             extra["corpus_files"] = [(f, os.path.getsize(f), os.path.getmtime(f)) for f in local_files(self.corpus)]
-        elif self.corpus and not _COMMIT.fullmatch(self.corpus_revision or ""):
+        elif self.corpus and not self.pinned:
             try:
-                files = repo_files(self.corpus, self.corpus_config, self.corpus_split, self.corpus_revision,
-                                   token=_listing_token.get())
+                files = self.listed_files(token=_listing_token.get())
             except Exception as error:  # noqa: BLE001 - the data read reports it again, or works later
                 logger.warning(
                     "hf_ipt: could not list the files of corpus %r for the cache key (%s); the key holds the "

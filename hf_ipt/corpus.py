@@ -16,6 +16,7 @@ import glob
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,9 @@ TEXT_SUFFIXES = (".txt",)
 JSON_SUFFIXES = (".jsonl", ".json")
 PARQUET_SUFFIXES = (".parquet",)
 SUPPORTED = TEXT_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES
+HUB_URL = "hf://datasets/"
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_URL_COMMIT = re.compile(r"hf://datasets/[^@/]+/[^@/]+@[0-9a-f]{40}(/|$)")
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +49,62 @@ def is_local_corpus(corpus: str) -> bool:
     A pattern with glob characters or a supported suffix counts as local even when it
     matches nothing, so a typo gives "matched no file" rather than a Hub lookup.
     """
-    if os.path.isdir(corpus):
+    if os.path.isdir(corpus) or "://" in corpus:
         return False
     return os.path.isfile(corpus) or glob.has_magic(corpus) or corpus.endswith(SUPPORTED)
+
+
+def is_hub_url(corpus: str) -> bool:
+    """A file, glob or folder of a Hub dataset repo by URL: ``hf://datasets/org/name[@revision]/path``."""
+    return corpus.startswith(HUB_URL)
+
+
+def is_file_corpus(corpus: str) -> bool:
+    """Files named by a local path or glob, or by an ``hf://`` URL: not a dataset (id or folder)."""
+    return is_local_corpus(corpus) or is_hub_url(corpus)
+
+
+def check_url(corpus: str, where: str) -> None:
+    """Refuse URLs that hf_ipt cannot read or pin to a commit, before any request."""
+    if "://" in corpus and not is_hub_url(corpus):
+        raise UsageError(
+            f"`{where}` {corpus!r}: the only URLs read are files of Hub dataset repos, "
+            f"{HUB_URL}org/name[@revision]/path/*.jsonl; download other files first, or give a Hub dataset id"
+        )
+
+
+def hub_url_files(pattern: str, revision: str | None = None, token=None) -> list[str]:
+    """Sorted files of a Hub dataset repo matched by `pattern` (see `is_hub_url`), as URLs that
+    name the commit the revision points to now, so that a job reads one fixed snapshot.
+
+    The pattern is a file, a glob (``**`` included) or a folder (every supported file below it).
+    `revision` (a branch, tag or commit) is the revision when the URL names none.
+    """
+    from huggingface_hub import HfApi, HfFileSystem
+
+    fs = HfFileSystem(token=token)
+    try:
+        where = fs.resolve_path(pattern, revision=revision)
+        commit = HfApi(token=token).dataset_info(where.repo_id, revision=where.revision).sha
+    except FileNotFoundError as error:  # no such repo or revision (or private, without a token)
+        raise MissingFileError(f"`corpus` {pattern!r}: {error}") from None
+    except ValueError as error:  # two revisions (URL and corpus_revision), or no org/name
+        raise UsageError(f"`corpus` {pattern!r}: {error}") from None
+    root = f"datasets/{where.repo_id}@{commit}"
+    pinned = f"{root}/{where.path_in_repo}".rstrip("/")
+    if not glob.has_magic(where.path_in_repo) and fs.isdir(pinned):
+        found = {p: i for p, i in fs.find(pinned, detail=True).items() if p.endswith(SUPPORTED)}
+    else:
+        found = fs.glob(pinned, detail=True)
+    files = sorted("hf://" + p for p, info in found.items() if info.get("type") == "file")
+    if not files:
+        raise MissingFileError(f"`corpus` matched no file in {where.repo_id!r} at {where.revision!r}: {pattern!r}")
+    return _supported(pattern, files)
+
+
+def pattern_files(pattern: str, token=None) -> list[str]:
+    """`local_files` of a local path or glob, `hub_url_files` of an ``hf://`` URL."""
+    return hub_url_files(pattern, token=token) if is_hub_url(pattern) else local_files(pattern)
 
 
 def local_files(corpus: str) -> list[str]:
@@ -57,10 +114,14 @@ def local_files(corpus: str) -> list[str]:
         raise MissingFileError(
             f"`corpus` matched no file: {corpus!r} (a local file or glob; a dataset is a Hub id or a folder)"
         )
+    return _supported(corpus, files)
+
+
+def _supported(pattern: str, files: list[str]) -> list[str]:
     bad = [f for f in files if not f.endswith(SUPPORTED)]
     if bad:
         raise UsageError(
-            f"`corpus` {corpus!r} matched unsupported files such as {bad[0]!r}; "
+            f"`corpus` {pattern!r} matched unsupported files such as {bad[0]!r}; "
             f"supported suffixes: {', '.join(SUPPORTED)}"
         )
     return files
@@ -91,8 +152,9 @@ class CorpusConfig:
     """Where raw documents come from: one set of corpus settings for the builder, jobs and CLIs.
 
     Args:
-        corpus (`str`): local file or glob (.txt, .jsonl/.json, .parquet), or a dataset (Hub id or
-            folder in a Hub layout). Required.
+        corpus (`str`): local file or glob (.txt, .jsonl/.json, .parquet), files of a Hub dataset by
+            URL (``hf://datasets/org/name[@revision]/data/*.jsonl``), or a dataset (Hub id or folder
+            in a Hub layout). Required.
         corpus_config, corpus_split, corpus_revision: select a dataset corpus' files.
         text_column (`str`, defaults to ``"text"``): the raw-text column of .jsonl/.parquet files.
         corpus_name (`str`, *optional*): value of the output's `corpus` column (default: the file
@@ -101,13 +163,15 @@ class CorpusConfig:
     """
 
     corpus: str | None = field(
-        default=None, metadata={"help": "Required. Local file/glob (.txt .jsonl .json .parquet) or a dataset id/folder."}
+        default=None,
+        metadata={"help": "Required. Local file/glob (.txt .jsonl .json .parquet), hf://datasets/org/name/<glob> "
+                  "URL, or a dataset id/folder."}
     )
     corpus_config: str | None = field(default=None, metadata={"help": "Config name of a dataset corpus."})
     corpus_split: str = field(default="train", metadata={"help": "Split of a dataset corpus."})
     corpus_revision: str | None = field(
         default=None,
-        metadata={"help": "Revision (branch, tag or commit) of a dataset corpus. Local files have none."},
+        metadata={"help": "Revision (branch, tag or commit) of a dataset corpus or hf:// URL. Local files have none."},
     )
     text_column: str = field(default="text", metadata={"help": "Column holding the raw text (.jsonl, .parquet)."})
     corpus_name: str | None = field(default=None, metadata={"help": "Value of the `corpus` column (default: derived)."})
@@ -126,7 +190,13 @@ class CorpusConfig:
             )
         if self.num_shards is not None and self.num_shards < 1:
             raise ValueError(f"`num_shards` must be >= 1, got {self.num_shards} ({where}.num_shards)")
+        check_url(self.corpus, "corpus")
         local = is_local_corpus(self.corpus)
+        if is_hub_url(self.corpus) and (self.corpus_config is not None or self.corpus_split != "train"):
+            raise ValueError(
+                f"`corpus_config` and `corpus_split` select the files of a dataset id; the URL {self.corpus!r} "
+                f"names its files itself: drop them, or give the dataset id ({where}.corpus)"
+            )
         if self.corpus_revision is not None and local:
             raise ValueError(
                 f"`corpus_revision` ({self.corpus_revision!r}) applies to a dataset corpus (repo id or folder), "
@@ -135,21 +205,31 @@ class CorpusConfig:
         if local:
             local_files(self.corpus)  # a typo fails here, not after a model has loaded
         if self.corpus_name is None:
-            self.corpus_name = derive_corpus_name(self.corpus) if local else self.corpus
+            self.corpus_name = derive_corpus_name(self.corpus) if is_file_corpus(self.corpus) else self.corpus
 
     def files(self, token=None) -> list[str]:
-        """The corpus files: matched local files, or the split's data files of a dataset.
-
-        The files are checked for `text_column` first (`check_text_column`), so a wrong
-        column stops a builder or a job before any work, not halfway through it. `token` reads
-        a private Hub dataset.
-        """
-        if is_local_corpus(self.corpus):
-            files = local_files(self.corpus)
-        else:
-            files = repo_files(self.corpus, self.corpus_config, self.corpus_split, self.corpus_revision, token)
+        """The corpus files (`listed_files`), checked for `text_column` first (`check_text_column`),
+        so a wrong column stops a builder or a job before any work, not halfway through it."""
+        files = self.listed_files(token)
         check_text_column(files, self.text_column, token)
         return files
+
+    def listed_files(self, token=None) -> list[str]:
+        """Matched local files; files of an ``hf://`` URL or the split's data files of a dataset,
+        as URLs that name the commit. `token` reads a private Hub dataset."""
+        if is_local_corpus(self.corpus):
+            return local_files(self.corpus)
+        if is_hub_url(self.corpus):
+            return hub_url_files(self.corpus, self.corpus_revision, token)
+        return repo_files(self.corpus, self.corpus_config, self.corpus_split, self.corpus_revision, token)
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the corpus names its snapshot: local files, or a commit sha (`corpus_revision`,
+        or ``@<sha>`` in an ``hf://`` URL)."""
+        return is_local_corpus(self.corpus) or bool(
+            _COMMIT.fullmatch(self.corpus_revision or "") or _URL_COMMIT.match(self.corpus)
+        )
 
 
 def _decode(raw: bytes) -> tuple[str, str | None]:
@@ -162,7 +242,7 @@ def _decode(raw: bytes) -> tuple[str, str | None]:
     return (text, None) if text.strip() else ("", "empty")
 
 
-def _open(path: str, token=None):
+def open_file(path: str, token=None):
     """A local file, or a URL (an ``hf://`` file of a Hub dataset: read with `token` when given)."""
     from datasets import DownloadConfig
     from datasets.utils.file_utils import xopen
@@ -171,14 +251,14 @@ def _open(path: str, token=None):
 
 
 def _text_docs(path: str, doc_prefix: str, token=None) -> Iterator[Document]:
-    with _open(path, token) as f:
+    with open_file(path, token) as f:
         text, reject = _decode(f.read())
     yield Document(doc_prefix, text, reject)
 
 
 def _starts_with_array(path: str, token=None) -> bool:
     """Whether the file's first non-blank character (after a UTF-8 BOM) is ``[``."""
-    with _open(path, token) as f:
+    with open_file(path, token) as f:
         while chunk := f.read(4096):
             head = chunk.removeprefix(b"\xef\xbb\xbf").lstrip()
             if head:
@@ -189,7 +269,7 @@ def _starts_with_array(path: str, token=None) -> bool:
 def _json_array_docs(path: str, doc_prefix: str, text_column: str, strict: bool = False,
                      token=None) -> Iterator[Document]:
     """The objects of a ``.json`` file holding one top-level array (read whole into memory)."""
-    with _open(path, token) as f:
+    with open_file(path, token) as f:
         raw = f.read()
     try:
         items = json.loads(raw)
@@ -260,7 +340,7 @@ def check_text_column(files: list[str], text_column: str, token=None) -> None:
         if path == first_remote and path.endswith(PARQUET_SUFFIXES):
             import pyarrow.parquet as pq
 
-            with _open(path, token) as f:
+            with open_file(path, token) as f:
                 _check_parquet_column(pq.ParquetFile(f), path, text_column)
             continue
         if path == first_remote and path.endswith(".json") and _starts_with_array(path, token):
@@ -276,7 +356,7 @@ def _jsonl_docs(path: str, doc_prefix: str, text_column: str, strict: bool = Fal
         yield from _json_array_docs(path, doc_prefix, text_column, strict, token)
         return
     column = _ColumnCheck(path, text_column, strict)
-    with _open(path, token) as f:
+    with open_file(path, token) as f:
         for i, line in enumerate(f):
             doc_id = f"{doc_prefix}:{i}"
             text, reject = _decode(line)
@@ -297,7 +377,7 @@ def _jsonl_docs(path: str, doc_prefix: str, text_column: str, strict: bool = Fal
 def _parquet_docs(path: str, doc_prefix: str, text_column: str, token=None) -> Iterator[Document]:
     import pyarrow.parquet as pq
 
-    with _open(path, token) as f:
+    with open_file(path, token) as f:
         pf = pq.ParquetFile(f)
         _check_parquet_column(pf, path, text_column)
         i = 0

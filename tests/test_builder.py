@@ -227,7 +227,8 @@ def test_corpus_revision_reaches_the_corpus_loader(tmp_path, monkeypatch):
     monkeypatch.setattr(corpus_module, "repo_files", repo_files)
     ds = datasets.load_dataset("hf_ipt/augmented", corpus=str(repo), corpus_revision="v1.0", output="pairs",
                                streaming=True, split="train")
-    assert [r["context"] for r in ds] == [doc(i) for i in range(3)] and asked == ["v1.0"]
+    assert [r["context"] for r in ds] == [doc(i) for i in range(3)]
+    assert asked == ["v1.0", "v1.0"]  # listed for the cache key, then for the data
     ids = {AugmentedBuilder(corpus=str(repo), **kw).config_id for kw in ({}, {"corpus_revision": "v1.0"},
                                                                          {"corpus_revision": "v2.0"})}
     assert len(ids) == 3

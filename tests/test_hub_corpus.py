@@ -337,3 +337,78 @@ def test_a_remote_json_array_is_not_downloaded_to_check_its_text_column(hub):
     first_block = [r for _, r in hub.ranges[ranged:]]
     assert len(reads) == len(first_block) == 1 and first_block[0].startswith("bytes=0-")  # one block: an array?
     assert next(iter_shard(make_shards(files, 1)[0])).text == texts[0]  # read whole when it streams
+
+
+# ---------------------------------------------------------------------------- files by hf:// URL
+
+URL = f"hf://datasets/{REPO}"
+
+
+def test_url_globs_folders_and_revisions_resolve_to_files_at_the_commit(hub):
+    first = news(hub)
+    hub.tag(REPO, "v1")
+    second = hub.put(REPO, {TRAIN[1]: jsonl([doc(20)]), "README.md": "# News\n"})
+    train = [hf_url(second, path) for path in TRAIN]
+    assert CorpusConfig(corpus=f"{URL}/data/train-*.jsonl").files() == train
+    assert CorpusConfig(corpus=f"{URL}/**/train-*.jsonl").files() == train
+    assert CorpusConfig(corpus=f"{URL}/{TRAIN[0]}").files() == train[:1]
+    every = train + [hf_url(second, "data/test-00000-of-00001.jsonl")]
+    assert CorpusConfig(corpus=f"{URL}/data").files() == sorted(every)  # a folder: its supported files
+    assert CorpusConfig(corpus=URL).files() == sorted(every)  # README.md is not a corpus file
+    pinned = [hf_url(first, path) for path in TRAIN]
+    assert CorpusConfig(corpus=f"{URL}@v1/data/train-*.jsonl").files() == pinned
+    assert CorpusConfig(corpus=f"{URL}/data/train-*.jsonl", corpus_revision="v1").files() == pinned
+    config = CorpusConfig(corpus=f"{URL}@{first}/data/train-*.jsonl")
+    assert config.files() == pinned and config.pinned and config.corpus_name == "data"
+    assert {d.id: d.text for s in make_shards(pinned, 2) for d in iter_shard(s)} == EXPECTED
+    assert not CorpusConfig(corpus=f"{URL}/data/train-*.jsonl").pinned
+
+
+def test_url_mistakes_are_usage_errors(hub):
+    news(hub)
+    with pytest.raises(UsageError, match="matched no file in 'org/news' at 'main'"):
+        CorpusConfig(corpus=f"{URL}/data/*.parquet").files()
+    with pytest.raises(UsageError, match="matched unsupported files such as .*README.md"):
+        hub.put(REPO, {"README.md": "# News\n"})
+        CorpusConfig(corpus=f"{URL}/*.md").files()
+    with pytest.raises(FileNotFoundError):  # a missing repo or revision
+        CorpusConfig(corpus="hf://datasets/org/missing/*.jsonl").files()
+    with pytest.raises(UsageError, match="Revision specified in path"):
+        CorpusConfig(corpus=f"{URL}@main/data/*.jsonl", corpus_revision="v2").files()
+    with pytest.raises(UsageError, match="only URLs read are files of Hub dataset repos"):
+        CorpusConfig(corpus="s3://bucket/data/*.jsonl")
+    with pytest.raises(ValueError, match="names its files itself"):
+        CorpusConfig(corpus=f"{URL}/data/*.jsonl", corpus_split="test")
+
+
+def test_builder_and_job_on_a_url_corpus(hub, tmp_path, caplog):
+    first = news(hub)
+    pattern = f"{URL}/data/train-*.jsonl"
+    rows = list(load_augmented(pattern, streaming=True, output="pairs", num_shards=3))
+    assert {r["id"]: r["context"] for r in rows} == EXPECTED
+    assert {r["corpus"] for r in rows} == {"data"}
+    job = JobConfig(corpus=pattern, output_dir=str(tmp_path / "o"), num_shards=2)
+    assert run_job(job, SynthesisConfig(output="pairs"), NO_FILTERS, rank=0, world_size=2, progress=False) is None
+    hub.put(REPO, {TRAIN[1]: jsonl([doc(20)])})  # the branch moves: the job goes on with its commit
+    caplog.set_level("WARNING", logger="hf_ipt")
+    manifest = run_job(job, SynthesisConfig(output="pairs"), NO_FILTERS, progress=False)
+    assert f"goes on with commit {first}" in caplog.text and manifest["docs"]["kept"] == 6
+    assert {r["id"]: r["context"] for r in output_rows(tmp_path / "o")} == EXPECTED
+
+
+def test_training_sources_by_url_are_checked_and_streamed(hub):
+    from hf_ipt.training.checks import check_source
+    from hf_ipt.training.data import load_rows
+
+    news(hub)
+    hub.put("org/general", {"qa/train-00000.parquet": parquet(["What is 2+2? 4"], column="question")})
+    check_source("--domain_dataset", f"{URL}/data/train-*.jsonl", {"text": "--text_column"})
+    with pytest.raises(UsageError, match="--general_dataset.*'answer'"):
+        check_source("--general_dataset", "hf://datasets/org/general/qa/*.parquet",
+                     {"question": None, "answer": None})
+    with pytest.raises(UsageError, match="`--domain_dataset`.*matched no file"):
+        check_source("--domain_dataset", f"{URL}/nothing/*.jsonl", {"text": None})
+    with pytest.raises(UsageError, match="`--domain_dataset` 's3://b/x.jsonl': the only URLs"):
+        check_source("--domain_dataset", "s3://b/x.jsonl", {"text": None})
+    assert [r["text"] for r in load_rows(f"{URL}/data/train-*.jsonl")] == [doc(i) for i in (0, 1, 2, 10, 11, 12)]
+    assert [r["question"] for r in load_rows("hf://datasets/org/general/qa/*.parquet")] == ["What is 2+2? 4"]

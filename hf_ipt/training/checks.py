@@ -3,9 +3,10 @@
 A wrong path or column would otherwise surface only once training streams its first rows,
 minutes into a large model's load. Each local source is resolved as training will resolve
 it (`hf_ipt.corpus.local_files`, `synthesizer_data.collection_files`) and the first row of
-its first non-empty file is read to see that the configured columns are there. A value that
-is not a local path but looks like a Hub dataset id (``org/name``) is left alone: no
-network is assumed; the Hub source is checked when it streams.
+its first non-empty file is read to see that the configured columns are there; so are the
+files of an ``hf://datasets/...`` URL (a listing and the first file's first rows or Parquet
+footer). A value that is not a path but looks like a Hub dataset id (``org/name``) is left
+alone: no network is assumed; the Hub source is checked when it streams.
 
 Errors are `hf_ipt.cli.UsageError` (a `ValueError`) naming the option, its value, what was
 found and the fix; the recipes report them like argparse errors (exit status 2).
@@ -20,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..cli import UsageError
-from ..corpus import is_local_corpus, local_files
+from ..corpus import check_url, is_file_corpus, is_local_corpus, open_file, pattern_files
 from .data import BUILDERS
 
 _HUB_DATASET = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
@@ -85,9 +86,10 @@ def check_source(
             (e.g. ``{"text": "--text_column"}``), or `None` where the column is fixed.
         split (`str`, *optional*, defaults to ``"train"``): split of a dataset folder.
     """
+    check_url(source, option)
     if os.path.isdir(source):
         where, keys = _first_folder_row(option, source, split)
-    elif is_local_corpus(source):
+    elif is_file_corpus(source):
         where, keys = _first_file_row(option, source, _files(option, source))
     elif _is_hub_dataset(source):
         return
@@ -128,8 +130,10 @@ def check_collection(
 
 def _files(option: str, source: str) -> list[str]:
     try:
-        files = local_files(source)
-    except FileNotFoundError:
+        files = pattern_files(source)
+    except FileNotFoundError as error:
+        if "://" in source:
+            raise UsageError(str(error).replace("`corpus`", f"`{option}`")) from None
         raise UsageError(
             f"`{option}` {source!r} matched no file{_relative(source)}: give an existing local file or glob "
             "(.txt, .jsonl, .json, .parquet), a dataset folder, or a Hub dataset id (`org/name`)"
@@ -160,10 +164,11 @@ def _row_keys(option: str, path: str) -> list[str] | None:
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        pf = pq.ParquetFile(path)
-        return pf.schema_arrow.names if pf.metadata.num_rows else None
+        with open_file(path) as f:  # a local file or an hf:// URL (its footer only)
+            pf = pq.ParquetFile(f)
+            return pf.schema_arrow.names if pf.metadata.num_rows else None
     if path.endswith(".jsonl"):
-        with open(path, "rb") as f:
+        with open_file(path) as f:
             line = next((line for line in f if line.strip()), None)
         if line is None:
             return None

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..corpus import is_local_corpus, local_files
+from ..corpus import is_file_corpus, open_file, pattern_files
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,8 @@ def load_rows(source: str | list[str], *, split: str = "train", name: str | None
     """Stream the rows of local files (.txt = one document per file, .jsonl, .parquet) or a dataset.
 
     Args:
-        source (`str` or `list[str]`): a file or glob, a list of files, a Hub dataset id, or a
+        source (`str` or `list[str]`): a file or glob, files of a Hub dataset by URL
+            (``hf://datasets/org/name/data/*.jsonl``), a list of files, a Hub dataset id, or a
             local folder in Hub layout.
         split (`str`, *optional*, defaults to ``"train"``): split of a dataset.
         name (`str`, *optional*): config name of a dataset.
@@ -37,8 +38,8 @@ def load_rows(source: str | list[str], *, split: str = "train", name: str | None
     """
     import datasets
 
-    if isinstance(source, list) or is_local_corpus(source):
-        files = source if isinstance(source, list) else local_files(source)
+    if isinstance(source, list) or is_file_corpus(source):
+        files = source if isinstance(source, list) else pattern_files(source)
         builders = {BUILDERS[os.path.splitext(f)[1]] for f in files}
         if len(builders) > 1:
             raise ValueError(
@@ -61,8 +62,9 @@ def _parquet_rows(files: list[str]):
     import pyarrow.parquet as pq
 
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches():
-            yield from batch.to_pylist()
+        with open_file(path) as f:  # a local file or an hf:// URL
+            for batch in pq.ParquetFile(f).iter_batches():
+                yield from batch.to_pylist()
 
 
 def endless_rows(
