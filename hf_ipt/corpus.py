@@ -29,7 +29,9 @@ PARQUET_SUFFIXES = (".parquet",)
 SUPPORTED = TEXT_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES
 HUB_URL = "hf://datasets/"
 _COMMIT = re.compile(r"[0-9a-f]{40}")
-_URL_COMMIT = re.compile(r"hf://datasets/[^@/]+/[^@/]+@[0-9a-f]{40}(/|$)")
+_URL_PARTS = re.compile(
+    r"hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>refs/(?:pr|convert)/[^/]+|[^/]+))?(?:/(?P<path>.*))?"
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,28 @@ def is_hub_url(corpus: str) -> bool:
     return corpus.startswith(HUB_URL)
 
 
+def hub_url_parts(url: str) -> tuple[str, str | None, str]:
+    """(repo id, revision or `None`, path in the repo) of an ``hf://datasets/`` URL, offline.
+
+    A revision with a slash is %2F-encoded (``@feature%2Fx``), except ``refs/pr/N`` and
+    ``refs/convert/...``, which the Hub reads as they are.
+    """
+    match = _URL_PARTS.fullmatch(url)
+    if match is None:
+        raise UsageError(
+            f"`corpus` {url!r} is not a Hub dataset URL: write {HUB_URL}org/name[@revision]/path/*.jsonl"
+        )
+    return match["repo"], match["revision"], match["path"] or ""
+
+
+def url_corpus_name(url: str) -> str:
+    """``org/name``, plus the URL's last folder or file when it says more than ``data``:
+    ``hf://datasets/org/news/data/*.parquet`` -> ``org/news``, ``.../finance/*.jsonl`` -> ``org/news/finance``."""
+    repo, _, path = hub_url_parts(url)
+    part = derive_corpus_name(path) if path else ""
+    return repo if part in ("", "data") or glob.has_magic(part) else f"{repo}/{part}"
+
+
 def is_file_corpus(corpus: str) -> bool:
     """Files named by a local path or glob, or by an ``hf://`` URL: not a dataset (id or folder)."""
     return is_local_corpus(corpus) or is_hub_url(corpus)
@@ -67,9 +91,11 @@ def is_file_corpus(corpus: str) -> bool:
 def check_url(corpus: str, where: str) -> None:
     """Refuse URLs that hf_ipt cannot read or pin to a commit, before any request."""
     if "://" in corpus and not is_hub_url(corpus):
+        web = re.match(r"https?://[^/]*huggingface\.co/datasets/([^/]+/[^/]+)", corpus)
+        hint = f" (for this repo: {HUB_URL}{web[1]}/<path or glob>, or the id {web[1]!r})" if web else ""
         raise UsageError(
             f"`{where}` {corpus!r}: the only URLs read are files of Hub dataset repos, "
-            f"{HUB_URL}org/name[@revision]/path/*.jsonl; download other files first, or give a Hub dataset id"
+            f"{HUB_URL}org/name[@revision]/path/*.jsonl{hint}; download other files first, or give a Hub dataset id"
         )
 
 
@@ -81,14 +107,23 @@ def hub_url_files(pattern: str, revision: str | None = None, token=None) -> list
     `revision` (a branch, tag or commit) is the revision when the URL names none.
     """
     from huggingface_hub import HfApi, HfFileSystem
+    from huggingface_hub.errors import HfHubHTTPError
 
-    fs = HfFileSystem(token=token)
+    hub_url_parts(pattern)  # the URL's shape, checked offline
+    # A fresh instance: a shared one caches "repo or revision not found" for the whole process.
+    fs = HfFileSystem(token=token, skip_instance_cache=True)
     try:
         where = fs.resolve_path(pattern, revision=revision)
         commit = HfApi(token=token).dataset_info(where.repo_id, revision=where.revision).sha
-    except FileNotFoundError as error:  # no such repo or revision (or private, without a token)
-        raise MissingFileError(f"`corpus` {pattern!r}: {error}") from None
-    except ValueError as error:  # two revisions (URL and corpus_revision), or no org/name
+    except (FileNotFoundError, HfHubHTTPError) as error:  # no such repo or revision (or private, no token)
+        if isinstance(error, HfHubHTTPError) and getattr(error.response, "status_code", None) not in (401, 404):
+            raise  # the Hub or the network failed: not the user's value
+        raise MissingFileError(
+            f"`corpus` {pattern!r}: {str(error).splitlines()[0]}. Check the repo id and revision (a branch with a "
+            "slash is written %2F-encoded in the URL, @feature%2Fx, or given as `corpus_revision`); a private "
+            "repo needs a token (`token=`, HF_TOKEN or `hf auth login`)"
+        ) from None
+    except ValueError as error:  # no org/name
         raise UsageError(f"`corpus` {pattern!r}: {error}") from None
     root = f"datasets/{where.repo_id}@{commit}"
     pinned = f"{root}/{where.path_in_repo}".rstrip("/")
@@ -98,7 +133,10 @@ def hub_url_files(pattern: str, revision: str | None = None, token=None) -> list
         found = fs.glob(pinned, detail=True)
     files = sorted("hf://" + p for p, info in found.items() if info.get("type") == "file")
     if not files:
-        raise MissingFileError(f"`corpus` matched no file in {where.repo_id!r} at {where.revision!r}: {pattern!r}")
+        raise MissingFileError(
+            f"`corpus` matched no file in {where.repo_id!r} at {where.revision!r}: {pattern!r} (a folder is read "
+            f"for its {', '.join(SUPPORTED)} files)"
+        )
     return _supported(pattern, files)
 
 
@@ -192,11 +230,18 @@ class CorpusConfig:
             raise ValueError(f"`num_shards` must be >= 1, got {self.num_shards} ({where}.num_shards)")
         check_url(self.corpus, "corpus")
         local = is_local_corpus(self.corpus)
-        if is_hub_url(self.corpus) and (self.corpus_config is not None or self.corpus_split != "train"):
-            raise ValueError(
-                f"`corpus_config` and `corpus_split` select the files of a dataset id; the URL {self.corpus!r} "
-                f"names its files itself: drop them, or give the dataset id ({where}.corpus)"
-            )
+        if is_hub_url(self.corpus):
+            in_url = hub_url_parts(self.corpus)[1]  # a malformed URL fails here, offline
+            if self.corpus_config is not None or self.corpus_split != "train":
+                raise ValueError(
+                    f"`corpus_config` and `corpus_split` select the files of a dataset id; the URL {self.corpus!r} "
+                    f"names its files itself: drop them, or give the dataset id ({where}.corpus)"
+                )
+            if in_url is not None and self.corpus_revision is not None:
+                raise ValueError(
+                    f"the revision is given twice: @{in_url} in {self.corpus!r} and `corpus_revision` "
+                    f"{self.corpus_revision!r}; keep one ({where}.corpus_revision)"
+                )
         if self.corpus_revision is not None and local:
             raise ValueError(
                 f"`corpus_revision` ({self.corpus_revision!r}) applies to a dataset corpus (repo id or folder), "
@@ -205,7 +250,10 @@ class CorpusConfig:
         if local:
             local_files(self.corpus)  # a typo fails here, not after a model has loaded
         if self.corpus_name is None:
-            self.corpus_name = derive_corpus_name(self.corpus) if is_file_corpus(self.corpus) else self.corpus
+            if is_hub_url(self.corpus):
+                self.corpus_name = url_corpus_name(self.corpus)
+            else:
+                self.corpus_name = derive_corpus_name(self.corpus) if local else self.corpus
 
     def files(self, token=None) -> list[str]:
         """The corpus files (`listed_files`), checked for `text_column` first (`check_text_column`),
@@ -227,9 +275,8 @@ class CorpusConfig:
     def pinned(self) -> bool:
         """Whether the corpus names its snapshot: local files, or a commit sha (`corpus_revision`,
         or ``@<sha>`` in an ``hf://`` URL)."""
-        return is_local_corpus(self.corpus) or bool(
-            _COMMIT.fullmatch(self.corpus_revision or "") or _URL_COMMIT.match(self.corpus)
-        )
+        revision = hub_url_parts(self.corpus)[1] if is_hub_url(self.corpus) else None
+        return is_local_corpus(self.corpus) or bool(_COMMIT.fullmatch(self.corpus_revision or revision or ""))
 
 
 def _decode(raw: bytes) -> tuple[str, str | None]:
@@ -256,7 +303,7 @@ def _text_docs(path: str, doc_prefix: str, token=None) -> Iterator[Document]:
     yield Document(doc_prefix, text, reject)
 
 
-def _starts_with_array(path: str, token=None) -> bool:
+def starts_with_array(path: str, token=None) -> bool:
     """Whether the file's first non-blank character (after a UTF-8 BOM) is ``[``."""
     with open_file(path, token) as f:
         while chunk := f.read(4096):
@@ -341,9 +388,9 @@ def check_text_column(files: list[str], text_column: str, token=None) -> None:
             import pyarrow.parquet as pq
 
             with open_file(path, token) as f:
-                _check_parquet_column(pq.ParquetFile(f), path, text_column)
+                _check_parquet_column(pq.ParquetFile(f, pre_buffer=False), path, text_column)
             continue
-        if path == first_remote and path.endswith(".json") and _starts_with_array(path, token):
+        if path == first_remote and path.endswith(".json") and starts_with_array(path, token):
             continue
         for doc in read_file(path, text_column, strict=True, token=token):
             if doc.reject in (None, "empty", "binary"):  # the row had the column as a string
@@ -352,7 +399,7 @@ def check_text_column(files: list[str], text_column: str, token=None) -> None:
 
 def _jsonl_docs(path: str, doc_prefix: str, text_column: str, strict: bool = False,
                 token=None) -> Iterator[Document]:
-    if path.endswith(".json") and _starts_with_array(path, token):
+    if path.endswith(".json") and starts_with_array(path, token):
         yield from _json_array_docs(path, doc_prefix, text_column, strict, token)
         return
     column = _ColumnCheck(path, text_column, strict)
@@ -378,7 +425,8 @@ def _parquet_docs(path: str, doc_prefix: str, text_column: str, token=None) -> I
     import pyarrow.parquet as pq
 
     with open_file(path, token) as f:
-        pf = pq.ParquetFile(f)
+        # no pre-buffering: it would fetch every row group of a remote file before the first row
+        pf = pq.ParquetFile(f, pre_buffer=False)
         _check_parquet_column(pf, path, text_column)
         i = 0
         for batch in pf.iter_batches(columns=[text_column], batch_size=1024):

@@ -36,7 +36,7 @@ BBC_GENERAL = ("entertainment", "politics", "sports", "tech")
 class DemoConfig:
     """Settings of the one-command demo (defaults: about 10 minutes on 2 CPU cores)."""
 
-    corpus: str = field(default="bbc-business", metadata={"help": "'bbc-business', a file/glob, or a dataset id."})
+    corpus: str = field(default="bbc-business", metadata={"help": "'bbc-business', a file/glob, an hf://datasets/... URL, or a dataset id."})
     output_dir: str = field(default="outputs/demo", metadata={"help": "Where every artifact goes."})
     text_column: str = field(default="text", metadata={"help": "Text column of .jsonl/.parquet/dataset corpora."})
     heldout_every: int = field(default=10, metadata={"help": "Hold out every N-th text for evaluation."})
@@ -71,7 +71,7 @@ def read_texts(corpus: str, text_column: str = "text", max_docs: int | None = No
     from .augment_cli import resolve_corpus
     from .corpus import CorpusConfig, iter_shard
 
-    files = CorpusConfig(corpus=resolve_corpus(corpus)).files()
+    files = CorpusConfig(corpus=resolve_corpus(corpus), text_column=text_column).files()
     texts = []
     for doc in iter_shard({"files": files, "part": 0, "parts": 1}, text_column):
         if doc.reject is None:

@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass, field, replace
 from .augment import ENGINE_SETTINGS, Augmenter, SynthesisConfig, device_type, recorded_settings
 from .chaining import ChainEntry, ChainStats
 from .cli import UsageError, describe_changes
-from .corpus import CorpusConfig, Document, is_local_corpus, iter_shard, make_shards
+from .corpus import CorpusConfig, Document, iter_shard, make_shards
 from .files import write_atomic, write_json
 from .filters import FilterConfig, NearDuplicates, filter_pairs
 from .protocol import Pair
@@ -200,9 +200,10 @@ def _differences(old: dict, new: dict) -> list[str]:
 
 
 def _pinned_commits(job: JobConfig, units: list[dict]) -> set[str]:
-    """The commits that the units of an unpinned Hub corpus were resolved to (``hf://...@<sha>/``);
-    empty when the corpus is local, pinned by `corpus_revision`, or a file has no commit in its URL."""
-    if job.corpus_revision is not None or is_local_corpus(job.corpus):
+    """The commits that the units of a Hub corpus on a branch or tag were resolved to
+    (``hf://...@<sha>/``); empty when the corpus is local, pinned to a commit sha, or a file
+    has no commit in its URL."""
+    if job.pinned:
         return set()
     files = [f for u in units for f in u["files"]]
     commits = {m.group(1) for f in files if (m := re.match(r"hf://datasets/[^@]+@([0-9a-f]{40})/", f))}

@@ -37,7 +37,7 @@ SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
 class MiniReproConfig:
     """Settings of the vanilla vs. instruction pre-training comparison."""
 
-    corpus: str = field(default=BBC_ALL, metadata={"help": "'bbc' (2,225 BBC articles), 'bbc-business', a file/glob or a dataset id."})
+    corpus: str = field(default=BBC_ALL, metadata={"help": "'bbc' (2,225 BBC articles), 'bbc-business', a file/glob, an hf://datasets/... URL or a dataset id."})
     text_column: str = field(default="text", metadata={"help": "Text column of .jsonl/.parquet/dataset corpora."})
     max_docs: int | None = field(default=None, metadata={"help": "Use only the first N texts (quick runs)."})
     heldout_every: int = field(default=10, metadata={"help": "Hold out every N-th text for evaluation."})

@@ -88,3 +88,14 @@ def test_next_sentence_passage_keeps_short_sentences_before_the_answer():
             assert gold not in passage and "Short one." not in ex.options
             k = int(gold.split()[1])  # the answer is sentence k: the passage ends with sentence k-1
             assert passage.endswith(long.format(i=gold.split()[4], j=k - 1) + (" Short one." if k - 1 == 2 else ""))
+
+
+def test_read_texts_checks_the_text_column_it_reads(tmp_path):
+    from hf_ipt.cli import UsageError
+    from hf_ipt.demo import read_texts
+
+    path = tmp_path / "news.jsonl"
+    path.write_text("".join(json.dumps({"body": f"Article {i}."}) + "\n" for i in range(3)))
+    assert read_texts(str(path), "body") == ["Article 0.", "Article 1.", "Article 2."]
+    with pytest.raises(UsageError, match="`text_column` 'text'"):
+        read_texts(str(path))

@@ -18,7 +18,7 @@ import pytest
 import hf_ipt  # noqa: F401  (registers hf_ipt/augmented)
 from hf_ipt.augment import SynthesisConfig
 from hf_ipt.builder import load_augmented
-from hf_ipt.cli import UsageError
+from hf_ipt.cli import MissingFileError, UsageError
 from hf_ipt.corpus import CorpusConfig, iter_shard, make_shards, read_file
 from hf_ipt.jobs import JobConfig, run_job
 from hf_ipt.synthesize_cli import main as synthesize_main
@@ -359,9 +359,12 @@ def test_url_globs_folders_and_revisions_resolve_to_files_at_the_commit(hub):
     assert CorpusConfig(corpus=f"{URL}@v1/data/train-*.jsonl").files() == pinned
     assert CorpusConfig(corpus=f"{URL}/data/train-*.jsonl", corpus_revision="v1").files() == pinned
     config = CorpusConfig(corpus=f"{URL}@{first}/data/train-*.jsonl")
-    assert config.files() == pinned and config.pinned and config.corpus_name == "data"
+    assert config.files() == pinned and config.pinned and config.corpus_name == REPO
     assert {d.id: d.text for s in make_shards(pinned, 2) for d in iter_shard(s)} == EXPECTED
     assert not CorpusConfig(corpus=f"{URL}/data/train-*.jsonl").pinned
+    names = {f"{URL}/finance/*.jsonl": f"{REPO}/finance", f"{URL}@refs/pr/1/data/x.jsonl": f"{REPO}/x.jsonl", URL: REPO,
+             f"{URL}@feature%2Fx/*.parquet": REPO, f"{URL}/{TRAIN[0]}": f"{REPO}/{TRAIN[0].split('/')[1]}"}
+    assert {url: CorpusConfig(corpus=url).corpus_name for url in names} == names
 
 
 def test_url_mistakes_are_usage_errors(hub):
@@ -373,10 +376,26 @@ def test_url_mistakes_are_usage_errors(hub):
         CorpusConfig(corpus=f"{URL}/*.md").files()
     with pytest.raises(FileNotFoundError):  # a missing repo or revision
         CorpusConfig(corpus="hf://datasets/org/missing/*.jsonl").files()
-    with pytest.raises(UsageError, match="Revision specified in path"):
-        CorpusConfig(corpus=f"{URL}@main/data/*.jsonl", corpus_revision="v2").files()
+    with pytest.raises(UsageError, match="matched no file .*a folder is read for its .txt, .jsonl"):
+        CorpusConfig(corpus=f"{URL}/nothing").files()
+    with pytest.raises(ValueError, match="revision is given twice: @main in .* and `corpus_revision` 'v2'"):
+        CorpusConfig(corpus=f"{URL}@main/data/*.jsonl", corpus_revision="v2")
     with pytest.raises(UsageError, match="only URLs read are files of Hub dataset repos"):
         CorpusConfig(corpus="s3://bucket/data/*.jsonl")
+    with pytest.raises(UsageError, match=r"for this repo: hf://datasets/org/news/<path or glob>, or the id 'org/news'"):
+        CorpusConfig(corpus="https://huggingface.co/datasets/org/news/tree/main/data")
+    with pytest.raises(UsageError, match="is not a Hub dataset URL"):
+        CorpusConfig(corpus="hf://datasets/news")
+    with pytest.raises(MissingFileError, match=r"revision not found.*%2F-encoded"):
+        CorpusConfig(corpus=f"{URL}@feature/x/data/*.jsonl").files()
+
+
+def test_a_url_that_failed_is_looked_up_again(hub, monkeypatch):
+    """HfFileSystem caches "not found" per instance: a repo (or token) that arrives later must be seen."""
+    with pytest.raises(MissingFileError, match="repository not found"):
+        CorpusConfig(corpus="hf://datasets/org/later/*.jsonl").files()
+    commit = hub.put("org/later", {"a.jsonl": jsonl(["Now here."])})
+    assert CorpusConfig(corpus="hf://datasets/org/later/*.jsonl").files() == [hf_url(commit, "a.jsonl", "org/later")]
     with pytest.raises(ValueError, match="names its files itself"):
         CorpusConfig(corpus=f"{URL}/data/*.jsonl", corpus_split="test")
 
@@ -386,7 +405,7 @@ def test_builder_and_job_on_a_url_corpus(hub, tmp_path, caplog):
     pattern = f"{URL}/data/train-*.jsonl"
     rows = list(load_augmented(pattern, streaming=True, output="pairs", num_shards=3))
     assert {r["id"]: r["context"] for r in rows} == EXPECTED
-    assert {r["corpus"] for r in rows} == {"data"}
+    assert {r["corpus"] for r in rows} == {REPO}
     job = JobConfig(corpus=pattern, output_dir=str(tmp_path / "o"), num_shards=2)
     assert run_job(job, SynthesisConfig(output="pairs"), NO_FILTERS, rank=0, world_size=2, progress=False) is None
     hub.put(REPO, {TRAIN[1]: jsonl([doc(20)])})  # the branch moves: the job goes on with its commit
@@ -412,3 +431,46 @@ def test_training_sources_by_url_are_checked_and_streamed(hub):
         check_source("--domain_dataset", "s3://b/x.jsonl", {"text": None})
     assert [r["text"] for r in load_rows(f"{URL}/data/train-*.jsonl")] == [doc(i) for i in (0, 1, 2, 10, 11, 12)]
     assert [r["question"] for r in load_rows("hf://datasets/org/general/qa/*.parquet")] == ["What is 2+2? 4"]
+
+
+def test_job_on_a_branch_given_as_corpus_revision_resumes_on_its_first_commit(hub, tmp_path, caplog):
+    news(hub)
+    first = hub.put(REPO, dict(zip(TRAIN, (hub.files(REPO)[path] for path in TRAIN))), branch="dev")
+    job = JobConfig(corpus=f"{URL}/data/train-*.jsonl", corpus_revision="dev", output_dir=str(tmp_path / "o"),
+                    num_shards=2)
+    assert run_job(job, SynthesisConfig(output="pairs"), NO_FILTERS, rank=0, world_size=2, progress=False) is None
+    hub.put(REPO, {TRAIN[1]: jsonl([doc(20)])}, branch="dev")
+    caplog.set_level("WARNING", logger="hf_ipt")
+    assert run_job(job, SynthesisConfig(output="pairs"), NO_FILTERS, progress=False)["docs"]["kept"] == 6
+    assert f"goes on with commit {first}" in caplog.text
+
+
+def test_remote_parquet_streams_without_fetching_every_row_group_first(hub):
+    from hf_ipt.training.data import load_rows
+
+    texts = [doc(i) + " " + "filler " * 400 for i in range(10000)]  # ~30 MB in 100 row groups; reads of
+    buffer = io.BytesIO()                                               # 5 MB blocks: footer + first group
+    pq.write_table(pa.table({"text": texts}), buffer, row_group_size=100, compression="none")
+    hub.put("org/big", {"train.parquet": buffer.getvalue()})
+    url = "hf://datasets/org/big/train.parquet"
+    files = CorpusConfig(corpus=url).files()
+    for first_row in (lambda: next(iter_shard(make_shards(files, 1)[0])).text,
+                      lambda: next(iter(load_rows(url)))["text"]):
+        before = len(hub.ranges)
+        assert first_row() == texts[0]
+        served = sum(int(b) - int(a) + 1 for _, r in hub.ranges[before:]
+                     for a, b in [r.removeprefix("bytes=").split("-")])
+        assert served < len(buffer.getvalue()) // 2, served
+
+
+def test_check_source_leaves_a_remote_json_array_to_the_stream_and_cards_name_url_repos(hub):
+    from hf_ipt.training.checks import check_source
+    from hf_ipt.training.trainer import hub_datasets
+
+    content = json.dumps([{"text": doc(i) + " " + "filler " * 300} for i in range(6000)]).encode()  # ~15 MB
+    hub.put("org/array", {"train.json": content})
+    before = len(hub.requests)
+    check_source("--domain_dataset", "hf://datasets/org/array/train.json", {"text": None})
+    assert len([p for m, p in hub.requests[before:] if m == "GET" and p.endswith("train.json")]) == 1
+    assert hub_datasets(f"{URL}/data/*.jsonl", "org/general", f"{URL}@v1/x.jsonl", None) == [
+        REPO, "org/general"]

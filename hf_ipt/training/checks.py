@@ -21,7 +21,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..cli import UsageError
-from ..corpus import check_url, is_file_corpus, is_local_corpus, open_file, pattern_files
+from ..corpus import (
+    check_url,
+    is_file_corpus,
+    is_local_corpus,
+    open_file,
+    pattern_files,
+    starts_with_array,
+)
 from .data import BUILDERS
 
 _HUB_DATASET = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
@@ -90,7 +97,10 @@ def check_source(
     if os.path.isdir(source):
         where, keys = _first_folder_row(option, source, split)
     elif is_file_corpus(source):
-        where, keys = _first_file_row(option, source, _files(option, source))
+        found = _first_file_row(option, source, _files(option, source))
+        if found is None:
+            return
+        where, keys = found
     elif _is_hub_dataset(source):
         return
     else:
@@ -124,8 +134,9 @@ def check_collection(
             "Point it at the collection's root folder (one subfolder per source, each with a `shard/` folder)"
         ) from None
     for name, source_files in files.items():
-        where, keys = _first_file_row(option, f"{collection}/{name}", source_files)
-        _require(option, collection, columns, where, keys)
+        found = _first_file_row(option, f"{collection}/{name}", source_files)
+        if found is not None:
+            _require(option, collection, columns, *found)
 
 
 def _files(option: str, source: str) -> list[str]:
@@ -148,9 +159,12 @@ def _files(option: str, source: str) -> list[str]:
     return files
 
 
-def _first_file_row(option: str, source: str, files: Iterable[str]) -> tuple[str, list[str]]:
-    """(where, column names) of the first row of the first file that has one."""
+def _first_file_row(option: str, source: str, files: Iterable[str]) -> tuple[str, list[str]] | None:
+    """(where, column names) of the first row of the first file that has one; `None` for a remote
+    JSON array, which is read whole (its columns are checked as it streams)."""
     for path in files:
+        if "://" in path and path.endswith(".json") and starts_with_array(path):
+            return None
         keys = _row_keys(option, path)
         if keys is not None:
             return f"the first row of {path!r}", keys
@@ -165,7 +179,7 @@ def _row_keys(option: str, path: str) -> list[str] | None:
         import pyarrow.parquet as pq
 
         with open_file(path) as f:  # a local file or an hf:// URL (its footer only)
-            pf = pq.ParquetFile(f)
+            pf = pq.ParquetFile(f, pre_buffer=False)
             return pf.schema_arrow.names if pf.metadata.num_rows else None
     if path.endswith(".jsonl"):
         with open_file(path) as f:

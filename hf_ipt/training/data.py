@@ -63,7 +63,8 @@ def _parquet_rows(files: list[str]):
 
     for path in files:
         with open_file(path) as f:  # a local file or an hf:// URL
-            for batch in pq.ParquetFile(f).iter_batches():
+            # no pre-buffering: it would fetch every row group of a remote file before the first row
+            for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(batch_size=1024):
                 yield from batch.to_pylist()
 
 

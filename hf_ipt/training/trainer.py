@@ -17,6 +17,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
+from ..corpus import hub_url_parts, is_hub_url
 from .callbacks import (
     ThroughputCallback,
     TokenBudgetProgressCallback,
@@ -142,8 +143,9 @@ def hyperparameters(args: Any, model: Any) -> dict[str, Any]:
 
 
 def hub_datasets(*sources: str | None) -> list[str]:
-    """The sources that are Hub dataset ids, not local files or folders."""
-    return [s for s in sources if is_hub_id(s)]
+    """The Hub datasets among the sources (ids, and the repos of ``hf://`` URLs), not local files or folders."""
+    ids = [hub_url_parts(s)[0] if s and is_hub_url(s) else s for s in sources]
+    return list(dict.fromkeys(s for s in ids if is_hub_id(s)))
 
 
 def build_trainer(
