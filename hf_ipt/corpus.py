@@ -99,42 +99,60 @@ def check_url(corpus: str, where: str) -> None:
         )
 
 
-def hub_url_files(pattern: str, revision: str | None = None, token=None) -> list[str]:
-    """Sorted files of a Hub dataset repo matched by `pattern` (see `is_hub_url`), as URLs that
-    name the commit the revision points to now, so that a job reads one fixed snapshot.
+def pin_hub_url(url: str, revision: str | None = None, token=None) -> str:
+    """`url` (see `is_hub_url`) at the commit its revision (or `revision`, a branch, tag or commit,
+    when the URL names none) points to now: ``hf://datasets/org/name@<sha>/path``.
 
-    The pattern is a file, a glob (``**`` included) or a folder (every supported file below it).
-    `revision` (a branch, tag or commit) is the revision when the URL names none.
+    Raises `MissingFileError` for a repo or revision that does not exist (or a private repo read
+    without a token); a URL already at a commit sha is returned as it is, without a request.
     """
     from huggingface_hub import HfApi, HfFileSystem
     from huggingface_hub.errors import HfHubHTTPError
 
-    hub_url_parts(pattern)  # the URL's shape, checked offline
+    in_url = hub_url_parts(url)[1]  # the URL's shape, checked offline
+    if revision is None and _COMMIT.fullmatch(in_url or ""):
+        return url
     # A fresh instance: a shared one caches "repo or revision not found" for the whole process.
     fs = HfFileSystem(token=token, skip_instance_cache=True)
     try:
-        where = fs.resolve_path(pattern, revision=revision)
+        where = fs.resolve_path(url, revision=revision)
         commit = HfApi(token=token).dataset_info(where.repo_id, revision=where.revision).sha
     except (FileNotFoundError, HfHubHTTPError) as error:  # no such repo or revision (or private, no token)
         if isinstance(error, HfHubHTTPError) and getattr(error.response, "status_code", None) not in (401, 404):
             raise  # the Hub or the network failed: not the user's value
         raise MissingFileError(
-            f"`corpus` {pattern!r}: {str(error).splitlines()[0]}. Check the repo id and revision (a branch with a "
+            f"`corpus` {url!r}: {str(error).splitlines()[0]}. Check the repo id and revision (a branch with a "
             "slash is written %2F-encoded in the URL, @feature%2Fx, or given as `corpus_revision`); a private "
             "repo needs a token (`token=`, HF_TOKEN or `hf auth login`)"
         ) from None
     except ValueError as error:  # no org/name
-        raise UsageError(f"`corpus` {pattern!r}: {error}") from None
-    root = f"datasets/{where.repo_id}@{commit}"
-    pinned = f"{root}/{where.path_in_repo}".rstrip("/")
-    if not glob.has_magic(where.path_in_repo) and fs.isdir(pinned):
-        found = {p: i for p, i in fs.find(pinned, detail=True).items() if p.endswith(SUPPORTED)}
+        raise UsageError(f"`corpus` {url!r}: {error}") from None
+    return f"{HUB_URL}{where.repo_id}@{commit}/{where.path_in_repo}".rstrip("/")
+
+
+def hub_url_files(pattern: str, revision: str | None = None, token=None) -> list[str]:
+    """Sorted files of a Hub dataset repo matched by `pattern` (see `is_hub_url`), as URLs that
+    name the commit the revision points to now (`pin_hub_url`), so that a job reads one fixed
+    snapshot.
+
+    The pattern is a file, a glob (``**`` included) or a folder (every supported file below it).
+    `revision` (a branch, tag or commit) is the revision when the URL names none.
+    """
+    from huggingface_hub import HfFileSystem
+
+    pinned = pin_hub_url(pattern, revision, token)
+    repo, _, path = hub_url_parts(pinned)
+    target = pinned.removeprefix("hf://")
+    fs = HfFileSystem(token=token, skip_instance_cache=True)
+    if not glob.has_magic(path) and fs.isdir(target):
+        found = {p: i for p, i in fs.find(target, detail=True).items() if p.endswith(SUPPORTED)}
     else:
-        found = fs.glob(pinned, detail=True)
+        found = fs.glob(target, detail=True)
     files = sorted("hf://" + p for p, info in found.items() if info.get("type") == "file")
     if not files:
+        at = revision or hub_url_parts(pattern)[1] or "main"
         raise MissingFileError(
-            f"`corpus` matched no file in {where.repo_id!r} at {where.revision!r}: {pattern!r} (a folder is read "
+            f"`corpus` matched no file in {repo!r} at {at!r}: {pattern!r} (a folder is read "
             f"for its {', '.join(SUPPORTED)} files)"
         )
     return _supported(pattern, files)

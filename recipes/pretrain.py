@@ -35,7 +35,7 @@ def main(data_args, training_args, model_args):
     )
     from hf_ipt.training.trainer import hub_datasets
 
-    check_data(data_args)  # paths and columns, before a model loads: a typo fails in seconds
+    check_data(data_args)  # paths and columns (hf:// URLs pinned to a commit), before a model loads
     tokenizer = load_tokenizer(data_args.tokenizer_name_or_path)
     model = init_model(
         data_args.model_shape,

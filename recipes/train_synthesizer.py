@@ -36,7 +36,7 @@ def main(data_args, training_args, model_args):
     )
     from hf_ipt.training.trainer import hub_datasets
 
-    check_data(data_args)  # paths and columns, before a model loads: a typo fails in seconds
+    check_data(data_args)  # paths and columns (hf:// URLs pinned to a commit), before a model loads
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
     model = load_model(model_args, training_args.activation_checkpointing)
     dataset, data_mix = synthesizer_dataset(data_args, tokenizer, training_args)

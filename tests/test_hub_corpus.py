@@ -474,3 +474,24 @@ def test_check_source_leaves_a_remote_json_array_to_the_stream_and_cards_name_ur
     assert len([p for m, p in hub.requests[before:] if m == "GET" and p.endswith("train.json")]) == 1
     assert hub_datasets(f"{URL}/data/*.jsonl", "org/general", f"{URL}@v1/x.jsonl", None) == [
         REPO, "org/general"]
+
+
+def test_recipes_pin_url_sources_to_their_commit_before_training(hub):
+    """The card and the resume check (hf_ipt_data_stream.json) record the commit: a resume after the
+    branch moved finds another stream and is refused, instead of reading other data."""
+    from hf_ipt.corpus import pin_hub_url
+    from hf_ipt.training.checks import check_data
+    from hf_ipt.training.config import ContinualPTConfig
+
+    first = news(hub)
+    general = hub.put("org/general", {"qa.jsonl": "".join(
+        json.dumps({"question": f"Q{i}?", "response": f"A{i}."}) + "\n" for i in range(3))})
+    config = ContinualPTConfig(domain_dataset=f"{URL}/data/train-*.jsonl",
+                               general_dataset=f"hf://datasets/org/general@{general}/qa.jsonl")
+    check_data(config)
+    assert config.domain_dataset == f"{URL}@{first}/data/train-*.jsonl"
+    assert config.general_dataset == f"hf://datasets/org/general@{general}/qa.jsonl"  # already a commit
+    hub.tag(REPO, "v1")
+    second = hub.put(REPO, {TRAIN[1]: jsonl([doc(20)])})
+    assert pin_hub_url(f"{URL}/data") == f"{URL}@{second}/data"
+    assert pin_hub_url(f"{URL}@v1") == pin_hub_url(URL, revision="v1") == f"{URL}@{first}"

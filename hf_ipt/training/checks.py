@@ -24,9 +24,11 @@ from ..cli import UsageError
 from ..corpus import (
     check_url,
     is_file_corpus,
+    is_hub_url,
     is_local_corpus,
     open_file,
     pattern_files,
+    pin_hub_url,
     starts_with_array,
 )
 from .data import BUILDERS
@@ -43,7 +45,10 @@ SOURCES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def check_data(config: Any) -> None:
-    """Check every data source of a recipe's data config before any model load.
+    """Check every data source of a recipe's data config before any model load, and pin each
+    ``hf://`` URL source to the commit its revision points to now (in place: the model card and
+    the resume check, `hf_ipt_data_stream.json`, record the commit, so a resume after the branch
+    moved is refused instead of reading other data).
 
     Args:
         config (`ContinualPTConfig`, `PretrainConfig` or `SynthesizerConfig`): the sources are
@@ -56,6 +61,9 @@ def check_data(config: Any) -> None:
     split = getattr(config, "dataset_split", "train")
     for attribute, column_attributes in SOURCES:
         source = getattr(config, attribute, None)
+        if source and is_hub_url(source):
+            source = pin_hub_url(source)
+            setattr(config, attribute, source)
         if source:
             columns = {getattr(config, c): f"--{c}" for c in column_attributes}
             check_source(f"--{attribute}", source, columns, split=split)
