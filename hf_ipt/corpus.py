@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote
 
 from .cli import MissingFileError, UsageError
 
@@ -106,28 +107,27 @@ def pin_hub_url(url: str, revision: str | None = None, token=None) -> str:
     Raises `MissingFileError` for a repo or revision that does not exist (or a private repo read
     without a token); a URL already at a commit sha is returned as it is, without a request.
     """
-    from huggingface_hub import HfApi, HfFileSystem
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RevisionNotFoundError
 
-    in_url = hub_url_parts(url)[1]  # the URL's shape, checked offline
-    if revision is None and _COMMIT.fullmatch(in_url or ""):
-        return url
-    # A fresh instance: a shared one caches "repo or revision not found" for the whole process.
-    fs = HfFileSystem(token=token, skip_instance_cache=True)
+    repo, in_url, path = hub_url_parts(url)  # the URL's shape, checked offline
+    if in_url is not None and revision is not None and unquote(in_url) != revision:
+        raise UsageError(f"`corpus` {url!r}: the revision is given twice (@{in_url} and {revision!r}); keep one")
+    revision = unquote(in_url) if in_url is not None else revision
+    if _COMMIT.fullmatch(revision or ""):
+        return f"{HUB_URL}{repo}@{revision}/{path}".rstrip("/")
     try:
-        where = fs.resolve_path(url, revision=revision)
-        commit = HfApi(token=token).dataset_info(where.repo_id, revision=where.revision).sha
-    except (FileNotFoundError, HfHubHTTPError) as error:  # no such repo or revision (or private, no token)
-        if isinstance(error, HfHubHTTPError) and getattr(error.response, "status_code", None) not in (401, 404):
+        commit = HfApi(token=token).dataset_info(repo, revision=revision).sha
+    except HfHubHTTPError as error:  # no such repo or revision (or private, no token)
+        if getattr(error.response, "status_code", None) not in (401, 404):
             raise  # the Hub or the network failed: not the user's value
+        missing = f"revision {revision!r} not found in" if isinstance(error, RevisionNotFoundError) else "no"
         raise MissingFileError(
-            f"`corpus` {url!r}: {str(error).splitlines()[0]}. Check the repo id and revision (a branch with a "
+            f"`corpus` {url!r}: {missing} dataset repo {repo!r}. Check the repo id and revision (a branch with a "
             "slash is written %2F-encoded in the URL, @feature%2Fx, or given as `corpus_revision`); a private "
             "repo needs a token (`token=`, HF_TOKEN or `hf auth login`)"
         ) from None
-    except ValueError as error:  # no org/name
-        raise UsageError(f"`corpus` {url!r}: {error}") from None
-    return f"{HUB_URL}{where.repo_id}@{commit}/{where.path_in_repo}".rstrip("/")
+    return f"{HUB_URL}{repo}@{commit}/{path}".rstrip("/")
 
 
 def hub_url_files(pattern: str, revision: str | None = None, token=None) -> list[str]:

@@ -386,13 +386,13 @@ def test_url_mistakes_are_usage_errors(hub):
         CorpusConfig(corpus="https://huggingface.co/datasets/org/news/tree/main/data")
     with pytest.raises(UsageError, match="is not a Hub dataset URL"):
         CorpusConfig(corpus="hf://datasets/news")
-    with pytest.raises(MissingFileError, match=r"revision not found.*%2F-encoded"):
+    with pytest.raises(MissingFileError, match=r"revision 'feature' not found in dataset repo 'org/news'.*%2F-encoded"):
         CorpusConfig(corpus=f"{URL}@feature/x/data/*.jsonl").files()
 
 
 def test_a_url_that_failed_is_looked_up_again(hub, monkeypatch):
     """HfFileSystem caches "not found" per instance: a repo (or token) that arrives later must be seen."""
-    with pytest.raises(MissingFileError, match="repository not found"):
+    with pytest.raises(MissingFileError, match="no dataset repo 'org/later'.*a private repo needs a token"):
         CorpusConfig(corpus="hf://datasets/org/later/*.jsonl").files()
     commit = hub.put("org/later", {"a.jsonl": jsonl(["Now here."])})
     assert CorpusConfig(corpus="hf://datasets/org/later/*.jsonl").files() == [hf_url(commit, "a.jsonl", "org/later")]
