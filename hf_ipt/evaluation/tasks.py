@@ -226,7 +226,7 @@ def load_paper_task(spec: TaskSpec, data_dir: str | os.PathLike | None = None) -
     Args:
         spec (`TaskSpec`): the task, from `PAPER_TASKS`.
         data_dir (`str`, *optional*): a folder with the Hub repo's layout (e.g. a
-            ``huggingface-cli download AdaptLLM/finance-tasks --repo-type dataset`` target);
+            ``hf download AdaptLLM/finance-tasks --repo-type dataset`` target);
             when None, the test split is read from the Hub with `datasets.load_dataset`.
     """
     if data_dir is not None:
