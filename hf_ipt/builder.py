@@ -32,13 +32,21 @@ import datasets
 from . import __version__
 from .augment import Augmenter, SynthesisConfig, features
 from .chaining import ChainStats
-from .corpus import CorpusConfig, is_local_corpus, iter_shard, local_files, make_shards
+from .corpus import (
+    CorpusConfig,
+    check_text_column,
+    is_local_corpus,
+    iter_shard,
+    local_files,
+    make_shards,
+)
 
 logger = logging.getLogger(__name__)
 
 DATASET_NAME = "hf_ipt/augmented"
 _CACHE_NAME = "hf_ipt___augmented"  # the cache folder name: no "/" in Arrow paths
 _listing_token: contextvars.ContextVar = contextvars.ContextVar("hf_ipt_listing_token", default=None)
+_keyed_files: contextvars.ContextVar = contextvars.ContextVar("hf_ipt_keyed_files", default=None)
 
 
 @dataclass
@@ -57,7 +65,9 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
         from cache. A corpus pinned to a commit sha is key enough: nothing is listed then."""
         extra: dict[str, Any] = {"hf_ipt_version": __version__}
         if self.corpus and is_local_corpus(self.corpus):
-            extra["corpus_files"] = [(f, os.path.getsize(f), os.path.getmtime(f)) for f in local_files(self.corpus)]
+            files = local_files(self.corpus)
+            _keyed_files.set(files)
+            extra["corpus_files"] = [(f, os.path.getsize(f), os.path.getmtime(f)) for f in files]
         elif self.corpus and not self.pinned:
             try:
                 files = self.listed_files(token=_listing_token.get())
@@ -68,6 +78,7 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
                     "to a commit sha to make the key exact without a listing.", self.corpus, error,
                 )
             else:
+                _keyed_files.set(files)
                 # URLs as they are (no os.path calls: streaming patches them in this module to fetch);
                 # a local folder in Hub layout gives paths, keyed by size and mtime like local files.
                 extra["corpus_files"] = [
@@ -86,13 +97,20 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
         kwargs.setdefault("dataset_name", _CACHE_NAME)
         super().__init__(*args, **kwargs)
 
+    # The corpus files the cache key was made of; the data is read from these same files, so a
+    # commit landing between the key and the read cannot be stored under the older key.
+    _corpus_files: list[str] | None = None
+
     def _create_builder_config(self, *args, **kwargs):
         # `datasets` gives the config no token: lend it the builder's, for the cache key's listing.
-        lent = _listing_token.set(self.token)
+        lent, keyed = _listing_token.set(self.token), _keyed_files.set(None)
         try:
-            return super()._create_builder_config(*args, **kwargs)
+            config_and_id = super()._create_builder_config(*args, **kwargs)
+            self._corpus_files = _keyed_files.get()
+            return config_and_id
         finally:
             _listing_token.reset(lent)
+            _keyed_files.reset(keyed)
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
@@ -103,7 +121,12 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         cfg = self.config
-        files = dl_manager.download(cfg.files(self.token))  # streaming: urls stay urls, read lazily
+        if self._corpus_files is None:  # pinned, or the listing failed: resolved now
+            files = cfg.files(self.token)
+        else:
+            files = self._corpus_files
+            check_text_column(files, cfg.text_column, self.token)
+        files = dl_manager.download(files)  # streaming: urls stay urls, read lazily
         shards = make_shards(list(files), cfg.num_shards)
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"shards": shards})]
 

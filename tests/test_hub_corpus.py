@@ -287,6 +287,17 @@ def test_load_augmented_of_a_private_hub_corpus_with_a_token(hub):
     assert [r["id"] for r in rows] == ["train.jsonl:0"]
 
 
+def test_the_builder_reads_the_commit_its_cache_key_names(hub, tmp_path):
+    from hf_ipt.builder import AugmentedBuilder
+
+    news(hub)
+    builder = AugmentedBuilder(corpus=REPO, output="pairs", cache_dir=str(tmp_path / "cache"))
+    hub.put(REPO, {TRAIN[1]: jsonl([doc(20)])})  # a commit lands after the key was made
+    assert {r["id"]: r["context"] for r in builder.as_streaming_dataset(split="train")} == EXPECTED
+    builder.download_and_prepare()
+    assert {r["id"]: r["context"] for r in builder.as_dataset(split="train")} == EXPECTED
+
+
 def test_non_streaming_load_sees_a_new_commit_of_an_unpinned_hub_corpus(hub, tmp_path):
     news(hub)
     rows = load_augmented(REPO, output="pairs", cache_dir=str(tmp_path / "cache"))
