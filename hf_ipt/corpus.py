@@ -164,7 +164,10 @@ def pattern_files(pattern: str, token=None) -> list[str]:
 
 
 def local_files(corpus: str) -> list[str]:
-    """Sorted files matched by `corpus`, each with a supported suffix."""
+    """Sorted files matched by `corpus`, each with a supported suffix. An existing file is itself,
+    even when its name holds glob characters (``report[1].jsonl``)."""
+    if os.path.isfile(corpus):
+        return _supported(corpus, [corpus])
     files = sorted(p for p in glob.glob(corpus, recursive=True) if os.path.isfile(p))
     if not files:
         raise MissingFileError(

@@ -176,3 +176,11 @@ def test_a_local_corpus_that_matches_nothing_fails_when_the_config_is_made(tmp_p
     for error in (UsageError, FileNotFoundError):  # either is caught: CLIs turn it into exit status 2
         with pytest.raises(error, match="matched no file"):
             CorpusConfig(corpus=str(tmp_path / "missing" / "*.jsonl"))
+
+
+def test_an_existing_file_with_glob_characters_in_its_name_is_itself(tmp_path):
+    from hf_ipt.corpus import CorpusConfig
+
+    path = write_jsonl(tmp_path / "report[1].jsonl", 2)
+    assert CorpusConfig(corpus=str(path)).files() == [str(path)]
+    assert [d.id for d in iter_shard(make_shards([str(path)], 1)[0])] == ["report[1].jsonl:0", "report[1].jsonl:1"]

@@ -37,6 +37,9 @@ def test_load_rows_reads_each_file_type(tmp_path):
     ]
     with pytest.raises(ValueError, match="mixes file types"):
         load_rows([str(tmp_path / "rows.jsonl"), str(tmp_path / "rows.parquet")])
+    bracketed = tmp_path / "rows[1].jsonl"  # glob characters in a file name: the file itself
+    bracketed.write_bytes((tmp_path / "rows.jsonl").read_bytes())
+    assert [r["text"] for r in load_rows(str(bracketed))] == [f"row {i}" for i in range(5)]
 
 
 def test_endless_rows_restart_reshuffled_and_split_ranks(tmp_path):

@@ -10,6 +10,7 @@ so a stream never runs dry before `max_steps`; each restart is logged.
 
 from __future__ import annotations
 
+import glob
 import itertools
 import logging
 import os
@@ -52,8 +53,9 @@ def load_rows(source: str | list[str], *, split: str = "train", name: str | None
             # restart every few steps would stall training. Read row groups with pyarrow instead.
             return datasets.IterableDataset.from_generator(_parquet_rows, gen_kwargs={"files": files})
         extra = {"sample_by": "document"} if builder == "text" else {}
+        # `datasets` reads data_files as patterns: escaped, a file named `report[1].jsonl` is itself
         return datasets.load_dataset(
-            builder, data_files=files, split="train", streaming=True, **extra
+            builder, data_files=[glob.escape(f) for f in files], split="train", streaming=True, **extra
         )
     return datasets.load_dataset(source, name=name, split=split, streaming=True)
 
