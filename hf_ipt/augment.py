@@ -117,8 +117,7 @@ class SynthesisConfig:
                              "(SynthesisConfig.gpu_memory_utilization)")
         # one spelling per value (a dict from Python/YAML, key order, {} = unset), so that job.json
         # pins and cache keys compare values; a malformed value fails here, before any model loads
-        arguments = self.engine_arguments()
-        self.engine_kwargs = json.dumps(arguments, sort_keys=True) if arguments else None
+        self.engine_kwargs = normalized_engine_kwargs(self.engine_kwargs)
         if self.revision is not None and self.synthesizer == RULES:  # would pin nothing: refuse
             raise ValueError(
                 f"`revision` ({self.revision!r}) pins the synthesizer model, but synthesizer='rules' has no "
@@ -127,22 +126,7 @@ class SynthesisConfig:
 
     def engine_arguments(self) -> dict[str, Any]:
         """`engine_kwargs` parsed: the extra `vllm.LLM` arguments ({} when unset)."""
-        if self.engine_kwargs is None:
-            return {}
-        if isinstance(self.engine_kwargs, Mapping):
-            value = dict(self.engine_kwargs)
-            check_engine_kwargs(value)
-            return value
-        try:
-            value = json.loads(self.engine_kwargs)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"`engine_kwargs` must be a JSON object, got {self.engine_kwargs!r}: {error} "
-                             "(SynthesisConfig.engine_kwargs)") from error
-        if not isinstance(value, dict):
-            raise ValueError(f"`engine_kwargs` must be a JSON object of `vllm.LLM` arguments, got "  # noqa: TRY004 - a usage error, as the others
-                             f"{self.engine_kwargs!r} (SynthesisConfig.engine_kwargs)")
-        check_engine_kwargs(value)
-        return value
+        return parse_engine_kwargs(self.engine_kwargs)
 
     def backend_config(self):
         from .backends import BackendConfig
@@ -150,6 +134,32 @@ class SynthesisConfig:
         keep = {f.name for f in fields(BackendConfig)} - {"engine_kwargs"}
         values = {k: v for k, v in asdict(self).items() if k in keep}
         return BackendConfig(model_name_or_path=self.synthesizer, engine_kwargs=self.engine_arguments(), **values)
+
+
+def parse_engine_kwargs(value: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """`SynthesisConfig.engine_kwargs` (a JSON object, a mapping or `None`) as a dict, checked."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        parsed: Any = dict(value)
+    else:
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"`engine_kwargs` must be a JSON object, got {value!r}: {error} "
+                             "(SynthesisConfig.engine_kwargs)") from error
+    if not isinstance(parsed, dict):
+        raise ValueError(f"`engine_kwargs` must be a JSON object of `vllm.LLM` arguments, got "  # noqa: TRY004 - a usage error, as the others
+                         f"{value!r} (SynthesisConfig.engine_kwargs)")
+    check_engine_kwargs(parsed, synthesis_names=True)
+    return parsed
+
+
+def normalized_engine_kwargs(value: str | Mapping[str, Any] | None) -> str | None:
+    """One spelling per value (sorted keys; a dict from Python/YAML; ``{}`` = `None`), so that
+    job.json pins and cache keys compare values, not the way they were typed."""
+    parsed = parse_engine_kwargs(value)
+    return json.dumps(parsed, sort_keys=True) if parsed else None
 
 
 def device_type(device: str | None) -> str | None:

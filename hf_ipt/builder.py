@@ -64,6 +64,10 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
         `datasets` keys its own Hub datasets), so a new commit of an unpinned corpus is not served
         from cache. A corpus pinned to a commit sha is key enough: nothing is listed then."""
         extra: dict[str, Any] = {"hf_ipt_version": __version__}
+        if "engine_kwargs" in config_kwargs:  # keyed by value, not by how it was typed; {} is unset
+            config_kwargs = {k: v for k, v in config_kwargs.items() if k != "engine_kwargs"}
+            if self.engine_kwargs is not None:
+                config_kwargs["engine_kwargs"] = self.engine_kwargs
         if self.corpus and is_local_corpus(self.corpus):
             files = local_files(self.corpus)
             _keyed_files.set(files)
@@ -74,8 +78,8 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
             except Exception as error:  # noqa: BLE001 - the data read reports it again, or works later
                 logger.warning(
                     "hf_ipt: could not list the files of corpus %r for the cache key (%s); the key holds the "
-                    "settings only, so a cached build of an earlier commit may be reused. Pin `corpus_revision` "
-                    "to a commit sha to make the key exact without a listing.", self.corpus, error,
+                    "settings only, so a cached build of an earlier commit may be reused. Pin the corpus to a "
+                    "commit sha (`corpus_revision`, or @<sha> in an hf:// URL) to make the key exact without a listing.", self.corpus, error,
                 )
             else:
                 _keyed_files.set(files)

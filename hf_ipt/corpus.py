@@ -296,6 +296,8 @@ class CorpusConfig:
     def pinned(self) -> bool:
         """Whether the corpus names its snapshot: local files, or a commit sha (`corpus_revision`,
         or ``@<sha>`` in an ``hf://`` URL)."""
+        if os.path.isdir(self.corpus):  # a local folder in Hub layout: its revision pins nothing
+            return False
         revision = hub_url_parts(self.corpus)[1] if is_hub_url(self.corpus) else None
         return is_local_corpus(self.corpus) or bool(_COMMIT.fullmatch(self.corpus_revision or revision or ""))
 

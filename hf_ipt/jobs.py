@@ -43,7 +43,14 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
-from .augment import ENGINE_SETTINGS, Augmenter, SynthesisConfig, device_type, recorded_settings
+from .augment import (
+    ENGINE_SETTINGS,
+    Augmenter,
+    SynthesisConfig,
+    device_type,
+    normalized_engine_kwargs,
+    recorded_settings,
+)
 from .chaining import ChainEntry, ChainStats
 from .cli import UsageError, describe_changes
 from .corpus import CorpusConfig, Document, iter_shard, make_shards
@@ -163,6 +170,10 @@ def prepare(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -
     old = read_json(path)
     if isinstance(old.get("synthesis"), dict):  # jobs saved before the device index was left out
         old["synthesis"]["device"] = device_type(old["synthesis"].get("device"))
+        if "engine_kwargs" in old["synthesis"]:  # saved as typed before engine_kwargs were normalized
+            old["synthesis"]["engine_kwargs"] = normalized_engine_kwargs(old["synthesis"]["engine_kwargs"])
+            if old["synthesis"]["engine_kwargs"] is None:
+                del old["synthesis"]["engine_kwargs"]
     changed = sorted(k for k in spec if spec[k] != old.get(k))
     if changed == ["units"] and _same_files(old["units"], units):
         # Same corpus and settings, units cut by an older `make_shards`: keep the job's own units.

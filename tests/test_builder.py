@@ -232,6 +232,10 @@ def test_corpus_revision_reaches_the_corpus_loader(tmp_path, monkeypatch):
     ids = {AugmentedBuilder(corpus=str(repo), **kw).config_id for kw in ({}, {"corpus_revision": "v1.0"},
                                                                          {"corpus_revision": "v2.0"})}
     assert len(ids) == 3
+    sha = "0123456789abcdef0123456789abcdef01234567"  # pins a Hub repo, not a local folder's files
+    before = AugmentedBuilder(corpus=str(repo), corpus_revision=sha).config_id
+    pq.write_table(pa.table({"text": [doc(i) for i in range(4)]}), repo / "data" / "train-00000.parquet")
+    assert AugmentedBuilder(corpus=str(repo), corpus_revision=sha).config_id != before
     with pytest.raises(ValueError, match="corpus_revision"):  # local files have no revisions
         load_augmented(str(write_jsonl(tmp_path / "x.jsonl", 1)), corpus_revision="v1.0", streaming=True)
 
@@ -259,3 +263,14 @@ def test_map_ids_do_not_restart_per_batch(monkeypatch):
     # content ids: stable, whatever the batching
     rebatched = ds.map(fn, batched=True, batch_size=4, remove_columns=["text"], load_from_cache_file=False)
     assert rebatched["id"] == out["id"]
+
+
+def test_engine_kwargs_are_keyed_by_value_not_spelling(tmp_path):
+    corpus = str(write_jsonl(tmp_path / "a.jsonl", 2))
+    spellings = ('{"enforce_eager": true, "max_num_seqs": 64}', '{"max_num_seqs":64,"enforce_eager":true}',
+                 {"max_num_seqs": 64, "enforce_eager": True})
+    keys = {AugmentedBuilder(corpus=corpus, synthesizer="org/m", engine_kwargs=e).config_id for e in spellings}
+    assert len(keys) == 1
+    unset = {AugmentedBuilder(corpus=corpus, synthesizer="org/m", **kw).config_id
+             for kw in ({}, {"engine_kwargs": "{}"}, {"engine_kwargs": None})}
+    assert len(unset) == 1 and not keys & unset

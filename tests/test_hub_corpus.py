@@ -506,3 +506,13 @@ def test_recipes_pin_url_sources_to_their_commit_before_training(hub):
     second = hub.put(REPO, {TRAIN[1]: jsonl([doc(20)])})
     assert pin_hub_url(f"{URL}/data") == f"{URL}@{second}/data"
     assert pin_hub_url(f"{URL}@v1") == pin_hub_url(URL, revision="v1") == f"{URL}@{first}"
+
+
+def test_check_data_names_the_option_of_a_missing_url_source(hub):
+    from hf_ipt.training.checks import check_data
+    from hf_ipt.training.config import ContinualPTConfig
+
+    config = ContinualPTConfig(domain_dataset="hf://datasets/org/missing/*.jsonl")
+    with pytest.raises(UsageError, match=r"`--domain_dataset` 'hf://datasets/org/missing/\*.jsonl': no dataset repo") as info:
+        check_data(config)
+    assert "corpus_revision" not in str(info.value) and "token=" not in str(info.value)

@@ -370,8 +370,8 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
     as_dict = SynthesisConfig(synthesizer="org/model", engine_kwargs={"max_num_seqs": 64, "enforce_eager": True})
     assert as_dict.engine_kwargs == synthesis.engine_kwargs == '{"enforce_eager": true, "max_num_seqs": 64}'
     assert SynthesisConfig(engine_kwargs="{}").engine_kwargs is None
-    with pytest.raises(ValueError, match=r"sets \['max_model_len'\].*max_model_len -> max_model_len"):
-        SynthesisConfig(engine_kwargs={"max_model_len": 8192, "enforce_eager": True})
+    with pytest.raises(ValueError, match=r"sets \['max_model_len', 'model'\].*set --max_model_len, --synthesizer inst"):
+        SynthesisConfig(engine_kwargs={"max_model_len": 8192, "model": "x", "enforce_eager": True})
 
     job = JobConfig(corpus=str(write_jsonl(tmp_path / "a.jsonl", 4)), output_dir=str(tmp_path / "o"), num_shards=1)
     units = job_units(job)
@@ -382,6 +382,14 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
     prepare(job, SynthesisConfig(), NO_FILTERS)
     with pytest.raises(Exception, match=r"changed: synthesis.engine_kwargs"):
         prepare(job, SynthesisConfig(engine_kwargs='{"quantization": "fp8"}'), NO_FILTERS)
+    # job.json of the version before normalization holds the value as typed: it still resumes.
+    path = tmp_path / "o" / "job.json"
+    for typed, given in (('{"max_num_seqs": 128, "enforce_eager":true}', {"enforce_eager": True, "max_num_seqs": 128}),
+                         ("{}", None)):
+        spec = json.loads(path.read_text())
+        spec["synthesis"]["engine_kwargs"] = typed
+        path.write_text(json.dumps(spec))
+        prepare(job, SynthesisConfig(engine_kwargs=given), NO_FILTERS)
     with pytest.raises(SystemExit):
         main(["--help"])
     help_text = capsys.readouterr().out

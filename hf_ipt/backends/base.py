@@ -72,21 +72,26 @@ class BackendConfig:
 
 
 # `vllm.LLM` arguments that hf_ipt sets from its own settings: `engine_kwargs` may not hold them,
-# else the engine and hf_ipt's prompt budget, seed or model pin would disagree.
+# else the engine and hf_ipt's prompt budget, seed or model pin would disagree. Values: the
+# setting to use instead, as `BackendConfig` and as `SynthesisConfig` (the CLIs and the builder).
 VLLM_SETTINGS = {
-    "model": "model_name_or_path", "revision": "revision", "dtype": "dtype", "max_model_len": "max_model_len",
-    "tensor_parallel_size": "tensor_parallel_size", "gpu_memory_utilization": "gpu_memory_utilization",
-    "trust_remote_code": "trust_remote_code", "seed": "seed",
+    "model": ("model_name_or_path", "synthesizer"), "revision": ("revision", "revision"),
+    "dtype": ("dtype", "dtype"), "max_model_len": ("max_model_len", "max_model_len"),
+    "tensor_parallel_size": ("tensor_parallel_size", "tensor_parallel_size"),
+    "gpu_memory_utilization": ("gpu_memory_utilization", "gpu_memory_utilization"),
+    "trust_remote_code": ("trust_remote_code", "trust_remote_code"), "seed": ("seed", "seed"),
 }
 
 
-def check_engine_kwargs(engine_kwargs: Mapping[str, Any]) -> None:
-    """Refuse `engine_kwargs` that repeat a setting hf_ipt passes to `vllm.LLM` itself."""
+def check_engine_kwargs(engine_kwargs: Mapping[str, Any], synthesis_names: bool = False) -> None:
+    """Refuse `engine_kwargs` that repeat a setting hf_ipt passes to `vllm.LLM` itself; the error
+    names the setting to use (`SynthesisConfig`'s names when `synthesis_names`)."""
     taken = sorted(set(engine_kwargs) & set(VLLM_SETTINGS))
     if taken:
-        fixes = ", ".join(f"{name} -> {VLLM_SETTINGS[name]}" for name in taken)
+        prefix = "--" if synthesis_names else ""
+        fixes = ", ".join(f"{prefix}{VLLM_SETTINGS[name][synthesis_names]}" for name in taken)
         raise ValueError(f"`engine_kwargs` sets {taken}, which hf_ipt passes to vllm.LLM from its own settings; "
-                         f"set those instead ({fixes})")
+                         f"drop them from engine_kwargs and set {fixes} instead")
 
 
 @dataclass

@@ -62,7 +62,11 @@ def check_data(config: Any) -> None:
     for attribute, column_attributes in SOURCES:
         source = getattr(config, attribute, None)
         if source and is_hub_url(source):
-            source = pin_hub_url(source)
+            try:
+                source = pin_hub_url(source)
+            except UsageError as error:
+                raise UsageError(str(error).replace("`corpus`", f"`--{attribute}`").replace(
+                    "or given as `corpus_revision`", "or as a commit sha").replace("`token=`, ", "")) from None
             setattr(config, attribute, source)
         if source:
             columns = {getattr(config, c): f"--{c}" for c in column_attributes}
