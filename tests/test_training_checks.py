@@ -139,3 +139,44 @@ def test_recipe_checks_data_before_loading_the_model(tmp_path):
     assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
     assert "`--domain_dataset`" in res.stderr and "missing.jsonl" in res.stderr
     assert "no-model" not in res.stderr  # the model was never looked for
+
+
+PIN_WORKER = """
+import os, sys
+import torch.distributed
+import hf_ipt.training.checks as checks
+from hf_ipt.cli import UsageError
+from hf_ipt.training.config import ContinualPTConfig
+
+rank = int(os.environ["RANK"])
+if sys.argv[1] == "moving":  # the branch moves between the ranks' lookups: each would see another commit
+    checks.pin_hub_url = lambda url: url.replace("hf://datasets/org/news/", f"hf://datasets/org/news@{rank:040d}/")
+else:  # the lookup fails on the main process only: the others must not wait forever
+    def fail(url):
+        raise UsageError(f"`corpus` {url!r}: no dataset repo 'org/news'")
+    checks.pin_hub_url = fail if rank == 0 else (lambda url: url)
+torch.distributed.init_process_group("gloo")  # as the recipes' TrainingArguments do
+config = ContinualPTConfig(domain_dataset="hf://datasets/org/news/data/*.jsonl")
+try:
+    print(f"rank {rank}:", checks.pin_url_sources(config)["domain_dataset"], flush=True)
+except UsageError as error:
+    print(f"rank {rank} error:", error, flush=True)
+"""
+
+
+@pytest.mark.parametrize("case", ["moving", "failing"])
+def test_url_sources_are_pinned_once_for_every_rank(tmp_path, case):
+    script = tmp_path / "pin.py"
+    script.write_text(PIN_WORKER)
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), case],
+        capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = sorted(line for line in run.stdout.splitlines() if line.startswith("rank "))
+    if case == "moving":
+        pinned = f"hf://datasets/org/news@{0:040d}/data/*.jsonl"
+        assert lines == [f"rank 0: {pinned}", f"rank 1: {pinned}"]  # rank 0's commit on both
+    else:
+        assert lines == [f"rank {r} error: `--domain_dataset` 'hf://datasets/org/news/data/*.jsonl': no dataset repo "
+                         "'org/news'" for r in (0, 1)]

@@ -59,15 +59,10 @@ def check_data(config: Any) -> None:
         `UsageError`: a local source that matches nothing, or whose first row lacks a column.
     """
     split = getattr(config, "dataset_split", "train")
+    for attribute, pinned in pin_url_sources(config).items():
+        setattr(config, attribute, pinned)
     for attribute, column_attributes in SOURCES:
         source = getattr(config, attribute, None)
-        if source and is_hub_url(source):
-            try:
-                source = pin_hub_url(source)
-            except UsageError as error:
-                raise UsageError(str(error).replace("`corpus`", f"`--{attribute}`").replace(
-                    "or given as `corpus_revision`", "or as a commit sha").replace("`token=`, ", "")) from None
-            setattr(config, attribute, source)
         if source:
             columns = {getattr(config, c): f"--{c}" for c in column_attributes}
             check_source(f"--{attribute}", source, columns, split=split)
@@ -76,6 +71,48 @@ def check_data(config: Any) -> None:
             config.collection,
             {config.pairs_column: "--pairs_column", config.context_column: "--context_column"},
         )
+
+
+def pin_url_sources(config: Any) -> dict[str, str]:
+    """Each ``hf://`` URL source of `config` at its commit (`pin_hub_url`), by attribute.
+
+    Pinned once, by rank 0, and sent to the others when `torch.distributed` is initialized (in
+    the recipes, by their parsed `TrainingArguments`), so that every rank reads the same
+    snapshot even if the branch moves while they start; an error is raised on every rank.
+    """
+    urls = {a: s for a, _ in SOURCES if (s := getattr(config, a, None)) and is_hub_url(s)}
+    if not urls:
+        return {}
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return _pin(urls)
+    shared: list[Any] = [None]
+    failure: Exception | None = None
+    if dist.get_rank() == 0:
+        try:
+            shared[0] = _pin(urls)
+        except Exception as error:  # noqa: BLE001 - sent on, so that no rank waits forever
+            failure = error
+            shared[0] = UsageError(str(error)) if isinstance(error, UsageError) else RuntimeError(
+                f"pinning the hf:// sources failed on the main process: {error!r}")
+    dist.broadcast_object_list(shared, src=0)
+    if failure is not None:
+        raise failure
+    if isinstance(shared[0], Exception):
+        raise shared[0]
+    return shared[0]
+
+
+def _pin(urls: dict[str, str]) -> dict[str, str]:
+    pinned = {}
+    for attribute, url in urls.items():
+        try:
+            pinned[attribute] = pin_hub_url(url)
+        except UsageError as error:
+            raise UsageError(str(error).replace("`corpus`", f"`--{attribute}`").replace(
+                "or given as `corpus_revision`", "or as a commit sha").replace("`token=`, ", "")) from None
+    return pinned
 
 
 def _is_hub_dataset(source: str) -> bool:
