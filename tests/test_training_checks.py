@@ -166,14 +166,19 @@ except UsageError as error:
 
 @pytest.mark.parametrize("case", ["moving", "failing"])
 def test_url_sources_are_pinned_once_for_every_rank(tmp_path, case):
+    from .test_recipes import _free_port, _port_taken, _Retry, _run
+
     script = tmp_path / "pin.py"
     script.write_text(PIN_WORKER)
-    run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script), case],
-        capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    lines = sorted(line for line in run.stdout.splitlines() if line.startswith("rank "))
+    for attempt in (1, 2):  # the recipes' launcher: a free port, a hang shows stacks, a taken port retried once
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                   _free_port(), str(script), case]
+        try:
+            output = _run(command, timeout=300, retry_if=_port_taken if attempt == 1 else None)
+            break
+        except _Retry:
+            continue
+    lines = sorted(line for line in output.splitlines() if line.startswith("rank "))
     if case == "moving":
         pinned = f"hf://datasets/org/news@{0:040d}/data/*.jsonl"
         assert lines == [f"rank 0: {pinned}", f"rank 1: {pinned}"]  # rank 0's commit on both
