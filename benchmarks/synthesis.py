@@ -247,7 +247,9 @@ def main(args) -> list[dict]:
         if name != "model" and getattr(args, name) is None:
             setattr(args, name, value)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    dtype = getattr(torch, args.dtype) if args.dtype else (
+        torch.bfloat16 if device.startswith("cuda") else torch.float32
+    )
     config = BackendConfig(
         args.model_name_or_path or args.shape, backend="transformers", batch_size=args.batch_size,
         max_model_len=args.max_model_len, max_new_tokens=args.max_new_tokens,
@@ -305,6 +307,8 @@ def make_parser() -> argparse.ArgumentParser:
     add("--max_new_tokens", type=int, help="default: per shape")
     add("--max_model_len", type=int, help="default: per shape")
     add("--device", help="default: cuda when available")
+    add("--dtype", choices=["float32", "bfloat16"], help="default: bfloat16 on GPU, float32 on CPU "
+        "(float32 on GPU checks token-for-token equality free of bf16 rounding)")
     add(
         "--vllm_kwargs",
         type=json.loads,

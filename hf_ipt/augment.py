@@ -77,7 +77,8 @@ class SynthesisConfig:
     continuous_batching: bool = field(
         default=False,
         metadata={"help": "transformers: run the prompts through continuous batching (`generate_batch`, paged "
-                  "attention) instead of length-sorted padded batches of --batch_size."},
+                  "attention) instead of length-sorted padded batches of --batch_size. Slower than the padded "
+                  "batches on CPU and GPU as measured with transformers 5.24 (docs/backends.md)."},
     )
     engine_kwargs: str | None = field(
         default=None,

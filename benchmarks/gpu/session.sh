@@ -4,6 +4,7 @@
 # time, and leaves its log (and JSON where the benchmark writes one) in $OUT for BENCHMARKS.md.
 #
 #   bash benchmarks/gpu/session.sh train synth      # issue 6 + issue 8: stage limits sum to 530 s
+#   bash benchmarks/gpu/session.sh levers           # issue 6 + 8 levers after `train synth`: limits sum to 350 s
 #   bash benchmarks/gpu/session.sh repro            # issue 9, one seed-set at a reduced budget
 #   SMOKE=1 bash benchmarks/gpu/session.sh train synth repro   # CPU rehearsal of the script
 #
@@ -76,6 +77,20 @@ for what in "$@"; do
             stage synth 220 $PY benchmarks/synthesis.py --shape mistral-7b --num_prompts 128 --batch_size 64 \
                 --modes plain transformers --json "$OUT/synthesis.json"
         fi ;;
+    levers)  # after a first `train synth`: flex attention for the recipe, continuous batching, fp32 equality
+        if [ "$SMOKE" = 1 ]; then
+            # (no flex_attention stage: torch has no flex backward on CPU)
+            stage synth_cb_tiny 300 $PY benchmarks/synthesis.py --shape tiny --num_prompts 8 --batch_size 4 \
+                --modes plain transformers-cb --json "$OUT/synthesis_cb.json"
+        else
+            # Documents masked by a flex BlockMask (blocks across documents skipped) instead of sdpa's dense mask.
+            stage train_flex 110 $PY benchmarks/train_throughput.py --shape llama-551m --liger \
+                --micro_batch 16 --raw_compile --raw_micro_batch 4 --attn flex_attention
+            stage synth_cb 180 $PY benchmarks/synthesis.py --shape mistral-7b --num_prompts 64 --batch_size 64 \
+                --modes plain transformers-cb --json "$OUT/synthesis_cb.json"
+            stage synth_equal 60 $PY benchmarks/synthesis.py --shape tiny --dtype float32 --num_prompts 64 \
+                --batch_size 16 --modes plain transformers transformers-cb --json "$OUT/synthesis_equal.json"
+        fi ;;
     repro)  # issue 9: vanilla vs instruction-augmented from scratch, 3 seeds, reduced budget
         REPRO_DIR=$(mktemp -d)/repro  # models and checkpoints (~40 GB at full size) stay off $OUT
         if [ "$SMOKE" = 1 ]; then
@@ -88,6 +103,6 @@ for what in "$@"; do
                 --output_dir "$REPRO_DIR" --max_steps 250
         fi
         cp "$REPRO_DIR"/results.* "$OUT"/ 2>/dev/null ;;
-    *) echo "unknown stage $what (train | synth | repro)"; exit 2 ;;
+    *) echo "unknown stage $what (train | synth | levers | repro)"; exit 2 ;;
     esac
 done

@@ -21,7 +21,9 @@ class BackendConfig:
         batch_size (`int`, *optional*, defaults to 16): prompts per `generate` call (transformers).
         continuous_batching (`bool`, *optional*, defaults to `False`): transformers only: run all
             prompts through `generate_batch` (continuous batching, paged attention) instead of
-            length-sorted padded batches of `batch_size`.
+            length-sorted padded batches of `batch_size`. Measured slower than the padded path on
+            CPU and GPU (transformers 5.24), and not token-identical to it on GPU: see
+            docs/backends.md.
         dtype (`str`, *optional*, defaults to ``"auto"``): transformers backend: ``"auto"`` = bf16 on
             GPU, fp32 on CPU; vLLM: its own ``"auto"`` (the checkpoint's dtype, fp32 ones in bf16).
         device (`str`, *optional*): transformers device; default ``cuda`` when available.
