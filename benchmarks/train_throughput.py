@@ -11,6 +11,8 @@ across documents, labels masked at document starts, exactly as `recipes/pretrain
     python benchmarks/train_throughput.py --shape llama-551m --liger --micro_batch 16 \\
         --raw_compile --raw_micro_batch 4                                   # the 45% MFU levers vs the
                                                                             # issue's raw loop (compiled, mb 4)
+    python benchmarks/train_throughput.py --shape llama-551m --liger --compile_layers --micro_batch 16 \\
+        --raw_compile --raw_micro_batch 4                                   # layers compiled, fused loss eager
 
 Liger's fused linear cross-entropy fails under torch.compile with torch 2.11 (../shared/gpu-notes.md):
 run the Liger recipe eager.
@@ -58,6 +60,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--liger", action="store_true", help="recipe: use_liger_kernel (fused linear cross-entropy)"
+    )
+    parser.add_argument(
+        "--compile_layers",
+        action="store_true",
+        help="recipe: compile each decoder layer, loss eager (with --liger: Liger's fused loss only, "
+        "inductor fuses the rest)",
     )
     parser.add_argument(
         "--attn", default="sdpa", help="attention implementation of the recipe's model"
@@ -145,7 +153,12 @@ def recipe_step(args, device: str) -> tuple[float, int]:
         bf16=device == "cuda",
         use_cpu=device == "cpu",
         torch_compile=args.compile,
+        compile_layers=args.compile_layers,
         use_liger_kernel=args.liger,
+        # Liger's norm/SwiGLU/RoPE kernels inside compiled layers would be graph breaks: keep its loss only.
+        liger_kernel_config={"fused_linear_cross_entropy": True, "rms_norm": False, "swiglu": False, "rope": False}
+        if args.liger and args.compile_layers
+        else None,
         optim="adamw_torch_fused" if device == "cuda" else "adamw_torch",
         save_strategy="no",
         logging_steps=10_000,
@@ -209,6 +222,7 @@ def main() -> None:
         "compile": args.compile,
         "raw_compile": args.compile or args.raw_compile,
         "liger": args.liger,
+        "compile_layers": args.compile_layers,
         "attn": args.attn,
         "raw_tok_s": round(raw),
         "recipe_tok_s": round(recipe),

@@ -469,3 +469,49 @@ def test_a_resume_with_another_data_stream_is_refused(tmp_path, caplog):
     (first / DATA_STREAM_FILE).unlink()  # a run from before the check: resumes with a warning
     check_data_stream(trainer(first, 0.125), checkpoint)
     assert "cannot be compared" in caplog.text
+
+
+def _losses(tmp_path, tiny_model_dir, tiny_tokenizer, **training):
+    from transformers import AutoModelForCausalLM, set_seed
+
+    tmp_path.mkdir()
+    data, args = _continual_setup(tmp_path, tiny_model_dir, **training)
+    set_seed(0)
+    dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    trainer = build_trainer(model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix))
+    trainer.train()
+    return model, args, [log["loss"] for log in trainer.state.log_history if "loss" in log]
+
+
+def test_compile_layers_compiles_each_decoder_layer_and_trains_as_eager(tmp_path, tiny_model_dir, tiny_tokenizer):
+    import torch
+    from torch._dynamo.utils import counters
+
+    _, _, eager = _losses(tmp_path / "eager", tiny_model_dir, tiny_tokenizer)
+    counters.clear()
+    # backend "eager": dynamo traces each layer and runs the traced graph (no C++ build on CI)
+    model, args, compiled = _losses(
+        tmp_path / "layers", tiny_model_dir, tiny_tokenizer, compile_layers=True, torch_compile_backend="eager"
+    )
+    # The Trainer must not compile the whole model (loss included) from the backend it was given.
+    assert args.torch_compile is False and args.torch_compile_backend is None
+    assert args.compile_layers_options == {"backend": "eager", "mode": None}
+    layers = model.model.layers
+    assert len(layers) > 0 and all(layer._compiled_call_impl is not None for layer in layers)
+    assert model._compiled_call_impl is None and model.lm_head._compiled_call_impl is None
+    assert not isinstance(model, torch._dynamo.eval_frame.OptimizedModule)
+    assert counters["stats"]["unique_graphs"] >= 1  # dynamo did trace the layers
+    assert len(compiled) == len(eager) == 2
+    assert compiled == pytest.approx(eager, rel=1e-5)
+
+
+def test_compile_layers_refuses_torch_compile_and_a_model_without_layer_classes(tmp_path, tiny_model_dir):
+    import torch
+
+    from hf_ipt.training.model_init import compile_decoder_layers
+
+    with pytest.raises(ValueError, match="pass one"):
+        _continual_setup(tmp_path, tiny_model_dir, compile_layers=True, torch_compile=True)
+    with pytest.raises(ValueError, match="_no_split_modules.*--torch_compile"):
+        compile_decoder_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)))

@@ -27,6 +27,8 @@ class TrainingConfig(TrainingArguments):
         eval_max_examples (`int`, *optional*): examples per task at most, for quick evaluations.
         peak_tflops (`float`, *optional*): dense bf16 TFLOP/s of one device for MFU; looked up for
             known GPUs when unset.
+        compile_layers (`bool`, *optional*, defaults to `False`): `torch.compile` each decoder layer
+            in place and leave the loss eager, instead of `torch_compile`'s whole model.
     """
 
     max_length: int = field(
@@ -46,6 +48,14 @@ class TrainingConfig(TrainingArguments):
     peak_tflops: float | None = field(
         default=None,
         metadata={"help": "Peak dense bf16 TFLOP/s of ONE device, for MFU (default: known GPUs)."},
+    )
+    compile_layers: bool = field(
+        default=False,
+        metadata={
+            "help": "torch.compile each decoder layer (the model's `_no_split_modules`) in place and leave the "
+            "loss eager: works with --use_liger_kernel's fused linear cross-entropy, which fails under the "
+            "whole-model --torch_compile with torch 2.11. Uses --torch_compile_backend/--torch_compile_mode."
+        },
     )
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
     remove_unused_columns: bool = field(
@@ -73,6 +83,19 @@ class TrainingConfig(TrainingArguments):
                 "`remove_unused_columns` must be false: the streams yield model inputs and the stream position "
                 "that checkpoints save (TrainingConfig.remove_unused_columns)"
             )
+        self.compile_layers_options: dict[str, Any] | None = None
+        if self.compile_layers:
+            if self.torch_compile:
+                raise ValueError(
+                    "`compile_layers` and `torch_compile` both compile the model: pass one (compile_layers leaves "
+                    "the loss eager, for --use_liger_kernel) (TrainingConfig.compile_layers)"
+                )
+            # Kept for the layers only: left in place, they would make the Trainer (Accelerate's dynamo
+            # plugin) compile the whole model, loss included.
+            self.compile_layers_options = {
+                "backend": self.torch_compile_backend or "inductor", "mode": self.torch_compile_mode
+            }
+            self.torch_compile_backend = self.torch_compile_mode = None
         super().__post_init__()
         if getattr(self.accelerator_config, "split_batches", False):
             raise ValueError(

@@ -208,3 +208,36 @@ def num_parameters(config: Any) -> int:
     per_layer = attention + 3 * d * config.intermediate_size + 2 * d
     embeddings = vocab * d * (1 if getattr(config, "tie_word_embeddings", False) else 2)
     return embeddings + layers * per_layer + d
+
+
+def decoder_layers(model: Any) -> list[Any]:
+    """The outermost modules of `model` whose class its `_no_split_modules` names (the decoder layers
+    that FSDP wraps one by one), in order; a PEFT wrapper is looked through."""
+    names: set[str] = set()
+    for module in model.modules():
+        names.update(getattr(module, "_no_split_modules", None) or ())
+    layers: list[Any] = []
+    taken: list[str] = []
+    for path, module in model.named_modules():
+        if type(module).__name__ in names and not any(path.startswith(f"{t}.") for t in taken):
+            layers.append(module)
+            taken.append(path)
+    return layers
+
+
+def compile_decoder_layers(model: Any, backend: str = "inductor", mode: str | None = None) -> int:
+    """`torch.compile` each decoder layer of `model` in place (`nn.Module.compile`), leaving the
+    embeddings, the head and the loss eager; returns how many were compiled.
+
+    Raises:
+        ValueError: `model` names no layer class in `_no_split_modules`.
+    """
+    layers = decoder_layers(model)
+    if not layers:
+        raise ValueError(
+            f"`compile_layers`: {type(model).__name__} names no decoder layer class in `_no_split_modules`; "
+            "use --torch_compile to compile the whole model instead (TrainingConfig.compile_layers)"
+        )
+    for layer in layers:
+        layer.compile(backend=backend, mode=mode)
+    return len(layers)

@@ -26,7 +26,7 @@ from .callbacks import (
     peak_flops,
 )
 from .card import CardInfo, is_hub_id, read_eval_results, render_model_card
-from .model_init import parameter_sharding
+from .model_init import compile_decoder_layers, parameter_sharding
 from .packing import documents_isolated, packed_collator
 from .position import STREAM_POSITION, save_position
 
@@ -178,6 +178,9 @@ def build_trainer(
             "whose mask follows position_ids (Llama, Mistral, Qwen, Gemma, GPT-2, GPT-NeoX, OLMo, ...)",
             type(model).__name__, getattr(model.config, "_attn_implementation", None), args.max_length,
         )
+    if getattr(args, "compile_layers_options", None):  # after the check, which runs the model eager
+        count = compile_decoder_layers(model, **args.compile_layers_options)
+        logger.info("hf_ipt: compile_layers: %d decoder layers compiled (%s)", count, args.compile_layers_options)
     callbacks = [ThroughputCallback(args.tokens_per_step, flops, peak)]
     trainer = IPTTrainer(
         model=model,
