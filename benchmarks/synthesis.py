@@ -21,6 +21,8 @@ Usage:
     python benchmarks/synthesis.py --shape mistral-7b --num_prompts 1024 --batch_size 128 \\
         --modes plain transformers transformers-cb                                # one GPU
     python benchmarks/synthesis.py --shape tiny --modes plain vllm                  # with vLLM
+    python benchmarks/synthesis.py --shape mistral-7b --num_prompts 192 --batch_size 64 \\
+        --backend_batch_size 256 --max_batch_tokens 262144                         # token-budget batches
 """
 
 from __future__ import annotations
@@ -212,10 +214,11 @@ def continuous_batch(model, inputs, lengths, generation_config, continuous_batch
     return results
 
 
-def measure(mode, run, backend, prompts, lengths, reference=None, repeats=1):
-    """Warm up on the real shape, then time `run` on all prompts, best of `repeats` (GPU synced)."""
+def measure(mode, run, backend, prompts, lengths, reference=None, repeats=1, warm=16):
+    """Warm up on the first `warm` prompts (the real shape), then time `run` on all prompts, best
+    of `repeats` (GPU synced)."""
     gpu = torch.cuda.is_available()
-    run(backend, prompts[: backend.config.batch_size], lengths)
+    run(backend, prompts[:warm], lengths)
     if gpu:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -261,17 +264,20 @@ def main(args) -> list[dict]:
     print(f"# {config.model_name_or_path} on {device}: {len(prompts)} prompts of "
           f"{sum(sizes) / len(sizes):.0f} tokens (max {max(sizes)}), "
           f"{sum(news) / len(news):.0f} new tokens on average", flush=True)  # fmt: skip
-    reference, rows = None, []
+    reference, rows, warm = None, [], args.batch_size
     for mode in args.modes:
         if mode == "plain":
-            reference, row = measure(mode, run_plain, backend, prompts, lengths, None, args.repeats)
+            reference, row = measure(mode, run_plain, backend, prompts, lengths, None, args.repeats, warm)
         else:
             engine = vllm_backend(args, config, model, tokenizer) if mode == "vllm" else (
-                TransformersBackend.from_model(
-                    model, tokenizer, replace(config, continuous_batching=mode == "transformers-cb")
-                )
+                TransformersBackend.from_model(model, tokenizer, replace(
+                    config, continuous_batching=mode == "transformers-cb",
+                    batch_size=args.backend_batch_size or args.batch_size, max_batch_tokens=args.max_batch_tokens,
+                ))
             )  # fmt: skip
-            row = measure(mode, run_backend, engine, prompts, lengths, reference, args.repeats)[1]
+            row = measure(mode, run_backend, engine, prompts, lengths, reference, args.repeats, warm)[1]
+            if mode.startswith("transformers"):
+                row.update(batch_size=engine.config.batch_size, max_batch_tokens=engine.config.max_batch_tokens)
         base = row if mode == "plain" else next((r for r in rows if r["mode"] == "plain"), None)
         row["ratio_to_plain"] = round(row["raw_tok_s"] / base["raw_tok_s"], 2) if base else None
         rows.append(row)
@@ -302,6 +308,9 @@ def make_parser() -> argparse.ArgumentParser:
     add("--modes", nargs="+", choices=MODES, default=["plain", "transformers"])
     add("--num_prompts", type=int, default=64)
     add("--batch_size", type=int, default=16, help="prompts per generate call (padded modes)")
+    add("--backend_batch_size", type=int, help="transformers modes: prompts per call (default: --batch_size)")
+    add("--max_batch_tokens", type=int, help="transformers: KV-cache tokens per batch at most "
+        "(BackendConfig.max_batch_tokens); use with a larger --backend_batch_size")
     add("--context_tokens", type=int, nargs=2, metavar=("MIN", "MAX"), help="default: per shape")
     add("--mean_new_tokens", type=int, help="default: per shape")
     add("--max_new_tokens", type=int, help="default: per shape")

@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 RULES = "rules"
 # Settings that shape one kind of synthesizer's output only (see `recorded_settings`).
 # Engine tuning: recorded in a job's job.json only when set (jobs of older versions resume).
-ENGINE_SETTINGS = {"gpu_memory_utilization": 0.9, "continuous_batching": False, "engine_kwargs": None}
+ENGINE_SETTINGS = {"gpu_memory_utilization": 0.9, "continuous_batching": False, "engine_kwargs": None,
+                   "max_batch_tokens": None}
 MODEL_SETTINGS = ("backend", "rounds", "max_model_len", "max_new_tokens", "temperature", "batch_size", "dtype",
                   "device", "tensor_parallel_size", "trust_remote_code", "revision", *ENGINE_SETTINGS)
 RULES_SETTINGS = ("domain_keywords", "num_keywords")
@@ -53,6 +54,11 @@ class SynthesisConfig:
     max_new_tokens: int = field(default=400, metadata={"help": "Generated tokens per text at most."})
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy, as in the reference."})
     batch_size: int = field(default=16, metadata={"help": "Prompts per engine call (transformers)."})
+    max_batch_tokens: int | None = field(
+        default=None,
+        metadata={"help": "transformers: also cut batches so that rows x (longest prompt + --max_new_tokens) stays "
+                  "within this token budget: short prompts share larger batches, up to --batch_size."},
+    )
     window_size: int = field(
         default=64, metadata={"help": "Texts chained together; memory stays flat at any corpus size."}
     )
@@ -113,6 +119,9 @@ class SynthesisConfig:
             )
         if not self.synthesizer:
             raise ValueError("`synthesizer` must be 'rules' or a model id/path, got an empty string")
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
+            raise ValueError(f"`max_batch_tokens` must be >= 1 or unset, got {self.max_batch_tokens} "
+                             "(SynthesisConfig.max_batch_tokens)")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"`gpu_memory_utilization` must be in (0, 1], got {self.gpu_memory_utilization} "
                              "(SynthesisConfig.gpu_memory_utilization)")

@@ -58,3 +58,16 @@ def test_tiny_run_matches_plain_generate_token_for_token(tmp_path):
     assert rows["transformers-cb"]["equal_to_plain"] == 6
     printed = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert [p["mode"] for p in printed] == list(rows)
+
+
+def test_token_budget_batches_run_and_match_plain_generate(tmp_path):
+    rows_file = tmp_path / "rows.json"
+    cmd = [sys.executable, str(SCRIPT), "--shape", "tiny", "--num_prompts", "8", "--batch_size", "2",
+           "--backend_batch_size", "8", "--max_batch_tokens", "700", "--modes", "plain", "transformers",
+           "--json", str(rows_file)]
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    plain, budget = json.loads(rows_file.read_text())
+    assert (budget["mode"], budget["batch_size"], budget["max_batch_tokens"]) == ("transformers", 8, 700)
+    assert budget["errors"] == 0 and budget["generated_tokens"] == plain["generated_tokens"]
+    assert budget["equal_to_plain"] == 8

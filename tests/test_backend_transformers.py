@@ -221,3 +221,39 @@ def test_a_cuda_fault_stops_generation_instead_of_failing_every_prompt(tiny_back
         tiny_backend.generate(prompts)
     monkeypatch.setattr(tiny_backend.model, "generate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("odd")))
     assert all("odd" in g.error for g in tiny_backend.generate(prompts))  # other errors: per prompt
+
+
+def _budget_backend(tiny_backend, **settings) -> TransformersBackend:
+    config = BackendConfig(tiny_backend.config.model_name_or_path, backend="transformers", max_model_len=256,
+                           max_new_tokens=10, **settings)
+    return TransformersBackend.from_model(tiny_backend.model, tiny_backend.tokenizer, config)
+
+
+def test_token_budget_cuts_batches_by_kv_tokens_and_row_count(tiny_backend):
+    lengths = [100, 90, 50, 40, 30, 20, 10]  # longest first, as `generate` orders them
+    order = [7, 3, 5, 0, 6, 2, 1]
+    # rows x (first row's length + 10 new tokens) <= 150; batch_size caps the rows.
+    backend = _budget_backend(tiny_backend, batch_size=4, max_batch_tokens=150)
+    assert backend._batches(order, lengths) == [[7], [3], [5, 0], [6, 2, 1]]
+    backend = _budget_backend(tiny_backend, batch_size=2, max_batch_tokens=150)
+    assert backend._batches(order, lengths) == [[7], [3], [5, 0], [6, 2], [1]]
+    # Unset: rows only. A budget under one prompt: each runs alone rather than not at all.
+    assert _budget_backend(tiny_backend, batch_size=3)._batches(order, lengths) == [[7, 3, 5], [0, 6, 2], [1]]
+    assert _budget_backend(tiny_backend, batch_size=4, max_batch_tokens=1)._batches(order, lengths) == [
+        [i] for i in order
+    ]
+    with pytest.raises(ValueError, match="max_batch_tokens` must be >= 1"):
+        _budget_backend(tiny_backend, max_batch_tokens=0)
+
+
+def test_token_budget_batches_equal_plain_greedy_generate(tiny_backend, monkeypatch):
+    prompts = prompt_ids(tiny_backend.tokenizer, shots=((), (SHOT,)))
+    longest = max(map(len, prompts))
+    backend = _budget_backend(tiny_backend, batch_size=8, max_batch_tokens=2 * (longest + 10))
+    sizes = []
+    run = backend._generate_batch
+    monkeypatch.setattr(backend, "_generate_batch", lambda batch: sizes.append(len(batch)) or run(batch))
+    generations = backend.generate(prompts)
+    assert sizes[0] <= 2 and max(sizes) > 2 and sum(sizes) == len(prompts)  # short prompts share larger batches
+    for prompt, generation in zip(prompts, generations):
+        assert generation.error is None and generation.token_ids == plain_greedy(backend, prompt)

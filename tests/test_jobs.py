@@ -358,10 +358,12 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
     from hf_ipt.jobs import job_spec, job_units, prepare
 
     synthesis = SynthesisConfig(synthesizer="org/model", engine_kwargs='{"enforce_eager": true, "max_num_seqs": 64}',
-                                gpu_memory_utilization=0.75, continuous_batching=True)
+                                gpu_memory_utilization=0.75, continuous_batching=True, max_batch_tokens=65536)
     backend = synthesis.backend_config()
     assert backend.engine_kwargs == {"enforce_eager": True, "max_num_seqs": 64}
-    assert (backend.gpu_memory_utilization, backend.continuous_batching) == (0.75, True)
+    assert (backend.gpu_memory_utilization, backend.continuous_batching, backend.max_batch_tokens) == (0.75, True, 65536)
+    with pytest.raises(ValueError, match="max_batch_tokens` must be >= 1"):
+        SynthesisConfig(max_batch_tokens=0)
     with pytest.raises(ValueError, match="`engine_kwargs` must be a JSON object"):
         SynthesisConfig(engine_kwargs="enforce_eager=true")
     with pytest.raises(ValueError, match="gpu_memory_utilization` must be in"):
@@ -376,9 +378,10 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
     job = JobConfig(corpus=str(write_jsonl(tmp_path / "a.jsonl", 4)), output_dir=str(tmp_path / "o"), num_shards=1)
     units = job_units(job)
     # At their defaults they are not in job.json: a job started by an older hf_ipt resumes.
-    assert not {"engine_kwargs", "gpu_memory_utilization", "continuous_batching"} & set(
+    assert not {"engine_kwargs", "gpu_memory_utilization", "continuous_batching", "max_batch_tokens"} & set(
         job_spec(job, SynthesisConfig(), NO_FILTERS, units)["synthesis"])
-    assert job_spec(job, synthesis, NO_FILTERS, units)["synthesis"]["gpu_memory_utilization"] == 0.75
+    pinned = job_spec(job, synthesis, NO_FILTERS, units)["synthesis"]
+    assert (pinned["gpu_memory_utilization"], pinned["max_batch_tokens"]) == (0.75, 65536)
     prepare(job, SynthesisConfig(), NO_FILTERS)
     with pytest.raises(Exception, match=r"changed: synthesis.engine_kwargs"):
         prepare(job, SynthesisConfig(engine_kwargs='{"quantization": "fp8"}'), NO_FILTERS)
@@ -393,7 +396,8 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
     with pytest.raises(SystemExit):
         main(["--help"])
     help_text = capsys.readouterr().out
-    assert all(flag in help_text for flag in ("--engine_kwargs", "--gpu_memory_utilization", "--continuous_batching"))
+    assert all(flag in help_text for flag in ("--engine_kwargs", "--gpu_memory_utilization", "--continuous_batching",
+                                              "--max_batch_tokens"))
 
 
 def test_failed_write_removes_its_temporary_and_finalize_removes_leftovers(tmp_path):

@@ -19,6 +19,10 @@ class BackendConfig:
         temperature (`float`, *optional*, defaults to 0.0): 0 means greedy, as in the reference.
         seed (`int`, *optional*, defaults to 0): sampling seed (unused when greedy).
         batch_size (`int`, *optional*, defaults to 16): prompts per `generate` call (transformers).
+        max_batch_tokens (`int`, *optional*): transformers only: also cut the length-sorted batches
+            so that rows x (longest prompt + `max_new_tokens`), the tokens a batch's KV cache holds at
+            its end, stays within this; short prompts then share large batches (up to `batch_size`).
+            A prompt over the budget alone runs as a batch of one.
         continuous_batching (`bool`, *optional*, defaults to `False`): transformers only: run all
             prompts through `generate_batch` (continuous batching, paged attention) instead of
             length-sorted padded batches of `batch_size`. Measured slower than the padded path on
@@ -40,6 +44,7 @@ class BackendConfig:
     temperature: float = 0.0
     seed: int = 0
     batch_size: int = 16
+    max_batch_tokens: int | None = None
     continuous_batching: bool = False
     dtype: str = "auto"
     device: str | None = None
@@ -64,6 +69,10 @@ class BackendConfig:
             )
         if self.temperature < 0:
             raise ValueError(f"`temperature` must be >= 0, got {self.temperature} (BackendConfig.temperature)")
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
+            raise ValueError(
+                f"`max_batch_tokens` must be >= 1 or unset, got {self.max_batch_tokens} (BackendConfig.max_batch_tokens)"
+            )
 
         check_engine_kwargs(self.engine_kwargs)
 

@@ -1,7 +1,8 @@
 """Synthesis with transformers: batched greedy `generate`, CPU or GPU.
 
-Prompts are sorted by length and cut into batches of `BackendConfig.batch_size`, so each
-batch pads little; batches are left-padded (decoder-only generation appends on the right).
+Prompts are sorted by length and cut into batches of `BackendConfig.batch_size` (and, with
+`BackendConfig.max_batch_tokens`, of at most that many tokens of KV cache), so each batch pads
+little; batches are left-padded (decoder-only generation appends on the right).
 Generation stops at the tokenizer's EOS (the synthesizer's ``</s>``) and at any EOS the
 model's generation config adds, as vLLM does.
 
@@ -115,12 +116,26 @@ class TransformersBackend:
             return results
         # Longest first: the largest batch runs first, so memory trouble shows up at once.
         order = sorted(valid, key=lambda i: len(prompts[i]), reverse=True)
-        size = self.config.batch_size
-        for start in range(0, len(order), size):
-            batch = order[start : start + size]
+        for batch in self._batches(order, [len(prompts[i]) for i in order]):
             for i, generation in zip(batch, self._generate_batch([prompts[i] for i in batch])):
                 results[i] = generation
         return results
+
+    def _batches(self, order: list[int], lengths: list[int]) -> list[list[int]]:
+        """`order` (longest prompt first; `lengths` alike) cut into batches of at most `batch_size`
+        rows and, when `max_batch_tokens` is set, rows x (first row's length + `max_new_tokens`)
+        tokens at most. A prompt over the budget runs alone."""
+        size, budget, new = self.config.batch_size, self.config.max_batch_tokens, self.config.max_new_tokens
+        batches: list[list[int]] = []
+        width = 0  # the current batch's longest prompt: its first
+        for index, length in zip(order, lengths):
+            rows = len(batches[-1]) + 1 if batches else 0
+            if batches and rows <= size and (budget is None or rows * (width + new) <= budget):
+                batches[-1].append(index)
+            else:
+                batches.append([index])
+                width = length
+        return batches
 
     def _generate_batch(self, prompts: list[list[int]]) -> list[Generation]:
         try:
