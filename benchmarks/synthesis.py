@@ -161,6 +161,7 @@ def run_plain(backend, prompts, lengths):
 def run_backend(backend, prompts, lengths):
     """The backend's own `generate`, its engine call patched to force the drawn lengths."""
     target, name, patched = forcing(backend, lengths)
+    backend.engine_calls = 0  # padded `generate` calls of this run (batches, retries included)
     setattr(target, name, patched)
     try:
         return backend.generate(prompts)
@@ -190,6 +191,7 @@ def forcing(backend, lengths):
         )
 
     def generate(**kwargs):
+        backend.engine_calls += 1
         force = ForceLengths(
             kwargs["input_ids"], kwargs["attention_mask"], lengths, backend.eos_token_ids
         )
@@ -277,7 +279,8 @@ def main(args) -> list[dict]:
             )  # fmt: skip
             row = measure(mode, run_backend, engine, prompts, lengths, reference, args.repeats, warm)[1]
             if mode.startswith("transformers"):
-                row.update(batch_size=engine.config.batch_size, max_batch_tokens=engine.config.max_batch_tokens)
+                row.update(batch_size=engine.config.batch_size, max_batch_tokens=engine.config.max_batch_tokens,
+                           engine_calls=engine.engine_calls)
         base = row if mode == "plain" else next((r for r in rows if r["mode"] == "plain"), None)
         row["ratio_to_plain"] = round(row["raw_tok_s"] / base["raw_tok_s"], 2) if base else None
         rows.append(row)

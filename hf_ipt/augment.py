@@ -119,9 +119,10 @@ class SynthesisConfig:
             )
         if not self.synthesizer:
             raise ValueError("`synthesizer` must be 'rules' or a model id/path, got an empty string")
-        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
-            raise ValueError(f"`max_batch_tokens` must be >= 1 or unset, got {self.max_batch_tokens} "
-                             "(SynthesisConfig.max_batch_tokens)")
+        if self.max_batch_tokens is not None and self.synthesizer != RULES:
+            from .backends.base import check_max_batch_tokens
+
+            check_max_batch_tokens(self.max_batch_tokens, self.backend, self.continuous_batching, "SynthesisConfig")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"`gpu_memory_utilization` must be in (0, 1], got {self.gpu_memory_utilization} "
                              "(SynthesisConfig.gpu_memory_utilization)")

@@ -71,3 +71,5 @@ def test_token_budget_batches_run_and_match_plain_generate(tmp_path):
     assert (budget["mode"], budget["batch_size"], budget["max_batch_tokens"]) == ("transformers", 8, 700)
     assert budget["errors"] == 0 and budget["generated_tokens"] == plain["generated_tokens"]
     assert budget["equal_to_plain"] == 8
+    # 8 prompts fit one call of --backend_batch_size 8: only the token budget cuts them into more.
+    assert budget["engine_calls"] > 1

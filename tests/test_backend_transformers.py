@@ -244,6 +244,10 @@ def test_token_budget_cuts_batches_by_kv_tokens_and_row_count(tiny_backend):
     ]
     with pytest.raises(ValueError, match="max_batch_tokens` must be >= 1"):
         _budget_backend(tiny_backend, max_batch_tokens=0)
+    with pytest.raises(ValueError, match="continuous batching sizes its own"):
+        _budget_backend(tiny_backend, max_batch_tokens=100, continuous_batching=True)
+    with pytest.raises(ValueError, match="max_num_batched_tokens"):
+        BackendConfig("m", backend="vllm", max_batch_tokens=100)
 
 
 def test_token_budget_batches_equal_plain_greedy_generate(tiny_backend, monkeypatch):

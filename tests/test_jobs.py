@@ -358,12 +358,19 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
     from hf_ipt.jobs import job_spec, job_units, prepare
 
     synthesis = SynthesisConfig(synthesizer="org/model", engine_kwargs='{"enforce_eager": true, "max_num_seqs": 64}',
-                                gpu_memory_utilization=0.75, continuous_batching=True, max_batch_tokens=65536)
+                                gpu_memory_utilization=0.75, continuous_batching=True)
     backend = synthesis.backend_config()
     assert backend.engine_kwargs == {"enforce_eager": True, "max_num_seqs": 64}
-    assert (backend.gpu_memory_utilization, backend.continuous_batching, backend.max_batch_tokens) == (0.75, True, 65536)
+    assert (backend.gpu_memory_utilization, backend.continuous_batching) == (0.75, True)
+    budget = SynthesisConfig(synthesizer="org/model", backend="transformers", max_batch_tokens=65536)
+    assert budget.backend_config().max_batch_tokens == 65536
+    # Refused where it would be ignored: vLLM (named the engine argument to use) and continuous batching.
     with pytest.raises(ValueError, match="max_batch_tokens` must be >= 1"):
-        SynthesisConfig(max_batch_tokens=0)
+        SynthesisConfig(synthesizer="org/model", backend="transformers", max_batch_tokens=0)
+    with pytest.raises(ValueError, match='max_num_batched_tokens": 8192'):
+        SynthesisConfig(synthesizer="org/model", max_batch_tokens=8192)
+    with pytest.raises(ValueError, match="pass one"):
+        SynthesisConfig(synthesizer="org/model", backend="transformers", continuous_batching=True, max_batch_tokens=8)
     with pytest.raises(ValueError, match="`engine_kwargs` must be a JSON object"):
         SynthesisConfig(engine_kwargs="enforce_eager=true")
     with pytest.raises(ValueError, match="gpu_memory_utilization` must be in"):
@@ -380,8 +387,8 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
     # At their defaults they are not in job.json: a job started by an older hf_ipt resumes.
     assert not {"engine_kwargs", "gpu_memory_utilization", "continuous_batching", "max_batch_tokens"} & set(
         job_spec(job, SynthesisConfig(), NO_FILTERS, units)["synthesis"])
-    pinned = job_spec(job, synthesis, NO_FILTERS, units)["synthesis"]
-    assert (pinned["gpu_memory_utilization"], pinned["max_batch_tokens"]) == (0.75, 65536)
+    assert job_spec(job, synthesis, NO_FILTERS, units)["synthesis"]["gpu_memory_utilization"] == 0.75
+    assert job_spec(job, budget, NO_FILTERS, units)["synthesis"]["max_batch_tokens"] == 65536
     prepare(job, SynthesisConfig(), NO_FILTERS)
     with pytest.raises(Exception, match=r"changed: synthesis.engine_kwargs"):
         prepare(job, SynthesisConfig(engine_kwargs='{"quantization": "fp8"}'), NO_FILTERS)

@@ -481,7 +481,7 @@ def _losses(tmp_path, tiny_model_dir, tiny_tokenizer, **training):
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     trainer = build_trainer(model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix))
     trainer.train()
-    return model, args, [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    return trainer, args, [log["loss"] for log in trainer.state.log_history if "loss" in log]
 
 
 def test_compile_layers_compiles_each_decoder_layer_and_trains_as_eager(tmp_path, tiny_model_dir, tiny_tokenizer):
@@ -491,27 +491,54 @@ def test_compile_layers_compiles_each_decoder_layer_and_trains_as_eager(tmp_path
     _, _, eager = _losses(tmp_path / "eager", tiny_model_dir, tiny_tokenizer)
     counters.clear()
     # backend "eager": dynamo traces each layer and runs the traced graph (no C++ build on CI)
-    model, args, compiled = _losses(
+    trainer, args, compiled = _losses(
         tmp_path / "layers", tiny_model_dir, tiny_tokenizer, compile_layers=True, torch_compile_backend="eager"
     )
+    model = trainer.model
     # The Trainer must not compile the whole model (loss included) from the backend it was given.
     assert args.torch_compile is False and args.torch_compile_backend is None
     assert args.compile_layers_options == {"backend": "eager", "mode": None}
     layers = model.model.layers
     assert len(layers) > 0 and all(layer._compiled_call_impl is not None for layer in layers)
     assert model._compiled_call_impl is None and model.lm_head._compiled_call_impl is None
-    assert not isinstance(model, torch._dynamo.eval_frame.OptimizedModule)
+    # Accelerate returns a wrapper rather than changing `model`: the one the Trainer ran must not be compiled.
+    assert not isinstance(trainer.model_wrapped, torch._dynamo.eval_frame.OptimizedModule)
     assert counters["stats"]["unique_graphs"] >= 1  # dynamo did trace the layers
     assert len(compiled) == len(eager) == 2
     assert compiled == pytest.approx(eager, rel=1e-5)
 
 
-def test_compile_layers_refuses_torch_compile_and_a_model_without_layer_classes(tmp_path, tiny_model_dir):
+def test_compile_layers_refuses_torch_compile_and_a_model_without_layer_classes(
+    tmp_path, tiny_model_dir, monkeypatch
+):
     import torch
 
     from hf_ipt.training.model_init import compile_decoder_layers
 
     with pytest.raises(ValueError, match="pass one"):
         _continual_setup(tmp_path, tiny_model_dir, compile_layers=True, torch_compile=True)
+    # `accelerate launch --dynamo_backend inductor` would compile the whole model on top of the layers.
+    monkeypatch.setenv("ACCELERATE_DYNAMO_BACKEND", "INDUCTOR")
+    with pytest.raises(ValueError, match="ACCELERATE_DYNAMO_BACKEND='INDUCTOR'.*--dynamo_backend no"):
+        _continual_setup(tmp_path, tiny_model_dir, compile_layers=True)
+    monkeypatch.setenv("ACCELERATE_DYNAMO_BACKEND", "NO")
+    assert _continual_setup(tmp_path, tiny_model_dir, compile_layers=True)[1].compile_layers_options
     with pytest.raises(ValueError, match="_no_split_modules.*--torch_compile"):
         compile_decoder_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+def test_the_eval_hook_runs_eager_when_layers_are_compiled():
+    """Scoring with a KV cache would recompile every compiled layer up to dynamo's limit."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    from hf_ipt.evaluation.callback import _eager_if_layers_compiled
+
+    double = torch.compile(lambda x: x * 2, backend="eager")
+    counters.clear()
+    with _eager_if_layers_compiled(SimpleNamespace(compile_layers=True)):
+        assert double(torch.ones(2)).tolist() == [2.0, 2.0]
+    assert counters["stats"]["unique_graphs"] == 0
+    with _eager_if_layers_compiled(SimpleNamespace(compile_layers=False)):
+        double(torch.ones(2))
+    assert counters["stats"]["unique_graphs"] == 1

@@ -69,10 +69,8 @@ class BackendConfig:
             )
         if self.temperature < 0:
             raise ValueError(f"`temperature` must be >= 0, got {self.temperature} (BackendConfig.temperature)")
-        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
-            raise ValueError(
-                f"`max_batch_tokens` must be >= 1 or unset, got {self.max_batch_tokens} (BackendConfig.max_batch_tokens)"
-            )
+        if self.max_batch_tokens is not None:
+            check_max_batch_tokens(self.max_batch_tokens, self.backend, self.continuous_batching, "BackendConfig")
 
         check_engine_kwargs(self.engine_kwargs)
 
@@ -80,6 +78,23 @@ class BackendConfig:
     def prompt_budget(self) -> int:
         """Most prompt tokens that still leave room for `max_new_tokens`."""
         return self.max_model_len - self.max_new_tokens
+
+
+def check_max_batch_tokens(value: int, backend: str, continuous_batching: bool, owner: str) -> None:
+    """`max_batch_tokens` cuts the transformers backend's padded batches: refuse it where it would
+    be ignored."""
+    if value < 1:
+        raise ValueError(f"`max_batch_tokens` must be >= 1 or unset, got {value} ({owner}.max_batch_tokens)")
+    if backend == "vllm":
+        raise ValueError(
+            "`max_batch_tokens` cuts the transformers backend's batches; vLLM schedules its own: use "
+            f"--engine_kwargs '{{\"max_num_batched_tokens\": {value}}}' ({owner}.max_batch_tokens)"
+        )
+    if continuous_batching:
+        raise ValueError(
+            "`max_batch_tokens` cuts padded batches, and continuous batching sizes its own: pass one of "
+            f"the two ({owner}.max_batch_tokens)"
+        )
 
 
 # `vllm.LLM` arguments that hf_ipt sets from its own settings: `engine_kwargs` may not hold them,

@@ -16,6 +16,7 @@ warning says that `report_to` did not see them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -40,6 +41,16 @@ def flatten_results(results: Results, prefix: str = "eval") -> dict[str, float]:
     }
     logs[f"{prefix}_domain_average"] = average_score(results)
     return logs
+
+
+def _eager_if_layers_compiled(args: Any) -> contextlib.AbstractContextManager:
+    """Eager layers for the evaluation of a run with `compile_layers`: scoring with a KV cache would
+    recompile every layer (a guard per cache layer) up to dynamo's recompile limit."""
+    if not getattr(args, "compile_layers", False):
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.compiler.set_stance("force_eager")
 
 
 class EvalCallback(TrainerCallback):
@@ -97,14 +108,15 @@ class EvalCallback(TrainerCallback):
         if self._last_step == state.global_step or not state.is_world_process_zero:
             return
         self._last_step = state.global_step
-        results = evaluate(
-            model,
-            self.tokenizer,
-            self.tasks,
-            batch_size=self.batch_size,
-            add_bos=self.add_bos,
-            progress=not args.disable_tqdm,
-        )
+        with _eager_if_layers_compiled(args):
+            results = evaluate(
+                model,
+                self.tokenizer,
+                self.tasks,
+                batch_size=self.batch_size,
+                add_bos=self.add_bos,
+                progress=not args.disable_tqdm,
+            )
         self._log(state, flatten_results(results))
         self.history.append({"step": state.global_step, "results": results})
         self._write(Path(args.output_dir), state.global_step, results)

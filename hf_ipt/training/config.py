@@ -6,6 +6,7 @@ LoRA, 4/8-bit), so ``--config file.yaml`` gives defaults and CLI flags override 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -90,8 +91,16 @@ class TrainingConfig(TrainingArguments):
                     "`compile_layers` and `torch_compile` both compile the model: pass one (compile_layers leaves "
                     "the loss eager, for --use_liger_kernel) (TrainingConfig.compile_layers)"
                 )
+            dynamo = os.environ.get("ACCELERATE_DYNAMO_BACKEND", "no")
+            if dynamo.lower() != "no":
+                raise ValueError(
+                    f"`compile_layers` with ACCELERATE_DYNAMO_BACKEND={dynamo!r} (from `accelerate launch "
+                    "--dynamo_backend` or the accelerate config): Accelerate would compile the whole model, loss "
+                    "included, on top of the layers; launch with --dynamo_backend no (TrainingConfig.compile_layers)"
+                )
             # Kept for the layers only: left in place, they would make the Trainer (Accelerate's dynamo
-            # plugin) compile the whole model, loss included.
+            # plugin) compile the whole model, loss included. Not dataclass fields: `dataclasses.replace`
+            # of these args would fall back to inductor (nothing in hf_ipt, the Trainer or TRL does that).
             self.compile_layers_options = {
                 "backend": self.torch_compile_backend or "inductor", "mode": self.torch_compile_mode
             }
