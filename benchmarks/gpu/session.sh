@@ -4,7 +4,7 @@
 # time, and leaves its log (and JSON where the benchmark writes one) in $OUT for BENCHMARKS.md.
 #
 #   bash benchmarks/gpu/session.sh train synth      # issue 6 + issue 8: stage limits sum to 530 s
-#   bash benchmarks/gpu/session.sh levers           # issue 6 + 8 levers after `train synth`: limits sum to 440 s
+#   bash benchmarks/gpu/session.sh levers           # issue 6 + 8 levers after `train synth`: limits sum to 470 s
 #   bash benchmarks/gpu/session.sh repro            # issue 9, one seed-set at a reduced budget
 #   SMOKE=1 bash benchmarks/gpu/session.sh train synth repro   # CPU rehearsal of the script
 #
@@ -87,11 +87,11 @@ for what in "$@"; do
         else
             # Decoder layers compiled, Liger's fused loss eager (whole-model compile fails with it on torch 2.11).
             # (flex attention, tried 2026-11-27, did not finish within 110 s.)
-            stage train_layers 140 $PY benchmarks/train_throughput.py --shape llama-551m --liger --compile_layers \
+            stage train_layers 130 $PY benchmarks/train_throughput.py --shape llama-551m --liger --compile_layers \
                 --micro_batch 16 --raw_compile --raw_micro_batch 4
             # Token-budget batches: the KV cache of plain's 64 x ~4.1k tokens, short prompts up to 256 a batch.
             # (continuous batching, tried 2026-11-27, had not finished 64 prompts after 110 s.)
-            stage synth_budget 240 $PY benchmarks/synthesis.py --shape mistral-7b --num_prompts 192 --batch_size 64 \
+            stage synth_budget 280 $PY benchmarks/synthesis.py --shape mistral-7b --num_prompts 192 --batch_size 64 \
                 --backend_batch_size 256 --max_batch_tokens 262144 --modes plain transformers \
                 --json "$OUT/synthesis_budget.json"
             stage synth_equal 60 $PY benchmarks/synthesis.py --shape tiny --dtype float32 --num_prompts 64 \
