@@ -275,12 +275,13 @@ def main(args) -> list[dict]:
                 TransformersBackend.from_model(model, tokenizer, replace(
                     config, continuous_batching=mode == "transformers-cb",
                     batch_size=args.backend_batch_size or args.batch_size, max_batch_tokens=args.max_batch_tokens,
+                    static_cache=args.static_cache and mode == "transformers",
                 ))
             )  # fmt: skip
             row = measure(mode, run_backend, engine, prompts, lengths, reference, args.repeats, warm)[1]
             if mode.startswith("transformers"):
                 row.update(batch_size=engine.config.batch_size, max_batch_tokens=engine.config.max_batch_tokens,
-                           engine_calls=engine.engine_calls)
+                           static_cache=engine.config.static_cache, engine_calls=engine.engine_calls)
         base = row if mode == "plain" else next((r for r in rows if r["mode"] == "plain"), None)
         row["ratio_to_plain"] = round(row["raw_tok_s"] / base["raw_tok_s"], 2) if base else None
         rows.append(row)
@@ -314,6 +315,8 @@ def make_parser() -> argparse.ArgumentParser:
     add("--backend_batch_size", type=int, help="transformers modes: prompts per call (default: --batch_size)")
     add("--max_batch_tokens", type=int, help="transformers: KV-cache tokens per batch at most "
         "(BackendConfig.max_batch_tokens); use with a larger --backend_batch_size")
+    add("--static_cache", action="store_true", help="transformers: a pre-allocated KV cache, not compiled "
+        "(BackendConfig.static_cache)")
     add("--context_tokens", type=int, nargs=2, metavar=("MIN", "MAX"), help="default: per shape")
     add("--mean_new_tokens", type=int, help="default: per shape")
     add("--max_new_tokens", type=int, help="default: per shape")

@@ -31,7 +31,7 @@ RULES = "rules"
 # Settings that shape one kind of synthesizer's output only (see `recorded_settings`).
 # Engine tuning: recorded in a job's job.json only when set (jobs of older versions resume).
 ENGINE_SETTINGS = {"gpu_memory_utilization": 0.9, "continuous_batching": False, "engine_kwargs": None,
-                   "max_batch_tokens": None}
+                   "max_batch_tokens": None, "static_cache": False}
 MODEL_SETTINGS = ("backend", "rounds", "max_model_len", "max_new_tokens", "temperature", "batch_size", "dtype",
                   "device", "tensor_parallel_size", "trust_remote_code", "revision", *ENGINE_SETTINGS)
 RULES_SETTINGS = ("domain_keywords", "num_keywords")
@@ -58,6 +58,11 @@ class SynthesisConfig:
         default=None,
         metadata={"help": "transformers: also cut batches so that rows x (longest prompt + --max_new_tokens) stays "
                   "within this token budget: short prompts share larger batches, up to --batch_size."},
+    )
+    static_cache: bool = field(
+        default=False,
+        metadata={"help": "transformers: pre-allocate each batch's KV cache (a static cache, not compiled) instead "
+                  "of growing it by one token per step."},
     )
     window_size: int = field(
         default=64, metadata={"help": "Texts chained together; memory stays flat at any corpus size."}
@@ -119,10 +124,10 @@ class SynthesisConfig:
             )
         if not self.synthesizer:
             raise ValueError("`synthesizer` must be 'rules' or a model id/path, got an empty string")
-        if self.max_batch_tokens is not None and self.synthesizer != RULES:
-            from .backends.base import check_max_batch_tokens
+        if self.synthesizer != RULES:
+            from .backends.base import check_padded_batch_settings
 
-            check_max_batch_tokens(self.max_batch_tokens, self.backend, self.continuous_batching, "SynthesisConfig")
+            check_padded_batch_settings(self, "SynthesisConfig")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"`gpu_memory_utilization` must be in (0, 1], got {self.gpu_memory_utilization} "
                              "(SynthesisConfig.gpu_memory_utilization)")

@@ -73,3 +73,14 @@ def test_token_budget_batches_run_and_match_plain_generate(tmp_path):
     assert budget["equal_to_plain"] == 8
     # 8 prompts fit one call of --backend_batch_size 8: only the token budget cuts them into more.
     assert budget["engine_calls"] > 1
+
+
+def test_static_cache_mode_runs_and_matches_plain_generate(tmp_path):
+    rows_file = tmp_path / "rows.json"
+    cmd = [sys.executable, str(SCRIPT), "--shape", "tiny", "--num_prompts", "6", "--batch_size", "3",
+           "--static_cache", "--modes", "plain", "transformers", "--json", str(rows_file)]
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    plain, static = json.loads(rows_file.read_text())
+    assert static["static_cache"] is True and static["errors"] == 0 and static["equal_to_plain"] == 6
+    assert static["generated_tokens"] == plain["generated_tokens"]

@@ -248,6 +248,10 @@ def test_token_budget_cuts_batches_by_kv_tokens_and_row_count(tiny_backend):
         _budget_backend(tiny_backend, max_batch_tokens=100, continuous_batching=True)
     with pytest.raises(ValueError, match="max_num_batched_tokens"):
         BackendConfig("m", backend="vllm", max_batch_tokens=100)
+    with pytest.raises(ValueError, match="static_cache.*vLLM pages its KV cache"):
+        BackendConfig("m", backend="vllm", static_cache=True)
+    with pytest.raises(ValueError, match="static_cache.*pass one"):
+        _budget_backend(tiny_backend, static_cache=True, continuous_batching=True)
 
 
 def test_token_budget_batches_equal_plain_greedy_generate(tiny_backend, monkeypatch):
@@ -261,3 +265,23 @@ def test_token_budget_batches_equal_plain_greedy_generate(tiny_backend, monkeypa
     assert sizes[0] <= 2 and max(sizes) > 2 and sum(sizes) == len(prompts)  # short prompts share larger batches
     for prompt, generation in zip(prompts, generations):
         assert generation.error is None and generation.token_ids == plain_greedy(backend, prompt)
+
+
+def test_static_cache_batches_equal_plain_greedy_generate(tiny_backend, monkeypatch):
+    from transformers import StaticCache
+
+    prompts = prompt_ids(tiny_backend.tokenizer, shots=((), (SHOT,)))
+    backend = _budget_backend(tiny_backend, batch_size=3, static_cache=True)
+    caches = []
+    generate = type(backend.model).generate
+
+    def spy(model, **kwargs):  # the cache `generate` really used, not just the setting
+        out = generate(model, **kwargs, return_dict_in_generate=True)
+        caches.append(type(out.past_key_values))
+        return out.sequences
+
+    monkeypatch.setattr(backend.model, "generate", lambda **kw: spy(backend.model, **kw))
+    generations = backend.generate(prompts)
+    assert caches and all(issubclass(c, StaticCache) for c in caches)
+    for prompt, generation in zip(prompts, generations):
+        assert generation.error is None and generation.token_ids == plain_greedy(tiny_backend, prompt)

@@ -362,8 +362,8 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
     backend = synthesis.backend_config()
     assert backend.engine_kwargs == {"enforce_eager": True, "max_num_seqs": 64}
     assert (backend.gpu_memory_utilization, backend.continuous_batching) == (0.75, True)
-    budget = SynthesisConfig(synthesizer="org/model", backend="transformers", max_batch_tokens=65536)
-    assert budget.backend_config().max_batch_tokens == 65536
+    budget = SynthesisConfig(synthesizer="org/model", backend="transformers", max_batch_tokens=65536, static_cache=True)
+    assert (budget.backend_config().max_batch_tokens, budget.backend_config().static_cache) == (65536, True)
     # Refused where it would be ignored: vLLM (named the engine argument to use) and continuous batching.
     with pytest.raises(ValueError, match="max_batch_tokens` must be >= 1"):
         SynthesisConfig(synthesizer="org/model", backend="transformers", max_batch_tokens=0)
@@ -385,10 +385,11 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
     job = JobConfig(corpus=str(write_jsonl(tmp_path / "a.jsonl", 4)), output_dir=str(tmp_path / "o"), num_shards=1)
     units = job_units(job)
     # At their defaults they are not in job.json: a job started by an older hf_ipt resumes.
-    assert not {"engine_kwargs", "gpu_memory_utilization", "continuous_batching", "max_batch_tokens"} & set(
+    assert not {"engine_kwargs", "gpu_memory_utilization", "continuous_batching", "max_batch_tokens", "static_cache"} & set(
         job_spec(job, SynthesisConfig(), NO_FILTERS, units)["synthesis"])
     assert job_spec(job, synthesis, NO_FILTERS, units)["synthesis"]["gpu_memory_utilization"] == 0.75
-    assert job_spec(job, budget, NO_FILTERS, units)["synthesis"]["max_batch_tokens"] == 65536
+    assert {k: job_spec(job, budget, NO_FILTERS, units)["synthesis"][k] for k in ("max_batch_tokens", "static_cache")
+            } == {"max_batch_tokens": 65536, "static_cache": True}
     prepare(job, SynthesisConfig(), NO_FILTERS)
     with pytest.raises(Exception, match=r"changed: synthesis.engine_kwargs"):
         prepare(job, SynthesisConfig(engine_kwargs='{"quantization": "fp8"}'), NO_FILTERS)

@@ -4,7 +4,7 @@
 # time, and leaves its log (and JSON where the benchmark writes one) in $OUT for BENCHMARKS.md.
 #
 #   bash benchmarks/gpu/session.sh train synth      # issue 6 + issue 8: stage limits sum to 530 s
-#   bash benchmarks/gpu/session.sh levers           # issue 6 + 8 levers after `train synth`: limits sum to 470 s
+#   bash benchmarks/gpu/session.sh levers           # issue 6 + 8 levers after `train synth`: limits sum to 520 s
 #   bash benchmarks/gpu/session.sh repro            # issue 9, one seed-set at a reduced budget
 #   SMOKE=1 bash benchmarks/gpu/session.sh train synth repro   # CPU rehearsal of the script
 #
@@ -77,13 +77,15 @@ for what in "$@"; do
             stage synth 220 $PY benchmarks/synthesis.py --shape mistral-7b --num_prompts 128 --batch_size 64 \
                 --modes plain transformers --json "$OUT/synthesis.json"
         fi ;;
-    levers)  # after a first `train synth`: layers compiled + Liger loss, token-budget batches, fp32 equality
+    levers)  # after a first `train synth`: layers compiled + Liger loss, token-budget batches, static cache
         if [ "$SMOKE" = 1 ]; then
             stage train_layers_tiny 300 $PY benchmarks/train_throughput.py --shape tiny --steps 2 --warmup 1 \
                 --compile_layers
             stage synth_budget_tiny 300 $PY benchmarks/synthesis.py --shape tiny --num_prompts 16 --batch_size 4 \
                 --backend_batch_size 16 --max_batch_tokens 1600 --modes plain transformers \
                 --json "$OUT/synthesis_budget.json"
+            stage synth_static_tiny 300 $PY benchmarks/synthesis.py --shape tiny --num_prompts 8 --batch_size 4 \
+                --static_cache --modes plain transformers --json "$OUT/synthesis_static.json"
         else
             # Decoder layers compiled, Liger's fused loss eager (whole-model compile fails with it on torch 2.11).
             # (flex attention, tried 2026-11-27, did not finish within 110 s.)
@@ -91,11 +93,12 @@ for what in "$@"; do
                 --micro_batch 16 --raw_compile --raw_micro_batch 4
             # Token-budget batches: the KV cache of plain's 64 x ~4.1k tokens, short prompts up to 256 a batch.
             # (continuous batching, tried 2026-11-27, had not finished 64 prompts after 110 s.)
-            stage synth_budget 280 $PY benchmarks/synthesis.py --shape mistral-7b --num_prompts 192 --batch_size 64 \
+            stage synth_budget 230 $PY benchmarks/synthesis.py --shape mistral-7b --num_prompts 128 --batch_size 64 \
                 --backend_batch_size 256 --max_batch_tokens 262144 --modes plain transformers \
                 --json "$OUT/synthesis_budget.json"
-            stage synth_equal 60 $PY benchmarks/synthesis.py --shape tiny --dtype float32 --num_prompts 64 \
-                --batch_size 16 --modes plain transformers transformers-cb --json "$OUT/synthesis_equal.json"
+            # A pre-allocated KV cache, not compiled (the dynamic cache copies itself at every token).
+            stage synth_static 160 $PY benchmarks/synthesis.py --shape mistral-7b --num_prompts 64 --batch_size 64 \
+                --static_cache --modes plain transformers --json "$OUT/synthesis_static.json"
         fi ;;
     repro)  # issue 9: vanilla vs instruction-augmented from scratch, 3 seeds, reduced budget
         REPRO_DIR=$(mktemp -d)/repro  # models and checkpoints (~40 GB at full size) stay off $OUT

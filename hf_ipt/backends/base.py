@@ -23,6 +23,9 @@ class BackendConfig:
             so that rows x (longest prompt + `max_new_tokens`), the tokens a batch's KV cache holds at
             its end, stays within this; short prompts then share large batches (up to `batch_size`).
             A prompt over the budget alone runs as a batch of one.
+        static_cache (`bool`, *optional*, defaults to `False`): transformers only: pre-allocate each
+            batch's KV cache (`cache_implementation="static"`, not compiled) instead of growing it
+            by one token per step.
         continuous_batching (`bool`, *optional*, defaults to `False`): transformers only: run all
             prompts through `generate_batch` (continuous batching, paged attention) instead of
             length-sorted padded batches of `batch_size`. Measured slower than the padded path on
@@ -45,6 +48,7 @@ class BackendConfig:
     seed: int = 0
     batch_size: int = 16
     max_batch_tokens: int | None = None
+    static_cache: bool = False
     continuous_batching: bool = False
     dtype: str = "auto"
     device: str | None = None
@@ -69,8 +73,7 @@ class BackendConfig:
             )
         if self.temperature < 0:
             raise ValueError(f"`temperature` must be >= 0, got {self.temperature} (BackendConfig.temperature)")
-        if self.max_batch_tokens is not None:
-            check_max_batch_tokens(self.max_batch_tokens, self.backend, self.continuous_batching, "BackendConfig")
+        check_padded_batch_settings(self, "BackendConfig")
 
         check_engine_kwargs(self.engine_kwargs)
 
@@ -80,21 +83,27 @@ class BackendConfig:
         return self.max_model_len - self.max_new_tokens
 
 
-def check_max_batch_tokens(value: int, backend: str, continuous_batching: bool, owner: str) -> None:
-    """`max_batch_tokens` cuts the transformers backend's padded batches: refuse it where it would
-    be ignored."""
-    if value < 1:
-        raise ValueError(f"`max_batch_tokens` must be >= 1 or unset, got {value} ({owner}.max_batch_tokens)")
-    if backend == "vllm":
-        raise ValueError(
-            "`max_batch_tokens` cuts the transformers backend's batches; vLLM schedules its own: use "
-            f"--engine_kwargs '{{\"max_num_batched_tokens\": {value}}}' ({owner}.max_batch_tokens)"
-        )
-    if continuous_batching:
-        raise ValueError(
-            "`max_batch_tokens` cuts padded batches, and continuous batching sizes its own: pass one of "
-            f"the two ({owner}.max_batch_tokens)"
-        )
+def check_padded_batch_settings(config: Any, owner: str) -> None:
+    """`max_batch_tokens` and `static_cache` tune the transformers backend's padded batches:
+    refuse them where they would be ignored (vLLM, continuous batching)."""
+    tokens = config.max_batch_tokens
+    if tokens is not None and tokens < 1:
+        raise ValueError(f"`max_batch_tokens` must be >= 1 or unset, got {tokens} ({owner}.max_batch_tokens)")
+    vllm_instead = {
+        "max_batch_tokens": f"use --engine_kwargs '{{\"max_num_batched_tokens\": {tokens}}}'",
+        "static_cache": "vLLM pages its KV cache itself",
+    }
+    for name in [n for n in vllm_instead if getattr(config, n) not in (None, False)]:
+        if config.backend == "vllm":
+            raise ValueError(
+                f"`{name}` tunes the transformers backend's padded batches; vLLM schedules its own: "
+                f"{vllm_instead[name]} ({owner}.{name})"
+            )
+        if config.continuous_batching:
+            raise ValueError(
+                f"`{name}` tunes padded batches, and continuous batching sizes its own batches and cache: pass "
+                f"one of the two ({owner}.{name})"
+            )
 
 
 # `vllm.LLM` arguments that hf_ipt sets from its own settings: `engine_kwargs` may not hold them,
