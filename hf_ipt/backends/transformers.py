@@ -114,7 +114,8 @@ class TransformersBackend:
             for i, generation in zip(valid, self._generate_continuous([prompts[i] for i in valid])):
                 results[i] = generation
             return results
-        # Longest first: the largest batch runs first, so memory trouble shows up at once.
+        # Longest first: the widest batch runs first, so memory trouble shows up at once (with
+        # `max_batch_tokens`, every batch is held to the same token budget instead).
         order = sorted(valid, key=lambda i: len(prompts[i]), reverse=True)
         for batch in self._batches(order, [len(prompts[i]) for i in order]):
             for i, generation in zip(batch, self._generate_batch([prompts[i] for i in batch])):
