@@ -14,6 +14,7 @@ from hf_ipt.training.packing import (
     IGNORE_INDEX,
     collate_packed,
     documents_isolated,
+    isolation_gap,
     needs_flat_batches,
     pack_sequences,
     packed_collator,
@@ -143,6 +144,7 @@ def test_a_model_whose_mask_follows_position_ids_keeps_documents_apart(tiny_mode
     model.train()
     assert documents_isolated(model) is True
     assert model.training  # the probe leaves the model as it found it
+    assert isolation_gap(model) == 0.0  # same shapes, same kernels: not even rounding differs on CPU
 
 
 def test_a_model_whose_mask_ignores_position_ids_is_found_and_warned_about(tmp_path, tiny_tokenizer, caplog):
@@ -156,9 +158,12 @@ def test_a_model_whose_mask_ignores_position_ids_is_found_and_warned_about(tmp_p
                        num_attention_heads=2, word_embed_proj_dim=32, max_position_embeddings=64)
     model = OPTForCausalLM(config)
     assert documents_isolated(model) is False
+    gap = isolation_gap(model)
+    assert gap > 1e-2  # far above rounding: the documents mix
     args = TrainingConfig(output_dir=str(tmp_path), max_steps=1, use_cpu=True, report_to="none", max_length=32)
     build_trainer(model, tiny_tokenizer, [], args, CardInfo("continual_pt"))
     assert "OPTForCausalLM (attention 'sdpa') lets packed documents attend to each other" in caplog.text
+    assert f"moved by {gap:.2g} of their scale" in caplog.text  # the warning says by how much
 
 
 def test_the_isolation_check_runs_in_the_training_precision_and_never_stops_a_run(tiny_model_dir):

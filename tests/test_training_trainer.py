@@ -338,7 +338,7 @@ def test_only_rank_0_checks_document_isolation_in_a_sharded_launch(tmp_path, tin
     from hf_ipt.training import trainer as trainer_module
 
     calls = []
-    monkeypatch.setattr(trainer_module, "documents_isolated", lambda model, **kwargs: calls.append(1))
+    monkeypatch.setattr(trainer_module, "isolation_gap", lambda model, **kwargs: calls.append(1))
     data, args = _continual_setup(tmp_path, tiny_model_dir)
     dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

@@ -27,7 +27,7 @@ from .callbacks import (
 )
 from .card import CardInfo, is_hub_id, read_eval_results, render_model_card
 from .model_init import compile_decoder_layers, parameter_sharding
-from .packing import documents_isolated, packed_collator
+from .packing import ISOLATION_TOLERANCE, isolation_gap, packed_collator
 from .position import STREAM_POSITION, save_position
 
 logger = logging.getLogger(__name__)
@@ -170,14 +170,19 @@ def build_trainer(
     # Under FSDP / ZeRO-3 every rank holds the same architecture: rank 0 alone runs the check (on CPU,
     # before sharding, it would cost every rank a forward of the whole model and autocast copies).
     probe = parameter_sharding() is None or int(os.environ.get("RANK", "0")) == 0
-    if probe and documents_isolated(model, autocast_dtype=precision) is False:
+    gap = isolation_gap(model, autocast_dtype=precision) if probe else None
+    if gap is not None and gap > ISOLATION_TOLERANCE:
         logger.warning(
-            "hf_ipt: %s (attention %r) lets packed documents attend to each other: its attention mask ignores "
-            "`position_ids`. Training goes on with attention across the documents of each %d-token block (classic "
-            "GPT packing). To keep them apart, use another --attn_implementation if the model has one, or a model "
-            "whose mask follows position_ids (Llama, Mistral, Qwen, Gemma, GPT-2, GPT-NeoX, OLMo, ...)",
-            type(model).__name__, getattr(model.config, "_attn_implementation", None), args.max_length,
+            "hf_ipt: %s (attention %r) lets packed documents attend to each other: a document's logits moved by "
+            "%.2g of their scale when the document packed before it changed (rounding alone stays under %.0e). "
+            "Training goes on with attention across the documents of each %d-token block (classic GPT packing). "
+            "To keep them apart, use another --attn_implementation if the model has one, or a model whose mask "
+            "follows position_ids (Llama, Mistral, Qwen, Gemma, GPT-2, GPT-NeoX, OLMo, ...)",
+            type(model).__name__, getattr(model.config, "_attn_implementation", None), gap, ISOLATION_TOLERANCE,
+            args.max_length,
         )
+    elif gap is not None:
+        logger.info("hf_ipt: packed documents stay apart (logit change %.2g of scale)", gap)
     if getattr(args, "compile_layers_options", None):  # after the check, which runs the model eager
         count = compile_decoder_layers(model, **args.compile_layers_options)
         logger.info("hf_ipt: compile_layers: %d decoder layers compiled (%s)", count, args.compile_layers_options)
