@@ -34,6 +34,8 @@ _URL_PARTS = re.compile(
     r"hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>refs/(?:pr|convert)/[^/]+|[^/]+))?(?:/(?P<path>.*))?"
 )
 
+_ID_REVISION = re.compile(r"(?P<repo>[^@/]+(?:/[^@/]+)?)@(?P<revision>[^@]+)")
+
 logger = logging.getLogger(__name__)
 
 
@@ -107,27 +109,47 @@ def pin_hub_url(url: str, revision: str | None = None, token=None) -> str:
     Raises `MissingFileError` for a repo or revision that does not exist (or a private repo read
     without a token); a URL already at a commit sha is returned as it is, without a request.
     """
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, RevisionNotFoundError
-
     repo, in_url, path = hub_url_parts(url)  # the URL's shape, checked offline
     if in_url is not None and revision is not None and unquote(in_url) != revision:
         raise UsageError(f"`corpus` {url!r}: the revision is given twice (@{in_url} and {revision!r}); keep one")
     revision = unquote(in_url) if in_url is not None else revision
+    hint = "written %2F-encoded in the URL, @feature%2Fx, or given as `corpus_revision`"
+    commit = _commit(repo, revision, token, f"`corpus` {url!r}", hint)
+    return f"{HUB_URL}{repo}@{commit}/{path}".rstrip("/")
+
+
+def hub_id_parts(dataset: str) -> tuple[str, str | None]:
+    """(repo id, revision or `None`) of a Hub dataset id with an optional revision, offline:
+    ``org/name@v1`` -> ``("org/name", "v1")``; a branch with a slash is %2F-encoded (``@feature%2Fx``)."""
+    match = _ID_REVISION.fullmatch(dataset)
+    return (match["repo"], unquote(match["revision"])) if match else (dataset, None)
+
+
+def pin_hub_dataset(dataset: str, token=None, where: str = "corpus") -> str:
+    """A Hub dataset id (``org/name[@revision]``, see `hub_id_parts`) at the commit its revision
+    (default: the main branch) points to now: ``org/name@<sha>``. Raises like `pin_hub_url`."""
+    repo, revision = hub_id_parts(dataset)
+    commit = _commit(repo, revision, token, f"`{where}` {dataset!r}", "written %2F-encoded, org/name@feature%2Fx")
+    return f"{repo}@{commit}"
+
+
+def _commit(repo: str, revision: str | None, token, what: str, slash_hint: str) -> str:
+    """The commit sha `revision` (a branch, tag or commit; `None`: main) of dataset `repo` points to now."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RevisionNotFoundError
+
     if _COMMIT.fullmatch(revision or ""):
-        return f"{HUB_URL}{repo}@{revision}/{path}".rstrip("/")
+        return revision
     try:
-        commit = HfApi(token=token).dataset_info(repo, revision=revision).sha
+        return HfApi(token=token).dataset_info(repo, revision=revision).sha
     except HfHubHTTPError as error:  # no such repo or revision (or private, no token)
         if getattr(error.response, "status_code", None) not in (401, 404):
             raise  # the Hub or the network failed: not the user's value
         missing = f"revision {revision!r} not found in" if isinstance(error, RevisionNotFoundError) else "no"
         raise MissingFileError(
-            f"`corpus` {url!r}: {missing} dataset repo {repo!r}. Check the repo id and revision (a branch with a "
-            "slash is written %2F-encoded in the URL, @feature%2Fx, or given as `corpus_revision`); a private "
-            "repo needs a token (`token=`, HF_TOKEN or `hf auth login`)"
+            f"{what}: {missing} dataset repo {repo!r}. Check the repo id and revision (a branch with a slash is "
+            f"{slash_hint}); a private repo needs a token (`token=`, HF_TOKEN or `hf auth login`)"
         ) from None
-    return f"{HUB_URL}{repo}@{commit}/{path}".rstrip("/")
 
 
 def hub_url_files(pattern: str, revision: str | None = None, token=None) -> list[str]:

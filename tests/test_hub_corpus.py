@@ -508,6 +508,40 @@ def test_recipes_pin_url_sources_to_their_commit_before_training(hub):
     assert pin_hub_url(f"{URL}@v1") == pin_hub_url(URL, revision="v1") == f"{URL}@{first}"
 
 
+def test_recipes_pin_hub_dataset_ids_and_stream_the_pinned_snapshot(hub, monkeypatch):
+    """A Hub id source is read at the commit it had when training started, also after the branch
+    moves (a resume then finds another source and is refused); a typo fails before any model load."""
+    from huggingface_hub import constants
+
+    from hf_ipt.training.checks import check_data
+    from hf_ipt.training.config import ContinualPTConfig
+    from hf_ipt.training.data import load_rows
+    from hf_ipt.training.trainer import hub_datasets
+
+    first = news(hub)
+    config = ContinualPTConfig(domain_dataset=REPO)
+    check_data(config)
+    assert config.domain_dataset == f"{REPO}@{first}"
+    hub.tag(REPO, "v1")
+    second = hub.put(REPO, {TRAIN[1]: jsonl([doc(20)])})
+    texts = [doc(i) for i in (0, 1, 2, 10, 11, 12)]
+    assert [r["text"] for r in load_rows(config.domain_dataset)] == texts
+    assert [r["text"] for r in load_rows(REPO)] == [doc(i) for i in (0, 1, 2, 20)]  # unpinned: the new commit
+    tagged = ContinualPTConfig(domain_dataset=f"{REPO}@v1")
+    check_data(tagged)
+    assert tagged.domain_dataset == f"{REPO}@{first}"
+    check_data(moved := ContinualPTConfig(domain_dataset=REPO))
+    assert moved.domain_dataset == f"{REPO}@{second}"
+    assert hub_datasets(config.domain_dataset, f"{REPO}@v1", "data/x@y.jsonl") == [REPO]  # cards: the repo
+    with pytest.raises(UsageError, match=r"`--domain_dataset` 'org/nwes': no dataset repo 'org/nwes'"):
+        check_data(ContinualPTConfig(domain_dataset="org/nwes"))
+    with pytest.raises(UsageError, match=r"`--domain_dataset` 'org/news@nope': revision 'nope' not found"):
+        check_data(ContinualPTConfig(domain_dataset=f"{REPO}@nope"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # offline: left for datasets' cache to serve
+    check_data(offline := ContinualPTConfig(domain_dataset=REPO))
+    assert offline.domain_dataset == REPO
+
+
 def test_check_data_names_the_option_of_a_missing_url_source(hub):
     from hf_ipt.training.checks import check_data
     from hf_ipt.training.config import ContinualPTConfig

@@ -158,7 +158,7 @@ else:  # the lookup fails on the main process only: the others must not wait for
 torch.distributed.init_process_group("gloo")  # as the recipes' TrainingArguments do
 config = ContinualPTConfig(domain_dataset="hf://datasets/org/news/data/*.jsonl")
 try:
-    print(f"rank {rank}:", checks.pin_url_sources(config)["domain_dataset"], flush=True)
+    print(f"rank {rank}:", checks.pin_hub_sources(config)["domain_dataset"], flush=True)
 except UsageError as error:
     print(f"rank {rank} error:", error, flush=True)
 """

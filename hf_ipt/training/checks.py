@@ -5,8 +5,9 @@ minutes into a large model's load. Each local source is resolved as training wil
 it (`hf_ipt.corpus.local_files`, `synthesizer_data.collection_files`) and the first row of
 its first non-empty file is read to see that the configured columns are there; so are the
 files of an ``hf://datasets/...`` URL (a listing and the first file's first rows or Parquet
-footer). A value that is not a path but looks like a Hub dataset id (``org/name``) is left
-alone: no network is assumed; the Hub source is checked when it streams.
+footer). A value that is not a path but looks like a Hub dataset id (``org/name[@revision]``) is
+pinned to its commit when the Hub can be reached (`check_data`), else left alone; its rows are
+checked when it streams.
 
 Errors are `hf_ipt.cli.UsageError` (a `ValueError`) naming the option, its value, what was
 found and the fix; the recipes report them like argparse errors (exit status 2).
@@ -15,6 +16,7 @@ found and the fix; the recipes report them like argparse errors (exit status 2).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -23,15 +25,19 @@ from typing import Any
 from ..cli import UsageError
 from ..corpus import (
     check_url,
+    hub_id_parts,
     is_file_corpus,
     is_hub_url,
     is_local_corpus,
     open_file,
     pattern_files,
+    pin_hub_dataset,
     pin_hub_url,
     starts_with_array,
 )
 from .data import BUILDERS
+
+logger = logging.getLogger(__name__)
 
 _HUB_DATASET = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
@@ -46,9 +52,9 @@ SOURCES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 def check_data(config: Any) -> None:
     """Check every data source of a recipe's data config before any model load, and pin each
-    ``hf://`` URL source to the commit its revision points to now (in place: the model card and
-    the resume check, `hf_ipt_data_stream.json`, record the commit, so a resume after the branch
-    moved is refused instead of reading other data).
+    ``hf://`` URL source and Hub dataset id to the commit its revision points to now (in place:
+    the model card and the resume check, `hf_ipt_data_stream.json`, record the commit, so a
+    resume after the branch moved is refused instead of reading other data).
 
     Args:
         config (`ContinualPTConfig`, `PretrainConfig` or `SynthesizerConfig`): the sources are
@@ -59,7 +65,7 @@ def check_data(config: Any) -> None:
         `UsageError`: a local source that matches nothing, or whose first row lacks a column.
     """
     split = getattr(config, "dataset_split", "train")
-    for attribute, pinned in pin_url_sources(config).items():
+    for attribute, pinned in pin_hub_sources(config).items():
         setattr(config, attribute, pinned)
     for attribute, column_attributes in SOURCES:
         source = getattr(config, attribute, None)
@@ -73,14 +79,23 @@ def check_data(config: Any) -> None:
         )
 
 
-def pin_url_sources(config: Any) -> dict[str, str]:
-    """Each ``hf://`` URL source of `config` at its commit (`pin_hub_url`), by attribute.
+def pin_hub_sources(config: Any) -> dict[str, str]:
+    """Each ``hf://`` URL source of `config` at its commit (`pin_hub_url`), and each Hub dataset
+    id as ``org/name@<sha>`` (`pin_hub_dataset`), by attribute.
 
     Pinned once, by rank 0, and sent to the others when `torch.distributed` is initialized (in
     the recipes, by their parsed `TrainingArguments`), so that every rank reads the same
     snapshot even if the branch moves while they start; an error is raised on every rank.
+    Offline (``HF_HUB_OFFLINE``), Hub ids are left as they are, for `datasets`' cache to serve.
     """
+    from huggingface_hub import constants
+
     urls = {a: s for a, _ in SOURCES if (s := getattr(config, a, None)) and is_hub_url(s)}
+    ids = {a: s for a, _ in SOURCES if (s := getattr(config, a, None)) and _is_hub_dataset(s)}
+    if ids and constants.HF_HUB_OFFLINE:
+        logger.info("offline: Hub dataset sources %s are not pinned to a commit", sorted(ids.values()))
+        ids = {}
+    urls.update(ids)
     if not urls:
         return {}
     import torch.distributed as dist
@@ -104,11 +119,13 @@ def pin_url_sources(config: Any) -> dict[str, str]:
     return shared[0]
 
 
-def _pin(urls: dict[str, str]) -> dict[str, str]:
+def _pin(sources: dict[str, str]) -> dict[str, str]:
     pinned = {}
-    for attribute, url in urls.items():
+    for attribute, source in sources.items():
         try:
-            pinned[attribute] = pin_hub_url(url)
+            pinned[attribute] = (
+                pin_hub_url(source) if is_hub_url(source) else pin_hub_dataset(source, where=f"--{attribute}")
+            )
         except UsageError as error:
             raise UsageError(str(error).replace("`corpus`", f"`--{attribute}`").replace(
                 "or given as `corpus_revision`", "or as a commit sha").replace("`token=`, ", "")) from None
@@ -116,8 +133,9 @@ def _pin(urls: dict[str, str]) -> dict[str, str]:
 
 
 def _is_hub_dataset(source: str) -> bool:
-    """Not an existing local path, no file pattern, and shaped like ``name`` or ``org/name``,
-    whose ``org`` is not a local folder (``data/genral`` is a typo of a path, not a Hub id).
+    """Not an existing local path, no file pattern, and shaped like ``name`` or ``org/name`` (with
+    an optional ``@revision``), whose ``org`` is not a local folder (``data/genral`` is a typo of a
+    path, not a Hub id).
 
     Looser than `card.is_hub_id` (``org/name`` only, for card metadata): a source may also be
     a canonical dataset without an owner, e.g. ``squad``.
@@ -125,7 +143,7 @@ def _is_hub_dataset(source: str) -> bool:
     return (
         not os.path.exists(source)
         and not is_local_corpus(source)
-        and bool(_HUB_DATASET.fullmatch(source))
+        and bool(_HUB_DATASET.fullmatch(hub_id_parts(source)[0]))
         and not ("/" in source and os.path.isdir(source.split("/", 1)[0]))
     )
 

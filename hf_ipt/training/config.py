@@ -194,7 +194,8 @@ class ContinualPTConfig(DataConfig):
     domain_dataset: str | None = field(
         default=None,
         metadata={
-            "help": "Instruction-augmented domain text: files or a dataset with a `text` column."
+            "help": "Instruction-augmented domain text with a `text` column: files (path, glob, hf:// URL) or a dataset "
+            "(folder, Hub id, `org/name@revision`; Hub sources are pinned to their commit at start)."
         },
     )
     general_dataset: str | None = field(
@@ -249,7 +250,8 @@ class PretrainConfig(DataConfig, CollectionConfig):
         default=None, metadata={"help": "Tokenizer (e.g. the synthesizer's Mistral tokenizer)."}
     )
     raw_dataset: str | None = field(
-        default=None, metadata={"help": "Raw text: files or a dataset with a `text` column."}
+        default=None, metadata={"help": "Raw text with a `text` column: files (path, glob, hf:// URL) or a dataset (folder, Hub id, "
+            "`org/name@revision`; Hub sources are pinned to their commit at start)."}
     )
     augmented_dataset: str | None = field(
         default=None, metadata={"help": "Instruction-augmented text of the OTHER documents."}

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..corpus import is_file_corpus, open_file, pattern_files
+from ..corpus import hub_id_parts, is_file_corpus, open_file, pattern_files
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,9 @@ def load_rows(source: str | list[str], *, split: str = "train", name: str | None
 
     Args:
         source (`str` or `list[str]`): a file or glob, files of a Hub dataset by URL
-            (``hf://datasets/org/name/data/*.jsonl``), a list of files, a Hub dataset id, or a
-            local folder in Hub layout.
+            (``hf://datasets/org/name/data/*.jsonl``), a list of files, a Hub dataset id
+            (``org/name``, or ``org/name@revision``: a branch, tag or commit), or a local folder
+            in Hub layout.
         split (`str`, *optional*, defaults to ``"train"``): split of a dataset.
         name (`str`, *optional*): config name of a dataset.
 
@@ -57,7 +58,8 @@ def load_rows(source: str | list[str], *, split: str = "train", name: str | None
         return datasets.load_dataset(
             builder, data_files=[glob.escape(f) for f in files], split="train", streaming=True, **extra
         )
-    return datasets.load_dataset(source, name=name, split=split, streaming=True)
+    repo, revision = hub_id_parts(source) if not os.path.isdir(source) else (source, None)
+    return datasets.load_dataset(repo, name=name, split=split, streaming=True, revision=revision)
 
 
 def _parquet_rows(files: list[str]):

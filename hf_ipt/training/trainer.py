@@ -17,7 +17,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from ..corpus import hub_url_parts, is_hub_url
+from ..corpus import hub_id_parts, hub_url_parts, is_file_corpus, is_hub_url
 from .callbacks import (
     ThroughputCallback,
     TokenBudgetProgressCallback,
@@ -143,8 +143,10 @@ def hyperparameters(args: Any, model: Any) -> dict[str, Any]:
 
 
 def hub_datasets(*sources: str | None) -> list[str]:
-    """The Hub datasets among the sources (ids, and the repos of ``hf://`` URLs), not local files or folders."""
-    ids = [hub_url_parts(s)[0] if s and is_hub_url(s) else s for s in sources]
+    """The Hub datasets among the sources (ids without their ``@revision``, and the repos of ``hf://``
+    URLs), not local files or folders."""
+    ids = [hub_url_parts(s)[0] if is_hub_url(s) else s if is_file_corpus(s) else hub_id_parts(s)[0]
+           for s in sources if s]
     return list(dict.fromkeys(s for s in ids if is_hub_id(s)))
 
 
