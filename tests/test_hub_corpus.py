@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import datasets
 import pyarrow as pa
@@ -540,6 +541,23 @@ def test_recipes_pin_hub_dataset_ids_and_stream_the_pinned_snapshot(hub, monkeyp
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # offline: left for datasets' cache to serve
     check_data(offline := ContinualPTConfig(domain_dataset=REPO))
     assert offline.domain_dataset == REPO
+
+
+def test_a_hub_collection_is_pinned_and_downloaded_at_its_commit(hub):
+    from hf_ipt.training.checks import check_data
+    from hf_ipt.training.config import SynthesizerConfig
+    from hf_ipt.training.synthesizer_data import collection_files
+
+    def shard(context: str) -> bytes:
+        return (json.dumps({"context": context, "QA_list": [{"Q": "Why?", "A": "Because."}]}) + "\n").encode()
+
+    first = hub.put("org/collection", {"squad/shard/0.jsonl": shard("first")})
+    config = SynthesizerConfig(collection="org/collection")
+    check_data(config)
+    assert config.collection == f"org/collection@{first}"
+    hub.put("org/collection", {"squad/shard/0.jsonl": shard("second")})
+    (path,) = collection_files(config.collection)["squad"]
+    assert json.loads(Path(path).read_text(encoding="utf-8"))["context"] == "first"
 
 
 def test_check_data_names_the_option_of_a_missing_url_source(hub):

@@ -91,7 +91,8 @@ def pin_hub_sources(config: Any) -> dict[str, str]:
     from huggingface_hub import constants
 
     urls = {a: s for a, _ in SOURCES if (s := getattr(config, a, None)) and is_hub_url(s)}
-    ids = {a: s for a, _ in SOURCES if (s := getattr(config, a, None)) and _is_hub_dataset(s)}
+    attributes = [a for a, _ in SOURCES] + ["collection"]  # a collection is a folder or a Hub id, no URL
+    ids = {a: s for a in attributes if (s := getattr(config, a, None)) and _is_hub_dataset(s)}
     if ids and constants.HF_HUB_OFFLINE:
         logger.info("offline: Hub dataset sources %s are not pinned to a commit", sorted(ids.values()))
         ids = {}

@@ -33,12 +33,16 @@ SHARD_GLOB = "*/shard/*.jsonl"
 
 
 def collection_files(collection: str) -> dict[str, list[str]]:
-    """``{source name: its jsonl files}`` of a local collection folder or a Hub dataset repo id."""
+    """``{source name: its jsonl files}`` of a local collection folder or a Hub dataset repo id
+    (``org/name[@revision]``, downloaded once into the Hub cache)."""
     root = Path(collection)
     if not root.is_dir():
         from huggingface_hub import snapshot_download
 
-        root = Path(snapshot_download(collection, repo_type="dataset", allow_patterns=[SHARD_GLOB]))
+        from ..corpus import hub_id_parts
+
+        repo, revision = hub_id_parts(collection)
+        root = Path(snapshot_download(repo, repo_type="dataset", revision=revision, allow_patterns=[SHARD_GLOB]))
     files: dict[str, list[str]] = defaultdict(list)
     for path in sorted(root.glob(SHARD_GLOB)):
         files[path.parent.parent.name].append(str(path))
