@@ -68,7 +68,8 @@ def parse_args() -> argparse.Namespace:
         "inductor fuses the rest)",
     )
     parser.add_argument(
-        "--attn", default="sdpa", help="attention implementation of the recipe's model"
+        "--attn", default="sdpa",
+        help="attention implementation of the recipe's model (hf_ipt_varlen: PyTorch's varlen flash kernel)"
     )
     parser.add_argument(
         "--peak_tflops",
@@ -83,11 +84,12 @@ def parse_args() -> argparse.Namespace:
 def build_model(args, device: str, attn: str):
     from transformers import AutoModelForCausalLM
 
+    from hf_ipt.training import varlen
     from hf_ipt.training.model_init import shape_config
 
     torch.manual_seed(0)
     config = shape_config(args.shape, vocab_size=args.vocab, max_length=args.seq)
-    return AutoModelForCausalLM.from_config(config, attn_implementation=attn).to(device)
+    return AutoModelForCausalLM.from_config(config, attn_implementation=varlen.prepare(attn)).to(device)
 
 
 def raw_loop(args, device: str) -> float:

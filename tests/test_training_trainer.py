@@ -471,14 +471,16 @@ def test_a_resume_with_another_data_stream_is_refused(tmp_path, caplog):
     assert "cannot be compared" in caplog.text
 
 
-def _losses(tmp_path, tiny_model_dir, tiny_tokenizer, **training):
+def _losses(tmp_path, tiny_model_dir, tiny_tokenizer, attn=None, **training):
     from transformers import AutoModelForCausalLM, set_seed
+
+    from hf_ipt.training import varlen
 
     tmp_path.mkdir()
     data, args = _continual_setup(tmp_path, tiny_model_dir, **training)
     set_seed(0)
     dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation=varlen.prepare(attn))
     trainer = build_trainer(model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix))
     trainer.train()
     return trainer, args, [log["loss"] for log in trainer.state.log_history if "loss" in log]
@@ -506,6 +508,23 @@ def test_compile_layers_compiles_each_decoder_layer_and_trains_as_eager(tmp_path
     assert counters["stats"]["unique_graphs"] >= 1  # dynamo did trace the layers
     assert len(compiled) == len(eager) == 2
     assert compiled == pytest.approx(eager, rel=1e-5)
+
+
+def test_varlen_attention_trains_as_sdpa_with_the_collators_document_bounds(
+    tmp_path, tiny_model_dir, tiny_tokenizer, monkeypatch
+):
+    from hf_ipt.training import varlen
+
+    _, _, sdpa = _losses(tmp_path / "sdpa", tiny_model_dir, tiny_tokenizer)
+    calls = []
+    per_document = varlen._per_document
+    monkeypatch.setattr(varlen, "_per_document", lambda *a: calls.append(1) or per_document(*a))
+    trainer, _, fast = _losses(tmp_path / "varlen", tiny_model_dir, tiny_tokenizer, attn=varlen.NAME)
+    assert trainer.model.config._attn_implementation == varlen.NAME
+    layers = trainer.model.config.num_hidden_layers
+    assert len(calls) == (2 + 2) * layers  # the isolation probe's 2 forwards, then the 2 training steps
+    assert len(fast) == len(sdpa) == 2
+    assert fast == pytest.approx(sdpa, rel=1e-5)
 
 
 def test_compile_layers_refuses_torch_compile_and_a_model_without_layer_classes(

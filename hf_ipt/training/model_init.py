@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from . import varlen
+
 MODEL_SHAPES: dict[str, dict[str, Any]] = {
     "tiny": {
         "model_type": "llama",
@@ -104,7 +106,7 @@ def init_model(
     set_seed(seed)
     return AutoModelForCausalLM.from_config(
         config,
-        attn_implementation=attn_implementation,
+        attn_implementation=varlen.prepare(attn_implementation),
         dtype=getattr(torch, dtype) if dtype not in (None, "auto") else None,
     )
 
@@ -164,7 +166,7 @@ def load_model(model_args: Any, activation_checkpointing: bool = False):
         model_args.model_name_or_path,
         revision=model_args.model_revision,
         dtype=model_args.dtype,
-        attn_implementation=model_args.attn_implementation,
+        attn_implementation=varlen.prepare(model_args.attn_implementation),
         quantization_config=quantization_config,
     )
     if peft_config is None:

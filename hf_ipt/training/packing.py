@@ -89,7 +89,9 @@ def pack_sequences(
         yield block
 
 
-def collate_packed(features: list[Mapping[str, Sequence[int]]], flatten: bool = False) -> dict[str, Any]:
+def collate_packed(
+    features: list[Mapping[str, Sequence[int]]], flatten: bool = False, bounds: bool = False
+) -> dict[str, Any]:
     """Stack equal-length examples into ``[batch, length]`` tensors, else flatten them into ONE row.
 
     Flattening (padding-free, as `DataCollatorWithFlattening` does) keeps the examples apart
@@ -102,6 +104,8 @@ def collate_packed(features: list[Mapping[str, Sequence[int]]], flatten: bool = 
         flatten (`bool`, *optional*, defaults to `False`): always one ``[1, total]`` row. Flash
             attention needs it: transformers runs it varlen from `position_ids` only for a batch of
             one row; a ``[batch, length]`` batch would attend across documents (5.24).
+        bounds (`bool`, *optional*, defaults to `False`): add the documents' boundaries
+            (`varlen.document_bounds`) for ``attn_implementation="hf_ipt_varlen"``.
     """
     import torch
 
@@ -109,6 +113,10 @@ def collate_packed(features: list[Mapping[str, Sequence[int]]], flatten: bool = 
         batch = {key: torch.tensor([list(f[key]) for f in features], dtype=torch.long) for key in KEYS}
     else:
         batch = {key: torch.tensor([[t for f in features for t in f[key]]], dtype=torch.long) for key in KEYS}
+    if bounds:
+        from .varlen import document_bounds
+
+        batch.update(document_bounds(batch["position_ids"]))
     if STREAM_POSITION in features[-1]:  # where the stream stands after this batch: `IPTTrainer` saves it
         batch[STREAM_POSITION] = features[-1][STREAM_POSITION]
     return batch
@@ -121,8 +129,11 @@ def needs_flat_batches(model: Any) -> bool:
 
 
 def packed_collator(model: Any) -> Callable[[list[Mapping[str, Sequence[int]]]], dict[str, Any]]:
-    """`collate_packed` for `model`: flattened rows under flash attention, stacked rows otherwise."""
-    return partial(collate_packed, flatten=needs_flat_batches(model))
+    """`collate_packed` for `model`: flattened rows under flash attention, stacked rows otherwise,
+    with the documents' boundaries under ``hf_ipt_varlen``."""
+    from .varlen import uses_varlen
+
+    return partial(collate_packed, flatten=needs_flat_batches(model), bounds=uses_varlen(model))
 
 
 ISOLATION_TOLERANCE = 1e-4  # relative: rounding alone, in fp32 and bf16 alike (same shapes, same kernels)
@@ -183,8 +194,8 @@ def isolation_gap(model: Any, length: int = 64, autocast_dtype: Any = None) -> f
             for _ in range(2):
                 first = torch.randint(vocab, (length,), generator=generator).tolist()
                 (block,) = pack_sequences([first, second], 2 * length)
-                batch = collate_packed([block], flatten=False)
-                inputs = {k: batch[k].to(device) for k in ("input_ids", "position_ids")}
+                batch = packed_collator(model)([block])  # as training feeds the model
+                inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items() if k != "labels"}
                 logits.append(model(**inputs, use_cache=False).logits[0, length:].float())
     except Exception as error:  # noqa: BLE001 - a check must not stop a run that would train
         logger.info("hf_ipt: could not check that packed documents stay apart (%s: %s)", type(error).__name__, error)

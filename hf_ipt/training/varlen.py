@@ -1,0 +1,153 @@
+"""``attn_implementation="hf_ipt_varlen"``: packed documents kept apart on PyTorch's own flash kernel.
+
+Packed training keeps documents apart through `position_ids` (`packing`). With ``sdpa`` that
+costs a block-diagonal mask, and a masked ``[batch, 1, L, L]`` attention runs sdpa's
+memory-efficient kernel instead of its causal flash path; ``flash_attention_2`` needs the
+`flash-attn` package, which cannot be installed everywhere. PyTorch (>= 2.10) ships a
+variable-length flash kernel, `torch.nn.attention.varlen.varlen_attn`: this module registers it
+with transformers' `AttentionInterface` under `NAME`, fed by the collator with each batch's
+document boundaries (``cu_seq_lens_q``/``max_length_q``, the keys transformers passes down to the
+attention function, computed on the CPU so no step waits for the GPU).
+
+Anything that is not such a packed batch (evaluation with a padding mask, generation with a KV
+cache) runs transformers' ``sdpa`` with the mask transformers builds for it, so the model
+stays usable as it is. On a CPU, where the flash kernel does not exist, packed batches run one
+causal sdpa per document: the same result, slower; meant for tests.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+from typing import Any
+
+NAME = "hf_ipt_varlen"
+BOUNDS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+
+
+def register() -> str:
+    """Register `NAME` with transformers (attention function, and the sdpa mask for other calls)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    _kernel()  # a torch without the kernel fails here, before the model loads
+    AttentionInterface.register(NAME, varlen_attention_forward)
+    AttentionMaskInterface.register(NAME, sdpa_mask)
+    return NAME
+
+
+def prepare(attn_implementation: str | None) -> str | None:
+    """`attn_implementation` as given, with `NAME` registered first when it is `NAME` (before a
+    model is loaded with it: transformers refuses an unknown implementation)."""
+    if attn_implementation == NAME:
+        register()
+    return attn_implementation
+
+
+def uses_varlen(model: Any) -> bool:
+    """Whether `model` runs `NAME` attention."""
+    return getattr(model.config, "_attn_implementation", None) == NAME
+
+
+def document_bounds(position_ids: Any) -> dict[str, Any]:
+    """``cu_seq_lens_q/k`` (int32) and ``max_length_q/k`` of a ``[batch, length]`` packed batch.
+
+    A document starts wherever `position_ids` is 0 (`pack_sequences` restarts them at each
+    document and each block), over the batch's rows laid end to end.
+    """
+    import torch
+
+    flat = position_ids.reshape(-1)
+    starts = torch.nonzero(flat == 0).reshape(-1)
+    if starts.numel() == 0 or starts[0] != 0:
+        raise ValueError("packed position_ids must start at 0 (a document start) in every row")
+    cu = torch.cat([starts, torch.tensor([flat.numel()])]).to(torch.int32)
+    longest = int((cu[1:] - cu[:-1]).max())
+    return {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest, "max_length_k": longest}
+
+
+def varlen_attention_forward(
+    module: Any,
+    query: Any,
+    key: Any,
+    value: Any,
+    attention_mask: Any,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[Any, None]:
+    """transformers' attention-function signature: ``[batch, heads, length, dim]`` in,
+    ``[batch, length, heads, dim]`` out."""
+    cu = kwargs.get("cu_seq_lens_q")
+    if cu is None or query.shape[2] != key.shape[2]:  # not a packed training batch: sdpa with its mask
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **{k: v for k, v in kwargs.items() if k not in BOUNDS})
+    if dropout:
+        raise ValueError(f"{NAME} has no attention dropout (got {dropout}): set the model's attention_dropout to 0")
+    batch, heads, length, dim = query.shape
+    scale = dim**-0.5 if scaling is None else scaling
+    flat = [t.transpose(1, 2).reshape(batch * length, t.shape[1], dim) for t in (query, key, value)]
+    out = _attend(*flat, cu.to(query.device), int(kwargs["max_length_q"]), scale)
+    return out.reshape(batch, length, heads, dim), None
+
+
+def _attend(query: Any, key: Any, value: Any, cu: Any, longest: int, scale: float) -> Any:
+    """Causal attention within each ``cu`` segment of ``(tokens, heads, dim)`` tensors."""
+    if query.is_cuda:
+        return _flash(query, key, value, cu, longest, scale)
+    return _per_document(query, key, value, cu, scale)
+
+
+def _flash(query: Any, key: Any, value: Any, cu: Any, longest: int, scale: float) -> Any:
+    """`varlen_attn`, whose keywords changed across releases (2.10: ``is_causal``; later:
+    ``window_size=(-1, 0)``, ``scale``, ``enable_gqa``)."""
+    kernel, accepted = _kernel()
+    options: dict[str, Any] = {"window_size": (-1, 0)} if "window_size" in accepted else {"is_causal": True}
+    if "scale" in accepted:
+        options["scale"] = scale
+    else:  # the kernel's own scale is dim ** -0.5
+        query = query * (scale / query.shape[-1] ** -0.5)
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1 and "enable_gqa" in accepted:
+        options["enable_gqa"] = True
+    elif groups > 1:
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    return kernel(query, key, value, cu, cu, longest, longest, **options)
+
+
+_KERNEL: tuple[Any, frozenset[str]] | None = None
+
+
+def _kernel() -> tuple[Any, frozenset[str]]:
+    """`varlen_attn` and its keywords, looked up once (`register` does it, before any compile)."""
+    global _KERNEL
+    if _KERNEL is None:
+        import torch
+
+        try:
+            from torch.nn.attention.varlen import varlen_attn
+        except ImportError:
+            raise ImportError(
+                f"attn_implementation={NAME!r} needs torch >= 2.10 (torch.nn.attention.varlen), found "
+                f"{torch.__version__}: use sdpa, or flash_attention_2 with the flash-attn package"
+            ) from None
+        _KERNEL = varlen_attn, frozenset(inspect.signature(varlen_attn).parameters)
+    return _KERNEL
+
+
+def _per_document(query: Any, key: Any, value: Any, cu: Any, scale: float) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    groups = query.shape[1] // key.shape[1]
+    bounds = cu.tolist()
+    out = [
+        F.scaled_dot_product_attention(
+            query[a:b].transpose(0, 1), key[a:b].transpose(0, 1), value[a:b].transpose(0, 1),
+            is_causal=True, scale=scale, enable_gqa=groups > 1,
+        ).transpose(0, 1)
+        for a, b in itertools.pairwise(bounds)
+    ]
+    return torch.cat(out)

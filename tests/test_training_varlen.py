@@ -1,0 +1,123 @@
+"""``attn_implementation="hf_ipt_varlen"``: packed batches on PyTorch's varlen flash kernel.
+
+The flash kernel itself runs only on CUDA; on CPU the same code path runs one causal sdpa per
+document (`varlen._per_document`), and the kernel's keywords across torch releases are checked
+against a stand-in that computes the same result.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+
+import pytest
+import torch
+
+from hf_ipt.training import varlen
+from hf_ipt.training.packing import isolation_gap, pack_sequences, packed_collator
+
+
+def _models(kv_heads: int = 2):
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    config = LlamaConfig(vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=kv_heads, max_position_embeddings=256,
+                         use_cache=False)  # as `build_trainer` sets it: with a cache, sdpa skips the packed mask
+    torch.manual_seed(0)
+    sdpa = AutoModelForCausalLM.from_config(copy.deepcopy(config), attn_implementation="sdpa")
+    fast = AutoModelForCausalLM.from_config(copy.deepcopy(config), attn_implementation=varlen.prepare(varlen.NAME))
+    assert (sdpa.config._attn_implementation, fast.config._attn_implementation) == ("sdpa", varlen.NAME)
+    fast.load_state_dict(sdpa.state_dict())
+    return sdpa, fast
+
+
+def test_document_bounds_span_the_rows_laid_end_to_end():
+    positions = torch.tensor([[0, 1, 2, 0, 1, 2, 3, 0], [0, 1, 2, 3, 4, 5, 0, 1]])
+    bounds = varlen.document_bounds(positions)
+    assert bounds["cu_seq_lens_q"].tolist() == [0, 3, 7, 8, 14, 16] and bounds["cu_seq_lens_q"].dtype == torch.int32
+    assert bounds["max_length_q"] == bounds["max_length_k"] == 6
+    with pytest.raises(ValueError, match="must start at 0"):
+        varlen.document_bounds(torch.tensor([[1, 2, 0]]))
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2])  # plain and grouped-query attention
+def test_packed_batches_give_the_logits_loss_and_gradients_of_sdpa(kv_heads, monkeypatch):
+    calls = []
+    per_document = varlen._per_document
+    monkeypatch.setattr(varlen, "_per_document", lambda *a: calls.append(1) or per_document(*a))
+    sdpa, fast = _models(kv_heads)
+    documents = [list(range(1, 20)), list(range(5, 60)), list(range(2, 30)), list(range(3, 90))]
+    blocks = list(pack_sequences(documents, 48))
+    plain, packed = packed_collator(sdpa)(blocks), packed_collator(fast)(blocks)
+    assert "cu_seq_lens_q" not in plain and packed["max_length_q"] == 45
+    expected, got = sdpa(**plain), fast(**packed)
+    torch.testing.assert_close(got.logits, expected.logits, rtol=1e-5, atol=1e-5)
+    assert len(calls) == 2  # both layers ran the varlen path, not the sdpa fallback
+    expected.loss.backward()
+    got.loss.backward()
+    for (name, a), b in zip(sdpa.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert isolation_gap(fast) == 0.0  # the probe feeds the model as the collator does
+
+
+def test_padded_evaluation_and_generation_run_sdpa_with_their_mask():
+    sdpa, fast = _models()
+    ids = torch.tensor([[0, 0, 5, 6, 7], [1, 2, 3, 4, 5]])
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    torch.testing.assert_close(fast(input_ids=ids, attention_mask=mask).logits,
+                               sdpa(input_ids=ids, attention_mask=mask).logits)
+    settings = {"attention_mask": mask, "max_new_tokens": 4, "do_sample": False, "pad_token_id": 0}
+    assert torch.equal(fast.generate(ids, **settings), sdpa.generate(ids, **settings))
+
+
+def _kernel_of(release: str):
+    """A stand-in for `varlen_attn` with the keywords of a torch release, computing the same result."""
+    calls = []
+
+    def reference(query, key, value, cu_q, cu_k, max_q, max_k, scale=None, groups=1):
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+        return varlen._per_document(query, key, value, cu_q, query.shape[-1] ** -0.5 if scale is None else scale)
+
+    if release == "2.10":
+        def varlen_attn(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, is_causal=False, return_aux=None):
+            calls.append({"is_causal": is_causal})
+            assert query.shape[1] == key.shape[1], "2.10 has no GQA: keys must be repeated"
+            return reference(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k)
+    else:
+        def varlen_attn(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None, scale=None,
+                        window_size=(-1, -1), enable_gqa=False):
+            calls.append({"window_size": window_size, "scale": scale, "enable_gqa": enable_gqa})
+            groups = query.shape[1] // key.shape[1]
+            assert groups == 1 or enable_gqa
+            return reference(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, scale, groups)
+
+    return varlen_attn, calls
+
+
+@pytest.mark.parametrize("release", ["2.10", "2.12"])
+def test_the_flash_call_adapts_to_the_kernels_keywords(release, monkeypatch):
+    import torch.nn.attention.varlen as module
+
+    kernel, calls = _kernel_of(release)
+    monkeypatch.setattr(module, "varlen_attn", kernel)
+    monkeypatch.setattr(varlen, "_KERNEL", None)  # looked up again
+    torch.manual_seed(0)
+    query, key, value = torch.randn(12, 4, 8), torch.randn(12, 2, 8), torch.randn(12, 2, 8)
+    cu = torch.tensor([0, 5, 12], dtype=torch.int32)
+    scale = 0.3  # not the kernel's default dim ** -0.5
+    got = varlen._flash(query, key, value, cu, 7, scale)
+    torch.testing.assert_close(got, varlen._per_document(query, key, value, cu, scale))
+    expected = {"is_causal": True} if release == "2.10" else {"window_size": (-1, 0), "scale": scale, "enable_gqa": True}
+    assert calls == [expected]
+    assert "max_q" in inspect.signature(kernel).parameters
+
+
+def test_attention_dropout_is_refused_on_packed_batches():
+    _, fast = _models()
+    fast.config.attention_dropout = 0.1
+    for layer in fast.model.layers:
+        layer.self_attn.attention_dropout = 0.1
+    fast.train()
+    blocks = list(pack_sequences([list(range(1, 30))], 16))
+    with pytest.raises(ValueError, match="no attention dropout"):
+        fast(**packed_collator(fast)(blocks))
