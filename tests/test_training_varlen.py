@@ -121,3 +121,37 @@ def test_attention_dropout_is_refused_on_packed_batches():
     blocks = list(pack_sequences([list(range(1, 30))], 16))
     with pytest.raises(ValueError, match="no attention dropout"):
         fast(**packed_collator(fast)(blocks))
+
+
+def test_compiled_layers_trace_the_varlen_path_whole_and_settle_on_dynamic_shapes(monkeypatch):
+    """Under `--compile_layers`, batches bring another number of documents and another longest one
+    each step: the layer must compile without graph breaks and stop recompiling once dynamic."""
+    import random
+
+    from torch._dynamo.utils import counters
+
+    from hf_ipt.training.model_init import compile_decoder_layers
+
+    @torch.library.custom_op("hf_ipt_tests::varlen", mutates_args=())
+    def kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu: torch.Tensor, longest: int,
+               scale: float) -> torch.Tensor:  # the CUDA kernel's stand-in: an opaque op, as on a GPU
+        return varlen._per_document(q, k, v, cu, scale)
+
+    kernel.register_fake(lambda q, k, v, cu, longest, scale: torch.empty_like(q))
+    monkeypatch.setattr(varlen, "_attend", kernel)
+    torch._dynamo.reset()
+    counters.clear()
+    _, model = _models()
+    assert compile_decoder_layers(model, backend="eager") == 2
+    rng = random.Random(0)
+    documents = ([rng.randrange(1, 100) for _ in range(rng.randint(10, 120))] for _ in range(10_000))
+    blocks = pack_sequences(documents, 128)
+    collate = packed_collator(model)
+    graphs = []
+    with torch.no_grad():
+        for _ in range(8):
+            batch = collate([next(blocks) for _ in range(2)])
+            model(**batch)
+            graphs.append(counters["stats"]["unique_graphs"])
+    assert not counters["graph_break"]
+    assert graphs[-1] <= 3 and graphs[-4:] == [graphs[-1]] * 4, graphs  # no recompiles after the first few
