@@ -5,11 +5,13 @@
 #
 #   bash benchmarks/gpu/session.sh train synth      # issue 6 + issue 8: stage limits sum to 530 s
 #   bash benchmarks/gpu/session.sh levers           # issue 6 + 8 levers after `train synth`: limits sum to 520 s
+#   bash benchmarks/gpu/session.sh varlen synth_levers  # hf_ipt_varlen check + training, token-budget and
+#                                                       # static-cache synthesis: limits sum to 560 s
 #   bash benchmarks/gpu/session.sh repro            # issue 9, one seed-set at a reduced budget
 #   SMOKE=1 bash benchmarks/gpu/session.sh train synth repro   # CPU rehearsal of the script
 #
 # A device lease is 15 minutes including the machine's start and a call runs 600 s at most:
-# `train synth` in one call (timeout_s 595), `repro` in a session of its own.
+# one group of stages whose limits sum to <= 560 s per call (timeout_s 595), `repro` alone.
 set -uo pipefail
 OUT=${OUT:-outputs/gpu_session}
 mkdir -p "$OUT"
@@ -53,6 +55,25 @@ stage() {  # stage NAME LIMIT_SECONDS COMMAND...
     tail -n 25 "$OUT/$name.log"
 }
 
+synth_levers() {  # synth_levers BUDGET_LIMIT STATIC_LIMIT: token-budget batches, then a static KV cache
+    if [ "$SMOKE" = 1 ]; then
+        stage synth_budget_tiny 300 $PY benchmarks/synthesis.py --shape tiny --num_prompts 16 --batch_size 4 \
+            --backend_batch_size 16 --max_batch_tokens 1600 --modes plain transformers \
+            --json "$OUT/synthesis_budget.json"
+        stage synth_static_tiny 300 $PY benchmarks/synthesis.py --shape tiny --num_prompts 8 --batch_size 4 \
+            --static_cache --modes plain transformers --json "$OUT/synthesis_static.json"
+    else
+        # Token-budget batches: the KV cache of plain's 64 x ~4.1k tokens, short prompts up to 256 a batch.
+        # (continuous batching, tried 2026-11-27, had not finished 64 prompts after 110 s.)
+        stage synth_budget "$1" $PY benchmarks/synthesis.py --shape mistral-7b --num_prompts 128 --batch_size 64 \
+            --backend_batch_size 256 --max_batch_tokens 262144 --modes plain transformers \
+            --json "$OUT/synthesis_budget.json"
+        # A pre-allocated KV cache, not compiled (the dynamic cache copies itself at every token).
+        stage synth_static "$2" $PY benchmarks/synthesis.py --shape mistral-7b --num_prompts 64 --batch_size 64 \
+            --static_cache --modes plain transformers --json "$OUT/synthesis_static.json"
+    fi
+}
+
 ATTN=sdpa
 $PY -c "import flash_attn" 2>/dev/null && ATTN=flash_attention_2
 
@@ -81,25 +102,26 @@ for what in "$@"; do
         if [ "$SMOKE" = 1 ]; then
             stage train_layers_tiny 300 $PY benchmarks/train_throughput.py --shape tiny --steps 2 --warmup 1 \
                 --compile_layers
-            stage synth_budget_tiny 300 $PY benchmarks/synthesis.py --shape tiny --num_prompts 16 --batch_size 4 \
-                --backend_batch_size 16 --max_batch_tokens 1600 --modes plain transformers \
-                --json "$OUT/synthesis_budget.json"
-            stage synth_static_tiny 300 $PY benchmarks/synthesis.py --shape tiny --num_prompts 8 --batch_size 4 \
-                --static_cache --modes plain transformers --json "$OUT/synthesis_static.json"
         else
             # Decoder layers compiled, Liger's fused loss eager (whole-model compile fails with it on torch 2.11).
             # (flex attention, tried 2026-11-27, did not finish within 110 s.)
             stage train_layers 130 $PY benchmarks/train_throughput.py --shape llama-551m --liger --compile_layers \
                 --micro_batch 16 --raw_compile --raw_micro_batch 4
-            # Token-budget batches: the KV cache of plain's 64 x ~4.1k tokens, short prompts up to 256 a batch.
-            # (continuous batching, tried 2026-11-27, had not finished 64 prompts after 110 s.)
-            stage synth_budget 230 $PY benchmarks/synthesis.py --shape mistral-7b --num_prompts 128 --batch_size 64 \
-                --backend_batch_size 256 --max_batch_tokens 262144 --modes plain transformers \
-                --json "$OUT/synthesis_budget.json"
-            # A pre-allocated KV cache, not compiled (the dynamic cache copies itself at every token).
-            stage synth_static 160 $PY benchmarks/synthesis.py --shape mistral-7b --num_prompts 64 --batch_size 64 \
-                --static_cache --modes plain transformers --json "$OUT/synthesis_static.json"
+        fi
+        synth_levers 230 160 ;;
+    varlen)  # issue 6: hf_ipt_varlen (PyTorch's varlen flash kernel) against sdpa, then the recipe with it
+        if [ "$SMOKE" = 1 ]; then
+            stage varlen_check_small 300 $PY benchmarks/gpu/varlen_check.py --small --json "$OUT/varlen_check.json"
+            stage train_varlen_tiny 300 $PY benchmarks/train_throughput.py --shape tiny --steps 2 --warmup 1 \
+                --attn hf_ipt_varlen
+        else
+            stage varlen_check 60 $PY benchmarks/gpu/varlen_check.py --json "$OUT/varlen_check.json"
+            # The whole stack: varlen attention, decoder layers compiled, Liger's fused loss, micro-batch 16.
+            stage train_varlen 150 $PY benchmarks/train_throughput.py --shape llama-551m --attn hf_ipt_varlen \
+                --liger --compile_layers --micro_batch 16 --raw_compile --raw_micro_batch 4
         fi ;;
+    synth_levers)  # issue 8: the synthesis stages of `levers`, with tighter limits
+        synth_levers 210 140 ;;
     repro)  # issue 9: vanilla vs instruction-augmented from scratch, 3 seeds, reduced budget
         REPRO_DIR=$(mktemp -d)/repro  # models and checkpoints (~40 GB at full size) stay off $OUT
         if [ "$SMOKE" = 1 ]; then
@@ -112,6 +134,6 @@ for what in "$@"; do
                 --output_dir "$REPRO_DIR" --max_steps 250
         fi
         cp "$REPRO_DIR"/results.* "$OUT"/ 2>/dev/null ;;
-    *) echo "unknown stage $what (train | synth | levers | repro)"; exit 2 ;;
+    *) echo "unknown stage $what (train | synth | levers | varlen | synth_levers | repro)"; exit 2 ;;
     esac
 done
