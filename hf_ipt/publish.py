@@ -45,6 +45,29 @@ _CONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # ---------------------------------------------------------------------------- reading output
 
 
+class ConfigTakenError(UsageError):
+    """Config `config_name` of a repo holds other data: another corpus or synthesizer, or data
+    that hf_ipt did not push. `with_options` names the ways out as another command spells them."""
+
+    def __init__(self, problem: str, config_name: str, rename: str = "--config_name NEW, `config_name=`",
+                 overwrite: str = "--overwrite (`overwrite=True`)") -> None:
+        self.problem, self.config_name = problem, config_name
+        super().__init__(f"{problem}: pass another config name ({rename}) to publish it beside, or {overwrite} "
+                         f"to replace config {config_name!r}")
+
+    def with_options(self, rename: str, overwrite: str) -> ConfigTakenError:
+        """The same refusal, naming `rename` and `overwrite` as the fixes (e.g. a command's own flags)."""
+        return ConfigTakenError(self.problem, self.config_name, rename, overwrite)
+
+
+def check_config_name(name: str) -> str:
+    """`name` when it can name a config (a folder of the repo), else a `UsageError` saying why."""
+    if not _CONFIG_NAME.fullmatch(name):
+        raise UsageError(f"`config_name` must be letters, digits, '_', '.', '-' (it names a folder of the repo), "
+                         f"got {name!r}")
+    return name
+
+
 def config_name_for(corpus: str) -> str:
     """A config name from a corpus name: last non-glob path part, no extension, safe characters.
 
@@ -92,13 +115,13 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
     # Older records list every setting, a model's for a rules run too: keep those of its synthesizer.
     synthesis = recorded_settings(settings.get("synthesis") or record.get("synthesis") or {})
     corpus = _first(record, "corpus_name", "corpus")
-    if config_name is not None and not _CONFIG_NAME.fullmatch(config_name):
-        raise UsageError(f"`config_name` must be letters, digits, '_', '.', '-' (it names a folder of the repo), "
-                         f"got {config_name!r}")
+    if config_name is not None:
+        check_config_name(config_name)
     name = config_name or _derive_name(corpus, record.get("corpus"), out.name)
     return {
         "config_name": name,
         "corpus": record.get("corpus"),
+        "split": record.get("split"),
         "source": source,
         "hf_ipt_version": record.get("hf_ipt_version"),
         "synthesizer": synthesis.get("synthesizer"),
@@ -199,6 +222,7 @@ def _section(c: dict) -> str:
         f"### `{c['config_name']}`",
         "",
         f"- **Corpus:** {_code(c.get('corpus'))}",
+        *([f"- **Part of the corpus:** {c['split']}"] if c.get("split") else []),
         f"- **Synthesizer:** {_synthesizer(c)}, revision {_revision(c)}",
         f"- **Rounds:** {_fmt(c.get('rounds'))}; **output:** {_fmt(c.get('output'))}",
         f"- **Documents:** {_fmt(c.get('docs'))}; **rows:** {_fmt(c.get('rows'))}; **pairs:** {_fmt(c.get('pairs'))}",
@@ -276,7 +300,8 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
         `str`: the URL of the dataset repo.
 
     Raises:
-        `ValueError`: config ``config_name`` already holds different data and `overwrite` is `False`.
+        `ConfigTakenError` (a `ValueError`): config ``config_name`` already holds different data and
+        `overwrite` is `False`.
     """
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
@@ -363,15 +388,13 @@ def _refuse_replacing(repo_id: str, remote: dict | None, info: dict) -> None:
     ``train``); pushing the second would delete the first's shards and overwrite its card section.
     """
     name = info["config_name"]
-    fix = (f"pass another config name (--config_name NEW, `config_name=`) to publish it beside, or "
-           f"--overwrite (`overwrite=True`) to replace config {name!r}")
     if remote is None:
-        raise ValueError(f"config {name!r} of {repo_id} was not pushed by hf_ipt (no {name}/{STATS_FILE}), so "
-                         f"pushing {info['corpus']!r} would replace data it cannot identify: {fix}")
+        raise ConfigTakenError(f"config {name!r} of {repo_id} was not pushed by hf_ipt (no {name}/{STATS_FILE}), so "
+                               f"pushing {info['corpus']!r} would replace data it cannot identify", name)
     if any(remote.get(key) != info[key] for key in ("corpus", "synthesizer")):
-        raise ValueError(f"config {name!r} of {repo_id} holds corpus {remote.get('corpus')!r} (synthesizer "
-                         f"{remote.get('synthesizer')!r}), not corpus {info['corpus']!r} (synthesizer "
-                         f"{info['synthesizer']!r}); pushing would replace it: {fix}")
+        raise ConfigTakenError(f"config {name!r} of {repo_id} holds corpus {remote.get('corpus')!r} (synthesizer "
+                               f"{remote.get('synthesizer')!r}), not corpus {info['corpus']!r} (synthesizer "
+                               f"{info['synthesizer']!r}); pushing would replace it", name)
 
 
 def _config_files(api, repo_id: str, commit: str, name: str) -> set[str]:

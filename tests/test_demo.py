@@ -99,3 +99,117 @@ def test_read_texts_checks_the_text_column_it_reads(tmp_path):
     assert read_texts(str(path), "body") == ["Article 0.", "Article 1.", "Article 2."]
     with pytest.raises(UsageError, match="`text_column` 'text'"):
         read_texts(str(path))
+
+
+def test_split_heldout_drops_exact_duplicates_so_no_heldout_text_is_trained_on():
+    texts = [f"t{i} body" for i in range(20)]
+    texts[15] = "t9  body\n"  # the held-out t9 again, spaced differently
+    train, held = split_heldout(texts, 10)
+    assert held == ["t9 body"] and len(train) == 18
+    assert not {" ".join(t.split()) for t in held} & {" ".join(t.split()) for t in train}
+
+
+def test_no_heldout_bbc_article_is_trained_on():
+    from hf_ipt.demo import read_texts
+
+    texts = read_texts("bbc-business")
+    train, held = split_heldout(texts, 10)
+    assert len(texts) == 510 and len(train) + len(held) == 503  # 7 articles appear twice
+    assert not {" ".join(t.split()) for t in held} & {" ".join(t.split()) for t in train}
+
+
+@pytest.mark.parametrize("name", ["eval_items", "max_docs", "max_steps"])
+def test_demo_refuses_counts_below_one(name, capsys):
+    from hf_ipt.demo import DemoConfig, main
+
+    with pytest.raises(ValueError, match=f"`{name}` must be >= 1, got 0"):
+        DemoConfig(**{name: 0})  # 0 would mean "all" (eval_items, max_docs), not none
+    with pytest.raises(SystemExit) as exit_:
+        main([f"--{name}", "0"])
+    assert exit_.value.code == 2 and f"`{name}` must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_heldout_tasks_refuse_a_limit_below_one():
+    texts = [f"Headline number {i}\n" + " ".join(
+        f"Sentence {j} of article {i} says something long enough to count here." for j in range(6)) for i in range(8)]
+    assert [len(t.examples) for t in heldout_tasks(texts, limit=1)] == [1, 1]
+    with pytest.raises(ValueError, match="`limit` must be >= 1 .* got 0"):
+        heldout_tasks(texts, limit=0)
+
+
+def test_a_missing_corpus_is_a_usage_error_not_a_traceback(tmp_path, capsys):
+    from hf_ipt.demo import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--corpus", str(tmp_path / "nonexistent.jsonl"), "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "nonexistent.jsonl" in err and "Traceback" not in err
+    assert err.startswith("usage: hf-ipt demo")
+
+
+def news_corpus(path, n: int = 12, prefix: str = "Markets"):
+    """A small .jsonl corpus whose 4th text repeats its 2nd (spaced differently)."""
+    texts = [f"{prefix} story {i}\nShares of company {i} rose by {i}% on Monday after the firm reported profits. "
+             f"Analysts said the results of company {i} beat forecasts for the quarter." for i in range(n)]
+    texts[3] = texts[1].replace(" ", "  ")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    return path
+
+
+def demo_output(out, corpus, **settings):
+    """What `hf-ipt demo` leaves in `out` before it pushes: the real augmented data (stages 1-2)
+    and a model folder with a training card; returns the run's `DemoConfig`."""
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.demo import DemoConfig, _write_outputs, augment_training_texts
+    from hf_ipt.training.card import CardInfo, render_model_card
+
+    cfg = DemoConfig(corpus=str(corpus), output_dir=str(out), heldout_every=5, **settings)
+    augmented, record, _ = augment_training_texts(cfg, SynthesisConfig())
+    (out / "model").mkdir(parents=True, exist_ok=True)
+    (out / "model" / "config.json").write_text("{}")
+    card = render_model_card(CardInfo("continual_pt", base_model=str(out / "cache" / "SmolLM2-135M-Instruct")),
+                             model_name="model", repo_id=cfg.hub_model_id or "model", tokens_seen=8,
+                             tokens_per_step=4, max_steps=2, hyperparameters={"learning_rate": 5e-5})
+    (out / "model" / "README.md").write_text(card)
+    scores = {"heldout_title": {"accuracy": 50.0}}
+    _write_outputs(cfg, out, augmented, "general pairs", scores, scores, comparison_table(scores, scores), record)
+    return cfg
+
+
+def test_the_augmented_data_is_recorded_as_its_corpus_not_the_runs_temporary_file(tmp_path):
+    corpus = news_corpus(tmp_path / "data" / "news.jsonl")
+    out = tmp_path / "out"
+    demo_output(out, corpus)
+    summary = json.loads((out / "augmented" / "summary.json").read_text())
+    assert summary["corpus"] == str(corpus) and summary["corpus_name"] == "news.jsonl"
+    assert summary["docs"] == {"read": 12, "duplicates dropped": 1, "held out": 2, "trained on": 9}
+    rows = pq.read_table(out / "augmented" / "data.parquet").to_pylist()
+    assert len(rows) == 9 and {r["corpus"] for r in rows} == {"news.jsonl"}
+    card = (out / "augmented" / "README.md").read_text()
+    assert f"- **Corpus:** `{corpus}`" in card and "work/train.jsonl" not in card
+    assert "- **Documents:** read: 12, duplicates dropped: 1, held out: 2, trained on: 9;" in card
+    assert "- **Part of the corpus:** all texts, exact duplicates (whitespace-normalized) dropped, then 1 text in 5" in card
+    run_summary = json.loads((out / "summary.json").read_text())
+    assert run_summary["corpus"]["docs"]["duplicates dropped"] == 1
+
+
+def test_the_model_card_names_the_hub_base_model_and_the_model_repo(tmp_path):
+    import yaml
+
+    from hf_ipt.demo import SMOLLM2_HUB_ID, training_config
+
+    out = tmp_path / "out"
+    cfg = demo_output(out, news_corpus(tmp_path / "news.jsonl"), hub_model_id="me/demo-model")
+    card = (out / "model" / "README.md").read_text()
+    assert yaml.safe_load(card.split("---\n")[1])["base_model"] == SMOLLM2_HUB_ID
+    assert f"- **Base model:** [{SMOLLM2_HUB_ID}](https://huggingface.co/{SMOLLM2_HUB_ID})" in card
+    assert str(out / "cache") not in card
+    assert card.count('from_pretrained("me/demo-model")') == 2 and 'from_pretrained("model")' not in card
+    assert "| heldout_title | accuracy |" in card and "1 text in 5 held out" in card
+    recipe = yaml.safe_load(training_config(cfg, "base", "domain", "general", out / "model", 0).read_text())
+    assert recipe["hub_model_id"] == "me/demo-model"  # the training card's usage names it too
+
+    local = tmp_path / "local"  # no Hub id: the usage loads the output folder
+    demo_output(local, news_corpus(tmp_path / "news.jsonl"))
+    assert (local / "model" / "README.md").read_text().count(f'from_pretrained("{local / "model"}")') == 2

@@ -120,6 +120,53 @@ def test_cli_rejects_bad_values(capsys):
         main(["--model", "x", "--add_bos", "sometimes"])
 
 
+def test_cli_keeps_the_domain_results_when_the_general_benchmarks_fail(
+    tiny_model_dir, tmp_path, capsys, monkeypatch
+):
+    from hf_ipt.evaluation import Example, Task, lm_eval_bridge, save_task_file
+    from hf_ipt.evaluation.cli import main
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("the Hub cannot be reached")
+
+    monkeypatch.setattr(lm_eval_bridge, "run_lm_eval", offline)
+    mine = save_task_file(
+        Task("mine", "accuracy", [Example("Up or down?", ["up", "down"], 1)]), tmp_path / "mine.json"
+    )
+    out = tmp_path / "results"
+    argv = ["--model", str(tiny_model_dir), "--tasks", f"{mine},general", "--output_dir", str(out)]
+    with pytest.raises(ConnectionError):
+        main([*argv, "--device", "cpu", "--dtype", "float32"])
+    assert list(json.loads((out / "results.json").read_text())) == ["mine"]
+    captured = capsys.readouterr()
+    assert (out / "results.md").read_text() in captured.out
+    assert f"the domain results are printed above and in {out}" in captured.err
+
+
+def test_cli_checks_that_the_general_benchmarks_can_run_before_the_domain_tasks(
+    tmp_path, capsys, monkeypatch
+):
+    from hf_ipt.evaluation import Example, Task, save_task_file
+    from hf_ipt.evaluation.cli import main
+
+    monkeypatch.setitem(sys.modules, "lm_eval", None)  # lm-evaluation-harness not installed
+    mine = save_task_file(
+        Task("mine", "accuracy", [Example("Up or down?", ["up", "down"], 1)]), tmp_path / "mine.json"
+    )
+    with pytest.raises(SystemExit) as exit_:  # before the model loads (there is none here)
+        main(["--model", str(tmp_path / "no-model"), "--tasks", f"{mine},general"])
+    assert exit_.value.code == 2 and "pip install 'hf_ipt[lmeval]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tasks", [",", " , ", ""])
+def test_cli_refuses_a_task_list_that_names_no_task(tasks, capsys):
+    from hf_ipt.evaluation.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model", "x", "--tasks", tasks])
+    assert exit_.value.code == 2 and f"`tasks` names no task, got {tasks!r}" in capsys.readouterr().err
+
+
 def test_cli_rejects_an_unknown_dtype_at_parse_time_listing_the_choices(capsys):
     from hf_ipt.evaluation.cli import main
 

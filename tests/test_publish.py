@@ -292,8 +292,11 @@ def test_another_synthesizer_or_an_unknown_config_is_refused_unless_overwrite(hu
     rules = augment_output(tmp_path / "rules", corpus="data/finance/*.jsonl")  # same corpus, the rules miner
     with pytest.raises(ValueError, match=f"synthesizer '{SYNTHESIZER}'.*synthesizer 'rules'"):
         push_dataset(rules, REPO, token=TOKEN)
-    argv = ["--output_dir", str(rules), "--repo_id", REPO, "--token", TOKEN, "--overwrite"]
-    assert publish_cli.main(argv) == 0
+    argv = ["--output_dir", str(rules), "--repo_id", REPO, "--token", TOKEN]
+    with pytest.raises(SystemExit) as exit_:  # a usage error (exit status 2), not a traceback
+        publish_cli.main(argv)
+    assert exit_.value.code == 2
+    assert publish_cli.main([*argv, "--overwrite"]) == 0
     assert json.loads(hub.files(REPO)["finance/stats.json"])["synthesizer"] == "rules"
 
     card = "---\nconfigs:\n- config_name: hand-made\n  data_files: extra/*.jsonl\n---\n"
@@ -405,6 +408,60 @@ def test_the_demo_pushes_its_dataset_and_its_model_without_checkpoints(hub, tmp_
     demo._push(cfg, out)
     assert "demo/data.parquet" in hub.files("user/demo-data")
     assert sorted(hub.files("user/demo-model", repo_type="model")) == ["README.md", "config.json"]
+
+
+def test_the_demo_pushes_an_adapter_on_the_hub_base_model_and_a_card_naming_its_repo(hub, tmp_path, monkeypatch):
+    from hf_ipt import demo
+
+    from .test_demo import demo_output, news_corpus
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    out = tmp_path / "demo"
+    cfg = demo_output(out, news_corpus(tmp_path / "news.jsonl"), push=True, use_peft=True,
+                      hub_dataset_id="demo-data", hub_model_id="demo-model")
+    local_base = str(tmp_path / "cache" / "SmolLM2-135M-Instruct")
+    adapter = {"base_model_name_or_path": local_base, "peft_type": "LORA", "r": 8}
+    (out / "model" / "adapter_config.json").write_text(json.dumps(adapter))
+    demo._push(cfg, out)
+    files = hub.files("user/demo-model", repo_type="model")
+    pushed = json.loads(files["adapter_config.json"])
+    assert pushed == {**adapter, "base_model_name_or_path": demo.SMOLLM2_HUB_ID}
+    assert json.loads((out / "model" / "adapter_config.json").read_text()) == adapter  # still loads offline here
+    card = files["README.md"].decode()
+    assert card.count('from_pretrained("user/demo-model")') == 2  # the bare name as the Hub made it
+    assert f"base_model: {demo.SMOLLM2_HUB_ID}" in card and local_base not in card
+    assert card == (out / "model" / "README.md").read_text()
+
+
+def test_the_same_demo_pushed_again_from_another_output_dir_replaces_its_config(hub, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from hf_ipt import demo
+    from hf_ipt.cli import UsageError
+
+    from .test_demo import demo_output, news_corpus
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    push = {"push": True, "hub_dataset_id": "demo-data", "hub_model_id": "demo-model"}
+    corpus = news_corpus(tmp_path / "news.jsonl")
+    for run in ("run1", "run2"):  # each run trains from its own work/train.jsonl
+        demo._push(demo_output(tmp_path / run, corpus, **push), tmp_path / run)
+    stats = json.loads(hub.files("user/demo-data")["demo/stats.json"])
+    assert stats["corpus"] == str(corpus) and stats["docs"]["trained on"] == 9
+    card = hub.files("user/demo-data")["README.md"].decode()
+    assert f"- **Corpus:** `{corpus}`" in card and "train.jsonl" not in card
+
+    other = demo_output(tmp_path / "other", news_corpus(tmp_path / "other.jsonl", prefix="Sport"), **push)
+    commits = len(hub.commits)
+    with pytest.raises(UsageError, match=r"holds corpus .*news.jsonl.*--hub_config_name NEW.*--hub_overwrite.*"
+                                         r"The model is pushed \(user/demo-model\).*hf-ipt push --output_dir"):
+        demo._push(other, tmp_path / "other")
+    assert len(hub.commits) == commits + 1  # the model only
+    demo._push(replace(other, hub_config_name="sport"), tmp_path / "other")  # beside it
+    demo._push(replace(other, hub_overwrite=True), tmp_path / "other")  # or in its place
+    pushed = hub.files("user/demo-data")
+    assert json.loads(pushed["demo/stats.json"])["corpus"] == json.loads(pushed["sport/stats.json"])["corpus"]
+    assert json.loads(pushed["demo/stats.json"])["corpus"] == str(tmp_path / "other.jsonl")
 
 
 def test_persistent_server_errors_fail_after_max_attempts(hub, tmp_path):

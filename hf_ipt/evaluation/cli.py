@@ -87,6 +87,11 @@ class EvalScriptArguments:
             raise ValueError(
                 f"`max_examples` must be >= 1, got {self.max_examples} (--max_examples)"
             )
+        if _split_tasks(self.tasks) == ([], False):
+            raise ValueError(
+                f"`tasks` names no task, got {self.tasks!r}: pass e.g. --tasks finance, "
+                "--tasks finance/FPB,general or a task file (--tasks)"
+            )
 
 
 def make_parser():
@@ -109,7 +114,7 @@ def run(args: EvalScriptArguments) -> dict:
     from hf_ipt.cli import UsageError
     from hf_ipt.models import load_causal_lm
 
-    from .harness import evaluate, results_to_json, results_to_markdown
+    from .harness import evaluate
     from .scoring import default_add_bos
     from .tasks import load_tasks
 
@@ -118,6 +123,13 @@ def run(args: EvalScriptArguments) -> dict:
         domain = load_tasks(domain, data_dir=args.data_dir, max_examples=args.max_examples) if domain else []
     except (ValueError, OSError) as error:
         raise UsageError(f"--tasks {args.tasks!r}: {error}") from error
+    if general:  # before the domain tasks: a missing package should not wait for hours of scoring
+        from .lm_eval_bridge import require_lm_eval
+
+        try:
+            require_lm_eval()
+        except ImportError as error:
+            raise UsageError(f"--tasks {args.tasks!r}: {error}") from error
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = args.dtype if args.dtype == "auto" else getattr(torch, args.dtype)
     try:
@@ -150,18 +162,36 @@ def run(args: EvalScriptArguments) -> dict:
                 **common,
             )
         )
+        _report(results, args.output_dir)  # kept, whatever happens to the general benchmarks
     if general:
         from .lm_eval_bridge import run_lm_eval
 
-        results.update(run_lm_eval(model, tokenizer, limit=args.max_examples, **common))
+        try:
+            results.update(run_lm_eval(model, tokenizer, limit=args.max_examples, **common))
+        except Exception:
+            if domain:
+                where = f" and in {args.output_dir}" if args.output_dir else ""
+                print(
+                    f"hf-ipt eval: the general benchmarks failed; the domain results are printed "
+                    f"above{where}",
+                    file=sys.stderr,
+                )
+            raise
+        _report(results, args.output_dir)
+    return results
+
+
+def _report(results: dict, output_dir: str | None) -> None:
+    """Print the results table; write ``results.json`` and ``results.md`` in `output_dir` when given."""
+    from .harness import results_to_json, results_to_markdown
+
     table = results_to_markdown(results)
-    print(table)
-    if args.output_dir:
-        out = Path(args.output_dir)
+    print(table, flush=True)
+    if output_dir:
+        out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         results_to_json(results, out / "results.json")
         (out / "results.md").write_text(table, encoding="utf-8")
-    return results
 
 
 def main(argv: list[str] | None = None) -> int:

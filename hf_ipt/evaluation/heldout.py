@@ -25,6 +25,12 @@ _TITLES = MinerConfig()  # the miner's headline heuristic
 MAX_BODY_CHARS = 1200
 
 
+def _check_limit(limit: int | None) -> None:
+    """`None` means every item; 0 or less would silently mean every item too, so it is refused."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"`limit` must be >= 1 (items per task) or None (all items), got {limit}")
+
+
 def _mc(rng: random.Random, prompt: str, gold: str, pool: Sequence[str]) -> Example | None:
     distractors = [p for p in dict.fromkeys(pool) if p != gold]
     if len(distractors) < OPTIONS - 1:
@@ -36,6 +42,7 @@ def _mc(rng: random.Random, prompt: str, gold: str, pool: Sequence[str]) -> Exam
 
 def title_task(texts: Sequence[str], seed: int = 0, limit: int | None = None) -> Task | None:
     """Pick the headline of an article among headlines of other articles."""
+    _check_limit(limit)
     rng = random.Random(f"heldout_title:{seed}")
     parts = [split_title(t, _TITLES) for t in texts]
     docs = [(title.strip(), body.strip()) for title, body in parts if title and body and len(title) < 150]
@@ -47,7 +54,7 @@ def title_task(texts: Sequence[str], seed: int = 0, limit: int | None = None) ->
         example = _mc(rng, prompt, title, others)
         if example:
             examples.append(example)
-    examples = examples[:limit] if limit else examples
+    examples = examples[:limit]
     return Task("heldout_title", "accuracy", examples) if examples else None
 
 
@@ -57,6 +64,7 @@ def next_sentence_task(texts: Sequence[str], seed: int = 0, limit: int | None = 
     The passage is the article's text up to the cut, every sentence kept; only the answer and
     the distractors must be sentences of 40-300 characters (a one-word line is no question).
     """
+    _check_limit(limit)
     rng = random.Random(f"heldout_next_sentence:{seed}")
     docs = [split_sentences(split_title(t, _TITLES)[1]) for t in texts]
     sentences = [[s for s in doc if 40 <= len(s) <= 300] for doc in docs]
@@ -71,11 +79,12 @@ def next_sentence_task(texts: Sequence[str], seed: int = 0, limit: int | None = 
         example = _mc(rng, prompt, doc[cut], pool)
         if example:
             examples.append(example)
-    examples = examples[:limit] if limit else examples
+    examples = examples[:limit]
     return Task("heldout_next_sentence", "accuracy", examples) if examples else None
 
 
 def heldout_tasks(texts: Sequence[str], seed: int = 0, limit: int | None = None) -> list[Task]:
-    """Both held-out tasks (those that could be built from `texts`)."""
+    """Both held-out tasks (those that could be built from `texts`), each of at most `limit` items
+    (`None`: all; 0 or less is refused)."""
     tasks = [title_task(texts, seed, limit), next_sentence_task(texts, seed, limit)]
     return [t for t in tasks if t is not None]

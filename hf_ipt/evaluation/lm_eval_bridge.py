@@ -87,6 +87,18 @@ def _task_manager(manager_cls: Any, tasks: Sequence[str], include_path: Any) -> 
     return manager_cls(include_path=str(include_path) if include_path else None)
 
 
+def require_lm_eval() -> None:
+    """Fail with the install command when lm-evaluation-harness (what `run_lm_eval` imports) is missing."""
+    try:
+        import lm_eval
+        import lm_eval.models.huggingface
+        import lm_eval.tasks  # noqa: F401
+    except ImportError as err:
+        raise ImportError(
+            "the general benchmarks run on lm-evaluation-harness: pip install 'hf_ipt[lmeval]'"
+        ) from err
+
+
 def run_lm_eval(
     model: Any,
     tokenizer: Any,
@@ -115,14 +127,11 @@ def run_lm_eval(
     Returns:
         `dict[str, dict[str, float]]`: ``{task: {"acc_norm": %, "acc": %}}``.
     """
-    try:
-        import lm_eval
-        from lm_eval.models.huggingface import HFLM
-        from lm_eval.tasks import TaskManager
-    except ImportError as err:
-        raise ImportError(
-            "the general benchmarks run on lm-evaluation-harness: pip install 'hf_ipt[lmeval]'"
-        ) from err
+    require_lm_eval()
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
     lm = HFLM(
         pretrained=model,
         tokenizer=tokenizer,
