@@ -33,8 +33,10 @@ def main(data_args, training_args, model_args):
         pretrain_dataset,
         train_and_save,
     )
+    from hf_ipt.training.config import refuse_checkpoint_options
     from hf_ipt.training.trainer import hub_datasets
 
+    refuse_checkpoint_options(model_args)  # --model_name_or_path, --use_peft, ...: continual_pt.py's options
     check_data(data_args)  # paths and columns (hf:// URLs pinned to a commit), before a model loads
     tokenizer = load_tokenizer(data_args.tokenizer_name_or_path)
     model = init_model(
@@ -63,13 +65,15 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
 
     from hf_ipt.cli import tidy_help
     from hf_ipt.training import PretrainConfig, TrainingConfig
+    from hf_ipt.training.config import hide_checkpoint_options
 
     dataclass_types = (PretrainConfig, TrainingConfig, ModelConfig)
     if subparsers is not None:
-        return tidy_help(subparsers.add_parser(
-            "pretrain", help="Pre-training from scratch", dataclass_types=dataclass_types
-        ))
-    return tidy_help(TrlParser(dataclass_types, epilog=CONFIG_HELP))
+        parser = subparsers.add_parser("pretrain", help="Pre-training from scratch", dataclass_types=dataclass_types)
+    else:
+        parser = TrlParser(dataclass_types, epilog=CONFIG_HELP)
+    # The model is built from --model_shape: of trl's ModelConfig only --dtype and --attn_implementation apply.
+    return hide_checkpoint_options(tidy_help(parser), ModelConfig)
 
 
 if __name__ == "__main__":

@@ -572,3 +572,55 @@ def test_options_that_retokenize_the_prompt_end_score_their_own_tokens(
         shared_prefix_min_tokens=shared_prefix_min_tokens,
     )
     assert got[0] == pytest.approx([b, c], abs=1e-4)
+
+
+# --- EvalCallback during training -----------------------------------------------------------
+def test_an_evaluation_on_a_logging_step_keeps_the_trainers_loss_log(tiny_model_dir, tmp_path):
+    """`Trainer.log` from `on_step_end` (rank 0 alone) used to clear `control.should_log`: the step's
+    training loss was never logged, and under DDP rank 0 skipped the loss all-gather the other ranks
+    ran (gloo: collective mismatch; NCCL: a hang). The 2-process run is in test_recipes."""
+    import datasets
+    from transformers import Trainer, TrainingArguments
+
+    from hf_ipt.evaluation import EvalCallback
+    from hf_ipt.models import load_causal_lm
+
+    model, tokenizer = load_causal_lm(tiny_model_dir, dtype="float32")
+    ids = tokenizer("The company reported a profit of $1.13bn in the third quarter.").input_ids
+    data = datasets.Dataset.from_dict({"input_ids": [ids] * 8, "labels": [ids] * 8})
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=2, logging_steps=1,
+        save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=data)
+    task = Task("TinyQA", "accuracy", [Example("Profit rose. Up? Answer:", ["yes", "no"], 0)])
+    trainer.add_callback(EvalCallback([task], tokenizer, eval_steps=2, trainer=trainer))
+    trainer.train()
+    history = trainer.state.log_history
+    assert [h["step"] for h in history if "loss" in h] == [1, 2, 3, 4]
+    assert [h["step"] for h in history if "eval_TinyQA_accuracy" in h] == [2, 4]
+    assert trainer.control.should_log is False  # the Trainer's own log of step 4 cleared it
+
+
+def test_eval_callback_gives_back_the_pending_log_flag_it_cleared(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+
+    from hf_ipt.evaluation import EvalCallback
+    from hf_ipt.evaluation import callback as callback_module
+
+    monkeypatch.setattr(callback_module, "evaluate", lambda *a, **k: {"T": {"accuracy": 1.0}})
+    control, logged = TrainerControl(should_log=True), []
+
+    def log(logs):  # as `Trainer.log` does: `on_log` clears the flag
+        logged.append(logs)
+        control.should_log = False
+
+    task = Task("T", "accuracy", [Example("p", ["a", "b"], 0)])
+    callback = EvalCallback([task], None, eval_steps=2, trainer=SimpleNamespace(log=log, control=control))
+    args = SimpleNamespace(output_dir=str(tmp_path), disable_tqdm=True, compile_layers=False)
+    state = TrainerState(global_step=2, is_world_process_zero=True)
+    callback.on_step_end(args, state, control)
+    assert logged == [{"eval_T_accuracy": 1.0, "eval_domain_average": 1.0}]
+    assert control.should_log is True  # the Trainer still logs step 2's loss (and all-gathers it on every rank)

@@ -325,6 +325,25 @@ def test_continual_pt_ddp_two_processes_resumes_exactly(data, tiny_model_dir, tm
 
 
 @pytest.mark.slow
+def test_ddp_evaluation_on_logging_steps_keeps_every_loss_log(data, tiny_model_dir, tmp_path):
+    """Rank 0 evaluates at `--eval_steps`; its log used to cancel that step's training log there, so rank 0
+    skipped the loss all-gather rank 1 ran: gloo died of a collective mismatch (NCCL would hang)."""
+    out = tmp_path / "out"
+    _launch(
+        "continual_pt",
+        "--model_name_or_path", str(tiny_model_dir), "--dtype", "float32",
+        "--domain_dataset", str(data / "domain.jsonl"), "--general_dataset", str(data / "general.jsonl"),
+        "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1", "--max_length", "128",
+        "--max_steps", "4", "--save_steps", "4", "--eval_tasks", str(data / "tiny_task.json"), "--eval_steps", "2",
+        "--output_dir", str(out),
+        processes=2,
+    )
+    history = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+    assert [h["step"] for h in history if "loss" in h] == [1, 2, 3, 4]
+    assert [h["step"] for h in history if "eval_TinyQA_accuracy" in h] == [2, 4]
+
+
+@pytest.mark.slow
 def test_pretrain_from_scratch_resumes_from_last(data, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
     common = [

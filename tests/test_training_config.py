@@ -65,13 +65,18 @@ def test_data_configs_reject_bad_values(config, kwargs, message):
         config(**kwargs)
 
 
-@pytest.mark.parametrize("recipe", ["continual_pt", "pretrain", "train_synthesizer"])
-def test_shipped_yaml_configs_parse(recipe, tmp_path):
+def _recipe(recipe: str):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(recipe, RECIPES / f"{recipe}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("recipe", ["continual_pt", "pretrain", "train_synthesizer"])
+def test_shipped_yaml_configs_parse(recipe, tmp_path):
+    module = _recipe(recipe)
     data_args, training_args, model_args = module.make_parser().parse_args_and_config(
         [
             "--config",
@@ -97,6 +102,33 @@ def test_shipped_yaml_configs_parse(recipe, tmp_path):
         ) == ("mistral-500m", 0.2, 4)
     if recipe == "train_synthesizer":
         assert training_args.learning_rate == 5e-6 and training_args.max_length == 4096
+
+
+def test_pretrain_refuses_checkpoint_lora_and_kbit_options_and_hides_them(tmp_path):
+    """pretrain.py builds its model from --model_shape: these options were parsed, listed and ignored."""
+    from hf_ipt.cli import UsageError
+
+    module = _recipe("pretrain")
+    parser = module.make_parser()
+    shown = parser.format_help()
+    assert "--dtype" in shown and "--attn_implementation" in shown
+    for hidden in ("--model_name_or_path", "--model_revision", "--use_peft", "--lora_r", "--load_in_4bit", "--load_in_8bit"):
+        assert hidden not in shown
+    base = ["--config", str(RECIPES / "configs" / "pretrain.yaml"), "--output_dir", str(tmp_path), "--bf16", "false",
+            "--use_cpu", "true", "--dtype", "bfloat16", "--attn_implementation", "eager"]
+    for extra, named in (
+        (["--model_name_or_path", "org/model"], "--model_name_or_path 'org/model'"),
+        (["--use_peft", "--lora_r", "8"], "--use_peft True, --lora_r 8"),
+        (["--load_in_4bit", "true"], "--load_in_4bit True"),
+        (["--model_revision", "v2"], "--model_revision 'v2'"),
+    ):
+        args = parser.parse_args_and_config([*base, *extra])
+        with pytest.raises(UsageError, match=f"^{named}: pretrain.py builds a new model .*continual_pt.py"):
+            module.main(*args)  # refused before any data or model is read
+    from hf_ipt.training.config import checkpoint_options
+
+    *_, model_args = parser.parse_args_and_config(base)
+    assert checkpoint_options(model_args) == {}  # --dtype and --attn_implementation are the model's own
 
 
 @pytest.mark.parametrize("name", ACCELERATE_CONFIGS)
@@ -224,6 +256,20 @@ def test_settings_that_would_break_per_rank_streams_are_refused(tmp_path):
         TrainingConfig(**common, accelerator_config={"dispatch_batches": True})
     args = TrainingConfig(**common, accelerator_config={"split_batches": False})  # the user's own config
     assert args.accelerator_config.dispatch_batches is False
+    assert TrainingConfig(**common).accelerator_config.dispatch_batches is False
+    # A JSON file's path, as transformers takes it (it used to skip the check: DDP then failed on the strings
+    # of the stream position, and a file asking for dispatching was accepted).
+    settings = tmp_path / "accelerator.json"
+    settings.write_text(json.dumps({"even_batches": False}))
+    args = TrainingConfig(**common, accelerator_config=str(settings))
+    assert (args.accelerator_config.dispatch_batches, args.accelerator_config.even_batches) == (False, False)
+    settings.write_text(json.dumps({"dispatch_batches": True}))
+    with pytest.raises(ValueError, match="dispatch_batches` must be false"):
+        TrainingConfig(**common, accelerator_config=str(settings))
+    from transformers.trainer_pt_utils import AcceleratorConfig
+
+    with pytest.raises(ValueError, match="dispatch_batches` must be false"):
+        TrainingConfig(**common, accelerator_config=AcceleratorConfig(dispatch_batches=True))
     with pytest.raises(ValueError, match="split_batches` must be false"):
         TrainingConfig(**common, accelerator_config={"split_batches": True})
 

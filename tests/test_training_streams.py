@@ -186,3 +186,18 @@ def test_a_collection_row_whose_pairs_templify_drops_adds_nothing(tmp_path):
     config = SimpleNamespace(collection=str(tmp_path / "col"), context_column="context", pairs_column="QA_list")
     texts = list(_collection_texts(config))
     assert len(texts) == 1 and "Kept context." in texts[0] and "Sales." in texts[0]
+
+
+def test_general_rows_with_a_null_question_or_response_are_skipped(corpus, tiny_tokenizer):
+    """As domain rows with a null text are; `format_general` used to fail on them mid-training."""
+    (corpus / "domain.jsonl").write_text("".join(json.dumps({"text": f"dom {i} {TEXT}"}) + "\n" for i in range(8)))
+    general = [{"question": f"What? {i}", "response": f"Reply {i}."} for i in range(8)]
+    general[1]["response"] = general[2]["question"] = None
+    (corpus / "general.jsonl").write_text("".join(json.dumps(r) + "\n" for r in general))
+    config = ContinualPTConfig(
+        domain_dataset=str(corpus / "domain.jsonl"), general_dataset=str(corpus / "general.jsonl"), shuffle_buffer_size=0
+    )
+    dataset, _ = continual_pt_dataset(config, tiny_tokenizer, _args(corpus))
+    text = tiny_tokenizer.decode([t for b in itertools.islice(dataset, 12) for t in b["input_ids"]])
+    assert "What? 0 Reply 0." in text and "What? 3 Reply 3." in text
+    assert "What? 1" not in text and "Reply 2." not in text

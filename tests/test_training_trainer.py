@@ -447,12 +447,13 @@ def test_a_resume_with_another_data_stream_is_refused(tmp_path, caplog):
     from hf_ipt.training.card import CardInfo
     from hf_ipt.training.trainer import DATA_STREAM_FILE, check_data_stream
 
-    def trainer(output_dir, share, batch=2):
+    def trainer(output_dir, share, batch=2, set_share=None, raw="raw.jsonl"):
         mix = [{"source": "raw.jsonl", "content": "raw text", "token_share": 1 - share, "note": ""},
                {"source": "col", "content": "collection", "token_share": share, "note": "seen about 4 times"}]
         args = SimpleNamespace(output_dir=str(output_dir), seed=42, max_length=128, world_size=1,
                                per_device_train_batch_size=batch, gradient_accumulation_steps=1)
-        card = CardInfo("pretrain", data_mix=mix, data_settings={"raw_dataset": "raw.jsonl", "collection": "col"})
+        settings = {"raw_dataset": raw, "collection": "col", "collection_repeats": 4, "collection_token_share": set_share}
+        card = CardInfo("pretrain", data_mix=mix, data_settings=settings)
         return SimpleNamespace(args=args, card=card, is_world_process_zero=lambda: True)
 
     first = tmp_path / "first"
@@ -466,6 +467,12 @@ def test_a_resume_with_another_data_stream_is_refused(tmp_path, caplog):
         check_data_stream(trainer(first, 0.125), checkpoint)
     with pytest.raises(UsageError, match=r"batches\.per_device_train_batch_size 2 -> 4"):
         check_data_stream(trainer(first, 0.25, batch=4), checkpoint)
+    # Training longer as the message says: the share derived from max_steps, now given explicitly.
+    check_data_stream(trainer(tmp_path / "longer", 0.25, set_share=0.25), checkpoint)
+    with pytest.raises(UsageError, match=r"changed: mix\.collection \(col\) token_share 0\.25 -> 0\.2;"):
+        check_data_stream(trainer(first, 0.2, set_share=0.2), checkpoint)  # another share is another stream
+    with pytest.raises(UsageError, match=r"changed: data\.raw_dataset 'raw\.jsonl' -> 'other\.jsonl'\)"):
+        check_data_stream(trainer(first, 0.25, set_share=0.25, raw="other.jsonl"), checkpoint)
     (first / DATA_STREAM_FILE).unlink()  # a run from before the check: resumes with a warning
     check_data_stream(trainer(first, 0.125), checkpoint)
     assert "cannot be compared" in caplog.text
@@ -561,3 +568,22 @@ def test_the_eval_hook_runs_eager_when_layers_are_compiled():
     with _eager_if_layers_compiled(SimpleNamespace(compile_layers=False)):
         double(torch.ones(2))
     assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_a_max_length_past_the_models_context_is_refused_before_training(tmp_path, tiny_model_dir, tiny_tokenizer):
+    """GPT-2's learned positions failed with an IndexError on the first batch; Llama trained past its context."""
+    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+    from hf_ipt.cli import UsageError
+    from hf_ipt.training.model_init import check_context_length
+
+    data, args = _continual_setup(tmp_path, tiny_model_dir)  # max_length 64
+    dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=len(tiny_tokenizer), n_positions=32, n_embd=32, n_layer=1, n_head=2))
+    llama = AutoModelForCausalLM.from_pretrained(tiny_model_dir, max_position_embeddings=48)
+    for model, name, context in ((gpt2, "GPT2LMHeadModel", 32), (llama, "LlamaForCausalLM", 48)):
+        with pytest.raises(UsageError, match=rf"`--max_length` 64 exceeds the context of the model \({name}: "
+                                             rf"max_position_embeddings {context}\).*--max_length {context} or less"):
+            build_trainer(model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix))
+    check_context_length(llama, 48)  # up to the context: trains
+    check_context_length(SimpleNamespace(config=SimpleNamespace()), 10**6)  # no max_position_embeddings: left alone

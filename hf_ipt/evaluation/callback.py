@@ -12,6 +12,11 @@ every `report_to` integration (they are callbacks fed by its `on_log` event) and
 `log_history` saved in ``trainer_state.json``. So, as TRL's callbacks do, the callback takes the
 trainer; without it the scores still go to ``state.log_history`` and the results file, and a
 warning says that `report_to` did not see them.
+
+The evaluation runs on rank 0 alone, from `on_step_end`, before the Trainer logs the step.
+`Trainer.log` ends in `on_log`, which clears ``control.should_log``: the callback puts the flag
+back, so the Trainer still logs the step's training loss, and every rank still runs that log's
+loss all-gather (without it rank 0 would skip a collective the others run: a DDP hang).
 """
 
 from __future__ import annotations
@@ -95,16 +100,16 @@ class EvalCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.eval_steps is not None and state.global_step % self.eval_steps == 0:
-            self._run(args, state, model)
+            self._run(args, state, model, control)
 
     def on_evaluate(self, args, state, control, model=None, **kwargs):
         if self.eval_steps is None:
-            self._run(args, state, model)
+            self._run(args, state, model, control)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        self._run(args, state, model)
+        self._run(args, state, model, control)
 
-    def _run(self, args, state, model) -> None:
+    def _run(self, args, state, model, control) -> None:
         if self._last_step == state.global_step or not state.is_world_process_zero:
             return
         self._last_step = state.global_step
@@ -117,13 +122,15 @@ class EvalCallback(TrainerCallback):
                 add_bos=self.add_bos,
                 progress=not args.disable_tqdm,
             )
-        self._log(state, flatten_results(results))
+        self._log(state, control, flatten_results(results))
         self.history.append({"step": state.global_step, "results": results})
         self._write(Path(args.output_dir), state.global_step, results)
 
-    def _log(self, state, logs: dict[str, float]) -> None:
+    def _log(self, state, control, logs: dict[str, float]) -> None:
         if self.trainer is not None:
+            pending = control.should_log  # the Trainer's log of this step, not yet written
             self.trainer.log(logs)  # -> log_history and every report_to integration
+            control.should_log = pending  # `on_log` cleared it: see the module docstring
             return
         state.log_history.append({**logs, "step": state.global_step})
         if len(self.history) == 0:

@@ -6,12 +6,15 @@ LoRA, 4/8-bit), so ``--config file.yaml`` gives defaults and CLI flags override 
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from transformers import TrainingArguments
 
+from ..cli import UsageError
 from .model_init import MODEL_SHAPES, parameter_sharding
 
 ModelShape = Literal[tuple(MODEL_SHAPES)]  # type: ignore[valid-type]  # the parser offers these as choices
@@ -68,17 +71,6 @@ class TrainingConfig(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
-        # Each rank reads and tokenizes its own shard (`data.sharded_stream`); dispatching would
-        # make rank 0 tokenize for all and need equal batch shapes on every rank.
-        if self.accelerator_config is None:
-            self.accelerator_config = {"dispatch_batches": False}
-        elif isinstance(self.accelerator_config, dict):
-            if self.accelerator_config.get("dispatch_batches"):
-                raise ValueError(
-                    "`accelerator_config.dispatch_batches` must be false: each rank streams its own shard "
-                    "(TrainingConfig.accelerator_config)"
-                )
-            self.accelerator_config = {**self.accelerator_config, "dispatch_batches": False}
         if self.remove_unused_columns:
             raise ValueError(
                 "`remove_unused_columns` must be false: the streams yield model inputs and the stream position "
@@ -106,6 +98,7 @@ class TrainingConfig(TrainingArguments):
             }
             self.torch_compile_backend = self.torch_compile_mode = None
         super().__post_init__()
+        self._stream_per_rank()
         if getattr(self.accelerator_config, "split_batches", False):
             raise ValueError(
                 "`accelerator_config.split_batches` must be false: each rank streams its own shard; splitting "
@@ -134,6 +127,24 @@ class TrainingConfig(TrainingArguments):
             raise ValueError(
                 f"`peak_tflops` must be > 0, got {self.peak_tflops} (TrainingConfig.peak_tflops)"
             )
+
+    def _stream_per_rank(self) -> None:
+        """Set accelerate's `dispatch_batches` to false, whichever form `accelerator_config` came in.
+
+        Each rank reads and tokenizes its own shard (`data.sharded_stream`); dispatching would make
+        rank 0 tokenize for all, need equal batch shapes on every rank, and fails on the stream
+        position each batch carries. Checked once `TrainingArguments` has made an `AcceleratorConfig`
+        of a dict, a JSON file's path or an instance.
+        """
+        config = self.accelerator_config
+        if not hasattr(config, "dispatch_batches"):  # no accelerate: the Trainer cannot run anyway
+            return
+        if config.dispatch_batches:
+            raise ValueError(
+                "`accelerator_config.dispatch_batches` must be false: each rank streams its own shard; leave it "
+                "out of the accelerator config (dict or JSON file) or set it to false (TrainingConfig.accelerator_config)"
+            )
+        config.dispatch_batches = False
 
     @property
     def tokens_per_step(self) -> int:
@@ -277,6 +288,50 @@ class PretrainConfig(DataConfig, CollectionConfig):
             )
         if self.collection_token_share is not None:
             _fraction(self, "collection_token_share")
+
+
+# The `trl.ModelConfig` options that a model built from `--model_shape` uses; the others name a checkpoint,
+# LoRA or 4/8-bit loading, for the recipes that train an existing checkpoint.
+SCRATCH_MODEL_OPTIONS = ("dtype", "attn_implementation")
+
+
+def checkpoint_options(model_args: Any) -> dict[str, Any]:
+    """The options of `model_args` (a `trl.ModelConfig`) outside `SCRATCH_MODEL_OPTIONS` that were set
+    to something other than their defaults, by name."""
+    defaults = type(model_args)()
+    return {
+        f.name: getattr(model_args, f.name)
+        for f in dataclasses.fields(model_args)
+        if f.name not in SCRATCH_MODEL_OPTIONS and getattr(model_args, f.name) != getattr(defaults, f.name)
+    }
+
+
+def refuse_checkpoint_options(model_args: Any) -> None:
+    """Refuse checkpoint, LoRA and 4/8-bit options for a model trained from scratch (`pretrain.py`),
+    which would otherwise be parsed and ignored.
+
+    Raises:
+        `UsageError`: naming each such option that was set and its value.
+    """
+    given = checkpoint_options(model_args)
+    if given:
+        named = ", ".join(f"--{name} {value!r}" for name, value in given.items())
+        raise UsageError(
+            f"{named}: pretrain.py builds a new model from --model_shape and trains it from scratch, so it "
+            f"takes no checkpoint, LoRA or 4/8-bit options (of the model options, only "
+            f"{' and '.join(f'--{n}' for n in SCRATCH_MODEL_OPTIONS)} apply). Drop them, or train an existing "
+            "checkpoint with recipes/continual_pt.py"
+        )
+
+
+def hide_checkpoint_options(parser: argparse.ArgumentParser, model_config: type) -> argparse.ArgumentParser:
+    """Leave the `model_config` options outside `SCRATCH_MODEL_OPTIONS` out of `parser`'s --help
+    (they are still parsed, so that `refuse_checkpoint_options` can name them)."""
+    hidden = {f.name for f in dataclasses.fields(model_config)} - set(SCRATCH_MODEL_OPTIONS)
+    for action in parser._actions:
+        if action.dest in hidden:
+            action.help = argparse.SUPPRESS
+    return parser
 
 
 @dataclass

@@ -185,6 +185,29 @@ def load_model(model_args: Any, activation_checkpointing: bool = False):
     return get_peft_model(model, peft_config)
 
 
+def check_context_length(model: Any, max_length: int) -> None:
+    """Refuse a `max_length` longer than the model's context, `max_position_embeddings` of its text
+    config (a model without one is left alone).
+
+    Past it, learned position embeddings (GPT-2) fail with an `IndexError` on the first batch and
+    rotary ones (Llama) train on positions the model never saw, silently.
+
+    Raises:
+        `UsageError`: naming `--max_length` and the model's `max_position_embeddings`.
+    """
+    config = getattr(model, "config", None)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    context = getattr(text_config, "max_position_embeddings", None)
+    if isinstance(context, int) and max_length > context:
+        from ..cli import UsageError
+
+        raise UsageError(
+            f"`--max_length` {max_length} exceeds the context of the model ({type(model).__name__}: "
+            f"max_position_embeddings {context}), whose positions end there: pass --max_length {context} or less "
+            "(TrainingConfig.max_length)"
+        )
+
+
 def load_tokenizer(name_or_path: str, revision: str | None = None):
     """The tokenizer; it must have an EOS token, which separates packed documents."""
     from transformers import AutoTokenizer

@@ -100,15 +100,13 @@ def _continual_pt_blocks(
     seed: int,
     start: Position | None = None,
 ):
-    from ..templify import format_general
-
     start = start or Position()
     numbered = functools.partial(_numbered, config=config, rank=rank, world_size=world_size, seed=seed, start=start)
     docs = _documents(numbered(config.domain_dataset, key="domain"), _column(config.text_column), tokenizer)
     if config.general_dataset:
         general = _documents(
             numbered(config.general_dataset, key="general"),
-            lambda row: format_general(row[config.question_column], row[config.response_column]),
+            functools.partial(_general_text, question=config.question_column, response=config.response_column),
             tokenizer,
         )
         ratios = [1 - config.general_fraction, config.general_fraction]
@@ -118,6 +116,16 @@ def _continual_pt_blocks(
 
 def _column(name: str) -> Callable[[dict], str]:
     return lambda row: row[name]
+
+
+def _general_text(row: dict, question: str, response: str) -> str | None:
+    """``{question} {response}`` of a general-instruction row, or `None` (the row is skipped, as a
+    domain row with a null text is) when either column is not a string (null in the data)."""
+    from ..templify import format_general
+
+    if not (isinstance(row[question], str) and isinstance(row[response], str)):
+        return None
+    return format_general(row[question], row[response])
 
 
 # -- pre-training from scratch: raw + augmented (by documents), + the collection (by tokens) ----

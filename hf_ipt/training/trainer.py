@@ -26,7 +26,7 @@ from .callbacks import (
     peak_flops,
 )
 from .card import CardInfo, is_hub_id, read_eval_results, render_model_card
-from .model_init import compile_decoder_layers, parameter_sharding
+from .model_init import check_context_length, compile_decoder_layers, parameter_sharding
 from .packing import ISOLATION_TOLERANCE, isolation_gap, packed_collator
 from .position import STREAM_POSITION, save_position
 
@@ -153,7 +153,12 @@ def hub_datasets(*sources: str | None) -> list[str]:
 def build_trainer(
     model: Any, tokenizer: Any, train_dataset: Any, args: Any, card: CardInfo
 ) -> IPTTrainer:
-    """An `IPTTrainer` with packed batches, throughput/MFU logging, token progress and the eval hook."""
+    """An `IPTTrainer` with packed batches, throughput/MFU logging, token progress and the eval hook.
+
+    Raises:
+        `UsageError`: `args.max_length` exceeds the model's context (`check_context_length`).
+    """
+    check_context_length(model, args.max_length)
     if (message := single_cpu_process_warning(os.environ)) is not None:
         logger.warning(message)
     try:
@@ -297,7 +302,22 @@ def check_data_stream(trainer: IPTTrainer, checkpoint: str | None) -> None:
         path.write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
 
 
+# Data settings that act on the stream only through the token shares they resolve to, which the spec's
+# `mix` records: `pretrain.py`'s collection share, set or derived from `collection_repeats` and `max_steps`.
+RESOLVED_IN_MIX = ("collection_token_share", "collection_repeats")
+
+
+def comparable_stream(spec: dict) -> dict:
+    """`spec` without the data settings that its `mix` already pins as resolved shares
+    (`RESOLVED_IN_MIX`): a share given as ``--collection_token_share`` that equals the share a
+    run derived from `max_steps` is the same stream; any other share changes the `mix`."""
+    if not isinstance(spec.get("data"), dict):
+        return spec
+    return {**spec, "data": {k: v for k, v in spec["data"].items() if k not in RESOLVED_IN_MIX}}
+
+
 def _refuse_another_stream(checkpoint: str, path: Path, old: dict, spec: dict) -> None:
+    old, spec = comparable_stream(old), comparable_stream(spec)
     if old != spec:
         from ..cli import UsageError, describe_changes
 
