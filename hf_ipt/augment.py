@@ -21,8 +21,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from .backends.base import check_engine_kwargs
+from .backends.base import check_backend_settings, check_dtype, check_engine_kwargs, refuse_ignored
 from .chaining import ChainEntry, ChainStats, chain, chains_of
+from .corpus import check_text
 from .protocol import Pair
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ ENGINE_SETTINGS = {"gpu_memory_utilization": 0.9, "continuous_batching": False, 
 MODEL_SETTINGS = ("backend", "rounds", "max_model_len", "max_new_tokens", "temperature", "batch_size", "dtype",
                   "device", "tensor_parallel_size", "trust_remote_code", "revision", *ENGINE_SETTINGS)
 RULES_SETTINGS = ("domain_keywords", "num_keywords")
+# Why a model setting is refused with the rule miner, where the reason is not plain.
+RULES_IGNORE = {"revision": "it pins the synthesizer model; to pin a dataset corpus use `corpus_revision`"}
 
 
 @dataclass
@@ -79,7 +82,8 @@ class SynthesisConfig:
                   "file with one keyword per line; 'none' disables keyword tasks."},
     )
     num_keywords: int = field(default=100, metadata={"help": "Rules only: keywords kept per window."})
-    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto = bf16 on GPU, fp32 on CPU."})
+    dtype: str = field(default="auto", metadata={"help": "Model dtype: auto (bf16 on GPU, fp32 on CPU), bfloat16, "
+                                                     "float16 or float32."})
     device: str | None = field(default=None, metadata={"help": "transformers device (default cuda if available)."})
     tensor_parallel_size: int = field(default=1, metadata={"help": "vLLM GPUs per engine."})
     gpu_memory_utilization: float = field(
@@ -124,21 +128,28 @@ class SynthesisConfig:
             )
         if not self.synthesizer:
             raise ValueError("`synthesizer` must be 'rules' or a model id/path, got an empty string")
-        if self.synthesizer != RULES:
-            from .backends.base import check_padded_batch_settings
-
-            check_padded_batch_settings(self, "SynthesisConfig")
+        check_dtype(self.dtype, "SynthesisConfig")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"`gpu_memory_utilization` must be in (0, 1], got {self.gpu_memory_utilization} "
                              "(SynthesisConfig.gpu_memory_utilization)")
         # one spelling per value (a dict from Python/YAML, key order, {} = unset), so that job.json
         # pins and cache keys compare values; a malformed value fails here, before any model loads
         self.engine_kwargs = normalized_engine_kwargs(self.engine_kwargs)
-        if self.revision is not None and self.synthesizer == RULES:  # would pin nothing: refuse
-            raise ValueError(
-                f"`revision` ({self.revision!r}) pins the synthesizer model, but synthesizer='rules' has no "
-                "model; to pin a dataset corpus use `corpus_revision` (SynthesisConfig.revision)"
-            )
+        self._refuse_ignored_settings()
+
+    def _refuse_ignored_settings(self) -> None:
+        """Settings the chosen synthesizer would ignore are refused (at their defaults they pass):
+        a model's with the rule miner, the miner's with a model, one backend's with the other."""
+        if self.synthesizer == RULES:
+            refuse_ignored(self, MODEL_SETTINGS, reader="model synthesizers",
+                           ignorer="synthesizer='rules' (the miner, no model)", owner="SynthesisConfig",
+                           fix="Set `synthesizer` to a model id or path (instruction-pretrain/instruction-synthesizer)",
+                           why=RULES_IGNORE)
+        else:
+            refuse_ignored(self, RULES_SETTINGS, reader="the rule miner (synthesizer='rules')",
+                           ignorer=f"synthesizer={self.synthesizer!r}", fix="Use synthesizer='rules'",
+                           owner="SynthesisConfig")
+            check_backend_settings(self, "SynthesisConfig")
 
     def engine_arguments(self) -> dict[str, Any]:
         """`engine_kwargs` parsed: the extra `vllm.LLM` arguments ({} when unset)."""
@@ -289,10 +300,22 @@ class Augmenter:
         return RuleMiner(self.engine.config, keywords=stats.top(self.config.num_keywords))
 
     def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None) -> dict[str, list]:
-        """Augment one batch; `indices` are passed by ``map(..., with_indices=True)``."""
+        """Augment one batch; `indices` are passed by ``map(..., with_indices=True)``.
+
+        A text the builder and jobs would reject (`corpus.check_text`: not a string, e.g. a null
+        row of Parquet; empty or whitespace only; a NUL byte) reaches no engine and gets no pairs.
+        With ``output="pairs"`` it keeps its row (empty `pairs`, the reason in `error`), so rows
+        stay one per text; templified, it has no row.
+        """
         texts = batch[self.text_column]
         ids = batch.get(self.id_column) or document_ids(texts, indices)
-        return self.render(self.synthesize(texts), ids)
+        docs = [check_text(doc_id, text, self.text_column) for doc_id, text in zip(ids, texts)]
+        usable = [d for d in docs if d.reject is None]
+        rows = self._rows(self.synthesize([d.text for d in usable]) if usable else [], [d.id for d in usable])
+        if self.config.output == "pairs":  # rows follow the input order: a skipped text keeps its place
+            made = iter(rows)
+            rows = [next(made) if d.reject is None else self._skipped_row(d.id, d.text, d.reject) for d in docs]
+        return self._columns(rows)
 
     def render(self, entries: list[ChainEntry], ids: Sequence[str]) -> dict[str, list]:
         """Output columns for synthesized `entries` (indexed by `.id`); `ids[e.id]` is each text's id.
@@ -300,8 +323,17 @@ class Augmenter:
         Separate from synthesis so that jobs can filter pairs and deduplicate them across the
         corpus between the two steps.
         """
-        rows = self._pair_rows(entries, ids) if self.config.output == "pairs" else self._text_rows(entries, ids)
+        return self._columns(self._rows(entries, ids))
+
+    def _rows(self, entries: list[ChainEntry], ids: Sequence[str]) -> list[dict]:
+        return self._pair_rows(entries, ids) if self.config.output == "pairs" else self._text_rows(entries, ids)
+
+    def _columns(self, rows: list[dict]) -> dict[str, list]:
         return {name: [row[name] for row in rows] for name in features(self.config.output)}
+
+    def _skipped_row(self, doc_id: str, text: str, reason: str) -> dict:
+        return {"id": doc_id, "corpus": self.corpus_name, "context": text, "pairs": [], "round": 0, "shots": [],
+                "truncated": False, "error": reason}
 
     def _pair_rows(self, entries: list[ChainEntry], ids: Sequence[str]) -> list[dict]:
         return [
@@ -345,7 +377,9 @@ def document_ids(texts: Sequence[str], indices: Sequence[int] | None = None) -> 
         if len(indices) != len(texts):
             raise ValueError(f"got {len(indices)} indices for {len(texts)} texts")
         return [str(i) for i in indices]
-    return ["sha1-" + hashlib.sha1(t.encode("utf-8", "surrogatepass")).hexdigest()[:16] for t in texts]
+    # a missing text (None, a null row of Parquet) hashes as "": it is skipped, its id names no format
+    return ["sha1-" + hashlib.sha1((t if isinstance(t, str) else "").encode("utf-8", "surrogatepass")).hexdigest()[:16]
+            for t in texts]
 
 
 def _with_tasks(entry: ChainEntry) -> list[tuple[tuple[str, str], str]]:

@@ -41,6 +41,9 @@ class AugmentArguments(CorpusConfig):
     max_docs: int | None = field(default=None, metadata={"help": "Stop after this many output rows (a quick look)."})
 
     def __post_init__(self) -> None:
+        if self.max_docs is not None and self.max_docs < 1:
+            raise ValueError(f"`max_docs` must be >= 1, got {self.max_docs}; leave it unset to augment the whole "
+                             "corpus (--max_docs)")
         if self.corpus in BUNDLED_CORPORA:  # checked as the files it names, named as the user named it
             self.corpus_name = self.corpus_name or self.corpus
             self.corpus = resolve_corpus(self.corpus)
@@ -83,7 +86,7 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
             if len(rows) >= 256:
                 writer.write_table(pa.Table.from_pylist(rows, schema=schema))
                 rows = []
-            if args.max_docs and total >= args.max_docs:
+            if args.max_docs is not None and total >= args.max_docs:
                 break
         if rows:
             writer.write_table(pa.Table.from_pylist(rows, schema=schema))

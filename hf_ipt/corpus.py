@@ -348,11 +348,14 @@ def _text_docs(path: str, doc_prefix: str, token=None) -> Iterator[Document]:
     yield Document(doc_prefix, text, reject)
 
 
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark: some editors and exports start a file with it
+
+
 def starts_with_array(path: str, token=None) -> bool:
     """Whether the file's first non-blank character (after a UTF-8 BOM) is ``[``."""
     with open_file(path, token) as f:
         while chunk := f.read(4096):
-            head = chunk.removeprefix(b"\xef\xbb\xbf").lstrip()
+            head = chunk.removeprefix(BOM).lstrip()
             if head:
                 return head.startswith(b"[")
     return False
@@ -366,9 +369,10 @@ def _json_array_docs(path: str, doc_prefix: str, text_column: str, strict: bool 
     try:
         items = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(
-            f"corpus file {path!r} starts with '[' but is not valid JSON ({error}); fix the file, or write "
-            "one JSON object per line (JSON lines, .jsonl)"
+        raise UsageError(
+            f"corpus file {path!r} starts with '[' but is not one valid JSON array ({error}); a .json file holds "
+            "one top-level array of objects, or JSON lines with one object per line (not an array per line): "
+            "fix the file, or write it as JSON lines (.jsonl)"
         ) from None
     column = _ColumnCheck(path, text_column, strict)
     for i, item in enumerate(items):
@@ -377,7 +381,7 @@ def _json_array_docs(path: str, doc_prefix: str, text_column: str, strict: bool 
             yield Document(doc_id, "", "invalid json")
         else:
             column.saw(item)
-            yield _checked(doc_id, item.get(text_column), text_column)
+            yield check_text(doc_id, item.get(text_column), text_column)
     column.done()
 
 
@@ -451,7 +455,7 @@ def _jsonl_docs(path: str, doc_prefix: str, text_column: str, strict: bool = Fal
     with open_file(path, token) as f:
         for i, line in enumerate(f):
             doc_id = f"{doc_prefix}:{i}"
-            text, reject = _decode(line)
+            text, reject = _decode(line.removeprefix(BOM) if i == 0 else line)
             if reject:
                 yield Document(doc_id, "", "empty" if reject == "empty" else reject)
                 continue
@@ -462,7 +466,7 @@ def _jsonl_docs(path: str, doc_prefix: str, text_column: str, strict: bool = Fal
                 yield Document(doc_id, "", "invalid json")
                 continue
             column.saw(item)
-            yield _checked(doc_id, value, text_column)
+            yield check_text(doc_id, value, text_column)
     column.done()
 
 
@@ -476,7 +480,7 @@ def _parquet_docs(path: str, doc_prefix: str, text_column: str, token=None) -> I
         i = 0
         for batch in pf.iter_batches(columns=[text_column], batch_size=1024):
             for value in batch.column(0).to_pylist():
-                yield _checked(f"{doc_prefix}:{i}", value, text_column)
+                yield check_text(f"{doc_prefix}:{i}", value, text_column)
                 i += 1
 
 
@@ -488,7 +492,8 @@ def _check_parquet_column(pf, path: str, text_column: str) -> None:
         )
 
 
-def _checked(doc_id: str, value, text_column: str) -> Document:
+def check_text(doc_id: str, value, text_column: str) -> Document:
+    """`value` of `text_column` as a document, or rejected: not a string, a NUL byte, empty."""
     if not isinstance(value, str):
         return Document(doc_id, "", f"no string in column {text_column!r}")
     if "\x00" in value:

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .templify.pairs import parse_question
+from .templify.pairs import parse_question, prepare_pair
 
 _WORD = re.compile(r"\w+")
 
@@ -124,7 +124,11 @@ def filter_pairs(context: str, pairs: Sequence[tuple[str, str, str]],
                  config: FilterConfig) -> tuple[list[tuple[str, str, str]], Counter]:
     """Keep the `(question, answer, task)` pairs that pass; count removals by filter name.
 
-    A pair is counted once, under the first filter that removes it (in the order below).
+    A pair is counted once, under the first filter that removes it (in the order below). The
+    last, ``malformed``, is always on: a pair that breaks the synthesizer's conventions
+    (`templify.pairs.prepare_pair`: a multiple-choice answer that is none of the options, a
+    chain of thought without its final answer, ...) would be dropped by templify anyway, so it
+    is removed and counted here, and both output modes hold the same pairs.
     """
     kept, removed = [], Counter()
     for question, answer, task in pairs:
@@ -134,6 +138,8 @@ def filter_pairs(context: str, pairs: Sequence[tuple[str, str, str]],
             removed["copied_question"] += 1
         elif config.filter_ungrounded and is_ungrounded(context, answer, config, question):
             removed["ungrounded"] += 1
+        elif prepare_pair(question, answer) is None:
+            removed["malformed"] += 1
         else:
             kept.append((question, answer, task))
     return kept, removed

@@ -7,7 +7,7 @@ The corpus is cut into a fixed number of work units (`corpus.make_shards`), inde
 the number of processes; rank ``r`` of ``w`` takes units ``i % w == r``, with ranks read from
 the launcher's environment (see `world_from_env`). Layout of `output_dir`::
 
-    job.json               settings + units; a rerun with other settings is refused
+    job.json               settings + units; once a unit is done, a rerun with other settings is refused
     pairs/00003.parquet    stage 1: filtered pairs of unit 3, with chain links (atomic)
     pairs/00003.json       stage 1 done-marker: the unit's stats and rejects (atomic, written last)
     dedup.json             stage 2: near-duplicate pairs across the corpus (one process)
@@ -158,12 +158,17 @@ def job_spec(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
 
 
 def prepare(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -> list[dict]:
-    """Create or check `output_dir/job.json`; return the units."""
+    """Create or check `output_dir/job.json`; return the units.
+
+    Other settings are refused once a unit is done. Before that, they replace `job.json` (with
+    a warning): a mistake found only when the synthesizer loads (a wrong path, a missing
+    engine) must not lock the folder to the settings that held it.
+    """
     units = job_units(job)
     spec = json.loads(json.dumps(job_spec(job, synthesis, filters, units)))  # tuples -> lists
     for sub in ("pairs", "data"):
         os.makedirs(os.path.join(job.output_dir, sub), exist_ok=True)
-    path = os.path.join(job.output_dir, "job.json")
+    path = _spec_path(job)
     if not os.path.exists(path):
         write_json(path, spec)  # ranks starting together write the same content
         return units
@@ -188,11 +193,39 @@ def prepare(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -
                        job.output_dir, ", ".join(sorted(commits)))
         return old["units"]
     if changed:
+        differences, done = "; ".join(_differences(old, spec)), _done_units(job)
+        if not done:
+            logger.warning("hf_ipt: %r held a job with other settings that finished no unit; it now holds this one "
+                           "(changed: %s)", job.output_dir, differences)
+            write_json(path, spec)
+            return units
         raise UsageError(
-            f"{job.output_dir!r} holds a different job (changed: {'; '.join(_differences(old, spec))}); "
+            f"{job.output_dir!r} holds a different job (changed: {differences}) with {len(done)} finished unit(s); "
             "rerun with the same corpus and settings to resume it, or choose a new `output_dir`"
         )
     return units
+
+
+def _spec_path(job: JobConfig) -> str:
+    return os.path.join(job.output_dir, "job.json")
+
+
+def _done_units(job: JobConfig) -> list[str]:
+    """The done-markers in `pairs/` (of any units: an older job may have been cut into other ones)."""
+    return glob.glob(os.path.join(job.output_dir, "pairs", "*.json"))
+
+
+def check_pinned(job: JobConfig, pinned: dict) -> None:
+    """Raise a `UsageError` when `job.json` no longer holds `pinned`, the spec this process runs: a
+    run with other settings took the folder before any unit was done (`prepare`), and this
+    process's units must not be marked done under settings they were not made with."""
+    current = read_json(_spec_path(job))
+    if current != pinned:
+        raise UsageError(
+            f"{job.output_dir!r} was taken by a run with other settings while this one ran (changed: "
+            f"{'; '.join(_differences(pinned, current))}); this process stops without marking its unit done. "
+            "Rerun with the settings now in job.json, or choose a new `output_dir`"
+        )
 
 
 def _differences(old: dict, new: dict) -> list[str]:
@@ -307,14 +340,15 @@ def entry_rows(entries: list[ChainEntry], ids: list[str], first_row: int, filter
 
 
 def synthesize_unit(job: JobConfig, index: int, shard: dict, augment: Augmenter, filters: FilterConfig,
-                    progress: Progress | None = None, rank: int = 0) -> UnitStats:
+                    progress: Progress | None = None, rank: int = 0, pinned: dict | None = None) -> UnitStats:
     """Synthesize one unit into ``pairs/<unit>.parquet``, then write its done-marker.
 
     Safe to run in two processes at once (e.g. a task rerun while the first still runs): each
     writes its own temporary, and one that finishes after the other's marker drops its output,
     so the Parquet and the marker of a unit come from the same run, unless both finish at the
     same moment (no lock across nodes; vLLM's greedy outputs may differ between two runs; see
-    docs/jobs.md).
+    docs/jobs.md). With `pinned` (the `job.json` this process runs), a unit is not marked done
+    once another run has replaced `job.json` (`check_pinned`).
     """
     import itertools
 
@@ -336,8 +370,13 @@ def synthesize_unit(job: JobConfig, index: int, shard: dict, augment: Augmenter,
                     progress.update(len(window), sum(r["tokens"] or len(r["context"].split()) for r in rows),
                                     sum(len(r["pairs"]) for r in rows))
 
+    def finished_elsewhere() -> bool:
+        if pinned is not None:
+            check_pinned(job, pinned)
+        return unit_done(job, index)
+
     # A duplicate run that finished first keeps its Parquet and marker: this run's output is dropped.
-    if not write_atomic(_path(job, "pairs", index, ".parquet"), write, unless=lambda: unit_done(job, index)):
+    if not write_atomic(_path(job, "pairs", index, ".parquet"), write, unless=finished_elsewhere):
         return stats
     marker = {**vars(stats), "rejects": dict(stats.rejects), "filtered": dict(stats.filtered),
               "chain": asdict(stats.chain), "unit": index, "shard": shard, "rank": rank}
@@ -460,7 +499,8 @@ def build_manifest(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
         return dict(sorted(sum((Counter(s[key]) for s in stats), Counter()).items()))
 
     files = [os.path.join("data", unit_name(i) + ".parquet") for i in range(len(stats))]
-    removed = {**{name: 0 for name in ("degenerate", "copied_question", "ungrounded")}, **counts("filtered")}
+    removed = {**{name: 0 for name in ("degenerate", "copied_question", "ungrounded", "malformed")},
+               **counts("filtered")}
     removed["near_duplicate"] = sum(len(v) for v in duplicates.values())
     return {
         "format": FORMAT, "hf_ipt_version": __version__,
@@ -504,6 +544,7 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     if rank is None or world_size is None:
         rank, world_size = world_from_env()
     units = prepare(job, synthesis, filters)
+    pinned = read_json(_spec_path(job))
     manifest_path = os.path.join(job.output_dir, "manifest.json")
     if os.path.exists(manifest_path):
         return read_json(manifest_path)
@@ -513,7 +554,7 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     with bar.bar if bar else contextlib.nullcontext():  # closed before any error is printed
         for index in todo:
             try:
-                synthesize_unit(job, index, units[index], augment, filters, bar, rank)
+                synthesize_unit(job, index, units[index], augment, filters, bar, rank, pinned)
             except OSError:
                 if not unit_done(job, index):
                     raise

@@ -151,3 +151,15 @@ def test_vllm_backend_narrows_cuda_visible_devices_before_the_engine_starts(monk
     with pytest.raises(Stop):
         vllm_backend.VLLMBackend(BackendConfig("unused", backend="vllm", tensor_parallel_size=2))
     assert seen == {"CUDA_VISIBLE_DEVICES": "2,3"}
+
+
+def test_settings_of_the_other_backend_are_refused():
+    """One check (`check_backend_settings`) serves both directions, for `BackendConfig` too."""
+    with pytest.raises(ValueError, match=r"`tensor_parallel_size` \(2\).*not of backend='transformers'"):
+        BackendConfig("m", backend="transformers", tensor_parallel_size=2)
+    with pytest.raises(ValueError, match=r"`engine_kwargs` \(\{'enforce_eager': True\}\).*\(BackendConfig.engine_kwargs\)"):
+        BackendConfig("m", backend="transformers", engine_kwargs={"enforce_eager": True})
+    with pytest.raises(ValueError, match="`device`.*not of backend='vllm'"):
+        BackendConfig("m", backend="vllm", device="cuda:0")
+    BackendConfig("m", backend="transformers", device="cpu", batch_size=2)  # its own settings pass
+    BackendConfig("m", backend="vllm", tensor_parallel_size=2, gpu_memory_utilization=0.5)

@@ -154,7 +154,8 @@ def test_config_errors_are_clear(tmp_path):
 def test_cache_key_covers_settings(tmp_path):
     corpus = str(write_jsonl(tmp_path / "x.jsonl", 2))
     ids = {AugmentedBuilder(corpus=corpus, **kw).config_id for kw in
-           ({}, {"seed": 1}, {"rounds": 3}, {"output": "pairs"}, {"synthesizer": "m", "backend": "transformers"})}
+           ({}, {"seed": 1}, {"synthesizer": "m", "rounds": 3}, {"output": "pairs"},
+            {"synthesizer": "m", "backend": "transformers"})}
     assert len(ids) == 5
     before = AugmentedBuilder(corpus=corpus).config_id
     write_jsonl(tmp_path / "x.jsonl", 3)  # same path, new content
@@ -168,6 +169,44 @@ def test_map_function_on_a_dataset():
     it = datasets.IterableDataset.from_generator(lambda: ({"text": doc(i)} for i in range(4)))
     rows = list(it.map(Augmenter(), batched=True, batch_size=2, remove_columns=["text"]))
     assert len(rows) == 4 and all(r["text"] for r in rows)
+
+
+def test_map_function_skips_the_texts_the_builder_rejects(tiny_tokenizer):
+    """A null row (Parquet), an empty or a whitespace-only text reaches no engine and gets no pairs:
+    a pairs row that says why, or no templified row at all."""
+    from hf_ipt.backends.base import Generation
+
+    contexts = []
+
+    class Engine:  # stands for a model: records each prompt's text
+        tokenizer = tiny_tokenizer
+
+        def generate(self, prompts):
+            contexts.extend(tiny_tokenizer.decode(p).rsplit("<CON>", 1)[-1] for p in prompts)
+            return [Generation("<QUE> What is reported? <ANS> A profit. </END>", len(p)) for p in prompts]
+
+    batch = {"text": [doc(0), None, "", " \n\t ", doc(1)], "id": ["a", "b", "c", "d", "e"]}
+    for output in ("pairs", "templified"):
+        fn = Augmenter(SynthesisConfig(synthesizer="org/m", backend="transformers", rounds=1, output=output))
+        fn._engine = Engine()
+        contexts.clear()
+        out = fn(batch)
+        assert len(contexts) == 2 and all("Market report" in c for c in contexts), output
+        if output == "pairs":  # one row per text, in input order
+            assert out["id"] == ["a", "b", "c", "d", "e"] and [len(p) for p in out["pairs"]] == [1, 0, 0, 0, 1]
+            assert out["error"] == ["", "no string in column 'text'", "empty", "empty", ""]
+            assert out["context"][:3] == [doc(0), "", ""]
+        else:
+            assert out["doc_ids"] == [["a"], ["e"]] and out["num_pairs"] == [1, 1]
+    # the rule miner too, as a map function over a dataset with null rows and no id column
+    ds = datasets.Dataset.from_dict({"text": [doc(0), None, "   ", doc(1)]})
+    rows = ds.map(Augmenter(SynthesisConfig(output="pairs")), batched=True, with_indices=True, remove_columns=["text"])
+    assert rows["id"] == ["0", "1", "2", "3"] and rows["error"] == ["", "no string in column 'text'", "empty", ""]
+    assert [bool(p) for p in rows["pairs"]] == [True, False, False, True]
+    texts = ds.map(Augmenter(), batched=True, remove_columns=["text"])
+    assert sorted(d for r in texts["doc_ids"] for d in r) == sorted(datasets.Dataset.from_dict(
+        {"text": [doc(0), doc(1)]}).map(Augmenter(), batched=True, remove_columns=["text"])["id"])
+    assert Augmenter()({"text": [None, ""]}) == {name: [] for name in ("id", "corpus", "text", "doc_ids", "num_pairs")}
 
 
 def test_rules_domain_keywords_from_file_and_window(tmp_path):

@@ -73,6 +73,14 @@ def test_a_refused_value_is_a_usage_error_not_a_traceback(tmp_path):
         (["augment", "--corpus", "bbc-business", "--corpus_revision", "v1"], "not to local files"),  # resolved first
         (["synthesize", "--corpus", corpus, "--num_shards", "0"], "`num_shards` must be >= 1, got 0"),
         (["augment", "--output_dir", str(tmp_path / "o")], "`corpus` is required"),
+        (["augment", "--corpus", corpus, "--max_docs", "0"], "`max_docs` must be >= 1, got 0"),
+        (["augment", "--corpus", corpus, "--max_docs", "-5"], "`max_docs` must be >= 1, got -5"),
+        # refused before job.json pins them, not found when the synthesizer loads
+        (["synthesize", "--corpus", corpus, "--synthesizer", "org/m", "--dtype", "fp16"],
+         "`dtype` must be 'auto', 'bfloat16', 'float16' or 'float32', got 'fp16'"),
+        (["synthesize", "--corpus", corpus, "--rounds", "3"], "`rounds` (3) would be ignored"),
+        (["augment", "--corpus", corpus, "--synthesizer", "org/m", "--backend", "transformers",
+          "--tensor_parallel_size", "2"], "`tensor_parallel_size` (2) would be ignored"),
     ):
         out = hf_ipt(*args)
         assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
@@ -84,6 +92,7 @@ def test_user_mistakes_found_while_running_are_usage_errors_too(tmp_path):
     body = tmp_path / "body.jsonl"  # the text under another key
     body.write_text("".join(json.dumps({"body": doc(i)}) + "\n" for i in range(3)))
     (tmp_path / "empty.json").write_text("")
+    (tmp_path / "arrays.json").write_text('["a"]\n["b"]\n')  # JSON lines of arrays: no JSON array, no objects
     task = {"name": "t", "metric": "accuracy", "examples": [{"input": "Up?", "options": ["yes", "no"], "gold_index": 0}]}
     (tmp_path / "task.json").write_text(json.dumps(task))
     job = str(tmp_path / "job")
@@ -93,11 +102,14 @@ def test_user_mistakes_found_while_running_are_usage_errors_too(tmp_path):
         (["synthesize", "--corpus", "missing/*.jsonl", "--output_dir", job], "`corpus` matched no file"),
         (["augment", "--corpus", str(body)], "`text_column` 'text' is in none of the first 3 JSON objects"),
         (["synthesize", "--corpus", str(body), "--output_dir", str(tmp_path / "j2")], "first has keys ['body']"),
-        (["synthesize", "--corpus", corpus, "--revision", "abc"], "synthesizer='rules' has no model"),
+        (["synthesize", "--corpus", corpus, "--revision", "abc"], "to pin a dataset corpus use `corpus_revision`"),
         (["synthesize", "--config", str(tmp_path / "nope.yaml")], "--config"),
+        (["synthesize", "--corpus", str(tmp_path / "arrays.json"), "--output_dir", str(tmp_path / "j3")],
+         "arrays.json' starts with '[' but is not one valid JSON array"),
+        (["augment", "--corpus", str(tmp_path / "arrays.json")], "not one valid JSON array"),
         # the same folder, another job: the message names what changed
-        (["synthesize", "--corpus", corpus, "--output_dir", job, "--num_shards", "2", "--rounds", "3"],
-         "changed: synthesis.rounds 2 -> 3)"),
+        (["synthesize", "--corpus", corpus, "--output_dir", job, "--num_shards", "2", "--seed", "3"],
+         "changed: synthesis.seed 0 -> 3) with 2 finished unit(s)"),
         (["eval", "--model_name_or_path", "nope", "--tasks", str(tmp_path / "missing.json")], "does not exist"),
         (["eval", "--model_name_or_path", "nope", "--tasks", str(tmp_path / "empty.json")], "not valid JSON"),
         (["eval", "--model_name_or_path", "./no/such/model", "--tasks", str(tmp_path / "task.json")],

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hf_ipt.builder import load_augmented
+from hf_ipt.cli import UsageError
 from hf_ipt.corpus import common_root, derive_corpus_name, iter_shard, make_shards, read_file
 
 from .test_builder import doc, write_jsonl
@@ -71,8 +72,20 @@ def test_json_lines_in_a_json_file_still_work_and_a_broken_array_names_the_file(
     assert [d.text for d in read_file(str(lines))] == [doc(0), doc(1)]
     broken = tmp_path / "broken.json"
     broken.write_text('[{"text": "a"},\n{"text": ')
-    with pytest.raises(ValueError, match=r"broken\.json.*starts with '\['.*JSON lines"):
+    with pytest.raises(UsageError, match=r"broken\.json.*starts with '\['.*JSON lines"):  # exit 2 in the CLIs
         list(read_file(str(broken)))
+    arrays = tmp_path / "arrays.json"  # JSON lines, but an array per line: not one array
+    arrays.write_text('["a", "b"]\n["c"]\n')
+    with pytest.raises(UsageError, match=r"arrays\.json.*not one valid JSON array \(Extra data.*not an array per line"):
+        list(read_file(str(arrays)))
+
+
+def test_a_utf8_bom_before_json_lines_costs_no_document(tmp_path):
+    for name in ("bom.jsonl", "bom.json"):
+        path = tmp_path / name
+        path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps({"text": doc(i)}) + "\n" for i in range(3)).encode())
+        assert [(d.id, d.text, d.reject) for d in read_file(str(path))] == [
+            (f"{name}:{i}", doc(i), None) for i in range(3)]
 
 
 def test_same_file_names_in_different_folders_get_distinct_ids(tmp_path):

@@ -77,6 +77,19 @@ def test_filter_pairs_counts_each_removal_once():
     assert filter_pairs(TEXT, pairs, off) == (pairs, {})
 
 
+def test_malformed_pairs_are_removed_and_counted_with_every_filter_off():
+    """What templify would drop (`prepare_pair`) is removed here, under its own name, so the job's
+    counts are the pairs of its output; it cannot be turned off, as templify would drop them anyway."""
+    pairs = [(MC_QUESTION, "Cautiously optimistic outlook", "mc"), (MC_QUESTION, "Sideways", "mc"),
+             ("Did sales fall?\nLet's think step by step.", "Demand weakened, so sales fell.", "cot"),
+             ("Did sales fall?\nLet's think step by step.", "Demand weakened.\nTherefore, the answer is yes", "cot")]
+    off = FilterConfig(filter_ungrounded=False, filter_degenerate=False, filter_copied_questions=False)
+    assert filter_pairs(TEXT, pairs, off) == ([pairs[0], pairs[3]], {"malformed": 2})
+    # each pair once, under the first filter that removes it: the optional filters come first
+    both = (MC_QUESTION, "Purple elephants dancing", "mc")  # ungrounded, and none of the options
+    assert filter_pairs(TEXT, [*pairs, both], CONFIG) == ([pairs[0], pairs[3]], {"malformed": 2, "ungrounded": 1})
+
+
 def test_near_duplicates_keep_the_first_and_ignore_short_pairs():
     rng = random.Random(0)
     vocab = [f"w{i}" for i in range(500)]
@@ -110,7 +123,7 @@ def test_filters_on_real_synthesizer_output_in_a_job(tmp_path, tiny_synthesizer_
     kept = {r["id"]: [(p["question"], p["answer"]) for p in r["pairs"]] for r in rows}
     assert kept == {f"c.jsonl:{i}": [] if i in (1, 3) else SYNTH_PAIRS for i in range(6)}
     assert manifest["filters_removed"] == {"degenerate": 0, "copied_question": 0, "ungrounded": 4,
-                                           "near_duplicate": 0}
+                                           "malformed": 0, "near_duplicate": 0}
     assert manifest["pairs"] == {"synthesized": 12, "kept": 8}
     assert manifest["tokens"]["unit"] == "prompt tokens" and manifest["tokens"]["count"] > 0
     assert manifest["chain"]["prompts"] == 6

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
@@ -358,10 +359,12 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
     from hf_ipt.jobs import job_spec, job_units, prepare
 
     synthesis = SynthesisConfig(synthesizer="org/model", engine_kwargs='{"enforce_eager": true, "max_num_seqs": 64}',
-                                gpu_memory_utilization=0.75, continuous_batching=True)
+                                gpu_memory_utilization=0.75)
     backend = synthesis.backend_config()
     assert backend.engine_kwargs == {"enforce_eager": True, "max_num_seqs": 64}
-    assert (backend.gpu_memory_utilization, backend.continuous_batching) == (0.75, True)
+    assert backend.gpu_memory_utilization == 0.75
+    batching = SynthesisConfig(synthesizer="org/model", backend="transformers", continuous_batching=True)
+    assert batching.backend_config().continuous_batching
     budget = SynthesisConfig(synthesizer="org/model", backend="transformers", max_batch_tokens=65536, static_cache=True)
     assert (budget.backend_config().max_batch_tokens, budget.backend_config().static_cache) == (65536, True)
     # Refused where it would be ignored: vLLM (named the engine argument to use) and continuous batching.
@@ -390,9 +393,12 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
     assert job_spec(job, synthesis, NO_FILTERS, units)["synthesis"]["gpu_memory_utilization"] == 0.75
     assert {k: job_spec(job, budget, NO_FILTERS, units)["synthesis"][k] for k in ("max_batch_tokens", "static_cache")
             } == {"max_batch_tokens": 65536, "static_cache": True}
-    prepare(job, SynthesisConfig(), NO_FILTERS)
+    assert job_spec(job, batching, NO_FILTERS, units)["synthesis"]["continuous_batching"] is True
+    model = SynthesisConfig(synthesizer="org/model")
+    prepare(job, model, NO_FILTERS)
+    (tmp_path / "o" / "pairs" / "00000.json").write_text("{}")  # a finished unit: the settings are pinned now
     with pytest.raises(Exception, match=r"changed: synthesis.engine_kwargs"):
-        prepare(job, SynthesisConfig(engine_kwargs='{"quantization": "fp8"}'), NO_FILTERS)
+        prepare(job, replace(model, engine_kwargs='{"quantization": "fp8"}'), NO_FILTERS)
     # job.json of the version before normalization holds the value as typed: it still resumes.
     path = tmp_path / "o" / "job.json"
     for typed, given in (('{"max_num_seqs": 128, "enforce_eager":true}', {"enforce_eager": True, "max_num_seqs": 128}),
@@ -400,7 +406,7 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
         spec = json.loads(path.read_text())
         spec["synthesis"]["engine_kwargs"] = typed
         path.write_text(json.dumps(spec))
-        prepare(job, SynthesisConfig(engine_kwargs=given), NO_FILTERS)
+        prepare(job, replace(model, engine_kwargs=given), NO_FILTERS)
     with pytest.raises(SystemExit):
         main(["--help"])
     help_text = capsys.readouterr().out
@@ -430,14 +436,20 @@ def test_failed_write_removes_its_temporary_and_finalize_removes_leftovers(tmp_p
 
 
 def test_per_rank_device_is_not_part_of_the_job(tmp_path):
+    from hf_ipt.jobs import prepare
+
     corpus = write_jsonl(tmp_path / "c.jsonl", 8)
     job = JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=2)
-    assert run_job(job, SynthesisConfig(device="cuda:1"), rank=1, world_size=2, progress=False) is None
+
+    def on(device: str) -> SynthesisConfig:
+        return SynthesisConfig(synthesizer="org/model", backend="transformers", device=device)
+
+    prepare(job, on("cuda:1"), NO_FILTERS)  # rank 1
     assert json.loads((tmp_path / "o" / "job.json").read_text())["synthesis"]["device"] == "cuda"
-    manifest = run_job(job, SynthesisConfig(device="cuda:0"), rank=0, world_size=2, progress=False)
-    assert manifest["rows"] == 8 and "device" not in manifest["settings"]["synthesis"]  # rules: no model ran
-    with pytest.raises(ValueError, match="holds a different job.*synthesis"):
-        run_job(job, SynthesisConfig(device="cpu"), progress=False)  # the device type still counts
+    (tmp_path / "o" / "pairs" / "00001.json").write_text("{}")  # its unit is done
+    assert len(prepare(job, on("cuda:0"), NO_FILTERS)) == 2  # rank 0, on another GPU: the same job
+    with pytest.raises(ValueError, match="holds a different job.*synthesis.device 'cuda' -> 'cpu'"):
+        prepare(job, on("cpu"), NO_FILTERS)  # the device type still counts
 
 
 def test_job_started_with_older_units_resumes_with_them(tmp_path):
@@ -466,3 +478,99 @@ def test_a_corpus_file_that_changed_size_is_refused_and_named(tmp_path):
         f.write(json.dumps({"text": doc(9)}) + "\n")
     with pytest.raises(UsageError, match=r"changed: file_sizes of 1 corpus file\(s\), e\.g\. .*c\.jsonl"):
         run_job(job, SynthesisConfig(), NO_FILTERS, progress=False)
+
+
+def test_counts_are_the_pairs_in_the_output_and_malformed_pairs_are_named(tmp_path, monkeypatch):
+    """Pairs that break the synthesizer's conventions are dropped by templify: the job removes them
+    first, under `malformed`, so `pairs.kept` (the CLI line, the dataset card) is what the data holds."""
+    from hf_ipt.augment import Augmenter
+    from hf_ipt.protocol import Pair
+
+    good = Pair("Is this a market report?", "Yes")
+    malformed = [Pair("Which way did sales go?\nOptions:\n- Up\n- Down", "Sideways"),  # none of the options
+                 Pair("Did the shares drop?\nLet's think step by step.", "The text says that they dropped in "
+                      "early trading on Wall Street today, so yes.")]  # no "Therefore, the answer is"
+
+    def synthesize(self, texts):
+        return [ChainEntry(i, 0, i, t, t, pairs=[good, *malformed]) for i, t in enumerate(texts)]
+
+    monkeypatch.setattr(Augmenter, "synthesize", synthesize)
+    corpus = write_jsonl(tmp_path / "c.jsonl", 6)
+    for output, count in (("templified", lambda r: r["num_pairs"]), ("pairs", lambda r: len(r["pairs"]))):
+        out = tmp_path / output
+        manifest = run_job(JobConfig(corpus=str(corpus), output_dir=str(out), num_shards=2),
+                           SynthesisConfig(output=output), NO_FILTERS, progress=False)
+        assert sum(count(r) for r in output_rows(out)) == manifest["pairs"]["kept"] == 6, output
+        assert manifest["pairs"]["synthesized"] == 18 and manifest["filters_removed"]["malformed"] == 12
+    pairs = [p for r in output_rows(tmp_path / "pairs") for p in r["pairs"]]
+    assert {(p["question"], p["answer"]) for p in pairs} == {(good.question, good.answer)}
+
+
+def test_a_job_that_finished_no_unit_takes_new_settings(tmp_path, monkeypatch, caplog):
+    """A mistake found when the synthesizer loads (here: vLLM not installed) must not lock the folder."""
+    import logging
+
+    from hf_ipt.cli import UsageError
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` fails
+    corpus = write_jsonl(tmp_path / "c.jsonl", 6)
+    job = JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=2)
+    with pytest.raises(ImportError, match="vllm"):
+        run_job(job, SynthesisConfig(synthesizer="org/model"), progress=False)
+    assert json.loads((tmp_path / "o" / "job.json").read_text())["synthesis"]["synthesizer"] == "org/model"
+    with caplog.at_level(logging.WARNING, logger="hf_ipt.jobs"):
+        manifest = run_job(job, SynthesisConfig(), progress=False)
+    assert manifest["rows"] == 6 and manifest["settings"]["synthesis"]["synthesizer"] == "rules"
+    assert "finished no unit" in caplog.text and "synthesis.synthesizer 'org/model' -> 'rules'" in caplog.text
+    with pytest.raises(UsageError, match=r"\(changed: synthesis.seed 0 -> 1\) with 2 finished unit\(s\)"):
+        run_job(job, SynthesisConfig(seed=1), progress=False)  # units are done: refused as before
+
+
+def test_a_run_whose_job_was_taken_by_other_settings_marks_no_unit_done(tmp_path):
+    """Two runs with different settings before any unit was done: the later one takes the folder,
+    and the earlier one must not add a unit made with its own settings."""
+    from hf_ipt.augment import Augmenter
+    from hf_ipt.cli import UsageError
+    from hf_ipt.jobs import job_units, prepare, read_json, synthesize_unit
+
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 4)), output_dir=str(tmp_path / "o"), num_shards=1)
+    prepare(job, SynthesisConfig(), NO_FILTERS)
+    pinned = read_json(str(tmp_path / "o" / "job.json"))
+    prepare(job, SynthesisConfig(seed=1), NO_FILTERS)  # the other run
+    with pytest.raises(UsageError, match=r"taken by a run with other settings .*synthesis.seed 0 -> 1"):
+        synthesize_unit(job, 0, job_units(job)[0], Augmenter(SynthesisConfig(output="pairs")), NO_FILTERS,
+                        pinned=pinned)
+    assert os.listdir(tmp_path / "o" / "pairs") == []  # no Parquet, no marker, no temporary
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"rounds": 3}, (r"`rounds` \(3\) would be ignored: it is a setting of model synthesizers, not of "
+                     r"synthesizer='rules'.*Set `synthesizer` to a model")),
+    ({"backend": "transformers"}, r"`backend` \('transformers'\) would be ignored.*synthesizer='rules'"),
+    ({"temperature": 0.7}, "`temperature`.*synthesizer='rules'"),
+    ({"engine_kwargs": {"enforce_eager": True}}, "`engine_kwargs`.*synthesizer='rules'"),
+    ({"synthesizer": "org/m", "num_keywords": 30}, r"`num_keywords` \(30\).*rule miner.*Use synthesizer='rules'"),
+    ({"synthesizer": "org/m", "backend": "transformers", "tensor_parallel_size": 2},
+     (r"`tensor_parallel_size` \(2\) would be ignored: it is a setting of the vllm backend, not of "
+      r"backend='transformers'.*Use backend='vllm'")),
+    ({"synthesizer": "org/m", "backend": "transformers", "gpu_memory_utilization": 0.5}, "`gpu_memory_utilization`"),
+    ({"synthesizer": "org/m", "backend": "transformers", "engine_kwargs": '{"enforce_eager": true}'},
+     "`engine_kwargs`.*arguments of `vllm.LLM`"),
+    ({"synthesizer": "org/m", "continuous_batching": True}, "`continuous_batching`.*Use backend='transformers'"),
+    ({"synthesizer": "org/m", "device": "cuda:1"}, "`device`.*not of backend='vllm'"),
+])
+def test_settings_the_synthesizer_would_ignore_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        SynthesisConfig(**settings)
+
+
+def test_ignored_settings_at_their_defaults_pass():
+    """Only a value other than the default is refused: YAML files and the builder pass every field."""
+    SynthesisConfig(rounds=2, backend="vllm", temperature=0.0, tensor_parallel_size=1, engine_kwargs="{}")
+    SynthesisConfig(synthesizer="org/m", backend="transformers", device="cpu", batch_size=4, num_keywords=100,
+                    tensor_parallel_size=1, gpu_memory_utilization=0.9, engine_kwargs=None)
+    SynthesisConfig(synthesizer="org/m", tensor_parallel_size=2, engine_kwargs={"enforce_eager": True})
+    with pytest.raises(ValueError, match=r"`dtype` must be 'auto', 'bfloat16', 'float16' or 'float32', got 'fp16'"):
+        SynthesisConfig(synthesizer="org/m", dtype="fp16")  # before job.json pins it, and with the rule miner too
+    with pytest.raises(ValueError, match="`dtype` must be"):
+        SynthesisConfig(dtype="bf16")

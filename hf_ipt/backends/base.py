@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
 
@@ -73,8 +73,8 @@ class BackendConfig:
             )
         if self.temperature < 0:
             raise ValueError(f"`temperature` must be >= 0, got {self.temperature} (BackendConfig.temperature)")
-        check_padded_batch_settings(self, "BackendConfig")
-
+        check_dtype(self.dtype, "BackendConfig")
+        check_backend_settings(self, "BackendConfig")
         check_engine_kwargs(self.engine_kwargs)
 
     @property
@@ -83,22 +83,66 @@ class BackendConfig:
         return self.max_model_len - self.max_new_tokens
 
 
-def check_padded_batch_settings(config: Any, owner: str) -> None:
-    """`max_batch_tokens` and `static_cache` tune the transformers backend's padded batches:
-    refuse them where they would be ignored (vLLM, continuous batching)."""
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+
+
+def check_dtype(dtype: str, owner: str) -> None:
+    """Refuse a `dtype` no backend loads (``fp16``, ``bf16``) before anything is written or loaded."""
+    if dtype not in DTYPES:
+        names = ", ".join(repr(d) for d in DTYPES[:-1]) + f" or {DTYPES[-1]!r}"
+        raise ValueError(f"`dtype` must be {names}, got {dtype!r}; 'auto' is bf16 on GPU, fp32 on CPU ({owner}.dtype)")
+
+
+# Settings that one backend reads and the other ignores, with why the other one needs none:
+# set to anything but their default with the other backend, they are refused
+# (`check_backend_settings`), never silently dropped. ``{value}`` is the value given.
+BACKEND_ONLY: dict[str, dict[str, str]] = {
+    "vllm": {
+        "tensor_parallel_size": "the transformers backend runs on one device (`device`)",
+        "gpu_memory_utilization": "the transformers backend allocates memory as it goes",
+        "engine_kwargs": "they are arguments of `vllm.LLM`",
+    },
+    "transformers": {
+        "max_batch_tokens": "vLLM schedules its own batches: use --engine_kwargs "
+                            "'{\"max_num_batched_tokens\": {value}}'",
+        "static_cache": "vLLM pages its KV cache itself",
+        "continuous_batching": "vLLM batches continuously anyway",
+        "device": "vLLM runs on the visible GPUs (CUDA_VISIBLE_DEVICES, `tensor_parallel_size`)",
+    },
+}
+
+
+def default_of(config: Any, name: str) -> Any:
+    """The default of dataclass field `name` of `config`."""
+    spec = next(f for f in fields(config) if f.name == name)
+    return spec.default_factory() if spec.default is MISSING else spec.default
+
+
+def refuse_ignored(config: Any, names: Iterable[str], *, reader: str, ignorer: str, fix: str, owner: str,
+                   why: Mapping[str, str] | None = None) -> None:
+    """Raise a `ValueError` for the first of `names` that `config` sets to other than its default:
+    it is a setting of `reader` only, and `ignorer` (what `config` runs) would silently ignore it.
+    The message names the setting, `why` the ignorer needs none (per name) and the `fix`."""
+    for name in names:
+        value = getattr(config, name)
+        if value == default_of(config, name):
+            continue
+        reason = (why or {}).get(name, "")
+        reason = f"; {reason.replace('{value}', str(value))}" if reason else ""
+        raise ValueError(f"`{name}` ({value!r}) would be ignored: it is a setting of {reader}, not of {ignorer}"
+                         f"{reason}. {fix}, or leave `{name}` unset ({owner}.{name})")
+
+
+def check_backend_settings(config: Any, owner: str) -> None:
+    """Refuse settings that `config.backend` would ignore: those only the other backend reads
+    (`BACKEND_ONLY`), and the padded-batch tuning of transformers with continuous batching."""
     tokens = config.max_batch_tokens
     if tokens is not None and tokens < 1:
         raise ValueError(f"`max_batch_tokens` must be >= 1 or unset, got {tokens} ({owner}.max_batch_tokens)")
-    vllm_instead = {
-        "max_batch_tokens": f"use --engine_kwargs '{{\"max_num_batched_tokens\": {tokens}}}'",
-        "static_cache": "vLLM pages its KV cache itself",
-    }
-    for name in [n for n in vllm_instead if getattr(config, n) not in (None, False)]:
-        if config.backend == "vllm":
-            raise ValueError(
-                f"`{name}` tunes the transformers backend's padded batches; vLLM schedules its own: "
-                f"{vllm_instead[name]} ({owner}.{name})"
-            )
+    other = "transformers" if config.backend == "vllm" else "vllm"
+    refuse_ignored(config, BACKEND_ONLY[other], reader=f"the {other} backend", ignorer=f"backend={config.backend!r}",
+                   fix=f"Use backend={other!r}", owner=owner, why=BACKEND_ONLY[other])
+    for name in [n for n in ("max_batch_tokens", "static_cache") if getattr(config, n) not in (None, False)]:
         if config.continuous_batching:
             raise ValueError(
                 f"`{name}` tunes padded batches, and continuous batching sizes its own batches and cache: pass "

@@ -50,12 +50,7 @@ def _resolve_dtype(name: str, device: str) -> Any:
 
     if name == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if name not in ("bfloat16", "float16", "float32"):
-        raise ValueError(
-            f"`dtype` must be 'auto', 'bfloat16', 'float16' or 'float32', got {name!r} "
-            "(BackendConfig.dtype)"
-        )
-    return getattr(torch, name)
+    return getattr(torch, name)  # one of `base.DTYPES`: `BackendConfig` checks it
 
 
 class TransformersBackend:
