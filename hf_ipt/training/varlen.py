@@ -103,6 +103,11 @@ def _attend(query: Any, key: Any, value: Any, cu: Any, longest: int, scale: floa
 def _flash(query: Any, key: Any, value: Any, cu: Any, longest: int, scale: float) -> Any:
     """`varlen_attn`, whose keywords changed across releases (2.10: ``is_causal``; later:
     ``window_size=(-1, 0)``, ``scale``, ``enable_gqa``)."""
+    import torch
+
+    if query.dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"{NAME} runs a flash kernel, which takes bf16 or fp16, got {query.dtype}: train with "
+                         "--bf16 true (or --fp16 true, or a model loaded with --dtype bfloat16)")
     kernel, accepted = _kernel()
     options: dict[str, Any] = {"window_size": (-1, 0)} if "window_size" in accepted else {"is_causal": True}
     if "scale" in accepted:
