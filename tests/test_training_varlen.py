@@ -81,12 +81,14 @@ def _kernel_of(release: str):
     if release == "2.10":
         def varlen_attn(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, is_causal=False, return_aux=None):
             calls.append({"is_causal": is_causal})
+            assert query.dtype == key.dtype == torch.bfloat16, "the flash kernel takes bf16/fp16 only"
             assert query.shape[1] == key.shape[1], "2.10 has no GQA: keys must be repeated"
             return reference(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k)
     else:
         def varlen_attn(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, return_aux=None, scale=None,
                         window_size=(-1, -1), enable_gqa=False):
             calls.append({"window_size": window_size, "scale": scale, "enable_gqa": enable_gqa})
+            assert query.dtype == key.dtype == torch.bfloat16, "the flash kernel takes bf16/fp16 only"
             groups = query.shape[1] // key.shape[1]
             assert groups == 1 or enable_gqa
             return reference(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, scale, groups)
@@ -108,10 +110,13 @@ def test_the_flash_call_adapts_to_the_kernels_keywords(release, monkeypatch):
     got = varlen._flash(query, key, value, cu, 7, scale)
     # bf16, as the kernel takes; 2.10 has no `scale`, so the query is scaled first (one more rounding)
     torch.testing.assert_close(got, varlen._per_document(query, key, value, cu, scale), atol=1e-2, rtol=2e-2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # fp32 master weights give fp32 queries: cast for the kernel
+        cast = varlen._flash(query.float(), key.float(), value.float(), cu, 7, scale)
+    assert cast.dtype == torch.bfloat16 and torch.equal(cast, got)
     with pytest.raises(ValueError, match="takes bf16 or fp16, got torch.float32"):
         varlen._flash(query.float(), key.float(), value.float(), cu, 7, scale)
     expected = {"is_causal": True} if release == "2.10" else {"window_size": (-1, 0), "scale": scale, "enable_gqa": True}
-    assert calls == [expected]
+    assert calls == [expected, expected]
     assert "max_q" in inspect.signature(kernel).parameters
 
 

@@ -106,8 +106,14 @@ def _flash(query: Any, key: Any, value: Any, cu: Any, longest: int, scale: float
     import torch
 
     if query.dtype not in (torch.bfloat16, torch.float16):
-        raise ValueError(f"{NAME} runs a flash kernel, which takes bf16 or fp16, got {query.dtype}: train with "
-                         "--bf16 true (or --fp16 true, or a model loaded with --dtype bfloat16)")
+        # fp32 master weights under bf16 autocast give fp32 queries (RoPE's fp32 cos/sin promote them):
+        # autocast casts sdpa's inputs itself, not those of this custom op
+        device = query.device.type
+        if not torch.is_autocast_enabled(device):
+            raise ValueError(f"{NAME} runs a flash kernel, which takes bf16 or fp16, got {query.dtype}: train "
+                             "with --bf16 true (or --fp16 true, or a model loaded with --dtype bfloat16)")
+        dtype = torch.get_autocast_dtype(device)
+        query, key, value = (t.to(dtype) for t in (query, key, value))
     kernel, accepted = _kernel()
     options: dict[str, Any] = {"window_size": (-1, 0)} if "window_size" in accepted else {"is_causal": True}
     if "scale" in accepted:
