@@ -291,6 +291,7 @@ def main(args) -> list[dict]:
 
 def vllm_backend(args, config, model, tokenizer):
     """vLLM loads from a folder: save the model there first when it has random weights."""
+    from hf_ipt.backends.base import default_of
     from hf_ipt.backends.vllm import VLLMBackend
 
     path = args.model_name_or_path
@@ -298,7 +299,8 @@ def vllm_backend(args, config, model, tokenizer):
         path = tempfile.mkdtemp(prefix="hf_ipt_bench_")
         model.save_pretrained(path)
         tokenizer.save_pretrained(path)
-    vllm_config = replace(config, model_name_or_path=path, backend="vllm")
+    # the padded modes' batch size is the transformers backend's: vLLM schedules its own batches
+    vllm_config = replace(config, model_name_or_path=path, backend="vllm", batch_size=default_of(config, "batch_size"))
     return VLLMBackend(replace(vllm_config, engine_kwargs=args.vllm_kwargs))
 
 

@@ -56,7 +56,7 @@ class SynthesisConfig:
     max_model_len: int = field(default=4096, metadata={"help": "Prompt + generated tokens limit."})
     max_new_tokens: int = field(default=400, metadata={"help": "Generated tokens per text at most."})
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy, as in the reference."})
-    batch_size: int = field(default=16, metadata={"help": "Prompts per engine call (transformers)."})
+    batch_size: int = field(default=16, metadata={"help": "Prompts per generate call (transformers backend; vLLM schedules its own batches)."})
     max_batch_tokens: int | None = field(
         default=None,
         metadata={"help": "transformers: also cut batches so that rows x (longest prompt + --max_new_tokens) stays "

@@ -161,5 +161,7 @@ def test_settings_of_the_other_backend_are_refused():
         BackendConfig("m", backend="transformers", engine_kwargs={"enforce_eager": True})
     with pytest.raises(ValueError, match="`device`.*not of backend='vllm'"):
         BackendConfig("m", backend="vllm", device="cuda:0")
+    with pytest.raises(ValueError, match=r"`batch_size` \(64\).*not of backend='vllm'.*\"max_num_seqs\": 64"):
+        BackendConfig("m", backend="vllm", batch_size=64)
     BackendConfig("m", backend="transformers", device="cpu", batch_size=2)  # its own settings pass
     BackendConfig("m", backend="vllm", tensor_parallel_size=2, gpu_memory_utilization=0.5)

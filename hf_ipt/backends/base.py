@@ -103,6 +103,7 @@ BACKEND_ONLY: dict[str, dict[str, str]] = {
         "engine_kwargs": "they are arguments of `vllm.LLM`",
     },
     "transformers": {
+        "batch_size": "vLLM schedules its own batches: use --engine_kwargs '{\"max_num_seqs\": {value}}'",
         "max_batch_tokens": "vLLM schedules its own batches: use --engine_kwargs "
                             "'{\"max_num_batched_tokens\": {value}}'",
         "static_cache": "vLLM pages its KV cache itself",
