@@ -163,3 +163,17 @@ def test_compiled_layers_trace_the_varlen_path_whole_and_settle_on_dynamic_shape
             graphs.append(counters["stats"]["unique_graphs"])
     assert not counters["graph_break"]
     assert graphs[-1] <= 3 and graphs[-4:] == [graphs[-1]] * 4, graphs  # no recompiles after the first few
+
+
+def test_a_sliding_window_shorter_than_a_document_is_refused():
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    config = MistralConfig(vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                           sliding_window=16, use_cache=False)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=varlen.prepare(varlen.NAME))
+    short = packed_collator(model)(list(pack_sequences([list(range(1, 12)), list(range(1, 10))], 20)))
+    model(**short)  # documents within the window: nothing to refuse
+    long = packed_collator(model)(list(pack_sequences([list(range(1, 40))], 39)))
+    with pytest.raises(ValueError, match=r"no sliding window.*\(39 tokens\).*\(16\)"):
+        model(**long)

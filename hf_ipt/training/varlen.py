@@ -86,6 +86,11 @@ def varlen_attention_forward(
                                       scaling=scaling, **{k: v for k, v in kwargs.items() if k not in BOUNDS})
     if dropout:
         raise ValueError(f"{NAME} has no attention dropout (got {dropout}): set the model's attention_dropout to 0")
+    window = kwargs.get("sliding_window")
+    if window is not None and int(kwargs["max_length_q"]) > window:
+        raise ValueError(f"{NAME} has no sliding window, and a document of this batch ({kwargs['max_length_q']} "
+                         f"tokens) is longer than the model's ({window}): use --attn_implementation sdpa, or a "
+                         f"--max_length of at most {window}")
     batch, heads, length, dim = query.shape
     scale = dim**-0.5 if scaling is None else scaling
     flat = [t.transpose(1, 2).reshape(batch * length, t.shape[1], dim) for t in (query, key, value)]
