@@ -115,6 +115,8 @@ def test_the_flash_call_adapts_to_the_kernels_keywords(release, monkeypatch):
     assert cast.dtype == torch.bfloat16 and torch.equal(cast, got)
     with pytest.raises(ValueError, match="takes bf16 or fp16, got torch.float32"):
         varlen._flash(query.float(), key.float(), value.float(), cu, 7, scale)
+    with pytest.raises(ValueError, match="takes bf16 or fp16, got torch.bfloat16, torch.float32"):
+        varlen._flash(query, key.float(), value, cu, 7, scale)  # every input is checked, not the query only
     expected = {"is_causal": True} if release == "2.10" else {"window_size": (-1, 0), "scale": scale, "enable_gqa": True}
     assert calls == [expected, expected]
     assert "max_q" in inspect.signature(kernel).parameters
@@ -177,3 +179,29 @@ def test_a_sliding_window_shorter_than_a_document_is_refused():
     long = packed_collator(model)(list(pack_sequences([list(range(1, 40))], 39)))
     with pytest.raises(ValueError, match=r"no sliding window.*\(39 tokens\).*\(16\)"):
         model(**long)
+
+
+def test_attention_the_kernel_lacks_is_refused_not_dropped():
+    from types import SimpleNamespace
+
+    _, fast = _models()
+    bounds = varlen.document_bounds(torch.tensor([[0, 1, 2, 3]]))
+    query = torch.randn(1, 4, 4, 16)
+    module = fast.model.layers[0].self_attn
+    for name, value in (("softcap", 50.0), ("s_aux", torch.zeros(4))):
+        with pytest.raises(ValueError, match=f"no .*\\({name}\\), which LlamaAttention uses"):
+            varlen.varlen_attention_forward(module, query, query, query, None, **bounds, **{name: value})
+    varlen.check_model(fast)  # Llama supports sdpa, the fallback
+    no_sdpa = SimpleNamespace(config=SimpleNamespace(_attn_implementation=varlen.NAME), _supports_sdpa=False)
+    with pytest.raises(ValueError, match="does not support sdpa"):
+        varlen.check_model(no_sdpa)
+
+
+def test_a_training_batch_without_bounds_is_warned_about_once(caplog, monkeypatch):
+    monkeypatch.setattr(varlen, "_warned", set())
+    _, fast = _models()
+    fast.train()
+    ids = torch.tensor([[5, 6, 7, 8]])
+    for _ in range(2):
+        fast(input_ids=ids)  # e.g. a patched forward that dropped the collator's kwargs
+    assert caplog.text.count("without document bounds") == 1

@@ -18,6 +18,7 @@ from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from ..corpus import hub_id_parts, hub_url_parts, is_file_corpus, is_hub_url
+from . import varlen
 from .callbacks import (
     ThroughputCallback,
     TokenBudgetProgressCallback,
@@ -159,6 +160,7 @@ def build_trainer(
         `UsageError`: `args.max_length` exceeds the model's context (`check_context_length`).
     """
     check_context_length(model, args.max_length)
+    varlen.check_model(model)
     if (message := single_cpu_process_warning(os.environ)) is not None:
         logger.warning(message)
     try:

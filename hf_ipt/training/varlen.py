@@ -7,7 +7,8 @@ memory-efficient kernel instead of its causal flash path; ``flash_attention_2`` 
 variable-length flash kernel, `torch.nn.attention.varlen.varlen_attn`: this module registers it
 with transformers' `AttentionInterface` under `NAME`, fed by the collator with each batch's
 document boundaries (``cu_seq_lens_q``/``max_length_q``, the keys transformers passes down to the
-attention function, computed on the CPU so no step waits for the GPU).
+attention function, computed on the CPU: the kernel call needs no host sync; transformers still
+builds the sdpa mask of each batch for the fallback below).
 
 Anything that is not such a packed batch (evaluation with a padding mask, generation with a KV
 cache) runs transformers' ``sdpa`` with the mask transformers builds for it, so the model
@@ -19,7 +20,10 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import logging
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 NAME = "hf_ipt_varlen"
 BOUNDS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
@@ -47,6 +51,20 @@ def prepare(attn_implementation: str | None) -> str | None:
 def uses_varlen(model: Any) -> bool:
     """Whether `model` runs `NAME` attention."""
     return getattr(model.config, "_attn_implementation", None) == NAME
+
+
+def check_model(model: Any) -> None:
+    """Refuse `NAME` for a model that cannot run sdpa, its fallback (transformers checks that for
+    ``sdpa`` itself, not for a registered name): Gemma2's soft-capping, for one."""
+    if uses_varlen(model) and not getattr(model, "_supports_sdpa", False):
+        raise ValueError(f"{type(model).__name__} does not support sdpa, which {NAME} runs outside packed "
+                         "batches (and its attention may need what the varlen kernel lacks): use "
+                         "--attn_implementation eager or flash_attention_2")
+
+
+# Attention-function arguments that change the attention itself; the varlen call has none of them.
+UNSUPPORTED = {"softcap": "logit soft-capping", "s_aux": "attention sinks"}
+_warned: set[str] = set()
 
 
 def document_bounds(position_ids: Any) -> dict[str, Any]:
@@ -82,10 +100,20 @@ def varlen_attention_forward(
     if cu is None or query.shape[2] != key.shape[2]:  # not a packed training batch: sdpa with its mask
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+        if cu is None and module.training and "no bounds" not in _warned:
+            _warned.add("no bounds")
+            logger.warning("hf_ipt: %s got a training batch without document bounds (cu_seq_lens_q): it runs sdpa "
+                           "there. Feed it through hf_ipt's packed collator, and check that no patched forward "
+                           "drops the model's **kwargs", NAME)
+
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **{k: v for k, v in kwargs.items() if k not in BOUNDS})
     if dropout:
         raise ValueError(f"{NAME} has no attention dropout (got {dropout}): set the model's attention_dropout to 0")
+    for name, what in UNSUPPORTED.items():
+        if kwargs.get(name) is not None:
+            raise ValueError(f"{NAME} has no {what} ({name}), which {type(module).__name__} uses: use "
+                             "--attn_implementation sdpa, eager or flash_attention_2")
     window = kwargs.get("sliding_window")
     if window is not None and int(kwargs["max_length_q"]) > window:
         raise ValueError(f"{NAME} has no sliding window, and a document of this batch ({kwargs['max_length_q']} "
@@ -110,12 +138,14 @@ def _flash(query: Any, key: Any, value: Any, cu: Any, longest: int, scale: float
     ``window_size=(-1, 0)``, ``scale``, ``enable_gqa``)."""
     import torch
 
-    if query.dtype not in (torch.bfloat16, torch.float16):
+    half = (torch.bfloat16, torch.float16)
+    if any(t.dtype not in half for t in (query, key, value)):
         # fp32 master weights under bf16 autocast give fp32 queries (RoPE's fp32 cos/sin promote them):
         # autocast casts sdpa's inputs itself, not those of this custom op
         device = query.device.type
         if not torch.is_autocast_enabled(device):
-            raise ValueError(f"{NAME} runs a flash kernel, which takes bf16 or fp16, got {query.dtype}: train "
+            found = sorted({str(t.dtype) for t in (query, key, value)})
+            raise ValueError(f"{NAME} runs a flash kernel, which takes bf16 or fp16, got {', '.join(found)}: train "
                              "with --bf16 true (or --fp16 true, or a model loaded with --dtype bfloat16)")
         dtype = torch.get_autocast_dtype(device)
         query, key, value = (t.to(dtype) for t in (query, key, value))
