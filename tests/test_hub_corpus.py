@@ -509,7 +509,7 @@ def test_recipes_pin_url_sources_to_their_commit_before_training(hub):
     assert pin_hub_url(f"{URL}@v1") == pin_hub_url(URL, revision="v1") == f"{URL}@{first}"
 
 
-def test_recipes_pin_hub_dataset_ids_and_stream_the_pinned_snapshot(hub, monkeypatch):
+def test_recipes_pin_hub_dataset_ids_and_stream_the_pinned_snapshot(hub, monkeypatch, tmp_path, caplog):
     """A Hub id source is read at the commit it had when training started, also after the branch
     moves (a resume then finds another source and is refused); a typo fails before any model load."""
     from huggingface_hub import constants
@@ -533,11 +533,20 @@ def test_recipes_pin_hub_dataset_ids_and_stream_the_pinned_snapshot(hub, monkeyp
     assert tagged.domain_dataset == f"{REPO}@{first}"
     check_data(moved := ContinualPTConfig(domain_dataset=REPO))
     assert moved.domain_dataset == f"{REPO}@{second}"
-    assert hub_datasets(config.domain_dataset, f"{REPO}@v1", "data/x@y.jsonl") == [REPO]  # cards: the repo
+    (tmp_path / "outputs" / "aug@v2").mkdir(parents=True)  # a local folder with '@' is no Hub repo
+    monkeypatch.chdir(tmp_path)
+    assert hub_datasets(config.domain_dataset, f"{REPO}@v1", "data/x@y.jsonl", "outputs/aug@v2") == [REPO]  # cards
     with pytest.raises(UsageError, match=r"`--domain_dataset` 'org/nwes': no dataset repo 'org/nwes'"):
         check_data(ContinualPTConfig(domain_dataset="org/nwes"))
     with pytest.raises(UsageError, match=r"`--domain_dataset` 'org/news@nope': revision 'nope' not found"):
         check_data(ContinualPTConfig(domain_dataset=f"{REPO}@nope"))
+    hub.fail_next("info", 503)  # the Hub unreachable: read unpinned (the cache may serve it), with a warning
+    check_data(unreachable := ContinualPTConfig(domain_dataset=REPO))
+    assert unreachable.domain_dataset == REPO and "could not pin --domain_dataset 'org/news'" in caplog.text
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    check_data(offline := ContinualPTConfig(domain_dataset=REPO))
+    assert offline.domain_dataset == REPO
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # offline: left for datasets' cache to serve
     check_data(offline := ContinualPTConfig(domain_dataset=REPO))
     assert offline.domain_dataset == REPO

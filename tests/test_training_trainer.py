@@ -447,12 +447,12 @@ def test_a_resume_with_another_data_stream_is_refused(tmp_path, caplog):
     from hf_ipt.training.card import CardInfo
     from hf_ipt.training.trainer import DATA_STREAM_FILE, check_data_stream
 
-    def trainer(output_dir, share, batch=2, set_share=None, raw="raw.jsonl"):
+    def trainer(output_dir, share, batch=2, set_share=None, raw="raw.jsonl", col="col"):
         mix = [{"source": "raw.jsonl", "content": "raw text", "token_share": 1 - share, "note": ""},
-               {"source": "col", "content": "collection", "token_share": share, "note": "seen about 4 times"}]
+               {"source": col, "content": "collection", "token_share": share, "note": "seen about 4 times"}]
         args = SimpleNamespace(output_dir=str(output_dir), seed=42, max_length=128, world_size=1,
                                per_device_train_batch_size=batch, gradient_accumulation_steps=1)
-        settings = {"raw_dataset": raw, "collection": "col", "collection_repeats": 4, "collection_token_share": set_share}
+        settings = {"raw_dataset": raw, "collection": col, "collection_repeats": 4, "collection_token_share": set_share}
         card = CardInfo("pretrain", data_mix=mix, data_settings=settings)
         return SimpleNamespace(args=args, card=card, is_world_process_zero=lambda: True)
 
@@ -476,6 +476,22 @@ def test_a_resume_with_another_data_stream_is_refused(tmp_path, caplog):
     (first / DATA_STREAM_FILE).unlink()  # a run from before the check: resumes with a warning
     check_data_stream(trainer(first, 0.125), checkpoint)
     assert "cannot be compared" in caplog.text
+
+    # A run that recorded a Hub id bare (before ids were pinned) resumes with the id pinned now.
+    hub = tmp_path / "hub"
+    check_data_stream(trainer(hub, 0.25, col="org/col"), None)
+    (hub / "checkpoint-2").mkdir()
+    sha, other = "a" * 40, "b" * 40
+    check_data_stream(trainer(hub, 0.25, col=f"org/col@{sha}"), str(hub / "checkpoint-2"))
+    assert f"reads them at org/col@{sha}" in caplog.text
+    # ... and from then on it is recorded pinned: another commit is another stream.
+    with pytest.raises(UsageError, match=f"data.collection 'org/col@{sha}' -> 'org/col@{other}'"):
+        check_data_stream(trainer(hub, 0.25, col=f"org/col@{other}"), str(hub / "checkpoint-2"))
+    bare = tmp_path / "bare"
+    check_data_stream(trainer(bare, 0.25, col="org/col"), None)
+    (bare / "checkpoint-2").mkdir()
+    with pytest.raises(UsageError, match="data.collection 'org/col' -> 'org/other@"):  # another repo stays another
+        check_data_stream(trainer(bare, 0.25, col=f"org/other@{sha}"), str(bare / "checkpoint-2"))
 
 
 def _losses(tmp_path, tiny_model_dir, tiny_tokenizer, attn=None, **training):

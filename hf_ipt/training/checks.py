@@ -86,14 +86,16 @@ def pin_hub_sources(config: Any) -> dict[str, str]:
     Pinned once, by rank 0, and sent to the others when `torch.distributed` is initialized (in
     the recipes, by their parsed `TrainingArguments`), so that every rank reads the same
     snapshot even if the branch moves while they start; an error is raised on every rank.
-    Offline (``HF_HUB_OFFLINE``), Hub ids are left as they are, for `datasets`' cache to serve.
+    Offline (``HF_HUB_OFFLINE``, ``HF_DATASETS_OFFLINE``), or when the Hub cannot be reached, Hub
+    ids are left as they are, for the caches of `datasets` and `huggingface_hub` to serve.
     """
+    import datasets
     from huggingface_hub import constants
 
     urls = {a: s for a, _ in SOURCES if (s := getattr(config, a, None)) and is_hub_url(s)}
     attributes = [a for a, _ in SOURCES] + ["collection"]  # a collection is a folder or a Hub id, no URL
     ids = {a: s for a in attributes if (s := getattr(config, a, None)) and _is_hub_dataset(s)}
-    if ids and constants.HF_HUB_OFFLINE:
+    if ids and (constants.HF_HUB_OFFLINE or datasets.config.HF_DATASETS_OFFLINE):
         logger.info("offline: Hub dataset sources %s are not pinned to a commit", sorted(ids.values()))
         ids = {}
     urls.update(ids)
@@ -124,9 +126,16 @@ def _pin(sources: dict[str, str]) -> dict[str, str]:
     pinned = {}
     for attribute, source in sources.items():
         try:
-            pinned[attribute] = (
-                pin_hub_url(source) if is_hub_url(source) else pin_hub_dataset(source, where=f"--{attribute}")
-            )
+            if is_hub_url(source):
+                pinned[attribute] = pin_hub_url(source)
+                continue
+            try:
+                pinned[attribute] = pin_hub_dataset(source, where=f"--{attribute}")
+            except UsageError:
+                raise
+            except Exception as error:  # noqa: BLE001 - no network: the cache may still serve the id
+                logger.warning("hf_ipt: could not pin --%s %r to a commit (%s: %s): it is read unpinned",
+                               attribute, source, type(error).__name__, error)
         except UsageError as error:
             raise UsageError(str(error).replace("`corpus`", f"`--{attribute}`").replace(
                 "or given as `corpus_revision`", "or as a commit sha").replace("`token=`, ", "")) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,7 @@ def hyperparameters(args: Any, model: Any) -> dict[str, Any]:
 def hub_datasets(*sources: str | None) -> list[str]:
     """The Hub datasets among the sources (ids without their ``@revision``, and the repos of ``hf://``
     URLs), not local files or folders."""
-    ids = [hub_url_parts(s)[0] if is_hub_url(s) else s if is_file_corpus(s) else hub_id_parts(s)[0]
+    ids = [hub_url_parts(s)[0] if is_hub_url(s) else s if is_file_corpus(s) or os.path.exists(s) else hub_id_parts(s)[0]
            for s in sources if s]
     return list(dict.fromkeys(s for s in ids if is_hub_id(s)))
 
@@ -318,8 +319,28 @@ def comparable_stream(spec: dict) -> dict:
     return {**spec, "data": {k: v for k, v in spec["data"].items() if k not in RESOLVED_IN_MIX}}
 
 
+def unpinned_to_pinned(old: dict, spec: dict) -> dict[str, str]:
+    """Hub dataset ids that a run of hf_ipt <= 0.3 recorded bare (``org/name``) and this run pins
+    (``org/name@<sha>``), by data setting: ``{pinned: bare}``."""
+    before, now = old.get("data") or {}, spec.get("data") or {}
+    return {
+        value: before[key]
+        for key, value in now.items()
+        if isinstance(value, str) and isinstance(before.get(key), str) and "@" not in before[key]
+        and re.fullmatch(re.escape(before[key]) + "@[0-9a-f]{40}", value)
+    }
+
+
 def _refuse_another_stream(checkpoint: str, path: Path, old: dict, spec: dict) -> None:
     old, spec = comparable_stream(old), comparable_stream(spec)
+    if pins := unpinned_to_pinned(old, spec):
+        # A run saved before Hub ids were pinned: its stream is compared as it recorded it.
+        text = json.dumps(spec)
+        for pinned, bare in pins.items():
+            text = text.replace(json.dumps(pinned)[1:-1], json.dumps(bare)[1:-1])
+        spec = json.loads(text)
+        logger.warning("hf_ipt: %s recorded its Hub datasets unpinned; the resumed run reads them at %s, which may "
+                       "not be the commit it started on", path, ", ".join(sorted(pins)))
     if old != spec:
         from ..cli import UsageError, describe_changes
 
