@@ -164,6 +164,12 @@ def prepare(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -
     a warning): a mistake found only when the synthesizer loads (a wrong path, a missing
     engine) must not lock the folder to the settings that held it.
     """
+    return prepare_pinned(job, synthesis, filters)[0]
+
+
+def prepare_pinned(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -> tuple[list[dict], dict]:
+    """`prepare`, and the content of `job.json` as this process wrote or checked it (`check_pinned`
+    compares the file with it before a unit is marked done)."""
     units = job_units(job)
     spec = json.loads(json.dumps(job_spec(job, synthesis, filters, units)))  # tuples -> lists
     for sub in ("pairs", "data"):
@@ -171,8 +177,9 @@ def prepare(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -
     path = _spec_path(job)
     if not os.path.exists(path):
         write_json(path, spec)  # ranks starting together write the same content
-        return units
-    old = read_json(path)
+        return units, spec
+    found = read_json(path)
+    old = json.loads(json.dumps(found))  # normalized below for the comparison; `found` stays as written
     if isinstance(old.get("synthesis"), dict):  # jobs saved before the device index was left out
         old["synthesis"]["device"] = device_type(old["synthesis"].get("device"))
         if "engine_kwargs" in old["synthesis"]:  # saved as typed before engine_kwargs were normalized
@@ -184,26 +191,26 @@ def prepare(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -
         # Same corpus and settings, units cut by an older `make_shards`: keep the job's own units.
         logger.warning("hf_ipt: %r was cut into units by an older hf_ipt; resuming with its %d units",
                        job.output_dir, len(old["units"]))
-        return old["units"]
+        return old["units"], found
     if changed == ["units"] and (commits := _pinned_commits(job, old["units"])):
         # An unpinned Hub corpus got new commits: the job goes on with the snapshot it started on
         # (its units' URLs name that commit), as a job must read one fixed corpus.
         logger.warning("hf_ipt: %s has new commits since the job in %r started; it goes on with commit %s "
                        "(to synthesize the new one, start a job in a new --output_dir)", job.corpus,
                        job.output_dir, ", ".join(sorted(commits)))
-        return old["units"]
+        return old["units"], found
     if changed:
         differences, done = "; ".join(_differences(old, spec)), _done_units(job)
         if not done:
             logger.warning("hf_ipt: %r held a job with other settings that finished no unit; it now holds this one "
                            "(changed: %s)", job.output_dir, differences)
             write_json(path, spec)
-            return units
+            return units, spec
         raise UsageError(
             f"{job.output_dir!r} holds a different job (changed: {differences}) with {len(done)} finished unit(s); "
             "rerun with the same corpus and settings to resume it, or choose a new `output_dir`"
         )
-    return units
+    return units, found
 
 
 def _spec_path(job: JobConfig) -> str:
@@ -543,8 +550,7 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     synthesis, filters = synthesis or SynthesisConfig(), filters or FilterConfig()
     if rank is None or world_size is None:
         rank, world_size = world_from_env()
-    units = prepare(job, synthesis, filters)
-    pinned = read_json(_spec_path(job))
+    units, pinned = prepare_pinned(job, synthesis, filters)
     manifest_path = os.path.join(job.output_dir, "manifest.json")
     if os.path.exists(manifest_path):
         return read_json(manifest_path)

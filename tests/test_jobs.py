@@ -531,12 +531,15 @@ def test_a_run_whose_job_was_taken_by_other_settings_marks_no_unit_done(tmp_path
     and the earlier one must not add a unit made with its own settings."""
     from hf_ipt.augment import Augmenter
     from hf_ipt.cli import UsageError
-    from hf_ipt.jobs import job_units, prepare, read_json, synthesize_unit
+    from hf_ipt.jobs import job_units, prepare, prepare_pinned, read_json, synthesize_unit
 
     job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 4)), output_dir=str(tmp_path / "o"), num_shards=1)
-    prepare(job, SynthesisConfig(), NO_FILTERS)
-    pinned = read_json(str(tmp_path / "o" / "job.json"))
+    _, pinned = prepare_pinned(job, SynthesisConfig(), NO_FILTERS)
+    assert pinned == read_json(str(tmp_path / "o" / "job.json"))
     prepare(job, SynthesisConfig(seed=1), NO_FILTERS)  # the other run
+    # What this process pinned is what it wrote, not what the file holds by the time it looks again.
+    assert pinned["synthesis"]["seed"] == 0 and prepare_pinned(job, SynthesisConfig(seed=1), NO_FILTERS)[1] == read_json(
+        str(tmp_path / "o" / "job.json"))
     with pytest.raises(UsageError, match=r"taken by a run with other settings .*synthesis.seed 0 -> 1"):
         synthesize_unit(job, 0, job_units(job)[0], Augmenter(SynthesisConfig(output="pairs")), NO_FILTERS,
                         pinned=pinned)
