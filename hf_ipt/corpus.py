@@ -29,7 +29,7 @@ JSON_SUFFIXES = (".jsonl", ".json")
 PARQUET_SUFFIXES = (".parquet",)
 SUPPORTED = TEXT_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES
 HUB_URL = "hf://datasets/"
-_COMMIT = re.compile(r"[0-9a-f]{40}")
+COMMIT = re.compile(r"[0-9a-f]{40}")  # a full git commit sha
 _URL_PARTS = re.compile(
     r"hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>refs/(?:pr|convert)/[^/]+|[^/]+))?(?:/(?P<path>.*))?"
 )
@@ -138,7 +138,7 @@ def _commit(repo: str, revision: str | None, token, what: str, slash_hint: str) 
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, RevisionNotFoundError
 
-    if _COMMIT.fullmatch(revision or ""):
+    if COMMIT.fullmatch(revision or ""):
         return revision
     try:
         return HfApi(token=token).dataset_info(repo, revision=revision).sha
@@ -321,7 +321,7 @@ class CorpusConfig:
         if os.path.isdir(self.corpus):  # a local folder in Hub layout: its revision pins nothing
             return False
         revision = hub_url_parts(self.corpus)[1] if is_hub_url(self.corpus) else None
-        return is_local_corpus(self.corpus) or bool(_COMMIT.fullmatch(self.corpus_revision or revision or ""))
+        return is_local_corpus(self.corpus) or bool(COMMIT.fullmatch(self.corpus_revision or revision or ""))
 
 
 def _decode(raw: bytes) -> tuple[str, str | None]:

@@ -125,20 +125,17 @@ def pin_hub_sources(config: Any) -> dict[str, str]:
 def _pin(sources: dict[str, str]) -> dict[str, str]:
     pinned = {}
     for attribute, source in sources.items():
+        url = is_hub_url(source)
         try:
-            if is_hub_url(source):
-                pinned[attribute] = pin_hub_url(source)
-                continue
-            try:
-                pinned[attribute] = pin_hub_dataset(source, where=f"--{attribute}")
-            except UsageError:
-                raise
-            except Exception as error:  # noqa: BLE001 - no network: the cache may still serve the id
-                logger.warning("hf_ipt: could not pin --%s %r to a commit (%s: %s): it is read unpinned",
-                               attribute, source, type(error).__name__, error)
+            pinned[attribute] = pin_hub_url(source) if url else pin_hub_dataset(source, where=f"--{attribute}")
         except UsageError as error:
             raise UsageError(str(error).replace("`corpus`", f"`--{attribute}`").replace(
                 "or given as `corpus_revision`", "or as a commit sha").replace("`token=`, ", "")) from None
+        except Exception as error:  # no network: the cache may still serve an id (not a URL)
+            if url:
+                raise
+            logger.warning("hf_ipt: could not pin --%s %r to a commit (%s: %s): it is read unpinned",
+                           attribute, source, type(error).__name__, error)
     return pinned
 
 

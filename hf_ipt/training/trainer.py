@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
-from ..corpus import hub_id_parts, hub_url_parts, is_file_corpus, is_hub_url
+from ..corpus import COMMIT, hub_id_parts, hub_url_parts, is_file_corpus, is_hub_url
 from . import varlen
 from .callbacks import (
     ThroughputCallback,
@@ -320,15 +319,17 @@ def comparable_stream(spec: dict) -> dict:
 
 
 def unpinned_to_pinned(old: dict, spec: dict) -> dict[str, str]:
-    """Hub dataset ids that a run of hf_ipt <= 0.3 recorded bare (``org/name``) and this run pins
-    (``org/name@<sha>``), by data setting: ``{pinned: bare}``."""
+    """Hub dataset ids that a run saved before ids were pinned recorded bare (``org/name``) and this
+    run pins (``org/name@<sha>``), by data setting: ``{pinned: bare}``."""
     before, now = old.get("data") or {}, spec.get("data") or {}
-    return {
-        value: before[key]
-        for key, value in now.items()
-        if isinstance(value, str) and isinstance(before.get(key), str) and "@" not in before[key]
-        and re.fullmatch(re.escape(before[key]) + "@[0-9a-f]{40}", value)
-    }
+    pins = {}
+    for key, value in now.items():
+        bare = before.get(key)
+        if isinstance(value, str) and isinstance(bare, str) and "@" not in bare:
+            repo, revision = hub_id_parts(value)
+            if repo == bare and COMMIT.fullmatch(revision or ""):
+                pins[value] = bare
+    return pins
 
 
 def _refuse_another_stream(checkpoint: str, path: Path, old: dict, spec: dict) -> None:

@@ -114,15 +114,16 @@ def varlen_attention_forward(
         if kwargs.get(name) is not None:
             raise ValueError(f"{NAME} has no {what} ({name}), which {type(module).__name__} uses: use "
                              "--attn_implementation sdpa, eager or flash_attention_2")
+    longest = int(kwargs["max_length_q"])
     window = kwargs.get("sliding_window")
-    if window is not None and int(kwargs["max_length_q"]) > window:
-        raise ValueError(f"{NAME} has no sliding window, and a document of this batch ({kwargs['max_length_q']} "
+    if window is not None and longest > window:
+        raise ValueError(f"{NAME} has no sliding window, and a document of this batch ({longest} "
                          f"tokens) is longer than the model's ({window}): use --attn_implementation sdpa, or a "
                          f"--max_length of at most {window}")
     batch, heads, length, dim = query.shape
     scale = dim**-0.5 if scaling is None else scaling
     flat = [t.transpose(1, 2).reshape(batch * length, t.shape[1], dim) for t in (query, key, value)]
-    out = _attend(*flat, cu.to(query.device), int(kwargs["max_length_q"]), scale)
+    out = _attend(*flat, cu.to(query.device), longest, scale)
     return out.reshape(batch, length, heads, dim), None
 
 
