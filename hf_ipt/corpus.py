@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ JSON_SUFFIXES = (".jsonl", ".json")
 PARQUET_SUFFIXES = (".parquet",)
 SUPPORTED = TEXT_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES
 HUB_URL = "hf://datasets/"
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark: some editors and exports start a file with it
 COMMIT = re.compile(r"[0-9a-f]{40}")  # a full git commit sha
 _URL_PARTS = re.compile(
     r"hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>refs/(?:pr|convert)/[^/]+|[^/]+))?(?:/(?P<path>.*))?"
@@ -57,6 +59,12 @@ def is_local_corpus(corpus: str) -> bool:
     if os.path.isdir(corpus) or "://" in corpus:
         return False
     return os.path.isfile(corpus) or glob.has_magic(corpus) or corpus.endswith(SUPPORTED)
+
+
+def _looks_like_path(corpus: str) -> bool:
+    """Whether `corpus` can only be a local path: not ``name`` or ``org/name[@revision]``."""
+    base = corpus.partition("@")[0]
+    return base.startswith((".", "/", "~")) or base.endswith("/") or base.count("/") > 1
 
 
 def is_hub_url(corpus: str) -> bool:
@@ -218,7 +226,7 @@ def repo_files(corpus: str, config: str | None, split: str, revision: str | None
         raise ValueError(
             f"`corpus_split` {split!r} not found in {corpus!r}; available: {sorted(data_files)}"
         )
-    return [str(f) for f in data_files[split]]
+    return _supported(corpus, [str(f) for f in data_files[split]])
 
 
 def derive_corpus_name(pattern: str) -> str:
@@ -285,6 +293,17 @@ class CorpusConfig:
                     f"the revision is given twice: @{in_url} in {self.corpus!r} and `corpus_revision` "
                     f"{self.corpus_revision!r}; keep one ({where}.corpus_revision)"
                 )
+        if local and (self.corpus_config is not None or self.corpus_split != "train"):
+            raise ValueError(
+                f"`corpus_config` and `corpus_split` select the files of a dataset (repo id or folder); the local "
+                f"files {self.corpus!r} are all read: drop them, or point `corpus` at the dataset ({where}.corpus)"
+            )
+        if not local and not is_hub_url(self.corpus) and _looks_like_path(self.corpus) \
+                and not os.path.isdir(self.corpus):
+            raise MissingFileError(
+                f"`corpus` {self.corpus!r} is a path, but no such file or folder exists (a Hub dataset id is "
+                f"'name' or 'org/name'): check the path ({where}.corpus)"
+            )
         if self.corpus_revision is not None and local:
             raise ValueError(
                 f"`corpus_revision` ({self.corpus_revision!r}) applies to a dataset corpus (repo id or folder), "
@@ -344,11 +363,8 @@ def open_file(path: str, token=None):
 
 def _text_docs(path: str, doc_prefix: str, token=None) -> Iterator[Document]:
     with open_file(path, token) as f:
-        text, reject = _decode(f.read())
+        text, reject = _decode(f.read().removeprefix(BOM))
     yield Document(doc_prefix, text, reject)
-
-
-BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark: some editors and exports start a file with it
 
 
 def starts_with_array(path: str, token=None) -> bool:
@@ -434,16 +450,33 @@ def check_text_column(files: list[str], text_column: str, token=None) -> None:
         if path.endswith(TEXT_SUFFIXES) or not (os.path.isfile(path) or path == first_remote):
             continue  # a .txt file is its own text
         if path == first_remote and path.endswith(PARQUET_SUFFIXES):
-            import pyarrow.parquet as pq
-
             with open_file(path, token) as f:
-                _check_parquet_column(pq.ParquetFile(f, pre_buffer=False), path, text_column)
+                _check_parquet_column(parquet_file(f, path), path, text_column)
             continue
         if path == first_remote and path.endswith(".json") and starts_with_array(path, token):
             continue
+        reasons = Counter()
         for doc in read_file(path, text_column, strict=True, token=token):
-            if doc.reject in (None, "empty", "binary"):  # the row had the column as a string
+            if doc.reject in (None, "empty"):  # a row with the column as a string
                 break
+            reasons[doc.reject] += 1
+        else:
+            if reasons:
+                raise UsageError(_unreadable(path, text_column, reasons))
+
+
+def _unreadable(path: str, text_column: str, reasons: Counter) -> str:
+    """Why no row of a file gave a document, with the likely fix."""
+    found = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+    hints = {
+        "binary": "a UTF-16 or binary file: save it as UTF-8",
+        "not utf-8": "save the file as UTF-8",
+        "invalid json": "a .jsonl file holds one JSON object per line, a .json file one array of objects or "
+                        "JSON lines (no pretty-printed objects, no wrapping object)",
+    }
+    hint = next((hints[r] for r, _ in reasons.most_common() if r in hints),
+                f"the {text_column!r} values must be strings: set `text_column` (--text_column) to the text's column")
+    return f"no document of corpus file {path!r} can be read ({found}): {hint}"
 
 
 def _jsonl_docs(path: str, doc_prefix: str, text_column: str, strict: bool = False,
@@ -471,11 +504,8 @@ def _jsonl_docs(path: str, doc_prefix: str, text_column: str, strict: bool = Fal
 
 
 def _parquet_docs(path: str, doc_prefix: str, text_column: str, token=None) -> Iterator[Document]:
-    import pyarrow.parquet as pq
-
     with open_file(path, token) as f:
-        # no pre-buffering: it would fetch every row group of a remote file before the first row
-        pf = pq.ParquetFile(f, pre_buffer=False)
+        pf = parquet_file(f, path)
         _check_parquet_column(pf, path, text_column)
         i = 0
         for batch in pf.iter_batches(columns=[text_column], batch_size=1024):
@@ -484,10 +514,35 @@ def _parquet_docs(path: str, doc_prefix: str, text_column: str, token=None) -> I
                 i += 1
 
 
+def parquet_file(f, path: str):
+    """`pyarrow.parquet.ParquetFile` of the open file `f`; a damaged file is a `UsageError` naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        # no pre-buffering: it would fetch every row group of a remote file before the first row
+        return pq.ParquetFile(f, pre_buffer=False)
+    except (pa.ArrowException, OSError) as error:
+        raise UsageError(f"corpus file {path!r} is not a readable Parquet file ({error}): replace it, or leave "
+                         "it out of `corpus`") from None
+
+
 def _check_parquet_column(pf, path: str, text_column: str) -> None:
-    if text_column not in pf.schema_arrow.names:
+    import pyarrow as pa
+
+    schema = pf.schema_arrow
+    if text_column not in schema.names:
         raise UsageError(
-            f"`text_column` {text_column!r} not in {path!r}; columns: {pf.schema_arrow.names}. "
+            f"`text_column` {text_column!r} not in {path!r}; columns: {schema.names}. "
+            "Set `text_column` (--text_column) to the column that holds the text"
+        )
+    kind = schema.field(text_column).type
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)
+            or getattr(pa.types, "is_string_view", lambda _: False)(kind)):
+        raise UsageError(
+            f"`text_column` {text_column!r} of {path!r} holds {kind}, not text; columns: {schema}. "
             "Set `text_column` (--text_column) to the column that holds the text"
         )
 
@@ -498,6 +553,10 @@ def check_text(doc_id: str, value, text_column: str) -> Document:
         return Document(doc_id, "", f"no string in column {text_column!r}")
     if "\x00" in value:
         return Document(doc_id, "", "binary")
+    try:  # a JSON "\ud83d" (an emoji cut in half) decodes to a lone surrogate that no file can hold
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return Document(doc_id, "", "not utf-8")
     return Document(doc_id, value, None if value.strip() else "empty")
 
 

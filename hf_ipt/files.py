@@ -30,11 +30,11 @@ def write_atomic(path: str, write: Callable[[str], None], temp: str | None = Non
     temp = temp or temp_name(path)
     try:
         write(temp)
-        if unless is not None and unless():
-            os.remove(temp)
-            return False
         with open(temp, "rb+") as f:
             os.fsync(f.fileno())
+        if unless is not None and unless():  # checked last, so that little can change before the rename
+            os.remove(temp)
+            return False
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):  # never written, or removed by another process

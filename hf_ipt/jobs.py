@@ -53,7 +53,14 @@ from .augment import (
 )
 from .chaining import ChainEntry, ChainStats
 from .cli import UsageError, describe_changes
-from .corpus import CorpusConfig, Document, iter_shard, make_shards
+from .corpus import (
+    CorpusConfig,
+    Document,
+    check_text_column,
+    is_local_corpus,
+    iter_shard,
+    make_shards,
+)
 from .files import write_atomic, write_json
 from .filters import FilterConfig, NearDuplicates, filter_pairs
 from .protocol import Pair
@@ -76,25 +83,37 @@ class JobConfig(CorpusConfig):
         super().__post_init__()
         if self.max_doc_chars < 1:
             raise ValueError(f"`max_doc_chars` must be >= 1, got {self.max_doc_chars} (JobConfig.max_doc_chars)")
+        if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
+            raise ValueError(f"`output_dir` {self.output_dir!r} is a file: give a folder (JobConfig.output_dir)")
 
 
 def world_from_env(environ: dict | None = None) -> tuple[int, int]:
-    """`(rank, world_size)` from ``RANK``/``WORLD_SIZE`` (torchrun, accelerate) or a Slurm array.
+    """`(rank, world_size)` from ``RANK``/``WORLD_SIZE`` (torchrun, accelerate) or Slurm.
 
-    A Slurm array task is rank ``SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN`` of
-    ``SLURM_ARRAY_TASK_COUNT``. Nothing set: a single process.
+    Under Slurm: a job array's task is rank ``SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN`` of
+    ``SLURM_ARRAY_TASK_COUNT``; the tasks of one ``srun -n N`` step (``SLURM_STEP_NUM_TASKS``,
+    which srun sets and a batch script does not) split that further by ``SLURM_PROCID``. Nothing
+    set: a single process.
     """
     env = os.environ if environ is None else environ
     if "WORLD_SIZE" in env:
-        rank, world = int(env.get("RANK", 0)), int(env["WORLD_SIZE"])
-    elif "SLURM_ARRAY_TASK_COUNT" in env:
-        rank = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
-        world = int(env["SLURM_ARRAY_TASK_COUNT"])
+        world = int(env["WORLD_SIZE"])
+        if "RANK" not in env and world > 1:
+            raise ValueError(f"WORLD_SIZE={world} is set but RANK is not: every process would be rank 0 and the "
+                             "other ranks' units would never be done; set RANK too (torchrun and accelerate "
+                             "launch do), or unset WORLD_SIZE")
+        rank = int(env.get("RANK", 0))
     else:
-        return 0, 1
+        rank, world = 0, 1
+        if "SLURM_ARRAY_TASK_COUNT" in env:
+            rank = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+            world = int(env["SLURM_ARRAY_TASK_COUNT"])
+        tasks = int(env.get("SLURM_STEP_NUM_TASKS", 1))
+        if tasks > 1:
+            rank, world = rank * tasks + int(env["SLURM_PROCID"]), world * tasks
     if not 0 <= rank < world:
         raise ValueError(f"rank {rank} is outside a world of {world} processes; check RANK/WORLD_SIZE "
-                         "or SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT")
+                         "or SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT/SLURM_PROCID")
     return rank, world
 
 
@@ -136,8 +155,26 @@ def _alive(pid: int) -> bool:
 
 
 def job_units(job: JobConfig) -> list[dict]:
-    """The job's work units: `corpus.make_shards` over the corpus files."""
-    return make_shards(job.files(), job.num_shards)
+    """The job's work units: `corpus.make_shards` over the corpus files (`job_files`)."""
+    return make_shards(job_files(job), job.num_shards)
+
+
+def job_files(job: JobConfig) -> list[str]:
+    """The corpus files, less the job's own outputs (a glob such as ``corpus/**/*.parquet`` with
+    `output_dir` below ``corpus/`` matches them on a rerun), checked for `text_column`."""
+    files = job.listed_files()
+    if is_local_corpus(job.corpus):
+        inside = os.path.realpath(job.output_dir) + os.sep
+        ours = [f for f in files if os.path.realpath(f).startswith(inside)]
+        if ours:
+            logger.warning("hf_ipt: `corpus` %r matches %d file(s) inside `output_dir` %r, such as %r: they are "
+                           "this job's outputs and are left out", job.corpus, len(ours), job.output_dir, ours[0])
+            files = [f for f in files if f not in ours]
+            if not files:
+                raise UsageError(f"`corpus` {job.corpus!r} matches only files inside `output_dir` "
+                                 f"{job.output_dir!r}; point it at the raw corpus")
+    check_text_column(files, job.text_column)
+    return files
 
 
 def job_spec(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, units: list[dict]) -> dict:
@@ -178,7 +215,7 @@ def prepare_pinned(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
     if not os.path.exists(path):
         write_json(path, spec)  # ranks starting together write the same content
         return units, spec
-    found = read_json(path)
+    found = _read_spec(path)
     old = json.loads(json.dumps(found))  # normalized below for the comparison; `found` stays as written
     if isinstance(old.get("synthesis"), dict):  # jobs saved before the device index was left out
         old["synthesis"]["device"] = device_type(old["synthesis"].get("device"))
@@ -213,6 +250,26 @@ def prepare_pinned(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
     return units, found
 
 
+def _read_spec(path: str) -> dict:
+    """`job.json`; a file that is not an hf_ipt job's stops the run rather than be overwritten."""
+    try:
+        found = read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        found = error
+    if not isinstance(found, dict) or found.get("format") != FORMAT:
+        raise UsageError(f"{path!r} is not the job.json of an hf_ipt synthesis job "
+                         f"({found if isinstance(found, Exception) else 'no format ' + repr(FORMAT)}): "
+                         "choose another `output_dir`, or remove the file if the folder is yours to reuse")
+    return found
+
+
+def spec_id(spec: dict) -> str:
+    """A digest of a `job.json` content: done-markers record the one their unit was made under."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _spec_path(job: JobConfig) -> str:
     return os.path.join(job.output_dir, "job.json")
 
@@ -226,7 +283,7 @@ def check_pinned(job: JobConfig, pinned: dict) -> None:
     """Raise a `UsageError` when `job.json` no longer holds `pinned`, the spec this process runs: a
     run with other settings took the folder before any unit was done (`prepare`), and this
     process's units must not be marked done under settings they were not made with."""
-    current = read_json(_spec_path(job))
+    current = _read_spec(_spec_path(job))
     if current != pinned:
         raise UsageError(
             f"{job.output_dir!r} was taken by a run with other settings while this one ran (changed: "
@@ -273,14 +330,111 @@ def _path(job: JobConfig, stage: str, index: int, suffix: str) -> str:
     return os.path.join(job.output_dir, stage, unit_name(index) + suffix)
 
 
-def unit_done(job: JobConfig, index: int) -> bool:
-    return os.path.exists(_path(job, "pairs", index, ".json"))
+def unit_done(job: JobConfig, index: int, pinned: dict | None = None) -> bool:
+    """Whether unit `index` has its done-marker; with `pinned` (the `job.json` content this process
+    runs), one made under that content (markers written before they recorded it count as such)."""
+    if pinned is None:
+        return os.path.exists(_path(job, "pairs", index, ".json"))
+    marker = _marker(job, index)
+    return bool(marker) and marker.get("job_spec", spec_id(pinned)) == spec_id(pinned)
+
+
+def parquet_rows(path: str) -> int | None:
+    """The row count in a Parquet file's footer; `None` when it is missing or unreadable."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (OSError, pa.ArrowException):
+        return None
+
+
+def _marker(job: JobConfig, index: int) -> dict | None:
+    """Unit `index`'s done-marker; `None` when there is none, ``{}`` when it is unreadable."""
+    try:
+        return read_json(_path(job, "pairs", index, ".json"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def _pairs_made(job: JobConfig, index: int) -> tuple[int, str | None] | None:
+    """Rows and `spec_id` (`None` in units of older versions) of unit `index`'s pairs Parquet;
+    `None` when it is missing or unreadable."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(_path(job, "pairs", index, ".parquet"))
+    except (OSError, pa.ArrowException):
+        return None
+    spec = (parquet.schema_arrow.metadata or {}).get(SPEC_KEY)
+    return parquet.metadata.num_rows, None if spec is None else spec.decode()
+
+
+def _redo_damaged(job: JobConfig, num_units: int, pinned: dict | None = None) -> list[int]:
+    """Unmark, so that they are synthesized again, the finished units whose pairs Parquet is
+    missing, unreadable or holds another row count than their marker (a file deleted or cut short
+    by hand, a disk that lost it) or, with `pinned`, whose marker or Parquet were made under other
+    settings (a run with other settings wrote them while this one took the folder). What stages
+    2-3 derived from them goes too. Returns the unmarked units."""
+    ours = None if pinned is None else spec_id(pinned)
+    damaged = []
+    for index in range(num_units):
+        marker = _marker(job, index)
+        if marker is None:
+            continue
+        made = _pairs_made(job, index)
+        specs = {marker.get("job_spec"), None if made is None else made[1]} - {None}
+        if made is None or made[0] != marker.get("rows") or (ours is not None and specs - {ours}):
+            damaged.append(index)
+    if not damaged:
+        return []
+    logger.warning("hf_ipt: %d finished unit(s) of %r lost their pairs Parquet, hold another row count than "
+                   "their marker, or were made under other settings, such as unit %s: they are synthesized again",
+                   len(damaged), job.output_dir, unit_name(damaged[0]))
+    for index in damaged:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(_path(job, "pairs", index, ".json"))
+    for name in ("manifest.json", "dedup.json"):  # derived from every unit's pairs
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(job.output_dir, name))
+    for path in glob.glob(os.path.join(job.output_dir, "data", "*.parquet")):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+    return damaged
+
+
+def _finished(job: JobConfig) -> dict | None:
+    """The manifest of a finished job whose data files are all there, with the rows it counts;
+    `None` (and the manifest removed, for stage 3 to write what is missing again) otherwise."""
+    path = os.path.join(job.output_dir, "manifest.json")
+    try:
+        manifest = read_json(path)
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        manifest = {}
+    files = manifest.get("data_files")
+    rows = [parquet_rows(os.path.join(job.output_dir, f)) for f in files] if isinstance(files, list) else [None]
+    if None not in rows and sum(rows) == manifest.get("rows"):
+        return manifest
+    logger.warning("hf_ipt: the output of the finished job in %r is incomplete (a data file missing or damaged): "
+                   "it is written again", job.output_dir)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+    return None
 
 
 # ---------------------------------------------------------------- stage 1: synthesis
 
 
-def _pairs_schema():
+SPEC_KEY = b"hf_ipt_job_spec"  # Parquet metadata key: the `spec_id` a unit's pairs were made under
+
+
+def _pairs_schema(spec: str | None = None):
     import pyarrow as pa
 
     pair = pa.struct([("question", pa.string()), ("answer", pa.string()), ("task", pa.string())])
@@ -289,7 +443,7 @@ def _pairs_schema():
         ("shots", pa.list_(pa.string())), ("shot_rows", pa.list_(pa.int64())),  # rows of this unit
         ("truncated", pa.bool_()), ("tokens", pa.int64()),
         ("parent_row", pa.int64()),  # the chain link synthesis made (None: a chain starts here)
-    ])
+    ], metadata=None if spec is None else {SPEC_KEY: spec.encode()})
 
 
 @dataclass
@@ -362,7 +516,8 @@ def synthesize_unit(job: JobConfig, index: int, shard: dict, augment: Augmenter,
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    stats, schema = UnitStats(), _pairs_schema()
+    made_under = None if pinned is None else spec_id(pinned)
+    stats, schema = UnitStats(), _pairs_schema(made_under)
     augment.stats = stats.chain
     docs = _accepted(iter_shard(shard, job.text_column), job.max_doc_chars, stats)
 
@@ -380,14 +535,24 @@ def synthesize_unit(job: JobConfig, index: int, shard: dict, augment: Augmenter,
     def finished_elsewhere() -> bool:
         if pinned is not None:
             check_pinned(job, pinned)
-        return unit_done(job, index)
+        return unit_done(job, index, pinned)
 
     # A duplicate run that finished first keeps its Parquet and marker: this run's output is dropped.
     if not write_atomic(_path(job, "pairs", index, ".parquet"), write, unless=finished_elsewhere):
         return stats
     marker = {**vars(stats), "rejects": dict(stats.rejects), "filtered": dict(stats.filtered),
               "chain": asdict(stats.chain), "unit": index, "shard": shard, "rank": rank}
+    if pinned is not None:
+        marker["job_spec"] = made_under
     write_json(_path(job, "pairs", index, ".json"), marker)
+    if pinned is not None:
+        try:  # a run with other settings took the folder meanwhile: it redoes this unit (`_redo_damaged`)
+            check_pinned(job, pinned)
+        except UsageError:
+            if _marker(job, index).get("job_spec") == made_under:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(_path(job, "pairs", index, ".json"))
+            raise
     return stats
 
 
@@ -452,14 +617,24 @@ def render_unit(job: JobConfig, synthesis: SynthesisConfig, index: int, duplicat
     entries = [_entry(i, row, drop) for i, row in enumerate(rows)]
     columns = Augmenter(synthesis, corpus_name=job.corpus_name).render(entries, [r["id"] for r in rows])
     table = pa.Table.from_pydict(columns, schema=features(synthesis.output).arrow_schema)
-    write_atomic(_path(job, "data", index, ".parquet"), lambda temp: pq.write_table(table, temp))
+
+    def write(temp: str) -> None:
+        # no row group at all for an empty unit: `datasets` reads a 0-row group as batch size 0 and fails
+        with pq.ParquetWriter(temp, table.schema) as writer:
+            if table.num_rows:
+                writer.write_table(table)
+
+    write_atomic(_path(job, "data", index, ".parquet"), write)
 
 
-def finalize(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, units: list[dict]) -> dict:
+def finalize(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, units: list[dict],
+             pinned: dict | None = None) -> dict:
     """Stages 2-3 once every unit is synthesized; each step skips what an earlier run finished.
 
     Temporaries of dead processes on this host go first; once the manifest is written, every
     leftover temporary goes (killed processes on other hosts, duplicates of finished units).
+    With `pinned` (the `job.json` content this process runs), no manifest is written once
+    another run has replaced `job.json` (`check_pinned`).
     """
     folders = [os.path.join(job.output_dir, sub) for sub in ("", "pairs", "data")]
     for folder in folders:
@@ -471,11 +646,13 @@ def finalize(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
             write_json(path, find_duplicates(job, len(units), filters))
         duplicates = read_json(path)
     for index in range(len(units)):
-        if not os.path.exists(_path(job, "data", index, ".parquet")):
+        if parquet_rows(_path(job, "data", index, ".parquet")) is None:
             render_unit(job, synthesis, index, duplicates.get(unit_name(index), []))
     stats = [read_json(_path(job, "pairs", i, ".json")) for i in range(len(units))]
     _write_rejects(job, stats)
     manifest = build_manifest(job, synthesis, filters, stats, duplicates)
+    if pinned is not None:
+        check_pinned(job, pinned)
     write_json(os.path.join(job.output_dir, "manifest.json"), manifest)
     for folder in folders:
         _remove_temporaries(folder, stale_only=False)
@@ -533,6 +710,23 @@ def _token_unit(synthesis: SynthesisConfig) -> str:
 # ---------------------------------------------------------------- entry point
 
 
+def _synthesize_units(job: JobConfig, units: list[dict], todo: list[int], augment: Augmenter,
+                      filters: FilterConfig, rank: int, pinned: dict, progress: bool, token_unit: str) -> None:
+    """Stage 1 over the units `todo`, with a progress bar."""
+    bar = Progress(len(todo), rank, token_unit) if progress and todo else None
+    with bar.bar if bar else contextlib.nullcontext():  # closed before any error is printed
+        for index in todo:
+            try:
+                synthesize_unit(job, index, units[index], augment, filters, bar, rank, pinned)
+            except OSError:
+                if not unit_done(job, index, pinned):
+                    raise
+                # Another process finished this unit and the job meanwhile, and cleaned our temporary up.
+                logger.warning("hf_ipt: unit %s was finished by another process", unit_name(index))
+            if bar:
+                bar.bar.update(1)
+
+
 def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: FilterConfig | None = None,
             rank: int | None = None, world_size: int | None = None, progress: bool = True) -> dict | None:
     """Run (or resume) this process's share of a job; finish the job if it is the last one.
@@ -552,29 +746,26 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
         rank, world_size = world_from_env()
     units, pinned = prepare_pinned(job, synthesis, filters)
     manifest_path = os.path.join(job.output_dir, "manifest.json")
-    if os.path.exists(manifest_path):
-        return read_json(manifest_path)
-    todo = [i for i in range(rank, len(units), world_size) if not unit_done(job, i)]
+    if (manifest := _finished(job)) is not None:
+        return manifest
+    _redo_damaged(job, len(units), pinned)
+    todo = [i for i in range(rank, len(units), world_size) if not unit_done(job, i, pinned)]
     augment = Augmenter(replace(synthesis, output="pairs"), corpus_name=job.corpus_name)
-    bar = Progress(len(todo), rank, _token_unit(synthesis)) if progress and todo else None
-    with bar.bar if bar else contextlib.nullcontext():  # closed before any error is printed
-        for index in todo:
-            try:
-                synthesize_unit(job, index, units[index], augment, filters, bar, rank, pinned)
-            except OSError:
-                if not unit_done(job, index):
-                    raise
-                # Another process finished this unit and the job meanwhile, and cleaned our temporary up.
-                logger.warning("hf_ipt: unit %s was finished by another process", unit_name(index))
-            if bar:
-                bar.bar.update(1)
-    waiting = [i for i in range(len(units)) if not unit_done(job, i)]
-    if waiting:
-        logger.warning("hf_ipt: rank %d/%d done; %d units of other ranks remain, the last rank to finish "
-                       "writes the output", rank, world_size, len(waiting))
-        return None
+    for _ in range(3):
+        _synthesize_units(job, units, todo, augment, filters, rank, pinned, progress, _token_unit(synthesis))
+        waiting = [i for i in range(len(units)) if not unit_done(job, i, pinned)]
+        if waiting:
+            logger.warning("hf_ipt: rank %d/%d done; %d units of other ranks remain, the last rank to finish "
+                           "writes the output", rank, world_size, len(waiting))
+            return None
+        # Every unit is done: before stage 2, redo here any a run with other settings overwrote meanwhile.
+        if not (todo := _redo_damaged(job, len(units), pinned)):
+            break
+    else:
+        raise UsageError(f"units of {job.output_dir!r} keep being overwritten by a run with other settings; "
+                         "stop the other run, or give each its own `output_dir`")
     try:
-        return finalize(job, synthesis, filters, units)
+        return finalize(job, synthesis, filters, units, pinned)
     except OSError:
         if not os.path.exists(manifest_path):
             raise

@@ -13,6 +13,7 @@ takes disjoint work units; the last one to finish writes ``data/*.parquet`` and
 
 from __future__ import annotations
 
+import json
 import sys
 
 from .augment import SynthesisConfig
@@ -53,9 +54,30 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, SynthesisConfi
             parser.error(f"unknown keys in {known.config!r}: {unknown}; see `hf-ipt synthesize --help`")
         for action in parser._actions:  # YAML values become defaults; required ones become optional
             if action.dest in defaults:
-                action.default, action.required = defaults[action.dest], False
+                action.default, action.required = _yaml_default(parser, action, defaults[action.dest]), False
     *configs, _ = parse_dataclasses(parser, argv)
     return tuple(configs)
+
+
+def _yaml_default(parser, action, value):
+    """A YAML value as the string a flag would give: argparse then converts it with the option's
+    type (``num_shards: true`` and ``window_size: 2.5`` fail as ``--num_shards True`` would,
+    rather than passing as ``True`` or a float)."""
+    if value is None or action.type is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        if action.nargs in (None, "?"):
+            parser.error(f"`{action.dest}` in --config takes one value, not a list ({value!r})"
+                         + ("; match several files with one glob, e.g. 'data/*.jsonl'" if action.dest == "corpus" else ""))
+        try:
+            return [action.type(str(v)) for v in value]
+        except (TypeError, ValueError) as error:
+            parser.error(f"`{action.dest}` in --config: {error}")
+    if isinstance(value, dict):
+        if action.type is str:  # engine_kwargs: a mapping is the JSON object it stands for
+            return json.dumps(value)
+        parser.error(f"`{action.dest}` in --config takes a value, not a mapping ({value!r})")
+    return str(value)
 
 
 def main(argv: list[str] | None = None) -> int:

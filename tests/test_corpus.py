@@ -88,6 +88,66 @@ def test_a_utf8_bom_before_json_lines_costs_no_document(tmp_path):
             (f"{name}:{i}", doc(i), None) for i in range(3)]
 
 
+def test_a_utf8_bom_before_a_txt_document_is_not_part_of_it(tmp_path):
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + doc(0).encode())
+    assert [(d.text, d.reject) for d in read_file(str(tmp_path / "bom.txt"))] == [(doc(0), None)]
+
+
+def test_a_lone_surrogate_is_rejected_not_passed_on(tmp_path):
+    """``"\\ud83d"`` (an emoji cut in half) is valid JSON, but no UTF-8 file can hold the string:
+    it used to stop a job's Parquet write on every rerun."""
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"text": "emoji cut \\ud83d here"}\n' + json.dumps({"text": doc(1)}) + "\n")
+    assert [(d.text, d.reject) for d in read_file(str(path))] == [("", "not utf-8"), (doc(1), None)]
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("utf16.jsonl", json.dumps({"text": "Market report."}).encode("utf-16"), r"\(\d+ binary\).*save it as UTF-8"),
+    ("latin1.jsonl", b'{"text": "caf\xe9"}\n{"text": "na\xefve"}\n', r"\(2 not utf-8\): save the file as UTF-8"),
+    ("pretty.jsonl", b'{\n  "text": "Market report."\n}\n', r"\(3 invalid json\): a .jsonl file holds one JSON object"),
+    ("notes.jsonl", b"Plain text, not JSON.\nAnother line.\n", r"\(2 invalid json\)"),
+])
+def test_a_file_none_of_whose_rows_can_be_read_stops_before_any_work(tmp_path, name, content, message):
+    """Every row rejected for its format would give an empty output and exit 0: refused up front."""
+    from hf_ipt.corpus import CorpusConfig
+
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(UsageError, match=f"no document of corpus file .*{name}' can be read {message}"):
+        CorpusConfig(corpus=str(tmp_path / name)).files()
+
+
+def test_a_damaged_or_non_text_parquet_file_is_named(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hf_ipt.corpus import CorpusConfig
+
+    (tmp_path / "empty.parquet").write_bytes(b"")
+    with pytest.raises(UsageError, match="corpus file .*empty.parquet' is not a readable Parquet file"):
+        CorpusConfig(corpus=str(tmp_path / "empty.parquet")).files()
+    pq.write_table(pa.table({"text": [1, 2]}), tmp_path / "ints.parquet")
+    with pytest.raises(UsageError, match="`text_column` 'text' of .*ints.parquet' holds int64, not text"):
+        CorpusConfig(corpus=str(tmp_path / "ints.parquet")).files()
+    pq.write_table(pa.table({"text": pa.array(["a b", "c d"]).dictionary_encode()}), tmp_path / "dict.parquet")
+    assert [d.text for d in read_file(str(tmp_path / "dict.parquet"))] == ["a b", "c d"]
+
+
+def test_corpus_settings_that_cannot_apply_are_refused(tmp_path):
+    from hf_ipt.corpus import CorpusConfig
+
+    corpus = str(write_jsonl(tmp_path / "c.jsonl", 2))
+    for settings in ({"corpus_config": "default"}, {"corpus_split": "test"}):
+        with pytest.raises(ValueError, match="select the files of a dataset .*the local files .* are all read"):
+            CorpusConfig(corpus=corpus, **settings)
+    with pytest.raises(FileNotFoundError, match="'./typo/folder/' is a path, but no such file or folder exists"):
+        CorpusConfig(corpus="./typo/folder/")
+    (tmp_path / "ds").mkdir()
+    write_jsonl(tmp_path / "ds" / "a.jsonl", 2)
+    (tmp_path / "ds" / "b.jsonl.gz").write_bytes(b"")
+    with pytest.raises(UsageError, match="matched unsupported files such as .*b.jsonl.gz"):
+        CorpusConfig(corpus=str(tmp_path / "ds")).files()
+
+
 def test_same_file_names_in_different_folders_get_distinct_ids(tmp_path):
     for folder, start in (("x", 0), ("y", 50), ("y/z", 90)):
         (tmp_path / folder).mkdir(parents=True, exist_ok=True)

@@ -254,6 +254,134 @@ def test_ranks_from_launcher_environment():
     assert world_from_env(slurm) == (2, 4)
     with pytest.raises(ValueError, match="outside a world"):
         world_from_env({"RANK": "2", "WORLD_SIZE": "2"})
+    # `srun -n 3`: SLURM_STEP_NUM_TASKS is set by srun only; a batch script's SLURM_NTASKS is not a step
+    assert world_from_env({"SLURM_STEP_NUM_TASKS": "3", "SLURM_PROCID": "2", "SLURM_NTASKS": "3"}) == (2, 3)
+    assert world_from_env({"SLURM_NTASKS": "4", "SLURM_PROCID": "0"}) == (0, 1)
+    assert world_from_env({**slurm, "SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "1"}) == (5, 8)  # array x step
+    with pytest.raises(ValueError, match="WORLD_SIZE=2 is set but RANK is not"):
+        world_from_env({"WORLD_SIZE": "2"})
+    assert world_from_env({"WORLD_SIZE": "1"}) == (0, 1)
+
+
+def test_damaged_units_and_outputs_are_redone(tmp_path, caplog):
+    """A pairs Parquet deleted or cut short (its marker kept), or a data file lost after the
+    manifest: the rerun redoes what is missing and the output equals the first run's."""
+    import logging
+
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 24)), output_dir=str(tmp_path / "o"), num_shards=4)
+    first = run_job(job, progress=False)
+    reference = output_rows(tmp_path / "o")
+    pairs = tmp_path / "o" / "pairs"
+    (pairs / "00001.parquet").unlink()
+    with open(pairs / "00002.parquet", "r+b") as f:
+        f.truncate(100)
+    (tmp_path / "o" / "manifest.json").unlink()
+    with caplog.at_level(logging.WARNING, logger="hf_ipt.jobs"):
+        assert run_job(job, progress=False) == first
+    assert "2 finished unit(s)" in caplog.text and "unit 00001" in caplog.text
+    assert output_rows(tmp_path / "o") == reference
+    (tmp_path / "o" / "data" / "00003.parquet").unlink()  # after the manifest: not reported complete
+    assert run_job(job, progress=False) == first and output_rows(tmp_path / "o") == reference
+
+
+def test_units_written_under_other_settings_are_redone(tmp_path):
+    """A run with other settings that wrote a unit after this one took the folder (a race on a
+    slow file system): its marker and Parquet carry its settings, and this run redoes that unit."""
+    import shutil
+
+    corpus = str(write_jsonl(tmp_path / "c.jsonl", 12))
+    other = JobConfig(corpus=corpus, output_dir=str(tmp_path / "other"), num_shards=2, max_doc_chars=100)
+    run_job(other, progress=False)  # every document too long: 0 rows
+    job = JobConfig(corpus=corpus, output_dir=str(tmp_path / "o"), num_shards=2)
+    from hf_ipt.jobs import prepare
+
+    prepare(job, SynthesisConfig(), FilterConfig())
+    for name in ("00000.parquet", "00000.json"):
+        shutil.copy(tmp_path / "other" / "pairs" / name, tmp_path / "o" / "pairs" / name)
+    manifest = run_job(job, progress=False)
+    assert manifest["docs"] == {"read": 12, "rejected": 0, "kept": 12} and manifest["rows"] == 12
+
+
+def test_a_unit_marked_while_the_folder_was_taken_is_unmarked(tmp_path, monkeypatch):
+    """The folder is taken by other settings between this run's check and its marker: the marker
+    it wrote is removed again, so the other run redoes the unit."""
+    from hf_ipt import jobs
+    from hf_ipt.augment import Augmenter
+    from hf_ipt.cli import UsageError
+
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 4)), output_dir=str(tmp_path / "o"), num_shards=1)
+    units, pinned = jobs.prepare_pinned(job, SynthesisConfig(), NO_FILTERS)
+    write_json = jobs.write_json
+
+    def marker_then_takeover(path, value):
+        write_json(path, value)
+        if path.endswith("00000.json"):
+            write_json(str(tmp_path / "o" / "job.json"), {**pinned, "filters": {"other": 1}})
+
+    monkeypatch.setattr(jobs, "write_json", marker_then_takeover)
+    with pytest.raises(UsageError, match="taken by a run with other settings"):
+        jobs.synthesize_unit(job, 0, units[0], Augmenter(SynthesisConfig(output="pairs")), NO_FILTERS,
+                             pinned=pinned)
+    assert not (tmp_path / "o" / "pairs" / "00000.json").exists()
+
+
+def test_empty_units_load_with_datasets(tmp_path):
+    """3 documents in 8 units: 5 units have no row, and `load_dataset("parquet")` on the output
+    still works (a 0-row group would make datasets fail with batch size 0)."""
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 3)), output_dir=str(tmp_path / "o"), num_shards=8)
+    assert run_job(job, progress=False)["rows"] == 3
+    for streaming in (False, True):
+        ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "o" / "data" / "*.parquet"), split="train",
+                                   streaming=streaming)
+        assert sum(1 for _ in ds) == 3
+
+
+def test_job_folder_errors(tmp_path):
+    from hf_ipt.cli import UsageError
+
+    corpus = str(write_jsonl(tmp_path / "c.jsonl", 4))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="`output_dir` .*afile' is a file"):
+        JobConfig(corpus=corpus, output_dir=str(tmp_path / "afile"))
+    for content in ("x", '{"some": "other tool"}'):
+        (tmp_path / "junk").mkdir(exist_ok=True)
+        (tmp_path / "junk" / "job.json").write_text(content)
+        with pytest.raises(UsageError, match="is not the job.json of an hf_ipt synthesis job"):
+            run_job(JobConfig(corpus=corpus, output_dir=str(tmp_path / "junk")), progress=False)
+        assert (tmp_path / "junk" / "job.json").read_text() == content  # not overwritten
+
+
+def test_the_jobs_own_outputs_are_left_out_of_its_corpus(tmp_path, caplog):
+    import logging
+
+    (tmp_path / "c").mkdir()
+    pq.write_table(pa.table({"text": [doc(i) for i in range(6)]}), tmp_path / "c" / "a.parquet")
+    job = JobConfig(corpus=str(tmp_path / "c" / "**" / "*.parquet"), output_dir=str(tmp_path / "c" / "job"),
+                    num_shards=2)
+    first = run_job(job, progress=False)
+    with caplog.at_level(logging.WARNING, logger="hf_ipt.jobs"):
+        assert run_job(job, progress=False) == first  # the rerun finds data/ and pairs/ under the glob
+    assert "inside `output_dir`" in caplog.text and first["docs"]["read"] == 6
+
+
+def test_yaml_values_are_converted_as_flags_would_be(tmp_path, capsys):
+    from hf_ipt.synthesize_cli import parse_args
+
+    corpus = str(write_jsonl(tmp_path / "c.jsonl", 4))
+
+    def config(text: str) -> str:
+        path = tmp_path / "job.yaml"
+        path.write_text(f"corpus: {corpus}\noutput_dir: {tmp_path / 'o'}\n{text}")
+        return str(path)
+
+    job, synthesis, filters = parse_args(["--config", config("num_shards: 2\ntemperature: 0\ndedup: false\n")])
+    assert (job.num_shards, synthesis.temperature, filters.dedup) == (2, 0.0, False)
+    for text, message in [("num_shards: true\n", "invalid int value: 'True'"),
+                          ("window_size: 2.5\n", "invalid int value: '2.5'"),
+                          (f"corpus: [{corpus}, {corpus}]\n", "takes one value, not a list")]:
+        with pytest.raises(SystemExit) as exit_:
+            parse_args(["--config", config(text)])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_rank_without_all_units_leaves_the_output_to_the_last_rank(tmp_path):
