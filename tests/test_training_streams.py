@@ -201,3 +201,52 @@ def test_general_rows_with_a_null_question_or_response_are_skipped(corpus, tiny_
     text = tiny_tokenizer.decode([t for b in itertools.islice(dataset, 12) for t in b["input_ids"]])
     assert "What? 0 Reply 0." in text and "What? 3 Reply 3." in text
     assert "What? 1" not in text and "Reply 2." not in text
+
+
+@pytest.mark.parametrize("bad", ["domain", "general", "raw", "collection", "shots"])
+def test_a_source_that_gives_no_document_raises_instead_of_hanging(corpus, tiny_tokenizer, bad):
+    """Every text null, blank or not a string (every pair of a collection row null): the source
+    used to restart forever with nothing to train, printing nothing."""
+    def write(name: str, rows: list[dict]) -> str:
+        (corpus / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return str(corpus / name)
+
+    good = write("good.jsonl", [{"text": f"dom {i} {TEXT}"} for i in range(8)])
+    texts = write("texts.jsonl", [{"text": v} for v in (None, "", "  ", 7)])
+    general = write("general.jsonl", [{"question": "What?", "response": None}, {"question": " ", "response": ""}])
+    shard = corpus / "nulls" / "squad" / "shard"
+    shard.mkdir(parents=True)
+    (shard / "0.jsonl").write_text(json.dumps({"context": TEXT, "QA_list": [{"Q": "Why?", "A": None}]}) + "\n")
+    if bad == "shots":  # synthesizer tuning on the same collection
+        dataset, _ = synthesizer_dataset(SynthesizerConfig(collection=str(corpus / "nulls"), shuffle_buffer_size=0),
+                                         tiny_tokenizer, _args(corpus))
+        source = "squad"
+    elif bad in ("domain", "general"):
+        config = ContinualPTConfig(domain_dataset=texts if bad == "domain" else good,
+                                   general_dataset=general if bad == "general" else None, shuffle_buffer_size=0)
+        dataset, _ = continual_pt_dataset(config, tiny_tokenizer, _args(corpus))
+        source = texts if bad == "domain" else general
+    else:
+        config = PretrainConfig(tokenizer_name_or_path="t", raw_dataset=texts if bad == "raw" else good,
+                                collection=str(corpus / "nulls") if bad == "collection" else None,
+                                collection_repeats=1, shuffle_buffer_size=0)
+        if bad == "collection":  # its tokens are counted first: none
+            with pytest.raises(ValueError, match="the collection .*nulls' gives no training text"):
+                pretrain_dataset(config, tiny_tokenizer, _args(corpus))
+            return
+        dataset, _ = pretrain_dataset(config, tiny_tokenizer, _args(corpus))
+        source = texts
+    with pytest.raises(ValueError, match=f"source '{source}.*gave no training document in a whole pass"):
+        next(iter(dataset))
+
+
+def test_a_collection_pair_with_a_null_part_is_not_trained_as_none(corpus, tiny_tokenizer):
+    shard = corpus / "nullpair" / "squad" / "shard"
+    shard.mkdir(parents=True)
+    rows = [{"context": f"{TEXT} {i}", "QA_list": [{"Q": "What is reported?", "A": None},
+                                                    {"Q": "Who reported?", "A": "The company."}]} for i in range(4)]
+    (shard / "0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = SynthesizerConfig(collection=str(corpus / "nullpair"), shuffle_buffer_size=0)
+    dataset, _ = synthesizer_dataset(config, tiny_tokenizer, _args(corpus))
+    text = tiny_tokenizer.decode(next(iter(dataset))["input_ids"])
+    assert "Who reported?" in text and "What is reported?" not in text and "None" not in text

@@ -73,7 +73,8 @@ def _parquet_rows(files: list[str]):
 
 
 def endless_rows(
-    dataset, *, rank: int, world_size: int, seed: int, shuffle_buffer_size: int, name: str
+    dataset, *, rank: int, world_size: int, seed: int, shuffle_buffer_size: int, name: str,
+    usable: Callable[[dict], bool] | None = None,
 ):
     """This rank's rows of `dataset`, epoch after epoch, reshuffled each epoch.
 
@@ -83,6 +84,8 @@ def endless_rows(
         seed (`int`): shuffling seed (the same on every rank, so shards stay disjoint).
         shuffle_buffer_size (`int`): rows in the shuffle buffer; 0 keeps the source order.
         name (`str`): the source's name in logs and errors.
+        usable (`Callable`, *optional*): whether a row gives a training document; a pass over
+            the rows in which none does raises, rather than restart forever with nothing to train.
     """
     from datasets.distributed import split_dataset_by_node
 
@@ -91,12 +94,20 @@ def endless_rows(
     dataset = split_dataset_by_node(dataset, rank=rank, world_size=world_size)
     for epoch in itertools.count():
         dataset.set_epoch(epoch)
-        rows = 0
+        rows = kept = 0
         for row in dataset:
             rows += 1
+            kept += usable is None or usable(row)
             yield row
         if rows == 0:
             raise ValueError(f"source {name!r} has no rows for rank {rank} of {world_size}")
+        if kept == 0:
+            raise ValueError(
+                f"source {name!r} gave no training document in a whole pass over its {rows} rows on rank {rank} "
+                f"of {world_size}: every text is null, empty or not a string (or every pair of a collection row); "
+                "check the source and its column options (--text_column, --question_column, --response_column, "
+                "--pairs_column)"
+            )
         logger.info(
             "source %r: epoch %d done on rank %d (%d rows), restarting", name, epoch, rank, rows
         )

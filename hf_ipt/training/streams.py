@@ -24,7 +24,8 @@ from .synthesizer_data import collection_files, encode_shot, multi_shot_sequence
 logger = logging.getLogger(__name__)
 
 
-def _rows(source: str | list[str], config: Any, rank: int, world_size: int, seed: int, name: str):
+def _rows(source: str | list[str], config: Any, rank: int, world_size: int, seed: int, name: str,
+          usable: Callable[[dict], bool] | None = None):
     return endless_rows(
         load_rows(source, split=config.dataset_split),
         rank=rank,
@@ -32,15 +33,18 @@ def _rows(source: str | list[str], config: Any, rank: int, world_size: int, seed
         seed=seed,
         shuffle_buffer_size=config.shuffle_buffer_size,
         name=name,
+        usable=usable,
     )
 
 
 def _numbered(
     source: str | list[str], config: Any, rank: int, world_size: int, seed: int, key: str, start: Position,
-    name: str | None = None,
+    name: str | None = None, text_of: Callable[[dict], Any] | None = None,
 ):
-    """This rank's rows of `source`, endless, past those `start` has behind it, with their snapshots."""
-    rows = _rows(source, config, rank, world_size, seed, name or str(source))
+    """This rank's rows of `source`, endless, past those `start` has behind it, with their snapshots.
+    `text_of`: what a row gives (`None`: nothing), so that a source that gives nothing raises."""
+    usable = None if text_of is None else (lambda row: text_of(row) is not None)
+    rows = _rows(source, config, rank, world_size, seed, name or str(source), usable)
     return numbered_rows(rows, key, start)
 
 
@@ -102,20 +106,26 @@ def _continual_pt_blocks(
 ):
     start = start or Position()
     numbered = functools.partial(_numbered, config=config, rank=rank, world_size=world_size, seed=seed, start=start)
-    docs = _documents(numbered(config.domain_dataset, key="domain"), _column(config.text_column), tokenizer)
+    text = _column(config.text_column)
+    docs = _documents(numbered(config.domain_dataset, key="domain", text_of=text), text, tokenizer)
     if config.general_dataset:
-        general = _documents(
-            numbered(config.general_dataset, key="general"),
-            functools.partial(_general_text, question=config.question_column, response=config.response_column),
-            tokenizer,
-        )
+        general_text = functools.partial(_general_text, question=config.question_column,
+                                         response=config.response_column)
+        general = _documents(numbered(config.general_dataset, key="general", text_of=general_text), general_text,
+                             tokenizer)
         ratios = [1 - config.general_fraction, config.general_fraction]
         docs = mix_documents([docs, general], ratios, name="general", start=start)
     yield from pack_sequences(docs, seq_length, start)
 
 
-def _column(name: str) -> Callable[[dict], str]:
-    return lambda row: row[name]
+def _column(name: str) -> Callable[[dict], str | None]:
+    """The text in column `name` of a row, or `None` (the row is skipped): null, not a string,
+    or blank (it would train an EOS right after the BOS)."""
+    def text(row: dict) -> str | None:
+        value = row[name]
+        return value if isinstance(value, str) and value.strip() else None
+
+    return text
 
 
 def _general_text(row: dict, question: str, response: str) -> str | None:
@@ -125,7 +135,8 @@ def _general_text(row: dict, question: str, response: str) -> str | None:
 
     if not (isinstance(row[question], str) and isinstance(row[response], str)):
         return None
-    return format_general(row[question], row[response])
+    text = format_general(row[question], row[response])
+    return text if text.strip() else None
 
 
 # -- pre-training from scratch: raw + augmented (by documents), + the collection (by tokens) ----
@@ -175,6 +186,12 @@ def _pretrain_mix(config: Any, share: float) -> list[dict[str, Any]]:
 def collection_share(config: Any, tokenizer: Any, args: Any) -> float:
     """Token share that shows the collection `collection_repeats` times in the run's token budget."""
     tokens = collection_tokens(config, tokenizer)
+    if tokens == 0:
+        raise ValueError(
+            f"the collection {config.collection!r} gives no training text: no row has a usable pair (check "
+            "--context_column and --pairs_column), so it cannot be shown `collection_repeats` times; fix it, or "
+            "leave `collection` unset"
+        )
     budget = args.max_steps * args.tokens_per_step
     share = config.collection_repeats * tokens / budget
     logger.info(
@@ -265,12 +282,12 @@ def _pretrain_blocks(
     start = start or Position()
     numbered = functools.partial(_numbered, config=config, rank=rank, world_size=world_size, seed=seed, start=start)
     text = _column(config.text_column)
-    docs = _documents(numbered(config.raw_dataset, key="raw"), text, tokenizer)
+    docs = _documents(numbered(config.raw_dataset, key="raw", text_of=text), text, tokenizer)
     if config.augmented_dataset:
         # A row renders a CHAIN of corpus texts (``doc_ids``, 2-3 with a model synthesizer), so the
         # 1/5 of corpus documents is counted in texts, not rows; a row without ``doc_ids`` counts 1.
         augmented = _documents(
-            numbered(config.augmented_dataset, key="augmented"),
+            numbered(config.augmented_dataset, key="augmented", text_of=text),
             text,
             tokenizer,
             extra=lambda row: {"num_texts": max(len(row.get("doc_ids") or ()), 1)},
@@ -278,9 +295,10 @@ def _pretrain_blocks(
         ratios = [1 - config.augmented_fraction, config.augmented_fraction]
         docs = mix_documents([docs, augmented], ratios, name="augmented", start=start, count=num_corpus_texts)
     if collection_fraction > 0:
+        collection_text = functools.partial(_collection_text, config=config)
         collection = _documents(
-            numbered(_collection_files(config), key="collection", name=config.collection),
-            functools.partial(_collection_text, config=config),
+            numbered(_collection_files(config), key="collection", name=config.collection, text_of=collection_text),
+            collection_text,
             tokenizer,
         )
         ratios = [1 - collection_fraction, collection_fraction]
@@ -341,12 +359,17 @@ def _synthesizer_sequences(
     start = start or Position()
     streams = []
     for name, source_files in files.items():
-        numbered = _numbered(source_files, config, rank, world_size, seed, f"collection/{name}", start, name=name)
-        shots = ((row_shot(row, config.context_column, config.pairs_column), at) for row, at in numbered)
+        numbered = _numbered(source_files, config, rank, world_size, seed, f"collection/{name}", start, name=name,
+                             text_of=functools.partial(_shot, config=config))
+        shots = ((_shot(row, config), at) for row, at in numbered)
         encoded = ({**encode_shot(tokenizer, *shot), RESUME_AT: at} for shot, at in shots if shot is not None)
         streams.append(multi_shot_sequences(encoded, max_length, name=f"source {name!r}"))
     sequences = mix_documents(streams, [sizes[name] for name in files], name="sources", start=start)
     yield from with_positions(sequences, start)
+
+
+def _shot(row: dict, config: Any):
+    return row_shot(row, config.context_column, config.pairs_column)
 
 
 def _row(source: str, content: str, token_share: float | None, note: str = "") -> dict[str, Any]:

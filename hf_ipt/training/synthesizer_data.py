@@ -53,11 +53,16 @@ def collection_files(collection: str) -> dict[str, list[str]]:
     return dict(files)
 
 
-def _pair(pair: Any) -> tuple[str, str]:
+def _pair(pair: Any) -> tuple[str, str] | None:
+    """`(question, answer)` of a collection pair; `None` when either is null or blank (it would
+    be trained as the text "None")."""
     if isinstance(pair, Mapping):
         keys = ("question", "answer") if "question" in pair else ("Q", "A")
-        return str(pair[keys[0]]), str(pair[keys[1]])
-    question, answer = pair
+        question, answer = pair.get(keys[0]), pair.get(keys[1])
+    else:
+        question, answer = pair
+    if question is None or answer is None or not str(question).strip() or not str(answer).strip():
+        return None
     return str(question), str(answer)
 
 
@@ -68,7 +73,7 @@ def row_shot(row: Mapping[str, Any], context_column: str = "context", pairs_colu
             f"collection row has no {pairs_column!r} column; columns: {sorted(row)}. "
             "Name the pairs column with `pairs_column` (`--pairs_column`)."
         )
-    pairs = [_pair(p) for p in row[pairs_column] or []]
+    pairs = [pair for p in row[pairs_column] or [] if (pair := _pair(p)) is not None]
     return (row.get(context_column) or "", pairs) if pairs else None
 
 
