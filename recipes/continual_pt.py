@@ -43,7 +43,7 @@ def main(data_args, training_args, model_args):
 
     check_data(data_args)  # paths and columns (hf:// URLs pinned to a commit), before a model loads
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
-    model = load_model(model_args, training_args.activation_checkpointing)
+    model = load_model(model_args, training_args.activation_checkpointing, training_args.seed)
     dataset, data_mix = continual_pt_dataset(data_args, tokenizer, training_args)
     card = CardInfo(
         "continual_pt",

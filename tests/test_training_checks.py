@@ -71,6 +71,9 @@ def test_continual_pt_sources(data, monkeypatch):
             "`--general_dataset`", "`--question_column`", "`--response_column`", re.escape("['instruction', 'output']"))
     check_data(ContinualPTConfig(**{**good, "general_dataset": str(data / "qa.jsonl")},
                                  question_column="instruction", response_column="output"))
+    # a YAML list passes the parser untyped: refused with the fix, not an AttributeError
+    _raises(ContinualPTConfig(domain_dataset=[good["domain_dataset"], good["domain_dataset"]]),
+            "`domain_dataset` takes one source", "not list", "one glob")
 
 
 def test_pretrain_sources(data):

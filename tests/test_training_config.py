@@ -196,6 +196,9 @@ def test_model_card_renders_mix_tokens_hyperparameters_and_citation():
     )
     assert "| data/fin.parquet | augmented | 50.0% | 2,048 |  |" in card
     assert "4,096 of a budget of 8,192 (8 steps of 1,024 tokens)" in card
+    assert "**Tokens seen:** 4,096 of" in render_model_card(info, tokens_exact=False, **CARD_ARGS)  # packed blocks
+    synthesizer = render_model_card(CardInfo("train_synthesizer"), tokens_exact=False, **CARD_ARGS)
+    assert "**Tokens seen:** at most 4,096 (not counted: --include_num_input_tokens_seen counts them)" in synthesizer
     assert "| learning_rate | 0.0003 |" in card
     assert "No evaluation results yet." in card
     assert "@inproceedings{cheng2024instruction" in card and "2406.14491" in card

@@ -244,7 +244,7 @@ def test_qlora_with_8bit_optimizer_trains_on_cpu(tmp_path, tiny_model_dir, tiny_
     out = tmp_path / "out"
     assert (out / "adapter_model.safetensors").is_file()
     card = (out / "README.md").read_text()
-    assert "| lora | r=4, alpha=8, dropout=0.05 |" in card
+    assert "| lora | r=4, alpha=8, dropout=0.05 |" in card and "| quantization | 4-bit nf4 bitsandbytes |" in card
     assert card.startswith("---\nlibrary_name: peft\n")  # an adapter, not full weights
     with pytest.raises(ValueError, match="--use_peft"):
         load_model(ModelConfig(model_name_or_path=str(tiny_model_dir), load_in_8bit=True))
@@ -352,14 +352,71 @@ def test_only_rank_0_checks_document_isolation_in_a_sharded_launch(tmp_path, tin
         assert len(calls) == expected, env
 
 
-def test_resolve_checkpoint(tmp_path):
-    assert resolve_checkpoint(None, str(tmp_path)) is None
-    assert resolve_checkpoint("some/path", str(tmp_path)) == "some/path"
-    with pytest.raises(ValueError, match="no checkpoint"):
+def test_resolve_checkpoint(tmp_path, caplog):
+    import logging
+
+    assert resolve_checkpoint(None, str(tmp_path)) is None and resolve_checkpoint("false", str(tmp_path)) is None
+    with pytest.raises(ValueError, match="'some/path' does not exist"):
+        resolve_checkpoint("some/path", str(tmp_path))
+    with pytest.raises(ValueError, match="holds no complete checkpoint"):
         resolve_checkpoint("last", str(tmp_path))
-    (tmp_path / "checkpoint-2").mkdir()
-    (tmp_path / "checkpoint-10").mkdir()
-    assert resolve_checkpoint("last", str(tmp_path)).endswith("checkpoint-10")
+    for step in (2, 10, 12):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    with pytest.raises(ValueError, match=r"no complete checkpoint-\* folder \(3 without trainer_state.json\)"):
+        resolve_checkpoint("last", str(tmp_path))
+    for step in (2, 10):
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    # checkpoint-12 is what a save cut short leaves (hf_ipt's stream position, no trainer state)
+    with caplog.at_level(logging.WARNING, logger="hf_ipt.training.trainer"):
+        for value in ("last", "true", "True"):
+            assert resolve_checkpoint(value, str(tmp_path)) == str(tmp_path / "checkpoint-10")
+    assert "checkpoint-12 has no trainer_state.json" in caplog.text
+    with pytest.raises(ValueError, match="checkpoint-12' is not a checkpoint folder"):
+        resolve_checkpoint(str(tmp_path / "checkpoint-12"), str(tmp_path))
+    assert resolve_checkpoint(str(tmp_path / "checkpoint-2"), str(tmp_path)) == str(tmp_path / "checkpoint-2")
+    # before any model loads: the recipe's arguments refuse a bad value when they are parsed
+    with pytest.raises(ValueError, match="'missing' does not exist"):
+        TrainingConfig(output_dir=str(tmp_path), max_steps=2, resume_from_checkpoint="missing", use_cpu=True)
+    args = TrainingConfig(output_dir=str(tmp_path), max_steps=2, resume_from_checkpoint="last", use_cpu=True)
+    assert args.resume_from_checkpoint == str(tmp_path / "checkpoint-10")
+
+
+def test_the_card_records_the_launchers_precision_the_weights_dtype_and_quantization(tiny_model_dir, monkeypatch):
+    """`accelerate launch` with `mixed_precision: bf16` trains under bf16 autocast while `args.bf16`
+    stays false: the card used to say fp32."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hf_ipt.training.trainer import hyperparameters
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    args = TrainingConfig(output_dir="unused", max_steps=2, use_cpu=True)
+    assert not args.bf16 and hyperparameters(args, model)["precision"] == "bf16"
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    values = hyperparameters(TrainingConfig(output_dir="unused", max_steps=2, use_cpu=True), model)
+    assert values["precision"] == "fp32" and "weights_dtype" not in values and "quantization" not in values
+    values = hyperparameters(TrainingConfig(output_dir="unused", max_steps=2, use_cpu=True),
+                             model.to(torch.bfloat16))
+    assert values["weights_dtype"] == "bfloat16"
+
+
+def test_lora_adapters_are_initialized_from_the_seed(tiny_model_dir):
+    import torch
+    from trl import ModelConfig
+
+    from hf_ipt.training.model_init import load_model
+
+    args = ModelConfig(model_name_or_path=str(tiny_model_dir), use_peft=True, lora_r=4,
+                       lora_target_modules=["q_proj", "v_proj"])
+
+    def adapters(seed: int) -> list:
+        return [p.detach().clone() for n, p in load_model(args, seed=seed).named_parameters() if "lora_A" in n]
+
+    torch.manual_seed(123)  # whatever the global state before: the seed decides
+    first = adapters(7)
+    assert all(torch.equal(a, b) for a, b in zip(first, adapters(7), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first, adapters(8), strict=True))
 
 
 def test_flops_per_token_is_six_n(tiny_model_dir):
@@ -447,12 +504,14 @@ def test_a_resume_with_another_data_stream_is_refused(tmp_path, caplog):
     from hf_ipt.training.card import CardInfo
     from hf_ipt.training.trainer import DATA_STREAM_FILE, check_data_stream
 
-    def trainer(output_dir, share, batch=2, set_share=None, raw="raw.jsonl", col="col"):
+    def trainer(output_dir, share, batch=2, set_share=None, raw="raw.jsonl", col="col", ignore=False, recipe="pretrain"):
         mix = [{"source": "raw.jsonl", "content": "raw text", "token_share": 1 - share, "note": ""},
                {"source": col, "content": "collection", "token_share": share, "note": "seen about 4 times"}]
         args = SimpleNamespace(output_dir=str(output_dir), seed=42, max_length=128, world_size=1,
-                               per_device_train_batch_size=batch, gradient_accumulation_steps=1)
+                               per_device_train_batch_size=batch, gradient_accumulation_steps=1, ignore_data_skip=ignore)
         settings = {"raw_dataset": raw, "collection": col, "collection_repeats": 4, "collection_token_share": set_share}
+        if recipe != "pretrain":
+            settings = {"domain_dataset": raw}
         card = CardInfo("pretrain", data_mix=mix, data_settings=settings)
         return SimpleNamespace(args=args, card=card, is_world_process_zero=lambda: True)
 
@@ -465,8 +524,18 @@ def test_a_resume_with_another_data_stream_is_refused(tmp_path, caplog):
     check_data_stream(trainer(tmp_path / "second", 0.25), checkpoint)  # into another folder too
     with pytest.raises(UsageError, match=r"another data stream \(changed: mix\.collection \(col\) token_share 0\.25 -> 0\.125; mix\.raw text .*--collection_token_share"):
         check_data_stream(trainer(first, 0.125), checkpoint)
-    with pytest.raises(UsageError, match=r"batches\.per_device_train_batch_size 2 -> 4"):
+    with pytest.raises(UsageError, match=r"batches\.per_device_train_batch_size 2 -> 4.*or pass --ignore_data_skip"):
         check_data_stream(trainer(first, 0.25, batch=4), checkpoint)
+    # --ignore_data_skip: the weights resume and the new stream starts from its beginning, said
+    check_data_stream(trainer(tmp_path / "bigger", 0.25, batch=4, ignore=True), checkpoint)
+    assert "with another data stream (changed: batches.per_device_train_batch_size 2 -> 4) and --ignore_data_skip" \
+        in caplog.text
+    cpt = tmp_path / "cpt"  # continual_pt has no collection share: the message does not offer one
+    check_data_stream(trainer(cpt, 0.25, recipe="continual_pt"), None)
+    (cpt / "checkpoint-2").mkdir()
+    with pytest.raises(UsageError) as refused:
+        check_data_stream(trainer(cpt, 0.25, raw="other.jsonl", recipe="continual_pt"), str(cpt / "checkpoint-2"))
+    assert "collection_token_share" not in str(refused.value)
     # Training longer as the message says: the share derived from max_steps, now given explicitly.
     check_data_stream(trainer(tmp_path / "longer", 0.25, set_share=0.25), checkpoint)
     with pytest.raises(UsageError, match=r"changed: mix\.collection \(col\) token_share 0\.25 -> 0\.2;"):

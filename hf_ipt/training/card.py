@@ -79,8 +79,13 @@ def render_model_card(
     max_steps: int,
     hyperparameters: dict[str, Any],
     eval_results: dict[str, Any] | None = None,
+    tokens_exact: bool = True,
 ) -> str:
-    """The model card (markdown with YAML metadata) of a recipe's checkpoint."""
+    """The model card (markdown with YAML metadata) of a recipe's checkpoint.
+
+    `tokens_exact`: whether `tokens_seen` was counted; else it is steps x tokens per step, exact
+    for packed blocks and an upper bound for the synthesizer's sequences, which are not full.
+    """
     if is_hub_id(info.base_model):
         base = f"[{info.base_model}](https://huggingface.co/{info.base_model})"
     elif info.base_model:
@@ -96,7 +101,8 @@ def render_model_card(
         summary=SUMMARIES[info.recipe],
         recipe=info.recipe,
         base_model=base,
-        tokens_seen=f"{tokens_seen:,}",
+        tokens_seen=f"{tokens_seen:,}" if tokens_exact or info.recipe != "train_synthesizer" else
+        f"at most {tokens_seen:,} (not counted: --include_num_input_tokens_seen counts them)",
         token_budget=f"{max_steps * tokens_per_step:,}",
         max_steps=f"{max_steps:,}",
         tokens_per_step=f"{tokens_per_step:,}",

@@ -64,6 +64,12 @@ def check_data(config: Any) -> None:
     Raises:
         `UsageError`: a local source that matches nothing, or whose first row lacks a column.
     """
+    for attribute in [a for a, _ in SOURCES] + ["collection"]:
+        value = getattr(config, attribute, None)
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"`{attribute}` takes one source (a file, a glob, an hf:// URL or a dataset), not "
+                             f"{type(value).__name__} {value!r}: match several files with one glob, e.g. "
+                             "'data/*.jsonl'")
     split = getattr(config, "dataset_split", "train")
     for attribute, pinned in pin_hub_sources(config).items():
         setattr(config, attribute, pinned)

@@ -98,6 +98,10 @@ class TrainingConfig(TrainingArguments):
             }
             self.torch_compile_backend = self.torch_compile_mode = None
         super().__post_init__()
+        from .trainer import resolve_checkpoint
+
+        # checked here, before a model loads: `last` (or `true`) becomes the newest complete checkpoint
+        self.resume_from_checkpoint = resolve_checkpoint(self.resume_from_checkpoint, self.output_dir)
         self._stream_per_rank()
         if getattr(self.accelerator_config, "split_batches", False):
             raise ValueError(

@@ -143,13 +143,15 @@ def shardable_quantization(quantization_config: Any, dtype: Any) -> Any:
     return quantization_config
 
 
-def load_model(model_args: Any, activation_checkpointing: bool = False):
+def load_model(model_args: Any, activation_checkpointing: bool = False, seed: int = 42):
     """Load `model_args.model_name_or_path`, quantized (bitsandbytes) and wrapped in LoRA as configured.
 
     Args:
         model_args (`trl.ModelConfig`): checkpoint, dtype, attention, LoRA and 4/8-bit settings.
         activation_checkpointing (`bool`, *optional*, defaults to `False`): prepares a k-bit
             model's inputs for it (QLoRA).
+        seed (`int`, *optional*, defaults to 42): seeds the LoRA adapters' initialization (the
+            Trainer seeds only once the model exists), so a run with the same `--seed` repeats.
     """
     from transformers import AutoModelForCausalLM
     from trl import get_peft_config, get_quantization_config
@@ -172,6 +174,9 @@ def load_model(model_args: Any, activation_checkpointing: bool = False):
     if peft_config is None:
         return model
     from peft import get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
+
+    set_seed(seed)
 
     if quantization_config is not None and parameter_sharding() is not None:
         # Sharded QLoRA (as TRL does): prepare_model_for_kbit_training would upcast the other

@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_callback import ProgressCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+TRAINER_STATE_NAME = "trainer_state.json"  # transformers.trainer's name for it; written last in a checkpoint
 
 from ..corpus import COMMIT, hub_id_parts, hub_url_parts, is_file_corpus, is_hub_url
 from . import varlen
@@ -96,6 +99,7 @@ class IPTTrainer(Trainer):
             max_steps=args.max_steps,
             hyperparameters=hyperparameters(args, self.model),
             eval_results=read_eval_results(args.output_dir),
+            tokens_exact=bool(self.state.num_input_tokens_seen),
         )
         Path(args.output_dir, "README.md").write_text(text, encoding="utf-8")
 
@@ -119,6 +123,13 @@ def save_stream_positions(checkpoint: str, position: str | None, args: Any) -> N
                 save_position(checkpoint, rank, saved)
 
 
+def mixed_precision(args: Any) -> str:
+    """The autocast the run trains under: ``bf16``, ``fp16`` or ``no``. `TrainingArguments` reads
+    it from ``--bf16``/``--fp16`` or else from ``accelerate launch`` (``mixed_precision`` of its
+    config, passed as ``ACCELERATE_MIXED_PRECISION``), which ``args.bf16`` does not show."""
+    return getattr(args, "mixed_precision", None) or ("bf16" if args.bf16 else "fp16" if args.fp16 else "no")
+
+
 def hyperparameters(args: Any, model: Any) -> dict[str, Any]:
     """The settings a reader of the card needs to reproduce the run."""
     values = {
@@ -133,9 +144,18 @@ def hyperparameters(args: Any, model: Any) -> dict[str, Any]:
         "max_length": args.max_length,
         "tokens_per_step": args.tokens_per_step,
         "max_steps": args.max_steps,
-        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "precision": {"no": "fp32"}.get(mixed_precision(args), mixed_precision(args)),
         "seed": args.seed,
     }
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is not None and str(dtype) != "torch.float32":
+        values["weights_dtype"] = str(dtype).removeprefix("torch.")
+    quantization = getattr(getattr(model, "config", None), "quantization_config", None)
+    if quantization is not None:
+        quantization = quantization if isinstance(quantization, dict) else quantization.to_dict()
+        bits = "4-bit" if quantization.get("load_in_4bit") else "8-bit" if quantization.get("load_in_8bit") else None
+        kind = quantization.get("bnb_4bit_quant_type") if bits == "4-bit" else None
+        values["quantization"] = " ".join(filter(None, [bits, kind, quantization.get("quant_method")]))
     peft_config = getattr(model, "peft_config", None)
     if peft_config:
         lora = next(iter(peft_config.values()))
@@ -175,7 +195,7 @@ def build_trainer(
     model.config.use_cache = False
     import torch
 
-    precision = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+    precision = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision(args))
     # Under FSDP / ZeRO-3 every rank holds the same architecture: rank 0 alone runs the check (on CPU,
     # before sharding, it would cost every rank a forward of the whole model and autocast copies).
     probe = parameter_sharding() is None or int(os.environ.get("RANK", "0")) == 0
@@ -257,15 +277,39 @@ def _num_processes(argv: list[str]) -> int | None:
 
 
 def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> str | None:
-    """A checkpoint path; ``"last"`` means the newest ``checkpoint-*`` folder in `output_dir`."""
-    if resume_from_checkpoint != "last":
-        return resume_from_checkpoint
-    checkpoint = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-    if checkpoint is None:
-        raise ValueError(
-            f"`resume_from_checkpoint='last'` but {output_dir!r} holds no checkpoint-* folder"
+    """The checkpoint folder to resume from, checked before any model loads.
+
+    ``"last"`` (or ``"true"``) is the newest complete ``checkpoint-*`` folder in `output_dir`:
+    one with ``trainer_state.json``, which the Trainer writes last (a save cut short leaves a
+    folder without it, skipped with a warning). ``"false"`` is none. A path must be a complete
+    checkpoint folder.
+    """
+    if resume_from_checkpoint is None or str(resume_from_checkpoint).lower() == "false":
+        return None
+    if str(resume_from_checkpoint).lower() in ("last", "true"):
+        found = sorted(
+            (int(m.group(1)), path) for name in (os.listdir(output_dir) if os.path.isdir(output_dir) else [])
+            if (m := re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name))
+            and os.path.isdir(path := os.path.join(output_dir, name))
         )
-    return checkpoint
+        complete = [path for _, path in found if os.path.isfile(os.path.join(path, TRAINER_STATE_NAME))]
+        if not complete:
+            raise ValueError(
+                f"`resume_from_checkpoint={resume_from_checkpoint}` but {output_dir!r} holds no complete "
+                f"checkpoint-* folder{' (' + str(len(found)) + ' without trainer_state.json)' if found else ''}: "
+                "start without it, or check --output_dir"
+            )
+        if complete[-1] != found[-1][1]:
+            logger.warning("hf_ipt: %s has no trainer_state.json (a save cut short); resuming from %s",
+                           found[-1][1], complete[-1])
+        return complete[-1]
+    if not os.path.isfile(os.path.join(resume_from_checkpoint, TRAINER_STATE_NAME)):
+        what = "is not a checkpoint folder" if os.path.isdir(resume_from_checkpoint) else "does not exist"
+        raise ValueError(
+            f"`resume_from_checkpoint` {resume_from_checkpoint!r} {what} (no {TRAINER_STATE_NAME}): give a "
+            "checkpoint-* folder, or 'last' for the newest in --output_dir"
+        )
+    return resume_from_checkpoint
 
 
 DATA_STREAM_FILE = "hf_ipt_data_stream.json"
@@ -297,7 +341,8 @@ def check_data_stream(trainer: IPTTrainer, checkpoint: str | None) -> None:
         logger.warning("hf_ipt: %s has no %s (a run older than this check): the data stream of the resumed run "
                        "cannot be compared with the first one", first.parent, DATA_STREAM_FILE)
     elif first is not None:
-        _refuse_another_stream(checkpoint, first, json.loads(first.read_text(encoding="utf-8")), spec)
+        _refuse_another_stream(checkpoint, first, json.loads(first.read_text(encoding="utf-8")), spec,
+                               allow=bool(getattr(trainer.args, "ignore_data_skip", False)))
     if trainer.is_world_process_zero():
         path = Path(trainer.args.output_dir) / DATA_STREAM_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -332,7 +377,11 @@ def unpinned_to_pinned(old: dict, spec: dict) -> dict[str, str]:
     return pins
 
 
-def _refuse_another_stream(checkpoint: str, path: Path, old: dict, spec: dict) -> None:
+def _refuse_another_stream(checkpoint: str, path: Path, old: dict, spec: dict, allow: bool = False) -> None:
+    """Raise a `UsageError` when `spec` differs from the stream `old` that `path` recorded; with
+    `allow` (``--ignore_data_skip``: the new stream starts from its beginning, nothing is
+    skipped), warn instead."""
+    shares = isinstance(old.get("data"), dict) and any(k in old["data"] for k in RESOLVED_IN_MIX)  # pretrain.py
     old, spec = comparable_stream(old), comparable_stream(spec)
     if pins := unpinned_to_pinned(old, spec):
         # A run saved before Hub ids were pinned: its stream is compared as it recorded it.
@@ -345,11 +394,19 @@ def _refuse_another_stream(checkpoint: str, path: Path, old: dict, spec: dict) -
     if old != spec:
         from ..cli import UsageError, describe_changes
 
+        changed = "; ".join(describe_changes(old, spec))
+        if allow:
+            logger.warning("hf_ipt: resuming %s with another data stream (changed: %s) and --ignore_data_skip: the "
+                           "weights, optimizer and schedule resume, the stream starts from its beginning", checkpoint,
+                           changed)
+            return
+        share = ("; to train longer on the same stream, keep the collection's share: --collection_token_share with "
+                 f"the first value in {path}") if shares else ""
         raise UsageError(
-            f"resuming {checkpoint} with another data stream (changed: {'; '.join(describe_changes(old, spec))}): "
-            "the skipped batches would not be the ones already trained on. Resume with the first run's settings "
-            "(to train longer on the same stream, keep the collection's share: --collection_token_share with the "
-            f"first value in {path}), or start a new run in a new --output_dir"
+            f"resuming {checkpoint} with another data stream (changed: {changed}): the skipped batches would not be "
+            f"the ones already trained on. Resume with the first run's settings{share}; or pass --ignore_data_skip "
+            "true to resume the weights, optimizer and schedule on the new stream from its beginning (examples "
+            "already trained on may come again)"
         )
 
 
