@@ -44,6 +44,9 @@ class AugmentArguments(CorpusConfig):
         if self.max_docs is not None and self.max_docs < 1:
             raise ValueError(f"`max_docs` must be >= 1, got {self.max_docs}; leave it unset to augment the whole "
                              "corpus (--max_docs)")
+        # As the user named it: summary.json, the dataset card and a later push record this, not the
+        # site-packages path of a bundled corpus (which differs between machines and venvs).
+        self.named_corpus = self.corpus
         if self.corpus in BUNDLED_CORPORA:  # checked as the files it names, named as the user named it
             self.corpus_name = self.corpus_name or self.corpus
             self.corpus = resolve_corpus(self.corpus)
@@ -91,7 +94,7 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
         if rows:
             writer.write_table(pa.Table.from_pylist(rows, schema=schema))
     tmp.replace(out / "data.parquet")
-    summary = {"corpus": args.corpus, "corpus_name": args.corpus_name, "rows": total, "pairs": pairs, "output": str(out / "data.parquet"),
+    summary = {"corpus": args.named_corpus, "corpus_name": args.corpus_name, "rows": total, "pairs": pairs, "output": str(out / "data.parquet"),
                "synthesis": recorded_settings(asdict(synthesis))}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

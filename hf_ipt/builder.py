@@ -95,7 +95,7 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
     """Streams a raw corpus through a synthesizer and templify (see `AugmentedConfig`)."""
 
     BUILDER_CONFIG_CLASS = AugmentedConfig
-    VERSION = datasets.Version(__version__)
+    VERSION = datasets.Version(".".join(__version__.split(".")[:3]))  # x.y.z; the cache key has the full version
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("dataset_name", _CACHE_NAME)

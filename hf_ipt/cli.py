@@ -84,7 +84,7 @@ def usage_errors(parser) -> Iterator[None]:
 def _usage() -> str:
     lines = ["usage: hf-ipt <command> [options]", "", "commands:"]
     lines += [f"  {name:<12} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "Run `hf-ipt <command> --help` for a command's options."]
+    lines += ["", "Run `hf-ipt <command> --help` for a command's options; `hf-ipt --version` prints the version."]
     return "\n".join(lines)
 
 

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .augment import SynthesisConfig
-from .cli import parse_dataclasses, tidy_help, usage_errors
+from .cli import UsageError, parse_dataclasses, tidy_help, usage_errors
 
 GENERAL_FALLBACK = "rule-mined pairs of BBC entertainment/politics/sport/tech (no offline general instruction corpus)"
 BBC_GENERAL = ("entertainment", "politics", "sports", "tech")
@@ -237,8 +237,17 @@ def augment_training_texts(cfg: DemoConfig, synthesis: SynthesisConfig) -> tuple
     return augmented, corpus, heldout
 
 
+def require_templified(synthesis: SynthesisConfig, command: str) -> None:
+    """Refuse ``output="pairs"`` in a command that trains on the augmented text, before any work
+    (it used to fail after synthesis and the first evaluation)."""
+    if synthesis.output != "templified":
+        raise UsageError(f"`output` {synthesis.output!r}: {command} trains on templified text, so it takes no "
+                         "--output; for pairs, run `hf-ipt augment --output pairs`")
+
+
 def run(cfg: DemoConfig, synthesis: SynthesisConfig) -> dict:
     """Run every stage; return the summary (also written to ``output_dir/summary.json``)."""
+    require_templified(synthesis, "hf-ipt demo")
     from .evaluation.heldout import heldout_tasks
     from .evaluation.tasks import save_task_file
     from .models import smollm2_path
@@ -330,7 +339,6 @@ def _push(cfg: DemoConfig, out: Path) -> None:
     only, and the message says how to finish it without running the demo again."""
     from huggingface_hub import HfApi
 
-    from .cli import UsageError
     from .publish import ConfigTakenError, _retrying, push_dataset
 
     api = HfApi()

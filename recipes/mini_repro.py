@@ -36,4 +36,8 @@ def make_parser():
 
 
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    from hf_ipt.cli import usage_errors
+
+    parser = make_parser()
+    with usage_errors(parser):  # a bad setting found at the start: one line, exit status 2
+        main(*parser.parse_args_and_config())

@@ -27,7 +27,10 @@ def hf_ipt(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 def test_help_lists_commands():
     out = hf_ipt("--help")
-    assert out.returncode == 0 and "augment" in out.stdout
+    assert out.returncode == 0 and "augment" in out.stdout and "hf-ipt --version" in out.stdout
+    from hf_ipt import __version__
+
+    assert hf_ipt("--version").stdout.strip() == f"hf-ipt {__version__}"
     assert hf_ipt("nonsense").returncode == 2
     bare = hf_ipt()  # no command is a usage error, as in git or pip
     assert bare.returncode == 2 and "augment" in bare.stderr
@@ -64,6 +67,15 @@ def test_augment_bundled_corpus_name_errors_clearly_or_resolves():
     path = resolve_corpus("bbc-business")
     assert path.endswith("bbcnews/data/business/*.txt")
     assert resolve_corpus("data/*.jsonl") == "data/*.jsonl"
+
+
+def test_augment_records_a_bundled_corpus_by_its_name(tmp_path):
+    """Not by its site-packages path: that differs between venvs, and a second push from another
+    one was refused as another corpus (and the card showed the path)."""
+    out = hf_ipt("augment", "--corpus", "bbc-business", "--output_dir", str(tmp_path / "out"), "--max_docs", "3")
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["corpus"] == summary["corpus_name"] == "bbc-business"
 
 
 def test_a_refused_value_is_a_usage_error_not_a_traceback(tmp_path):

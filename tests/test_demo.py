@@ -145,6 +145,11 @@ def test_a_missing_corpus_is_a_usage_error_not_a_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "nonexistent.jsonl" in err and "Traceback" not in err
     assert err.startswith("usage: hf-ipt demo")
+    with pytest.raises(SystemExit) as exit_:  # pairs output: refused before any work, not after training data
+        main(["--corpus", str(news_corpus(tmp_path / "c.jsonl")), "--output_dir", str(tmp_path / "o2"),
+              "--output", "pairs"])
+    assert exit_.value.code == 2 and "trains on templified text" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
 
 
 def news_corpus(path, n: int = 12, prefix: str = "Markets"):

@@ -25,6 +25,8 @@ def test_mini_repro_help():
     assert result.returncode == 0, result.stderr[-3000:]
     for flag in ("--config", "--seeds", "--model_shape", "--augment_every", "--synthesizer", "--use_cpu"):
         assert flag in result.stdout
+    refused = _run(["recipes/mini_repro.py", "--output", "pairs", "--output_dir", "/nonexistent/never-written"])
+    assert refused.returncode == 2 and "trains on templified text" in refused.stderr, refused.stderr[-2000:]
 
 
 def test_summarize_mean_and_sample_std():
