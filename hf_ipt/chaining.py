@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .protocol import Pair, blank_markers, build_prompt, encode_prompt, parse_pairs
+from .protocol import Pair, blank_markers, build_prompt, encode_prompt, parse_pairs, special_tokens
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,8 +40,8 @@ class ChainEntry:
         round (`int`): the round this text belongs to.
         position (`int`): its index within its round; entries chain by position.
         text (`str`): the raw text, unchanged (templify renders this).
-        context (`str`): the text as sent to the synthesizer: protocol markers blanked
-            (`blank_markers`), truncated when too long.
+        context (`str`): the text as sent to the synthesizer: protocol markers and the
+            tokenizer's other special tokens blanked (`blank_markers`), truncated when too long.
         prompt_ids (`list[int]`): the exact token ids of the prompt.
         shots (`tuple[int, ...]`): ids of the earlier entries used as shots, oldest first.
         parent (`int`, *optional*): id of the previous entry of the chain, `None` at a chain start.
@@ -127,7 +127,12 @@ def plan_entry(
     """Fill `entry.prompt_ids`: the whole chain `candidates` as shots if it fits in `budget`
     tokens, else none (zero-shot, the chain cut here)."""
     shots = list(candidates)
-    ids = encode_prompt(tokenizer, build_prompt(entry.context, [(s.context, s.pairs) for s in shots]))
+    special = special_tokens(tokenizer)
+    # Parsed pairs can hold a literal `</s>` or `<s>` (an answer about markup): blanked as contexts
+    # are, or the next round's prompt would get an EOS/BOS in the middle of a shot.
+    examples = [(s.context, [(blank_markers(p.question, special), blank_markers(p.answer, special))
+                             for p in s.pairs]) for s in shots]
+    ids = encode_prompt(tokenizer, build_prompt(entry.context, examples))
     if shots and len(ids) > budget:
         stats.chains_cut += 1
         stats.shots_dropped += len(shots)
@@ -157,7 +162,7 @@ def plan_round(
     """Plan the prompts of one round; `previous` is the round before (paired by position)."""
     planned = []
     for position, text in enumerate(texts):
-        entry = ChainEntry(len(entries), round_index, position, text, blank_markers(text))
+        entry = ChainEntry(len(entries), round_index, position, text, blank_markers(text, special_tokens(tokenizer)))
         prev = previous[position] if position < len(previous) else None
         candidates = ancestry(prev, entries) if prev is not None and prev.pairs else []
         entries.append(plan_entry(entry, candidates, tokenizer, budget, stats))

@@ -14,6 +14,7 @@ format degrades it. This module knows that format and nothing else:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
@@ -38,14 +39,31 @@ PairLike = Pair | tuple[str, str] | Sequence[str]
 Shot = tuple[str, Sequence[PairLike]]
 
 
-def blank_markers(text: str) -> str:
-    """`text` with every protocol marker replaced by a space.
+def blank_markers(text: str, special: Sequence[str] = ()) -> str:
+    """`text` with every protocol marker, and every string of `special`, replaced by a space.
 
     Raw text can hold ``<s>`` or ``</s>`` (HTML strike-through, scraped markup); inside a prompt
-    they would tokenize as a real BOS/EOS in the middle of the context. A space cannot be part
-    of a marker, so one pass leaves none behind.
+    they would tokenize as a real BOS/EOS in the middle of the context. `special`: the
+    tokenizer's other special tokens (`special_tokens`, e.g. Mistral's ``<unk>``), which would
+    become their special ids too. A space cannot be part of a marker, so one pass leaves none
+    behind.
     """
-    return MARKER_PATTERN.sub(" ", text) if "<" in text else text
+    if not text or ("<" not in text and not special):
+        return text
+    return (_pattern(tuple(special)) if special else MARKER_PATTERN).sub(" ", text)
+
+
+@functools.lru_cache(maxsize=8)
+def _pattern(special: tuple[str, ...]) -> re.Pattern:
+    strings = sorted({*MARKERS, *special}, key=len, reverse=True)  # longest first: `</s>` before `<s>`
+    return re.compile("|".join(re.escape(s) for s in strings if s))
+
+
+def special_tokens(tokenizer: Any) -> tuple[str, ...]:
+    """The tokenizer's special tokens other than the protocol's markers (``<unk>``, ``<pad>``...):
+    raw text holding one would be encoded as its special id (`encode_prompt` reads the prompt's
+    special tokens, as it must for ``<s>``/``</s>``)."""
+    return tuple(t for t in getattr(tokenizer, "all_special_tokens", ()) if t and t not in MARKERS)
 
 
 def context_block(text: str) -> str:

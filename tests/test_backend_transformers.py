@@ -284,3 +284,16 @@ def test_static_cache_batches_equal_plain_greedy_generate(tiny_backend, monkeypa
     assert caches and all(issubclass(c, StaticCache) for c in caches)
     for prompt, generation in zip(prompts, generations):
         assert generation.error is None and generation.token_ids == plain_greedy(tiny_backend, prompt)
+
+
+def test_a_stop_id_that_is_no_special_token_stays_out_of_the_text(tiny_backend, monkeypatch):
+    """A generation config may stop on an ordinary token (`?`): the text leaves it out, as vLLM's
+    does, and as the documented "EOS not included" says; the token ids keep it."""
+    question = tiny_backend.tokenizer.convert_tokens_to_ids("?")
+    monkeypatch.setattr(tiny_backend, "eos_token_ids", [*tiny_backend.eos_token_ids, question])
+    tokens = tiny_backend.tokenizer("<QUE> What is reported?", add_special_tokens=False)["input_ids"]
+    assert tokens[-1] == question
+    generation = tiny_backend._to_generation(3, [*tokens, 5, 6])
+    assert generation.finished and generation.token_ids == tokens and generation.num_generated_tokens == len(tokens)
+    assert generation.text == tiny_backend.tokenizer.decode(tokens[:-1], skip_special_tokens=True)
+    assert not generation.text.endswith("?")

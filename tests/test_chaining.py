@@ -125,6 +125,32 @@ def test_markers_in_raw_text_do_not_become_special_tokens(tiny_tokenizer):
     assert entries[0].context == "Prices  fell  sharply   today."
 
 
+def test_markers_in_parsed_pairs_do_not_become_special_tokens_in_the_next_round(tiny_tokenizer):
+    """A pair about markup (``The </s> tag``) parses fine; as a shot of the next round it used to
+    put an EOS and a BOS in the middle of the shot's answer."""
+    reply = "<QUE> What tag ends it? <ANS> The </s> tag, then <s> and <CON> </END>"
+    generate, _ = fake_engine(tiny_tokenizer, replies={"first text": reply})
+    entries = chain(["first text", "second text"], generate, tiny_tokenizer, rounds=2)
+    assert entries[0].pairs[0].answer == "The </s> tag, then <s> and <CON>"  # kept as parsed for templify
+    assert entries[1].shots == (0,)
+    ids = entries[1].prompt_ids  # one shot + the new context: 2 BOS, 1 EOS, at the shot's boundary
+    bos, eos = tiny_tokenizer.bos_token_id, tiny_tokenizer.eos_token_id
+    assert ids.count(bos) == 2 and ids.count(eos) == 1 and ids.index(eos) + 1 == len(ids) - ids[::-1].index(bos) - 1
+    assert ids == encode_prompt(tiny_tokenizer, build_prompt(
+        "second text", [("first text", [("What tag ends it?", "The   tag, then   and  ")])]))
+
+
+def test_other_special_tokens_in_raw_text_are_blanked(tiny_tokenizer):
+    """Mistral's ``<unk>`` (any special token of the tokenizer) in raw text would be encoded as its
+    special id: blanked like the protocol's markers."""
+    special = tiny_tokenizer.unk_token or tiny_tokenizer.pad_token
+    assert special and special not in ("<s>", "</s>")
+    generate, _ = fake_engine(tiny_tokenizer)
+    entries = chain([f"markup {special} here"], generate, tiny_tokenizer, rounds=1)
+    assert entries[0].context == "markup   here" and entries[0].text == f"markup {special} here"
+    assert tiny_tokenizer.convert_tokens_to_ids(special) not in entries[0].prompt_ids
+
+
 def test_engine_errors_recorded_not_fatal(tiny_tokenizer):
     def generate(prompts):
         return [Generation("", len(p), error="rejected") if i == 0 else Generation("<QUE> q <ANS> a </END>", len(p))

@@ -241,7 +241,9 @@ class TransformersBackend:
         stop = next((k for k, t in enumerate(new_tokens) if t in self.eos_token_ids), None)
         tokens = new_tokens if stop is None else new_tokens[: stop + 1]
         return Generation(
-            text=self.tokenizer.decode(tokens, skip_special_tokens=True),
+            # the EOS is left out of the text even when it is no special token (a generation config's
+            # extra stop id), as vLLM leaves it out
+            text=self.tokenizer.decode(tokens if stop is None else tokens[:stop], skip_special_tokens=True),
             num_prompt_tokens=num_prompt_tokens,
             num_generated_tokens=len(tokens),
             finished=stop is not None,

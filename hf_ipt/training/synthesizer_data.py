@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..protocol import blank_markers, context_block, format_shot
+from ..protocol import blank_markers, context_block, format_shot, special_tokens
 from .packing import IGNORE_INDEX
 from .position import RESUME_AT
 
@@ -87,8 +87,9 @@ def encode_shot(
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("synthesizer tuning needs a fast tokenizer (offsets locate the pairs)")
-    context = blank_markers(context)
-    pairs = [(blank_markers(q), blank_markers(a)) for q, a in pairs]
+    special = special_tokens(tokenizer)
+    context = blank_markers(context, special)
+    pairs = [(blank_markers(q, special), blank_markers(a, special)) for q, a in pairs]
     pairs_start = len(context_block(context))
     encoding = tokenizer(
         format_shot(context, pairs), add_special_tokens=False, return_offsets_mapping=True
