@@ -137,8 +137,26 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
         "chain": record.get("chain"),
         "settings": synthesis or None,
         "filter_settings": settings.get("filters"),
-        "data_files": [f"{name}/{f.name}" for f in data_files(out)],
+        "data_files": [f"{name}/{f.name}" for f in _checked_files(out, record.get("rows"))],
     }
+
+
+def _checked_files(out: Path, rows: int | None) -> list[Path]:
+    """`data_files` of `out`, each a readable Parquet file, holding the `rows` the record counts:
+    a damaged output is refused before anything reaches the Hub."""
+    from .jobs import parquet_rows
+
+    files = data_files(out)
+    counts = [parquet_rows(str(f)) for f in files]
+    fix = ("rerun `hf-ipt synthesize` with the same settings (it writes a finished job's missing or damaged "
+           "output again)" if (out / "job.json").is_file() else "rerun the command that wrote it")
+    for f, count in zip(files, counts, strict=True):
+        if count is None:
+            raise UsageError(f"{f} is missing or not a readable Parquet file: {fix}, then push")
+    if rows is not None and sum(counts) != rows:
+        raise UsageError(f"the Parquet files of {out} hold {sum(counts)} rows, its record says {rows}: {fix}, "
+                         "then push")
+    return files
 
 
 def _read_record(out: Path) -> tuple[dict, str | None]:
@@ -178,7 +196,8 @@ def render_dataset_card(info: dict[str, Any]) -> str:
         info (`dict`): ``repo_id``; ``configs``, a list of `read_output` dicts (a config known
             only by name renders its statistics as "not recorded"; its ``yaml`` entry, when
             given, is kept as is); ``metadata`` (*optional*), YAML keys to keep from an
-            existing card.
+            existing card; ``revision`` (*optional*), the branch the card is pushed to (its load
+            snippet names it).
     """
     from .builder import CITATION
 
@@ -192,6 +211,7 @@ def render_dataset_card(info: dict[str, Any]) -> str:
         pretty_name=metadata["pretty_name"],
         repo_id=info["repo_id"],
         example_config=configs[0]["config_name"],
+        revision_argument=f", revision={info['revision']!r}" if info.get("revision") else "",
         config_table="\n".join(_table_row(c) for c in configs),
         config_sections="\n\n".join(_section(c) for c in configs),
         citation=CITATION,
@@ -303,12 +323,21 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
         `ConfigTakenError` (a `ValueError`): config ``config_name`` already holds different data and
         `overwrite` is `False`.
     """
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError
 
     api = HfApi(token=token)
-    info = read_output(output_dir, config_name)
-    url = _retrying(api.create_repo, repo_id, repo_type="dataset", private=private, exist_ok=True)
+    info = read_output(output_dir, config_name)  # a damaged or unfinished output stops here, before the Hub
+    if (token or get_token()) is None:
+        raise UsageError("no Hub token: set HF_TOKEN, run `hf auth login`, or pass --token (a write token)")
+    try:
+        url = _retrying(api.create_repo, repo_id, repo_type="dataset", private=private, exist_ok=True)
+    except HfHubHTTPError as err:
+        if err.response is None or err.response.status_code not in (401, 403):
+            raise
+        raise UsageError(f"the Hub refused the token (HTTP {err.response.status_code}) for creating or reading "
+                         f"{repo_id}: give a write token with access to it (HF_TOKEN, `hf auth login` or --token)"
+                         ) from None
     repo_id = url.repo_id  # "name" alone becomes "<user>/name": every later call needs the full id
     if revision:
         _retrying(api.create_branch, repo_id, repo_type="dataset", branch=revision, exist_ok=True)
@@ -331,11 +360,20 @@ def _commit_config(api, output_dir: str | Path, repo_id: str, info: dict, *, tok
 
     parent = _retrying(api.repo_info, repo_id, repo_type="dataset", revision=revision).sha
     metadata, others, previous = _existing_configs(api, repo_id, parent, info, overwrite)
-    card = render_dataset_card({"repo_id": repo_id, "configs": [*others, info], "metadata": metadata})
+    card = render_dataset_card({"repo_id": repo_id, "configs": [*others, info], "metadata": metadata,
+                                "revision": revision})
     stats = json.dumps(info, indent=2)
     _refuse_secret(token or get_token(), card=card, stats=stats)
-    gone = set(previous) - set(info["data_files"])
-    stale = sorted(gone & _config_files(api, repo_id, parent, info["config_name"])) if gone else []
+    name, pushed = info["config_name"], set(info["data_files"])
+    present = _config_files(api, repo_id, parent, name)
+    # Parquet files in the config's folder that no push of it listed: its `name/*.parquet` glob
+    # would serve them with the pushed rows (a folder a hand-made commit or `push_to_hub` filled).
+    foreign = sorted(p for p in present - pushed - set(previous) if p.endswith(".parquet"))
+    if foreign and not overwrite:
+        raise ConfigTakenError(f"folder {name}/ of {repo_id} holds Parquet files that no hf_ipt push of config "
+                               f"{name!r} listed, such as {foreign[0]!r}: its data files glob ({name}/*.parquet) "
+                               "would serve them with the pushed rows", name)
+    stale = sorted(p for p in present - pushed if p.endswith(".parquet") and (overwrite or p in previous))
     operations = _operations(output_dir, info, card, stats, stale=stale)
     _retrying(api.create_commit, repo_id, operations, repo_type="dataset", revision=revision, parent_commit=parent,
               commit_message=f"hf_ipt: publish config {info['config_name']}")

@@ -158,6 +158,33 @@ def test_task_file_roundtrip_and_validation(tmp_path):
         load_tasks([task, task])
 
 
+@pytest.mark.parametrize(("row", "message"), [
+    ("just text", "a task row is a JSON object"),
+    ({"input": 3, "label": "x"}, "`input` is a string"),
+    ({"input": "Q?", "options": ["a", None], "gold_index": 0}, "`options` is a list of strings"),
+    ({"input": "Q?", "options": ["a", "b"], "gold_index": True}, "`gold_index` is an integer, got True"),
+    ({"input": "Q?", "label": {"a": 1}}, "`label` is a string, a number or a list"),
+    ({"input": "Q?", "label": [None]}, "`label` is a string, a number or a list"),
+])
+def test_task_rows_of_the_wrong_type_are_refused_when_loaded(tmp_path, row, message):
+    """Before the model loads: they used to fail with a TypeError after it, or be scored wrong
+    (a None option as the text "None", a `true` gold as option 1)."""
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"name": "t", "metric": "accuracy", "examples": [row]}))
+    with pytest.raises(ValueError, match=message):
+        load_task_file(path)
+
+
+def test_numeric_labels_are_references_and_examples_must_be_a_list(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"name": "t", "metric": "numeric_match", "examples": [
+        {"input": "Q?", "label": 42}, {"input": "R?", "label": [1.5, "2"]}]}))
+    assert [e.references for e in load_task_file(path).examples] == [["42"], ["1.5", "2"]]
+    path.write_text(json.dumps({"name": "t", "metric": "accuracy", "examples": {"input": "Q?"}}))
+    with pytest.raises(ValueError, match="`examples` is a list of rows, got dict"):
+        load_task_file(path)
+
+
 # --- metrics: local `evaluate` modules, no network ----------------------------------------
 def test_metric_modules_load_by_local_path_with_the_network_blocked(monkeypatch):
     def no_network(*args, **kwargs):
@@ -434,6 +461,16 @@ def test_generation_is_greedy_and_left_truncates_the_prompt(tiny):
         ids = ids[:1] + ids[len(ids) - 9 :] if len(ids) > 10 else ids  # 16 - 6 tokens of room
         text = tokenizer.decode(_greedy(model, ids, 6), skip_special_tokens=True)
         assert answer == text.split("\n")[0].strip()
+
+
+def test_an_empty_generation_prompt_without_bos_is_refused(tiny):
+    """It used to fail inside the model ("cannot reshape tensor of 0 elements")."""
+    from hf_ipt.evaluation import generate_answers
+
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match="prompt '' gives no token to generate from"):
+        generate_answers(model, tokenizer, [PROMPTS[0], ""], add_bos=False, max_new_tokens=2)
+    assert len(generate_answers(model, tokenizer, [""], add_bos=True, max_new_tokens=2)) == 1
 
 
 @pytest.fixture(scope="module")

@@ -143,6 +143,29 @@ def test_cli_keeps_the_domain_results_when_the_general_benchmarks_fail(
     assert f"the domain results are printed above and in {out}" in captured.err
 
 
+def test_domain_tasks_and_general_benchmarks_are_averaged_apart(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    """The paper reports the domain average and the general one apart; one row over both mixed
+    (40 + 9 x 25) / 10."""
+    from hf_ipt.evaluation import Example, Task, lm_eval_bridge, save_task_file
+    from hf_ipt.evaluation.cli import main
+
+    monkeypatch.setattr(lm_eval_bridge, "require_lm_eval", lambda: None)
+    monkeypatch.setattr(lm_eval_bridge, "run_lm_eval",
+                        lambda *a, **k: {"boolq": {"acc": 20.0}, "piqa": {"acc_norm": 30.0}})
+    tasks = [save_task_file(Task(name, "accuracy", [Example("Up or down?", ["up", "down"], gold)]),
+                            tmp_path / f"{name}.json") for name, gold in (("one", 0), ("two", 1))]
+    argv = ["--model", str(tiny_model_dir), "--tasks", f"{tasks[0]},{tasks[1]},general", "--output_dir",
+            str(tmp_path / "out"), "--device", "cpu", "--dtype", "float32"]
+    assert main(argv) == 0
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "| **Domain average** | | **50.00** |" in table and "| **General average** | | **25.00** |" in table
+    assert "| **Average**" not in table
+    clash = save_task_file(Task("boolq", "accuracy", [Example("Up?", ["up", "down"], 0)]), tmp_path / "boolq.json")
+    with pytest.raises(SystemExit) as exit_:  # its score would be replaced by the benchmark's
+        main(["--model", str(tiny_model_dir), "--tasks", f"{clash},general"])
+    assert exit_.value.code == 2 and "domain task 'boolq' has the name of a general benchmark" in capsys.readouterr().err
+
+
 def test_cli_checks_that_the_general_benchmarks_can_run_before_the_domain_tasks(
     tmp_path, capsys, monkeypatch
 ):

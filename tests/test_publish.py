@@ -475,9 +475,9 @@ def test_persistent_server_errors_fail_after_max_attempts(hub, tmp_path):
 
 
 def test_client_errors_are_not_retried(hub, tmp_path):
-    from huggingface_hub.errors import HfHubHTTPError
+    from hf_ipt.cli import UsageError
 
-    with pytest.raises(HfHubHTTPError, match="401"):
+    with pytest.raises(UsageError, match=r"refused the token \(HTTP 401\)"):  # the user's to fix: a usage error
         push_dataset(augment_output(tmp_path / "bbc"), REPO, token="hf_wrong")
     assert hub.requests.count(("POST", "/api/repos/create")) == 1 and hub.repos == {}
 
@@ -537,3 +537,53 @@ def test_cli_push_end_to_end(tmp_path):
         assert f"-> {hub.url}/datasets/{REPO}" in out.stdout
         assert sorted(hub.files(REPO)) == ["README.md", "bbc-business/data.parquet", "bbc-business/stats.json"]
     assert TOKEN not in out.stdout + out.stderr
+
+
+def test_parquet_files_no_push_listed_are_refused_or_removed_with_overwrite(hub, tmp_path):
+    """A repo made by `Dataset.push_to_hub` has `data/train-...parquet`; a job over `data/*.jsonl`
+    named config `data` (as one over `data/*.jsonl` derives it), whose `data/*.parquet` glob would
+    serve the foreign rows with ours."""
+    hub.put(REPO, {"data/train-00000-of-00001.parquet": b"PAR1 foreign", "data/notes.txt": "kept"})
+    job = job_output(tmp_path / "fin", corpus="data/*.jsonl")
+    with pytest.raises(ValueError, match=r"folder data/ .* holds Parquet files that no hf_ipt push .* listed, such "
+                                         r"as 'data/train-00000-of-00001.parquet'.*--overwrite"):
+        push_dataset(job, REPO, token=TOKEN, config_name="data")
+    push_dataset(job, REPO, token=TOKEN, config_name="data", overwrite=True)
+    files = hub.files(REPO)
+    assert sorted(f for f in files if f.endswith(".parquet")) == ["data/00000.parquet", "data/00001.parquet"]
+    assert "data/notes.txt" in files  # not served by the config: left alone
+    # An earlier hf_ipt push's own files are replaced without a flag, as before.
+    push_dataset(job_output(tmp_path / "fin1", corpus="data/*.jsonl", shards=1), REPO, token=TOKEN, config_name="data")
+    assert sorted(f for f in hub.files(REPO) if f.endswith(".parquet")) == ["data/00000.parquet"]
+
+
+def test_a_damaged_output_or_a_missing_token_stops_before_the_hub(hub, tmp_path, monkeypatch):
+    from hf_ipt.cli import UsageError
+
+    missing = job_output(tmp_path / "missing")
+    (missing / "data" / "00001.parquet").unlink()
+    with pytest.raises(UsageError, match="00001.parquet is missing or not a readable Parquet file"):
+        push_dataset(missing, REPO, token=TOKEN)
+    cut = job_output(tmp_path / "cut")
+    with open(cut / "data" / "00000.parquet", "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(UsageError, match="not a readable Parquet file"):
+        push_dataset(cut, REPO, token=TOKEN)
+    short = augment_output(tmp_path / "short")
+    (short / "summary.json").write_text(json.dumps({**json.loads((short / "summary.json").read_text()), "rows": 5}))
+    with pytest.raises(UsageError, match="hold 3 rows, its record says 5"):
+        push_dataset(short, REPO, token=TOKEN)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(UsageError, match="no Hub token: set HF_TOKEN"):
+        push_dataset(augment_output(tmp_path / "bbc"), REPO)
+    with pytest.raises(UsageError, match=r"the Hub refused the token \(HTTP 401\)"):
+        push_dataset(augment_output(tmp_path / "bbc"), REPO, token="hf_wrong")
+    assert ("dataset", REPO) not in hub.repos  # the refusals before the token's came before any request
+
+
+def test_the_cards_load_snippet_names_the_branch_it_was_pushed_to(hub, tmp_path):
+    push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN, revision="dev")
+    card = hub.files(REPO, "dev")["README.md"].decode()
+    assert f'load_dataset("{REPO}", "bbc-business", split="train", revision=\'dev\')' in card
+    push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
+    assert f'load_dataset("{REPO}", "bbc-business", split="train")\n' in hub.files(REPO)["README.md"].decode()

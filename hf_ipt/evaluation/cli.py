@@ -123,6 +123,12 @@ def run(args: EvalScriptArguments) -> dict:
         domain = load_tasks(domain, data_dir=args.data_dir, max_examples=args.max_examples) if domain else []
     except (ValueError, OSError) as error:
         raise UsageError(f"--tasks {args.tasks!r}: {error}") from error
+    if general:
+        from .lm_eval_bridge import GENERAL_TASKS
+
+        if clash := sorted({task.name for task in domain} & set(GENERAL_TASKS)):
+            raise UsageError(f"--tasks {args.tasks!r}: domain task {clash[0]!r} has the name of a general benchmark, "
+                             "whose score would replace it: rename the task (its `name` in the task file)")
     if general:  # before the domain tasks: a missing package should not wait for hours of scoring
         from .lm_eval_bridge import require_lm_eval
 
@@ -163,11 +169,14 @@ def run(args: EvalScriptArguments) -> dict:
             )
         )
         _report(results, args.output_dir)  # kept, whatever happens to the general benchmarks
+    groups = {"domain": list(results)}
     if general:
         from .lm_eval_bridge import run_lm_eval
 
         try:
-            results.update(run_lm_eval(model, tokenizer, limit=args.max_examples, **common))
+            benchmarks = run_lm_eval(model, tokenizer, limit=args.max_examples, **common)
+            results.update(benchmarks)
+            groups["general"] = list(benchmarks)
         except Exception:
             if domain:
                 where = f" and in {args.output_dir}" if args.output_dir else ""
@@ -177,15 +186,16 @@ def run(args: EvalScriptArguments) -> dict:
                     file=sys.stderr,
                 )
             raise
-        _report(results, args.output_dir)
+        _report(results, args.output_dir, groups if domain else None)
     return results
 
 
-def _report(results: dict, output_dir: str | None) -> None:
-    """Print the results table; write ``results.json`` and ``results.md`` in `output_dir` when given."""
+def _report(results: dict, output_dir: str | None, groups: dict[str, list[str]] | None = None) -> None:
+    """Print the results table; write ``results.json`` and ``results.md`` in `output_dir` when given.
+    `groups`: averaged apart (`results_to_markdown`)."""
     from .harness import results_to_json, results_to_markdown
 
-    table = results_to_markdown(results)
+    table = results_to_markdown(results, groups=groups)
     print(table, flush=True)
     if output_dir:
         out = Path(output_dir)

@@ -111,11 +111,20 @@ def results_to_json(results: Results, path: str | os.PathLike | None = None) -> 
     return text
 
 
-def results_to_markdown(results: Results, average: bool = True) -> str:
-    """A markdown table ``| Task | Metric | Score |``, with a final average row."""
+def results_to_markdown(results: Results, average: bool = True, groups: dict[str, list[str]] | None = None) -> str:
+    """A markdown table ``| Task | Metric | Score |``, with a final average row.
+
+    `groups` (``{label: [task, ...]}``): one average row per group of more than one task,
+    ``**{label} average**``, instead of one over every task (domain tasks and general
+    benchmarks are averaged apart: the paper reports them apart).
+    """
     lines = ["| Task | Metric | Score |", "| --- | --- | ---: |"]
     for task, scores in results.items():
         lines += [f"| {task} | {metric} | {value:.2f} |" for metric, value in scores.items()]
-    if average and len(results) > 1:
-        lines.append(f"| **Average** | | **{average_score(results):.2f}** |")
+    if average:
+        for label, tasks in (groups or {"": list(results)}).items():
+            part = {task: results[task] for task in tasks if task in results}
+            if len(part) > 1:
+                name = f"{label} average".strip().capitalize()
+                lines.append(f"| **{name}** | | **{average_score(part):.2f}** |")
     return "\n".join(lines) + "\n"

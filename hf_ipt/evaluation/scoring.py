@@ -292,6 +292,8 @@ def generate_answers(
         raise ValueError(f"`max_new_tokens` must be >= 1, got {max_new_tokens}")
     limit = (max_length or model_context(model) or 2048) - max_new_tokens
     encoded = [left_truncate(encode(tokenizer, p, add_bos), limit, add_bos) for p in prompts]
+    if (empty := next((p for p, ids in zip(prompts, encoded, strict=True) if not ids), None)) is not None:
+        raise ValueError(f"prompt {empty!r} gives no token to generate from: use a non-empty prompt or add_bos=True")
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     eos = model.generation_config.eos_token_id
     config = GenerationConfig(

@@ -64,6 +64,11 @@ PAPER_TASKS: dict[str, tuple[TaskSpec, ...]] = {
 DOMAIN_ALIASES = {"biomedicine": "medicine"}
 
 
+def _answer(value: Any) -> bool:
+    """A reference answer: a string or a number (not a bool)."""
+    return isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
 @dataclass
 class Example:
     """One evaluation item.
@@ -86,15 +91,29 @@ class Example:
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Example:
         """Build an example from a row with the AdaptLLM columns (see the module docstring)."""
+        if not isinstance(row, dict):
+            raise ValueError(  # noqa: TRY004 - a bad value in a task file: callers report ValueErrors as usage errors
+                f"a task row is a JSON object with an `input`, got {type(row).__name__} {row!r:.80}")
         if "input" not in row:
             raise ValueError(f"a task row needs an `input` column, got columns {sorted(row)}")
+        if not isinstance(row["input"], str):
+            raise ValueError(f"a task row's `input` is a string, got {row['input']!r:.80}")  # noqa: TRY004
         label = row.get("label")
-        references = [label] if isinstance(label, str) else list(label or [])
+        labels = [] if label is None else [label] if isinstance(label, (str, int, float)) else label
+        if not isinstance(labels, list) or not all(_answer(x) for x in labels):
+            raise ValueError(f"a task row's `label` is a string, a number or a list of them, got {label!r:.80}")
+        references = [str(x) for x in labels]  # a numeric gold answer (ConvFinQA-style) as its text
+        options = row.get("options") or []
+        if not isinstance(options, list) or not all(isinstance(x, str) for x in options):
+            raise ValueError(f"a task row's `options` is a list of strings, got {options!r:.80}")
+        gold = row.get("gold_index")
+        if isinstance(gold, bool):
+            raise ValueError(f"a task row's `gold_index` is an integer, got {gold!r}")  # noqa: TRY004
         group = row.get("class_id")
         return cls(
             prompt=row["input"],
-            options=list(row.get("options") or []),
-            gold=row.get("gold_index"),
+            options=list(options),
+            gold=gold,
             references=references,
             group=None if group is None else str(group),
         )
@@ -194,6 +213,8 @@ def load_task_file(path: str | os.PathLike) -> Task:
             "(rows with `input` + `options`/`gold_index` or `label`)"
         )
     rows = data["examples"]
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: `examples` is a list of rows, got {type(rows).__name__}")  # noqa: TRY004
     name = data.get("name") or Path(path).stem
     return Task(name, data["metric"], [Example.from_row(r) for r in rows])
 
