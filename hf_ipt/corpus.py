@@ -266,7 +266,8 @@ class CorpusConfig:
     corpus_name: str | None = field(default=None, metadata={"help": "Value of the `corpus` column (default: derived)."})
     num_shards: int | None = field(
         default=None,
-        metadata={"help": "Shards the corpus is cut into (default max(files, 8)). For a job they are the work "
+        metadata={"help": "Shards the corpus is cut into (default: one per file, at least 8, at most one per 16 MB of "
+                  "local files; windows of texts never span shards). For a job they are the work "
                   "units, fixed whatever the number of ranks: a unit is the work redone after a kill."},
     )
 
@@ -604,8 +605,27 @@ def file_name(path: str, root: str | None) -> str:
     return location[len(root):].lstrip("/")
 
 
+SHARD_BYTES = 16 * 2**20  # default shards: about one per 16 MB of local text (see `default_num_shards`)
+
+
+def default_num_shards(files: list[str]) -> int:
+    """The number of shards when none is given: one per file, at least 8, and for local files at
+    most one per `SHARD_BYTES` (16 MB).
+
+    Windows of texts (chaining, batching, the miner's keyword statistics) never span shards, so
+    a shard per small file would synthesize a corpus of one document per ``.txt`` file one text
+    at a time: no M-shot chain, batches of one prompt. 16 MB of text is about 4M tokens, 10-30
+    minutes of one GPU with a 7B synthesizer (a job's unit of work to redo after a kill).
+    """
+    wanted = max(len(files), 8)
+    if files and all(os.path.isfile(f) for f in files):
+        total = sum(os.path.getsize(f) for f in files)
+        wanted = max(8, min(len(files), -(-total // SHARD_BYTES)))
+    return wanted
+
+
 def make_shards(files: list[str], num_shards: int | None) -> list[dict]:
-    """Exactly `num_shards` shards over `files` (default ``max(len(files), 8)``).
+    """Exactly `num_shards` shards over `files` (default: `default_num_shards`).
 
     With at least as many files as shards, shard ``i`` holds files ``i, i + n, ...``; with
     fewer, each file is split into parts (the first ``num_shards % len(files)`` files into
@@ -618,7 +638,7 @@ def make_shards(files: list[str], num_shards: int | None) -> list[dict]:
     """
     if not files:
         return []
-    wanted = num_shards or max(len(files), 8)
+    wanted = num_shards or default_num_shards(files)
     if wanted < 1:
         raise ValueError(f"`num_shards` must be >= 1, got {num_shards}")
     root = common_root(files)

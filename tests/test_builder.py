@@ -80,6 +80,18 @@ def test_templified_transformers_non_streaming_chains(tmp_path, tiny_synthesizer
         assert "What is reported?" in row["text"] and "Sales fell." in row["text"]
 
 
+def test_a_corpus_of_one_text_per_file_is_still_chained(tmp_path, tiny_synthesizer_dir):
+    """16 .txt files, default shards: windows never span shards, and a shard per file used to
+    synthesize every text alone (no M-shot chain, batches of one prompt)."""
+    for i in range(16):
+        (tmp_path / f"{i:02d}.txt").write_text(doc(i))
+    ds = load_augmented(str(tmp_path / "*.txt"), synthesizer=str(tiny_synthesizer_dir), backend="transformers",
+                        max_new_tokens=40, streaming=True, output="pairs")
+    assert ds.num_shards == 8  # 16 small files: 8 shards of 2
+    rows = list(ds)
+    assert len(rows) == 16 and sum(bool(r["shots"]) for r in rows) == 8  # each shard's second text has a shot
+
+
 def test_txt_and_parquet_and_glob(tmp_path):
     (tmp_path / "a.txt").write_text(doc(1))
     (tmp_path / "b.txt").write_text(doc(2))

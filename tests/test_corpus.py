@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -32,10 +33,21 @@ def test_make_shards_returns_exactly_num_shards_covering_each_document_once(tmp_
     assert len(ids) == len(set(ids))
 
 
-def test_default_num_shards_is_unchanged(tmp_path):
-    files = [str(write_jsonl(tmp_path / f"f{k}.jsonl", 3)) for k in range(3)]
-    assert len(make_shards(files, None)) == 8
-    assert len(make_shards(files * 4, None)) == 12  # whole files when there are more than 8
+def test_default_num_shards_groups_small_files(tmp_path, monkeypatch):
+    """One shard per file, at least 8, at most one per SHARD_BYTES of local files: windows never
+    span shards, and a shard per small file would synthesize its texts one at a time."""
+    from hf_ipt import corpus as corpus_module
+
+    files = [str(write_jsonl(tmp_path / f"f{k}.jsonl", 3)) for k in range(12)]
+    assert len(make_shards(files[:3], None)) == 8  # fewer files than 8: split into parts, as before
+    assert len(make_shards(files, None)) == 8  # 12 small files: 8 shards of whole files, not 12
+    size = sum(os.path.getsize(f) for f in files)
+    monkeypatch.setattr(corpus_module, "SHARD_BYTES", size // 10)  # as if each file were ~1.2 shards' worth
+    assert len(make_shards(files, None)) == 11
+    monkeypatch.setattr(corpus_module, "SHARD_BYTES", 1)
+    assert len(make_shards(files, None)) == 12  # never more than one per file
+    urls = [f"hf://datasets/org/name@{'a' * 40}/f{k}.jsonl" for k in range(12)]
+    assert corpus_module.default_num_shards(urls) == 12  # sizes unknown: one per file
 
 
 def test_three_ranks_read_disjoint_shards_that_partition_the_corpus(tmp_path):
