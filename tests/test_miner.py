@@ -598,6 +598,9 @@ def test_every_template_renders_with_its_subtype_fields() -> None:
             rendered = question.format(**values) + answer.format(**values)
             assert "{" not in rendered
             assert question.count("\nOptions:\n") <= 1
+            # templify owns the question/answer labels and may put the text below the pairs
+            assert not question.startswith("Question:") and not question.endswith("Answer:"), question
+            assert "above" not in question, question
 
 
 def test_keyword_stats_streaming_merge_and_ranking() -> None:
@@ -661,3 +664,17 @@ def test_mined_pairs_flow_through_templify() -> None:
     ]
     assert all(answer in training_text for answer in answers)
     assert not any(marker in training_text for marker in ("<QUE>", "<ANS>", "</END>", "<CON>"))
+
+
+def test_a_long_run_of_end_marks_is_split_in_linear_time():
+    """A boundary match never starts inside a run of end marks: tried at every mark of a run that
+    is no boundary (``"." * 50_000`` before a lowercase word), the split was quadratic (90 s a
+    document). The result is that of a match at the run's start."""
+    from hf_ipt.miner.sentences import _BOUNDARY, split_sentences
+
+    text = "Sales rose. " + "." * 50 + " and then fell!!! Prices moved... A record."
+    run = text.index("." * 50)
+    assert _BOUNDARY.match(text, run + 1) is None and _BOUNDARY.match(text, run) is None  # no boundary there
+    assert _BOUNDARY.match(text, text.index("!!!") + 1) is None  # nor inside a run that is one
+    assert split_sentences(text) == ["Sales rose. " + "." * 50 + " and then fell!!!", "Prices moved...", "A record."]
+    assert split_sentences("Growth " + "." * 50_000 + " tail. The end.")[-1] == "The end."

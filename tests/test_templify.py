@@ -87,6 +87,24 @@ def test_layout_shapes():
     assert f"{user}: Who reported?\n{bot}: The company." in nxt[0]
 
 
+def test_inline_answers_to_questions_of_several_lines_start_a_line():
+    """A joiner without a newline (' ', ' - ') glued the answer onto the last option:
+    'C) Grey B'. After a question of several lines the answer starts a line, behind the answer prefix."""
+    checked = 0
+    for seed in range(60):
+        rng = random.Random(seed)
+        fmt = dataclasses.replace(sample_format(rng, CHAIN), layout="inline", inverted=False)
+        text = render(CHAIN, fmt, rng)[0]
+        if "\n" not in fmt.joiner:  # the MC answer (pair 1) and the CoT answer follow their prefix on a new line
+            assert f"\n{fmt.qa[1].format(n=1)} " in text, text
+            checked += 1
+    assert checked > 20
+    rng = random.Random(0)
+    fmt = dataclasses.replace(sample_format(rng, CHAIN), layout="inline", joiner=" - ", inverted=False)
+    out = render(CHAIN, fmt, rng)[0]
+    assert "Who reported? - The company." in out  # one-line questions keep the joiner
+
+
 def test_entries_share_one_format():
     out, fmt = forced(CHAIN, "classic")
     assert out[0].count(fmt.lead) == 2

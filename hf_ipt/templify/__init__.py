@@ -131,7 +131,7 @@ def _qa_block(pairs: list[tuple[str, str]], fmt: Format) -> str:
         answers = "\n".join(f"{n} {a}" for n, (_, a) in zip(num, pairs))
         return f"{fmt.headers[0]}\n{questions}{fmt.sep_pair}{fmt.headers[1]}\n{answers}"
     if fmt.layout == "inline":
-        body = fmt.sep_pair.join(f"{q}{fmt.joiner}{a}" for q, a in pairs)
+        body = fmt.sep_pair.join(_inline(i, q, a, fmt) for i, (q, a) in enumerate(pairs))
     else:
         qp, ap = fmt.qa
         body = fmt.sep_pair.join(
@@ -139,6 +139,15 @@ def _qa_block(pairs: list[tuple[str, str]], fmt: Format) -> str:
         )
     # Lead-ins point at "the text above"; inverted, the text comes below (`inverted_lead`).
     return body if fmt.inverted else f"{fmt.lead}{fmt.sep_pair}{body}"
+
+
+def _inline(i: int, question: str, answer: str, fmt: Format) -> str:
+    """One inline pair: ``{q}{joiner}{a}``; after a question of several lines (options, a CoT
+    trigger) the answer goes on a line of its own behind the answer prefix, as a joiner without
+    a newline (``' '``, ``' - '``) would glue it onto the last option."""
+    if "\n" in question and "\n" not in fmt.joiner:
+        return f"{question}\n{fmt.qa[1].format(n=i + 1)} {answer}"
+    return f"{question}{fmt.joiner}{answer}"
 
 
 def _render_entry(text: str, pairs: list[tuple[str, str]], fmt: Format) -> str:
