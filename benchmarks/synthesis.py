@@ -11,8 +11,9 @@ so each sequence's output length is drawn from that distribution and forced, in 
 - ``transformers-cb`` (continuous batching) and ``vllm`` take no per-call logits processor:
   each request gets the drawn length as its own token limit, EOS off.
 
-Printed per mode: raw tok/s (prompt + generated tokens per second), generated tok/s, the
-ratio of raw tok/s to ``plain``, peak GPU memory, and how many sequences equal ``plain`` token
+Printed per mode: raw tok/s (the new contexts' tokens per second: raw corpus text, as in the
+goal of 2B raw tokens a day; a one-shot prompt's earlier context and pairs are not raw),
+prompt + generated tok/s, generated tok/s, the ratio of raw tok/s to ``plain``, peak GPU memory, and how many sequences equal ``plain`` token
 for token (greedy, all tokens before the forced end). See BENCHMARKS.md.
 
 Usage:
@@ -119,8 +120,9 @@ def load_model(args, device: str, dtype):
     return model.eval(), random_tokenizer(config.vocab_size)
 
 
-def make_workload(args, tokenizer, budget: int) -> tuple[list[list[int]], dict]:
-    """Prompts of random token ids in the synthesizer's shape, and each one's output length."""
+def make_workload(args, tokenizer, budget: int) -> tuple[list[list[int]], dict, list[int]]:
+    """Prompts of random token ids in the synthesizer's shape, each one's output length, and each
+    one's raw tokens (its new context, as truncated to the budget: not the shot before it)."""
     rng = random.Random(args.seed)
     ids = sorted(set(range(len(tokenizer))) - set(tokenizer.all_special_ids))
     mean = args.mean_new_tokens
@@ -128,16 +130,18 @@ def make_workload(args, tokenizer, budget: int) -> tuple[list[list[int]], dict]:
     def new_tokens() -> int:
         return min(args.max_new_tokens, max(2, round(rng.gauss(mean, 0.35 * mean))))
 
-    prompts, lengths = [], {}
+    prompts, lengths, raw = [], {}, []
     for i in range(args.num_prompts):
         context = rng.choices(ids, k=rng.randint(*args.context_tokens))
         shot = rng.choices(ids, k=rng.randint(*args.context_tokens) + new_tokens())
+        before = 0
         if i % 2 and 1 + len(shot) + len(context) <= budget:  # one-shot when it fits
-            context = shot + context
+            context, before = shot + context, len(shot)
         prompt = [tokenizer.bos_token_id] + context[: budget - 1]
         prompts.append(prompt)
         lengths[tuple(prompt)] = new_tokens()
-    return prompts, lengths
+        raw.append(len(prompt) - 1 - before)
+    return prompts, lengths, raw
 
 
 def run_plain(backend, prompts, lengths):
@@ -216,7 +220,7 @@ def continuous_batch(model, inputs, lengths, generation_config, continuous_batch
     return results
 
 
-def measure(mode, run, backend, prompts, lengths, reference=None, repeats=1, warm=16):
+def measure(mode, run, backend, prompts, lengths, reference=None, repeats=1, warm=16, raw_tokens=None):
     """Warm up on the first `warm` prompts (the real shape), then time `run` on all prompts, best
     of `repeats` (GPU synced)."""
     gpu = torch.cuda.is_available()
@@ -237,8 +241,9 @@ def measure(mode, run, backend, prompts, lengths, reference=None, repeats=1, war
     return generations, {
         "mode": mode, "prompts": len(prompts), "seconds": round(seconds, 2),
         "errors": sum(g.error is not None for g in generations),
-        "prompt_tokens": prompt_tokens, "generated_tokens": new_tokens,
-        "raw_tok_s": round((prompt_tokens + new_tokens) / seconds, 1),
+        "raw_tokens": raw_tokens, "prompt_tokens": prompt_tokens, "generated_tokens": new_tokens,
+        "raw_tok_s": round((prompt_tokens if raw_tokens is None else raw_tokens) / seconds, 1),
+        "prompt_and_generated_tok_s": round((prompt_tokens + new_tokens) / seconds, 1),
         "generated_tok_s": round(new_tokens / seconds, 1),
         # in this process: vLLM's engine memory is gpu_memory_utilization, not counted here
         "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if gpu else None,
@@ -261,15 +266,15 @@ def main(args) -> list[dict]:
     )  # fmt: skip
     model, tokenizer = load_model(args, device, dtype)
     backend = TransformersBackend.from_model(model, tokenizer, config)
-    prompts, lengths = make_workload(args, tokenizer, config.prompt_budget)
+    prompts, lengths, raw = make_workload(args, tokenizer, config.prompt_budget)
     sizes, news = [len(p) for p in prompts], list(lengths.values())
     print(f"# {config.model_name_or_path} on {device}: {len(prompts)} prompts of "
-          f"{sum(sizes) / len(sizes):.0f} tokens (max {max(sizes)}), "
+          f"{sum(sizes) / len(sizes):.0f} tokens (max {max(sizes)}; {sum(raw)} raw tokens in all), "
           f"{sum(news) / len(news):.0f} new tokens on average", flush=True)  # fmt: skip
     reference, rows, warm = None, [], args.batch_size
     for mode in args.modes:
         if mode == "plain":
-            reference, row = measure(mode, run_plain, backend, prompts, lengths, None, args.repeats, warm)
+            reference, row = measure(mode, run_plain, backend, prompts, lengths, None, args.repeats, warm, sum(raw))
         else:
             engine = vllm_backend(args, config, model, tokenizer) if mode == "vllm" else (
                 TransformersBackend.from_model(model, tokenizer, replace(
@@ -278,7 +283,7 @@ def main(args) -> list[dict]:
                     static_cache=args.static_cache and mode == "transformers",
                 ))
             )  # fmt: skip
-            row = measure(mode, run_backend, engine, prompts, lengths, reference, args.repeats, warm)[1]
+            row = measure(mode, run_backend, engine, prompts, lengths, reference, args.repeats, warm, sum(raw))[1]
             if mode.startswith("transformers"):
                 row.update(batch_size=engine.config.batch_size, max_batch_tokens=engine.config.max_batch_tokens,
                            static_cache=engine.config.static_cache, engine_calls=engine.engine_calls)

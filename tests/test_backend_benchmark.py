@@ -46,6 +46,9 @@ def test_tiny_run_matches_plain_generate_token_for_token(tmp_path):
     for row in rows.values():
         assert row["errors"] == 0 and row["prompts"] == 6
         assert row["raw_tok_s"] > row["generated_tok_s"] > 0
+        # raw = the new contexts' tokens: fewer than the prompts' (one-shot prompts carry a shot)
+        assert 0 < row["raw_tokens"] < row["prompt_tokens"] == rows["plain"]["prompt_tokens"]
+        assert row["raw_tok_s"] == pytest.approx(row["raw_tokens"] / row["seconds"], rel=0.15)  # seconds rounded
         assert row["peak_gpu_gib"] is None  # CPU: no GPU memory to report
         # The same drawn output lengths were forced in every mode.
         assert row["generated_tokens"] == rows["plain"]["generated_tokens"]

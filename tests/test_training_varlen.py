@@ -35,7 +35,9 @@ def test_document_bounds_span_the_rows_laid_end_to_end():
     positions = torch.tensor([[0, 1, 2, 0, 1, 2, 3, 0], [0, 1, 2, 3, 4, 5, 0, 1]])
     bounds = varlen.document_bounds(positions)
     assert bounds["cu_seq_lens_q"].tolist() == [0, 3, 7, 8, 14, 16] and bounds["cu_seq_lens_q"].dtype == torch.int32
-    assert bounds["max_length_q"] == bounds["max_length_k"] == 6
+    assert bounds["max_length_q"] == bounds["max_length_k"] == 8  # the row length: the same every step
+    with pytest.raises(ValueError, match=r"\(6 tokens\).*\(5\)"):
+        varlen.document_bounds(positions, window=5)
     with pytest.raises(ValueError, match="must start at 0"):
         varlen.document_bounds(torch.tensor([[1, 2, 0]]))
 
@@ -49,7 +51,8 @@ def test_packed_batches_give_the_logits_loss_and_gradients_of_sdpa(kv_heads, mon
     documents = [list(range(1, 20)), list(range(5, 60)), list(range(2, 30)), list(range(3, 90))]
     blocks = list(pack_sequences(documents, 48))
     plain, packed = packed_collator(sdpa)(blocks), packed_collator(fast)(blocks)
-    assert "cu_seq_lens_q" not in plain and packed["max_length_q"] == 45
+    # the last block is short: the rows are flattened into one, whose length bounds every document
+    assert "cu_seq_lens_q" not in plain and packed["max_length_q"] == 189
     expected, got = sdpa(**plain), fast(**packed)
     torch.testing.assert_close(got.logits, expected.logits, rtol=1e-5, atol=1e-5)
     assert len(calls) == 2  # both layers ran the varlen path, not the sdpa fallback
@@ -176,9 +179,8 @@ def test_a_sliding_window_shorter_than_a_document_is_refused():
     model = AutoModelForCausalLM.from_config(config, attn_implementation=varlen.prepare(varlen.NAME))
     short = packed_collator(model)(list(pack_sequences([list(range(1, 12)), list(range(1, 10))], 20)))
     model(**short)  # documents within the window: nothing to refuse
-    long = packed_collator(model)(list(pack_sequences([list(range(1, 40))], 39)))
-    with pytest.raises(ValueError, match=r"no sliding window.*\(39 tokens\).*\(16\)"):
-        model(**long)
+    with pytest.raises(ValueError, match=r"no sliding window.*\(39 tokens\).*\(16\)"):  # before the model runs
+        packed_collator(model)(list(pack_sequences([list(range(1, 40))], 39)))
 
 
 def test_attention_the_kernel_lacks_is_refused_not_dropped():

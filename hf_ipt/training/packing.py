@@ -90,7 +90,8 @@ def pack_sequences(
 
 
 def collate_packed(
-    features: list[Mapping[str, Sequence[int]]], flatten: bool = False, bounds: bool = False
+    features: list[Mapping[str, Sequence[int]]], flatten: bool = False, bounds: bool = False,
+    window: int | None = None,
 ) -> dict[str, Any]:
     """Stack equal-length examples into ``[batch, length]`` tensors, else flatten them into ONE row.
 
@@ -116,7 +117,7 @@ def collate_packed(
     if bounds:
         from .varlen import document_bounds
 
-        batch.update(document_bounds(batch["position_ids"]))
+        batch.update(document_bounds(batch["position_ids"], window))
     if STREAM_POSITION in features[-1]:  # where the stream stands after this batch: `IPTTrainer` saves it
         batch[STREAM_POSITION] = features[-1][STREAM_POSITION]
     return batch
@@ -131,9 +132,11 @@ def needs_flat_batches(model: Any) -> bool:
 def packed_collator(model: Any) -> Callable[[list[Mapping[str, Sequence[int]]]], dict[str, Any]]:
     """`collate_packed` for `model`: flattened rows under flash attention, stacked rows otherwise,
     with the documents' boundaries under ``hf_ipt_varlen``."""
-    from .varlen import uses_varlen
+    from .varlen import sliding_window, uses_varlen
 
-    return partial(collate_packed, flatten=needs_flat_batches(model), bounds=uses_varlen(model))
+    bounds = uses_varlen(model)
+    return partial(collate_packed, flatten=needs_flat_batches(model), bounds=bounds,
+                   window=sliding_window(model) if bounds else None)
 
 
 ISOLATION_TOLERANCE = 1e-4  # relative: rounding alone, in fp32 and bf16 alike (same shapes, same kernels)

@@ -67,11 +67,14 @@ UNSUPPORTED = {"softcap": "logit soft-capping", "s_aux": "attention sinks"}
 _warned: set[str] = set()
 
 
-def document_bounds(position_ids: Any) -> dict[str, Any]:
+def document_bounds(position_ids: Any, window: int | None = None) -> dict[str, Any]:
     """``cu_seq_lens_q/k`` (int32) and ``max_length_q/k`` of a ``[batch, length]`` packed batch.
 
     A document starts wherever `position_ids` is 0 (`pack_sequences` restarts them at each
-    document and each block), over the batch's rows laid end to end.
+    document and each block), over the batch's rows laid end to end. ``max_length_q/k`` is the
+    row length, a bound on every document (none spans rows), not the batch's longest document:
+    the same value every step, so compiled layers do not recompile for it (Dynamo specializes on
+    an int). `window`: the model's sliding window; a longer document is refused here.
     """
     import torch
 
@@ -81,7 +84,23 @@ def document_bounds(position_ids: Any) -> dict[str, Any]:
         raise ValueError("packed position_ids must start at 0 (a document start) in every row")
     cu = torch.cat([starts, torch.tensor([flat.numel()])]).to(torch.int32)
     longest = int((cu[1:] - cu[:-1]).max())
-    return {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest, "max_length_k": longest}
+    if window is not None and longest > window:
+        raise ValueError(f"{NAME} has no sliding window, and a document of this batch ({longest} "
+                         f"tokens) is longer than the model's ({window}): use --attn_implementation sdpa, or a "
+                         f"--max_length of at most {window}")
+    bound = int(position_ids.shape[-1])
+    return {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": bound, "max_length_k": bound}
+
+
+def sliding_window(model: Any) -> int | None:
+    """The sliding window some attention layer of `model` uses, else `None` (the window check of
+    `document_bounds`)."""
+    config = getattr(model, "config", None)
+    window = getattr(config, "sliding_window", None)
+    if window is None or not getattr(config, "use_sliding_window", True):
+        return None
+    layer_types = getattr(config, "layer_types", None)
+    return window if layer_types is None or "sliding_attention" in layer_types else None
 
 
 def varlen_attention_forward(
@@ -114,12 +133,7 @@ def varlen_attention_forward(
         if kwargs.get(name) is not None:
             raise ValueError(f"{NAME} has no {what} ({name}), which {type(module).__name__} uses: use "
                              "--attn_implementation sdpa, eager or flash_attention_2")
-    longest = int(kwargs["max_length_q"])
-    window = kwargs.get("sliding_window")
-    if window is not None and longest > window:
-        raise ValueError(f"{NAME} has no sliding window, and a document of this batch ({longest} "
-                         f"tokens) is longer than the model's ({window}): use --attn_implementation sdpa, or a "
-                         f"--max_length of at most {window}")
+    longest = int(kwargs["max_length_q"])  # a bound (the row length), checked against the window when collated
     batch, heads, length, dim = query.shape
     scale = dim**-0.5 if scaling is None else scaling
     flat = [t.transpose(1, 2).reshape(batch * length, t.shape[1], dim) for t in (query, key, value)]
