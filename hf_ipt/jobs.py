@@ -330,24 +330,44 @@ def _path(job: JobConfig, stage: str, index: int, suffix: str) -> str:
     return os.path.join(job.output_dir, stage, unit_name(index) + suffix)
 
 
-def unit_done(job: JobConfig, index: int, pinned: dict | None = None) -> bool:
-    """Whether unit `index` has its done-marker; with `pinned` (the `job.json` content this process
-    runs), one made under that content (markers written before they recorded it count as such)."""
-    if pinned is None:
+def unit_done(job: JobConfig, index: int, made_under: str | None = None) -> bool:
+    """Whether unit `index` has its done-marker; with `made_under` (the `spec_id` of the `job.json`
+    content this process runs), one made under that content (markers written before they
+    recorded it count as such)."""
+    if made_under is None:
         return os.path.exists(_path(job, "pairs", index, ".json"))
     marker = _marker(job, index)
-    return bool(marker) and marker.get("job_spec", spec_id(pinned)) == spec_id(pinned)
+    return bool(marker) and marker.get("job_spec", made_under) == made_under
 
 
-def parquet_rows(path: str) -> int | None:
-    """The row count in a Parquet file's footer; `None` when it is missing or unreadable."""
+def _parquet(path: str):
+    """`pyarrow.parquet.ParquetFile` of `path`; `None` when it is missing or unreadable."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(path).metadata.num_rows
+        return pq.ParquetFile(path)
     except (OSError, pa.ArrowException):
         return None
+
+
+def parquet_rows(path: str) -> int | None:
+    """The row count in a Parquet file's footer; `None` when it is missing or unreadable."""
+    parquet = _parquet(path)
+    return None if parquet is None else parquet.metadata.num_rows
+
+
+def damaged_output(paths: list[str], rows: int | None) -> str | None:
+    """What is wrong with output files `paths` that should hold `rows` rows in all (`None`: not
+    counted): a file missing or unreadable, or another total; `None` when nothing is."""
+    counts = []
+    for path in paths:
+        if (count := parquet_rows(path)) is None:
+            return f"{path} is missing or not a readable Parquet file"
+        counts.append(count)
+    if rows is not None and sum(counts) != rows:
+        return f"its Parquet files hold {sum(counts)} rows, its record says {rows}"
+    return None
 
 
 def _marker(job: JobConfig, index: int) -> dict | None:
@@ -363,12 +383,8 @@ def _marker(job: JobConfig, index: int) -> dict | None:
 def _pairs_made(job: JobConfig, index: int) -> tuple[int, str | None] | None:
     """Rows and `spec_id` (`None` in units of older versions) of unit `index`'s pairs Parquet;
     `None` when it is missing or unreadable."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        parquet = pq.ParquetFile(_path(job, "pairs", index, ".parquet"))
-    except (OSError, pa.ArrowException):
+    parquet = _parquet(_path(job, "pairs", index, ".parquet"))
+    if parquet is None:
         return None
     spec = (parquet.schema_arrow.metadata or {}).get(SPEC_KEY)
     return parquet.metadata.num_rows, None if spec is None else spec.decode()
@@ -417,9 +433,9 @@ def _finished(job: JobConfig) -> dict | None:
         return None
     except (json.JSONDecodeError, UnicodeDecodeError):
         manifest = {}
-    files = manifest.get("data_files")
-    rows = [parquet_rows(os.path.join(job.output_dir, f)) for f in files] if isinstance(files, list) else [None]
-    if None not in rows and sum(rows) == manifest.get("rows"):
+    files, rows = manifest.get("data_files"), manifest.get("rows")
+    if isinstance(files, list) and rows is not None \
+            and damaged_output([os.path.join(job.output_dir, f) for f in files], rows) is None:
         return manifest
     logger.warning("hf_ipt: the output of the finished job in %r is incomplete (a data file missing or damaged): "
                    "it is written again", job.output_dir)
@@ -535,7 +551,7 @@ def synthesize_unit(job: JobConfig, index: int, shard: dict, augment: Augmenter,
     def finished_elsewhere() -> bool:
         if pinned is not None:
             check_pinned(job, pinned)
-        return unit_done(job, index, pinned)
+        return unit_done(job, index, made_under)
 
     # A duplicate run that finished first keeps its Parquet and marker: this run's output is dropped.
     if not write_atomic(_path(job, "pairs", index, ".parquet"), write, unless=finished_elsewhere):
@@ -713,13 +729,14 @@ def _token_unit(synthesis: SynthesisConfig) -> str:
 def _synthesize_units(job: JobConfig, units: list[dict], todo: list[int], augment: Augmenter,
                       filters: FilterConfig, rank: int, pinned: dict, progress: bool, token_unit: str) -> None:
     """Stage 1 over the units `todo`, with a progress bar."""
+    made_under = spec_id(pinned)
     bar = Progress(len(todo), rank, token_unit) if progress and todo else None
     with bar.bar if bar else contextlib.nullcontext():  # closed before any error is printed
         for index in todo:
             try:
                 synthesize_unit(job, index, units[index], augment, filters, bar, rank, pinned)
             except OSError:
-                if not unit_done(job, index, pinned):
+                if not unit_done(job, index, made_under):
                     raise
                 # Another process finished this unit and the job meanwhile, and cleaned our temporary up.
                 logger.warning("hf_ipt: unit %s was finished by another process", unit_name(index))
@@ -749,11 +766,12 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     if (manifest := _finished(job)) is not None:
         return manifest
     _redo_damaged(job, len(units), pinned)
-    todo = [i for i in range(rank, len(units), world_size) if not unit_done(job, i, pinned)]
+    made_under = spec_id(pinned)  # once: the spec lists every unit, and each check below compares with it
+    todo = [i for i in range(rank, len(units), world_size) if not unit_done(job, i, made_under)]
     augment = Augmenter(replace(synthesis, output="pairs"), corpus_name=job.corpus_name)
     for _ in range(3):
         _synthesize_units(job, units, todo, augment, filters, rank, pinned, progress, _token_unit(synthesis))
-        waiting = [i for i in range(len(units)) if not unit_done(job, i, pinned)]
+        waiting = [i for i in range(len(units)) if not unit_done(job, i, made_under)]
         if waiting:
             logger.warning("hf_ipt: rank %d/%d done; %d units of other ranks remain, the last rank to finish "
                            "writes the output", rank, world_size, len(waiting))

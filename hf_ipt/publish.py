@@ -144,18 +144,13 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
 def _checked_files(out: Path, rows: int | None) -> list[Path]:
     """`data_files` of `out`, each a readable Parquet file, holding the `rows` the record counts:
     a damaged output is refused before anything reaches the Hub."""
-    from .jobs import parquet_rows
+    from .jobs import damaged_output
 
     files = data_files(out)
-    counts = [parquet_rows(str(f)) for f in files]
-    fix = ("rerun `hf-ipt synthesize` with the same settings (it writes a finished job's missing or damaged "
-           "output again)" if (out / "job.json").is_file() else "rerun the command that wrote it")
-    for f, count in zip(files, counts, strict=True):
-        if count is None:
-            raise UsageError(f"{f} is missing or not a readable Parquet file: {fix}, then push")
-    if rows is not None and sum(counts) != rows:
-        raise UsageError(f"the Parquet files of {out} hold {sum(counts)} rows, its record says {rows}: {fix}, "
-                         "then push")
+    if (problem := damaged_output([str(f) for f in files], rows)) is not None:
+        fix = ("rerun `hf-ipt synthesize` with the same settings (it writes a finished job's missing or damaged "
+               "output again)" if (out / "job.json").is_file() else "rerun the command that wrote it")
+        raise UsageError(f"{out}: {problem}: {fix}, then push")
     return files
 
 

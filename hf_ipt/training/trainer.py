@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from transformers import Trainer, TrainerCallback
+from transformers.trainer import TRAINER_STATE_NAME  # written last in a checkpoint
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-TRAINER_STATE_NAME = "trainer_state.json"  # transformers.trainer's name for it; written last in a checkpoint
 
 from ..corpus import COMMIT, hub_id_parts, hub_url_parts, is_file_corpus, is_hub_url
 from . import varlen
