@@ -193,19 +193,24 @@ def run(cfg: MiniReproConfig, synthesis: SynthesisConfig) -> dict:
             train(pretrain_config(cfg, data[arm], tokenizer, model, seed), "pretrain.py", cpu=cfg.use_cpu)
             scores = evaluate_model(str(model), tasks, cfg.eval_batch_size, "cpu" if cfg.use_cpu else "cuda")
             runs.append({"arm": arm, "seed": seed, "model": str(model), "scores": scores})
+            if arm == ARMS[-1] and seed != cfg.seeds[-1]:  # a run cut short keeps the seeds it finished
+                write_results(cfg, synthesis, out, runs, {t.name: len(t.examples) for t in tasks}, final=False)
     return write_results(cfg, synthesis, out, runs, {t.name: len(t.examples) for t in tasks})
 
 
 def write_results(cfg: MiniReproConfig, synthesis: SynthesisConfig, out: Path, runs: list[dict],
-                  eval_items: dict) -> dict:
+                  eval_items: dict, final: bool = True) -> dict:
+    """Write ``results.md`` and ``results.json``; ``final=False`` marks them partial (seeds done so far)."""
     summary = summarize(runs)
     table = results_table(summary)
-    header = (f"Vanilla vs. instruction pre-training from scratch: shape `{cfg.model_shape}`, "
-              f"{cfg.tokens_per_run:,} tokens per run, seeds {cfg.seeds}, synthesizer `{synthesis.synthesizer}`, "
+    seeds = sorted({r["seed"] for r in runs})
+    done = "" if final else f"PARTIAL: seeds {seeds} of {cfg.seeds} finished. "
+    header = (f"{done}Vanilla vs. instruction pre-training from scratch: shape `{cfg.model_shape}`, "
+              f"{cfg.tokens_per_run:,} tokens per run, seeds {seeds}, synthesizer `{synthesis.synthesizer}`, "
               f"held-out items {eval_items}. Mean and sample std over seeds (accuracy, %).")
     (out / "results.md").write_text(f"{header}\n\n{table}\n")
     results = {"config": asdict(cfg), "synthesis": recorded_settings(asdict(synthesis)), "tokens_per_run": cfg.tokens_per_run,
-               "eval_items": eval_items, "runs": runs, "summary": summary}
+               "eval_items": eval_items, "complete": final, "runs": runs, "summary": summary}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(f"\n[mini-repro] {header}\n\n{table}\n", flush=True)
     return results

