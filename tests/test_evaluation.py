@@ -358,7 +358,7 @@ def test_strict_numeric_match_reads_a_percentage_both_ways(prediction, reference
 PROMPTS = [
     "The company reported a profit",
     "Sales fell. Therefore, the shares",
-    "What is the cause? Options: " + "energy prices and interest rates. " * 6,
+    "What is the cause? Options:" + " energy prices and interest rates." * 6,
 ]
 OPTIONS = [
     ["yes", "no", "maybe so"],
@@ -661,3 +661,12 @@ def test_eval_callback_gives_back_the_pending_log_flag_it_cleared(tmp_path, monk
     callback.on_step_end(args, state, control)
     assert logged == [{"eval_T_accuracy": 1.0, "eval_domain_average": 1.0}]
     assert control.should_log is True  # the Trainer still logs step 2's loss (and all-gathers it on every rank)
+
+
+def test_a_prompt_ending_in_a_space_gets_no_second_space_before_the_option():
+    from hf_ipt.evaluation.scoring import build_request, with_option
+
+    request = build_request(MergingTokenizer(), "xa ", ["c"], add_bos=True, max_length=None)
+    assert request.context == [1, 5, 6, 8] and request.continuations == [[9]]  # 'c', not ' ' + 'c'
+    assert with_option("Answer:", "yes") == "Answer: yes"
+    assert with_option("Answer:\n", "yes") == "Answer:\nyes"

@@ -1,7 +1,7 @@
 """Model-side scoring: option log-likelihoods and greedy answers, batched, on any device.
 
 - `score_options`: the MEAN negative log-likelihood of the tokens of ``' ' + option`` after
-  the prompt, for every option. Short prompts go in left-padded batches of prompt+option
+  the prompt, for every option (no space added after a prompt that ends in whitespace). Short prompts go in left-padded batches of prompt+option
   sequences (one forward pass per batch, logits kept only for the option positions). Long
   prompts with several options are run once and their key/value cache is shared by all of
   their options (``shared_prefix_min_tokens``).
@@ -79,6 +79,12 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def with_option(prompt: str, option: str) -> str:
+    """``prompt + ' ' + option``, with no second space where the prompt already ends in whitespace
+    (``"Answer: "`` or ``"Answer:\\n"``): the option follows it as written."""
+    return prompt + option if prompt[-1:].isspace() else f"{prompt} {option}"
+
+
 def build_request(
     tokenizer: Any, prompt: str, options: Sequence[str], add_bos: bool, max_length: int | None
 ) -> _Request:
@@ -90,7 +96,7 @@ def build_request(
     `max_length` (prompt + the longest option).
     """
     context = encode(tokenizer, prompt, add_bos)
-    wholes = [encode(tokenizer, f"{prompt} {option}", add_bos) for option in options]
+    wholes = [encode(tokenizer, with_option(prompt, option), add_bos) for option in options]
     # every option scores at least one token, even if it tokenizes into the prompt's end
     starts = [min(_common_prefix(context, w), len(w) - 1) for w in wholes]
     shared = min(starts)
