@@ -160,14 +160,25 @@ def summarize(runs: list[dict]) -> dict:
     return summary
 
 
-def results_table(summary: dict) -> str:
-    """Markdown table: mean and std of each arm per task, and the difference of the means."""
+def chance_levels(tasks: list) -> dict[str, float]:
+    """Per task, the accuracy (%) of a uniform guess among each item's options."""
+    return {t.name: 100 * statistics.fmean(1 / len(e.options) for e in t.examples) for t in tasks}
+
+
+def results_table(summary: dict, chance: dict[str, float] | None = None) -> str:
+    """Markdown table: mean and std of each arm per task, the difference of the means, and (with
+    `chance`, per task name) the accuracy of a uniform guess, so scores at chance read as such."""
     a, b = ARMS
-    lines = [f"| task | {a} mean | {a} std | {b} mean | {b} std | {b} - {a} |", "|---|---:|---:|---:|---:|---:|"]
+    head = f"| task | {a} mean | {a} std | {b} mean | {b} std | {b} - {a} |"
+    lines = [head + (" chance |" if chance else ""), "|---|---:|---:|---:|---:|---:|" + ("---:|" if chance else "")]
     for key, x in summary[a].items():
         y = summary[b][key]
-        lines.append(f"| {key} | {x['mean']:.1f} | {x['std']:.1f} | {y['mean']:.1f} | {y['std']:.1f} "
-                     f"| {y['mean'] - x['mean']:+.1f} |")
+        row = (f"| {key} | {x['mean']:.1f} | {x['std']:.1f} | {y['mean']:.1f} | {y['std']:.1f} "
+               f"| {y['mean'] - x['mean']:+.1f} |")
+        if chance:
+            level = statistics.fmean(chance.values()) if key == "average" else chance[key.split("/")[0]]
+            row += f" {level:.1f} |"
+        lines.append(row)
     return "\n".join(lines)
 
 
@@ -194,15 +205,16 @@ def run(cfg: MiniReproConfig, synthesis: SynthesisConfig) -> dict:
             scores = evaluate_model(str(model), tasks, cfg.eval_batch_size, "cpu" if cfg.use_cpu else "cuda")
             runs.append({"arm": arm, "seed": seed, "model": str(model), "scores": scores})
             if arm == ARMS[-1] and seed != cfg.seeds[-1]:  # a run cut short keeps the seeds it finished
-                write_results(cfg, synthesis, out, runs, {t.name: len(t.examples) for t in tasks}, final=False)
-    return write_results(cfg, synthesis, out, runs, {t.name: len(t.examples) for t in tasks})
+                write_results(cfg, synthesis, out, runs, tasks, final=False)
+    return write_results(cfg, synthesis, out, runs, tasks)
 
 
 def write_results(cfg: MiniReproConfig, synthesis: SynthesisConfig, out: Path, runs: list[dict],
-                  eval_items: dict, final: bool = True) -> dict:
+                  tasks: list, final: bool = True) -> dict:
     """Write ``results.md`` and ``results.json``; ``final=False`` marks them partial (seeds done so far)."""
-    summary = summarize(runs)
-    table = results_table(summary)
+    summary, chance = summarize(runs), chance_levels(tasks)
+    eval_items = {t.name: len(t.examples) for t in tasks}
+    table = results_table(summary, chance)
     seeds = sorted({r["seed"] for r in runs})
     done = "" if final else f"PARTIAL: seeds {seeds} of {cfg.seeds} finished. "
     header = (f"{done}Vanilla vs. instruction pre-training from scratch: shape `{cfg.model_shape}`, "
@@ -210,7 +222,7 @@ def write_results(cfg: MiniReproConfig, synthesis: SynthesisConfig, out: Path, r
               f"held-out items {eval_items}. Mean and sample std over seeds (accuracy, %).")
     (out / "results.md").write_text(f"{header}\n\n{table}\n")
     results = {"config": asdict(cfg), "synthesis": recorded_settings(asdict(synthesis)), "tokens_per_run": cfg.tokens_per_run,
-               "eval_items": eval_items, "complete": final, "runs": runs, "summary": summary}
+               "eval_items": eval_items, "chance": chance, "complete": final, "runs": runs, "summary": summary}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(f"\n[mini-repro] {header}\n\n{table}\n", flush=True)
     return results

@@ -38,6 +38,18 @@ def test_summarize_mean_and_sample_std():
     assert summary["instruction"]["t/accuracy"]["std"] == 0.0
     assert summary["vanilla"]["average"]["mean"] == 40.0  # mean over seeds of (t + u) / 2
     assert "| t/accuracy | 30.0 | 10.0 | 30.0 | 0.0 | +0.0 |" in results_table(summary)
+    table = results_table(summary, chance={"t": 25.0, "u": 50.0})
+    assert "| t/accuracy | 30.0 | 10.0 | 30.0 | 0.0 | +0.0 | 25.0 |" in table
+    assert "| average | 40.0 | 5.0 | 40.0 | 0.0 | +0.0 | 37.5 |" in table and table.startswith("| task |")
+
+
+def test_chance_levels_follow_each_items_options():
+    from types import SimpleNamespace
+
+    from hf_ipt.repro import chance_levels
+
+    tasks = [SimpleNamespace(name="t", examples=[SimpleNamespace(options=o) for o in (["a", "b"], list("abcd"))])]
+    assert chance_levels(tasks) == {"t": 37.5}  # (1/2 + 1/4) / 2
 
 
 def test_config_rejects_bad_values():
@@ -68,7 +80,7 @@ def test_run_cut_short_keeps_the_seeds_it_finished(tmp_path, monkeypatch):
     monkeypatch.setattr(repro, "train", train)
     monkeypatch.setattr(repro, "evaluate_model", lambda path, tasks, bs, device: {"t": {"accuracy": 25.0}})
     monkeypatch.setattr(hf_ipt.evaluation.heldout, "heldout_tasks",
-                        lambda texts, seed, limit: [SimpleNamespace(name="t", examples=[1, 2])])
+                        lambda texts, seed, limit: [SimpleNamespace(name="t", examples=[SimpleNamespace(options="ab")])])
     cfg = MiniReproConfig(output_dir=str(tmp_path), seeds=[0, 1, 2], use_cpu=True)
     with pytest.raises(KeyboardInterrupt):
         repro.run(cfg, SynthesisConfig())
@@ -100,6 +112,7 @@ def test_mini_repro_end_to_end_toy(tmp_path):
         assert set(results["summary"][arm]) == {"heldout_title/accuracy", "heldout_next_sentence/accuracy", "average"}
     table = (out / "results.md").read_text()
     assert "| task | vanilla mean | vanilla std | instruction mean | instruction std |" in table
+    assert results["chance"] == {"heldout_title": 25.0, "heldout_next_sentence": 25.0}
     assert "| average |" in table and table in result.stdout + "\n"
     # Each run is a real pretrain.py checkpoint trained on its arm's data.
     config = (out / "instruction-seed0.yaml").read_text()
