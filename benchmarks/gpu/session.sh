@@ -7,6 +7,8 @@
 #   bash benchmarks/gpu/session.sh levers           # issue 6 + 8 levers after `train synth`: limits sum to 520 s
 #   bash benchmarks/gpu/session.sh varlen synth_levers  # hf_ipt_varlen check + training, token-budget and
 #                                                       # static-cache synthesis: limits sum to 560 s
+#   bash benchmarks/gpu/session.sh sweep            # issue 6: the varlen recipe at micro-batch 4 (the goal's), 8 and 32
+#                                                   # (16 measured 2026-11-27): limits sum to 360 s
 #   bash benchmarks/gpu/session.sh repro            # issue 9, one seed-set at a reduced budget
 #   REPRO_STEPS=300 bash benchmarks/gpu/session.sh repro   # what fits one call on an H200 (469 s; default 250)
 #   SMOKE=1 bash benchmarks/gpu/session.sh train synth repro   # CPU rehearsal of the script
@@ -121,6 +123,17 @@ for what in "$@"; do
             stage train_varlen 150 $PY benchmarks/train_throughput.py --shape llama-551m --attn hf_ipt_varlen \
                 --liger --compile_layers --micro_batch 16 --raw_compile --raw_micro_batch 4
         fi ;;
+    sweep)  # issue 6: the best recipe (varlen + compiled layers + Liger) at other micro-batches, each against
+            # the raw compiled mb-4 loop of the same process (mb 16 gave 1.24x on the H200, 2026-11-27)
+        if [ "$SMOKE" = 1 ]; then
+            stage train_sweep_tiny 300 $PY benchmarks/train_throughput.py --shape tiny --steps 2 --warmup 1 \
+                --attn hf_ipt_varlen --compile_layers --micro_batch 2 --raw_micro_batch 4  # no Liger on CPU
+        else
+            for mb in 4 8 32; do
+                stage "train_varlen_mb$mb" 120 $PY benchmarks/train_throughput.py --shape llama-551m --attn hf_ipt_varlen \
+                    --liger --compile_layers --micro_batch "$mb" --raw_compile --raw_micro_batch 4
+            done
+        fi ;;
     synth_levers)  # issue 8: the synthesis stages of `levers`, with tighter limits
         synth_levers 210 140 ;;
     repro)  # issue 9: vanilla vs instruction-augmented from scratch, 3 seeds, reduced budget
@@ -135,6 +148,6 @@ for what in "$@"; do
                 --output_dir "$REPRO_DIR" --max_steps "${REPRO_STEPS:-250}"
         fi
         cp "$REPRO_DIR"/results.* "$OUT"/ 2>/dev/null ;;
-    *) echo "unknown stage $what (train | synth | levers | varlen | synth_levers | repro)"; exit 2 ;;
+    *) echo "unknown stage $what (train | synth | levers | varlen | sweep | synth_levers | repro)"; exit 2 ;;
     esac
 done
