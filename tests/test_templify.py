@@ -33,6 +33,11 @@ CHAIN = [
     ("Sales fell in the third quarter.", [(MC_Q, "down"), ("Who reported?", "The company.")]),
     ("Profit rose from 10 to 15.", [(COT_Q, COT_A), ("Was it a record?", "No.")]),
 ]
+# plain one-line pairs: rendered verbatim, so a layout's exact text can be written out
+PLAIN = [
+    ("Text one.", [("Q1?", "A1."), ("Q2?", "A2."), ("Q3?", "A3.")]),
+    ("Text two.", [("Q4?", "A4."), ("Q5?", "A5.")]),
+]
 
 
 def forced(chain, layout, inverted=False, seed=0):
@@ -44,8 +49,8 @@ def forced(chain, layout, inverted=False, seed=0):
 def test_pools_are_data_with_dozens_of_variants():
     p = pools()
     for slot in ("qa_prefixes", "lead_ins", "inverted_lead_ins", "speakers", "numbered_headers",
-                 "next_turn_intros", "option_headers", "option_styles", "cot_triggers", "cot_finals",
-                 "numbering", "inline_joiners", "none_options"):
+                 "next_turn_patterns", "option_headers", "option_styles", "cot_triggers", "cot_finals",
+                 "numbering", "inline_patterns", "none_options"):
         assert len(p[slot]) >= 24, slot
         assert len({json.dumps(v) for v in p[slot]}) == len(p[slot]), f"duplicates in {slot}"
     assert p["separators"] == ["\n", "\n\n", "\n\n\n"]
@@ -80,29 +85,98 @@ def test_layout_shapes():
     out = numbered[0]
     assert out.index(fmt.headers[0]) < out.index("Who reported?") < out.index(fmt.headers[1]) < out.index("The company.")
     inline, fmt = forced(CHAIN, "inline")
-    assert f"Who reported?{fmt.joiner}The company." in inline[0]
+    assert inline[0].startswith(fmt.inline_pattern["context"].format(text=CHAIN[0][0]))
+    test = fmt.inline_pattern["test_q"].format(q="Who reported?")
+    assert f"{test}\n{fmt.inline_pattern['test_a'].format(a='The company.')}" in inline[0]
     nxt, fmt = forced(CHAIN, "next_turn")
     user, bot = fmt.speakers
-    assert nxt[0].startswith(f"{user}: {fmt.intro}\n{CHAIN[0][0]}")
+    assert nxt[0].startswith(f"{CHAIN[0][0]}{fmt.sep_block}")
     assert f"{user}: Who reported?\n{bot}: The company." in nxt[0]
 
 
+def test_pattern_pools_of_inline_and_next_turn_are_complete():
+    """Every inline pattern wraps the text and labels example and test pairs; every next-turn
+    pattern holds the history and the final exchange once each, in either order (as the
+    reference's pool, which also asks for the preceding dialog of a given last turn)."""
+    for p in pools()["inline_patterns"]:
+        assert set(p) == {"context", "example_q", "example_a", "test_q", "test_a"}, p
+        assert p["context"].count("{text}") == 1 and "{q}" not in p["context"], p
+        assert all(p[k].count("{q}") == 1 for k in ("example_q", "test_q")), p
+        assert all(p[k].count("{a}") == 1 and "{q}" not in p[k] for k in ("example_a", "test_a")), p
+    orders = Counter()
+    for p in pools()["next_turn_patterns"]:
+        assert set(p) == {"prompt", "reply"}, p
+        both = p["prompt"] + p["reply"]
+        assert both.count("{dialog}") == 1 and both.count("{turn}") == 1, p
+        orders["{dialog}" in p["prompt"]] += 1
+    assert orders[True] > orders[False] > 0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_inline_is_text_in_context_then_examples_then_the_test_instance(seed):
+    """The reference's Inline_FS: per entry, the text in a task-context wrapper, then every pair
+    but the last as a worked example (separated alike), then the last pair as the new instance
+    under its own labels; each answer on its own line behind its label."""
+    out, fmt = forced(PLAIN, "inline", seed=seed)
+    p, sep = fmt.inline_pattern, fmt.sep_pair
+
+    def shot(q, a):
+        return f"{p['example_q'].format(q=q)}\n{p['example_a'].format(a=a)}"
+
+    def test(q, a):
+        return f"{p['test_q'].format(q=q)}\n{p['test_a'].format(a=a)}"
+
+    first = p["context"].format(text="Text one.") + fmt.sep_block
+    first += sep.join([shot("Q1?", "A1."), shot("Q2?", "A2."), test("Q3?", "A3.")])
+    second = p["context"].format(text="Text two.") + fmt.sep_block
+    second += sep.join([shot("Q4?", "A4."), test("Q5?", "A5.")])
+    assert out == [f"{first}{fmt.sep_entry}{second}"]
+
+
 def test_inline_answers_to_questions_of_several_lines_start_a_line():
-    """A joiner without a newline (' ', ' - ') glued the answer onto the last option:
-    'C) Grey B'. After a question of several lines the answer starts a line, behind the answer prefix."""
-    checked = 0
-    for seed in range(60):
+    """A joiner without a newline (' ', ' - ') once glued the answer onto the last option
+    ('C) Grey B'): every answer, after options or a CoT trigger too, starts a line behind its label."""
+    for seed in range(30):
         rng = random.Random(seed)
         fmt = dataclasses.replace(sample_format(rng, CHAIN), layout="inline", inverted=False)
         text = render(CHAIN, fmt, rng)[0]
-        if "\n" not in fmt.joiner:  # the MC answer (pair 1) and the CoT answer follow their prefix on a new line
-            assert f"\n{fmt.qa[1].format(n=1)} " in text, text
-            checked += 1
-    assert checked > 20
+        example_label = fmt.inline_pattern["example_a"].split("{a}")[0]
+        assert text.count(f"\n{example_label}") >= 2, text  # the MC example and the CoT example
+        assert f"\n{fmt.inline_pattern['test_a'].format(a='The company.')}" in text
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_next_turn_is_text_then_history_then_the_final_exchange(seed):
+    """The reference's Next_turn_dialog: per entry, the raw text, then an instruction around the
+    dialog history (every pair but the last), then the final exchange, both its turns, as the reply."""
+    out, fmt = forced(PLAIN, "next_turn", seed=seed)
+    user, bot = fmt.speakers
+    p = fmt.next_turn_pattern
+
+    def entry(text, pairs):
+        turns = [f"{user}: {q}\n{bot}: {a}" for q, a in pairs]
+        parts = {"dialog": "\n".join(turns[:-1]), "turn": turns[-1]}
+        return f"{text}{fmt.sep_block}{p['prompt'].format(**parts)}{fmt.sep_pair}{p['reply'].format(**parts)}"
+
+    assert out == [fmt.sep_entry.join(entry(text, pairs) for text, pairs in PLAIN)]
+
+
+def test_next_turn_history_comes_before_the_final_exchange_or_after_it_as_the_pattern_says():
     rng = random.Random(0)
-    fmt = dataclasses.replace(sample_format(rng, CHAIN), layout="inline", joiner=" - ", inverted=False)
-    out = render(CHAIN, fmt, rng)[0]
-    assert "Who reported? - The company." in out  # one-line questions keep the joiner
+    fmt = dataclasses.replace(sample_format(rng, PLAIN), layout="next_turn", inverted=False, sep_block="\n",
+                              sep_pair="\n", sep_entry="\n\n", speakers=("User", "Bot"))
+    forward = dataclasses.replace(
+        fmt, next_turn_pattern={"prompt": "Dialog:\n{dialog}", "reply": "Next turn:\n{turn}"})
+    assert render(PLAIN[:1], forward, rng) == [
+        "Text one.\nDialog:\nUser: Q1?\nBot: A1.\nUser: Q2?\nBot: A2.\nNext turn:\nUser: Q3?\nBot: A3."
+    ]
+    backward = dataclasses.replace(
+        fmt, next_turn_pattern={"prompt": "Last turn:\n{turn}", "reply": "Before it:\n{dialog}"})
+    assert render(PLAIN[:1], backward, rng) == [
+        "Text one.\nLast turn:\nUser: Q3?\nBot: A3.\nBefore it:\nUser: Q1?\nBot: A1.\nUser: Q2?\nBot: A2."
+    ]
+    # one pair has no history (the sampler never picks next_turn for it): a plain dialog
+    assert render([("Solo.", [("Q?", "A.")])], forward, rng) == ["Solo.\nUser: Q?\nBot: A."]
 
 
 def test_entries_share_one_format():

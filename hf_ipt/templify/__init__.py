@@ -5,7 +5,13 @@ left with none is emitted as its raw text alone. Layouts (weights as in the refe
 classic 80, dialog 5, numbered questions 5, inline few-shot 5, next-turn dialog 5 when every
 entry that keeps pairs has >= 2 of them, else classic 95 / dialog 5; independently, 5% of
 classic and dialog texts are inverted (pairs first, then the text; the reference inverts no
-other layout). All wording comes from `pools.json` (hf_ipt's own), sampled once per chain so
+other layout). Structure as in the reference (``format_one_pt_rc``, microsoft/LMOps
+``instruction_pretrain/utils/read_compre_pt.py``): an inline few-shot entry is its text in a
+task-context wrapper, then every pair but the last as a worked example, then the last pair
+as the new instance under its own labels; a next-turn entry is its text, then an instruction
+around the dialog history (every pair but the last), then the final exchange (both turns of
+the last pair) as the reply, or, for some patterns, the final exchange first and the history
+as the reply. All wording comes from `pools.json` (hf_ipt's own), sampled once per chain so
 every entry of one text shares a format. Sampling uses `random.Random(str)`, seeded through
 SHA-512, so output is identical across processes whatever ``PYTHONHASHSEED`` is.
 """
@@ -52,8 +58,8 @@ class Format:
     speakers: tuple[str, str]
     headers: tuple[str, str]
     numbering: str
-    joiner: str
-    intro: str
+    inline_pattern: dict  # context ({text}), example_q/example_a, test_q/test_a ({q}, {a})
+    next_turn_pattern: dict  # prompt, reply; {dialog} (the history) and {turn} (the final exchange)
     option_header: str
     option_style: dict
     cot_trigger: str
@@ -107,8 +113,8 @@ def _sample(rng: random.Random, prepared: Prepared) -> Format:
         speakers=tuple(rng.choice(p["speakers"])),
         headers=tuple(rng.choice(p["numbered_headers"])),
         numbering=rng.choice(p["numbering"]),
-        joiner=rng.choice(p["inline_joiners"]),
-        intro=rng.choice(p["next_turn_intros"]),
+        inline_pattern=rng.choice(p["inline_patterns"]),
+        next_turn_pattern=rng.choice(p["next_turn_patterns"]),
         option_header=rng.choice(p["option_headers"]),
         option_style=rng.choice(p["option_styles"]),
         cot_trigger=rng.choice(p["cot_triggers"]),
@@ -120,45 +126,58 @@ def _sample(rng: random.Random, prepared: Prepared) -> Format:
     )
 
 
+def _turns(pairs: list[tuple[str, str]], fmt: Format) -> list[str]:
+    """One dialog exchange per pair: the question turn, then the answer turn."""
+    user, bot = fmt.speakers
+    return [f"{user}: {q}\n{bot}: {a}" for q, a in pairs]
+
+
 def _qa_block(pairs: list[tuple[str, str]], fmt: Format) -> str:
     """The pairs of one entry in the chain's layout (without the text)."""
-    user, bot = fmt.speakers
-    if fmt.layout == "dialog" or fmt.layout == "next_turn":
-        return "\n".join(f"{user}: {q}\n{bot}: {a}" for q, a in pairs)
+    if fmt.layout == "next_turn" and len(pairs) >= 2:
+        return _next_turn(pairs, fmt)
+    if fmt.layout == "dialog" or fmt.layout == "next_turn":  # one pair has no history: a dialog
+        return "\n".join(_turns(pairs, fmt))
     if fmt.layout == "numbered":
         num = [fmt.numbering.format(n=i + 1) for i in range(len(pairs))]
         questions = "\n".join(f"{n} {q}" for n, (q, _) in zip(num, pairs))
         answers = "\n".join(f"{n} {a}" for n, (_, a) in zip(num, pairs))
         return f"{fmt.headers[0]}\n{questions}{fmt.sep_pair}{fmt.headers[1]}\n{answers}"
     if fmt.layout == "inline":
-        body = fmt.sep_pair.join(_inline(i, q, a, fmt) for i, (q, a) in enumerate(pairs))
-    else:
-        qp, ap = fmt.qa
-        body = fmt.sep_pair.join(
-            f"{qp.format(n=i + 1)} {q}\n{ap.format(n=i + 1)} {a}" for i, (q, a) in enumerate(pairs)
-        )
+        return _inline(pairs, fmt)
+    qp, ap = fmt.qa
+    body = fmt.sep_pair.join(
+        f"{qp.format(n=i + 1)} {q}\n{ap.format(n=i + 1)} {a}" for i, (q, a) in enumerate(pairs)
+    )
     # Lead-ins point at "the text above"; inverted, the text comes below (`inverted_lead`).
     return body if fmt.inverted else f"{fmt.lead}{fmt.sep_pair}{body}"
 
 
-def _inline(i: int, question: str, answer: str, fmt: Format) -> str:
-    """One inline pair: ``{q}{joiner}{a}``; after a question of several lines (options, a CoT
-    trigger) the answer goes on a line of its own behind the answer prefix, as a joiner without
-    a newline (``' '``, ``' - '``) would glue it onto the last option."""
-    if "\n" in question and "\n" not in fmt.joiner:
-        return f"{question}\n{fmt.qa[1].format(n=i + 1)} {answer}"
-    return f"{question}{fmt.joiner}{answer}"
+def _inline(pairs: list[tuple[str, str]], fmt: Format) -> str:
+    """Inline few-shot: every pair but the last as a worked example, the last as the test
+    instance under its own labels. Each answer starts a line behind its label, so a question of
+    several lines (options, a CoT trigger) never has the answer glued onto its last line."""
+    p = fmt.inline_pattern
+    shots = [f"{p['example_q'].format(q=q)}\n{p['example_a'].format(a=a)}" for q, a in pairs[:-1]]
+    q, a = pairs[-1]
+    return fmt.sep_pair.join([*shots, f"{p['test_q'].format(q=q)}\n{p['test_a'].format(a=a)}"])
+
+
+def _next_turn(pairs: list[tuple[str, str]], fmt: Format) -> str:
+    """Next-turn dialog: an instruction around the history (every exchange but the last), then
+    the final exchange as the reply; a pattern may give the final exchange first instead."""
+    turns = _turns(pairs, fmt)
+    parts = {"dialog": "\n".join(turns[:-1]), "turn": turns[-1]}
+    p = fmt.next_turn_pattern
+    return f"{p['prompt'].format(**parts)}{fmt.sep_pair}{p['reply'].format(**parts)}"
 
 
 def _render_entry(text: str, pairs: list[tuple[str, str]], fmt: Format) -> str:
     block = _qa_block(pairs, fmt)
     if fmt.inverted:
         return f"{block}{fmt.sep_block}{fmt.inverted_lead}\n{text}"
-    if fmt.layout == "next_turn":  # the text opens the dialog, the first question follows it
-        user, bot = fmt.speakers
-        (q0, a0), rest = pairs[0], pairs[1:]
-        first = f"{user}: {fmt.intro}\n{text}{fmt.sep_block}{q0}\n{bot}: {a0}"
-        return "\n".join([first] + [f"{user}: {q}\n{bot}: {a}" for q, a in rest])
+    if fmt.layout == "inline":  # the text inside the task context, then the examples and the test
+        text = fmt.inline_pattern["context"].format(text=text)
     return f"{text}{fmt.sep_block}{block}"
 
 
