@@ -250,3 +250,36 @@ def test_a_collection_pair_with_a_null_part_is_not_trained_as_none(corpus, tiny_
     dataset, _ = synthesizer_dataset(config, tiny_tokenizer, _args(corpus))
     text = tiny_tokenizer.decode(next(iter(dataset))["input_ids"])
     assert "Who reported?" in text and "What is reported?" not in text and "None" not in text
+
+
+def test_each_collection_row_is_templified_once(corpus, tiny_tokenizer, monkeypatch):
+    """The check that a source gives some document and the tokenizing share one text per row:
+    templify (the collection's text) used to run twice on every row the stream read."""
+    import collections
+
+    import hf_ipt.templify
+    from hf_ipt.training import streams
+
+    read, calls = collections.Counter(), collections.Counter()
+    endless_rows, templify_chain = streams.endless_rows, hf_ipt.templify.templify_chain
+
+    def counted_rows(*args, **kwargs):  # every row the stream reads, by source
+        for item in endless_rows(*args, **kwargs):
+            read[kwargs["name"]] += 1
+            yield item
+
+    def counted_templify(shots, **kwargs):
+        calls[shots[0][0]] += 1
+        return templify_chain(shots, **kwargs)
+
+    monkeypatch.setattr(streams, "endless_rows", counted_rows)
+    monkeypatch.setattr(hf_ipt.templify, "templify_chain", counted_templify)
+    config = PretrainConfig(tokenizer_name_or_path="t", raw_dataset=str(corpus / "raw.jsonl"),
+                            collection=str(corpus / "collection"), collection_token_share=0.3, shuffle_buffer_size=0)
+    dataset, _ = pretrain_dataset(config, tiny_tokenizer, _args(corpus))
+    text = tiny_tokenizer.decode([t for b in itertools.islice(dataset, 20) for t in b["input_ids"]])
+    assert "What was reported?" in text
+    # 8 rows, read in batches over many passes: each read of a row templifies it once
+    assert read[config.collection] > 8 and set(calls) == {f"{name} {i} {TEXT}" for name, size in
+                                                         (("squad", 6), ("race", 2)) for i in range(size)}
+    assert sum(calls.values()) == read[config.collection]

@@ -74,7 +74,7 @@ def _parquet_rows(files: list[str]):
 
 def endless_rows(
     dataset, *, rank: int, world_size: int, seed: int, shuffle_buffer_size: int, name: str,
-    usable: Callable[[dict], bool] | None = None,
+    text_of: Callable[[dict], Any] | None = None,
 ):
     """This rank's rows of `dataset`, epoch after epoch, reshuffled each epoch.
 
@@ -84,8 +84,10 @@ def endless_rows(
         seed (`int`): shuffling seed (the same on every rank, so shards stay disjoint).
         shuffle_buffer_size (`int`): rows in the shuffle buffer; 0 keeps the source order.
         name (`str`): the source's name in logs and errors.
-        usable (`Callable`, *optional*): whether a row gives a training document; a pass over
-            the rows in which none does raises, rather than restart forever with nothing to train.
+        text_of (`Callable`, *optional*): what a row gives for training (its text), `None` for
+            nothing. Given, each row comes as ``(row, text_of(row))``, computed once here for the
+            consumer too; a pass over the rows in which every one gives `None` raises, rather than
+            restart forever with nothing to train.
     """
     from datasets.distributed import split_dataset_by_node
 
@@ -97,8 +99,13 @@ def endless_rows(
         rows = kept = 0
         for row in dataset:
             rows += 1
-            kept += usable is None or usable(row)
-            yield row
+            if text_of is None:
+                kept += 1
+                yield row
+            else:
+                text = text_of(row)
+                kept += text is not None
+                yield row, text
         if rows == 0:
             raise ValueError(f"source {name!r} has no rows for rank {rank} of {world_size}")
         if kept == 0:

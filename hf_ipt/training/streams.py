@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def _rows(source: str | list[str], config: Any, rank: int, world_size: int, seed: int, name: str,
-          usable: Callable[[dict], bool] | None = None):
+          text_of: Callable[[dict], Any] | None = None):
     return endless_rows(
         load_rows(source, split=config.dataset_split),
         rank=rank,
@@ -33,35 +33,35 @@ def _rows(source: str | list[str], config: Any, rank: int, world_size: int, seed
         seed=seed,
         shuffle_buffer_size=config.shuffle_buffer_size,
         name=name,
-        usable=usable,
+        text_of=text_of,
     )
 
 
 def _numbered(
     source: str | list[str], config: Any, rank: int, world_size: int, seed: int, key: str, start: Position,
-    name: str | None = None, text_of: Callable[[dict], Any] | None = None,
-):
-    """This rank's rows of `source`, endless, past those `start` has behind it, with their snapshots.
-    `text_of`: what a row gives (`None`: nothing), so that a source that gives nothing raises."""
-    usable = None if text_of is None else (lambda row: text_of(row) is not None)
-    rows = _rows(source, config, rank, world_size, seed, name or str(source), usable)
+    text_of: Callable[[dict], Any], name: str | None = None,
+) -> Iterator[tuple[tuple[dict, Any], dict]]:
+    """This rank's rows of `source`, endless, past those `start` has behind it, as ``((row, text), snapshot)``.
+    `text`: what `text_of` makes of the row (`None`: nothing), computed once per row read; a source
+    that gives nothing in a whole pass raises."""
+    rows = _rows(source, config, rank, world_size, seed, name or str(source), text_of)
     return numbered_rows(rows, key, start)
 
 
 def _documents(
-    numbered: Iterable[tuple[dict, dict]],
-    text_of: Callable[[dict], str | None],
+    numbered: Iterable[tuple[tuple[dict, str | None], dict]],
     tokenizer: Any,
     extra: Callable[[dict], dict] | None = None,
     batch_size: int = 256,
 ) -> Iterator[dict]:
-    """Tokenized documents of numbered rows: ``input_ids``, the row's snapshot and ``extra(row)``.
+    """Tokenized documents of numbered rows with their texts (`_numbered`): ``input_ids``, the
+    row's snapshot and ``extra(row)``.
 
-    A row whose `text_of` is `None` gives no document (its number still counts as read).
+    A row whose text is `None` gives no document (its number still counts as read).
     """
     numbered = iter(numbered)
     while batch := list(itertools.islice(numbered, batch_size)):
-        kept = [(row, at, text) for row, at in batch if (text := text_of(row)) is not None]
+        kept = [(row, at, text) for (row, text), at in batch if text is not None]
         encoded = tokenize_texts([text for *_, text in kept], tokenizer, batch_size)
         for (row, at, _), ids in zip(kept, encoded, strict=True):
             yield {"input_ids": ids, RESUME_AT: at, **(extra(row) if extra else {})}
@@ -107,12 +107,11 @@ def _continual_pt_blocks(
     start = start or Position()
     numbered = functools.partial(_numbered, config=config, rank=rank, world_size=world_size, seed=seed, start=start)
     text = _column(config.text_column)
-    docs = _documents(numbered(config.domain_dataset, key="domain", text_of=text), text, tokenizer)
+    docs = _documents(numbered(config.domain_dataset, key="domain", text_of=text), tokenizer)
     if config.general_dataset:
         general_text = functools.partial(_general_text, question=config.question_column,
                                          response=config.response_column)
-        general = _documents(numbered(config.general_dataset, key="general", text_of=general_text), general_text,
-                             tokenizer)
+        general = _documents(numbered(config.general_dataset, key="general", text_of=general_text), tokenizer)
         ratios = [1 - config.general_fraction, config.general_fraction]
         docs = mix_documents([docs, general], ratios, name="general", start=start)
     yield from pack_sequences(docs, seq_length, start)
@@ -282,13 +281,12 @@ def _pretrain_blocks(
     start = start or Position()
     numbered = functools.partial(_numbered, config=config, rank=rank, world_size=world_size, seed=seed, start=start)
     text = _column(config.text_column)
-    docs = _documents(numbered(config.raw_dataset, key="raw", text_of=text), text, tokenizer)
+    docs = _documents(numbered(config.raw_dataset, key="raw", text_of=text), tokenizer)
     if config.augmented_dataset:
         # A row renders a CHAIN of corpus texts (``doc_ids``, 2-3 with a model synthesizer), so the
         # 1/5 of corpus documents is counted in texts, not rows; a row without ``doc_ids`` counts 1.
         augmented = _documents(
             numbered(config.augmented_dataset, key="augmented", text_of=text),
-            text,
             tokenizer,
             extra=lambda row: {"num_texts": max(len(row.get("doc_ids") or ()), 1)},
         )
@@ -298,7 +296,6 @@ def _pretrain_blocks(
         collection_text = functools.partial(_collection_text, config=config)
         collection = _documents(
             numbered(_collection_files(config), key="collection", name=config.collection, text_of=collection_text),
-            collection_text,
             tokenizer,
         )
         ratios = [1 - collection_fraction, collection_fraction]
@@ -361,8 +358,7 @@ def _synthesizer_sequences(
     for name, source_files in files.items():
         numbered = _numbered(source_files, config, rank, world_size, seed, f"collection/{name}", start, name=name,
                              text_of=functools.partial(_shot, config=config))
-        shots = ((_shot(row, config), at) for row, at in numbered)
-        encoded = ({**encode_shot(tokenizer, *shot), RESUME_AT: at} for shot, at in shots if shot is not None)
+        encoded = ({**encode_shot(tokenizer, *shot), RESUME_AT: at} for (_, shot), at in numbered if shot is not None)
         streams.append(multi_shot_sequences(encoded, max_length, name=f"source {name!r}"))
     sequences = mix_documents(streams, [sizes[name] for name in files], name="sources", start=start)
     yield from with_positions(sequences, start)
