@@ -283,3 +283,27 @@ def test_each_collection_row_is_templified_once(corpus, tiny_tokenizer, monkeypa
     assert read[config.collection] > 8 and set(calls) == {f"{name} {i} {TEXT}" for name, size in
                                                          (("squad", 6), ("race", 2)) for i in range(size)}
     assert sum(calls.values()) == read[config.collection]
+
+
+def test_rows_behind_a_saved_position_are_dropped_without_computing_their_text(corpus):
+    """On resume, the rows already trained on are read and dropped: their text (templify, for a
+    collection) is not computed, and the rows after them come with theirs."""
+    from types import SimpleNamespace
+
+    from hf_ipt.training import streams
+    from hf_ipt.training.position import Position
+
+    computed = []
+
+    def text_of(row):
+        computed.append(row["text"])
+        return row["text"]
+
+    config = SimpleNamespace(dataset_split="train", shuffle_buffer_size=0)
+    source = str(corpus / "raw.jsonl")
+    whole = list(itertools.islice(streams._numbered(source, config, 0, 1, 0, "raw", Position(), text_of), 6))
+    computed.clear()
+    resumed = list(itertools.islice(
+        streams._numbered(source, config, 0, 1, 0, "raw", Position({"rows:raw": 4}), text_of), 2))
+    assert resumed == whole[4:6]  # the same rows, texts and snapshots as without the resume
+    assert computed == [text for (_, text), _ in whole[4:6]]  # no text of the 4 rows behind

@@ -74,7 +74,7 @@ def _parquet_rows(files: list[str]):
 
 def endless_rows(
     dataset, *, rank: int, world_size: int, seed: int, shuffle_buffer_size: int, name: str,
-    text_of: Callable[[dict], Any] | None = None,
+    text_of: Callable[[dict], Any] | None = None, skip: int = 0,
 ):
     """This rank's rows of `dataset`, epoch after epoch, reshuffled each epoch.
 
@@ -88,6 +88,9 @@ def endless_rows(
             nothing. Given, each row comes as ``(row, text_of(row))``, computed once here for the
             consumer too; a pass over the rows in which every one gives `None` raises, rather than
             restart forever with nothing to train.
+        skip (`int`): with `text_of`, the first `skip` rows (those a saved stream position has
+            behind it, dropped by the consumer) come as ``(row, None)`` without computing their
+            text, and count as giving a document.
     """
     from datasets.distributed import split_dataset_by_node
 
@@ -102,6 +105,10 @@ def endless_rows(
             if text_of is None:
                 kept += 1
                 yield row
+            elif skip > 0:
+                skip -= 1
+                kept += 1
+                yield row, None
             else:
                 text = text_of(row)
                 kept += text is not None

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def _rows(source: str | list[str], config: Any, rank: int, world_size: int, seed: int, name: str,
-          text_of: Callable[[dict], Any] | None = None):
+          text_of: Callable[[dict], Any] | None = None, skip: int = 0):
     return endless_rows(
         load_rows(source, split=config.dataset_split),
         rank=rank,
@@ -34,6 +34,7 @@ def _rows(source: str | list[str], config: Any, rank: int, world_size: int, seed
         shuffle_buffer_size=config.shuffle_buffer_size,
         name=name,
         text_of=text_of,
+        skip=skip,
     )
 
 
@@ -43,8 +44,8 @@ def _numbered(
 ) -> Iterator[tuple[tuple[dict, Any], dict]]:
     """This rank's rows of `source`, endless, past those `start` has behind it, as ``((row, text), snapshot)``.
     `text`: what `text_of` makes of the row (`None`: nothing), computed once per row read; a source
-    that gives nothing in a whole pass raises."""
-    rows = _rows(source, config, rank, world_size, seed, name or str(source), text_of)
+    that gives nothing in a whole pass raises. Rows behind `start` are dropped with no text computed."""
+    rows = _rows(source, config, rank, world_size, seed, name or str(source), text_of, skip=start.rows(key))
     return numbered_rows(rows, key, start)
 
 
