@@ -145,14 +145,26 @@ def pretrain_config(cfg: MiniReproConfig, data: dict, tokenizer: str, out: Path,
     return path
 
 
+def _averages(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """``average``: the mean over tasks of each task's own metric (its first), and
+    ``average_calibrated`` where every task has a ``*_calibrated`` one too."""
+    firsts = [next(iter(metrics.items())) for metrics in scores.values()]
+    out = {"average": statistics.fmean(v for _, v in firsts)}
+    calibrated = [scores[t].get(f"{m}_calibrated") for t, (m, _) in zip(scores, firsts)]
+    if all(v is not None for v in calibrated):
+        out["average_calibrated"] = statistics.fmean(calibrated)
+    return out
+
+
 def summarize(runs: list[dict]) -> dict:
-    """Per arm and ``task/metric`` (plus ``average``): mean, sample std over seeds, and n."""
+    """Per arm and ``task/metric`` (plus ``average`` and ``average_calibrated``, see `_averages`):
+    mean, sample std over seeds, and n."""
     summary: dict = {}
     for arm in dict.fromkeys(r["arm"] for r in runs):
         values: dict[str, list[float]] = {}
         for run in (r for r in runs if r["arm"] == arm):
             flat = {f"{t}/{m}": v for t, ms in run["scores"].items() for m, v in ms.items()}
-            flat["average"] = statistics.fmean(flat.values())
+            flat.update(_averages(run["scores"]))
             for key, value in flat.items():
                 values.setdefault(key, []).append(value)
         summary[arm] = {k: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
@@ -176,7 +188,7 @@ def results_table(summary: dict, chance: dict[str, float] | None = None) -> str:
         row = (f"| {key} | {x['mean']:.1f} | {x['std']:.1f} | {y['mean']:.1f} | {y['std']:.1f} "
                f"| {y['mean'] - x['mean']:+.1f} |")
         if chance:
-            level = statistics.fmean(chance.values()) if key == "average" else chance[key.split("/")[0]]
+            level = statistics.fmean(chance.values()) if key.startswith("average") else chance[key.split("/")[0]]
             row += f" {level:.1f} |"
         lines.append(row)
     return "\n".join(lines)
@@ -219,7 +231,9 @@ def write_results(cfg: MiniReproConfig, synthesis: SynthesisConfig, out: Path, r
     done = "" if final else f"PARTIAL: seeds {seeds} of {cfg.seeds} finished. "
     header = (f"{done}Vanilla vs. instruction pre-training from scratch: shape `{cfg.model_shape}`, "
               f"{cfg.tokens_per_run:,} tokens per run, seeds {seeds}, synthesizer `{synthesis.synthesizer}`, "
-              f"held-out items {eval_items}. Mean and sample std over seeds (accuracy, %).")
+              f"held-out items {eval_items}. Mean and sample std over seeds (accuracy, %; `_calibrated`: "
+              "each option's NLL after the passage and question minus after the question alone, so only "
+              "what the passage adds counts).")
     (out / "results.md").write_text(f"{header}\n\n{table}\n")
     results = {"config": asdict(cfg), "synthesis": recorded_settings(asdict(synthesis)), "tokens_per_run": cfg.tokens_per_run,
                "eval_items": eval_items, "chance": chance, "complete": final, "runs": runs, "summary": summary}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
@@ -670,3 +671,40 @@ def test_a_prompt_ending_in_a_space_gets_no_second_space_before_the_option():
     assert request.context == [1, 5, 6, 8] and request.continuations == [[9]]  # 'c', not ' ' + 'c'
     assert with_option("Answer:", "yes") == "Answer: yes"
     assert with_option("Answer:\n", "yes") == "Answer:\nyes"
+
+
+def test_calibrated_score_credits_what_the_passage_adds(monkeypatch):
+    """An option likely anywhere (option 0) wins the plain score; the one the passage makes
+    likelier (option 1, gold) wins the calibrated score."""
+    from hf_ipt.evaluation import evaluate, harness
+    from hf_ipt.evaluation.tasks import Example, Task
+
+    nlls = {"passage\n\nQ:": [1.0, 1.5], "Q:": [0.5, 2.5]}
+    monkeypatch.setattr(harness, "score_options", lambda model, tok, prompts, options, **kw: [nlls[p] for p in prompts])
+    model = SimpleNamespace(training=False, eval=lambda: None, train=lambda mode: None, name_or_path="m")
+    task = Task("t", "accuracy", [Example("passage\n\nQ:", ["a", "b"], gold=1, null_prompt="Q:")])
+    assert task.is_calibrated
+    assert evaluate(model, SimpleNamespace(), [task], add_bos=False) == {"t": {"accuracy": 0.0, "accuracy_calibrated": 100.0}}
+    plain = Task("t", "accuracy", [Example("passage\n\nQ:", ["a", "b"], gold=1)])
+    assert not plain.is_calibrated
+    assert evaluate(model, SimpleNamespace(), [plain], add_bos=False) == {"t": {"accuracy": 0.0}}
+
+
+def test_null_input_round_trips_through_task_rows():
+    from hf_ipt.evaluation.tasks import Example
+
+    row = {"input": "passage\n\nQ:", "options": ["a", "b"], "gold_index": 1, "null_input": "Q:"}
+    assert Example.from_row(row).null_prompt == "Q:" and Example.from_row(row).to_row() == row
+    with pytest.raises(ValueError, match="null_input"):
+        Example.from_row({**row, "null_input": 3})
+
+
+def test_heldout_items_ask_their_question_alone_as_the_null_prompt():
+    from hf_ipt.evaluation.heldout import heldout_tasks
+
+    texts = [f"Title {i} of the day\n\n" + " ".join(f"Sentence {j} of article {i} is long enough to count here."
+                                                    for j in range(6)) for i in range(8)]
+    for task in heldout_tasks(texts):
+        assert task.is_calibrated
+        for example in task.examples:
+            assert example.prompt.endswith("\n\n" + example.null_prompt) and example.null_prompt.startswith("Question:")

@@ -52,6 +52,15 @@ def test_chance_levels_follow_each_items_options():
     assert chance_levels(tasks) == {"t": 37.5}  # (1/2 + 1/4) / 2
 
 
+def test_averages_are_over_each_tasks_own_metric_and_calibrated_apart():
+    runs = [{"arm": arm, "seed": 0, "scores": {"t": {"accuracy": 20.0, "accuracy_calibrated": 60.0},
+                                               "u": {"accuracy": 30.0, "accuracy_calibrated": 40.0}}}
+            for arm in ("vanilla", "instruction")]
+    summary = summarize(runs)["vanilla"]
+    assert summary["average"]["mean"] == 25.0 and summary["average_calibrated"]["mean"] == 50.0
+    assert "average_calibrated" not in summarize([{**r, "scores": {"t": {"accuracy": 1.0}}} for r in runs])["vanilla"]
+
+
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="augment_every"):
         MiniReproConfig(augment_every=1)
@@ -109,7 +118,9 @@ def test_mini_repro_end_to_end_toy(tmp_path):
     assert results["tokens_per_run"] == 2 * 2 * 256
     for arm in ("vanilla", "instruction"):
         assert results["summary"][arm]["average"]["n"] == 3
-        assert set(results["summary"][arm]) == {"heldout_title/accuracy", "heldout_next_sentence/accuracy", "average"}
+        assert set(results["summary"][arm]) == {f"{t}/{m}" for t in ("heldout_title", "heldout_next_sentence")
+                                                for m in ("accuracy", "accuracy_calibrated")} | {
+            "average", "average_calibrated"}
     table = (out / "results.md").read_text()
     assert "| task | vanilla mean | vanilla std | instruction mean | instruction std |" in table
     assert results["chance"] == {"heldout_title": 25.0, "heldout_next_sentence": 25.0}

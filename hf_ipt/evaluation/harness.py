@@ -15,6 +15,18 @@ from .tasks import Task, load_tasks
 Results = dict[str, dict[str, float]]
 
 
+def _lowest(row: Sequence[float]) -> int:
+    return min(range(len(row)), key=row.__getitem__)
+
+
+def option_nlls(model: Any, tokenizer: Any, task: Task, null: bool = False, **kwargs: Any) -> list[list[float]]:
+    """Mean token NLL of every option of a classification task, after each example's prompt
+    (`null`: after its `null_prompt`). Keyword arguments as for `predict`."""
+    kwargs.pop("max_new_tokens", None)
+    prompts = [e.null_prompt if null else e.prompt for e in task.examples]
+    return score_options(model, tokenizer, prompts, [e.options for e in task.examples], **kwargs)
+
+
 def predict(model: Any, tokenizer: Any, task: Task, **kwargs: Any) -> list[Any]:
     """Predictions of `model` on `task`: option indices, or generated answers.
 
@@ -23,24 +35,32 @@ def predict(model: Any, tokenizer: Any, task: Task, **kwargs: Any) -> list[Any]:
     ``add_bos``, ``max_length``, ``progress``; ``max_new_tokens`` / ``shared_prefix_min_tokens``
     only to the one that takes it).
     """
-    prompts = [e.prompt for e in task.examples]
     if task.is_generation:
         kwargs.pop("shared_prefix_min_tokens", None)
-        return generate_answers(model, tokenizer, prompts, **kwargs)
-    kwargs.pop("max_new_tokens", None)
-    options = [e.options for e in task.examples]
-    nlls = score_options(model, tokenizer, prompts, options, **kwargs)
-    return [min(range(len(row)), key=row.__getitem__) for row in nlls]
+        return generate_answers(model, tokenizer, [e.prompt for e in task.examples], **kwargs)
+    return [_lowest(row) for row in option_nlls(model, tokenizer, task, **kwargs)]
 
 
-def score_task(task: Task, predictions: Sequence[Any]) -> dict[str, float]:
-    """``{metric_name: percent}`` of `predictions` on `task`."""
+def score_task(task: Task, predictions: Sequence[Any], metric: str | None = None) -> dict[str, float]:
+    """``{metric_name: percent}`` of `predictions` on `task` (reported as `metric`, default the task's)."""
     if task.is_generation:
         references = [e.references[0] for e in task.examples]
     else:
         references = [e.gold for e in task.examples]
     groups = [e.group for e in task.examples] if task.metric == "headline_f1" else None
-    return {task.metric: compute_metric(task.metric, predictions, references, groups)}
+    return {metric or task.metric: compute_metric(task.metric, predictions, references, groups)}
+
+
+def run_task(model: Any, tokenizer: Any, task: Task, **kwargs: Any) -> dict[str, float]:
+    """The task's metric, and for a calibrated task (`Task.is_calibrated`) ``<metric>_calibrated``:
+    each option's NLL after the prompt minus its NLL after the null prompt, lowest wins."""
+    if not task.is_calibrated:
+        return score_task(task, predict(model, tokenizer, task, **kwargs))
+    nlls = option_nlls(model, tokenizer, task, **kwargs)
+    null = option_nlls(model, tokenizer, task, null=True, **kwargs)
+    calibrated = [_lowest([a - b for a, b in zip(row, base)]) for row, base in zip(nlls, null)]
+    return {**score_task(task, [_lowest(row) for row in nlls]),
+            **score_task(task, calibrated, metric=f"{task.metric}_calibrated")}
 
 
 def evaluate(
@@ -75,7 +95,8 @@ def evaluate(
         progress (`bool`, *optional*, defaults to `True`): show progress bars.
 
     Returns:
-        `dict[str, dict[str, float]]`: ``{task_name: {metric_name: percent}}``.
+        `dict[str, dict[str, float]]`: ``{task_name: {metric_name: percent}}``; the task's metric
+        first, then, for tasks whose examples carry null prompts, ``<metric>_calibrated``.
     """
     tasks = load_tasks(tasks, data_dir=data_dir, max_examples=max_examples)
     if add_bos is None:
@@ -91,7 +112,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     try:
-        return {t.name: score_task(t, predict(model, tokenizer, t, **options)) for t in tasks}
+        return {t.name: run_task(model, tokenizer, t, **options) for t in tasks}
     finally:
         model.train(was_training)
 

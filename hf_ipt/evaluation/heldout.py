@@ -9,6 +9,10 @@ the passage tells the options apart:
 - ``heldout_next_sentence``: the first sentences of an article, then "which sentence comes
   next?" (the true next sentence + 3 sentences of other articles).
 
+Each item's null prompt is its question without the passage, so both tasks are also scored
+``accuracy_calibrated`` (`Example.null_prompt`): what reading the passage adds, the measure
+that separates weak from-scratch models while their plain accuracy is still near chance.
+
 Deterministic for a given seed.
 """
 
@@ -23,6 +27,8 @@ from .tasks import Example, Task
 OPTIONS = 4
 _TITLES = MinerConfig()  # the miner's headline heuristic
 MAX_BODY_CHARS = 1200
+TITLE_QUESTION = "Question: Which headline belongs to this article?\nAnswer:"
+NEXT_QUESTION = "Question: Which sentence comes next?\nAnswer:"
 
 
 def _check_limit(limit: int | None) -> None:
@@ -31,13 +37,14 @@ def _check_limit(limit: int | None) -> None:
         raise ValueError(f"`limit` must be >= 1 (items per task) or None (all items), got {limit}")
 
 
-def _mc(rng: random.Random, prompt: str, gold: str, pool: Sequence[str]) -> Example | None:
+def _mc(rng: random.Random, passage: str, question: str, gold: str, pool: Sequence[str]) -> Example | None:
+    """A multiple-choice item: `passage` then `question`; the question alone is its null prompt."""
     distractors = [p for p in dict.fromkeys(pool) if p != gold]
     if len(distractors) < OPTIONS - 1:
         return None
     options = [gold, *rng.sample(distractors, OPTIONS - 1)]
     rng.shuffle(options)
-    return Example(prompt=prompt, options=options, gold=options.index(gold))
+    return Example(prompt=f"{passage}\n\n{question}", options=options, gold=options.index(gold), null_prompt=question)
 
 
 def title_task(texts: Sequence[str], seed: int = 0, limit: int | None = None) -> Task | None:
@@ -50,8 +57,7 @@ def title_task(texts: Sequence[str], seed: int = 0, limit: int | None = None) ->
     examples = []
     for i, (title, body) in enumerate(docs):
         others = titles[:i] + titles[i + 1 :]
-        prompt = f"{body[:MAX_BODY_CHARS]}\n\nQuestion: Which headline belongs to this article?\nAnswer:"
-        example = _mc(rng, prompt, title, others)
+        example = _mc(rng, body[:MAX_BODY_CHARS], TITLE_QUESTION, title, others)
         if example:
             examples.append(example)
     examples = examples[:limit]
@@ -75,8 +81,7 @@ def next_sentence_task(texts: Sequence[str], seed: int = 0, limit: int | None = 
             continue
         cut = rng.choice(cuts)
         pool = [s for j, other in enumerate(sentences) if j != i for s in other]
-        prompt = " ".join(doc[:cut])[-MAX_BODY_CHARS:] + "\n\nQuestion: Which sentence comes next?\nAnswer:"
-        example = _mc(rng, prompt, doc[cut], pool)
+        example = _mc(rng, " ".join(doc[:cut])[-MAX_BODY_CHARS:], NEXT_QUESTION, doc[cut], pool)
         if example:
             examples.append(example)
     examples = examples[:limit]

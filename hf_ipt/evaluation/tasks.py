@@ -5,7 +5,9 @@ A task row uses the columns of the AdaptLLM task files on the Hub:
 - ``input``: the prompt (few-shot demonstrations included), always present;
 - ``options`` + ``gold_index``: a classification row (score each option, pick one);
 - ``label``: a generation row (a string or a list of strings; the first one is scored);
-- ``class_id``: the sub-question of a Headline row (its metric averages over sub-questions).
+- ``class_id``: the sub-question of a Headline row (its metric averages over sub-questions);
+- ``null_input`` (hf_ipt's own, optional): the prompt without its passage (the question alone);
+  a classification task whose every row has one is also scored calibrated (`Example`).
 
 Two on-disk forms are read:
 
@@ -80,6 +82,12 @@ class Example:
         gold (`int`, *optional*): index of the right option (classification).
         references (`list[str]`, *optional*): accepted answers (generation); the first is scored.
         group (`str`, *optional*): sub-question id (Headline's ``class_id``).
+        null_prompt (`str`, *optional*): the prompt without the passage it asks about (column
+            ``null_input``). When every example of a classification task has one, the task is
+            also scored ``<metric>_calibrated``: each option's NLL after `prompt` minus its NLL
+            after `null_prompt`, lowest wins (domain-conditional PMI, Holtzman et al. 2021). It
+            credits only what the passage adds, so a weak model's preference for likely-sounding
+            options does not hide whether it read the passage.
     """
 
     prompt: str
@@ -87,6 +95,7 @@ class Example:
     gold: int | None = None
     references: list[str] = field(default_factory=list)
     group: str | None = None
+    null_prompt: str | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Example:
@@ -110,12 +119,16 @@ class Example:
         if isinstance(gold, bool):
             raise ValueError(f"a task row's `gold_index` is an integer, got {gold!r}")  # noqa: TRY004
         group = row.get("class_id")
+        null_prompt = row.get("null_input")
+        if null_prompt is not None and not isinstance(null_prompt, str):
+            raise ValueError(f"a task row's `null_input` is a string, got {null_prompt!r:.80}")
         return cls(
             prompt=row["input"],
             options=list(options),
             gold=gold,
             references=references,
             group=None if group is None else str(group),
+            null_prompt=null_prompt,
         )
 
     def to_row(self) -> dict[str, Any]:
@@ -127,6 +140,8 @@ class Example:
             row["label"] = self.references
         if self.group is not None:
             row["class_id"] = self.group
+        if self.null_prompt is not None:
+            row["null_input"] = self.null_prompt
         return row
 
 
@@ -158,6 +173,11 @@ class Task:
     @property
     def is_generation(self) -> bool:
         return self.metric in GENERATION_METRICS
+
+    @property
+    def is_calibrated(self) -> bool:
+        """Whether the task is also scored calibrated: classification, every example with a `null_prompt`."""
+        return not self.is_generation and all(e.null_prompt is not None for e in self.examples)
 
     def _check(self, i: int, example: Example) -> None:
         where = f"task {self.name!r}, example {i}"
