@@ -122,11 +122,39 @@ def test_splitter_lines_headlines_lists_and_wraps() -> None:
     text = "Ad sales boost profit\n\n1. First item\n2. Second item\nThis line is hard\nwrapped here. Done."
     assert split_sentences(text) == [
         "Ad sales boost profit",
-        "1. First item",
-        "2. Second item",
+        "First item",
+        "Second item",
         "This line is hard wrapped here.",
         "Done.",
     ]
+
+
+@pytest.mark.parametrize("marker", ["- ", "* ", "\u2022 ", "\u2013 ", "1. ", "12) ", "(a) ", "b. "])
+def test_splitter_drops_list_markers(marker: str) -> None:
+    text = f"The plan has two parts:\n{marker}cut costs at home,\n{marker}Sell the unit. It agreed."
+    assert split_sentences(text) == [
+        "The plan has two parts:",
+        "cut costs at home,",  # an item is never a hard wrap of the one before
+        "Sell the unit.",
+        "It agreed.",
+    ]
+
+
+def test_list_markers_never_reach_mined_clauses() -> None:
+    text = (
+        "Key points\n\n"
+        "- Profits at the largest carrier fell because demand for business travel weakened.\n"
+        "* The Organisation of Petroleum Exporting Countries (Opec) said it would raise output.\n"
+        "1. Sales of the new jet rose sharply in the last quarter of the year in Asia.\n"
+        "2. Moreover, the strong dollar made imported aircraft parts more expensive for airlines."
+    )
+    pairs = RuleMiner(MinerConfig(max_per_subtype=50)).mine(text)
+    assert {"commonsense.cause", "word2text.acronym", "nli.neutral", "completion"} <= {
+        pair.task for pair in pairs
+    }
+    for pair in pairs:
+        for line in (pair.question + "\n" + pair.answer).splitlines():
+            assert not line.startswith(("- Profits", "* The", "1. Sales", "2. Moreover")), line
 
 
 def test_splitter_degenerate_input() -> None:
@@ -153,7 +181,10 @@ LONG_B = "the board decided to cut the dividend for the first time in a decade."
         ("Moreover,", {"nli.neutral"}),
         ("In addition,", {"nli.neutral"}),
         ("In other words,", {"paraphrase.similar"}),
-        ("Similarly,", {"paraphrase.similar"}),
+        # A parallel fact, not a restatement of the sentence before: neutral, not paraphrase.
+        ("Similarly,", {"nli.neutral"}),
+        ("Likewise", {"nli.neutral"}),
+        ("Equally,", {"nli.neutral"}),
     ],
 )
 def test_connective_rules_positive(connective: str, subtypes: set[str]) -> None:
@@ -172,6 +203,8 @@ def test_connective_rules_positive(connective: str, subtypes: set[str]) -> None:
     [
         f"Thus far, {LONG_B}",  # "Thus" needs its comma: "Thus far" is not a conclusion
         f"So far, {LONG_B}",
+        f"So, {LONG_B}",  # "So," opens questions, examples and topic shifts too: no relation
+        "So, why did the board decide to cut the dividend for the first time in a decade?",
         f"Still waters run deep and {LONG_B}",
         f"Also on the agenda, {LONG_B}",
         f"In other news, {LONG_B}",
@@ -220,6 +253,41 @@ def test_connective_needs_a_prose_premise() -> None:
             "Airline profits fell sharply in the third quarter of the year across Europe",
             "The rising cost of jet fuel",
         ),
+        (
+            "So, the refinery in Houston was closed for a week because of mechanical problems.",
+            "The refinery in Houston was closed for a week",  # "So," is stripped like "However,"
+            "Mechanical problems",
+        ),
+        (
+            "Ministers were angry because the UK had valued the herds at \"three times\" their price.",
+            "Ministers were angry",
+            'The UK had valued the herds at "three times" their price',  # a quote is no clause end
+        ),
+        (
+            'Sales fell 5% because Mr Smith lacked a "big strategy".',
+            "Sales fell 5%",
+            'Mr Smith lacked a "big strategy"',  # the quotation stays closed
+        ),
+        (
+            "The bank was threatened with collapse because of its huge debts but it was rescued.",
+            "The bank was threatened with collapse",
+            "Its huge debts",  # the cause ends where "but" starts another clause
+        ),
+        (
+            "Phone firms refuse to pay compensation because they say calls must be paid for.",
+            "Phone firms refuse to pay compensation",
+            "They say calls must be paid for",  # a stranded preposition ends a whole clause
+        ),
+        (
+            "All eyes will be on the central bankers, not least because the agenda lacks a theme.",
+            "All eyes will be on the central bankers",  # "not least" goes, the effect stays whole
+            "The agenda lacks a theme",
+        ),
+        (
+            '"Because we already own the exchange, the savings are far greater," the paper quoted him as saying.',
+            "The savings are far greater",  # no attribution in the effect
+            "We already own the exchange",
+        ),
     ],
 )
 def test_cause_rule_positive(text: str, effect: str, cause: str) -> None:
@@ -229,11 +297,41 @@ def test_cause_rule_positive(text: str, effect: str, cause: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "left_out"),
+    [
+        (
+            (
+                "Airline profits fell sharply in the third quarter, the chief executive said. "
+                "This was due to the rising cost of jet fuel."
+            ),
+            "said",
+        ),
+        ("Stocks rose, not least because the bank cut its main interest rate again.", "least"),
+        ('"Because of the strike, output fell sharply," the paper quoted him as saying.', "quoted"),
+    ],
+)
+def test_cause_rule_effect_ends_with_its_clause(text: str, left_out: str) -> None:
+    (pair,) = mined(text, task_types=["commonsense"])["commonsense.cause"]
+    assert left_out not in pair.question
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "The company is due to report its full-year results to investors next week.",
         "Sales fell because of it.",  # cause shorter than min_clause_chars
         "The firm said demand for its products remained strong in all of its markets.",
+        "Russian authorities are due to auction off the unit next month to pay a tax bill.",
+        # Effects cut mid-clause: the sentence goes on after the cause, or the effect is a stub.
+        "The firm said US law covers its assets and because it wanted a fair hearing, it sued.",
+        "Perhaps it was because the firm had grown far too fast in its home market last year.",
+        "The researchers said this could be because their brains adapt faster to a new setting.",
+        "The decline in sales wasn't due to the weather in the busy months before Christmas.",
+        # "not because X": X is denied as the cause.
+        "People keep money in the banks, not because they trust them but because crime is high.",
+        "People keep money in banks, not necessarily because they trust them but because of crime.",
+        # A cause cut short: it ends in "and".
+        "Sales were low because it was only released on PC and, compared to consoles, sold few.",
     ],
 )
 def test_cause_rule_negative(text: str) -> None:
@@ -295,6 +393,15 @@ def test_definition_rule_negative(sentence: str) -> None:
         ),
         ("The Department of Defense (DoD) agreed.", "DoD", "Department of Defense"),
         ("Sales of sports utility vehicles (SUVs) rose.", "SUVs", "sports utility vehicles"),
+        # The expansion is the text's own span: commas, apostrophes and hyphens kept.
+        (
+            "Output data from the Ministry of Economy, Trade and Industry (METI) fell.",
+            "METI",
+            "Ministry of Economy, Trade and Industry",
+        ),
+        ("The British Bankers' Association (BBA) said so.", "BBA", "British Bankers' Association"),
+        ("The World Anti-Doping Agency (Wada) agreed.", "Wada", "World Anti-Doping Agency"),
+        ("Sales of liquid-crystal displays (LCDs) rose.", "LCDs", "liquid-crystal displays"),
     ],
 )
 def test_acronym_rule_positive(sentence: str, acronym: str, expansion: str) -> None:
@@ -321,6 +428,16 @@ def test_acronym_rule_negative(sentence: str) -> None:
         ("The new film is about a boy who learns to fly.", "A boy who learns to fly"),
         ("The dispute was mainly about pensions.", "Pensions"),
         ("The book's topic is the history of money.", "The history of money"),
+        # The attribution of a quotation is no part of the topic.
+        (
+            '"Search engines are about finding information for the first time," he said.',
+            "Finding information for the first time",
+        ),
+        (
+            '"The future is about building your own web," said Tony Smith, a spokesman.',
+            "Building your own web",
+        ),
+        ("The dispute is about pensions and pay, the union said.", "Pensions and pay"),
     ],
 )
 def test_topic_rule_positive(sentence: str, topic: str) -> None:
@@ -337,6 +454,9 @@ def test_topic_rule_positive(sentence: str, topic: str) -> None:
         "The cut is about a third of the budget.",
         "The two sides held talks about a merger.",
         "Analysts said the rise was about confidence.",
+        # A clause, not a noun phrase: "talked about" is passive here.
+        "Internet TV has been talked about since the start of the web as we know it now.",
+        "None of us believe the new policy is about party politics.",
     ],
 )
 def test_topic_rule_negative(sentence: str) -> None:
@@ -355,6 +475,17 @@ def test_keyword_rule_positive_and_negative() -> None:
     assert "aviation" in pair.question
     assert mined(sentence, task_types=["word2text"]) == {}  # no keywords given
     assert mined(sentence, keywords=["fuel", "ticket"], task_types=["word2text"]) == {}  # only 2
+
+
+def test_keywords_with_non_ascii_letters_are_whole_words() -> None:
+    sentence = "The société générale cut its forecast as naïve café owners raised prices in Zürich."
+    keywords = ["société", "générale", "naïve", "café", "zürich", "raised"]
+    (pair,) = mined(sentence, keywords=keywords, task_types=["word2text"])["word2text.keywords"]
+    assert "société, générale, naïve, café, raised, zürich" in pair.question + pair.answer
+    stats = KeywordStats()
+    stats.update(sentence)
+    assert {"société", "générale", "naïve", "zürich"} <= set(stats.doc_freq)
+    assert "soci" not in stats.doc_freq
 
 
 def test_title_and_completion_positive() -> None:

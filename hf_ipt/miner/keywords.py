@@ -19,13 +19,20 @@ from typing import Any
 
 from .lexicon import lexicon
 
-# Words are runs of ASCII letters of the lower-cased text ("company's" -> "company", "s"):
-# the same tokenization for counting keywords and for finding them in sentences.
-LOWER_WORD = re.compile(r"[a-z]+")
+# Words are runs of letters of the lower-cased text ("company's" -> "company", "s"; "société"
+# is one word): the same tokenization for counting keywords and for finding them in sentences.
+LOWER_WORD = re.compile(r"[^\W\d_]+")
+_ASCII_WORD = re.compile(r"[a-z]+")  # the same words on ASCII text, and a third faster
 # Common English function words. Long ones matter to keyword ranking, all of them to the
 # miner's "is this English prose?" check.
 FUNCTION_WORDS = lexicon("function_words")
 _WORD_START_MARKERS = ("\u2581", "\u0120")  # SentencePiece "▁" and byte-level BPE "Ġ"
+
+
+def lower_words(text: str) -> list[str]:
+    """The words of `text`, lower-cased, in order (`LOWER_WORD`)."""
+    text = text.lower()
+    return (_ASCII_WORD if text.isascii() else LOWER_WORD).findall(text)
 
 
 class KeywordStats:
@@ -67,7 +74,7 @@ class KeywordStats:
 
     def update(self, text: str) -> None:
         """Count the distinct words of one document."""
-        words = {word for word in LOWER_WORD.findall(text.lower()) if len(word) >= self.min_chars}
+        words = {word for word in lower_words(text) if len(word) >= self.min_chars}
         self.doc_freq.update(words)  # counting only: the set's order cannot leak into results
         self.num_docs += 1
 

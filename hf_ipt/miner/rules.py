@@ -32,16 +32,20 @@ class Candidate(NamedTuple):
 
 # Sentence-initial connective -> (sub-types it gives, whether a comma must follow it).
 # A comma is required where the bare word has other uses ("Still waters", "So far", "Yet another").
+# "Similarly", "Likewise" and "Equally" add a parallel fact, not a restatement: neutral, not
+# paraphrase. "So," opens questions, examples and topic shifts as often as conclusions: it gives
+# nothing, and is only known so that a cause rule strips it from an effect.
 _ENTAIL = ("nli.entail", "commonsense.effect")
 _CONTRAST = ("nli.contradict", "paraphrase.different")
 _NEUTRAL = ("nli.neutral",)
 _SIMILAR = ("paraphrase.similar",)
+_NO_RELATION: tuple[str, ...] = ()
 CONNECTIVES: dict[str, tuple[tuple[str, ...], bool]] = {
     **dict.fromkeys(("Therefore", "Hence", "Consequently", "Accordingly"), (_ENTAIL, False)),
     **dict.fromkeys(
-        ("Thus", "As a result", "For this reason", "For that reason", "As such", "So"),
-        (_ENTAIL, True),
+        ("Thus", "As a result", "For this reason", "For that reason", "As such"), (_ENTAIL, True)
     ),
+    "So": (_NO_RELATION, True),
     **dict.fromkeys(("However", "But", "Nevertheless", "Nonetheless"), (_CONTRAST, False)),
     **dict.fromkeys(
         (
@@ -58,7 +62,9 @@ CONNECTIVES: dict[str, tuple[tuple[str, ...], bool]] = {
         ),
         (_CONTRAST, True),
     ),
-    **dict.fromkeys(("Furthermore", "Moreover", "Additionally"), (_NEUTRAL, False)),
+    **dict.fromkeys(
+        ("Furthermore", "Moreover", "Additionally", "Similarly", "Likewise"), (_NEUTRAL, False)
+    ),
     **dict.fromkeys(
         (
             "Also",
@@ -70,17 +76,16 @@ CONNECTIVES: dict[str, tuple[tuple[str, ...], bool]] = {
             "What's more",
             "Separately",
             "Elsewhere",
+            "Equally",
         ),
         (_NEUTRAL, True),
     ),
-    **dict.fromkeys(("Similarly", "Likewise"), (_SIMILAR, False)),
     **dict.fromkeys(
         (
             "In other words",
             "That is to say",
             "That is",
             "Namely",
-            "Equally",
             "Put simply",
             "Simply put",
             "Put another way",
@@ -105,9 +110,22 @@ _CAUSE_BACK = re.compile(
     rf"(?P<conn>{_CAUSE_WORDS})\s+(?P<cause>\S.*)",
     re.DOTALL,
 )
-_CLAUSE_END = re.compile(r"[,;:()\"\u201c\u201d\u2014\u2013]| - ")
+# Quote marks do not end a clause ("because he lost his "spark" for acting"); "but" does.
+_CLAUSE_END = re.compile(r"[,;:()\u2014\u2013]| - | but ")
 # Words left dangling before "due to" / "because": "The fall was largely | due to ...".
 _LINK_WORDS = lexicon("link_words")
+# Words that never end a clause: a cause or effect ending in one was cut mid-clause.
+_DANGLING_WORDS = lexicon("dangling_words")
+# Pronouns, modals, "to": what is left of an effect whose "is" / "be" was dropped as a link word.
+_STUB_WORDS = lexicon("stub_words")
+_BE = frozenset(("is", "are", "was", "were", "be", "been"))
+# A quotation's attribution ending a sentence, not part of an answer: a reporting verb a few
+# words after a closing quote ('...," said Mr Smith, an analyst.') or a comma ("..., he said.").
+_REPORTING = "|".join(sorted(lexicon("reporting_verbs")))
+_ATTRIBUTION = re.compile(
+    rf"[.!?,]?[\"\u201d]\s+(?:\S+\s+){{0,4}}?(?:{_REPORTING})\b[^\"\u201c\u201d]*$"
+    rf"|,\s+(?:\S+\s+){{0,4}}?(?:{_REPORTING})\b(?:\s+[^\s,;]+){{0,4}}[\s.!?\"'\u201d\u2019]*$"
+)
 # "due to" followed by a verb means "scheduled to": "the firm is due to report results".
 _SCHEDULED_VERBS = lexicon("scheduled_verbs")
 
@@ -140,6 +158,12 @@ def capitalize(text: str) -> str:
 def clause(text: str) -> str:
     """A sentence piece without its final marks and trailing quote."""
     return clean(text).rstrip(_FINAL_CHARS).lstrip("\"'\u201c\u2018 ")
+
+
+def drop_attribution(text: str) -> str:
+    """`text` without a quotation's attribution: '...," said Mr Smith.' -> '...'."""
+    match = _ATTRIBUTION.search(text)
+    return text[: match.start()] if match else text
 
 
 def connective_candidates(sentences: Sequence[str], config: MinerConfig) -> Iterator[Candidate]:
@@ -206,29 +230,61 @@ def _has_cause_word(sentence: str) -> bool:
 def _cause_in(sentence: str, previous: str, config: MinerConfig) -> tuple[str, str, str] | None:
     """(effect, cause, connective) of one sentence, or None."""
     if (back := _CAUSE_BACK.match(sentence)) and is_prose(previous, config):
-        return _checked(clause(previous), back["cause"], back["conn"])
+        return _checked(clause(drop_attribution(previous)), back["cause"], back["conn"])
     if lead := _CAUSE_LEAD.match(sentence):
-        return _checked(capitalize(clause(lead["effect"])), lead["cause"], lead["conn"])
+        effect = capitalize(clause(drop_attribution(lead["effect"])))
+        return _checked(effect, lead["cause"], lead["conn"])
     if inner := _CAUSE_INNER.search(sentence):
-        effect = _drop_link_words(sentence[: inner.start()].rstrip(" ,"))
+        effect = _effect_before(sentence[: inner.start()].rstrip(" ,"))
+        if effect is None:
+            return None
         return _checked(capitalize(clause(effect)), sentence[inner.end() :], inner["conn"])
     return None
 
 
-def _drop_link_words(text: str) -> str:
+def _effect_before(text: str) -> str | None:
+    """The effect before an in-sentence cause word, or None where that cuts it mid-clause.
+
+    Link words go ("fell largely | due to" -> "fell", "rose, not least | because" -> "rose").
+    What then ends in a word like "and" or "wasn't", or in the stub a dropped "is" leaves
+    ("Perhaps it [was] | because"), is a fragment; "not | because X" denies that X is the cause.
+    """
     words = text.split()
+    dropped: set[str] = set()  # membership only
     while words and words[-1].lower() in _LINK_WORDS:
-        words.pop()
+        dropped.add(words.pop().lower())
+    if "not" in dropped and "least" not in dropped:
+        return None
+    if not words or _dangles(words[-1]):
+        return None
+    if not dropped.isdisjoint(_BE) and words[-1].lower() in _STUB_WORDS:
+        return None
     return " ".join(words)
+
+
+def _dangles(word: str) -> bool:
+    """Whether a clause ending in `word` was cut short ("and", "the", "wasn't")."""
+    return word.lower() in _DANGLING_WORDS or word.endswith(("n't", "n\u2019t"))
 
 
 def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] | None:
     if (lead := _LEADING.match(effect)) and lead["comma"]:
         effect = capitalize(lead["rest"])  # "However, X fell" -> "X fell"
-    cause = clause(_CLAUSE_END.split(cause, 1)[0])
+    cause = _close_quote(clause(_CLAUSE_END.split(cause, 1)[0]))
+    if not cause or _dangles(cause.rsplit(" ", 1)[-1]):
+        return None  # "it was only released on PC and | , compared to ..."
     if connective.lower() == "due to" and cause.split(" ", 1)[0] in _SCHEDULED_VERBS:
         return None
     return effect, cause, connective
+
+
+def _close_quote(text: str) -> str:
+    """`text` with the quotation it opens closed: 'a "big strategy' -> 'a "big strategy"'."""
+    if text.count('"') % 2:
+        return text + '"'
+    if text.count("\u201c") > text.count("\u201d"):
+        return text + "\u201d"
+    return text
 
 
 def title_candidates(

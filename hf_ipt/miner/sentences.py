@@ -8,7 +8,8 @@ regex plus a dictionary check per candidate boundary, and handles what news and 
 - titles and abbreviations that never end a sentence (``Mr.``, ``Dr.``, ``e.g.``, ``No. 5``);
 - abbreviations that may end one (``U.S.``, ``Inc.``, ``etc.``): a boundary only when the next
   word is a common sentence opener (``... in the U.S. The firm ...``);
-- initials (``J. K. Rowling``) and list numbers at the start of a line (``1. First``);
+- initials (``J. K. Rowling``);
+- list markers at the start of a line (``1.``, ``a)``, ``-``, ``*``, ``\u2022``) are dropped;
 - quotes and brackets after the final mark (``... rose." The firm ...``);
 - blank lines end paragraphs; a single newline ends a sentence too (headlines, list items)
   unless it looks like a hard wrap (a line ending in a lowercase letter or a comma followed
@@ -29,6 +30,10 @@ _BOUNDARY = re.compile(r"(?<![.!?\u2026])[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s+
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _DOTTED_ACRONYM = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]\.?")
 _OPENING_QUOTES = "\"'\u201c\u2018(["
+# A list item's marker: a bullet or dash, or a number or letter with "." or ")", then a space.
+_LIST_MARKER = re.compile(
+    r"(?:[-*+\u2022\u2023\u2043\u25aa\u25cf\u25e6\u00b7\u2013\u2014]|\(?(?:\d{1,3}|[a-z])[.)])\s+"
+)
 
 # Words that are followed by a dot and never end a sentence: titles, "e.g.", months.
 NEVER_FINAL = lexicon("never_final")
@@ -56,7 +61,10 @@ def split_sentences(text: str) -> list[str]:
 
 
 def split_paragraphs(text: str) -> list[str]:
-    """Lines of `text` with hard-wrapped lines re-joined; blank lines dropped."""
+    """Lines of `text` with hard-wrapped lines re-joined, list markers dropped; blank lines dropped.
+
+    A list item starts a paragraph of its own, even in lowercase after a comma.
+    """
     paragraphs: list[str] = []
     previous = ""
     for raw in _LINE_BREAK.split(text):
@@ -64,7 +72,10 @@ def split_paragraphs(text: str) -> list[str]:
         if not line:
             previous = ""
             continue
-        if previous and _is_wrap(previous, line):
+        # No marker starts with a capital: most lines skip the regex.
+        if not line[0].isupper() and (marker := _LIST_MARKER.match(line)) is not None:
+            paragraphs.append(line[marker.end() :])
+        elif previous and _is_wrap(previous, line):
             paragraphs[-1] = f"{paragraphs[-1]} {line}"
         else:
             paragraphs.append(line)

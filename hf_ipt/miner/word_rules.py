@@ -6,9 +6,9 @@ import re
 from collections.abc import Iterator, Sequence
 
 from .config import MinerConfig
-from .keywords import LOWER_WORD
+from .keywords import lower_words
 from .lexicon import lexicon
-from .rules import Candidate, capitalize, clause, clean, is_prose
+from .rules import Candidate, capitalize, clause, clean, drop_attribution, is_prose
 
 _DEFINED = re.compile(
     r"(?P<term>.{2,60}?)\s+(?:is|are|was|were|can be|has been|have been)\s+"
@@ -39,6 +39,8 @@ _NOT_SUBJECT_END = lexicon("not_subject_end")
 _NOT_TOPIC = lexicon("not_topic")
 _QUANTITIES = lexicon("quantities")
 _ACRONYM = re.compile(r"\((?P<acronym>[A-Z][A-Za-z&]{1,9})\)")
+_EXPANSION_WORD = re.compile(r"[^\s-]+")  # the words `_expansion` counts: "Anti-Doping" is two
+_WORD_QUOTES = "\"'\u201c\u201d,"
 _MINOR_WORDS = lexicon("minor_words")
 _PRONOUNS = lexicon("pronouns")
 _LOWER_FIRST = lexicon("lower_first")
@@ -108,13 +110,13 @@ def _expansion(before: str, acronym: str) -> str | None:
     words = before.replace("-", " ").split()[-(2 * len(letters) + 2) :]
     position = len(letters) - 1
     for start in range(len(words) - 1, -1, -1):
-        word = words[start].strip("\"'\u201c\u201d,")
+        word = words[start].strip(_WORD_QUOTES)
         minor = word.lower() in _MINOR_WORDS
         letter = letters[position]
         if word[:1].lower() == letter.lower() and (not minor or (mixed_case and letter.islower())):
             position -= 1
             if position < 0:
-                expansion = " ".join(w.strip("\"'\u201c\u201d,") for w in words[start:])
+                expansion = _tail_span(before, len(words) - start)
                 return (
                     expansion
                     if len(letters) >= 2 and expansion.lower() != acronym.lower()
@@ -123,6 +125,12 @@ def _expansion(before: str, acronym: str) -> str | None:
         elif not minor:
             return None
     return None
+
+
+def _tail_span(before: str, num_words: int) -> str:
+    """The last `num_words` words of `before` as the text has them ("Anti-Doping", "Bankers'")."""
+    start = list(_EXPANSION_WORD.finditer(before))[-num_words].start()
+    return before[start:].rstrip().strip(_WORD_QUOTES)
 
 
 def topic_candidates(sentences: Sequence[str], config: MinerConfig) -> Iterator[Candidate]:
@@ -135,7 +143,8 @@ def topic_candidates(sentences: Sequence[str], config: MinerConfig) -> Iterator[
         match = _TOPIC.match(sentence)
         if match is None:
             continue
-        subject, topic = clean(match["subject"]).lstrip("\"'\u201c\u2018"), clause(match["topic"])
+        subject = clean(match["subject"]).lstrip("\"'\u201c\u2018")
+        topic = clause(drop_attribution(match["topic"]))
         if not topic[:1].isalpha() or len(topic) < 4 or _approximate(topic):
             continue
         words = subject.split()
@@ -170,7 +179,7 @@ def keyword_candidates(
     for sentence in sentences:
         if not is_prose(sentence, config):
             continue
-        words = LOWER_WORD.findall(sentence.lower())
+        words = lower_words(sentence)
         if (
             len(words) > config.max_keyword_sentence_words
             or len(keywords.intersection(words)) < config.min_keywords
