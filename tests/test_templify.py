@@ -13,10 +13,14 @@ from collections import Counter
 import pytest
 
 from hf_ipt.templify import (
+    ANSWER_FIRST_RATE,
+    DIALOG_HEADER_RATE,
     FEW_PAIR_WEIGHTS,
     INVERTIBLE,
     LAYOUT_WEIGHTS,
     LAYOUTS,
+    NUMBERED_INLINE_RATE,
+    NUMBERED_ORDER_WEIGHTS,
     format_general,
     pools,
     render,
@@ -40,20 +44,39 @@ PLAIN = [
 ]
 
 
-def forced(chain, layout, inverted=False, seed=0):
+def forced(chain, layout, inverted=False, seed=0, **fields):
     rng = random.Random(seed)
-    fmt = dataclasses.replace(sample_format(rng, chain), layout=layout, inverted=inverted)
+    fmt = dataclasses.replace(sample_format(rng, chain), layout=layout, inverted=inverted, **fields)
     return render(chain, fmt, rng), fmt
+
+
+def exact(chain, layout, **fields):
+    """Render `chain` in `layout` with plain separators and the given fields (no random wording)."""
+    rng = random.Random(0)
+    plain = {"inverted": False, "sep_block": "\n", "sep_pair": "\n", "sep_entry": "\n\n", "qa": ("Q:", "A:"),
+             "qa_joiner": "\n",
+             "answer_first": False, "text_wrapper": "{text}", "lead": "", "speakers": {"user": "U: ", "bot": "B: "},
+             "turn_end": "", "dialog_header": "", "exchange_gap": False, "numbering": "{n}.",
+             "numbered_inline": False}
+    fmt = dataclasses.replace(sample_format(rng, chain), layout=layout, **{**plain, **fields})
+    return render(chain, fmt, rng)
 
 
 def test_pools_are_data_with_dozens_of_variants():
     p = pools()
     for slot in ("qa_prefixes", "lead_ins", "inverted_lead_ins", "speakers", "numbered_headers",
                  "next_turn_patterns", "option_headers", "option_styles", "cot_triggers", "cot_finals",
-                 "numbering", "inline_patterns", "none_options"):
+                 "numbering", "inline_patterns", "none_options", "text_wrappers", "answer_first_patterns",
+                 "dialog_headers"):
         assert len(p[slot]) >= 24, slot
         assert len({json.dumps(v) for v in p[slot]}) == len(p[slot]), f"duplicates in {slot}"
+    numbered = [v for order in NUMBERED_ORDER_WEIGHTS for v in p["numbered_patterns"][order]]
+    assert len(numbered) >= 24 and len(set(numbered)) == len(numbered)
     assert p["separators"] == ["\n", "\n\n", "\n\n\n"]
+    # the reference's READ_END, DIALOG_ITEM_END and dialog-start separators
+    assert p["lead_joiners"] == [" ", "\n", "\n\n"]
+    assert p["turn_ends"] == ["", ";", "."]
+    assert p["dialog_header_joiners"] == ["\n\n", "\n", " ", " | "]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -68,30 +91,30 @@ def test_every_layout_keeps_every_text_question_and_answer(layout, inverted):
             assert parse_question(q).stem in out
     for needed in ("up", "down", "flat", "Profit went from 10 to 15, a rise of 5.", "50%", "The company.", "No."):
         assert needed in out
-    if inverted:  # pairs first, then the text; no lead-in that points at "the text above"
+    if inverted and layout in INVERTIBLE:  # pairs first, then the text; no lead-in about "the text above"
         assert out.index("Who reported?") < out.index(CHAIN[0][0])
-        assert fmt.inverted_lead in out and fmt.lead not in out
-    else:
+        assert fmt.inverted_lead in out and (not fmt.lead or fmt.lead not in out)
+    elif layout != "numbered":  # some numbered patterns put the questions first
         assert out.index(CHAIN[0][0]) < out.index("Who reported?")
 
 
 def test_layout_shapes():
-    classic, fmt = forced(CHAIN, "classic")
+    classic, fmt = forced(CHAIN, "classic", answer_first=False)
     assert fmt.lead in classic[0] and f"{fmt.qa[0].format(n=2)} Who reported?" in classic[0]
     dialog, fmt = forced(CHAIN, "dialog")
-    user, bot = fmt.speakers
-    assert f"{user}: Who reported?\n{bot}: The company." in dialog[0]
-    numbered, fmt = forced(CHAIN, "numbered")
+    user, bot = fmt.speakers["user"], fmt.speakers["bot"]
+    assert f"{user}Who reported?" in dialog[0] and f"{bot}The company." in dialog[0]
+    pattern = pools()["numbered_patterns"]["text_first"][0]
+    numbered, fmt = forced(CHAIN, "numbered", numbered_pattern=pattern)
     out = numbered[0]
     assert out.index(fmt.headers[0]) < out.index("Who reported?") < out.index(fmt.headers[1]) < out.index("The company.")
     inline, fmt = forced(CHAIN, "inline")
     assert inline[0].startswith(fmt.inline_pattern["context"].format(text=CHAIN[0][0]))
     test = fmt.inline_pattern["test_q"].format(q="Who reported?")
     assert f"{test}\n{fmt.inline_pattern['test_a'].format(a='The company.')}" in inline[0]
-    nxt, fmt = forced(CHAIN, "next_turn")
-    user, bot = fmt.speakers
+    nxt, fmt = forced(CHAIN, "next_turn", speakers={"user": "User: ", "bot": "Bot: "})
     assert nxt[0].startswith(f"{CHAIN[0][0]}{fmt.sep_block}")
-    assert f"{user}: Who reported?\n{bot}: The company." in nxt[0]
+    assert "User: Who reported?\nBot: The company." in nxt[0]
 
 
 def test_pattern_pools_of_inline_and_next_turn_are_complete():
@@ -149,12 +172,11 @@ def test_inline_answers_to_questions_of_several_lines_start_a_line():
 def test_next_turn_is_text_then_history_then_the_final_exchange(seed):
     """The reference's Next_turn_dialog: per entry, the raw text, then an instruction around the
     dialog history (every pair but the last), then the final exchange, both its turns, as the reply."""
-    out, fmt = forced(PLAIN, "next_turn", seed=seed)
-    user, bot = fmt.speakers
+    out, fmt = forced(PLAIN, "next_turn", seed=seed, speakers={"user": "User: ", "bot": "Bot: "}, exchange_gap=False)
     p = fmt.next_turn_pattern
 
     def entry(text, pairs):
-        turns = [f"{user}: {q}\n{bot}: {a}" for q, a in pairs]
+        turns = [f"User: {q}\nBot: {a}" for q, a in pairs]
         parts = {"dialog": "\n".join(turns[:-1]), "turn": turns[-1]}
         return f"{text}{fmt.sep_block}{p['prompt'].format(**parts)}{fmt.sep_pair}{p['reply'].format(**parts)}"
 
@@ -164,7 +186,8 @@ def test_next_turn_is_text_then_history_then_the_final_exchange(seed):
 def test_next_turn_history_comes_before_the_final_exchange_or_after_it_as_the_pattern_says():
     rng = random.Random(0)
     fmt = dataclasses.replace(sample_format(rng, PLAIN), layout="next_turn", inverted=False, sep_block="\n",
-                              sep_pair="\n", sep_entry="\n\n", speakers=("User", "Bot"))
+                              sep_pair="\n", sep_entry="\n\n", speakers={"user": "User: ", "bot": "Bot: "},
+                              turn_end="", exchange_gap=False)
     forward = dataclasses.replace(
         fmt, next_turn_pattern={"prompt": "Dialog:\n{dialog}", "reply": "Next turn:\n{turn}"})
     assert render(PLAIN[:1], forward, rng) == [
@@ -179,9 +202,164 @@ def test_next_turn_history_comes_before_the_final_exchange_or_after_it_as_the_pa
     assert render([("Solo.", [("Q?", "A.")])], forward, rng) == ["Solo.\nUser: Q?\nBot: A."]
 
 
+def _formats(n=4000):
+    return [sample_format(random.Random(f"hf_ipt.templify:{seed}"), PLAIN) for seed in range(n)]
+
+
+def _share(formats, test):
+    return sum(1 for fmt in formats if test(fmt)) / len(formats)
+
+
+CLASSIC_PAIRS = "Q: Q1?\nA: A1.\nQ: Q2?\nA: A2.\nQ: Q3?\nA: A3."
+
+
+def test_classic_wraps_the_text_and_adds_a_lead_in_each_half_the_time():
+    """The reference's Classic: READ_START ("Article: {context}", half of them the bare text), then
+    READ_END + COMPRE_START (a lead-in, half of them empty), then the pairs."""
+    one = PLAIN[:1]
+    assert exact(one, "classic") == [f"Text one.\n{CLASSIC_PAIRS}"]
+    assert exact(one, "classic", text_wrapper="Article: {text}") == [f"Article: Text one.\n{CLASSIC_PAIRS}"]
+    assert exact(one, "classic", lead="Answer these.", lead_joiner=" ", sep_pair="\n\n") == [
+        "Text one. Answer these.\n\nQ: Q1?\nA: A1.\n\nQ: Q2?\nA: A2.\n\nQ: Q3?\nA: A3."]
+    assert exact(one, "classic", text_wrapper="Read this:\n{text}", lead="Now the questions:", lead_joiner="\n") == [
+        f"Read this:\nText one.\nNow the questions:\n{CLASSIC_PAIRS}"]
+    for wrapper in pools()["text_wrappers"]:
+        assert wrapper.count("{text}") == 1 and wrapper != "{text}", wrapper
+    formats = _formats()
+    assert abs(_share(formats, lambda f: f.text_wrapper != "{text}") - 0.5) <= 0.03
+    assert abs(_share(formats, lambda f: f.lead != "") - 0.5) <= 0.03
+    assert {f.lead_joiner for f in formats} == {" ", "\n", "\n\n"}
+
+
+def test_classic_question_and_answer_joiners_as_the_reference_mixes_them():
+    """The reference's question templates join question and answer by a newline (33 of 79), a blank
+    line (27), a space (6) or a ruled line (13); after a question of several lines the answer still
+    starts a line."""
+    one = PLAIN[:1]
+    assert exact(one, "classic", qa_joiner=" ") == ["Text one.\nQ: Q1? A: A1.\nQ: Q2? A: A2.\nQ: Q3? A: A3."]
+    assert exact(one, "classic", qa_joiner="\n----\n") == [
+        "Text one.\nQ: Q1?\n----\nA: A1.\nQ: Q2?\n----\nA: A2.\nQ: Q3?\n----\nA: A3."]
+    assert exact([("T.", [("Line one\nline two?", "Yes.")])], "classic", qa_joiner=" ") == [
+        "T.\nQ: Line one\nline two?\nA: Yes."]
+    joiners = dict(pools()["qa_joiners"])
+    assert sum(joiners.values()) == 79 and (joiners["\n"], joiners["\n\n"], joiners[" "]) == (33, 27, 6)
+    assert all(j.startswith("\n") and j.endswith("\n") for j in joiners if j not in ("\n", "\n\n", " "))
+    formats = _formats()
+    for joiner in ("\n", "\n\n", " "):
+        assert abs(_share(formats, lambda f, j=joiner: f.qa_joiner == j) - joiners[joiner] / 79) <= 0.025, joiner
+    assert abs(_share(formats, lambda f: f.qa_joiner not in ("\n", "\n\n", " ")) - 13 / 79) <= 0.025
+
+
+def test_classic_answer_first_for_pairs_without_options_or_reasoning():
+    """About 1 in 8 of the reference's basic question templates give the answer and ask for the
+    question; its option and chain-of-thought templates keep the question first."""
+    pattern = {"a": "Given: {a}", "q": "Asked: {q}"}
+    assert exact(PLAIN[:1], "classic", answer_first=True, answer_first_pattern=pattern) == [
+        "Text one.\nGiven: A1.\nAsked: Q1?\nGiven: A2.\nAsked: Q2?\nGiven: A3.\nAsked: Q3?"]
+    assert exact(PLAIN[:1], "classic", answer_first=True, answer_first_pattern={"a": "A{n}: {a}", "q": "Q{n}: {q}"},
+                 qa_joiner=" ") == ["Text one.\nA1: A1. Q1: Q1?\nA2: A2. Q2: Q2?\nA3: A3. Q3: Q3?"]
+    (out,) = exact(CHAIN, "classic", answer_first=True, answer_first_pattern=pattern)
+    assert "Given: The company.\nAsked: Who reported?" in out and "Given: No.\nAsked: Was it a record?" in out
+    assert "Q: Which way did sales go?\n" in out and "Q: How much did profit grow?\n" in out
+    for p in pools()["answer_first_patterns"]:
+        assert set(p) == {"a", "q"} and p["a"].count("{a}") == 1 and p["q"].count("{q}") == 1, p
+        assert p["q"].endswith("{q}") and (p["a"].endswith("{a}") or "{a}\n" in p["a"]), p  # nothing after them
+    assert abs(_share(_formats(), lambda f: f.answer_first) - ANSWER_FIRST_RATE) <= 0.025
+
+
+def test_dialog_header_bullet_speakers_and_turn_ends():
+    """The reference's Dialog: the text, a header ("Conversation:", 1 in 15 none), then the turns
+    under named or bullet prefixes (some running inline), each ended by "", ";" or "."."""
+    chain = [("Text one.", [("Q1", "A1"), ("Q2?", "A2.")])]
+    bullets = {"user": "- ", "bot": "- "}
+    inline = {**bullets, "inline": True}
+    assert exact(chain, "dialog", speakers=bullets, turn_end=";", dialog_header="Conversation:",
+                 dialog_header_joiner="\n") == ["Text one.\nConversation:\n- Q1;\n- A1;\n- Q2?\n- A2."]
+    assert exact(chain, "dialog", speakers=inline, turn_end=".", dialog_header="Dialog:",
+                 dialog_header_joiner=" | ") == ["Text one. | Dialog: - Q1. - A1. - Q2? - A2."]
+    # no header; a gap between exchanges (a blank line, inline a line break)
+    assert exact(chain, "dialog", speakers=bullets, exchange_gap=True) == ["Text one.\n- Q1\n- A1\n\n- Q2?\n- A2."]
+    assert exact(chain, "dialog", speakers=inline, exchange_gap=True) == ["Text one.\n- Q1 - A1\n- Q2? - A2."]
+    # inverted: the turns, then the text, no header
+    assert exact(chain, "dialog", inverted=True, inverted_lead="The text:", speakers=bullets,
+                 dialog_header="Conversation:") == ["- Q1\n- A1\n- Q2?\n- A2.\nThe text:\nText one."]
+    # a question of several lines: the answer turn, and the next exchange, start a line; no turn
+    # end after a list
+    assert exact([("T.", [("Line one\nline two", "Yes"), ("Q2", "No"), ("Q3", "Maybe")])], "dialog",
+                 speakers=inline, turn_end=";") == ["T.\n- Line one\nline two\n- Yes;\n- Q2; - No; - Q3; - Maybe;"]
+    formats = _formats()
+    assert abs(_share(formats, lambda f: f.dialog_header != "") - DIALOG_HEADER_RATE) <= 0.02
+    assert 0.35 <= _share(formats, lambda f: f.speakers["user"] == f.speakers["bot"]) <= 0.6
+    assert 0.1 <= _share(formats, lambda f: f.speakers.get("inline", False)) <= 0.3
+    for end in ("", ";", "."):
+        assert abs(_share(formats, lambda f, e=end: f.turn_end == e) - 1 / 3) <= 0.03
+
+
+def test_numbered_questions_first_answers_first_and_inline_numbering():
+    """The reference's Numbered_Questions: 9 of its 11 patterns give text, questions, answers; one
+    gives the questions before the text, one the answers and asks for the questions. Its item
+    names run on lines or inline (" 1. ", 26 of 64)."""
+    one = PLAIN[:1]
+    pattern = "{text}\n{q_header}\n{questions}\n{a_header}\n{answers}"
+    assert exact(one, "numbered", numbered_pattern=pattern, headers=("Qs:", "As:")) == [
+        "Text one.\nQs:\n1. Q1?\n2. Q2?\n3. Q3?\nAs:\n1. A1.\n2. A2.\n3. A3."]
+    assert exact(one, "numbered", numbered_pattern=pattern, headers=("Qs:", "As:"), numbered_inline=True) == [
+        "Text one.\nQs:\n1. Q1? 2. Q2? 3. Q3?\nAs:\n1. A1. 2. A2. 3. A3."]
+    two_lines = [("T.", [("Line one\nline two?", "Yes."), ("Q2?", "No."), ("Q3?", "Maybe.")])]
+    assert exact(two_lines, "numbered", numbered_pattern="{text}\n{questions}\n{answers}", numbered_inline=True) == [
+        "T.\n1. Line one\nline two?\n2. Q2? 3. Q3?\n1. Yes. 2. No. 3. Maybe."]
+    orders = {"text_first": ("Text one.", "Q1?", "A1."), "questions_first": ("Q1?", "Text one.", "A1."),
+              "answers_first": ("Text one.", "A1.", "Q1?")}
+    patterns = pools()["numbered_patterns"]
+    assert set(patterns) == set(NUMBERED_ORDER_WEIGHTS) and NUMBERED_ORDER_WEIGHTS == {
+        "text_first": 9, "questions_first": 1, "answers_first": 1}
+    for order, expected in orders.items():
+        assert len(patterns[order]) >= 10
+        for p in patterns[order]:
+            assert all(p.count(f"{{{k}}}") == 1 for k in ("text", "questions", "answers")), p
+            (out,) = exact(one, "numbered", numbered_pattern=p)
+            positions = [out.index(part) for part in expected]
+            assert positions == sorted(positions), (order, p)
+    formats = _formats()
+    for order, weight in NUMBERED_ORDER_WEIGHTS.items():
+        share = _share(formats, lambda f, o=order: f.numbered_pattern in patterns[o])
+        assert abs(share - weight / 11) <= 0.025, order
+    assert abs(_share(formats, lambda f: f.numbered_inline) - NUMBERED_INLINE_RATE) <= 0.03
+
+
+# multi-line questions and answers, and one-line pairs without a final punctuation mark
+GLUE = [
+    ("Sales fell in the third quarter.", [(MC_Q, "down"), ("Who reported", "The company"),
+                                          ("Two lines:\nwhich quarter?", "The third.")]),
+    ("Profit rose from 10 to 15.", [(COT_Q, COT_A), ("Was it a record?", "No.")]),
+]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_every_text_question_and_answer_appears_and_nothing_glues_onto_a_last_line(layout):
+    """Across seeds (every wording slot sampled): each entry's text and each pair's rendered question
+    and answer appear whole, and whatever follows a question or answer of several lines (options, a
+    chain of thought) starts a new line."""
+    for seed in range(150):
+        rng = random.Random(f"hf_ipt.templify:{seed}")
+        fmt = sample_format(rng, GLUE)
+        fmt = dataclasses.replace(fmt, layout=layout, inverted=layout in INVERTIBLE and seed % 4 == 0)
+        state = rng.getstate()
+        (out,) = render(GLUE, fmt, rng)
+        rng.setstate(state)  # replay the option shuffles: each pair as `render` rendered it
+        rendered = [render_pair(q, a, fmt, rng) for _, pairs in GLUE for q, a in pairs]
+        assert all(text in out for text, _ in GLUE), (seed, out)
+        for part in (part for pair in rendered for part in pair):
+            assert part in out, (seed, part, out)
+            start = out.find(part)
+            while "\n" in part and start >= 0:
+                assert out[start + len(part):][:1] in ("", "\n"), (seed, part, out)
+                start = out.find(part, start + 1)
+
+
 def test_entries_share_one_format():
-    out, fmt = forced(CHAIN, "classic")
-    assert out[0].count(fmt.lead) == 2
+    out, fmt = forced(CHAIN, "classic", lead="Now try these questions.", text_wrapper="Article: {text}")
+    assert out[0].count(fmt.lead) == 2 and out[0].count("Article: ") == 2
 
 
 def test_entry_without_pairs_is_raw_text_alone():

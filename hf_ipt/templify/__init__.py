@@ -6,14 +6,29 @@ classic 80, dialog 5, numbered questions 5, inline few-shot 5, next-turn dialog 
 entry that keeps pairs has >= 2 of them, else classic 95 / dialog 5; independently, 5% of
 classic and dialog texts are inverted (pairs first, then the text; the reference inverts no
 other layout). Structure as in the reference (``format_one_pt_rc``, microsoft/LMOps
-``instruction_pretrain/utils/read_compre_pt.py``): an inline few-shot entry is its text in a
-task-context wrapper, then every pair but the last as a worked example, then the last pair
-as the new instance under its own labels; a next-turn entry is its text, then an instruction
-around the dialog history (every pair but the last), then the final exchange (both turns of
-the last pair) as the reply, or, for some patterns, the final exchange first and the history
-as the reply. All wording comes from `pools.json` (hf_ipt's own), sampled once per chain so
-every entry of one text shares a format. Sampling uses `random.Random(str)`, seeded through
-SHA-512, so output is identical across processes whatever ``PYTHONHASHSEED`` is.
+``instruction_pretrain/utils/read_compre_pt.py``, called from ``utils/read_compre.py``):
+
+- classic: the text, half the time in a wrapper (``Article: {text}``), then half the time a
+  lead-in, then the pairs; question and answer are joined by a newline, a blank line, a space
+  or a ruled line, and in ~1 chain of 8 the pairs without options or reasoning give the answer
+  and then the question it answers;
+- dialog: the text, mostly under a header (``Conversation:``), then one exchange per pair,
+  speakers named (``User: ``) or bullets (``- ``, about a fifth of styles running inline), each
+  one-line turn ended by nothing, ``;`` or ``.`` (none after one that ends in punctuation);
+- numbered questions: the text, all questions, then all answers, numbered on lines or inline;
+  1 pattern in 11 puts the questions before the text, 1 in 11 gives the answers and then the
+  questions;
+- inline few-shot: the text in a task-context wrapper, every pair but the last as a worked
+  example, then the last pair as the new instance under its own labels;
+- next-turn dialog: the text, an instruction around the dialog history (every pair but the
+  last), then the final exchange (both turns of the last pair) as the reply, or, for some
+  patterns, the final exchange first and the history as the reply.
+
+Nothing glues onto the last line of a question or answer of several lines (options, a
+chain of thought): what follows it starts a line. All wording comes from `pools.json`
+(hf_ipt's own), sampled once per chain so every entry of one text shares a format. Sampling
+uses `random.Random(str)`, seeded through SHA-512, so output is identical across processes
+whatever ``PYTHONHASHSEED`` is.
 """
 
 from __future__ import annotations
@@ -24,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from itertools import pairwise
 from typing import Any, NamedTuple
 
 from .pairs import PreparedPair, prepare_pair, render_prepared
@@ -33,6 +49,15 @@ FEW_PAIR_WEIGHTS = {"classic": 95, "dialog": 5}
 INVERSION_RATE = 0.05
 INVERTIBLE = ("classic", "dialog")
 LAYOUTS = tuple(LAYOUT_WEIGHTS)
+# Rates of the reference's optional parts (read_compre_pt.py):
+TEXT_WRAP_RATE = 0.5  # READ_START_STRING_CANDIDATES: half of them are the bare "{context}"
+LEAD_IN_RATE = 0.5  # COMPRE_START_STRING_CANDIDATES: half of them are ""
+ANSWER_FIRST_RATE = 10 / 79  # FEWSHOT_PATTERNS["qa"]: 10 of 79 give the answer and ask for the question
+DIALOG_HEADER_RATE = 14 / 15  # DIALOG_START_STRING_CANDIDATES: 1 of 15 is ""
+EXCHANGE_GAP_RATE = 0.5  # the dialog's example separator: "" or "\n"
+NUMBERED_INLINE_RATE = 26 / 64  # QUESTION_ITEM_NAME_CANDIDATES: 26 of 64 start " ", not "\n"
+NUMBERED_ORDER_WEIGHTS = {"text_first": 9, "questions_first": 1, "answers_first": 1}  # of 11 patterns
+_PUNCTUATION = ".?!;:"
 
 __all__ = [
     "LAYOUTS", "Format", "Rendered", "format_general", "pools", "render", "sample_format", "templify",
@@ -51,13 +76,24 @@ class Format:
     """Everything sampled once per chain."""
 
     layout: str
-    inverted: bool
+    inverted: bool  # pairs first, then the text: classic and dialog only
     qa: tuple[str, str]
-    lead: str
+    qa_joiner: str  # between a classic question and its answer
+    answer_first: bool  # classic pairs without options or reasoning: answer, then question
+    answer_first_pattern: dict  # a ({a}), q ({q}); both may hold {n}
+    text_wrapper: str  # classic, around the text: "{text}" for none
+    lead: str  # classic, after the text: "" for none
+    lead_joiner: str  # between the text and the lead-in
     inverted_lead: str
-    speakers: tuple[str, str]
+    speakers: dict  # user, bot (turn prefixes), inline (turns run on one line)
+    turn_end: str  # appended to a dialog turn that does not end in punctuation
+    dialog_header: str  # "" for none
+    dialog_header_joiner: str  # between the text and the header
+    exchange_gap: bool  # a blank line (inline: a line break) between dialog exchanges
     headers: tuple[str, str]
+    numbered_pattern: str  # {text}, {questions}, {answers}; {q_header}/{a_header} optional
     numbering: str
+    numbered_inline: bool  # numbered items run on one line
     inline_pattern: dict  # context ({text}), example_q/example_a, test_q/test_a ({q}, {a})
     next_turn_pattern: dict  # prompt, reply; {dialog} (the history) and {turn} (the final exchange)
     option_header: str
@@ -81,6 +117,14 @@ class Rendered(NamedTuple):
 Prepared = list[tuple[str, list[PreparedPair]]]
 
 
+class _Pair(NamedTuple):
+    """A pair rendered in the chain's format; `basic`: no options and no chain of thought."""
+
+    q: str
+    a: str
+    basic: bool
+
+
 def _prepare(chain: Sequence[Any]) -> Prepared:
     """`(text, well-formed pairs)` per entry; entries are `(text, pairs)` or have `.text`/`.pairs`."""
     prepared = []
@@ -96,23 +140,40 @@ def sample_format(rng: random.Random, chain: Sequence[Any]) -> Format:
     return _sample(rng, _prepare(chain))
 
 
+def _weighted(rng: random.Random, weights: dict[str, float]) -> str:
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
 def _sample(rng: random.Random, prepared: Prepared) -> Format:
     # The reference: Classic 95 / Dialog 5 when an entry rendered with pairs has < 2 of them.
     counts = [len(pairs) for _, pairs in prepared if pairs]
     weights = LAYOUT_WEIGHTS if counts and min(counts) >= 2 else FEW_PAIR_WEIGHTS
-    layout = rng.choices(list(weights), weights=list(weights.values()))[0]
+    layout = _weighted(rng, weights)
     inverted = rng.random() < INVERSION_RATE and layout in INVERTIBLE
     p = pools()
     seps = p["separators"]
+    joiners = dict(p["qa_joiners"])
+    order = _weighted(rng, NUMBERED_ORDER_WEIGHTS)
     return Format(
         layout=layout,
         inverted=inverted,
         qa=tuple(rng.choice(p["qa_prefixes"])),
-        lead=rng.choice(p["lead_ins"]),
+        qa_joiner=_weighted(rng, joiners),
+        answer_first=rng.random() < ANSWER_FIRST_RATE,
+        answer_first_pattern=rng.choice(p["answer_first_patterns"]),
+        text_wrapper=rng.choice(p["text_wrappers"]) if rng.random() < TEXT_WRAP_RATE else "{text}",
+        lead=rng.choice(p["lead_ins"]) if rng.random() < LEAD_IN_RATE else "",
+        lead_joiner=rng.choice(p["lead_joiners"]),
         inverted_lead=rng.choice(p["inverted_lead_ins"]),
-        speakers=tuple(rng.choice(p["speakers"])),
+        speakers=rng.choice(p["speakers"]),
+        turn_end=rng.choice(p["turn_ends"]),
+        dialog_header=rng.choice(p["dialog_headers"]) if rng.random() < DIALOG_HEADER_RATE else "",
+        dialog_header_joiner=rng.choice(p["dialog_header_joiners"]),
+        exchange_gap=rng.random() < EXCHANGE_GAP_RATE,
         headers=tuple(rng.choice(p["numbered_headers"])),
+        numbered_pattern=rng.choice(p["numbered_patterns"][order]),
         numbering=rng.choice(p["numbering"]),
+        numbered_inline=rng.random() < NUMBERED_INLINE_RATE,
         inline_pattern=rng.choice(p["inline_patterns"]),
         next_turn_pattern=rng.choice(p["next_turn_patterns"]),
         option_header=rng.choice(p["option_headers"]),
@@ -126,59 +187,109 @@ def _sample(rng: random.Random, prepared: Prepared) -> Format:
     )
 
 
-def _turns(pairs: list[tuple[str, str]], fmt: Format) -> list[str]:
-    """One dialog exchange per pair: the question turn, then the answer turn."""
-    user, bot = fmt.speakers
-    return [f"{user}: {q}\n{bot}: {a}" for q, a in pairs]
+def _join(first: str, joiner: str, second: str) -> str:
+    """`first + joiner + second`, but a line break after a `first` of several lines, so that
+    nothing glues onto its last line (an option, a chain of thought's closing)."""
+    if "\n" in first and "\n" not in joiner:
+        joiner = "\n"
+    return f"{first}{joiner}{second}"
 
 
-def _qa_block(pairs: list[tuple[str, str]], fmt: Format) -> str:
-    """The pairs of one entry in the chain's layout (without the text)."""
-    if fmt.layout == "next_turn" and len(pairs) >= 2:
-        return _next_turn(pairs, fmt)
-    if fmt.layout == "dialog" or fmt.layout == "next_turn":  # one pair has no history: a dialog
-        return "\n".join(_turns(pairs, fmt))
-    if fmt.layout == "numbered":
-        num = [fmt.numbering.format(n=i + 1) for i in range(len(pairs))]
-        questions = "\n".join(f"{n} {q}" for n, (q, _) in zip(num, pairs))
-        answers = "\n".join(f"{n} {a}" for n, (_, a) in zip(num, pairs))
-        return f"{fmt.headers[0]}\n{questions}{fmt.sep_pair}{fmt.headers[1]}\n{answers}"
-    if fmt.layout == "inline":
-        return _inline(pairs, fmt)
+def _join_all(items: list[str], joiner: str) -> str:
+    """`joiner.join(items)`, with `_join`'s line break after each item of several lines."""
+    parts = items[:1]
+    for previous, item in pairwise(items):
+        parts += ["\n" if "\n" in previous and "\n" not in joiner else joiner, item]
+    return "".join(parts)
+
+
+def _classic(pairs: list[_Pair], fmt: Format) -> str:
+    """Question, joiner, answer per pair; with `answer_first`, a basic pair gives its answer
+    and asks for the question (the reference's inverted question templates)."""
     qp, ap = fmt.qa
-    body = fmt.sep_pair.join(
-        f"{qp.format(n=i + 1)} {q}\n{ap.format(n=i + 1)} {a}" for i, (q, a) in enumerate(pairs)
+    out = []
+    for n, (q, a, basic) in enumerate(pairs, 1):
+        if basic and fmt.answer_first:
+            p = fmt.answer_first_pattern
+            first, second = p["a"].format(a=a, n=n), p["q"].format(q=q, n=n)
+        else:
+            first, second = f"{qp.format(n=n)} {q}", f"{ap.format(n=n)} {a}"
+        out.append(_join(first, fmt.qa_joiner, second))
+    return fmt.sep_pair.join(out)
+
+
+def _turn(prefix: str, text: str, fmt: Format) -> str:
+    """A dialog turn; the turn end only after one line that ends in no punctuation mark."""
+    end = fmt.turn_end if "\n" not in text and text[-1:] not in _PUNCTUATION else ""
+    return f"{prefix}{text}{end}"
+
+
+def _exchanges(pairs: list[_Pair], fmt: Format) -> list[str]:
+    """One dialog exchange per pair: the question turn, then the answer turn."""
+    s = fmt.speakers
+    joiner = " " if s.get("inline") else "\n"
+    return [_join(_turn(s["user"], q, fmt), joiner, _turn(s["bot"], a, fmt)) for q, a, _ in pairs]
+
+
+def _dialog(exchanges: list[str], fmt: Format) -> str:
+    if fmt.speakers.get("inline"):
+        return _join_all(exchanges, "\n" if fmt.exchange_gap else " ")
+    return _join_all(exchanges, "\n\n" if fmt.exchange_gap else "\n")
+
+
+def _numbered_list(items: list[str], fmt: Format) -> str:
+    numbered = [f"{fmt.numbering.format(n=n)} {item}" for n, item in enumerate(items, 1)]
+    return _join_all(numbered, " " if fmt.numbered_inline else "\n")
+
+
+def _numbered(text: str, pairs: list[_Pair], fmt: Format) -> str:
+    """The chain's numbered pattern: text, questions and answers, in the pattern's order."""
+    return fmt.numbered_pattern.format(
+        text=text, questions=_numbered_list([p.q for p in pairs], fmt),
+        answers=_numbered_list([p.a for p in pairs], fmt), q_header=fmt.headers[0], a_header=fmt.headers[1],
     )
-    # Lead-ins point at "the text above"; inverted, the text comes below (`inverted_lead`).
-    return body if fmt.inverted else f"{fmt.lead}{fmt.sep_pair}{body}"
 
 
-def _inline(pairs: list[tuple[str, str]], fmt: Format) -> str:
+def _inline(pairs: list[_Pair], fmt: Format) -> str:
     """Inline few-shot: every pair but the last as a worked example, the last as the test
     instance under its own labels. Each answer starts a line behind its label, so a question of
     several lines (options, a CoT trigger) never has the answer glued onto its last line."""
     p = fmt.inline_pattern
-    shots = [f"{p['example_q'].format(q=q)}\n{p['example_a'].format(a=a)}" for q, a in pairs[:-1]]
-    q, a = pairs[-1]
+    shots = [f"{p['example_q'].format(q=q)}\n{p['example_a'].format(a=a)}" for q, a, _ in pairs[:-1]]
+    q, a, _ = pairs[-1]
     return fmt.sep_pair.join([*shots, f"{p['test_q'].format(q=q)}\n{p['test_a'].format(a=a)}"])
 
 
-def _next_turn(pairs: list[tuple[str, str]], fmt: Format) -> str:
+def _next_turn(pairs: list[_Pair], fmt: Format) -> str:
     """Next-turn dialog: an instruction around the history (every exchange but the last), then
     the final exchange as the reply; a pattern may give the final exchange first instead."""
-    turns = _turns(pairs, fmt)
-    parts = {"dialog": "\n".join(turns[:-1]), "turn": turns[-1]}
+    exchanges = _exchanges(pairs, fmt)
+    parts = {"dialog": _dialog(exchanges[:-1], fmt), "turn": exchanges[-1]}
     p = fmt.next_turn_pattern
     return f"{p['prompt'].format(**parts)}{fmt.sep_pair}{p['reply'].format(**parts)}"
 
 
-def _render_entry(text: str, pairs: list[tuple[str, str]], fmt: Format) -> str:
-    block = _qa_block(pairs, fmt)
-    if fmt.inverted:
+def _render_entry(text: str, pairs: list[_Pair], fmt: Format) -> str:
+    layout = fmt.layout
+    if layout == "numbered":
+        return _numbered(text, pairs, fmt)
+    if layout == "next_turn" and len(pairs) >= 2:
+        return f"{text}{fmt.sep_block}{_next_turn(pairs, fmt)}"
+    if layout == "inline":  # the text inside the task context, then the examples and the test
+        return f"{fmt.inline_pattern['context'].format(text=text)}{fmt.sep_block}{_inline(pairs, fmt)}"
+    dialog = layout != "classic"  # dialog, or next_turn with one pair (no history): a dialog
+    block = _dialog(_exchanges(pairs, fmt), fmt) if dialog else _classic(pairs, fmt)
+    if fmt.inverted:  # lead-ins point at "the text above"; inverted, the text comes below
         return f"{block}{fmt.sep_block}{fmt.inverted_lead}\n{text}"
-    if fmt.layout == "inline":  # the text inside the task context, then the examples and the test
-        text = fmt.inline_pattern["context"].format(text=text)
-    return f"{text}{fmt.sep_block}{block}"
+    if dialog:  # the header is the dialog layout's (the reference's next-turn dialog has none)
+        if layout != "dialog" or not fmt.dialog_header:
+            return f"{text}{fmt.sep_block}{block}"
+        after = " " if fmt.speakers.get("inline") else "\n"
+        return f"{text}{fmt.dialog_header_joiner}{fmt.dialog_header}{after}{block}"
+    head = fmt.text_wrapper.format(text=text)
+    if not fmt.lead:
+        return f"{head}{fmt.sep_block}{block}"
+    return f"{head}{fmt.lead_joiner}{fmt.lead}{fmt.sep_pair}{block}"
 
 
 def render(chain: Sequence[Any], fmt: Format, rng: random.Random) -> list[str]:
@@ -186,14 +297,15 @@ def render(chain: Sequence[Any], fmt: Format, rng: random.Random) -> list[str]:
     return [r.text for r in _render(_prepare(chain), fmt, rng)]
 
 
+def _rendered_pairs(pairs: list[PreparedPair], fmt: Format, rng: random.Random) -> list[_Pair]:
+    return [_Pair(*render_prepared(pair, fmt, rng), not pair.options and not pair.cot) for pair in pairs]
+
+
 def _render(prepared: Prepared, fmt: Format, rng: random.Random) -> list[Rendered]:
     with_pairs = tuple(i for i, (_, pairs) in enumerate(prepared) if pairs)
     out = []
     if with_pairs:
-        blocks = (
-            _render_entry(prepared[i][0], [render_prepared(pair, fmt, rng) for pair in prepared[i][1]], fmt)
-            for i in with_pairs
-        )
+        blocks = (_render_entry(prepared[i][0], _rendered_pairs(prepared[i][1], fmt, rng), fmt) for i in with_pairs)
         out.append(Rendered(with_pairs, fmt.sep_entry.join(blocks), sum(len(prepared[i][1]) for i in with_pairs)))
     return out + [Rendered((i,), text, 0) for i, (text, pairs) in enumerate(prepared) if not pairs and text]
 
