@@ -158,7 +158,7 @@ def _averages(scores: dict[str, dict[str, float]]) -> dict[str, float]:
 
 def summarize(runs: list[dict]) -> dict:
     """Per arm and ``task/metric`` (plus ``average`` and ``average_calibrated``, see `_averages`):
-    mean, sample std over seeds, and n."""
+    mean, sample std over seeds (`None` with one seed: no spread is measured), and n."""
     summary: dict = {}
     for arm in dict.fromkeys(r["arm"] for r in runs):
         values: dict[str, list[float]] = {}
@@ -167,7 +167,7 @@ def summarize(runs: list[dict]) -> dict:
             flat.update(_averages(run["scores"]))
             for key, value in flat.items():
                 values.setdefault(key, []).append(value)
-        summary[arm] = {k: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
+        summary[arm] = {k: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else None,
                             "n": len(v)} for k, v in values.items()}
     return summary
 
@@ -185,13 +185,17 @@ def results_table(summary: dict, chance: dict[str, float] | None = None) -> str:
     lines = [head + (" chance |" if chance else ""), "|---|---:|---:|---:|---:|---:|" + ("---:|" if chance else "")]
     for key, x in summary[a].items():
         y = summary[b][key]
-        row = (f"| {key} | {x['mean']:.1f} | {x['std']:.1f} | {y['mean']:.1f} | {y['std']:.1f} "
+        row = (f"| {key} | {x['mean']:.1f} | {_std(x)} | {y['mean']:.1f} | {_std(y)} "
                f"| {y['mean'] - x['mean']:+.1f} |")
         if chance:
             level = statistics.fmean(chance.values()) if key.startswith("average") else chance[key.split("/")[0]]
             row += f" {level:.1f} |"
         lines.append(row)
     return "\n".join(lines)
+
+
+def _std(stats: dict) -> str:
+    return "–" if stats["std"] is None else f"{stats['std']:.1f}"  # a dash: one seed gives no spread
 
 
 def run(cfg: MiniReproConfig, synthesis: SynthesisConfig) -> dict:

@@ -58,6 +58,9 @@ def test_averages_are_over_each_tasks_own_metric_and_calibrated_apart():
             for arm in ("vanilla", "instruction")]
     summary = summarize(runs)["vanilla"]
     assert summary["average"]["mean"] == 25.0 and summary["average_calibrated"]["mean"] == 50.0
+    # one seed measures no spread: no std, not a std of 0
+    assert summary["average"]["std"] is None
+    assert "| t/accuracy | 20.0 | – | 20.0 | – | +0.0 |" in results_table(summarize(runs))
     assert "average_calibrated" not in summarize([{**r, "scores": {"t": {"accuracy": 1.0}}} for r in runs])["vanilla"]
 
 
