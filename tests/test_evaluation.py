@@ -708,3 +708,27 @@ def test_heldout_items_ask_their_question_alone_as_the_null_prompt():
         assert task.is_calibrated
         for example in task.examples:
             assert example.prompt.endswith("\n\n" + example.null_prompt) and example.null_prompt.startswith("Question:")
+
+
+def test_calibrated_ties_go_to_the_plain_score(monkeypatch):
+    """A null prompt that leaves the scored context unchanged ties every option: the plain score
+    decides, not the option's position."""
+    from hf_ipt.evaluation import evaluate, harness
+    from hf_ipt.evaluation.tasks import Example, Task
+
+    nlls = {"passage\n\nQ:": [2.0, 1.0], "Q:": [2.0, 1.0]}
+    monkeypatch.setattr(harness, "score_options", lambda model, tok, prompts, options, **kw: [nlls[p] for p in prompts])
+    model = SimpleNamespace(training=False, eval=lambda: None, train=lambda mode: None, name_or_path="m")
+    task = Task("t", "accuracy", [Example("passage\n\nQ:", ["a", "b"], gold=1, null_prompt="Q:")])
+    assert evaluate(model, SimpleNamespace(), [task], add_bos=False) == {"t": {"accuracy": 100.0, "accuracy_calibrated": 100.0}}
+
+
+def test_null_input_must_be_a_question_and_partial_ones_are_named(caplog):
+    from hf_ipt.evaluation.tasks import Example, Task
+
+    row = {"input": "passage\n\nQ:", "options": ["a", "b"], "gold_index": 1}
+    with pytest.raises(ValueError, match="null_input"):
+        Example.from_row({**row, "null_input": " "})
+    with caplog.at_level("WARNING"):
+        task = Task("t", "accuracy", [Example.from_row({**row, "null_input": "Q:"}), Example.from_row(row)])
+    assert not task.is_calibrated and "1 of 2 rows have a `null_input`" in caplog.text

@@ -809,3 +809,58 @@ def test_a_long_run_of_end_marks_is_split_in_linear_time():
     assert _BOUNDARY.match(text, text.index("!!!") + 1) is None  # nor inside a run that is one
     assert split_sentences(text) == ["Sales rose. " + "." * 50 + " and then fell!!!", "Prices moved...", "A record."]
     assert split_sentences("Growth " + "." * 50_000 + " tail. The end.")[-1] == "The end."
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ('Shares in "Big Blue" continued to fall.', 'Shares in "Big Blue" continued to fall.'),  # no quote ends here
+        ("Demand slowed, and prices continued to fall.", "Demand slowed, and prices continued to fall."),
+        ("Sales fell, analysts asked to remain anonymous.", "Sales fell, analysts asked to remain anonymous."),
+        ("Prices will rise, he said.", "Prices will rise"),
+        ('"We expect growth," said Mr Smith, an analyst.', '"We expect growth'),
+    ],
+)
+def test_attribution_is_cut_only_where_it_is_one(text, kept):
+    from hf_ipt.miner.rules import drop_attribution
+
+    assert drop_attribution(text) == kept
+
+
+@pytest.mark.parametrize(
+    ("raw", "cause"),
+    [
+        ('"weak demand" in Asia.', '"weak demand" in Asia'),  # the opening quote restored, not a closing one added
+        ('"Peace at home matters." A spokesman said there was no comment.', "Peace at home matters"),
+        ("a \u201cbig strategy", "a \u201cbig strategy\u201d"),
+    ],
+)
+def test_causes_keep_their_quotes_paired_and_stop_at_a_new_sentence(raw, cause):
+    from hf_ipt.miner.rules import _cause_text
+
+    assert _cause_text(raw) == cause
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ("See the report,\np. 12 for details.", ["See the report, p. 12 for details."]),
+        ("The case, Smith\nv. Jones, was heard.", ["The case, Smith v. Jones, was heard."]),
+        ("Steps:\na. mix the flour\nb. add the water", ["Steps:", "mix the flour", "add the water"]),
+    ],
+)
+def test_a_wrapped_abbreviation_is_not_a_list_letter(text, sentences):
+    assert split_sentences(text) == sentences
+
+
+def test_no_miner_question_ends_with_a_label_templify_gives_the_text():
+    """'Title: X\nArticle:' as a question met 'Article:\n{text}' in a numbered layout: a doubled label."""
+    import re
+
+    from hf_ipt.templify import pools
+
+    labels = {m for patterns in pools()["numbered_patterns"].values() for pattern in patterns
+              for m in re.findall(r"(\w+):\s*\{text\}", pattern)}
+    assert labels >= {"Article", "Passage", "Text"}
+    questions = [q for pairs, _ in load_templates().values() for q, _ in pairs]
+    assert questions and not [q for q in questions if any(q.rstrip().endswith(f"{label}:") for label in labels)]

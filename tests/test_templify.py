@@ -531,3 +531,14 @@ def test_seed_changes_output():
 
 def test_format_general_plain_concatenation():
     assert format_general(" What is 2+2? ", "4\n") == "What is 2+2? 4"
+
+
+def test_no_turn_end_after_punctuation_inside_a_closing_quote():
+    from types import SimpleNamespace
+
+    from hf_ipt.templify import _turn
+
+    fmt = SimpleNamespace(turn_end=";")
+    assert _turn("Bot: ", 'He said: "We are happy."', fmt) == 'Bot: He said: "We are happy."'
+    assert _turn("User: ", 'Why "now?"', fmt) == 'User: Why "now?"'
+    assert _turn("User: ", "Who reported it", fmt) == "User: Who reported it;"

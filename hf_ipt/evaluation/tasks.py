@@ -20,11 +20,14 @@ Two on-disk forms are read:
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+logger = logging.getLogger(__name__)
 
 MetricName = Literal[
     "accuracy", "micro_f1", "weighted_f1", "headline_f1", "entity_f1", "numeric_match"
@@ -120,8 +123,9 @@ class Example:
             raise ValueError(f"a task row's `gold_index` is an integer, got {gold!r}")  # noqa: TRY004
         group = row.get("class_id")
         null_prompt = row.get("null_input")
-        if null_prompt is not None and not isinstance(null_prompt, str):
-            raise ValueError(f"a task row's `null_input` is a string, got {null_prompt!r:.80}")
+        if null_prompt is not None and (not isinstance(null_prompt, str) or not null_prompt.strip()):
+            raise ValueError(f"a task row's `null_input` is a non-empty string (the question without its passage), "
+                             f"got {null_prompt!r:.80}")
         return cls(
             prompt=row["input"],
             options=list(options),
@@ -169,6 +173,10 @@ class Task:
             raise ValueError(f"task {self.name!r} has no examples")
         for i, example in enumerate(self.examples):
             self._check(i, example)
+        with_null = sum(e.null_prompt is not None for e in self.examples)
+        if 0 < with_null < len(self.examples) or (with_null and self.is_generation):
+            logger.warning("hf_ipt: task %r: %d of %d rows have a `null_input`; it is scored calibrated only when "
+                           "every row of a classification task has one", self.name, with_null, len(self.examples))
 
     @property
     def is_generation(self) -> bool:

@@ -120,12 +120,19 @@ _DANGLING_WORDS = lexicon("dangling_words")
 _STUB_WORDS = lexicon("stub_words")
 _BE = frozenset(("is", "are", "was", "were", "be", "been"))
 # A quotation's attribution ending a sentence, not part of an answer: a reporting verb a few
-# words after a closing quote ('...," said Mr Smith, an analyst.') or a comma ("..., he said.").
+# words after a quotation's closing mark and quote ('...," said Mr Smith, an analyst.') or after
+# a comma ("..., he said."). Not a clause joined by "and"/"which"... ("..., and prices continued
+# to fall"), nor a verb with an infinitive ("continued to fall", "asked to leave").
 _REPORTING = "|".join(sorted(lexicon("reporting_verbs")))
+_NOT_SPEAKER = "and|but|or|nor|so|yet|then|which|who|that|as|while|when|where|if|because|although"
+_VERB = rf"(?:{_REPORTING})\b(?!\s+to\b)"
 _ATTRIBUTION = re.compile(
-    rf"[.!?,]?[\"\u201d]\s+(?:\S+\s+){{0,4}}?(?:{_REPORTING})\b[^\"\u201c\u201d]*$"
-    rf"|,\s+(?:\S+\s+){{0,4}}?(?:{_REPORTING})\b(?:\s+[^\s,;]+){{0,4}}[\s.!?\"'\u201d\u2019]*$"
+    rf"[.!?,][\"\u201d]\s+(?:\S+\s+){{0,4}}?{_VERB}[^\"\u201c\u201d]*$"
+    rf"|,\s+(?!(?:{_NOT_SPEAKER})\b)(?:\S+\s+){{0,4}}?{_VERB}(?:\s+[^\s,;]+){{0,4}}[\s.!?\"'\u201d\u2019]*$",
+    re.IGNORECASE,
 )
+# A quotation closing and a new sentence opening inside what a cause rule took: the cause ends there.
+_QUOTE_BREAK = re.compile(r"[\"\u201d]\s+(?=[A-Z\"\u201c])")
 # "due to" followed by a verb means "scheduled to": "the firm is due to report results".
 _SCHEDULED_VERBS = lexicon("scheduled_verbs")
 
@@ -270,7 +277,7 @@ def _dangles(word: str) -> bool:
 def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] | None:
     if (lead := _LEADING.match(effect)) and lead["comma"]:
         effect = capitalize(lead["rest"])  # "However, X fell" -> "X fell"
-    cause = _close_quote(clause(_CLAUSE_END.split(cause, 1)[0]))
+    cause = _cause_text(cause)
     if not cause or _dangles(cause.rsplit(" ", 1)[-1]):
         return None  # "it was only released on PC and | , compared to ..."
     if connective.lower() == "due to" and cause.split(" ", 1)[0] in _SCHEDULED_VERBS:
@@ -278,13 +285,26 @@ def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] |
     return effect, cause, connective
 
 
-def _close_quote(text: str) -> str:
-    """`text` with the quotation it opens closed: 'a "big strategy' -> 'a "big strategy"'."""
+def _cause_text(raw: str) -> str:
+    """The cause: `raw` up to the end of its clause, or to a quotation closing before a new
+    sentence ('community." A spokesman said'), with its quotes balanced."""
+    span = _CLAUSE_END.split(raw, 1)[0]
+    if end := _QUOTE_BREAK.search(span):
+        span = span[: end.start() + 1]
+    return _balance_quotes(clause(span))
+
+
+def _balance_quotes(text: str) -> str:
+    """`text` with an unpaired quote paired: the opening one `clause` stripped restored
+    ('weak demand" in Asia' -> '"weak demand" in Asia'), or an open quotation closed
+    ('a "big strategy' -> 'a "big strategy"')."""
     if text.count('"') % 2:
-        return text + '"'
-    if text.count("\u201c") > text.count("\u201d"):
-        return text + "\u201d"
-    return text
+        first = text.index('"')
+        return f'"{text}' if first > 0 and not text[first - 1].isspace() else f'{text}"'
+    opening, closing = text.count("\u201c"), text.count("\u201d")
+    if closing > opening:
+        return f"\u201c{text}"
+    return text + "\u201d" if opening > closing else text
 
 
 def title_candidates(

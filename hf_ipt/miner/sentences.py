@@ -35,6 +35,10 @@ _LIST_MARKER = re.compile(
     r"(?:[-*+\u2022\u2023\u2043\u25aa\u25cf\u25e6\u00b7\u2013\u2014]|\(?(?:\d{1,3}|[a-z])[.)])\s+"
 )
 
+# "a." after a line that stops mid-sentence is an abbreviation wrapped there ("see the report,
+# | p. 12", "Smith | v. Jones"), not a list item: only "a)" and "(a)" mark letters then.
+_WRAPPED_ABBREVIATION = re.compile(r"[a-z]\.")
+
 # Words that are followed by a dot and never end a sentence: titles, "e.g.", months.
 NEVER_FINAL = lexicon("never_final")
 # Abbreviations before a number ("No. 5", "pp. 12"): the same words end sentences elsewhere.
@@ -66,14 +70,18 @@ def split_paragraphs(text: str) -> list[str]:
     A list item starts a paragraph of its own, even in lowercase after a comma.
     """
     paragraphs: list[str] = []
-    previous = ""
+    previous, in_list = "", False
     for raw in _LINE_BREAK.split(text):
         line = raw.strip()
         if not line:
-            previous = ""
+            previous, in_list = "", False
             continue
         # No marker starts with a capital: most lines skip the regex.
-        if not line[0].isupper() and (marker := _LIST_MARKER.match(line)) is not None:
+        marker = None if line[0].isupper() else _LIST_MARKER.match(line)
+        if marker and not in_list and _WRAPPED_ABBREVIATION.match(marker.group()) and previous and _is_wrap(previous, line):
+            marker = None
+        in_list = marker is not None
+        if marker:
             paragraphs.append(line[marker.end() :])
         elif previous and _is_wrap(previous, line):
             paragraphs[-1] = f"{paragraphs[-1]} {line}"

@@ -58,6 +58,7 @@ EXCHANGE_GAP_RATE = 0.5  # the dialog's example separator: "" or "\n"
 NUMBERED_INLINE_RATE = 26 / 64  # QUESTION_ITEM_NAME_CANDIDATES: 26 of 64 start " ", not "\n"
 NUMBERED_ORDER_WEIGHTS = {"text_first": 9, "questions_first": 1, "answers_first": 1}  # of 11 patterns
 _PUNCTUATION = ".?!;:"
+_CLOSING = "\"')]\u201d\u2019"
 
 __all__ = [
     "LAYOUTS", "Format", "Rendered", "format_general", "pools", "render", "sample_format", "templify",
@@ -220,7 +221,8 @@ def _classic(pairs: list[_Pair], fmt: Format) -> str:
 
 def _turn(prefix: str, text: str, fmt: Format) -> str:
     """A dialog turn; the turn end only after one line that ends in no punctuation mark."""
-    end = fmt.turn_end if "\n" not in text and text[-1:] not in _PUNCTUATION else ""
+    last = text.rstrip(_CLOSING)[-1:]  # 'He said: "We are happy."' ends in punctuation too
+    end = fmt.turn_end if "\n" not in text and last not in _PUNCTUATION else ""
     return f"{prefix}{text}{end}"
 
 
