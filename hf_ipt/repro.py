@@ -148,9 +148,10 @@ def pretrain_config(cfg: MiniReproConfig, data: dict, tokenizer: str, out: Path,
 def _averages(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     """``average``: the mean over tasks of each task's own metric (its first), and
     ``average_calibrated`` where every task has a ``*_calibrated`` one too."""
-    firsts = [next(iter(metrics.items())) for metrics in scores.values()]
-    out = {"average": statistics.fmean(v for _, v in firsts)}
-    calibrated = [scores[t].get(f"{m}_calibrated") for t, (m, _) in zip(scores, firsts)]
+    from .evaluation.harness import average_score
+
+    out = {"average": average_score(scores)}
+    calibrated = [metrics.get(f"{next(iter(metrics))}_calibrated") for metrics in scores.values()]
     if all(v is not None for v in calibrated):
         out["average_calibrated"] = statistics.fmean(calibrated)
     return out

@@ -60,8 +60,7 @@ def run_task(model: Any, tokenizer: Any, task: Task, **kwargs: Any) -> dict[str,
     null = option_nlls(model, tokenizer, task, null=True, **kwargs)
     # ties (a null prompt that leaves the scored context unchanged, e.g. both cut by max_length to
     # the same tokens) go to the plain score, not to option 0
-    calibrated = [min(range(len(row)), key=lambda i, row=row, base=base: (row[i] - base[i], row[i]))
-                  for row, base in zip(nlls, null)]
+    calibrated = [_lowest([(a - b, a) for a, b in zip(row, base)]) for row, base in zip(nlls, null)]
     return {**score_task(task, [_lowest(row) for row in nlls]),
             **score_task(task, calibrated, metric=f"{task.metric}_calibrated")}
 

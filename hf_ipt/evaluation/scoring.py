@@ -1,10 +1,10 @@
 """Model-side scoring: option log-likelihoods and greedy answers, batched, on any device.
 
 - `score_options`: the MEAN negative log-likelihood of the tokens of ``' ' + option`` after
-  the prompt, for every option (no space added after a prompt that ends in whitespace). Short prompts go in left-padded batches of prompt+option
-  sequences (one forward pass per batch, logits kept only for the option positions). Long
-  prompts with several options are run once and their key/value cache is shared by all of
-  their options (``shared_prefix_min_tokens``).
+  the prompt, for every option (no space added after a prompt that ends in whitespace). Short
+  prompts go in left-padded batches of prompt+option sequences (one forward pass per batch,
+  logits kept only for the option positions). Long prompts with several options are run once
+  and their key/value cache is shared by all of their options (``shared_prefix_min_tokens``).
 - `generate_answers`: greedy decoding that stops at the first newline, at most
   ``max_new_tokens`` tokens, prompts left-truncated to ``max_length - max_new_tokens``.
 

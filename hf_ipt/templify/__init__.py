@@ -188,16 +188,9 @@ def _sample(rng: random.Random, prepared: Prepared) -> Format:
     )
 
 
-def _join(first: str, joiner: str, second: str) -> str:
-    """`first + joiner + second`, but a line break after a `first` of several lines, so that
-    nothing glues onto its last line (an option, a chain of thought's closing)."""
-    if "\n" in first and "\n" not in joiner:
-        joiner = "\n"
-    return f"{first}{joiner}{second}"
-
-
 def _join_all(items: list[str], joiner: str) -> str:
-    """`joiner.join(items)`, with `_join`'s line break after each item of several lines."""
+    """`joiner.join(items)`, but a line break after an item of several lines, so that nothing
+    glues onto its last line (an option, a chain of thought's closing)."""
     parts = items[:1]
     for previous, item in pairwise(items):
         parts += ["\n" if "\n" in previous and "\n" not in joiner else joiner, item]
@@ -215,7 +208,7 @@ def _classic(pairs: list[_Pair], fmt: Format) -> str:
             first, second = p["a"].format(a=a, n=n), p["q"].format(q=q, n=n)
         else:
             first, second = f"{qp.format(n=n)} {q}", f"{ap.format(n=n)} {a}"
-        out.append(_join(first, fmt.qa_joiner, second))
+        out.append(_join_all([first, second], fmt.qa_joiner))
     return fmt.sep_pair.join(out)
 
 
@@ -230,7 +223,7 @@ def _exchanges(pairs: list[_Pair], fmt: Format) -> list[str]:
     """One dialog exchange per pair: the question turn, then the answer turn."""
     s = fmt.speakers
     joiner = " " if s.get("inline") else "\n"
-    return [_join(_turn(s["user"], q, fmt), joiner, _turn(s["bot"], a, fmt)) for q, a, _ in pairs]
+    return [_join_all([_turn(s["user"], q, fmt), _turn(s["bot"], a, fmt)], joiner) for q, a, _ in pairs]
 
 
 def _dialog(exchanges: list[str], fmt: Format) -> str:
