@@ -303,12 +303,16 @@ class Augmenter:
         """Augment one batch; `indices` are passed by ``map(..., with_indices=True)``.
 
         A text the builder and jobs would reject (`corpus.check_text`: not a string, e.g. a null
-        row of Parquet; empty or whitespace only; a NUL byte) reaches no engine and gets no pairs.
-        With ``output="pairs"`` it keeps its row (empty `pairs`, the reason in `error`), so rows
-        stay one per text; templified, it has no row.
+        row of Parquet; empty or whitespace only; a NUL byte; a lone surrogate) reaches no engine
+        and gets no pairs. With ``output="pairs"`` it keeps its row (empty `pairs`, the reason in
+        `error`), so rows stay one per text; templified, it has no row. Ids are the `id_column`'s
+        values as strings; a row without one (no such column, a null) gets `document_ids`'.
         """
         texts = batch[self.text_column]
-        ids = batch.get(self.id_column) or document_ids(texts, indices)
+        ids = document_ids(texts, indices)
+        given = batch.get(self.id_column)
+        if given:  # the declared `id` is a string; a null id keeps the fallback
+            ids = [fallback if doc_id is None else str(doc_id) for doc_id, fallback in zip(given, ids)]
         docs = [check_text(doc_id, text, self.text_column) for doc_id, text in zip(ids, texts)]
         usable = [d for d in docs if d.reject is None]
         rows = self._rows(self.synthesize([d.text for d in usable]) if usable else [], [d.id for d in usable])

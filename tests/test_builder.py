@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import hf_ipt  # noqa: F401  (registers hf_ipt/augmented)
-from hf_ipt.augment import Augmenter, SynthesisConfig
+from hf_ipt.augment import Augmenter, SynthesisConfig, features
 from hf_ipt.builder import AugmentedBuilder, load_augmented
 
 from .conftest import SYNTH_PAIRS
@@ -314,6 +314,11 @@ def test_map_ids_do_not_restart_per_batch(monkeypatch):
     # content ids: stable, whatever the batching
     rebatched = ds.map(fn, batched=True, batch_size=4, remove_columns=["text"], load_from_cache_file=False)
     assert rebatched["id"] == out["id"]
+    # An id column of ints comes out as the declared string ids; a null id falls back to the text's.
+    numbered = datasets.Dataset.from_dict({"text": [doc(i) for i in range(3)], "id": [7, None, 9]})
+    pairs = Augmenter(SynthesisConfig(output="pairs"))
+    rows = numbered.map(pairs, batched=True, remove_columns=["text", "id"], features=features("pairs"))
+    assert rows["id"][0::2] == ["7", "9"] and rows["id"][1].startswith("sha1-")
 
 
 def test_engine_kwargs_are_keyed_by_value_not_spelling(tmp_path):
