@@ -121,13 +121,17 @@ class SynthesisConfig:
             )
         if self.temperature < 0:
             raise ValueError(f"`temperature` must be >= 0, got {self.temperature} (SynthesisConfig.temperature)")
-        if self.domain_keywords not in (None, "none", "window") and not os.path.isfile(self.domain_keywords):
-            raise ValueError(
-                f"`domain_keywords` must be 'window', 'none' or a keyword file, got {self.domain_keywords!r} "
-                "(SynthesisConfig.domain_keywords)"
-            )
+        if self.domain_keywords not in (None, "none", "window"):
+            read_keyword_file(self.domain_keywords)  # a missing, non-UTF-8 or empty file fails here, not mid-run
+        if self.num_keywords < 1:
+            raise ValueError(f"`num_keywords` must be >= 1, got {self.num_keywords}; to turn keyword tasks off use "
+                             "domain_keywords='none' (SynthesisConfig.num_keywords)")
         if not self.synthesizer:
             raise ValueError("`synthesizer` must be 'rules' or a model id/path, got an empty string")
+        if self.synthesizer != RULES and self.synthesizer.lower() in ("rules", "rule", "miner") \
+                and not os.path.exists(self.synthesizer):  # else a model named "RULES" would be looked up
+            raise ValueError(f"`synthesizer` {self.synthesizer!r} is neither 'rules' nor a model path: the rule miner "
+                             "is synthesizer='rules', in lower case (SynthesisConfig.synthesizer)")
         check_dtype(self.dtype, "SynthesisConfig")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"`gpu_memory_utilization` must be in (0, 1], got {self.gpu_memory_utilization} "
@@ -141,6 +145,10 @@ class SynthesisConfig:
         """Settings the chosen synthesizer would ignore are refused (at their defaults they pass):
         a model's with the rule miner, the miner's with a model, one backend's with the other."""
         if self.synthesizer == RULES:
+            if self.domain_keywords != "window":  # a file gives its keywords as they are; 'none' gives none
+                refuse_ignored(self, ("num_keywords",), reader="domain_keywords='window' (keywords ranked per window)",
+                               ignorer=f"domain_keywords={self.domain_keywords!r}", owner="SynthesisConfig",
+                               fix="Use domain_keywords='window' (or list just the keywords you want in a file)")
             refuse_ignored(self, MODEL_SETTINGS, reader="model synthesizers",
                            ignorer="synthesizer='rules' (the miner, no model)", owner="SynthesisConfig",
                            fix="Set `synthesizer` to a model id or path (instruction-pretrain/instruction-synthesizer)",
@@ -161,6 +169,24 @@ class SynthesisConfig:
         keep = {f.name for f in fields(BackendConfig)} - {"engine_kwargs"}
         values = {k: v for k, v in asdict(self).items() if k in keep}
         return BackendConfig(model_name_or_path=self.synthesizer, engine_kwargs=self.engine_arguments(), **values)
+
+
+def read_keyword_file(path: str) -> list[str]:
+    """The keywords of a `domain_keywords` file, one per line (a UTF-8 byte order mark is skipped);
+    a missing, non-UTF-8 or empty file is a `ValueError` naming it and the fix."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            keywords = [line.strip() for line in f if line.strip()]
+    except UnicodeDecodeError as error:
+        raise ValueError(f"`domain_keywords` file {path!r} is not UTF-8 ({error}): save it as UTF-8 "
+                         "(SynthesisConfig.domain_keywords)") from None
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise ValueError(f"`domain_keywords` must be 'window', 'none' or a keyword file, got {path!r} "
+                         "(SynthesisConfig.domain_keywords)") from None
+    if not keywords:
+        raise ValueError(f"`domain_keywords` file {path!r} holds no keyword: write one per line, or use "
+                         "domain_keywords='none' to turn keyword tasks off (SynthesisConfig.domain_keywords)")
+    return keywords
 
 
 def parse_engine_kwargs(value: str | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -279,10 +305,7 @@ class Augmenter:
 
     def _keyword_file(self) -> list[str]:
         path = self.config.domain_keywords
-        if path in (None, "none", "window"):
-            return []
-        with open(path, encoding="utf-8") as f:
-            return [line.strip() for line in f if line.strip()]
+        return [] if path in (None, "none", "window") else read_keyword_file(path)
 
     def _miner_for(self, texts: Sequence[str]):
         """The miner, with keywords ranked over this window when `domain_keywords='window'`.

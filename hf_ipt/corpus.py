@@ -219,12 +219,23 @@ def _supported(pattern: str, files: list[str]) -> list[str]:
 def repo_files(corpus: str, config: str | None, split: str, revision: str | None, token=None) -> list[str]:
     """Data files of `split` in a Hub dataset (or a local folder in the same layout)."""
     import datasets
+    from datasets.data_files import EmptyDatasetError
 
-    builder = datasets.load_dataset_builder(corpus, config, revision=revision, token=token)
+    try:
+        builder = datasets.load_dataset_builder(corpus, config, revision=revision, token=token)
+    except EmptyDatasetError:
+        raise MissingFileError(
+            f"`corpus` {corpus!r} holds no data files ({', '.join(SUPPORTED)}): point it at the folder that holds "
+            "them, or give a file or glob (corpus='data/*.jsonl')"
+        ) from None
+    except ValueError as error:
+        if config is None or "BuilderConfig" not in str(error):
+            raise
+        raise UsageError(f"`corpus_config` {config!r} not found in {corpus!r} ({error})") from None
     data_files = builder.config.data_files or {}
     if split not in data_files:
-        raise ValueError(
-            f"`corpus_split` {split!r} not found in {corpus!r}; available: {sorted(data_files)}"
+        raise UsageError(
+            f"`corpus_split` {split!r} not found in {corpus!r}; available: {sorted(str(s) for s in data_files)}"
         )
     return _supported(corpus, [str(f) for f in data_files[split]])
 
@@ -280,6 +291,8 @@ class CorpusConfig:
             )
         if self.num_shards is not None and self.num_shards < 1:
             raise ValueError(f"`num_shards` must be >= 1, got {self.num_shards} ({where}.num_shards)")
+        if self.corpus.startswith("~"):  # a quoted glob ("~/data/*.jsonl") or a YAML value: no shell expanded it
+            self.corpus = os.path.expanduser(self.corpus)
         check_url(self.corpus, "corpus")
         local = is_local_corpus(self.corpus)
         if is_hub_url(self.corpus):

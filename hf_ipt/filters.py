@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from .templify.pairs import parse_question, prepare_pair
 
@@ -72,6 +72,28 @@ class FilterConfig:
         for name in ("extractive_max_words", "copied_min_words", "dedup_num_perm", "dedup_min_words"):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)} (FilterConfig.{name})")
+        self._refuse_options_of_disabled_filters()
+
+    def _refuse_options_of_disabled_filters(self) -> None:
+        """An option of a filter that is off would be ignored (and still pinned in a job's job.json):
+        refused, unless it is at its default."""
+        defaults = {f.name: f.default for f in fields(self)}
+        for switch, options in FILTER_OPTIONS.items():
+            if getattr(self, switch):
+                continue
+            for name in options:
+                if getattr(self, name) != defaults[name]:
+                    raise ValueError(f"`{name}` ({getattr(self, name)!r}) would be ignored: `{switch}` is off. Turn it "
+                                     f"on (--{switch}), or leave `{name}` unset (FilterConfig.{name})")
+
+
+# filter switch -> the options that only that filter reads
+FILTER_OPTIONS = {
+    "filter_ungrounded": ("extractive_max_words", "min_grounding"),
+    "filter_degenerate": ("max_repeat_fraction",),
+    "filter_copied_questions": ("copied_min_words",),
+    "dedup": ("dedup_threshold", "dedup_num_perm", "dedup_min_words"),
+}
 
 
 def words(text: str) -> list[str]:

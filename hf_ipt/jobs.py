@@ -52,7 +52,7 @@ from .augment import (
     recorded_settings,
 )
 from .chaining import ChainEntry, ChainStats
-from .cli import UsageError, describe_changes
+from .cli import UsageError, check_output_dir, describe_changes
 from .corpus import (
     CorpusConfig,
     Document,
@@ -83,8 +83,7 @@ class JobConfig(CorpusConfig):
         super().__post_init__()
         if self.max_doc_chars < 1:
             raise ValueError(f"`max_doc_chars` must be >= 1, got {self.max_doc_chars} (JobConfig.max_doc_chars)")
-        if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
-            raise ValueError(f"`output_dir` {self.output_dir!r} is a file: give a folder (JobConfig.output_dir)")
+        check_output_dir(self.output_dir, "JobConfig.output_dir")
 
 
 def world_from_env(environ: dict | None = None) -> tuple[int, int]:
@@ -96,23 +95,32 @@ def world_from_env(environ: dict | None = None) -> tuple[int, int]:
     set: a single process.
     """
     env = os.environ if environ is None else environ
+
+    def number(name: str, default: int | None = None) -> int:
+        try:
+            return int(env[name]) if default is None or name in env else default
+        except (KeyError, ValueError):
+            found = f"{name}={env[name]!r} is set" if name in env else f"{name} is not set"
+            raise UsageError(f"{found} in the environment: a whole number is needed, as torchrun, accelerate "
+                             "launch and Slurm set it") from None
+
     if "WORLD_SIZE" in env:
-        world = int(env["WORLD_SIZE"])
+        world = number("WORLD_SIZE")
         if "RANK" not in env and world > 1:
-            raise ValueError(f"WORLD_SIZE={world} is set but RANK is not: every process would be rank 0 and the "
+            raise UsageError(f"WORLD_SIZE={world} is set but RANK is not: every process would be rank 0 and the "
                              "other ranks' units would never be done; set RANK too (torchrun and accelerate "
                              "launch do), or unset WORLD_SIZE")
-        rank = int(env.get("RANK", 0))
+        rank = number("RANK", 0)
     else:
         rank, world = 0, 1
         if "SLURM_ARRAY_TASK_COUNT" in env:
-            rank = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
-            world = int(env["SLURM_ARRAY_TASK_COUNT"])
-        tasks = int(env.get("SLURM_STEP_NUM_TASKS", 1))
+            rank = number("SLURM_ARRAY_TASK_ID") - number("SLURM_ARRAY_TASK_MIN", 0)
+            world = number("SLURM_ARRAY_TASK_COUNT")
+        tasks = number("SLURM_STEP_NUM_TASKS", 1)
         if tasks > 1:
-            rank, world = rank * tasks + int(env["SLURM_PROCID"]), world * tasks
+            rank, world = rank * tasks + number("SLURM_PROCID"), world * tasks
     if not 0 <= rank < world:
-        raise ValueError(f"rank {rank} is outside a world of {world} processes; check RANK/WORLD_SIZE "
+        raise UsageError(f"rank {rank} is outside a world of {world} processes; check RANK/WORLD_SIZE "
                          "or SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT/SLURM_PROCID")
     return rank, world
 

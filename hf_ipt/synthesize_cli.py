@@ -49,9 +49,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, SynthesisConfi
             parser.error(f"--config {known.config!r}: {error}")
         if not isinstance(defaults, dict):
             parser.error(f"--config {known.config!r} must hold a mapping of option: value")
-        unknown = sorted(set(defaults) - {a.dest for a in parser._actions})
+        dests = {a.dest for a in parser._actions}
+        unknown = sorted(set(defaults) - dests)
         if unknown:
-            parser.error(f"unknown keys in {known.config!r}: {unknown}; see `hf-ipt synthesize --help`")
+            # `--no_dedup` is a flag, not a key: the YAML spelling is `dedup: false`
+            negated = [f"{key.removeprefix('no_')}: false" for key in unknown if key.removeprefix("no_") in dests]
+            hint = f" (for a --no_ flag write {', '.join(negated)})" if negated else ""
+            parser.error(f"unknown keys in {known.config!r}: {unknown}{hint}; see `hf-ipt synthesize --help`")
         for action in parser._actions:  # YAML values become defaults; required ones become optional
             if action.dest in defaults:
                 action.default, action.required = _yaml_default(parser, action, defaults[action.dest]), False

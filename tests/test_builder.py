@@ -233,6 +233,30 @@ def test_rules_domain_keywords_from_file_and_window(tmp_path):
     assert keyword_tasks(str(kw)) > 0 and keyword_tasks("none") == 0
     with pytest.raises(ValueError, match="domain_keywords"):
         SynthesisConfig(domain_keywords="missing-file.txt")
+    bom = tmp_path / "bom.txt"  # as Windows editors save it: the first keyword must not become "\ufeffsales"
+    bom.write_bytes(b"\xef\xbb\xbfsales\ndemand\nretailers\n")  # a task needs all three (one sentence has them)
+    assert keyword_tasks(str(bom)) > 0
+
+
+def test_keyword_settings_that_cannot_work_are_refused_before_any_text(tmp_path):
+    """A keyword file that cannot be read fails when the settings are made, not halfway through a
+    run; `num_keywords` below 1 (which sliced keywords off the end) and `num_keywords` with keywords
+    that are not ranked per window (a file, 'none') are refused, not ignored."""
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"caf\xe9\n")
+    (tmp_path / "empty.txt").write_text("\n \n")
+    with pytest.raises(ValueError, match=r"`domain_keywords` file .*latin.txt' is not UTF-8"):
+        SynthesisConfig(domain_keywords=str(latin))
+    with pytest.raises(ValueError, match=r"`domain_keywords` file .*empty.txt' holds no keyword"):
+        SynthesisConfig(domain_keywords=str(tmp_path / "empty.txt"))
+    for n in (0, -3):
+        with pytest.raises(ValueError, match=f"`num_keywords` must be >= 1, got {n}; to turn keyword tasks off"):
+            SynthesisConfig(num_keywords=n)
+    (tmp_path / "kw.txt").write_text("profit\nquarter\n")
+    for setting in ("none", str(tmp_path / "kw.txt")):
+        with pytest.raises(ValueError, match=r"`num_keywords` \(5\) would be ignored"):
+            SynthesisConfig(domain_keywords=setting, num_keywords=5)
+    SynthesisConfig(domain_keywords="window", num_keywords=5)
 
 
 def _spy_builders(monkeypatch) -> list[AugmentedBuilder]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +131,27 @@ def test_user_mistakes_found_while_running_are_usage_errors_too(tmp_path):
         (["push", "--output_dir", str(tmp_path / "none"), "--repo_id", "me/x"], "is not a folder"),
     ):
         out = hf_ipt(*args, cwd=tmp_path)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr[-3000:])
+        assert "usage: hf-ipt" in out.stderr and message in out.stderr.splitlines()[-1], (args, out.stderr[-3000:])
+
+
+def test_more_user_mistakes_are_usage_errors_not_tracebacks(tmp_path):
+    """Each was a traceback, or a run that crashed (or silently ignored the value) after starting."""
+    corpus = str(write_jsonl(tmp_path / "news.jsonl", 2))
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "job.yaml").write_text(f"corpus: {corpus}\noutput_dir: {tmp_path / 'j'}\nno_dedup: true\n")
+    for args, message, env in (
+        (["augment", "--corpus", corpus, "--output_dir", str(tmp_path / "afile")], "afile' is a file: give a folder",
+         {}),
+        (["synthesize", "--corpus", str(tmp_path / "empty"), "--output_dir", str(tmp_path / "j")],
+         "holds no data files", {}),
+        (["synthesize", "--config", str(tmp_path / "job.yaml")], "(for a --no_ flag write dedup: false)", {}),
+        (["augment", "--corpus", corpus, "--synthesizer", "RULES"], "the rule miner is synthesizer='rules'", {}),
+        (["synthesize", "--corpus", corpus, "--output_dir", str(tmp_path / "j")], "WORLD_SIZE=2 is set but RANK",
+         {"WORLD_SIZE": "2"}),
+    ):
+        out = hf_ipt(*args, cwd=tmp_path, env={**os.environ, **env})
         assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr[-3000:])
         assert "usage: hf-ipt" in out.stderr and message in out.stderr.splitlines()[-1], (args, out.stderr[-3000:])
 

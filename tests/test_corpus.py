@@ -269,3 +269,34 @@ def test_an_existing_file_with_glob_characters_in_its_name_is_itself(tmp_path):
     path = write_jsonl(tmp_path / "report[1].jsonl", 2)
     assert CorpusConfig(corpus=str(path)).files() == [str(path)]
     assert [d.id for d in iter_shard(make_shards([str(path)], 1)[0])] == ["report[1].jsonl:0", "report[1].jsonl:1"]
+
+
+def test_a_local_folder_without_data_or_split_is_a_usage_error(tmp_path):
+    """An empty folder, a split or config the folder lacks: errors that name the fix, no traceback of
+    `datasets` (and the builder reports them as they are, not as a failed listing of a Hub commit)."""
+    from hf_ipt.builder import AugmentedBuilder
+    from hf_ipt.cli import MissingFileError
+    from hf_ipt.corpus import CorpusConfig
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MissingFileError, match=r"'.*empty' holds no data files \(.txt, .jsonl, .json, .parquet\)"):
+        CorpusConfig(corpus=str(tmp_path / "empty")).files()
+    with pytest.raises(MissingFileError, match="holds no data files"):
+        AugmentedBuilder(corpus=str(tmp_path / "empty"))
+    (tmp_path / "ds").mkdir()
+    write_jsonl(tmp_path / "ds" / "train.jsonl", 2)
+    with pytest.raises(UsageError, match=r"`corpus_split` 'validation' not found in .*; available: \['train'\]"):
+        CorpusConfig(corpus=str(tmp_path / "ds"), corpus_split="validation").files()
+    with pytest.raises(UsageError, match="`corpus_config` 'business' not found in"):
+        CorpusConfig(corpus=str(tmp_path / "ds"), corpus_config="business").files()
+
+
+def test_a_corpus_under_the_home_folder_is_found_when_the_shell_did_not_expand_it(tmp_path, monkeypatch):
+    """`--corpus "~/data/*.jsonl"` is quoted to keep the glob from the shell, so `~` reaches hf_ipt."""
+    from hf_ipt.corpus import CorpusConfig
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "a.jsonl", 2)
+    config = CorpusConfig(corpus="~/data/*.jsonl")
+    assert config.files() == [str(tmp_path / "data" / "a.jsonl")] and config.corpus_name == "data"

@@ -108,6 +108,17 @@ def test_config_validation():
         FilterConfig(dedup_num_perm=0)
 
 
+def test_an_option_of_a_filter_that_is_off_is_refused_not_ignored():
+    with pytest.raises(ValueError, match=r"`dedup_threshold` \(0.5\) would be ignored: `dedup` is off"):
+        FilterConfig(dedup=False, dedup_threshold=0.5)
+    with pytest.raises(ValueError, match=r"`min_grounding` \(0.8\) would be ignored: `filter_ungrounded` is off"):
+        FilterConfig(filter_ungrounded=False, min_grounding=0.8)
+    with pytest.raises(ValueError, match="`copied_min_words`"):
+        FilterConfig(filter_copied_questions=False, copied_min_words=3)
+    FilterConfig(dedup=False, dedup_threshold=0.9)  # at its default: nothing is lost
+    FilterConfig(dedup_threshold=0.5)
+
+
 def test_filters_on_real_synthesizer_output_in_a_job(tmp_path, tiny_synthesizer_dir):
     """The tiny synthesizer answers every text with SYNTH_PAIRS ("A profit.", "Sales fell."): grounded in
     the market reports, not in texts about something else."""

@@ -263,6 +263,20 @@ def test_ranks_from_launcher_environment():
     assert world_from_env({"WORLD_SIZE": "1"}) == (0, 1)
 
 
+def test_a_launcher_environment_that_cannot_work_is_a_usage_error():
+    """Reported like a wrong flag (exit status 2, no traceback), with the variable named."""
+    from hf_ipt.cli import UsageError
+
+    for env, message in (
+        ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 is set but RANK is not"),
+        ({"RANK": "2", "WORLD_SIZE": "2"}, "rank 2 is outside a world of 2"),
+        ({"RANK": "one", "WORLD_SIZE": "2"}, "RANK='one' is set in the environment: a whole number is needed"),
+        ({"SLURM_ARRAY_TASK_COUNT": "4"}, "SLURM_ARRAY_TASK_ID is not set in the environment"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            world_from_env(env)
+
+
 def test_damaged_units_and_outputs_are_redone(tmp_path, caplog):
     """A pairs Parquet deleted or cut short (its marker kept), or a data file lost after the
     manifest: the rerun redoes what is missing and the output equals the first run's."""
@@ -343,6 +357,8 @@ def test_job_folder_errors(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ValueError, match="`output_dir` .*afile' is a file"):
         JobConfig(corpus=corpus, output_dir=str(tmp_path / "afile"))
+    with pytest.raises(ValueError, match="`output_dir` .*afile/job' is inside the file .*afile'"):
+        JobConfig(corpus=corpus, output_dir=str(tmp_path / "afile" / "job"))  # not a NotADirectoryError later
     for content in ("x", '{"some": "other tool"}'):
         (tmp_path / "junk").mkdir(exist_ok=True)
         (tmp_path / "junk" / "job.json").write_text(content)

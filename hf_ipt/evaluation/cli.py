@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
-from ..cli import parse_dataclasses, tidy_help, usage_errors
+from ..cli import check_output_dir, parse_dataclasses, tidy_help, usage_errors
 
 GENERAL = "general"
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
@@ -87,6 +87,8 @@ class EvalScriptArguments:
             raise ValueError(
                 f"`max_examples` must be >= 1, got {self.max_examples} (--max_examples)"
             )
+        if self.output_dir:
+            check_output_dir(self.output_dir, "--output_dir")
         if _split_tasks(self.tasks) == ([], False):
             raise ValueError(
                 f"`tasks` names no task, got {self.tasks!r}: pass e.g. --tasks finance, "
