@@ -11,6 +11,18 @@ so each sequence's output length is drawn from that distribution and forced, in 
 - ``transformers-cb`` (continuous batching) and ``vllm`` take no per-call logits processor:
   each request gets the drawn length as its own token limit, EOS off.
 
+With a real checkpoint (``--model_name_or_path``) a sequence may emit EOS before its drawn
+length: the padded modes forbid it until then, the token-limit modes keep generating and the
+result is cut at that EOS, so such a sequence differs from ``plain`` (random weights never do).
+
+With ``--rounds M`` (M >= 2) the prompts are chained as a synthesis job chains them: the texts
+are split into M rounds, and text i of round r gets as its shot the whole prompt of text i of
+round r-1, that prompt's own generated tokens and ``</s>`` (zero-shot when it would not fit the
+budget, the chain cut there, as `hf_ipt.chaining` does). Each mode chains its own outputs, so
+round r's prompts start with round r-1's: what prefix caching (``--prefix_caching`` with
+``transformers-cb``, vLLM's own) can reuse. Warm-up prompts are drawn apart from the timed ones,
+so no timed prompt finds its prefix cached by the warm-up.
+
 Printed per mode: raw tok/s (the new contexts' tokens per second: raw corpus text, as in the
 goal of 2B raw tokens a day; a one-shot prompt's earlier context and pairs are not raw),
 prompt + generated tok/s, generated tok/s, the ratio of raw tok/s to ``plain``, peak GPU memory, and how many sequences equal ``plain`` token
@@ -24,11 +36,14 @@ Usage:
     python benchmarks/synthesis.py --shape tiny --modes plain vllm                  # with vLLM
     python benchmarks/synthesis.py --shape mistral-7b --num_prompts 192 --batch_size 64 \\
         --backend_batch_size 256 --max_batch_tokens 262144                         # token-budget batches
+    python benchmarks/synthesis.py --shape mistral-7b --rounds 2 --num_prompts 256 --batch_size 64 \\
+        --modes plain transformers-cb --prefix_caching                              # chained rounds
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import tempfile
@@ -120,28 +135,75 @@ def load_model(args, device: str, dtype):
     return model.eval(), random_tokenizer(config.vocab_size)
 
 
-def make_workload(args, tokenizer, budget: int) -> tuple[list[list[int]], dict, list[int]]:
-    """Prompts of random token ids in the synthesizer's shape, each one's output length, and each
-    one's raw tokens (its new context, as truncated to the budget: not the shot before it)."""
-    rng = random.Random(args.seed)
+class Workload(NamedTuple):
+    """Each round's new prompts (contexts, BOS first) and the output length drawn for each."""
+
+    contexts: list[list[list[int]]]
+    new_tokens: list[list[int]]
+    budget: int
+    chained: bool
+    raw_tokens: int  # the new contexts' tokens: raw corpus text (BOS and shots are not)
+
+
+def make_workload(args, tokenizer, budget: int, count: int | None = None, seed: int | None = None,
+                  rounds: int | None = None) -> Workload:
+    """Contexts of random token ids in the synthesizer's shape and each one's output length.
+
+    One round (`--rounds 1`): every other prompt gets a one-shot prefix of random ids (an earlier
+    context + pairs) when it fits; it is not raw text. Chained rounds: the shots are the earlier
+    rounds' real prompts and outputs, built as the run goes (`run_rounds`)."""
+    rng = random.Random(args.seed if seed is None else seed)
     ids = sorted(set(range(len(tokenizer))) - set(tokenizer.all_special_ids))
-    mean = args.mean_new_tokens
+    mean, count = args.mean_new_tokens, args.num_prompts if count is None else count
 
     def new_tokens() -> int:
         return min(args.max_new_tokens, max(2, round(rng.gauss(mean, 0.35 * mean))))
 
-    prompts, lengths, raw = [], {}, []
-    for i in range(args.num_prompts):
-        context = rng.choices(ids, k=rng.randint(*args.context_tokens))
+    def context() -> list[int]:
+        return [tokenizer.bos_token_id] + rng.choices(ids, k=rng.randint(*args.context_tokens))[: budget - 1]
+
+    rounds = args.rounds if rounds is None else rounds
+    if rounds > 1:
+        per_round = max(1, count // rounds)
+        contexts = [[context() for _ in range(per_round)] for _ in range(rounds)]
+        raw = sum(len(c) - 1 for r in contexts for c in r)
+        return Workload(contexts, [[new_tokens() for _ in r] for r in contexts], budget, True, raw)
+    prompts, lengths, raw = [], [], 0
+    for i in range(count):
+        prompt = context()
         shot = rng.choices(ids, k=rng.randint(*args.context_tokens) + new_tokens())
-        before = 0
-        if i % 2 and 1 + len(shot) + len(context) <= budget:  # one-shot when it fits
-            context, before = shot + context, len(shot)
-        prompt = [tokenizer.bos_token_id] + context[: budget - 1]
+        raw += len(prompt) - 1
+        if i % 2 and len(shot) + len(prompt) <= budget:  # one-shot when it fits
+            prompt = [prompt[0]] + shot + prompt[1:]
         prompts.append(prompt)
-        lengths[tuple(prompt)] = new_tokens()
-        raw.append(len(prompt) - 1 - before)
-    return prompts, lengths, raw
+        lengths.append(new_tokens())
+    return Workload([prompts], [lengths], budget, False, raw)
+
+
+def run_rounds(run, backend, workload: Workload, lengths: dict) -> tuple[list[list[int]], list]:
+    """Run `workload` round by round through `run`; returns every prompt and its generation, in
+    round order. Text i of round r continues the chain of text i of round r-1: that prompt, its
+    generated tokens and EOS, then the new context, when it fits the budget."""
+    eos = backend.eos_token_ids[0]
+    prompts_all, generations_all, previous = [], [], []
+    for round_contexts, round_lengths in zip(workload.contexts, workload.new_tokens):
+        prompts = []
+        for i, context in enumerate(round_contexts):
+            prompt = context
+            if workload.chained and i < len(previous) and previous[i][1].error is None:
+                before, generation = previous[i]
+                # the drawn length's last token is the EOS: padded modes emit it, per-request limits
+                # (continuous batching, vLLM) end there with another token instead
+                shot = before + generation.token_ids[:-1] + [eos]
+                if len(shot) + len(context) <= workload.budget:
+                    prompt = shot + context
+            lengths[tuple(prompt)] = round_lengths[i]
+            prompts.append(prompt)
+        generations = run(backend, prompts, lengths)
+        previous = list(zip(prompts, generations))
+        prompts_all += prompts
+        generations_all += generations
+    return prompts_all, generations_all
 
 
 def run_plain(backend, prompts, lengths):
@@ -165,7 +227,6 @@ def run_plain(backend, prompts, lengths):
 def run_backend(backend, prompts, lengths):
     """The backend's own `generate`, its engine call patched to force the drawn lengths."""
     target, name, patched = forcing(backend, lengths)
-    backend.engine_calls = 0  # padded `generate` calls of this run (batches, retries included)
     setattr(target, name, patched)
     try:
         return backend.generate(prompts)
@@ -191,7 +252,7 @@ def forcing(backend, lengths):
         return (
             model,
             "generate_batch",
-            lambda inputs, **kw: continuous_batch(model, inputs, lengths, **kw),
+            lambda inputs, **kw: continuous_batch(model, inputs, lengths, cb_kwargs=backend.cb_kwargs, **kw),
         )
 
     def generate(**kwargs):
@@ -204,12 +265,16 @@ def forcing(backend, lengths):
     return model, "generate", generate
 
 
-def continuous_batch(model, inputs, lengths, generation_config, continuous_batching_config):
-    """`generate_batch` with a token limit per request, which `generate_batch` cannot take."""
+def continuous_batch(model, inputs, lengths, generation_config, continuous_batching_config,
+                     persistent_manager=False, cb_kwargs=None):
+    """`generate_batch` with a token limit per request, which `generate_batch` cannot take;
+    `cb_kwargs` replace fields of the backend's `ContinuousBatchingConfig` (`--cb_kwargs`)."""
     results = {}
+    config = dataclasses.replace(continuous_batching_config, **(cb_kwargs or {}))
     with model.continuous_batching_context_manager(
-        generation_config=generation_config, continuous_batching_config=continuous_batching_config
-    ) as manager:
+        generation_config=generation_config, continuous_batching_config=config,
+        persistent_manager=persistent_manager,
+    ) as manager:  # fmt: skip
         for i, prompt in enumerate(inputs):
             limit = lengths[tuple(prompt)]
             manager.add_request(prompt, request_id=f"r{i}", max_new_tokens=limit, eos_token_id=-1)
@@ -220,18 +285,32 @@ def continuous_batch(model, inputs, lengths, generation_config, continuous_batch
     return results
 
 
-def measure(mode, run, backend, prompts, lengths, reference=None, repeats=1, warm=16, raw_tokens=None):
-    """Warm up on the first `warm` prompts (the real shape), then time `run` on all prompts, best
-    of `repeats` (GPU synced)."""
+def measure(mode, run, backend, workload, lengths, warmup, reference=None, repeats=1):
+    """Run `warmup` (prompts of the same shape, apart from the timed ones) untimed, then time
+    `run` over every round of `workload`, best of `repeats` (GPU synced). A cache kept by
+    `prefix_caching` is dropped and warmed again before each later repeat, so that no timed run
+    finds the prefixes of the one before."""
     gpu = torch.cuda.is_available()
-    run(backend, prompts[:warm], lengths)
+
+    def warm() -> float:
+        start = time.perf_counter()
+        run_rounds(run, backend, warmup, lengths)
+        if gpu:
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    backend.engine_calls = 0
+    warmup_seconds = warm()
     if gpu:
-        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     seconds = float("inf")
-    for _ in range(repeats):
+    for repeat in range(repeats):
+        if repeat and getattr(backend.config, "prefix_caching", False):
+            backend._drop_kept_cache()
+            warm()
+        backend.engine_calls = 0  # padded `generate` calls of the timed run (batches, retries included)
         start = time.perf_counter()
-        generations = run(backend, prompts, lengths)
+        prompts, generations = run_rounds(run, backend, workload, lengths)
         if gpu:
             torch.cuda.synchronize()
         seconds = min(seconds, time.perf_counter() - start)
@@ -239,10 +318,10 @@ def measure(mode, run, backend, prompts, lengths, reference=None, repeats=1, war
     new_tokens = sum(g.num_generated_tokens for g in generations)
     pairs = zip(generations, reference or [])  # greedy tokens before the forced end
     return generations, {
-        "mode": mode, "prompts": len(prompts), "seconds": round(seconds, 2),
-        "errors": sum(g.error is not None for g in generations),
-        "raw_tokens": raw_tokens, "prompt_tokens": prompt_tokens, "generated_tokens": new_tokens,
-        "raw_tok_s": round((prompt_tokens if raw_tokens is None else raw_tokens) / seconds, 1),
+        "mode": mode, "prompts": len(prompts), "rounds": len(workload.contexts), "seconds": round(seconds, 2),
+        "warmup_seconds": round(warmup_seconds, 2), "errors": sum(g.error is not None for g in generations),
+        "raw_tokens": workload.raw_tokens, "prompt_tokens": prompt_tokens, "generated_tokens": new_tokens,
+        "raw_tok_s": round(workload.raw_tokens / seconds, 1),
         "prompt_and_generated_tok_s": round((prompt_tokens + new_tokens) / seconds, 1),
         "generated_tok_s": round(new_tokens / seconds, 1),
         # in this process: vLLM's engine memory is gpu_memory_utilization, not counted here
@@ -256,6 +335,8 @@ def main(args) -> list[dict]:
     for name, value in SHAPES[args.shape]._asdict().items():
         if name != "model" and getattr(args, name) is None:
             setattr(args, name, value)
+    if args.prefix_caching and "transformers-cb" not in args.modes:
+        raise SystemExit("--prefix_caching applies to the transformers-cb mode: add it to --modes")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, args.dtype) if args.dtype else (
         torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -266,27 +347,36 @@ def main(args) -> list[dict]:
     )  # fmt: skip
     model, tokenizer = load_model(args, device, dtype)
     backend = TransformersBackend.from_model(model, tokenizer, config)
-    prompts, lengths, raw = make_workload(args, tokenizer, config.prompt_budget)
-    sizes, news = [len(p) for p in prompts], list(lengths.values())
-    print(f"# {config.model_name_or_path} on {device}: {len(prompts)} prompts of "
-          f"{sum(sizes) / len(sizes):.0f} tokens (max {max(sizes)}; {sum(raw)} raw tokens in all), "
-          f"{sum(news) / len(news):.0f} new tokens on average", flush=True)  # fmt: skip
-    reference, rows, warm = None, [], args.batch_size
+    workload = make_workload(args, tokenizer, config.prompt_budget)
+    warmup = make_workload(args, tokenizer, config.prompt_budget, count=args.batch_size, seed=args.seed + 1, rounds=1)
+    contexts = [len(c) for r in workload.contexts for c in r]
+    news = [n for r in workload.new_tokens for n in r]
+    print(f"# {config.model_name_or_path} on {device}: {len(contexts)} prompts in {len(workload.contexts)} "
+          f"round(s), {'chained' if workload.chained else 'every other one one-shot'}; first-round prompts of "
+          f"{sum(contexts) / len(contexts):.0f} tokens on average (max {max(contexts)}), {workload.raw_tokens} raw "
+          f"tokens in all, {sum(news) / len(news):.0f} new tokens on average", flush=True)  # fmt: skip
+    reference, rows, lengths = None, [], {}
     for mode in args.modes:
         if mode == "plain":
-            reference, row = measure(mode, run_plain, backend, prompts, lengths, None, args.repeats, warm, sum(raw))
+            reference, row = measure(mode, run_plain, backend, workload, lengths, warmup, None, args.repeats)
         else:
             engine = vllm_backend(args, config, model, tokenizer) if mode == "vllm" else (
                 TransformersBackend.from_model(model, tokenizer, replace(
                     config, continuous_batching=mode == "transformers-cb",
                     batch_size=args.backend_batch_size or args.batch_size, max_batch_tokens=args.max_batch_tokens,
                     static_cache=args.static_cache and mode == "transformers",
+                    prefix_caching=args.prefix_caching and mode == "transformers-cb",
                 ))
             )  # fmt: skip
-            row = measure(mode, run_backend, engine, prompts, lengths, reference, args.repeats, warm, sum(raw))[1]
+            engine.cb_kwargs = args.cb_kwargs
+            row = measure(mode, run_backend, engine, workload, lengths, warmup, reference, args.repeats)[1]
             if mode.startswith("transformers"):
                 row.update(batch_size=engine.config.batch_size, max_batch_tokens=engine.config.max_batch_tokens,
-                           static_cache=engine.config.static_cache, engine_calls=engine.engine_calls)
+                           static_cache=engine.config.static_cache, prefix_caching=engine.config.prefix_caching,
+                           engine_calls=engine.engine_calls)
+            if mode == "transformers-cb":
+                row.update(cb_kwargs=args.cb_kwargs)
+                engine.close()  # a kept manager lives on the shared model: later modes must not find it
         base = row if mode == "plain" else next((r for r in rows if r["mode"] == "plain"), None)
         row["ratio_to_plain"] = round(row["raw_tok_s"] / base["raw_tok_s"], 2) if base else None
         rows.append(row)
@@ -322,6 +412,12 @@ def make_parser() -> argparse.ArgumentParser:
     add("--backend_batch_size", type=int, help="transformers modes: prompts per call (default: --batch_size)")
     add("--max_batch_tokens", type=int, help="transformers: KV-cache tokens per batch at most "
         "(BackendConfig.max_batch_tokens); use with a larger --backend_batch_size")
+    add("--rounds", type=int, default=1, help="chained rounds (M): round r's prompts continue round r-1's prompts "
+        "and outputs, as a synthesis job chains them (default 1: independent prompts, every other one one-shot)")
+    add("--prefix_caching", action="store_true", help="transformers-cb: keep the paged cache between rounds "
+        "(BackendConfig.prefix_caching)")
+    add("--cb_kwargs", type=json.loads, default={}, help="transformers-cb: JSON of ContinuousBatchingConfig "
+        "fields to replace, e.g. '{\"use_cuda_graph\": false}'")
     add("--static_cache", action="store_true", help="transformers: a pre-allocated KV cache, not compiled "
         "(BackendConfig.static_cache)")
     add("--context_tokens", type=int, nargs=2, metavar=("MIN", "MAX"), help="default: per shape")

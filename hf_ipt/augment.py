@@ -32,7 +32,7 @@ RULES = "rules"
 # Settings that shape one kind of synthesizer's output only (see `recorded_settings`).
 # Engine tuning: recorded in a job's job.json only when set (jobs of older versions resume).
 ENGINE_SETTINGS = {"gpu_memory_utilization": 0.9, "continuous_batching": False, "engine_kwargs": None,
-                   "max_batch_tokens": None, "static_cache": False}
+                   "max_batch_tokens": None, "static_cache": False, "prefix_caching": False}
 MODEL_SETTINGS = ("backend", "rounds", "max_model_len", "max_new_tokens", "temperature", "batch_size", "dtype",
                   "device", "tensor_parallel_size", "trust_remote_code", "revision", *ENGINE_SETTINGS)
 RULES_SETTINGS = ("domain_keywords", "num_keywords")
@@ -94,6 +94,12 @@ class SynthesisConfig:
         metadata={"help": "transformers: run the prompts through continuous batching (`generate_batch`, paged "
                   "attention) instead of length-sorted padded batches of --batch_size. Slower than the padded "
                   "batches on CPU and GPU as measured with transformers 5.24 (docs/backends.md)."},
+    )
+    prefix_caching: bool = field(
+        default=False,
+        metadata={"help": "transformers with --continuous_batching: keep the paged KV cache between calls, so "
+                  "round r's prompts reuse the blocks of round r-1's prompts they start with (vLLM caches "
+                  "prefixes by itself)."},
     )
     engine_kwargs: str | None = field(
         default=None,

@@ -87,3 +87,23 @@ def test_static_cache_mode_runs_and_matches_plain_generate(tmp_path):
     plain, static = json.loads(rows_file.read_text())
     assert static["static_cache"] is True and static["errors"] == 0 and static["equal_to_plain"] == 6
     assert static["generated_tokens"] == plain["generated_tokens"]
+
+
+def test_chained_rounds_continue_each_prompt_and_prefix_caching_changes_no_token(tmp_path):
+    """`--rounds 2`: round 2's prompts carry round 1's prompt and output; continuous batching
+    with the cache kept between rounds gives plain generate's tokens, every sequence."""
+    rows_file = tmp_path / "rows.json"
+    cmd = [sys.executable, str(SCRIPT), "--shape", "tiny", "--num_prompts", "8", "--batch_size", "2", "--rounds", "2",
+           "--modes", "plain", "transformers-cb", "--prefix_caching", "--json", str(rows_file)]
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    plain, cached = json.loads(rows_file.read_text())
+    assert (plain["rounds"], plain["prompts"], cached["prefix_caching"]) == (2, 8, True)
+    # 8 zero-shot prompts would hold raw tokens + 8 BOS; the chained ones hold round 1's prompts
+    # (4 BOS + raw), its outputs and EOS again.
+    first_round = plain["prompt_tokens"] - (plain["raw_tokens"] + 8)
+    assert first_round > plain["generated_tokens"] // 2 > 0
+    assert cached["prompt_tokens"] == plain["prompt_tokens"] and cached["generated_tokens"] == plain["generated_tokens"]
+    assert cached["errors"] == 0 and cached["equal_to_plain"] == 8
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--prefix_caching"], check=False, capture_output=True, text=True)
+    assert bad.returncode != 0 and "add it to --modes" in bad.stderr

@@ -112,6 +112,66 @@ def test_continuous_batching_equals_plain_greedy_generate(tiny_backend):
     assert generations[3].error and generations[3].text == ""
 
 
+def test_prefix_caching_reuses_the_previous_calls_blocks_and_changes_no_token(tiny_backend):
+    """Round 2's prompts start with round 1's prompt, its output and `</s>`, as chained synthesis
+    builds them: with `prefix_caching` the kept paged cache embeds only what is new (whole
+    256-token pages are reused), and every token equals plain `generate`'s."""
+    tokenizer = tiny_backend.tokenizer
+    config = BackendConfig(tiny_backend.config.model_name_or_path, backend="transformers", max_model_len=2048,
+                           max_new_tokens=10, continuous_batching=True, prefix_caching=True)
+    backend = TransformersBackend.from_model(tiny_backend.model, tokenizer, config)
+    embedded = []
+    hook = backend.model.get_input_embeddings().register_forward_pre_hook(lambda m, a: embedded.append(a[0].numel()))
+    try:
+        first = prompt_ids(tokenizer, texts=[" ".join(TEXTS[i:] + TEXTS[:i]) * 6 for i in range(3)])
+        assert min(map(len, first)) > 2 * 256  # whole pages to reuse
+        eos = backend.eos_token_ids[0]
+        rounds = [first]
+        for _ in range(2):
+            outputs = backend.generate(rounds[-1])
+            for prompt, generation in zip(rounds[-1], outputs):
+                assert generation.error is None and generation.token_ids == plain_greedy(backend, prompt)
+            rounds.append([p + g.token_ids + [eos] * (not g.finished) + prompt_ids(tokenizer, texts=[TEXTS[3]])[0]
+                           for p, g in zip(rounds[-1], outputs)])
+            embedded.clear()
+        generations = backend.generate(rounds[-1])
+        # Embedded: each prompt less its reused pages, then one token per decoding step.
+        decoded = sum(g.num_generated_tokens - 1 for g in generations)
+        assert sum(embedded) <= sum(map(len, rounds[-1])) - 2 * 256 * len(first) + decoded
+        for prompt, generation in zip(rounds[-1], generations):
+            assert generation.error is None and generation.token_ids == plain_greedy(backend, prompt)
+        # A call that needs more cache than was kept gets a larger one (CPU), and the same tokens.
+        kept = backend._cache_blocks
+        many = [p + [eos] + q for p in rounds[-1] for q in first]
+        assert all(g.token_ids == plain_greedy(backend, p) for p, g in zip(many, backend.generate(many)))
+        assert backend._cache_blocks > kept
+    finally:
+        hook.remove()
+        backend.close()
+    assert not hasattr(tiny_backend.model, "_cached_continuous_batching_manager")  # `close` freed it
+    with pytest.raises(ValueError, match="prefix_caching.*set `continuous_batching` too"):
+        BackendConfig("m", backend="transformers", prefix_caching=True)
+    with pytest.raises(ValueError, match="prefix_caching.*enable_prefix_caching"):
+        BackendConfig("m", backend="vllm", prefix_caching=True)
+
+
+def test_a_call_that_fails_does_not_leave_its_kept_manager(tiny_backend, monkeypatch):
+    config = BackendConfig(tiny_backend.config.model_name_or_path, backend="transformers", max_model_len=256,
+                           max_new_tokens=6, continuous_batching=True, prefix_caching=True)
+    backend = TransformersBackend.from_model(tiny_backend.model, tiny_backend.tokenizer, config)
+    prompts = prompt_ids(tiny_backend.tokenizer, texts=TEXTS[:2])
+    try:
+        backend.generate(prompts)
+        assert hasattr(backend.model, "_cached_continuous_batching_manager")
+        with monkeypatch.context() as patch:
+            patch.setattr(backend.model, "generate_batch", lambda *a, **k: 1 / 0)
+            assert all("ZeroDivisionError" in g.error for g in backend.generate(prompts))
+        assert not hasattr(backend.model, "_cached_continuous_batching_manager")
+        assert [g.token_ids for g in backend.generate(prompts)] == [plain_greedy(backend, p) for p in prompts]
+    finally:
+        backend.close()
+
+
 def test_overlong_empty_and_failing_prompts_are_recorded_not_fatal(tiny_backend):
     good = prompt_ids(tiny_backend.tokenizer, texts=TEXTS[:2])
     budget = tiny_backend.config.prompt_budget

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hf_ipt.augment import SynthesisConfig
+from hf_ipt.augment import ENGINE_SETTINGS, SynthesisConfig
 from hf_ipt.builder import load_augmented
 from hf_ipt.chaining import ChainEntry
 from hf_ipt.cli import COMMANDS
@@ -507,8 +507,9 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
     backend = synthesis.backend_config()
     assert backend.engine_kwargs == {"enforce_eager": True, "max_num_seqs": 64}
     assert backend.gpu_memory_utilization == 0.75
-    batching = SynthesisConfig(synthesizer="org/model", backend="transformers", continuous_batching=True)
-    assert batching.backend_config().continuous_batching
+    batching = SynthesisConfig(synthesizer="org/model", backend="transformers", continuous_batching=True,
+                               prefix_caching=True)
+    assert batching.backend_config().continuous_batching and batching.backend_config().prefix_caching
     budget = SynthesisConfig(synthesizer="org/model", backend="transformers", max_batch_tokens=65536, static_cache=True)
     assert (budget.backend_config().max_batch_tokens, budget.backend_config().static_cache) == (65536, True)
     # Refused where it would be ignored: vLLM (named the engine argument to use) and continuous batching.
@@ -518,6 +519,10 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
         SynthesisConfig(synthesizer="org/model", max_batch_tokens=8192)
     with pytest.raises(ValueError, match="pass one"):
         SynthesisConfig(synthesizer="org/model", backend="transformers", continuous_batching=True, max_batch_tokens=8)
+    with pytest.raises(ValueError, match="prefix_caching.*set `continuous_batching` too.*SynthesisConfig"):
+        SynthesisConfig(synthesizer="org/model", backend="transformers", prefix_caching=True)
+    with pytest.raises(ValueError, match="prefix_caching.*vLLM's own prefix caching"):
+        SynthesisConfig(synthesizer="org/model", prefix_caching=True)
     with pytest.raises(ValueError, match="`engine_kwargs` must be a JSON object"):
         SynthesisConfig(engine_kwargs="enforce_eager=true")
     with pytest.raises(ValueError, match="gpu_memory_utilization` must be in"):
@@ -532,12 +537,13 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
     job = JobConfig(corpus=str(write_jsonl(tmp_path / "a.jsonl", 4)), output_dir=str(tmp_path / "o"), num_shards=1)
     units = job_units(job)
     # At their defaults they are not in job.json: a job started by an older hf_ipt resumes.
-    assert not {"engine_kwargs", "gpu_memory_utilization", "continuous_batching", "max_batch_tokens", "static_cache"} & set(
-        job_spec(job, SynthesisConfig(), NO_FILTERS, units)["synthesis"])
+    assert not set(ENGINE_SETTINGS) & set(job_spec(job, SynthesisConfig(), NO_FILTERS, units)["synthesis"])
+    assert {"continuous_batching", "max_batch_tokens", "static_cache", "prefix_caching"} <= set(ENGINE_SETTINGS)
     assert job_spec(job, synthesis, NO_FILTERS, units)["synthesis"]["gpu_memory_utilization"] == 0.75
     assert {k: job_spec(job, budget, NO_FILTERS, units)["synthesis"][k] for k in ("max_batch_tokens", "static_cache")
             } == {"max_batch_tokens": 65536, "static_cache": True}
-    assert job_spec(job, batching, NO_FILTERS, units)["synthesis"]["continuous_batching"] is True
+    assert {k: job_spec(job, batching, NO_FILTERS, units)["synthesis"][k] for k in ("continuous_batching", "prefix_caching")
+            } == {"continuous_batching": True, "prefix_caching": True}
     model = SynthesisConfig(synthesizer="org/model")
     prepare(job, model, NO_FILTERS)
     (tmp_path / "o" / "pairs" / "00000.json").write_text("{}")  # a finished unit: the settings are pinned now
@@ -555,7 +561,7 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
         main(["--help"])
     help_text = capsys.readouterr().out
     assert all(flag in help_text for flag in ("--engine_kwargs", "--gpu_memory_utilization", "--continuous_batching",
-                                              "--max_batch_tokens"))
+                                              "--max_batch_tokens", "--prefix_caching"))
 
 
 def test_failed_write_removes_its_temporary_and_finalize_removes_leftovers(tmp_path):

@@ -31,6 +31,12 @@ class BackendConfig:
             length-sorted padded batches of `batch_size`. Measured slower than the padded path on
             CPU and GPU (transformers 5.24), and not token-identical to it on GPU: see
             docs/backends.md.
+        prefix_caching (`bool`, *optional*, defaults to `False`): transformers with
+            `continuous_batching` only: keep the paged KV cache (and the `generate_batch` manager,
+            warm) from one call to the next, so that a prompt starting with an earlier call's
+            prompt reuses that prefix's cached blocks instead of computing them again. Chained
+            synthesis pays: round r's prompt starts with round r-1's prompt and its pairs. The
+            same tokens as without it (tested on CPU in fp32).
         dtype (`str`, *optional*, defaults to ``"auto"``): transformers backend: ``"auto"`` = bf16 on
             GPU, fp32 on CPU; vLLM: its own ``"auto"`` (the checkpoint's dtype, fp32 ones in bf16).
         device (`str`, *optional*): transformers device; default ``cuda`` when available.
@@ -50,6 +56,7 @@ class BackendConfig:
     max_batch_tokens: int | None = None
     static_cache: bool = False
     continuous_batching: bool = False
+    prefix_caching: bool = False
     dtype: str = "auto"
     device: str | None = None
     tensor_parallel_size: int = 1
@@ -108,6 +115,7 @@ BACKEND_ONLY: dict[str, dict[str, str]] = {
                             "'{\"max_num_batched_tokens\": {value}}'",
         "static_cache": "vLLM pages its KV cache itself",
         "continuous_batching": "vLLM batches continuously anyway",
+        "prefix_caching": "hf_ipt turns vLLM's own prefix caching on (`enable_prefix_caching`)",
         "device": "vLLM runs on the visible GPUs (CUDA_VISIBLE_DEVICES, `tensor_parallel_size`)",
     },
 }
@@ -149,6 +157,11 @@ def check_backend_settings(config: Any, owner: str) -> None:
                 f"`{name}` tunes padded batches, and continuous batching sizes its own batches and cache: pass "
                 f"one of the two ({owner}.{name})"
             )
+    if config.prefix_caching and not config.continuous_batching:
+        raise ValueError(
+            "`prefix_caching` keeps continuous batching's paged KV cache from one call to the next: set "
+            f"`continuous_batching` too, or leave `prefix_caching` unset ({owner}.prefix_caching)"
+        )
 
 
 # `vllm.LLM` arguments that hf_ipt sets from its own settings: `engine_kwargs` may not hold them,

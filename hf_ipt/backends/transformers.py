@@ -4,7 +4,9 @@ Prompts are sorted by length and cut into batches of `BackendConfig.batch_size` 
 `BackendConfig.max_batch_tokens`, of at most that many tokens of KV cache), so each batch pads
 little; batches are left-padded (decoder-only generation appends on the right).
 Generation stops at the tokenizer's EOS (the synthesizer's ``</s>``) and at any EOS the
-model's generation config adds, as vLLM does.
+model's generation config adds, as vLLM does. With `BackendConfig.continuous_batching` all
+prompts go through `generate_batch` instead, and `BackendConfig.prefix_caching` keeps its paged
+KV cache from one call (one round of chained synthesis) to the next.
 
 With no `BackendConfig.device`, a process started by torchrun / ``accelerate launch``
 (``LOCAL_RANK`` set) takes GPU ``LOCAL_RANK % device_count``, so ranks spread over the GPUs
@@ -29,6 +31,18 @@ from .base import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class _KeptManagerNotice(logging.Filter):
+    """transformers warns at every ``generate_batch(persistent_manager=True)`` that the kept
+    manager was sized for that call's requests; with `prefix_caching` that is intended, and the
+    cache is sized by `TransformersBackend._continuous_batching_config`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Since you passed `persistent_manager=True`")
+
+
+_KEPT_MANAGER_NOTICE = _KeptManagerNotice()
 
 
 def default_device(environ: Mapping[str, str], device_count: int) -> str:
@@ -94,6 +108,11 @@ class TransformersBackend:
         import torch
 
         self.config, self.model, self.tokenizer = config, model, tokenizer
+        self._cache_blocks: int | None = None  # blocks of the kept paged cache (`prefix_caching`, CPU)
+        if config.prefix_caching:
+            cb_logger = logging.getLogger("ContinuousBatchingLogger")
+            if _KEPT_MANAGER_NOTICE not in cb_logger.filters:
+                cb_logger.addFilter(_KEPT_MANAGER_NOTICE)
         self.device = str(model.device)
         self.eos_token_ids = stop_token_ids(tokenizer, model.generation_config.eos_token_id)
         pad = tokenizer.pad_token_id
@@ -174,10 +193,13 @@ class TransformersBackend:
                 prompts,
                 generation_config=self._generation_config(),
                 continuous_batching_config=self._continuous_batching_config(prompts),
+                persistent_manager=self.config.prefix_caching,
             )
         except Exception as error:
             if is_fatal_device_error(error):
                 raise
+            if self.config.prefix_caching:
+                self._drop_kept_cache()  # a manager that failed mid-call is not reused
             outputs, failure = {}, repr(error)
         else:
             failure = "no result from generate_batch"
@@ -207,17 +229,32 @@ class TransformersBackend:
 
     def _continuous_batching_config(self, prompts: list[list[int]]) -> Any:
         """On a GPU, transformers sizes the paged KV cache from free memory. On CPU it would take
-        60% of the machine's RAM: size it to this workload instead."""
+        60% of the machine's RAM: size it to this workload instead.
+
+        With `prefix_caching` the manager and its cache outlive the call (and a kept manager
+        ignores the config passed later): on CPU it gets room for twice this call's blocks, the
+        rest for blocks cached from earlier calls; a later call that needs more than it has gets a
+        new one, larger (what was cached is lost once)."""
         from transformers import ContinuousBatchingConfig
 
         if self.device.startswith("cuda"):
             return ContinuousBatchingConfig()
         page = ContinuousBatchingConfig().page_size
         tokens = [len(p) + self.config.max_new_tokens for p in prompts]
-        return ContinuousBatchingConfig(
-            num_blocks=sum(-(-n // page) for n in tokens),
-            max_batch_tokens=min(sum(tokens), 2048),
-        )
+        blocks = sum(-(-n // page) for n in tokens)
+        if self.config.prefix_caching:
+            if self._cache_blocks is not None and self._cache_blocks < blocks:
+                self._drop_kept_cache()
+            if self._cache_blocks is None:
+                self._cache_blocks = 2 * blocks
+            blocks = self._cache_blocks
+        return ContinuousBatchingConfig(num_blocks=blocks, max_batch_tokens=min(sum(tokens), 2048))
+
+    def _drop_kept_cache(self) -> None:
+        """Free the `generate_batch` manager and paged cache kept by `prefix_caching`."""
+        if self.model is not None and hasattr(self.model, "destroy_cached_continuous_batching_manager"):
+            self.model.destroy_cached_continuous_batching_manager()
+        self._cache_blocks = None
 
     def _generation_config(self) -> Any:
         from transformers import GenerationConfig
@@ -257,6 +294,8 @@ class TransformersBackend:
             torch.cuda.empty_cache()
 
     def close(self) -> None:
-        """Drop the model so its memory can be reclaimed."""
+        """Drop the model (and a cache kept by `prefix_caching`) so their memory can be reclaimed."""
+        if self.config.prefix_caching:
+            self._drop_kept_cache()
         self.model = None
         self._free_memory()
