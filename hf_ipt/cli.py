@@ -23,6 +23,11 @@ class MissingFileError(UsageError, FileNotFoundError):
     """A path the user gave does not exist (catchable as either parent)."""
 
 
+class MissingDependencyError(UsageError, ImportError):
+    """A setting the user chose needs a package that is not installed (``backend="vllm"``
+    without vLLM): the message names the install command and the alternative."""
+
+
 def check_output_dir(path: str, where: str) -> None:
     """Refuse an output folder that cannot be made because it, or a folder above it, is a file:
     found before any work, not when the results are written."""
@@ -34,6 +39,7 @@ def check_output_dir(path: str, where: str) -> None:
     if not os.path.isdir(existing):
         which = "is a file" if existing == os.path.abspath(path) else f"is inside the file {existing!r}"
         raise ValueError(f"`output_dir` {path!r} {which}: give a folder ({where})")
+
 
 # subcommand -> (module with `main(argv)`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -118,7 +124,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hf-ipt: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
-    return int(module.main(argv[1:]) or 0)
+    try:
+        return int(module.main(argv[1:]) or 0)
+    except KeyboardInterrupt:
+        print(f"\nhf-ipt {argv[0]}: interrupted. {INTERRUPTED.get(argv[0], '')}".rstrip(), file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports it
+
+
+# What an interrupted command kept, and how to go on.
+INTERRUPTED = {
+    "synthesize": "Finished units are kept: rerun the same command to resume.",
+    "augment": "Its data.parquet was not written or replaced: rerun the command.",
+}
 
 
 if __name__ == "__main__":

