@@ -732,3 +732,109 @@ def test_null_input_must_be_a_question_and_partial_ones_are_named(caplog):
     with caplog.at_level("WARNING"):
         task = Task("t", "accuracy", [Example.from_row({**row, "null_input": "Q:"}), Example.from_row(row)])
     assert not task.is_calibrated and "1 of 2 rows have a `null_input`" in caplog.text
+
+
+# --- task files a user gets wrong: refused when loaded, naming where ---------------------------
+@pytest.mark.parametrize(("options", "message"), [
+    (["yes", "yes", "no"], "options 0 and 1 are both 'yes'"),
+    (["", "no"], "option 0 is ''"),
+    (["yes", "  "], "option 1 is '  '"),
+])
+def test_duplicate_or_empty_options_are_refused(options, message):
+    """Equal options score the same, so the first always won: a gold on the second scored 0
+    whatever the model; an empty option scored only the space before it."""
+    with pytest.raises(ValueError, match=message):
+        Task("t", "accuracy", [Example("Q?", options, 1)])
+
+
+def test_a_classification_row_with_a_label_but_no_gold_index_says_so():
+    with pytest.raises(ValueError, match="by `gold_index`, not by `label` 'no'"):
+        Task("t", "accuracy", [Example("Q?", ["yes", "no"], None, references=["no"])])
+
+
+def test_row_errors_name_the_file_and_the_example(tmp_path):
+    rows = [{"input": "Q?", "options": ["a", "b"], "gold_index": 0}] * 3
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"metric": "accuracy", "examples": [*rows, {"input": "R?", "options": "a,b"}]}))
+    with pytest.raises(ValueError, match=r"t\.json, example 3: a task row's `options` is a list of strings"):
+        load_task_file(path)
+    # a Hub-layout file in JSON lines: the line of the file that is broken, and the file
+    (tmp_path / "hub" / "FPB").mkdir(parents=True)
+    lines = [json.dumps(r) for r in rows] + ['{"input": "R?", "options": ["a", "b"], "gold_index": 1']
+    (tmp_path / "hub" / "FPB" / "test.json").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"FPB/test\.json, line 4: not a JSON row"):
+        load_tasks(tmp_path / "hub")
+
+
+def test_task_files_saved_with_a_byte_order_mark_load(tmp_path):
+    """Notepad and PowerShell write UTF-8 with a BOM; json refused the file."""
+    task = Task("bom", "accuracy", [Example("Qué? ✓", ["sí", "no"], 0)])
+    text = json.dumps(task.to_dict(), ensure_ascii=False)
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_task_file(tmp_path / "bom.json") == task
+    (tmp_path / "hub" / "FPB").mkdir(parents=True)
+    (tmp_path / "hub" / "FPB" / "test.json").write_bytes(b"\xef\xbb\xbf" + json.dumps([task.examples[0].to_row()]).encode())
+    assert load_tasks(tmp_path / "hub")[0].examples == task.examples
+
+
+def test_f1_classes_are_the_option_texts_not_their_positions():
+    """Rows listing the same options in another order: the answer chosen is the class."""
+    from hf_ipt.evaluation.harness import score_task
+
+    examples = [Example("A", ["pos", "neg"], 0), Example("B", ["neg", "pos"], 0)]  # gold: pos, neg
+    predictions = [0, 1]  # "pos" both times
+    # by hand: pos P=1/2 R=1 F=2/3 (support 1); neg F=0 (support 1) -> weighted 1/3
+    assert score_task(Task("t", "weighted_f1", examples), predictions) == {"weighted_f1": pytest.approx(100 / 3)}
+    assert score_task(Task("t", "micro_f1", examples), predictions) == {"micro_f1": pytest.approx(50.0)}
+    headline = [Example(e.prompt, e.options, e.gold, group="0") for e in examples]
+    assert score_task(Task("t", "headline_f1", headline), predictions) == {"headline_f1": pytest.approx(100 / 3)}
+
+
+# --- limits: checked, and truncation reported ---------------------------------------------------
+@pytest.mark.parametrize("max_length", [0, -5])
+def test_a_max_length_below_one_is_refused_not_read_as_the_model_context(tiny, max_length):
+    from hf_ipt.evaluation.scoring import EvalInputError, generate_answers, score_options
+
+    model, tokenizer = tiny
+    with pytest.raises(EvalInputError, match="`max_length` must be a positive number"):
+        score_options(model, tokenizer, PROMPTS[:1], OPTIONS[:1], max_length=max_length)
+    with pytest.raises(EvalInputError, match="`max_length` must be a positive number"):
+        generate_answers(model, tokenizer, PROMPTS[:1], max_length=max_length)
+
+
+def test_a_max_length_with_no_room_for_the_prompt_is_a_clear_error(tiny):
+    from hf_ipt.evaluation.scoring import EvalInputError, generate_answers, score_options
+
+    model, tokenizer = tiny
+    with pytest.raises(EvalInputError, match="an option of prompt .* takes \\d+ tokens, `max_length` is 2"):
+        score_options(model, tokenizer, PROMPTS[:1], [["maybe so", "no"]], max_length=2)
+    with pytest.raises(EvalInputError, match="`max_length` 50 leaves no room for a prompt before the 100 new tokens"):
+        generate_answers(model, tokenizer, ["Q"], max_length=50)
+
+
+def test_truncated_prompts_are_reported(tiny, caplog):
+    from hf_ipt.evaluation.scoring import generate_answers, score_options
+
+    model, tokenizer = tiny
+    with caplog.at_level("WARNING", logger="hf_ipt.evaluation.scoring"):
+        score_options(model, tokenizer, PROMPTS, OPTIONS, max_length=20)
+        generate_answers(model, tokenizer, PROMPTS[2:], max_length=25, max_new_tokens=4)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("scoring options: 1 of 3 prompts were left-truncated to fit max_length=20" in m for m in messages)
+    assert any("generation: 1 of 1 prompts were left-truncated to fit max_length=25" in m for m in messages)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hf_ipt.evaluation.scoring"):
+        score_options(model, tokenizer, PROMPTS, OPTIONS)  # the model's context: nothing cut
+    assert not caplog.records
+
+
+def test_a_zero_batch_size_is_refused_up_front(tiny, tiny_model_dir):
+    """EvalCallback used to accept it and fail at its first evaluation, hours into training."""
+    from hf_ipt.evaluation import EvalCallback, evaluate
+
+    model, tokenizer = tiny
+    task = Task("mc", "accuracy", [Example(p, o, 0) for p, o in zip(PROMPTS, OPTIONS)])
+    with pytest.raises(ValueError, match="`batch_size` must be >= 1, got 0"):
+        EvalCallback([task], tokenizer, eval_steps=10, batch_size=0)
+    with pytest.raises(ValueError, match="`batch_size` must be >= 1, got 0"):
+        evaluate(model, tokenizer, [task], batch_size=0, progress=False)

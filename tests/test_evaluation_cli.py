@@ -378,3 +378,44 @@ def test_lm_eval_bridge_runs_a_local_task_and_agrees_with_our_scoring(tiny_model
     )
     assert got["tiny_mc"].keys() == {"acc_norm", "acc"}
     assert got["tiny_mc"]["acc"] == pytest.approx(ours["tiny_mc"]["accuracy"])
+
+
+def test_cli_refuses_a_max_length_below_one(capsys):
+    """`--max_length 0` used to mean the model's context, silently."""
+    from hf_ipt.evaluation.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model", "x", "--max_length", "0"])
+    assert exit_.value.code == 2 and "`max_length` must be >= 1 (tokens), got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("row", "flags", "message"), [
+    ({"input": "", "options": ["yes", "no"], "gold_index": 0}, ["--add_bos", "no"], "leaves no token before the options"),
+    ({"input": "Q: yes or no?", "options": ["yes", "no"], "gold_index": 0}, ["--max_length", "2"],
+     "raise `max_length`"),
+])
+def test_cli_reports_a_prompt_it_cannot_score_as_a_usage_error(tiny_model_dir, tmp_path, capsys, row, flags, message):
+    """These were tracebacks, after the model had loaded."""
+    from hf_ipt.evaluation.cli import main
+
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"metric": "accuracy", "examples": [row]}))
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model", str(tiny_model_dir), "--tasks", str(path), "--dtype", "float32", *flags])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_records_what_the_scores_depend_on(tiny_model_dir, hub_dir, tmp_path):
+    """results.json alone did not say how many examples were scored, with or without BOS, at
+    which max_length or dtype: two runs' files could not be told comparable or not."""
+    from hf_ipt.evaluation.cli import main
+
+    out = tmp_path / "results"
+    main(["--model", str(tiny_model_dir), "--tasks", "finance/FPB,medicine/USMLE", "--data_dir", str(hub_dir),
+          "--output_dir", str(out), "--max_examples", "1", "--max_length", "300", "--dtype", "float32"])
+    settings = json.loads((out / "eval_settings.json").read_text())
+    assert settings["examples"] == {"FPB": 1, "USMLE": 1}
+    assert settings["add_bos"] is True  # the tiny tokenizer adds its BOS
+    assert (settings["max_length"], settings["dtype"], settings["batch_size"]) == (300, "float32", 8)
+    assert settings["model"] == str(tiny_model_dir) and settings["general_limit"] is None
+    assert set(json.loads((out / "results.json").read_text())) == {"FPB", "USMLE"}  # unchanged format

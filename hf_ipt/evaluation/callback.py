@@ -89,6 +89,8 @@ class EvalCallback(TrainerCallback):
     ) -> None:
         if eval_steps is not None and eval_steps < 1:
             raise ValueError(f"`eval_steps` must be >= 1 or None, got {eval_steps} (EvalCallback)")
+        if batch_size < 1:  # refused now, not at the first evaluation, hours into training
+            raise ValueError(f"`batch_size` must be >= 1, got {batch_size} (EvalCallback)")
         self.tasks = load_tasks(tasks, data_dir=data_dir, max_examples=max_examples)
         self.tokenizer = tokenizer
         self.eval_steps = eval_steps

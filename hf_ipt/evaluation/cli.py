@@ -14,6 +14,7 @@ through lm-evaluation-harness), or several of these separated by commas. Scores 
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,9 @@ class EvalScriptArguments:
             raise ValueError(
                 f"`max_examples` must be >= 1, got {self.max_examples} (--max_examples)"
             )
+        if self.max_length is not None and self.max_length < 1:  # 0 would silently mean the model's context
+            raise ValueError(f"`max_length` must be >= 1 (tokens), got {self.max_length} (--max_length); "
+                             "leave it out for the model's context")
         if self.output_dir:
             check_output_dir(self.output_dir, "--output_dir")
         if _split_tasks(self.tasks) == ([], False):
@@ -117,7 +121,7 @@ def run(args: EvalScriptArguments) -> dict:
     from hf_ipt.models import load_causal_lm
 
     from .harness import evaluate
-    from .scoring import default_add_bos
+    from .scoring import EvalInputError, default_add_bos
     from .tasks import load_tasks
 
     domain, general = _split_tasks(args.tasks)
@@ -158,19 +162,23 @@ def run(args: EvalScriptArguments) -> dict:
     if add_bos is None:
         add_bos = default_add_bos(tokenizer, args.model_name_or_path)
     common = {"batch_size": args.batch_size, "add_bos": add_bos, "max_length": args.max_length}
+    settings = _settings(args, model, domain, general, add_bos, device)
     results = {}
     if domain:
-        results.update(
-            evaluate(
-                model,
-                tokenizer,
-                domain,
-                max_examples=args.max_examples,
-                data_dir=args.data_dir,
-                **common,
+        try:
+            results.update(
+                evaluate(
+                    model,
+                    tokenizer,
+                    domain,
+                    max_examples=args.max_examples,
+                    data_dir=args.data_dir,
+                    **common,
+                )
             )
-        )
-        _report(results, args.output_dir)  # kept, whatever happens to the general benchmarks
+        except EvalInputError as error:  # a prompt or limit that cannot be scored: the user's to fix
+            raise UsageError(f"--tasks {args.tasks!r}: {error}") from error
+        _report(results, args.output_dir, settings=settings)  # kept, whatever happens to the general benchmarks
     groups = {"domain": list(results)}
     if general:
         from .lm_eval_bridge import run_lm_eval
@@ -188,13 +196,37 @@ def run(args: EvalScriptArguments) -> dict:
                     file=sys.stderr,
                 )
             raise
-        _report(results, args.output_dir, groups if domain else None)
+        _report(results, args.output_dir, groups if domain else None, settings)
     return results
 
 
-def _report(results: dict, output_dir: str | None, groups: dict[str, list[str]] | None = None) -> None:
-    """Print the results table; write ``results.json`` and ``results.md`` in `output_dir` when given.
-    `groups`: averaged apart (`results_to_markdown`)."""
+SETTINGS_FILENAME = "eval_settings.json"
+
+
+def _settings(args: EvalScriptArguments, model, domain: list, general: bool, add_bos: bool, device: str) -> dict:
+    """What a score depends on besides the weights: two results files compare only when these agree."""
+    from hf_ipt import __version__
+
+    from .scoring import model_context
+
+    return {
+        "model": args.model_name_or_path,
+        "tasks": args.tasks,
+        "examples": {task.name: len(task.examples) for task in domain},  # per domain task, after --max_examples
+        "general_limit": args.max_examples if general else None,  # lm-eval's `limit` per benchmark
+        "add_bos": add_bos,
+        "max_length": args.max_length or model_context(model),
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "device": device,
+        "batch_size": args.batch_size,
+        "hf_ipt_version": __version__,
+    }
+
+
+def _report(results: dict, output_dir: str | None, groups: dict[str, list[str]] | None = None,
+            settings: dict | None = None) -> None:
+    """Print the results table; write ``results.json``, ``results.md`` and the run's `settings`
+    (``eval_settings.json``) in `output_dir` when given. `groups`: averaged apart (`results_to_markdown`)."""
     from .harness import results_to_json, results_to_markdown
 
     table = results_to_markdown(results, groups=groups)
@@ -204,6 +236,8 @@ def _report(results: dict, output_dir: str | None, groups: dict[str, list[str]] 
         out.mkdir(parents=True, exist_ok=True)
         results_to_json(results, out / "results.json")
         (out / "results.md").write_text(table, encoding="utf-8")
+        if settings is not None:
+            (out / SETTINGS_FILENAME).write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

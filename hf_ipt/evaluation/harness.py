@@ -41,10 +41,26 @@ def predict(model: Any, tokenizer: Any, task: Task, **kwargs: Any) -> list[Any]:
     return [_lowest(row) for row in option_nlls(model, tokenizer, task, **kwargs)]
 
 
+# metrics whose classes are the options: an option is a class by its text, not its place in the row
+_CLASS_METRICS = frozenset({"micro_f1", "weighted_f1", "headline_f1"})
+
+
 def score_task(task: Task, predictions: Sequence[Any], metric: str | None = None) -> dict[str, float]:
-    """``{metric_name: percent}`` of `predictions` on `task` (reported as `metric`, default the task's)."""
+    """``{metric_name: percent}`` of `predictions` on `task` (reported as `metric`, default the task's).
+
+    For the F1 metrics an option's class is its text: rows that list the same options in
+    different orders are scored by the answers chosen, not by their positions (the same as
+    by index when every row lists its options in one order, as the paper's tasks do).
+    """
     if task.is_generation:
         references = [e.references[0] for e in task.examples]
+    elif task.metric in _CLASS_METRICS:
+        classes: dict[str, int] = {}
+        for example in task.examples:
+            for option in example.options:
+                classes.setdefault(option, len(classes))
+        references = [classes[e.options[e.gold]] for e in task.examples]
+        predictions = [classes[e.options[p]] for e, p in zip(task.examples, predictions, strict=True)]
     else:
         references = [e.gold for e in task.examples]
     groups = [e.group for e in task.examples] if task.metric == "headline_f1" else None
@@ -100,6 +116,8 @@ def evaluate(
         `dict[str, dict[str, float]]`: ``{task_name: {metric_name: percent}}``; the task's metric
         first, then, for tasks whose examples carry null prompts, ``<metric>_calibrated``.
     """
+    if batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
     tasks = load_tasks(tasks, data_dir=data_dir, max_examples=max_examples)
     if add_bos is None:
         add_bos = default_add_bos(tokenizer, getattr(model, "name_or_path", None))

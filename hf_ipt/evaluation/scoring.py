@@ -15,12 +15,20 @@ BOS: the prompt is tokenized without special tokens and the BOS id is prepended 
 from __future__ import annotations
 
 import copy
+import functools
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 ADAPTLLM_V1_PREFIX = "AdaptLLM/"
+logger = logging.getLogger(__name__)
+
+
+class EvalInputError(ValueError):
+    """A prompt, option or limit that cannot be scored as given (the caller's to fix, not a bug):
+    `hf-ipt eval` reports it as a usage error."""
 
 
 def default_add_bos(tokenizer: Any, model_name_or_path: str | os.PathLike | None = None) -> bool:
@@ -43,7 +51,7 @@ def encode(tokenizer: Any, text: str, add_bos: bool) -> list[int]:
     if not add_bos:
         return ids
     if tokenizer.bos_token_id is None:
-        raise ValueError("`add_bos=True` but the tokenizer has no `bos_token`: pass add_bos=False")
+        raise EvalInputError("`add_bos=True` but the tokenizer has no `bos_token`: pass add_bos=False (--add_bos no)")
     return [tokenizer.bos_token_id, *ids]
 
 
@@ -52,7 +60,7 @@ def left_truncate(ids: list[int], limit: int, add_bos: bool) -> list[int]:
     if len(ids) <= limit:
         return ids
     if limit < 1 + add_bos:
-        raise ValueError(f"no room for the prompt: {limit} token(s) left, raise `max_length`")
+        raise EvalInputError(f"no room for the prompt: {limit} token(s) left, raise `max_length`")
     return ids[:1] + ids[len(ids) - limit + 1 :] if add_bos else ids[len(ids) - limit :]
 
 
@@ -68,6 +76,7 @@ class _Request:
     context: list[int]
     continuations: list[list[int]]
     skips: list[int]
+    dropped: int = 0  # prompt tokens cut off the front to fit `max_length`
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -101,20 +110,54 @@ def build_request(
     starts = [min(_common_prefix(context, w), len(w) - 1) for w in wholes]
     shared = min(starts)
     if shared == 0:
-        raise ValueError(
+        raise EvalInputError(
             f"prompt {prompt[:50]!r} leaves no token before the options: use a non-empty prompt "
             "or add_bos=True"
         )
     continuations = [w[shared:] for w in wholes]
     context = context[:shared]
+    full = len(context)
     if max_length is not None:
-        context = left_truncate(context, max_length - max(map(len, continuations)), add_bos)
-    return _Request(context, continuations, [s - shared for s in starts])
+        longest = max(map(len, continuations))
+        if longest >= max_length:
+            raise EvalInputError(
+                f"an option of prompt {prompt[:50]!r} takes {longest} tokens, `max_length` is {max_length}: "
+                "no room for the prompt, raise `max_length`"
+            )
+        context = left_truncate(context, max_length - longest, add_bos)
+    return _Request(context, continuations, [s - shared for s in starts], full - len(context))
 
 
 def model_context(model: Any) -> int | None:
     """The longest sequence the model takes (``config.max_position_embeddings``), if known."""
     return getattr(model.config, "max_position_embeddings", None)
+
+
+def resolve_max_length(model: Any, max_length: int | None) -> int | None:
+    """`max_length`, or the model's context when None; checked (>= 1; beyond the context, a warning)."""
+    context = model_context(model)
+    if max_length is None:
+        return context
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise EvalInputError(f"`max_length` must be a positive number of tokens or None (the model's context), "
+                             f"got {max_length!r}")
+    if context is not None and max_length > context:
+        _warn_beyond_context(max_length, context)
+    return max_length
+
+
+@functools.cache
+def _warn_beyond_context(max_length: int, context: int) -> None:  # once, not once per task
+    logger.warning("hf_ipt: `max_length` %d is beyond the model's context (max_position_embeddings %d): "
+                   "positions past it were never trained", max_length, context)
+
+
+def _warn_truncated(what: str, dropped: Sequence[int], limit: int | None) -> None:
+    """Say how many prompts lost their beginning to `limit`: it changes their scores."""
+    cut = [n for n in dropped if n > 0]
+    if cut:
+        logger.warning("hf_ipt: %s: %d of %d prompts were left-truncated to fit max_length=%s (up to %d tokens cut)",
+                       what, len(cut), len(dropped), limit, max(cut))
 
 
 def _pad_id(tokenizer: Any) -> int:
@@ -239,8 +282,11 @@ def score_options(
     import torch
     from tqdm.auto import tqdm
 
-    limit = max_length or model_context(model)
+    if batch_size < 1:
+        raise EvalInputError(f"`batch_size` must be >= 1, got {batch_size}")
+    limit = resolve_max_length(model, max_length)
     requests = [build_request(tokenizer, p, o, add_bos, limit) for p, o in zip(prompts, options)]
+    _warn_truncated("scoring options", [r.dropped for r in requests], limit)
     scores: list[list[float]] = [[0.0] * len(r.continuations) for r in requests]
     pad_id, flat = _pad_id(tokenizer), []
     bar = tqdm(total=sum(len(s) for s in scores), desc="scoring options", disable=not progress)
@@ -295,11 +341,19 @@ def generate_answers(
     from transformers import GenerationConfig
 
     if max_new_tokens < 1:
-        raise ValueError(f"`max_new_tokens` must be >= 1, got {max_new_tokens}")
-    limit = (max_length or model_context(model) or 2048) - max_new_tokens
-    encoded = [left_truncate(encode(tokenizer, p, add_bos), limit, add_bos) for p in prompts]
+        raise EvalInputError(f"`max_new_tokens` must be >= 1, got {max_new_tokens}")
+    if batch_size < 1:
+        raise EvalInputError(f"`batch_size` must be >= 1, got {batch_size}")
+    total = resolve_max_length(model, max_length) or 2048
+    limit = total - max_new_tokens
+    if limit < 1 + add_bos:
+        raise EvalInputError(f"`max_length` {total} leaves no room for a prompt before the {max_new_tokens} new tokens "
+                             "of a generation task: raise `max_length`")
+    whole = [encode(tokenizer, p, add_bos) for p in prompts]
+    encoded = [left_truncate(ids, limit, add_bos) for ids in whole]
+    _warn_truncated("generation", [len(a) - len(b) for a, b in zip(whole, encoded)], total)
     if (empty := next((p for p, ids in zip(prompts, encoded, strict=True) if not ids), None)) is not None:
-        raise ValueError(f"prompt {empty!r} gives no token to generate from: use a non-empty prompt or add_bos=True")
+        raise EvalInputError(f"prompt {empty!r} gives no token to generate from: use a non-empty prompt or add_bos=True")
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     eos = model.generation_config.eos_token_id
     config = GenerationConfig(

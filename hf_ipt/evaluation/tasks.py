@@ -195,10 +195,22 @@ class Task:
             return
         if len(example.options) < 2:
             raise ValueError(f"{where}: a {self.metric} task needs >= 2 `options`")
+        if blank := [j for j, option in enumerate(example.options) if not option.strip()]:
+            raise ValueError(f"{where}: option {blank[0]} is {example.options[blank[0]]!r}: an empty option scores "
+                             "only the space before it, so it is refused")
+        if len(set(example.options)) < len(example.options):
+            twice = next(o for o in example.options if example.options.count(o) > 1)
+            first = example.options.index(twice)
+            again = example.options.index(twice, first + 1)
+            raise ValueError(f"{where}: options {first} and {again} are both {twice!r}: equal options score the same, "
+                             f"so option {first} always wins; give each option once")
         if not isinstance(example.gold, int) or not 0 <= example.gold < len(example.options):
+            hint = ""
+            if example.gold is None and example.references:  # a `label` does not say which option is right
+                hint = f" (a classification row names its right option by `gold_index`, not by `label` {example.references[0]!r:.40})"
             raise ValueError(
                 f"{where}: `gold_index` must index `options` (0..{len(example.options) - 1}), "
-                f"got {example.gold!r}"
+                f"got {example.gold!r}{hint}"
             )
         if self.metric == "headline_f1" and example.group is None:
             raise ValueError(f"{where}: a headline_f1 task needs a `class_id` per row")
@@ -220,19 +232,50 @@ class Task:
         }
 
 
+def _read_text(path: str | os.PathLike) -> str:
+    """A UTF-8 file's text; a byte-order mark (as some Windows editors write) is dropped."""
+    return Path(path).read_text(encoding="utf-8-sig")
+
+
 def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a JSON list file or a JSON-lines file."""
-    text = Path(path).read_text(encoding="utf-8")
+    """Rows of a JSON list file or a JSON-lines file.
+
+    Raises:
+        `ValueError`: the file is neither, naming the file and the line (of the file) that fails.
+    """
+    text = _read_text(path)
     stripped = text.lstrip()
     if stripped.startswith("["):
-        return json.loads(stripped)
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not a valid JSON list of rows ({error})") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}, line {number}: not a JSON row ({error.msg}, column {error.colno}); "
+                                 "a task data file is a JSON list of rows or one JSON row per line") from None
+    return rows
+
+
+def _examples(rows: Iterable[Any], where: str | os.PathLike) -> list[Example]:
+    """`Example.from_row` of each row; an error names the file and the row."""
+    examples = []
+    for i, row in enumerate(rows):
+        try:
+            examples.append(Example.from_row(row))
+        except ValueError as error:
+            raise ValueError(f"{where}, example {i}: {error}") from None
+    return examples
 
 
 def load_task_file(path: str | os.PathLike) -> Task:
     """Load a task file ``{"name": ..., "metric": ..., "examples": [rows]}``."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(_read_text(path))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path} is not valid JSON ({error}); a task file is one JSON object") from None
     if not isinstance(data, dict) or "metric" not in data or "examples" not in data:
@@ -244,7 +287,7 @@ def load_task_file(path: str | os.PathLike) -> Task:
     if not isinstance(rows, list):
         raise ValueError(f"{path}: `examples` is a list of rows, got {type(rows).__name__}")  # noqa: TRY004
     name = data.get("name") or Path(path).stem
-    return Task(name, data["metric"], [Example.from_row(r) for r in rows])
+    return Task(name, data["metric"], _examples(rows, path))
 
 
 def save_task_file(task: Task, path: str | os.PathLike) -> Path:
@@ -286,11 +329,13 @@ def load_paper_task(spec: TaskSpec, data_dir: str | os.PathLike | None = None) -
                 f"({spec.path} for {spec.name})"
             )
         rows: Sequence[dict[str, Any]] = read_rows(path)
+        where: str | Path = path
     else:
         import datasets
 
         rows = datasets.load_dataset(spec.repo_id, spec.config, split="test")
-    return Task(spec.name, spec.metric, [Example.from_row(r) for r in rows])
+        where = f"{spec.repo_id} ({spec.config}, test split)"
+    return Task(spec.name, spec.metric, _examples(rows, where))
 
 
 def _paper_specs_in(folder: Path) -> list[TaskSpec]:
