@@ -36,6 +36,9 @@ ENGINE_SETTINGS = {"gpu_memory_utilization": 0.9, "continuous_batching": False, 
 MODEL_SETTINGS = ("backend", "rounds", "max_model_len", "max_new_tokens", "temperature", "batch_size", "dtype",
                   "device", "tensor_parallel_size", "trust_remote_code", "revision", *ENGINE_SETTINGS)
 RULES_SETTINGS = ("domain_keywords", "num_keywords")
+# job.json key (and cache key part) pinning the keywords of a `domain_keywords` file, not only its path;
+# absent when no file is used, and from jobs started before it existed (`jobs.prepare` resumes those).
+KEYWORDS_DIGEST = "domain_keywords_sha256"
 # Why a model setting is refused with the rule miner, where the reason is not plain.
 RULES_IGNORE = {"revision": "it pins the synthesizer model; to pin a dataset corpus use `corpus_revision`"}
 
@@ -127,7 +130,7 @@ class SynthesisConfig:
             )
         if self.temperature < 0:
             raise ValueError(f"`temperature` must be >= 0, got {self.temperature} (SynthesisConfig.temperature)")
-        if self.domain_keywords not in (None, "none", "window"):
+        if keyword_file(self.domain_keywords) is not None:
             read_keyword_file(self.domain_keywords)  # a missing, non-UTF-8 or empty file fails here, not mid-run
         if self.num_keywords < 1:
             raise ValueError(f"`num_keywords` must be >= 1, got {self.num_keywords}; to turn keyword tasks off use "
@@ -193,6 +196,23 @@ def read_keyword_file(path: str) -> list[str]:
         raise ValueError(f"`domain_keywords` file {path!r} holds no keyword: write one per line, or use "
                          "domain_keywords='none' to turn keyword tasks off (SynthesisConfig.domain_keywords)")
     return keywords
+
+
+def keyword_file(domain_keywords: str | None) -> str | None:
+    """The keyword file that `domain_keywords` names; `None` for ``'window'``, ``'none'`` and `None`."""
+    return None if domain_keywords in (None, "none", "window") else domain_keywords
+
+
+def keywords_digest(keywords: Sequence[str]) -> str:
+    """SHA-256 (hex) of a keyword list as `read_keyword_file` gives it: blank lines, surrounding
+    spaces and a byte order mark do not count, order does (it can change what the miner picks)."""
+    return hashlib.sha256(json.dumps(list(keywords), ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def keyword_file_digest(domain_keywords: str | None) -> str | None:
+    """`keywords_digest` of the file `domain_keywords` names (read now); `None` when it names none."""
+    path = keyword_file(domain_keywords)
+    return None if path is None else keywords_digest(read_keyword_file(path))
 
 
 def parse_engine_kwargs(value: str | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -277,6 +297,10 @@ class Augmenter:
         self.corpus_name, self.text_column, self.id_column = corpus_name, text_column, id_column
         self.stats = ChainStats()
         self._engine = None
+        # Read once, here: the miner uses these, and as part of the pickled state they enter
+        # `Dataset.map`'s fingerprint, so an edited keyword file is not served from the map's cache.
+        path = keyword_file(self.config.domain_keywords)
+        self._keywords = [] if path is None else read_keyword_file(path)
 
     def __getstate__(self) -> dict:  # never pickle a loaded model (workers / fingerprinting)
         return {**self.__dict__, "_engine": None}
@@ -288,7 +312,7 @@ class Augmenter:
             if self.config.synthesizer == RULES:
                 from .miner import MinerConfig, RuleMiner
 
-                self._engine = RuleMiner(MinerConfig(seed=self.config.seed), keywords=self._keyword_file())
+                self._engine = RuleMiner(MinerConfig(seed=self.config.seed), keywords=self._keywords)
             else:
                 from .backends import load_backend
 
@@ -308,10 +332,6 @@ class Augmenter:
         budget = self.config.max_model_len - self.config.max_new_tokens
         return chain(texts, engine.generate, engine.tokenizer, rounds=self.config.rounds,
                      prompt_budget=budget, stats=self.stats)
-
-    def _keyword_file(self) -> list[str]:
-        path = self.config.domain_keywords
-        return [] if path in (None, "none", "window") else read_keyword_file(path)
 
     def _miner_for(self, texts: Sequence[str]):
         """The miner, with keywords ranked over this window when `domain_keywords='window'`.

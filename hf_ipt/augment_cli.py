@@ -72,10 +72,11 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
     from tqdm.auto import tqdm
 
     from .augment import features
-    from .builder import load_augmented
+    from .builder import AugmentedBuilder
 
     corpus = {f.name: getattr(args, f.name) for f in fields(CorpusConfig)}
-    ds = load_augmented(**corpus, streaming=True, **asdict(synthesis))
+    builder = AugmentedBuilder(**corpus, **asdict(synthesis))  # as `load_augmented`, keeping the builder's counts
+    ds = builder.as_streaming_dataset(split="train")
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     schema = features(synthesis.output).arrow_schema
@@ -95,8 +96,10 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
         if rows:
             writer.write_table(pa.Table.from_pylist(rows, schema=schema))
     tmp.replace(out / "data.parquet")
-    summary = {"corpus": args.named_corpus, "corpus_name": args.corpus_name, "rows": total, "pairs": pairs, "output": str(out / "data.parquet"),
-               "synthesis": recorded_settings(asdict(synthesis))}
+    read = builder.documents  # streamed in this process: every document read so far
+    summary = {"corpus": args.named_corpus, "corpus_name": args.corpus_name, "rows": total, "pairs": pairs,
+               "docs": {"read": read.read, "rejected": read.rejected}, "rejects": dict(sorted(read.rejects.items())),
+               "output": str(out / "data.parquet"), "synthesis": recorded_settings(asdict(synthesis))}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -108,8 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     args, synthesis = parse_dataclasses(parser, argv)
     with usage_errors(parser):
         summary = run(args, synthesis)
-    print(f"{summary['rows']} rows with {summary['pairs']} pairs -> {summary['output']}")
+    print(result_line(summary))
     return 0
+
+
+def result_line(summary: dict) -> str:
+    """The command's last line: rows, pairs, where to, documents read and rejected (by reason)."""
+    docs, rejects = summary["docs"], ", ".join(f"{reason} {n}" for reason, n in summary["rejects"].items())
+    if docs["read"] and docs["rejected"] == docs["read"]:
+        return (f"0 rows: all {docs['read']} documents were rejected ({rejects}), nothing was augmented; check the "
+                f"corpus and --text_column -> {summary['output']}")
+    rejected = f"{docs['rejected']} rejected ({rejects})" if docs["rejected"] else "none rejected"
+    return (f"{summary['rows']} rows with {summary['pairs']} pairs -> {summary['output']} ({docs['read']} documents "
+            f"read, {rejected})")
 
 
 if __name__ == "__main__":

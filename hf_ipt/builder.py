@@ -24,13 +24,13 @@ import itertools
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
 
 from . import __version__
-from .augment import Augmenter, SynthesisConfig, features
+from .augment import KEYWORDS_DIGEST, Augmenter, SynthesisConfig, features, keyword_file_digest
 from .chaining import ChainStats
 from .cli import UsageError
 from .corpus import (
@@ -63,8 +63,11 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
         """The user's settings plus hf_ipt's version and the corpus files: size and mtime of local
         files; for a dataset or an ``hf://`` URL, its files as URLs that name the commit (as
         `datasets` keys its own Hub datasets), so a new commit of an unpinned corpus is not served
-        from cache. A corpus pinned to a commit sha is key enough: nothing is listed then."""
+        from cache. A corpus pinned to a commit sha is key enough: nothing is listed then. A
+        `domain_keywords` file is keyed by its keywords too, so an edited file is built anew."""
         extra: dict[str, Any] = {"hf_ipt_version": __version__}
+        if (digest := keyword_file_digest(self.domain_keywords)) is not None:
+            extra[KEYWORDS_DIGEST] = digest
         if "engine_kwargs" in config_kwargs:  # keyed by value, not by how it was typed; {} is unset
             config_kwargs = {k: v for k, v in config_kwargs.items() if k != "engine_kwargs"}
             if self.engine_kwargs is not None:
@@ -94,6 +97,19 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
         return super().create_config_id({**config_kwargs, **extra}, custom_features)
 
 
+@dataclass
+class DocumentCounts:
+    """Documents read and, of those, rejected by reason (`hf_ipt.corpus.check_text`, or a line
+    that is not JSON) in the shards a builder generated in this process."""
+
+    read: int = 0
+    rejects: Counter = field(default_factory=Counter)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejects.values())
+
+
 class AugmentedBuilder(datasets.GeneratorBasedBuilder):
     """Streams a raw corpus through a synthesizer and templify (see `AugmentedConfig`)."""
 
@@ -103,6 +119,9 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("dataset_name", _CACHE_NAME)
         super().__init__(*args, **kwargs)
+        # What the examples generated so far, in this process, were made of: a streaming dataset
+        # iterated here (no DataLoader workers) counts into it as it goes (`hf-ipt augment`).
+        self.documents = DocumentCounts()
 
     # The corpus files the cache key was made of; the data is read from these same files, so a
     # commit landing between the key and the read cannot be stored under the older key.
@@ -147,7 +166,7 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
         for shard in shards:
             rejects: Counter = Counter()
             augment.stats = ChainStats()  # reported per shard
-            docs = _accepted(iter_shard(shard, cfg.text_column, token=self.token), rejects)
+            docs = _accepted(iter_shard(shard, cfg.text_column, token=self.token), rejects, self.documents)
             while window := list(itertools.islice(docs, cfg.window_size)):
                 out = augment({"text": [d.text for d in window], "id": [d.id for d in window]})
                 for row in _rows(out):
@@ -155,13 +174,16 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
             _report(shard, rejects, augment.stats)
 
 
-def _accepted(docs, rejects: Counter):
-    """Documents that can be used; the others are counted by reason in `rejects`."""
+def _accepted(docs, rejects: Counter, counts: DocumentCounts):
+    """Documents that can be used; the others are counted by reason in `rejects` (this shard's)
+    and in `counts` (the builder's), as each is read."""
     for doc in docs:
+        counts.read += 1
         if doc.reject is None:
             yield doc
         else:
             rejects[doc.reject] += 1
+            counts.rejects[doc.reject] += 1
 
 
 def _rows(columns: dict[str, list]):

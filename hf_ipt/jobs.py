@@ -45,9 +45,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 from .augment import (
     ENGINE_SETTINGS,
+    KEYWORDS_DIGEST,
     Augmenter,
     SynthesisConfig,
     device_type,
+    keyword_file_digest,
     normalized_engine_kwargs,
     recorded_settings,
 )
@@ -189,7 +191,8 @@ def job_spec(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
     """Everything that determines the output (`job.json`); `output_dir` aside, so a job folder can move.
 
     Per-process placement is left out too: `device` keeps its type (``cuda:3`` is saved as
-    ``cuda``), so ranks on different GPUs share one job.
+    ``cuda``), so ranks on different GPUs share one job. A `domain_keywords` file is pinned by its
+    keywords too (`KEYWORDS_DIGEST`), not only by its path: an edited file is another job.
     """
     settings = {k: v for k, v in asdict(job).items() if k != "output_dir"}
     files = sorted({f for u in units for f in u["files"]})
@@ -198,6 +201,8 @@ def job_spec(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
     for name, default in ENGINE_SETTINGS.items():  # pinned when set; absent at their defaults (older jobs)
         if synthesis_settings[name] == default:
             del synthesis_settings[name]
+    if (digest := keyword_file_digest(synthesis.domain_keywords)) is not None:  # absent without a file (older jobs)
+        synthesis_settings[KEYWORDS_DIGEST] = digest
     return {"format": FORMAT, "job": settings, "synthesis": synthesis_settings, "filters": asdict(filters),
             "units": units, "file_sizes": sizes}
 
@@ -231,6 +236,7 @@ def prepare_pinned(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
             old["synthesis"]["engine_kwargs"] = normalized_engine_kwargs(old["synthesis"]["engine_kwargs"])
             if old["synthesis"]["engine_kwargs"] is None:
                 del old["synthesis"]["engine_kwargs"]
+        _adopt_keywords_digest(job, old["synthesis"], spec["synthesis"])
     changed = sorted(k for k in spec if spec[k] != old.get(k))
     if changed == ["units"] and _same_files(old["units"], units):
         # Same corpus and settings, units cut by an older `make_shards`: keep the job's own units.
@@ -256,6 +262,21 @@ def prepare_pinned(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
             "rerun with the same corpus and settings to resume it, or choose a new `output_dir`"
         )
     return units, found
+
+
+def _adopt_keywords_digest(job: JobConfig, old: dict, new: dict) -> None:
+    """A job started before keyword files were pinned by content has the path alone in its
+    `job.json`: once a unit is done, it resumes under that `job.json` (the file's keywords then
+    were never recorded, so they cannot be checked), with a warning; before, this run's
+    `job.json` replaces it. `old` is the normalized copy of its synthesis settings."""
+    if KEYWORDS_DIGEST in old or KEYWORDS_DIGEST not in new or old.get("domain_keywords") != new["domain_keywords"] \
+            or not _done_units(job):
+        return
+    old[KEYWORDS_DIGEST] = new[KEYWORDS_DIGEST]
+    if old == new:  # else the job is refused or replaced for its other settings: no word about this
+        logger.warning("hf_ipt: the job in %r was started by an older hf_ipt that pinned the path of "
+                       "`domain_keywords` file %r, not its keywords: they cannot be checked, so keep the file as it "
+                       "was until the job completes", job.output_dir, new["domain_keywords"])
 
 
 def _read_spec(path: str) -> dict:
@@ -303,8 +324,9 @@ def check_pinned(job: JobConfig, pinned: dict) -> None:
 def _differences(old: dict, new: dict) -> list[str]:
     """What differs between two job specs: ``synthesis.rounds 2 -> 3``, units and file sizes summed up."""
     special = ("units", "file_sizes")
-    out = describe_changes({k: v for k, v in old.items() if k not in special},
-                           {k: v for k, v in new.items() if k not in special})
+    out = describe_changes(_without_keywords_digest({k: v for k, v in old.items() if k not in special}),
+                           _without_keywords_digest({k: v for k, v in new.items() if k not in special}))
+    out += _keywords_changed(old.get("synthesis"), new.get("synthesis"))
     before, after = old.get("units") or [], new.get("units") or []
     if before != after:
         out.append(f"units ({len(before)} -> {len(after)}: corpus files or `num_shards`)")
@@ -313,6 +335,27 @@ def _differences(old: dict, new: dict) -> list[str]:
     if changed:
         out.append(f"file_sizes of {len(changed)} corpus file(s), e.g. {changed[0]!r}")
     return out
+
+
+def _without_keywords_digest(spec: dict) -> dict:
+    """`spec` less its keywords digest (`_keywords_changed` names that change by the file)."""
+    if not isinstance(spec.get("synthesis"), dict) or KEYWORDS_DIGEST not in spec["synthesis"]:
+        return spec
+    return {**spec, "synthesis": {k: v for k, v in spec["synthesis"].items() if k != KEYWORDS_DIGEST}}
+
+
+def _keywords_changed(old: dict | None, new: dict | None) -> list[str]:
+    """An edit of the keyword file, named by the file (a change of path is `describe_changes`')."""
+    if not (isinstance(old, dict) and isinstance(new, dict)) or old.get("domain_keywords") != new.get("domain_keywords"):
+        return []
+    before, after = old.get(KEYWORDS_DIGEST), new.get(KEYWORDS_DIGEST)
+    if before == after:
+        return []
+    if before is None or after is None:
+        return [f"synthesis.{KEYWORDS_DIGEST} {before!r} -> {after!r}"]
+    edit = (f"synthesis.domain_keywords: the keywords in file {new['domain_keywords']!r} were edited (sha256 "
+            f"{before[:12]} -> {after[:12]}); restore the file as it was to resume")
+    return [edit]
 
 
 def _pinned_commits(job: JobConfig, units: list[dict]) -> set[str]:
@@ -583,10 +626,12 @@ def synthesize_unit(job: JobConfig, index: int, shard: dict, augment: Augmenter,
 class Progress:
     """A tqdm bar over this rank's units with docs/s, tokens/s, pairs/doc in the postfix."""
 
-    def __init__(self, units: int, rank: int, token_unit: str) -> None:
+    def __init__(self, units: int, rank: int, token_unit: str, done: int = 0) -> None:
+        """`units` of this rank in all, `done` of them before this run (a resumed job: the bar
+        starts there, and its rate and ETA count this run's units only)."""
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=units, desc=f"synthesize rank {rank}", unit="unit")
+        self.bar = tqdm(total=units, initial=done, desc=f"synthesize rank {rank}", unit="unit")
         self.token_unit, self.start = token_unit, time.monotonic()
         self.docs = self.tokens = self.pairs = 0
 
@@ -735,10 +780,11 @@ def _token_unit(synthesis: SynthesisConfig) -> str:
 
 
 def _synthesize_units(job: JobConfig, units: list[dict], todo: list[int], augment: Augmenter,
-                      filters: FilterConfig, rank: int, pinned: dict, progress: bool, token_unit: str) -> None:
-    """Stage 1 over the units `todo`, with a progress bar."""
+                      filters: FilterConfig, rank: int, pinned: dict, progress: bool, token_unit: str,
+                      done: int = 0) -> None:
+    """Stage 1 over the units `todo`, with a progress bar that starts at the `done` units of this rank."""
     made_under = spec_id(pinned)
-    bar = Progress(len(todo), rank, token_unit) if progress and todo else None
+    bar = Progress(done + len(todo), rank, token_unit, done) if progress and todo else None
     with bar.bar if bar else contextlib.nullcontext():  # closed before any error is printed
         for index in todo:
             try:
@@ -750,6 +796,12 @@ def _synthesize_units(job: JobConfig, units: list[dict], todo: list[int], augmen
                 logger.warning("hf_ipt: unit %s was finished by another process", unit_name(index))
             if bar:
                 bar.bar.update(1)
+
+
+def resume_message(done: int, units: int, rank: int, world_size: int) -> str:
+    """What a rerun finds: ``5 of 8 units already done, resuming with the other 3``."""
+    found = f"{done} of {units} units{f' of rank {rank}/{world_size}' if world_size > 1 else ''} already done"
+    return found if done == units else f"{found}, resuming with the other {units - done}"
 
 
 def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: FilterConfig | None = None,
@@ -772,13 +824,20 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     units, pinned = prepare_pinned(job, synthesis, filters)
     manifest_path = os.path.join(job.output_dir, "manifest.json")
     if (manifest := _finished(job)) is not None:
+        logger.warning("hf_ipt: the job in %r is already complete (manifest.json found): nothing to do; a new job "
+                       "needs a new `output_dir`", job.output_dir)
         return manifest
     _redo_damaged(job, len(units), pinned)
     made_under = spec_id(pinned)  # once: the spec lists every unit, and each check below compares with it
-    todo = [i for i in range(rank, len(units), world_size) if not unit_done(job, i, made_under)]
+    mine = range(rank, len(units), world_size)
+    todo = [i for i in mine if not unit_done(job, i, made_under)]
+    done = len(mine) - len(todo)  # the bar starts there; units redone below get a bar of their own
+    if done:
+        logger.warning("hf_ipt: %s", resume_message(done, len(mine), rank, world_size))
     augment = Augmenter(replace(synthesis, output="pairs"), corpus_name=job.corpus_name)
     for _ in range(3):
-        _synthesize_units(job, units, todo, augment, filters, rank, pinned, progress, _token_unit(synthesis))
+        _synthesize_units(job, units, todo, augment, filters, rank, pinned, progress, _token_unit(synthesis), done)
+        done = 0
         waiting = [i for i in range(len(units)) if not unit_done(job, i, made_under)]
         if waiting:
             logger.warning("hf_ipt: rank %d/%d done; %d units of other ranks remain, the last rank to finish "

@@ -174,6 +174,29 @@ def test_cache_key_covers_settings(tmp_path):
     assert AugmentedBuilder(corpus=corpus).config_id != before
 
 
+def test_an_edited_keyword_file_is_built_anew_not_served_from_the_cache(tmp_path):
+    """The cache key (and `Dataset.map`'s fingerprint of the map function) holds the keywords of a
+    `domain_keywords` file, not only its path: an edited file gives another build."""
+    from datasets.fingerprint import Hasher
+
+    corpus, kw, cache = str(write_jsonl(tmp_path / "x.jsonl", 4)), tmp_path / "kw.txt", str(tmp_path / "cache")
+
+    def keyword_tasks() -> int:
+        built = load_augmented(corpus, domain_keywords=str(kw), output="pairs", cache_dir=cache)
+        return sum(p["task"] == "word2text.keywords" for ps in built["pairs"] for p in ps)
+
+    kw.write_text("bonds\ntariffs\nretailers\n")  # never all three in one sentence: no keyword task
+    key, fingerprint = (AugmentedBuilder(corpus=corpus, domain_keywords=str(kw)).config_id,
+                        Hasher.hash(Augmenter(SynthesisConfig(domain_keywords=str(kw)))))
+    assert keyword_tasks() == 0
+    kw.write_text("\ufeffbonds \n\ntariffs\nretailers\n")  # the same keywords, spelled otherwise: the same key
+    assert AugmentedBuilder(corpus=corpus, domain_keywords=str(kw)).config_id == key
+    kw.write_text("sales\ndemand\nretailers\n")  # one sentence has all three
+    assert AugmentedBuilder(corpus=corpus, domain_keywords=str(kw)).config_id != key
+    assert Hasher.hash(Augmenter(SynthesisConfig(domain_keywords=str(kw)))) != fingerprint
+    assert keyword_tasks() > 0  # built with the edited file, not the first build from the cache
+
+
 def test_map_function_on_a_dataset():
     ds = datasets.Dataset.from_dict({"text": [doc(i) for i in range(5)], "id": [f"d{i}" for i in range(5)]})
     out = ds.map(Augmenter(SynthesisConfig(output="pairs")), batched=True, batch_size=3, remove_columns=["text", "id"])

@@ -201,3 +201,25 @@ def test_augment_passes_corpus_revision_to_the_dataset_corpus(tmp_path, monkeypa
     assert main(["--corpus", str(repo), "--corpus_revision", "main", "--output_dir", str(tmp_path / "o")]) == 0
     assert asked == [(None, "train", "main")]  # listed once, for the cache key and the data
     assert len(pq.read_table(tmp_path / "o" / "data.parquet")) == 3
+
+
+def test_augment_counts_rejected_documents_and_says_when_all_were(tmp_path, capsys):
+    """summary.json and the last line count the texts `check_text` rejects, by reason, as the
+    manifest of `hf-ipt synthesize` does; a corpus whose every text is rejected says so."""
+    from hf_ipt.augment_cli import main
+
+    lines = [{"text": doc(0)}, {"text": "  "}, {"text": "bin\u0000ary"}, {"text": None}, {"text": doc(1)},
+             {"text": ""}]
+    (tmp_path / "mixed.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert main(["--corpus", str(tmp_path / "mixed.jsonl"), "--output_dir", str(tmp_path / "o")]) == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["rows"] == 2 and summary["docs"] == {"read": 6, "rejected": 4}
+    assert summary["rejects"] == {"binary": 1, "empty": 2, "no string in column 'text'": 1}
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("2 rows with ") and last.endswith(
+        "(6 documents read, 4 rejected (binary 1, empty 2, no string in column 'text' 1))"), last
+    (tmp_path / "blank.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in ("", " ", "\n")))
+    assert main(["--corpus", str(tmp_path / "blank.jsonl"), "--output_dir", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["docs"] == {"read": 3, "rejected": 3}
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith(
+        "0 rows: all 3 documents were rejected (empty 3), nothing was augmented")

@@ -727,3 +727,66 @@ def test_ignored_settings_at_their_defaults_pass():
         SynthesisConfig(synthesizer="org/m", dtype="fp16")  # before job.json pins it, and with the rule miner too
     with pytest.raises(ValueError, match="`dtype` must be"):
         SynthesisConfig(dtype="bf16")
+
+
+def test_an_edited_keyword_file_is_refused_on_resume_and_older_jobs_resume(tmp_path, caplog):
+    """job.json pins a keyword file's keywords, not only its path: units made with other keywords
+    are never mixed in. A job started before that (no digest in job.json) still resumes."""
+    import logging
+
+    from hf_ipt.augment import KEYWORDS_DIGEST
+    from hf_ipt.cli import UsageError
+    from hf_ipt.jobs import job_spec, job_units, prepare
+
+    kw = tmp_path / "kw.txt"
+    kw.write_text("sales\ndemand\nretailers\n")
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 8)), output_dir=str(tmp_path / "o"), num_shards=2)
+    keywords = SynthesisConfig(domain_keywords=str(kw))
+    assert run_job(job, keywords, NO_FILTERS, rank=0, world_size=2, progress=False) is None  # killed after unit 0
+    spec_path = tmp_path / "o" / "job.json"
+    assert KEYWORDS_DIGEST in json.loads(spec_path.read_text())["synthesis"]
+    assert KEYWORDS_DIGEST not in job_spec(job, SynthesisConfig(), NO_FILTERS, job_units(job))["synthesis"]
+    kw.write_text("sales\ndemand\nshares\n")
+    with pytest.raises(UsageError, match=r"changed: synthesis.domain_keywords: the keywords in file '.*kw\.txt' were "
+                                         r"edited \(sha256 [0-9a-f]{12} -> [0-9a-f]{12}\); restore the file"):
+        run_job(job, keywords, NO_FILTERS, progress=False)
+    kw.write_text("\ufeffsales\n\n demand \nretailers\n")  # the same keywords as at the start: it resumes
+    assert run_job(job, keywords, NO_FILTERS, progress=False)["rows"] == 8
+    # A job started by an older hf_ipt: the path alone. It resumes under its own job.json (the units'
+    # markers record its digest), with a warning that the file's keywords cannot be checked.
+    spec = json.loads(spec_path.read_text())
+    del spec["synthesis"][KEYWORDS_DIGEST]
+    spec_path.write_text(json.dumps(spec))
+    kw.write_text("sales\ndemand\nshares\n")
+    with caplog.at_level(logging.WARNING, logger="hf_ipt.jobs"):
+        assert len(prepare(job, keywords, NO_FILTERS)) == 2
+    assert "older hf_ipt" in caplog.text and "kw.txt" in caplog.text and json.loads(spec_path.read_text()) == spec
+    fresh = replace(job, output_dir=str(tmp_path / "fresh"))  # an older job that finished no unit is taken over
+    prepare(fresh, keywords, NO_FILTERS)
+    spec_path = tmp_path / "fresh" / "job.json"
+    spec = json.loads(spec_path.read_text())
+    del spec["synthesis"][KEYWORDS_DIGEST]
+    spec_path.write_text(json.dumps(spec))
+    prepare(fresh, keywords, NO_FILTERS)
+    assert KEYWORDS_DIGEST in json.loads(spec_path.read_text())["synthesis"]
+
+
+def test_a_resumed_or_finished_job_says_so(tmp_path, caplog, capsys):
+    import logging
+
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 12)), output_dir=str(tmp_path / "o"), num_shards=3)
+    assert run_job(job, rank=0, world_size=3, progress=False) is None  # unit 0 done, as before a kill
+    capsys.readouterr()
+    with caplog.at_level(logging.WARNING, logger="hf_ipt.jobs"):
+        manifest = run_job(job, progress=True)
+    assert "1 of 3 units already done, resuming with the other 2" in caplog.text
+    assert " 1/3 " in capsys.readouterr().err  # the bar starts at the units already done
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hf_ipt.jobs"):
+        assert run_job(job, progress=False) == manifest
+    assert "already complete" in caplog.text and "nothing to do" in caplog.text
+    caplog.clear()
+    (tmp_path / "o" / "manifest.json").unlink()  # killed while writing the output: every unit is done
+    with caplog.at_level(logging.WARNING, logger="hf_ipt.jobs"):
+        assert run_job(job, rank=1, world_size=2, progress=False) == manifest
+    assert "1 of 1 units of rank 1/2 already done" in caplog.text
