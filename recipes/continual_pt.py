@@ -71,7 +71,9 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
 
 if __name__ == "__main__":
     from hf_ipt.cli import usage_errors
+    from hf_ipt.training.config import parse_recipe_args
 
     parser = make_parser()
+    args = parse_recipe_args(parser)  # an unknown option or config key, a refused value: usage line, exit status 2
     with usage_errors(parser):  # a wrong data path or column: usage line, message, exit status 2
-        main(*parser.parse_args_and_config())
+        main(*args)

@@ -55,18 +55,22 @@ def make_parser(subparsers: argparse._SubParsersAction | None = None):
 
     from hf_ipt.cli import tidy_help
     from hf_ipt.training import SynthesizerConfig, TrainingConfig
+    from hf_ipt.training.config import SYNTHESIZER_UNUSED, hide_options
 
     dataclass_types = (SynthesizerConfig, TrainingConfig, ModelConfig)
     if subparsers is not None:
-        return tidy_help(subparsers.add_parser(
-            "train-synthesizer", help="Synthesizer tuning", dataclass_types=dataclass_types
-        ))
-    return tidy_help(TrlParser(dataclass_types, epilog=CONFIG_HELP))
+        parser = subparsers.add_parser("train-synthesizer", help="Synthesizer tuning", dataclass_types=dataclass_types)
+    else:
+        parser = TrlParser(dataclass_types, epilog=CONFIG_HELP)
+    # --text_column and --dataset_split are pre-training options: the collection is read by its own columns.
+    return hide_options(tidy_help(parser), SYNTHESIZER_UNUSED)
 
 
 if __name__ == "__main__":
     from hf_ipt.cli import usage_errors
+    from hf_ipt.training.config import parse_recipe_args
 
     parser = make_parser()
+    args = parse_recipe_args(parser)  # an unknown option or config key, a refused value: usage line, exit status 2
     with usage_errors(parser):  # a wrong data path or column: usage line, message, exit status 2
-        main(*parser.parse_args_and_config())
+        main(*args)

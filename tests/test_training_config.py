@@ -367,3 +367,96 @@ def test_sharded_qlora_keeps_the_storage_dtype_and_prepares_inputs_for_checkpoin
     assert frozen == {torch.bfloat16}  # 4-bit packed in bf16 storage, the rest bf16: one shardable dtype
     embeddings = model.get_input_embeddings()
     assert embeddings(torch.tensor([[1, 2]])).requires_grad  # inputs prepared for checkpointing
+
+
+def test_use_cache_is_refused_for_training(tmp_path):
+    """`--use_cache true` made the Trainer turn the model's cache back on after `build_trainer` turned it off:
+    transformers then skips the mask it derives from `position_ids`, and packed documents attend to each other."""
+    TrainingConfig(output_dir=str(tmp_path), max_steps=1, use_cpu=True, use_cache=False)
+    with pytest.raises(ValueError, match="`use_cache` must be false.*attend to each other"):
+        TrainingConfig(output_dir=str(tmp_path), max_steps=1, use_cpu=True, use_cache=True)
+
+
+def test_synthesizer_tuning_refuses_and_hides_the_pretraining_columns(tmp_path):
+    """--text_column and --dataset_split were listed in train_synthesizer.py --help, parsed and ignored."""
+    shown = _recipe("train_synthesizer").make_parser().format_help()
+    assert "--text_column" not in shown and "--dataset_split" not in shown and "--pairs_column" in shown
+    SynthesizerConfig(collection="c", text_column="text", dataset_split="train")  # the defaults: nothing set
+    for kwargs in ({"text_column": "body"}, {"dataset_split": "validation"}):
+        with pytest.raises(ValueError, match=f"`{next(iter(kwargs))}` .* does not apply to synthesizer tuning"):
+            SynthesizerConfig(collection="c", **kwargs)
+
+
+def _parse_error(capsys, recipe: str, args: list[str]) -> str:
+    from hf_ipt.training.config import parse_recipe_args
+
+    with pytest.raises(SystemExit) as info:
+        parse_recipe_args(_recipe(recipe).make_parser(), args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage:") and "Traceback" not in err
+    return err.rsplit(": error: ", 1)[1].strip()  # after the program's name
+
+
+def test_a_misspelled_option_or_config_key_and_a_refused_value_are_usage_errors(tmp_path, capsys):
+    """Each of these used to end in a ValueError (or FileNotFoundError) traceback from the parser."""
+    base = ["--output_dir", str(tmp_path / "out"), "--use_cpu", "true", "--bf16", "false", "--max_steps", "1",
+            "--domain_dataset", "d.jsonl"]
+    assert _parse_error(capsys, "continual_pt", [*base, "--general_fration", "0.3", "--lerning_rate", "1"]) == (
+        "unrecognized options: --general_fration (did you mean --general_fraction?), "
+        "--lerning_rate (did you mean --learning_rate?)")
+    config = tmp_path / "cpt.yaml"
+    config.write_text((RECIPES / "configs" / "continual_pt.yaml").read_text().replace("general_fraction:", "general_fration:"))
+    assert _parse_error(capsys, "continual_pt", ["--config", str(config), *base]) == (
+        f"unknown key in the config file {str(config)!r}: general_fration (did you mean "
+        "general_fraction?). Every key is an option of this recipe (--help lists them)")
+    assert "`general_fraction` must be in (0, 1), got 1.0" in _parse_error(
+        capsys, "continual_pt", [*base, "--general_fraction", "1"])
+    assert "`max_steps` must be > 0" in _parse_error(
+        capsys, "pretrain", ["--config", str(RECIPES / "configs" / "pretrain.yaml"), *base[:6], "--max_steps", "0"])
+    assert _parse_error(capsys, "train_synthesizer", ["--config", str(tmp_path / "nope.yaml"), *base[:8]]) == (
+        f"--config {str(tmp_path / 'nope.yaml')!r}: No such file or directory")
+    config.write_text("max_steps: [1\n")
+    assert "is not valid YAML" in _parse_error(capsys, "continual_pt", ["--config", str(config), *base])
+
+
+def test_the_recipes_report_a_misspelled_option_as_a_usage_error(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    for recipe in ("continual_pt", "mini_repro"):
+        res = subprocess.run([sys.executable, f"recipes/{recipe}.py", "--output_dir", str(tmp_path), "--max_stepz", "3"],
+                             cwd=RECIPES.parent, capture_output=True, text=True, env=os.environ.copy(), timeout=300,
+                             check=False)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+        assert res.stderr.splitlines()[-1] == (
+            f"{recipe}.py: error: unrecognized option: --max_stepz (did you mean --max_steps?)")
+
+
+def test_a_tokenizer_without_eos_is_a_usage_error(tmp_path, tiny_tokenizer):
+    from hf_ipt.cli import UsageError
+    from hf_ipt.training.model_init import load_tokenizer
+
+    tiny_tokenizer.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    config.pop("eos_token")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(UsageError, match="has no `eos_token`: packed documents are separated by it"):
+        load_tokenizer(str(tmp_path))
+
+
+def test_data_seed_is_recorded_in_the_stream_spec_and_the_card_only_when_set(tmp_path):
+    from types import SimpleNamespace
+
+    import torch
+
+    from hf_ipt.training.trainer import data_stream_spec, hyperparameters
+
+    model = torch.nn.Linear(2, 2)
+    for data_seed in (None, 7):
+        args = TrainingConfig(output_dir=str(tmp_path), max_steps=1, use_cpu=True, seed=3, data_seed=data_seed)
+        spec = data_stream_spec(SimpleNamespace(args=args, card=CardInfo("continual_pt")))
+        assert spec["batches"].get("data_seed") == data_seed and spec["batches"]["seed"] == 3
+        assert "data_seed" not in spec["batches"] or data_seed is not None  # older runs' files compare equal
+        assert hyperparameters(args, model).get("data_seed") == data_seed

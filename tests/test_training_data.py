@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from hf_ipt.cli import UsageError
 from hf_ipt.training.data import endless_rows, load_rows, sharded_stream, tokenize_texts
 
 
@@ -58,7 +59,7 @@ def test_endless_rows_restart_reshuffled_and_split_ranks(tmp_path):
         r["text"] for r in itertools.islice(endless_rows(rows, rank=1, world_size=2, **kwargs), 2)
     ]
     assert sorted(rank0 + rank1) == [f"row {i}" for i in range(5)]  # disjoint, complete
-    with pytest.raises(ValueError, match="no rows for rank 5"):
+    with pytest.raises(UsageError, match="no rows for rank 5 of 6.*launch fewer processes"):
         next(endless_rows(rows, rank=5, world_size=6, **kwargs))
 
 

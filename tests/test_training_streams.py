@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from hf_ipt.cli import UsageError
 from hf_ipt.templify import templify
 from hf_ipt.training.config import (
     ContinualPTConfig,
@@ -82,7 +83,7 @@ def test_pretrain_stream_mixes_documents_and_collection(corpus, tiny_tokenizer):
     raw, aug = text.count("raw "), text.count("aug ")
     assert raw == pytest.approx(4 * aug, abs=2)  # 1/5 of the corpus documents are augmented
     assert "What was reported?" in text  # the collection, templified
-    with pytest.raises(ValueError, match="exceeds the token budget"):
+    with pytest.raises(UsageError, match="exceeds the token budget"):
         collection_share(config, tiny_tokenizer, _args(corpus, max_steps=1))
 
 
@@ -231,12 +232,12 @@ def test_a_source_that_gives_no_document_raises_instead_of_hanging(corpus, tiny_
                                 collection=str(corpus / "nulls") if bad == "collection" else None,
                                 collection_repeats=1, shuffle_buffer_size=0)
         if bad == "collection":  # its tokens are counted first: none
-            with pytest.raises(ValueError, match="the collection .*nulls' gives no training text"):
+            with pytest.raises(UsageError, match="the collection .*nulls' gives no training text"):
                 pretrain_dataset(config, tiny_tokenizer, _args(corpus))
             return
         dataset, _ = pretrain_dataset(config, tiny_tokenizer, _args(corpus))
         source = texts
-    with pytest.raises(ValueError, match=f"source '{source}.*gave no training document in a whole pass"):
+    with pytest.raises(UsageError, match=f"source '{source}.*gave no training document in a whole pass"):
         next(iter(dataset))
 
 
@@ -307,3 +308,16 @@ def test_rows_behind_a_saved_position_are_dropped_without_computing_their_text(c
         streams._numbered(source, config, 0, 1, 0, "raw", Position({"rows:raw": 4}), text_of), 2))
     assert resumed == whole[4:6]  # the same rows, texts and snapshots as without the resume
     assert computed == [text for (_, text), _ in whole[4:6]]  # no text of the 4 rows behind
+
+
+def test_data_seed_sets_the_streams_shuffling_as_it_does_the_trainers_sampling(corpus, tiny_tokenizer):
+    """`--data_seed` was accepted and ignored: the streams shuffled by `seed` whatever it said."""
+    config = ContinualPTConfig(domain_dataset=str(corpus / "raw.jsonl"), shuffle_buffer_size=40)
+
+    def first_blocks(**seeds) -> list[list[int]]:
+        args = TrainingConfig(output_dir=str(corpus / "out"), max_steps=5, max_length=64, use_cpu=True, **seeds)
+        dataset, _ = continual_pt_dataset(config, tiny_tokenizer, args)
+        return [b["input_ids"] for b in itertools.islice(dataset, 4)]
+
+    assert first_blocks(seed=1, data_seed=7) == first_blocks(seed=7)  # the data order follows data_seed ...
+    assert first_blocks(seed=1, data_seed=7) != first_blocks(seed=1)  # ... not seed, when set

@@ -114,6 +114,13 @@ class TrainingConfig(TrainingArguments):
                 "FSDP (its state is not sharded with the parameters): use adamw_torch_fused (FSDP already shards "
                 "the optimizer state across GPUs), or launch with DDP or DeepSpeed ZeRO-3 (TrainingConfig.optim)"
             )
+        if self.use_cache:
+            raise ValueError(
+                "`use_cache` must be false for training: with a cache, transformers (5.24) builds one in training "
+                "too and then skips the mask it derives from `position_ids`, so the documents of a packed block "
+                "would attend to each other; the saved model gets `use_cache: true` back for generation "
+                "(TrainingConfig.use_cache)"
+            )
         if self.max_steps <= 0:
             raise ValueError(
                 f"`max_steps` must be > 0 with streamed input, got {self.max_steps} (TrainingConfig.max_steps)"
@@ -332,10 +339,7 @@ def hide_checkpoint_options(parser: argparse.ArgumentParser, model_config: type)
     """Leave the `model_config` options outside `SCRATCH_MODEL_OPTIONS` out of `parser`'s --help
     (they are still parsed, so that `refuse_checkpoint_options` can name them)."""
     hidden = {f.name for f in dataclasses.fields(model_config)} - set(SCRATCH_MODEL_OPTIONS)
-    for action in parser._actions:
-        if action.dest in hidden:
-            action.help = argparse.SUPPRESS
-    return parser
+    return hide_options(parser, tuple(hidden))
 
 
 @dataclass
@@ -345,3 +349,95 @@ class SynthesizerConfig(DataConfig, CollectionConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _required(self, "collection")
+        for name in SYNTHESIZER_UNUSED:
+            default = next(f.default for f in dataclasses.fields(self) if f.name == name)
+            if getattr(self, name) != default:
+                raise ValueError(
+                    f"`{name}` {getattr(self, name)!r} does not apply to synthesizer tuning, which reads the "
+                    "collection's `{name}/shard/*.jsonl` files by `context_column` and `pairs_column`: drop it "
+                    f"(SynthesizerConfig.{name})"
+                )
+
+
+# `DataConfig` options that `train_synthesizer.py` has no use for: refused when set, and left out of its --help.
+SYNTHESIZER_UNUSED = ("text_column", "dataset_split")
+
+
+def hide_options(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> argparse.ArgumentParser:
+    """Leave the options `names` out of `parser`'s --help (they are still parsed, so that a config can refuse them)."""
+    for action in parser._actions:
+        if action.dest in names:
+            action.help = argparse.SUPPRESS
+    return parser
+
+
+def parse_recipe_args(parser: Any, args: list[str] | None = None) -> tuple[Any, ...]:
+    """``parser.parse_args_and_config(args)`` (a `trl.TrlParser`), with what the user wrote wrong reported as
+    argparse reports its own errors (usage line, message, exit status 2) instead of a traceback.
+
+    Checked first, so that a typo is named rather than what it left unset: an unknown flag or config-file
+    key (with the closest option), a config file that is missing or not a YAML mapping. Then a value
+    a config refuses (``--general_fraction 1``, ``--max_steps 0``).
+    """
+    import sys
+
+    import yaml
+
+    args = list(sys.argv[1:] if args is None else args)
+    command_line, config = list(args), None
+    if "--config" in command_line:
+        at = command_line.index("--config")
+        config = command_line[at + 1] if at + 1 < len(command_line) else None
+        del command_line[at : at + 2]
+    required = [action for action in parser._actions if action.required]
+    for action in required:  # a required option may come from the config file
+        action.required = False
+    try:
+        _, unknown = parser.parse_known_args(command_line)
+    finally:
+        for action in required:
+            action.required = True
+    if unknown:
+        parser.error(_unknown_options(parser, unknown, config=None))
+    if config is not None:
+        try:
+            with open(config, encoding="utf-8") as file:
+                values = yaml.safe_load(file)
+        except OSError as error:
+            parser.error(f"--config {config!r}: {error.strerror or error}")
+        except yaml.YAMLError as error:
+            parser.error(f"--config {config!r} is not valid YAML: {' '.join(str(error).split())}")
+        if not isinstance(values, dict):
+            parser.error(f"--config {config!r} must hold a YAML mapping of option names to values")
+        options = {action.dest for action in parser._actions}
+        if keys := [key for key in values if key not in options and key != "env"]:
+            parser.error(_unknown_options(parser, [f"--{key}" for key in keys], config=config))
+    try:
+        return parser.parse_args_and_config(args)
+    except ValueError as error:  # a value that a config's `__post_init__` refuses
+        parser.error(str(error))
+
+
+def _unknown_options(parser: Any, given: list[str], config: str | None) -> str:
+    """Unknown options (flags, or the keys of config file `config`), each with the closest known one."""
+    import difflib
+
+    known = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+
+    def shown(option: str) -> str:  # a config file has keys, the command line flags
+        return option if config is None else option.removeprefix("--")
+
+    named = []
+    for option in given:
+        if not option.startswith("-"):
+            continue  # the value that followed an unknown option
+        name = option.split("=", 1)[0]
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+        named.append(shown(name) + (f" (did you mean {shown(close[0])}?)" if close else ""))
+    if not named:
+        return f"unrecognized arguments: {' '.join(given)}"
+    plural = "s" if len(named) > 1 else ""
+    if config is not None:
+        return (f"unknown key{plural} in the config file {config!r}: {', '.join(named)}. "
+                "Every key is an option of this recipe (--help lists them)")
+    return f"unrecognized option{plural}: {', '.join(named)}"

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from ..cli import UsageError
 from ..corpus import hub_id_parts, is_file_corpus, open_file, pattern_files
 
 logger = logging.getLogger(__name__)
@@ -114,9 +115,13 @@ def endless_rows(
                 kept += text is not None
                 yield row, text
         if rows == 0:
-            raise ValueError(f"source {name!r} has no rows for rank {rank} of {world_size}")
+            raise UsageError(
+                f"source {name!r} has no rows for rank {rank} of {world_size}: each process reads its own share of "
+                "the rows (whole files, when their number divides by the processes) and this one got none; add rows "
+                "or files, or launch fewer processes"
+            )
         if kept == 0:
-            raise ValueError(
+            raise UsageError(
                 f"source {name!r} gave no training document in a whole pass over its {rows} rows on rank {rank} "
                 f"of {world_size}: every text is null, empty or not a string (or every pair of a collection row); "
                 "check the source and its column options (--text_column, --question_column, --response_column, "

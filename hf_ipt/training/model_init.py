@@ -214,13 +214,21 @@ def check_context_length(model: Any, max_length: int) -> None:
 
 
 def load_tokenizer(name_or_path: str, revision: str | None = None):
-    """The tokenizer; it must have an EOS token, which separates packed documents."""
+    """The tokenizer; it must have an EOS token, which separates packed documents.
+
+    Raises:
+        `UsageError`: the tokenizer has no EOS token.
+    """
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
     if tokenizer.eos_token_id is None:
-        raise ValueError(
-            f"the tokenizer of {name_or_path!r} has no `eos_token`; packed documents need one"
+        from ..cli import UsageError
+
+        raise UsageError(
+            f"the tokenizer of {name_or_path!r} has no `eos_token`: packed documents are separated by it. Give a "
+            "tokenizer that has one, or set it in the tokenizer's folder (`tokenizer.eos_token = ...`, then "
+            "`tokenizer.save_pretrained(folder)`)"
         )
     return tokenizer
 

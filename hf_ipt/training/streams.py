@@ -16,12 +16,19 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+from ..cli import UsageError
 from .data import endless_rows, load_rows, sharded_stream, tokenize_texts
 from .packing import pack_sequences
 from .position import RESUME_AT, Position, mix_documents, numbered_rows, with_positions
 from .synthesizer_data import collection_files, encode_shot, multi_shot_sequences, row_shot
 
 logger = logging.getLogger(__name__)
+
+
+def _stream_seed(args: Any) -> int:
+    """The seed of the streams' shuffling: `data_seed` when set (as the Trainer's samplers use it), else `seed`."""
+    data_seed = getattr(args, "data_seed", None)
+    return args.seed if data_seed is None else data_seed
 
 
 def _rows(source: str | list[str], config: Any, rank: int, world_size: int, seed: int, name: str,
@@ -77,14 +84,14 @@ def continual_pt_dataset(config: Any, tokenizer: Any, args: Any):
     Args:
         config (`ContinualPTConfig`): the data settings.
         tokenizer (`PreTrainedTokenizerBase`): the model's tokenizer.
-        args (`TrainingConfig`): gives `max_length`, `seed` and the world size.
+        args (`TrainingConfig`): gives `max_length`, `seed` (`data_seed` when set) and the world size.
     """
     build = functools.partial(
         _continual_pt_blocks,
         config=config,
         tokenizer=tokenizer,
         seq_length=args.max_length,
-        seed=args.seed,
+        seed=_stream_seed(args),
     )
     general = config.general_fraction if config.general_dataset else 0.0
     mix = [_row(config.domain_dataset, "instruction-augmented domain text", 1 - general)]
@@ -156,7 +163,7 @@ def pretrain_dataset(config: Any, tokenizer: Any, args: Any):
         config=config,
         tokenizer=tokenizer,
         seq_length=args.max_length,
-        seed=args.seed,
+        seed=_stream_seed(args),
         collection_fraction=share,
     )
     return sharded_stream(build, args.world_size, resumable=True), _pretrain_mix(config, share)
@@ -187,7 +194,7 @@ def collection_share(config: Any, tokenizer: Any, args: Any) -> float:
     """Token share that shows the collection `collection_repeats` times in the run's token budget."""
     tokens = collection_tokens(config, tokenizer)
     if tokens == 0:
-        raise ValueError(
+        raise UsageError(
             f"the collection {config.collection!r} gives no training text: no row has a usable pair (check "
             "--context_column and --pairs_column), so it cannot be shown `collection_repeats` times; fix it, or "
             "leave `collection` unset"
@@ -202,7 +209,7 @@ def collection_share(config: Any, tokenizer: Any, args: Any) -> float:
         budget,
     )
     if share >= 1:
-        raise ValueError(
+        raise UsageError(
             f"the collection ({tokens} tokens) repeated {config.collection_repeats} times exceeds the token "
             f"budget ({budget} = max_steps x tokens per step): raise `max_steps`, lower `collection_repeats` "
             "or set `collection_token_share`"
@@ -327,7 +334,7 @@ def synthesizer_dataset(config: Any, tokenizer: Any, args: Any):
         files=files,
         sizes=sizes,
         max_length=args.max_length,
-        seed=args.seed,
+        seed=_stream_seed(args),
     )
     total = sum(sizes.values())
     mix = [

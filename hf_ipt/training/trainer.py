@@ -146,6 +146,8 @@ def hyperparameters(args: Any, model: Any) -> dict[str, Any]:
         "precision": {"no": "fp32"}.get(mixed_precision(args), mixed_precision(args)),
         "seed": args.seed,
     }
+    if getattr(args, "data_seed", None) is not None:  # the streams' shuffling seed
+        values["data_seed"] = args.data_seed
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     if dtype is not None and str(dtype) != "torch.float32":
         values["weights_dtype"] = str(dtype).removeprefix("torch.")
@@ -323,6 +325,8 @@ def data_stream_spec(trainer: IPTTrainer) -> dict:
         "mix": {f"{row['content']} ({row['source']}) token_share": row["token_share"] for row in trainer.card.data_mix},
         "batches": {k: getattr(trainer.args, k, None) for k in STREAM_ARGS},
     }
+    if getattr(trainer.args, "data_seed", None) is not None:  # recorded only when set: older runs' files lack it
+        spec["batches"]["data_seed"] = trainer.args.data_seed
     return json.loads(json.dumps(spec, default=str))
 
 
