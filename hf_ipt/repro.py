@@ -116,8 +116,10 @@ def prepare_data(cfg: MiniReproConfig, synthesis: SynthesisConfig, work: Path, t
           f"({augmented['pairs']} pairs)", flush=True)
     # As JSONL: `datasets` sleeps 5 s at the end of every pass over a streamed Parquet file
     # (SLEEP_TIME_ON_THREADS_SHUTDOWN, apache/arrow#45214), and a small source restarts often.
-    texts = pq.read_table(augmented["output"], columns=["text"]).column("text").to_pylist()
-    augmented_file = write_jsonl(work / "augmented.jsonl", [{"text": t} for t in texts])
+    # `doc_ids` stays: a row of a model synthesizer renders a chain of 2-3 texts, and the pretrain
+    # stream counts the augmented 1/5 of corpus documents in texts, not rows.
+    rows = pq.read_table(augmented["output"], columns=["text", "doc_ids"]).to_pylist()
+    augmented_file = write_jsonl(work / "augmented.jsonl", rows)
     return {"vanilla": {"raw_dataset": str(vanilla)},
             "instruction": {"raw_dataset": str(rest), "augmented_dataset": str(augmented_file),
                             "augmented_fraction": 1 / cfg.augment_every}}

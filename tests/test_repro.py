@@ -71,6 +71,19 @@ def test_config_rejects_bad_values():
         MiniReproConfig(seeds=[0, 0])
 
 
+def test_augmented_rows_keep_the_texts_they_render(tmp_path):
+    """The pretrain stream counts the augmented share of corpus documents by `doc_ids` (a model
+    synthesizer's row renders a chain of 2-3 texts): the repro's augmented file must keep them."""
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.repro import prepare_data
+
+    texts = [f"Sales of firm {i} rose because demand grew. Profits fell in quarter {i}." for i in range(8)]
+    data = prepare_data(MiniReproConfig(augment_every=2), SynthesisConfig(), tmp_path, texts)
+    rows = [json.loads(line) for line in Path(data["instruction"]["augmented_dataset"]).read_text().splitlines()]
+    assert rows and all(r["text"] and r["doc_ids"] and isinstance(r["doc_ids"], list) for r in rows)
+    assert data["instruction"]["augmented_fraction"] == 0.5
+
+
 def test_run_cut_short_keeps_the_seeds_it_finished(tmp_path, monkeypatch):
     """A run stopped by a time limit (a GPU session) leaves the results of its finished seeds, marked partial."""
     from types import SimpleNamespace
