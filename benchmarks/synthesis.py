@@ -8,7 +8,9 @@ so each sequence's output length is drawn from that distribution and forced, in 
 
 - ``plain`` (left-padded batches in input order, `model.generate`) and ``transformers`` (the
   backend: length-sorted batches) get a logits processor that allows EOS exactly there;
-- ``transformers-cb`` (continuous batching) and ``vllm`` take no per-call logits processor:
+- ``transformers-cb`` (continuous batching), ``transformers-cb-prefix`` (the same, its paged
+  cache kept between rounds: `BackendConfig.prefix_caching`) and ``vllm`` take no per-call
+  logits processor:
   each request gets the drawn length as its own token limit, EOS off.
 
 With a real checkpoint (``--model_name_or_path``) a sequence may emit EOS before its drawn
@@ -19,8 +21,9 @@ With ``--rounds M`` (M >= 2) the prompts are chained as a synthesis job chains t
 are split into M rounds, and text i of round r gets as its shot the whole prompt of text i of
 round r-1, that prompt's own generated tokens and ``</s>`` (zero-shot when it would not fit the
 budget, the chain cut there, as `hf_ipt.chaining` does). Each mode chains its own outputs, so
-round r's prompts start with round r-1's: what prefix caching (``--prefix_caching`` with
-``transformers-cb``, vLLM's own) can reuse. Warm-up prompts are drawn apart from the timed ones,
+round r's prompts start with round r-1's: what prefix caching (``transformers-cb-prefix``,
+vLLM's own) can reuse; ``equal_to_plain_by_round`` tells where outputs first part from plain's
+(later rounds then have other prompts). Warm-up prompts are drawn apart from the timed ones,
 so no timed prompt finds its prefix cached by the warm-up.
 
 Printed per mode: raw tok/s (the new contexts' tokens per second: raw corpus text, as in the
@@ -37,13 +40,14 @@ Usage:
     python benchmarks/synthesis.py --shape mistral-7b --num_prompts 192 --batch_size 64 \\
         --backend_batch_size 256 --max_batch_tokens 262144                         # token-budget batches
     python benchmarks/synthesis.py --shape mistral-7b --rounds 2 --num_prompts 256 --batch_size 64 \\
-        --modes plain transformers-cb --prefix_caching                              # chained rounds
+        --modes plain transformers-cb transformers-cb-prefix                        # chained rounds
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import random
 import tempfile
@@ -81,7 +85,8 @@ SHAPES = {
         (500, 2000), 260, 400, 4096),
 }
 # fmt: on
-MODES = ("plain", "transformers", "transformers-cb", "vllm")
+MODES = ("plain", "transformers", "transformers-cb", "transformers-cb-prefix", "vllm")
+CONTINUOUS = ("transformers-cb", "transformers-cb-prefix")
 
 
 class ForceLengths(LogitsProcessor):
@@ -164,7 +169,9 @@ def make_workload(args, tokenizer, budget: int, count: int | None = None, seed: 
 
     rounds = args.rounds if rounds is None else rounds
     if rounds > 1:
-        per_round = max(1, count // rounds)
+        if count < rounds:
+            raise SystemExit(f"--num_prompts {count} is fewer than --rounds {rounds}: one text a round at least")
+        per_round = count // rounds  # texts per round; a remainder is left out, as the header says
         contexts = [[context() for _ in range(per_round)] for _ in range(rounds)]
         raw = sum(len(c) - 1 for r in contexts for c in r)
         return Workload(contexts, [[new_tokens() for _ in r] for r in contexts], budget, True, raw)
@@ -267,13 +274,17 @@ def forcing(backend, lengths):
 
 def continuous_batch(model, inputs, lengths, generation_config, continuous_batching_config,
                      persistent_manager=False, cb_kwargs=None):
-    """`generate_batch` with a token limit per request, which `generate_batch` cannot take;
-    `cb_kwargs` replace fields of the backend's `ContinuousBatchingConfig` (`--cb_kwargs`)."""
+    """`generate_batch` with a token limit per request, which `generate_batch` cannot take (the
+    same workload hints as it passes); `cb_kwargs` replace fields of the backend's
+    `ContinuousBatchingConfig` (`--cb_kwargs`)."""
+    from transformers.generation.continuous_batching.utils import WorkloadHints
+
     results = {}
     config = dataclasses.replace(continuous_batching_config, **(cb_kwargs or {}))
+    hints = WorkloadHints(max(map(len, inputs)), generation_config.max_new_tokens, len(inputs))
     with model.continuous_batching_context_manager(
         generation_config=generation_config, continuous_batching_config=config,
-        persistent_manager=persistent_manager,
+        persistent_manager=persistent_manager, workload_hints=hints,
     ) as manager:  # fmt: skip
         for i, prompt in enumerate(inputs):
             limit = lengths[tuple(prompt)]
@@ -303,31 +314,45 @@ def measure(mode, run, backend, workload, lengths, warmup, reference=None, repea
     warmup_seconds = warm()
     if gpu:
         torch.cuda.reset_peak_memory_stats()
+    # Tokens through the input embedding: prompt pages reused from a cache are not (shape only: no sync).
+    embedded = [0]
+    model = getattr(backend, "model", None)  # vLLM's runs in its engine
+    hook = model and model.get_input_embeddings().register_forward_pre_hook(
+        lambda module, args: embedded.__setitem__(0, embedded[0] + args[0].numel())
+    )
     seconds = float("inf")
-    for repeat in range(repeats):
-        if repeat and getattr(backend.config, "prefix_caching", False):
-            backend._drop_kept_cache()
-            warm()
-        backend.engine_calls = 0  # padded `generate` calls of the timed run (batches, retries included)
-        start = time.perf_counter()
-        prompts, generations = run_rounds(run, backend, workload, lengths)
-        if gpu:
-            torch.cuda.synchronize()
-        seconds = min(seconds, time.perf_counter() - start)
+    try:
+        for repeat in range(repeats):
+            if repeat and getattr(backend.config, "prefix_caching", False):
+                backend._drop_kept_cache()
+                warm()
+            backend.engine_calls, embedded[0] = 0, 0  # of the timed run (padded `generate` calls: batches, retries)
+            start = time.perf_counter()
+            prompts, generations = run_rounds(run, backend, workload, lengths)
+            if gpu:
+                torch.cuda.synchronize()
+            seconds = min(seconds, time.perf_counter() - start)
+    finally:
+        if hook:
+            hook.remove()
     prompt_tokens = sum(map(len, prompts))
     new_tokens = sum(g.num_generated_tokens for g in generations)
-    pairs = zip(generations, reference or [])  # greedy tokens before the forced end
+    # greedy tokens before the forced end, per round (a round that differs gives the next other prompts)
+    same = [g.token_ids[:-1] == r.token_ids[:-1] for g, r in zip(generations, reference or [])]
+    bounds = itertools.accumulate(len(r) for r in workload.contexts)
+    by_round = [sum(same[end - len(r) : end]) for r, end in zip(workload.contexts, bounds)]
     return generations, {
         "mode": mode, "prompts": len(prompts), "rounds": len(workload.contexts), "seconds": round(seconds, 2),
         "warmup_seconds": round(warmup_seconds, 2), "errors": sum(g.error is not None for g in generations),
         "raw_tokens": workload.raw_tokens, "prompt_tokens": prompt_tokens, "generated_tokens": new_tokens,
+        "embedded_tokens": embedded[0] if model else None,
         "raw_tok_s": round(workload.raw_tokens / seconds, 1),
         "prompt_and_generated_tok_s": round((prompt_tokens + new_tokens) / seconds, 1),
         "generated_tok_s": round(new_tokens / seconds, 1),
         # in this process: vLLM's engine memory is gpu_memory_utilization, not counted here
         "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if gpu else None,
-        "equal_to_plain": sum(g.token_ids[:-1] == r.token_ids[:-1] for g, r in pairs)
-        if reference else None,
+        "equal_to_plain": sum(same) if reference else None,
+        "equal_to_plain_by_round": by_round if reference else None,
     }  # fmt: skip
 
 
@@ -335,8 +360,6 @@ def main(args) -> list[dict]:
     for name, value in SHAPES[args.shape]._asdict().items():
         if name != "model" and getattr(args, name) is None:
             setattr(args, name, value)
-    if args.prefix_caching and "transformers-cb" not in args.modes:
-        raise SystemExit("--prefix_caching applies to the transformers-cb mode: add it to --modes")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, args.dtype) if args.dtype else (
         torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -352,7 +375,7 @@ def main(args) -> list[dict]:
     contexts = [len(c) for r in workload.contexts for c in r]
     news = [n for r in workload.new_tokens for n in r]
     print(f"# {config.model_name_or_path} on {device}: {len(contexts)} prompts in {len(workload.contexts)} "
-          f"round(s), {'chained' if workload.chained else 'every other one one-shot'}; first-round prompts of "
+          f"round(s), {'chained' if workload.chained else 'every other one one-shot'}; new contexts of "
           f"{sum(contexts) / len(contexts):.0f} tokens on average (max {max(contexts)}), {workload.raw_tokens} raw "
           f"tokens in all, {sum(news) / len(news):.0f} new tokens on average", flush=True)  # fmt: skip
     reference, rows, lengths = None, [], {}
@@ -362,10 +385,10 @@ def main(args) -> list[dict]:
         else:
             engine = vllm_backend(args, config, model, tokenizer) if mode == "vllm" else (
                 TransformersBackend.from_model(model, tokenizer, replace(
-                    config, continuous_batching=mode == "transformers-cb",
+                    config, continuous_batching=mode in CONTINUOUS,
                     batch_size=args.backend_batch_size or args.batch_size, max_batch_tokens=args.max_batch_tokens,
                     static_cache=args.static_cache and mode == "transformers",
-                    prefix_caching=args.prefix_caching and mode == "transformers-cb",
+                    prefix_caching=mode == "transformers-cb-prefix",
                 ))
             )  # fmt: skip
             engine.cb_kwargs = args.cb_kwargs
@@ -374,7 +397,7 @@ def main(args) -> list[dict]:
                 row.update(batch_size=engine.config.batch_size, max_batch_tokens=engine.config.max_batch_tokens,
                            static_cache=engine.config.static_cache, prefix_caching=engine.config.prefix_caching,
                            engine_calls=engine.engine_calls)
-            if mode == "transformers-cb":
+            if mode in CONTINUOUS:
                 row.update(cb_kwargs=args.cb_kwargs)
                 engine.close()  # a kept manager lives on the shared model: later modes must not find it
         base = row if mode == "plain" else next((r for r in rows if r["mode"] == "plain"), None)
@@ -414,9 +437,7 @@ def make_parser() -> argparse.ArgumentParser:
         "(BackendConfig.max_batch_tokens); use with a larger --backend_batch_size")
     add("--rounds", type=int, default=1, help="chained rounds (M): round r's prompts continue round r-1's prompts "
         "and outputs, as a synthesis job chains them (default 1: independent prompts, every other one one-shot)")
-    add("--prefix_caching", action="store_true", help="transformers-cb: keep the paged cache between rounds "
-        "(BackendConfig.prefix_caching)")
-    add("--cb_kwargs", type=json.loads, default={}, help="transformers-cb: JSON of ContinuousBatchingConfig "
+    add("--cb_kwargs", type=json.loads, default={}, help="continuous batching modes: JSON of ContinuousBatchingConfig "
         "fields to replace, e.g. '{\"use_cuda_graph\": false}'")
     add("--static_cache", action="store_true", help="transformers: a pre-allocated KV cache, not compiled "
         "(BackendConfig.static_cache)")

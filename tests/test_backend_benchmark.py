@@ -89,21 +89,29 @@ def test_static_cache_mode_runs_and_matches_plain_generate(tmp_path):
     assert static["generated_tokens"] == plain["generated_tokens"]
 
 
-def test_chained_rounds_continue_each_prompt_and_prefix_caching_changes_no_token(tmp_path):
+def test_chained_rounds_continue_each_prompt_and_prefix_caching_reuses_pages(tmp_path):
     """`--rounds 2`: round 2's prompts carry round 1's prompt and output; continuous batching
-    with the cache kept between rounds gives plain generate's tokens, every sequence."""
+    with the cache kept between rounds embeds fewer tokens than the prompts hold (whole 256-token
+    pages of round 1 reused) and gives plain generate's tokens, every sequence."""
     rows_file = tmp_path / "rows.json"
-    cmd = [sys.executable, str(SCRIPT), "--shape", "tiny", "--num_prompts", "8", "--batch_size", "2", "--rounds", "2",
-           "--modes", "plain", "transformers-cb", "--prefix_caching", "--json", str(rows_file)]
+    cmd = [sys.executable, str(SCRIPT), "--shape", "tiny", "--num_prompts", "6", "--batch_size", "3", "--rounds", "2",
+           "--context_tokens", "300", "500", "--max_model_len", "2048",
+           "--modes", "plain", "transformers-cb", "transformers-cb-prefix", "--json", str(rows_file)]
     out = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    plain, cached = json.loads(rows_file.read_text())
-    assert (plain["rounds"], plain["prompts"], cached["prefix_caching"]) == (2, 8, True)
-    # 8 zero-shot prompts would hold raw tokens + 8 BOS; the chained ones hold round 1's prompts
-    # (4 BOS + raw), its outputs and EOS again.
-    first_round = plain["prompt_tokens"] - (plain["raw_tokens"] + 8)
+    plain, fresh, kept = json.loads(rows_file.read_text())
+    assert (plain["rounds"], plain["prompts"], kept["mode"], kept["prefix_caching"]) == (2, 6, "transformers-cb-prefix", True)
+    # 6 zero-shot prompts would hold raw tokens + 6 BOS; the chained ones hold round 1's prompts
+    # (3 BOS + raw), its outputs and EOS again.
+    first_round = plain["prompt_tokens"] - (plain["raw_tokens"] + 6)
     assert first_round > plain["generated_tokens"] // 2 > 0
-    assert cached["prompt_tokens"] == plain["prompt_tokens"] and cached["generated_tokens"] == plain["generated_tokens"]
-    assert cached["errors"] == 0 and cached["equal_to_plain"] == 8
-    bad = subprocess.run([sys.executable, str(SCRIPT), "--prefix_caching"], check=False, capture_output=True, text=True)
-    assert bad.returncode != 0 and "add it to --modes" in bad.stderr
+    for row in (fresh, kept):
+        assert row["prompt_tokens"] == plain["prompt_tokens"] and row["generated_tokens"] == plain["generated_tokens"]
+        assert row["errors"] == 0 and row["equal_to_plain"] == 6 and row["equal_to_plain_by_round"] == [3, 3]
+    # Every prompt token and one per decoding step go through the embedding, unless a page is reused.
+    decoded = plain["generated_tokens"] - plain["prompts"]
+    assert fresh["embedded_tokens"] == plain["prompt_tokens"] + decoded
+    assert kept["embedded_tokens"] <= plain["prompt_tokens"] + decoded - 3 * 256  # round 2 reused a page each
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--num_prompts", "1", "--rounds", "2"], check=False,
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "fewer than --rounds 2" in bad.stderr

@@ -155,6 +155,38 @@ def test_prefix_caching_reuses_the_previous_calls_blocks_and_changes_no_token(ti
         BackendConfig("m", backend="vllm", prefix_caching=True)
 
 
+def test_prefix_caching_shares_pages_of_a_sliding_window_model_within_its_window(tiny_backend):
+    """Mistral-7B's config sets a 4,096-token sliding window, and transformers shares no page of
+    sliding-window layers: within the window attention is full, so the backend lifts it for its
+    calls (and puts it back). The kept manager's limits are not the first call's (one prompt)."""
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM
+
+    tokenizer = tiny_backend.tokenizer
+    torch.manual_seed(0)
+    model = MistralForCausalLM(MistralConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, sliding_window=4096, max_position_embeddings=4096, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)).eval()
+    config = BackendConfig("mistral", backend="transformers", max_model_len=2048, max_new_tokens=6,
+                           continuous_batching=True, prefix_caching=True)
+    backend = TransformersBackend.from_model(model, tokenizer, config)
+    embedded = []
+    model.get_input_embeddings().register_forward_pre_hook(lambda m, a: embedded.append(a[0].numel()))
+    try:
+        first = prompt_ids(tokenizer, texts=[" ".join(TEXTS) * 6])
+        outputs = backend.generate(first)
+        assert backend._kept_manager.batch_processor.cb_config.max_requests_per_batch == 1024
+        second = [first[0] + outputs[0].token_ids + prompt_ids(tokenizer, texts=[TEXTS[3]])[0]]
+        embedded.clear()
+        generation = backend.generate(second)[0]
+        assert sum(embedded) <= len(second[0]) - 2 * 256 + generation.num_generated_tokens
+        assert generation.token_ids == plain_greedy(backend, second[0])
+        assert model.config.sliding_window == 4096
+    finally:
+        backend.close()
+
+
 def test_a_call_that_fails_does_not_leave_its_kept_manager(tiny_backend, monkeypatch):
     config = BackendConfig(tiny_backend.config.model_name_or_path, backend="transformers", max_model_len=256,
                            max_new_tokens=6, continuous_batching=True, prefix_caching=True)

@@ -10,7 +10,7 @@
 #   bash benchmarks/gpu/session.sh sweep            # issue 6: the varlen recipe at micro-batch 4 (the goal's), 8 and 24
 #                                                   # (16 measured 2026-11-27): limits sum to 370 s
 #   bash benchmarks/gpu/session.sh synth_chain      # issue 8: chained rounds, continuous batching with its cache kept
-#                                                   # between rounds (prefix caching), CUDA graphs on / off: 520 s
+#                                                   # between rounds (prefix caching), then without: 520 s
 #   bash benchmarks/gpu/session.sh repro            # issue 9, one seed-set at a reduced budget
 #   REPRO_STEPS=300 bash benchmarks/gpu/session.sh repro   # what fits one call on an H200 (469 s; default 250)
 #   SMOKE=1 bash benchmarks/gpu/session.sh train synth repro   # CPU rehearsal of the script
@@ -140,19 +140,21 @@ for what in "$@"; do
         fi ;;
     synth_levers)  # issue 8: the synthesis stages of `levers`, with tighter limits
         synth_levers 210 140 ;;
-    synth_chain)  # issue 8: chained rounds (round 2 continues round 1's prompts and outputs), continuous
-                  # batching with the paged cache kept between rounds (prefix caching), CUDA graphs on, then off
+    synth_chain)  # issue 8: chained rounds (round 2 continues round 1's prompts and outputs), continuous batching
+                  # with its paged cache kept between rounds (prefix caching), then without
         if [ "$SMOKE" = 1 ]; then
             stage synth_chain_tiny 300 $PY benchmarks/synthesis.py --shape tiny --num_prompts 8 --batch_size 4 \
-                --rounds 2 --modes plain transformers-cb --prefix_caching --json "$OUT/synthesis_chain.json"
+                --rounds 2 --context_tokens 300 500 --max_model_len 2048 \
+                --modes plain transformers-cb transformers-cb-prefix --json "$OUT/synthesis_chain.json"
         else
-            # 64 texts in 2 rounds of 32, plain in batches of 32. warmup_seconds in each row: the manager's
-            # set-up (CUDA graphs), which made the 2026-11-27 run stop before its first result.
-            stage synth_chain 260 $PY benchmarks/synthesis.py --shape mistral-7b --rounds 2 --num_prompts 64 \
-                --batch_size 32 --modes plain transformers-cb --prefix_caching --json "$OUT/synthesis_chain.json"
-            stage synth_chain_eager 260 $PY benchmarks/synthesis.py --shape mistral-7b --rounds 2 --num_prompts 64 \
-                --batch_size 32 --modes plain transformers-cb --prefix_caching --cb_kwargs '{"use_cuda_graph": false}' \
-                --json "$OUT/synthesis_chain_eager.json"
+            # 64 texts in 2 rounds of 32, plain in batches of 32. Each row has warmup_seconds (the
+            # manager's set-up, which kept the 2026-11-27 run from its first result) and embedded_tokens
+            # (prompt pages reused from the cache are not embedded). Two processes, so a slow mode
+            # cannot take the other's row with it.
+            stage synth_chain_prefix 260 $PY benchmarks/synthesis.py --shape mistral-7b --rounds 2 --num_prompts 64 \
+                --batch_size 32 --modes plain transformers-cb-prefix --json "$OUT/synthesis_chain_prefix.json"
+            stage synth_chain_fresh 260 $PY benchmarks/synthesis.py --shape mistral-7b --rounds 2 --num_prompts 64 \
+                --batch_size 32 --modes plain transformers-cb --json "$OUT/synthesis_chain_fresh.json"
         fi ;;
     repro)  # issue 9: vanilla vs instruction-augmented from scratch, 3 seeds, reduced budget
         REPRO_DIR=$(mktemp -d)/repro  # models and checkpoints (~40 GB at full size) stay off $OUT

@@ -15,9 +15,10 @@ of their node instead of all loading onto GPU 0 (see `default_device`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..models import load_causal_lm
@@ -43,6 +44,13 @@ class _KeptManagerNotice(logging.Filter):
 
 
 _KEPT_MANAGER_NOTICE = _KeptManagerNotice()
+
+
+def _window_spans(model_config: Any, max_model_len: int) -> bool:
+    """Whether a model whose config sets `sliding_window` (for every layer: no `layer_types`)
+    attends exactly as full attention does for sequences of up to `max_model_len` tokens."""
+    window = getattr(model_config, "sliding_window", None)
+    return window is not None and getattr(model_config, "layer_types", None) is None and window >= max_model_len
 
 
 def default_device(environ: Mapping[str, str], device_count: int) -> str:
@@ -109,10 +117,14 @@ class TransformersBackend:
 
         self.config, self.model, self.tokenizer = config, model, tokenizer
         self._cache_blocks: int | None = None  # blocks of the kept paged cache (`prefix_caching`, CPU)
-        if config.prefix_caching:
-            cb_logger = logging.getLogger("ContinuousBatchingLogger")
-            if _KEPT_MANAGER_NOTICE not in cb_logger.filters:
-                cb_logger.addFilter(_KEPT_MANAGER_NOTICE)
+        self._kept_manager: Any = None  # the `generate_batch` manager this backend keeps (`prefix_caching`)
+        window = getattr(model.config, "sliding_window", None)
+        if config.prefix_caching and window is not None and not _window_spans(model.config, config.max_model_len):
+            logger.warning(
+                "hf_ipt: prefix_caching will share no page: transformers shares no page of sliding-window layers, "
+                "and this model's (window %s tokens, max_model_len %s) cannot be run as full attention",
+                window, config.max_model_len,
+            )
         self.device = str(model.device)
         self.eos_token_ids = stop_token_ids(tokenizer, model.generation_config.eos_token_id)
         pad = tokenizer.pad_token_id
@@ -189,17 +201,16 @@ class TransformersBackend:
         if not prompts:
             return []
         try:
-            outputs = self.model.generate_batch(
-                prompts,
-                generation_config=self._generation_config(),
-                continuous_batching_config=self._continuous_batching_config(prompts),
-                persistent_manager=self.config.prefix_caching,
-            )
+            with self._kept_manager_scope():
+                outputs = self.model.generate_batch(
+                    prompts,
+                    generation_config=self._generation_config(),
+                    continuous_batching_config=self._continuous_batching_config(prompts),
+                    persistent_manager=self.config.prefix_caching,
+                )
         except Exception as error:
             if is_fatal_device_error(error):
                 raise
-            if self.config.prefix_caching:
-                self._drop_kept_cache()  # a manager that failed mid-call is not reused
             outputs, failure = {}, repr(error)
         else:
             failure = "no result from generate_batch"
@@ -216,6 +227,8 @@ class TransformersBackend:
             else:
                 generations.append(self._to_generation(len(prompt), list(output.generated_tokens)))
         failed = [i for i, g in enumerate(generations) if g.error]
+        if failed and self.config.prefix_caching:
+            self._drop_kept_cache()  # a manager whose call failed (or did not stop in time) is not reused
         if len(prompts) == 1 or not failed:
             return generations
         # A failing forward pass fails every request in it: bisect the failed ones so only
@@ -231,30 +244,68 @@ class TransformersBackend:
         """On a GPU, transformers sizes the paged KV cache from free memory. On CPU it would take
         60% of the machine's RAM: size it to this workload instead.
 
-        With `prefix_caching` the manager and its cache outlive the call (and a kept manager
-        ignores the config passed later): on CPU it gets room for twice this call's blocks, the
-        rest for blocks cached from earlier calls; a later call that needs more than it has gets a
-        new one, larger (what was cached is lost once)."""
+        With `prefix_caching` the manager and its cache outlive the call, and a kept manager
+        ignores the configs of later calls: its limits are set for any call (transformers would
+        derive them from this call's requests), and on CPU its cache has room for this many
+        prompts at `max_model_len` each, plus a quarter (transformers evicts every cached page
+        when under 15% is free). A later call with more prompts gets a new, larger one (what
+        was cached is lost once)."""
         from transformers import ContinuousBatchingConfig
 
-        if self.device.startswith("cuda"):
-            return ContinuousBatchingConfig()
         page = ContinuousBatchingConfig().page_size
-        tokens = [len(p) + self.config.max_new_tokens for p in prompts]
-        blocks = sum(-(-n // page) for n in tokens)
+        pages_per_prompt = -(-self.config.max_model_len // page)
+        limits: dict[str, int] = {}
         if self.config.prefix_caching:
-            if self._cache_blocks is not None and self._cache_blocks < blocks:
+            limits["max_requests_per_batch"] = 1024  # transformers' own default for an unknown workload
+            if "flash" in str(getattr(self.model.config, "_attn_implementation", "")):  # its decode fast path
+                limits["max_blocks_per_request"] = pages_per_prompt + 1 + (pages_per_prompt + 1) % 2
+        if self.device.startswith("cuda"):
+            return ContinuousBatchingConfig(**limits)
+        if self.config.prefix_caching:
+            need = len(prompts) * pages_per_prompt
+            if self._cache_blocks is not None and self._cache_blocks < need:
                 self._drop_kept_cache()
             if self._cache_blocks is None:
-                self._cache_blocks = 2 * blocks
-            blocks = self._cache_blocks
-        return ContinuousBatchingConfig(num_blocks=blocks, max_batch_tokens=min(sum(tokens), 2048))
+                self._cache_blocks = need + need // 4
+            return ContinuousBatchingConfig(num_blocks=self._cache_blocks, max_batch_tokens=2048, **limits)
+        tokens = [len(p) + self.config.max_new_tokens for p in prompts]
+        return ContinuousBatchingConfig(
+            num_blocks=sum(-(-n // page) for n in tokens), max_batch_tokens=min(sum(tokens), 2048)
+        )
+
+    @contextlib.contextmanager
+    def _kept_manager_scope(self) -> Iterator[None]:
+        """Around a `generate_batch` call with `prefix_caching`: a manager kept on the model by
+        anyone else (another backend, a direct call) is dropped, not reused with its settings;
+        transformers' notice that a kept manager was sized for one call is silenced (this
+        backend sizes it, `_continuous_batching_config`); a sliding window that spans
+        `max_model_len` is lifted for the call, since transformers shares no page of
+        sliding-window layers (Mistral-7B's config sets one of 4,096 tokens: within it,
+        attention is the same)."""
+        if not self.config.prefix_caching:
+            yield
+            return
+        if getattr(self.model, "_cached_continuous_batching_manager", None) not in (None, self._kept_manager):
+            self.model.destroy_cached_continuous_batching_manager()
+        config, window = self.model.config, getattr(self.model.config, "sliding_window", None)
+        lift = _window_spans(config, self.config.max_model_len)
+        cb_logger = logging.getLogger("ContinuousBatchingLogger")
+        cb_logger.addFilter(_KEPT_MANAGER_NOTICE)
+        if lift:
+            config.sliding_window = None
+        try:
+            yield
+        finally:
+            if lift:
+                config.sliding_window = window
+            cb_logger.removeFilter(_KEPT_MANAGER_NOTICE)
+            self._kept_manager = getattr(self.model, "_cached_continuous_batching_manager", None)
 
     def _drop_kept_cache(self) -> None:
         """Free the `generate_batch` manager and paged cache kept by `prefix_caching`."""
         if self.model is not None and hasattr(self.model, "destroy_cached_continuous_batching_manager"):
             self.model.destroy_cached_continuous_batching_manager()
-        self._cache_blocks = None
+        self._cache_blocks = self._kept_manager = None
 
     def _generation_config(self) -> Any:
         from transformers import GenerationConfig
