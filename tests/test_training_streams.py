@@ -202,6 +202,11 @@ def test_general_rows_with_a_null_question_or_response_are_skipped(corpus, tiny_
     text = tiny_tokenizer.decode([t for b in itertools.islice(dataset, 12) for t in b["input_ids"]])
     assert "What? 0 Reply 0." in text and "What? 3 Reply 3." in text
     assert "What? 1" not in text and "Reply 2." not in text
+    # A row without the column (a later file of another layout) is skipped as a null one is.
+    from hf_ipt.training.streams import _column, _general_text
+
+    assert _general_text({"question": "What?"}, "question", "response") is None
+    assert _column("text")({"body": "no text column"}) is None
 
 
 @pytest.mark.parametrize("bad", ["domain", "general", "raw", "collection", "shots"])

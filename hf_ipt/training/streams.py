@@ -126,10 +126,11 @@ def _continual_pt_blocks(
 
 
 def _column(name: str) -> Callable[[dict], str | None]:
-    """The text in column `name` of a row, or `None` (the row is skipped): null, not a string,
-    or blank (it would train an EOS right after the BOS)."""
+    """The text in column `name` of a row, or `None` (the row is skipped): null or missing (a
+    later file or line without the column; the first row's is checked up front), not a string, or
+    blank (it would train an EOS right after the BOS)."""
     def text(row: dict) -> str | None:
-        value = row[name]
+        value = row.get(name)
         return value if isinstance(value, str) and value.strip() else None
 
     return text
@@ -140,7 +141,7 @@ def _general_text(row: dict, question: str, response: str) -> str | None:
     domain row with a null text is) when either column is not a string (null in the data)."""
     from ..templify import format_general
 
-    if not (isinstance(row[question], str) and isinstance(row[response], str)):
+    if not (isinstance(row.get(question), str) and isinstance(row.get(response), str)):  # null or missing
         return None
     text = format_general(row[question], row[response])
     return text if text.strip() else None
