@@ -131,6 +131,7 @@ class SynthesisConfig:
         if self.temperature < 0:
             raise ValueError(f"`temperature` must be >= 0, got {self.temperature} (SynthesisConfig.temperature)")
         if keyword_file(self.domain_keywords) is not None:
+            self.domain_keywords = os.path.expanduser(self.domain_keywords)  # quoted or from YAML: no shell did it
             read_keyword_file(self.domain_keywords)  # a missing, non-UTF-8 or empty file fails here, not mid-run
         if self.num_keywords < 1:
             raise ValueError(f"`num_keywords` must be >= 1, got {self.num_keywords}; to turn keyword tasks off use "

@@ -44,7 +44,7 @@ class AugmentArguments(CorpusConfig):
         if self.max_docs is not None and self.max_docs < 1:
             raise ValueError(f"`max_docs` must be >= 1, got {self.max_docs}; leave it unset to augment the whole "
                              "corpus (--max_docs)")
-        check_output_dir(self.output_dir, "--output_dir")
+        self.output_dir = check_output_dir(self.output_dir, "--output_dir")
         # As the user named it: summary.json, the dataset card and a later push record this, not the
         # site-packages path of a bundled corpus (which differs between machines and venvs).
         self.named_corpus = self.corpus
@@ -127,4 +127,6 @@ def result_line(summary: dict) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from .cli import run_command
+
+    raise SystemExit(run_command("augment", main))

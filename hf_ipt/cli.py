@@ -10,7 +10,7 @@ import argparse
 import contextlib
 import importlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 class UsageError(ValueError):
@@ -28,17 +28,20 @@ class MissingDependencyError(UsageError, ImportError):
     without vLLM): the message names the install command and the alternative."""
 
 
-def check_output_dir(path: str, where: str) -> None:
-    """Refuse an output folder that cannot be made because it, or a folder above it, is a file:
-    found before any work, not when the results are written."""
+def check_output_dir(path: str, where: str) -> str:
+    """`path` with ``~`` expanded (a quoted flag or a YAML value: no shell did it); an output folder
+    that cannot be made because it, or a folder above it, is a file is refused before any work,
+    not when the results are written."""
     import os
 
+    path = os.path.expanduser(path)
     existing = os.path.abspath(path)
     while not os.path.exists(existing) and os.path.dirname(existing) != existing:
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         which = "is a file" if existing == os.path.abspath(path) else f"is inside the file {existing!r}"
         raise ValueError(f"`output_dir` {path!r} {which}: give a folder ({where})")
+    return path
 
 
 # subcommand -> (module with `main(argv)`, one-line help)
@@ -124,10 +127,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hf-ipt: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
+    return run_command(argv[0], module.main, argv[1:])
+
+
+def run_command(name: str, main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+    """Run a subcommand's `main` (from ``hf-ipt name`` or ``python -m``, as torchrun and
+    ``accelerate launch`` start `synthesize`): Ctrl-C says what the command kept, exit 130."""
     try:
-        return int(module.main(argv[1:]) or 0)
+        return int(main(argv) or 0)
     except KeyboardInterrupt:
-        print(f"\nhf-ipt {argv[0]}: interrupted. {INTERRUPTED.get(argv[0], '')}".rstrip(), file=sys.stderr)
+        print(f"\nhf-ipt {name}: interrupted. {INTERRUPTED.get(name, '')}".rstrip(), file=sys.stderr)
         return 130  # 128 + SIGINT, as a shell reports it
 
 

@@ -394,4 +394,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from .cli import run_command
+
+    raise SystemExit(run_command("demo", main))

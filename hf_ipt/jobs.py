@@ -53,6 +53,7 @@ from .augment import (
     normalized_engine_kwargs,
     recorded_settings,
 )
+from .backends.base import default_of
 from .chaining import ChainEntry, ChainStats
 from .cli import UsageError, check_output_dir, describe_changes
 from .corpus import (
@@ -64,7 +65,7 @@ from .corpus import (
     make_shards,
 )
 from .files import write_atomic, write_json
-from .filters import FilterConfig, NearDuplicates, filter_pairs
+from .filters import FILTER_OPTIONS, FilterConfig, NearDuplicates, filter_pairs
 from .protocol import Pair
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ class JobConfig(CorpusConfig):
         super().__post_init__()
         if self.max_doc_chars < 1:
             raise ValueError(f"`max_doc_chars` must be >= 1, got {self.max_doc_chars} (JobConfig.max_doc_chars)")
-        check_output_dir(self.output_dir, "JobConfig.output_dir")
+        self.output_dir = check_output_dir(self.output_dir, "JobConfig.output_dir")
 
 
 def world_from_env(environ: dict | None = None) -> tuple[int, int]:
@@ -237,6 +238,7 @@ def prepare_pinned(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
             if old["synthesis"]["engine_kwargs"] is None:
                 del old["synthesis"]["engine_kwargs"]
         _adopt_keywords_digest(job, old["synthesis"], spec["synthesis"])
+    _reset_ignored_options(old)
     changed = sorted(k for k in spec if spec[k] != old.get(k))
     if changed == ["units"] and _same_files(old["units"], units):
         # Same corpus and settings, units cut by an older `make_shards`: keep the job's own units.
@@ -262,6 +264,20 @@ def prepare_pinned(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
             "rerun with the same corpus and settings to resume it, or choose a new `output_dir`"
         )
     return units, found
+
+
+def _reset_ignored_options(spec: dict) -> None:
+    """Options that older hf_ipt accepted and ignored, back at their defaults in a saved `spec`:
+    an option of a filter that is off, `num_keywords` with keywords not ranked per window. They
+    never changed the output, and are refused now (so the command that started such a job can
+    only be rerun without them)."""
+    filters, synthesis = spec.get("filters"), spec.get("synthesis")
+    if isinstance(filters, dict):
+        for switch, options in FILTER_OPTIONS.items():
+            if filters.get(switch) is False:
+                filters.update({name: default_of(FilterConfig, name) for name in options if name in filters})
+    if isinstance(synthesis, dict) and synthesis.get("domain_keywords") != "window" and "num_keywords" in synthesis:
+        synthesis["num_keywords"] = default_of(SynthesisConfig, "num_keywords")
 
 
 def _adopt_keywords_digest(job: JobConfig, old: dict, new: dict) -> None:

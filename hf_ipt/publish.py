@@ -451,7 +451,7 @@ def _read_remote(api, repo_id: str, filename: str, revision: str) -> bytes | Non
 
     Not `hf_hub_download`: when the Hub fails to answer, it falls back to a cached copy, which
     may be stale, and a stale README would drop configs pushed since. `http_backoff` retries
-    429/5xx; any other failure fails the push.
+    429, 500, 502, 503 or 504 (`RETRY_STATUS`); any other failure fails the push.
     """
     from huggingface_hub import hf_hub_url
     from huggingface_hub.errors import RemoteEntryNotFoundError
@@ -479,7 +479,7 @@ def _front_matter(card: str) -> dict:
 
 
 def _retrying(call, *args, **kwargs):
-    """`call(*args, **kwargs)`, retried on HTTP 429/5xx with exponential backoff.
+    """`call(*args, **kwargs)`, retried on HTTP 429, 500, 502, 503 or 504 (`RETRY_STATUS`) with exponential backoff.
 
     huggingface_hub retries preupload and LFS transfers itself, but not `create_repo`,
     `create_branch`, `repo_info` or the final commit POST (`_send_commit(retry_on_error=False)`).

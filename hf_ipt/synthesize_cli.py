@@ -53,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, SynthesisConfi
         unknown = sorted(set(defaults) - dests)
         if unknown:
             # `--no_dedup` is a flag, not a key: the YAML spelling is `dedup: false`
-            negated = [f"{key.removeprefix('no_')}: false" for key in unknown if key.removeprefix("no_") in dests]
+            negated = [f"{key.removeprefix('no_')}: {str(not defaults[key]).lower()}" for key in unknown
+                       if key.removeprefix("no_") in dests and isinstance(defaults[key], bool)]
             hint = f" (for a --no_ flag write {', '.join(negated)})" if negated else ""
             parser.error(f"unknown keys in {known.config!r}: {unknown}{hint}; see `hf-ipt synthesize --help`")
         for action in parser._actions:  # YAML values become defaults; required ones become optional
@@ -98,4 +99,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from .cli import run_command
+
+    raise SystemExit(run_command("synthesize", main))

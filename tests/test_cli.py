@@ -141,12 +141,14 @@ def test_more_user_mistakes_are_usage_errors_not_tracebacks(tmp_path):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "empty").mkdir()
     (tmp_path / "job.yaml").write_text(f"corpus: {corpus}\noutput_dir: {tmp_path / 'j'}\nno_dedup: true\n")
+    (tmp_path / "job_on.yaml").write_text(f"corpus: {corpus}\noutput_dir: {tmp_path / 'j'}\nno_dedup: false\n")
     for args, message, env in (
         (["augment", "--corpus", corpus, "--output_dir", str(tmp_path / "afile")], "afile' is a file: give a folder",
          {}),
         (["synthesize", "--corpus", str(tmp_path / "empty"), "--output_dir", str(tmp_path / "j")],
          "holds no data files", {}),
         (["synthesize", "--config", str(tmp_path / "job.yaml")], "(for a --no_ flag write dedup: false)", {}),
+        (["synthesize", "--config", str(tmp_path / "job_on.yaml")], "(for a --no_ flag write dedup: true)", {}),
         (["augment", "--corpus", corpus, "--synthesizer", "RULES"], "the rule miner is synthesizer='rules'", {}),
         (["synthesize", "--corpus", corpus, "--output_dir", str(tmp_path / "j")], "WORLD_SIZE=2 is set but RANK",
          {"WORLD_SIZE": "2"}),
@@ -182,6 +184,23 @@ def test_an_interrupted_command_says_what_it_kept(monkeypatch, capsys):
     assert main(["synthesize", "--corpus", "x"]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "rerun the same command to resume" in err and "Traceback" not in err
+
+
+def test_ctrl_c_in_a_job_started_as_torchrun_starts_it_says_how_to_resume(tmp_path):
+    """`torchrun ... -m hf_ipt.synthesize_cli` (docs/jobs.md) runs the module, not `hf-ipt`."""
+    import signal
+    import time
+
+    corpus = str(write_jsonl(tmp_path / "news.jsonl", 3000))
+    job = subprocess.Popen([sys.executable, "-m", "hf_ipt.synthesize_cli", "--corpus", corpus, "--output_dir",
+                            str(tmp_path / "job"), "--num_shards", "8"], stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "job" / "job.json").exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    job.send_signal(signal.SIGINT)
+    _, err = job.communicate(timeout=300)
+    assert job.returncode == 130, err[-3000:]
+    assert "rerun the same command to resume" in err and "Traceback" not in err
 
 
 def test_augment_passes_corpus_revision_to_the_dataset_corpus(tmp_path, monkeypatch):

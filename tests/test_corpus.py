@@ -300,3 +300,10 @@ def test_a_corpus_under_the_home_folder_is_found_when_the_shell_did_not_expand_i
     write_jsonl(tmp_path / "data" / "a.jsonl", 2)
     config = CorpusConfig(corpus="~/data/*.jsonl")
     assert config.files() == [str(tmp_path / "data" / "a.jsonl")] and config.corpus_name == "data"
+    # the same for the other paths a YAML file or a quoted flag may give
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.jobs import JobConfig
+
+    (tmp_path / "kw.txt").write_text("sales\n")
+    assert SynthesisConfig(domain_keywords="~/kw.txt").domain_keywords == str(tmp_path / "kw.txt")
+    assert JobConfig(corpus="~/data/*.jsonl", output_dir="~/out").output_dir == str(tmp_path / "out")

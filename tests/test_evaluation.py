@@ -16,6 +16,7 @@ import pytest
 
 from hf_ipt.evaluation import Example, Task, load_task_file, load_tasks, save_task_file
 from hf_ipt.evaluation.metrics import METRIC_MODULES, compute_metric, load_metric
+from hf_ipt.evaluation.tasks import read_rows
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -758,12 +759,25 @@ def test_row_errors_name_the_file_and_the_example(tmp_path):
     path.write_text(json.dumps({"metric": "accuracy", "examples": [*rows, {"input": "R?", "options": "a,b"}]}))
     with pytest.raises(ValueError, match=r"t\.json, example 3: a task row's `options` is a list of strings"):
         load_task_file(path)
+    # Errors found on the whole task (an option twice) name the file too.
+    path.write_text(json.dumps({"metric": "accuracy", "examples": [*rows, {"input": "R?", "options": ["a", "a"],
+                                                                             "gold_index": 1}]}))
+    with pytest.raises(ValueError, match=r"t\.json: .*options 0 and 1 are both 'a'"):
+        load_task_file(path)
     # a Hub-layout file in JSON lines: the line of the file that is broken, and the file
     (tmp_path / "hub" / "FPB").mkdir(parents=True)
     lines = [json.dumps(r) for r in rows] + ['{"input": "R?", "options": ["a", "b"], "gold_index": 1']
     (tmp_path / "hub" / "FPB" / "test.json").write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match=r"FPB/test\.json, line 4: not a JSON row"):
         load_tasks(tmp_path / "hub")
+
+
+def test_a_json_lines_row_may_hold_a_line_separator_character(tmp_path):
+    """`json.dumps(..., ensure_ascii=False)` writes U+2028 as is; `str.splitlines` split rows there."""
+    path = tmp_path / "rows.jsonl"
+    row = {"input": "Q\u2028still Q?", "options": ["a", "b"], "gold_index": 0}
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n" + json.dumps(row) + "\n", encoding="utf-8")
+    assert read_rows(path) == [row, row]
 
 
 def test_task_files_saved_with_a_byte_order_mark_load(tmp_path):

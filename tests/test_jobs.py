@@ -729,6 +729,20 @@ def test_ignored_settings_at_their_defaults_pass():
         SynthesisConfig(dtype="bf16")
 
 
+def test_a_job_saved_with_options_that_were_ignored_resumes_without_them(tmp_path):
+    """Older hf_ipt accepted options it ignored (`--no_dedup --dedup_threshold 0.8`, `num_keywords`
+    with `domain_keywords none`) and saved them in job.json; they are refused now, and the job
+    resumes with the command that leaves them out."""
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 8)), output_dir=str(tmp_path / "o"), num_shards=2)
+    synthesis, filters = SynthesisConfig(domain_keywords="none"), FilterConfig(dedup=False)
+    assert run_job(job, synthesis, filters, rank=0, world_size=2, progress=False) is None  # unit 0 done
+    spec_path = tmp_path / "o" / "job.json"
+    spec = json.loads(spec_path.read_text())
+    spec["filters"]["dedup_threshold"], spec["synthesis"]["num_keywords"] = 0.8, 10  # as an older version saved
+    spec_path.write_text(json.dumps(spec))
+    assert run_job(job, synthesis, filters, progress=False)["rows"] == 8
+
+
 def test_an_edited_keyword_file_is_refused_on_resume_and_older_jobs_resume(tmp_path, caplog):
     """job.json pins a keyword file's keywords, not only its path: units made with other keywords
     are never mixed in. A job started before that (no digest in job.json) still resumes."""

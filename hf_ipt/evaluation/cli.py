@@ -92,7 +92,7 @@ class EvalScriptArguments:
             raise ValueError(f"`max_length` must be >= 1 (tokens), got {self.max_length} (--max_length); "
                              "leave it out for the model's context")
         if self.output_dir:
-            check_output_dir(self.output_dir, "--output_dir")
+            self.output_dir = check_output_dir(self.output_dir, "--output_dir")
         if _split_tasks(self.tasks) == ([], False):
             raise ValueError(
                 f"`tasks` names no task, got {self.tasks!r}: pass e.g. --tasks finance, "
@@ -250,4 +250,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..cli import run_command
+
+    raise SystemExit(run_command("eval", main))

@@ -251,7 +251,8 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
         except json.JSONDecodeError as error:
             raise ValueError(f"{path} is not a valid JSON list of rows ({error})") from None
     rows = []
-    for number, line in enumerate(text.splitlines(), 1):
+    # "\n" only: `splitlines` also breaks at U+2028/U+2029, which JSON strings may hold unescaped
+    for number, line in enumerate(text.split("\n"), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))
@@ -287,7 +288,17 @@ def load_task_file(path: str | os.PathLike) -> Task:
     if not isinstance(rows, list):
         raise ValueError(f"{path}: `examples` is a list of rows, got {type(rows).__name__}")  # noqa: TRY004
     name = data.get("name") or Path(path).stem
-    return Task(name, data["metric"], _examples(rows, path))
+    return _task(name, data["metric"], rows, path)
+
+
+def _task(name: str, metric: str, rows: Iterable[Any], where: str | os.PathLike) -> Task:
+    """`Task` of `rows`; an error of a row or of the task (an option twice, a gold index out of
+    range) names where the rows come from."""
+    examples = _examples(rows, where)
+    try:
+        return Task(name, metric, examples)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
 
 
 def save_task_file(task: Task, path: str | os.PathLike) -> Path:
@@ -335,7 +346,7 @@ def load_paper_task(spec: TaskSpec, data_dir: str | os.PathLike | None = None) -
 
         rows = datasets.load_dataset(spec.repo_id, spec.config, split="test")
         where = f"{spec.repo_id} ({spec.config}, test split)"
-    return Task(spec.name, spec.metric, _examples(rows, where))
+    return _task(spec.name, spec.metric, rows, where)
 
 
 def _paper_specs_in(folder: Path) -> list[TaskSpec]:
