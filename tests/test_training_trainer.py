@@ -504,11 +504,13 @@ def test_a_resume_with_another_data_stream_is_refused(tmp_path, caplog):
     from hf_ipt.training.card import CardInfo
     from hf_ipt.training.trainer import DATA_STREAM_FILE, check_data_stream
 
-    def trainer(output_dir, share, batch=2, set_share=None, raw="raw.jsonl", col="col", ignore=False, recipe="pretrain"):
+    def trainer(output_dir, share, batch=2, set_share=None, raw="raw.jsonl", col="col", ignore=False, recipe="pretrain",
+                data_seed=None):
         mix = [{"source": "raw.jsonl", "content": "raw text", "token_share": 1 - share, "note": ""},
                {"source": col, "content": "collection", "token_share": share, "note": "seen about 4 times"}]
         args = SimpleNamespace(output_dir=str(output_dir), seed=42, max_length=128, world_size=1,
-                               per_device_train_batch_size=batch, gradient_accumulation_steps=1, ignore_data_skip=ignore)
+                               per_device_train_batch_size=batch, gradient_accumulation_steps=1, ignore_data_skip=ignore,
+                               data_seed=data_seed)
         settings = {"raw_dataset": raw, "collection": col, "collection_repeats": 4, "collection_token_share": set_share}
         if recipe != "pretrain":
             settings = {"domain_dataset": raw}
@@ -526,6 +528,9 @@ def test_a_resume_with_another_data_stream_is_refused(tmp_path, caplog):
         check_data_stream(trainer(first, 0.125), checkpoint)
     with pytest.raises(UsageError, match=r"batches\.per_device_train_batch_size 2 -> 4.*or pass --ignore_data_skip"):
         check_data_stream(trainer(first, 0.25, batch=4), checkpoint)
+    # a run of a version that ignored --data_seed (none recorded): resuming WITH it is another stream, said why
+    with pytest.raises(UsageError, match=r"batches\.data_seed None -> 7.*resume it without --data_seed"):
+        check_data_stream(trainer(first, 0.25, data_seed=7), checkpoint)
     # --ignore_data_skip: the weights resume and the new stream starts from its beginning, said
     check_data_stream(trainer(tmp_path / "bigger", 0.25, batch=4, ignore=True), checkpoint)
     assert "with another data stream (changed: batches.per_device_train_batch_size 2 -> 4) and --ignore_data_skip" \

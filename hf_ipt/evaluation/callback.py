@@ -31,6 +31,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from .harness import Results, average_score, evaluate
+from .scoring import check_batch_size
 from .tasks import load_tasks
 
 logger = logging.getLogger(__name__)
@@ -89,8 +90,7 @@ class EvalCallback(TrainerCallback):
     ) -> None:
         if eval_steps is not None and eval_steps < 1:
             raise ValueError(f"`eval_steps` must be >= 1 or None, got {eval_steps} (EvalCallback)")
-        if batch_size < 1:  # refused now, not at the first evaluation, hours into training
-            raise ValueError(f"`batch_size` must be >= 1, got {batch_size} (EvalCallback)")
+        check_batch_size(batch_size, "EvalCallback")
         self.tasks = load_tasks(tasks, data_dir=data_dir, max_examples=max_examples)
         self.tokenizer = tokenizer
         self.eval_steps = eval_steps

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from ..cli import check_output_dir, parse_dataclasses, tidy_help, usage_errors
+from .scoring import check_batch_size
 
 GENERAL = "general"
 Dtype = Literal["auto", "bfloat16", "float16", "float32"]
@@ -82,8 +83,7 @@ class EvalScriptArguments:
     def __post_init__(self) -> None:
         if self.dtype not in get_args(Dtype):  # the parser checks --dtype; this checks code building the arguments
             raise ValueError(f"`dtype` must be one of {', '.join(get_args(Dtype))}, got {self.dtype!r} (--dtype)")
-        if self.batch_size < 1:
-            raise ValueError(f"`batch_size` must be >= 1, got {self.batch_size} (--batch_size)")
+        check_batch_size(self.batch_size, "--batch_size")
         if self.max_examples is not None and self.max_examples < 1:
             raise ValueError(
                 f"`max_examples` must be >= 1, got {self.max_examples} (--max_examples)"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .metrics import compute_metric
-from .scoring import default_add_bos, generate_answers, score_options
+from .scoring import check_batch_size, default_add_bos, generate_answers, score_options
 from .tasks import Task, load_tasks
 
 Results = dict[str, dict[str, float]]
@@ -116,8 +116,7 @@ def evaluate(
         `dict[str, dict[str, float]]`: ``{task_name: {metric_name: percent}}``; the task's metric
         first, then, for tasks whose examples carry null prompts, ``<metric>_calibrated``.
     """
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     tasks = load_tasks(tasks, data_dir=data_dir, max_examples=max_examples)
     if add_bos is None:
         add_bos = default_add_bos(tokenizer, getattr(model, "name_or_path", None))

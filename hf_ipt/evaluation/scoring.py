@@ -31,6 +31,13 @@ class EvalInputError(ValueError):
     `hf-ipt eval` reports it as a usage error."""
 
 
+def check_batch_size(batch_size: int, where: str = "") -> None:
+    """Refuse a `batch_size` below 1 up front (an `EvalCallback` would fail only at its first
+    evaluation, hours into training); `where` names the setting, e.g. ``--batch_size``."""
+    if batch_size < 1:
+        raise EvalInputError(f"`batch_size` must be >= 1, got {batch_size}" + (f" ({where})" if where else ""))
+
+
 def default_add_bos(tokenizer: Any, model_name_or_path: str | os.PathLike | None = None) -> bool:
     """Whether to prepend BOS, as the paper's evaluation did for this model family.
 
@@ -282,8 +289,7 @@ def score_options(
     import torch
     from tqdm.auto import tqdm
 
-    if batch_size < 1:
-        raise EvalInputError(f"`batch_size` must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     limit = resolve_max_length(model, max_length)
     requests = [build_request(tokenizer, p, o, add_bos, limit) for p, o in zip(prompts, options)]
     _warn_truncated("scoring options", [r.dropped for r in requests], limit)
@@ -342,8 +348,7 @@ def generate_answers(
 
     if max_new_tokens < 1:
         raise EvalInputError(f"`max_new_tokens` must be >= 1, got {max_new_tokens}")
-    if batch_size < 1:
-        raise EvalInputError(f"`batch_size` must be >= 1, got {batch_size}")
+    check_batch_size(batch_size)
     total = resolve_max_length(model, max_length) or 2048
     limit = total - max_new_tokens
     if limit < 1 + add_bos:

@@ -405,6 +405,9 @@ def _refuse_another_stream(checkpoint: str, path: Path, old: dict, spec: dict, a
             return
         share = ("; to train longer on the same stream, keep the collection's share: --collection_token_share with "
                  f"the first value in {path}") if shares else ""
+        if "data_seed" in spec.get("batches", {}) and "data_seed" not in old.get("batches", {}):
+            share += ("; a run started with --data_seed by hf_ipt before 0.3.0.dev1 shuffled by --seed (data_seed was "
+                      "ignored then): resume it without --data_seed")
         raise UsageError(
             f"resuming {checkpoint} with another data stream (changed: {changed}): the skipped batches would not be "
             f"the ones already trained on. Resume with the first run's settings{share}; or pass --ignore_data_skip "
