@@ -54,6 +54,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def did_you_mean(name: str, known: list[str]) -> str:
+    """`` (did you mean X?)`` for the known option or key closest to a misspelled `name`, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
 def describe_changes(old: dict, new: dict) -> list[str]:
     """What differs between two saved settings, field by field: ``synthesis.rounds 2 -> 3``."""
     out = []

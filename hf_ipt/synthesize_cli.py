@@ -17,7 +17,7 @@ import json
 import sys
 
 from .augment import SynthesisConfig
-from .cli import parse_dataclasses, tidy_help, usage_errors
+from .cli import did_you_mean, parse_dataclasses, tidy_help, usage_errors
 from .filters import FilterConfig
 from .jobs import JobConfig, run_job
 
@@ -56,7 +56,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, SynthesisConfi
             negated = [f"{key.removeprefix('no_')}: {str(not defaults[key]).lower()}" for key in unknown
                        if key.removeprefix("no_") in dests and isinstance(defaults[key], bool)]
             hint = f" (for a --no_ flag write {', '.join(negated)})" if negated else ""
-            parser.error(f"unknown keys in {known.config!r}: {unknown}{hint}; see `hf-ipt synthesize --help`")
+            named = [key + did_you_mean(key, sorted(dests)) for key in unknown]
+            parser.error(f"unknown keys in {known.config!r}: {', '.join(named)}{hint}; see `hf-ipt synthesize --help`")
         for action in parser._actions:  # YAML values become defaults; required ones become optional
             if action.dest in defaults:
                 action.default, action.required = _yaml_default(parser, action, defaults[action.dest]), False

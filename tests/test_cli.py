@@ -141,6 +141,7 @@ def test_more_user_mistakes_are_usage_errors_not_tracebacks(tmp_path):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "empty").mkdir()
     (tmp_path / "job.yaml").write_text(f"corpus: {corpus}\noutput_dir: {tmp_path / 'j'}\nno_dedup: true\n")
+    (tmp_path / "typo.yaml").write_text(f"corpus: {corpus}\noutput_dir: {tmp_path / 'j'}\nnum_shard: 2\n")
     (tmp_path / "job_on.yaml").write_text(f"corpus: {corpus}\noutput_dir: {tmp_path / 'j'}\nno_dedup: false\n")
     for args, message, env in (
         (["augment", "--corpus", corpus, "--output_dir", str(tmp_path / "afile")], "afile' is a file: give a folder",
@@ -149,6 +150,7 @@ def test_more_user_mistakes_are_usage_errors_not_tracebacks(tmp_path):
          "holds no data files", {}),
         (["synthesize", "--config", str(tmp_path / "job.yaml")], "(for a --no_ flag write dedup: false)", {}),
         (["synthesize", "--config", str(tmp_path / "job_on.yaml")], "(for a --no_ flag write dedup: true)", {}),
+        (["synthesize", "--config", str(tmp_path / "typo.yaml")], "num_shard (did you mean num_shards?)", {}),
         (["augment", "--corpus", corpus, "--synthesizer", "RULES"], "the rule miner is synthesizer='rules'", {}),
         (["synthesize", "--corpus", corpus, "--output_dir", str(tmp_path / "j")], "WORLD_SIZE=2 is set but RANK",
          {"WORLD_SIZE": "2"}),

@@ -420,7 +420,7 @@ def parse_recipe_args(parser: Any, args: list[str] | None = None) -> tuple[Any, 
 
 def _unknown_options(parser: Any, given: list[str], config: str | None) -> str:
     """Unknown options (flags, or the keys of config file `config`), each with the closest known one."""
-    import difflib
+    from ..cli import did_you_mean
 
     known = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
 
@@ -431,9 +431,8 @@ def _unknown_options(parser: Any, given: list[str], config: str | None) -> str:
     for option in given:
         if not option.startswith("-"):
             continue  # the value that followed an unknown option
-        name = option.split("=", 1)[0]
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
-        named.append(shown(name) + (f" (did you mean {shown(close[0])}?)" if close else ""))
+        name = shown(option.split("=", 1)[0])
+        named.append(name + did_you_mean(name, [shown(k) for k in known]))
     if not named:
         return f"unrecognized arguments: {' '.join(given)}"
     plural = "s" if len(named) > 1 else ""
