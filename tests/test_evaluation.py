@@ -780,6 +780,21 @@ def test_a_json_lines_row_may_hold_a_line_separator_character(tmp_path):
     assert read_rows(path) == [row, row]
 
 
+def test_a_partial_copy_of_a_paper_task_repo_says_what_is_missing(tmp_path, caplog):
+    """A folder holding some of a domain's tasks (a partial download) loads them, and says which
+    are missing: its average would not compare with the paper's."""
+    from hf_ipt.evaluation.tasks import PAPER_TASKS
+
+    spec = PAPER_TASKS["finance"][0]
+    (tmp_path / spec.path).parent.mkdir(parents=True)
+    (tmp_path / spec.path).write_text(json.dumps({"input": "Q?", "options": ["a", "b"], "gold_index": 0}) + "\n")
+    with caplog.at_level("WARNING"):
+        tasks = load_tasks(tmp_path)
+    assert [t.name for t in tasks] == [spec.name]
+    missing = [s.name for s in PAPER_TASKS["finance"][1:]]
+    assert f"holds 1 of the {len(PAPER_TASKS['finance'])} finance tasks (missing: {', '.join(missing)})" in caplog.text
+
+
 def test_task_files_saved_with_a_byte_order_mark_load(tmp_path):
     """Notepad and PowerShell write UTF-8 with a BOM; json refused the file."""
     task = Task("bom", "accuracy", [Example("Qué? ✓", ["sí", "no"], 0)])

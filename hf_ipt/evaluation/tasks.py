@@ -353,11 +353,23 @@ def _paper_specs_in(folder: Path) -> list[TaskSpec]:
     return [s for specs in PAPER_TASKS.values() for s in specs if (folder / s.path).is_file()]
 
 
+def _warn_missing_paper_tasks(folder: Path, found: list[TaskSpec]) -> None:
+    """A folder in the layout of a paper's task repo that lacks some of its tasks (a partial
+    download): its domain average would not compare with the paper's, so say which are missing."""
+    for domain, specs in PAPER_TASKS.items():
+        present = [s for s in specs if s in found]
+        missing = [s.name for s in specs if s not in found]
+        if present and missing:
+            logger.warning("hf_ipt: %s holds %d of the %d %s tasks (missing: %s): its average does not compare "
+                           "with one over all of them", folder, len(present), len(specs), domain, ", ".join(missing))
+
+
 def _load_path(path: Path) -> list[Task]:
     if path.is_file():
         return [load_task_file(path)]
     specs = _paper_specs_in(path)
     if specs:
+        _warn_missing_paper_tasks(path, specs)
         return [load_paper_task(s, path) for s in specs]
     files = sorted(path.glob("*.json"))
     if not files:
