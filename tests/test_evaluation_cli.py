@@ -389,6 +389,17 @@ def test_cli_refuses_a_max_length_below_one(capsys):
     assert exit_.value.code == 2 and "`max_length` must be >= 1 (tokens), got 0" in capsys.readouterr().err
 
 
+def test_cli_refuses_a_data_dir_that_no_task_reads(tmp_path, capsys):
+    """--data_dir holds the paper's task repos: with only task files or `general` it did nothing."""
+    from hf_ipt.evaluation.cli import EvalScriptArguments, main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model", "x", "--tasks", "my_task.json,general", "--data_dir", str(tmp_path)])
+    assert exit_.value.code == 2 and "`data_dir` " in capsys.readouterr().err
+    for tasks in ("finance", "medicine/RCT", "biomedicine,general"):  # read from it: accepted
+        assert EvalScriptArguments(model_name_or_path="x", tasks=tasks, data_dir=str(tmp_path)).data_dir
+
+
 @pytest.mark.parametrize(("row", "flags", "message"), [
     ({"input": "", "options": ["yes", "no"], "gold_index": 0}, ["--add_bos", "no"], "leaves no token before the options"),
     ({"input": "Q: yes or no?", "options": ["yes", "no"], "gold_index": 0}, ["--max_length", "2"],

@@ -98,6 +98,21 @@ class EvalScriptArguments:
                 f"`tasks` names no task, got {self.tasks!r}: pass e.g. --tasks finance, "
                 "--tasks finance/FPB,general or a task file (--tasks)"
             )
+        if self.data_dir is not None and not _names_a_paper_domain(self.tasks):
+            raise ValueError(
+                f"`data_dir` {self.data_dir!r} would be ignored: it is where the paper's task repos are read from, "
+                f"and --tasks {self.tasks!r} names none of their domains; name one (--tasks finance, "
+                "--tasks medicine/PubMedQA) or leave --data_dir out (--data_dir)"
+            )
+
+
+def _names_a_paper_domain(tasks: str) -> bool:
+    """Whether `--tasks` names one of the paper's domains (``finance``, ``medicine/RCT``...), the
+    tasks `--data_dir` is read for (task files and folders are read where they are)."""
+    from .tasks import DOMAIN_ALIASES, PAPER_TASKS
+
+    domains = [item.partition("/")[0] for item in _split_tasks(tasks)[0]]
+    return any(DOMAIN_ALIASES.get(d, d) in PAPER_TASKS for d in domains)
 
 
 def make_parser():
