@@ -842,6 +842,7 @@ def test_a_max_length_with_no_room_for_the_prompt_is_a_clear_error(tiny):
 
 
 def test_truncated_prompts_are_reported(tiny, caplog):
+    from hf_ipt.evaluation import evaluate
     from hf_ipt.evaluation.scoring import generate_answers, score_options
 
     model, tokenizer = tiny
@@ -850,7 +851,12 @@ def test_truncated_prompts_are_reported(tiny, caplog):
         generate_answers(model, tokenizer, PROMPTS[2:], max_length=25, max_new_tokens=4)
     messages = [r.getMessage() for r in caplog.records]
     assert any("scoring options: 1 of 3 prompts were left-truncated to fit max_length=20" in m for m in messages)
-    assert any("generation: 1 of 1 prompts were left-truncated to fit max_length=25" in m for m in messages)
+    assert any("generating: 1 of 1 prompts were left-truncated to fit max_length=25" in m for m in messages)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hf_ipt.evaluation.scoring"):  # through the harness: named by task
+        evaluate(model, tokenizer, [Task("cut_task", "accuracy", [Example(p, o, 0) for p, o in zip(PROMPTS, OPTIONS)])],
+                 max_length=20)
+    assert "cut_task: 1 of 3 prompts were left-truncated" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="hf_ipt.evaluation.scoring"):
         score_options(model, tokenizer, PROMPTS, OPTIONS)  # the model's context: nothing cut

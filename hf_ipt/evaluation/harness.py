@@ -24,7 +24,8 @@ def option_nlls(model: Any, tokenizer: Any, task: Task, null: bool = False, **kw
     (`null`: after its `null_prompt`). Keyword arguments as for `predict`."""
     kwargs.pop("max_new_tokens", None)
     prompts = [e.null_prompt if null else e.prompt for e in task.examples]
-    return score_options(model, tokenizer, prompts, [e.options for e in task.examples], **kwargs)
+    label = f"{task.name} (null prompts)" if null else task.name  # progress bar, truncation warning
+    return score_options(model, tokenizer, prompts, [e.options for e in task.examples], label=label, **kwargs)
 
 
 def predict(model: Any, tokenizer: Any, task: Task, **kwargs: Any) -> list[Any]:
@@ -37,7 +38,7 @@ def predict(model: Any, tokenizer: Any, task: Task, **kwargs: Any) -> list[Any]:
     """
     if task.is_generation:
         kwargs.pop("shared_prefix_min_tokens", None)
-        return generate_answers(model, tokenizer, [e.prompt for e in task.examples], **kwargs)
+        return generate_answers(model, tokenizer, [e.prompt for e in task.examples], label=task.name, **kwargs)
     return [_lowest(row) for row in option_nlls(model, tokenizer, task, **kwargs)]
 
 

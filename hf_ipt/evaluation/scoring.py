@@ -266,6 +266,7 @@ def score_options(
     max_length: int | None = None,
     shared_prefix_min_tokens: int | None = 256,
     progress: bool = False,
+    label: str = "scoring options",
 ) -> list[list[float]]:
     """Mean token negative log-likelihood of ``' ' + option`` after each prompt.
 
@@ -282,6 +283,8 @@ def score_options(
             many tokens (with >= 2 options) are run once and share their key/value cache with
             all options; None scores every prompt+option sequence whole.
         progress (`bool`, *optional*, defaults to `False`): show a progress bar.
+        label (`str`, *optional*): what is scored (a task's name), in the progress bar and in the
+            warning about left-truncated prompts.
 
     Returns:
         `list[list[float]]`: per example, one mean NLL per option (lower is more likely).
@@ -292,10 +295,10 @@ def score_options(
     check_batch_size(batch_size)
     limit = resolve_max_length(model, max_length)
     requests = [build_request(tokenizer, p, o, add_bos, limit) for p, o in zip(prompts, options)]
-    _warn_truncated("scoring options", [r.dropped for r in requests], limit)
+    _warn_truncated(label, [r.dropped for r in requests], limit)
     scores: list[list[float]] = [[0.0] * len(r.continuations) for r in requests]
     pad_id, flat = _pad_id(tokenizer), []
-    bar = tqdm(total=sum(len(s) for s in scores), desc="scoring options", disable=not progress)
+    bar = tqdm(total=sum(len(s) for s in scores), desc=label, disable=not progress)
     with torch.no_grad():
         for i, request in enumerate(requests):
             shared = shared_prefix_min_tokens is not None and len(request.continuations) > 1
@@ -325,6 +328,7 @@ def generate_answers(
     max_new_tokens: int = 100,
     max_length: int | None = None,
     progress: bool = False,
+    label: str = "generating",
 ) -> list[str]:
     """Greedy answers that stop at the first newline.
 
@@ -338,6 +342,8 @@ def generate_answers(
         max_length (`int`, *optional*): prompt + answer limit; defaults to the model's
             context. Prompts are left-truncated to ``max_length - max_new_tokens`` tokens.
         progress (`bool`, *optional*, defaults to `False`): show a progress bar.
+        label (`str`, *optional*): what is generated for (a task's name), in the progress bar and
+            in the warning about left-truncated prompts.
 
     Returns:
         `list[str]`: the answer to each prompt, up to its first newline, stripped.
@@ -356,7 +362,7 @@ def generate_answers(
                              "of a generation task: raise `max_length`")
     whole = [encode(tokenizer, p, add_bos) for p in prompts]
     encoded = [left_truncate(ids, limit, add_bos) for ids in whole]
-    _warn_truncated("generation", [len(a) - len(b) for a, b in zip(whole, encoded)], total)
+    _warn_truncated(label, [len(a) - len(b) for a, b in zip(whole, encoded)], total)
     if (empty := next((p for p, ids in zip(prompts, encoded, strict=True) if not ids), None)) is not None:
         raise EvalInputError(f"prompt {empty!r} gives no token to generate from: use a non-empty prompt or add_bos=True")
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
@@ -369,7 +375,7 @@ def generate_answers(
         eos_token_id=tokenizer.eos_token_id if eos is None else eos,
     )
     answers = [""] * len(encoded)
-    for start in tqdm(range(0, len(order), batch_size), desc="generating", disable=not progress):
+    for start in tqdm(range(0, len(order), batch_size), desc=label, disable=not progress):
         batch = order[start : start + batch_size]
         ids, mask, _ = _left_pad([encoded[i] for i in batch], config.pad_token_id, model.device)
         with torch.no_grad():
