@@ -783,9 +783,17 @@ def build_manifest(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
         "filters_removed": removed, "rejects": counts("rejects"),
         "tokens": {"count": total("tokens"), "unit": _token_unit(synthesis)},
         "chain": {k: sum(s["chain"][k] for s in stats) for k in ChainStats.__dataclass_fields__},
-        "settings": {"job": asdict(job), "filters": asdict(filters),
-                     "synthesis": recorded_settings(asdict(synthesis))},
+        "settings": {"job": asdict(job), "filters": asdict(filters), "synthesis": _recorded_synthesis(synthesis)},
     }
+
+
+def _recorded_synthesis(synthesis: SynthesisConfig) -> dict:
+    """The synthesis settings of the manifest: with a keyword file, its keywords' digest too, as
+    job.json pins it (the file was checked against it when this run started)."""
+    settings = recorded_settings(asdict(synthesis))
+    if (digest := keyword_file_digest(synthesis.domain_keywords)) is not None:
+        settings[KEYWORDS_DIGEST] = digest
+    return settings
 
 
 def _token_unit(synthesis: SynthesisConfig) -> str:

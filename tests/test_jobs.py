@@ -766,6 +766,9 @@ def test_an_edited_keyword_file_is_refused_on_resume_and_older_jobs_resume(tmp_p
         run_job(job, keywords, NO_FILTERS, progress=False)
     kw.write_text("\ufeffsales\n\n demand \nretailers\n")  # the same keywords as at the start: it resumes
     assert run_job(job, keywords, NO_FILTERS, progress=False)["rows"] == 8
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["settings"]["synthesis"][KEYWORDS_DIGEST] == json.loads(spec_path.read_text())["synthesis"][
+        KEYWORDS_DIGEST]
     # A job started by an older hf_ipt: the path alone. It resumes under its own job.json (the units'
     # markers record its digest), with a warning that the file's keywords cannot be checked.
     spec = json.loads(spec_path.read_text())
