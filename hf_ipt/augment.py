@@ -302,6 +302,7 @@ class Augmenter:
         # `Dataset.map`'s fingerprint, so an edited keyword file is not served from the map's cache.
         path = keyword_file(self.config.domain_keywords)
         self._keywords = [] if path is None else read_keyword_file(path)
+        self.keywords_digest = None if path is None else keywords_digest(self._keywords)  # what this run mines with
 
     def __getstate__(self) -> dict:  # never pickle a loaded model (workers / fingerprinting)
         return {**self.__dict__, "_engine": None}

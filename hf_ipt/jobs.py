@@ -859,6 +859,9 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     if done:
         logger.warning("hf_ipt: %s", resume_message(done, len(mine), rank, world_size))
     augment = Augmenter(replace(synthesis, output="pairs"), corpus_name=job.corpus_name)
+    if augment.keywords_digest != pinned["synthesis"].get(KEYWORDS_DIGEST, augment.keywords_digest):
+        raise UsageError(f"the keywords in file {synthesis.domain_keywords!r} were edited while this run started "
+                         "(they differ from those job.json pins): restore the file and rerun")
     for _ in range(3):
         _synthesize_units(job, units, todo, augment, filters, rank, pinned, progress, _token_unit(synthesis), done)
         done = 0

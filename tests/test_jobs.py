@@ -788,6 +788,27 @@ def test_an_edited_keyword_file_is_refused_on_resume_and_older_jobs_resume(tmp_p
     assert KEYWORDS_DIGEST in json.loads(spec_path.read_text())["synthesis"]
 
 
+def test_a_keyword_file_edited_between_the_check_and_the_read_is_caught(tmp_path, monkeypatch):
+    """job.json is checked first, the miner's keywords read a moment later: an edit in between
+    would mine with keywords job.json does not pin."""
+    import hf_ipt.jobs
+    from hf_ipt.augment import Augmenter
+    from hf_ipt.cli import UsageError
+
+    class EditedMeanwhile(Augmenter):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.keywords_digest = "0" * 64
+
+    (tmp_path / "kw.txt").write_text("sales\n")
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 4)), output_dir=str(tmp_path / "o"), num_shards=1)
+    monkeypatch.setattr(hf_ipt.jobs, "Augmenter", EditedMeanwhile)
+    with pytest.raises(UsageError, match="were edited while this run started"):
+        run_job(job, SynthesisConfig(domain_keywords=str(tmp_path / "kw.txt")), NO_FILTERS, progress=False)
+    assert run_job(replace(job, output_dir=str(tmp_path / "none")), SynthesisConfig(domain_keywords="none"), NO_FILTERS,
+                   progress=False)["rows"] == 4  # no keyword file, nothing to compare
+
+
 def test_a_resumed_or_finished_job_says_so(tmp_path, caplog, capsys):
     import logging
 
