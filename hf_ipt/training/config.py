@@ -389,6 +389,9 @@ def parse_recipe_args(parser: Any, args: list[str] | None = None) -> tuple[Any, 
         at = command_line.index("--config")
         config = command_line[at + 1] if at + 1 < len(command_line) else None
         del command_line[at : at + 2]
+    elif given := [a for a in command_line if a.startswith("--config=")]:
+        config = given[0].split("=", 1)[1]
+        command_line.remove(given[0])
     required = [action for action in parser._actions if action.required]
     for action in required:  # a required option may come from the config file
         action.required = False
