@@ -210,10 +210,11 @@ def keywords_digest(keywords: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(list(keywords), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-def keyword_file_digest(domain_keywords: str | None) -> str | None:
-    """`keywords_digest` of the file `domain_keywords` names (read now); `None` when it names none."""
+def keywords_pin(domain_keywords: str | None) -> dict[str, str]:
+    """``{KEYWORDS_DIGEST: digest}`` of the keyword file `domain_keywords` names (read now), for a
+    job.json, a manifest or a cache key; empty when it names none."""
     path = keyword_file(domain_keywords)
-    return None if path is None else keywords_digest(read_keyword_file(path))
+    return {} if path is None else {KEYWORDS_DIGEST: keywords_digest(read_keyword_file(path))}
 
 
 def parse_engine_kwargs(value: str | Mapping[str, Any] | None) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from typing import Any
 import datasets
 
 from . import __version__
-from .augment import KEYWORDS_DIGEST, Augmenter, SynthesisConfig, features, keyword_file_digest
+from .augment import Augmenter, SynthesisConfig, features, keywords_pin
 from .chaining import ChainStats
 from .cli import UsageError
 from .corpus import (
@@ -65,9 +65,7 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
         `datasets` keys its own Hub datasets), so a new commit of an unpinned corpus is not served
         from cache. A corpus pinned to a commit sha is key enough: nothing is listed then. A
         `domain_keywords` file is keyed by its keywords too, so an edited file is built anew."""
-        extra: dict[str, Any] = {"hf_ipt_version": __version__}
-        if (digest := keyword_file_digest(self.domain_keywords)) is not None:
-            extra[KEYWORDS_DIGEST] = digest
+        extra: dict[str, Any] = {"hf_ipt_version": __version__, **keywords_pin(self.domain_keywords)}
         if "engine_kwargs" in config_kwargs:  # keyed by value, not by how it was typed; {} is unset
             config_kwargs = {k: v for k, v in config_kwargs.items() if k != "engine_kwargs"}
             if self.engine_kwargs is not None:

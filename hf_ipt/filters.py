@@ -16,8 +16,9 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
+from .backends.base import default_of
 from .templify.pairs import parse_question, prepare_pair
 
 _WORD = re.compile(r"\w+")
@@ -77,12 +78,11 @@ class FilterConfig:
     def _refuse_options_of_disabled_filters(self) -> None:
         """An option of a filter that is off would be ignored (and still pinned in a job's job.json):
         refused, unless it is at its default."""
-        defaults = {f.name: f.default for f in fields(self)}
         for switch, options in FILTER_OPTIONS.items():
             if getattr(self, switch):
                 continue
             for name in options:
-                if getattr(self, name) != defaults[name]:
+                if getattr(self, name) != default_of(self, name):
                     raise ValueError(f"`{name}` ({getattr(self, name)!r}) would be ignored: `{switch}` is off. Turn it "
                                      f"on (--{switch}), or leave `{name}` unset (FilterConfig.{name})")
 

@@ -49,7 +49,7 @@ from .augment import (
     Augmenter,
     SynthesisConfig,
     device_type,
-    keyword_file_digest,
+    keywords_pin,
     normalized_engine_kwargs,
     recorded_settings,
 )
@@ -202,8 +202,7 @@ def job_spec(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
     for name, default in ENGINE_SETTINGS.items():  # pinned when set; absent at their defaults (older jobs)
         if synthesis_settings[name] == default:
             del synthesis_settings[name]
-    if (digest := keyword_file_digest(synthesis.domain_keywords)) is not None:  # absent without a file (older jobs)
-        synthesis_settings[KEYWORDS_DIGEST] = digest
+    synthesis_settings.update(keywords_pin(synthesis.domain_keywords))  # absent without a file (older jobs)
     return {"format": FORMAT, "job": settings, "synthesis": synthesis_settings, "filters": asdict(filters),
             "units": units, "file_sizes": sizes}
 
@@ -783,17 +782,10 @@ def build_manifest(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
         "filters_removed": removed, "rejects": counts("rejects"),
         "tokens": {"count": total("tokens"), "unit": _token_unit(synthesis)},
         "chain": {k: sum(s["chain"][k] for s in stats) for k in ChainStats.__dataclass_fields__},
-        "settings": {"job": asdict(job), "filters": asdict(filters), "synthesis": _recorded_synthesis(synthesis)},
+        # with a keyword file, its keywords' digest too, as job.json pins it (checked when this run started)
+        "settings": {"job": asdict(job), "filters": asdict(filters),
+                     "synthesis": {**recorded_settings(asdict(synthesis)), **keywords_pin(synthesis.domain_keywords)}},
     }
-
-
-def _recorded_synthesis(synthesis: SynthesisConfig) -> dict:
-    """The synthesis settings of the manifest: with a keyword file, its keywords' digest too, as
-    job.json pins it (the file was checked against it when this run started)."""
-    settings = recorded_settings(asdict(synthesis))
-    if (digest := keyword_file_digest(synthesis.domain_keywords)) is not None:
-        settings[KEYWORDS_DIGEST] = digest
-    return settings
 
 
 def _token_unit(synthesis: SynthesisConfig) -> str:

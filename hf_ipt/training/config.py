@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from transformers import TrainingArguments
 
+from ..backends.base import default_of
 from ..cli import UsageError
 from .model_init import MODEL_SHAPES, parameter_sharding
 
@@ -350,8 +351,7 @@ class SynthesizerConfig(DataConfig, CollectionConfig):
         super().__post_init__()
         _required(self, "collection")
         for name in SYNTHESIZER_UNUSED:
-            default = next(f.default for f in dataclasses.fields(self) if f.name == name)
-            if getattr(self, name) != default:
+            if getattr(self, name) != default_of(self, name):
                 raise ValueError(
                     f"`{name}` {getattr(self, name)!r} does not apply to synthesizer tuning, which reads the "
                     "collection's `{name}/shard/*.jsonl` files by `context_column` and `pairs_column`: drop it "
