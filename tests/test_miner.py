@@ -217,6 +217,31 @@ def test_connective_rules_negative(second: str) -> None:
     assert mined(body(LONG_A, second), task_types=["nli", "commonsense", "paraphrase"]) == {}
 
 
+def test_contrast_is_never_labelled_a_contradiction() -> None:
+    """'X. However, Y.' sets Y against X; Y rarely contradicts X ('BP's profits were below
+    forecasts. However, its shares rose.'): no "No" / "Contradiction" answer, only the link word,
+    the relation "contrast" or the counterpoint itself."""
+    text = body(
+        "Despite record annual profits, the oil firm's results fell short of what analysts expected.",
+        "However, its share price rose by nearly one percent in early trading in London.",
+    )
+    miner = RuleMiner(MinerConfig(task_types=["nli"], min_stopword_ratio=0.0))
+    answers = {pair.answer for seed in range(60) for pair in miner.mine(text, seed=seed)}
+    assert answers == {
+        "However",
+        "It sets a contrast against it",
+        "A contrast",
+        "Its share price rose by nearly one percent in early trading in London.",
+    }
+    entail = RuleMiner(MinerConfig(task_types=["nli"], min_stopword_ratio=0.0)).mine(
+        text.replace("However, its", "Therefore, its"), seed=0
+    )
+    assert entail  # conclusions and additions keep their Yes / not-possible-to-tell questions
+    pools = load_templates()
+    assert any("{label}" in answer for _, answer in pools["nli.entail"][0])
+    assert any("{label}" in answer for _, answer in pools["nli.neutral"][0])
+
+
 def test_connective_needs_a_prose_premise() -> None:
     text = "Quarterly results\n\nTable 1\nHowever, the board decided to cut the dividend for the first time."
     assert mined(text, task_types=["nli"]) == {}
@@ -288,6 +313,11 @@ def test_connective_needs_a_prose_premise() -> None:
             "The savings are far greater",  # no attribution in the effect
             "We already own the exchange",
         ),
+        (
+            "The winger missed most of last season because of a knee injury and is now fit to play.",
+            "The winger missed most of last season",
+            "A knee injury",  # "and is ..." goes on with the effect's subject, not the cause
+        ),
     ],
 )
 def test_cause_rule_positive(text: str, effect: str, cause: str) -> None:
@@ -308,6 +338,9 @@ def test_cause_rule_positive(text: str, effect: str, cause: str) -> None:
         ),
         ("Stocks rose, not least because the bank cut its main interest rate again.", "least"),
         ('"Because of the strike, output fell sharply," the paper quoted him as saying.', "quoted"),
+        # A speech's introduction and a sentence-opening "But" are not part of the effect.
+        ('He told BBC Radio: "Most of the staff have stayed away because of the threat to jobs."', "told"),
+        ("But the full-back pulled out of the squad on Wednesday because of a torn ligament.", "But"),
     ],
 )
 def test_cause_rule_effect_ends_with_its_clause(text: str, left_out: str) -> None:
@@ -327,11 +360,18 @@ def test_cause_rule_effect_ends_with_its_clause(text: str, left_out: str) -> Non
         "Perhaps it was because the firm had grown far too fast in its home market last year.",
         "The researchers said this could be because their brains adapt faster to a new setting.",
         "The decline in sales wasn't due to the weather in the busy months before Christmas.",
+        "I wanted the young singer to win, but that was not really due to his musical talent.",
         # "not because X": X is denied as the cause.
         "People keep money in the banks, not because they trust them but because crime is high.",
         "People keep money in banks, not necessarily because they trust them but because of crime.",
         # A cause cut short: it ends in "and".
         "Sales were low because it was only released on PC and, compared to consoles, sold few.",
+        # An effect ending in "that": a clause cut open ("pointed out that | because ...").
+        "Mr Renner pointed out that because profit comes from older records, sales matter less.",
+        # A denial: the text does not say the cause is one ("denied ... because of X").
+        "Mr Walsh denied they had been forced out early because of reports of a rival airline.",
+        # "due to" + a verb: "scheduled to".
+        "Several stars are among those due to attend the nominees' lunch in Los Angeles on Monday.",
     ],
 )
 def test_cause_rule_negative(text: str) -> None:
@@ -759,6 +799,25 @@ def test_keyword_stats_streaming_merge_and_ranking() -> None:
     assert KeywordStats().top(5) == []
     with pytest.raises(ValueError, match="KeywordStats.min_chars"):
         KeywordStats(min_chars=0)
+
+
+def test_keyword_stats_never_ranks_plain_english_words() -> None:
+    """Without a general corpus, long words stand for rare ones: 'particularly', 'reportedly' and
+    'themselves' are long and frequent in any corpus, but no domain's keywords."""
+    docs = [
+        "Shareholders particularly disliked the restructuring, and reportedly said so themselves.",
+        "The restructuring was particularly costly for shareholders, reportedly, who blamed themselves.",
+        "Shareholders themselves backed the restructuring, particularly after reportedly weak results.",
+    ]
+    stats, general = KeywordStats(), KeywordStats()
+    for text in docs:
+        stats.update(text)
+        general.update("A quiet day.")
+    assert stats.top(10, max_df_ratio=1.0) == ["restructuring", "shareholders"]
+    assert stats.top(10, general=general, max_df_ratio=1.0, min_lift=1.0) == [
+        "restructuring",
+        "shareholders",
+    ]
 
 
 def test_keywords_from_a_tokenizer_pair() -> None:

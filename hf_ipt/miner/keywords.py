@@ -26,6 +26,12 @@ _ASCII_WORD = re.compile(r"[a-z]+")  # the same words on ASCII text, and a third
 # Common English function words. Long ones matter to keyword ranking, all of them to the
 # miner's "is this English prose?" check.
 FUNCTION_WORDS = lexicon("function_words")
+# Plain English words no domain owns ("particularly", "themselves", "significant"): frequent in
+# every corpus, so a corpus without a general one to compare with ranks them as keywords.
+GENERAL_WORDS = lexicon("general_words")
+# "-ly" words are adverbs ("previously", "reportedly"), except these endings: "anomaly",
+# "monopoly", "supply", "assembly", "butterfly".
+_NOT_ADVERB_ENDINGS = ("aly", "oly", "ply", "mbly", "fly")
 _WORD_START_MARKERS = ("\u2581", "\u0120")  # SentencePiece "▁" and byte-level BPE "Ġ"
 
 
@@ -111,7 +117,7 @@ class KeywordStats:
         max_df = max(min_df, max_df_ratio * self.num_docs)
         scored: list[tuple[float, str]] = []
         for word, df in self.doc_freq.items():
-            if df < min_df or df > max_df or word in FUNCTION_WORDS:
+            if df < min_df or df > max_df or word in FUNCTION_WORDS or is_general_word(word):
                 continue
             if general is None:
                 if len(word) >= long_word_chars:
@@ -122,6 +128,15 @@ class KeywordStats:
                 scored.append((df * math.log(lift), word))
         scored.sort(key=lambda item: (-item[0], item[1]))
         return [word for _, word in scored[:n]]
+
+
+def is_general_word(word: str) -> bool:
+    """Whether a lower-cased word is plain English, never a domain keyword: one of
+    `GENERAL_WORDS`, or an adverb in "-ly" of at least 7 letters ("particularly", "reportedly";
+    not "rally", "monopoly", "supply")."""
+    return word in GENERAL_WORDS or (
+        len(word) >= 7 and word.endswith("ly") and not word.endswith(_NOT_ADVERB_ENDINGS)
+    )
 
 
 def keywords_from_tokenizers(
@@ -144,7 +159,9 @@ def keywords_from_tokenizers(
     """
     general = _whole_words(general_tokenizer)
     return sorted(
-        word for word in _whole_words(domain_tokenizer) - general if len(word) >= min_chars
+        word
+        for word in _whole_words(domain_tokenizer) - general
+        if len(word) >= min_chars and not is_general_word(word)
     )
 
 

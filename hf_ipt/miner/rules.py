@@ -135,6 +135,25 @@ _ATTRIBUTION = re.compile(
 _QUOTE_BREAK = re.compile(r"[\"\u201d]\s+(?=[A-Z\"\u201c])")
 # "due to" followed by a verb means "scheduled to": "the firm is due to report results".
 _SCHEDULED_VERBS = lexicon("scheduled_verbs")
+# An effect that denies ("X denied it had quit | because of Y") states no cause: the text says
+# the opposite, or reports a claim it does not make.
+_DENIAL_WORDS = lexicon("denial_words")
+# A cause after "because of", "due to", ... is a noun phrase: "and" + a verb starts the main
+# clause's next verb phrase ("because of a knee injury | and is raring to go").
+_PHRASE_CONNECTIVES = frozenset(
+    ("because of", "due to", "owing to", "thanks to", "as a result of", "on account of")
+)
+_NEXT_VERB_PHRASE = re.compile(
+    r"\s+and\s+(?:is|are|was|were|has|have|had|will|would|could|can|may|might|should|must|did|does"
+    r"|do)\b"
+)
+# A speech's introduction before the quotation the effect is: 'He told BBC Radio: "We lost'.
+_SPEECH_INTRO = re.compile(
+    rf"[^\"\u201c]{{0,120}}?\b(?:{_REPORTING}|says|say)\b[^\"\u201c]{{0,60}}?:\s*[\"\u201c](?=\S)",
+    re.IGNORECASE,
+)
+# A sentence-opening "But" / "And" / "Yet" without its comma belongs to the text, not the effect.
+_BARE_OPENER = re.compile(r"(?:But|And|Yet)\s+(?=\S)")
 
 # Control characters, replacement characters and lone surrogates: what decoded binary leaves.
 # The miner blanks them out of the text once, so rules never see them.
@@ -266,6 +285,8 @@ def _effect_before(text: str) -> str | None:
         return None
     if not dropped.isdisjoint(_BE) and words[-1].lower() in _STUB_WORDS:
         return None
+    if words[-1].lower() == "that":
+        return None  # "pointed out that | because X": "that" opens a clause, or is a pronoun
     return " ".join(words)
 
 
@@ -277,6 +298,14 @@ def _dangles(word: str) -> bool:
 def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] | None:
     if (lead := _LEADING.match(effect)) and lead["comma"]:
         effect = capitalize(lead["rest"])  # "However, X fell" -> "X fell"
+    elif bare := _BARE_OPENER.match(effect):
+        effect = capitalize(effect[bare.end() :])  # "But the full-back pulled out" -> "The ..."
+    if ":" in effect and (intro := _SPEECH_INTRO.match(effect)):
+        effect = capitalize(effect[intro.end() :])  # 'He said: "We lost' -> 'We lost'
+    if any(word.strip(_FINAL_CHARS) in _DENIAL_WORDS for word in effect.lower().split()):
+        return None
+    if connective.lower() in _PHRASE_CONNECTIVES and (verb := _NEXT_VERB_PHRASE.search(cause)):
+        cause = cause[: verb.start()]
     cause = _cause_text(cause)
     if not cause or _dangles(cause.rsplit(" ", 1)[-1]):
         return None  # "it was only released on PC and | , compared to ..."

@@ -33,13 +33,16 @@ def task_type(subtype: str) -> str:
 def load_templates() -> dict[str, tuple[tuple[tuple[str, str], ...], dict[str, str]]]:
     """Per sub-type: its ``(question, answer)`` templates and its constant fields.
 
-    A sub-type draws from the templates of its type (shared, e.g. ``"nli"``) and its own.
+    A sub-type draws from the templates of its type (shared, e.g. ``"nli"``), of the groups its
+    ``includes`` entry names (``"nli.labels"``: the Yes/No and Entailment/Contradiction/Neutral
+    questions, which a contrast cannot answer) and its own.
     """
     data = json.loads(resources.files("hf_ipt.miner").joinpath("templates.json").read_text("utf-8"))
-    templates, constants = data["templates"], data["constants"]
+    templates, constants, includes = data["templates"], data["constants"], data.get("includes", {})
     table = {}
     for subtype in SUBTYPES:
         shared = templates.get(task_type(subtype), []) if task_type(subtype) != subtype else []
-        pool = tuple((q, a) for q, a in [*shared, *templates.get(subtype, [])])
+        groups = [pair for group in includes.get(subtype, ()) for pair in templates[group]]
+        pool = tuple((q, a) for q, a in [*shared, *groups, *templates.get(subtype, [])])
         table[subtype] = (pool, constants.get(subtype, {}))
     return table
