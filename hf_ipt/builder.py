@@ -19,6 +19,7 @@ a dataset corpus is pinned with ``corpus_revision=...``. Both are part of the ca
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import itertools
 import logging
@@ -30,7 +31,8 @@ from typing import Any
 import datasets
 
 from . import __version__
-from .augment import Augmenter, SynthesisConfig, features, keywords_pin
+from .augment import RULES, Augmenter, SynthesisConfig, features, keywords_pin
+from .backends.base import default_of
 from .chaining import ChainStats
 from .cli import UsageError
 from .corpus import (
@@ -64,12 +66,12 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
         files; for a dataset or an ``hf://`` URL, its files as URLs that name the commit (as
         `datasets` keys its own Hub datasets), so a new commit of an unpinned corpus is not served
         from cache. A corpus pinned to a commit sha is key enough: nothing is listed then. A
-        `domain_keywords` file is keyed by its keywords too, so an edited file is built anew."""
+        `domain_keywords` file is keyed by its keywords too, so an edited file is built anew, and a
+        local synthesizer folder by its files, so a model trained again into it is built anew."""
         extra: dict[str, Any] = {"hf_ipt_version": __version__, **keywords_pin(self.domain_keywords)}
-        if "engine_kwargs" in config_kwargs:  # keyed by value, not by how it was typed; {} is unset
-            config_kwargs = {k: v for k, v in config_kwargs.items() if k != "engine_kwargs"}
-            if self.engine_kwargs is not None:
-                config_kwargs["engine_kwargs"] = self.engine_kwargs
+        if self.synthesizer != RULES and os.path.isdir(self.synthesizer):
+            extra["synthesizer_files"] = model_files(self.synthesizer)
+        config_kwargs = _keyed_kwargs(self, config_kwargs)
         if self.corpus and is_local_corpus(self.corpus):
             files = local_files(self.corpus)
             _keyed_files.set(files)
@@ -93,6 +95,25 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
                     f if "://" in f else (f, os.path.getsize(f), os.path.getmtime(f)) for f in files
                 ]
         return super().create_config_id({**config_kwargs, **extra}, custom_features)
+
+
+def _keyed_kwargs(config: AugmentedConfig, config_kwargs: dict) -> dict[str, Any]:
+    """`config_kwargs` with its hf_ipt settings keyed by value, not by how they were typed: as
+    `config` normalized them (``engine_kwargs`` JSON, ``{}``: unset), and one given at its default
+    left out, so ``synthesizer="rules"`` reuses the cache of the same call without it."""
+    ours = {f.name for cls in (CorpusConfig, SynthesisConfig) for f in dataclasses.fields(cls)}
+    keyed = {name: value for name, value in config_kwargs.items() if name not in ours}
+    for name in filter(ours.__contains__, config_kwargs):
+        if default_of(config, name) not in (config_kwargs[name], value := getattr(config, name)):
+            keyed[name] = value
+    return keyed
+
+
+def model_files(folder: str) -> list[tuple[str, int, float]]:
+    """(name, size, mtime) of the files of a local model folder, those a model loads from (its top
+    level, not ``checkpoint-*/``), in name order."""
+    entries = [entry for entry in os.scandir(folder) if entry.is_file()]
+    return sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime) for entry in entries)
 
 
 @dataclass
@@ -153,6 +174,17 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
         files = dl_manager.download(files)  # streaming: urls stay urls, read lazily
         shards = make_shards(list(files), cfg.num_shards)
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"shards": shards})]
+
+    def _as_dataset(self, split=datasets.Split.TRAIN, in_memory: bool = False) -> datasets.Dataset:
+        # `datasets` reads no file of a split with no rows ('Instruction "train" corresponds to no
+        # data!'): give the empty dataset that streaming gives, and say why it is empty.
+        name = str(split).split("[")[0]
+        if name in self.info.splits and not self.info.splits[name].num_examples:
+            logger.warning("hf_ipt: corpus %r gave no rows: it holds no documents, or every one was rejected (see "
+                           "the warnings of its shards); check the corpus and `text_column`", self.config.corpus)
+            empty = {column: [] for column in self.info.features}
+            return datasets.Dataset.from_dict(empty, features=self.info.features, info=self.info, split=name)
+        return super()._as_dataset(split=split, in_memory=in_memory)
 
     @functools.cached_property
     def augmenter(self) -> Augmenter:

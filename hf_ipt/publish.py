@@ -137,13 +137,14 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
         "chain": record.get("chain"),
         "settings": synthesis or None,
         "filter_settings": settings.get("filters"),
-        "data_files": [f"{name}/{f.name}" for f in _checked_files(out, record.get("rows"))],
+        "data_files": [f"{name}/{f.name}" for f in _checked_files(out, record.get("rows"), synthesis.get("output"))],
     }
 
 
-def _checked_files(out: Path, rows: int | None) -> list[Path]:
-    """`data_files` of `out`, each a readable Parquet file, holding the `rows` the record counts:
-    a damaged output is refused before anything reaches the Hub."""
+def _checked_files(out: Path, rows: int | None, output: str | None) -> list[Path]:
+    """`data_files` of `out`, each a readable Parquet file with the columns of hf_ipt's `output`
+    mode (either mode when not recorded), holding the `rows` the record counts: a damaged output,
+    or a folder of other data, is refused before anything reaches the Hub."""
     from .jobs import damaged_output
 
     files = data_files(out)
@@ -151,7 +152,25 @@ def _checked_files(out: Path, rows: int | None) -> list[Path]:
         fix = ("rerun `hf-ipt synthesize` with the same settings (it writes a finished job's missing or damaged "
                "output again)" if (out / "job.json").is_file() else "rerun the command that wrote it")
         raise UsageError(f"{out}: {problem}: {fix}, then push")
+    _check_columns(files, output)
     return files
+
+
+def _check_columns(files: list[Path], output: str | None) -> None:
+    """Refuse a file whose columns are not those of hf_ipt's `output` mode (either mode when
+    `None`): a raw corpus or another tool's Parquet would be published as augmented data."""
+    import pyarrow.parquet as pq
+
+    from .augment import features
+
+    modes = [output] if output in ("templified", "pairs") else ["templified", "pairs"]
+    expected = {mode: sorted(features(mode)) for mode in modes}
+    for path in files:
+        columns = sorted(pq.read_schema(path).names)
+        if columns not in expected.values():
+            wanted = " or ".join(f"{names} ({mode} output)" for mode, names in expected.items())
+            raise UsageError(f"{path} has columns {columns}, not {wanted}: it is not hf_ipt output. Point "
+                             "--output_dir at the folder `hf-ipt augment` or `hf-ipt synthesize` wrote")
 
 
 def _read_record(out: Path) -> tuple[dict, str | None]:
@@ -213,9 +232,10 @@ def render_dataset_card(info: dict[str, Any]) -> str:
     )
 
 
-def config_entry(name: str) -> dict[str, Any]:
-    """The README ``configs:`` entry of a config pushed by hf_ipt."""
-    return {"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}]}
+def config_entry(name: str, default: bool = False) -> dict[str, Any]:
+    """The README ``configs:`` entry of a config pushed by hf_ipt (`default`: the repo's default config)."""
+    entry = {"config_name": name, "data_files": [{"split": "train", "path": f"{name}/*.parquet"}]}
+    return {**entry, "default": True} if default else entry
 
 
 def _metadata(repo_id: str, configs: list[dict], kept: dict) -> dict[str, Any]:
@@ -223,7 +243,9 @@ def _metadata(repo_id: str, configs: list[dict], kept: dict) -> dict[str, Any]:
     meta.setdefault("pretty_name", repo_id.split("/")[-1])
     meta.setdefault("tags", ["hf_ipt", "instruction-pretraining", "synthetic"])
     meta.setdefault("task_categories", ["text-generation"])
-    meta["configs"] = [c.get("yaml") or config_entry(c["config_name"]) for c in configs]
+    # A config made the default by hand (`default: true`) stays the default when pushed again.
+    defaults = {e.get("config_name") for e in kept.get("configs") or [] if isinstance(e, dict) and e.get("default")}
+    meta["configs"] = [c.get("yaml") or config_entry(c["config_name"], c["config_name"] in defaults) for c in configs]
     return meta
 
 
@@ -306,6 +328,7 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
         token (`str`, *optional*): defaults to ``HF_TOKEN`` or the saved login.
         private (`bool`, *optional*): visibility of a newly created repo; `None` (default) keeps
             the owner's default (an organization may make new repos private), `False` forces public.
+            An existing repo keeps its own; `True` refuses to push to an existing public one.
         revision (`str`, *optional*): branch to commit to (created when missing); default ``main``.
         overwrite (`bool`, *optional*, defaults to `False`): replace config ``config_name`` even when
             it holds another corpus or synthesizer (or was not pushed by hf_ipt). Re-pushing the same
@@ -334,6 +357,10 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
                          f"{repo_id}: give a write token with access to it (HF_TOKEN, `hf auth login` or --token)"
                          ) from None
     repo_id = url.repo_id  # "name" alone becomes "<user>/name": every later call needs the full id
+    if private and not _retrying(api.repo_info, repo_id, repo_type="dataset").private:
+        raise UsageError(f"the dataset repo {repo_id} exists and is public, and `private=True` (--private) only sets "
+                         "the visibility of a repo the push creates: make it private on the Hub (its Settings) "
+                         "and push again, or push to a new repo")
     if revision:
         _retrying(api.create_branch, repo_id, repo_type="dataset", branch=revision, exist_ok=True)
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):

@@ -205,6 +205,8 @@ class FakeHub:
         if (repo_type, repo_id) in self.repos:
             return _error(409, "Conflict", "You already created this repo", extra={"url": url})
         self.repos[(repo_type, repo_id)] = {}
+        if payload.get("private") or payload.get("visibility") == "private":
+            self.private.add((repo_type, repo_id))
         self._new_commit(repo_type, repo_id, "main", {}, None, "initial commit")
         return _json(200, {"url": url, "name": repo_id})
 
@@ -235,7 +237,7 @@ class FakeHub:
             first = self.parents[first]
         info = {"_id": hashlib.sha1(f"{repo_type}/{repo_id}".encode()).hexdigest()[:24], "id": repo_id,
                 "author": repo_id.split("/")[0], "sha": oid, "lastModified": self.dates[oid],
-                "createdAt": self.dates[first], "private": False, "gated": False, "disabled": False, "downloads": 0,
+                "createdAt": self.dates[first], "private": (repo_type, repo_id) in self.private, "gated": False, "disabled": False, "downloads": 0,
                 "likes": 0, "tags": [], "siblings": siblings, "usedStorage": sum(map(len, files.values()))}
         if "expand" in query:  # the Hub answers the properties asked for, and the ids
             info = {key: value for key, value in info.items() if key in ("_id", "id", *query["expand"])}

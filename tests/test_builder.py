@@ -152,6 +152,22 @@ def test_bad_documents_are_counted_never_fatal(tmp_path, caplog, tiny_synthesize
         assert reason in caplog.text
 
 
+def test_a_corpus_that_gives_no_rows_loads_empty_as_it_streams(tmp_path, caplog):
+    """Not datasets' 'Instruction "train" corresponds to no data!' from a non-streaming load,
+    the first time or from the cache."""
+    (tmp_path / "blank.txt").write_text("  \n")  # rejected as empty
+    (tmp_path / "none.jsonl").write_text("")
+    for corpus in ("blank.txt", "none.jsonl"):
+        streamed = list(load_augmented(str(tmp_path / corpus), streaming=True))
+        for _ in range(2):  # built, then from the cache
+            with caplog.at_level("WARNING", logger="hf_ipt"):
+                ds = datasets.load_dataset("hf_ipt/augmented", corpus=str(tmp_path / corpus), split="train",
+                                           cache_dir=str(tmp_path / "cache"))
+            assert streamed == list(ds) == [] and ds.features == features("templified") and ds.split == "train"
+            assert f"corpus {str(tmp_path / corpus)!r} gave no rows" in caplog.text
+            caplog.clear()
+
+
 def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="`corpus` is required"):
         datasets.load_dataset("hf_ipt/augmented", streaming=True)
@@ -172,6 +188,32 @@ def test_cache_key_covers_settings(tmp_path):
     before = AugmentedBuilder(corpus=corpus).config_id
     write_jsonl(tmp_path / "x.jsonl", 3)  # same path, new content
     assert AugmentedBuilder(corpus=corpus).config_id != before
+
+
+def test_a_local_synthesizer_trained_again_in_place_is_built_anew_not_served_from_the_cache(tmp_path):
+    corpus = str(write_jsonl(tmp_path / "x.jsonl", 2))
+    model = tmp_path / "synth"
+    (model / "checkpoint-1").mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights, first training")
+
+    def key() -> str:  # no model loads to make the key
+        return AugmentedBuilder(corpus=corpus, synthesizer=str(model), backend="transformers").config_id
+
+    before = key()
+    assert key() == before  # an unchanged model reuses the cache
+    (model / "checkpoint-1" / "optimizer.pt").write_bytes(b"state")  # not what the model loads
+    assert key() == before
+    (model / "model.safetensors").write_bytes(b"weights, second training")
+    assert key() != before
+
+
+def test_a_setting_given_at_its_default_reuses_the_cache_of_the_call_without_it(tmp_path):
+    corpus = str(write_jsonl(tmp_path / "x.jsonl", 2))
+    typed_out = ({}, {"synthesizer": "rules"}, {"output": "templified", "text_column": "text", "corpus_name": None},
+                 {"num_keywords": AugmentedBuilder(corpus=corpus).config.num_keywords})
+    assert len({AugmentedBuilder(corpus=corpus, **kw).config_id for kw in typed_out}) == 1
+    assert AugmentedBuilder(corpus=corpus, output="pairs").config_id != AugmentedBuilder(corpus=corpus).config_id
 
 
 def test_an_edited_keyword_file_is_built_anew_not_served_from_the_cache(tmp_path):

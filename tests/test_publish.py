@@ -306,6 +306,22 @@ def test_another_synthesizer_or_an_unknown_config_is_refused_unless_overwrite(hu
         push_dataset(rules, REPO, token=TOKEN, config_name="hand-made")
 
 
+def test_a_config_made_the_default_by_hand_stays_the_default_when_pushed_again(hub, tmp_path):
+    from huggingface_hub import HfApi
+
+    push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
+    push_dataset(job_output(tmp_path / "fin"), REPO, token=TOKEN)
+    readme = hub.files(REPO)["README.md"].decode().replace("- config_name: finance\n",
+                                                           "- config_name: finance\n  default: true\n")
+    HfApi(token=TOKEN).upload_file(path_or_fileobj=readme.encode(), path_in_repo="README.md", repo_id=REPO,
+                                   repo_type="dataset")  # so that load_dataset(REPO) needs no config name
+    push_dataset(job_output(tmp_path / "fin2", shards=1), REPO, token=TOKEN)  # the default config again
+    push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)  # and another one
+    configs = front_matter(hub.files(REPO)["README.md"].decode())["configs"]
+    assert [(c["config_name"], c.get("default")) for c in configs] == [("bbc-business", None), ("finance", True)]
+    assert configs[1]["data_files"] == [{"split": "train", "path": "finance/*.parquet"}]
+
+
 def test_stale_files_already_gone_are_not_deleted(hub, tmp_path):
     push_dataset(job_output(tmp_path / "fin", shards=3), REPO, token=TOKEN)
     hub.repos[("dataset", REPO)]["main"].pop("finance/00002.parquet")  # removed by hand since
@@ -371,6 +387,24 @@ def test_a_bare_repo_name_is_pushed_under_the_users_namespace(hub, tmp_path):
 def test_a_new_repo_has_the_owners_default_visibility_unless_asked(hub, tmp_path, private, sent):
     push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN, **({} if private is None else {"private": private}))
     assert hub.created[-1].get("visibility") == sent and hub.created[-1].get("private") in (None, private)
+
+
+def test_private_is_refused_for_an_existing_public_repo_rather_than_uploading_in_public(hub, tmp_path):
+    from hf_ipt import publish_cli
+    from hf_ipt.cli import UsageError
+
+    hub.put(REPO, {"notes.md": "public"})
+    bbc = augment_output(tmp_path / "bbc")
+    with pytest.raises(UsageError, match=f"{REPO} exists and is public.*--private.*make it private on the Hub"):
+        push_dataset(bbc, REPO, token=TOKEN, private=True)
+    with pytest.raises(SystemExit) as exit_:
+        publish_cli.main(["--output_dir", str(bbc), "--repo_id", REPO, "--token", TOKEN, "--private"])
+    assert exit_.value.code == 2 and hub.files(REPO) == {"notes.md": b"public"}
+    push_dataset(bbc, "my-org/secret", token=TOKEN, private=True)  # created private: pushed,
+    push_dataset(bbc, "my-org/secret", token=TOKEN, private=True)  # and again, once it exists
+    assert len(hub.commits) == 2 and ("dataset", "my-org/secret") in hub.private
+    push_dataset(bbc, REPO, token=TOKEN)  # without the flag, an existing repo keeps its visibility
+    assert "bbc-business/data.parquet" in hub.files(REPO)
 
 
 @pytest.mark.parametrize("flags, sent", [([], None), (["--private"], "private"), (["--private", "false"], "public")])
@@ -579,6 +613,24 @@ def test_a_damaged_output_or_a_missing_token_stops_before_the_hub(hub, tmp_path,
     with pytest.raises(UsageError, match=r"the Hub refused the token \(HTTP 401\)"):
         push_dataset(augment_output(tmp_path / "bbc"), REPO, token="hf_wrong")
     assert ("dataset", REPO) not in hub.repos  # the refusals before the token's came before any request
+
+
+def test_a_folder_of_other_parquet_data_is_refused_before_the_hub(hub, tmp_path):
+    from hf_ipt.cli import UsageError
+
+    raw = tmp_path / "raw"  # the raw corpus folder given instead of the synthesis output
+    (raw / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["0"], "text": ["A raw document."]}), raw / "data" / "train-00000.parquet")
+    with pytest.raises(UsageError, match=r"train-00000.parquet has columns \['id', 'text'\], not .*\(templified "
+                                         r"output\) or .*\(pairs output\): it is not hf_ipt output"):
+        push_dataset(raw, REPO, token=TOKEN)
+    mixed = augment_output(tmp_path / "mixed")  # templified rows, a summary that records pairs output
+    summary = json.loads((mixed / "summary.json").read_text())
+    (mixed / "summary.json").write_text(json.dumps({**summary, "synthesis": {**summary["synthesis"],
+                                                                             "output": "pairs"}}))
+    with pytest.raises(UsageError, match=r"data.parquet has columns .*, not \['context', .*\(pairs output\):"):
+        push_dataset(mixed, REPO, token=TOKEN)
+    assert hub.repos == {}
 
 
 def test_the_cards_load_snippet_names_the_branch_it_was_pushed_to(hub, tmp_path):
