@@ -217,6 +217,25 @@ def test_connective_rules_negative(second: str) -> None:
     assert mined(body(LONG_A, second), task_types=["nli", "commonsense", "paraphrase"]) == {}
 
 
+@pytest.mark.parametrize(
+    ("premise", "connective"),
+    [
+        # "Namely," lists, "That is," qualifies, "Simply put," sums up a passage: no restatement.
+        (LONG_A, "Namely,"),
+        (LONG_A, "That is,"),
+        (LONG_A, "Simply put,"),
+        (LONG_A, "Put simply,"),
+        # After reported speech, "In other words" glosses what the speaker implies.
+        (
+            "Given the cost of running a ship, slower supply growth is a certainty, said David Anders at Merrill Lynch.",
+            "In other words,",
+        ),
+    ],
+)
+def test_paraphrase_only_from_restating_markers(premise: str, connective: str) -> None:
+    assert mined(body(premise, f"{connective} {LONG_B}"), task_types=["paraphrase"]) == {}
+
+
 def test_contrast_is_never_labelled_a_contradiction() -> None:
     """'X. However, Y.' sets Y against X; Y rarely contradicts X ('BP's profits were below
     forecasts. However, its shares rose.'): no "No" / "Contradiction" answer, only the link word,
@@ -318,6 +337,21 @@ def test_connective_needs_a_prose_premise() -> None:
             "The winger missed most of last season",
             "A knee injury",  # "and is ..." goes on with the effect's subject, not the cause
         ),
+        (
+            "Analysts pointed out that more mergers are likely because the industry is fragmented.",
+            "more mergers are likely",  # "are likely" is the predicate, not a link to "because"
+            "The industry is fragmented",
+        ),
+        (
+            "One of the reasons that blogs have become popular is because the software is easy to use.",
+            "Blogs have become popular",  # the effect is what the reason is the reason for
+            "The software is easy to use",
+        ),
+        (
+            "The value of the deal has not been revealed because of a confidentiality clause.",
+            "The value of the deal has not been revealed",  # the cause of a negative event
+            "A confidentiality clause",
+        ),
     ],
 )
 def test_cause_rule_positive(text: str, effect: str, cause: str) -> None:
@@ -372,6 +406,18 @@ def test_cause_rule_effect_ends_with_its_clause(text: str, left_out: str) -> Non
         "Mr Walsh denied they had been forced out early because of reports of a rival airline.",
         # "due to" + a verb: "scheduled to".
         "Several stars are among those due to attend the nominees' lunch in Los Angeles on Monday.",
+        # Negation whose scope is the reason: the text denies that X is one.
+        "Murder sentences should not be reduced because of a guilty plea, the judges ruled.",
+        "The firm promised no jobs would be lost as a result of the new ticket machines.",
+        "I don't think one can say that conditions have worsened because of the fall in October.",
+        "The tax was not raised simply because of the deficit, the minister told MPs on Monday.",
+        # Half of "not only X but also Y", and a question: no effect is stated.
+        "China's economy is not only gathering speed thanks to domestic demand but also exports.",
+        "Asked whether he had not returned to work because of the row with his manager, he smiled.",
+        # A cause cut at the comma that ends its "if" clause: half a clause.
+        "I try to stay calm because if you go crazy against players like him, you lose the match.",
+        # "is likely due to": "likely" may be "probably" or the predicate; doubtful, dropped.
+        "The fall in profits is likely due to weak demand for its cars in the home market.",
     ],
 )
 def test_cause_rule_negative(text: str) -> None:
@@ -402,6 +448,30 @@ def test_definition_rule_positive(sentence: str, term: str, definition: str) -> 
     (pair,) = mined(sentence, task_types=["word2text"])["word2text.definition"]
     assert term in pair.question + pair.answer
     assert definition in pair.question + pair.answer
+
+
+@pytest.mark.parametrize(
+    ("sentence", "term", "definition", "left_out"),
+    [
+        # A sentence adverb before the term is the sentence's, not the term's.
+        ("Normally adults are defined as being aged over 19.", "adults", "Being aged over 19", "Normally"),
+        # A concessive clause after the definition, or a remark after an expansion, is left out.
+        (
+            "A recession is defined as two quarters of negative growth, although Japan uses other factors.",
+            "recession",
+            "Two quarters of negative growth",
+            "Japan",
+        ),
+        ("R&B stands for Rhythm And Blues, remember.", "R&B", "Rhythm And Blues", "remember"),
+    ],
+)
+def test_definition_rule_keeps_term_and_definition_only(
+    sentence: str, term: str, definition: str, left_out: str
+) -> None:
+    (pair,) = mined(sentence, task_types=["word2text"])["word2text.definition"]
+    text = f"{pair.question}\n{pair.answer}"
+    assert term in text and definition in text
+    assert left_out not in text
 
 
 @pytest.mark.parametrize(
@@ -451,6 +521,22 @@ def test_acronym_rule_positive(sentence: str, acronym: str, expansion: str) -> N
 
 
 @pytest.mark.parametrize(
+    ("sentence", "expansion"),
+    [
+        # The possessive of an organisation is the sentence's; a name's own "'s" stays.
+        ("Both firms are listed on the New York Stock Exchange's (NYSE) Nasdaq index.", "New York Stock Exchange"),
+        ("The fund owns 5% of Deutsche Boerse's (DB) shares, the filing showed.", "Deutsche Boerse"),
+        ("The ratings agency Standard & Poor's (S&P) cut its rating.", "Standard & Poor's"),
+    ],
+)
+def test_acronym_expansion_without_a_possessive(sentence: str, expansion: str) -> None:
+    (pair,) = mined(sentence, task_types=["word2text"])["word2text.acronym"]
+    text = f"{pair.question}\n{pair.answer}"
+    assert expansion in text
+    assert f"{expansion}'s" not in text
+
+
+@pytest.mark.parametrize(
     "sentence",
     [
         "The chief executive spoke today (Reuters) to the press.",
@@ -478,6 +564,19 @@ def test_acronym_rule_negative(sentence: str) -> None:
             "Building your own web",
         ),
         ("The dispute is about pensions and pay, the union said.", "Pensions and pay"),
+        # A second clause joined to the topic is not part of it.
+        (
+            "Search engines are about discovering information for the first time and RSS is the ideal way to track sites.",
+            "Discovering information for the first time",
+        ),
+        (
+            "The gritty drama is about a single mother living on the breadline, while the other film follows a boy.",
+            "A single mother living on the breadline",
+        ),
+        ("The show is about dysfunctional people and I defy anyone to say otherwise.", "Dysfunctional people"),
+        ("The manifesto launch was all about the New Labour brand - a move seen as a snub.", "The New Labour brand"),
+        ("The digital revolution is about the democratisation of technology and the experiences it makes possible.",
+         "The democratisation of technology and the experiences it makes possible"),
     ],
 )
 def test_topic_rule_positive(sentence: str, topic: str) -> None:

@@ -34,7 +34,9 @@ class Candidate(NamedTuple):
 # A comma is required where the bare word has other uses ("Still waters", "So far", "Yet another").
 # "Similarly", "Likewise" and "Equally" add a parallel fact, not a restatement: neutral, not
 # paraphrase. "So," opens questions, examples and topic shifts as often as conclusions: it gives
-# nothing, and is only known so that a cause rule strips it from an effect.
+# nothing, and is only known so that a cause rule strips it from an effect. Only the markers
+# that restate the sentence before give paraphrases: "Namely," lists, "That is," qualifies
+# ("That is, if ..."), and "Simply put," / "Put simply," sum up a passage, not that sentence.
 _ENTAIL = ("nli.entail", "commonsense.effect")
 _CONTRAST = ("nli.contradict", "paraphrase.different")
 _NEUTRAL = ("nli.neutral",)
@@ -84,15 +86,12 @@ CONNECTIVES: dict[str, tuple[tuple[str, ...], bool]] = {
         (
             "In other words",
             "That is to say",
-            "That is",
-            "Namely",
-            "Put simply",
-            "Simply put",
             "Put another way",
             "To put it another way",
         ),
         (_SIMILAR, True),
     ),
+    **dict.fromkeys(("That is", "Namely", "Put simply", "Simply put"), (_NO_RELATION, True)),
 }
 _ALTERNATION = "|".join(re.escape(c) for c in sorted(CONNECTIVES, key=len, reverse=True))
 _LEADING = re.compile(
@@ -119,6 +118,8 @@ _DANGLING_WORDS = lexicon("dangling_words")
 # Pronouns, modals, "to": what is left of an effect whose "is" / "be" was dropped as a link word.
 _STUB_WORDS = lexicon("stub_words")
 _BE = frozenset(("is", "are", "was", "were", "be", "been"))
+# Words that make a following "likely" the predicate ("are likely", "more likely").
+_PREDICATIVE = _BE | frozenset(("more", "most", "less", "very"))
 # A quotation's attribution ending a sentence, not part of an answer: a reporting verb a few
 # words after a quotation's closing mark and quote ('...," said Mr Smith, an analyst.') or after
 # a comma ("..., he said."). Not a clause joined by "and"/"which"... ("..., and prices continued
@@ -130,6 +131,10 @@ _ATTRIBUTION = re.compile(
     rf"[.!?,][\"\u201d]\s+(?:\S+\s+){{0,4}}?{_VERB}[^\"\u201c\u201d]*$"
     rf"|,\s+(?!(?:{_NOT_SPEAKER})\b)(?:\S+\s+){{0,4}}?{_VERB}(?:\s+[^\s,;]+){{0,4}}[\s.!?\"'\u201d\u2019]*$",
     re.IGNORECASE,
+)
+# A sentence that reports speech: ending in '..., said Mr Smith at Merrill Lynch on Thursday.'
+_REPORTED = re.compile(
+    rf"[,.!?][\"\u201d]?\s+(?:\S+\s+){{0,4}}?(?:{_REPORTING})\b[^\"\u201c\u201d;]*$", re.IGNORECASE
 )
 # A quotation closing and a new sentence opening inside what a cause rule took: the cause ends there.
 _QUOTE_BREAK = re.compile(r"[\"\u201d]\s+(?=[A-Z\"\u201c])")
@@ -146,6 +151,36 @@ _PHRASE_CONNECTIVES = frozenset(
 _NEXT_VERB_PHRASE = re.compile(
     r"\s+and\s+(?:is|are|was|were|has|have|had|will|would|could|can|may|might|should|must|did|does"
     r"|do)\b"
+)
+# Negation whose scope is the reason, not the event: the text denies that the cause is one.
+# "should not be reduced | because of a guilty plea", "no jobs would be lost | as a result of
+# the machines", "I don't think conditions have worsened | because of the fall". Only before a
+# noun-phrase cause: "We should not wait | because prices are rising" gives a reason.
+_DENIED_REASON = re.compile(
+    r"\b(?:should|must|need|ought)\s+not\b|\b(?:shouldn|mustn|needn)['\u2019]t\b"
+    r"|\bno\s+(?:\w+\s+){1,3}(?:would|will|should|could|can)\b"
+    r"|(?:\bnot|n['\u2019]t)\s+(?:think|believe)\b(?!\s+in\b)|\bcertainly\s+not\b",
+    re.IGNORECASE,
+)
+_NEGATION = re.compile(r"\b(?:not|never|no)\b|n['\u2019]t\b", re.IGNORECASE)
+# Adverbs that put a negation's focus on the reason: "was not cut simply | because of X".
+_FOCUS_WORDS = frozenset(
+    ("just", "simply", "only", "solely", "purely", "merely", "necessarily", "automatically",
+     "exclusively", "entirely", "wholly")
+)
+# "The effect is not only X | thanks to Y (but also ...)", "Asked whether he had quit | because":
+# the first half of a pair, or a question, not a stated effect.
+_NOT_AN_EFFECT = re.compile(r"(?:.*\bnot\s+only\b|Asked\s+(?:whether|if)\b)", re.IGNORECASE)
+# "The reason X is | because Y", "One of the reasons that X is | because Y": the effect is X.
+_REASON_OPENER = re.compile(
+    r"(?:(?:One|Some) of the|The|Another|A)\s+(?:(?:main|real|only|other|key)\s+)?reasons?"
+    r"\s+(?:that\s+|why\s+)?(?!(?:for|of|behind|given|is|was|are|were)\b)(?P<rest>\S+\s+\S+\s+\S.*)",
+    re.IGNORECASE | re.DOTALL,
+)
+# A cause cut at a comma right after a subordinate opener is half a clause: "because | if you
+# go crazy against players like him, | you lose".
+_SUBORDINATORS = frozenset(
+    ("if", "when", "although", "though", "unless", "once", "whenever", "while", "whether")
 )
 # A speech's introduction before the quotation the effect is: 'He told BBC Radio: "We lost'.
 _SPEECH_INTRO = re.compile(
@@ -209,6 +244,8 @@ def connective_candidates(sentences: Sequence[str], config: MinerConfig) -> Iter
         ):
             continue
         for subtype in subtypes:
+            if subtype == "paraphrase.similar" and _REPORTED.search(premise):
+                continue  # '..., said Mr X. In other words, ...': a gloss of a report, not a restatement
             yield Candidate(subtype, _pair_fields(subtype, premise, hypothesis, match["conn"]))
 
 
@@ -261,25 +298,36 @@ def _cause_in(sentence: str, previous: str, config: MinerConfig) -> tuple[str, s
         effect = capitalize(clause(drop_attribution(lead["effect"])))
         return _checked(effect, lead["cause"], lead["conn"])
     if inner := _CAUSE_INNER.search(sentence):
-        effect = _effect_before(sentence[: inner.start()].rstrip(" ,"))
+        effect = _effect_before(sentence[: inner.start()].rstrip(" ,"), inner["conn"])
         if effect is None:
             return None
         return _checked(capitalize(clause(effect)), sentence[inner.end() :], inner["conn"])
     return None
 
 
-def _effect_before(text: str) -> str | None:
+def _effect_before(text: str, connective: str) -> str | None:
     """The effect before an in-sentence cause word, or None where that cuts it mid-clause.
 
     Link words go ("fell largely | due to" -> "fell", "rose, not least | because" -> "rose").
     What then ends in a word like "and" or "wasn't", or in the stub a dropped "is" leaves
-    ("Perhaps it [was] | because"), is a fragment; "not | because X" denies that X is the cause.
+    ("Perhaps it [was] | because"), is a fragment; "not | because X" denies that X is the cause,
+    and so does a negated effect ending in a focus adverb ("was not cut simply | because of X").
+    "Likely" after "is" / "are" is the predicate ("more mergers are likely | because X"), not
+    "probably": it stays before "because", and is ambiguous before "due to" (dropped).
     """
     words = text.split()
     dropped: set[str] = set()  # membership only
     while words and words[-1].lower() in _LINK_WORDS:
+        if words[-1].lower() == "likely" and len(words) > 1 and words[-2].lower() in _PREDICATIVE:
+            if connective.lower() != "because" or len(words) < 3 or words[-3].lower() in _STUB_WORDS:
+                return None  # "The fall is likely | due to X", "It is likely | because X"
+            break
         dropped.add(words.pop().lower())
     if "not" in dropped and "least" not in dropped:
+        return None
+    if (
+        not dropped.isdisjoint(_FOCUS_WORDS) or (words and words[-1].lower() in _FOCUS_WORDS)
+    ) and _NEGATION.search(" ".join(words)):
         return None
     if not words or _dangles(words[-1]):
         return None
@@ -302,13 +350,21 @@ def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] |
         effect = capitalize(effect[bare.end() :])  # "But the full-back pulled out" -> "The ..."
     if ":" in effect and (intro := _SPEECH_INTRO.match(effect)):
         effect = capitalize(effect[intro.end() :])  # 'He said: "We lost' -> 'We lost'
+    if reason := _REASON_OPENER.match(effect):
+        effect = capitalize(reason["rest"])  # "One of the reasons that blogs are popular"
     if any(word.strip(_FINAL_CHARS) in _DENIAL_WORDS for word in effect.lower().split()):
+        return None
+    if _NOT_AN_EFFECT.match(effect):
+        return None
+    if connective.lower() in _PHRASE_CONNECTIVES and _DENIED_REASON.search(effect):
         return None
     if connective.lower() in _PHRASE_CONNECTIVES and (verb := _NEXT_VERB_PHRASE.search(cause)):
         cause = cause[: verb.start()]
-    cause = _cause_text(cause)
+    raw, cause = cause, _cause_text(cause)
     if not cause or _dangles(cause.rsplit(" ", 1)[-1]):
         return None  # "it was only released on PC and | , compared to ..."
+    if cause.split(" ", 1)[0].lower() in _SUBORDINATORS and _CLAUSE_END.search(raw):
+        return None  # "If you go crazy against players like him" | , you lose
     if connective.lower() == "due to" and cause.split(" ", 1)[0] in _SCHEDULED_VERBS:
         return None
     return effect, cause, connective

@@ -44,6 +44,22 @@ _WORD_QUOTES = "\"'\u201c\u201d,"
 _MINOR_WORDS = lexicon("minor_words")
 _PRONOUNS = lexicon("pronouns")
 _LOWER_FIRST = lexicon("lower_first")
+# "Normally adults are defined as": the adverb belongs to the sentence, not to the term.
+_TERM_ADVERBS = lexicon("term_adverbs")
+# "the New York Stock Exchange's (NYSE)": a possessive on an organisation's head noun is the
+# sentence's; a name's own "'s" ("Standard & Poor's (S&P)") stays.
+_POSSESSIVE_HEADS = lexicon("possessive_heads")
+# Where a topic or definition runs into a second clause: "Search engines are about discovering
+# information | and RSS is the ideal way...", "... growth | , although the government ...".
+# "and" / "but" then a pronoun, or then up to three capitalised words and a finite verb; a
+# comma then a clause opener; a dash or a semicolon.
+_SECOND_CLAUSE = re.compile(
+    r",?\s+(?:and|but)\s+(?:I|we|you|he|she|it|they|there)\b"
+    r"|,?\s+(?:and|but)\s+(?:[A-Z][\w'\u2019&-]*\s+){1,3}"
+    r"(?:is|are|was|were|has|have|had|will|would|can|could|says|said)\b"
+    r"|,\s+(?:and|but|while|whereas|although|though|which|so|yet)\s"
+    r"|\s+[-\u2013\u2014]\s|\s*[;\u2014]"
+)
 
 
 def definition_candidates(sentences: Sequence[str], config: MinerConfig) -> Iterator[Candidate]:
@@ -52,8 +68,10 @@ def definition_candidates(sentences: Sequence[str], config: MinerConfig) -> Iter
         match = _definition_match(sentence) if len(sentence) <= config.max_sentence_chars else None
         if match is None:
             continue
-        term = _bare_term(clause(match["term"] or match.groupdict().get("quoted") or ""))
-        definition = clause(match["definition"])
+        term = _bare_term(_drop_adverb(clause(match["term"] or match.groupdict().get("quoted") or "")))
+        definition = _first_clause(clause(match["definition"]))
+        if match.re is _STANDS_FOR:
+            definition = definition.split(",", 1)[0]  # "Rhythm And Blues, remember"
         if _is_term(term) and len(definition) >= config.min_clause_chars:
             fields = {"term": term, "definition": capitalize(definition)}
             yield Candidate("word2text.definition", fields)
@@ -79,6 +97,18 @@ def _is_term(term: str) -> bool:
         and words[0].lower() not in _PRONOUNS
         and words[0].lower() not in _NOT_SUBJECT_START
     )
+
+
+def _drop_adverb(term: str) -> str:
+    """The term without a sentence adverb before it ("Normally adults" -> "adults")."""
+    first, _, rest = term.partition(" ")
+    return rest.lstrip(", ") if rest and first.rstrip(",").lower() in _TERM_ADVERBS else term
+
+
+def _first_clause(text: str) -> str:
+    """`text` up to a second clause joined to it (`_SECOND_CLAUSE`), without final marks."""
+    match = _SECOND_CLAUSE.search(text)
+    return clause(text[: match.start()]) if match else text
 
 
 def _bare_term(term: str) -> str:
@@ -116,7 +146,7 @@ def _expansion(before: str, acronym: str) -> str | None:
         if word[:1].lower() == letter.lower() and (not minor or (mixed_case and letter.islower())):
             position -= 1
             if position < 0:
-                expansion = _tail_span(before, len(words) - start)
+                expansion = _without_possessive(_tail_span(before, len(words) - start))
                 return (
                     expansion
                     if len(letters) >= 2 and expansion.lower() != acronym.lower()
@@ -125,6 +155,15 @@ def _expansion(before: str, acronym: str) -> str | None:
         elif not minor:
             return None
     return None
+
+
+def _without_possessive(expansion: str) -> str:
+    """`expansion` without the possessive "'s" of an organisation's head noun (`_POSSESSIVE_HEADS`)."""
+    if expansion.endswith(("'s", "\u2019s")):
+        head = expansion[:-2].rsplit(" ", 1)[-1]
+        if head.lower() in _POSSESSIVE_HEADS:
+            return expansion[:-2]
+    return expansion
 
 
 def _tail_span(before: str, num_words: int) -> str:
@@ -144,7 +183,7 @@ def topic_candidates(sentences: Sequence[str], config: MinerConfig) -> Iterator[
         if match is None:
             continue
         subject = clean(match["subject"]).lstrip("\"'\u201c\u2018")
-        topic = clause(drop_attribution(match["topic"]))
+        topic = _first_clause(clause(drop_attribution(match["topic"])))
         if not topic[:1].isalpha() or len(topic) < 4 or _approximate(topic):
             continue
         words = subject.split()
