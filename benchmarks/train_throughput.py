@@ -14,7 +14,7 @@ across documents, labels masked at document starts, exactly as `recipes/pretrain
     python benchmarks/train_throughput.py --shape llama-551m --liger --compile_layers --micro_batch 16 \\
         --raw_compile --raw_micro_batch 4                                   # layers compiled, fused loss eager
 
-Liger's fused linear cross-entropy fails under torch.compile with torch 2.11 (../shared/gpu-notes.md):
+Liger's fused linear cross-entropy fails under torch.compile with torch 2.11 (BENCHMARKS.md):
 run the Liger recipe eager.
 
 MFU counts 6 x N FLOPs per token (N from the config, embeddings included) against the

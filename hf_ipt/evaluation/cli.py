@@ -42,7 +42,7 @@ class EvalScriptArguments:
         },
     )
     output_dir: str | None = field(
-        default=None, metadata={"help": "Where to write results.json and results.md."}
+        default=None, metadata={"help": "Where to write results.json, results.md and eval_settings.json."}
     )
     batch_size: int = field(default=8, metadata={"help": "Sequences per forward pass."})
     max_examples: int | None = field(

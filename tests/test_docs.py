@@ -1,0 +1,192 @@
+"""The documentation names only options, fields and files that exist.
+
+Every `hf-ipt <command>`, `python -m hf_ipt...` and `recipes/<name>.py` command line in
+README.md, docs/*.md and examples/ is checked flag by flag against that command's own parser,
+and the option tables of docs/jobs.md and docs/builder.md against the configs they describe.
+Cheap (parsers are built, nothing runs) and robust: a renamed or removed option fails here
+instead of in a user's shell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import re
+import shlex
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "examples").iterdir())]
+
+
+def _options(parser) -> set[str]:
+    return {s for action in parser._actions for s in action.option_strings}
+
+
+@cache
+def command_options(command: str) -> frozenset[str]:
+    """Option strings of an `hf-ipt` subcommand or a recipe (``recipes/<name>.py``)."""
+    from transformers import HfArgumentParser
+
+    from hf_ipt.augment import SynthesisConfig
+
+    if command.startswith("recipes/"):
+        spec = importlib.util.spec_from_file_location(Path(command).stem, ROOT / command)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        parser = module.make_parser()
+        return frozenset(_options(parser) | {"--config"})  # TrlParser reads --config itself
+    if command == "synthesize":
+        from hf_ipt.synthesize_cli import make_parser
+
+        return frozenset(_options(make_parser()))
+    if command == "eval":
+        from hf_ipt.evaluation.cli import make_parser
+
+        return frozenset(_options(make_parser()))
+    if command == "augment":
+        from hf_ipt.augment_cli import AugmentArguments
+
+        return frozenset(_options(HfArgumentParser((AugmentArguments, SynthesisConfig))))
+    if command == "demo":
+        from hf_ipt.demo import DemoConfig
+
+        return frozenset(_options(HfArgumentParser((DemoConfig, SynthesisConfig))))
+    if command == "push":
+        from hf_ipt.publish_cli import PushArguments
+
+        return frozenset(_options(HfArgumentParser(PushArguments)))
+    raise KeyError(command)
+
+
+COMMAND = re.compile(
+    r"(?:\bhf-ipt (?P<sub>demo|augment|synthesize|push|eval)\b"
+    r"|-m hf_ipt\.(?P<module>synthesize_cli|evaluation\.cli)\b"
+    r"|(?P<recipe>recipes/(?:continual_pt|pretrain|train_synthesizer|mini_repro)\.py))"
+)
+MODULES = {"synthesize_cli": "synthesize", "evaluation.cli": "eval"}
+
+
+def command_lines(text: str) -> list[str]:
+    """Lines of fenced code blocks (backslash continuations joined) and inline code spans."""
+    lines, block, fenced = [], [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        if fenced or line.startswith(("srun ", "    --")):
+            block.append(line.rstrip())
+            if not line.rstrip().endswith("\\"):
+                lines.append(" ".join(part.rstrip("\\") for part in block))
+                block = []
+    lines += re.findall(r"`([^`\n]+)`", text)
+    return lines
+
+
+def documented_flags() -> list[tuple[str, str, str]]:
+    """(file, command, flag) for every flag written after a command on one command line."""
+    found = []
+    for path in DOCS:
+        for line in command_lines(path.read_text(encoding="utf-8")):
+            matches = list(COMMAND.finditer(line))
+            for i, match in enumerate(matches):
+                command = match["sub"] or MODULES.get(match["module"] or "") or match["recipe"]
+                end = matches[i + 1].start() if i + 1 < len(matches) else len(line)
+                rest = line[match.end():end].split("#")[0].split("|")[0].split("&&")[0]
+                try:
+                    words = shlex.split(rest)
+                except ValueError:
+                    words = rest.split()
+                for word in words:
+                    if re.fullmatch(r"--[a-z][a-z0-9_-]*(=.*)?", word):
+                        found.append((path.name, command, word.split("=")[0]))
+    return found
+
+
+FLAGS = documented_flags()
+
+
+def test_the_docs_show_command_lines():
+    commands = {command for _, command, _ in FLAGS}
+    assert {"synthesize", "augment", "eval", "push", "demo", "recipes/continual_pt.py"} <= commands, commands
+
+
+@pytest.mark.parametrize("command", sorted({c for _, c, _ in FLAGS}))
+def test_every_flag_on_a_documented_command_line_exists(command):
+    options = command_options(command)
+    missing = sorted({(doc, flag) for doc, c, flag in FLAGS if c == command and flag not in options})
+    assert not missing, f"{command}: documented flags it does not take: {missing}"
+
+
+def _table_first_column(text: str, header: str) -> list[str]:
+    """First-column code spans of the markdown table whose header row starts with `header`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    names = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        names += re.findall(r"`([^`]+)`", line.split("|")[1])
+    return names
+
+
+def _table_column(text: str, header: str, column: int) -> list[str]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    cells = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells.append(line.split("|")[column])
+    return cells
+
+
+def test_jobs_filter_table_names_real_options_and_defaults():
+    from hf_ipt.filters import FilterConfig
+
+    options = command_options("synthesize")
+    defaults = {f.name: f.default for f in dataclasses.fields(FilterConfig)}
+    text = (ROOT / "docs" / "jobs.md").read_text(encoding="utf-8")
+    cells = _table_column(text, "| filter | removes |", 3)
+    assert len(cells) == 5
+    for cell in cells:
+        for flag, value in re.findall(r"`(--[a-z_]+)(?: ([^`]+))?`", cell):
+            assert flag in options, flag
+            if value:
+                assert str(defaults[flag[2:]]) == value, (flag, value, defaults[flag[2:]])
+
+
+def test_builder_settings_table_names_real_fields():
+    from hf_ipt.builder import AugmentedConfig
+
+    fields = {f.name for f in dataclasses.fields(AugmentedConfig)}
+    names = _table_first_column((ROOT / "docs" / "builder.md").read_text(encoding="utf-8"), "| field | default |")
+    assert names and not set(names) - fields, sorted(set(names) - fields)
+
+
+def test_manifest_table_lists_the_keys_a_job_writes(tmp_path):
+    import json
+
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.jobs import JobConfig, run_job
+
+    corpus = tmp_path / "news.jsonl"
+    corpus.write_text(json.dumps({"text": "Profits rose. However, sales fell sharply in Europe this year."}) + "\n")
+    run_job(JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "job"), num_shards=1), SynthesisConfig(),
+            progress=False)
+    manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
+    names = _table_first_column((ROOT / "docs" / "jobs.md").read_text(encoding="utf-8"), "| key | type |")
+    assert sorted(names) == sorted(manifest)
+
+
+def test_evaluation_metric_table_names_shipped_modules():
+    from hf_ipt.evaluation.metrics import metric_path
+
+    text = (ROOT / "docs" / "evaluation.md").read_text(encoding="utf-8")
+    names = _table_first_column(text, "| module | task metric names |")
+    assert len(names) == 5
+    for name in names:
+        assert (metric_path(name) / f"{name}.py").is_file(), name
