@@ -80,7 +80,7 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     schema = features(synthesis.output).arrow_schema
-    rows, total, pairs = [], 0, 0
+    rows, total, pairs, capped = [], 0, 0, False
     tmp = out / "data.parquet.tmp"
     with pq.ParquetWriter(tmp, schema) as writer, tqdm(total=args.max_docs, desc="augment", unit="row") as bar:
         for row in ds:
@@ -92,6 +92,7 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
                 writer.write_table(pa.Table.from_pylist(rows, schema=schema))
                 rows = []
             if args.max_docs is not None and total >= args.max_docs:
+                capped = True
                 break
         if rows:
             writer.write_table(pa.Table.from_pylist(rows, schema=schema))
@@ -99,7 +100,9 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
     read = builder.documents  # streamed in this process: every document read so far
     summary = {"corpus": args.named_corpus, "corpus_name": args.corpus_name, "rows": total, "pairs": pairs,
                "docs": {"read": read.read, "rejected": read.rejected}, "rejects": dict(sorted(read.rejects.items())),
-               "output": str(out / "data.parquet"), "synthesis": recorded_settings(asdict(synthesis))}
+               "output": str(out / "data.parquet"), "synthesis": recorded_settings(asdict(synthesis)),
+               # Stopped at --max_docs: the first rows only (the corpus may hold more), not the whole corpus.
+               "max_docs": args.max_docs, "sample": capped}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -122,8 +125,9 @@ def result_line(summary: dict) -> str:
         return (f"0 rows: all {docs['read']} documents were rejected ({rejects}), nothing was augmented; check the "
                 f"corpus and --text_column -> {summary['output']}")
     rejected = f"{docs['rejected']} rejected ({rejects})" if docs["rejected"] else "none rejected"
+    sample = f"; a sample: stopped at --max_docs {summary['max_docs']}" if summary.get("sample") else ""
     return (f"{summary['rows']} rows with {summary['pairs']} pairs -> {summary['output']} ({docs['read']} documents "
-            f"read, {rejected})")
+            f"read, {rejected}{sample})")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ CONFLICT_ATTEMPTS = 5  # read-render-commit rounds when another commit lands fir
 BACKOFF_S = 2.0  # doubled after each failed attempt; a Retry-After header wins
 _EXTENSIONS = re.compile(r"\.(jsonl|json|txt|parquet|csv|arrow)$")
 _CONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_PR_REF = re.compile(r"refs/pr/(\d+)")  # a pull request's head, which takes commits as a branch does
 
 
 # ---------------------------------------------------------------------------- reading output
@@ -135,10 +136,19 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
         "filters": _first(record, "filters_removed", "filters"),
         "tokens": _tokens(record.get("tokens")),
         "chain": record.get("chain"),
+        "sample": sample_note(record),
         "settings": synthesis or None,
         "filter_settings": settings.get("filters"),
         "data_files": [f"{name}/{f.name}" for f in _checked_files(out, record.get("rows"), synthesis.get("output"))],
     }
+
+
+def sample_note(record: dict) -> str | None:
+    """What part of the corpus an output that stopped at ``--max_docs`` holds (`None`: all of it)."""
+    if not record.get("sample"):
+        return None
+    return (f"the first {record.get('rows'):,} rows only (`hf-ipt augment --max_docs {record.get('max_docs')}`), "
+            "not the whole corpus")
 
 
 def _checked_files(out: Path, rows: int | None, output: str | None) -> list[Path]:
@@ -251,6 +261,8 @@ def _metadata(repo_id: str, configs: list[dict], kept: dict) -> dict[str, Any]:
 
 def _table_row(c: dict) -> str:
     cells = [f"`{c['config_name']}`", _synthesizer(c), *(_fmt(c.get(k)) for k in ("rounds", "output", "rows", "pairs"))]
+    if c.get("sample"):
+        cells[4] += " (sample)"
     return "| " + " | ".join(cells) + " |"
 
 
@@ -260,6 +272,7 @@ def _section(c: dict) -> str:
         "",
         f"- **Corpus:** {_code(c.get('corpus'))}",
         *([f"- **Part of the corpus:** {c['split']}"] if c.get("split") else []),
+        *([f"- **Sample:** {c['sample']}"] if c.get("sample") else []),
         f"- **Synthesizer:** {_synthesizer(c)}, revision {_revision(c)}",
         f"- **Rounds:** {_fmt(c.get('rounds'))}; **output:** {_fmt(c.get('output'))}",
         f"- **Documents:** {_fmt(c.get('docs'))}; **rows:** {_fmt(c.get('rows'))}; **pairs:** {_fmt(c.get('pairs'))}",
@@ -329,13 +342,14 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
         private (`bool`, *optional*): visibility of a newly created repo; `None` (default) keeps
             the owner's default (an organization may make new repos private), `False` forces public.
             An existing repo keeps its own; `True` refuses to push to an existing public one.
-        revision (`str`, *optional*): branch to commit to (created when missing); default ``main``.
+        revision (`str`, *optional*): branch to commit to (created when missing), or ``refs/pr/N`` to
+            add the commit to open pull request N; default ``main``. A tag or a commit sha is refused.
         overwrite (`bool`, *optional*, defaults to `False`): replace config ``config_name`` even when
             it holds another corpus or synthesizer (or was not pushed by hf_ipt). Re-pushing the same
             corpus with the same synthesizer needs no flag.
 
     Returns:
-        `str`: the URL of the dataset repo.
+        `str`: the URL of the dataset repo (of the branch's tree, or of the pull request, with `revision`).
 
     Raises:
         `ConfigTakenError` (a `ValueError`): config ``config_name`` already holds different data and
@@ -362,7 +376,7 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
                          "the visibility of a repo the push creates: make it private on the Hub (its Settings) "
                          "and push again, or push to a new repo")
     if revision:
-        _retrying(api.create_branch, repo_id, repo_type="dataset", branch=revision, exist_ok=True)
+        _check_push_target(api, repo_id, revision)
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         try:
             _commit_config(api, output_dir, repo_id, info, token=token, revision=revision, overwrite=overwrite)
@@ -372,7 +386,49 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
                 raise
             logger.warning("hf_ipt push: %s changed while pushing (HTTP 412); reading it again, attempt %d/%d",
                            repo_id, attempt + 1, CONFLICT_ATTEMPTS)
-    return str(url) + (f"/tree/{revision}" if revision else "")
+    return revision_url(str(url), revision)
+
+
+def _check_push_target(api, repo_id: str, revision: str) -> None:
+    """Make sure a commit can land on `revision`: an existing branch or open pull request
+    (``refs/pr/N``) of the repo, or a new branch name (the branch is created from main).
+
+    Raises:
+        `UsageError`: `revision` is a tag, a commit sha, a pull request the repo does not have, or
+        another ``refs/...`` name: none of them can take a commit, and `create_branch` would fail on
+        them (or, for a tag or sha, make a branch that shadows it).
+    """
+    from .corpus import COMMIT
+
+    refs = _retrying(api.list_repo_refs, repo_id, repo_type="dataset", include_pull_requests=True)
+    if revision in {ref.name for ref in refs.branches}:
+        return
+    fix = "pass a branch name (created when missing) or refs/pr/N of an open pull request (--revision)"
+    if _PR_REF.fullmatch(revision):
+        if revision not in {ref.ref for ref in refs.pull_requests or []}:
+            raise UsageError(f"`revision` {revision!r}: {repo_id} has no such pull request: open it on the Hub "
+                             f"(or with `HfApi.create_pull_request`) first, or {fix}")
+        return
+    if revision in {ref.name for ref in refs.tags}:
+        raise UsageError(f"`revision` {revision!r} is a tag of {repo_id}, and a tag cannot take a commit: {fix}, "
+                         "then tag the pushed commit (`HfApi.create_tag`)")
+    if COMMIT.fullmatch(revision):
+        raise UsageError(f"`revision` {revision!r} is a commit sha, and a commit cannot take a commit: {fix}")
+    if revision.startswith("refs/"):
+        raise UsageError(f"`revision` {revision!r} is not a branch name nor refs/pr/N: {fix}")
+    _retrying(api.create_branch, repo_id, repo_type="dataset", branch=revision, exist_ok=True)
+
+
+def revision_url(repo_url: str, revision: str | None) -> str:
+    """The web page of `revision` of the repo at `repo_url`: the pull request's for ``refs/pr/N``, else
+    the branch's tree (a ``/`` in a branch name percent-encoded, as the Hub's own links write it)."""
+    from urllib.parse import quote
+
+    if not revision:
+        return repo_url
+    if pr := _PR_REF.fullmatch(revision):
+        return f"{repo_url}/discussions/{pr[1]}"
+    return f"{repo_url}/tree/{quote(revision, safe='')}"
 
 
 def _commit_config(api, output_dir: str | Path, repo_id: str, info: dict, *, token: str | None,
@@ -382,8 +438,10 @@ def _commit_config(api, output_dir: str | Path, repo_id: str, info: dict, *, tok
 
     parent = _retrying(api.repo_info, repo_id, repo_type="dataset", revision=revision).sha
     metadata, others, previous = _existing_configs(api, repo_id, parent, info, overwrite)
+    # A pull request's card is main's once merged: its load snippet names no `refs/pr/N`.
+    shown = None if revision and _PR_REF.fullmatch(revision) else revision
     card = render_dataset_card({"repo_id": repo_id, "configs": [*others, info], "metadata": metadata,
-                                "revision": revision})
+                                "revision": shown})
     stats = json.dumps(info, indent=2)
     _refuse_secret(token or get_token(), card=card, stats=stats)
     name, pushed = info["config_name"], set(info["data_files"])

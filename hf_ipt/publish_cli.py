@@ -28,7 +28,10 @@ class PushArguments:
         metadata={"help": "Visibility of a repo this push creates: true = private, false = public (default: the "
                   "owner's default, e.g. an organization's private-by-default setting)."},
     )
-    revision: str | None = field(default=None, metadata={"help": "Branch to push to (created when missing)."})
+    revision: str | None = field(
+        default=None,
+        metadata={"help": "Branch to push to (created when missing), or refs/pr/N to add to open pull request N."},
+    )
     overwrite: bool = field(
         default=False,
         metadata={"help": "Replace config --config_name even when it holds another corpus or synthesizer."},

@@ -5,7 +5,9 @@ branch, read its head commit and files, commit files and download one back, and 
 `datasets.load_dataset_builder` and `HfFileSystem` (``hf://`` paths) call to read a dataset repo:
 
     POST /api/repos/create                           create_repo (409 when it exists)
-    POST /api/{type}s/{repo}/branch/{branch}         create_branch (409 when it exists)
+    POST /api/{type}s/{repo}/branch/{branch}         create_branch (409 when it exists, 400 for a
+                                                     ``refs/...`` name such as ``refs/pr/5``)
+    GET /api/{type}s/{repo}/refs[?include_prs=1]     list_repo_refs: branches, tags, pull requests
     GET /api/{type}s/{repo}[/revision/{rev}]         repo_info: ``sha`` of `rev` (a branch, tag or commit
                                                      sha), ``siblings`` (``?blobs=true``: with sizes);
                                                      ``?expand=...`` answers ``_id``, ``id`` and those only
@@ -26,10 +28,11 @@ branch, read its head commit and files, commit files and download one back, and 
 
 Files are "regular" git blobs (no LFS or Xet), so ``oid``/``ETag`` are git blob oids.
 `FakeHub.put(repo_id, files)` commits straight into a repo (created when missing), as another
-client pushing to it would; `FakeHub.tag(repo_id, name)` tags a revision.
+client pushing to it would; `FakeHub.tag(repo_id, name)` tags a revision; `FakeHub.open_pr(repo_id)`
+opens a pull request, a ref ``refs/pr/N`` that commits go to as to a branch (not a branch itself).
 
 `FakeHub.fail_next(kind, status)` makes the next request of a kind ("create", "branch", "info",
-"tree", "paths_info", "validate_yaml", "preupload", "commit", "resolve") answer `status` once, to exercise
+"refs", "tree", "paths_info", "validate_yaml", "preupload", "commit", "resolve") answer `status` once, to exercise
 retries; with ``applied=True`` the request is carried out first and only its answer is lost.
 Status `DROP` closes the connection without an answer; ``html=True`` answers a proxy's HTML
 error page instead of the Hub's JSON. `FakeHub.created` keeps each create request's payload
@@ -56,6 +59,7 @@ _API = re.compile(
     r"/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)/(?P<kind>preupload|commit|branch|paths-info)/(?P<rev>[^/?]+)"
 )
 _INFO = re.compile(r"/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)(?:/revision/(?P<rev>[^/]+))?")
+_REFS = re.compile(r"/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)/refs")
 _TREE = re.compile(r"/api/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/]+)(?:/(?P<path>.+))?")
 _RESOLVE = re.compile(r"/(?:(?P<type>datasets|spaces)/)?(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)")
 
@@ -134,6 +138,15 @@ class FakeHub:
         assert oid is not None, revision
         self.tags[(repo_type, repo_id, tag)] = oid
         return oid
+
+    def open_pr(self, repo_id: str, repo_type: str = "dataset") -> str:
+        """Open a pull request on main, as `HfApi.create_pull_request` does; its ref, ``refs/pr/N``."""
+        with self._lock:
+            repo = self.repos[(repo_type, repo_id)]
+            ref = f"refs/pr/{1 + sum(name.startswith('refs/pr/') for name in repo)}"
+            repo[ref] = repo["main"]
+            self.heads[(repo_type, repo_id, ref)] = self.heads[(repo_type, repo_id, "main")]
+            return ref
 
     def _new_commit(self, repo_type: str, repo_id: str, branch: str, files: dict[str, bytes],
                     parent: str | None, title: str) -> str:
@@ -215,12 +228,30 @@ class FakeHub:
         if repo is None:
             return _error(404, "RepoNotFound", "Repository not found")
         branch = unquote(match["rev"])
+        if branch.startswith("refs/"):  # the Hub's BadRequestError: "Invalid reference for a branch"
+            return _error(400, "BadRequest", f"Invalid reference for a branch: {branch}")
         if branch in repo:
             return _error(409, "Conflict", "Branch already exists")
         repo[branch] = repo["main"]  # same head commit, same snapshot; commits replace the dict
         repo_type = match["type"][:-1]
         self.heads[(repo_type, match["repo"], branch)] = self.heads[(repo_type, match["repo"], "main")]
         return _json(200, {})
+
+    def _refs(self, match, headers, body, query):
+        repo_type, repo_id, repo = match["type"][:-1], match["repo"], self._repo(match)
+        if repo is None:
+            return _error(404, "RepoNotFound", "Repository not found")
+
+        def ref(name: str, full: str, oid: str) -> dict:
+            return {"name": name, "ref": full, "targetCommit": oid}
+
+        heads = {name: self.heads[(repo_type, repo_id, name)] for name in repo}
+        refs = {"branches": [ref(n, f"refs/heads/{n}", oid) for n, oid in heads.items() if not n.startswith("refs/")],
+                "converts": [],
+                "tags": [ref(n, f"refs/tags/{n}", oid) for (t, r, n), oid in self.tags.items() if (t, r) == (repo_type, repo_id)]}
+        if query.get("include_prs"):
+            refs["pullRequests"] = [ref(n, n, oid) for n, oid in heads.items() if n.startswith("refs/pr/")]
+        return _json(200, refs)
 
     def _info(self, match, headers, body, query):
         repo_type, repo_id, rev = match["type"][:-1], match["repo"], unquote(match["rev"] or "main")
@@ -381,6 +412,8 @@ def _route(method: str, path: str):
         return "validate_yaml", None
     if method == "POST" and (match := _API.fullmatch(path)):
         return match["kind"].replace("-", "_"), match
+    if method == "GET" and (match := _REFS.fullmatch(path)):
+        return "refs", match
     if method == "GET" and (match := _TREE.fullmatch(path)):
         return "tree", match
     if method == "GET" and (match := _INFO.fullmatch(path)):

@@ -19,6 +19,7 @@ import yaml
 
 from hf_ipt import publish
 from hf_ipt.augment import SynthesisConfig, features
+from hf_ipt.cli import UsageError
 from hf_ipt.publish import config_name_for, push_dataset, read_output, render_dataset_card
 
 from .fake_hub import DROP, FakeHub
@@ -639,3 +640,56 @@ def test_the_cards_load_snippet_names_the_branch_it_was_pushed_to(hub, tmp_path)
     assert f'load_dataset("{REPO}", "bbc-business", split="train", revision=\'dev\')' in card
     push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
     assert f'load_dataset("{REPO}", "bbc-business", split="train")\n' in hub.files(REPO)["README.md"].decode()
+
+
+def test_push_to_a_pull_request_commits_to_it_without_making_a_branch(hub, tmp_path):
+    """`refs/pr/N` takes commits (`create_commit(revision="refs/pr/N")`), but `create_branch` refuses it
+    (HTTP 400): the push failed before committing anything."""
+    hub.put(REPO, {"notes.txt": "made by hand"})
+    ref = hub.open_pr(REPO)
+    url = push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN, revision=ref)
+    assert url == f"{hub.url}/datasets/{REPO}/discussions/1"
+    assert "bbc-business/data.parquet" in hub.files(REPO, revision=ref) and "bbc-business/stats.json" not in hub.files(REPO)
+    assert not any(method == "POST" and "/branch/" in path for method, path in hub.requests)
+    # merged, the card is main's: its load snippet names no pull request
+    assert 'split="train")\n' in hub.files(REPO, revision=ref)["README.md"].decode()
+    with pytest.raises(UsageError, match=r"`revision` 'refs/pr/7': .* has no such pull request"):
+        push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN, revision="refs/pr/7")
+
+
+@pytest.mark.parametrize("kind", ["tag", "sha", "ref"])
+def test_push_to_a_tag_or_a_commit_is_refused_before_anything_changes(hub, tmp_path, kind):
+    sha = hub.put(REPO, {"notes.txt": "made by hand"})
+    hub.tag(REPO, "v1.0")
+    revision, message = {"tag": ("v1.0", "is a tag of"), "sha": (sha, "is a commit sha"),
+                         "ref": ("refs/convert/parquet", "is not a branch name nor refs/pr/N")}[kind]
+    with pytest.raises(UsageError, match=f"`revision` '{revision}' {message}.*pass a branch name"):
+        push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN, revision=revision)
+    assert sorted(b for b in hub.repos[("dataset", REPO)]) == ["main"] and not hub.commits
+
+
+def test_the_url_of_a_branch_with_a_slash_is_the_hubs(hub, tmp_path):
+    url = push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN, revision="exp/bbc")
+    assert url == f"{hub.url}/datasets/{REPO}/tree/exp%2Fbbc"
+    assert "bbc-business/data.parquet" in hub.files(REPO, revision="exp/bbc")
+
+
+def test_an_augment_stopped_at_max_docs_says_it_is_a_sample(hub, tmp_path):
+    """`hf-ipt augment --max_docs N` wrote N rows that the summary, and the card pushed from it, presented as
+    the whole corpus."""
+    from .test_builder import write_jsonl
+
+    corpus = str(write_jsonl(tmp_path / "news.jsonl", 6))
+    out = hf_ipt("augment", "--corpus", corpus, "--output_dir", str(tmp_path / "few"), "--max_docs", "2")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "a sample: stopped at --max_docs 2" in out.stdout
+    summary = json.loads((tmp_path / "few" / "summary.json").read_text())
+    assert (summary["rows"], summary["max_docs"], summary["sample"]) == (2, 2, True)
+    push_dataset(tmp_path / "few", REPO, token=TOKEN)
+    card = hub.files(REPO)["README.md"].decode()
+    assert "| `news` | `rules` | n/a (mined text by text) | templified | 2 (sample) |" in card
+    assert "- **Sample:** the first 2 rows only (`hf-ipt augment --max_docs 2`), not the whole corpus" in card
+
+    out = hf_ipt("augment", "--corpus", corpus, "--output_dir", str(tmp_path / "all"), "--max_docs", "100")
+    assert out.returncode == 0 and "sample" not in out.stdout  # the corpus ended first: all of it
+    assert json.loads((tmp_path / "all" / "summary.json").read_text())["sample"] is False

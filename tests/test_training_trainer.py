@@ -677,3 +677,45 @@ def test_a_max_length_past_the_models_context_is_refused_before_training(tmp_pat
             build_trainer(model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix))
     check_context_length(llama, 48)  # up to the context: trains
     check_context_length(SimpleNamespace(config=SimpleNamespace()), 10**6)  # no max_position_embeddings: left alone
+
+
+def test_the_card_of_a_resumed_run_counts_all_its_tokens_and_no_other_runs_scores(
+    tmp_path, tiny_model_dir, tiny_tokenizer
+):
+    """Resumed without --include_num_input_tokens_seen, the card said the count restored from the
+    checkpoint (the first session's tokens); counting turned on at a resume counted only the new
+    session; and the evaluation record another run had left in output_dir went into the card."""
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = {"global_step": 10, "results": {"OtherTask": {"acc": 0.9}}, "average": 0.9}
+    (out / "domain_eval_results.json").write_text(json.dumps(stale))
+
+    def train(max_steps: int, counting: bool, resume: str | None = None) -> str:
+        data, args = _continual_setup(tmp_path, tiny_model_dir, max_steps=max_steps, save_strategy="steps",
+                                      save_steps=2, include_num_input_tokens_seen=counting,
+                                      resume_from_checkpoint=resume)
+        dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        train_and_save(build_trainer(model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix)))
+        return (out / "README.md").read_text()
+
+    card = train(2, counting=True)
+    assert "**Tokens seen:** 256 of a budget of 256" in card  # 2 steps of 128 tokens, counted
+    assert "OtherTask" not in card and "No evaluation results yet." in card
+    assert "**Tokens seen:** 512 of a budget of 512" in train(4, counting=False, resume="last")
+    assert "**Tokens seen:** 768 of a budget of 768" in train(6, counting=True, resume="last")
+
+
+def test_the_card_keeps_the_evaluation_that_its_run_logged(tmp_path):
+    from hf_ipt.evaluation.callback import flatten_results
+    from hf_ipt.training.card import run_eval_results
+
+    results = {"TinyQA": {"accuracy": 0.5}}
+    record = {"global_step": 4, "results": results, "average": 0.5}
+    (tmp_path / "domain_eval_results.json").write_text(json.dumps(record))
+    logged = [{"loss": 1.0, "step": 4}, {**flatten_results(results), "step": 4}]
+    assert run_eval_results(tmp_path, logged) == record
+    assert run_eval_results(tmp_path, logged[:1]) is None  # not logged by this run: another run's
+    assert run_eval_results(tmp_path, [{**logged[1], "step": 2}]) is None

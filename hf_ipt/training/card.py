@@ -8,6 +8,7 @@ placeholders); this module only fills it. Evaluation results come from
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 SUMMARIES = {
     "continual_pt": "Domain-adaptive continual pre-training on instruction-augmented domain text mixed with "
@@ -67,6 +70,29 @@ def read_eval_results(output_dir: str | Path) -> dict[str, Any] | None:
     ``average``) that `EvalCallback` wrote in `output_dir`, or `None`."""
     path = Path(output_dir) / EVAL_RESULTS_FILENAME
     return json.loads(path.read_text("utf-8")) if path.is_file() else None
+
+
+# The key `EvalCallback` logs the average under (`hf_ipt.evaluation.callback.flatten_results`).
+EVAL_AVERAGE_LOG = "eval_domain_average"
+
+
+def run_eval_results(output_dir: str | Path, log_history: list[dict]) -> dict[str, Any] | None:
+    """The evaluation record in `output_dir` when this run wrote it, else `None`.
+
+    The record is this run's when the run's `log_history` (``trainer_state.json``, carried over a
+    resume) logged its average at its step; a record left in `output_dir` by an earlier run there
+    (another model, another step) is not, and its scores must not go into this run's card.
+    """
+    record = read_eval_results(output_dir)
+    if record is None:
+        return None
+    step = record.get("global_step")
+    if any(entry.get("step") == step and entry.get(EVAL_AVERAGE_LOG, object()) == record.get("average")
+           for entry in log_history):
+        return record
+    logger.warning("hf_ipt: %s holds evaluation results (step %s) that this run did not log: another run's, "
+                   "left out of the model card", Path(output_dir) / EVAL_RESULTS_FILENAME, step)
+    return None
 
 
 def render_model_card(

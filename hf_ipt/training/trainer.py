@@ -28,7 +28,7 @@ from .callbacks import (
     flops_per_token,
     peak_flops,
 )
-from .card import CardInfo, is_hub_id, read_eval_results, render_model_card
+from .card import CardInfo, is_hub_id, render_model_card, run_eval_results
 from .model_init import check_context_length, compile_decoder_layers, parameter_sharding
 from .packing import ISOLATION_TOLERANCE, isolation_gap, packed_collator
 from .position import STREAM_POSITION, save_position
@@ -49,6 +49,7 @@ class IPTTrainer(Trainer):
         self.card = card
         self.stream_position: str | None = None  # after the last batch trained on (`position.Position`)
         self.rng_checkpoint: str | None = None  # set by `resume_stream`: restore its RNG after the 1st batch
+        self.uncounted_steps = 0  # steps before the resume whose tokens the Trainer did not count (`uncounted_steps`)
         # `on_log` runs callbacks in list order and the report_to integrations come before the
         # user's: put the throughput callback first so every logger sees its metrics.
         callbacks = self.callback_handler.callbacks
@@ -88,19 +89,48 @@ class IPTTrainer(Trainer):
         args = self.args
         model_name = model_name or Path(args.output_dir).name
         card = replace(self.card, adapter=bool(getattr(self.model, "peft_config", None)))
+        tokens, exact = self.trained_tokens()
         text = render_model_card(
             card,
             model_name=model_name,
             repo_id=self.hub_model_id or args.hub_model_id or model_name,
-            tokens_seen=self.state.num_input_tokens_seen
-            or self.state.global_step * args.tokens_per_step,
+            tokens_seen=tokens,
             tokens_per_step=args.tokens_per_step,
             max_steps=args.max_steps,
             hyperparameters=hyperparameters(args, self.model),
-            eval_results=read_eval_results(args.output_dir),
-            tokens_exact=bool(self.state.num_input_tokens_seen),
+            eval_results=run_eval_results(args.output_dir, self.state.log_history),
+            tokens_exact=exact,
         )
         Path(args.output_dir, "README.md").write_text(text, encoding="utf-8")
+
+    def trained_tokens(self) -> tuple[int, bool]:
+        """Tokens of the whole run, and whether the Trainer counted them all (``--include_num_input_tokens_seen``).
+
+        A count is used only while counting is on: a run resumed without it keeps the count of the
+        steps before the resume. Steps trained before counting was turned on are not counted: they
+        add `tokens_per_step` each (exact for packed blocks, an upper bound for other sequences).
+        """
+        per_step = self.args.tokens_per_step
+        if self.args.include_num_input_tokens_seen in ("no", False):
+            return self.state.global_step * per_step, False
+        return self.state.num_input_tokens_seen + self.uncounted_steps * per_step, not self.uncounted_steps
+
+
+class UncountedTokensCallback(TrainerCallback):
+    """Zero ``state.num_input_tokens_seen`` of a run that does not count tokens: resumed without
+    ``--include_num_input_tokens_seen``, the Trainer keeps the count it restored, and its
+    checkpoints would pass it off as the count of all their steps (`uncounted_steps`)."""
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if args.include_num_input_tokens_seen in ("no", False):
+            state.num_input_tokens_seen = 0
+
+
+def uncounted_steps(checkpoint: str) -> int:
+    """Steps up to `checkpoint` whose tokens the Trainer did not count: all of them when it saved no count
+    (trained without ``--include_num_input_tokens_seen``), else none."""
+    state = json.loads(Path(checkpoint, TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+    return 0 if state.get("num_input_tokens_seen") else int(state.get("global_step") or 0)
 
 
 def save_stream_positions(checkpoint: str, position: str | None, args: Any) -> None:
@@ -216,7 +246,7 @@ def build_trainer(
     if getattr(args, "compile_layers_options", None):  # after the check, which runs the model eager
         count = compile_decoder_layers(model, **args.compile_layers_options)
         logger.info("hf_ipt: compile_layers: %d decoder layers compiled (%s)", count, args.compile_layers_options)
-    callbacks = [ThroughputCallback(args.tokens_per_step, flops, peak)]
+    callbacks = [ThroughputCallback(args.tokens_per_step, flops, peak), UncountedTokensCallback()]
     trainer = IPTTrainer(
         model=model,
         args=args,
@@ -455,6 +485,7 @@ def train_and_save(trainer: IPTTrainer) -> None:
     checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
     check_data_stream(trainer, checkpoint)
     if checkpoint is not None:
+        trainer.uncounted_steps = uncounted_steps(checkpoint)
         resume_stream(trainer, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.model.config.use_cache = True  # the saved model generates with a cache
