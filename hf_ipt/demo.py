@@ -195,11 +195,19 @@ def train(config_path: Path, recipe: str = "continual_pt.py", cpu: bool = True) 
 
 
 def evaluate_model(path: str, tasks: list, batch_size: int = 8, device: str = "cpu") -> dict:
+    """Scores of the model at `path` on the held-out `tasks`; an item it cannot score (an option
+    longer than its context) is a usage error naming the fix, not a traceback after training."""
+    from .cli import UsageError
     from .evaluation import evaluate
+    from .evaluation.scoring import EvalInputError
     from .models import load_causal_lm
 
     model, tokenizer = load_causal_lm(path, dtype="float32", device=device)
-    return evaluate(model, tokenizer, tasks, batch_size=batch_size)
+    try:
+        return evaluate(model, tokenizer, tasks, batch_size=batch_size)
+    except EvalInputError as error:
+        raise UsageError(f"the held-out items cannot be scored with the model at {path}: {error} (train with a "
+                         "larger --max_length, or hold out shorter texts)") from error
 
 
 def comparison_table(before: dict, after: dict) -> str:

@@ -218,3 +218,20 @@ def test_the_model_card_names_the_hub_base_model_and_the_model_repo(tmp_path):
     local = tmp_path / "local"  # no Hub id: the usage loads the output folder
     demo_output(local, news_corpus(tmp_path / "news.jsonl"))
     assert (local / "model" / "README.md").read_text().count(f'from_pretrained("{local / "model"}")') == 2
+
+
+def test_an_item_the_model_cannot_score_is_a_usage_error(monkeypatch):
+    """The mini repro trained with a small --max_length scored its held-out items into a traceback."""
+    import hf_ipt.evaluation
+    import hf_ipt.models
+    from hf_ipt.cli import UsageError
+    from hf_ipt.demo import evaluate_model
+    from hf_ipt.evaluation.scoring import EvalInputError
+
+    def too_long(*args, **kwargs):
+        raise EvalInputError("no room for the prompt: 0 token(s) left, raise `max_length`")
+
+    monkeypatch.setattr(hf_ipt.models, "load_causal_lm", lambda *a, **k: (None, None))
+    monkeypatch.setattr(hf_ipt.evaluation, "evaluate", too_long)
+    with pytest.raises(UsageError, match=r"model at out/model: no room for the prompt.*--max_length"):
+        evaluate_model("out/model", [])

@@ -319,7 +319,7 @@ class TransformersBackend:
             top_k=None,
             eos_token_id=self.eos_token_ids,
             pad_token_id=self.pad_token_id,
-            # `generate` would compile the forward for a static cache on GPU: measured slower (gpu-notes)
+            # `generate` would compile the forward for a static cache on GPU: measured slower (BENCHMARKS.md, static cache + compile)
             cache_implementation="static" if self.config.static_cache else None,
             disable_compile=True if self.config.static_cache else None,
         )

@@ -4,7 +4,7 @@ Shapes (vocabulary from the tokenizer, 32000 for the Mistral tokenizer):
 - ``mistral-500m`` / ``mistral-1.3b``: the paper's from-scratch models (Mistral architecture).
   The paper gives only their sizes; these shapes hit them (494M / 1.36B parameters at a 32k
   vocabulary) but are not checked against the released checkpoints' configs.
-- ``llama-551m``: the shape of the GPU baselines in ``/shared/gpu-notes.md`` (551M).
+- ``llama-551m``: the shape of the project's H100 training baselines (551M; see BENCHMARKS.md).
 - ``tiny``: 2 layers, hidden 64, for CPU tests.
 """
 
