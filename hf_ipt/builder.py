@@ -75,7 +75,7 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
         if self.corpus and is_local_corpus(self.corpus):
             files = local_files(self.corpus)
             _keyed_files.set(files)
-            extra["corpus_files"] = [(f, os.path.getsize(f), os.path.getmtime(f)) for f in files]
+            extra["corpus_files"] = [(f, *_stamp(f)) for f in files]
         elif self.corpus and not self.pinned:
             try:
                 files = self.listed_files(token=_listing_token.get())
@@ -92,7 +92,7 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
                 # URLs as they are (no os.path calls: streaming patches them in this module to fetch);
                 # a local folder in Hub layout gives paths, keyed by size and mtime like local files.
                 extra["corpus_files"] = [
-                    f if "://" in f else (f, os.path.getsize(f), os.path.getmtime(f)) for f in files
+                    f if "://" in f else (f, *_stamp(f)) for f in files
                 ]
         return super().create_config_id({**config_kwargs, **extra}, custom_features)
 
@@ -112,8 +112,12 @@ def _keyed_kwargs(config: AugmentedConfig, config_kwargs: dict) -> dict[str, Any
 def model_files(folder: str) -> list[tuple[str, int, float]]:
     """(name, size, mtime) of the files of a local model folder, those a model loads from (its top
     level, not ``checkpoint-*/``), in name order."""
-    entries = [entry for entry in os.scandir(folder) if entry.is_file()]
-    return sorted((entry.name, entry.stat().st_size, entry.stat().st_mtime) for entry in entries)
+    return sorted((entry.name, *_stamp(entry.path)) for entry in os.scandir(folder) if entry.is_file())
+
+
+def _stamp(path: str) -> tuple[int, float]:
+    """Size and mtime of a local file: what the cache key holds of it (an edit changes either)."""
+    return os.path.getsize(path), os.path.getmtime(path)
 
 
 @dataclass

@@ -145,9 +145,7 @@ _SCHEDULED_VERBS = lexicon("scheduled_verbs")
 _DENIAL_WORDS = lexicon("denial_words")
 # A cause after "because of", "due to", ... is a noun phrase: "and" + a verb starts the main
 # clause's next verb phrase ("because of a knee injury | and is raring to go").
-_PHRASE_CONNECTIVES = frozenset(
-    ("because of", "due to", "owing to", "thanks to", "as a result of", "on account of")
-)
+_PHRASE_CONNECTIVES = frozenset(_CAUSE_WORDS.split("|")) - {"because"}
 _NEXT_VERB_PHRASE = re.compile(
     r"\s+and\s+(?:is|are|was|were|has|have|had|will|would|could|can|may|might|should|must|did|does"
     r"|do)\b"
@@ -356,9 +354,10 @@ def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] |
         return None
     if _NOT_AN_EFFECT.match(effect):
         return None
-    if connective.lower() in _PHRASE_CONNECTIVES and _DENIED_REASON.search(effect):
+    phrase = connective.lower() in _PHRASE_CONNECTIVES  # a noun-phrase cause: "because of X"
+    if phrase and _DENIED_REASON.search(effect):
         return None
-    if connective.lower() in _PHRASE_CONNECTIVES and (verb := _NEXT_VERB_PHRASE.search(cause)):
+    if phrase and (verb := _NEXT_VERB_PHRASE.search(cause)):
         cause = cause[: verb.start()]
     raw, cause = cause, _cause_text(cause)
     if not cause or _dangles(cause.rsplit(" ", 1)[-1]):

@@ -111,7 +111,7 @@ class IPTTrainer(Trainer):
         add `tokens_per_step` each (exact for packed blocks, an upper bound for other sequences).
         """
         per_step = self.args.tokens_per_step
-        if self.args.include_num_input_tokens_seen in ("no", False):
+        if not counts_tokens(self.args):
             return self.state.global_step * per_step, False
         return self.state.num_input_tokens_seen + self.uncounted_steps * per_step, not self.uncounted_steps
 
@@ -122,8 +122,14 @@ class UncountedTokensCallback(TrainerCallback):
     checkpoints would pass it off as the count of all their steps (`uncounted_steps`)."""
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if args.include_num_input_tokens_seen in ("no", False):
+        if not counts_tokens(args):
             state.num_input_tokens_seen = 0
+
+
+def counts_tokens(args: Any) -> bool:
+    """Whether the Trainer counts input tokens (``--include_num_input_tokens_seen``: a bool, or
+    ``"no"`` / ``"all"`` / ``"non_padding"``)."""
+    return args.include_num_input_tokens_seen not in ("no", False)
 
 
 def uncounted_steps(checkpoint: str) -> int:
