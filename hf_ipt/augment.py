@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
@@ -39,6 +40,8 @@ RULES_SETTINGS = ("domain_keywords", "num_keywords")
 # job.json key (and cache key part) pinning the keywords of a `domain_keywords` file, not only its path;
 # absent when no file is used, and from jobs started before it existed (`jobs.prepare` resumes those).
 KEYWORDS_DIGEST = "domain_keywords_sha256"
+SYNTHESIZER_COMMIT = "synthesizer_commit"  # job.json / cache key: the Hub commit a model synthesizer loads from
+_SHA = re.compile(r"[0-9a-f]{40}")
 # Why a model setting is refused with the rule miner, where the reason is not plain.
 RULES_IGNORE = {"revision": "it pins the synthesizer model; to pin a dataset corpus use `corpus_revision`"}
 
@@ -215,6 +218,39 @@ def keywords_pin(domain_keywords: str | None) -> dict[str, str]:
     job.json, a manifest or a cache key; empty when it names none."""
     path = keyword_file(domain_keywords)
     return {} if path is None else {KEYWORDS_DIGEST: keywords_digest(read_keyword_file(path))}
+
+
+def synthesizer_commit(repo_id: str, revision: str | None) -> str | None:
+    """The commit a Hub synthesizer id loads from, for a cache key or a job's pin: `None` when
+    `revision` is a commit sha already; else the Hub's answer for it (the default branch when
+    `None`), as the backends resolve it, with the same saved login; offline (``HF_HUB_OFFLINE``) or when the Hub cannot be
+    reached, the commit the local Hugging Face cache holds for it, which the model then loads from.
+    `None` when neither knows it: the model load downloads it or fails, naming the id."""
+    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+
+    if revision and _SHA.fullmatch(revision):
+        return None  # the revision, in the settings, names the commit already
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            return HfApi().model_info(repo_id, revision=revision).sha
+        except Exception as error:  # noqa: BLE001 - any failure: the model load reports it again, or loads from the cache
+            logger.warning("hf_ipt: could not look up the commit of synthesizer %r on the Hub (%s); using the commit "
+                           "the local cache holds, if any. Pass `revision=<commit sha>` to pin it without a lookup.", repo_id, error)
+    try:
+        cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    except ValueError:  # not a repo id at all (a path that does not exist, say): the model load names it
+        return None
+    return os.path.basename(os.path.dirname(cached)) if isinstance(cached, str) else None
+
+
+def synthesizer_pin(synthesizer: str, revision: str | None) -> dict[str, str]:
+    """``{SYNTHESIZER_COMMIT: sha}`` for a Hub synthesizer id (`synthesizer_commit`), for a cache
+    key or a job.json: the model a run used, though its repo moved on. Empty for the rule miner,
+    a local folder (keyed by its files), a `revision` that is a commit sha, or a commit not known."""
+    if synthesizer == RULES or os.path.isdir(synthesizer):
+        return {}
+    commit = synthesizer_commit(synthesizer, revision)
+    return {} if commit is None else {SYNTHESIZER_COMMIT: commit}
 
 
 def parse_engine_kwargs(value: str | Mapping[str, Any] | None) -> dict[str, Any]:

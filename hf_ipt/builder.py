@@ -31,7 +31,7 @@ from typing import Any
 import datasets
 
 from . import __version__
-from .augment import RULES, Augmenter, SynthesisConfig, features, keywords_pin
+from .augment import RULES, Augmenter, SynthesisConfig, features, keywords_pin, synthesizer_pin
 from .backends.base import default_of
 from .chaining import ChainStats
 from .cli import UsageError
@@ -66,11 +66,14 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
         files; for a dataset or an ``hf://`` URL, its files as URLs that name the commit (as
         `datasets` keys its own Hub datasets), so a new commit of an unpinned corpus is not served
         from cache. A corpus pinned to a commit sha is key enough: nothing is listed then. A
-        `domain_keywords` file is keyed by its keywords too, so an edited file is built anew, and a
-        local synthesizer folder by its files, so a model trained again into it is built anew."""
+        `domain_keywords` file is keyed by its keywords too, so an edited file is built anew, a
+        local synthesizer folder by its files, so a model trained again into it is built anew, and a
+        Hub synthesizer by the commit it loads from, so a model pushed again to its repo is too."""
         extra: dict[str, Any] = {"hf_ipt_version": __version__, **keywords_pin(self.domain_keywords)}
         if self.synthesizer != RULES and os.path.isdir(self.synthesizer):
             extra["synthesizer_files"] = model_files(self.synthesizer)
+        else:
+            extra.update(synthesizer_pin(self.synthesizer, self.revision))
         config_kwargs = _keyed_kwargs(self, config_kwargs)
         if self.corpus and is_local_corpus(self.corpus):
             files = local_files(self.corpus)

@@ -46,12 +46,14 @@ from dataclasses import asdict, dataclass, field, replace
 from .augment import (
     ENGINE_SETTINGS,
     KEYWORDS_DIGEST,
+    SYNTHESIZER_COMMIT,
     Augmenter,
     SynthesisConfig,
     device_type,
     keywords_pin,
     normalized_engine_kwargs,
     recorded_settings,
+    synthesizer_pin,
 )
 from .backends.base import default_of
 from .chaining import ChainEntry, ChainStats
@@ -203,6 +205,8 @@ def job_spec(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
         if synthesis_settings[name] == default:
             del synthesis_settings[name]
     synthesis_settings.update(keywords_pin(synthesis.domain_keywords))  # absent without a file (older jobs)
+    # a Hub synthesizer's commit, absent for the rule miner, a local folder, a sha revision (older jobs)
+    synthesis_settings.update(synthesizer_pin(synthesis.synthesizer, synthesis.revision))
     return {"format": FORMAT, "job": settings, "synthesis": synthesis_settings, "filters": asdict(filters),
             "units": units, "file_sizes": sizes}
 
@@ -237,6 +241,8 @@ def prepare_pinned(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
             if old["synthesis"]["engine_kwargs"] is None:
                 del old["synthesis"]["engine_kwargs"]
         _adopt_keywords_digest(job, old["synthesis"], spec["synthesis"])
+        if isinstance(spec.get("synthesis"), dict):
+            _keep_synthesizer_commit(job, old["synthesis"], spec["synthesis"])
     _reset_ignored_options(old)
     changed = sorted(k for k in spec if spec[k] != old.get(k))
     if changed == ["units"] and _same_files(old["units"], units):
@@ -292,6 +298,30 @@ def _adopt_keywords_digest(job: JobConfig, old: dict, new: dict) -> None:
         logger.warning("hf_ipt: the job in %r was started by an older hf_ipt that pinned the path of "
                        "`domain_keywords` file %r, not its keywords: they cannot be checked, so keep the file as it "
                        "was until the job completes", job.output_dir, new["domain_keywords"])
+
+
+def _keep_synthesizer_commit(job: JobConfig, old: dict, new: dict) -> None:
+    """One job, one model: once a unit is done, a job on a Hub synthesizer goes on with the commit
+    its `job.json` pins (`run_job` loads that one), though the repo has new commits or cannot be
+    looked up now; one started before commits were pinned goes on unpinned, as it ran. `new` (this
+    run's spec) takes the pin of `old`; before any unit is done, this run's commit stands."""
+    pinned, now = old.get(SYNTHESIZER_COMMIT), new.get(SYNTHESIZER_COMMIT)
+    if pinned == now or any(old.get(k) != new.get(k) for k in ("synthesizer", "revision")) or not _done_units(job):
+        return
+    if pinned is None:
+        del new[SYNTHESIZER_COMMIT]
+        return
+    new[SYNTHESIZER_COMMIT] = pinned
+    if now is not None:
+        logger.warning("hf_ipt: synthesizer %s has new commits since the job in %r started; it goes on with commit %s "
+                       "(to synthesize with the new one, start a job in a new --output_dir)", new["synthesizer"],
+                       job.output_dir, pinned)
+
+
+def _at_pinned_commit(synthesis: SynthesisConfig, pinned: dict) -> SynthesisConfig:
+    """`synthesis` loading its model at the commit `job.json` pins, if it pins one."""
+    commit = pinned.get("synthesis", {}).get(SYNTHESIZER_COMMIT)
+    return synthesis if commit is None else replace(synthesis, revision=commit)
 
 
 def _read_spec(path: str) -> dict:
@@ -838,6 +868,7 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     if rank is None or world_size is None:
         rank, world_size = world_from_env()
     units, pinned = prepare_pinned(job, synthesis, filters)
+    synthesis = _at_pinned_commit(synthesis, pinned)  # the manifest records it as the revision
     manifest_path = os.path.join(job.output_dir, "manifest.json")
     if (manifest := _finished(job)) is not None:
         logger.warning("hf_ipt: the job in %r is already complete (manifest.json found): nothing to do; a new job "

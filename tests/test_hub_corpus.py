@@ -577,3 +577,89 @@ def test_check_data_names_the_option_of_a_missing_url_source(hub):
     with pytest.raises(UsageError, match=r"`--domain_dataset` 'hf://datasets/org/missing/\*.jsonl': no dataset repo") as info:
         check_data(config)
     assert "corpus_revision" not in str(info.value) and "token=" not in str(info.value)
+
+
+# ---------------------------------------------------------------------------- a Hub synthesizer in the cache key
+
+SYNTH = "org/synth"
+
+
+def cached_snapshot(cache: Path, repo_id: str, commit: str, ref: str = "main") -> None:
+    """What a download of `repo_id` at `commit` leaves in a Hugging Face cache folder."""
+    folder = cache / ("models--" + repo_id.replace("/", "--"))
+    (folder / "snapshots" / commit).mkdir(parents=True)
+    (folder / "snapshots" / commit / "config.json").write_text("{}")
+    (folder / "refs").mkdir(exist_ok=True)
+    (folder / "refs" / ref).write_text(commit)
+
+
+def test_a_hub_synthesizer_pushed_again_is_built_anew_not_served_from_the_cache(hub, tmp_path):
+    from hf_ipt.builder import AugmentedBuilder
+
+    news(hub)
+    first = hub.put(SYNTH, {"config.json": "{}"}, repo_type="model")
+
+    def key(**config) -> str:
+        return AugmentedBuilder(corpus=REPO, synthesizer=SYNTH, cache_dir=str(tmp_path), **config).config_id
+
+    before = key()
+    assert key() == before  # nothing moved: the same cache
+    hub.put(SYNTH, {"config.json": '{"retrained": true}'}, repo_type="model")
+    assert key() != before  # the model the backends would load now is another one
+    assert key(revision=first) == key(revision=first) != key()
+    requests = len(hub.requests)
+    key(revision=first)
+    assert not [p for _, p in hub.requests[requests:] if "/api/models/" in p]  # a sha is key enough
+
+
+def test_a_hub_synthesizer_is_keyed_offline_by_the_commit_the_local_cache_holds(hub, caplog, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    from hf_ipt.augment import synthesizer_commit
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # read when called, as the model loads do
+    commit = "a" * 40
+    assert synthesizer_commit(SYNTH, None) is None  # not on the Hub, not cached: the model load names it
+    cached_snapshot(tmp_path, SYNTH, commit)
+    hub.fail_next("info", 500)
+    with caplog.at_level("WARNING", logger="hf_ipt.augment"):
+        assert synthesizer_commit(SYNTH, None) == commit  # the Hub failed: what the load falls back to
+    assert "could not look up the commit of synthesizer 'org/synth'" in caplog.text
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    requests = len(hub.requests)
+    assert synthesizer_commit(SYNTH, None) == commit and len(hub.requests) == requests  # offline: no request
+    assert synthesizer_commit(SYNTH, "v2") is None  # a ref the cache does not hold
+    assert synthesizer_commit("./no/such/model", None) is None
+
+
+def test_a_job_on_a_hub_synthesizer_keeps_the_commit_it_started_with(hub, tmp_path, tiny_synthesizer_dir, caplog):
+    """A synthesizer trained again and pushed while a job runs: the job goes on with the model it
+    started with (every rank loads the commit job.json pins), never mixing outputs of two models."""
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.filters import FilterConfig
+    from hf_ipt.jobs import JobConfig, prepare_pinned, run_job
+
+    from .test_builder import write_jsonl
+
+    first = hub.put(SYNTH, {f.name: f.read_bytes() for f in tiny_synthesizer_dir.iterdir() if f.is_file()},
+                    repo_type="model")
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 4)), output_dir=str(tmp_path / "o"), num_shards=2)
+    synthesis = SynthesisConfig(synthesizer=SYNTH, backend="transformers", max_new_tokens=40)
+    assert run_job(job, synthesis, FilterConfig(), rank=0, world_size=2, progress=False) is None  # unit 0 done
+    spec_path = tmp_path / "o" / "job.json"
+    spec = json.loads(spec_path.read_text())
+    assert spec["synthesis"]["synthesizer_commit"] == first
+
+    # a job started by an older hf_ipt (no commit pinned) resumes as it ran, not refused as another job
+    older = json.loads(spec_path.read_text())
+    del older["synthesis"]["synthesizer_commit"]
+    spec_path.write_text(json.dumps(older))
+    assert "synthesizer_commit" not in prepare_pinned(job, synthesis, FilterConfig())[1]["synthesis"]
+    spec_path.write_text(json.dumps(spec))
+
+    hub.put(SYNTH, {"model.safetensors": b"not the model it started with"}, repo_type="model")
+    with caplog.at_level("WARNING", logger="hf_ipt.jobs"):
+        manifest = run_job(job, synthesis, FilterConfig(), rank=1, world_size=2, progress=False)
+    assert f"it goes on with commit {first}" in caplog.text
+    assert manifest["settings"]["synthesis"]["revision"] == first and manifest["pairs"]["kept"] > 0
+    assert json.loads(spec_path.read_text()) == spec  # the pin stays
