@@ -126,8 +126,10 @@ def result_line(summary: dict) -> str:
                 f"corpus and --text_column -> {summary['output']}")
     rejected = f"{docs['rejected']} rejected ({rejects})" if docs["rejected"] else "none rejected"
     sample = f"; a sample: stopped at --max_docs {summary['max_docs']}" if summary.get("sample") else ""
+    # a sample's synthesis read its last window whole: documents past the last row were read, not lost
+    ahead = ", up to a window past the last row" if sample and docs["read"] > summary["rows"] else ""
     return (f"{summary['rows']} rows with {summary['pairs']} pairs -> {summary['output']} ({docs['read']} documents "
-            f"read, {rejected}{sample})")
+            f"read{ahead}, {rejected}{sample})")
 
 
 if __name__ == "__main__":

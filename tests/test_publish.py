@@ -683,6 +683,8 @@ def test_an_augment_stopped_at_max_docs_says_it_is_a_sample(hub, tmp_path):
     out = hf_ipt("augment", "--corpus", corpus, "--output_dir", str(tmp_path / "few"), "--max_docs", "2")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "a sample: stopped at --max_docs 2" in out.stdout
+    # the rule miner read its window of 6 ahead of the 2 rows: said, so 4 documents do not look lost
+    assert "(6 documents read, up to a window past the last row, none rejected;" in out.stdout
     summary = json.loads((tmp_path / "few" / "summary.json").read_text())
     assert (summary["rows"], summary["max_docs"], summary["sample"]) == (2, 2, True)
     push_dataset(tmp_path / "few", REPO, token=TOKEN)
