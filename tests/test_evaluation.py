@@ -465,6 +465,27 @@ def test_generation_is_greedy_and_left_truncates_the_prompt(tiny):
         assert answer == text.split("\n")[0].strip()
 
 
+@pytest.mark.parametrize("lora", [False, True])  # a PEFT model generates with its base model's config
+def test_generation_stays_greedy_whatever_the_checkpoints_generation_config(tiny_model_dir, lora):
+    """`generate` fills a passed config's unset fields from the model's generation_config: a
+    checkpoint's repetition penalty or n-gram ban used to change the paper's greedy answers."""
+    from hf_ipt.evaluation import generate_answers
+    from hf_ipt.models import load_causal_lm
+
+    model, tokenizer = load_causal_lm(tiny_model_dir, dtype="float32")
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(target_modules=["q_proj"], r=2)).eval()
+    base = model.get_base_model() if lora else model
+    prompts = [PROMPTS[0], PROMPTS[1]]
+    plain = generate_answers(model, tokenizer, prompts, add_bos=True, max_new_tokens=12, batch_size=2)
+    sampling = base.generation_config
+    sampling.update(repetition_penalty=5.0, no_repeat_ngram_size=1, do_sample=True, temperature=3.0)
+    assert generate_answers(model, tokenizer, prompts, add_bos=True, max_new_tokens=12, batch_size=2) == plain
+    assert base.generation_config is sampling  # the checkpoint's own is given back
+
+
 def test_an_empty_generation_prompt_without_bos_is_refused(tiny):
     """It used to fail inside the model ("cannot reshape tensor of 0 elements")."""
     from hf_ipt.evaluation import generate_answers

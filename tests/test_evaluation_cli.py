@@ -314,6 +314,103 @@ def test_eval_callback_follows_trainer_evaluation_and_warns_without_trainer(
         EvalCallback(tasks, tokenizer, eval_steps=0)
 
 
+def test_a_resumed_run_keeps_the_evaluations_before_its_checkpoint_in_the_results_file(tiny_model_dir, tmp_path):
+    """The results file's history used to restart empty on a resume, losing the earlier evaluations."""
+    import datasets
+    from transformers import Trainer, TrainingArguments
+
+    from hf_ipt.evaluation import EvalCallback, Example, Task
+    from hf_ipt.evaluation.callback import RESULTS_FILENAME
+    from hf_ipt.models import load_causal_lm
+
+    task = Task("TinyQA", "accuracy", [Example("Profit rose. Up? Answer:", ["yes", "no"], 0)])
+
+    def train(resume: str | None = None) -> None:
+        model, tokenizer = load_causal_lm(tiny_model_dir, dtype="float32")
+        ids = tokenizer("The company reported a profit of $1.13bn in the third quarter.").input_ids
+        data = datasets.Dataset.from_dict({"input_ids": [ids] * 8, "labels": [ids] * 8})
+        args = TrainingArguments(
+            output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=2, save_steps=2,
+            report_to="none", use_cpu=True, disable_tqdm=True,
+        )
+        trainer = Trainer(model=model, args=args, train_dataset=data)
+        trainer.add_callback(EvalCallback([task], tokenizer, eval_steps=1, trainer=trainer))
+        trainer.train(resume_from_checkpoint=resume)
+
+    def history() -> list[int]:
+        return [h["step"] for h in json.loads((tmp_path / RESULTS_FILENAME).read_text())["history"]]
+
+    train()
+    assert history() == [1, 2, 3, 4]
+    train(resume=str(tmp_path / "checkpoint-2"))
+    assert history() == [1, 2, 3, 4]  # 1, 2 from before the checkpoint; 3, 4 evaluated again
+
+
+def _sharded_tasks():
+    from hf_ipt.evaluation import Example, Task
+
+    profit = [f"Profit of unit {i} rose {i}%. Up?" for i in range(5)]
+    calibrated = Task("Updown", "accuracy", [
+        Example(f"{p} Answer:", ["yes", "no"], i % 2, null_prompt=f"Up {i}? Answer:") for i, p in enumerate(profit)])
+    numbers = Task("Numbers", "numeric_match", [
+        Example(f"Profit was {i}. What was the profit?", references=[str(i)]) for i in range(3)])
+    single = Task("Single", "weighted_f1", [Example("Sales fell. Sentiment:", ["negative", "positive"], 0)])
+    return [calibrated, numbers, single]  # 5, 3 and 1 examples: shards of unequal size, one empty
+
+
+def _sharded_eval_worker(rank: int, world: int, port: int, model_dir: str, out: str) -> None:
+    """One DDP rank (gloo, CPU): the callback's evaluation at train end, recording what it scored."""
+    from types import SimpleNamespace
+
+    import torch
+    import torch.distributed as dist
+    from transformers import TrainerControl, TrainerState
+
+    from hf_ipt.evaluation import EvalCallback, harness
+    from hf_ipt.models import load_causal_lm
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    model, tokenizer = load_causal_lm(model_dir, dtype="float32")
+    seen: list[str] = []
+    score, generate = harness.score_options, harness.generate_answers
+    harness.score_options = lambda m, t, prompts, *a, **k: seen.extend(prompts) or score(m, t, prompts, *a, **k)
+    harness.generate_answers = lambda m, t, prompts, **k: seen.extend(prompts) or generate(m, t, prompts, **k)
+    state = TrainerState(global_step=3, is_world_process_zero=rank == 0, is_local_process_zero=rank == 0)
+    callback = EvalCallback(_sharded_tasks(), tokenizer, batch_size=2)
+    callback.on_train_end(SimpleNamespace(output_dir=out, disable_tqdm=True), state, TrainerControl(), model=model)
+    Path(out, f"seen{rank}.json").write_text(json.dumps(seen))
+    dist.destroy_process_group()
+
+
+def test_eval_callback_under_ddp_scores_a_disjoint_share_on_each_rank_and_gathers_it(tiny_model_dir, tmp_path):
+    """It used to score everything on rank 0 while the other ranks waited in their next collective,
+    which a long evaluation makes outlast the process group's timeout."""
+    import socket
+    from collections import Counter
+
+    import torch.multiprocessing as mp
+
+    from hf_ipt.evaluation import evaluate
+    from hf_ipt.evaluation.callback import RESULTS_FILENAME, flatten_results
+    from hf_ipt.models import load_causal_lm
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_sharded_eval_worker, args=(2, port, str(tiny_model_dir), str(tmp_path)), nprocs=2)
+    model, tokenizer = load_causal_lm(tiny_model_dir, dtype="float32")
+    tasks = _sharded_tasks()
+    expected = evaluate(model, tokenizer, tasks, batch_size=2, progress=False)
+    record = json.loads((tmp_path / RESULTS_FILENAME).read_text())
+    assert flatten_results(record["results"]) == pytest.approx(flatten_results(expected))
+    assert list(record["results"]["Updown"]) == ["accuracy", "accuracy_calibrated"]
+    seen = [json.loads((tmp_path / f"seen{rank}.json").read_text()) for rank in (0, 1)]
+    every = [e.prompt for t in tasks for e in t.examples] + [e.null_prompt for e in tasks[0].examples]
+    assert seen[0] and seen[1] and not set(seen[0]) & set(seen[1])
+    assert Counter(seen[0]) + Counter(seen[1]) == Counter(every)
+
+
 # --- lm-evaluation-harness bridge -----------------------------------------------------------
 def test_lm_eval_command_names_every_general_benchmark():
     from hf_ipt.evaluation.lm_eval_bridge import GENERAL_TASKS, lm_eval_command

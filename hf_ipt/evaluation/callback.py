@@ -13,7 +13,11 @@ every `report_to` integration (they are callbacks fed by its `on_log` event) and
 trainer; without it the scores still go to ``state.log_history`` and the results file, and a
 warning says that `report_to` did not see them.
 
-The evaluation runs on rank 0 alone, from `on_step_end`, before the Trainer logs the step.
+The evaluation runs from `on_step_end`, before the Trainer logs the step. Under DDP every rank
+scores a disjoint share of each task (examples ``rank::world_size``) and the predictions are
+gathered (`evaluate(..., distributed=True)`): no rank idles in a collective while another scores
+alone, which could outlast the process group's timeout (``ddp_timeout``, 30 minutes), and the
+evaluation is world-size times faster. Rank 0 alone logs and writes the results.
 `Trainer.log` ends in `on_log`, which clears ``control.should_log``: the callback puts the flag
 back, so the Trainer still logs the step's training loss, and every rank still runs that log's
 loss all-gather (without it rank 0 would skip a collective the others run: a DDP hang).
@@ -47,6 +51,23 @@ def flatten_results(results: Results, prefix: str = "eval") -> dict[str, float]:
     }
     logs[f"{prefix}_domain_average"] = average_score(results)
     return logs
+
+
+def resumed_history(output_dir: Path, log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries of the results file's history that this run logged (its `log_history`, carried
+    over a resume from a checkpoint): a resumed run keeps the evaluations before its checkpoint,
+    while a file that another run left in `output_dir`, or the steps an interrupted run evaluated
+    after the checkpoint, are not taken."""
+    path = output_dir / RESULTS_FILENAME
+    if not path.is_file():
+        return []
+    try:
+        history = json.loads(path.read_text(encoding="utf-8")).get("history", [])
+    except json.JSONDecodeError:  # cut short by a crash while it was written: rewritten at the next evaluation
+        logger.warning("hf_ipt: %s is not valid JSON: its evaluation history is not carried over", path)
+        return []
+    logged = {(entry.get("step"), entry["eval_domain_average"]) for entry in log_history if "eval_domain_average" in entry}
+    return [entry for entry in history if (entry["step"], average_score(entry["results"])) in logged]
 
 
 def _eager_if_layers_compiled(args: Any) -> contextlib.AbstractContextManager:
@@ -99,6 +120,10 @@ class EvalCallback(TrainerCallback):
         self.add_bos = add_bos
         self.history: list[dict[str, Any]] = []
         self._last_step: int | None = None
+        self._warned = False  # about the missing `trainer`, once
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.history = resumed_history(Path(args.output_dir), state.log_history)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.eval_steps is not None and state.global_step % self.eval_steps == 0:
@@ -112,18 +137,21 @@ class EvalCallback(TrainerCallback):
         self._run(args, state, model, control)
 
     def _run(self, args, state, model, control) -> None:
-        if self._last_step == state.global_step or not state.is_world_process_zero:
+        if self._last_step == state.global_step:
             return
         self._last_step = state.global_step
         with _eager_if_layers_compiled(args):
-            results = evaluate(
+            results = evaluate(  # every rank scores its share (see the module docstring)
                 model,
                 self.tokenizer,
                 self.tasks,
                 batch_size=self.batch_size,
                 add_bos=self.add_bos,
-                progress=not args.disable_tqdm,
+                progress=not args.disable_tqdm and state.is_local_process_zero,
+                distributed=True,
             )
+        if not state.is_world_process_zero:
+            return
         self._log(state, control, flatten_results(results))
         self.history.append({"step": state.global_step, "results": results})
         self._write(Path(args.output_dir), state.global_step, results)
@@ -135,7 +163,8 @@ class EvalCallback(TrainerCallback):
             control.should_log = pending  # `on_log` cleared it: see the module docstring
             return
         state.log_history.append({**logs, "step": state.global_step})
-        if len(self.history) == 0:
+        if not self._warned:
+            self._warned = True
             logger.warning(
                 "EvalCallback has no `trainer`: its scores go to log_history and %s but not to "
                 "`report_to`; pass EvalCallback(..., trainer=trainer)",

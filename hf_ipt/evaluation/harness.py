@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,18 +69,69 @@ def score_task(task: Task, predictions: Sequence[Any], metric: str | None = None
     return {metric or task.metric: compute_metric(task.metric, predictions, references, groups)}
 
 
-def run_task(model: Any, tokenizer: Any, task: Task, **kwargs: Any) -> dict[str, float]:
-    """The task's metric, and for a calibrated task (`Task.is_calibrated`) ``<metric>_calibrated``:
-    each option's NLL after the prompt minus its NLL after the null prompt, lowest wins."""
-    if not task.is_calibrated:
-        return score_task(task, predict(model, tokenizer, task, **kwargs))
+Predictions = dict[str, list[Any]]  # reported metric name -> one prediction per example
+
+
+def task_predictions(model: Any, tokenizer: Any, task: Task, calibrated: bool | None = None,
+                     **kwargs: Any) -> Predictions:
+    """Predictions of `task` per reported metric: its metric, and for a calibrated task
+    (`calibrated`, default `Task.is_calibrated`) ``<metric>_calibrated``: each option's NLL after
+    the prompt minus its NLL after the null prompt, lowest wins."""
+    if not (task.is_calibrated if calibrated is None else calibrated):
+        return {task.metric: predict(model, tokenizer, task, **kwargs)}
     nlls = option_nlls(model, tokenizer, task, **kwargs)
     null = option_nlls(model, tokenizer, task, null=True, **kwargs)
     # ties (a null prompt that leaves the scored context unchanged, e.g. both cut by max_length to
     # the same tokens) go to the plain score, not to option 0
-    calibrated = [_lowest([(a - b, a) for a, b in zip(row, base)]) for row, base in zip(nlls, null)]
-    return {**score_task(task, [_lowest(row) for row in nlls]),
-            **score_task(task, calibrated, metric=f"{task.metric}_calibrated")}
+    calibrated_picks = [_lowest([(a - b, a) for a, b in zip(row, base)]) for row, base in zip(nlls, null)]
+    return {task.metric: [_lowest(row) for row in nlls], f"{task.metric}_calibrated": calibrated_picks}
+
+
+def score_predictions(task: Task, predictions: Predictions) -> dict[str, float]:
+    """``{metric_name: percent}`` of every metric's predictions (`task_predictions`) on `task`."""
+    return {name: score_task(task, preds, metric=name)[name] for name, preds in predictions.items()}
+
+
+def run_task(model: Any, tokenizer: Any, task: Task, **kwargs: Any) -> dict[str, float]:
+    """The task's metric, and for a calibrated task (`Task.is_calibrated`) ``<metric>_calibrated``
+    (`task_predictions`)."""
+    return score_predictions(task, task_predictions(model, tokenizer, task, **kwargs))
+
+
+def _shard_predictions(model: Any, tokenizer: Any, task: Task, rank: int, world: int, **kwargs: Any) -> Predictions:
+    """Predictions of examples ``rank, rank + world, ...`` of `task` (none: empty lists)."""
+    examples = task.examples[rank::world]
+    if not examples:  # more ranks than examples
+        return {name: [] for name in ([task.metric, f"{task.metric}_calibrated"] if task.is_calibrated else [task.metric])}
+    shard = task if world == 1 else replace(task, examples=examples)
+    # the whole task decides calibration: a shard of a task with some null prompts may hold only those
+    return task_predictions(model, tokenizer, shard, task.is_calibrated, **kwargs)
+
+
+def _gather_predictions(tasks: Sequence[Task], local: dict[str, Predictions], world: int) -> dict[str, Predictions]:
+    """Every rank's shards (`_shard_predictions`), put back in example order on every rank."""
+    import torch.distributed as dist
+
+    shards: list[Any] = [None] * world
+    dist.all_gather_object(shards, local)
+    merged: dict[str, Predictions] = {}
+    for task in tasks:
+        merged[task.name] = {}
+        for name in local[task.name]:
+            full: list[Any] = [None] * len(task.examples)
+            for rank, shard in enumerate(shards):
+                full[rank::world] = shard[task.name][name]
+            merged[task.name][name] = full
+    return merged
+
+
+def _process_group() -> tuple[int, int]:
+    """This process's rank and the world size of the initialised `torch.distributed` group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def evaluate(
@@ -95,6 +147,7 @@ def evaluate(
     shared_prefix_min_tokens: int | None = 256,
     data_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    distributed: bool = False,
 ) -> Results:
     """Evaluate `model` on domain tasks.
 
@@ -112,6 +165,11 @@ def evaluate(
         shared_prefix_min_tokens (`int`, *optional*, defaults to 256): see `score_options`.
         data_dir (`str`, *optional*): local copy of the AdaptLLM task repos.
         progress (`bool`, *optional*, defaults to `True`): show progress bars.
+        distributed (`bool`, *optional*, defaults to `False`): in an initialised `torch.distributed`
+            group, every rank scores a disjoint share of each task (examples ``rank::world_size``)
+            and the predictions are gathered, so every rank returns the results of the whole tasks.
+            Every rank must call it, with the same tasks, and each holds a whole copy of the model
+            (DDP; not FSDP or DeepSpeed ZeRO-3).
 
     Returns:
         `dict[str, dict[str, float]]`: ``{task_name: {metric_name: percent}}``; the task's metric
@@ -129,12 +187,16 @@ def evaluate(
         "shared_prefix_min_tokens": shared_prefix_min_tokens,
         "progress": progress,
     }
+    rank, world = _process_group() if distributed else (0, 1)
     was_training = model.training
     model.eval()
     try:
-        return {t.name: run_task(model, tokenizer, t, **options) for t in tasks}
+        predictions = {t.name: _shard_predictions(model, tokenizer, t, rank, world, **options) for t in tasks}
     finally:
         model.train(was_training)
+    if world > 1:
+        predictions = _gather_predictions(tasks, predictions, world)
+    return {t.name: score_predictions(t, predictions[t.name]) for t in tasks}
 
 
 def average_score(results: Results) -> float:

@@ -14,6 +14,7 @@ BOS: the prompt is tokenized without special tokens and the BOS id is prepended 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import logging
@@ -318,6 +319,21 @@ def score_options(
     return scores
 
 
+@contextlib.contextmanager
+def _generation_config(model: Any, config: Any):
+    """`config` as the model's own while it generates: `generate` fills every field a passed config
+    leaves unset from ``model.generation_config`` (a checkpoint's `repetition_penalty`, `num_beams`,
+    `no_repeat_ngram_size`, `min_new_tokens`...), which would make the paper's greedy answers
+    depend on the checkpoint's sampling defaults. A PEFT model generates with its base model's."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    saved = target.generation_config
+    target.generation_config = config
+    try:
+        yield
+    finally:
+        target.generation_config = saved
+
+
 def generate_answers(
     model: Any,
     tokenizer: Any,
@@ -378,7 +394,7 @@ def generate_answers(
     for start in tqdm(range(0, len(order), batch_size), desc=label, disable=not progress):
         batch = order[start : start + batch_size]
         ids, mask, _ = _left_pad([encoded[i] for i in batch], config.pad_token_id, model.device)
-        with torch.no_grad():
+        with torch.no_grad(), _generation_config(model, config):
             out = model.generate(
                 input_ids=ids, attention_mask=mask, generation_config=config, tokenizer=tokenizer
             )
