@@ -22,7 +22,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-from .backends.base import check_backend_settings, check_dtype, check_engine_kwargs, refuse_ignored
+from .backends.base import (
+    check_backend_settings,
+    check_dtype,
+    check_engine_kwargs,
+    check_temperature,
+    refuse_ignored,
+)
 from .chaining import ChainEntry, ChainStats, chain, chains_of
 from .corpus import check_text
 from .protocol import Pair
@@ -131,8 +137,7 @@ class SynthesisConfig:
             raise ValueError(
                 f"`max_new_tokens` ({self.max_new_tokens}) must be < `max_model_len` ({self.max_model_len})"
             )
-        if self.temperature < 0:
-            raise ValueError(f"`temperature` must be >= 0, got {self.temperature} (SynthesisConfig.temperature)")
+        check_temperature(self.temperature, "SynthesisConfig")
         if keyword_file(self.domain_keywords) is not None:
             self.domain_keywords = os.path.expanduser(self.domain_keywords)  # quoted or from YAML: no shell did it
             read_keyword_file(self.domain_keywords)  # a missing, non-UTF-8 or empty file fails here, not mid-run

@@ -160,9 +160,9 @@ def plan_round(
     stats: ChainStats,
 ) -> list[ChainEntry]:
     """Plan the prompts of one round; `previous` is the round before (paired by position)."""
-    planned = []
+    planned, special = [], special_tokens(tokenizer)
     for position, text in enumerate(texts):
-        entry = ChainEntry(len(entries), round_index, position, text, blank_markers(text, special_tokens(tokenizer)))
+        entry = ChainEntry(len(entries), round_index, position, text, blank_markers(text, special))
         prev = previous[position] if position < len(previous) else None
         candidates = ancestry(prev, entries) if prev is not None and prev.pairs else []
         entries.append(plan_entry(entry, candidates, tokenizer, budget, stats))
@@ -205,7 +205,8 @@ def chain(
         for entry, result in zip(planned, results, strict=True):
             entry.error = getattr(result, "error", None)
             entry.completion = getattr(result, "text", "") or ""
-            entry.pairs = parse_pairs(entry.completion)
+            # a failed request's text is cut short (vLLM's "abort"): no pairs, so no shot and no row
+            entry.pairs = [] if entry.error is not None else parse_pairs(entry.completion)
             if not entry.pairs:  # nothing to continue from: its own chain, emitted raw
                 entry.parent = None
             stats.errors += entry.error is not None

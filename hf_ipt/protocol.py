@@ -62,8 +62,11 @@ def _pattern(special: tuple[str, ...]) -> re.Pattern:
 def special_tokens(tokenizer: Any) -> tuple[str, ...]:
     """The tokenizer's special tokens other than the protocol's markers (``<unk>``, ``<pad>``...):
     raw text holding one would be encoded as its special id (`encode_prompt` reads the prompt's
-    special tokens, as it must for ``<s>``/``</s>``)."""
-    return tuple(t for t in getattr(tokenizer, "all_special_tokens", ()) if t and t not in MARKERS)
+    special tokens, as it must for ``<s>``/``</s>``). Added tokens flagged special count too: a
+    tokenizer's unnamed ones (reserved or chat tokens) are in no `all_special_tokens`."""
+    added = getattr(tokenizer, "added_tokens_decoder", {}).values()
+    found = [*getattr(tokenizer, "all_special_tokens", ()), *(str(t) for t in added if getattr(t, "special", False))]
+    return tuple(t for t in dict.fromkeys(found) if t and t not in MARKERS)
 
 
 def context_block(text: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from hf_ipt.backends import BackendConfig, load_backend
@@ -389,3 +391,43 @@ def test_a_stop_id_that_is_no_special_token_stays_out_of_the_text(tiny_backend, 
     assert generation.finished and generation.token_ids == tokens and generation.num_generated_tokens == len(tokens)
     assert generation.text == tiny_backend.tokenizer.decode(tokens[:-1], skip_special_tokens=True)
     assert not generation.text.endswith("?")
+
+
+def test_max_model_len_beyond_the_models_context_is_refused(tiny_model_dir):
+    """As vLLM refuses it: past `max_position_embeddings` rotary positions were never trained
+    (a silent change of output) and learned ones fail with an `IndexError` per prompt."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hf_ipt.cli import UsageError
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, max_position_embeddings=48)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    config = BackendConfig(str(tiny_model_dir), backend="transformers", max_model_len=256, max_new_tokens=10)
+    with pytest.raises(UsageError, match=r"`max_model_len` 256 exceeds .*max_position_embeddings 48.*48 or less"):
+        TransformersBackend.from_model(model, tokenizer, config)
+    config = BackendConfig(str(tiny_model_dir), backend="transformers", max_model_len=48, max_new_tokens=10)
+    assert TransformersBackend.from_model(model, tokenizer, config).config.max_model_len == 48
+    # scaled rotary positions reach past max_position_embeddings: left alone
+    scaled = AutoModelForCausalLM.from_pretrained(tiny_model_dir, max_position_embeddings=48,
+                                                  rope_parameters={"rope_type": "linear", "factor": 8.0, "rope_theta": 10000.0})
+    config = BackendConfig(str(tiny_model_dir), backend="transformers", max_model_len=256, max_new_tokens=10)
+    assert TransformersBackend.from_model(scaled, tokenizer, config).config.max_model_len == 256
+
+
+def test_sampling_restarts_from_the_seed_at_each_call(tiny_backend):
+    """With `temperature` > 0 each call samples from `seed`: the same prompts give the same tokens
+    in a second call and in a new backend (a resumed job), and the caller's RNG is untouched."""
+    import torch
+
+    config = BackendConfig(tiny_backend.config.model_name_or_path, backend="transformers", max_model_len=256,
+                           max_new_tokens=10, batch_size=3, temperature=1.0, seed=3)
+    prompts = prompt_ids(tiny_backend.tokenizer)
+    backend = TransformersBackend.from_model(tiny_backend.model, tiny_backend.tokenizer, config)
+    state = torch.get_rng_state()
+    first = [g.token_ids for g in backend.generate(prompts)]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert [g.token_ids for g in backend.generate(prompts)] == first
+    again = TransformersBackend.from_model(tiny_backend.model, tiny_backend.tokenizer, config)
+    assert [g.token_ids for g in again.generate(prompts)] == first
+    other = TransformersBackend.from_model(tiny_backend.model, tiny_backend.tokenizer, replace(config, seed=4))
+    assert [g.token_ids for g in other.generate(prompts)] != first  # it does sample

@@ -131,6 +131,20 @@ def test_vllm_backend_isolates_bad_requests_but_lets_a_dead_engine_fail():
     assert dead.llm.calls == 1  # no bisecting into a dead engine
 
 
+def test_vllm_request_ended_by_the_engine_has_no_text():
+    """A request vLLM ends with "abort" or "error" holds the text made so far: a failed
+    `Generation` has empty text, as documented, so no caller parses pairs out of it."""
+    from types import SimpleNamespace
+
+    from hf_ipt.backends.vllm import VLLMBackend
+
+    for reason in ("abort", "error"):
+        cut = SimpleNamespace(text="<QUE> q <ANS> a </END>", token_ids=[5, 6], finish_reason=reason)
+        generation = VLLMBackend._to_generation(4, cut)
+        assert generation.text == "" and generation.error == f"vLLM finished the request with {reason!r}"
+        assert generation.token_ids == [5, 6] and not generation.finished
+
+
 def test_vllm_backend_narrows_cuda_visible_devices_before_the_engine_starts(monkeypatch):
     """The engine is created with this rank's GPUs visible (a fake `vllm` records what it saw)."""
     import hf_ipt.backends.vllm as vllm_backend
@@ -165,3 +179,14 @@ def test_settings_of_the_other_backend_are_refused():
         BackendConfig("m", backend="vllm", batch_size=64)
     BackendConfig("m", backend="transformers", device="cpu", batch_size=2)  # its own settings pass
     BackendConfig("m", backend="vllm", tensor_parallel_size=2, gpu_memory_utilization=0.5)
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), -0.1])
+def test_a_temperature_that_is_not_a_finite_number_ge_0_is_refused(temperature):
+    """NaN passed the ``< 0`` check, in both configs, and sampled from NaN logits."""
+    from hf_ipt.augment import SynthesisConfig
+
+    with pytest.raises(ValueError, match=r"`temperature` must be a finite number >= 0.*BackendConfig.temperature"):
+        BackendConfig("m", temperature=temperature)
+    with pytest.raises(ValueError, match=r"`temperature` must be a finite number >= 0.*SynthesisConfig.temperature"):
+        SynthesisConfig(synthesizer="m", temperature=temperature)

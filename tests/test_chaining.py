@@ -160,3 +160,35 @@ def test_engine_errors_recorded_not_fatal(tiny_tokenizer):
     entries = chain(["one", "two"], generate, tiny_tokenizer, rounds=1, stats=stats)
     assert entries[0].error == "rejected" and entries[0].pairs == []
     assert entries[1].pairs == [("q", "a")] and stats.errors == 1
+
+
+def test_a_failed_request_with_partial_text_gives_no_pairs_and_no_shot(tiny_tokenizer):
+    """An engine may end a request with an error after some text (vLLM's "abort"): that text is
+    no completion. Parsed, the next round took the failed entry as a shot, and a job, which drops
+    failed entries, crashed looking up the shot's row."""
+    failed = iter([True])
+
+    def generate(prompts):
+        reply = format_pairs([("What is it?", "A text.")])
+        return [Generation(reply, len(p), error="vLLM finished the request with 'abort'" if next(failed, False) else None)
+                for p in prompts]
+
+    entries = chain(["Alpha text.", "Beta text.", "Gamma text.", "Delta text."], generate, tiny_tokenizer, rounds=2)
+    assert entries[0].error and entries[0].pairs == []
+    assert entries[2].shots == () and entries[2].parent is None  # Gamma is zero-shot, not chained to Alpha
+    assert entries[3].shots == (1,) and entries[3].pairs
+
+
+def test_unnamed_special_tokens_in_raw_text_are_blanked():
+    """A tokenizer's added tokens flagged special but not named (reserved or chat tokens) are in
+    no `all_special_tokens`; in raw text they were encoded as their special id."""
+    from transformers import AddedToken
+
+    from .conftest import train_tiny_tokenizer
+
+    tokenizer = train_tiny_tokenizer()
+    tokenizer.add_tokens([AddedToken("<|reserved_0|>", special=True)])
+    reserved = tokenizer.convert_tokens_to_ids("<|reserved_0|>")
+    generate, _ = fake_engine(tokenizer)
+    entries = chain(["chat <|reserved_0|> log"], generate, tokenizer, rounds=1)
+    assert entries[0].context == "chat   log" and reserved not in entries[0].prompt_ids

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
@@ -17,7 +18,8 @@ class BackendConfig:
         max_model_len (`int`, *optional*, defaults to 4096): prompt + generated tokens limit.
         max_new_tokens (`int`, *optional*, defaults to 400): tokens generated per prompt at most.
         temperature (`float`, *optional*, defaults to 0.0): 0 means greedy, as in the reference.
-        seed (`int`, *optional*, defaults to 0): sampling seed (unused when greedy).
+        seed (`int`, *optional*, defaults to 0): sampling seed (unused when greedy); transformers
+            starts each `generate` call from it, vLLM each request.
         batch_size (`int`, *optional*, defaults to 16): prompts per `generate` call (transformers).
         max_batch_tokens (`int`, *optional*): transformers only: also cut the length-sorted batches
             so that rows x (longest prompt + `max_new_tokens`), the tokens a batch's KV cache holds at
@@ -78,8 +80,7 @@ class BackendConfig:
                 f"`max_new_tokens` ({self.max_new_tokens}) must be < `max_model_len` "
                 f"({self.max_model_len}): no room would be left for the prompt"
             )
-        if self.temperature < 0:
-            raise ValueError(f"`temperature` must be >= 0, got {self.temperature} (BackendConfig.temperature)")
+        check_temperature(self.temperature, "BackendConfig")
         check_dtype(self.dtype, "BackendConfig")
         check_backend_settings(self, "BackendConfig")
         check_engine_kwargs(self.engine_kwargs)
@@ -91,6 +92,12 @@ class BackendConfig:
 
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
+
+
+def check_temperature(value: float, owner: str) -> None:
+    """A finite `temperature` >= 0 (0: greedy); NaN would pass a plain ``< 0`` check and sample garbage."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"`temperature` must be a finite number >= 0 (0: greedy), got {value!r} ({owner}.temperature)")
 
 
 def check_dtype(dtype: str, owner: str) -> None:

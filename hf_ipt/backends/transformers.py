@@ -67,6 +67,28 @@ def default_device(environ: Mapping[str, str], device_count: int) -> str:
     return "cuda" if rank is None else f"cuda:{rank % device_count}"
 
 
+def check_context(model_config: Any, max_model_len: int) -> None:
+    """Refuse a `max_model_len` beyond the model's context (``max_position_embeddings``), as vLLM
+    does: past it, learned positions (GPT-2) fail with an `IndexError` per prompt and rotary ones
+    (Llama) run on positions the model never saw, silently. A model without one is left alone, and
+    so is one with scaled rotary positions (a `rope_type` other than ``"default"``), whose context
+    is not it.
+
+    Raises:
+        `UsageError`: naming `max_model_len` and the model's context.
+    """
+    context = getattr(model_config, "max_position_embeddings", None)
+    rope = getattr(model_config, "rope_parameters", None)
+    scaled = isinstance(rope, dict) and rope.get("rope_type", "default") != "default"
+    if isinstance(context, int) and max_model_len > context and not scaled:
+        from ..cli import UsageError
+
+        raise UsageError(
+            f"`max_model_len` {max_model_len} exceeds the synthesizer's context (max_position_embeddings "
+            f"{context}): set max_model_len to {context} or less (BackendConfig.max_model_len)"
+        )
+
+
 def _resolve_dtype(name: str, device: str) -> Any:
     import torch
 
@@ -113,8 +135,7 @@ class TransformersBackend:
         return backend
 
     def _setup(self, config: BackendConfig, model: Any, tokenizer: Any) -> None:
-        import torch
-
+        check_context(model.config.get_text_config(), config.max_model_len)
         self.config, self.model, self.tokenizer = config, model, tokenizer
         self._cache_blocks: int | None = None  # blocks of the kept paged cache (`prefix_caching`, CPU)
         self._kept_manager: Any = None  # the `generate_batch` manager this backend keeps (`prefix_caching`)
@@ -129,24 +150,39 @@ class TransformersBackend:
         self.eos_token_ids = stop_token_ids(tokenizer, model.generation_config.eos_token_id)
         pad = tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else self.eos_token_ids[0]
-        if config.temperature > 0:
-            torch.manual_seed(config.seed)  # `generate` samples from the global generator
 
     def generate(self, prompts: list[list[int]]) -> list[Generation]:
         """One `Generation` per token-id prompt, in order; bad or failing prompts get `error`."""
         vocab = self.model.get_input_embeddings().num_embeddings
         results, valid = check_prompts(prompts, self.config.prompt_budget, vocab)
-        if self.config.continuous_batching:
-            for i, generation in zip(valid, self._generate_continuous([prompts[i] for i in valid])):
-                results[i] = generation
-            return results
-        # Longest first: the widest batch runs first, so memory trouble shows up at once (with
-        # `max_batch_tokens`, every batch is held to the same token budget instead).
-        order = sorted(valid, key=lambda i: len(prompts[i]), reverse=True)
-        for batch in self._batches(order, [len(prompts[i]) for i in order]):
-            for i, generation in zip(batch, self._generate_batch([prompts[i] for i in batch])):
-                results[i] = generation
+        with self._seeded():
+            if self.config.continuous_batching:
+                for i, generation in zip(valid, self._generate_continuous([prompts[i] for i in valid])):
+                    results[i] = generation
+                return results
+            # Longest first: the widest batch runs first, so memory trouble shows up at once (with
+            # `max_batch_tokens`, every batch is held to the same token budget instead).
+            order = sorted(valid, key=lambda i: len(prompts[i]), reverse=True)
+            for batch in self._batches(order, [len(prompts[i]) for i in order]):
+                for i, generation in zip(batch, self._generate_batch([prompts[i] for i in batch])):
+                    results[i] = generation
         return results
+
+    @contextlib.contextmanager
+    def _seeded(self) -> Iterator[None]:
+        """When sampling, each `generate` call starts from `seed` (`generate` samples from torch's
+        global generator, forked here): a call's samples depend on its prompts alone, not on the
+        calls before it (a resumed job samples as an uninterrupted one), and the caller's random
+        state (a model being trained) is left as it was."""
+        if self.config.temperature == 0:
+            yield
+            return
+        import torch
+
+        devices = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.config.seed)
+            yield
 
     def _batches(self, order: list[int], lengths: list[int]) -> list[list[int]]:
         """`order` (longest prompt first; `lengths` alike) cut into batches of at most `batch_size`

@@ -194,14 +194,14 @@ class VLLMBackend:
     @staticmethod
     def _to_generation(num_prompt_tokens: int, completion: Any) -> Generation:
         reason = completion.finish_reason
+        failed = reason in ("abort", "error")  # the text is cut short by the engine, not a completion to parse
         return Generation(
-            text=completion.text,
+            text="" if failed else completion.text,
             num_prompt_tokens=num_prompt_tokens,
             num_generated_tokens=len(completion.token_ids),
             finished=reason == "stop",
             token_ids=list(completion.token_ids),
-            # "abort" / "error": the text is cut short by the engine, not a completion to parse
-            error=f"vLLM finished the request with {reason!r}" if reason in ("abort", "error") else None,
+            error=f"vLLM finished the request with {reason!r}" if failed else None,
         )
 
     def close(self) -> None:
