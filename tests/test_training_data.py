@@ -110,3 +110,38 @@ def test_sharded_stream_gives_each_rank_its_shard():
     # What accelerate does with dispatch_batches=False: one shard per process.
     assert [x["input_ids"][0] for x in dataset.shard(num_shards=2, index=1)] == [1, 3, 5, 7, 9]
     assert sorted(x["input_ids"][0] for x in dataset) == list(range(10))
+
+
+def test_a_txt_file_is_read_as_synthesis_reads_it_not_one_that_stops_the_run(tmp_path, caplog):
+    (tmp_path / "a.txt").write_bytes(b"\xef\xbb\xbfa document after a byte order mark")
+    (tmp_path / "b.txt").write_bytes(b"caf\xe9: latin-1, not UTF-8")
+    (tmp_path / "c.txt").write_bytes(b"bin\x00ary")
+    (tmp_path / "d.txt").write_text("the last document")
+    rows = [row["text"] for row in load_rows(str(tmp_path / "*.txt"))]
+    assert rows == ["a document after a byte order mark", "", "", "the last document"]
+    assert "b.txt is not utf-8" in caplog.text and "c.txt is binary" in caplog.text
+
+
+def test_json_files_without_rows_read_as_no_rows(tmp_path):
+    (tmp_path / "a.json").write_text("")
+    assert list(load_rows([str(tmp_path / "a.json")])) == []  # not a bare StopIteration
+    with pytest.raises(UsageError, match="no rows for rank 0"):
+        next(endless_rows(load_rows(str(tmp_path / "a.json")), rank=0, world_size=1, seed=0,
+                          shuffle_buffer_size=0, name="a"))
+
+
+def test_no_shuffle_buffer_keeps_the_source_order_in_every_epoch(tmp_path):
+    for name in "abc":
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": f"{name}{i}"}) + "\n" for i in range(2)))
+    rows = endless_rows(load_rows(str(tmp_path / "*.jsonl")), rank=0, world_size=1, seed=0, shuffle_buffer_size=0,
+                        name="abc")
+    texts = [row["text"] for row in itertools.islice(rows, 6 * 4)]
+    assert texts == ["a0", "a1", "b0", "b1", "c0", "c1"] * 4
+
+
+def test_a_jsonl_line_that_is_no_json_object_is_skipped_as_synthesis_skips_it(tmp_path, caplog):
+    lines = [b'\xef\xbb\xbf{"text": "first"}', b"", b'{"text": "an emoji cut in half \\ud83d"}', b"not json", b"[1]",
+             b'{"text": "caf\xe9 in latin-1"}', b'{"text": "\\u00e9t\\u00e9", "extra": 1}']
+    (tmp_path / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    assert list(load_rows(str(tmp_path / "a.jsonl"))) == [{"text": "first"}, {"text": "été", "extra": 1}]
+    assert all(f"a.jsonl, line {n}: " in caplog.text for n in (3, 4, 5, 6)) and "line 2" not in caplog.text

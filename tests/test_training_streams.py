@@ -109,6 +109,22 @@ def test_the_collection_is_counted_once_and_again_when_it_changes(corpus, tiny_t
     assert collection_tokens(config, tiny_tokenizer) > tokens  # another collection: counted again
 
 
+def test_collection_sources_whose_columns_differ_are_pretrained_on_together(corpus, tiny_tokenizer, tmp_path,
+                                                                           monkeypatch):
+    """34 datasets in one stream: one with an id column, a task type in its pairs, a number for an answer."""
+    monkeypatch.setenv("HF_IPT_CACHE", str(tmp_path / "cache"))
+    shard = corpus / "collection" / "convfinqa" / "shard"
+    shard.mkdir(parents=True)
+    rows = [{"id": i, "context": f"convfinqa {i} {TEXT}", "QA_list": [{"Q": "How much?", "A": 1.13, "type": "num"}]}
+            for i in range(4)]
+    (shard / "00000.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = PretrainConfig(tokenizer_name_or_path="t", raw_dataset=str(corpus / "raw.jsonl"),
+                            collection=str(corpus / "collection"), collection_repeats=2, shuffle_buffer_size=0)
+    dataset, _ = pretrain_dataset(config, tiny_tokenizer, _args(corpus))  # counts the collection's tokens
+    text = tiny_tokenizer.decode([t for b in itertools.islice(dataset, 120) for t in b["input_ids"]])
+    assert all(f"{name} " in text for name in ("convfinqa", "race", "squad")) and "1.13" in text
+
+
 def test_augmented_fraction_counts_corpus_texts_not_rows(corpus, tiny_tokenizer):
     """A model synthesizer's row renders a chain of 2 texts: 1/5 of TEXTS, so 1 row per 8 raw."""
     rows = [{"text": f"aug {i} {TEXT}", "doc_ids": [f"d{2 * i}", f"d{2 * i + 1}"]} for i in range(40)]

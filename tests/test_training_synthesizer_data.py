@@ -95,8 +95,21 @@ def test_row_shot_reads_the_pair_layouts():
         {"context": "c", "pairs": [{"question": "q", "answer": "a", "task": "x"}]}, pairs_column="pairs"
     ) == ("c", [("q", "a")])
     assert row_shot({"context": "c", "QA_list": []}) is None
-    with pytest.raises(KeyError, match="'QA_list'.*columns: \\['context', 'pairs'\\]"):
-        row_shot({"context": "c", "pairs": []})
+    assert row_shot({"context": "c", "QA_list": [{"Q": "q", "A": 5}]}) == ("c", [("q", "5")])
+    assert row_shot({"context": "c"}) is None  # a line without the column: read as they are, rows may be ragged
+
+
+@pytest.mark.parametrize("pairs", [
+    {"Q": "q", "A": "a"},  # one pair, not a list of pairs
+    "qa",
+    ["qa"],  # not a question "q" and an answer "a"
+    [["q", "a", "extra"]],
+    [5],
+    [{"Q": "q", "A": ["a", "b"]}],  # not the text "['a', 'b']"
+])
+def test_a_malformed_pair_gives_nothing_rather_than_stop_the_run_or_train_garbage(pairs):
+    assert row_shot({"context": "c", "QA_list": pairs}) is None
+    assert row_shot({"context": "c", "QA_list": [["q", "a", "extra"], ["q", "a"]]}) == ("c", [("q", "a")])
 
 
 def test_collection_files_follow_the_layout(tmp_path):

@@ -40,6 +40,8 @@ def test_document_bounds_span_the_rows_laid_end_to_end():
         varlen.document_bounds(positions, window=5)
     with pytest.raises(ValueError, match="must start at 0"):
         varlen.document_bounds(torch.tensor([[1, 2, 0]]))
+    with pytest.raises(ValueError, match=r"must start at 0.*\[0, 4\]"):  # not only the first row
+        varlen.document_bounds(torch.tensor([[0, 1, 2, 3], [4, 5, 0, 1]]))
 
 
 @pytest.mark.parametrize("kv_heads", [4, 2])  # plain and grouped-query attention

@@ -54,11 +54,19 @@ def load_rows(source: str | list[str], *, split: str = "train", name: str | None
             # apache/arrow#45214) whenever a pass ends inside an interleave: small sources that
             # restart every few steps would stall training. Read row groups with pyarrow instead.
             return datasets.IterableDataset.from_generator(_parquet_rows, gen_kwargs={"files": files})
-        extra = {"sample_by": "document"} if builder == "text" else {}
-        # `datasets` reads data_files as patterns: escaped, a file named `report[1].jsonl` is itself
-        return datasets.load_dataset(
-            builder, data_files=[glob.escape(f) for f in files], split="train", streaming=True, **extra
-        )
+        if builder == "text":
+            return datasets.IterableDataset.from_generator(_text_rows, gen_kwargs={"files": files})
+        if all(f.endswith(".jsonl") for f in files):
+            # Each row as it is: datasets' JSON reader casts every file to the columns of the first, so
+            # files that differ in a column (the collection's sources) would stop the run mid-stream.
+            return datasets.IterableDataset.from_generator(_jsonl_rows, gen_kwargs={"files": files})
+        try:
+            # `datasets` reads data_files as patterns: escaped, a file named `report[1].jsonl` is itself
+            return datasets.load_dataset(
+                builder, data_files=[glob.escape(f) for f in files], split="train", streaming=True
+            )
+        except StopIteration:  # datasets' json reader found no row to read the columns from: no rows
+            return datasets.IterableDataset.from_generator(_no_rows)
     repo, revision = hub_id_parts(source) if not os.path.isdir(source) else (source, None)
     return datasets.load_dataset(repo, name=name, split=split, streaming=True, revision=revision)
 
@@ -71,6 +79,57 @@ def _parquet_rows(files: list[str]):
             # no pre-buffering: it would fetch every row group of a remote file before the first row
             for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(batch_size=1024):
                 yield from batch.to_pylist()
+
+
+def _no_rows():
+    yield from ()
+
+
+def _text_rows(files: list[str]):
+    """One ``{"text": ...}`` row per file, decoded as synthesis reads a .txt corpus (`corpus._decode`):
+    without a UTF-8 BOM, and empty (no document, the row still counts) when the file is not UTF-8
+    or is binary, rather than stop the run where datasets' text reader would raise."""
+    from ..corpus import BOM, _decode
+
+    for path in files:
+        with open_file(path) as f:  # a local file or an hf:// URL
+            text, reject = _decode(f.read().removeprefix(BOM))
+        if reject not in (None, "empty"):
+            logger.warning("%s is %s: it gives no training document", path, reject)
+        yield {"text": text}
+
+
+def _jsonl_rows(files: list[str]):
+    """The JSON objects of JSON-lines files, line by line; a line that is not one (not JSON, not
+    UTF-8) is skipped with a warning, as synthesis skips it (`corpus`), and a blank line is no row."""
+    from ..corpus import BOM, _decode
+
+    for path in files:
+        with open_file(path) as f:  # a local file or an hf:// URL
+            for number, line in enumerate(f, 1):
+                text, reject = _decode(line.removeprefix(BOM) if number == 1 else line)
+                if reject == "empty":
+                    continue
+                row = None if reject else _json_object(text)
+                if row is None:
+                    logger.warning("%s, line %d: not a JSON object of UTF-8 text (%s), skipped", path, number,
+                                   reject or "invalid")
+                    continue
+                yield row
+
+
+def _json_object(line: str) -> dict | None:
+    """The JSON object of a line, or `None`: not JSON, not an object, or holding a lone surrogate
+    (a JSON "\\ud83d", an emoji cut in half, which no tokenizer takes)."""
+    import json
+
+    try:
+        row = json.loads(line)
+        if "\\u" in line:
+            json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except (json.JSONDecodeError, UnicodeEncodeError):
+        return None
+    return row if isinstance(row, dict) else None
 
 
 def endless_rows(
@@ -99,7 +158,8 @@ def endless_rows(
         dataset = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
     dataset = split_dataset_by_node(dataset, rank=rank, world_size=world_size)
     for epoch in itertools.count():
-        dataset.set_epoch(epoch)
+        if shuffle_buffer_size > 0:  # reshuffled; datasets would reorder the files of any epoch > 0, shuffled or not
+            dataset.set_epoch(epoch)
         rows = kept = 0
         for row in dataset:
             rows += 1

@@ -54,26 +54,29 @@ def collection_files(collection: str) -> dict[str, list[str]]:
 
 
 def _pair(pair: Any) -> tuple[str, str] | None:
-    """`(question, answer)` of a collection pair; `None` when either is null or blank (it would
-    be trained as the text "None")."""
+    """`(question, answer)` of a collection pair; `None` when it is malformed (neither a mapping nor
+    a ``[question, answer]`` list) or either part is null, blank or not text or a number (it would be
+    trained as the text "None" or a Python list)."""
     if isinstance(pair, Mapping):
         keys = ("question", "answer") if "question" in pair else ("Q", "A")
-        question, answer = pair.get(keys[0]), pair.get(keys[1])
-    else:
-        question, answer = pair
-    if question is None or answer is None or not str(question).strip() or not str(answer).strip():
+        parts = pair.get(keys[0]), pair.get(keys[1])
+    elif isinstance(pair, list | tuple) and len(pair) == 2:
+        parts = tuple(pair)
+    else:  # a 2-letter string would unpack into a question and an answer; other shapes would crash the run
         return None
-    return str(question), str(answer)
+    if not all(isinstance(part, str | int | float) and str(part).strip() for part in parts):
+        return None
+    return str(parts[0]), str(parts[1])
 
 
 def row_shot(row: Mapping[str, Any], context_column: str = "context", pairs_column: str = "QA_list"):
-    """`(context, pairs)` of a collection row, or `None` when it has no pair to learn from."""
-    if pairs_column not in row:
-        raise KeyError(
-            f"collection row has no {pairs_column!r} column; columns: {sorted(row)}. "
-            "Name the pairs column with `pairs_column` (`--pairs_column`)."
-        )
-    pairs = [pair for p in row[pairs_column] or [] if (pair := _pair(p)) is not None]
+    """`(context, pairs)` of a collection row, or `None` when it has no pair to learn from.
+
+    A row without `pairs_column` gives nothing, as a null one does (rows are read as they are, and
+    a line may leave out a column the others have): the column is checked in each source's first
+    row up front (`checks.check_collection`), and a source without a pair in a whole pass raises.
+    """
+    pairs = [pair for p in row.get(pairs_column) or [] if (pair := _pair(p)) is not None]
     return (row.get(context_column) or "", pairs) if pairs else None
 
 

@@ -78,10 +78,12 @@ def document_bounds(position_ids: Any, window: int | None = None) -> dict[str, A
     """
     import torch
 
+    rows = position_ids.reshape(-1, position_ids.shape[-1])
+    if bool((rows[:, 0] != 0).any()):  # a row that goes on with a document would attend to the row before it
+        raise ValueError(f"packed position_ids must start at 0 (a document start) in every row, got rows starting "
+                         f"at {rows[:, 0].tolist()}")
     flat = position_ids.reshape(-1)
     starts = torch.nonzero(flat == 0).reshape(-1)
-    if starts.numel() == 0 or starts[0] != 0:
-        raise ValueError("packed position_ids must start at 0 (a document start) in every row")
     cu = torch.cat([starts, torch.tensor([flat.numel()])]).to(torch.int32)
     longest = int((cu[1:] - cu[:-1]).max())
     if window is not None and longest > window:
