@@ -188,3 +188,18 @@ def test_url_sources_are_pinned_once_for_every_rank(tmp_path, case):
     else:
         assert lines == [f"rank {r} error: `--domain_dataset` 'hf://datasets/org/news/data/*.jsonl': no dataset repo "
                          "'org/news'" for r in (0, 1)]
+
+
+def test_an_empty_json_file_first_in_a_glob_is_skipped_as_the_stream_skips_it(tmp_path):
+    """datasets' JSON reader raised a bare StopIteration on an empty first file; the stream reads the others."""
+    from hf_ipt.training.data import load_rows
+
+    (tmp_path / "part-0.json").write_text("")  # an export shard that came out empty
+    (tmp_path / "part-1.json").write_text(json.dumps([{"text": "a document"}]))
+    source = str(tmp_path / "part-*.json")
+    check_source("--domain_dataset", source, {"text": "--text_column"})
+    assert [row["text"] for row in load_rows(source)] == ["a document"]
+    with pytest.raises(ValueError, match="its files hold no rows"):
+        check_source("--domain_dataset", str(tmp_path / "part-0.json"), {"text": "--text_column"})
+    with pytest.raises(ValueError, match="has no 'body'"):
+        check_source("--domain_dataset", source, {"body": "--text_column"})

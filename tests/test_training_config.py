@@ -421,6 +421,47 @@ def test_a_misspelled_option_or_config_key_and_a_refused_value_are_usage_errors(
     assert "is not valid YAML" in _parse_error(capsys, "continual_pt", ["--config", str(config), *base])
 
 
+def test_a_config_given_as_config_equals_file_is_applied(tmp_path):
+    """`--config=FILE` used to be checked for unknown keys and then not read: the run took the defaults."""
+    from hf_ipt.training.config import parse_recipe_args
+
+    config = tmp_path / "cpt.yaml"
+    config.write_text("domain_dataset: d.jsonl\nmax_steps: 7\nlearning_rate: 1.0e-3\n")
+    base = ["--output_dir", str(tmp_path / "out"), "--use_cpu", "true"]
+    for given in (["--config", str(config)], [f"--config={config}"]):
+        data_args, training_args, _ = parse_recipe_args(_recipe("continual_pt").make_parser(), [*given, *base])
+        assert (data_args.domain_dataset, training_args.max_steps, training_args.learning_rate) == ("d.jsonl", 7, 1e-3)
+    flags = parse_recipe_args(_recipe("continual_pt").make_parser(), [f"--config={config}", *base, "--max_steps", "3"])
+    assert flags[1].max_steps == 3  # flags still override the file
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("max_steps: 2.5", "sets `max_steps: 2.5`: invalid int value: '2.5'"),
+    ("per_device_train_batch_size: [4]",
+     "sets `per_device_train_batch_size: [4]`, but --per_device_train_batch_size takes one value"),
+    ("dtype: float61", "sets `dtype: 'float61'`: invalid choice: 'float61'"),
+    ("bf16: 2", "sets `bf16: 2`: Truthy value expected"),
+])
+def test_a_config_value_of_the_wrong_type_is_a_usage_error(tmp_path, capsys, line, message):
+    """argparse checks flags but takes config values as defaults: these reached training (or a TypeError)."""
+    config = tmp_path / "cpt.yaml"
+    config.write_text(f"domain_dataset: d.jsonl\nmax_steps: 1\n{line}\n")
+    error = _parse_error(capsys, "continual_pt", ["--config", str(config), "--output_dir", str(tmp_path / "out"),
+                                                 "--use_cpu", "true"])
+    assert error.startswith(f"the config file {str(config)!r} {message}")
+
+
+@pytest.mark.parametrize("recipe", ["continual_pt", "pretrain", "train_synthesizer", "mini_repro"])
+def test_shipped_yaml_configs_pass_the_recipes_checks(recipe, tmp_path, monkeypatch):
+    from hf_ipt.training.config import parse_recipe_args
+
+    monkeypatch.chdir(tmp_path)  # mini_repro's output_dir
+    values = parse_recipe_args(_recipe(recipe).make_parser(), [
+        "--config", str(RECIPES / "configs" / f"{recipe}.yaml"), "--output_dir", str(tmp_path / "out"),
+        "--bf16", "false", "--use_cpu", "true"])
+    assert values
+
+
 def test_the_recipes_report_a_misspelled_option_as_a_usage_error(tmp_path):
     import os
     import subprocess
@@ -433,6 +474,25 @@ def test_the_recipes_report_a_misspelled_option_as_a_usage_error(tmp_path):
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
         assert res.stderr.splitlines()[-1] == (
             f"{recipe}.py: error: unrecognized option: --max_stepz (did you mean --max_steps?)")
+
+
+def test_4bit_loading_without_lora_is_a_usage_error_before_anything_loads(tmp_path):
+    """It used to be a ValueError traceback from `load_model`, after the data checks and the tokenizer load."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "d.jsonl").write_text('{"text": "a"}\n')
+    for recipe, data in (("continual_pt", "--domain_dataset"), ("train_synthesizer", "--collection")):
+        res = subprocess.run([sys.executable, f"recipes/{recipe}.py", "--output_dir", str(tmp_path / "out"), "--use_cpu",
+                              "true", "--max_steps", "1", data, str(tmp_path / "d.jsonl"), "--model_name_or_path",
+                              str(tmp_path / "no-model"), "--load_in_4bit"],
+                             cwd=RECIPES.parent, capture_output=True, text=True, env=os.environ.copy(), timeout=300,
+                             check=False)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+        assert res.stderr.splitlines()[-1] == (
+            f"{recipe}.py: error: --load_in_4bit without --use_peft: 4/8-bit weights train only LoRA adapters; also "
+            "pass --use_peft (QLoRA), or drop the flag to train the full weights")
 
 
 def test_a_tokenizer_without_eos_is_a_usage_error(tmp_path, tiny_tokenizer):

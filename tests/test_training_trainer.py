@@ -52,6 +52,20 @@ def test_throughput_callback_logs_tokens_per_second_and_mfu():
     assert summary == {"train_runtime": 1.0}
 
 
+@pytest.mark.parametrize(("device", "peak"), [
+    ("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H100 NVL", 835e12),
+    ("NVIDIA H200", 989e12), ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA GeForce RTX 4090", None),
+])
+def test_peak_flops_tells_the_h100_cards_apart(monkeypatch, device, peak):
+    """Every H100 got the SXM's 989 TFLOP/s: the PCIe card's MFU was logged 24% too low."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: device)
+    assert callbacks_module.peak_flops() == peak
+    assert callbacks_module.peak_flops(100.0) == 100e12
+
+
 def test_token_budget_progress_counts_tokens():
     callback = TokenBudgetProgressCallback(tokens_per_step=512)
     args = SimpleNamespace(include_num_input_tokens_seen="no")
@@ -88,6 +102,23 @@ def _continual_setup(tmp_path, tiny_model_dir, **training):
         "report_to": "none",
     }
     return data, TrainingConfig(**{**settings, **training})
+
+
+def test_non_padding_token_count_counts_every_token_of_packed_blocks(tmp_path, tiny_model_dir, one_torch_thread):
+    """The Trainer's `non_padding` count drops the tokens equal to `pad_token_id`: with pad = EOS (a common
+    setting), every document's EOS went uncounted, in the logs, tokens/s and the card's "exact" count."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.pad_token = tokenizer.eos_token
+    data, args = _continual_setup(tmp_path, tiny_model_dir, include_num_input_tokens_seen="non_padding")
+    dataset, mix = continual_pt_dataset(data, tokenizer, args)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    trainer = build_trainer(model, tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix))
+    train_and_save(trainer)
+    budget = args.max_steps * args.tokens_per_step
+    assert trainer.state.num_input_tokens_seen == budget  # packed blocks: every token is a real one
+    assert f"**Tokens seen:** {budget:,} of a budget of {budget:,}" in (tmp_path / "out" / "README.md").read_text()
 
 
 def test_build_trainer_wires_packing_callbacks_and_the_eval_hook(
@@ -145,7 +176,7 @@ def test_build_trainer_wires_packing_callbacks_and_the_eval_hook(
 
 
 def test_eval_hook_refuses_a_sharded_model(tmp_path, tiny_model_dir):
-    """Rank-0-only evaluation would hang FSDP / ZeRO-3 all-gathers: refuse it up front."""
+    """Each rank scores its share with a whole model, which FSDP / ZeRO-3 ranks do not hold: refuse it up front."""
     from types import SimpleNamespace
 
     _, args = _continual_setup(tmp_path, tiny_model_dir, eval_tasks="finance")
@@ -157,7 +188,7 @@ def test_eval_hook_refuses_a_sharded_model(tmp_path, tiny_model_dir):
                                accelerator=SimpleNamespace(state=state))
 
     for sharded in (trainer(fsdp=True), trainer(stage=3)):
-        with pytest.raises(ValueError, match="deadlock"):
+        with pytest.raises(ValueError, match="whole copy of the model.*FSDP or DeepSpeed ZeRO-3"):
             callbacks_module.eval_callback(args, None, sharded)
     for plain in (trainer(), trainer(stage=2)):
         assert not callbacks_module.sharded_model(plain)
@@ -298,6 +329,7 @@ def test_push_to_hub_uploads_the_checkpoint_with_our_card(
             )
 
     monkeypatch.setattr(transformers.trainer, "hf_api", FakeApi)
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")  # a push without a token is refused (test below)
     data, args = _continual_setup(
         tmp_path, tiny_model_dir, push_to_hub=True, hub_model_id="me/tiny-ipt", hub_strategy="end"
     )
@@ -315,6 +347,30 @@ def test_push_to_hub_uploads_the_checkpoint_with_our_card(
         and "256 of a budget of 256" in readme
     )
     assert json.loads((tmp_path / "out" / "config.json").read_text())["use_cache"] is True
+
+
+def test_push_to_hub_without_a_token_is_refused_before_a_model_loads(tmp_path, monkeypatch, capsys):
+    """The Trainer creates the Hub repo in its `__init__`, after the model (8B: minutes) and the data have loaded:
+    without a token that failed there, with a traceback from huggingface_hub."""
+    import importlib.util
+
+    from hf_ipt.training.config import parse_recipe_args
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    spec = importlib.util.spec_from_file_location("continual_pt", recipes / "continual_pt.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    args = ["--domain_dataset", "d.jsonl", "--output_dir", str(tmp_path / "out"), "--use_cpu", "true", "--max_steps",
+            "1", "--push_to_hub", "--hub_model_id", "me/tiny-ipt"]
+    with pytest.raises(SystemExit) as info:
+        parse_recipe_args(recipe.make_parser(), args)
+    assert info.value.code == 2
+    assert "`push_to_hub` needs a Hub token with write access and none is set" in capsys.readouterr().err
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    assert parse_recipe_args(recipe.make_parser(), args)[1].push_to_hub
+    monkeypatch.delenv("HF_TOKEN")
+    assert parse_recipe_args(recipe.make_parser(), [*args, "--hub_token", "hf_fake"])[1].push_to_hub
 
 
 def test_the_final_save_under_fsdp_gathers_a_full_state_dict():
@@ -399,6 +455,23 @@ def test_the_card_records_the_launchers_precision_the_weights_dtype_and_quantiza
     values = hyperparameters(TrainingConfig(output_dir="unused", max_steps=2, use_cpu=True),
                              model.to(torch.bfloat16))
     assert values["weights_dtype"] == "bfloat16"
+
+
+def test_the_card_records_the_warmup_steps_run_the_clipping_and_the_schedules_settings(tiny_model_dir):
+    """`warmup_steps: 0.03` (the shipped configs: a fraction of max_steps) was written as "0.03" steps, and
+    the gradient clipping and `lr_scheduler_kwargs` (e.g. a cosine's floor) were left out."""
+    from transformers import AutoModelForCausalLM
+
+    from hf_ipt.training.trainer import hyperparameters
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    args = TrainingConfig(output_dir="unused", max_steps=2000, use_cpu=True, warmup_steps=0.03, max_grad_norm=0.3,
+                          lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.1})
+    values = hyperparameters(args, model)
+    assert (values["warmup_steps"], values["max_grad_norm"]) == (60, 0.3)
+    assert values["lr_scheduler_kwargs"] == '{"min_lr_rate": 0.1}'
+    values = hyperparameters(TrainingConfig(output_dir="unused", max_steps=2000, use_cpu=True, warmup_steps=50), model)
+    assert values["warmup_steps"] == 50 and "lr_scheduler_kwargs" not in values
 
 
 def test_lora_adapters_are_initialized_from_the_seed(tiny_model_dir):

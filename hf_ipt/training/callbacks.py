@@ -18,8 +18,12 @@ from transformers.trainer_callback import ProgressCallback
 
 from .model_init import num_parameters
 
-# Dense bf16 peak FLOP/s of one device, looked up by a substring of its name.
-PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}
+# Dense bf16 peak FLOP/s of one device, looked up by a substring of its name, the first that matches: the
+# H100 PCIe and NVL cards (NVIDIA's datasheet: 756 and 835 dense) before the SXM's plain "H100 80GB HBM3".
+PEAK_FLOPS = {
+    "H200": 989e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12,
+    "A10G": 125e12,
+}
 
 
 def peak_flops(peak_tflops: float | None = None) -> float | None:
@@ -135,8 +139,9 @@ def eval_callback(args: Any, tokenizer: Any, trainer: Any) -> TrainerCallback:
     """
     if sharded_model(trainer):
         raise ValueError(
-            "`eval_tasks` evaluates on rank 0 alone, which would deadlock a model sharded by FSDP or "
-            "DeepSpeed ZeRO-3 (the other ranks never join its all-gathers): drop `--eval_tasks` and run "
+            "`eval_tasks` has each rank score a share of the tasks with its own whole copy of the model, which a "
+            "model sharded by FSDP or DeepSpeed ZeRO-3 is not (the ranks would wait on each other's parameter "
+            "all-gathers with different batches): drop `--eval_tasks` and run "
             "`hf-ipt eval --model_name_or_path OUTPUT_DIR` on the saved checkpoint, or train with DDP"
         )
     try:

@@ -278,6 +278,8 @@ def _row_keys(option: str, path: str) -> list[str] | None:
             )
         return sorted(row)
     # .json: a top-level array or JSON lines, however datasets reads it.
+    if "://" not in path and os.path.getsize(path) == 0:
+        return None  # datasets' JSON reader stops (StopIteration) on an empty first file; the stream skips it
     from .data import load_rows
 
     row = next(iter(load_rows([path])), None)

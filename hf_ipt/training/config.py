@@ -99,6 +99,10 @@ class TrainingConfig(TrainingArguments):
             }
             self.torch_compile_backend = self.torch_compile_mode = None
         super().__post_init__()
+        if self.include_num_input_tokens_seen == "non_padding":
+            # Packed and flattened batches hold no padding, so every token counts; the Trainer would count
+            # the tokens that are not `pad_token_id`, and drop every EOS of a tokenizer whose pad is its EOS.
+            self.include_num_input_tokens_seen = "all"
         from .trainer import resolve_checkpoint
 
         # checked here, before a model loads: `last` (or `true`) becomes the newest complete checkpoint
@@ -135,6 +139,14 @@ class TrainingConfig(TrainingArguments):
                 f"`dataloader_num_workers` must be 0, got {self.dataloader_num_workers}: the stream shards itself by "
                 "rank and tokenizes in batches on several threads (TrainingConfig.dataloader_num_workers)"
             )
+        if self.push_to_hub and not self.hub_token:
+            from huggingface_hub import get_token
+
+            if get_token() is None:  # else the Trainer's repo creation fails once the model has loaded
+                raise ValueError(
+                    "`push_to_hub` needs a Hub token with write access and none is set: log in with `hf auth login`, "
+                    "set HF_TOKEN, or pass --hub_token; or drop --push_to_hub (TrainingConfig.push_to_hub)"
+                )
         if self.peak_tflops is not None and self.peak_tflops <= 0:
             raise ValueError(
                 f"`peak_tflops` must be > 0, got {self.peak_tflops} (TrainingConfig.peak_tflops)"
@@ -383,15 +395,14 @@ def parse_recipe_args(parser: Any, args: list[str] | None = None) -> tuple[Any, 
 
     import yaml
 
-    args = list(sys.argv[1:] if args is None else args)
+    # `TrlParser` reads the file only from ``--config FILE``: given as ``--config=FILE`` it would be skipped.
+    args = [part for a in (sys.argv[1:] if args is None else args)
+            for part in (["--config", a.split("=", 1)[1]] if a.startswith("--config=") else [a])]
     command_line, config = list(args), None
     if "--config" in command_line:
         at = command_line.index("--config")
         config = command_line[at + 1] if at + 1 < len(command_line) else None
         del command_line[at : at + 2]
-    elif given := [a for a in command_line if a.startswith("--config=")]:
-        config = given[0].split("=", 1)[1]
-        command_line.remove(given[0])
     required = [action for action in parser._actions if action.required]
     for action in required:  # a required option may come from the config file
         action.required = False
@@ -415,10 +426,34 @@ def parse_recipe_args(parser: Any, args: list[str] | None = None) -> tuple[Any, 
         options = {action.dest for action in parser._actions}
         if keys := [key for key in values if key not in options and key != "env"]:
             parser.error(_unknown_options(parser, [f"--{key}" for key in keys], config=config))
+        if wrong := _wrong_config_value(parser, values):
+            parser.error(f"the config file {config!r} sets {wrong}")
     try:
         return parser.parse_args_and_config(args)
     except ValueError as error:  # a value that a config's `__post_init__` refuses
         parser.error(str(error))
+
+
+def _wrong_config_value(parser: Any, values: dict[str, Any]) -> str | None:
+    """The first config-file value that the option would refuse on the command line, described, or `None`.
+
+    argparse converts and checks a flag's value, but takes a config file's values as defaults: it converts
+    a string only and checks no choice, so ``max_steps: 2.5``, ``per_device_train_batch_size: [4]`` or
+    ``dtype: float61`` would reach training. Checked for typed options (numbers, booleans, choices).
+    """
+    for action in parser._actions:
+        value = values.get(action.dest)
+        boolean = getattr(action.type, "__name__", None) == "string_to_bool"  # transformers' or trl's copy
+        if value is None or not (action.type in (int, float) or boolean or action.choices):
+            continue
+        several = action.nargs in ("+", "*")
+        if isinstance(value, (list, dict)) and not (several and isinstance(value, list)):
+            return f"`{action.dest}: {value!r}`, but --{action.dest} takes one value"
+        try:
+            parser._get_values(action, [str(item) for item in (value if isinstance(value, list) else [value])])
+        except argparse.ArgumentError as error:
+            return f"`{action.dest}: {value!r}`: {error.message}"
+    return None
 
 
 def _unknown_options(parser: Any, given: list[str], config: str | None) -> str:

@@ -156,14 +156,11 @@ def load_model(model_args: Any, activation_checkpointing: bool = False, seed: in
     from transformers import AutoModelForCausalLM
     from trl import get_peft_config, get_quantization_config
 
+    check_kbit_options(model_args)
     quantization_config = get_quantization_config(model_args)
     if parameter_sharding() is not None:
         quantization_config = shardable_quantization(quantization_config, model_args.dtype)
     peft_config = get_peft_config(model_args)
-    if quantization_config is not None and peft_config is None:
-        raise ValueError(
-            "`load_in_4bit`/`load_in_8bit` train only LoRA adapters: also pass `--use_peft` (QLoRA)"
-        )
     model = AutoModelForCausalLM.from_pretrained(
         model_args.model_name_or_path,
         revision=model_args.model_revision,
@@ -188,6 +185,24 @@ def load_model(model_args: Any, activation_checkpointing: bool = False, seed: in
             model, use_gradient_checkpointing=activation_checkpointing
         )
     return get_peft_model(model, peft_config)
+
+
+def check_kbit_options(model_args: Any) -> None:
+    """Refuse 4/8-bit loading without LoRA: the quantized weights cannot be trained themselves.
+
+    Called by the recipes before the data checks and the tokenizer, and by `load_model`.
+
+    Raises:
+        `UsageError`: `model_args` (a `trl.ModelConfig`) sets `load_in_4bit` or `load_in_8bit` without `use_peft`.
+    """
+    given = [f"--{name}" for name in ("load_in_4bit", "load_in_8bit") if getattr(model_args, name, False)]
+    if given and not getattr(model_args, "use_peft", False):
+        from ..cli import UsageError
+
+        raise UsageError(
+            f"{' and '.join(given)} without --use_peft: 4/8-bit weights train only LoRA adapters; also pass "
+            "--use_peft (QLoRA), or drop the flag to train the full weights"
+        )
 
 
 def check_context_length(model: Any, max_length: int) -> None:

@@ -170,9 +170,11 @@ def hyperparameters(args: Any, model: Any) -> dict[str, Any]:
     values = {
         "learning_rate": args.learning_rate,
         "lr_scheduler_type": str(args.lr_scheduler_type).split(".")[-1].lower(),
-        "warmup_steps": args.warmup_steps,
+        # a `warmup_steps` under 1 is a fraction of max_steps: the card gives the steps it resolved to
+        "warmup_steps": args.get_warmup_steps(args.max_steps),
         "optimizer": str(args.optim).split(".")[-1].lower(),
         "weight_decay": args.weight_decay,
+        "max_grad_norm": args.max_grad_norm,
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "num_processes": args.world_size,
@@ -182,6 +184,8 @@ def hyperparameters(args: Any, model: Any) -> dict[str, Any]:
         "precision": {"no": "fp32"}.get(mixed_precision(args), mixed_precision(args)),
         "seed": args.seed,
     }
+    if getattr(args, "lr_scheduler_kwargs", None):  # e.g. cosine_with_min_lr's min_lr_rate
+        values["lr_scheduler_kwargs"] = json.dumps(args.lr_scheduler_kwargs, sort_keys=True)
     if getattr(args, "data_seed", None) is not None:  # the streams' shuffling seed
         values["data_seed"] = args.data_seed
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
