@@ -13,6 +13,7 @@ corpus file sits in one folder, else its path relative to the folder the files s
 from __future__ import annotations
 
 import glob
+import heapq
 import json
 import logging
 import os
@@ -198,12 +199,26 @@ def local_files(corpus: str) -> list[str]:
     even when its name holds glob characters (``report[1].jsonl``)."""
     if os.path.isfile(corpus):
         return _supported(corpus, [corpus])
-    files = sorted(p for p in glob.glob(corpus, recursive=True) if os.path.isfile(p))
+    # a set: a pattern such as ``data/**/**/*.jsonl`` yields a file once per way it matches
+    files = _distinct_files(sorted({p for p in glob.glob(corpus, recursive=True) if os.path.isfile(p)}))
     if not files:
         raise MissingFileError(
             f"`corpus` matched no file: {corpus!r} (a local file or glob; a dataset is a Hub id or a folder)"
         )
     return _supported(corpus, files)
+
+
+def _distinct_files(files: list[str]) -> list[str]:
+    """`files` less the links to a file listed before (``latest.jsonl -> v2.jsonl``): each file's
+    documents are read once, not twice under two names."""
+    first: dict[str, str] = {}
+    for path in files:
+        target = os.path.realpath(path)
+        if target in first:
+            logger.warning("hf_ipt: corpus file %r is a link to %r, also matched: read once", path, first[target])
+            continue
+        first[target] = path
+    return list(first.values())
 
 
 def _supported(pattern: str, files: list[str]) -> list[str]:
@@ -471,9 +486,10 @@ def check_text_column(files: list[str], text_column: str, token=None) -> None:
             continue
         reasons = Counter()
         for doc in read_file(path, text_column, strict=True, token=token):
-            if doc.reject in (None, "empty"):  # a row with the column as a string
+            if doc.reject is None:  # a row with the column as a string
                 break
-            reasons[doc.reject] += 1
+            if doc.reject != "empty":  # a blank line proves nothing: it has no column at all
+                reasons[doc.reject] += 1
         else:
             if reasons:
                 raise UsageError(_unreadable(path, text_column, reasons))
@@ -641,9 +657,10 @@ def make_shards(files: list[str], num_shards: int | None) -> list[dict]:
     """Exactly `num_shards` shards over `files` (default: `default_num_shards`).
 
     With at least as many files as shards, shard ``i`` holds files ``i, i + n, ...``; with
-    fewer, each file is split into parts (the first ``num_shards % len(files)`` files into
-    one part more), a part keeping every `parts`-th document of its file, so parts are
-    disjoint and complete. Shards then differ in size, and a file is read once per part.
+    fewer, each file is split into parts, a part keeping every `parts`-th document of its file,
+    so parts are disjoint and complete. Local files get parts by size (`file_parts`: a 1 GB
+    file beside two small ones gets most of the shards, not a third), files of equal or unknown
+    size (remote) equal numbers, the first ones one more. A file is read once per part.
 
     For `datasets.distributed.split_dataset_by_node`, choose `num_shards` divisible by the
     world size: otherwise datasets gives every rank every shard and keeps each rank's
@@ -659,11 +676,26 @@ def make_shards(files: list[str], num_shards: int | None) -> list[dict]:
     if wanted <= len(files):
         logger.info("hf_ipt: %d corpus files -> %d shards of whole files", len(files), wanted)
         return [{"files": files[i::wanted], "part": 0, "parts": 1, **extra} for i in range(wanted)]
-    base, more = divmod(wanted, len(files))
-    logger.info("hf_ipt: %d corpus files -> %d shards: %d files in %d parts, %d in %d", len(files), wanted,
-                more, base + 1, len(files) - more, base)
-    return [{"files": [f], "part": p, "parts": base + (k < more), **extra}
-            for k, f in enumerate(files) for p in range(base + (k < more))]
+    parts = file_parts(files, wanted)
+    logger.info("hf_ipt: %d corpus files -> %d shards, files in %d to %d parts", len(files), wanted,
+                min(parts), max(parts))
+    return [{"files": [f], "part": p, "parts": n, **extra} for f, n in zip(files, parts) for p in range(n)]
+
+
+def file_parts(files: list[str], shards: int) -> list[int]:
+    """Parts per file, `shards` in all (at least one each), so that the largest part is as small as can be:
+    each further part goes to the file whose parts are largest now (the earlier file on a tie).
+    Sizes are those of local files; when any file is remote, every file counts as the same size."""
+    local = all(os.path.isfile(f) for f in files)
+    sizes = [os.path.getsize(f) if local else 1 for f in files]
+    parts = [1] * len(files)
+    heap = [(-size, k) for k, size in enumerate(sizes)]
+    heapq.heapify(heap)
+    for _ in range(shards - len(files)):
+        _, k = heapq.heappop(heap)
+        parts[k] += 1
+        heapq.heappush(heap, (-sizes[k] / parts[k], k))
+    return parts
 
 
 def iter_shard(shard: dict, text_column: str = "text", token=None) -> Iterator[Document]:

@@ -14,6 +14,7 @@ deterministic for a fixed order of pairs.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,14 @@ from dataclasses import dataclass, field
 from .backends.base import default_of
 from .templify.pairs import parse_question, prepare_pair
 
-_WORD = re.compile(r"\w+")
+# Scripts written without spaces (Thai, Lao, Myanmar, Khmer, kana, Han): each character is a word,
+# or a Chinese or Thai text would be a handful of "words" (never deduplicated, never checked). A
+# decimal or grouped number ("12.5", "1,250") is one word, as the help of `extractive_max_words` says.
+_UNSPACED = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(rf"\d+(?:[.,]\d+)+|[{_UNSPACED}]|[^\W{_UNSPACED}]+")
+
+
+_VERDICTS = frozenset({"yes", "no", "true", "false"})  # an answer opening with one judges, it does not extract
 
 
 @dataclass
@@ -35,7 +43,8 @@ class FilterConfig:
     )
     extractive_max_words: int = field(
         default=8, metadata={"help": "Answers of 2 to this many words count as extractive spans; one-word "
-                             "answers (labels, yes/no, numbers) and longer ones are never checked."},
+                             "answers (labels, yes/no, numbers), answers that open with yes/no/true/false "
+                             "(\"Yes, it did.\") and longer ones are never checked."},
     )
     min_grounding: float = field(
         default=0.5,
@@ -97,7 +106,9 @@ FILTER_OPTIONS = {
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    """Case-folded words of `text` after NFKC normalization: an accent composed or decomposed
+    (``é`` or ``e`` + U+0301) and full-width forms (``１２``) give the same words."""
+    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
 
 
 def is_ungrounded(context: str, answer: str, config: FilterConfig, question: str = "") -> bool:
@@ -114,8 +125,8 @@ def is_ungrounded(context: str, answer: str, config: FilterConfig, question: str
         question (`str`, *optional*, defaults to ``""``): the pair's question.
     """
     answer_words = words(answer)
-    if not 2 <= len(answer_words) <= config.extractive_max_words:
-        return False
+    if not 2 <= len(answer_words) <= config.extractive_max_words or answer_words[0] in _VERDICTS:
+        return False  # "Yes, it did.": a verdict on the question, not a span of the text
     content = [w for w in answer_words if len(w) > 2] or answer_words  # "a", "of", "in" prove nothing
     vocabulary = set(words(context)) | set(words(" ".join(parse_question(question).options)))
     return sum(w in vocabulary for w in content) / len(content) < config.min_grounding

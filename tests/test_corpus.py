@@ -307,3 +307,47 @@ def test_a_corpus_under_the_home_folder_is_found_when_the_shell_did_not_expand_i
     (tmp_path / "kw.txt").write_text("sales\n")
     assert SynthesisConfig(domain_keywords="~/kw.txt").domain_keywords == str(tmp_path / "kw.txt")
     assert JobConfig(corpus="~/data/*.jsonl", output_dir="~/out").output_dir == str(tmp_path / "out")
+
+
+def test_blank_lines_before_the_rows_do_not_hide_a_wrong_text_column(tmp_path):
+    """A blank first line has no column at all: it must not pass the file's `text_column` check."""
+    from hf_ipt.corpus import CorpusConfig
+
+    path = tmp_path / "lead.jsonl"
+    path.write_text("\n  \r\n" + "".join(json.dumps({"body": doc(i)}) + "\n" for i in range(3)))
+    with pytest.raises(UsageError, match=r"'text' is in none of the first 3 JSON objects.*keys \['body'\]"):
+        CorpusConfig(corpus=str(path)).files()
+    assert CorpusConfig(corpus=str(path), text_column="body").files() == [str(path)]
+    empty_text = tmp_path / "empty_text.jsonl"  # the column is there, its text empty: the column is right
+    empty_text.write_text(json.dumps({"text": ""}) + "\n" + json.dumps({"text": doc(0)}) + "\n")
+    assert CorpusConfig(corpus=str(empty_text)).files() == [str(empty_text)]
+
+
+def test_a_file_matched_twice_or_through_a_link_is_read_once(tmp_path, caplog):
+    """Every document once: a pattern that matches a file twice, or a link to a matched file,
+    must not give its documents (and ids) twice."""
+    from hf_ipt.corpus import CorpusConfig
+
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    write_jsonl(tmp_path / "d" / "a.jsonl", 2)
+    write_jsonl(tmp_path / "d" / "sub" / "b.jsonl", 2, start=10)
+    files = CorpusConfig(corpus=str(tmp_path / "d" / "**" / "**" / "*.jsonl")).files()
+    assert files == [str(tmp_path / "d" / "a.jsonl"), str(tmp_path / "d" / "sub" / "b.jsonl")]
+    assert all_ids(make_shards(files, 2)) == ["a.jsonl:0", "a.jsonl:1", "sub/b.jsonl:0", "sub/b.jsonl:1"]
+    (tmp_path / "d" / "latest.jsonl").symlink_to("a.jsonl")
+    assert CorpusConfig(corpus=str(tmp_path / "d" / "*.jsonl")).files() == [str(tmp_path / "d" / "a.jsonl")]
+    assert "latest.jsonl' is a link to" in caplog.text
+
+
+def test_a_large_file_beside_small_ones_gets_parts_by_size(tmp_path):
+    """Units are the work of a rank: a file 150x the size of the others is cut into most of the
+    shards, not into as many as each small file, which left 3 of 8 units with all the work."""
+    files = [str(write_jsonl(tmp_path / "big.jsonl", 3000)), str(write_jsonl(tmp_path / "s1.jsonl", 20, start=5000)),
+             str(write_jsonl(tmp_path / "s2.jsonl", 20, start=6000))]
+    shards = make_shards(files, 8)
+    assert [(Path(s["files"][0]).name, s["parts"]) for s in shards] == [("big.jsonl", 6)] * 6 + [
+        ("s1.jsonl", 1), ("s2.jsonl", 1)]
+    assert [len(ids) for ids in shard_ids(shards)] == [500] * 6 + [20, 20]
+    assert len(all_ids(shards)) == len(set(all_ids(shards))) == 3040  # every document in exactly one unit
+    equal = [str(write_jsonl(tmp_path / f"e{k}.jsonl", 10, start=0)) for k in range(3)]  # same size: as before
+    assert [s["parts"] for s in make_shards(equal, 8)] == [3, 3, 3, 3, 3, 3, 2, 2]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import unicodedata
 
 import pyarrow.parquet as pq
 import pytest
@@ -35,6 +36,15 @@ def test_ungrounded_only_checks_extractive_length_answers():
     assert not is_ungrounded(TEXT, long_answer, CONFIG)  # free-form: not checked
     assert is_ungrounded(TEXT, "profit of giraffes", FilterConfig(min_grounding=1.0))
     assert is_ungrounded("A museum opened.", "A profit.", CONFIG)  # "a" alone grounds nothing
+
+
+def test_answers_that_open_with_a_verdict_are_not_checked_as_spans():
+    """A yes/no question's answer "Yes, it did." was dropped as ungrounded ("yes", "did": not in the text)."""
+    question = "Did demand from retailers weaken?"
+    for answer in ("Yes, it did.", "No, it didn't.", "True, it weakened.", "False: it grew"):
+        assert not is_ungrounded(TEXT, answer, CONFIG, question)
+        assert filter_pairs(TEXT, [(question, answer, "qa")], CONFIG)[0]
+    assert is_ungrounded(TEXT, "Quantum chromodynamics lectures, yes", CONFIG)  # a verdict opens it, or it is a span
 
 
 MC_QUESTION = ("What is the tone of the report?\nOptions:\n- Cautiously optimistic outlook\n"
@@ -99,6 +109,44 @@ def test_near_duplicates_keep_the_first_and_ignore_short_pairs():
     assert [dedup.seen(t) for t in (base, other, base, base.upper(), other + " extra")] == [
         False, False, True, True, True]
     assert not dedup.seen("Give this text a title.") and not dedup.seen("Give this text a title.")
+
+
+def test_numeric_answers_are_one_word_and_never_checked():
+    """A computed number ("12.5%", "1,250") is a one-word answer, as `extractive_max_words` promises,
+    not two "words" that the text lacks."""
+    text = "Revenue rose from 120 million dollars in 2022 to 135 million dollars in 2023."
+    for answer in ("12.5%", "12.5", "-3.75", "1,250", "$1,250.50"):
+        assert not is_ungrounded(text, answer, CONFIG, "By what percentage did revenue rise?"), answer
+    assert not is_ungrounded(text, "135 million dollars", CONFIG)
+    assert is_ungrounded(text, "12.5 giraffes galloping", CONFIG)  # still checked: words the text lacks
+
+
+def test_text_of_scripts_without_spaces_is_split_into_characters():
+    """Without spaces a Chinese text was a few long "words": a span answer was ungrounded, an identical
+    pair never a duplicate, a loop never degenerate."""
+    text = "他去过北京，也去过上海。公司的收入增长了百分之十二。"
+    assert not is_ungrounded(text, "北京，上海", CONFIG, "他去过哪些城市？")
+    assert is_ungrounded(text, "东京，大阪", CONFIG, "他去过哪些城市？")
+    thai = "กรุงเทพมหานครเป็นเมืองหลวงของประเทศไทย มีประชากรมากกว่าสิบล้านคน"
+    assert not is_ungrounded(thai, "กรุงเทพ มหานคร", CONFIG)
+    assert is_degenerate("收入？", "的增长" * 12, CONFIG)
+    assert not is_degenerate("收入增长了多少？", "公司的收入增长了百分之十二，是近年来最快的增长速度。", CONFIG)
+    pair = "这家公司去年的收入增长了多少？\n公司的收入增长了百分之十二，这是近年来最快的增长速度。"
+    dedup = NearDuplicates(CONFIG)
+    assert [dedup.seen(pair), dedup.seen(pair), dedup.seen("東京の人口はどのくらいですか？\n約千四百万人です。")] == [
+        False, True, False]
+
+
+def test_unicode_normalization_variants_compare_equal():
+    """Composed and decomposed accents, full-width digits and case variants are the same words."""
+    composed = "Le café de Zoë et la crème brûlée sont célèbres à Montréal depuis très longtemps déjà"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert decomposed != composed
+    dedup = NearDuplicates(CONFIG)
+    assert [dedup.seen(composed), dedup.seen(decomposed), dedup.seen(decomposed.upper())] == [False, True, True]
+    assert not is_ungrounded(composed, unicodedata.normalize("NFD", "crème brûlée célèbres"), CONFIG)
+    assert not is_ungrounded("Sales rose by 12 percent in 2023.", "１２ percent", CONFIG)
+    assert not is_ungrounded("Die Straße ist lang.", "Die STRASSE", CONFIG)
 
 
 def test_config_validation():
