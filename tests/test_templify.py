@@ -542,3 +542,94 @@ def test_no_turn_end_after_punctuation_inside_a_closing_quote():
     assert _turn("Bot: ", 'He said: "We are happy."', fmt) == 'Bot: He said: "We are happy."'
     assert _turn("User: ", 'Why "now?"', fmt) == 'User: Why "now?"'
     assert _turn("User: ", "Who reported it", fmt) == "User: Who reported it;"
+
+
+def test_null_texts_and_pair_parts_are_refused_and_mapping_pairs_are_read():
+    """A null text was printed as the word "None" into pre-training text, and a null or missing
+    pair part crashed deep inside with `AttributeError`/`IndexError`; the builder's own pairs rows
+    (``{"question", "answer", "task"}``) failed with ``KeyError: 0``."""
+    with pytest.raises(TypeError, match=r"chain entry 1: the text must be a str, got None"):
+        templify([("Fine.", [("Q?", "A.")]), (None, [("Q?", "A.")])])
+    for bad in (("Q?", None), ("Q?",), {"question": "Q?"}, "Q?"):
+        with pytest.raises(TypeError, match=r"chain entry 0: a pair is \(question, answer\)"):
+            templify([("Text.", [bad])])
+    plain = [("Text.", [("Q1?", "A1."), (MC_Q, "down")])]
+    rows = [("Text.", [{"question": "Q1?", "answer": "A1.", "task": "qa"}, {"question": MC_Q, "answer": "down"}])]
+    reference = [("Text.", [{"Q": "Q1?", "A": "A1."}, {"Q": MC_Q, "A": "down"}])]
+    for seed in range(20):
+        assert templify(rows, seed=seed) == templify(reference, seed=seed) == templify(plain, seed=seed)
+    assert templify([("Only raw.", None)]) == ["Only raw."]  # a null pair list: no pairs
+
+
+def _option_lines_of(q, fmt):
+    return q.split(fmt.option_header + "\n")[1].split("\n")
+
+
+def test_none_of_the_above_answer_names_a_listed_none_option_instead_of_adding_a_second():
+    """The answer "None of the above" with "None of these" already listed gave two such options
+    and marked only the appended one right."""
+    for seed in range(30):
+        rng = random.Random(seed)
+        fmt = sample_format(rng, CHAIN)
+        q, a = render_pair("Which colour?\nOptions:\n- red\n- blue\n- None of these", "None of the above.", fmt, rng)
+        lines = _option_lines_of(q, fmt)
+        assert len(lines) == 3 and fmt.none_option not in q.replace("None of these", ""), q
+        style = fmt.option_style
+        expected = "None of these" if style["marker"] == "none" else style["answer"].format(m=MARKERS[style["marker"]][2])
+        assert lines[2] == style["line"].format(m=MARKERS.get(style["marker"], [""] * 3)[2], option="None of these")
+        assert a == expected
+
+
+def test_options_about_the_other_options_stay_last():
+    """Shuffled in among the others, "None of the above" was listed first a third of the time."""
+    orders = set()
+    for seed in range(40):
+        rng = random.Random(seed)
+        fmt = dataclasses.replace(sample_format(rng, CHAIN), option_style={"marker": "none", "line": "- {option}"})
+        q, a = render_pair("Pick:\nOptions:\n- All of the above\n- red\n- blue\n- None of the above.", "red", fmt, rng)
+        lines = _option_lines_of(q, fmt)
+        assert lines[2:] == ["- All of the above", "- None of the above."] and a == "red", q
+        orders.add(tuple(lines[:2]))
+    assert orders == {("- red", "- blue"), ("- blue", "- red")}  # the other options are still shuffled
+
+
+def test_no_turn_end_or_full_stop_after_non_ascii_or_exclamation_punctuation():
+    """Dialog turns got a turn end after their own sentence punctuation in other scripts
+    ('这是什么？;'), and a chain of thought's closing a full stop after "!" or "。" ('yes!.')."""
+    from types import SimpleNamespace
+
+    from hf_ipt.templify import _turn
+
+    fmt = SimpleNamespace(turn_end=";")
+    for text in ("这是什么？", "这是测试。", "هل هذا صحيح؟", "यह परीक्षण है।", "「はい。」", "Wait…"):
+        assert _turn("U: ", text, fmt) == f"U: {text}", text
+    assert _turn("U: ", "没有标点", fmt) == "U: 没有标点;"
+    rng = random.Random(0)
+    fmt = dataclasses.replace(sample_format(rng, CHAIN), cot_final="So the answer is {final}.")
+    for final in ("yes!", "是的。", "No?", "done."):
+        _, a = render_pair(COT_Q, f"Because.\nTherefore, the answer is {final}", fmt, rng)
+        assert a == f"Because.\nSo the answer is {final}", a
+    _, a = render_pair(COT_Q, "Because.\nTherefore, the answer is 42", fmt, rng)
+    assert a == "Because.\nSo the answer is 42."
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_an_entry_without_text_gives_its_pairs_without_wording_about_a_text(layout):
+    """A collection row without context came out as 'Text:  Questions and answers about this
+    text:' or 'Use the passage below ...' over nothing, or began with blank lines."""
+    chain = [("", [("What is 2+2?", "4"), (MC_Q, "down"), ("Why?", "Because.")]), PLAIN[1]]
+    for seed in range(60):
+        rng = random.Random(f"hf_ipt.templify:{seed}")
+        fmt = dataclasses.replace(sample_format(rng, chain), layout=layout, inverted=layout in INVERTIBLE and seed % 3 == 0,
+                                  lead=pools()["lead_ins"][seed % 5], text_wrapper="Text: {text}",
+                                  dialog_header="A conversation about the text:")
+        (alone,) = render(chain[:1], fmt, rng)
+        assert alone == alone.strip("\n"), (seed, alone)  # (a bullet speaker may start " - ")
+        framing = [fmt.lead, fmt.inverted_lead, "Text: ", fmt.dialog_header,
+                   *fmt.inline_pattern["context"].split("{text}"), fmt.numbered_pattern.split("{")[0]]
+        for words in (w.strip() for w in framing):
+            assert not words or words not in alone, (seed, words, alone)
+        for needed in ("What is 2+2?", "4", "Which way did sales go?", "down", "Why?", "Because."):
+            assert needed in alone, (seed, needed, alone)
+        (both,) = render(chain, fmt, rng)
+        assert both.startswith(alone[:12]) and "Text two." in both, (seed, both)

@@ -24,6 +24,9 @@ other layout). Structure as in the reference (``format_one_pt_rc``, microsoft/LM
   last), then the final exchange (both turns of the last pair) as the reply, or, for some
   patterns, the final exchange first and the history as the reply.
 
+An entry whose text is empty (a collection row without context) gives its pairs alone, in the
+chain's layout, without the wrappers, lead-ins and headers that speak of a text.
+
 Nothing glues onto the last line of a question or answer of several lines (options, a
 chain of thought): what follows it starts a line. All wording comes from `pools.json`
 (hf_ipt's own), sampled once per chain so every entry of one text shares a format. Sampling
@@ -35,14 +38,14 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from itertools import pairwise
 from typing import Any, NamedTuple
 
-from .pairs import PreparedPair, prepare_pair, render_prepared
+from .pairs import PreparedPair, ends_in_punctuation, prepare_pair, render_prepared
 
 LAYOUT_WEIGHTS = {"classic": 80, "dialog": 5, "numbered": 5, "inline": 5, "next_turn": 5}
 FEW_PAIR_WEIGHTS = {"classic": 95, "dialog": 5}
@@ -57,8 +60,6 @@ DIALOG_HEADER_RATE = 14 / 15  # DIALOG_START_STRING_CANDIDATES: 1 of 15 is ""
 EXCHANGE_GAP_RATE = 0.5  # the dialog's example separator: "" or "\n"
 NUMBERED_INLINE_RATE = 26 / 64  # QUESTION_ITEM_NAME_CANDIDATES: 26 of 64 start " ", not "\n"
 NUMBERED_ORDER_WEIGHTS = {"text_first": 9, "questions_first": 1, "answers_first": 1}  # of 11 patterns
-_PUNCTUATION = ".?!;:"
-_CLOSING = "\"')]\u201d\u2019"
 
 __all__ = [
     "LAYOUTS", "Format", "Rendered", "format_general", "pools", "render", "sample_format", "templify",
@@ -126,12 +127,30 @@ class _Pair(NamedTuple):
     basic: bool
 
 
+def _question_answer(pair: Any, where: str) -> tuple[str, str]:
+    """A pair's strings: `(question, answer, ...)` or a mapping with ``question``/``answer`` (the
+    builder's pairs rows) or ``Q``/``A`` (the reference's ``QA_list``)."""
+    if isinstance(pair, Mapping):
+        keys = ("question", "answer") if "question" in pair else ("Q", "A")
+        parts = tuple(pair.get(key) for key in keys)
+    else:
+        parts = () if isinstance(pair, str) or not hasattr(pair, "__iter__") else tuple(pair)[:2]
+    if len(parts) != 2 or not all(isinstance(part, str) for part in parts):
+        raise TypeError(
+            f"{where}: a pair is (question, answer) or a mapping with 'question' and 'answer', both str; "
+            f"got {pair!r:.200} (drop pairs with null parts first)"
+        )
+    return parts
+
+
 def _prepare(chain: Sequence[Any]) -> Prepared:
     """`(text, well-formed pairs)` per entry; entries are `(text, pairs)` or have `.text`/`.pairs`."""
     prepared = []
-    for item in chain:
+    for i, item in enumerate(chain):
         text, pairs = (item.text, item.pairs) if hasattr(item, "pairs") else item
-        checked = (prepare_pair(p[0], p[1]) for p in pairs)
+        if not isinstance(text, str):  # a null text would be rendered as the word "None"
+            raise TypeError(f"chain entry {i}: the text must be a str, got {text!r:.200}; drop or fill null texts first")
+        checked = (prepare_pair(*_question_answer(p, f"chain entry {i}")) for p in (() if pairs is None else pairs))
         prepared.append((text, [pair for pair in checked if pair is not None]))
     return prepared
 
@@ -214,8 +233,7 @@ def _classic(pairs: list[_Pair], fmt: Format) -> str:
 
 def _turn(prefix: str, text: str, fmt: Format) -> str:
     """A dialog turn; the turn end only after one line that ends in no punctuation mark."""
-    last = text.rstrip(_CLOSING)[-1:]  # 'He said: "We are happy."' ends in punctuation too
-    end = fmt.turn_end if "\n" not in text and last not in _PUNCTUATION else ""
+    end = fmt.turn_end if "\n" not in text and not ends_in_punctuation(text) else ""
     return f"{prefix}{text}{end}"
 
 
@@ -264,7 +282,22 @@ def _next_turn(pairs: list[_Pair], fmt: Format) -> str:
     return f"{p['prompt'].format(**parts)}{fmt.sep_pair}{p['reply'].format(**parts)}"
 
 
+def _pairs_alone(pairs: list[_Pair], fmt: Format) -> str:
+    """The pairs of an entry without text (a collection row without context) in the chain's layout,
+    with nothing that frames or points at a text ("Text: {text}", "the passage above")."""
+    if fmt.layout == "numbered":
+        questions, answers = _numbered_list([p.q for p in pairs], fmt), _numbered_list([p.a for p in pairs], fmt)
+        return f"{fmt.headers[0]}\n{questions}{fmt.sep_block}{fmt.headers[1]}\n{answers}"
+    if fmt.layout == "inline":
+        return _inline(pairs, fmt)
+    if fmt.layout == "next_turn" and len(pairs) >= 2:
+        return _next_turn(pairs, fmt)
+    return _classic(pairs, fmt) if fmt.layout == "classic" else _dialog(_exchanges(pairs, fmt), fmt)
+
+
 def _render_entry(text: str, pairs: list[_Pair], fmt: Format) -> str:
+    if not text.strip():
+        return _pairs_alone(pairs, fmt)
     layout = fmt.layout
     if layout == "numbered":
         return _numbered(text, pairs, fmt)
@@ -317,7 +350,9 @@ def templify(chain: Sequence[Any], seed: int | str = 0) -> list[str]:
 
     Args:
         chain (`Sequence`): entries oldest first, each `(text, pairs)` or an object with
-            `.text` and `.pairs` (pairs are `(question, answer)`).
+            `.text` and `.pairs`; a pair is `(question, answer)` or a mapping with ``question``
+            and ``answer`` (the builder's pairs rows) or ``Q`` and ``A``. Texts and pair parts
+            must be `str` (`TypeError` otherwise: a null would print as "None").
         seed (`int` or `str`, *optional*, defaults to 0): example seed (e.g. the document id).
 
     Returns:

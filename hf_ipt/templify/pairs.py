@@ -15,7 +15,9 @@ question into pre-training text:
 
 `render_pair` then shuffles the options and re-lists them in the chain's option style; when
 that style has letter/number markers, the answer (or the CoT final answer) becomes the
-marker. A "none of the above" style answer becomes the chain's own such option, listed last.
+marker. Options that speak of the others ("None of the above", "All of the above") are not
+shuffled: they stay last, in their order. A "none of the above" style answer names such a
+listed option when there is one, else it becomes the chain's own such option, listed last.
 """
 
 from __future__ import annotations
@@ -51,6 +53,17 @@ UNANSWERABLE = frozenset(
         "cannot be determined", "can't be determined", "unknown",
     }
 )
+# Options that speak of the other options: shuffled in among them they would read "None of the
+# above" first. Compared like UNANSWERABLE.
+ABOUT_THE_OTHERS = UNANSWERABLE | {
+    "all of the above", "all of these", "all of them", "all of the options", "all of the choices",
+    "all of the above choices", "both of the above", "both of these", "neither of the above",
+    "neither of these", "neither",
+}
+# A text ending in one of these (before closing quotes/brackets) needs no added full stop or
+# turn end: ASCII, fullwidth/CJK, Arabic, Devanagari and the ellipsis.
+SENTENCE_PUNCTUATION = ".?!;:\u2026\u3002\uff1f\uff01\uff1b\uff1a\uff0e\uff61\u061f\u06d4\u0964\u0965"
+CLOSING = "\"')]\u201d\u2019\u300d\u300f\uff09"
 
 
 class ParsedQuestion(NamedTuple):
@@ -95,6 +108,16 @@ def is_unanswerable(answer: str) -> bool:
     return answer.strip().rstrip(".").casefold() in UNANSWERABLE
 
 
+def _about_the_others(option: str) -> bool:
+    return option.strip().rstrip(".").casefold() in ABOUT_THE_OTHERS
+
+
+def ends_in_punctuation(text: str) -> bool:
+    """`text` ends a sentence itself ('He said: "We are happy."' and '是的。' too)."""
+    last = text.rstrip(CLOSING)[-1:]
+    return last != "" and last in SENTENCE_PUNCTUATION
+
+
 def _match_option(answer: str, options: list[str]) -> str | None:
     """The option `answer` names: equal when stripped, else ignoring case, else without a final period."""
     answer = answer.strip()
@@ -128,7 +151,9 @@ def prepare_pair(question: str, answer: str) -> PreparedPair | None:
         if not all(options):
             return None
         matched = _match_option(answer, options)
-        if matched is None and not is_unanswerable(answer):
+        if matched is None and is_unanswerable(answer):  # "None of the above" names a listed "None of these"
+            matched = next((o for o in options if is_unanswerable(o)), None)
+        elif matched is None:
             return None
         answer = matched if matched is not None else answer
     if not question or not answer:
@@ -150,8 +175,9 @@ def render_prepared(pair: PreparedPair, fmt: Format, rng: random.Random) -> tupl
     """Render a checked pair in the chain's sampled format."""
     q, answer = pair.stem, pair.answer
     if pair.options:
-        options = list(pair.options)
+        options = [o for o in pair.options if not _about_the_others(o)]
         rng.shuffle(options)
+        options += [o for o in pair.options if _about_the_others(o)]
         if answer not in options:  # a "none of the above" answer: the chain's wording, listed last
             answer = fmt.none_option
             options.append(answer)
@@ -161,7 +187,8 @@ def render_prepared(pair: PreparedPair, fmt: Format, rng: random.Random) -> tupl
     if not pair.cot:
         return q, answer
     closing = fmt.cot_final.format(final=answer)
-    closing = closing[:-1] if closing.endswith("..") else closing
+    if closing.endswith(f"{answer}.") and ends_in_punctuation(answer):  # not "yes!." nor "是。."
+        closing = closing[:-1]
     return f"{q}\n{fmt.cot_trigger}", f"{pair.reasoning}\n{closing}"
 
 
