@@ -145,3 +145,25 @@ def test_a_jsonl_line_that_is_no_json_object_is_skipped_as_synthesis_skips_it(tm
     (tmp_path / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     assert list(load_rows(str(tmp_path / "a.jsonl"))) == [{"text": "first"}, {"text": "été", "extra": 1}]
     assert all(f"a.jsonl, line {n}: " in caplog.text for n in (3, 4, 5, 6)) and "line 2" not in caplog.text
+
+
+@pytest.mark.parametrize("shuffle_buffer_size", [0, 8])
+def test_split_by_rows_sees_every_row_equally_often_whatever_the_file_sizes(tmp_path, shuffle_buffer_size):
+    """Whole files per rank (2 files, 2 ranks): the rank holding the small file went round it 10 times
+    while the other read the large one once (3 times vs once with files reshuffled each epoch), so a
+    repeated source (the collection) was not seen its number of times file for file."""
+    from collections import Counter
+
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps({"text": f"a{i}"}) + "\n" for i in range(40)))
+    (tmp_path / "b.jsonl").write_text("".join(json.dumps({"text": f"b{i}"}) + "\n" for i in range(4)))
+
+    def taken(by_rows: bool) -> Counter:
+        seen = Counter()
+        for rank in range(2):  # 2 passes' worth: 44 rows for each rank
+            rows = endless_rows(load_rows(str(tmp_path / "*.jsonl")), rank=rank, world_size=2, seed=3,
+                                shuffle_buffer_size=shuffle_buffer_size, name="collection", by_rows=by_rows)
+            seen.update(r["text"] for r in itertools.islice(rows, 44))
+        return seen
+
+    assert set(taken(by_rows=True).values()) == {2}  # each row twice: two passes, each row on one rank
+    assert len(set(taken(by_rows=False).values())) > 1  # whole files: the small file more often (10x unshuffled)

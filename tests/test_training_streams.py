@@ -342,3 +342,55 @@ def test_data_seed_sets_the_streams_shuffling_as_it_does_the_trainers_sampling(c
 
     assert first_blocks(seed=1, data_seed=7) == first_blocks(seed=7)  # the data order follows data_seed ...
     assert first_blocks(seed=1, data_seed=7) != first_blocks(seed=1)  # ... not seed, when set
+
+
+def test_raw_text_in_another_column_than_the_augmented_text(corpus, tiny_tokenizer):
+    """RefinedWeb keeps its text in `content`, the builder writes the augmented 1/5 to `text`: one
+    `text_column` for both made the paper's pre-training setup need its raw data rewritten."""
+    from hf_ipt.training.checks import check_data
+
+    (corpus / "web.jsonl").write_text(
+        "".join(json.dumps({"content": f"raw {i} {TEXT}", "url": "u"}) + "\n" for i in range(40)))
+    config = PretrainConfig(tokenizer_name_or_path="t", raw_dataset=str(corpus / "web.jsonl"),
+                            augmented_dataset=str(corpus / "aug.jsonl"), raw_text_column="content",
+                            shuffle_buffer_size=0)
+    check_data(config)  # each source's column is checked as its own
+    dataset, _ = pretrain_dataset(config, tiny_tokenizer, _args(corpus))
+    text = tiny_tokenizer.decode([t for b in itertools.islice(dataset, 40) for t in b["input_ids"]])
+    assert text.count("raw ") == pytest.approx(4 * text.count("aug "), abs=2)
+    assert PretrainConfig(tokenizer_name_or_path="t", raw_dataset="r.jsonl").raw_text_column == "text"
+    with pytest.raises(UsageError, match="--raw_text_column"):
+        check_data(PretrainConfig(tokenizer_name_or_path="t", raw_dataset=str(corpus / "web.jsonl"),
+                                  augmented_dataset=str(corpus / "aug.jsonl")))
+
+
+def test_collection_rows_without_context_do_not_all_share_one_layout():
+    """Seeded by the context alone, every row without one had seed "" and so one and the same layout."""
+    from hf_ipt.training.streams import _collection_text
+
+    config = PretrainConfig(tokenizer_name_or_path="t", raw_dataset="r.jsonl")
+    rows = [{"context": "", "QA_list": [{"Q": f"What is {i} plus {i}?", "A": str(2 * i)}]} for i in range(40)]
+    texts = [_collection_text(row, config) for row in rows]
+    assert all(f"What is {i} plus {i}?" in t for i, t in enumerate(texts))
+    layouts = {t.replace(f"What is {i} plus {i}?", "Q").replace(str(2 * i), "A") for i, t in enumerate(texts)}
+    assert len(layouts) > 3
+    assert _collection_text(rows[7], config) == texts[7]  # still the same text for the same row
+
+
+def test_the_pretrain_collection_is_split_between_ranks_by_rows(corpus, tiny_tokenizer, monkeypatch):
+    """Its sources' files differ in size: whole files per rank would repeat some far more than others."""
+    from hf_ipt.training import streams
+
+    split = {}
+    endless_rows = streams.endless_rows
+
+    def recorded(*args, **kwargs):
+        split[kwargs["name"]] = kwargs["by_rows"]
+        return endless_rows(*args, **kwargs)
+
+    monkeypatch.setattr(streams, "endless_rows", recorded)
+    config = PretrainConfig(tokenizer_name_or_path="t", raw_dataset=str(corpus / "raw.jsonl"),
+                            collection=str(corpus / "collection"), collection_token_share=0.3, shuffle_buffer_size=0)
+    dataset, _ = pretrain_dataset(config, tiny_tokenizer, _args(corpus))
+    next(iter(dataset))
+    assert split == {str(corpus / "raw.jsonl"): False, str(corpus / "collection"): True}

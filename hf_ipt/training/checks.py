@@ -45,7 +45,7 @@ _HUB_DATASET = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 SOURCES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("domain_dataset", ("text_column",)),
     ("general_dataset", ("question_column", "response_column")),
-    ("raw_dataset", ("text_column",)),
+    ("raw_dataset", ("raw_text_column",)),
     ("augmented_dataset", ("text_column",)),
 )
 

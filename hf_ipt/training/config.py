@@ -291,6 +291,11 @@ class PretrainConfig(DataConfig, CollectionConfig):
     augmented_dataset: str | None = field(
         default=None, metadata={"help": "Instruction-augmented text of the OTHER documents."}
     )
+    raw_text_column: str | None = field(
+        default=None,
+        metadata={"help": "Column of the text in `raw_dataset` when it is not `text_column` (e.g. `content` for "
+                  "RefinedWeb, whose augmented 1/5 the builder writes to `text`); unset: `text_column`."},
+    )
     augmented_fraction: float = field(
         default=0.2, metadata={"help": "Share of corpus DOCUMENTS that are augmented (paper: 1/5)."}
     )
@@ -305,6 +310,7 @@ class PretrainConfig(DataConfig, CollectionConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _required(self, "tokenizer_name_or_path", "raw_dataset")
+        self.raw_text_column = self.raw_text_column or self.text_column
         _fraction(self, "augmented_fraction")
         if self.collection_repeats < 1:
             raise ValueError(

@@ -134,7 +134,7 @@ def _json_object(line: str) -> dict | None:
 
 def endless_rows(
     dataset, *, rank: int, world_size: int, seed: int, shuffle_buffer_size: int, name: str,
-    text_of: Callable[[dict], Any] | None = None, skip: int = 0,
+    text_of: Callable[[dict], Any] | None = None, skip: int = 0, by_rows: bool = False,
 ):
     """This rank's rows of `dataset`, epoch after epoch, reshuffled each epoch.
 
@@ -151,17 +151,26 @@ def endless_rows(
         skip (`int`): with `text_of`, the first `skip` rows (those a saved stream position has
             behind it, dropped by the consumer) come as ``(row, None)`` without computing their
             text, and count as giving a document.
+        by_rows (`bool`): every rank reads every row and keeps rows ``rank, rank + world_size, ...``
+            of each pass (the same order on every rank: the same seed and epoch), rather than whole
+            files when their number divides by the processes. For a small source seen several
+            times (the collection): with whole files, a rank holding small ones would go round
+            them many times while another is still in its first pass over a large one, so files
+            would be seen unequal numbers of times.
     """
     from datasets.distributed import split_dataset_by_node
 
     if shuffle_buffer_size > 0:
         dataset = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer_size)
-    dataset = split_dataset_by_node(dataset, rank=rank, world_size=world_size)
+    if not by_rows:
+        dataset = split_dataset_by_node(dataset, rank=rank, world_size=world_size)
     for epoch in itertools.count():
         if shuffle_buffer_size > 0:  # reshuffled; datasets would reorder the files of any epoch > 0, shuffled or not
             dataset.set_epoch(epoch)
         rows = kept = 0
-        for row in dataset:
+        for index, row in enumerate(dataset):
+            if by_rows and index % world_size != rank:
+                continue
             rows += 1
             if text_of is None:
                 kept += 1

@@ -32,7 +32,7 @@ def _stream_seed(args: Any) -> int:
 
 
 def _rows(source: str | list[str], config: Any, rank: int, world_size: int, seed: int, name: str,
-          text_of: Callable[[dict], Any] | None = None, skip: int = 0):
+          text_of: Callable[[dict], Any] | None = None, skip: int = 0, by_rows: bool = False):
     return endless_rows(
         load_rows(source, split=config.dataset_split),
         rank=rank,
@@ -42,17 +42,19 @@ def _rows(source: str | list[str], config: Any, rank: int, world_size: int, seed
         name=name,
         text_of=text_of,
         skip=skip,
+        by_rows=by_rows,
     )
 
 
 def _numbered(
     source: str | list[str], config: Any, rank: int, world_size: int, seed: int, key: str, start: Position,
-    text_of: Callable[[dict], Any], name: str | None = None,
+    text_of: Callable[[dict], Any], name: str | None = None, by_rows: bool = False,
 ) -> Iterator[tuple[tuple[dict, Any], dict]]:
     """This rank's rows of `source`, endless, past those `start` has behind it, as ``((row, text), snapshot)``.
     `text`: what `text_of` makes of the row (`None`: nothing), computed once per row read; a source
     that gives nothing in a whole pass raises. Rows behind `start` are dropped with no text computed."""
-    rows = _rows(source, config, rank, world_size, seed, name or str(source), text_of, skip=start.rows(key))
+    rows = _rows(source, config, rank, world_size, seed, name or str(source), text_of, skip=start.rows(key),
+                 by_rows=by_rows)
     return numbered_rows(rows, key, start)
 
 
@@ -266,8 +268,10 @@ def _collection_text(row: dict, config: Any) -> str | None:
     shot = row_shot(row, config.context_column, config.pairs_column)
     if shot is None:
         return None
-    # Seeded by the context: a row keeps its layout on every rank, every repeat and resume.
-    return next((r.text for r in templify_chain([shot], seed=shot[0][:256]) if r.num_pairs), None)
+    # Seeded by the context: a row keeps its layout on every rank, every repeat and resume; by its first
+    # question when it has none (the same seed "" would give every such row one layout).
+    seed = shot[0][:256] or shot[1][0][0][:256]
+    return next((r.text for r in templify_chain([shot], seed=seed) if r.num_pairs), None)
 
 
 def _collection_texts(config: Any, files: list[str] | None = None) -> Iterator[str]:
@@ -290,7 +294,7 @@ def _pretrain_blocks(
     start = start or Position()
     numbered = functools.partial(_numbered, config=config, rank=rank, world_size=world_size, seed=seed, start=start)
     text = _column(config.text_column)
-    docs = _documents(numbered(config.raw_dataset, key="raw", text_of=text), tokenizer)
+    docs = _documents(numbered(config.raw_dataset, key="raw", text_of=_column(config.raw_text_column)), tokenizer)
     if config.augmented_dataset:
         # A row renders a CHAIN of corpus texts (``doc_ids``, 2-3 with a model synthesizer), so the
         # 1/5 of corpus documents is counted in texts, not rows; a row without ``doc_ids`` counts 1.
@@ -304,7 +308,9 @@ def _pretrain_blocks(
     if collection_fraction > 0:
         collection_text = functools.partial(_collection_text, config=config)
         collection = _documents(
-            numbered(_collection_files(config), key="collection", name=config.collection, text_of=collection_text),
+            # split by rows: its sources' files differ in size, and each must be seen `collection_repeats` times
+            numbered(_collection_files(config), key="collection", name=config.collection, text_of=collection_text,
+                     by_rows=True),
             tokenizer,
         )
         ratios = [1 - collection_fraction, collection_fraction]
