@@ -124,6 +124,10 @@ def world_from_env(environ: dict | None = None) -> tuple[int, int]:
         tasks = number("SLURM_STEP_NUM_TASKS", 1)
         if tasks > 1:
             rank, world = rank * tasks + number("SLURM_PROCID"), world * tasks
+        if world == 1 and number("RANK", 0) != 0:
+            raise UsageError(f"RANK={env['RANK']} is set but WORLD_SIZE is not: every process would be a world of "
+                             "one and do every unit; set WORLD_SIZE too (torchrun and accelerate launch do), or "
+                             "unset RANK")
     if not 0 <= rank < world:
         raise UsageError(f"rank {rank} is outside a world of {world} processes; check RANK/WORLD_SIZE "
                          "or SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT/SLURM_PROCID")
@@ -264,8 +268,10 @@ def prepare_pinned(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
                            "(changed: %s)", job.output_dir, differences)
             write_json(path, spec)
             return units, spec
+        finished = "its output written (manifest.json)" if done[0].endswith("manifest.json") \
+            else f"{len(done)} finished unit(s)"
         raise UsageError(
-            f"{job.output_dir!r} holds a different job (changed: {differences}) with {len(done)} finished unit(s); "
+            f"{job.output_dir!r} holds a different job (changed: {differences}) with {finished}; "
             "rerun with the same corpus and settings to resume it, or choose a new `output_dir`"
         )
     return units, found
@@ -349,8 +355,12 @@ def _spec_path(job: JobConfig) -> str:
 
 
 def _done_units(job: JobConfig) -> list[str]:
-    """The done-markers in `pairs/` (of any units: an older job may have been cut into other ones)."""
-    return glob.glob(os.path.join(job.output_dir, "pairs", "*.json"))
+    """The done-markers in `pairs/` (of any units: an older job may have been cut into other ones);
+    none, but a `manifest.json`: that one (a finished job whose `pairs/` was deleted to save space
+    pins its settings as its markers did)."""
+    markers = glob.glob(os.path.join(job.output_dir, "pairs", "*.json"))
+    manifest = os.path.join(job.output_dir, "manifest.json")
+    return markers or ([manifest] if os.path.exists(manifest) else [])
 
 
 def check_pinned(job: JobConfig, pinned: dict) -> None:
@@ -767,6 +777,8 @@ def finalize(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
     manifest = build_manifest(job, synthesis, filters, stats, duplicates)
     if pinned is not None:
         check_pinned(job, pinned)
+        if KEYWORDS_DIGEST in pinned["synthesis"]:  # what the units were mined with, though the file changed since
+            manifest["settings"]["synthesis"][KEYWORDS_DIGEST] = pinned["synthesis"][KEYWORDS_DIGEST]
     write_json(os.path.join(job.output_dir, "manifest.json"), manifest)
     for folder in folders:
         _remove_temporaries(folder, stale_only=False)
@@ -858,15 +870,20 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
         job (`JobConfig`): corpus, units and output folder.
         synthesis (`SynthesisConfig`, *optional*): synthesizer settings (default: the rule miner).
         filters (`FilterConfig`, *optional*): pair filters and dedup (default: `FilterConfig()`).
-        rank (`int`, *optional*), world_size (`int`, *optional*): default `world_from_env()`.
+        rank (`int`, *optional*), world_size (`int`, *optional*): both or neither; default `world_from_env()`.
         progress (`bool`, *optional*, defaults to `True`): show a progress bar.
 
     Returns:
         `dict | None`: the manifest when this process saw every unit done, else `None`.
     """
     synthesis, filters = synthesis or SynthesisConfig(), filters or FilterConfig()
+    if (rank is None) != (world_size is None):
+        raise ValueError(f"give `rank` and `world_size` together, or neither (read from the environment); got "
+                         f"rank={rank}, world_size={world_size}")
     if rank is None or world_size is None:
         rank, world_size = world_from_env()
+    elif not 0 <= rank < world_size:
+        raise ValueError(f"`rank` must be in 0..world_size-1, got rank={rank}, world_size={world_size}")
     units, pinned = prepare_pinned(job, synthesis, filters)
     synthesis = _at_pinned_commit(synthesis, pinned)  # the manifest records it as the revision
     manifest_path = os.path.join(job.output_dir, "manifest.json")
@@ -874,6 +891,8 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
         logger.warning("hf_ipt: the job in %r is already complete (manifest.json found): nothing to do; a new job "
                        "needs a new `output_dir`", job.output_dir)
         return manifest
+    for sub in ("", "pairs", "data"):  # partial units of this host's killed runs (an OOM kill each): not only at the end
+        _remove_temporaries(os.path.join(job.output_dir, sub))
     _redo_damaged(job, len(units), pinned)
     made_under = spec_id(pinned)  # once: the spec lists every unit, and each check below compares with it
     mine = range(rank, len(units), world_size)

@@ -261,6 +261,8 @@ def test_ranks_from_launcher_environment():
     with pytest.raises(ValueError, match="WORLD_SIZE=2 is set but RANK is not"):
         world_from_env({"WORLD_SIZE": "2"})
     assert world_from_env({"WORLD_SIZE": "1"}) == (0, 1)
+    assert world_from_env({"RANK": "0"}) == (0, 1)
+    assert world_from_env({**slurm, "RANK": "1"}) == (2, 4)  # a stray RANK alone: the array decides
 
 
 def test_a_launcher_environment_that_cannot_work_is_a_usage_error():
@@ -272,6 +274,8 @@ def test_a_launcher_environment_that_cannot_work_is_a_usage_error():
         ({"RANK": "2", "WORLD_SIZE": "2"}, "rank 2 is outside a world of 2"),
         ({"RANK": "one", "WORLD_SIZE": "2"}, "RANK='one' is set in the environment: a whole number is needed"),
         ({"SLURM_ARRAY_TASK_COUNT": "4"}, "SLURM_ARRAY_TASK_ID is not set in the environment"),
+        # by hand, WORLD_SIZE forgotten: each process would silently do every unit
+        ({"RANK": "3"}, "RANK=3 is set but WORLD_SIZE is not"),
     ):
         with pytest.raises(UsageError, match=message):
             world_from_env(env)
@@ -828,3 +832,83 @@ def test_a_resumed_or_finished_job_says_so(tmp_path, caplog, capsys):
     with caplog.at_level(logging.WARNING, logger="hf_ipt.jobs"):
         assert run_job(job, rank=1, world_size=2, progress=False) == manifest
     assert "1 of 1 units of rank 1/2 already done" in caplog.text
+
+
+def test_a_finished_job_whose_pairs_were_deleted_keeps_its_settings(tmp_path):
+    """`pairs/` is intermediate: a user who deletes it to save space keeps `data/` + the manifest. A
+    rerun with other settings must be refused, not take the folder (job.json rewritten) and then
+    report the old output as this run's ("already complete")."""
+    import shutil
+
+    from hf_ipt.cli import UsageError
+
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 8)), output_dir=str(tmp_path / "o"), num_shards=2)
+    manifest = run_job(job, SynthesisConfig(output="pairs"), progress=False)
+    spec = (tmp_path / "o" / "job.json").read_text()
+    shutil.rmtree(tmp_path / "o" / "pairs")
+    with pytest.raises(UsageError, match=r"holds a different job \(changed: synthesis.output 'pairs' -> "
+                                         r"'templified'\) with its output written \(manifest.json\)"):
+        run_job(job, SynthesisConfig(output="templified"), progress=False)
+    assert (tmp_path / "o" / "job.json").read_text() == spec
+    assert run_job(job, SynthesisConfig(output="pairs"), progress=False) == manifest  # the same job: complete
+
+
+def test_the_manifest_records_the_keywords_the_units_were_mined_with(tmp_path, monkeypatch):
+    """A keyword file edited (for the next job) while this one runs: the units were mined with the
+    keywords job.json pins, and the manifest must say so, not the digest of the file as edited."""
+    import hf_ipt.jobs
+    from hf_ipt.augment import KEYWORDS_DIGEST
+
+    kw = tmp_path / "kw.txt"
+    kw.write_text("sales\ndemand\n")
+    finalize = hf_ipt.jobs.finalize
+
+    def edited_then_finalize(*args, **kwargs):
+        kw.write_text("sales\nshares\n")
+        return finalize(*args, **kwargs)
+
+    monkeypatch.setattr(hf_ipt.jobs, "finalize", edited_then_finalize)
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 8)), output_dir=str(tmp_path / "o"), num_shards=2)
+    manifest = run_job(job, SynthesisConfig(domain_keywords=str(kw)), progress=False)
+    pinned = json.loads((tmp_path / "o" / "job.json").read_text())["synthesis"][KEYWORDS_DIGEST]
+    assert manifest["settings"]["synthesis"][KEYWORDS_DIGEST] == pinned
+
+
+def test_an_unquoted_corpus_glob_is_named(tmp_path, capsys):
+    """`--corpus data/*.jsonl` without quotes: the shell passes every file, and the second one is
+    not "an argument not used" but a glob that needs quotes."""
+    files = [str(write_jsonl(tmp_path / f"{name}.jsonl", 2)) for name in ("a", "b", "c")]
+    with pytest.raises(SystemExit) as exit_:
+        main(["--corpus", *files, "--output_dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "2 path(s) follow" in err and "quote it" in err and files[1] in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_run_job_takes_rank_and_world_size_together(tmp_path):
+    """`run_job(job, rank=1)` alone read the environment (a world of one) and did every unit."""
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 4)), output_dir=str(tmp_path / "o"), num_shards=2)
+    for kwargs, message in (({"rank": 1}, "give `rank` and `world_size` together"),
+                            ({"world_size": 2}, "give `rank` and `world_size` together"),
+                            ({"rank": 2, "world_size": 2}, "`rank` must be in 0..world_size-1, got rank=2")):
+        with pytest.raises(ValueError, match=message):
+            run_job(job, progress=False, **kwargs)
+    assert not glob.glob(str(tmp_path / "o" / "pairs" / "*.json"))  # no unit done by a wrong rank
+
+
+def test_a_rerun_removes_the_temporaries_of_its_hosts_killed_runs(tmp_path):
+    """Each run killed mid-unit (SIGKILL, an OOM kill) leaves a partial Parquet temporary; a rank
+    that is rerun again and again without being the last to finish must not pile them up."""
+    import socket
+
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 4)), output_dir=str(tmp_path / "o"), num_shards=2)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    (tmp_path / "o" / "pairs").mkdir(parents=True)
+    killed = tmp_path / "o" / "pairs" / f"00000.parquet.tmp-{socket.gethostname()}-{dead}"
+    alive = tmp_path / "o" / "pairs" / f"00001.parquet.tmp-{socket.gethostname()}-{os.getpid()}"
+    elsewhere = tmp_path / "o" / "pairs" / f"00001.parquet.tmp-otherhost-{dead}"
+    for temp in (killed, alive, elsewhere):
+        temp.write_bytes(b"PAR1 half a unit")
+    assert run_job(job, rank=0, world_size=2, progress=False) is None  # not the last rank: no finalize
+    assert not killed.exists() and alive.exists() and elsewhere.exists()  # a live writer's, another host's: kept
