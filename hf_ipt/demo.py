@@ -180,10 +180,15 @@ def training_config(cfg: DemoConfig, base: str, domain: str, general: str, out: 
 
 
 def recipe_path(name: str) -> Path:
-    """`recipes/<name>` of the source checkout (recipes are scripts, not package data)."""
+    """`recipes/<name>` of the source checkout (recipes are scripts, not package data).
+
+    Raises:
+        `UsageError`: hf_ipt was installed from a wheel, without the checkout's `recipes/`.
+    """
     path = Path(__file__).resolve().parent.parent / "recipes" / name
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the demo from a source checkout (pip install -e .)")
+        raise UsageError(f"{path} not found: hf_ipt runs its training recipes from a source checkout; clone the "
+                         "repository and install it with `pip install -e .` there (a wheel carries no recipes)")
     return path
 
 
@@ -256,6 +261,7 @@ def require_templified(synthesis: SynthesisConfig, command: str) -> None:
 def run(cfg: DemoConfig, synthesis: SynthesisConfig) -> dict:
     """Run every stage; return the summary (also written to ``output_dir/summary.json``)."""
     require_templified(synthesis, "hf-ipt demo")
+    recipe_path("continual_pt.py")  # before any work: installed from a wheel, training would fail after minutes
     from .evaluation.heldout import heldout_tasks
     from .evaluation.tasks import save_task_file
     from .models import smollm2_path

@@ -87,6 +87,10 @@ def smollm2_path(cache_dir: str | os.PathLike | None = None) -> Path:
 
 def _convert(gguf: Path, folder: Path) -> None:
     """GGUF -> a bf16 safetensors checkpoint and its tokenizer in `folder`."""
+    import importlib.util
+
+    if importlib.util.find_spec("gguf") is None:  # transformers' own message names no hf_ipt extra
+        raise ImportError(f"converting {gguf.name} needs the `gguf` package: pip install 'hf_ipt[gguf]'")
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 

@@ -25,7 +25,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .augment import SynthesisConfig, recorded_settings
-from .demo import evaluate_model, read_texts, require_templified, split_heldout, train, write_jsonl
+from .demo import (
+    evaluate_model,
+    read_texts,
+    recipe_path,
+    require_templified,
+    split_heldout,
+    train,
+    write_jsonl,
+)
 from .training.config import ModelShape
 
 ARMS = ("vanilla", "instruction")
@@ -204,6 +212,7 @@ def _std(stats: dict) -> str:
 def run(cfg: MiniReproConfig, synthesis: SynthesisConfig) -> dict:
     """Synthesize, pre-train both arms for every seed, evaluate; return and write the results."""
     require_templified(synthesis, "recipes/mini_repro.py")
+    recipe_path("pretrain.py")  # before any work
     from .evaluation.heldout import heldout_tasks
 
     out = Path(cfg.output_dir)

@@ -10,6 +10,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
+from hf_ipt.cli import UsageError
 from hf_ipt.demo import comparison_table, split_heldout
 from hf_ipt.evaluation.heldout import heldout_tasks
 
@@ -150,6 +151,24 @@ def test_a_missing_corpus_is_a_usage_error_not_a_traceback(tmp_path, capsys):
               "--output", "pairs"])
     assert exit_.value.code == 2 and "trains on templified text" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()
+
+
+def test_installed_without_the_recipes_it_stops_before_any_work(tmp_path, monkeypatch, capsys):
+    """Installed from a wheel (no `recipes/` beside the package), the demo synthesized and evaluated for
+    minutes, then stopped with a traceback when it came to training; so did the mini repro."""
+    from hf_ipt import demo, repro
+    from hf_ipt.augment import SynthesisConfig
+
+    monkeypatch.setattr(demo, "__file__", str(tmp_path / "site-packages" / "hf_ipt" / "demo.py"))
+    with pytest.raises(SystemExit) as exit_:
+        demo.main(["--corpus", str(news_corpus(tmp_path / "c.jsonl")), "--output_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "pip install -e ." in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UsageError, match="a wheel carries no recipes"):
+        repro.run(repro.MiniReproConfig(corpus=str(tmp_path / "c.jsonl"), output_dir=str(tmp_path / "r")),
+                  SynthesisConfig())
+    assert not (tmp_path / "r").exists()
 
 
 def news_corpus(path, n: int = 12, prefix: str = "Markets"):

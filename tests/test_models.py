@@ -33,3 +33,15 @@ def test_the_conversion_is_reused_until_its_stamp_changes(tmp_path, monkeypatch)
     (out / models.CONVERSION_FILE).unlink()  # a conversion from before the stamp existed
     models.smollm2_path(cache)
     assert len(conversions) == 4 and sorted(p.name for p in cache.iterdir()) == ["SmolLM2-135M-Instruct"]
+
+
+def test_a_missing_gguf_package_names_the_extra(tmp_path, monkeypatch):
+    """transformers' own message ("install torch and gguf>=0.10.0") names no hf_ipt extra."""
+    import importlib.util
+
+    import pytest
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else find_spec(name, *a))
+    with pytest.raises(ImportError, match=r"pip install 'hf_ipt\[gguf\]'"):
+        models._convert(tmp_path / models.SMOLLM2_GGUF, tmp_path / "out")

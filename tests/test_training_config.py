@@ -495,6 +495,20 @@ def test_4bit_loading_without_lora_is_a_usage_error_before_anything_loads(tmp_pa
             "pass --use_peft (QLoRA), or drop the flag to train the full weights")
 
 
+@pytest.mark.parametrize(("flags", "missing"), [({"use_peft": True}, "peft"),
+                                               ({"use_peft": True, "load_in_4bit": True}, "bitsandbytes")])
+def test_lora_or_kbit_without_their_packages_names_the_extra(monkeypatch, flags, missing):
+    """Without peft, trl said `pip install -U peft`; without bitsandbytes, transformers failed at load."""
+    from types import SimpleNamespace
+
+    from hf_ipt.cli import UsageError
+    from hf_ipt.training import model_init
+
+    monkeypatch.setattr(model_init, "find_spec", lambda name: None if name == missing else object())
+    with pytest.raises(UsageError, match=rf"need {missing}, not installed: pip install 'hf_ipt\[train\]'"):
+        model_init.check_kbit_options(SimpleNamespace(**flags))
+
+
 def test_a_tokenizer_without_eos_is_a_usage_error(tmp_path, tiny_tokenizer):
     from hf_ipt.cli import UsageError
     from hf_ipt.training.model_init import load_tokenizer

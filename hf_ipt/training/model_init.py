@@ -11,6 +11,7 @@ Shapes (vocabulary from the tokenizer, 32000 for the Mistral tokenizer):
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
 from typing import Any
 
 from . import varlen
@@ -188,17 +189,24 @@ def load_model(model_args: Any, activation_checkpointing: bool = False, seed: in
 
 
 def check_kbit_options(model_args: Any) -> None:
-    """Refuse 4/8-bit loading without LoRA: the quantized weights cannot be trained themselves.
+    """Refuse 4/8-bit loading without LoRA (the quantized weights cannot be trained themselves), and
+    LoRA or 4/8-bit loading without the packages they need (the `train` extra), naming it.
 
     Called by the recipes before the data checks and the tokenizer, and by `load_model`.
 
     Raises:
         `UsageError`: `model_args` (a `trl.ModelConfig`) sets `load_in_4bit` or `load_in_8bit` without `use_peft`.
     """
-    given = [f"--{name}" for name in ("load_in_4bit", "load_in_8bit") if getattr(model_args, name, False)]
-    if given and not getattr(model_args, "use_peft", False):
-        from ..cli import UsageError
+    from ..cli import UsageError
 
+    given = [f"--{name}" for name in ("load_in_4bit", "load_in_8bit") if getattr(model_args, name, False)]
+    use_peft = bool(getattr(model_args, "use_peft", False))
+    needed = [package for package, wanted in (("peft", use_peft), ("bitsandbytes", bool(given)))
+              if wanted and find_spec(package) is None]
+    if needed:
+        raise UsageError(f"{', '.join(given + ['--use_peft'] * use_peft)} need {' and '.join(needed)}, not "
+                         "installed: pip install 'hf_ipt[train]'")
+    if given and not use_peft:
         raise UsageError(
             f"{' and '.join(given)} without --use_peft: 4/8-bit weights train only LoRA adapters; also pass "
             "--use_peft (QLoRA), or drop the flag to train the full weights"
