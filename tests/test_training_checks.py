@@ -161,9 +161,10 @@ else:  # the lookup fails on the main process only: the others must not wait for
 torch.distributed.init_process_group("gloo")  # as the recipes' TrainingArguments do
 config = ContinualPTConfig(domain_dataset="hf://datasets/org/news/data/*.jsonl")
 try:
-    print(f"rank {rank}:", checks.pin_hub_sources(config)["domain_dataset"], flush=True)
+    line = f"rank {rank}: {checks.pin_hub_sources(config)['domain_dataset']}"
 except UsageError as error:
-    print(f"rank {rank} error:", error, flush=True)
+    line = f"rank {rank} error: {error}"
+os.write(1, (line + "\\n").encode())  # one write: two ranks' print() parts interleaved on the shared pipe
 """
 
 
