@@ -45,7 +45,7 @@ from importlib import resources
 from itertools import pairwise
 from typing import Any, NamedTuple
 
-from .pairs import PreparedPair, ends_in_punctuation, prepare_pair, render_prepared
+from .pairs import PreparedPair, ends_in_punctuation, mapping_parts, prepare_pair, render_prepared
 
 LAYOUT_WEIGHTS = {"classic": 80, "dialog": 5, "numbered": 5, "inline": 5, "next_turn": 5}
 FEW_PAIR_WEIGHTS = {"classic": 95, "dialog": 5}
@@ -131,8 +131,7 @@ def _question_answer(pair: Any, where: str) -> tuple[str, str]:
     """A pair's strings: `(question, answer, ...)` or a mapping with ``question``/``answer`` (the
     builder's pairs rows) or ``Q``/``A`` (the reference's ``QA_list``)."""
     if isinstance(pair, Mapping):
-        keys = ("question", "answer") if "question" in pair else ("Q", "A")
-        parts = tuple(pair.get(key) for key in keys)
+        parts = mapping_parts(pair)
     else:
         parts = () if isinstance(pair, str) or not hasattr(pair, "__iter__") else tuple(pair)[:2]
     if len(parts) != 2 or not all(isinstance(part, str) for part in parts):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import blank_markers, context_block, format_shot, special_tokens
+from ..templify.pairs import mapping_parts
 from .packing import IGNORE_INDEX
 from .position import RESUME_AT
 
@@ -58,8 +59,7 @@ def _pair(pair: Any) -> tuple[str, str] | None:
     a ``[question, answer]`` list) or either part is null, blank or not text or a number (it would be
     trained as the text "None" or a Python list)."""
     if isinstance(pair, Mapping):
-        keys = ("question", "answer") if "question" in pair else ("Q", "A")
-        parts = pair.get(keys[0]), pair.get(keys[1])
+        parts = mapping_parts(pair)
     elif isinstance(pair, list | tuple) and len(pair) == 2:
         parts = tuple(pair)
     else:  # a 2-letter string would unpack into a question and an answer; other shapes would crash the run
