@@ -281,6 +281,15 @@ def test_smollm2_real_weights_through_the_protocol(smollm2_dir):
     assert backend.model is None
 
 
+def test_generate_after_close_names_the_fix(tiny_model_dir):
+    """It raised AttributeError ('NoneType' object has no attribute 'get_input_embeddings')."""
+    backend = load_backend(BackendConfig(str(tiny_model_dir), backend="transformers", max_new_tokens=4))
+    backend.close()
+    with pytest.raises(RuntimeError, match=r"TransformersBackend.generate\(\) was called after close\(\).*create "
+                       "a new TransformersBackend"):
+        backend.generate([[1, 2, 3]])
+
+
 def test_bad_dtype_is_rejected_with_the_fix(tiny_model_dir):
     with pytest.raises(ValueError, match=r"`dtype` must be 'auto', 'bfloat16'.*got 'bf17'.*\(BackendConfig.dtype\)"):
         BackendConfig(str(tiny_model_dir), backend="transformers", dtype="bf17")  # before any model loads

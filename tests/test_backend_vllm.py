@@ -73,6 +73,11 @@ def main(model_dir, prompts, max_model_len, max_new_tokens):
         "again": [asdict(g) for g in again],
     }
     backend.close()
+    try:
+        backend.generate(ids)
+        result["after_close"] = None
+    except RuntimeError as error:
+        result["after_close"] = str(error)
     return result
 
 
@@ -187,3 +192,9 @@ def test_overlong_and_failing_prompts_are_recorded_not_fatal(vllm_result):
     assert "out of vocabulary" in mixed[2]["error"]
     assert all(g["text"] == "" and g["token_ids"] == [] for g in mixed[1:3])
     assert all(g["error"] is None for g in vllm_result["again"])  # the engine still works
+
+
+def test_generate_after_close_names_the_fix(vllm_result):
+    """It raised AttributeError ('NoneType' object has no attribute 'generate')."""
+    assert vllm_result["after_close"] == ("VLLMBackend.generate() was called after close(): the model is "
+                                          "unloaded; create a new VLLMBackend to generate again")

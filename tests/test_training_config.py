@@ -435,6 +435,20 @@ def test_a_config_given_as_config_equals_file_is_applied(tmp_path):
     assert flags[1].max_steps == 3  # flags still override the file
 
 
+def test_a_config_that_names_another_config_is_a_usage_error(tmp_path, capsys):
+    """`TrlParser` reads one file: a `config:` key, or a second --config, was ignored and its settings lost."""
+    other = tmp_path / "other.yaml"
+    other.write_text("max_steps: 7\n")
+    config = tmp_path / "cpt.yaml"
+    config.write_text(f"domain_dataset: d.jsonl\nconfig: {other}\n")
+    base = ["--output_dir", str(tmp_path / "out"), "--use_cpu", "true"]
+    assert _parse_error(capsys, "continual_pt", ["--config", str(config), *base]) == (
+        f"the config file {str(config)!r} sets `config: {str(other)!r}`, but a config file cannot include "
+        "another: copy that file's keys into this one")
+    assert _parse_error(capsys, "continual_pt", ["--config", str(config), f"--config={other}", *base]) == (
+        "--config is given more than once: merge the config files into one (flags override it)")
+
+
 @pytest.mark.parametrize(("line", "message"), [
     ("max_steps: 2.5", "sets `max_steps: 2.5`: invalid int value: '2.5'"),
     ("per_device_train_batch_size: [4]",

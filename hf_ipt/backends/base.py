@@ -206,6 +206,13 @@ class Generation:
     token_ids: list[int] = field(default_factory=list)  # generated ids, a final EOS included
 
 
+def check_open(engine: Any, owner: str) -> None:
+    """Refuse a `generate` call on a backend whose model or engine `close()` dropped (`engine` is `None`)."""
+    if engine is None:
+        raise RuntimeError(f"{owner}.generate() was called after close(): the model is unloaded; "
+                           f"create a new {owner} to generate again")
+
+
 def check_prompts(
     prompts: list[list[int]], prompt_budget: int, vocab_size: int | None = None
 ) -> tuple[list[Generation | None], list[int]]:

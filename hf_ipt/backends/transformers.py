@@ -25,6 +25,7 @@ from ..models import load_causal_lm
 from .base import (
     BackendConfig,
     Generation,
+    check_open,
     check_prompts,
     is_fatal_device_error,
     local_rank,
@@ -153,6 +154,7 @@ class TransformersBackend:
 
     def generate(self, prompts: list[list[int]]) -> list[Generation]:
         """One `Generation` per token-id prompt, in order; bad or failing prompts get `error`."""
+        check_open(self.model, type(self).__name__)
         vocab = self.model.get_input_embeddings().num_embeddings
         results, valid = check_prompts(prompts, self.config.prompt_budget, vocab)
         with self._seeded():

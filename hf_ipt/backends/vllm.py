@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from .base import BackendConfig, Generation, check_prompts, local_rank, stop_token_ids
+from .base import BackendConfig, Generation, check_open, check_prompts, local_rank, stop_token_ids
 
 _MISSING_VLLM = (
     "The vLLM backend needs the `vllm` extra: pip install 'hf_ipt[vllm]' "
@@ -154,6 +154,7 @@ class VLLMBackend:
 
     def generate(self, prompts: list[list[int]]) -> list[Generation]:
         """One `Generation` per token-id prompt, in order; bad or failing prompts get `error`."""
+        check_open(self.llm, type(self).__name__)
         results, valid = check_prompts(prompts, self.config.prompt_budget)
         for i, generation in zip(valid, self._generate([prompts[i] for i in valid])):
             results[i] = generation

@@ -405,6 +405,8 @@ def parse_recipe_args(parser: Any, args: list[str] | None = None) -> tuple[Any, 
     args = [part for a in (sys.argv[1:] if args is None else args)
             for part in (["--config", a.split("=", 1)[1]] if a.startswith("--config=") else [a])]
     command_line, config = list(args), None
+    if command_line.count("--config") > 1:  # `TrlParser` would read the first and ignore the others
+        parser.error("--config is given more than once: merge the config files into one (flags override it)")
     if "--config" in command_line:
         at = command_line.index("--config")
         config = command_line[at + 1] if at + 1 < len(command_line) else None
@@ -429,6 +431,9 @@ def parse_recipe_args(parser: Any, args: list[str] | None = None) -> tuple[Any, 
             parser.error(f"--config {config!r} is not valid YAML: {' '.join(str(error).split())}")
         if not isinstance(values, dict):
             parser.error(f"--config {config!r} must hold a YAML mapping of option names to values")
+        if "config" in values:  # `TrlParser` reads one file: a `config:` key naming another is ignored
+            parser.error(f"the config file {config!r} sets `config: {values['config']!r}`, but a config file "
+                         "cannot include another: copy that file's keys into this one")
         options = {action.dest for action in parser._actions}
         if keys := [key for key in values if key not in options and key != "env"]:
             parser.error(_unknown_options(parser, [f"--{key}" for key in keys], config=config))
