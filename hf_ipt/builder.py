@@ -231,13 +231,13 @@ def _rows(columns: dict[str, list]):
 
 def _report(shard: dict, rejects: Counter, stats: ChainStats) -> None:
     """One warning per shard where anything was skipped, truncated or failed."""
-    if not (rejects or stats.truncated or stats.errors):
+    if not (rejects or stats.truncated or stats.errors or stats.markers_only):
         return
     logger.warning(
         "hf_ipt: shard %s (part %d/%d): skipped %d documents %s; %d texts truncated to fit the prompt "
-        "budget, %d engine errors",
+        "budget, %d engine errors, %d texts of markers or special tokens only (no pairs)",
         shard["files"][0], shard["part"] + 1, shard["parts"], sum(rejects.values()), dict(rejects),
-        stats.truncated, stats.errors,
+        stats.truncated, stats.errors, stats.markers_only,
     )
 
 

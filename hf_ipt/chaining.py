@@ -76,6 +76,7 @@ class ChainStats:
     shots_dropped: int = 0  # shots of the chains cut (a cut drops the whole chain)
     chains_cut: int = 0
     errors: int = 0
+    markers_only: int = 0  # texts blank once markers are: sent to no engine (`MARKERS_ONLY`)
 
     def update(self, other: ChainStats) -> None:
         for name in self.__dataclass_fields__:
@@ -170,6 +171,8 @@ def plan_round(
     return planned
 
 
+MARKERS_ONLY = "no text once the protocol's markers and the tokenizer's special tokens are blanked"
+
 Generate = Callable[[list[list[int]]], Sequence[Any]]
 
 
@@ -201,15 +204,20 @@ def chain(
     previous: list[ChainEntry] = []
     for r, round_texts in enumerate(split_rounds(texts, rounds)):
         planned = plan_round(round_texts, r, entries, previous, tokenizer, prompt_budget, stats)
-        results = generate([e.prompt_ids for e in planned]) if planned else []
-        for entry, result in zip(planned, results, strict=True):
-            entry.error = getattr(result, "error", None)
+        # A text of markers or special tokens alone (`<s></s>`) is blank once they are: prompted with
+        # an empty context, the synthesizer would invent pairs about nothing.
+        sent = [e for e in planned if e.context.strip()]
+        results = dict(zip((e.id for e in sent), generate([e.prompt_ids for e in sent]) if sent else [], strict=True))
+        for entry in planned:
+            result = results.get(entry.id)
+            entry.error = getattr(result, "error", None) if entry.id in results else MARKERS_ONLY
             entry.completion = getattr(result, "text", "") or ""
             # a failed request's text is cut short (vLLM's "abort"): no pairs, so no shot and no row
             entry.pairs = [] if entry.error is not None else parse_pairs(entry.completion)
             if not entry.pairs:  # nothing to continue from: its own chain, emitted raw
                 entry.parent = None
-            stats.errors += entry.error is not None
+            stats.errors += entry.error is not None and entry.error != MARKERS_ONLY
+            stats.markers_only += entry.error == MARKERS_ONLY
         previous = planned
     return entries
 

@@ -56,7 +56,7 @@ from .augment import (
     synthesizer_pin,
 )
 from .backends.base import default_of
-from .chaining import ChainEntry, ChainStats
+from .chaining import MARKERS_ONLY, ChainEntry, ChainStats
 from .cli import UsageError, check_output_dir, describe_changes
 from .corpus import (
     CorpusConfig,
@@ -604,7 +604,7 @@ def entry_rows(entries: list[ChainEntry], ids: list[str], first_row: int, filter
     rows, row_of = [], {}
     for e in entries:
         if e.error is not None:  # a prompt the engine rejected or failed on: it has no pairs, no followers
-            stats.reject(ids[e.id], "engine error", e.error)
+            stats.reject(ids[e.id], *(("markers only",) if e.error == MARKERS_ONLY else ("engine error", e.error)))
             continue
         tasks = e.tasks or [""] * len(e.pairs)
         kept, removed = filter_pairs(e.text, [(p.question, p.answer, t) for p, t in zip(e.pairs, tasks)], filters)

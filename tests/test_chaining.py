@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hf_ipt.backends import Generation
-from hf_ipt.chaining import ChainStats, chain, chains_of, split_rounds
+from hf_ipt.chaining import MARKERS_ONLY, ChainStats, chain, chains_of, split_rounds
 from hf_ipt.protocol import build_prompt, encode_prompt, format_pairs
 
 
@@ -91,6 +91,20 @@ def test_entry_whose_completion_has_no_pairs_leaves_the_chain_before_it_whole(ti
     entries = chain(texts, generate, tiny_tokenizer, rounds=2)
     assert entries[1].shots == (0,) and entries[1].pairs == [] and entries[1].parent is None
     assert [[e.id for e in c] for c in chains_of(entries)] == [[0], [1]]
+
+
+def test_a_text_of_markers_alone_is_sent_to_no_engine(tiny_tokenizer):
+    """`<s></s>` is blank once its markers are: prompted with an empty context, the synthesizer
+    invented pairs about nothing (the fake engine answers every prompt it gets)."""
+    texts = ["Alpha text.", "<s> </s>", "Gamma text.", "<CON></CON>"]
+    generate, seen = fake_engine(tiny_tokenizer)
+    stats = ChainStats()
+    entries = chain(texts, generate, tiny_tokenizer, rounds=2, stats=stats)
+    assert len(seen) == 2 and all("Alpha" in p or "Gamma" in p for p in seen)
+    assert [bool(e.pairs) for e in entries] == [True, False, True, False]
+    assert [e.error for e in entries] == [None, MARKERS_ONLY, None, MARKERS_ONLY]
+    assert (stats.markers_only, stats.errors) == (2, 0)
+    assert entries[3].parent is None and entries[2].shots == (0,)  # the chain A -> C is unchanged
 
 
 def test_overlong_text_truncated_at_token_boundary(tiny_tokenizer):

@@ -19,7 +19,7 @@ import pytest
 
 from hf_ipt.augment import ENGINE_SETTINGS, SynthesisConfig
 from hf_ipt.builder import load_augmented
-from hf_ipt.chaining import ChainEntry
+from hf_ipt.chaining import MARKERS_ONLY, ChainEntry
 from hf_ipt.cli import COMMANDS
 from hf_ipt.filters import FilterConfig
 from hf_ipt.jobs import JobConfig, UnitStats, entry_rows, run_job, world_from_env, write_atomic
@@ -153,6 +153,9 @@ def test_engine_rejected_prompts_go_to_the_rejects():
     assert [r["id"] for r in rows] == ["d0"]
     assert stats.rejected == [{"id": "d1", "reason": "engine error",
                                "detail": "prompt of 9000 tokens exceeds the budget"}]
+    blank = ChainEntry(0, 0, 0, "<s></s>", "  ", error=MARKERS_ONLY)
+    assert entry_rows([blank], ["d2"], 0, FilterConfig(), stats) == []
+    assert stats.rejected[-1] == {"id": "d2", "reason": "markers only", "detail": ""}
 
 
 def test_filters_emptying_an_entry_keep_the_chain_synthesis_made():
