@@ -50,6 +50,7 @@ def main(data_args, training_args, model_args):
     card = CardInfo(
         "continual_pt",
         base_model=model_args.model_name_or_path,
+        base_revision=model_args.model_revision,
         data_mix=data_mix,
         data_settings=asdict(data_args),
         datasets=hub_datasets(data_args.domain_dataset, data_args.general_dataset),

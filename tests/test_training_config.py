@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -203,6 +204,11 @@ def test_model_card_renders_mix_tokens_hyperparameters_and_citation():
     assert "No evaluation results yet." in card
     assert "@inproceedings{cheng2024instruction" in card and "2406.14491" in card
     assert 'from_pretrained("me/InstructLM-tiny")' in card
+    assert "**Base model:** [meta-llama/Meta-Llama-3-8B](https://huggingface.co/meta-llama/Meta-Llama-3-8B)\n" in card
+    pinned = render_model_card(replace(info, base_revision="v1.0"), **CARD_ARGS)
+    assert ("**Base model:** [meta-llama/Meta-Llama-3-8B](https://huggingface.co/meta-llama/Meta-Llama-3-8B/tree/v1.0)"
+            " at revision `v1.0`\n") in pinned
+    assert render_model_card(replace(info, base_revision="main"), **CARD_ARGS) == card  # a branch names no weights
 
 
 def test_model_card_shows_eval_results_and_local_base_models(tmp_path, monkeypatch):

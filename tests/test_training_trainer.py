@@ -335,9 +335,9 @@ def test_push_to_hub_uploads_the_checkpoint_with_our_card(
     )
     dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    train_and_save(
-        build_trainer(model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix))
-    )
+    model.config._commit_hash = "c0ffee" * 6 + "beef"  # as `from_pretrained` of a Hub model at `main` sets it
+    card = CardInfo("continual_pt", base_model="org/base", base_revision="main", data_mix=mix)
+    train_and_save(build_trainer(model, tiny_tokenizer, dataset, args, card))
     assert len(uploads) == 1  # save_model pushes by itself when push_to_hub is set: no second push
     (repo_id, files, readme) = uploads[-1]
     assert repo_id == "me/tiny-ipt" and "model.safetensors" in files and "README.md" in files
@@ -346,6 +346,9 @@ def test_push_to_hub_uploads_the_checkpoint_with_our_card(
         and "| tokens_per_step | 128 |" in readme
         and "256 of a budget of 256" in readme
     )
+    # the base model's commit, not the branch it moves on: the card says which weights were trained
+    commit = "c0ffee" * 6 + "beef"
+    assert f"[org/base](https://huggingface.co/org/base/tree/{commit}) at revision `{commit}`" in readme
     assert json.loads((tmp_path / "out" / "config.json").read_text())["use_cache"] is True
 
 

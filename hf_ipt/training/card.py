@@ -42,6 +42,8 @@ class CardInfo:
     Args:
         recipe (`str`): ``"continual_pt"``, ``"pretrain"`` or ``"train_synthesizer"``.
         base_model (`str`, *optional*): checkpoint trained from; `None` when trained from scratch.
+        base_revision (`str`, *optional*): the revision of `base_model` it loaded (``--model_revision``,
+            or the commit it resolved to: `IPTTrainer` fills in the loaded config's commit).
         model_shape (`str`, *optional*): the named shape a from-scratch model was built with.
         data_mix (`list[dict]`): rows with ``source``, ``content``, ``token_share`` (0-1, or
             `None` when the source is mixed by documents) and ``note``.
@@ -54,6 +56,7 @@ class CardInfo:
 
     recipe: str
     base_model: str | None = None
+    base_revision: str | None = None
     model_shape: str | None = None
     data_mix: list[dict] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
@@ -112,8 +115,11 @@ def render_model_card(
     `tokens_exact`: whether `tokens_seen` was counted; else it is steps x tokens per step, exact
     for packed blocks and an upper bound for the synthesizer's sequences, which are not full.
     """
+    revision = info.base_revision if info.base_revision not in (None, "main") else None
     if is_hub_id(info.base_model):
-        base = f"[{info.base_model}](https://huggingface.co/{info.base_model})"
+        tree = f"/tree/{revision}" if revision else ""
+        base = f"[{info.base_model}](https://huggingface.co/{info.base_model}{tree})"
+        base += f" at revision `{revision}`" if revision else ""
     elif info.base_model:
         base = f"`{info.base_model}`"
     else:

@@ -88,7 +88,10 @@ class IPTTrainer(Trainer):
             return
         args = self.args
         model_name = model_name or Path(args.output_dir).name
-        card = replace(self.card, adapter=bool(getattr(self.model, "peft_config", None)))
+        # The commit `from_pretrained` resolved the base model's revision (a branch, `main`) to.
+        commit = getattr(getattr(self.model, "config", None), "_commit_hash", None)
+        card = replace(self.card, adapter=bool(getattr(self.model, "peft_config", None)),
+                       base_revision=commit if self.card.base_model and commit else self.card.base_revision)
         tokens, exact = self.trained_tokens()
         text = render_model_card(
             card,
