@@ -94,8 +94,8 @@ class JobConfig(CorpusConfig):
 def world_from_env(environ: dict | None = None) -> tuple[int, int]:
     """`(rank, world_size)` from ``RANK``/``WORLD_SIZE`` (torchrun, accelerate) or Slurm.
 
-    Under Slurm: a job array's task is rank ``SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN`` of
-    ``SLURM_ARRAY_TASK_COUNT``; the tasks of one ``srun -n N`` step (``SLURM_STEP_NUM_TASKS``,
+    Under Slurm: a job array's task is rank ``(SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) /
+    SLURM_ARRAY_TASK_STEP`` of ``SLURM_ARRAY_TASK_COUNT``; the tasks of one ``srun -n N`` step (``SLURM_STEP_NUM_TASKS``,
     which srun sets and a batch script does not) split that further by ``SLURM_PROCID``. Nothing
     set: a single process.
     """
@@ -119,8 +119,13 @@ def world_from_env(environ: dict | None = None) -> tuple[int, int]:
     else:
         rank, world = 0, 1
         if "SLURM_ARRAY_TASK_COUNT" in env:
-            rank = number("SLURM_ARRAY_TASK_ID") - number("SLURM_ARRAY_TASK_MIN", 0)
-            world = number("SLURM_ARRAY_TASK_COUNT")
+            offset, step = number("SLURM_ARRAY_TASK_ID") - number("SLURM_ARRAY_TASK_MIN", 0), \
+                number("SLURM_ARRAY_TASK_STEP", 1)  # `--array=0-15:2`: ids 0, 2, ..., 14 are ranks 0..7
+            if step < 1 or offset % step:
+                raise UsageError(f"SLURM_ARRAY_TASK_ID={env['SLURM_ARRAY_TASK_ID']} is not SLURM_ARRAY_TASK_MIN + "
+                                 f"a multiple of SLURM_ARRAY_TASK_STEP={step}: give the array as a range "
+                                 "(--array=0-15 or 0-15:2), not a list of ids")
+            rank, world = offset // step, number("SLURM_ARRAY_TASK_COUNT")
         tasks = number("SLURM_STEP_NUM_TASKS", 1)
         if tasks > 1:
             rank, world = rank * tasks + number("SLURM_PROCID"), world * tasks
@@ -517,13 +522,11 @@ def _redo_damaged(job: JobConfig, num_units: int, pinned: dict | None = None) ->
     logger.warning("hf_ipt: %d finished unit(s) of %r lost their pairs Parquet, hold another row count than "
                    "their marker, or were made under other settings, such as unit %s: they are synthesized again",
                    len(damaged), job.output_dir, unit_name(damaged[0]))
-    for index in damaged:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(_path(job, "pairs", index, ".json"))
-    for name in ("manifest.json", "dedup.json"):  # derived from every unit's pairs
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(job.output_dir, name))
-    for path in glob.glob(os.path.join(job.output_dir, "data", "*.parquet")):
+    # What is derived from every unit's pairs goes first: killed before the markers, a rerun finds the
+    # same damaged units; the other way round, it redid them and kept the old units' dedup decisions.
+    derived = [os.path.join(job.output_dir, name) for name in ("manifest.json", "dedup.json")]
+    for path in [*derived, *glob.glob(os.path.join(job.output_dir, "data", "*.parquet")),
+                 *(_path(job, "pairs", index, ".json") for index in damaged)]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
     return damaged

@@ -266,6 +266,12 @@ def test_ranks_from_launcher_environment():
     assert world_from_env({"WORLD_SIZE": "1"}) == (0, 1)
     assert world_from_env({"RANK": "0"}) == (0, 1)
     assert world_from_env({**slurm, "RANK": "1"}) == (2, 4)  # a stray RANK alone: the array decides
+    # `--array=0-15:2`: ids 0, 2, ..., 14 are 8 tasks; id 14 was rank 14 of 8 (refused)
+    stepped = {"SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_COUNT": "8", "SLURM_ARRAY_TASK_STEP": "2"}
+    assert [world_from_env({**stepped, "SLURM_ARRAY_TASK_ID": str(i)}) for i in (0, 2, 14)] == [(0, 8), (1, 8), (7, 8)]
+    with pytest.raises(ValueError, match="SLURM_ARRAY_TASK_ID=3 is not SLURM_ARRAY_TASK_MIN \\+ a multiple of "
+                       "SLURM_ARRAY_TASK_STEP=2: give the array as a range"):
+        world_from_env({**stepped, "SLURM_ARRAY_TASK_ID": "3"})
 
 
 def test_a_launcher_environment_that_cannot_work_is_a_usage_error():
@@ -303,6 +309,31 @@ def test_damaged_units_and_outputs_are_redone(tmp_path, caplog):
     assert output_rows(tmp_path / "o") == reference
     (tmp_path / "o" / "data" / "00003.parquet").unlink()  # after the manifest: not reported complete
     assert run_job(job, progress=False) == first and output_rows(tmp_path / "o") == reference
+
+
+def test_a_redo_killed_midway_leaves_no_dedup_decisions_of_the_old_units(tmp_path, monkeypatch):
+    """`_redo_damaged` unmarked the damaged units before removing `dedup.json`: killed between, the
+    rerun synthesized them again and kept dedup decisions made on the pairs they had before."""
+    import hf_ipt.jobs
+    from hf_ipt.jobs import _redo_damaged
+
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 24)), output_dir=str(tmp_path / "o"), num_shards=4)
+    run_job(job, progress=False)
+    assert (tmp_path / "o" / "dedup.json").is_file()
+    (tmp_path / "o" / "pairs" / "00001.parquet").unlink()
+    remove = os.remove
+
+    def killed_at_the_first_marker(path):
+        if path.endswith(".json") and os.sep + "pairs" + os.sep in path:
+            raise KeyboardInterrupt
+        remove(path)
+
+    monkeypatch.setattr(hf_ipt.jobs.os, "remove", killed_at_the_first_marker)
+    with pytest.raises(KeyboardInterrupt):
+        _redo_damaged(job, 4)
+    assert not (tmp_path / "o" / "dedup.json").exists() and not (tmp_path / "o" / "manifest.json").exists()
+    monkeypatch.setattr(hf_ipt.jobs.os, "remove", remove)
+    assert _redo_damaged(job, 4) == [1]  # the rerun finds the same unit damaged
 
 
 def test_units_written_under_other_settings_are_redone(tmp_path):
