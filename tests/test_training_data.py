@@ -147,6 +147,35 @@ def test_a_jsonl_line_that_is_no_json_object_is_skipped_as_synthesis_skips_it(tm
     assert all(f"a.jsonl, line {n}: " in caplog.text for n in (3, 4, 5, 6)) and "line 2" not in caplog.text
 
 
+def test_sources_of_unequal_files_are_split_by_rows(tmp_path, monkeypatch):
+    """Whole files per rank over-sample a source's small files (test below): a domain corpus of one
+    large and one small file, on 2 GPUs, was half the small file. Equal files keep whole files."""
+    from types import SimpleNamespace
+
+    from hf_ipt.training import streams
+    from hf_ipt.training.data import unequal_files
+
+    for name, rows in (("a", 40), ("b", 4), ("c", 40), ("d", 41), ("e", 76)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": f"{name}{i}"}) + "\n" for i in range(rows)))
+    a, b, c, d, e = (str(tmp_path / f"{n}.jsonl") for n in "abcde")
+    assert unequal_files([a, b], 2) and unequal_files(str(tmp_path / "[ab].jsonl"), 2)
+    assert not unequal_files([a, d], 2)  # within 10%
+    assert not unequal_files([a, b], 1) and not unequal_files([a, b, c], 2)  # one rank; datasets splits by rows
+    assert unequal_files([a, c, b, e], 2) and not unequal_files([a, b, c, e], 2)  # ranks get files 0, 2 and 1, 3
+    assert not unequal_files(str(tmp_path / "none*.jsonl"), 2) and not unequal_files("org/name", 2)
+    split = {}
+
+    def recorded(dataset, **kwargs):
+        split[kwargs["name"]] = kwargs["by_rows"]
+        return iter(())
+
+    monkeypatch.setattr(streams, "endless_rows", recorded)
+    config = SimpleNamespace(dataset_split="train", shuffle_buffer_size=0)
+    for source in ([a, b], [a, d]):
+        streams._rows(source, config, rank=0, world_size=2, seed=0, name=str(source))
+    assert split == {str([a, b]): True, str([a, d]): False}
+
+
 @pytest.mark.parametrize("shuffle_buffer_size", [0, 8])
 def test_split_by_rows_sees_every_row_equally_often_whatever_the_file_sizes(tmp_path, shuffle_buffer_size):
     """Whole files per rank (2 files, 2 ranks): the rank holding the small file went round it 10 times

@@ -18,7 +18,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..cli import UsageError
-from ..corpus import hub_id_parts, is_file_corpus, open_file, pattern_files
+from ..corpus import (
+    hub_id_parts,
+    is_file_corpus,
+    is_local_corpus,
+    local_files,
+    open_file,
+    pattern_files,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +137,29 @@ def _json_object(line: str) -> dict | None:
     except (json.JSONDecodeError, UnicodeEncodeError):
         return None
     return row if isinstance(row, dict) else None
+
+
+UNEQUAL_SHARE = 1.1  # a rank's bytes over another's above which whole files per rank would skew the mix
+
+
+def unequal_files(source: str | list[str], world_size: int) -> bool:
+    """Whether whole files per rank would give the ranks shares of `source` that differ by more than
+    `UNEQUAL_SHARE` in bytes (local files only; a Hub dataset or ``hf://`` URL keeps whole files).
+
+    datasets gives each rank whole files when their number divides by the processes. A rank holding
+    the small files goes round them many times while another is in its first pass over a large one:
+    the small files would make up far more of the training tokens than of the source.
+    """
+    if world_size < 2:
+        return False
+    try:
+        files = source if isinstance(source, list) else local_files(source) if is_local_corpus(source) else []
+        if not files or len(files) % world_size or not all(os.path.isfile(f) for f in files):
+            return False  # not whole files per rank (datasets splits by rows), or sizes unknown here
+        shares = [sum(os.path.getsize(f) for f in files[rank::world_size]) for rank in range(world_size)]
+    except (OSError, ValueError):
+        return False  # `load_rows` reports a missing file or a bad pattern
+    return max(shares) > UNEQUAL_SHARE * max(min(shares), 1)
 
 
 def endless_rows(

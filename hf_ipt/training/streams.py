@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from ..cli import UsageError
-from .data import endless_rows, load_rows, sharded_stream, tokenize_texts
+from .data import endless_rows, load_rows, sharded_stream, tokenize_texts, unequal_files
 from .packing import pack_sequences
 from .position import RESUME_AT, Position, mix_documents, numbered_rows, with_positions
 from .synthesizer_data import collection_files, encode_shot, multi_shot_sequences, row_shot
@@ -33,6 +33,12 @@ def _stream_seed(args: Any) -> int:
 
 def _rows(source: str | list[str], config: Any, rank: int, world_size: int, seed: int, name: str,
           text_of: Callable[[dict], Any] | None = None, skip: int = 0, by_rows: bool = False):
+    if not by_rows and unequal_files(source, world_size):
+        by_rows = True
+        if rank == 0:
+            logger.info("source %r: its files differ in size, so each of the %d processes reads all of them and "
+                        "keeps every %d-th row (whole files per process would over-sample the small ones)",
+                        name, world_size, world_size)
     return endless_rows(
         load_rows(source, split=config.dataset_split),
         rank=rank,
