@@ -461,6 +461,8 @@ def test_a_config_that_names_another_config_is_a_usage_error(tmp_path, capsys):
      "sets `per_device_train_batch_size: [4]`, but --per_device_train_batch_size takes one value"),
     ("dtype: float61", "sets `dtype: 'float61'`: invalid choice: 'float61'"),
     ("bf16: 2", "sets `bf16: 2`: Truthy value expected"),
+    ("model_revision: 1.10", "sets `model_revision: 1.1`, a number, but --model_revision takes text: quote it"),
+    ("domain_dataset: 2024", "sets `domain_dataset: 2024`, a number, but --domain_dataset takes text"),
 ])
 def test_a_config_value_of_the_wrong_type_is_a_usage_error(tmp_path, capsys, line, message):
     """argparse checks flags but takes config values as defaults: these reached training (or a TypeError)."""

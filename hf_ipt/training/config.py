@@ -450,10 +450,15 @@ def _wrong_config_value(parser: Any, values: dict[str, Any]) -> str | None:
 
     argparse converts and checks a flag's value, but takes a config file's values as defaults: it converts
     a string only and checks no choice, so ``max_steps: 2.5``, ``per_device_train_batch_size: [4]`` or
-    ``dtype: float61`` would reach training. Checked for typed options (numbers, booleans, choices).
+    ``dtype: float61`` would reach training. Checked for typed options (numbers, booleans, choices), and
+    text options given an unquoted number (``model_revision: 1.10`` is the float 1.1).
     """
     for action in parser._actions:
         value = values.get(action.dest)
+        if action.type is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+            # YAML reads `model_revision: 1.10` as the number 1.1: a name or path must be a string
+            return (f"`{action.dest}: {value!r}`, a number, but --{action.dest} takes text: quote it as you "
+                    f"mean it (`{action.dest}: \"...\"`), as YAML reads 1.10 as 1.1 and 0123 as 83")
         boolean = getattr(action.type, "__name__", None) == "string_to_bool"  # transformers' or trl's copy
         if value is None or not (action.type in (int, float) or boolean or action.choices):
             continue
