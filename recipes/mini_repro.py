@@ -30,9 +30,10 @@ def make_parser():
 
     from hf_ipt.augment import SynthesisConfig
     from hf_ipt.cli import tidy_help
+    from hf_ipt.demo import hide_output_option
     from hf_ipt.repro import MiniReproConfig
 
-    return tidy_help(TrlParser((MiniReproConfig, SynthesisConfig), epilog=CONFIG_HELP))
+    return hide_output_option(tidy_help(TrlParser((MiniReproConfig, SynthesisConfig), epilog=CONFIG_HELP)))
 
 
 if __name__ == "__main__":

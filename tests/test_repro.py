@@ -25,6 +25,7 @@ def test_mini_repro_help():
     assert result.returncode == 0, result.stderr[-3000:]
     for flag in ("--config", "--seeds", "--model_shape", "--augment_every", "--synthesizer", "--use_cpu"):
         assert flag in result.stdout
+    assert "{templified,pairs}" not in result.stdout  # refused below: not offered
     refused = _run(["recipes/mini_repro.py", "--output", "pairs", "--output_dir", "/nonexistent/never-written"])
     assert refused.returncode == 2 and "trains on templified text" in refused.stderr, refused.stderr[-2000:]
 
@@ -146,3 +147,10 @@ def test_mini_repro_end_to_end_toy(tmp_path):
     assert "augmented_dataset:" in config and "augmented_fraction: 0.2" in config
     assert "augmented_dataset" not in (out / "vanilla-seed0.yaml").read_text()
     assert (out / "vanilla-seed2" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("name", ["max_docs", "eval_items", "per_device_train_batch_size", "eval_batch_size"])
+def test_config_refuses_counts_below_one(name):
+    """`max_docs` 0 read the whole corpus (0 meant "all"); `eval_items` 0 was a traceback at the start."""
+    with pytest.raises(ValueError, match=f"`{name}` must be >= 1, got 0"):
+        MiniReproConfig(**{name: 0})
