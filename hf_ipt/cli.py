@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 
@@ -119,6 +120,19 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``hf-ipt`` command. Output piped into a reader that leaves early (``hf-ipt --help | head -1``)
+    ends quietly with status 141 (128 + SIGPIPE, as a shell reports it), not a BrokenPipeError traceback."""
+    try:
+        try:
+            return _dispatch(argv)
+        finally:
+            sys.stdout.flush()  # inside the try: the interpreter's own flush at exit would print the error
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more is written to the pipe
+        return 141
+
+
+def _dispatch(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help"):
         print(_usage())

@@ -321,6 +321,9 @@ def run(cfg: DemoConfig, synthesis: SynthesisConfig) -> dict:
     general, general_source = general_data(cfg, out / "work", synthesis.seed)  # before the first evaluation
     augmented, corpus, _ = augment_training_texts(cfg, synthesis, split)
     (out / "eval_tasks").mkdir(parents=True, exist_ok=True)
+    for stale in (out / "eval_tasks").glob("*.json"):  # an earlier run's task this one has not: not scored now
+        if stale.stem not in {task.name for task in tasks}:
+            stale.unlink()
     for task in tasks:
         save_task_file(task, out / "eval_tasks" / f"{task.name}.json")
     before = evaluate_model(base, tasks)

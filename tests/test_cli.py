@@ -257,3 +257,18 @@ def test_augment_counts_rejected_documents_and_says_when_all_were(tmp_path, caps
     assert json.loads((tmp_path / "b" / "summary.json").read_text())["docs"] == {"read": 3, "rejected": 3}
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith(
         "0 rows: all 3 documents were rejected (empty 3), nothing was augmented")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["augment", "--help"]])
+def test_output_into_a_closed_pipe_ends_quietly(args):
+    """`hf-ipt --help | head -1`: the reader left, and a BrokenPipeError traceback followed the help."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    try:
+        done = subprocess.run([sys.executable, "-c", f"import sys; from hf_ipt.cli import main; sys.exit(main({args!r}))"],
+                              check=False, stdout=write, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write)
+    # 141 (128 + SIGPIPE); argparse's own --help ignores the failed write and exits 0
+    assert done.returncode in (0, 141) and done.stderr == "", done.stderr[-2000:]
+
