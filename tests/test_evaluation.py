@@ -125,6 +125,16 @@ def test_task_specs_subsets_folders_and_max_examples(hub_dir):
         load_tasks("finance/ConvFinQA", data_dir=hub_dir.parent)
 
 
+def test_a_task_file_in_a_folder_named_like_a_domain_is_read_as_a_file(hub_dir, tmp_path, monkeypatch):
+    """`finance/mine.json` was looked up among the paper's finance tasks: "unknown finance task(s)"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "finance").mkdir()
+    save_task_file(Task("mine", "accuracy", [Example("Up?", ["yes", "no"], 0)]), tmp_path / "finance" / "mine.json")
+    assert [t.name for t in load_tasks("finance/mine.json,finance/FPB", data_dir=hub_dir)] == ["mine", "FPB"]
+    with pytest.raises(ValueError, match="unknown finance task"):  # no such file: still a paper task name
+        load_tasks("finance/XYZ", data_dir=hub_dir)
+
+
 def test_without_data_dir_the_test_split_is_read_from_the_hub(monkeypatch):
     import datasets
 
@@ -894,3 +904,25 @@ def test_a_zero_batch_size_is_refused_up_front(tiny, tiny_model_dir):
         EvalCallback([task], tokenizer, eval_steps=10, batch_size=0)
     with pytest.raises(ValueError, match="`batch_size` must be >= 1, got 0"):
         evaluate(model, tokenizer, [task], batch_size=0, progress=False)
+
+
+@pytest.mark.parametrize("padding_side", ["left", "right"])
+def test_results_do_not_depend_on_batch_size_or_the_tokenizers_padding_side(tiny, padding_side):
+    """Prompts of many lengths share batches: padding must change neither a score nor an answer,
+    whatever padding side the checkpoint's tokenizer was saved with (scoring pads on the left itself)."""
+    import copy
+
+    from hf_ipt.evaluation import generate_answers, score_options
+
+    model, tokenizer = tiny
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.padding_side = padding_side
+    prompts = [PROMPTS[2][:n] for n in (5, 17, 40, 90, 130, 200, 12, 60, 3)]
+    options = [OPTIONS[i % 3] for i in range(len(prompts))]
+    one = score_options(model, tokenizer, prompts, options, add_bos=True, batch_size=1, max_length=40)
+    eight = score_options(model, tokenizer, prompts, options, add_bos=True, batch_size=8, max_length=40)
+    for a, b in zip(one, eight):
+        assert a == pytest.approx(b, abs=1e-5)
+    answers = [generate_answers(model, tokenizer, prompts, add_bos=True, batch_size=n, max_new_tokens=6, max_length=40)
+               for n in (1, 8)]
+    assert answers[0] == answers[1] and len(set(answers[0])) > 1

@@ -177,7 +177,7 @@ def test_cli_checks_that_the_general_benchmarks_can_run_before_the_domain_tasks(
         Task("mine", "accuracy", [Example("Up or down?", ["up", "down"], 1)]), tmp_path / "mine.json"
     )
     with pytest.raises(SystemExit) as exit_:  # before the model loads (there is none here)
-        main(["--model", str(tmp_path / "no-model"), "--tasks", f"{mine},general"])
+        main(["--model", "nobody/no-model", "--tasks", f"{mine},general"])
     assert exit_.value.code == 2 and "pip install 'hf_ipt[lmeval]'" in capsys.readouterr().err
 
 
@@ -527,3 +527,107 @@ def test_cli_records_what_the_scores_depend_on(tiny_model_dir, hub_dir, tmp_path
     assert (settings["max_length"], settings["dtype"], settings["batch_size"]) == (300, "float32", 8)
     assert settings["model"] == str(tiny_model_dir) and settings["general_limit"] is None
     assert set(json.loads((out / "results.json").read_text())) == {"FPB", "USMLE"}  # unchanged format
+
+
+@pytest.fixture
+def lm_eval_sees(monkeypatch):
+    """`run_lm_eval`'s real lm-eval model (`HFLM`), caught at `simple_evaluate`, which returns a score."""
+    import lm_eval
+
+    seen = {}
+
+    def simple_evaluate(model, tasks, **kwargs):
+        seen["lm"] = model
+        return {"results": {task: {"acc,none": 0.5} for task in tasks}}
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", simple_evaluate)
+    return seen
+
+
+def test_lm_eval_gets_the_bos_even_from_a_tokenizer_that_does_not_add_it(tiny_model_dir, lm_eval_sees):
+    """lm-eval's add_bos_token=True only turns a tokenizer's own special tokens on: a tokenizer that
+    never adds its BOS (GPT-2, Qwen, SmolLM2) was scored without one, the domain tasks with one."""
+    from hf_ipt.evaluation.lm_eval_bridge import run_lm_eval
+    from hf_ipt.models import adds_bos, load_causal_lm
+
+    model, tokenizer = load_causal_lm(tiny_model_dir, dtype="float32")
+    tokenizer.add_bos_token = False
+    assert not adds_bos(tokenizer)
+    bos, text = tokenizer.bos_token_id, "Is the profit up?"
+    plain = tokenizer(text, add_special_tokens=False).input_ids
+    run_lm_eval(model, tokenizer, ["tiny_mc"], add_bos=True)
+    lm = lm_eval_sees["lm"]
+    assert lm.tok_encode(text) == [bos, *plain]
+    assert lm.tok_batch_encode([text])[0][0].tolist() == [bos, *plain]
+    assert not adds_bos(tokenizer)  # the caller's tokenizer is left as it was
+    run_lm_eval(model, tokenizer, ["tiny_mc"], add_bos=False)
+    assert lm_eval_sees["lm"].tok_encode(text) == plain
+
+
+def test_lm_eval_leaves_the_model_and_tokenizer_as_they_were(tiny_model_dir, lm_eval_sees):
+    """lm-eval puts the model in eval mode (a call in the middle of training left dropout off) and
+    gives a tokenizer without a pad token its <unk> as one."""
+    from hf_ipt.evaluation.lm_eval_bridge import run_lm_eval
+    from hf_ipt.models import load_causal_lm
+
+    model, tokenizer = load_causal_lm(tiny_model_dir, dtype="float32")
+    model.train()
+    tokenizer.pad_token = None
+    assert run_lm_eval(model, tokenizer, ["tiny_mc"]) == {"tiny_mc": {"acc": 50.0}}
+    assert model.training and tokenizer.pad_token is None
+    assert lm_eval_sees["lm"].tokenizer.pad_token is not None  # lm-eval pads its own copy
+
+
+def test_cli_names_a_model_path_that_is_no_saved_model(tmp_path, monkeypatch, capsys):
+    """'./my-ckpt' with a typo was a traceback about Hub repo-id characters; a training output_dir
+    holding only checkpoint-N folders, one about converting a slow tokenizer."""
+    from hf_ipt.evaluation.cli import EvalScriptArguments, main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run" / "checkpoint-10").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoint-2").mkdir()
+    (tmp_path / "weights.safetensors").write_text("")
+    (tmp_path / "task.json").write_text(json.dumps({"metric": "accuracy", "examples": [HUB_FILES["usmle/test.json"][0]]}))
+    for model, message in (
+        ("./my-ckpt", "--model_name_or_path './my-ckpt': no such folder"),
+        ("run", "'run' is a folder without a config.json: not a saved model; its checkpoints: checkpoint-2, checkpoint-10"),
+        ("weights.safetensors", "is a file: give the checkpoint folder"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--model", model, "--tasks", "task.json"])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "run" / "config.json").write_text("{}")
+    assert EvalScriptArguments(model_name_or_path="~/run").model_name_or_path == str(tmp_path / "run")
+    assert EvalScriptArguments(model_name_or_path="org/model").model_name_or_path == "org/model"  # a Hub id
+
+
+def test_cli_general_benchmarks_with_bos_for_a_tokenizer_without_one_is_a_usage_error(tiny_model_dir, tmp_path, capsys):
+    """lm-eval ran such a model without a BOS, silently, while --add_bos yes was recorded."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from hf_ipt.evaluation.cli import main
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    tokenizer.bos_token = None
+    tokenizer.save_pretrained(model)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model", str(model), "--tasks", "general", "--add_bos", "yes", "--dtype", "float32"])
+    assert exit_.value.code == 2 and "the tokenizer has no `bos_token`" in capsys.readouterr().err
+
+
+def test_lm_eval_tasks_may_be_one_comma_separated_string(tiny_model_dir, lm_eval_sees):
+    """As lm-eval's --tasks takes them: a string was split into characters, b,o,o,l,q."""
+    from hf_ipt.evaluation.lm_eval_bridge import lm_eval_command, run_lm_eval
+    from hf_ipt.models import load_causal_lm
+
+    assert "--tasks arc_easy,boolq " in lm_eval_command("./ckpt", "arc_easy, boolq")
+    model, tokenizer = load_causal_lm(tiny_model_dir, dtype="float32")
+    assert run_lm_eval(model, tokenizer, "boolq") == {"boolq": {"acc": 50.0}}
+    for tasks in ("", "boolq,,piqa", []):
+        with pytest.raises(ValueError, match="`tasks` names lm-eval tasks"):
+            lm_eval_command("./ckpt", tasks)

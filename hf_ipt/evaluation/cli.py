@@ -15,6 +15,7 @@ through lm-evaluation-harness), or several of these separated by commas. Scores 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,7 @@ class EvalScriptArguments:
         if self.dtype not in get_args(Dtype):  # the parser checks --dtype; this checks code building the arguments
             raise ValueError(f"`dtype` must be one of {', '.join(get_args(Dtype))}, got {self.dtype!r} (--dtype)")
         check_batch_size(self.batch_size, "--batch_size")
+        self.model_name_or_path = check_model_path(self.model_name_or_path)
         if self.max_examples is not None and self.max_examples < 1:
             raise ValueError(
                 f"`max_examples` must be >= 1, got {self.max_examples} (--max_examples)"
@@ -104,6 +106,23 @@ class EvalScriptArguments:
                 f"and --tasks {self.tasks!r} names none of their domains; name one (--tasks finance, "
                 "--tasks medicine/PubMedQA) or leave --data_dir out (--data_dir)"
             )
+
+
+def check_model_path(name: str) -> str:
+    """`name` with ``~`` expanded; a local path that is no saved model is refused up front (it used to
+    fail in the tokenizer, or as a malformed Hub id, with a traceback). A Hub id is left to the loader."""
+    path = os.path.expanduser(name)
+    if os.path.isdir(path):
+        if any(os.path.isfile(os.path.join(path, f)) for f in ("config.json", "adapter_config.json")):
+            return path
+        checkpoints = sorted((f for f in os.listdir(path) if f.startswith("checkpoint-")), key=lambda f: (len(f), f))
+        hint = f"; its checkpoints: {', '.join(checkpoints)}" if checkpoints else ""
+        raise ValueError(f"--model_name_or_path {name!r} is a folder without a config.json: not a saved model{hint}")
+    if os.path.exists(path):
+        raise ValueError(f"--model_name_or_path {name!r} is a file: give the checkpoint folder that holds it")
+    if name.startswith((".", "~", os.sep)) or os.path.isabs(name):  # a Hub id ('org/name') starts with neither
+        raise ValueError(f"--model_name_or_path {name!r}: no such folder; give a checkpoint folder or a Hub id ('org/name')")
+    return name
 
 
 def _names_a_paper_domain(tasks: str) -> bool:
@@ -202,7 +221,7 @@ def run(args: EvalScriptArguments) -> dict:
             benchmarks = run_lm_eval(model, tokenizer, limit=args.max_examples, **common)
             results.update(benchmarks)
             groups["general"] = list(benchmarks)
-        except Exception:
+        except Exception as error:
             if domain:
                 where = f" and in {args.output_dir}" if args.output_dir else ""
                 print(
@@ -210,6 +229,8 @@ def run(args: EvalScriptArguments) -> dict:
                     f"above{where}",
                     file=sys.stderr,
                 )
+            if isinstance(error, EvalInputError):  # e.g. --add_bos yes for a tokenizer without a BOS
+                raise UsageError(f"--tasks {args.tasks!r}: {error}") from error
             raise
         _report(results, args.output_dir, groups if domain else None, settings)
     return results

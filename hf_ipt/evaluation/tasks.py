@@ -383,8 +383,9 @@ def _load_path(path: Path) -> list[Task]:
 def _load_item(item: str, data_dir: str | os.PathLike | None) -> list[Task]:
     domain, _, name = item.partition("/")
     domain = DOMAIN_ALIASES.get(domain, domain)
-    if Path(item).exists() and (domain not in PAPER_TASKS or "/" in name):
-        return _load_path(Path(item))  # a local folder named "finance" needs "./finance"
+    paper = domain in PAPER_TASKS and (not name or name in {s.name for s in PAPER_TASKS[domain]})
+    if Path(item).exists() and not paper:  # "finance/mine.json" is a file; a local folder named "finance" needs "./finance"
+        return _load_path(Path(item))
     if domain in PAPER_TASKS:
         specs = task_specs(domain, [name] if name else None)
         return [load_paper_task(s, data_dir) for s in specs]
