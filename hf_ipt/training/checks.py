@@ -25,6 +25,7 @@ from typing import Any
 from ..cli import UsageError
 from ..corpus import (
     check_url,
+    data_suffix,
     hub_id_parts,
     is_file_corpus,
     is_hub_url,
@@ -227,11 +228,12 @@ def _files(option: str, source: str) -> list[str]:
             raise UsageError(str(error).replace("`corpus`", f"`{option}`")) from None
         raise UsageError(
             f"`{option}` {source!r} matched no file{_relative(source)}: give an existing local file or glob "
-            "(.txt, .jsonl, .json, .parquet), a dataset folder, or a Hub dataset id (`org/name`)"
+            "(.txt, .jsonl, .json, .parquet; the first three also .gz, .bz2, .xz, .zst), a dataset folder, "
+            "or a Hub dataset id (`org/name`)"
         ) from None
     except ValueError as error:  # unsupported suffixes
         raise UsageError(str(error).replace("`corpus`", f"`{option}`")) from None
-    kinds = {BUILDERS[os.path.splitext(f)[1]] for f in files}
+    kinds = {BUILDERS[data_suffix(f)] for f in files}
     if len(kinds) > 1:
         raise UsageError(
             f"`{option}` {source!r} matched files of several types ({sorted(kinds)}): use one type per source"
@@ -243,7 +245,7 @@ def _first_file_row(option: str, source: str, files: Iterable[str]) -> tuple[str
     """(where, column names) of the first row of the first file that has one; `None` for a remote
     JSON array, which is read whole (its columns are checked as it streams)."""
     for path in files:
-        if "://" in path and path.endswith(".json") and starts_with_array(path):
+        if "://" in path and data_suffix(path) == ".json" and starts_with_array(path):
             return None
         keys = _row_keys(option, path)
         if keys is not None:
@@ -253,15 +255,16 @@ def _first_file_row(option: str, source: str, files: Iterable[str]) -> tuple[str
 
 def _row_keys(option: str, path: str) -> list[str] | None:
     """Columns of the file's first row, as `streams.load_rows` reads it; `None` when it has none."""
-    if path.endswith(".txt"):
+    suffix = data_suffix(path)
+    if suffix == ".txt":
         return ["text"]  # datasets' text builder, one document per file
-    if path.endswith(".parquet"):
+    if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         with open_file(path) as f:  # a local file or an hf:// URL (its footer only)
             pf = pq.ParquetFile(f, pre_buffer=False)
             return pf.schema_arrow.names if pf.metadata.num_rows else None
-    if path.endswith(".jsonl"):
+    if suffix == ".jsonl":
         with open_file(path) as f:
             line = next((line for line in f if line.strip()), None)
         if line is None:

@@ -19,21 +19,26 @@ from typing import Any
 
 from ..cli import UsageError
 from ..corpus import (
+    compression,
+    data_suffix,
     hub_id_parts,
     is_file_corpus,
     is_local_corpus,
     local_files,
     open_file,
     pattern_files,
+    starts_with_array,
+    text_bytes,
 )
 
 logger = logging.getLogger(__name__)
 
-BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}  # by `data_suffix`
 
 
 def load_rows(source: str | list[str], *, split: str = "train", name: str | None = None):
-    """Stream the rows of local files (.txt = one document per file, .jsonl, .parquet) or a dataset.
+    """Stream the rows of local files (.txt = one document per file, .jsonl, .parquet; .txt, .jsonl and .json
+    also compressed: ``.gz``, ``.bz2``, ``.xz``, ``.zst``) or a dataset.
 
     Args:
         source (`str` or `list[str]`): a file or glob, files of a Hub dataset by URL
@@ -50,7 +55,7 @@ def load_rows(source: str | list[str], *, split: str = "train", name: str | None
 
     if isinstance(source, list) or is_file_corpus(source):
         files = source if isinstance(source, list) else pattern_files(source)
-        builders = {BUILDERS[os.path.splitext(f)[1]] for f in files}
+        builders = {BUILDERS[data_suffix(f)] for f in files}
         if len(builders) > 1:
             raise ValueError(
                 f"{source!r} mixes file types ({sorted(builders)}); use one type per source"
@@ -63,9 +68,11 @@ def load_rows(source: str | list[str], *, split: str = "train", name: str | None
             return datasets.IterableDataset.from_generator(_parquet_rows, gen_kwargs={"files": files})
         if builder == "text":
             return datasets.IterableDataset.from_generator(_text_rows, gen_kwargs={"files": files})
-        if all(f.endswith(".jsonl") for f in files):
+        if all(data_suffix(f) == ".jsonl" for f in files) or any(compression(f) for f in files):
             # Each row as it is: datasets' JSON reader casts every file to the columns of the first, so
             # files that differ in a column (the collection's sources) would stop the run mid-stream.
+            # Compressed files too: a damaged or cut one is an error naming it (`corpus.open_file`),
+            # where datasets' reader raises a bare EOFError or Arrow parse error mid-stream.
             return datasets.IterableDataset.from_generator(_jsonl_rows, gen_kwargs={"files": files})
         try:
             # `datasets` reads data_files as patterns: escaped, a file named `report[1].jsonl` is itself
@@ -108,10 +115,14 @@ def _text_rows(files: list[str]):
 
 def _jsonl_rows(files: list[str]):
     """The JSON objects of JSON-lines files, line by line; a line that is not one (not JSON, not
-    UTF-8) is skipped with a warning, as synthesis skips it (`corpus`), and a blank line is no row."""
+    UTF-8) is skipped with a warning, as synthesis skips it (`corpus`), and a blank line is no row.
+    A .json file that holds one array gives its objects (read whole)."""
     from ..corpus import BOM, _decode
 
     for path in files:
+        if data_suffix(path) == ".json" and starts_with_array(path):
+            yield from _array_rows(path)
+            continue
         with open_file(path) as f:  # a local file or an hf:// URL
             for number, line in enumerate(f, 1):
                 text, reject = _decode(line.removeprefix(BOM) if number == 1 else line)
@@ -123,6 +134,22 @@ def _jsonl_rows(files: list[str]):
                                    reject or "invalid")
                     continue
                 yield row
+
+
+def _array_rows(path: str):
+    """The objects of a JSON file holding one top-level array; an item that is no object is skipped."""
+    import json
+
+    with open_file(path) as f:
+        try:
+            items = json.loads(f.read())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise UsageError(f"{path!r} starts with '[' but is not one valid JSON array ({error}): fix the file, "
+                             "or write it as JSON lines (.jsonl)") from None
+    skipped = sum(not isinstance(item, dict) for item in items)
+    if skipped:
+        logger.warning("%s: %d items of its array are not JSON objects, skipped", path, skipped)
+    yield from (item for item in items if isinstance(item, dict))
 
 
 def _json_object(line: str) -> dict | None:
@@ -156,7 +183,7 @@ def unequal_files(source: str | list[str], world_size: int) -> bool:
         files = source if isinstance(source, list) else local_files(source) if is_local_corpus(source) else []
         if not files or len(files) % world_size or not all(os.path.isfile(f) for f in files):
             return False  # not whole files per rank (datasets splits by rows), or sizes unknown here
-        shares = [sum(os.path.getsize(f) for f in files[rank::world_size]) for rank in range(world_size)]
+        shares = [sum(text_bytes(f) for f in files[rank::world_size]) for rank in range(world_size)]
     except (OSError, ValueError):
         return False  # `load_rows` reports a missing file or a bad pattern
     return max(shares) > UNEQUAL_SHARE * max(min(shares), 1)
