@@ -420,6 +420,15 @@ def test_score_options_equals_direct_mean_nll(tiny, add_bos, shared_prefix_min_t
         assert got_row == pytest.approx(exp_row, abs=1e-4)
 
 
+def test_score_options_refuses_prompts_and_option_lists_of_different_lengths(tiny):
+    """Zipped, a third prompt without options (or options without a prompt) got no score, silently."""
+    from hf_ipt.evaluation import score_options
+
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match="3 prompts but 2 option lists"):
+        score_options(model, tokenizer, PROMPTS, OPTIONS[:2])
+
+
 def test_long_prompts_are_left_truncated_keeping_bos(tiny):
     from hf_ipt.evaluation.scoring import build_request
 

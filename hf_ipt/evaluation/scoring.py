@@ -294,8 +294,11 @@ def score_options(
     from tqdm.auto import tqdm
 
     check_batch_size(batch_size)
+    if len(prompts) != len(options):  # zipped, the extra ones would get no score and no error
+        raise ValueError(f"score_options: {len(prompts)} prompts but {len(options)} option lists; give one list "
+                         "of options per prompt")
     limit = resolve_max_length(model, max_length)
-    requests = [build_request(tokenizer, p, o, add_bos, limit) for p, o in zip(prompts, options)]
+    requests = [build_request(tokenizer, p, o, add_bos, limit) for p, o in zip(prompts, options, strict=True)]
     _warn_truncated(label, [r.dropped for r in requests], limit)
     scores: list[list[float]] = [[0.0] * len(r.continuations) for r in requests]
     pad_id, flat = _pad_id(tokenizer), []
