@@ -29,7 +29,7 @@ from .backends.base import (
     check_temperature,
     refuse_ignored,
 )
-from .chaining import ChainEntry, ChainStats, chain, chains_of
+from .chaining import MARKERS_ONLY, ChainEntry, ChainStats, chain, chains_of
 from .corpus import check_text
 from .protocol import Pair
 
@@ -444,11 +444,14 @@ class Augmenter:
         ]
 
     def _text_rows(self, entries: list[ChainEntry], ids: Sequence[str]) -> list[dict]:
-        """One row per chain text, then one per entry without pairs (its raw text alone)."""
+        """One row per chain text, then one per entry without pairs (its raw text alone), but for a text of
+        markers alone (`MARKERS_ONLY`), as jobs reject it."""
         from .templify import templify_chain
 
         rows = []
         for links in chains_of(entries):
+            if links[-1].error == MARKERS_ONLY:  # nothing to pre-train on: `<s></s>` would become BOS/EOS ids
+                continue
             for rendered in templify_chain(links, seed=f"{self.config.seed}:{ids[links[-1].id]}"):
                 members = [ids[links[i].id] for i in rendered.members]
                 rows.append({"id": members[-1], "corpus": self.corpus_name, "text": rendered.text,

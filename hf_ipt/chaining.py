@@ -164,6 +164,10 @@ def plan_round(
     planned, special = [], special_tokens(tokenizer)
     for position, text in enumerate(texts):
         entry = ChainEntry(len(entries), round_index, position, text, blank_markers(text, special))
+        if not entry.context.strip():  # markers only: sent to no engine (`chain`), so no prompt and no shots
+            entries.append(entry)
+            planned.append(entry)
+            continue
         prev = previous[position] if position < len(previous) else None
         candidates = ancestry(prev, entries) if prev is not None and prev.pairs else []
         entries.append(plan_entry(entry, candidates, tokenizer, budget, stats))
@@ -172,6 +176,12 @@ def plan_round(
 
 
 MARKERS_ONLY = "no text once the protocol's markers and the tokenizer's special tokens are blanked"
+
+def no_room(budget: int) -> str:
+    """Why a text cut to nothing to fit the prompt budget gets no prompt."""
+    return (f"the prompt budget of {budget} tokens (max_model_len - max_new_tokens) leaves no room for any text: "
+            "raise max_model_len or lower max_new_tokens")
+
 
 Generate = Callable[[list[list[int]]], Sequence[Any]]
 
@@ -206,11 +216,12 @@ def chain(
         planned = plan_round(round_texts, r, entries, previous, tokenizer, prompt_budget, stats)
         # A text of markers or special tokens alone (`<s></s>`) is blank once they are: prompted with
         # an empty context, the synthesizer would invent pairs about nothing.
-        sent = [e for e in planned if e.context.strip()]
+        sent = [e for e in planned if e.prompt_ids and e.context.strip()]
         results = dict(zip((e.id for e in sent), generate([e.prompt_ids for e in sent]) if sent else [], strict=True))
         for entry in planned:
             result = results.get(entry.id)
-            entry.error = getattr(result, "error", None) if entry.id in results else MARKERS_ONLY
+            entry.error = (getattr(result, "error", None) if entry.id in results
+                           else MARKERS_ONLY if not entry.prompt_ids else no_room(prompt_budget))
             entry.completion = getattr(result, "text", "") or ""
             # a failed request's text is cut short (vLLM's "abort"): no pairs, so no shot and no row
             entry.pairs = [] if entry.error is not None else parse_pairs(entry.completion)

@@ -214,7 +214,20 @@ def local_files(corpus: str) -> list[str]:
         raise MissingFileError(
             f"`corpus` matched no file: {corpus!r} (a local file or glob; a dataset is a Hub id or a folder)"
         )
+    _warn_twins(corpus, files)
     return _supported(corpus, files)
+
+
+def _warn_twins(corpus: str, files: list[str]) -> None:
+    """Warn of a file matched with its compressed copy (``a.jsonl`` and ``a.jsonl.gz``, as ``gunzip -k``
+    leaves them): each is read, so their documents would be synthesized and trained on twice."""
+    copies: dict[str, list[str]] = {}
+    for path in files:
+        stem, suffix = os.path.splitext(path)
+        copies.setdefault(stem if suffix in COMPRESSIONS else path, []).append(path)
+    for twins in (group for group in copies.values() if len(group) > 1):
+        logger.warning("hf_ipt: `corpus` %r matched %s: the same file compressed and not? Both are read; match one "
+                       "of them (e.g. *.jsonl.gz)", corpus, " and ".join(repr(p) for p in twins))
 
 
 def _distinct_files(files: list[str]) -> list[str]:
@@ -451,7 +464,10 @@ class _Decompressed(io.RawIOBase):
 
     def _checked(self, read, *args):
         try:
-            return read(*args)
+            data = read(*args)
+            if not data and self._no_byte_read():  # even an empty text compresses to some bytes (gzip: 20)
+                raise EOFError("the file is empty")  # gzip and zstd read no byte as no text, bz2 and xz raise
+            return data
         except (EOFError, *self.damage) as error:  # EOFError: cut short, in every codec
             damage = error
         except OSError as error:  # bz2 raises a bare OSError for damaged data; keep I/O and network errors
@@ -462,6 +478,12 @@ class _Decompressed(io.RawIOBase):
             f"corpus file {self.path!r} does not decompress as {self.codec} ({damage}): it is damaged or cut "
             "short (an interrupted download?); download it again, or leave it out"
         ) from None
+
+    def _no_byte_read(self) -> bool:
+        try:
+            return self.raw.tell() == 0
+        except (OSError, ValueError):  # a stream that cannot tell where it is: not known
+            return False
 
     def close(self) -> None:
         if not self.closed:

@@ -13,6 +13,7 @@ import pytest
 import hf_ipt  # noqa: F401  (registers hf_ipt/augmented)
 from hf_ipt.augment import Augmenter, SynthesisConfig, features
 from hf_ipt.builder import AugmentedBuilder, load_augmented
+from hf_ipt.chaining import MARKERS_ONLY
 
 from .conftest import SYNTH_PAIRS
 
@@ -262,7 +263,8 @@ def test_map_function_skips_the_texts_the_builder_rejects(tiny_tokenizer):
             contexts.extend(tiny_tokenizer.decode(p).rsplit("<CON>", 1)[-1] for p in prompts)
             return [Generation("<QUE> What is reported? <ANS> A profit. </END>", len(p)) for p in prompts]
 
-    batch = {"text": [doc(0), None, "", " \n\t ", doc(1)], "id": ["a", "b", "c", "d", "e"]}
+    # f: markers alone, blank once they are: no prompt, and no pre-training row of `<s> </s>`
+    batch = {"text": [doc(0), None, "", " \n\t ", doc(1), "<s> </s>"], "id": ["a", "b", "c", "d", "e", "f"]}
     for output in ("pairs", "templified"):
         fn = Augmenter(SynthesisConfig(synthesizer="org/m", backend="transformers", rounds=1, output=output))
         fn._engine = Engine()
@@ -270,8 +272,8 @@ def test_map_function_skips_the_texts_the_builder_rejects(tiny_tokenizer):
         out = fn(batch)
         assert len(contexts) == 2 and all("Market report" in c for c in contexts), output
         if output == "pairs":  # one row per text, in input order
-            assert out["id"] == ["a", "b", "c", "d", "e"] and [len(p) for p in out["pairs"]] == [1, 0, 0, 0, 1]
-            assert out["error"] == ["", "no string in column 'text'", "empty", "empty", ""]
+            assert out["id"] == ["a", "b", "c", "d", "e", "f"] and [len(p) for p in out["pairs"]] == [1, 0, 0, 0, 1, 0]
+            assert out["error"] == ["", "no string in column 'text'", "empty", "empty", "", MARKERS_ONLY]
             assert out["context"][:3] == [doc(0), "", ""]
         else:
             assert out["doc_ids"] == [["a"], ["e"]] and out["num_pairs"] == [1, 1]

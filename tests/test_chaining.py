@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hf_ipt.backends import Generation
-from hf_ipt.chaining import MARKERS_ONLY, ChainStats, chain, chains_of, split_rounds
+from hf_ipt.chaining import MARKERS_ONLY, ChainStats, chain, chains_of, no_room, split_rounds
 from hf_ipt.protocol import build_prompt, encode_prompt, format_pairs
 
 
@@ -105,6 +105,34 @@ def test_a_text_of_markers_alone_is_sent_to_no_engine(tiny_tokenizer):
     assert [e.error for e in entries] == [None, MARKERS_ONLY, None, MARKERS_ONLY]
     assert (stats.markers_only, stats.errors) == (2, 0)
     assert entries[3].parent is None and entries[2].shots == (0,)  # the chain A -> C is unchanged
+
+
+def test_a_text_of_markers_alone_gets_no_shots_and_cuts_no_chain(tiny_tokenizer):
+    """Round 1's `<s> </s>` follows round 0's Alpha, which has pairs: it was planned with Alpha as its
+    shot though no engine ever saw that prompt (its pairs row listed the shot), and where that prompt
+    was over the budget it counted a chain cut that cut nothing."""
+    texts = ["Alpha text.", "Beta text.", "<s> </s>", "Delta text."]
+    generate, _ = fake_engine(tiny_tokenizer)
+    alone = chain(texts[:1], generate, tiny_tokenizer, rounds=1)[0]
+    # room for a shot, or for one text's prompt alone (Delta's chain to Beta is cut, nothing else)
+    for budget, cut, chains in ((3696, 0, [[0], [2], [1, 3]]), (len(alone.prompt_ids) + 3, 1, [[0], [1], [2], [3]])):
+        stats = ChainStats()
+        entries = chain(texts, generate, tiny_tokenizer, rounds=2, prompt_budget=budget, stats=stats)
+        markers = entries[2]
+        assert (markers.error, markers.shots, markers.parent, markers.prompt_ids) == (MARKERS_ONLY, (), None, [])
+        assert (stats.prompts, stats.chains_cut, stats.shots_dropped, stats.markers_only) == (3, cut, cut, 1)
+        assert [[e.id for e in c] for c in chains_of(entries)] == chains
+
+
+def test_a_budget_with_no_room_for_text_says_so(tiny_tokenizer):
+    """A budget below the prompt's own markers cut every text to nothing: each was reported as
+    markers only, the wrong reason, and nothing named the settings to change."""
+    generate, seen = fake_engine(tiny_tokenizer)
+    stats = ChainStats()
+    entries = chain(["Alpha text.", "Beta text."], generate, tiny_tokenizer, rounds=1, prompt_budget=3, stats=stats)
+    assert seen == [] and (stats.markers_only, stats.errors) == (0, 2)
+    assert all(e.error == no_room(3) and not e.pairs for e in entries)
+    assert "raise max_model_len or lower max_new_tokens" in no_room(3)
 
 
 def test_overlong_text_truncated_at_token_boundary(tiny_tokenizer):

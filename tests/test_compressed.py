@@ -98,6 +98,17 @@ def test_a_compressed_file_of_an_unsupported_type_is_refused_naming_the_supporte
         list(read_file(str(tmp_path / name)))
 
 
+def test_a_file_matched_with_its_compressed_copy_is_warned_about(tmp_path, caplog):
+    """`gunzip -k` leaves a.jsonl beside a.jsonl.gz: `data/*` (which refused the .gz file before compressed
+    files were read) now reads every document twice, silently."""
+    _, packed = write_corpora(tmp_path)
+    (packed / "a.jsonl").write_bytes(FILES[0][1])
+    assert len(local_files(str(packed / "*"))) == 5
+    assert "matched '" + str(packed / "a.jsonl") + "' and '" + str(packed / "a.jsonl.gz") + "'" in caplog.text
+    caplog.clear()
+    assert len(local_files(str(packed / "*.*z*"))) == 4 and "matched" not in caplog.text
+
+
 @pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zst"])
 def test_a_cut_or_damaged_compressed_file_is_an_error_naming_it(tmp_path, suffix):
     """Cut short (an interrupted download): gzip, bz2 and xz raise a bare EOFError, and zstandard's
@@ -112,6 +123,20 @@ def test_a_cut_or_damaged_compressed_file_is_an_error_naming_it(tmp_path, suffix
             list(read_file(str(path)))
         with pytest.raises(UsageError, match=re.escape(str(path))):
             list(load_rows(str(path)))
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz", ".zst"])
+def test_an_empty_compressed_file_is_an_error_naming_it_whatever_the_codec(tmp_path, suffix):
+    """A file of no bytes is cut before its first (an interrupted download): an empty text compresses to
+    a header at least. bz2 and xz raised, but gzip and zstd read it as a file of no documents, silently."""
+    empty = tmp_path / f"empty.jsonl{suffix}"
+    empty.write_bytes(b"")
+    with pytest.raises(UsageError, match=rf"corpus file '{re.escape(str(empty))}' does not decompress"):
+        list(read_file(str(empty)))
+    with pytest.raises(UsageError, match=re.escape(str(empty))):
+        list(load_rows(str(empty)))
+    (tmp_path / f"none.jsonl{suffix}").write_bytes(PACK[suffix](b""))  # an empty text, compressed: no rows
+    assert list(read_file(str(tmp_path / f"none.jsonl{suffix}"))) == []
 
 
 def test_a_cut_compressed_json_file_is_an_error_in_training_too(tmp_path):

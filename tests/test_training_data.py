@@ -196,3 +196,46 @@ def test_split_by_rows_sees_every_row_equally_often_whatever_the_file_sizes(tmp_
 
     assert set(taken(by_rows=True).values()) == {2}  # each row twice: two passes, each row on one rank
     assert len(set(taken(by_rows=False).values())) > 1  # whole files: the small file more often (10x unshuffled)
+
+
+def _rows_per_file(source, shuffle_buffer_size: int, rows_per_rank: int):
+    """How many rows of each file (by its first letter) the 2 ranks of a training stream of `source` read."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from hf_ipt.training import streams
+
+    config = SimpleNamespace(dataset_split="train", shuffle_buffer_size=shuffle_buffer_size)
+    seen = Counter()
+    for rank in range(2):
+        rows = streams._rows(source, config, rank=rank, world_size=2, seed=0, name="domain")
+        seen.update(row["text"][0] for row in itertools.islice(rows, rows_per_rank))
+    return seen
+
+
+def test_shuffled_files_of_unequal_sizes_are_split_by_rows(tmp_path):
+    """Shuffling reorders the files before datasets gives rank r files r, r + 2, ...: files 40, 4, 40, 76
+    rows long are equal shares in their listed order (40 + 40, 4 + 76), but seed 0 put the 4- and the
+    40-row file on one rank, which read the small file twice while the other read its files once."""
+    from hf_ipt.training.data import unequal_files
+
+    sizes = {"a": 40, "b": 4, "c": 40, "e": 76}
+    for name, rows in sizes.items():
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": f"{name}{i}"}) + "\n" for i in range(rows)))
+    files = [str(tmp_path / f"{name}.jsonl") for name in sizes]
+    assert not unequal_files(files, 2) and unequal_files(files, 2, shuffled=True)
+    assert _rows_per_file(files, shuffle_buffer_size=8, rows_per_rank=80) == sizes  # one pass over 160 rows
+    assert _rows_per_file(files, shuffle_buffer_size=0, rows_per_rank=80) == sizes  # whole files, unshuffled
+
+
+def test_a_local_dataset_folder_of_unequal_files_is_split_by_rows(tmp_path):
+    """A folder is read by datasets as its split's files, whole files per rank: a folder of a 40-row and a
+    4-row file trained half on the small one on 2 GPUs (its 4 rows each seen 5 times per pass of the other)."""
+    from hf_ipt.training.data import unequal_files
+
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for name, rows in (("a", 40), ("b", 4)):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps({"text": f"{name}{i}"}) + "\n" for i in range(rows)))
+    assert unequal_files(str(folder), 2) and not unequal_files(str(folder), 2, split="test")  # no such split
+    assert _rows_per_file(str(folder), shuffle_buffer_size=0, rows_per_rank=22) == {"a": 40, "b": 4}

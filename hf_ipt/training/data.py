@@ -27,6 +27,7 @@ from ..corpus import (
     local_files,
     open_file,
     pattern_files,
+    repo_files,
     starts_with_array,
     text_bytes,
 )
@@ -169,23 +170,37 @@ def _json_object(line: str) -> dict | None:
 UNEQUAL_SHARE = 1.1  # a rank's bytes over another's above which whole files per rank would skew the mix
 
 
-def unequal_files(source: str | list[str], world_size: int) -> bool:
+def unequal_files(source: str | list[str], world_size: int, *, split: str = "train", shuffled: bool = False) -> bool:
     """Whether whole files per rank would give the ranks shares of `source` that differ by more than
-    `UNEQUAL_SHARE` in bytes (local files only; a Hub dataset or ``hf://`` URL keeps whole files).
+    `UNEQUAL_SHARE` in bytes (local files or a local dataset folder's files of `split`; a Hub dataset or
+    ``hf://`` URL keeps whole files).
 
     datasets gives each rank whole files when their number divides by the processes. A rank holding
     the small files goes round them many times while another is in its first pass over a large one:
-    the small files would make up far more of the training tokens than of the source.
+    the small files would make up far more of the training tokens than of the source. `shuffled`
+    (a shuffle buffer): datasets shuffles the order of the files before rank ``r`` takes files
+    ``r, r + world_size, ...``, anew each epoch, so any files may share a rank: the shares compared
+    are those of the smallest files together and of the largest.
     """
     if world_size < 2:
         return False
     try:
-        files = source if isinstance(source, list) else local_files(source) if is_local_corpus(source) else []
+        if isinstance(source, list):
+            files = source
+        elif is_local_corpus(source):
+            files = local_files(source)
+        else:  # a local dataset folder: its split's files, in the order datasets shards them
+            files = repo_files(source, None, split, None) if os.path.isdir(source) else []
         if not files or len(files) % world_size or not all(os.path.isfile(f) for f in files):
             return False  # not whole files per rank (datasets splits by rows), or sizes unknown here
-        shares = [sum(text_bytes(f) for f in files[rank::world_size]) for rank in range(world_size)]
+        sizes = [text_bytes(f) for f in files]
     except (OSError, ValueError):
         return False  # `load_rows` reports a missing file or a bad pattern
+    if shuffled:
+        per_rank, ordered = len(files) // world_size, sorted(sizes)
+        shares = [sum(ordered[:per_rank]), sum(ordered[-per_rank:])]
+    else:
+        shares = [sum(sizes[rank::world_size]) for rank in range(world_size)]
     return max(shares) > UNEQUAL_SHARE * max(min(shares), 1)
 
 

@@ -33,7 +33,8 @@ def _stream_seed(args: Any) -> int:
 
 def _rows(source: str | list[str], config: Any, rank: int, world_size: int, seed: int, name: str,
           text_of: Callable[[dict], Any] | None = None, skip: int = 0, by_rows: bool = False):
-    if not by_rows and unequal_files(source, world_size):
+    if not by_rows and unequal_files(source, world_size, split=config.dataset_split,
+                                     shuffled=config.shuffle_buffer_size > 0):
         by_rows = True
         if rank == 0:
             logger.info("source %r: its files differ in size, so each of the %d processes reads all of them and "
