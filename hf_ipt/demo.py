@@ -51,7 +51,8 @@ class DemoConfig:
     """Settings of the one-command demo (defaults: about 10 minutes on 2 CPU cores)."""
 
     corpus: str = field(default="bbc-business", metadata={"help": "'bbc-business', a file/glob, an hf://datasets/... URL, or a dataset id."})
-    output_dir: str = field(default="outputs/demo", metadata={"help": "Where every artifact goes."})
+    output_dir: str = field(default="outputs/demo", metadata={"help": "Where every artifact goes; a rerun replaces the "
+                            "model/ it wrote there, and refuses a model/ it did not write."})
     text_column: str = field(default="text", metadata={"help": "Text column of .jsonl/.parquet/dataset corpora."})
     heldout_every: int = field(default=10, metadata={"help": "Hold out every N-th text for evaluation."})
     max_docs: int | None = field(default=None, metadata={"help": "Use only the first N texts (quick runs)."})
@@ -321,8 +322,8 @@ def run(cfg: DemoConfig, synthesis: SynthesisConfig) -> dict:
     general, general_source = general_data(cfg, out / "work", synthesis.seed)  # before the first evaluation
     augmented, corpus, _ = augment_training_texts(cfg, synthesis, split)
     (out / "eval_tasks").mkdir(parents=True, exist_ok=True)
-    for stale in (out / "eval_tasks").glob("*.json"):  # an earlier run's task this one has not: not scored now
-        if stale.stem not in {task.name for task in tasks}:
+    for stale in (out / "eval_tasks").glob("heldout_*.json"):  # an earlier run's task this one has not built
+        if stale.stem not in {task.name for task in tasks}:  # (files of other names are the user's: kept)
             stale.unlink()
     for task in tasks:
         save_task_file(task, out / "eval_tasks" / f"{task.name}.json")

@@ -6,7 +6,7 @@
     accelerate launch --multi_gpu --num_processes 8 -m hf_ipt.synthesize_cli --config job.yaml
 
 Kill it at any moment and run the same command again: it resumes. Each rank (``RANK`` /
-``WORLD_SIZE``, or a Slurm array's ``SLURM_ARRAY_TASK_ID`` / ``SLURM_ARRAY_TASK_COUNT``)
+``WORLD_SIZE``, or a Slurm array's task, ``--array=0-15:2`` included: `hf_ipt.jobs.world_from_env`)
 takes disjoint work units; the last one to finish writes ``data/*.parquet`` and
 ``manifest.json``.
 """

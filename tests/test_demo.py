@@ -339,11 +339,12 @@ def test_a_rerun_replaces_the_earlier_runs_model_and_never_trains_into_a_foreign
             str(out), "--model_name_or_path", str(tiny_model_dir), "--general_dataset", str(general)]
     assert demo.main([*args, "--use_peft"]) == 0
     assert (out / "model" / "adapter_model.safetensors").is_file()
-    (out / "eval_tasks" / "gone_task.json").write_text("{}")  # a task the rerun does not build
+    (out / "eval_tasks" / "heldout_gone.json").write_text("{}")  # a task the rerun does not build
+    (out / "eval_tasks" / "my_task.json").write_text("{}")  # the user's own
     assert demo.main(args) == 0
     files = sorted(p.name for p in (out / "model").iterdir())
     assert "adapter_config.json" not in files and "model.safetensors" in files, files
-    assert not (out / "eval_tasks" / "gone_task.json").exists() and any((out / "eval_tasks").glob("*.json"))
+    assert not (out / "eval_tasks" / "heldout_gone.json").exists() and (out / "eval_tasks" / "my_task.json").exists()
 
     mine = tmp_path / "mine"
     (mine / "model").mkdir(parents=True)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from hf_ipt.protocol import context_block, format_pairs, format_shot
+from hf_ipt.training.data import load_rows
 from hf_ipt.training.packing import IGNORE_INDEX
 from hf_ipt.training.synthesizer_data import (
     collection_files,
@@ -124,3 +125,9 @@ def test_collection_files_follow_the_layout(tmp_path):
     assert files["race"] == [str(tmp_path / "race" / "shard" / "00000.jsonl")]
     with pytest.raises(FileNotFoundError, match="shard"):
         collection_files(str(tmp_path / "race" / "shard"))
+    # a source compressed by its maker (`gzip squad/shard/*.jsonl`) is found too, with its rows
+    import gzip
+
+    (tmp_path / "squad" / "shard" / "00001.jsonl.gz").write_bytes(gzip.compress(b'{"context": "z", "pairs": []}\n'))
+    assert collection_files(str(tmp_path))["squad"][-1].endswith("00001.jsonl.gz")
+    assert [r["context"] for r in load_rows(collection_files(str(tmp_path))["squad"])] == ["c", "z"]

@@ -13,7 +13,8 @@
 #                                                   # between rounds (prefix caching), then without: 520 s
 #   bash benchmarks/gpu/session.sh repro            # issue 9, one seed-set at a reduced budget
 #   REPRO_STEPS=300 bash benchmarks/gpu/session.sh repro   # what fits one call on an H200 (469 s; default 250)
-#   SMOKE=1 bash benchmarks/gpu/session.sh train synth repro   # CPU rehearsal of the script
+#   SMOKE=1 bash benchmarks/gpu/session.sh train synth repro   # CPU rehearsal of the script (without SMOKE=1
+#                                                               # and without CUDA it stops at the versions check)
 #
 # A device lease is 15 minutes including the machine's start and a call runs 600 s at most:
 # one group of stages whose limits sum to <= 560 s per call (timeout_s 595), `repro` alone.

@@ -394,7 +394,9 @@ def parse_recipe_args(parser: Any, args: list[str] | None = None) -> tuple[Any, 
     argparse reports its own errors (usage line, message, exit status 2) instead of a traceback.
 
     Checked first, so that a typo is named rather than what it left unset: an unknown flag or config-file
-    key (with the closest option), a config file that is missing or not a YAML mapping. Then a value
+    key (with the closest option), a config file that is missing or not a YAML mapping, ``--config`` given
+    twice or a ``config:`` key in the file (`TrlParser` reads one file), and a file's value its flag would
+    refuse (`_wrong_config_value`: ``max_steps: 2.5``, an unquoted number for a text option). Then a value
     a config refuses (``--general_fraction 1``, ``--max_steps 0``).
     """
     import sys

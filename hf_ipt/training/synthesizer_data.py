@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..corpus import COMPRESSIONS
 from ..protocol import blank_markers, context_block, format_shot, special_tokens
 from ..templify.pairs import mapping_parts
 from .packing import IGNORE_INDEX
@@ -31,11 +32,13 @@ from .position import RESUME_AT
 logger = logging.getLogger(__name__)
 
 SHARD_GLOB = "*/shard/*.jsonl"
+# the globs that find them, compressed too (`x.jsonl.zst`, see `hf_ipt.corpus.COMPRESSIONS`)
+SHARD_GLOBS = [SHARD_GLOB, *(SHARD_GLOB + packed for packed in COMPRESSIONS)]
 
 
 def collection_files(collection: str) -> dict[str, list[str]]:
-    """``{source name: its jsonl files}`` of a local collection folder or a Hub dataset repo id
-    (``org/name[@revision]``, downloaded once into the Hub cache)."""
+    """``{source name: its jsonl files}`` (plain or compressed: ``.jsonl.gz``...) of a local collection
+    folder or a Hub dataset repo id (``org/name[@revision]``, downloaded once into the Hub cache)."""
     root = Path(collection)
     if not root.is_dir():
         from huggingface_hub import snapshot_download
@@ -43,9 +46,9 @@ def collection_files(collection: str) -> dict[str, list[str]]:
         from ..corpus import hub_id_parts
 
         repo, revision = hub_id_parts(collection)
-        root = Path(snapshot_download(repo, repo_type="dataset", revision=revision, allow_patterns=[SHARD_GLOB]))
+        root = Path(snapshot_download(repo, repo_type="dataset", revision=revision, allow_patterns=SHARD_GLOBS))
     files: dict[str, list[str]] = defaultdict(list)
-    for path in sorted(root.glob(SHARD_GLOB)):
+    for path in sorted(p for pattern in SHARD_GLOBS for p in root.glob(pattern)):
         files[path.parent.parent.name].append(str(path))
     if not files:
         raise FileNotFoundError(
