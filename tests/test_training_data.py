@@ -12,6 +12,7 @@ import pytest
 
 from hf_ipt.cli import UsageError
 from hf_ipt.training.data import endless_rows, load_rows, sharded_stream, tokenize_texts
+from hf_ipt.training.position import Position
 
 
 def _write_sources(tmp_path):
@@ -172,8 +173,21 @@ def test_sources_of_unequal_files_are_split_by_rows(tmp_path, monkeypatch):
     monkeypatch.setattr(streams, "endless_rows", recorded)
     config = SimpleNamespace(dataset_split="train", shuffle_buffer_size=0)
     for source in ([a, b], [a, d]):
-        streams._rows(source, config, rank=0, world_size=2, seed=0, name=str(source))
+        streams._numbered(source, config, 0, 2, 0, "domain", Position(), text_of=_text, name=str(source))
     assert split == {str([a, b]): True, str([a, d]): False}
+    # a resume reads the source as its checkpoint's position records (files grown since, or a checkpoint
+    # from before the check: split by files), whatever the sizes say now
+    for after, expected in (({"split:domain": "files", "rows:domain": 3}, False), ({"rows:domain": 3}, False),
+                            ({"split:domain": "rows", "rows:domain": 3}, True)):
+        streams._numbered([a, b], config, 0, 2, 0, "domain", Position(after=after), text_of=_text, name="resumed")
+        assert split["resumed"] is expected, after
+    monkeypatch.undo()
+    rows = streams._numbered([a, b], config, 0, 2, 0, "domain", Position(), text_of=_text)
+    assert next(iter(rows))[1] == {"split:domain": "rows", "rows:domain": 1}  # recorded in every snapshot
+
+
+def _text(row: dict):
+    return row["text"]
 
 
 @pytest.mark.parametrize("shuffle_buffer_size", [0, 8])
@@ -208,8 +222,8 @@ def _rows_per_file(source, shuffle_buffer_size: int, rows_per_rank: int):
     config = SimpleNamespace(dataset_split="train", shuffle_buffer_size=shuffle_buffer_size)
     seen = Counter()
     for rank in range(2):
-        rows = streams._rows(source, config, rank=rank, world_size=2, seed=0, name="domain")
-        seen.update(row["text"][0] for row in itertools.islice(rows, rows_per_rank))
+        rows = streams._numbered(source, config, rank, 2, 0, "domain", Position(), text_of=_text)
+        seen.update(text[0] for (_, text), _ in itertools.islice(rows, rows_per_rank))
     return seen
 
 

@@ -111,8 +111,10 @@ def save_position(checkpoint: str | os.PathLike, rank: int, position: str) -> No
     write_atomic(path, lambda temp: Path(temp).write_text(position + "\n", encoding="utf-8"))
 
 
-def numbered_rows(rows: Iterable[dict], source: str, start: Position) -> Iterator[tuple[dict, dict]]:
-    """The rows of `source` after the ones `start` has behind it, each with its snapshot.
+def numbered_rows(rows: Iterable[dict], source: str, start: Position,
+                  recorded: Mapping[str, Any] | None = None) -> Iterator[tuple[dict, dict]]:
+    """The rows of `source` after the ones `start` has behind it, each with its snapshot (holding
+    `recorded` too: how the source is read, for a resume to read it so again).
 
     The rows already trained on are read and dropped here, before any tokenization.
     """
@@ -123,7 +125,7 @@ def numbered_rows(rows: Iterable[dict], source: str, start: Position) -> Iterato
         if sum(1 for _ in itertools.islice(rows, skip)) < skip:
             raise ValueError(f"source {source!r} ended before the {skip} rows of the saved stream position")
     for number, row in enumerate(rows, skip + 1):
-        yield row, {f"rows:{source}": number}
+        yield row, {**(recorded or {}), f"rows:{source}": number}
 
 
 def mix_documents(

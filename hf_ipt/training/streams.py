@@ -33,13 +33,6 @@ def _stream_seed(args: Any) -> int:
 
 def _rows(source: str | list[str], config: Any, rank: int, world_size: int, seed: int, name: str,
           text_of: Callable[[dict], Any] | None = None, skip: int = 0, by_rows: bool = False):
-    if not by_rows and unequal_files(source, world_size, split=config.dataset_split,
-                                     shuffled=config.shuffle_buffer_size > 0):
-        by_rows = True
-        if rank == 0:
-            logger.info("source %r: its files differ in size, so each of the %d processes reads all of them and "
-                        "keeps every %d-th row (whole files per process would over-sample the small ones)",
-                        name, world_size, world_size)
     return endless_rows(
         load_rows(source, split=config.dataset_split),
         rank=rank,
@@ -53,6 +46,26 @@ def _rows(source: str | list[str], config: Any, rank: int, world_size: int, seed
     )
 
 
+def _split_by_rows(source: str | list[str], config: Any, rank: int, world_size: int, key: str, start: Position,
+                   name: str, by_rows: bool) -> bool:
+    """Whether each rank keeps every world-size-th row of `source` rather than whole files: `by_rows`
+    (the collection), or its files differ in size (`unequal_files`). A resume keeps the split its
+    checkpoint's position records (``"split:<key>"``): decided again, files grown or shrunk since would
+    change which rows the saved row count skips; a checkpoint that records none was split by files."""
+    saved = start.after.get(f"split:{key}")
+    if saved is not None:
+        return saved == "rows"
+    if by_rows or start.rows(key):
+        return by_rows
+    if unequal_files(source, world_size, split=config.dataset_split, shuffled=config.shuffle_buffer_size > 0):
+        if rank == 0:
+            logger.info("source %r: its files differ in size, so each of the %d processes reads all of them and "
+                        "keeps every %d-th row (whole files per process would over-sample the small ones)",
+                        name, world_size, world_size)
+        return True
+    return False
+
+
 def _numbered(
     source: str | list[str], config: Any, rank: int, world_size: int, seed: int, key: str, start: Position,
     text_of: Callable[[dict], Any], name: str | None = None, by_rows: bool = False,
@@ -60,9 +73,10 @@ def _numbered(
     """This rank's rows of `source`, endless, past those `start` has behind it, as ``((row, text), snapshot)``.
     `text`: what `text_of` makes of the row (`None`: nothing), computed once per row read; a source
     that gives nothing in a whole pass raises. Rows behind `start` are dropped with no text computed."""
-    rows = _rows(source, config, rank, world_size, seed, name or str(source), text_of, skip=start.rows(key),
-                 by_rows=by_rows)
-    return numbered_rows(rows, key, start)
+    name = name or str(source)
+    by_rows = _split_by_rows(source, config, rank, world_size, key, start, name, by_rows)
+    rows = _rows(source, config, rank, world_size, seed, name, text_of, skip=start.rows(key), by_rows=by_rows)
+    return numbered_rows(rows, key, start, {f"split:{key}": "rows" if by_rows else "files"})
 
 
 def _documents(
