@@ -417,6 +417,11 @@ def open_file(path: str, token=None):
     return f if codec is None else io.BufferedReader(_Decompressed(f, codec, path), buffer_size=2**20)
 
 
+def is_compressed(path: str) -> bool:
+    """Whether `path` ends in a compression suffix (`COMPRESSIONS`): ``x.jsonl.gz``."""
+    return os.path.splitext(_location(path))[1] in COMPRESSIONS
+
+
 def data_suffix(path: str) -> str:
     """The suffix of a file's format, under its compression suffix: ``x.jsonl.gz`` -> ``.jsonl``."""
     stem, suffix = os.path.splitext(_location(path))
@@ -807,7 +812,7 @@ COMPRESSION_RATIO = 4  # text compresses about 3-5 times (gzip to xz): a compres
 def text_bytes(path: str) -> int:
     """The size of a local file's text: its size, times `COMPRESSION_RATIO` when it is compressed."""
     size = os.path.getsize(path)
-    return size * COMPRESSION_RATIO if os.path.splitext(path)[1] in COMPRESSIONS else size
+    return size * COMPRESSION_RATIO if is_compressed(path) else size
 
 
 def default_num_shards(files: list[str]) -> int:
