@@ -47,11 +47,13 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.util
 import itertools
 import json
 import random
+import signal
 import tempfile
 import time
 from dataclasses import replace
@@ -89,6 +91,32 @@ SHAPES = {
 # fmt: on
 MODES = ("plain", "transformers", "transformers-cb", "transformers-cb-prefix", "vllm")
 CONTINUOUS = ("transformers-cb", "transformers-cb-prefix")
+
+
+class ModeTimeout(BaseException):
+    """A mode ran past `--mode_limit`. Not an `Exception`: the backend's own error handling
+    (failed prompts, bisecting retries) must not take it for a failed generation."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Raise `ModeTimeout` in the main thread once `seconds` of wall time have passed (no limit:
+    None). SIGALRM: a `generate` loop, or the wait on continuous batching's results, is stopped
+    between two steps, where a stage's `timeout` would end the whole process and the modes after."""
+    if not seconds:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise ModeTimeout(f"ran past --mode_limit {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class ForceLengths(LogitsProcessor):
@@ -370,6 +398,8 @@ def check_args(args) -> None:
     for name in ("num_prompts", "rounds", "repeats"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.mode_limit is not None and args.mode_limit <= 0:
+        raise SystemExit(f"--mode_limit must be > 0 seconds, got {args.mode_limit:g}")
     low, high = args.context_tokens
     if not 1 <= low <= high:
         raise SystemExit(f"--context_tokens MIN MAX must satisfy 1 <= MIN <= MAX, got {low} {high}")
@@ -426,23 +456,31 @@ def main(args) -> list[dict]:
           f"tokens in all, {sum(news) / len(news):.0f} new tokens on average", flush=True)  # fmt: skip
     reference, rows, lengths = None, [], {}
     for mode in args.modes:
-        if mode == "plain":
-            reference, row = measure(mode, run_plain, backend, workload, lengths, warmup, None, args.repeats)
-        else:
-            engine = vllm_backend(args, config, model, tokenizer) if mode == "vllm" else (
-                TransformersBackend.from_model(model, tokenizer, configs[mode])
-            )
-            engine.cb_kwargs = args.cb_kwargs
-            row = measure(mode, run_backend, engine, workload, lengths, warmup, reference, args.repeats)[1]
-            if mode.startswith("transformers"):
-                row.update(batch_size=engine.config.batch_size, max_batch_tokens=engine.config.max_batch_tokens,
-                           static_cache=engine.config.static_cache, prefix_caching=engine.config.prefix_caching,
-                           engine_calls=engine.engine_calls)
-            if mode in CONTINUOUS:
-                row.update(cb_kwargs=args.cb_kwargs)
-                engine.close()  # a kept manager lives on the shared model: later modes must not find it
+        engine = None  # the mode's own backend, once built
+        try:
+            with time_limit(args.mode_limit):
+                if mode == "plain":
+                    reference, row = measure(mode, run_plain, backend, workload, lengths, warmup, None, args.repeats)
+                else:
+                    engine = vllm_backend(args, config, model, tokenizer) if mode == "vllm" else (
+                        TransformersBackend.from_model(model, tokenizer, configs[mode])
+                    )
+                    engine.cb_kwargs = args.cb_kwargs
+                    row = measure(mode, run_backend, engine, workload, lengths, warmup, reference, args.repeats)[1]
+        except ModeTimeout as stopped:
+            # no figures: the modes after it still run (in this process, on the model already loaded)
+            row = {"mode": mode, "timed_out": True, "mode_limit_seconds": args.mode_limit, "raw_tok_s": None}
+            print(f"# {mode} {stopped}: no figures; going on with the next mode", flush=True)
+        if mode.startswith("transformers") and engine is not None:
+            row.update(batch_size=engine.config.batch_size, max_batch_tokens=engine.config.max_batch_tokens,
+                       static_cache=engine.config.static_cache, prefix_caching=engine.config.prefix_caching,
+                       engine_calls=getattr(engine, "engine_calls", 0))
+        if mode in CONTINUOUS and engine is not None:
+            row.update(cb_kwargs=args.cb_kwargs)
+            engine.close()  # a kept manager lives on the shared model: later modes must not find it
         base = row if mode == "plain" else next((r for r in rows if r["mode"] == "plain"), None)
-        row["ratio_to_plain"] = round(row["raw_tok_s"] / base["raw_tok_s"], 2) if base else None
+        both = base and row["raw_tok_s"] is not None and base["raw_tok_s"] is not None
+        row["ratio_to_plain"] = round(row["raw_tok_s"] / base["raw_tok_s"], 2) if both else None
         rows.append(row)
         print(json.dumps(row), flush=True)
         if args.json:  # after each mode: a later mode that fails or runs out of time keeps the rows before it
@@ -499,6 +537,9 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add("--json", help="also write the rows to this file (rewritten after each mode)")
     add("--repeats", type=int, default=1, help="timed runs per mode; the fastest counts")
+    add("--mode_limit", type=float, help="seconds of wall time per mode (warm-up included) after which it is "
+        "stopped and recorded as timed_out, with no figures, and the next mode runs in the same process "
+        "(default: no limit)")
     add("--seed", type=int, default=0)
     return parser
 

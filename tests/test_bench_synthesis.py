@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -31,6 +33,7 @@ def synthesis():
         (["--modes", "transformers", "plain"], "put plain first"),
         (["--modes", "plain", "transformers-cb", "--cb_kwargs", '{"use_cuda_graphs": false}'], "use_cuda_graphs"),
         (["--max_batch_tokens", "0"], "max_batch_tokens"),
+        (["--mode_limit", "0"], "--mode_limit must be > 0 seconds, got 0"),
     ],
 )
 def test_bad_arguments_are_refused_before_a_model_is_loaded(synthesis, monkeypatch, argv, message):
@@ -79,3 +82,30 @@ def test_rows_are_written_after_each_mode(synthesis, monkeypatch, tmp_path):
         synthesis.main(args)
     rows = json.loads(rows_file.read_text())
     assert [row["mode"] for row in rows] == ["plain"] and rows[0]["errors"] == 0
+
+
+def test_a_mode_past_its_limit_is_recorded_and_the_next_mode_runs(synthesis, monkeypatch, tmp_path):
+    """`--mode_limit`: a mode that does not finish (continuous batching that never returns, as on
+    the H200 on 2026-11-27) is stopped, left without figures, and the modes after it still run in
+    the same process, so one device call can measure several modes on one loaded model."""
+    measured = synthesis.run_backend
+
+    def stuck_when_continuous(backend, prompts, lengths):
+        while backend.config.continuous_batching:
+            time.sleep(0.05)
+        return measured(backend, prompts, lengths)
+
+    monkeypatch.setattr(synthesis, "run_backend", stuck_when_continuous)
+    rows_file = tmp_path / "rows.json"
+    args = synthesis.make_parser().parse_args(
+        ["--num_prompts", "2", "--batch_size", "2", "--context_tokens", "20", "30", "--mode_limit", "8",
+         "--modes", "plain", "transformers-cb", "transformers", "--json", str(rows_file)]
+    )  # fmt: skip
+    rows = synthesis.main(args)
+    assert [row["mode"] for row in rows] == ["plain", "transformers-cb", "transformers"]
+    stuck = rows[1]
+    assert stuck["timed_out"] is True and stuck["mode_limit_seconds"] == 8
+    assert stuck["raw_tok_s"] is None and stuck["ratio_to_plain"] is None
+    assert rows[2]["raw_tok_s"] > 0 and rows[2]["ratio_to_plain"] > 0 and rows[2]["equal_to_plain"] == 2
+    assert json.loads(rows_file.read_text()) == json.loads(json.dumps(rows))
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # no alarm left behind

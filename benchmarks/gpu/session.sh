@@ -10,7 +10,7 @@
 #   bash benchmarks/gpu/session.sh sweep            # issue 6: the varlen recipe at micro-batch 4 (the goal's), 8 and 24
 #                                                   # (16 measured 2026-11-27): limits sum to 370 s
 #   bash benchmarks/gpu/session.sh synth_chain      # issue 8: chained rounds, continuous batching with its cache kept
-#                                                   # between rounds (prefix caching), then without: 520 s
+#                                                   # between rounds (prefix caching), then without: 530 s
 #   bash benchmarks/gpu/session.sh repro            # issue 9, one seed-set at a reduced budget
 #   REPRO_STEPS=300 bash benchmarks/gpu/session.sh repro   # what fits one call on an H200 (469 s; default 250)
 #   SMOKE=1 bash benchmarks/gpu/session.sh train synth repro   # CPU rehearsal of the script (without SMOKE=1
@@ -159,16 +159,17 @@ for what in "$@"; do
         if [ "$SMOKE" = 1 ]; then
             stage synth_chain_tiny 300 $PY benchmarks/synthesis.py --shape tiny --num_prompts 8 --batch_size 4 \
                 --rounds 2 --context_tokens 300 500 --max_model_len 2048 \
-                --modes plain transformers-cb transformers-cb-prefix --json "$OUT/synthesis_chain.json"
+                --mode_limit 250 --modes plain transformers-cb transformers-cb-prefix --json "$OUT/synthesis_chain.json"
         else
-            # 64 texts in 2 rounds of 32, plain in batches of 32. Each row has warmup_seconds (the
-            # manager's set-up, which kept the 2026-11-27 run from its first result) and embedded_tokens
-            # (prompt pages reused from the cache are not embedded). Two processes, so a slow mode
-            # cannot take the other's row with it.
-            stage synth_chain_prefix 260 $PY benchmarks/synthesis.py --shape mistral-7b --rounds 2 --num_prompts 64 \
-                --batch_size 32 --modes plain transformers-cb-prefix --json "$OUT/synthesis_chain_prefix.json"
-            stage synth_chain_fresh 260 $PY benchmarks/synthesis.py --shape mistral-7b --rounds 2 --num_prompts 64 \
-                --batch_size 32 --modes plain transformers-cb --json "$OUT/synthesis_chain_fresh.json"
+            # 64 texts in 2 rounds of 32, plain in batches of 32, then continuous batching with its paged cache
+            # kept between rounds (prefix caching), then without, on the model loaded once. Each row has
+            # warmup_seconds (the manager's set-up, which kept the 2026-11-27 run from its first result) and
+            # embedded_tokens (prompt pages reused from the cache are not embedded). --mode_limit stops a mode
+            # that does not finish (continuous batching had not returned 64 prompts after 110 s on
+            # 2026-11-27) and the next one still runs: load ~60 s + plain ~60 s + 2 x 190 s < 530 s.
+            stage synth_chain 530 $PY benchmarks/synthesis.py --shape mistral-7b --rounds 2 --num_prompts 64 \
+                --batch_size 32 --mode_limit 190 --modes plain transformers-cb-prefix transformers-cb \
+                --json "$OUT/synthesis_chain.json"
         fi ;;
     repro)  # issue 9: vanilla vs instruction-augmented from scratch, 3 seeds, reduced budget
         REPRO_DIR=$(mktemp -d)/repro  # models and checkpoints (~40 GB at full size) stay off $OUT
