@@ -272,3 +272,16 @@ def test_output_into_a_closed_pipe_ends_quietly(args):
     # 141 (128 + SIGPIPE); argparse's own --help ignores the failed write and exits 0
     assert done.returncode in (0, 141) and done.stderr == "", done.stderr[-2000:]
 
+
+
+def test_python_dash_m_hf_ipt_runs_the_command():
+    """`python -m hf_ipt` (a venv not activated, a notebook) is `hf-ipt`, quietly: no runpy warning."""
+    done = subprocess.run([sys.executable, "-m", "hf_ipt", "--version"], check=False, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    from hf_ipt import __version__
+
+    assert done.returncode == 0 and done.stdout.strip() == f"hf-ipt {__version__}"
+    assert done.stderr == "", done.stderr[-2000:]
+    bad = subprocess.run([sys.executable, "-m", "hf_ipt", "no-such-command"], check=False, capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert bad.returncode == 2 and "no-such-command" in bad.stderr
