@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from hf_ipt.miner import KeywordStats, MinerConfig, RuleMiner
-from hf_ipt.miner.keywords import LOWER_WORD
+from hf_ipt.miner.keywords import lower_words
 
 REFERENCE_MB_PER_S = 0.113  # the reference miner's published-in-the-issue speed, per core
 CATEGORIES = ("business", "entertainment", "politics", "sports", "tech")
@@ -80,7 +80,7 @@ def reference_counts(text: str, keywords: frozenset[str], segmenter) -> Counter:
     sentences = segmenter.segment(body)
     keyword_sentences = 0
     for sentence in sentences:  # >= 3 domain tokens in a sentence of <= 100 tokens
-        words = set(LOWER_WORD.findall(sentence.lower()))
+        words = set(lower_words(sentence))
         if len(words) <= 100 and len(words & keywords) >= 3:
             keyword_sentences += 1
             if keyword_sentences == 2:

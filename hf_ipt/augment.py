@@ -204,6 +204,12 @@ def read_keyword_file(path: str) -> list[str]:
     if not keywords:
         raise ValueError(f"`domain_keywords` file {path!r} holds no keyword: write one per line, or use "
                          "domain_keywords='none' to turn keyword tasks off (SynthesisConfig.domain_keywords)")
+    from .miner.miner import keyword_set
+
+    try:  # at config time, not when the miner is built in a worker
+        keyword_set(keywords)
+    except ValueError as error:
+        raise ValueError(f"`domain_keywords` file {path!r}: {error} (SynthesisConfig.domain_keywords)") from None
     return keywords
 
 

@@ -316,6 +316,9 @@ def test_keyword_settings_that_cannot_work_are_refused_before_any_text(tmp_path)
         SynthesisConfig(domain_keywords=str(latin))
     with pytest.raises(ValueError, match=r"`domain_keywords` file .*empty.txt' holds no keyword"):
         SynthesisConfig(domain_keywords=str(tmp_path / "empty.txt"))
+    (tmp_path / "phrases.txt").write_text("dividend\ninterest rate\n")  # the miner matches single words
+    with pytest.raises(ValueError, match=r"`domain_keywords` file .*phrases.txt': .*\['interest rate'\]"):
+        SynthesisConfig(domain_keywords=str(tmp_path / "phrases.txt"))
     for n in (0, -3):
         with pytest.raises(ValueError, match=f"`num_keywords` must be >= 1, got {n}; to turn keyword tasks off"):
             SynthesisConfig(num_keywords=n)

@@ -11,8 +11,11 @@ Two ways to get them, both giving a plain list of lower-cased words for `RuleMin
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -20,8 +23,8 @@ from typing import Any
 from .lexicon import lexicon
 
 # Words are runs of letters of the lower-cased text ("company's" -> "company", "s"; "société"
-# is one word): the same tokenization for counting keywords and for finding them in sentences.
-LOWER_WORD = re.compile(r"[^\W\d_]+")
+# is one word), with the combining marks inside them: the same tokenization for counting
+# keywords and for finding them in sentences, the pattern built on first use (`_lower_word`).
 _ASCII_WORD = re.compile(r"[a-z]+")  # the same words on ASCII text, and a third faster
 # Common English function words. Long ones matter to keyword ranking, all of them to the
 # miner's "is this English prose?" check.
@@ -36,9 +39,29 @@ _WORD_START_MARKERS = ("\u2581", "\u0120")  # SentencePiece "▁" and byte-level
 
 
 def lower_words(text: str) -> list[str]:
-    """The words of `text`, lower-cased, in order (`LOWER_WORD`)."""
+    """The words of `text`, lower-cased, in order (`_lower_word` for non-ASCII text)."""
     text = text.lower()
-    return (_ASCII_WORD if text.isascii() else LOWER_WORD).findall(text)
+    return (_ASCII_WORD if text.isascii() else _lower_word()).findall(text)
+
+
+@functools.cache
+def _lower_word() -> re.Pattern[str]:
+    """A run of letters with the combining marks inside it: Devanagari vowel signs ("हिन्दी"),
+    Thai vowels and a decomposed accent ("e" + U+0301) are part of the word, not breaks in it.
+
+    Python's `re` has no ``\\p{M}``: the marks come from `unicodedata` (~50 ms, once, and only
+    for non-ASCII text). Planes 2-13 hold no marks; plane 14 holds variation selectors.
+    """
+    ranges: list[list[int]] = []
+    for code in itertools.chain(range(0x300, 0x20000), range(0xE0100, 0xE01F0)):
+        if unicodedata.category(chr(code))[0] == "M":
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1][1] = code
+            else:
+                ranges.append([code, code])
+    marks = "".join(f"{re.escape(chr(start))}-{re.escape(chr(end))}" for start, end in ranges)
+    # Marks are tried only where a run of letters stops, not at every character (5x faster).
+    return re.compile(rf"[^\W\d_]+(?:[{marks}]+[^\W\d_]*)*")
 
 
 class KeywordStats:
@@ -169,6 +192,6 @@ def _whole_words(tokenizer: Any) -> set[str]:
     tokens: Iterable[str] = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else tokenizer
     words = set()
     for token in tokens:
-        if token.startswith(_WORD_START_MARKERS) and token[1:].isalpha():
+        if token.startswith(_WORD_START_MARKERS) and _lower_word().fullmatch(token[1:].lower()):
             words.add(token[1:].lower())
     return words

@@ -15,7 +15,7 @@ from typing import NamedTuple
 from ..protocol import MARKER_PATTERN, Pair, blank_markers
 from . import rules, word_rules
 from .config import MinerConfig
-from .keywords import FUNCTION_WORDS
+from .keywords import FUNCTION_WORDS, lower_words
 from .sentences import split_sentences
 from .templates import SUBTYPES, load_templates, task_type
 
@@ -43,13 +43,14 @@ class RuleMiner:
         config (`MinerConfig`, *optional*): settings; defaults to `MinerConfig()`.
         keywords (`Iterable[str]`, *optional*): domain keywords for ``word2text.keywords``
             tasks, e.g. from `KeywordStats.top` or `keywords_from_tokenizers`; none, no such task.
+            Each is one word of letters ("dividend"), matched case-insensitively.
     """
 
     def __init__(
         self, config: MinerConfig | None = None, keywords: Iterable[str] | None = None
     ) -> None:
         self.config = config or MinerConfig()
-        self.keywords = frozenset(word.lower() for word in keywords or ())
+        self.keywords = keyword_set(keywords)
         self._templates = load_templates()
         self._enabled = frozenset(s for s in SUBTYPES if task_type(s) in self.config.task_types)
 
@@ -130,6 +131,28 @@ class RuleMiner:
         order = list(blocks)
         rng.shuffle(order)  # type blocks in random order, each block kept together
         return _unique([pair for name in order for pair in blocks[name]])
+
+
+def keyword_set(keywords: Iterable[str] | None) -> frozenset[str]:
+    """The lower-cased `keywords`, each a word as `lower_words` finds words in sentences.
+
+    A string is refused (its letters would become the keywords), and so is a keyword that is
+    not one word of letters ("interest rate", "e-mail", "co2"): it could never match.
+    """
+    if isinstance(keywords, str):
+        raise TypeError(
+            f"`keywords` must be a list of words, got the string {keywords!r}: pass "
+            f"[{keywords!r}] (RuleMiner keywords)"
+        )
+    words = frozenset(word.lower() for word in keywords or ())
+    unmatchable = sorted(word for word in words if lower_words(word) != [word])
+    if unmatchable:
+        raise ValueError(
+            f"keywords must be single words of letters, got {unmatchable[:5]!r}"
+            f"{' ...' if len(unmatchable) > 5 else ''}: a sentence's words never match them; "
+            "split them into words or drop them (RuleMiner keywords)"
+        )
+    return words
 
 
 def _fill(template: tuple[str, str], fields: dict[str, str], subtype: str) -> MinedPair | None:

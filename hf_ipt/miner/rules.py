@@ -109,8 +109,9 @@ _CAUSE_BACK = re.compile(
     rf"(?P<conn>{_CAUSE_WORDS})\s+(?P<cause>\S.*)",
     re.DOTALL,
 )
-# Quote marks do not end a clause ("because he lost his "spark" for acting"); "but" does.
-_CLAUSE_END = re.compile(r"[,;:()\u2014\u2013]| - | but ")
+# Quote marks do not end a clause ("because he lost his "spark" for acting"); "but" does. Nor
+# does a comma or colon inside a number ("a £150,000 bond", "at 10:30").
+_CLAUSE_END = re.compile(r"(?<!\d)[,:]|[,:](?!\d)|[;()\u2014\u2013]| - | but ")
 # Words left dangling before "due to" / "because": "The fall was largely | due to ...".
 _LINK_WORDS = lexicon("link_words")
 # Words that never end a clause: a cause or effect ending in one was cut mid-clause.
@@ -131,6 +132,19 @@ _ATTRIBUTION = re.compile(
     rf"[.!?,][\"\u201d]\s+(?:\S+\s+){{0,4}}?{_VERB}[^\"\u201c\u201d]*$"
     rf"|,\s+(?!(?:{_NOT_SPEAKER})\b)(?:\S+\s+){{0,4}}?{_VERB}(?:\s+[^\s,;]+){{0,4}}[\s.!?\"'\u201d\u2019]*$",
     re.IGNORECASE,
+)
+# A parenthetical attribution after a connective's comma: "By contrast, he said, X", "As a result,
+# says the committee, X". The sentence is X; "He said, X" is none.
+_SPEECH_VERB = rf"(?:{'|'.join(sorted(lexicon('parenthetical_verbs')))})\b"
+_PARENTHETICAL = re.compile(
+    rf"(?:(?:[^\s,]+\s+){{1,3}}?{_SPEECH_VERB}|{_SPEECH_VERB}(?:\s+[^\s,]+){{1,4}}?),\s+(?=\S)",
+    re.IGNORECASE,
+)
+# An attribution between an effect and its cause word: "He quit the game, he says, | because",
+# "..., said Mr Thiemann, | because". Not "X, head of Y, said the posters were useful | because":
+# there "said" is the effect's verb.
+_TRAILING_ATTRIBUTION = re.compile(
+    rf",\s+(?:(?:[^\s,]+\s+){{0,3}}?{_VERB}|{_VERB}(?:\s+(?:the\s+)?[A-Z][^\s,]*){{1,3}})$"
 )
 # A sentence that reports speech: ending in '..., said Mr Smith at Merrill Lynch on Thursday.'
 _REPORTED = re.compile(
@@ -188,11 +202,13 @@ _SPEECH_INTRO = re.compile(
 # A sentence-opening "But" / "And" / "Yet" without its comma belongs to the text, not the effect.
 _BARE_OPENER = re.compile(r"(?:But|And|Yet)\s+(?=\S)")
 
-# Control characters, replacement characters and lone surrogates: what decoded binary leaves.
+# Control characters, replacement characters and lone surrogates: what decoded binary leaves;
+# and byte order marks, which a file read as "utf-8" keeps (a title "\ufeffOil prices ...").
 # The miner blanks them out of the text once, so rules never see them.
-JUNK = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd\ud800-\udfff]")
+JUNK = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufeff\ufffd\ud800-\udfff]")
 _CLOSERS = "\"'\u201d\u2019)]"
 _FINAL_CHARS = " \t\n.!?;:,\"'\u201d\u2019"
+_LINK_PUNCTUATION = ",\"'\u201c\u201d\u2018\u2019"
 
 
 def is_prose(sentence: str, config: MinerConfig) -> bool:
@@ -235,7 +251,8 @@ def connective_candidates(sentences: Sequence[str], config: MinerConfig) -> Iter
         if comma_required and not match["comma"]:
             continue
         premise = sentences[index - 1]
-        hypothesis = match["quote"] + capitalize(match["rest"])
+        rest = _after_connective(match["rest"]) if match["comma"] else match["rest"]
+        hypothesis = match["quote"] + capitalize(rest)
         if (
             not (is_prose(premise, config) and is_prose(hypothesis, config))
             or premise == hypothesis
@@ -245,6 +262,13 @@ def connective_candidates(sentences: Sequence[str], config: MinerConfig) -> Iter
             if subtype == "paraphrase.similar" and _REPORTED.search(premise):
                 continue  # '..., said Mr X. In other words, ...': a gloss of a report, not a restatement
             yield Candidate(subtype, _pair_fields(subtype, premise, hypothesis, match["conn"]))
+
+
+def _after_connective(rest: str) -> str:
+    """What follows a connective and its comma, without a parenthetical attribution:
+    "he said, digging up roads takes weeks" -> "digging up roads takes weeks"."""
+    parenthetical = _PARENTHETICAL.match(rest)
+    return rest[parenthetical.end() :] if parenthetical else rest
 
 
 def _pair_fields(subtype: str, first: str, second: str, connective: str) -> dict[str, str]:
@@ -299,6 +323,7 @@ def _cause_in(sentence: str, previous: str, config: MinerConfig) -> tuple[str, s
         effect = _effect_before(sentence[: inner.start()].rstrip(" ,"), inner["conn"])
         if effect is None:
             return None
+        effect = _TRAILING_ATTRIBUTION.sub("", effect)  # "He quit the game, he says, | because"
         return _checked(capitalize(clause(effect)), sentence[inner.end() :], inner["conn"])
     return None
 
@@ -315,12 +340,14 @@ def _effect_before(text: str, connective: str) -> str | None:
     """
     words = text.split()
     dropped: set[str] = set()  # membership only
-    while words and words[-1].lower() in _LINK_WORDS:
-        if words[-1].lower() == "likely" and len(words) > 1 and words[-2].lower() in _PREDICATIVE:
+    # Link words may carry the commas or quotes around them: "His answer, in part, is | because".
+    while words and (word := words[-1].lower().strip(_LINK_PUNCTUATION)) in _LINK_WORDS:
+        if word == "likely" and len(words) > 1 and words[-2].lower() in _PREDICATIVE:
             if connective.lower() != "because" or len(words) < 3 or words[-3].lower() in _STUB_WORDS:
                 return None  # "The fall is likely | due to X", "It is likely | because X"
             break
-        dropped.add(words.pop().lower())
+        dropped.add(word)
+        words.pop()
     if "not" in dropped and "least" not in dropped:
         return None
     if (
@@ -343,7 +370,7 @@ def _dangles(word: str) -> bool:
 
 def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] | None:
     if (lead := _LEADING.match(effect)) and lead["comma"]:
-        effect = capitalize(lead["rest"])  # "However, X fell" -> "X fell"
+        effect = capitalize(_after_connective(lead["rest"]))  # "However, X fell" -> "X fell"
     elif bare := _BARE_OPENER.match(effect):
         effect = capitalize(effect[bare.end() :])  # "But the full-back pulled out" -> "The ..."
     if ":" in effect and (intro := _SPEECH_INTRO.match(effect)):

@@ -1,0 +1,159 @@
+"""Output quality of the rule miner on realistic sentences: errors once seen on news text."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import pytest
+
+from hf_ipt.miner import KeywordStats, MinedPair, MinerConfig, RuleMiner, keywords_from_tokenizers
+from hf_ipt.miner.keywords import lower_words
+
+PREMISE = "Digital cameras tend to be used at big family events such as weddings and birthdays."
+
+
+def mined(text: str, **config) -> dict[str, list[MinedPair]]:
+    """All pairs per sub-type (no cap in practice, no English check)."""
+    miner = RuleMiner(MinerConfig(max_per_subtype=50, min_stopword_ratio=0.0, **config))
+    by_task: dict[str, list[MinedPair]] = {}
+    for pair in miner.mine(text):
+        by_task.setdefault(pair.task, []).append(pair)
+    return by_task
+
+
+def test_words_keep_their_combining_marks() -> None:
+    """Devanagari vowel signs and decomposed accents are inside a word, not breaks in it."""
+    hindi = "भारत में विज्ञान और प्रौद्योगिकी का विकास तेज़ी से हो रहा है।"
+    assert lower_words(hindi)[:5] == ["भारत", "में", "विज्ञान", "और", "प्रौद्योगिकी"]
+    stats = KeywordStats()
+    stats.update(hindi)
+    assert {"विज्ञान", "प्रौद्योगिकी", "विकास"} <= set(stats.doc_freq)
+    assert "व" not in stats.doc_freq  # no fragment cut at a vowel sign
+    decomposed = unicodedata.normalize("NFD", "The café owners in Zürich raised prices.")
+    assert lower_words(decomposed)[1:3] == [unicodedata.normalize("NFD", "café"), "owners"]
+    domain = ["\u2581प्रौद्योगिकी", "\u2581" + unicodedata.normalize("NFD", "télécommunications")]
+    assert len(keywords_from_tokenizers(domain, [])) == 2
+
+
+@pytest.mark.parametrize(
+    ("connective", "attribution"),
+    [("By contrast,", "he said,"), ("However,", "she added,"), ("But,", "said Mr Hogan,")],
+)
+def test_a_connective_s_parenthetical_attribution_is_not_the_sentence(
+    connective: str, attribution: str
+) -> None:
+    """'By contrast, he said, X' sets X against the sentence before; 'He said, X' is no sentence."""
+    second = f"{connective} {attribution} camera phones are used to capture moments of everyday life."
+    found = mined(f"{PREMISE} {second}", task_types=["nli", "paraphrase"])
+    assert set(found) == {"nli.contradict", "paraphrase.different"}
+    for pair in found["nli.contradict"] + found["paraphrase.different"]:
+        assert attribution.rstrip(",").lower() not in (pair.question + pair.answer).lower()
+    counterpoints = {pair.answer for pair in found["paraphrase.different"]}
+    assert counterpoints == {"Camera phones are used to capture moments of everyday life."}
+
+
+def test_a_clause_ending_in_continued_is_no_attribution() -> None:
+    second = "However, the rally continued, with the main index closing at another record high."
+    found = mined(f"{PREMISE} {second}", task_types=["paraphrase"])
+    (pair,) = found["paraphrase.different"]
+    assert "The rally continued, with the main index" in pair.question + pair.answer
+
+
+def test_a_conclusion_s_inverted_attribution_is_not_the_effect() -> None:
+    text = (
+        "The new sentencing rules were added at a late stage of the bill and went unnoticed. "
+        "As a result, says the committee, the government may need to legislate again next year."
+    )
+    (effect,) = mined(text, task_types=["commonsense"])["commonsense.effect"]
+    assert "says the committee" not in effect.question + effect.answer
+    assert "The government may need to legislate again" in effect.question + effect.answer
+
+
+@pytest.mark.parametrize(
+    ("text", "effect"),
+    [
+        # An attribution between the effect and "because" is not part of the effect.
+        (
+            "He quit the game, he says, because he realised that life outside it was more fun.",
+            "He quit the game",
+        ),
+        (
+            "Incidents like this happen, said Mr Thiemann, because banks rarely update their cash machines.",
+            "Incidents like this happen",
+        ),
+        # Link words between commas or in quotes go with the "is" they qualify.
+        (
+            "His answer, in part, is because of the missionaries who used to visit his father's church.",
+            "His answer",
+        ),
+    ],
+)
+def test_a_cause_s_effect_ends_before_an_interjection(text: str, effect: str) -> None:
+    (pair,) = mined(text, task_types=["commonsense"])["commonsense.cause"]
+    _, found, after = pair.question.partition(effect)
+    assert found and after[:1] in ("", " ", '"', "?", "\n")  # the effect ends there
+    assert not any(word in pair.question for word in ("says", "said", "in part"))
+
+
+def test_said_as_the_effect_s_own_verb_stays() -> None:
+    text = (
+        "Nigel Marson, head of marketing at the firm, said the posters were useful because they "
+        "work without any phone signal."
+    )
+    (pair,) = mined(text, task_types=["commonsense"])["commonsense.cause"]
+    assert "Nigel Marson, head of marketing at the firm, said the posters were useful" in pair.question
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        (
+            "The singer spent the weekend in jail because he could not raise the £150,000 bond set by the court.",
+            "He could not raise the £150,000 bond set by the court",
+        ),
+        (
+            "The morning trains were cancelled because of a signal failure at 10:30 near the main station.",
+            "A signal failure at 10:30 near the main station",
+        ),
+    ],
+)
+def test_a_cause_is_not_cut_inside_a_number(text: str, cause: str) -> None:
+    (pair,) = mined(text, task_types=["commonsense"])["commonsense.cause"]
+    assert pair.answer == cause
+
+
+def test_a_cause_cut_after_very_is_a_fragment() -> None:
+    """'because it is very, | very hard ...' left the cause "It is very"."""
+    text = "It might take even longer to build because it is very, very hard to teach a robot manners."
+    assert "commonsense.cause" not in mined(text, task_types=["commonsense"])
+
+
+@pytest.mark.parametrize(
+    ("keywords", "error", "message"),
+    [
+        ("dividend", TypeError, "got the string 'dividend': pass ['dividend']"),
+        (["dividend", "interest rate", "e-mail"], ValueError, "['e-mail', 'interest rate']"),
+    ],
+)
+def test_keywords_that_can_never_match_are_refused(keywords, error, message) -> None:
+    """A string's letters would become the keywords ('d', 'i', ...); a keyword of two words
+    never matches a sentence's words: both silently gave wrong or no keyword tasks."""
+    with pytest.raises(error, match=re.escape(message)):
+        RuleMiner(keywords=keywords)
+    assert RuleMiner(keywords=["Dividend", "Zürich"]).keywords == {"dividend", "zürich"}
+
+
+def test_a_byte_order_mark_is_not_part_of_the_title_or_a_sentence() -> None:
+    """A text file read as "utf-8" (not "utf-8-sig") starts with U+FEFF."""
+    text = (
+        "\ufeffOil price rise hits airline profits\n\n"
+        "Airlines around the world reported sharply lower profits in the third quarter.\n\n"
+        "\ufeffThe industry body said jet fuel now accounts for a third of all operating costs."
+    )
+    found = mined(text, task_types=["summarize", "completion"])
+    (title,) = found["summarize.title"]
+    assert title.answer == "Oil price rise hits airline profits"
+    (completion,) = found["completion"]  # the second sentence opens like prose again
+    assert completion.answer.startswith("The industry body said")
+    assert not any("\ufeff" in pair.question + pair.answer for pairs in found.values() for pair in pairs)
