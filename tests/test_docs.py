@@ -9,10 +9,14 @@ instead of in a user's shell.
 
 from __future__ import annotations
 
+import ast
+import configparser
 import dataclasses
 import importlib.util
+import json
 import re
 import shlex
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -190,3 +194,95 @@ def test_evaluation_metric_table_names_shipped_modules():
     assert len(names) == 5
     for name in names:
         assert (metric_path(name) / f"{name}.py").is_file(), name
+
+
+BENCHMARK = re.compile(r"python (benchmarks/\w+\.py)")
+
+
+def _imported_modules(script: Path) -> set[str]:
+    """Top-level names of the modules `script` imports anywhere (lazy imports in functions too)."""
+    names = set()
+    for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _installed_by_hf_ipt() -> set[str]:
+    """Distribution names (normalized) of the base install: setup.cfg's `install_requires`."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg", encoding="utf-8")
+    lines = config["options"]["install_requires"].splitlines()
+    requirements = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    names = {re.split(r"[<>=!~\[ ;]", requirement)[0] for requirement in requirements}
+    return {re.sub(r"[-_.]+", "-", name).lower() for name in names}
+
+
+def _distribution(module: str) -> str:
+    from importlib.metadata import packages_distributions
+
+    dists = packages_distributions().get(module) or [module]  # not installed here: pip names it like the module
+    return re.sub(r"[-_.]+", "-", dists[0]).lower()
+
+
+def test_documented_benchmark_commands_say_how_to_install_what_they_import():
+    """`python benchmarks/miner.py`, run as docs/miner.md said, ended in a ModuleNotFoundError for pysbd
+    (the `bench` extra) after the first table: a doc that gives such a command says how to install what
+    the script imports beyond hf_ipt's own dependencies."""
+    base = _installed_by_hf_ipt()
+    checked = 0
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        for script in sorted(set(BENCHMARK.findall(text))):
+            local = {p.stem for p in (ROOT / "benchmarks").glob("*.py")}
+            modules = _imported_modules(ROOT / script) - set(sys.stdlib_module_names) - local - {"hf_ipt"}
+            for module in sorted(modules):
+                if _distribution(module) in base:
+                    continue
+                checked += 1
+                assert re.search(rf"pip install[^\n`]*\b{re.escape(module)}\b", text), (
+                    f"{path.name} runs {script}, which imports {module!r} (not installed with hf_ipt): "
+                    f"say how to install it (`pip install {module}`)"
+                )
+    assert checked, "no documented benchmark command imports an optional module: the check checks nothing"
+
+
+def test_evaluation_doc_states_the_fewest_options_a_classification_row_takes():
+    """docs/evaluation.md said a classification row's options are "non-empty"; the loader refuses
+    fewer than two. The doc states the minimum the loader enforces."""
+    from hf_ipt.evaluation.tasks import Example, Task
+
+    def accepted(n: int) -> bool:
+        try:
+            Task("t", "accuracy", [Example("Question:", [f"option {i}" for i in range(n)], 0 if n else None)])
+        except ValueError:
+            return False
+        return True
+
+    fewest = next(n for n in range(1, 5) if accepted(n))
+    text = " ".join((ROOT / "docs" / "evaluation.md").read_text(encoding="utf-8").split())
+    words = {1: "one", 2: "two", 3: "three", 4: "four"}
+    assert fewest == 1 or f"at least {words[fewest]} options" in text, (fewest, "docs/evaluation.md")
+
+
+def test_evaluation_doc_says_how_task_file_errors_count_rows(tmp_path):
+    """docs/evaluation.md said an error in a JSON-lines task file names the line; a bad row is named
+    by its example index (from 0, blank lines not counted), only a line that is not JSON by its line
+    number. The doc states what the messages print."""
+    from hf_ipt.evaluation.tasks import load_tasks
+
+    good = json.dumps({"input": "Q:", "options": ["a", "b"], "gold_index": 0})
+    folder = tmp_path / "tasks" / "FPB"
+    folder.mkdir(parents=True)
+    rows = folder / "test.json"
+    bad = json.dumps({"input": "Q:", "options": ["a", "b"], "gold_index": True})
+    rows.write_text(f"{good}\n\n{bad}\n")
+    with pytest.raises(ValueError, match=r"example 1\b"):  # third line, second row
+        load_tasks(str(tmp_path / "tasks") + "/")
+    rows.write_text(f"{good}\n\nnot json\n")
+    with pytest.raises(ValueError, match=r"line 3\b"):
+        load_tasks(str(tmp_path / "tasks") + "/")
+    text = " ".join((ROOT / "docs" / "evaluation.md").read_text(encoding="utf-8").split())
+    assert "the example, counted from 0" in text and "its line number, counted from 1" in text
