@@ -207,6 +207,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("repeats", "num_keywords"):  # --repeats 0 timed nothing and then failed on its result
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if not args.no_baseline and importlib.util.find_spec("pysbd") is None:  # else it fails after the first table
+        parser.error("the reference baseline needs pysbd (pip install pysbd); or pass --no_baseline")
     return args
 
 

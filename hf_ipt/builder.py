@@ -234,11 +234,18 @@ def _report(shard: dict, rejects: Counter, stats: ChainStats) -> None:
     if not (rejects or stats.truncated or stats.errors or stats.markers_only):
         return
     logger.warning(
-        "hf_ipt: shard %s (part %d/%d): skipped %d documents %s; %d texts truncated to fit the prompt "
+        "hf_ipt: shard of %s (part %d/%d): skipped %d documents %s; %d texts truncated to fit the prompt "
         "budget, %d engine errors, %d texts of markers or special tokens only (no pairs)",
-        shard["files"][0], shard["part"] + 1, shard["parts"], sum(rejects.values()), dict(rejects),
+        _files_named(shard["files"]), shard["part"] + 1, shard["parts"], sum(rejects.values()), dict(rejects),
         stats.truncated, stats.errors, stats.markers_only,
     )
+
+
+def _files_named(files: list[str], most: int = 3) -> str:
+    """The files of a shard for a message: all of them up to `most`, then how many more (a shard of
+    `hf-ipt augment` holds every file, and its first alone hid where the skipped documents were)."""
+    named = ", ".join(files[:most])
+    return named if len(files) <= most else f"{named} and {len(files) - most} more file(s)"
 
 
 def load_augmented(corpus: str, *, split: str = "train", streaming: bool = False,

@@ -31,5 +31,19 @@ def test_counts_that_measure_nothing_are_usage_errors(name, argv, message, capsy
 
 
 @pytest.mark.parametrize("name", ["miner", "resume_stream"])
-def test_the_defaults_parse(name):
-    assert _script(name).parse_args([]) is not None
+def test_the_defaults_parse(name, monkeypatch):
+    script = _script(name)
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda module: object() if module == "pysbd" else found(module))
+    assert script.parse_args([]) is not None
+
+
+def test_the_miner_baseline_without_pysbd_is_refused_before_any_work(monkeypatch, capsys):
+    """`python benchmarks/miner.py` without pysbd printed its first table, then a ModuleNotFoundError."""
+    script = _script("miner")
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda module: None if module == "pysbd" else found(module))
+    with pytest.raises(SystemExit) as exit_:
+        script.parse_args([])
+    assert exit_.value.code == 2 and "pip install pysbd); or pass --no_baseline" in capsys.readouterr().err
+    assert script.parse_args(["--no_baseline"]).no_baseline

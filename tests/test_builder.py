@@ -153,6 +153,20 @@ def test_bad_documents_are_counted_never_fatal(tmp_path, caplog, tiny_synthesize
         assert reason in caplog.text
 
 
+def test_the_skipped_documents_warning_names_every_file_of_its_shard(tmp_path, caplog):
+    """One shard of three files (as `hf-ipt augment` reads a corpus): a reject in the last file was
+    reported under the first file's name alone."""
+    write_jsonl(tmp_path / "a.jsonl", 2)
+    write_jsonl(tmp_path / "b.jsonl", 2, start=2)
+    (tmp_path / "c.jsonl").write_text(json.dumps({"text": ""}) + "\n")
+    with caplog.at_level("WARNING", logger="hf_ipt"):
+        rows = list(load_augmented(str(tmp_path / "*.jsonl"), output="pairs", streaming=True, num_shards=1))
+    assert len(rows) == 4
+    (warning,) = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert all(str(tmp_path / name) in warning for name in ("a.jsonl", "b.jsonl", "c.jsonl")), warning
+    assert "skipped 1 documents {'empty': 1}" in warning
+
+
 def test_a_corpus_that_gives_no_rows_loads_empty_as_it_streams(tmp_path, caplog):
     """Not datasets' 'Instruction "train" corresponds to no data!' from a non-streaming load,
     the first time or from the cache."""

@@ -440,6 +440,19 @@ def test_resolve_checkpoint(tmp_path, caplog):
     assert args.resume_from_checkpoint == str(tmp_path / "checkpoint-10")
 
 
+def test_a_checkpoint_at_or_past_max_steps_is_refused_before_a_model_loads(tmp_path):
+    """Resuming checkpoint-3 with --max_steps 2 (or 3) trained a 4th step at the schedule's end, wrote
+    checkpoint-4 and a card of 512 tokens "of a budget of 256": the Trainer checks the budget only
+    after a step."""
+    (tmp_path / "checkpoint-3").mkdir()
+    (tmp_path / "checkpoint-3" / "trainer_state.json").write_text(json.dumps({"global_step": 3}))
+    for max_steps in (2, 3):
+        with pytest.raises(ValueError, match=rf"at step 3, and `max_steps` is {max_steps}: nothing is left to train"):
+            TrainingConfig(output_dir=str(tmp_path), max_steps=max_steps, resume_from_checkpoint="last", use_cpu=True)
+    args = TrainingConfig(output_dir=str(tmp_path), max_steps=4, resume_from_checkpoint="last", use_cpu=True)
+    assert args.resume_from_checkpoint == str(tmp_path / "checkpoint-3")
+
+
 def test_the_card_records_the_launchers_precision_the_weights_dtype_and_quantization(tiny_model_dir, monkeypatch):
     """`accelerate launch` with `mixed_precision: bf16` trains under bf16 autocast while `args.bf16`
     stays false: the card used to say fp32."""

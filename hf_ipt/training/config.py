@@ -103,10 +103,11 @@ class TrainingConfig(TrainingArguments):
             # Packed and flattened batches hold no padding, so every token counts; the Trainer would count
             # the tokens that are not `pad_token_id`, and drop every EOS of a tokenizer whose pad is its EOS.
             self.include_num_input_tokens_seen = "all"
-        from .trainer import resolve_checkpoint
+        from .trainer import check_steps_left, resolve_checkpoint
 
         # checked here, before a model loads: `last` (or `true`) becomes the newest complete checkpoint
         self.resume_from_checkpoint = resolve_checkpoint(self.resume_from_checkpoint, self.output_dir)
+        check_steps_left(self.resume_from_checkpoint, self.max_steps)
         self._stream_per_rank()
         if getattr(self.accelerator_config, "split_batches", False):
             raise ValueError(

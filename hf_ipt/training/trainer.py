@@ -356,6 +356,22 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> s
     return resume_from_checkpoint
 
 
+def check_steps_left(checkpoint: str | None, max_steps: int) -> None:
+    """Refuse to resume from a checkpoint already at or past `max_steps`: the Trainer checks the
+    budget only after a step, so it would train one more step past it (at the schedule's end, a
+    learning rate of 0 for linear or cosine) and write a checkpoint and card beyond the budget."""
+    if checkpoint is None or max_steps <= 0:
+        return
+    state = json.loads(Path(checkpoint, TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+    done = int(state.get("global_step") or 0)
+    if done >= max_steps:
+        raise ValueError(
+            f"{checkpoint!r} is at step {done}, and `max_steps` is {max_steps}: nothing is left to train. "
+            f"To train on, raise --max_steps above {done}; to train to {max_steps} steps, resume from an "
+            "earlier checkpoint (--resume_from_checkpoint path/to/checkpoint-N)"
+        )
+
+
 DATA_STREAM_FILE = "hf_ipt_data_stream.json"
 STREAM_ARGS = ("seed", "max_length", "world_size", "per_device_train_batch_size", "gradient_accumulation_steps")
 
