@@ -31,6 +31,11 @@ fi
 if ! "$PY" -P -c "import datasets" >/dev/null 2>&1; then
     "$PY" -m pip install --quiet "datasets>=5.0,<5.3"  # the range in setup.cfg
 fi
+# What `hf-ipt synthesize` needs beyond vllm and datasets, with setup.cfg's ranges: near-duplicate
+# removal (on by default) and .zst corpora. Without them a job in this venv needed --no_dedup.
+if ! "$PY" -P -c "import datasketch, zstandard" >/dev/null 2>&1; then
+    "$PY" -m pip install --quiet "datasketch>=1.6" "zstandard>=0.22"
+fi
 
 # Reinstall hf_ipt when it is missing or installed from another checkout (seconds).
 installed_from="$("$PY" -P -c "import hf_ipt, os; print(os.path.dirname(os.path.dirname(hf_ipt.__file__)))" 2>/dev/null || true)"
@@ -38,4 +43,4 @@ if [[ "$installed_from" != "$REPO" ]]; then
     "$PY" -m pip install --quiet --no-deps -e "$REPO"
 fi
 
-"$PY" -P -c "import vllm, hf_ipt.protocol, hf_ipt.backends; print('vllm', vllm.__version__, 'ready in', '$VENV')"
+"$PY" -P -c "import vllm, hf_ipt.protocol, hf_ipt.backends, hf_ipt.jobs; print('vllm', vllm.__version__, 'ready in', '$VENV')"

@@ -57,7 +57,7 @@ from .augment import (
 )
 from .backends.base import default_of
 from .chaining import MARKERS_ONLY, ChainEntry, ChainStats
-from .cli import UsageError, check_output_dir, describe_changes
+from .cli import MissingDependencyError, UsageError, check_output_dir, describe_changes
 from .corpus import (
     CorpusConfig,
     Document,
@@ -859,6 +859,22 @@ def _synthesize_units(job: JobConfig, units: list[dict], todo: list[int], augmen
                 bar.bar.update(1)
 
 
+def check_dedup_installed(filters: FilterConfig) -> None:
+    """Stage 2's near-duplicate pass needs `datasketch`: refuse a job without it before any unit is
+    synthesized, while ``--no_dedup`` can still be chosen (once a unit is done, `job.json` pins it),
+    rather than after hours of synthesis."""
+    if not filters.dedup:
+        return
+    try:
+        NearDuplicates(filters)
+    except ImportError as error:
+        raise MissingDependencyError(
+            "near-duplicate removal of pairs (stage 2 of the job, on by default: FilterConfig.dedup) needs "
+            "`datasketch`, a dependency of hf_ipt that an install with --no-deps lacks: pip install "
+            "'datasketch>=1.6' in this environment, or start the job with --no_dedup"
+        ) from error
+
+
 def resume_message(done: int, units: int, rank: int, world_size: int) -> str:
     """What a rerun finds: ``5 of 8 units already done, resuming with the other 3``."""
     found = f"{done} of {units} units{f' of rank {rank}/{world_size}' if world_size > 1 else ''} already done"
@@ -887,6 +903,7 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
         rank, world_size = world_from_env()
     elif not 0 <= rank < world_size:
         raise ValueError(f"`rank` must be in 0..world_size-1, got rank={rank}, world_size={world_size}")
+    check_dedup_installed(filters)
     units, pinned = prepare_pinned(job, synthesis, filters)
     synthesis = _at_pinned_commit(synthesis, pinned)  # the manifest records it as the revision
     manifest_path = os.path.join(job.output_dir, "manifest.json")

@@ -13,11 +13,15 @@ takes disjoint work units; the last one to finish writes ``data/*.parquet`` and
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from .augment import SynthesisConfig
-from .cli import did_you_mean, parse_dataclasses, tidy_help, usage_errors
+from .cli import INTERRUPTED, did_you_mean, parse_dataclasses, tidy_help, usage_errors
 from .filters import FilterConfig
 from .jobs import JobConfig, run_job
 
@@ -100,9 +104,30 @@ def _yaml_default(parser, action, value):
     return str(value)
 
 
+@contextlib.contextmanager
+def sigterm_exits() -> Iterator[None]:
+    """Inside, SIGTERM (a Slurm preemption or time limit, torchrun stopping its workers, `kill`) ends
+    the job as Ctrl-C does, by unwinding (exit 143): Python's default ends the process on the spot, and
+    vLLM's engine core, a child process, then ran on as an orphan holding the model's memory (the GPU's
+    on a GPU, so the resumed job found no room for its own engine)."""
+    def stop(signum: int, frame) -> None:
+        print(f"\nhf-ipt synthesize: terminated ({signal.Signals(signum).name}). {INTERRUPTED['synthesize']}",
+              file=sys.stderr)
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     job, synthesis, filters = parse_args(argv)
-    with usage_errors(make_parser()):
+    with usage_errors(make_parser()), sigterm_exits():
         manifest = run_job(job, synthesis, filters)
     if manifest is None:
         print("this rank's units are done; the job completes when the last rank finishes", file=sys.stderr)

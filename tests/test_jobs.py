@@ -250,6 +250,21 @@ def test_dedup_is_reported_and_rerun_is_refused_with_other_settings(tmp_path):
         run_job(job, SynthesisConfig(output="pairs", seed=1), progress=False)
 
 
+def test_missing_datasketch_is_refused_before_any_unit_is_synthesized(tmp_path, monkeypatch):
+    """It was found by stage 2 only, after every unit was synthesized (hours of GPU time), and the
+    fix it named, --no_dedup, was then refused: job.json pinned `dedup` once a unit was done."""
+    corpus = write_jsonl(tmp_path / "c.jsonl", 12)
+    monkeypatch.setitem(sys.modules, "datasketch", None)  # `import datasketch` raises ImportError
+    out = tmp_path / "o"
+    with pytest.raises(ImportError, match=r"datasketch.*--no_dedup") as raised:
+        run_job(JobConfig(corpus=str(corpus), output_dir=str(out), num_shards=2), progress=False)
+    assert isinstance(raised.value, ValueError)  # a usage error: the CLI exits 2 with the message
+    assert not glob.glob(str(out / "pairs" / "*"))  # nothing synthesized
+    manifest = run_job(JobConfig(corpus=str(corpus), output_dir=str(out), num_shards=2),
+                       filters=replace(FilterConfig(), dedup=False), progress=False)
+    assert manifest["docs"]["read"] == 12  # the fix it names works
+
+
 def test_ranks_from_launcher_environment():
     assert world_from_env({}) == (0, 1)
     assert world_from_env({"RANK": "3", "WORLD_SIZE": "4"}) == (3, 4)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -90,6 +92,48 @@ def _place_rank(tensor_parallel_size: int) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices
 
 
+# vLLM's engine core, a child process, outlives a parent killed with SIGKILL (the OOM killer, `kill -9`,
+# a launcher's forced stop) and keeps the model's memory, the GPU's included, so the resumed job finds no
+# room for its own engine (https://github.com/vllm-project/vllm/issues/55510). A small reaper process
+# waits on a pipe from this one: at EOF without a word from `close`, it stops the engine processes.
+_REAPER = """
+import os, signal, sys
+if sys.stdin.buffer.read() != b"closed":
+    for pid in map(int, sys.argv[1:]):
+        try:
+            with open(f"/proc/{pid}/comm") as comm:
+                if comm.read().startswith("VLLM::"):  # still the engine, not a new process on its pid
+                    os.kill(pid, signal.SIGTERM)  # the engine core's own handler shuts it and its workers down
+        except OSError:
+            pass
+"""
+
+
+def engine_processes(parent: int) -> set[int]:
+    """The pids of the live child processes of `parent` that vLLM named ``VLLM::...`` (its engine core)."""
+    found = set()
+    for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []):
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                ppid = int(stat.read().rpartition(")")[2].split()[1])
+            with open(f"/proc/{pid}/comm") as comm:
+                name = comm.read()
+        except (OSError, ValueError, IndexError):  # ended meanwhile
+            continue
+        if ppid == parent and name.startswith("VLLM::"):
+            found.add(int(pid))
+    return found
+
+
+def _start_reaper(pids: set[int]) -> subprocess.Popen | None:
+    """A process that stops the engine processes `pids` once this process is gone (see `_REAPER`);
+    its own session, so that Ctrl-C in the terminal does not stop it first."""
+    if not pids:  # the engine runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0)
+        return None
+    return subprocess.Popen([sys.executable, "-c", _REAPER, *map(str, sorted(pids))], stdin=subprocess.PIPE,
+                            start_new_session=True)
+
+
 def request_errors() -> tuple[type[BaseException], ...]:
     """The errors vLLM raises for a bad REQUEST (validation), which bisecting a batch isolates.
 
@@ -130,6 +174,7 @@ class VLLMBackend:
         self.config = config
         _place_rank(config.tensor_parallel_size)
         defaults = {"enable_prefix_caching": True, "load_format": "safetensors"}  # engine_kwargs may change these
+        before = engine_processes(os.getpid())
         self.llm = vllm.LLM(
             model=config.model_name_or_path,
             revision=config.revision,
@@ -141,6 +186,7 @@ class VLLMBackend:
             seed=config.seed,
             **{**defaults, **config.engine_kwargs},
         )
+        self._reaper = _start_reaper(engine_processes(os.getpid()) - before)
         self.tokenizer = self.llm.get_tokenizer()
         model_eos = self.llm.llm_engine.model_config.try_get_generation_config().get("eos_token_id")
         self.eos_token_ids = stop_token_ids(self.tokenizer, model_eos)
@@ -209,5 +255,8 @@ class VLLMBackend:
     def close(self) -> None:
         """Shut the engine down and free its memory."""
         llm, self.llm = getattr(self, "llm", None), None
+        reaper, self._reaper = getattr(self, "_reaper", None), None
+        if reaper is not None:
+            reaper.communicate(b"closed")  # the engine is shut down below, by vLLM
         if llm is not None:
             llm.llm_engine.engine_core.shutdown()
