@@ -797,6 +797,17 @@ def _write_rejects(job: JobConfig, stats: list[dict]) -> None:
     write_atomic(os.path.join(job.output_dir, "rejects.jsonl"), write)
 
 
+# The filters in the order they run (docs/jobs.md's table): `filters_removed` is reported in it.
+FILTERS = ("degenerate", "copied_question", "ungrounded", "malformed", "near_duplicate")
+
+
+def filters_removed_line(removed: dict[str, int]) -> str:
+    """``degenerate 0, copied_question 1, ...`` in the filters' order (`manifest.json` is written with
+    sorted keys, so a rerun of a finished job read them back alphabetically)."""
+    order = sorted(removed, key=lambda name: (FILTERS.index(name) if name in FILTERS else len(FILTERS), name))
+    return ", ".join(f"{name} {removed[name]}" for name in order)
+
+
 def build_manifest(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, stats: list[dict],
                    duplicates: dict) -> dict:
     """The job summary that `manifest.json` holds (keys documented in docs/jobs.md)."""
@@ -812,8 +823,7 @@ def build_manifest(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
         return dict(sorted(sum((Counter(s[key]) for s in stats), Counter()).items()))
 
     files = [os.path.join("data", unit_name(i) + ".parquet") for i in range(len(stats))]
-    removed = {**{name: 0 for name in ("degenerate", "copied_question", "ungrounded", "malformed")},
-               **counts("filtered")}
+    removed = {**{name: 0 for name in FILTERS[:-1]}, **counts("filtered")}
     removed["near_duplicate"] = sum(len(v) for v in duplicates.values())
     return {
         "format": FORMAT, "hf_ipt_version": __version__,

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from .augment import SynthesisConfig
 from .cli import INTERRUPTED, did_you_mean, parse_dataclasses, tidy_help, usage_errors
 from .filters import FilterConfig
-from .jobs import JobConfig, run_job
+from .jobs import JobConfig, filters_removed_line, run_job
 
 
 def make_parser():
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if manifest is None:
         print("this rank's units are done; the job completes when the last rank finishes", file=sys.stderr)
         return 0
-    removed = ", ".join(f"{k} {v}" for k, v in manifest["filters_removed"].items())
+    removed = filters_removed_line(manifest["filters_removed"])
     print(f"{manifest['rows']} rows, {manifest['pairs']['kept']} pairs from {manifest['docs']['read']} documents "
           f"({manifest['docs']['rejected']} rejected; filters removed {removed}) -> {job.output_dir}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -285,3 +286,19 @@ def test_python_dash_m_hf_ipt_runs_the_command():
     bad = subprocess.run([sys.executable, "-m", "hf_ipt", "no-such-command"], check=False, capture_output=True,
                          text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "no-such-command" in bad.stderr
+
+
+def test_a_rerun_of_a_finished_job_prints_the_same_summary(tmp_path, capsys):
+    """The summary lists the filters in the order they run; a rerun read `manifest.json` (written with
+    sorted keys) and listed them alphabetically."""
+    from hf_ipt.synthesize_cli import main as synthesize
+
+    write_jsonl(tmp_path / "c.jsonl", 6)
+    argv = ["--corpus", str(tmp_path / "c.jsonl"), "--output_dir", str(tmp_path / "job"), "--num_shards", "2"]
+    lines = []
+    for _ in range(2):
+        assert synthesize(argv) == 0
+        lines.append(capsys.readouterr().out.strip().splitlines()[-1])
+    assert lines[0] == lines[1]
+    assert re.search(r"filters removed degenerate \d+, copied_question \d+, ungrounded \d+, malformed \d+, "
+                     r"near_duplicate \d+\)", lines[0]), lines[0]
