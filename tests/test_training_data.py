@@ -253,3 +253,31 @@ def test_a_local_dataset_folder_of_unequal_files_is_split_by_rows(tmp_path):
         (folder / f"{name}.jsonl").write_text("".join(json.dumps({"text": f"{name}{i}"}) + "\n" for i in range(rows)))
     assert unequal_files(str(folder), 2) and not unequal_files(str(folder), 2, split="test")  # no such split
     assert _rows_per_file(str(folder), shuffle_buffer_size=0, rows_per_rank=22) == {"a": 40, "b": 4}
+
+
+def test_a_local_dataset_folder_is_read_as_the_same_files_named_by_a_glob(tmp_path):
+    """Read by datasets, a folder of .txt files gave one row per LINE (each paragraph trained as a document
+    of its own, where synthesis and a glob read one document per file), and a folder of JSON-lines files
+    that differ in a column stopped the stream with a cast error when it reached the second file."""
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    for name in ("a", "b"):
+        (texts / f"{name}.txt").write_text(f"{name}: first paragraph\n\nsecond paragraph\n")
+    assert [r["text"] for r in load_rows(str(texts))] == [f"{n}: first paragraph\n\nsecond paragraph\n" for n in "ab"]
+    assert list(load_rows(str(texts))) == list(load_rows(str(texts / "*.txt")))
+    rows = tmp_path / "rows"
+    rows.mkdir()
+    (rows / "a.jsonl").write_text(json.dumps({"text": "a0"}) + "\n")
+    (rows / "b.jsonl").write_text(json.dumps({"text": "b0", "meta": 1}) + "\n")
+    assert list(load_rows(str(rows))) == [{"text": "a0"}, {"text": "b0", "meta": 1}]
+
+
+def test_json_lines_files_that_differ_in_a_column_are_read_as_jsonl_files_are(tmp_path):
+    """.json files of JSON lines went to datasets' JSON reader, which casts every file to the columns of the
+    first: general instructions whose second file has an extra field stopped the run with a cast error
+    mid-stream. Read as synthesis reads them (lines or one array), each row is as it is."""
+    (tmp_path / "a.json").write_text(json.dumps({"question": "q0", "response": "r0"}) + "\n\n")
+    (tmp_path / "b.json").write_text(json.dumps({"question": "q1", "response": "r1", "system_prompt": "s"}) + "\n")
+    (tmp_path / "c.json").write_text(json.dumps([{"question": "q2", "response": "r2", "id": 2}], indent=1))
+    assert [sorted(row) for row in load_rows(str(tmp_path / "*.json"))] == [
+        ["question", "response"], ["question", "response", "system_prompt"], ["id", "question", "response"]]

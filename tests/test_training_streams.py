@@ -394,3 +394,29 @@ def test_the_pretrain_collection_is_split_between_ranks_by_rows(corpus, tiny_tok
     dataset, _ = pretrain_dataset(config, tiny_tokenizer, _args(corpus))
     next(iter(dataset))
     assert split == {str(corpus / "raw.jsonl"): False, str(corpus / "collection"): True}
+
+
+def test_a_compressed_collection_source_is_weighted_by_its_text_not_its_bytes_on_disk(tmp_path, tiny_tokenizer):
+    """Sources are mixed by size as a proxy for their tokens: weighed on disk, a source shipped as .jsonl.gz
+    (about 4 times smaller than its text) was drawn about 4 times less often than the same rows uncompressed,
+    so one pass over the mix no longer saw each source about once."""
+    import gzip
+    import random
+
+    rng = random.Random(0)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9))) for _ in range(50)]
+    rows = "".join(
+        json.dumps({"context": " ".join(rng.choice(words) for _ in range(60)), "QA_list": [{"Q": f"Q{i}?", "A": "A."}]})
+        + "\n" for i in range(40)
+    )
+    for name in ("plain", "packed"):
+        (tmp_path / name / "shard").mkdir(parents=True)
+    (tmp_path / "plain" / "shard" / "00000.jsonl").write_text(rows)
+    with gzip.open(tmp_path / "packed" / "shard" / "00000.jsonl.gz", "wt") as f:
+        f.write(rows)
+    ratio = len(rows.encode()) / (tmp_path / "packed" / "shard" / "00000.jsonl.gz").stat().st_size
+    assert 3 < ratio < 5  # as real text compresses
+    config = SynthesizerConfig(collection=str(tmp_path), shuffle_buffer_size=0)
+    _, mix = synthesizer_dataset(config, tiny_tokenizer, _args(tmp_path))
+    shares = {row["source"].rsplit("/", 1)[1]: row["token_share"] for row in mix}
+    assert shares["packed"] == pytest.approx(0.5, abs=0.15), shares

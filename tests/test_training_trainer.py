@@ -657,6 +657,51 @@ def test_a_resume_with_another_data_stream_is_refused(tmp_path, caplog):
         check_data_stream(trainer(bare, 0.25, col=f"org/other@{sha}"), str(bare / "checkpoint-2"))
 
 
+def test_a_resume_whose_glob_matches_other_files_is_refused(tmp_path, monkeypatch):
+    """A file added to a source's glob between save and resume: the saved positions counted rows of the
+    first files, so rows were trained twice and others never, without a word."""
+    from types import SimpleNamespace
+
+    from hf_ipt.cli import UsageError
+    from hf_ipt.training.card import CardInfo
+    from hf_ipt.training.trainer import DATA_STREAM_FILE, check_data_stream
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    for name in ("a", "b"):
+        (tmp_path / "data" / f"{name}.jsonl").write_text('{"text": "x"}\n')
+    col = tmp_path / "col" / "src" / "shard"
+    col.mkdir(parents=True)
+    (col / "0.jsonl").write_text("{}\n")
+
+    def trainer(output_dir, raw="data/*.jsonl", ignore=False):
+        args = SimpleNamespace(output_dir=str(output_dir), seed=42, max_length=128, world_size=1, data_seed=None,
+                               per_device_train_batch_size=2, gradient_accumulation_steps=1, ignore_data_skip=ignore)
+        settings = {"raw_dataset": raw, "collection": "col", "text_column": "data"}
+        return SimpleNamespace(args=args, card=CardInfo("pretrain", data_settings=settings),
+                               is_world_process_zero=lambda: True)
+
+    run = tmp_path / "run"
+    check_data_stream(trainer(run), None)
+    recorded = json.loads((run / DATA_STREAM_FILE).read_text())["files"]
+    assert sorted(recorded) == ["collection", "raw_dataset"] and recorded["raw_dataset"].startswith("2 files")
+    (run / "checkpoint-2").mkdir()
+    checkpoint = str(run / "checkpoint-2")
+    check_data_stream(trainer(run), checkpoint)  # the same files: resumes
+    (tmp_path / "data" / "c.jsonl").write_text('{"text": "y"}\n')
+    with pytest.raises(UsageError, match=r"changed: files\.raw_dataset '2 files \(names sha256 \w+\)' -> '3 files"):
+        check_data_stream(trainer(run), checkpoint)
+    (col / "1.jsonl").write_text("{}\n")  # a folder source too
+    with pytest.raises(UsageError, match=r"files\.collection '1 files .* -> '2 files"):
+        check_data_stream(trainer(run), checkpoint)
+    check_data_stream(trainer(tmp_path / "other", ignore=True), checkpoint)  # --ignore_data_skip: allowed, warned
+    # a run recorded before the files check (no `files`) resumes as before
+    old = json.loads((run / DATA_STREAM_FILE).read_text())
+    old.pop("files")
+    (run / DATA_STREAM_FILE).write_text(json.dumps(old))
+    check_data_stream(trainer(run), checkpoint)
+
+
 def _losses(tmp_path, tiny_model_dir, tiny_tokenizer, attn=None, **training):
     from transformers import AutoModelForCausalLM, set_seed
 

@@ -10,7 +10,6 @@ so a stream never runs dry before `max_steps`; each restart is logged.
 
 from __future__ import annotations
 
-import glob
 import itertools
 import logging
 import os
@@ -19,7 +18,6 @@ from typing import Any
 
 from ..cli import UsageError
 from ..corpus import (
-    compression,
     data_suffix,
     hub_id_parts,
     is_file_corpus,
@@ -54,6 +52,8 @@ def load_rows(source: str | list[str], *, split: str = "train", name: str | None
     """
     import datasets
 
+    if isinstance(source, str) and os.path.isdir(source):
+        source = _folder_files(source, name, split) or source
     if isinstance(source, list) or is_file_corpus(source):
         files = source if isinstance(source, list) else pattern_files(source)
         builders = {BUILDERS[data_suffix(f)] for f in files}
@@ -69,21 +69,24 @@ def load_rows(source: str | list[str], *, split: str = "train", name: str | None
             return datasets.IterableDataset.from_generator(_parquet_rows, gen_kwargs={"files": files})
         if builder == "text":
             return datasets.IterableDataset.from_generator(_text_rows, gen_kwargs={"files": files})
-        if all(data_suffix(f) == ".jsonl" for f in files) or any(compression(f) for f in files):
-            # Each row as it is: datasets' JSON reader casts every file to the columns of the first, so
-            # files that differ in a column (the collection's sources) would stop the run mid-stream.
-            # Compressed files too: a damaged or cut one is an error naming it (`corpus.open_file`),
-            # where datasets' reader raises a bare EOFError or Arrow parse error mid-stream.
-            return datasets.IterableDataset.from_generator(_jsonl_rows, gen_kwargs={"files": files})
-        try:
-            # `datasets` reads data_files as patterns: escaped, a file named `report[1].jsonl` is itself
-            return datasets.load_dataset(
-                builder, data_files=[glob.escape(f) for f in files], split="train", streaming=True
-            )
-        except StopIteration:  # datasets' json reader found no row to read the columns from: no rows
-            return datasets.IterableDataset.from_generator(_no_rows)
+        # .jsonl and .json (JSON lines or one array, as synthesis reads them: `corpus.read_file`), each row as
+        # it is: datasets' JSON reader casts every file to the columns of the first, so files that differ in a
+        # column (the collection's sources, general instructions with an extra field) would stop the run
+        # mid-stream. Compressed files too: a damaged or cut one is an error naming it (`corpus.open_file`),
+        # where datasets' reader raises a bare EOFError or Arrow parse error mid-stream.
+        return datasets.IterableDataset.from_generator(_jsonl_rows, gen_kwargs={"files": files})
     repo, revision = hub_id_parts(source) if not os.path.isdir(source) else (source, None)
     return datasets.load_dataset(repo, name=name, split=split, streaming=True, revision=revision)
+
+
+def _folder_files(folder: str, name: str | None, split: str) -> list[str] | None:
+    """The files of `split` in a local dataset folder, read as the same files named by a glob are (a .txt
+    file is one document, JSON-lines files may differ in columns); `None` (datasets reads the folder) when
+    the split is not found or a file is of a type hf_ipt does not read."""
+    import datasets
+
+    files = [str(f) for f in (datasets.load_dataset_builder(folder, name).config.data_files or {}).get(split, [])]
+    return files if files and all(data_suffix(f) in BUILDERS for f in files) else None
 
 
 def _parquet_rows(files: list[str]):
@@ -94,10 +97,6 @@ def _parquet_rows(files: list[str]):
             # no pre-buffering: it would fetch every row group of a remote file before the first row
             for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(batch_size=1024):
                 yield from batch.to_pylist()
-
-
-def _no_rows():
-    yield from ()
 
 
 def _text_rows(files: list[str]):

@@ -23,10 +23,13 @@ import itertools
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..cli import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +91,17 @@ class StreamStart:
         return self.positions.get(rank, Position())
 
     def load(self, checkpoint: str | os.PathLike, world_size: int) -> bool:
-        """Read every rank's position saved in `checkpoint`; `False` (and nothing read) when one is missing."""
+        """Read every rank's position saved in `checkpoint`; `False` (and nothing read) when one is missing.
+        Positions saved by more processes than `world_size` raise: each is a count within its rank's share
+        of the sources, which another number of processes splits otherwise."""
+        saved = saved_processes(checkpoint)
+        if saved > world_size:
+            raise UsageError(
+                f"{checkpoint} holds the stream positions of {saved} processes, this run has {world_size}: a "
+                "position counts the rows of its process's share of each source, which another number of processes "
+                f"splits otherwise. Resume with {saved} processes (accelerate launch --num_processes {saved}), or "
+                "pass --ignore_data_skip true to start the stream from its beginning"
+            )
         paths = {rank: position_file(checkpoint, rank) for rank in range(world_size)}
         if not all(os.path.isfile(path) for path in paths.values()):
             return False
@@ -100,6 +113,14 @@ class StreamStart:
 
 def position_file(checkpoint: str | os.PathLike, rank: int) -> str:
     return os.path.join(checkpoint, FOLDER, f"rank{rank}.json")
+
+
+def saved_processes(checkpoint: str | os.PathLike) -> int:
+    """How many processes saved their position in `checkpoint`: one more than the highest rank saved."""
+    folder = os.path.join(checkpoint, FOLDER)
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    ranks = [int(match[1]) for match in map(re.compile(r"rank(\d+)\.json").fullmatch, names) if match]
+    return max(ranks, default=-1) + 1
 
 
 def save_position(checkpoint: str | os.PathLike, rank: int, position: str) -> None:

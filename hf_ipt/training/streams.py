@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from ..cli import UsageError
+from ..corpus import text_bytes
 from .data import endless_rows, load_rows, sharded_stream, tokenize_texts, unequal_files
 from .packing import pack_sequences
 from .position import RESUME_AT, Position, mix_documents, numbered_rows, with_positions
@@ -350,11 +351,12 @@ def num_corpus_texts(document: Any) -> int:
 def synthesizer_dataset(config: Any, tokenizer: Any, args: Any):
     """Multi-shot sequences (<= `max_length` tokens) of the collection, sources mixed by size.
 
-    Sources are mixed in proportion to their bytes on disk (a proxy for their tokens), so one
-    pass over the mix sees each source about once.
+    Sources are mixed in proportion to their bytes of text (a proxy for their tokens; a compressed
+    file counts `corpus.text_bytes`, its size times `corpus.COMPRESSION_RATIO`), so one pass over the
+    mix sees each source about once.
     """
     files = collection_files(config.collection)
-    sizes = {name: sum(os.path.getsize(f) for f in fs) for name, fs in files.items()}
+    sizes = {name: sum(text_bytes(f) for f in fs) for name, fs in files.items()}
     build = functools.partial(
         _synthesizer_sequences,
         config=config,
@@ -370,7 +372,7 @@ def synthesizer_dataset(config: Any, tokenizer: Any, args: Any):
             f"{config.collection}/{name}",
             "multi-shot synthesizer examples",
             size / total,
-            "by bytes on disk",
+            "by bytes of text",
         )
         for name, size in sizes.items()
     ]

@@ -19,7 +19,15 @@ from transformers.trainer import TRAINER_STATE_NAME  # written last in a checkpo
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ..corpus import COMMIT, hub_id_parts, hub_url_parts, is_file_corpus, is_hub_url
+from ..corpus import (
+    COMMIT,
+    SUPPORTED,
+    hub_id_parts,
+    hub_url_parts,
+    is_file_corpus,
+    is_hub_url,
+    local_files,
+)
 from . import varlen
 from .callbacks import (
     ThroughputCallback,
@@ -31,7 +39,7 @@ from .callbacks import (
 from .card import CardInfo, is_hub_id, render_model_card, run_eval_results
 from .model_init import check_context_length, compile_decoder_layers, parameter_sharding
 from .packing import ISOLATION_TOLERANCE, isolation_gap, packed_collator
-from .position import STREAM_POSITION, save_position
+from .position import STREAM_POSITION, save_position, saved_processes
 
 logger = logging.getLogger(__name__)
 
@@ -386,7 +394,36 @@ def data_stream_spec(trainer: IPTTrainer) -> dict:
     }
     if getattr(trainer.args, "data_seed", None) is not None:  # recorded only when set: older runs' files lack it
         spec["batches"]["data_seed"] = trainer.args.data_seed
+    if files := source_files(trainer.card.data_settings):
+        spec["files"] = files
     return json.loads(json.dumps(spec, default=str))
+
+
+def source_files(settings: dict) -> dict[str, str]:
+    """The files each local data setting (a file, glob or folder) names now, as ``N files (names sha256 …)``:
+    a glob that matches another set of files on resume (a file added, renamed or removed) is another
+    stream, whose saved positions would skip rows other than those trained on. Contents are not read."""
+    import hashlib
+
+    found = {}
+    for key, value in sorted(settings.items()):
+        if not (key.endswith("_dataset") or key == "collection"):  # the sources; not `text_column: text`
+            continue
+        patterns = [value] if isinstance(value, str) else value if isinstance(value, list | tuple) else []
+        names = []
+        for pattern in (p for p in patterns if isinstance(p, str)):
+            if os.path.isdir(pattern):
+                names += sorted(os.path.relpath(os.path.join(root, f), pattern) for root, _, files in os.walk(pattern)
+                                for f in files if f.endswith(SUPPORTED))
+            elif is_file_corpus(pattern) and not is_hub_url(pattern):
+                try:
+                    names += local_files(pattern)
+                except (OSError, ValueError):  # matches nothing: the stream's own check says so
+                    continue
+        if names:
+            digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+            found[key] = f"{len(names)} files (names sha256 {digest})"
+    return found
 
 
 def check_data_stream(trainer: IPTTrainer, checkpoint: str | None) -> None:
@@ -445,6 +482,8 @@ def _refuse_another_stream(checkpoint: str, path: Path, old: dict, spec: dict, a
     skipped), warn instead."""
     shares = isinstance(old.get("data"), dict) and any(k in old["data"] for k in RESOLVED_IN_MIX)  # pretrain.py
     old, spec = comparable_stream(old), comparable_stream(spec)
+    if "files" not in old:  # recorded by a run older than the files check
+        spec = {k: v for k, v in spec.items() if k != "files"}
     if pins := unpinned_to_pinned(old, spec):
         # A run saved before Hub ids were pinned: its stream is compared as it recorded it.
         text = json.dumps(spec)
@@ -497,8 +536,11 @@ def resume_stream(trainer: IPTTrainer, checkpoint: str) -> bool:
     if start is None or trainer.args.ignore_data_skip:
         return False
     if not start.load(checkpoint, trainer.args.world_size):
-        logger.warning("hf_ipt: %s holds no saved stream position for every rank (an older hf_ipt saved it): the "
-                       "Trainer replays (reads and tokenizes) the stream up to the checkpoint", checkpoint)
+        saved = saved_processes(checkpoint)
+        why = (f"it holds the positions of {saved} processes, this run has {trainer.args.world_size}" if saved
+               else "an older hf_ipt saved it")
+        logger.warning("hf_ipt: %s holds no saved stream position for every rank (%s): the Trainer replays (reads "
+                       "and tokenizes) the stream up to the checkpoint", checkpoint, why)
         return False
     trainer.args.ignore_data_skip = True  # the stream itself starts after the batches already trained on
     trainer.rng_checkpoint = checkpoint
