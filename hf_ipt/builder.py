@@ -34,7 +34,7 @@ from . import __version__
 from .augment import RULES, Augmenter, SynthesisConfig, features, keywords_pin, synthesizer_pin
 from .backends.base import default_of
 from .chaining import ChainStats
-from .cli import UsageError
+from .cli import HubUnreachableError, UsageError
 from .corpus import (
     CorpusConfig,
     check_text_column,
@@ -85,6 +85,8 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
             except Exception as error:  # the data read reports it again, or works later
                 if isinstance(error, UsageError) and os.path.isdir(self.corpus):
                     raise  # a local folder with no data files or no such split: nothing to retry later
+                if isinstance(error, HubUnreachableError):
+                    raise  # offline or no network: the read fails the same way, in a longer message
                 logger.warning(
                     "hf_ipt: could not list the files of corpus %r for the cache key (%s); the key holds the "
                     "settings only, so a cached build of an earlier commit may be reused. Pin the corpus to a "

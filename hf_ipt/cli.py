@@ -29,6 +29,61 @@ class MissingDependencyError(UsageError, ImportError):
     without vLLM): the message names the install command and the alternative."""
 
 
+class HubUnreachableError(UsageError, ConnectionError):
+    """A value the user gave is read from the Hub, and the Hub cannot be reached: offline mode
+    (``HF_HUB_OFFLINE=1``) or no network (catchable as either parent; see `needs_hub`)."""
+
+
+def hub_unreachable_error(what: str, alternative: str, cause: BaseException | None = None) -> HubUnreachableError:
+    """The one-line error for `what`, a value that needs the Hub (``"`corpus` 'org/news' is read from the
+    Hub"``): why the Hub cannot be reached (offline mode, or `cause`), how to reach it, and
+    `alternative`, the way that needs no Hub."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or "OfflineModeIsEnabled" in f"{type(cause).__name__} {cause}":
+        why, retry = "offline mode: HF_HUB_OFFLINE is set", "unset HF_HUB_OFFLINE where the Hub is reachable"
+    else:
+        why = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else 'no connection'}"
+        retry = f"check the network (the Hub is {constants.ENDPOINT}, HF_ENDPOINT) or run where the Hub is reachable"
+    return HubUnreachableError(f"{what}, which cannot be reached ({why}): {retry}, or {alternative}")
+
+
+def is_hub_unreachable(error: BaseException) -> bool:
+    """Whether `error`, or an error it was raised from, says the Hub could not be reached at all:
+    offline mode (`OfflineModeIsEnabled`, `datasets`' "Couldn't reach" `ConnectionError`), no network
+    or a timeout, or a file neither downloadable nor cached (`LocalEntryNotFoundError`, which
+    transformers raises an `OSError` from). A refused request (an HTTP status) is not one."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    kinds: list[type[BaseException]] = [ConnectionError, TimeoutError, LocalEntryNotFoundError]
+    transport = ("ConnectError", "TimeoutException")  # of huggingface_hub's HTTP client, by version
+    for module, names in (("httpx2", transport), ("httpx", transport), ("requests", ("ConnectionError", "Timeout"))):
+        try:
+            kinds += [getattr(importlib.import_module(module), name) for name in names]
+        except (ImportError, AttributeError):
+            continue
+    chain: BaseException | None = error
+    while chain is not None:
+        if isinstance(chain, tuple(kinds)) and not isinstance(chain, BrokenPipeError):
+            return True
+        chain = chain.__cause__
+    return False
+
+
+@contextlib.contextmanager
+def needs_hub(what: str, alternative: str) -> Iterator[None]:
+    """Inside, a failure to reach the Hub (`is_hub_unreachable`) becomes a `HubUnreachableError`
+    (`hub_unreachable_error`): commands report it as a usage error, one line, not a traceback."""
+    try:
+        yield
+    except HubUnreachableError:
+        raise
+    except Exception as error:
+        if not is_hub_unreachable(error):
+            raise
+        raise hub_unreachable_error(what, alternative, error) from error
+
+
 def check_output_dir(path: str, where: str) -> str:
     """`path` with ``~`` expanded (a quoted flag or a YAML value: no shell did it); an output folder
     that cannot be made because it, or a folder above it, is a file is refused before any work,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
-from .cli import MissingDependencyError, MissingFileError, UsageError
+from .cli import MissingDependencyError, MissingFileError, UsageError, needs_hub
 
 TEXT_SUFFIXES = (".txt",)
 JSON_SUFFIXES = (".jsonl", ".json")
@@ -382,9 +382,12 @@ class CorpusConfig:
         as URLs that name the commit. `token` reads a private Hub dataset."""
         if is_local_corpus(self.corpus):
             return local_files(self.corpus)
-        if is_hub_url(self.corpus):
-            return hub_url_files(self.corpus, self.corpus_revision, token)
-        return repo_files(self.corpus, self.corpus_config, self.corpus_split, self.corpus_revision, token)
+        repo = hub_url_parts(self.corpus)[0] if is_hub_url(self.corpus) else hub_id_parts(self.corpus)[0]
+        with needs_hub(f"`corpus` {self.corpus!r} is read from the Hub", "download it there (`hf download "
+                       f"{repo} --repo-type dataset --local-dir DIR`) and give that folder or its files as `corpus`"):
+            if is_hub_url(self.corpus):
+                return hub_url_files(self.corpus, self.corpus_revision, token)
+            return repo_files(self.corpus, self.corpus_config, self.corpus_split, self.corpus_revision, token)
 
     @property
     def pinned(self) -> bool:

@@ -35,7 +35,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .augment import SynthesisConfig
-from .cli import UsageError, check_output_dir, parse_dataclasses, tidy_help, usage_errors
+from .cli import (
+    UsageError,
+    check_output_dir,
+    hub_unreachable_error,
+    needs_hub,
+    parse_dataclasses,
+    tidy_help,
+    usage_errors,
+)
 
 GENERAL_FALLBACK = "rule-mined pairs of BBC entertainment/politics/sports/tech (no offline general instruction corpus)"
 BBC_GENERAL = ("entertainment", "politics", "sports", "tech")
@@ -90,6 +98,10 @@ class DemoConfig:
         check_config_name(self.hub_config_name)
         if self.push and not (self.hub_dataset_id and self.hub_model_id):
             raise ValueError("--push needs --hub_dataset_id and --hub_model_id")
+        from huggingface_hub import constants
+
+        if self.push and constants.HF_HUB_OFFLINE:  # refused now, not after minutes of synthesis and training
+            raise hub_unreachable_error(*push_needs_hub(self))
         if self.general_dataset:  # checked now, not in the training run after synthesis and a first evaluation
             from .training.checks import check_source
 
@@ -341,7 +353,8 @@ def run(cfg: DemoConfig, synthesis: SynthesisConfig) -> dict:
     _stage("4/4 evaluation on held-out comprehension items\n" + table)
     summary = _write_outputs(cfg, out, augmented, general_source, before, after, table, corpus)
     if cfg.push:
-        _push(cfg, out)
+        with needs_hub(*push_needs_hub(cfg)):
+            _push(cfg, out)
     return summary
 
 
@@ -440,6 +453,14 @@ def _with_base_model(card: str, hub_id: str, weights: str) -> str:
     parsed = ModelCard(re.sub(r"(?m)^- \*\*Base model:\*\* .*$", lambda _: line, card))
     parsed.data.base_model = hub_id
     return str(parsed)
+
+
+def push_needs_hub(cfg: DemoConfig) -> tuple[str, str]:
+    """What needs the Hub, and how to publish without the demo's push (`hf_ipt.cli.needs_hub`)."""
+    out = Path(cfg.output_dir)
+    later = (f"drop --push: the model and data stay in {out} (push the data later with `hf-ipt push --output_dir "
+             f"{out / 'augmented'} --repo_id {cfg.hub_dataset_id} --config_name {cfg.hub_config_name}`)")
+    return "--push needs the Hub", later
 
 
 def _push(cfg: DemoConfig, out: Path) -> None:

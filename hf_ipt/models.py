@@ -136,19 +136,28 @@ def load_causal_lm(
 
     Returns:
         `tuple[PreTrainedModel, PreTrainedTokenizerBase]`
+
+    Raises:
+        `HubUnreachableError` (a `UsageError` and a `ConnectionError`): a Hub model that is not cached,
+        offline or with no network.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(
-        model_name_or_path, trust_remote_code=trust_remote_code, revision=revision
-    )
-    model = AutoModelForCausalLM.from_pretrained(
-        model_name_or_path,
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
-        revision=revision,
-        use_safetensors=True,
-    )
+    from .cli import needs_hub
+
+    # a Hub id that is not cached, offline or with no network: one usage error, not an OSError traceback
+    with needs_hub(f"model {str(model_name_or_path)!r} is loaded from the Hub", "download it there (`hf download "
+                   f"{model_name_or_path}`) and run with HF_HUB_OFFLINE=1, which loads that cached copy"):
+        tokenizer = AutoTokenizer.from_pretrained(
+            model_name_or_path, trust_remote_code=trust_remote_code, revision=revision
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            model_name_or_path,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+            use_safetensors=True,
+        )
     if device is not None:
         model = model.to(device)
     model.eval()

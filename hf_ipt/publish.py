@@ -73,10 +73,13 @@ def config_name_for(corpus: str) -> str:
     """A config name from a corpus name: last non-glob path part, no extension, safe characters.
 
     ``"bbc-business"`` -> ``"bbc-business"``, ``"data/finance/*.jsonl"`` -> ``"finance"``,
-    ``"/tmp/news.jsonl"`` -> ``"news"``, ``"org/pubmed"`` -> ``"pubmed"``.
+    ``"/tmp/news.jsonl"`` and ``"/tmp/news.jsonl.gz"`` -> ``"news"``, ``"org/pubmed"`` -> ``"pubmed"``.
     """
+    from .corpus import is_compressed
+
     parts = [p for p in re.split(r"[/\\]", corpus) if p and not re.search(r"[*?\[]", p)]
-    name = _EXTENSIONS.sub("", parts[-1] if parts else "")
+    name = parts[-1] if parts else ""
+    name = _EXTENSIONS.sub("", name.rpartition(".")[0] if is_compressed(name) else name)  # the format under .gz
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")
     if not name:
         raise UsageError(f"cannot derive a config name from corpus {corpus!r}; pass `config_name` (--config_name)")

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cli import hub_unreachable_error
+
 
 @dataclass
 class PushArguments:
@@ -44,6 +46,15 @@ class PushArguments:
         validate_repo_id(self.repo_id)  # a ValueError naming the rule, before anything is read
         if not Path(self.output_dir).is_dir():
             raise ValueError(f"`output_dir` {self.output_dir!r} is not a folder (--output_dir)")
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:  # before reading the output or asking for a token: neither would help
+            raise hub_unreachable_error(*self.needs_hub())
+
+    def needs_hub(self) -> tuple[str, str]:
+        """What needs the Hub, and the way to push without it here (`hf_ipt.cli.needs_hub`)."""
+        return (f"pushing to {self.repo_id} needs the Hub",
+                f"copy {self.output_dir} to a machine that reaches it and push from there")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,13 +62,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import HfArgumentParser
 
-    from .cli import parse_dataclasses, tidy_help, usage_errors
+    from .cli import needs_hub, parse_dataclasses, tidy_help, usage_errors
     from .publish import push_dataset
 
     parser = tidy_help(HfArgumentParser(PushArguments, prog="hf-ipt push"))
     (args,) = parse_dataclasses(parser, argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with usage_errors(parser):
+    with usage_errors(parser), needs_hub(*args.needs_hub()):
         url = push_dataset(args.output_dir, args.repo_id, config_name=args.config_name, token=args.token,
                            private=args.private, revision=args.revision, overwrite=args.overwrite)
     print(f"pushed {args.output_dir} -> {url}")
