@@ -853,3 +853,46 @@ def test_the_card_keeps_the_evaluation_that_its_run_logged(tmp_path):
     assert run_eval_results(tmp_path, logged) == record
     assert run_eval_results(tmp_path, logged[:1]) is None  # not logged by this run: another run's
     assert run_eval_results(tmp_path, [{**logged[1], "step": 2}]) is None
+
+
+@pytest.mark.parametrize(("scheduler", "learning_rate"), [("cosine", 1e-3), ("linear", 1e-3), ("cosine", 3e-3)])
+def test_a_resume_with_a_larger_max_steps_trains_on_the_new_schedule_from_its_first_step(
+    scheduler, learning_rate, tmp_path, tiny_model_dir, tiny_tokenizer, caplog
+):
+    """Raising `--max_steps` to train on: the optimizer's saved learning rate was the old schedule's
+    last one (0 at the end of a cosine or linear decay), so the first resumed step did not train; a
+    `--learning_rate` changed at the resume was ignored (the schedule kept the checkpoint's peak)."""
+    import torch
+    from transformers import AutoModelForCausalLM, get_scheduler
+
+    used: dict[int, float] = {}
+
+    class RecordLearningRate(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+            used[state.global_step + 1] = optimizer.param_groups[0]["lr"]
+
+    def run(max_steps, resume=None, **training):
+        data, args = _continual_setup(tmp_path, tiny_model_dir, max_steps=max_steps, save_strategy="steps",
+                                      save_steps=2, resume_from_checkpoint=resume, lr_scheduler_type=scheduler,
+                                      warmup_steps=1, disable_tqdm=True, **training)
+        dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        trainer = build_trainer(model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix))
+        trainer.add_callback(RecordLearningRate())
+        train_and_save(trainer)
+        return trainer
+
+    run(2, learning_rate=1e-3)
+    trainer = run(4, resume="last", learning_rate=learning_rate)
+    assert ("is used from the resumed step on" in caplog.text) == (learning_rate != 1e-3)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=learning_rate)
+    expected = get_scheduler(scheduler, optimizer, num_warmup_steps=1, num_training_steps=4)
+    for _ in range(2):  # the steps before the resume
+        optimizer.step()
+        expected.step()
+    for step in (3, 4):
+        assert used[step] == pytest.approx(optimizer.param_groups[0]["lr"]) and used[step] > 0, (step, used)
+        optimizer.step()
+        expected.step()
+    logged = {log["step"]: log["learning_rate"] for log in trainer.state.log_history if "loss" in log}
+    assert logged[3] == pytest.approx(used[3]) and logged[4] == pytest.approx(used[4])  # the rates logged are those used

@@ -83,6 +83,13 @@ class IPTTrainer(Trainer):
             self.rng_checkpoint = None
         return batches
 
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        """`Trainer._load_optimizer_and_scheduler`, then the learning rate of the schedule as it is now
+        (`schedule_learning_rates`): the optimizer saved the last rate of the checkpoint's schedule."""
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:
+            schedule_learning_rates(self.lr_scheduler, self.optimizer, self.args.learning_rate)
+
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         """Save every rank's stream position into the checkpoint too, before the Trainer's own files
         (so a Hub push of the checkpoint has them)."""
@@ -125,6 +132,36 @@ class IPTTrainer(Trainer):
         if not counts_tokens(self.args):
             return self.state.global_step * per_step, False
         return self.state.num_input_tokens_seen + self.uncounted_steps * per_step, not self.uncounted_steps
+
+
+def schedule_learning_rates(scheduler: Any, optimizer: Any, learning_rate: float) -> None:
+    """Set `optimizer`'s learning rates to `scheduler`'s at the step it was restored to, with the peak
+    `learning_rate` of this run.
+
+    A run resumed with a larger ``max_steps`` (or other warmup steps) builds its schedule from the new
+    values, but the optimizer's saved state holds the rate the checkpoint's schedule gave last: 0 at
+    the end of a cosine or linear decay, so the first resumed step trained at that rate, then jumped
+    to the new schedule. The restored schedule also kept the checkpoint's peak rate, so a
+    ``--learning_rate`` changed at the resume was ignored: it is used now, with a warning (when all
+    parameter groups had the one peak rate). With the same settings the rates are unchanged.
+    Schedules other than `torch.optim.lr_scheduler.LambdaLR` (all of `transformers.get_scheduler`'s
+    but ``reduce_lr_on_plateau``; DeepSpeed's own) are left as they are.
+    """
+    from torch.optim.lr_scheduler import LambdaLR
+
+    if not isinstance(scheduler, LambdaLR):
+        return
+    saved = set(scheduler.base_lrs)
+    if len(saved) == 1 and learning_rate not in saved:
+        logger.warning("hf_ipt: the checkpoint trained at a peak learning rate of %g; this run's --learning_rate "
+                       "%g is used from the resumed step on", saved.pop(), learning_rate)
+        scheduler.base_lrs = [learning_rate] * len(scheduler.base_lrs)
+        for group in optimizer.param_groups:
+            group["initial_lr"] = learning_rate
+    rates = [base * rate(scheduler.last_epoch) for base, rate in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, rate in zip(optimizer.param_groups, rates):
+        group["lr"] = rate
+    scheduler._last_lr = rates  # what the Trainer logs as the step's `learning_rate`
 
 
 class UncountedTokensCallback(TrainerCallback):
