@@ -425,6 +425,9 @@ def test_a_misspelled_option_or_config_key_and_a_refused_value_are_usage_errors(
         f"--config {str(tmp_path / 'nope.yaml')!r}: No such file or directory")
     config.write_text("max_steps: [1\n")
     assert "is not valid YAML" in _parse_error(capsys, "continual_pt", ["--config", str(config), *base])
+    config.write_text("# max_steps: 10\n")  # all commented out: it said "must hold a YAML mapping"
+    assert f"--config {str(config)!r} is empty (or only comments)" in _parse_error(
+        capsys, "continual_pt", ["--config", str(config), *base])
 
 
 def test_a_config_given_as_config_equals_file_is_applied(tmp_path):

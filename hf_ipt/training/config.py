@@ -432,6 +432,9 @@ def parse_recipe_args(parser: Any, args: list[str] | None = None) -> tuple[Any, 
             parser.error(f"--config {config!r}: {error.strerror or error}")
         except yaml.YAMLError as error:
             parser.error(f"--config {config!r} is not valid YAML: {' '.join(str(error).split())}")
+        if values is None:  # `TrlParser` fails on it with a TypeError
+            parser.error(f"--config {config!r} is empty (or only comments): give it option names and values "
+                         f"(`max_steps: 100`, see the recipe's recipes/configs/*.yaml) or leave --config out")
         if not isinstance(values, dict):
             parser.error(f"--config {config!r} must hold a YAML mapping of option names to values")
         if "config" in values:  # `TrlParser` reads one file: a `config:` key naming another is ignored
