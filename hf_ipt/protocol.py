@@ -87,8 +87,18 @@ def format_pairs(pairs: Iterable[PairLike]) -> str:
 
 
 def format_shot(context: str, pairs: Iterable[PairLike]) -> str:
-    """A finished one-shot example: context block + pairs + ``"</s>"``."""
-    return context_block(context) + format_pairs(pairs) + EOS
+    """A finished one-shot example: context block + pairs + ``"</s>"``.
+
+    A shot without pairs raises `ValueError`: ``"</CON>\\n\\n</s>"`` would show the synthesizer a
+    text answered by nothing (the reference uses an earlier text as a shot only when it has pairs).
+    """
+    formatted = format_pairs(pairs)
+    if not formatted:
+        raise ValueError(
+            f"a shot needs at least one (question, answer) pair, got none for the text {context[:80]!r}: "
+            "leave texts without pairs out of the shots"
+        )
+    return context_block(context) + formatted + EOS
 
 
 def build_prompt(context: str, shots: Iterable[Shot] = ()) -> str:
@@ -146,6 +156,25 @@ def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
         prompt (`str`): a prompt from `build_prompt`.
     """
     return list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+
+
+def check_marker_tokens(tokenizer: Any) -> None:
+    """Raise `UsageError` (a `ValueError`) unless ``<s>`` and ``</s>`` each encode as ONE token: the tokenizer's BOS and EOS.
+
+    A synthesizer learns to close its pairs with ``</s>`` and engines stop at the tokenizer's EOS.
+    Where ``</s>`` is plain text (GPT-2 or SmolLM2 style tokenizers), a model tuned on this format
+    learns to write its characters, never stops, and runs every completion to `max_new_tokens`.
+    """
+    from .cli import UsageError
+
+    bos, eos = encode_prompt(tokenizer, BOS), encode_prompt(tokenizer, EOS)
+    if bos != [tokenizer.bos_token_id] or eos != [tokenizer.eos_token_id]:
+        raise UsageError(
+            f"the synthesizer format needs a tokenizer whose BOS is {BOS!r} and EOS is {EOS!r}, each one token; "
+            f"got bos_token={tokenizer.bos_token!r}, eos_token={tokenizer.eos_token!r} ({BOS!r} -> {bos}, "
+            f"{EOS!r} -> {eos}): the model would learn to write {EOS!r} as text and never stop; start from a "
+            "base model with such a tokenizer (Mistral-7B-v0.1, the paper's)"
+        )
 
 
 def count_tokens(tokenizer: Any, text: str) -> int:

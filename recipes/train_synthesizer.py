@@ -25,6 +25,7 @@ CONFIG_HELP = "--config FILE.yaml: defaults from a YAML file (recipes/configs/tr
 def main(data_args, training_args, model_args):
     from dataclasses import asdict
 
+    from hf_ipt.protocol import check_marker_tokens
     from hf_ipt.training import (
         CardInfo,
         build_trainer,
@@ -40,6 +41,7 @@ def main(data_args, training_args, model_args):
     check_kbit_options(model_args)  # --load_in_4bit without --use_peft, before anything loads
     check_data(data_args)  # paths and columns (hf:// URLs pinned to a commit), before a model loads
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
+    check_marker_tokens(tokenizer)  # "<s>"/"</s>" as the BOS/EOS the synthesizer stops at, before the model loads
     model = load_model(model_args, training_args.activation_checkpointing, training_args.seed)
     dataset, data_mix = synthesizer_dataset(data_args, tokenizer, training_args)
     card = CardInfo(

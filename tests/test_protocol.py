@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import string
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,6 +39,14 @@ def test_build_prompt_with_shots_byte_exact():
 def test_shot_with_empty_context_and_no_separator_between_shots():
     assert format_shot("", [("q", "a")]) == "<s><QUE> q <ANS> a </END></s>"
     assert build_prompt("x", [("", [("q", "a")])]).startswith("<s><QUE> q <ANS> a </END></s><s> <CON>")
+
+
+def test_a_shot_without_pairs_is_refused_not_sent_as_an_empty_answer():
+    # "<s> <CON> Old. </CON>\n\n</s>" would teach the synthesizer in-context to stop at once
+    with pytest.raises(ValueError, match="at least one .* pair, got none for the text 'Old.'"):
+        build_prompt("New.", [("Old.", [])])
+    with pytest.raises(ValueError, match="at least one"):
+        format_shot("Old.", iter(()))
 
 
 def test_parse_reference_rules():

@@ -560,3 +560,23 @@ def test_data_seed_is_recorded_in_the_stream_spec_and_the_card_only_when_set(tmp
         assert spec["batches"].get("data_seed") == data_seed and spec["batches"]["seed"] == 3
         assert "data_seed" not in spec["batches"] or data_seed is not None  # older runs' files compare equal
         assert hyperparameters(args, model).get("data_seed") == data_seed
+
+
+def test_synthesizer_tuning_refuses_a_tokenizer_whose_eos_is_text_before_the_model_loads(tmp_path, smollm2_dir):
+    """SmolLM2's `</s>` is plain text: a synthesizer tuned on it would never emit the EOS generation stops at."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    shard = tmp_path / "collection" / "squad" / "shard"
+    shard.mkdir(parents=True)
+    (shard / "00000.jsonl").write_text(json.dumps({"context": "Text.", "QA_list": [{"Q": "What?", "A": "Text."}]}) + "\n")
+    res = subprocess.run([sys.executable, "recipes/train_synthesizer.py", "--output_dir", str(tmp_path / "out"),
+                          "--use_cpu", "true", "--max_steps", "1", "--collection", str(tmp_path / "collection"),
+                          "--model_name_or_path", str(smollm2_dir)],
+                         cwd=RECIPES.parent, capture_output=True, text=True, env=os.environ.copy(), timeout=300,
+                         check=False)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "the synthesizer format needs a tokenizer whose BOS is '<s>' and EOS is '</s>'" in res.stderr.splitlines()[-1]
+    assert "Loading weights" not in res.stderr  # refused before the model loads

@@ -88,6 +88,17 @@ def test_encode_shot_needs_a_fast_tokenizer():
         encode_shot(Slow(), "text", [("q", "a")])
 
 
+def test_encode_shot_refuses_a_tokenizer_whose_eos_is_not_the_protocols_end(smollm2_dir, tiny_tokenizer):
+    """SmolLM2's `</s>` is plain text ("</END></s>" even merges into "></"): tuned on it, a synthesizer
+    would write the characters and never emit the EOS that generation stops at."""
+    from transformers import AutoTokenizer
+
+    with pytest.raises(ValueError, match=r"BOS is '<s>' and EOS is '</s>'.*never stop"):
+        encode_shot(AutoTokenizer.from_pretrained(smollm2_dir), "text", [("q", "a")])
+    ids = encode_shot(tiny_tokenizer, "text", [("q", "a")])["input_ids"]
+    assert (ids[0], ids[-1]) == (tiny_tokenizer.bos_token_id, tiny_tokenizer.eos_token_id)
+
+
 def test_row_shot_reads_the_pair_layouts():
     # default: the reference's read-collection entry (read_compre.py: entry['QA_list'], {'Q', 'A'})
     assert row_shot({"context": "c", "QA_list": [{"Q": "q", "A": "a"}]}) == ("c", [("q", "a")])
@@ -111,6 +122,13 @@ def test_row_shot_reads_the_pair_layouts():
 def test_a_malformed_pair_gives_nothing_rather_than_stop_the_run_or_train_garbage(pairs):
     assert row_shot({"context": "c", "QA_list": pairs}) is None
     assert row_shot({"context": "c", "QA_list": [["q", "a", "extra"], ["q", "a"]]}) == ("c", [("q", "a")])
+
+
+@pytest.mark.parametrize("context", [["para one", "para two"], {"title": "t"}, 12345])
+def test_a_context_that_is_not_text_gives_nothing_rather_than_stop_the_run(context):
+    row = {"context": context, "QA_list": [{"Q": "What?", "A": "That."}]}
+    assert row_shot(row) is None  # was `(context, pairs)`, and encode_shot then raised a bare TypeError
+    assert row_shot({**row, "context": None}) == ("", [("What?", "That.")])  # null: an empty context
 
 
 def test_collection_files_follow_the_layout(tmp_path):

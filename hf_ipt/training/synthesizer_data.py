@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from ..corpus import COMPRESSIONS
-from ..protocol import blank_markers, context_block, format_shot, special_tokens
+from ..protocol import (
+    blank_markers,
+    check_marker_tokens,
+    context_block,
+    format_shot,
+    special_tokens,
+)
 from ..templify.pairs import mapping_parts
 from .packing import IGNORE_INDEX
 from .position import RESUME_AT
@@ -78,9 +84,14 @@ def row_shot(row: Mapping[str, Any], context_column: str = "context", pairs_colu
     A row without `pairs_column` gives nothing, as a null one does (rows are read as they are, and
     a line may leave out a column the others have): the column is checked in each source's first
     row up front (`checks.check_collection`), and a source without a pair in a whole pass raises.
+    A context that is neither text nor null (a list of paragraphs, a number) gives nothing too, as a
+    malformed pair does, rather than stop the run with a `TypeError` deep in tokenization.
     """
+    context = row.get(context_column)
+    if context is not None and not isinstance(context, str):
+        return None
     pairs = [pair for p in row.get(pairs_column) or [] if (pair := _pair(p)) is not None]
-    return (row.get(context_column) or "", pairs) if pairs else None
+    return (context or "", pairs) if pairs else None
 
 
 def encode_shot(
@@ -89,10 +100,12 @@ def encode_shot(
     """Token ids of one shot and its labels: the ids on the pairs and ``</s>``, -100 on the context block.
 
     Protocol markers inside the text or the pairs are blanked (`blank_markers`), as synthesis
-    does (`hf_ipt.chaining`): a literal ``</s>`` in a context must not become an EOS.
+    does (`hf_ipt.chaining`): a literal ``</s>`` in a context must not become an EOS. A slow tokenizer,
+    or one whose BOS and EOS are not ``<s>`` and ``</s>`` (`protocol.check_marker_tokens`), raises `ValueError`.
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("synthesizer tuning needs a fast tokenizer (offsets locate the pairs)")
+    check_marker_tokens(tokenizer)
     special = special_tokens(tokenizer)
     context = blank_markers(context, special)
     pairs = [(blank_markers(q, special), blank_markers(a, special)) for q, a in pairs]
