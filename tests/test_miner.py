@@ -977,6 +977,17 @@ def test_a_long_run_of_end_marks_is_split_in_linear_time():
         ("Sales fell, analysts asked to remain anonymous.", "Sales fell, analysts asked to remain anonymous."),
         ("Prices will rise, he said.", "Prices will rise"),
         ('"We expect growth," said Mr Smith, an analyst.', '"We expect growth'),
+        # Inverted, with a title or an appositive: longer than the four words after the verb.
+        ("It will not be sold in the US, said GM Europe president Carl-Peter Forster.", "It will not be sold in the US"),
+        ("Rates will stay on hold, according to Bank of England governor Mervyn King.", "Rates will stay on hold"),
+        ("The plant will close in May, said Mr Smith, the firm's chairman.", "The plant will close in May"),
+        ("Sales rose, according to a study released by the industry body on Wednesday.", "Sales rose"),
+        # "said" as the verb of a clause, or an attribution the sentence goes on after.
+        (
+            "Mr Yeo, his transport spokesman, said the deal was approved by Microsoft.",
+            "Mr Yeo, his transport spokesman, said the deal was approved by Microsoft.",
+        ),
+        ("Sales fell, said Mr Stanley, but he did not think it mattered.", "Sales fell, said Mr Stanley, but he did not think it mattered."),
     ],
 )
 def test_attribution_is_cut_only_where_it_is_one(text, kept):
@@ -991,6 +1002,15 @@ def test_attribution_is_cut_only_where_it_is_one(text, kept):
         ('"weak demand" in Asia.', '"weak demand" in Asia'),  # the opening quote restored, not a closing one added
         ('"Peace at home matters." A spokesman said there was no comment.', "Peace at home matters"),
         ("a \u201cbig strategy", "a \u201cbig strategy\u201d"),
+        # A comma inside the cause's noun phrase: a list, or adjectives after a determiner.
+        ("the higher steel, plastic and commodity prices.", "the higher steel, plastic and commodity prices"),
+        ("they stop worms, viruses and other threats penetrating PCs.", "they stop worms, viruses and other threats penetrating PCs"),
+        ("Britain was now a stable, low-inflation economy and prices were steady.", "Britain was now a stable, low-inflation economy"),
+        ('I was able to play my natural, attacking game," he said.', "I was able to play my natural, attacking game"),
+        # A comma that ends the clause still does.
+        ("the weakness of the dollar, the group said.", "the weakness of the dollar"),
+        ("the weak dollar, and analysts expect more of the same.", "the weak dollar"),
+        ("she seemed suited to the part, however, she then became pregnant.", "she seemed suited to the part"),
     ],
 )
 def test_causes_keep_their_quotes_paired_and_stop_at_a_new_sentence(raw, cause):

@@ -157,3 +157,97 @@ def test_a_byte_order_mark_is_not_part_of_the_title_or_a_sentence() -> None:
     (completion,) = found["completion"]  # the second sentence opens like prose again
     assert completion.answer.startswith("The industry body said")
     assert not any("\ufeff" in pair.question + pair.answer for pairs in found.values() for pair in pairs)
+
+
+INVERTED_ATTRIBUTIONS = [
+    (
+        "Because of weak demand in Asia, sales of the console slumped in the fourth quarter, "
+        "said the firm's chief executive officer Ken Kutaragi."
+    ),
+    (
+        "Sales of the console slumped in the fourth quarter, according to analysts at Screen "
+        "Digest, because demand in Asia was weak."
+    ),
+]
+
+
+@pytest.mark.parametrize("text", INVERTED_ATTRIBUTIONS)
+def test_an_inverted_attribution_is_not_part_of_the_effect(text: str) -> None:
+    """'..., said chief executive John Smith.' and '..., according to X' are attributions like
+    '..., he said.', however long the speaker's title."""
+    (pair,) = mined(text, task_types=["commonsense"])["commonsense.cause"]
+    assert "Sales of the console slumped in the fourth quarter" in pair.question
+    assert not any(word in pair.question for word in ("said", "according", "Kutaragi", "Screen Digest"))
+
+
+NOUN_PHRASE_CAUSES = [
+    (
+        (
+            "Peugeot warned that its profits may decline this year as a result of the higher "
+            "steel, plastic and commodity prices."
+        ),
+        "The higher steel, plastic and commodity prices",
+    ),
+    (
+        (
+            "The founders picked the name because they liked the definition of a yahoo as a "
+            "rude, unsophisticated, uncouth person."
+        ),
+        "They liked the definition of a yahoo as a rude, unsophisticated, uncouth person",
+    ),
+    (
+        (
+            "Revenues at the media group slipped 11% during 2004 because of the weakness of the "
+            "dollar, the group said."
+        ),
+        "The weakness of the dollar",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "cause"), NOUN_PHRASE_CAUSES)
+def test_a_cause_is_not_cut_inside_its_noun_phrase(text: str, cause: str) -> None:
+    """A comma between a list's items or between adjectives does not end the cause: "The higher
+    steel" and "... as a rude" were cut mid noun phrase."""
+    (pair,) = mined(text, task_types=["commonsense"])["commonsense.cause"]
+    assert pair.answer == cause
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Having won the role because she seemed suited to the part, Witherspoon then became pregnant.",
+        "With the game being played at Murrayfield because of Uefa regulations, Robertson sees both sides.",
+    ],
+)
+def test_an_opener_s_phrase_is_not_an_effect(text: str) -> None:
+    """The main clause comes after the cause: "Having won the role" alone is no stated effect."""
+    assert "commonsense.cause" not in mined(text, task_types=["commonsense"])
+
+
+def test_sentences_of_a_quotation_over_several_sentences_keep_their_quotes_paired() -> None:
+    """Split into sentences, a quotation gives one sentence with only its opening mark and
+    one with only its closing mark: each pair's texts get the missing one back."""
+    text = (
+        'The chief executive told reporters: "The market fell sharply in the first half of the '
+        "year across Europe. However, we expect demand to pick up again in the months ahead, "
+        'and we are hiring," he said on Monday.'
+    )
+    found = mined(text, task_types=["nli", "paraphrase", "completion"])
+    (contrast,) = found["paraphrase.different"]
+    assert contrast.answer == '"We expect demand to pick up again in the months ahead, and we are hiring," he said on Monday.'
+    pairs = [pair for pairs in found.values() for pair in pairs]
+    assert pairs and all(
+        pair.question.count('"') % 2 == 0 and pair.answer.count('"') % 2 == 0 for pair in pairs
+    )
+
+
+@pytest.mark.parametrize("n", [0, -1, None, 2.5, True])
+def test_keyword_top_refuses_a_count_that_is_not_a_positive_int(n) -> None:
+    """top(-1) returned all keywords but the last, top(None) all of them, top(2.5) a TypeError
+    about slice indices."""
+    stats = KeywordStats()
+    for _ in range(5):
+        stats.update("dividend shareholders quarterly investors")
+    with pytest.raises(ValueError, match=rf"`n` must be an int >= 1 .*got {re.escape(repr(n))}"):
+        stats.top(n, long_word_chars=3)

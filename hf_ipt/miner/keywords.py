@@ -135,6 +135,12 @@ class KeywordStats:
                 often (per document) a keyword must appear here than there.
             long_word_chars (`int`, *optional*, defaults to 10): without `general`, shortest keyword.
         """
+        # A slice would take -1 as "all but the last" and None as "all": refuse, not guess.
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(
+                f"`n` must be an int >= 1 (how many keywords to return), got {n!r} "
+                "(KeywordStats.top)"
+            )
         if self.num_docs == 0:
             return []
         max_df = max(min_df, max_df_ratio * self.num_docs)

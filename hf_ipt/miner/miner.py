@@ -124,7 +124,11 @@ class RuleMiner:
                 found = [found[index] for index in picked]
             pool, constants = self._templates[subtype]
             for fields in found:
-                fields = {name: rules.clean(value) for name, value in fields.items()}
+                # Quotes paired here, on the few kept: a sentence of a quotation over several
+                # sentences has only its opening or closing mark.
+                fields = {
+                    name: rules.balance_quotes(rules.clean(value)) for name, value in fields.items()
+                }
                 pair = _fill(rng.choice(pool), {**constants, **fields}, subtype)
                 if pair is not None:
                     blocks.setdefault(task_type(subtype), []).append(pair)

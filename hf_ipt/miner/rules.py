@@ -128,9 +128,26 @@ _PREDICATIVE = _BE | frozenset(("more", "most", "less", "very"))
 _REPORTING = "|".join(sorted(lexicon("reporting_verbs")))
 _NOT_SPEAKER = "and|but|or|nor|so|yet|then|which|who|that|as|while|when|where|if|because|although"
 _VERB = rf"(?:{_REPORTING})\b(?!\s+to\b)"
+# An inverted attribution of any length: the verb, then a speaker without a clause's words
+# ending in a name ("said chief executive John Smith", "said Bank of England governor Mervyn
+# King"), or "according to" and its source; either may take an appositive ("said Mr Smith, the
+# firm's chairman"). Not "said it was ...", "said the deal was approved by Microsoft".
+_CLAUSE_WORDS = (
+    "that|it|he|she|they|we|i|you|there|this|these|those|is|was|are|were|be|been|has|had|have"
+    "|will|would|could|can|may|might|should|must|do|does|did|not|to"
+)
+_NP_CHAR = "[^\\s,;:\"\u201c\u201d()]"
+_APPOSITIVE_WORD = rf"(?!(?:{_CLAUSE_WORDS}|{_NOT_SPEAKER})\b){_NP_CHAR}+"
+_SPEAKER_WORD = rf"(?!(?-i:[a-z]\w{{2,}}ed)\b){_APPOSITIVE_WORD}"  # "approved", not a role noun
+_INVERTED = (
+    rf"(?:{_VERB}\s+(?:{_SPEAKER_WORD}\s+){{0,6}}?(?-i:[A-Z]){_NP_CHAR}*"
+    rf"|according\s+to\s+(?:{_NP_CHAR}+\s+){{0,9}}?{_NP_CHAR}+)"
+    rf"(?:,\s+(?:{_APPOSITIVE_WORD}\s+){{0,9}}?{_APPOSITIVE_WORD})?"
+)
 _ATTRIBUTION = re.compile(
     rf"[.!?,][\"\u201d]\s+(?:\S+\s+){{0,4}}?{_VERB}[^\"\u201c\u201d]*$"
-    rf"|,\s+(?!(?:{_NOT_SPEAKER})\b)(?:\S+\s+){{0,4}}?{_VERB}(?:\s+[^\s,;]+){{0,4}}[\s.!?\"'\u201d\u2019]*$",
+    rf"|,\s+(?!(?:{_NOT_SPEAKER})\b)(?:\S+\s+){{0,4}}?{_VERB}(?:\s+[^\s,;]+){{0,4}}[\s.!?\"'\u201d\u2019]*$"
+    rf"|,\s+{_INVERTED}[\s.!?\"'\u201d\u2019]*$",
     re.IGNORECASE,
 )
 # A parenthetical attribution after a connective's comma: "By contrast, he said, X", "As a result,
@@ -144,12 +161,39 @@ _PARENTHETICAL = re.compile(
 # "..., said Mr Thiemann, | because". Not "X, head of Y, said the posters were useful | because":
 # there "said" is the effect's verb.
 _TRAILING_ATTRIBUTION = re.compile(
-    rf",\s+(?:(?:[^\s,]+\s+){{0,3}}?{_VERB}|{_VERB}(?:\s+(?:the\s+)?[A-Z][^\s,]*){{1,3}})$"
+    rf",\s+(?:(?:[^\s,]+\s+){{0,3}}?{_VERB}|{_VERB}(?:\s+(?:the\s+)?[A-Z][^\s,]*){{1,3}}"
+    rf"|(?i:{_INVERTED}))$"
 )
 # A sentence that reports speech: ending in '..., said Mr Smith at Merrill Lynch on Thursday.'
 _REPORTED = re.compile(
     rf"[,.!?][\"\u201d]?\s+(?:\S+\s+){{0,4}}?(?:{_REPORTING})\b[^\"\u201c\u201d;]*$", re.IGNORECASE
 )
+# A comma inside a cause's noun phrase, not at its clause's end: the items of a list (each up
+# to 3 words, the last up to 5, the list ending the clause: "they stop worms, viruses and other
+# threats penetrating PCs."), or adjectives after a determiner ("my natural, attacking game").
+# Not a clause: an item opens with no pronoun, reporting verb or clause word.
+_NOT_ITEM = (
+    rf"(?!(?:{_CLAUSE_WORDS}|{_NOT_SPEAKER}|{_REPORTING}|according|i|me|us|him|her|them"
+    r"|however|though|too|also|therefore|instead|meanwhile|indeed|perhaps)\b)"
+)
+_ITEM = rf"{_NOT_ITEM}[^\s,;:()]+(?:\s+{_NOT_ITEM}[^\s,;:()]+){{0,2}}"
+_PHRASE_END = (
+    rf"(?=[.!?\"'\u201d\u2019]*$|,\s+(?:{_NOT_SPEAKER}|{_REPORTING}|{_CLAUSE_WORDS}|according"
+    r"|he|she|they|we|i|you)\b|[;:()\u2014\u2013]| - )"
+)
+_LIST_REST = re.compile(
+    rf",\s+{_ITEM}(?:,\s+{_ITEM})*,?\s+(?:and|or)\s+{_ITEM}"
+    rf"(?:\s+{_NOT_ITEM}[^\s,;:()]+){{0,2}}"
+    rf"[.!?\"'\u201d\u2019]*{_PHRASE_END}",
+    re.IGNORECASE,
+)
+# Adjectives of one word each, then the last with its noun, up to a comma, "and" or the end.
+_ADJECTIVE_REST = re.compile(
+    rf"(?:,\s+(?=(?-i:[a-z])){_NOT_ITEM}[^\s,;:()]+(?=,))*,\s+(?=(?-i:[a-z])){_ITEM}"
+    r"(?=[,;:.!?\"'\u201d\u2019()\u2014\u2013]|\s+(?:and|or)\s|\s+-\s|$)",
+    re.IGNORECASE,
+)
+_DETERMINERS = frozenset(("a", "an", "the", "my", "your", "his", "her", "its", "our", "their"))
 # A quotation closing and a new sentence opening inside what a cause rule took: the cause ends there.
 _QUOTE_BREAK = re.compile(r"[\"\u201d]\s+(?=[A-Z\"\u201c])")
 # "due to" followed by a verb means "scheduled to": "the firm is due to report results".
@@ -181,8 +225,15 @@ _FOCUS_WORDS = frozenset(
      "exclusively", "entirely", "wholly")
 )
 # "The effect is not only X | thanks to Y (but also ...)", "Asked whether he had quit | because":
-# the first half of a pair, or a question, not a stated effect.
-_NOT_AN_EFFECT = re.compile(r"(?:.*\bnot\s+only\b|Asked\s+(?:whether|if)\b)", re.IGNORECASE)
+# the first half of a pair, or a question, not a stated effect. Nor is an opener's phrase whose
+# main clause comes after the cause ("Having won the role | because she seemed suited, ..."):
+# with no comma or dash in it, the effect is that phrase alone.
+_NOT_AN_EFFECT = re.compile(
+    r"(?:.*\bnot\s+only\b|Asked\s+(?:whether|if)\b"
+    r"|(?:Having|With|Without|Whether|Despite|Given|Although|Though|While|Whereas)\b"
+    r"(?![^,;\u2014\u2013]*\s-\s)[^,;\u2014\u2013]*$)",
+    re.IGNORECASE,
+)
 # "The reason X is | because Y", "One of the reasons that X is | because Y": the effect is X.
 _REASON_OPENER = re.compile(
     r"(?:(?:One|Some) of the|The|Another|A)\s+(?:(?:main|real|only|other|key)\s+)?reasons?"
@@ -399,16 +450,36 @@ def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] |
 def _cause_text(raw: str) -> str:
     """The cause: `raw` up to the end of its clause, or to a quotation closing before a new
     sentence ('community." A spokesman said'), with its quotes balanced."""
-    span = _CLAUSE_END.split(raw, 1)[0]
+    span = _clause_span(raw)
     if end := _QUOTE_BREAK.search(span):
         span = span[: end.start() + 1]
-    return _balance_quotes(clause(span))
+    return balance_quotes(clause(span))
 
 
-def _balance_quotes(text: str) -> str:
+def _clause_span(raw: str) -> str:
+    """`raw` up to its clause's end; a comma inside a noun phrase is none: one between the
+    items of a list ("they stop worms, viruses and other threats") or after a determiner and
+    an adjective ("a stable, low-inflation economy") is passed. A list that does not end
+    cleanly ("overbooking, cancellations or flight delays can now demand ...") is cut at its
+    first comma, as before: where it ends is unknown."""
+    end = _CLAUSE_END.search(raw)
+    if end is None or end.group() != ",":
+        return raw[: end.start()] if end else raw
+    before, rest = raw[: end.start()], raw[end.start() :]
+    if phrase := _LIST_REST.match(rest):
+        return before + phrase.group()
+    words = before.split()
+    after_adjective = len(words) >= 2 and words[-2].lower() in _DETERMINERS  # "a stable | ,"
+    if after_adjective and (phrase := _ADJECTIVE_REST.match(rest)):
+        return before + phrase.group()
+    return before
+
+
+def balance_quotes(text: str) -> str:
     """`text` with an unpaired quote paired: the opening one `clause` stripped restored
     ('weak demand" in Asia' -> '"weak demand" in Asia'), or an open quotation closed
-    ('a "big strategy' -> 'a "big strategy"')."""
+    ('a "big strategy' -> 'a "big strategy"'). A sentence of a quotation that runs over
+    several sentences gets its missing mark ('"We lost.' -> '"We lost."')."""
     if text.count('"') % 2:
         first = text.index('"')
         return f'"{text}' if first > 0 and not text[first - 1].isspace() else f'{text}"'
