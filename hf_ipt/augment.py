@@ -27,6 +27,7 @@ from .backends.base import (
     check_dtype,
     check_engine_kwargs,
     check_temperature,
+    model_location,
     refuse_ignored,
 )
 from .chaining import MARKERS_ONLY, ChainEntry, ChainStats, chain, chains_of
@@ -150,6 +151,8 @@ class SynthesisConfig:
                 and not os.path.exists(self.synthesizer):  # else a model named "RULES" would be looked up
             raise ValueError(f"`synthesizer` {self.synthesizer!r} is neither 'rules' nor a model path: the rule miner "
                              "is synthesizer='rules', in lower case (SynthesisConfig.synthesizer)")
+        if self.synthesizer != RULES:
+            self.synthesizer = model_location(self.synthesizer, "synthesizer", "SynthesisConfig")
         check_dtype(self.dtype, "SynthesisConfig")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"`gpu_memory_utilization` must be in (0, 1], got {self.gpu_memory_utilization} "
@@ -368,6 +371,12 @@ class Augmenter:
 
                 self._engine = load_backend(self.config.backend_config())
         return self._engine
+
+    def load_engine(self) -> None:
+        """Create the engine now rather than at the first window: a command loads the model (minutes for
+        vLLM) before it reads any document and starts its progress bar, whose rate and ETA then count
+        synthesis alone, and a mistake in the engine settings stops it before any work."""
+        _ = self.engine
 
     def synthesize(self, texts: Sequence[str]) -> list[ChainEntry]:
         """Entries with pairs for one window of texts (rules: each text alone, no chaining)."""

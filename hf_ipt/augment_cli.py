@@ -85,6 +85,7 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
     corpus = {f.name: getattr(args, f.name) for f in fields(CorpusConfig)}
     builder = AugmentedBuilder(**corpus, **asdict(synthesis))  # as `load_augmented`, keeping the builder's counts
     ds = builder.as_streaming_dataset(split="train")
+    builder.augmenter.load_engine()  # before the bar: its rate and ETA count synthesis, not the model load
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     schema = features(synthesis.output).arrow_schema

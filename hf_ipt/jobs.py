@@ -855,6 +855,8 @@ def _synthesize_units(job: JobConfig, units: list[dict], todo: list[int], augmen
                       done: int = 0) -> None:
     """Stage 1 over the units `todo`, with a progress bar that starts at the `done` units of this rank."""
     made_under = spec_id(pinned)
+    if todo:  # before the bar: its rate and ETA count synthesis, not the model load (minutes, for vLLM)
+        augment.load_engine()
     bar = Progress(done + len(todo), rank, token_unit, done) if progress and todo else None
     with bar.bar if bar else contextlib.nullcontext():  # closed before any error is printed
         for index in todo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -440,3 +441,36 @@ def test_sampling_restarts_from_the_seed_at_each_call(tiny_backend):
     assert [g.token_ids for g in again.generate(prompts)] == first
     other = TransformersBackend.from_model(tiny_backend.model, tiny_backend.tokenizer, replace(config, seed=4))
     assert [g.token_ids for g in other.generate(prompts)] != first  # it does sample
+
+
+def test_a_device_torch_cannot_use_is_a_usage_error_before_the_model_loads(tiny_model_dir, monkeypatch, tmp_path,
+                                                                           capsys):
+    """``--device gpu`` (no torch device), ``cuda`` with no GPU, ``cuda:N`` past the visible GPUs were
+    tracebacks from inside the model load; they are usage errors naming the device and the fix."""
+    import torch
+
+    import hf_ipt.backends.transformers as module
+    from hf_ipt.augment_cli import main
+    from hf_ipt.cli import UsageError
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model loaded for a device it cannot use")
+
+    monkeypatch.setattr(module, "load_causal_lm", no_load)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    bad = [("gpu", "`device` 'gpu' is not a torch device: use 'cpu', 'cuda' or 'cuda:N'"),
+           (f"cuda:{gpus + 3}", f"`device` 'cuda:{gpus + 3}'")]
+    if not gpus:
+        bad.append(("cuda", "`device` 'cuda' asks for a GPU, but"))
+    for device, message in bad:
+        config = BackendConfig(str(tiny_model_dir), backend="transformers", max_model_len=256, max_new_tokens=8,
+                               device=device)
+        with pytest.raises(UsageError, match=re.escape(message)):
+            load_backend(config)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("The company reported a profit.")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--corpus", str(corpus), "--synthesizer", str(tiny_model_dir), "--backend", "transformers",
+              "--device", "gpu", "--max_model_len", "256", "--max_new_tokens", "8", "--output_dir", str(tmp_path / "o")])
+    assert exit_.value.code == 2
+    assert "hf-ipt augment: error: `device` 'gpu' is not a torch device" in capsys.readouterr().err

@@ -198,3 +198,54 @@ def test_generate_after_close_names_the_fix(vllm_result):
     """It raised AttributeError ('NoneType' object has no attribute 'generate')."""
     assert vllm_result["after_close"] == ("VLLMBackend.generate() was called after close(): the model is "
                                           "unloaded; create a new VLLMBackend to generate again")
+
+
+SETTINGS_WORKER = """
+import json, sys
+
+
+def main(model_dir):
+    from hf_ipt.backends import BackendConfig, load_backend
+    from hf_ipt.cli import UsageError
+
+    messages = []
+    for engine_kwargs, max_model_len in (({"max_num_seqz": 8}, 256), ({"max_num_seqs": "8"}, 256),
+                                         ({"max_num_seqs": 0}, 256), ({}, 8192)):
+        config = BackendConfig(model_dir, backend="vllm", max_model_len=max_model_len, max_new_tokens=8,
+                               dtype="float32", engine_kwargs=engine_kwargs)
+        try:
+            load_backend(config).close()
+            messages.append(None)
+        except UsageError as error:
+            messages.append(str(error))
+    return messages
+
+
+if __name__ == "__main__":
+    print("HF_IPT_RESULT " + json.dumps(main(sys.argv[1])), flush=True)
+"""
+
+
+def test_engine_kwargs_vllm_refuses_are_usage_errors_before_the_engine_starts(vllm_python, tiny_model_dir,
+                                                                              tmp_path):
+    """A misspelt argument and a wrong-typed value are refused before `vllm.LLM` is called; a value that
+    vLLM's own config checks refuse (``max_num_seqs=0``, a `max_model_len` past the model's context) is
+    a usage error too, not a pydantic traceback.
+    No engine starts: this costs vLLM's import and config checks only."""
+    script = tmp_path / "settings_checks.py"
+    script.write_text(SETTINGS_WORKER)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "VLLM_CPU_KVCACHE_SPACE": "1",
+           "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CACHE_ROOT": str(tmp_path / "cache")}
+    proc = subprocess.run([vllm_python, str(script), str(tiny_model_dir)], check=False, capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=600)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("HF_IPT_RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    misspelt, typed, refused, too_long = json.loads(lines[-1].removeprefix("HF_IPT_RESULT "))
+    assert "names 'max_num_seqz', which is not an argument of vllm.LLM" in misspelt
+    assert "(did you mean max_num_seqs?)" in misspelt
+    assert "max_num_seqs='8' is not a value of the type vllm.LLM takes for it (int | None" in typed
+    assert "vLLM refused its settings as it built its engine config (engine_kwargs: {'max_num_seqs': 0})" in refused
+    assert "max_num_seqs: Input should be greater than or equal to 1 (got 0)" in refused
+    # beyond the model's context (4096): vLLM's check of a whole config, so the message names no field value
+    assert too_long.startswith("vLLM refused its settings as it built its engine config: ModelConfig: ")
+    assert "max_model_len (8192)" in too_long and "(got" not in too_long

@@ -6,6 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from typing import Literal
 
 import pytest
 
@@ -147,6 +148,8 @@ def test_vllm_request_ended_by_the_engine_has_no_text():
 
 def test_vllm_backend_narrows_cuda_visible_devices_before_the_engine_starts(monkeypatch):
     """The engine is created with this rank's GPUs visible (a fake `vllm` records what it saw)."""
+    import dataclasses
+
     import hf_ipt.backends.vllm as vllm_backend
 
     seen = {}
@@ -159,7 +162,8 @@ def test_vllm_backend_narrows_cuda_visible_devices_before_the_engine_starts(monk
             seen["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES")
             raise Stop
 
-    monkeypatch.setattr(vllm_backend, "_import_vllm", lambda: type("vllm", (), {"LLM": FakeLLM}))
+    fake = {"LLM": FakeLLM, "EngineArgs": dataclasses.make_dataclass("EngineArgs", []), "__version__": "0"}
+    monkeypatch.setattr(vllm_backend, "_import_vllm", lambda: type("vllm", (), fake))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(Stop):
@@ -190,3 +194,71 @@ def test_a_temperature_that_is_not_a_finite_number_ge_0_is_refused(temperature):
         BackendConfig("m", temperature=temperature)
     with pytest.raises(ValueError, match=r"`temperature` must be a finite number >= 0.*SynthesisConfig.temperature"):
         SynthesisConfig(synthesizer="m", temperature=temperature)
+
+
+def test_engine_kwargs_that_vllm_would_refuse_are_usage_errors_naming_the_fix():
+    """A misspelt `vllm.LLM` argument was a `TypeError` traceback once the engine was built, and a
+    wrong-typed value failed deep in vLLM's config code; both are refused first, naming the fix.
+    `vllm.LLM` and `vllm.EngineArgs` are stood in for by classes of the same shape (their annotations
+    strings here, as under ``from __future__ import annotations``: resolved in this module)."""
+    import dataclasses
+
+    from hf_ipt.backends.vllm import check_engine_arguments
+    from hf_ipt.cli import UsageError
+
+    @dataclasses.dataclass
+    class EngineArgs:
+        model: str = ""
+        max_num_seqs: int | None = None
+        gpu_memory_utilization: float = 0.9
+        kv_cache_dtype: Literal["auto", "fp8"] = "auto"
+        hf_overrides: dict | None = None
+
+    class LLM:
+        def __init__(self, model: str, *, enforce_eager: bool = False, compilation_config: int | dict | None = None,
+                     **kwargs) -> None:
+            pass
+
+    def check(**engine_kwargs):
+        check_engine_arguments(engine_kwargs, LLM, EngineArgs, "0.0")
+
+    check(max_num_seqs=8, enforce_eager=True, gpu_memory_utilization=1, kv_cache_dtype="fp8",
+          compilation_config={"mode": 0}, hf_overrides={"a": 1})  # all as vLLM takes them
+    for engine_kwargs, message in (
+        ({"max_num_seqz": 8}, (r"names 'max_num_seqz', which is not an argument of vllm.LLM \(vLLM 0.0\) "
+                               r"\(did you mean max_num_seqs\?\)")),
+        ({"max_num_seqs": "8"}, r"max_num_seqs='8' is not a value of the type vllm.LLM takes for it \(int \| None"),
+        ({"max_num_seqs": True}, "max_num_seqs=True is not a value"),  # JSON true is no count
+        ({"enforce_eager": "yes"}, r"enforce_eager='yes' .*\(bool, vLLM 0.0\)"),
+        ({"kv_cache_dtype": "fp3"}, r"kv_cache_dtype='fp3' .*Literal\['auto', 'fp8'\]"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            check(**engine_kwargs)
+
+
+def test_a_synthesizer_path_that_does_not_exist_is_refused_and_a_tilde_expanded(tmp_path, tiny_model_dir,
+                                                                                 monkeypatch):
+    """Transformers and vLLM took a missing folder (or ``~/...``, which no shell expanded in a quoted flag
+    or YAML) for a malformed Hub id and failed with "Repo id must be in the form ..." once the model
+    loaded, and a folder that holds no model with a tokenizer error asking for sentencepiece; the
+    configs refuse both at once, and expand ``~`` as for other paths."""
+    import re
+
+    from hf_ipt.augment import SynthesisConfig
+
+    def configs(name: str) -> tuple[str, str]:
+        return (SynthesisConfig(synthesizer=name, backend="transformers").synthesizer,
+                BackendConfig(name, backend="transformers").model_name_or_path)
+
+    for name in (str(tmp_path / "no_model"), "./models/synth", "../synth", "~/no_model", "org/name/extra"):
+        for make in (lambda n: SynthesisConfig(synthesizer=n), lambda n: BackendConfig(n, backend="vllm")):
+            with pytest.raises(ValueError, match=re.escape(f"{name!r} is a path that does not exist")):
+                make(name)
+    (tmp_path / "outputs").mkdir()  # a folder, but no model's: it has no config.json
+    monkeypatch.chdir(tmp_path)
+    for make in (lambda n: SynthesisConfig(synthesizer=n), lambda n: BackendConfig(n, backend="vllm")):
+        with pytest.raises(ValueError, match="'outputs' is a folder without a config.json, not a saved model"):
+            make("outputs")
+    assert configs("org/model") == ("org/model", "org/model")  # a Hub id: looked up when the model loads
+    monkeypatch.setenv("HOME", str(tiny_model_dir.parent))
+    assert configs(f"~/{tiny_model_dir.name}") == (str(tiny_model_dir), str(tiny_model_dir))

@@ -166,6 +166,8 @@ def test_more_user_mistakes_are_usage_errors_not_tracebacks(tmp_path):
         (["synthesize", "--config", str(tmp_path / "job_on.yaml")], "(for a --no_ flag write dedup: true)", {}),
         (["synthesize", "--config", str(tmp_path / "typo.yaml")], "num_shard (did you mean num_shards?)", {}),
         (["augment", "--corpus", corpus, "--synthesizer", "RULES"], "the rule miner is synthesizer='rules'", {}),
+        (["synthesize", "--corpus", corpus, "--synthesizer", str(tmp_path / "no_model"), "--backend", "transformers",
+          "--output_dir", str(tmp_path / "j")], "no_model' is a path that does not exist", {}),
         (["synthesize", "--corpus", corpus, "--output_dir", str(tmp_path / "j")], "WORLD_SIZE=2 is set but RANK",
          {"WORLD_SIZE": "2"}),
     ):
@@ -302,3 +304,28 @@ def test_a_rerun_of_a_finished_job_prints_the_same_summary(tmp_path, capsys):
     assert lines[0] == lines[1]
     assert re.search(r"filters removed degenerate \d+, copied_question \d+, ungrounded \d+, malformed \d+, "
                      r"near_duplicate \d+\)", lines[0]), lines[0]
+
+
+def test_augment_loads_the_synthesizer_before_its_progress_bar_and_once(tmp_path, tiny_model_dir, monkeypatch):
+    """The model loaded at the first window, after the bar was made, so its rate and ETA counted the load."""
+    import tqdm.auto
+
+    import hf_ipt.builder
+    from hf_ipt.augment_cli import main
+
+    from .test_jobs import record_order
+
+    events: list[str] = []
+    record_order(monkeypatch, hf_ipt.builder, events)
+
+    class Bar(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs) -> None:
+            if kwargs.get("desc") == "augment":  # not the bars of the model load
+                events.append("bar")
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    corpus = write_jsonl(tmp_path / "news.jsonl", 3)
+    assert main(["--corpus", str(corpus), "--synthesizer", str(tiny_model_dir), "--backend", "transformers",
+                 "--max_model_len", "256", "--max_new_tokens", "4", "--output_dir", str(tmp_path / "o")]) == 0
+    assert events == ["engine", "bar", "read"]

@@ -961,3 +961,42 @@ def test_a_rerun_removes_the_temporaries_of_its_hosts_killed_runs(tmp_path):
         temp.write_bytes(b"PAR1 half a unit")
     assert run_job(job, rank=0, world_size=2, progress=False) is None  # not the last rank: no finalize
     assert not killed.exists() and alive.exists() and elsewhere.exists()  # a live writer's, another host's: kept
+
+
+def record_order(monkeypatch, module, events: list[str]) -> None:
+    """Append to `events` "engine" when a backend loads and "read" when `module` starts reading a shard."""
+    import hf_ipt.backends
+
+    load, read = hf_ipt.backends.load_backend, module.iter_shard
+
+    def load_backend(config):
+        events.append("engine")
+        return load(config)
+
+    def iter_shard(*args, **kwargs):
+        events.append("read")
+        yield from read(*args, **kwargs)
+
+    monkeypatch.setattr(hf_ipt.backends, "load_backend", load_backend)
+    monkeypatch.setattr(module, "iter_shard", iter_shard)
+
+
+def test_the_progress_bar_starts_once_the_synthesizer_has_loaded(tmp_path, tiny_model_dir, monkeypatch):
+    """The model loaded at the first window, after the bar was made: the engine start (minutes for vLLM)
+    counted into the bar's rate and ETA. It loads first, once, before any document is read."""
+    import hf_ipt.jobs
+
+    events: list[str] = []
+    record_order(monkeypatch, hf_ipt.jobs, events)
+    start = hf_ipt.jobs.Progress.__init__
+
+    def progress(self, *args, **kwargs):
+        events.append("bar")
+        start(self, *args, **kwargs)
+
+    monkeypatch.setattr(hf_ipt.jobs.Progress, "__init__", progress)
+    corpus = write_jsonl(tmp_path / "c.jsonl", 4)
+    synthesis = SynthesisConfig(synthesizer=str(tiny_model_dir), backend="transformers", max_model_len=256,
+                                max_new_tokens=4)
+    run_job(JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=2), synthesis, NO_FILTERS)
+    assert events == ["engine", "bar", "read", "read"]

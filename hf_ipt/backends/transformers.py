@@ -90,6 +90,37 @@ def check_context(model_config: Any, max_model_len: int) -> None:
         )
 
 
+def check_device(device: str) -> None:
+    """Refuse a `device` that torch cannot place the model on, before the model loads: a name torch does not
+    know (``gpu``), a GPU where torch sees none (no GPU, or a CPU-only torch), a GPU index past those visible.
+    Each was a traceback once the first window of documents was read.
+
+    Raises:
+        `UsageError`: naming the device and the fix.
+    """
+    import torch
+
+    from ..cli import UsageError
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UsageError(f"`device` {device!r} is not a torch device: use 'cpu', 'cuda' or 'cuda:N' (a GPU's index), or "
+                         "leave it unset for a GPU when there is one, else the CPU (BackendConfig.device)") from None
+    if parsed.type != "cuda":
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not count:
+        cpu_only = torch.version.cuda is None and getattr(torch.version, "hip", None) is None  # ROCm GPUs are "cuda" too
+        why = "this torch is built without CUDA" if cpu_only else "no GPU is visible"
+        raise UsageError(f"`device` {device!r} asks for a GPU, but {why}: leave `device` unset or use 'cpu' to run on "
+                         "the CPU (BackendConfig.device)")
+    if parsed.index is not None and parsed.index >= count:
+        raise UsageError(f"`device` {device!r} names GPU {parsed.index}, but {count} GPU(s) are visible (cuda:0 to "
+                         f"cuda:{count - 1}; CUDA_VISIBLE_DEVICES renumbers them): use one of those "
+                         "(BackendConfig.device)")
+
+
 def _resolve_dtype(name: str, device: str) -> Any:
     import torch
 
@@ -110,7 +141,9 @@ class TransformersBackend:
         import torch
 
         device = config.device
-        if device is None:
+        if device is not None:
+            check_device(device)
+        else:
             gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
             device = default_device(os.environ, gpus)
             if device.startswith("cuda:"):

@@ -16,6 +16,8 @@ import logging
 import os
 import subprocess
 import sys
+import types
+import typing
 from collections.abc import Mapping
 from typing import Any
 
@@ -150,6 +152,102 @@ def request_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def engine_annotations(llm: Any, engine_args: Any) -> dict[str, Any]:
+    """The keyword arguments `llm` (`vllm.LLM`) takes, with their annotations: its own, then the fields of
+    `engine_args` (`vllm.EngineArgs`), which its ``**kwargs`` become."""
+    import dataclasses
+    import inspect
+
+    accepted = {field.name: _evaluated(field.type, engine_args) for field in dataclasses.fields(engine_args)}
+    for name, parameter in inspect.signature(llm).parameters.items():
+        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+            accepted[name] = _evaluated(parameter.annotation, llm)
+    return accepted
+
+
+def _evaluated(annotation: Any, owner: Any) -> Any:
+    """`annotation` itself, or, written as a string (``from __future__ import annotations``), the type
+    it names in `owner`'s module; `None` (any value) when it names nothing there."""
+    if not isinstance(annotation, str):
+        return annotation
+    try:
+        return eval(annotation, vars(sys.modules[owner.__module__]))  # the library's own annotation, as typing does
+    except Exception:  # noqa: BLE001 - a name imported for type checking only: the value is not checked
+        return None
+
+
+def fits(value: Any, annotation: Any) -> bool | None:
+    """Whether `value` (as JSON gives it) has a type `annotation` allows: plain ``bool``/``int``/``float``/
+    ``str``/``None``, a ``Literal`` and unions of them; `None` (not known) for any other annotation."""
+    if annotation is type(None):
+        return value is None
+    if annotation in (bool, int, float, str):
+        if isinstance(value, bool):  # JSON true is no int here: vLLM would take it as 1
+            return annotation is bool
+        return isinstance(value, (int, float) if annotation is float else annotation)
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        found = [fits(value, part) for part in typing.get_args(annotation)]
+        return True if True in found else (None if None in found else False)
+    return None
+
+
+def check_engine_arguments(engine_kwargs: Mapping[str, Any], llm: Any, engine_args: Any, version: str) -> None:
+    """Refuse `engine_kwargs` that `vllm.LLM` would only fail on, before its engine starts: a name that is
+    neither its argument nor a field of `vllm.EngineArgs` (a misspelt ``max_num_seqz`` was a `TypeError`
+    traceback), and a value of a type the argument's annotation excludes (``"max_num_seqs": "8"`` failed
+    deep in vLLM's config code with "'<' not supported between instances of 'int' and 'str'").
+
+    Raises:
+        `UsageError`: naming the argument, the value and the fix (a close name, the type wanted).
+    """
+    from ..cli import UsageError, did_you_mean
+
+    accepted = engine_annotations(llm, engine_args)
+    for name, value in engine_kwargs.items():
+        if name not in accepted:
+            raise UsageError(
+                f"`engine_kwargs` names {name!r}, which is not an argument of vllm.LLM (vLLM {version})"
+                f"{did_you_mean(name, sorted(accepted))}: correct or drop it; the accepted names are vllm.LLM's "
+                "arguments and the fields of vllm.EngineArgs (SynthesisConfig.engine_kwargs)"
+            )
+        annotation = accepted[name]
+        if fits(value, annotation) is False:
+            wanted = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+            raise UsageError(f"`engine_kwargs` {name}={value!r} is not a value of the type vllm.LLM takes for it "
+                             f"({wanted}, vLLM {version}): give one of that type (SynthesisConfig.engine_kwargs)")
+
+
+def is_engine_config_error(error: BaseException) -> bool:
+    """Whether `error` came from vLLM checking its settings as it builds its engine config
+    (`EngineArgs.create_engine_config`), before any weight loads or memory is taken: a setting the
+    user gave is wrong (``max_num_seqs=0``), not the engine or the device."""
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code.co_name == "create_engine_config":
+            return True
+        frame = frame.tb_next
+    return False
+
+
+def engine_config_message(error: BaseException, engine_kwargs: Mapping[str, Any]) -> str:
+    """One line for an error of `is_engine_config_error`: pydantic's list of refused fields condensed
+    (field, why, value given), what `engine_kwargs` held, and the fix."""
+    problems = getattr(error, "errors", None)
+    if callable(problems):  # a pydantic `ValidationError`: one entry per refused field
+        title = getattr(error, "title", "")
+        detail = "; ".join(  # an error of the whole config (no field) has the whole config as its input: not shown
+            f"{'.'.join([title, *map(str, e['loc'])])}: {e['msg']}" + (f" (got {e['input']!r:.80})" if e["loc"] else "")
+            for e in problems())
+    else:
+        detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    given = f" (engine_kwargs: {dict(engine_kwargs)})" if engine_kwargs else ""
+    return (f"vLLM refused its settings as it built its engine config{given}: {detail}; correct the value it names "
+            "in --engine_kwargs, or the synthesis option of that name (SynthesisConfig.engine_kwargs)")
+
+
 def _import_vllm() -> Any:
     try:
         import vllm
@@ -172,20 +270,28 @@ class VLLMBackend:
     def __init__(self, config: BackendConfig) -> None:
         vllm = _import_vllm()
         self.config = config
+        check_engine_arguments(config.engine_kwargs, vllm.LLM, vllm.EngineArgs, vllm.__version__)
         _place_rank(config.tensor_parallel_size)
         defaults = {"enable_prefix_caching": True, "load_format": "safetensors"}  # engine_kwargs may change these
         before = engine_processes(os.getpid())
-        self.llm = vllm.LLM(
-            model=config.model_name_or_path,
-            revision=config.revision,
-            dtype=config.dtype,
-            max_model_len=config.max_model_len,
-            tensor_parallel_size=config.tensor_parallel_size,
-            gpu_memory_utilization=config.gpu_memory_utilization,
-            trust_remote_code=config.trust_remote_code,
-            seed=config.seed,
-            **{**defaults, **config.engine_kwargs},
-        )
+        try:
+            self.llm = vllm.LLM(
+                model=config.model_name_or_path,
+                revision=config.revision,
+                dtype=config.dtype,
+                max_model_len=config.max_model_len,
+                tensor_parallel_size=config.tensor_parallel_size,
+                gpu_memory_utilization=config.gpu_memory_utilization,
+                trust_remote_code=config.trust_remote_code,
+                seed=config.seed,
+                **{**defaults, **config.engine_kwargs},
+            )
+        except (TypeError, ValueError) as error:  # out of memory, a CUDA fault: raised later, kept as they are
+            if not is_engine_config_error(error):
+                raise
+            from ..cli import UsageError
+
+            raise UsageError(engine_config_message(error, config.engine_kwargs)) from error
         self._reaper = _start_reaper(engine_processes(os.getpid()) - before)
         self.tokenizer = self.llm.get_tokenizer()
         model_eos = self.llm.llm_engine.model_config.try_get_generation_config().get("eos_token_id")
