@@ -251,3 +251,14 @@ def test_keyword_top_refuses_a_count_that_is_not_a_positive_int(n) -> None:
         stats.update("dividend shareholders quarterly investors")
     with pytest.raises(ValueError, match=rf"`n` must be an int >= 1 .*got {re.escape(repr(n))}"):
         stats.top(n, long_word_chars=3)
+
+
+@pytest.mark.parametrize("ratio", [0, -0.5, 1.5])
+def test_keyword_top_refuses_a_max_df_ratio_outside_0_1(ratio) -> None:
+    """A ratio of 0 kept only the words in exactly `min_df` documents, with no word of warning."""
+    stats = KeywordStats()
+    for _ in range(5):
+        stats.update("dividend shareholders quarterly investors")
+    with pytest.raises(ValueError, match=r"`max_df_ratio` must be in \(0, 1\]"):
+        stats.top(10, max_df_ratio=ratio, long_word_chars=3)
+    assert stats.top(10, max_df_ratio=1, min_df=5, long_word_chars=3)  # every document may hold a keyword

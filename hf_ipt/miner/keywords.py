@@ -141,6 +141,9 @@ class KeywordStats:
                 f"`n` must be an int >= 1 (how many keywords to return), got {n!r} "
                 "(KeywordStats.top)"
             )
+        if not 0 < max_df_ratio <= 1:
+            raise ValueError(f"`max_df_ratio` must be in (0, 1] (a share of the domain documents), got "
+                             f"{max_df_ratio!r} (KeywordStats.top)")
         if self.num_docs == 0:
             return []
         max_df = max(min_df, max_df_ratio * self.num_docs)
