@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from .backends.base import Generation
 from .protocol import Pair, blank_markers, build_prompt, encode_prompt, parse_pairs, special_tokens
 
 logger = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def chain(
     Args:
         texts (`Sequence[str]`): a window of raw texts.
         generate (`Callable`): token-id prompts -> results with `.text` and `.error`
-            (a backend's `generate`, see `hf_ipt.backends`).
+            (a backend's `generate`, see `hf_ipt.backends`), or completion strings.
         tokenizer: the synthesizer's tokenizer (budgets are counted with it).
         rounds (`int`, *optional*, defaults to 2): M; 3 for domain corpora.
         prompt_budget (`int`, *optional*, defaults to 3696): ``max_model_len - max_new_tokens``.
@@ -220,6 +221,8 @@ def chain(
         results = dict(zip((e.id for e in sent), generate([e.prompt_ids for e in sent]) if sent else [], strict=True))
         for entry in planned:
             result = results.get(entry.id)
+            if isinstance(result, str):  # a plain completion: read as one, not as an empty result
+                result = Generation(text=result, num_prompt_tokens=len(entry.prompt_ids))
             entry.error = (getattr(result, "error", None) if entry.id in results
                            else MARKERS_ONLY if not entry.prompt_ids else no_room(prompt_budget))
             entry.completion = getattr(result, "text", "") or ""

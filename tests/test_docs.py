@@ -182,8 +182,14 @@ def test_manifest_table_lists_the_keys_a_job_writes(tmp_path):
     run_job(JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "job"), num_shards=1), SynthesisConfig(),
             progress=False)
     manifest = json.loads((tmp_path / "job" / "manifest.json").read_text())
-    names = _table_first_column((ROOT / "docs" / "jobs.md").read_text(encoding="utf-8"), "| key | type |")
+    doc = (ROOT / "docs" / "jobs.md").read_text(encoding="utf-8")
+    names = _table_first_column(doc, "| key | type |")
     assert sorted(names) == sorted(manifest)
+    # the `chain` row names every ChainStats total (it lacked `markers_only`)
+    chain_row = next(line for line in doc.splitlines() if line.startswith("| `chain` |"))
+    from hf_ipt.chaining import ChainStats
+
+    assert {f"`{name}`" for name in ChainStats.__dataclass_fields__} <= set(re.findall(r"`\w+`", chain_row))
 
 
 def test_evaluation_metric_table_names_shipped_modules():
@@ -286,3 +292,45 @@ def test_evaluation_doc_says_how_task_file_errors_count_rows(tmp_path):
         load_tasks(str(tmp_path / "tasks") + "/")
     text = " ".join((ROOT / "docs" / "evaluation.md").read_text(encoding="utf-8").split())
     assert "the example, counted from 0" in text and "its line number, counted from 1" in text
+
+
+def _paragraph(path: Path, start: str) -> str:
+    """The whitespace-normalized paragraph of `path` that begins with `start`."""
+    text = " ".join(path.read_text(encoding="utf-8").split())
+    return text[text.index(start):][:1200]
+
+
+def test_readme_states_what_chain_expects_of_generate(tiny_tokenizer):
+    """README gave `chain(texts, generate, tokenizer, ...)` without saying what `generate` returns;
+    a callable returning completion strings (the obvious guess) silently gave no pairs. The README
+    states the contract, and it holds: results with `.text`/`.error` and plain strings give pairs."""
+    from hf_ipt.backends import Generation
+    from hf_ipt.chaining import chain
+
+    completion = "<QUE> What rose? <ANS> Profits. </END></s>"
+    texts = ["Profits rose in the third quarter.", "Sales fell in Europe."]
+
+    def results(prompts):
+        return [Generation(text=completion, num_prompt_tokens=len(p)) for p in prompts]
+
+    assert all(e.pairs for e in chain(texts, results, tiny_tokenizer))
+    strings = chain(texts, lambda ps: [completion] * len(ps), tiny_tokenizer)
+    assert all(e.pairs == [("What rose?", "Profits.")] and e.error is None for e in strings)
+    doc = _paragraph(ROOT / "README.md", "`hf_ipt.chaining.chain(")
+    assert "`.text` and `.error`" in doc and "`hf_ipt.backends.Generation`" in doc, doc[:400]
+    assert "or the completion strings themselves" in doc, doc[:400]
+
+
+def test_training_doc_says_where_bos_and_eos_come_from(tiny_tokenizer):
+    """docs/training.md said `pack_sequences` concatenates documents "(BOS + text + EOS)"; it adds
+    no special token: `tokenize_texts` appends the EOS, and the BOS only where the tokenizer adds
+    one itself. The doc says so."""
+    from hf_ipt.models import adds_bos
+    from hf_ipt.training import pack_sequences, tokenize_texts
+
+    assert [b["input_ids"] for b in pack_sequences([[5, 6, 7], [8]], 4)] == [[5, 6, 7, 8]]
+    ids = next(tokenize_texts(["Profits rose."], tiny_tokenizer))
+    assert ids[-1] == tiny_tokenizer.eos_token_id
+    assert (ids[0] == tiny_tokenizer.bos_token_id) == adds_bos(tiny_tokenizer)
+    doc = _paragraph(ROOT / "docs" / "training.md", "`pack_sequences(documents, seq_length)`")
+    assert "(BOS + text + EOS)" not in doc and "`hf_ipt.training.tokenize_texts`" in doc, doc[:400]

@@ -141,3 +141,13 @@ def test_the_builder_offline_names_the_hub_corpus_and_the_fix(tmp_path, caplog):
                        r"reached \(offline mode.*`hf download org/news --repo-type dataset --local-dir DIR`"):
         datasets.load_dataset("hf_ipt/augmented", corpus="org/news", streaming=True, cache_dir=str(tmp_path))
     assert "could not list the files" not in caplog.text  # no warning about a cache key never used
+
+
+def test_the_papers_tasks_offline_name_the_repo_and_data_dir(tmp_path, capsys):
+    from hf_ipt.evaluation.cli import main as eval_main
+
+    line = usage_error(eval_main, ["--model_name_or_path", "org/model", "--tasks", "finance/FPB", "--device", "cpu"],
+                       capsys)
+    assert line.startswith("hf-ipt eval: error: --tasks 'finance/FPB': task 'FPB' is read from the Hub "
+                           "(AdaptLLM/finance-tasks), which cannot be reached (offline mode")
+    assert "`hf download AdaptLLM/finance-tasks --repo-type dataset --local-dir DIR`" in line and "--data_dir DIR" in line

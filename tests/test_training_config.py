@@ -580,3 +580,18 @@ def test_synthesizer_tuning_refuses_a_tokenizer_whose_eos_is_text_before_the_mod
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert "the synthesizer format needs a tokenizer whose BOS is '<s>' and EOS is '</s>'" in res.stderr.splitlines()[-1]
     assert "Loading weights" not in res.stderr  # refused before the model loads
+
+
+def test_eval_tasks_that_name_no_task_are_refused_before_a_model_loads(tmp_path, capsys):
+    """`--eval_tasks missing.json` ended in a FileNotFoundError traceback after the model had loaded."""
+    base = ["--output_dir", str(tmp_path / "out"), "--use_cpu", "true", "--bf16", "false", "--max_steps", "1",
+            "--domain_dataset", "d.jsonl"]
+    assert _parse_error(capsys, "continual_pt", [*base, "--eval_tasks", "missing.json"]) == (
+        "`eval_tasks` 'missing.json': task file or folder 'missing.json' does not exist (TrainingConfig.eval_tasks)")
+    assert "unknown finance task(s) ['FBP']" in _parse_error(capsys, "continual_pt", [*base, "--eval_tasks",
+                                                                                       "finance/FBP"])
+    task = tmp_path / "task.json"
+    task.write_text('{"metric": "accuracy", "examples": [{"input": "Up?", "options": ["up", "down"], "gold_index": 0}]}')
+    args = TrainingConfig(output_dir=str(tmp_path / "out"), max_steps=1, use_cpu=True,
+                          eval_tasks=f"{task},finance/FPB")  # a file and a paper task: nothing read yet
+    assert args.eval_tasks == f"{task},finance/FPB"

@@ -344,7 +344,12 @@ def load_paper_task(spec: TaskSpec, data_dir: str | os.PathLike | None = None) -
     else:
         import datasets
 
-        rows = datasets.load_dataset(spec.repo_id, spec.config, split="test")
+        from ..cli import needs_hub
+
+        with needs_hub(f"task {spec.name!r} is read from the Hub ({spec.repo_id})", "download the repo there (`hf "
+                       f"download {spec.repo_id} --repo-type dataset --local-dir DIR`) and give that folder as "
+                       "`data_dir` (--data_dir DIR)"):
+            rows = datasets.load_dataset(spec.repo_id, spec.config, split="test")
         where = f"{spec.repo_id} ({spec.config}, test split)"
     return _task(spec.name, spec.metric, rows, where)
 
@@ -381,20 +386,37 @@ def _load_path(path: Path) -> list[Task]:
 
 
 def _load_item(item: str, data_dir: str | os.PathLike | None) -> list[Task]:
+    where = _resolve_item(item)
+    if isinstance(where, Path):
+        return _load_path(where)
+    return [load_paper_task(s, data_dir) for s in where]
+
+
+def _resolve_item(item: str) -> Path | list[TaskSpec]:
+    """A task file or folder, or the paper's tasks `item` names; `FileNotFoundError` or `ValueError`
+    for an item that names none (nothing is read)."""
     domain, _, name = item.partition("/")
     domain = DOMAIN_ALIASES.get(domain, domain)
     paper = domain in PAPER_TASKS and (not name or name in {s.name for s in PAPER_TASKS[domain]})
     if Path(item).exists() and not paper:  # "finance/mine.json" is a file; a local folder named "finance" needs "./finance"
-        return _load_path(Path(item))
+        return Path(item)
     if domain in PAPER_TASKS:
-        specs = task_specs(domain, [name] if name else None)
-        return [load_paper_task(s, data_dir) for s in specs]
+        return task_specs(domain, [name] if name else None)
     if item.endswith((".json", ".jsonl")) or item.startswith((".", "/", "~")):
         raise FileNotFoundError(f"task file or folder {item!r} does not exist")
     raise ValueError(
         f"cannot resolve task {item!r}: use 'finance', 'medicine', 'finance/FPB' (one task), "
         "a task file (*.json) or a folder of tasks"
     )
+
+
+def check_task_names(tasks: str) -> None:
+    """Raise as `load_tasks` would for a comma-separated item that names no task (a task file or
+    folder that does not exist, an unknown paper task), without reading any: a training run checks
+    its `eval_tasks` so before a model loads."""
+    for item in (t.strip() for t in tasks.split(",")):
+        if item:
+            _resolve_item(item)
 
 
 def load_tasks(

@@ -127,6 +127,8 @@ class TrainingConfig(TrainingArguments):
                 "would attend to each other; the saved model gets `use_cache: true` back for generation "
                 "(TrainingConfig.use_cache)"
             )
+        if self.eval_tasks:  # a wrong task path or name: now, not after the model has loaded
+            check_eval_tasks(self.eval_tasks)
         if self.max_steps <= 0:
             raise ValueError(
                 f"`max_steps` must be > 0 with streamed input, got {self.max_steps} (TrainingConfig.max_steps)"
@@ -180,6 +182,17 @@ class TrainingConfig(TrainingArguments):
             * self.world_size
             * self.max_length
         )
+
+
+def check_eval_tasks(tasks: str) -> None:
+    """Refuse `eval_tasks` that name no task (a missing task file, an unknown paper task) before a
+    model loads; it ended in a `FileNotFoundError` traceback when the evaluation callback was built."""
+    from hf_ipt.evaluation.tasks import check_task_names
+
+    try:
+        check_task_names(tasks)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"`eval_tasks` {tasks!r}: {error} (TrainingConfig.eval_tasks)") from error
 
 
 def is_bitsandbytes_optimizer(optim: Any) -> bool:
