@@ -41,6 +41,7 @@ BACKOFF_S = 2.0  # doubled after each failed attempt; a Retry-After header wins
 _EXTENSIONS = re.compile(r"\.(jsonl|json|txt|parquet|csv|arrow)$")
 _CONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _PR_REF = re.compile(r"refs/pr/(\d+)")  # a pull request's head, which takes commits as a branch does
+SELECTION = ("corpus_config", "corpus_split")  # which part of a dataset corpus a job read (its `settings.job`)
 
 
 # ---------------------------------------------------------------------------- reading output
@@ -116,6 +117,7 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
                          "with the same settings to complete it, then push")
     record, source = _read_record(out)
     settings = record.get("settings") or {}
+    job = settings.get("job") or {}
     # Older records list every setting, a model's for a rules run too: keep those of its synthesizer.
     synthesis = recorded_settings(settings.get("synthesis") or record.get("synthesis") or {})
     corpus = _first(record, "corpus_name", "corpus")
@@ -126,6 +128,7 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
         "config_name": name,
         "corpus": record.get("corpus"),
         "split": record.get("split"),
+        **{key: record.get(key, job.get(key)) for key in SELECTION},
         "source": source,
         "hf_ipt_version": record.get("hf_ipt_version"),
         "synthesizer": synthesis.get("synthesizer"),
@@ -253,6 +256,10 @@ def config_entry(name: str, default: bool = False) -> dict[str, Any]:
 
 def _metadata(repo_id: str, configs: list[dict], kept: dict) -> dict[str, Any]:
     meta = {key: value for key, value in kept.items() if key != "configs"}
+    if "dataset_info" in meta:  # `Dataset.push_to_hub` wrote it: features and split sizes per config
+        replaced = {c["config_name"] for c in configs if not c.get("yaml")}
+        if (infos := _other_dataset_infos(meta.pop("dataset_info"), replaced)) is not None:
+            meta["dataset_info"] = infos
     meta.setdefault("pretty_name", repo_id.split("/")[-1])
     meta.setdefault("tags", ["hf_ipt", "instruction-pretraining", "synthetic"])
     meta.setdefault("task_categories", ["text-generation"])
@@ -260,6 +267,19 @@ def _metadata(repo_id: str, configs: list[dict], kept: dict) -> dict[str, Any]:
     defaults = {e.get("config_name") for e in kept.get("configs") or [] if isinstance(e, dict) and e.get("default")}
     meta["configs"] = [c.get("yaml") or config_entry(c["config_name"], c["config_name"] in defaults) for c in configs]
     return meta
+
+
+def _other_dataset_infos(infos: Any, replaced: set[str]) -> Any:
+    """`dataset_info` (one entry, or a list of them) without the entries of the `replaced` configs.
+
+    `load_dataset` checks a config's data against its entry: one left from data that a push
+    replaced fails the load (`CastError`, `NonMatchingSplitsSizesError`). `None` when none is left.
+    """
+    entries = infos if isinstance(infos, list) else [infos]
+    kept = [e for e in entries if not isinstance(e, dict) or e.get("config_name", "default") not in replaced]
+    if not kept:
+        return None
+    return kept if isinstance(infos, list) else kept[0]
 
 
 def _table_row(c: dict) -> str:
@@ -273,7 +293,7 @@ def _section(c: dict) -> str:
     lines = [
         f"### `{c['config_name']}`",
         "",
-        f"- **Corpus:** {_code(c.get('corpus'))}",
+        f"- **Corpus:** {_code(c.get('corpus'))}{_selection(c)}",
         *([f"- **Part of the corpus:** {c['split']}"] if c.get("split") else []),
         *([f"- **Sample:** {c['sample']}"] if c.get("sample") else []),
         f"- **Synthesizer:** {_synthesizer(c)}, revision {_revision(c)}",
@@ -290,6 +310,14 @@ def _section(c: dict) -> str:
             lines += ["", f"| {title} | Value |", "|---|---|"]
             lines += [f"| {key} | {_fmt(value, none='none')} |" for key, value in values.items()]
     return "\n".join(lines)
+
+
+def _selection(c: dict) -> str:
+    """The config and split of a dataset corpus that `c` was made from ("" for its default config's train split)."""
+    parts = [f"config {c['corpus_config']!r}"] if c.get("corpus_config") is not None else []
+    if parts or c.get("corpus_split") not in (None, "train"):
+        parts.append(f"split {c.get('corpus_split')!r}")
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _synthesizer(c: dict) -> str:
@@ -512,10 +540,13 @@ def _refuse_replacing(repo_id: str, remote: dict | None, info: dict) -> None:
     if remote is None:
         raise ConfigTakenError(f"config {name!r} of {repo_id} was not pushed by hf_ipt (no {name}/{STATS_FILE}), so "
                                f"pushing {info['corpus']!r} would replace data it cannot identify", name)
-    if any(remote.get(key) != info[key] for key in ("corpus", "synthesizer")):
-        raise ConfigTakenError(f"config {name!r} of {repo_id} holds corpus {remote.get('corpus')!r} (synthesizer "
-                               f"{remote.get('synthesizer')!r}), not corpus {info['corpus']!r} (synthesizer "
-                               f"{info['synthesizer']!r}); pushing would replace it", name)
+    # Two configs of one dataset corpus are two corpora; stats.json of older pushes does not record them.
+    keys = ("corpus", "synthesizer", *(key for key in SELECTION if key in remote))
+    if any(remote.get(key) != info.get(key) for key in keys):
+        raise ConfigTakenError(f"config {name!r} of {repo_id} holds corpus {remote.get('corpus')!r}{_selection(remote)} "
+                               f"(synthesizer {remote.get('synthesizer')!r}), not corpus {info['corpus']!r}"
+                               f"{_selection(info)} (synthesizer {info['synthesizer']!r}); pushing would replace it",
+                               name)
 
 
 def _config_files(api, repo_id: str, commit: str, name: str) -> set[str]:

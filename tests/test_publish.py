@@ -284,6 +284,26 @@ def test_another_corpus_under_a_taken_config_name_is_refused_unless_overwrite(hu
     assert len(hub.commits) == 4
 
 
+def test_another_config_of_the_same_dataset_corpus_is_refused_and_named_on_the_card(hub, tmp_path):
+    def subset(path: Path, corpus_config: str) -> Path:  # a job on one config of a dataset corpus
+        job_output(path, corpus="org/news")
+        manifest = json.loads((path / "manifest.json").read_text())
+        manifest["corpus_name"] = "org/news"  # both derive config `news`
+        manifest["settings"]["job"].update(corpus_config=corpus_config, corpus_split="train")
+        (path / "manifest.json").write_text(json.dumps(manifest))
+        return path
+
+    push_dataset(subset(tmp_path / "fin", "finance"), REPO, token=TOKEN)
+    before = hub.files(REPO)
+    assert "- **Corpus:** `org/news` (config 'finance', split 'train')" in before["README.md"].decode()
+    with pytest.raises(ValueError, match=r"'org/news' \(config 'finance'.*not corpus 'org/news' \(config 'tech'"):
+        push_dataset(subset(tmp_path / "tech", "tech"), REPO, token=TOKEN)
+    assert hub.files(REPO) == before
+    push_dataset(subset(tmp_path / "fin2", "finance"), REPO, token=TOKEN)  # the same subset again needs no flag
+    push_dataset(tmp_path / "tech", REPO, token=TOKEN, config_name="news-tech")
+    assert configs_of(hub) == ["news", "news-tech"]
+
+
 def test_another_synthesizer_or_an_unknown_config_is_refused_unless_overwrite(hub, tmp_path):
     from huggingface_hub import HfApi
 
@@ -551,6 +571,30 @@ def test_pushed_layout_loads_with_datasets(hub, tmp_path):
     fin = datasets.load_dataset(str(clone), "finance", split="train", cache_dir=str(tmp_path / "cache"))
     assert bbc["id"] == ["bbc-business:0", "bbc-business:1", "bbc-business:2"]
     assert sorted(fin["id"]) == [f"finance:{i}" for i in range(4)] and fin.features == features("templified")
+
+
+def test_overwriting_a_config_push_to_hub_wrote_drops_its_dataset_info(hub, tmp_path):
+    """`Dataset.push_to_hub` records features and split sizes per config (`dataset_info`); `load_dataset`
+    checks the data against them, so the entry of the replaced config must not outlive its data."""
+    import io
+
+    import datasets
+
+    def info(name: str, rows: int) -> str:
+        return (f"- config_name: {name}\n  features:\n  - name: text\n    dtype: string\n  splits:\n  - name: train\n"
+                f"    num_bytes: 100\n    num_examples: {rows}\n  download_size: 100\n  dataset_size: 100\n")
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"text": ["raw"] * 10}), buf)
+    readme = ("---\ndataset_info:\n" + info("bbc-business", 10) + info("other", 5) + "configs:\n"
+              "- config_name: bbc-business\n  data_files:\n  - split: train\n    path: bbc-business/train-*\n---\n")
+    hub.put(REPO, {"README.md": readme, "bbc-business/train-00000-of-00001.parquet": buf.getvalue()})
+    push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN, overwrite=True)
+    meta = front_matter(hub.files(REPO)["README.md"].decode())
+    assert [entry["config_name"] for entry in meta["dataset_info"]] == ["other"]  # another config's entry stays
+    clone = hub.export(REPO, tmp_path / "clone")
+    bbc = datasets.load_dataset(str(clone), "bbc-business", split="train", cache_dir=str(tmp_path / "cache"))
+    assert bbc["id"] == ["bbc-business:0", "bbc-business:1", "bbc-business:2"]
 
 
 # ---------------------------------------------------------------------------- the command

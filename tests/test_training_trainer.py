@@ -118,7 +118,10 @@ def test_non_padding_token_count_counts_every_token_of_packed_blocks(tmp_path, t
     train_and_save(trainer)
     budget = args.max_steps * args.tokens_per_step
     assert trainer.state.num_input_tokens_seen == budget  # packed blocks: every token is a real one
-    assert f"**Tokens seen:** {budget:,} of a budget of {budget:,}" in (tmp_path / "out" / "README.md").read_text()
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert f"**Tokens seen:** {budget:,} of a budget of {budget:,}" in card
+    # not pushed: the card's snippet loads the folder it sits in (it named "out", which loads nothing)
+    assert f'AutoModelForCausalLM.from_pretrained("{tmp_path / "out"}")' in card
 
 
 def test_build_trainer_wires_packing_callbacks_and_the_eval_hook(

@@ -157,6 +157,8 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 def _metadata(info: CardInfo) -> str:
     lines = [
         f"library_name: {'peft' if info.adapter else 'transformers'}",
+        # every recipe trains a causal LM; the Hub infers no task for an adapter (no architectures to read)
+        "pipeline_tag: text-generation",
         "tags:",
         "- hf_ipt",
         "- instruction-pretraining",

@@ -111,7 +111,8 @@ class IPTTrainer(Trainer):
         text = render_model_card(
             card,
             model_name=model_name,
-            repo_id=self.hub_model_id or args.hub_model_id or model_name,
+            # not pushed: the folder the card sits in, which `from_pretrained` loads (its bare name does not)
+            repo_id=self.hub_model_id or args.hub_model_id or str(args.output_dir),
             tokens_seen=tokens,
             tokens_per_step=args.tokens_per_step,
             max_steps=args.max_steps,
