@@ -17,6 +17,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from . import __version__
 from .augment import SynthesisConfig, recorded_settings
 from .cli import (
     MissingDependencyError,
@@ -107,7 +108,10 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
             writer.write_table(pa.Table.from_pylist(rows, schema=schema))
     tmp.replace(out / "data.parquet")
     read = builder.documents  # streamed in this process: every document read so far
-    summary = {"corpus": args.named_corpus, "corpus_name": args.corpus_name, "rows": total, "pairs": pairs,
+    summary = {"corpus": args.named_corpus, "corpus_name": args.corpus_name,
+               # which part of a dataset corpus, and how it was read: a push's card and its replace check use them
+               **{key: getattr(args, key) for key in ("corpus_config", "corpus_split", "corpus_revision", "text_column")},
+               "hf_ipt_version": __version__, "rows": total, "pairs": pairs,
                "docs": {"read": read.read, "rejected": read.rejected}, "rejects": dict(sorted(read.rejects.items())),
                "output": str(out / "data.parquet"), "synthesis": recorded_settings(asdict(synthesis)),
                # Stopped at --max_docs: the first rows only (the corpus may hold more), not the whole corpus.

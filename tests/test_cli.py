@@ -62,6 +62,13 @@ def test_augment_writes_parquet_and_summary(tmp_path):
     assert summary["synthesis"]["seed"] == 3 and "backend" not in summary["synthesis"]  # rules: no model settings
     # the `corpus` column: the file's name, as the builder and `hf-ipt synthesize` name it
     assert {r["corpus"] for r in table} == {"news.jsonl"} == {summary["corpus_name"]}
+    # how the corpus was read, for a push's card and its replace check (they were not recorded)
+    from hf_ipt import __version__
+    from hf_ipt.publish import read_output
+
+    assert (summary["text_column"], summary["corpus_config"], summary["hf_ipt_version"]) == ("text", None, __version__)
+    info = read_output(tmp_path / "out")
+    assert info["hf_ipt_version"] == __version__ and "corpus_config" in info and "corpus_split" in info
 
 
 def test_augment_bundled_corpus_name_errors_clearly_or_resolves(tmp_path, monkeypatch, capsys):
