@@ -158,6 +158,8 @@ def _commit(repo: str, revision: str | None, token, what: str, slash_hint: str) 
 
     if COMMIT.fullmatch(revision or ""):
         return revision
+    if (folder := cached_dataset(repo, revision, what, token)) is not None:
+        return os.path.basename(folder)  # offline: the commit the cache holds for the revision
     try:
         return HfApi(token=token).dataset_info(repo, revision=revision).sha
     except HfHubHTTPError as error:  # no such repo or revision (or private, no token)
@@ -168,6 +170,56 @@ def _commit(repo: str, revision: str | None, token, what: str, slash_hint: str) 
             f"{what}: {missing} dataset repo {repo!r}. Check the repo id and revision (a branch with a slash is "
             f"{slash_hint}); a private repo needs a token (`token=`, HF_TOKEN or `hf auth login`)"
         ) from None
+
+
+def cached_dataset(repo: str, revision: str | None, what: str, token=None) -> str | None:
+    """Offline (``HF_HUB_OFFLINE=1``), the folder of Hub dataset `repo` at `revision` (a branch, tag or
+    commit; `None`: main) in the local Hugging Face cache, as ``hf download org/name --repo-type dataset``
+    leaves it; `None` online, or when the cache holds no such snapshot (`datasets` cannot stream a Hub
+    dataset offline at all, even a cached one).
+
+    Raises:
+        `UsageError`: the cached snapshot misses files the download listed (cut short, or ``--include``
+            some files only): reading it would silently drop documents. `what` names the value.
+    """
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import (
+        HFValidationError,
+        IncompleteSnapshotError,
+        LocalEntryNotFoundError,
+    )
+
+    if not constants.HF_HUB_OFFLINE:
+        return None
+    try:
+        folder = snapshot_download(repo, repo_type="dataset", revision=revision, local_files_only=True, token=token)
+    except IncompleteSnapshotError as error:
+        raise UsageError(
+            f"{what}: the Hugging Face cache holds part of the dataset only ({str(error).split('. ')[0]}): "
+            f"download the rest where the Hub is reachable (`hf download {repo} --repo-type dataset`), or give "
+            f"the files it holds as the corpus ({error.snapshot_path}/...)"
+        ) from None
+    except (LocalEntryNotFoundError, HFValidationError):  # not cached, or no repo id at all
+        return None
+    logger.info("offline: %s is read from the Hugging Face cache, commit %s (%s)", what, os.path.basename(folder), folder)
+    return folder
+
+
+def snapshot_files(folder: str, path: str, pattern: str) -> list[str]:
+    """Sorted files matched by `path` (a file, a glob, or a folder: every supported file below it),
+    relative to `folder`, a cached snapshot of the repo that the ``hf://`` URL `pattern` names,
+    as `hub_url_files` matches them on the Hub."""
+    target = os.path.join(folder, path)
+    if not glob.has_magic(path) and os.path.isdir(target):
+        files = sorted(str(p) for p in Path(target).rglob("*") if p.is_file() and p.name.endswith(SUPPORTED))
+    else:
+        files = sorted(p for p in glob.glob(target, recursive=True) if os.path.isfile(p))
+    if not files:
+        raise MissingFileError(
+            f"`corpus` matched no file in the Hugging Face cache's snapshot {folder!r}: {pattern!r} (a folder "
+            f"is read for its {SUPPORTED_TEXT} files)"
+        )
+    return _supported(pattern, files)
 
 
 def hub_url_files(pattern: str, revision: str | None = None, token=None) -> list[str]:
@@ -181,7 +233,9 @@ def hub_url_files(pattern: str, revision: str | None = None, token=None) -> list
     from huggingface_hub import HfFileSystem
 
     pinned = pin_hub_url(pattern, revision, token)
-    repo, _, path = hub_url_parts(pinned)
+    repo, commit, path = hub_url_parts(pinned)
+    if (folder := cached_dataset(repo, commit, f"`corpus` {pattern!r}", token)) is not None:
+        return snapshot_files(folder, path or "", pattern)
     target = pinned.removeprefix("hf://")
     fs = HfFileSystem(token=token, skip_instance_cache=True)
     if not glob.has_magic(path) and fs.isdir(target):
@@ -254,9 +308,15 @@ def _supported(pattern: str, files: list[str]) -> list[str]:
 
 
 def repo_files(corpus: str, config: str | None, split: str, revision: str | None, token=None) -> list[str]:
-    """Data files of `split` in a Hub dataset (or a local folder in the same layout)."""
+    """Data files of `split` in a Hub dataset (or a local folder in the same layout). Offline, a Hub
+    dataset's are paths in the Hugging Face cache when it holds the snapshot (`cached_dataset`)."""
     import datasets
     from datasets.data_files import EmptyDatasetError
+
+    if not os.path.isdir(corpus):
+        repo, in_id = hub_id_parts(corpus)
+        if (folder := cached_dataset(repo, in_id or revision, f"`corpus` {corpus!r}", token)) is not None:
+            corpus, revision = folder, None
 
     try:
         builder = datasets.load_dataset_builder(corpus, config, revision=revision, token=token)
@@ -379,12 +439,15 @@ class CorpusConfig:
 
     def listed_files(self, token=None) -> list[str]:
         """Matched local files; files of an ``hf://`` URL or the split's data files of a dataset,
-        as URLs that name the commit. `token` reads a private Hub dataset."""
+        as URLs that name the commit. `token` reads a private Hub dataset. Offline
+        (``HF_HUB_OFFLINE=1``), those of a Hub dataset or URL are paths in the Hugging Face cache
+        when it holds the snapshot (`cached_dataset`)."""
         if is_local_corpus(self.corpus):
             return local_files(self.corpus)
         repo = hub_url_parts(self.corpus)[0] if is_hub_url(self.corpus) else hub_id_parts(self.corpus)[0]
-        with needs_hub(f"`corpus` {self.corpus!r} is read from the Hub", "download it there (`hf download "
-                       f"{repo} --repo-type dataset --local-dir DIR`) and give that folder or its files as `corpus`"):
+        with needs_hub(f"`corpus` {self.corpus!r} is read from the Hub", f"download it there (`hf download {repo} "
+                       "--repo-type dataset`, into the Hugging Face cache, which is read offline; or with "
+                       "`--local-dir DIR`, then give that folder or its files as `corpus`)"):
             if is_hub_url(self.corpus):
                 return hub_url_files(self.corpus, self.corpus_revision, token)
             return repo_files(self.corpus, self.corpus_config, self.corpus_split, self.corpus_revision, token)

@@ -547,7 +547,8 @@ def test_recipes_pin_hub_dataset_ids_and_stream_the_pinned_snapshot(hub, monkeyp
     check_data(offline := ContinualPTConfig(domain_dataset=REPO))
     assert offline.domain_dataset == REPO
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # offline: left for datasets' cache to serve
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # offline, not in the HF cache: left as it is
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
     check_data(offline := ContinualPTConfig(domain_dataset=REPO))
     assert offline.domain_dataset == REPO
 
@@ -663,3 +664,70 @@ def test_a_job_on_a_hub_synthesizer_keeps_the_commit_it_started_with(hub, tmp_pa
     assert f"it goes on with commit {first}" in caplog.text
     assert manifest["settings"]["synthesis"]["revision"] == first and manifest["pairs"]["kept"] > 0
     assert json.loads(spec_path.read_text()) == spec  # the pin stays
+
+
+# ---------------------------------------------------------------------------- offline, from the Hugging Face cache
+
+
+@pytest.fixture
+def downloaded(hub, tmp_path, monkeypatch) -> str:
+    """`news` downloaded as `hf download org/news --repo-type dataset` does, then the Hub taken away
+    (offline mode); its commit."""
+    from huggingface_hub import constants, snapshot_download
+
+    commit = news(hub)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # read when called
+    snapshot_download(REPO, repo_type="dataset")
+    hub.put(REPO, {"data/train-00002-of-00002.jsonl": jsonl([doc(50)])})  # a later commit, never downloaded
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    hub.requests.clear()
+    return commit
+
+
+def test_a_downloaded_hub_corpus_is_read_offline_from_the_cache(downloaded, hub, tmp_path, capsys):
+    from hf_ipt.corpus import pin_hub_dataset
+
+    files = CorpusConfig(corpus=REPO).files()
+    assert [f.split(f"/snapshots/{downloaded}/")[1] for f in files] == TRAIN
+    docs = [d for shard in make_shards(files, 3) for d in iter_shard(shard)]
+    assert {d.id: d.text for d in docs} == EXPECTED  # the ids a read from the Hub gives
+    assert CorpusConfig(corpus=REPO, corpus_split="test").files()[0].endswith("data/test-00000-of-00001.jsonl")
+    assert CorpusConfig(corpus=f"hf://datasets/{REPO}/data/train-*.jsonl").files() == files
+    assert CorpusConfig(corpus=f"hf://datasets/{REPO}@{downloaded}/data").files()[1:] == files  # test, train...
+    assert pin_hub_dataset(REPO) == f"{REPO}@{downloaded}"
+
+    rows = list(load_augmented(REPO, streaming=True, split="train", synthesizer="rules", output="pairs"))
+    assert {r["id"]: r["context"] for r in rows} == EXPECTED
+    out = tmp_path / "o"
+    assert synthesize_main(["--corpus", REPO, "--output_dir", str(out), "--num_shards", "2", "--output", "pairs"]) == 0
+    assert {r["id"]: r["context"] for r in output_rows(out)} == EXPECTED
+    assert hub.requests == []  # offline: nothing asked of the Hub
+
+
+def test_offline_a_revision_the_cache_lacks_or_a_partial_download_is_an_error(downloaded, tmp_path):
+    from hf_ipt.cli import HubUnreachableError
+
+    with pytest.raises(HubUnreachableError, match=r"`corpus` 'org/news' is read from the Hub, which cannot be "
+                       r"reached \(offline mode.*`hf download org/news --repo-type dataset`, into the Hugging Face "
+                       r"cache, which is read offline"):
+        CorpusConfig(corpus=REPO, corpus_revision="v2").files()
+    (tmp_path / "hub" / "datasets--org--news" / "snapshots" / downloaded / TRAIN[1]).unlink()  # a download cut short
+    with pytest.raises(UsageError, match=r"`corpus` 'org/news': the Hugging Face cache holds part of the dataset "
+                       r"only \(The cached snapshot .* is incomplete: 1 file\(s\) are missing \(data/train-00001-of-00002.jsonl\)\): "
+                       r"download the rest where the Hub is reachable \(`hf download org/news --repo-type dataset`\)"):
+        CorpusConfig(corpus=REPO).files()
+
+
+def test_a_recipe_streams_a_downloaded_hub_dataset_offline_pinned_to_the_cached_commit(downloaded, hub):
+    from types import SimpleNamespace
+
+    from hf_ipt.training.checks import pin_hub_sources
+    from hf_ipt.training.data import load_rows
+
+    config = SimpleNamespace(domain_dataset=REPO, general_dataset="org/not-downloaded")
+    assert pin_hub_sources(config) == {"domain_dataset": f"{REPO}@{downloaded}"}  # what online pinning records
+    rows = list(load_rows(f"{REPO}@{downloaded}"))
+    assert sorted(r["text"] for r in rows) == sorted(EXPECTED.values())
+    assert [r["text"] for r in load_rows(REPO, split="test")] == [doc(99)]
+    assert hub.requests == []

@@ -59,7 +59,8 @@ def test_a_hub_corpus_offline_names_the_corpus_and_the_fix(command, corpus, tmp_
     line = usage_error(main, ["--corpus", corpus, "--output_dir", str(tmp_path / "out")], capsys)
     assert line.startswith(f"hf-ipt {command}: error: `corpus` {corpus!r} is read from the Hub, which cannot be "
                            "reached (offline mode")
-    assert "`hf download org/news --repo-type dataset --local-dir DIR`" in line
+    assert ("`hf download org/news --repo-type dataset`, into the Hugging Face cache, which is read offline; or "
+            "with `--local-dir DIR`, then give that folder or its files as `corpus`" in line)
 
 
 def test_a_hub_corpus_with_no_network_and_a_missing_local_path_keep_their_own_errors(tmp_path, capsys, monkeypatch):
@@ -138,7 +139,7 @@ def test_the_builder_offline_names_the_hub_corpus_and_the_fix(tmp_path, caplog):
     from hf_ipt.cli import HubUnreachableError
 
     with pytest.raises(HubUnreachableError, match=r"`corpus` 'org/news' is read from the Hub, which cannot be "
-                       r"reached \(offline mode.*`hf download org/news --repo-type dataset --local-dir DIR`"):
+                       r"reached \(offline mode.*`hf download org/news --repo-type dataset`, into the Hugging Face cache"):
         datasets.load_dataset("hf_ipt/augmented", corpus="org/news", streaming=True, cache_dir=str(tmp_path))
     assert "could not list the files" not in caplog.text  # no warning about a cache key never used
 

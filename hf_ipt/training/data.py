@@ -18,6 +18,7 @@ from typing import Any
 
 from ..cli import UsageError
 from ..corpus import (
+    cached_dataset,
     data_suffix,
     hub_id_parts,
     is_file_corpus,
@@ -52,6 +53,9 @@ def load_rows(source: str | list[str], *, split: str = "train", name: str | None
     """
     import datasets
 
+    if isinstance(source, str) and not os.path.isdir(source) and not is_file_corpus(source):
+        repo, revision = hub_id_parts(source)  # offline, a Hub dataset the cache holds is read as its folder
+        source = cached_dataset(repo, revision, f"dataset {source!r}") or source
     if isinstance(source, str) and os.path.isdir(source):
         source = _folder_files(source, name, split) or source
     if isinstance(source, list) or is_file_corpus(source):
