@@ -21,3 +21,36 @@ def test_model_card_metadata_names_library_task_base_model_and_datasets(adapter,
     # The Hub reads the task from the config's architectures, which an adapter repo does not have
     assert data.pipeline_tag == "text-generation"
     assert {"hf_ipt", "continual_pt"} <= set(data.tags)
+
+
+def test_a_one_word_hub_model_is_the_base_model_and_a_local_folder_of_that_name_is_not(tmp_path, monkeypatch):
+    """Models that predate owners (``gpt2``) are Hub ids too; `from_pretrained` loaded the name, so it is
+    the Hub's unless a local folder has it. A folder's ``config.json`` naming a Hub model
+    (``_name_or_path``) does not make the folder that model: it may hold a fine-tune of it."""
+    from huggingface_hub import ModelCard
+
+    from hf_ipt.training.card import is_hub_id
+
+    monkeypatch.chdir(tmp_path)
+    card = render_model_card(CardInfo("continual_pt", base_model="gpt2"), **CARD_ARGS)
+    assert ModelCard(card).data.base_model == "gpt2"
+    assert "**Base model:** [gpt2](https://huggingface.co/gpt2)\n" in card
+    (tmp_path / "gpt2").mkdir()
+    (tmp_path / "gpt2" / "config.json").write_text('{"_name_or_path": "openai-community/gpt2"}')
+    local = render_model_card(CardInfo("continual_pt", base_model="gpt2"), **CARD_ARGS)
+    assert ModelCard(local).data.base_model is None and "**Base model:** `gpt2`\n" in local
+    # the Hub's rules for ids (huggingface_hub.utils.validate_repo_id): not paths, not a--b, not x.git
+    assert not any(map(is_hub_id, ["./gpt2", "~/models/x", "/models/x", "a/b/c", "a--b", "model.git", "org/x@v1"]))
+
+
+def test_card_datasets_take_a_one_word_hub_id_only_pinned_to_a_commit(tmp_path, monkeypatch):
+    """`check_data` pins the ids it finds on the Hub (``squad@<sha>``); a bare one-word name may be a
+    folder not made yet (or read offline), and would link the card to another dataset."""
+    from hf_ipt.training.trainer import hub_datasets
+
+    monkeypatch.chdir(tmp_path)
+    sha = "0123456789abcdef" * 2 + "01234567"
+    assert hub_datasets(f"squad@{sha}", "news", "imdb@v1", "org/general", f"org/news@{sha}") == [
+        "squad", "org/general", "org/news"]
+    (tmp_path / "squad").mkdir()  # a local folder of that name wins
+    assert hub_datasets(f"squad@{sha}", "squad") == []

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -147,11 +146,26 @@ def render_model_card(
 
 
 def is_hub_id(name: str | None) -> bool:
-    """``owner/name`` as on the Hub, and not a local path (``outputs/cpt`` is a folder here)."""
-    return bool(name) and _HUB_ID.fullmatch(name) is not None and not os.path.exists(name)
+    """Whether a base model's name is a Hub model id, for the card's ``base_model:`` and link.
 
+    An id as the Hub takes it (`huggingface_hub.utils.validate_repo_id`): ``owner/name``, or one
+    word for the models that predate owners (``gpt2``, ``bert-base-uncased``), and not a local
+    path (``outputs/cpt`` and ``mymodel`` are folders here when they exist). Safe for a base model
+    only: `from_pretrained` loaded it, so a name that is no local path came from the Hub. A local
+    folder is never taken for the Hub model its ``config.json`` may name (``_name_or_path``, which
+    transformers no longer saves): it may hold a fine-tune of it. Data sources need more
+    (`hf_ipt.training.trainer.hub_datasets`).
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
 
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+    if not name or os.path.exists(name):
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _metadata(info: CardInfo) -> str:

@@ -254,10 +254,23 @@ def hyperparameters(args: Any, model: Any) -> dict[str, Any]:
 
 
 def hub_datasets(*sources: str | None) -> list[str]:
-    """The Hub datasets among the sources (ids without their ``@revision``, and the repos of ``hf://``
-    URLs), not local files or folders."""
-    ids = [hub_url_parts(s)[0] if is_hub_url(s) else s if is_file_corpus(s) or os.path.exists(s) else hub_id_parts(s)[0]
-           for s in sources if s]
+    """The Hub datasets among the sources, for the card's ``datasets:`` metadata: ids without their
+    ``@revision`` and the repos of ``hf://`` URLs; not local files or folders.
+
+    An ``org/name`` id that is no local path is taken for a Hub dataset (`check_data` refuses one
+    the Hub does not have). A one-word id (``squad``, ``imdb``) is taken only when pinned to a commit
+    (``squad@<sha>``, as `check_data` pins the ids it finds on the Hub): unpinned (offline, or never
+    checked) ``news`` or ``data`` may as well be a folder not made yet, and the card would link
+    another dataset. A local folder of the same name always wins (`card.is_hub_id`).
+    """
+    ids = []
+    for source in filter(None, sources):
+        if is_hub_url(source):
+            ids.append(hub_url_parts(source)[0])
+        elif not (is_file_corpus(source) or os.path.exists(source)):
+            repo, revision = hub_id_parts(source)
+            if "/" in repo or COMMIT.fullmatch(revision or ""):
+                ids.append(repo)
     return list(dict.fromkeys(s for s in ids if is_hub_id(s)))
 
 
