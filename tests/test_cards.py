@@ -54,3 +54,15 @@ def test_card_datasets_take_a_one_word_hub_id_only_pinned_to_a_commit(tmp_path, 
         "squad", "org/general", "org/news"]
     (tmp_path / "squad").mkdir()  # a local folder of that name wins
     assert hub_datasets(f"squad@{sha}", "squad") == []
+
+
+def test_metadata_that_yaml_would_misread_reads_back_as_written(tmp_path, monkeypatch):
+    """Written plain, ``- a: b`` is a mapping, ``- #x`` a comment, ``1984`` a number and ``yes`` a bool;
+    the Hub wants strings."""
+    from huggingface_hub import ModelCard
+
+    monkeypatch.chdir(tmp_path)
+    info = CardInfo("continual_pt", base_model="1984", datasets=["yes"])
+    data = ModelCard(render_model_card(info, tags=["a: b", "#x", "2024", "hf_ipt"], **CARD_ARGS)).data
+    assert (data.base_model, data.datasets) == ("1984", ["yes"])
+    assert data.tags == ["hf_ipt", "instruction-pretraining", "continual_pt", "a: b", "#x", "2024"]

@@ -355,6 +355,41 @@ def test_push_to_hub_uploads_the_checkpoint_with_our_card(
     assert json.loads((tmp_path / "out" / "config.json").read_text())["use_cache"] is True
 
 
+def test_push_tags_license_and_the_models_tags_reach_our_card(tmp_path, tiny_model_dir, tiny_tokenizer, monkeypatch,
+                                                              caplog):
+    """`Trainer.push_to_hub(tags=...)` hands its card arguments to `create_model_card`, whose card ours
+    replaces: the user's tags (and the model's, `add_model_tags`) follow hf_ipt's, in a card not pushed too."""
+    import transformers.trainer
+    from huggingface_hub import ModelCard
+    from transformers import AutoModelForCausalLM
+
+    readmes = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kwargs):
+            return SimpleNamespace(repo_id=repo_id)
+
+        def upload_folder(self, repo_id, folder_path, **kwargs):
+            readmes.append(Path(folder_path, "README.md").read_text())
+
+    monkeypatch.setattr(transformers.trainer, "hf_api", FakeApi)
+    monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    data, args = _continual_setup(tmp_path, tiny_model_dir, push_to_hub=True, hub_model_id="me/tiny-ipt")
+    dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.add_model_tags(["from-model"])
+    trainer = build_trainer(model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix))
+    trainer.push_to_hub(tags=["finance", "hf_ipt", "region: eu", "#1"], license="apache-2.0", language="en")
+    ours = ["hf_ipt", "instruction-pretraining", "continual_pt"]
+    data = ModelCard(readmes[-1]).data  # YAML-quoted: "region: eu" and "#1" read back as written
+    assert data.tags == [*ours, "finance", "region: eu", "#1", "from-model"]
+    assert (data.license, data.language) == ("apache-2.0", "en")
+    trainer.create_model_card(finetuned_from="org/other")  # the recipes' save without a push
+    data = ModelCard((tmp_path / "out" / "README.md").read_text()).data
+    assert data.tags == [*ours, "from-model"] and data.base_model is None
+    assert "the model card ignores finetuned_from" in caplog.text
+
+
 def test_push_to_hub_without_a_token_is_refused_before_a_model_loads(tmp_path, monkeypatch, capsys):
     """The Trainer creates the Hub repo in its `__init__`, after the model (8B: minutes) and the data have loaded:
     without a token that failed there, with a traceback from huggingface_hub."""

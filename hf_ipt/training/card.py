@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -108,11 +109,16 @@ def render_model_card(
     hyperparameters: dict[str, Any],
     eval_results: dict[str, Any] | None = None,
     tokens_exact: bool = True,
+    tags: Sequence[str] = (),
+    license: str | None = None,
+    language: str | list[str] | None = None,
 ) -> str:
     """The model card (markdown with YAML metadata) of a recipe's checkpoint.
 
     `tokens_exact`: whether `tokens_seen` was counted; else it is steps x tokens per step, exact
     for packed blocks and an upper bound for the synthesizer's sequences, which are not full.
+    `tags`, `license`, `language`: the user's metadata (``Trainer.push_to_hub(tags=...)``); the
+    tags follow hf_ipt's.
     """
     revision = info.base_revision if info.base_revision not in (None, "main") else None
     if is_hub_id(info.base_model):
@@ -127,7 +133,7 @@ def render_model_card(
         resources.files("hf_ipt").joinpath("templates/model_card.md").read_text("utf-8")
     )
     return template.substitute(
-        metadata=_metadata(info),
+        metadata=_metadata(info, tags, license, language),
         model_name=model_name,
         summary=SUMMARIES[info.recipe],
         recipe=info.recipe,
@@ -168,21 +174,26 @@ def is_hub_id(name: str | None) -> bool:
     return True
 
 
-def _metadata(info: CardInfo) -> str:
-    lines = [
-        f"library_name: {'peft' if info.adapter else 'transformers'}",
+def _metadata(info: CardInfo, tags: Sequence[str], license: str | None, language: str | list[str] | None) -> str:
+    """The YAML metadata block, dumped by PyYAML: a value YAML would misread written plain (a tag
+    ``a: b`` or ``#x``, an id ``1984`` or ``true``) is quoted, as on the Hub's own cards."""
+    import yaml
+
+    metadata: dict[str, Any] = {
+        "library_name": "peft" if info.adapter else "transformers",
         # every recipe trains a causal LM; the Hub infers no task for an adapter (no architectures to read)
-        "pipeline_tag: text-generation",
-        "tags:",
-        "- hf_ipt",
-        "- instruction-pretraining",
-        f"- {info.recipe}",
-    ]
+        "pipeline_tag": "text-generation",
+    }
+    if license:
+        metadata["license"] = license
+    if language:
+        metadata["language"] = language
+    metadata["tags"] = list(dict.fromkeys(["hf_ipt", "instruction-pretraining", info.recipe, *tags]))
     if is_hub_id(info.base_model):
-        lines.append(f"base_model: {info.base_model}")
+        metadata["base_model"] = info.base_model
     if info.datasets:
-        lines += ["datasets:", *(f"- {name}" for name in info.datasets)]
-    return "\n".join(lines)
+        metadata["datasets"] = list(info.datasets)
+    return yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).rstrip()
 
 
 def _mix_row(row: dict[str, Any], tokens_seen: int) -> str:

@@ -97,10 +97,27 @@ class IPTTrainer(Trainer):
         save_stream_positions(os.path.join(self._get_output_dir(trial=trial), folder), self.stream_position, self.args)
         super()._save_checkpoint(model, trial)
 
-    def create_model_card(self, model_name: str | None = None, **kwargs: Any) -> None:
-        """Write ``output_dir/README.md``; the Trainer's own card arguments are not used."""
+    def create_model_card(
+        self,
+        model_name: str | None = None,
+        tags: str | list[str] | None = None,
+        license: str | None = None,
+        language: str | list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Write ``output_dir/README.md`` (`Trainer.push_to_hub` calls it with its keyword arguments).
+
+        `tags` (``push_to_hub(tags=...)``) and the model's own (`model.add_model_tags`) follow hf_ipt's
+        in the card's metadata, with `license` and `language`; the Trainer's other card arguments
+        (`finetuned_from`, `dataset`, ...) are not used: the recipe's `card` knows the base model and data.
+        """
         if not self.is_world_process_zero():
             return
+        if unused := sorted(key for key, value in kwargs.items() if value is not None):
+            logger.warning("hf_ipt: the model card ignores %s: the base model and datasets come from the recipe",
+                           ", ".join(unused))
+        tags = [tags] if isinstance(tags, str) else list(tags or [])
+        tags += getattr(self.model, "model_tags", None) or []  # `push_to_hub` adds them, `create_model_card()` not
         args = self.args
         model_name = model_name or Path(args.output_dir).name
         # The commit `from_pretrained` resolved the base model's revision (a branch, `main`) to.
@@ -119,6 +136,9 @@ class IPTTrainer(Trainer):
             hyperparameters=hyperparameters(args, self.model),
             eval_results=run_eval_results(args.output_dir, self.state.log_history),
             tokens_exact=exact,
+            tags=tags,
+            license=license,
+            language=language,
         )
         Path(args.output_dir, "README.md").write_text(text, encoding="utf-8")
 
