@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from hf_ipt.training.card import CardInfo, render_model_card
@@ -54,6 +56,25 @@ def test_card_datasets_take_a_one_word_hub_id_only_pinned_to_a_commit(tmp_path, 
         "squad", "org/general", "org/news"]
     (tmp_path / "squad").mkdir()  # a local folder of that name wins
     assert hub_datasets(f"squad@{sha}", "squad") == []
+
+
+def test_recipes_list_the_one_word_hub_dataset_they_pinned(tmp_path, monkeypatch):
+    """The recipes' way to the card: `check_data` asks the Hub for ``imdb``'s commit, `hub_datasets` lists it."""
+    import datasets
+    from huggingface_hub import HfApi, constants
+
+    from hf_ipt.training.checks import check_data
+    from hf_ipt.training.config import ContinualPTConfig
+    from hf_ipt.training.trainer import hub_datasets
+
+    sha = "0123456789abcdef" * 2 + "01234567"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+    monkeypatch.setattr(HfApi, "dataset_info", lambda self, repo, revision=None: SimpleNamespace(sha=sha))
+    monkeypatch.chdir(tmp_path)
+    config = ContinualPTConfig(domain_dataset="imdb")
+    check_data(config)
+    assert config.domain_dataset == f"imdb@{sha}" and hub_datasets(config.domain_dataset) == ["imdb"]
 
 
 def test_metadata_that_yaml_would_misread_reads_back_as_written(tmp_path, monkeypatch):

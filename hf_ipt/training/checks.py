@@ -164,8 +164,8 @@ def _is_hub_dataset(source: str) -> bool:
     an optional ``@revision``), whose ``org`` is not a local folder (``data/genral`` is a typo of a
     path, not a Hub id).
 
-    Looser than `card.is_hub_id` (``org/name`` only, for card metadata): a source may also be
-    a canonical dataset without an owner, e.g. ``squad``.
+    A source may be a canonical dataset without an owner, e.g. ``squad``: `pin_hub_sources` then
+    asks the Hub. The card lists such a one-word id only once pinned (`trainer.hub_datasets`).
     """
     return (
         not os.path.exists(source)
