@@ -150,11 +150,11 @@ def test_build_trainer_wires_packing_callbacks_and_the_eval_hook(
                 trainer=trainer,
             )
 
+    data, args = _continual_setup(  # checks the task names with the real hf_ipt.evaluation
+        tmp_path, tiny_model_dir, eval_tasks="finance, medicine", eval_max_examples=5, eval_steps=10
+    )
     monkeypatch.setitem(
         sys.modules, "hf_ipt.evaluation", types.SimpleNamespace(EvalCallback=FakeEvalCallback)
-    )
-    data, args = _continual_setup(
-        tmp_path, tiny_model_dir, eval_tasks="finance, medicine", eval_max_examples=5, eval_steps=10
     )
     dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
