@@ -274,6 +274,34 @@ def test_a_collection_pair_with_a_null_part_is_not_trained_as_none(corpus, tiny_
     assert "Who reported?" in text and "What is reported?" not in text and "None" not in text
 
 
+def test_a_collection_pair_of_markers_only_is_not_trained_as_an_empty_answer(corpus, tiny_tokenizer):
+    """An answer ``"</s>"`` (or the tokenizer's ``<unk>``) is non-blank text, so it passed the row's check;
+    blanked in the shot, it was trained as an empty answer. A row left with no pair gives no shot, and
+    a source of only such rows raises after a whole pass, as one of null pairs does."""
+    shard = corpus / "markers" / "squad" / "shard"
+    shard.mkdir(parents=True)
+    rows = [{"context": f"{TEXT} {i}", "QA_list": [{"Q": "Which tag closes it?", "A": "</s>"},
+                                                    {"Q": "Who reported?", "A": "The company."}]} for i in range(2)]
+    rows += [{"context": "   ", "QA_list": [{"Q": "<unk>", "A": "Nothing."}, {"Q": "What is 6 x 7?", "A": "42"}]},
+             {"context": TEXT, "QA_list": [{"Q": "Why?", "A": " <s> "}]}]  # no pair left: no shot
+    (shard / "0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = SynthesizerConfig(collection=str(corpus / "markers"), shuffle_buffer_size=0)
+    args = _args(corpus)
+    args.max_length = 4096
+    dataset, _ = synthesizer_dataset(config, tiny_tokenizer, args)
+    text = tiny_tokenizer.decode(next(iter(dataset))["input_ids"], clean_up_tokenization_spaces=False)
+    expected = "".join([
+        *(f"<s> <CON> {TEXT} {i} </CON>\n\n<QUE> Who reported? <ANS> The company. </END></s>" for i in range(2)),
+        "<s><QUE> What is 6 x 7? <ANS> 42 </END></s>",  # a blank context: the empty context block
+    ])
+    assert text.startswith(expected) and "Which tag" not in text and "Nothing." not in text and "Why?" not in text
+    (shard / "0.jsonl").write_text("".join(json.dumps({"context": TEXT, "QA_list": [{"Q": "Why?", "A": a}]}) + "\n"
+                                           for a in ("</s>", "<s>", "<pad>")))
+    dataset, _ = synthesizer_dataset(config, tiny_tokenizer, args)
+    with pytest.raises(UsageError, match="source 'squad'.*gave no training document in a whole pass.*special tokens"):
+        next(iter(dataset))
+
+
 def test_each_collection_row_is_templified_once(corpus, tiny_tokenizer, monkeypatch):
     """The check that a source gives some document and the tokenizing share one text per row:
     templify (the collection's text) used to run twice on every row the stream read."""

@@ -149,3 +149,32 @@ def test_collection_files_follow_the_layout(tmp_path):
     (tmp_path / "squad" / "shard" / "00001.jsonl.gz").write_bytes(gzip.compress(b'{"context": "z", "pairs": []}\n'))
     assert collection_files(str(tmp_path))["squad"][-1].endswith("00001.jsonl.gz")
     assert [r["context"] for r in load_rows(collection_files(str(tmp_path))["squad"])] == ["c", "z"]
+
+
+@pytest.mark.parametrize("part", ["</s>", "<s>", " <s> </s> ", "<unk>", "<pad><QUE>", "</END>"])
+def test_a_pair_of_markers_only_gives_nothing_not_an_empty_answer_or_question(tiny_tokenizer, part):
+    """`_pair` keeps a pair whose answer is ``"</s>"`` (non-blank text); blanked, it was trained as an
+    empty answer. Which strings are special depends on the tokenizer (`<unk>`, `<pad>`): checked after blanking."""
+    from hf_ipt.protocol import special_tokens
+    from hf_ipt.training.synthesizer_data import blank_shot
+
+    special = special_tokens(tiny_tokenizer)
+    good = ("Who reported?", "The company.")
+    for pair in ((good[0], part), (part, good[1])):
+        assert blank_shot("c", [pair, good], special) == ("c", [good])
+        assert blank_shot("c", [pair], special) is None  # no pair left: no shot
+        with pytest.raises(ValueError, match="no pair of the shot .* blanked"):
+            encode_shot(tiny_tokenizer, "c", [pair])
+    shot = encode_shot(tiny_tokenizer, "c", [(good[0], part), good])
+    assert shot == encode_shot(tiny_tokenizer, "c", [good])
+
+
+@pytest.mark.parametrize("context", ["", "   ", "\n\t", "<s></s>", " <CON> </CON> ", "<unk>"])
+def test_a_blank_context_is_the_empty_context_block_as_an_empty_one(tiny_tokenizer, context):
+    """A context blank once markers are is no text, as synthesis reads it: the protocol's block for no text,
+    ``"<s>"``, as a null or empty context gets, not ``"<s> <CON>   </CON>"`` around nothing."""
+    pairs = [("What is the answer?", "42")]
+    shot = encode_shot(tiny_tokenizer, context, pairs)
+    assert shot == encode_shot(tiny_tokenizer, "", pairs)
+    assert _decode(tiny_tokenizer, shot["input_ids"]) == format_shot("", pairs)
+    assert _decode(tiny_tokenizer, shot["input_ids"]).startswith("<s><QUE>")

@@ -27,6 +27,7 @@ _LAZY: dict[str, str] = {
     "tokenize_texts": "hf_ipt.training.data",
     "sharded_stream": "hf_ipt.training.data",
     "collection_files": "hf_ipt.training.synthesizer_data",
+    "blank_shot": "hf_ipt.training.synthesizer_data",
     "encode_shot": "hf_ipt.training.synthesizer_data",
     "multi_shot_sequences": "hf_ipt.training.synthesizer_data",
     "check_data": "hf_ipt.training.checks",

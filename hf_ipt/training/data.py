@@ -267,7 +267,9 @@ def endless_rows(
         if kept == 0:
             raise UsageError(
                 f"source {name!r} gave no training document in a whole pass over its {rows} rows on rank {rank} "
-                f"of {world_size}: every text is null, empty or not a string (or every pair of a collection row); "
+                f"of {world_size}: every text is null, empty or not a string (or every pair of a collection row, or its "
+                "question or answer is nothing but protocol markers or special tokens such as '</s>', blanked for "
+                "synthesizer tuning); "
                 "check the source and its column options (--text_column, --question_column, --response_column, "
                 "--pairs_column)"
             )

@@ -13,15 +13,22 @@ import functools
 import itertools
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..cli import UsageError
 from ..corpus import text_bytes
+from ..protocol import special_tokens
 from .data import endless_rows, load_rows, sharded_stream, tokenize_texts, unequal_files
 from .packing import pack_sequences
 from .position import RESUME_AT, Position, mix_documents, numbered_rows, with_positions
-from .synthesizer_data import collection_files, encode_shot, multi_shot_sequences, row_shot
+from .synthesizer_data import (
+    blank_shot,
+    collection_files,
+    encode_shot,
+    multi_shot_sequences,
+    row_shot,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -393,17 +400,22 @@ def _synthesizer_sequences(
 ):
     start = start or Position()
     streams = []
+    shot_of = functools.partial(_shot, config=config, special=special_tokens(tokenizer))
     for name, source_files in files.items():
         numbered = _numbered(source_files, config, rank, world_size, seed, f"collection/{name}", start, name=name,
-                             text_of=functools.partial(_shot, config=config))
+                             text_of=shot_of)
         encoded = ({**encode_shot(tokenizer, *shot), RESUME_AT: at} for (_, shot), at in numbered if shot is not None)
         streams.append(multi_shot_sequences(encoded, max_length, name=f"source {name!r}"))
     sequences = mix_documents(streams, [sizes[name] for name in files], name="sources", start=start)
     yield from with_positions(sequences, start)
 
 
-def _shot(row: dict, config: Any):
-    return row_shot(row, config.context_column, config.pairs_column)
+def _shot(row: dict, config: Any, special: Sequence[str] = ()):
+    """The row's shot as it is tuned on (`blank_shot`), or `None`: checked here, per row, so a row whose
+    pairs are all markers or special tokens gives nothing, as a row of null pairs does (a source of
+    only such rows raises after a whole pass, `endless_rows`)."""
+    shot = row_shot(row, config.context_column, config.pairs_column)
+    return None if shot is None else blank_shot(*shot, special)
 
 
 def _row(source: str, content: str, token_share: float | None, note: str = "") -> dict[str, Any]:

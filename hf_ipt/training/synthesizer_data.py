@@ -12,7 +12,9 @@ what M-shot synthesis asks of it. The loss covers each shot's pairs and its clos
 (the model must learn where to stop); the context blocks (``<s> <CON> ... </CON>\\n\\n``) are
 masked. Each shot is tokenized on its own: shots start with ``<s>`` and end with ``</s>``,
 special tokens that split the text, so the ids equal those of the whole sequence tokenized
-at once, as the synthesis backends tokenize a prompt.
+at once, as the synthesis backends tokenize a prompt. Protocol markers and the tokenizer's
+special tokens are blanked first (`blank_shot`): a pair blank once they are is dropped, a row
+left with no pair gives no shot, and a blank context is the empty context block ``<s>``.
 """
 
 from __future__ import annotations
@@ -85,7 +87,10 @@ def row_shot(row: Mapping[str, Any], context_column: str = "context", pairs_colu
     a line may leave out a column the others have): the column is checked in each source's first
     row up front (`checks.check_collection`), and a source without a pair in a whole pass raises.
     A context that is neither text nor null (a list of paragraphs, a number) gives nothing too, as a
-    malformed pair does, rather than stop the run with a `TypeError` deep in tokenization.
+    malformed pair does, rather than stop the run with a `TypeError` deep in tokenization. A null
+    context is the empty text ``""``. Pairs and context are returned raw: a pair of protocol markers
+    or special tokens only (an answer ``"</s>"``) is dropped when the shot is blanked for a tokenizer
+    (`blank_shot`); pre-training's templified rows (`streams`) keep it as text.
     """
     context = row.get(context_column)
     if context is not None and not isinstance(context, str):
@@ -94,21 +99,55 @@ def row_shot(row: Mapping[str, Any], context_column: str = "context", pairs_colu
     return (context or "", pairs) if pairs else None
 
 
+def blank_shot(
+    context: str, pairs: Sequence[tuple[str, str]], special: Sequence[str] = ()
+) -> tuple[str, list[tuple[str, str]]] | None:
+    """`(context, pairs)` as the synthesizer is tuned on them, or `None` when no pair is left.
+
+    Protocol markers, and the tokenizer's other special tokens `special` (`protocol.special_tokens`),
+    are blanked (`blank_markers`) in the context and the pairs, as synthesis does (`hf_ipt.chaining`):
+    a literal ``</s>`` in a context must not become an EOS. Which strings are special depends on the
+    tokenizer, so the check for what is left is made here, after blanking, not in `row_shot`:
+
+    - a pair whose question or answer is blank once they are (an answer ``"</s>"`` or ``"<unk>"``)
+      is dropped, as a blank pair is (`row_shot`): the model would learn an empty answer;
+    - a shot left with no pair gives `None`, no shot (the stream counts its row as giving nothing);
+    - a context blank once they are (whitespace only, ``"<s></s>"``) is no text, as synthesis
+      reads it (`chaining.plan_round`: a text blank once its markers are is ``MARKERS_ONLY``). A
+      collection row's pairs are given, not generated from the context, so the shot is kept, with
+      the protocol's block for no text: ``"<s>"`` (`protocol.context_block`), as a null or empty
+      context has (the reference formats the collection's empty contexts so), not a
+      ``"<s> <CON>   </CON>"`` block around nothing that synthesis never sends.
+    """
+    pairs = [(blank_markers(q, special), blank_markers(a, special)) for q, a in pairs]
+    pairs = [(q, a) for q, a in pairs if q.strip() and a.strip()]
+    if not pairs:
+        return None
+    context = blank_markers(context, special)
+    return (context if context.strip() else ""), pairs
+
+
 def encode_shot(
     tokenizer: Any, context: str, pairs: Sequence[tuple[str, str]]
 ) -> dict[str, list[int]]:
     """Token ids of one shot and its labels: the ids on the pairs and ``</s>``, -100 on the context block.
 
-    Protocol markers inside the text or the pairs are blanked (`blank_markers`), as synthesis
-    does (`hf_ipt.chaining`): a literal ``</s>`` in a context must not become an EOS. A slow tokenizer,
-    or one whose BOS and EOS are not ``<s>`` and ``</s>`` (`protocol.check_marker_tokens`), raises `ValueError`.
+    The shot is first blanked as `blank_shot` does (protocol markers and the tokenizer's special
+    tokens; a pair blank once they are is dropped; a blank context is the empty block ``"<s>"``). A
+    shot with no pair left, a slow tokenizer, or one whose BOS and EOS are not ``<s>`` and ``</s>``
+    (`protocol.check_marker_tokens`) raises `ValueError`: leave such shots out first (`blank_shot`
+    gives `None`), as the training stream does.
     """
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("synthesizer tuning needs a fast tokenizer (offsets locate the pairs)")
     check_marker_tokens(tokenizer)
-    special = special_tokens(tokenizer)
-    context = blank_markers(context, special)
-    pairs = [(blank_markers(q, special), blank_markers(a, special)) for q, a in pairs]
+    shot = blank_shot(context, pairs, special_tokens(tokenizer))
+    if shot is None:
+        raise ValueError(
+            f"no pair of the shot for the text {context[:80]!r} has a question and an answer once the protocol's "
+            "markers and the tokenizer's special tokens are blanked: leave it out (`blank_shot` gives None)"
+        )
+    context, pairs = shot
     pairs_start = len(context_block(context))
     encoding = tokenizer(
         format_shot(context, pairs), add_special_tokens=False, return_offsets_mapping=True
