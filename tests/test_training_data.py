@@ -281,3 +281,32 @@ def test_json_lines_files_that_differ_in_a_column_are_read_as_jsonl_files_are(tm
     (tmp_path / "c.json").write_text(json.dumps([{"question": "q2", "response": "r2", "id": 2}], indent=1))
     assert [sorted(row) for row in load_rows(str(tmp_path / "*.json"))] == [
         ["question", "response"], ["question", "response", "system_prompt"], ["id", "question", "response"]]
+
+
+def test_an_old_position_of_a_txt_folder_is_refused_not_skipped_in_files(tmp_path):
+    """A folder's .txt files were read one row per LINE (through `datasets`) before a folder was read as its
+    files; a position of then (no `split:` recorded) counts lines, and was skipped as that many files."""
+    from types import SimpleNamespace
+
+    from hf_ipt.training import streams
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.txt").write_text(f"line one of {i}\nline two of {i}\n")
+    config = SimpleNamespace(dataset_split="train", shuffle_buffer_size=0)
+
+    def numbered(source, after):
+        rows = streams._numbered(str(source), config, 0, 1, 0, "domain", Position(after=after), text_of=_text)
+        return [row["text"] for (row, _), _ in itertools.islice(rows, 2)]
+
+    with pytest.raises(UsageError, match=r"'.*docs'.*old format \(no 'split:domain'.*one row per LINE.*"
+                                         r"--ignore_data_skip true"):
+        numbered(folder, {"rows:domain": 4})
+    assert numbered(folder, {"split:domain": "files", "rows:domain": 1}) == ["line one of 1\nline two of 1\n",
+                                                                             "line one of 2\nline two of 2\n"]
+    assert len(numbered(folder, {})) == 2  # a fresh stream
+    jsonl = tmp_path / "rows"  # a folder of JSON lines was read row by row then too: its old position resumes
+    jsonl.mkdir()
+    (jsonl / "0.jsonl").write_text("".join(json.dumps({"text": f"r{i}"}) + "\n" for i in range(4)))
+    assert numbered(jsonl, {"rows:domain": 1}) == ["r1", "r2"]

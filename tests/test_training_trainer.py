@@ -740,6 +740,46 @@ def test_a_resume_whose_glob_matches_other_files_is_refused(tmp_path, monkeypatc
     check_data_stream(trainer(run), checkpoint)
 
 
+def test_a_resume_of_a_run_that_read_a_txt_folder_by_lines_is_refused(tmp_path, monkeypatch):
+    """A run older than the files check (its data_stream.json records no `files`) read a folder's .txt files
+    one row per line: its positions, split recorded or not, count lines, which this version skipped as files."""
+    from types import SimpleNamespace
+
+    from hf_ipt.cli import UsageError
+    from hf_ipt.training.card import CardInfo
+    from hf_ipt.training.trainer import DATA_STREAM_FILE, check_data_stream
+
+    monkeypatch.chdir(tmp_path)
+    for folder, name in (("docs", "a.txt"), ("rows", "a.jsonl")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / name).write_text('{"text": "x"}\n')
+
+    def trainer(domain, ignore=False):
+        args = SimpleNamespace(output_dir=str(tmp_path / "run"), seed=42, max_length=128, world_size=1,
+                               data_seed=None, per_device_train_batch_size=2, gradient_accumulation_steps=1,
+                               ignore_data_skip=ignore)
+        return SimpleNamespace(args=args, card=CardInfo("continual_pt", data_settings={"domain_dataset": domain}),
+                               is_world_process_zero=lambda: True)
+
+    run = tmp_path / "run"
+    (run / "checkpoint-2").mkdir(parents=True)
+    checkpoint = str(run / "checkpoint-2")
+    for domain in ("docs", "rows"):
+        check_data_stream(trainer(domain), None)
+        check_data_stream(trainer(domain), checkpoint)  # recorded by this version: resumes
+        old = json.loads((run / DATA_STREAM_FILE).read_text())
+        old.pop("files")  # as a run older than the files check recorded it
+        (run / DATA_STREAM_FILE).write_text(json.dumps(old))
+        if domain == "rows":  # JSON lines were rows then too
+            check_data_stream(trainer(domain), checkpoint)
+            continue
+        with pytest.raises(UsageError, match=r"records no files.*domain_dataset 'docs'.*one row per LINE.*"
+                                             r"--ignore_data_skip true"):
+            check_data_stream(trainer(domain), checkpoint)
+        (run / DATA_STREAM_FILE).write_text(json.dumps(old))
+        check_data_stream(trainer(domain, ignore=True), checkpoint)  # the stream starts from its beginning
+
+
 def _losses(tmp_path, tiny_model_dir, tiny_tokenizer, attn=None, **training):
     from transformers import AutoModelForCausalLM, set_seed
 

@@ -173,6 +173,24 @@ def _json_object(line: str) -> dict | None:
 UNEQUAL_SHARE = 1.1  # a rank's bytes over another's above which whole files per rank would skew the mix
 
 
+# How to resume a checkpoint whose position counts a folder's .txt rows as an earlier hf_ipt read them.
+LINES_NOT_FILES = (
+    "an earlier hf_ipt (0.3.0.dev3 before a dataset folder was read as its files) read a local folder's .txt "
+    "files one row per LINE, this one reads one document per file, so the saved stream position counts other "
+    "rows than it would skip. Resume with --ignore_data_skip true (the weights, optimizer and schedule resume, "
+    "the stream starts from its beginning), or with the hf_ipt that saved the checkpoint"
+)
+
+
+def text_folder(source: Any) -> bool:
+    """Whether `source` is a local folder holding .txt files (compressed ones too): `load_rows` reads each as
+    one document; hf_ipt before 0.3.0.dev3's folder change read them through `datasets`, one row per line
+    (`LINES_NOT_FILES`)."""
+    if not isinstance(source, str) or not os.path.isdir(source):
+        return False
+    return any(data_suffix(f) == ".txt" for _, _, files in os.walk(source) for f in files)
+
+
 def unequal_files(source: str | list[str], world_size: int, *, split: str = "train", shuffled: bool = False) -> bool:
     """Whether whole files per rank would give the ranks shares of `source` that differ by more than
     `UNEQUAL_SHARE` in bytes (local files or a local dataset folder's files of `split`; a Hub dataset or

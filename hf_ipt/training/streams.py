@@ -19,7 +19,15 @@ from typing import Any
 from ..cli import UsageError
 from ..corpus import text_bytes
 from ..protocol import special_tokens
-from .data import endless_rows, load_rows, sharded_stream, tokenize_texts, unequal_files
+from .data import (
+    LINES_NOT_FILES,
+    endless_rows,
+    load_rows,
+    sharded_stream,
+    text_folder,
+    tokenize_texts,
+    unequal_files,
+)
 from .packing import pack_sequences
 from .position import RESUME_AT, Position, mix_documents, numbered_rows, with_positions
 from .synthesizer_data import (
@@ -59,8 +67,14 @@ def _split_by_rows(source: str | list[str], config: Any, rank: int, world_size: 
     """Whether each rank keeps every world-size-th row of `source` rather than whole files: `by_rows`
     (the collection), or its files differ in size (`unequal_files`). A resume keeps the split its
     checkpoint's position records (``"split:<key>"``): decided again, files grown or shrunk since would
-    change which rows the saved row count skips; a checkpoint that records none was split by files."""
+    change which rows the saved row count skips; a checkpoint that records none was split by files. A
+    position that records none for a folder of .txt files was saved when those were read one row per
+    line: its row count is refused (`data.LINES_NOT_FILES`), not skipped in files."""
     saved = start.after.get(f"split:{key}")
+    if saved is None and start.rows(key) and text_folder(source):
+        raise UsageError(f"the stream position saved for source {name!r}, a folder of .txt files, is of the old "
+                         f"format (no 'split:{key}', so it counts {start.rows(key)} rows of a version before "
+                         f"the split was recorded): {LINES_NOT_FILES}")
     if saved is not None:
         return saved == "rows"
     if by_rows or start.rows(key):

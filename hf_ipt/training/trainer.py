@@ -37,6 +37,7 @@ from .callbacks import (
     peak_flops,
 )
 from .card import CardInfo, is_hub_id, render_model_card, run_eval_results
+from .data import LINES_NOT_FILES, text_folder
 from .model_init import check_context_length, compile_decoder_layers, parameter_sharding
 from .packing import ISOLATION_TOLERANCE, isolation_gap, packed_collator
 from .position import STREAM_POSITION, save_position, saved_processes
@@ -555,6 +556,14 @@ def _refuse_another_stream(checkpoint: str, path: Path, old: dict, spec: dict, a
     old, spec = comparable_stream(old), comparable_stream(spec)
     if "files" not in old:  # recorded by a run older than the files check
         spec = {k: v for k, v in spec.items() if k != "files"}
+        folders = [f"{key} {value!r}" for key, value in sorted((old.get("data") or {}).items())
+                   if (key.endswith("_dataset") or key == "collection") and text_folder(value)]
+        if folders and not allow:  # that run read them one row per line: its positions count lines
+            from ..cli import UsageError
+
+            raise UsageError(f"resuming {checkpoint}: {path} records no files, so its run is older than the "
+                             f"files check, and its sources {', '.join(folders)} are folders of .txt files: "
+                             f"{LINES_NOT_FILES}")
     if pins := unpinned_to_pinned(old, spec):
         # A run saved before Hub ids were pinned: its stream is compared as it recorded it.
         text = json.dumps(spec)
