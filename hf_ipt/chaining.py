@@ -26,7 +26,15 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .backends.base import Generation
-from .protocol import Pair, blank_markers, build_prompt, encode_prompt, parse_pairs, special_tokens
+from .protocol import (
+    Pair,
+    blank_markers,
+    blank_shot,
+    build_prompt,
+    encode_prompt,
+    parse_pairs,
+    special_tokens,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -128,12 +136,13 @@ def plan_entry(
 ) -> ChainEntry:
     """Fill `entry.prompt_ids`: the whole chain `candidates` as shots if it fits in `budget`
     tokens, else none (zero-shot, the chain cut here)."""
-    shots = list(candidates)
     special = special_tokens(tokenizer)
     # Parsed pairs can hold a literal `</s>` or `<s>` (an answer about markup): blanked as contexts
-    # are, or the next round's prompt would get an EOS/BOS in the middle of a shot.
-    examples = [(s.context, [(blank_markers(p.question, special), blank_markers(p.answer, special))
-                             for p in s.pairs]) for s in shots]
+    # are, or the next round's prompt would get an EOS/BOS in the middle of a shot; a pair left
+    # blank is not shown, nor a text left with no pair (`blank_shot`).
+    blanked = [(s, blank_shot(s.context, [(p.question, p.answer) for p in s.pairs], special)) for s in candidates]
+    shots = [s for s, shot in blanked if shot is not None]
+    examples = [shot for _, shot in blanked if shot is not None]
     ids = encode_prompt(tokenizer, build_prompt(entry.context, examples))
     if shots and len(ids) > budget:
         stats.chains_cut += 1

@@ -148,6 +148,36 @@ def parse_pairs(completion: Any) -> list[Pair]:
     return pairs
 
 
+def blank_shot(
+    context: str, pairs: Sequence[tuple[str, str]], special: Sequence[str] = ()
+) -> tuple[str, list[tuple[str, str]]] | None:
+    """`(context, pairs)` of a shot as the synthesizer is shown it, or `None` when no pair is left:
+    the collection's shots when it is tuned (`hf_ipt.training.synthesizer_data`), the pairs of
+    earlier rounds when a chain prompts it (`hf_ipt.chaining.plan_entry`).
+
+    Protocol markers, and the tokenizer's other special tokens `special` (`special_tokens`), are
+    blanked (`blank_markers`) in the context and the pairs: a literal ``</s>`` must not become an
+    EOS. Which strings are special depends on the tokenizer, so what is left is checked after:
+
+    - a pair whose question or answer is blank once they are (an answer ``"</s>"`` or ``"<unk>"``)
+      is dropped, as a blank pair is: a synthesizer tuned on it would learn an empty answer, and
+      one prompted with it would be shown one;
+    - a shot left with no pair gives `None`, no shot;
+    - a context blank once they are (whitespace only, ``"<s></s>"``) is no text, as synthesis
+      reads it (`chaining.plan_round`: such a text gets no prompt, ``MARKERS_ONLY``). A collection
+      row's pairs are given, not generated from the context, so its shot is kept, with the block
+      for no text, ``"<s>"`` (`context_block`), as a null or empty context has (the reference
+      formats the collection's empty contexts so), not a ``"<s> <CON>   </CON>"`` block around
+      nothing that synthesis never sends.
+    """
+    pairs = [(blank_markers(q, special), blank_markers(a, special)) for q, a in pairs]
+    pairs = [(q, a) for q, a in pairs if q.strip() and a.strip()]
+    if not pairs:
+        return None
+    context = blank_markers(context, special)
+    return (context if context.strip() else ""), pairs
+
+
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     """Token ids of `prompt` WITHOUT an automatic BOS: the prompt's literal ``<s>`` is the BOS.
 

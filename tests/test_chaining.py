@@ -182,6 +182,20 @@ def test_markers_in_parsed_pairs_do_not_become_special_tokens_in_the_next_round(
         "second text", [("first text", [("What tag ends it?", "The   tag, then   and  ")])]))
 
 
+def test_a_parsed_pair_blank_once_its_markers_are_is_not_shown_in_the_next_round(tiny_tokenizer):
+    """An answer of markers only (``<s>``) parses as a pair; shown as a shot it would be an empty
+    answer, and a text with no other pair would be a shot answered by nothing: neither is shown."""
+    replies = {"first text": "<QUE> Which tag? <ANS> <s> </END><QUE> Why? <ANS> To cross out. </END>",
+               "lone text": "<QUE> What else? <ANS> <CON> </END>"}
+    generate, _ = fake_engine(tiny_tokenizer, replies=replies)
+    entries = chain(["first text", "lone text", "second text", "third text"], generate, tiny_tokenizer, rounds=2)
+    assert [len(e.pairs) for e in entries[:2]] == [2, 1]  # kept as parsed for templify
+    assert entries[2].shots == (0,) and entries[3].shots == () and entries[3].parent is None
+    assert entries[2].prompt_ids == encode_prompt(tiny_tokenizer, build_prompt(
+        "second text", [("first text", [("Why?", "To cross out.")])]))
+    assert entries[3].prompt_ids == encode_prompt(tiny_tokenizer, build_prompt("third text"))
+
+
 def test_other_special_tokens_in_raw_text_are_blanked(tiny_tokenizer):
     """Mistral's ``<unk>`` (any special token of the tokenizer) in raw text would be encoded as its
     special id: blanked like the protocol's markers."""

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..corpus import COMPRESSIONS
 from ..protocol import (
-    blank_markers,
+    blank_shot,
     check_marker_tokens,
     context_block,
     format_shot,
@@ -97,34 +97,6 @@ def row_shot(row: Mapping[str, Any], context_column: str = "context", pairs_colu
         return None
     pairs = [pair for p in row.get(pairs_column) or [] if (pair := _pair(p)) is not None]
     return (context or "", pairs) if pairs else None
-
-
-def blank_shot(
-    context: str, pairs: Sequence[tuple[str, str]], special: Sequence[str] = ()
-) -> tuple[str, list[tuple[str, str]]] | None:
-    """`(context, pairs)` as the synthesizer is tuned on them, or `None` when no pair is left.
-
-    Protocol markers, and the tokenizer's other special tokens `special` (`protocol.special_tokens`),
-    are blanked (`blank_markers`) in the context and the pairs, as synthesis does (`hf_ipt.chaining`):
-    a literal ``</s>`` in a context must not become an EOS. Which strings are special depends on the
-    tokenizer, so the check for what is left is made here, after blanking, not in `row_shot`:
-
-    - a pair whose question or answer is blank once they are (an answer ``"</s>"`` or ``"<unk>"``)
-      is dropped, as a blank pair is (`row_shot`): the model would learn an empty answer;
-    - a shot left with no pair gives `None`, no shot (the stream counts its row as giving nothing);
-    - a context blank once they are (whitespace only, ``"<s></s>"``) is no text, as synthesis
-      reads it (`chaining.plan_round`: a text blank once its markers are is ``MARKERS_ONLY``). A
-      collection row's pairs are given, not generated from the context, so the shot is kept, with
-      the protocol's block for no text: ``"<s>"`` (`protocol.context_block`), as a null or empty
-      context has (the reference formats the collection's empty contexts so), not a
-      ``"<s> <CON>   </CON>"`` block around nothing that synthesis never sends.
-    """
-    pairs = [(blank_markers(q, special), blank_markers(a, special)) for q, a in pairs]
-    pairs = [(q, a) for q, a in pairs if q.strip() and a.strip()]
-    if not pairs:
-        return None
-    context = blank_markers(context, special)
-    return (context if context.strip() else ""), pairs
 
 
 def encode_shot(
