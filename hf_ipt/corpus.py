@@ -172,11 +172,12 @@ def _commit(repo: str, revision: str | None, token, what: str, slash_hint: str) 
         ) from None
 
 
-def cached_dataset(repo: str, revision: str | None, what: str, token=None) -> str | None:
+def cached_dataset(repo: str, revision: str | None, what: str, token=None,
+                   allow_patterns: list[str] | None = None) -> str | None:
     """Offline (``HF_HUB_OFFLINE=1``), the folder of Hub dataset `repo` at `revision` (a branch, tag or
     commit; `None`: main) in the local Hugging Face cache, as ``hf download org/name --repo-type dataset``
     leaves it; `None` online, or when the cache holds no such snapshot (`datasets` cannot stream a Hub
-    dataset offline at all, even a cached one).
+    dataset offline at all, even a cached one). `allow_patterns`: the files needed, when not all.
 
     Raises:
         `UsageError`: the cached snapshot misses files the download listed (cut short, or ``--include``
@@ -192,7 +193,8 @@ def cached_dataset(repo: str, revision: str | None, what: str, token=None) -> st
     if not constants.HF_HUB_OFFLINE:
         return None
     try:
-        folder = snapshot_download(repo, repo_type="dataset", revision=revision, local_files_only=True, token=token)
+        folder = snapshot_download(repo, repo_type="dataset", revision=revision, local_files_only=True, token=token,
+                                   allow_patterns=allow_patterns)
     except IncompleteSnapshotError as error:
         raise UsageError(
             f"{what}: the Hugging Face cache holds part of the dataset only ({str(error).split('. ')[0]}): "

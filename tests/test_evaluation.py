@@ -153,6 +153,26 @@ def test_without_data_dir_the_test_split_is_read_from_the_hub(monkeypatch):
     assert calls[-1] == ("AdaptLLM/medicine-tasks", "MQP", "test")
 
 
+def test_offline_the_papers_tasks_are_read_from_the_hugging_face_cache(hub_dir, tmp_path, monkeypatch):
+    """`hf download AdaptLLM/finance-tasks --repo-type dataset` where the Hub is reachable, then
+    offline: the task is read from the cache, without --data_dir (datasets cannot read it offline)."""
+    import shutil
+
+    import datasets
+    from huggingface_hub import constants
+
+    commit = "f" * 40
+    repo = tmp_path / "cache" / "datasets--AdaptLLM--finance-tasks"
+    shutil.copytree(hub_dir / "FPB", repo / "snapshots" / commit / "FPB")  # as `--include "FPB/*"` leaves it
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets, "load_dataset", None)  # never asked
+    (fpb,) = load_tasks("finance/FPB")
+    assert fpb == load_tasks("finance/FPB", data_dir=hub_dir)[0]
+
+
 def test_task_file_roundtrip_and_validation(tmp_path):
     task = Task("mc", "accuracy", [Example("Q?", ["a", "b"], 1), Example("R?", ["c", "d"], 0)])
     path = save_task_file(task, tmp_path / "mc.json")

@@ -151,4 +151,5 @@ def test_the_papers_tasks_offline_name_the_repo_and_data_dir(tmp_path, capsys):
                        capsys)
     assert line.startswith("hf-ipt eval: error: --tasks 'finance/FPB': task 'FPB' is read from the Hub "
                            "(AdaptLLM/finance-tasks), which cannot be reached (offline mode")
-    assert "`hf download AdaptLLM/finance-tasks --repo-type dataset --local-dir DIR`" in line and "--data_dir DIR" in line
+    assert ("`hf download AdaptLLM/finance-tasks --repo-type dataset`, into the Hugging Face cache, which is read "
+            "offline; or with `--local-dir DIR`, then give that folder as `data_dir` (--data_dir DIR)" in line)

@@ -329,9 +329,16 @@ def load_paper_task(spec: TaskSpec, data_dir: str | os.PathLike | None = None) -
     Args:
         spec (`TaskSpec`): the task, from `PAPER_TASKS`.
         data_dir (`str`, *optional*): a folder with the Hub repo's layout (e.g. a
-            ``hf download AdaptLLM/finance-tasks --repo-type dataset`` target);
-            when None, the test split is read from the Hub with `datasets.load_dataset`.
+            ``hf download AdaptLLM/finance-tasks --repo-type dataset --local-dir DIR`` target);
+            when None, the test split is read from the Hub with `datasets.load_dataset`, or offline
+            (``HF_HUB_OFFLINE=1``) from the Hugging Face cache when it holds the repo (a ``hf download
+            AdaptLLM/finance-tasks --repo-type dataset`` made where the Hub is reachable).
     """
+    if data_dir is None:
+        from ..corpus import cached_dataset
+
+        data_dir = cached_dataset(spec.repo_id, None, f"task {spec.name!r} ({spec.repo_id})",
+                                  allow_patterns=[spec.path])
     if data_dir is not None:
         path = Path(data_dir) / spec.path
         if not path.is_file():
@@ -347,8 +354,8 @@ def load_paper_task(spec: TaskSpec, data_dir: str | os.PathLike | None = None) -
         from ..cli import needs_hub
 
         with needs_hub(f"task {spec.name!r} is read from the Hub ({spec.repo_id})", "download the repo there (`hf "
-                       f"download {spec.repo_id} --repo-type dataset --local-dir DIR`) and give that folder as "
-                       "`data_dir` (--data_dir DIR)"):
+                       f"download {spec.repo_id} --repo-type dataset`, into the Hugging Face cache, which is read "
+                       "offline; or with `--local-dir DIR`, then give that folder as `data_dir` (--data_dir DIR))"):
             rows = datasets.load_dataset(spec.repo_id, spec.config, split="test")
         where = f"{spec.repo_id} ({spec.config}, test split)"
     return _task(spec.name, spec.metric, rows, where)
