@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
-from .cli import MissingDependencyError, MissingFileError, UsageError, needs_hub
+from .cli import (
+    MissingDependencyError,
+    MissingFileError,
+    UsageError,
+    hub_unreachable_error,
+    needs_hub,
+)
 
 TEXT_SUFFIXES = (".txt",)
 JSON_SUFFIXES = (".jsonl", ".json")
@@ -207,6 +213,39 @@ def cached_dataset(repo: str, revision: str | None, what: str, token=None,
     return folder
 
 
+def snapshot_url(repo: str, folder: str, path: str) -> str:
+    """The ``hf://datasets/<repo>@<commit>/...`` URL of `path`, a file in `folder`, the cached snapshot
+    of `repo` at a commit (`cached_dataset`): what a listing on the Hub gives, so that offline a job's
+    units, a builder's cache key and a recipe's record name the same files as online. `open_file`
+    reads it from the cache."""
+    relative = os.path.relpath(path, folder).replace(os.sep, "/")
+    return f"{HUB_URL}{repo}@{os.path.basename(folder)}/{relative}"
+
+
+def cached_url_file(url: str) -> str:
+    """Offline (``HF_HUB_OFFLINE=1``), the Hugging Face cache's copy of an ``hf://`` file URL at a
+    commit (``hf://datasets/org/name@<sha>/x.jsonl``, as listings give them); `url` itself online,
+    for other paths, or for a URL that names no commit.
+
+    Raises:
+        `HubUnreachableError`: offline, the cache does not hold the file (a job started where the Hub
+            was reachable, resumed offline on another snapshot).
+    """
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if not constants.HF_HUB_OFFLINE or not is_hub_url(url):
+        return url
+    repo, commit, path = hub_url_parts(url)
+    if not COMMIT.fullmatch(commit or "") or not path:
+        return url
+    cached = try_to_load_from_cache(repo, path, revision=commit, repo_type="dataset")
+    if isinstance(cached, str):
+        return cached
+    raise hub_unreachable_error(f"{url!r} is read from the Hub", f"download that commit there (`hf download {repo} "
+                                f"--repo-type dataset --revision {commit}`, into the Hugging Face cache, which is "
+                                "read offline)")
+
+
 def snapshot_files(folder: str, path: str, pattern: str) -> list[str]:
     """Sorted files matched by `path` (a file, a glob, or a folder: every supported file below it),
     relative to `folder`, a cached snapshot of the repo that the ``hf://`` URL `pattern` names,
@@ -237,7 +276,7 @@ def hub_url_files(pattern: str, revision: str | None = None, token=None) -> list
     pinned = pin_hub_url(pattern, revision, token)
     repo, commit, path = hub_url_parts(pinned)
     if (folder := cached_dataset(repo, commit, f"`corpus` {pattern!r}", token)) is not None:
-        return snapshot_files(folder, path or "", pattern)
+        return [snapshot_url(repo, folder, f) for f in snapshot_files(folder, path or "", pattern)]
     target = pinned.removeprefix("hf://")
     fs = HfFileSystem(token=token, skip_instance_cache=True)
     if not glob.has_magic(path) and fs.isdir(target):
@@ -318,7 +357,7 @@ def repo_files(corpus: str, config: str | None, split: str, revision: str | None
     if not os.path.isdir(corpus):
         repo, in_id = hub_id_parts(corpus)
         if (folder := cached_dataset(repo, in_id or revision, f"`corpus` {corpus!r}", token)) is not None:
-            corpus, revision = folder, None
+            return [snapshot_url(repo, folder, f) for f in repo_files(folder, config, split, None)]
 
     try:
         builder = datasets.load_dataset_builder(corpus, config, revision=revision, token=token)
@@ -442,8 +481,8 @@ class CorpusConfig:
     def listed_files(self, token=None) -> list[str]:
         """Matched local files; files of an ``hf://`` URL or the split's data files of a dataset,
         as URLs that name the commit. `token` reads a private Hub dataset. Offline
-        (``HF_HUB_OFFLINE=1``), those of a Hub dataset or URL are paths in the Hugging Face cache
-        when it holds the snapshot (`cached_dataset`)."""
+        (``HF_HUB_OFFLINE=1``), the same URLs, listed in the Hugging Face cache when it holds the
+        snapshot (`cached_dataset`), and read from there (`open_file`)."""
         if is_local_corpus(self.corpus):
             return local_files(self.corpus)
         repo = hub_url_parts(self.corpus)[0] if is_hub_url(self.corpus) else hub_id_parts(self.corpus)[0]
@@ -475,12 +514,14 @@ def _decode(raw: bytes) -> tuple[str, str | None]:
 
 
 def open_file(path: str, token=None):
-    """A local file, or a URL (an ``hf://`` file of a Hub dataset: read with `token` when given), in
-    binary mode; a compressed file (``x.jsonl.gz``, see `COMPRESSIONS`) is decompressed as it is read."""
+    """A local file, or a URL (an ``hf://`` file of a Hub dataset: read with `token` when given; offline,
+    from the Hugging Face cache, `cached_url_file`), in binary mode; a compressed file (``x.jsonl.gz``,
+    see `COMPRESSIONS`) is decompressed as it is read."""
     from datasets import DownloadConfig
     from datasets.utils.file_utils import xopen
 
     codec = compression(path)  # before opening: a missing package fails before any request
+    path = cached_url_file(path)
     f = xopen(path, "rb", download_config=None if token is None else DownloadConfig(token=token))
     return f if codec is None else io.BufferedReader(_Decompressed(f, codec, path), buffer_size=2**20)
 

@@ -34,11 +34,13 @@ TRAIN = ["data/train-00000-of-00002.jsonl", "data/train-00001-of-00002.jsonl"]
 
 
 @pytest.fixture
-def hub(monkeypatch):
-    """A fake Hub, with huggingface_hub AND datasets pointed at it (conftest keeps both offline otherwise)."""
+def hub(monkeypatch, tmp_path_factory):
+    """A fake Hub, with huggingface_hub AND datasets pointed at it (conftest keeps both offline otherwise).
+    Its downloads go to a cache of the test's own: offline, the tests' shared cache must not hold its repos."""
     from huggingface_hub import HfFileSystem, constants
 
     with FakeHub() as fake:
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path_factory.mktemp("fake_hub_cache")))
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "ENDPOINT", fake.url)
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", fake.url + "/{repo_id}/resolve/{revision}/{filename}")
@@ -686,16 +688,21 @@ def downloaded(hub, tmp_path, monkeypatch) -> str:
 
 
 def test_a_downloaded_hub_corpus_is_read_offline_from_the_cache(downloaded, hub, tmp_path, capsys):
-    from hf_ipt.corpus import pin_hub_dataset
+    from hf_ipt.cli import HubUnreachableError
+    from hf_ipt.corpus import open_file, pin_hub_dataset
 
     files = CorpusConfig(corpus=REPO).files()
-    assert [f.split(f"/snapshots/{downloaded}/")[1] for f in files] == TRAIN
+    assert files == [hf_url(downloaded, path) for path in TRAIN]  # as online: a job's units, a cache key
     docs = [d for shard in make_shards(files, 3) for d in iter_shard(shard)]
-    assert {d.id: d.text for d in docs} == EXPECTED  # the ids a read from the Hub gives
-    assert CorpusConfig(corpus=REPO, corpus_split="test").files()[0].endswith("data/test-00000-of-00001.jsonl")
+    assert {d.id: d.text for d in docs} == EXPECTED  # read from the cache
+    assert CorpusConfig(corpus=REPO, corpus_split="test").files() == [hf_url(downloaded, "data/test-00000-of-00001.jsonl")]
     assert CorpusConfig(corpus=f"hf://datasets/{REPO}/data/train-*.jsonl").files() == files
     assert CorpusConfig(corpus=f"hf://datasets/{REPO}@{downloaded}/data").files()[1:] == files  # test, train...
     assert pin_hub_dataset(REPO) == f"{REPO}@{downloaded}"
+    with pytest.raises(HubUnreachableError, match=rf"'hf://datasets/org/news@{'e' * 40}/{TRAIN[0]}' is read from the "
+                       rf"Hub, which cannot be reached \(offline mode.*`hf download org/news --repo-type dataset "
+                       rf"--revision {'e' * 40}`"):
+        open_file(hf_url("e" * 40, TRAIN[0]))  # a job's unit of a commit the cache does not hold
 
     rows = list(load_augmented(REPO, streaming=True, split="train", synthesizer="rules", output="pairs"))
     assert {r["id"]: r["context"] for r in rows} == EXPECTED
@@ -731,3 +738,23 @@ def test_a_recipe_streams_a_downloaded_hub_dataset_offline_pinned_to_the_cached_
     assert sorted(r["text"] for r in rows) == sorted(EXPECTED.values())
     assert [r["text"] for r in load_rows(REPO, split="test")] == [doc(99)]
     assert hub.requests == []
+
+
+def test_a_job_started_online_resumes_offline_from_the_cache_as_the_same_job(hub, tmp_path, monkeypatch):
+    """A job's units name hf:// files at a commit whether listed online or in the cache: a job started
+    where the Hub is reachable resumes on offline nodes (and back), not refused as another job."""
+    from huggingface_hub import constants, snapshot_download
+
+    first = news(hub)
+    job = JobConfig(corpus=REPO, output_dir=str(tmp_path / "o"), num_shards=3)
+    synthesis = SynthesisConfig(output="pairs")
+    assert run_job(job, synthesis, NO_FILTERS, rank=0, world_size=3, progress=False) is None  # unit 0 only
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    snapshot_download(REPO, repo_type="dataset")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    hub.requests.clear()
+    manifest = run_job(job, synthesis, NO_FILTERS, progress=False)
+    assert {r["id"]: r["context"] for r in output_rows(tmp_path / "o")} == EXPECTED
+    assert manifest["docs"]["read"] == 6 and hub.requests == []
+    spec = json.loads((tmp_path / "o" / "job.json").read_text())
+    assert sorted({f for u in spec["units"] for f in u["files"]}) == [hf_url(first, path) for path in TRAIN]
