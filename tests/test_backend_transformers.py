@@ -474,3 +474,61 @@ def test_a_device_torch_cannot_use_is_a_usage_error_before_the_model_loads(tiny_
               "--device", "gpu", "--max_model_len", "256", "--max_new_tokens", "8", "--output_dir", str(tmp_path / "o")])
     assert exit_.value.code == 2
     assert "hf-ipt augment: error: `device` 'gpu' is not a torch device" in capsys.readouterr().err
+
+
+def test_a_device_type_this_machine_lacks_is_a_usage_error_before_the_model_loads(tiny_model_dir, monkeypatch,
+                                                                                   tmp_path, capsys):
+    """``mps`` off a Mac, ``xpu``, ``hpu``, ``mtia``: torch parses them, and only `cuda` was checked, so the model
+    load ended in a traceback. Any device type whose torch backend finds no device is refused, and so is
+    ``meta`` (no weights); the CPU passes."""
+    import torch
+
+    import hf_ipt.backends.transformers as module
+    from hf_ipt.augment_cli import main
+    from hf_ipt.cli import UsageError
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the model loaded for a device it cannot use")
+
+    monkeypatch.setattr(module, "load_causal_lm", no_load)
+    backends = {"mps": torch.backends.mps, "xpu": torch.xpu, "mtia": torch.mtia}
+    lacking = [kind for kind, backend in backends.items() if not backend.is_available()] + ["hpu", "xla"]  # no plugin
+    for device in [*lacking, *(f"{kind}:0" for kind in lacking)]:
+        kind = device.split(":")[0]
+        with pytest.raises(UsageError, match=re.escape(f"`device` {device!r} needs torch's {kind} backend, but this "
+                                                       f"torch finds no {kind} device here: use 'cpu'")):
+            module.check_device(device)
+    with pytest.raises(UsageError, match=r"`device` 'meta' holds no weights.*use 'cpu'"):
+        module.check_device("meta")
+    module.check_device("cpu")
+    module.check_device("cpu:0")
+    if not torch.backends.mps.is_available():
+        corpus = tmp_path / "c.txt"
+        corpus.write_text("The company reported a profit.")
+        with pytest.raises(SystemExit) as exit_:
+            main(["--corpus", str(corpus), "--synthesizer", str(tiny_model_dir), "--backend", "transformers",
+                  "--device", "mps", "--max_model_len", "256", "--max_new_tokens", "8",
+                  "--output_dir", str(tmp_path / "o")])
+        assert exit_.value.code == 2
+        assert "hf-ipt augment: error: `device` 'mps' needs torch's mps backend" in capsys.readouterr().err
+
+
+def test_an_available_device_type_is_counted_by_its_backend(monkeypatch):
+    """A device type is usable when its torch backend module says so (``torch.mps``, or one a plugin such as
+    ``torch_npu`` registers); an index past its devices is refused, named with its type."""
+    import types
+
+    import torch
+
+    import hf_ipt.backends.transformers as module
+    from hf_ipt.cli import UsageError
+
+    plugin = types.SimpleNamespace(is_available=lambda: True, device_count=lambda: 2)
+    monkeypatch.setattr(torch, "xpu", plugin)
+    module.check_device("xpu:1")
+    with pytest.raises(UsageError, match=re.escape("`device` 'xpu:2' names xpu device 2, but 2 are visible "
+                                                   "(xpu:0 to xpu:1): use one of those")):
+        module.check_device("xpu:2")
+    assert module.device_count("xpu") == 2
+    assert "'xpu'" in module.usable_devices() or torch.accelerator.current_accelerator() is None
+

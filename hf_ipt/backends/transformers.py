@@ -92,8 +92,9 @@ def check_context(model_config: Any, max_model_len: int) -> None:
 
 def check_device(device: str) -> None:
     """Refuse a `device` that torch cannot place the model on, before the model loads: a name torch does not
-    know (``gpu``), a GPU where torch sees none (no GPU, or a CPU-only torch), a GPU index past those visible.
-    Each was a traceback once the first window of documents was read.
+    know (``gpu``), ``meta`` (shapes only, no weights), a device type this machine lacks (a GPU where torch sees
+    none, ``mps`` off a Mac, ``xpu``, ``hpu``...), an index past the visible devices of its type. Each was a
+    traceback once the first window of documents was read.
 
     Raises:
         `UsageError`: naming the device and the fix.
@@ -107,18 +108,54 @@ def check_device(device: str) -> None:
     except (RuntimeError, TypeError):
         raise UsageError(f"`device` {device!r} is not a torch device: use 'cpu', 'cuda' or 'cuda:N' (a GPU's index), or "
                          "leave it unset for a GPU when there is one, else the CPU (BackendConfig.device)") from None
-    if parsed.type != "cuda":
+    if parsed.type == "cpu":
         return
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if parsed.type == "meta":
+        raise UsageError(f"`device` {device!r} holds no weights (tensor shapes only), so nothing can be generated on "
+                         f"it: use {usable_devices()}, or leave `device` unset (BackendConfig.device)")
+    count = device_count(parsed.type)
     if not count:
-        cpu_only = torch.version.cuda is None and getattr(torch.version, "hip", None) is None  # ROCm GPUs are "cuda" too
-        why = "this torch is built without CUDA" if cpu_only else "no GPU is visible"
-        raise UsageError(f"`device` {device!r} asks for a GPU, but {why}: leave `device` unset or use 'cpu' to run on "
-                         "the CPU (BackendConfig.device)")
+        if parsed.type != "cuda":
+            why = f"needs torch's {parsed.type} backend, but this torch finds no {parsed.type} device here"
+        elif torch.version.cuda is None and getattr(torch.version, "hip", None) is None:  # ROCm GPUs are "cuda" too
+            why = "asks for a GPU, but this torch is built without CUDA"
+        else:
+            why = "asks for a GPU, but no GPU is visible"
+        raise UsageError(f"`device` {device!r} {why}: use {usable_devices()}, or leave `device` unset for a GPU when "
+                         "there is one, else the CPU (BackendConfig.device)")
     if parsed.index is not None and parsed.index >= count:
-        raise UsageError(f"`device` {device!r} names GPU {parsed.index}, but {count} GPU(s) are visible (cuda:0 to "
-                         f"cuda:{count - 1}; CUDA_VISIBLE_DEVICES renumbers them): use one of those "
+        renumbered = "; CUDA_VISIBLE_DEVICES renumbers them" if parsed.type == "cuda" else ""
+        raise UsageError(f"`device` {device!r} names {parsed.type} device {parsed.index}, but {count} are visible "
+                         f"({parsed.type}:0 to {parsed.type}:{count - 1}{renumbered}): use one of those "
                          "(BackendConfig.device)")
+
+
+def device_count(device_type: str) -> int:
+    """How many devices of `device_type` (``cuda``, ``mps``, ``xpu``...) torch can use here; 0 for a type whose
+    backend this torch lacks or cannot reach (no driver, no device, no plugin such as ``torch_npu``). Asks the
+    backend's module (``torch.cuda``, ``torch.mps``, ``torch.xpu``, or one a plugin registers), else
+    `torch.accelerator` for the build's accelerator."""
+    import torch
+
+    backend = getattr(torch, device_type, None)
+    if callable(getattr(backend, "is_available", None)):
+        if not backend.is_available():
+            return 0
+        return backend.device_count() if callable(getattr(backend, "device_count", None)) else 1
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6
+    current = accelerator.current_accelerator() if accelerator is not None else None
+    return accelerator.device_count() if current is not None and current.type == device_type else 0
+
+
+def usable_devices() -> str:
+    """The device types this machine offers, for a message: ``'cpu'``, or ``'cpu' or 'cuda'`` (``'mps'``...)."""
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    current = accelerator.current_accelerator() if accelerator is not None else None
+    candidates = dict.fromkeys(["cuda", *([current.type] if current is not None else [])])
+    kinds = ["cpu", *(kind for kind in candidates if device_count(kind))]
+    return " or ".join(repr(kind) for kind in kinds)
 
 
 def _resolve_dtype(name: str, device: str) -> Any:
