@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +132,13 @@ def load_causal_lm(
     device: str | None = None,
     trust_remote_code: bool = False,
     revision: str | None = None,
+    check_tokenizer: Callable[[Any], None] | None = None,
 ):
     """Load a causal LM and its tokenizer (safetensors only, remote code off unless asked).
+
+    Args:
+        check_tokenizer (`Callable`, *optional*): called with the tokenizer before the weights load, so that
+            a tokenizer the caller cannot use stops the load before its longest part.
 
     Returns:
         `tuple[PreTrainedModel, PreTrainedTokenizerBase]`
@@ -151,6 +157,8 @@ def load_causal_lm(
         tokenizer = AutoTokenizer.from_pretrained(
             model_name_or_path, trust_remote_code=trust_remote_code, revision=revision
         )
+        if check_tokenizer is not None:
+            check_tokenizer(tokenizer)
         model = AutoModelForCausalLM.from_pretrained(
             model_name_or_path,
             dtype=dtype,

@@ -532,3 +532,83 @@ def test_an_available_device_type_is_counted_by_its_backend(monkeypatch):
     assert module.device_count("xpu") == 2
     assert "'xpu'" in module.usable_devices() or torch.accelerator.current_accelerator() is None
 
+
+def save_model_without_eos(out, tokenizer, model_eos: int | None):
+    """The tiny Llama saved with a tokenizer that has no EOS token, and `model_eos` as the model's."""
+    import copy
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=model_eos,
+                         pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.eos_token = None
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def test_a_synthesizer_without_an_eos_token_is_refused_before_its_weights_load(tiny_tokenizer, tmp_path,
+                                                                                monkeypatch, capsys):
+    """Its tokenizer had no EOS and the model named none: a `ValueError` traceback once the weights had loaded
+    (nothing could stop a completion). It is a usage error naming the model and what to set, before the weights
+    load; a model whose generation config names an EOS still runs."""
+    import transformers
+
+    from hf_ipt.augment_cli import main
+    from hf_ipt.cli import UsageError
+
+    path = save_model_without_eos(tmp_path / "no_eos", tiny_tokenizer, model_eos=None)
+    config = BackendConfig(str(path), backend="transformers", max_model_len=256, max_new_tokens=4, device="cpu")
+    message = re.escape(f"the synthesizer {str(path)!r} has no EOS token") + r".*set \"eos_token\": \"</s>\""
+    loaded = transformers.AutoModelForCausalLM.from_pretrained
+    with monkeypatch.context() as patch:
+        def no_load(*args, **kwargs):
+            raise AssertionError("the weights loaded")
+
+        patch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_load)
+        with pytest.raises(UsageError, match=message):
+            load_backend(config)
+        corpus = tmp_path / "c.txt"
+        corpus.write_text("The company reported a profit.")
+        with pytest.raises(SystemExit) as exit_:
+            main(["--corpus", str(corpus), "--synthesizer", str(path), "--backend", "transformers",
+                  "--max_model_len", "256", "--max_new_tokens", "4", "--output_dir", str(tmp_path / "o")])
+        assert exit_.value.code == 2
+        assert f"hf-ipt augment: error: the synthesizer {str(path)!r} has no EOS token" in capsys.readouterr().err
+    model = loaded(path)
+    with pytest.raises(UsageError, match=message):  # a model already in memory: checked as it is wrapped
+        TransformersBackend.from_model(model, transformers.AutoTokenizer.from_pretrained(path), config)
+    named = save_model_without_eos(tmp_path / "model_eos", tiny_tokenizer, model_eos=tiny_tokenizer.eos_token_id)
+    backend = load_backend(replace(config, model_name_or_path=str(named)))
+    assert backend.eos_token_ids == [tiny_tokenizer.eos_token_id]
+    assert backend.generate(prompt_ids(backend.tokenizer, TEXTS[:1]))[0].error is None
+
+
+def test_vllm_refuses_a_synthesizer_without_an_eos_token_before_its_engine_starts(tiny_tokenizer, tmp_path,
+                                                                                   monkeypatch):
+    """The vLLM backend reads the tokenizer the engine would load (its own, or `engine_kwargs`' ``tokenizer``)
+    before the engine starts (a fake `vllm` fails the test if it does)."""
+    import dataclasses
+
+    import hf_ipt.backends.vllm as vllm_backend
+    from hf_ipt.cli import UsageError
+
+    class FakeLLM:
+        def __init__(self, **kwargs):
+            raise AssertionError("the engine started")
+
+    fields = [("tokenizer", str | None, None), ("tokenizer_mode", str, "auto")]
+    fake = {"LLM": FakeLLM, "EngineArgs": dataclasses.make_dataclass("EngineArgs", fields), "__version__": "0"}
+    monkeypatch.setattr(vllm_backend, "_import_vllm", lambda: type("vllm", (), fake))
+    path = save_model_without_eos(tmp_path / "no_eos", tiny_tokenizer, model_eos=None)
+    with pytest.raises(UsageError, match=re.escape(f"the synthesizer {str(path)!r} has no EOS token")):
+        vllm_backend.VLLMBackend(BackendConfig(str(path), backend="vllm"))
+    tiny_tokenizer.save_pretrained(tmp_path / "tokenizer")  # one with an EOS: the engine starts
+    with pytest.raises(AssertionError, match="the engine started"):
+        vllm_backend.VLLMBackend(BackendConfig(str(path), backend="vllm",
+                                               engine_kwargs={"tokenizer": str(tmp_path / "tokenizer")}))

@@ -275,16 +275,45 @@ def is_fatal_device_error(error: BaseException) -> bool:
     return "CUDA error" in str(error)
 
 
-def stop_token_ids(tokenizer: Any, model_eos: int | list[int] | None = None) -> list[int]:
+def stop_token_ids(tokenizer: Any, model_eos: int | list[int] | None = None, model: str = "") -> list[int]:
     """The tokenizer's EOS (the synthesizer's ``</s>``) first, then any other EOS the model's
-    generation config names (`model_eos`), as vLLM stops at both."""
+    generation config names (`model_eos`), as vLLM stops at both.
+
+    Raises:
+        `UsageError`: neither names one (generation could not stop at the end of a completion);
+            the message names `model` and what to set.
+    """
     ids = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
     for token_id in model_eos if isinstance(model_eos, list) else [model_eos]:
         if token_id is not None and token_id not in ids:
             ids.append(token_id)
     if not ids:
-        raise ValueError("the tokenizer has no `eos_token` and the model names no `eos_token_id`")
+        from ..cli import UsageError
+
+        raise UsageError(
+            f"the synthesizer {model!r} has no EOS token: its tokenizer sets no `eos_token` and its generation "
+            "config (or config.json) no `eos_token_id`, so generation could not stop where a completion ends; set "
+            '"eos_token": "</s>" (the token that closes its completions) in its tokenizer_config.json, or '
+            '"eos_token_id" in its generation_config.json (BackendConfig.model_name_or_path)'
+        )
     return ids
+
+
+def check_eos_before_load(tokenizer: Any, model: str, revision: str | None, trust_remote_code: bool) -> None:
+    """Refuse a synthesizer with no EOS (`stop_token_ids`) from its tokenizer and its configuration files,
+    before its weights load or an engine starts: a tokenizer without one was a traceback after the load.
+    The model's files are read only when the tokenizer has none (its generation config, else its config,
+    as transformers and vLLM read them)."""
+    if tokenizer.eos_token_id is not None:
+        return
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        eos = GenerationConfig.from_pretrained(model, revision=revision).eos_token_id
+    except OSError:  # no generation_config.json: transformers and vLLM take the model config's
+        config = AutoConfig.from_pretrained(model, revision=revision, trust_remote_code=trust_remote_code)
+        eos = getattr(config.get_text_config(), "eos_token_id", None)
+    stop_token_ids(tokenizer, eos, model)
 
 
 def local_rank(environ: Mapping[str, str]) -> int | None:

@@ -25,6 +25,7 @@ from ..models import load_causal_lm
 from .base import (
     BackendConfig,
     Generation,
+    check_eos_before_load,
     check_open,
     check_prompts,
     is_fatal_device_error,
@@ -192,6 +193,8 @@ class TransformersBackend:
             device=device,
             trust_remote_code=config.trust_remote_code,
             revision=config.revision,
+            check_tokenizer=lambda tokenizer: check_eos_before_load(
+                tokenizer, config.model_name_or_path, config.revision, config.trust_remote_code),
         )
         self._setup(config, model, tokenizer)
 
@@ -218,7 +221,7 @@ class TransformersBackend:
                 window, config.max_model_len,
             )
         self.device = str(model.device)
-        self.eos_token_ids = stop_token_ids(tokenizer, model.generation_config.eos_token_id)
+        self.eos_token_ids = stop_token_ids(tokenizer, model.generation_config.eos_token_id, config.model_name_or_path)
         pad = tokenizer.pad_token_id
         self.pad_token_id = pad if pad is not None else self.eos_token_ids[0]
 

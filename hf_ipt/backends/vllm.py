@@ -21,7 +21,15 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from .base import BackendConfig, Generation, check_open, check_prompts, local_rank, stop_token_ids
+from .base import (
+    BackendConfig,
+    Generation,
+    check_eos_before_load,
+    check_open,
+    check_prompts,
+    local_rank,
+    stop_token_ids,
+)
 
 _MISSING_VLLM = (
     "The vLLM backend needs the `vllm` extra: pip install 'hf_ipt[vllm]' "
@@ -248,6 +256,27 @@ def engine_config_message(error: BaseException, engine_kwargs: Mapping[str, Any]
             "in --engine_kwargs, or the synthesis option of that name (SynthesisConfig.engine_kwargs)")
 
 
+def check_tokenizer_eos(config: BackendConfig) -> None:
+    """Refuse a synthesizer with no EOS (`base.check_eos_before_load`) before its engine starts (minutes),
+    reading the tokenizer vLLM would load (`engine_kwargs`' ``tokenizer``, ``tokenizer_revision``) with
+    transformers. A tokenizer mode transformers does not read (``mistral``), or a tokenizer it cannot load
+    (not cached offline), is left to vLLM, and `stop_token_ids` checks the engine's own tokenizer."""
+    kwargs = config.engine_kwargs
+    if kwargs.get("tokenizer_mode", "auto") not in ("auto", "hf", "slow"):
+        return
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            kwargs.get("tokenizer") or config.model_name_or_path,
+            revision=kwargs.get("tokenizer_revision") or config.revision,
+            trust_remote_code=config.trust_remote_code,
+        )
+    except (OSError, ValueError):  # vLLM reports it, as it starts
+        return
+    check_eos_before_load(tokenizer, config.model_name_or_path, config.revision, config.trust_remote_code)
+
+
 def _import_vllm() -> Any:
     try:
         import vllm
@@ -271,6 +300,7 @@ class VLLMBackend:
         vllm = _import_vllm()
         self.config = config
         check_engine_arguments(config.engine_kwargs, vllm.LLM, vllm.EngineArgs, vllm.__version__)
+        check_tokenizer_eos(config)
         _place_rank(config.tensor_parallel_size)
         defaults = {"enable_prefix_caching": True, "load_format": "safetensors"}  # engine_kwargs may change these
         before = engine_processes(os.getpid())
@@ -295,7 +325,7 @@ class VLLMBackend:
         self._reaper = _start_reaper(engine_processes(os.getpid()) - before)
         self.tokenizer = self.llm.get_tokenizer()
         model_eos = self.llm.llm_engine.model_config.try_get_generation_config().get("eos_token_id")
-        self.eos_token_ids = stop_token_ids(self.tokenizer, model_eos)
+        self.eos_token_ids = stop_token_ids(self.tokenizer, model_eos, config.model_name_or_path)
         self.sampling_params = vllm.SamplingParams(
             temperature=config.temperature,  # 0 = greedy
             max_tokens=config.max_new_tokens,
