@@ -7,7 +7,8 @@ The corpus is cut into a fixed number of work units (`corpus.make_shards`), inde
 the number of processes; rank ``r`` of ``w`` takes units ``i % w == r``, with ranks read from
 the launcher's environment (see `world_from_env`). Layout of `output_dir`::
 
-    job.json               settings + units; once a unit is done, a rerun with other settings is refused
+    job.json               settings + units, written once the synthesizer has loaded; once a unit is
+                           done, a rerun with other settings is refused
     pairs/00003.parquet    stage 1: filtered pairs of unit 3, with chain links (atomic)
     pairs/00003.json       stage 1 done-marker: the unit's stats and rejects (atomic, written last)
     dedup.json             stage 2: near-duplicate pairs across the corpus (one process)
@@ -224,8 +225,9 @@ def prepare(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -
     """Create or check `output_dir/job.json`; return the units.
 
     Other settings are refused once a unit is done. Before that, they replace `job.json` (with
-    a warning): a mistake found only when the synthesizer loads (a wrong path, a missing
-    engine) must not lock the folder to the settings that held it.
+    a warning): a job stopped before it finished a unit must not lock the folder to its settings.
+    (`run_job` writes `job.json` only once the synthesizer has loaded, so that a mistake found as it
+    loads, a wrong device or engine argument, is never pinned.)
     """
     return prepare_pinned(job, synthesis, filters)[0]
 
@@ -233,14 +235,38 @@ def prepare(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -
 def prepare_pinned(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -> tuple[list[dict], dict]:
     """`prepare`, and the content of `job.json` as this process wrote or checked it (`check_pinned`
     compares the file with it before a unit is marked done)."""
+    units, spec, changes = plan_job(job, synthesis, filters)
+    pin_job(job, spec, changes)
+    return units, spec
+
+
+def pin_job(job: JobConfig, spec: dict, changes: str | None) -> None:
+    """Write `spec` to `job.json` as `plan_job` found it must be: not at all when `changes` is `None` (it
+    holds `spec`), as a new job's when it is ``""``, else over a job that finished no unit (with a warning
+    naming the `changes`)."""
+    if changes is None:
+        return
+    if changes:
+        logger.warning("hf_ipt: %r held a job with other settings that finished no unit; it now holds this one "
+                       "(changed: %s)", job.output_dir, changes)
+    write_json(_spec_path(job), spec)  # ranks starting together write the same content
+
+
+def plan_job(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -> tuple[list[dict], dict, str | None]:
+    """Check `output_dir/job.json` against these settings without writing it: the units, the spec this process
+    runs (`job.json`'s own when it resumes) and what `pin_job` must write: `None` (nothing), ``""`` (a new
+    `job.json`) or the changes from the settings of a job that finished no unit (they are replaced).
+
+    Raises:
+        `UsageError`: `job.json` holds other settings and units are done under them.
+    """
     units = job_units(job)
     spec = json.loads(json.dumps(job_spec(job, synthesis, filters, units)))  # tuples -> lists
     for sub in ("pairs", "data"):
         os.makedirs(os.path.join(job.output_dir, sub), exist_ok=True)
     path = _spec_path(job)
     if not os.path.exists(path):
-        write_json(path, spec)  # ranks starting together write the same content
-        return units, spec
+        return units, spec, ""
     found = _read_spec(path)
     old = json.loads(json.dumps(found))  # normalized below for the comparison; `found` stays as written
     if isinstance(old.get("synthesis"), dict):  # jobs saved before the device index was left out
@@ -258,28 +284,25 @@ def prepare_pinned(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
         # Same corpus and settings, units cut by an older `make_shards`: keep the job's own units.
         logger.warning("hf_ipt: %r was cut into units by an older hf_ipt; resuming with its %d units",
                        job.output_dir, len(old["units"]))
-        return old["units"], found
+        return old["units"], found, None
     if changed == ["units"] and (commits := _pinned_commits(job, old["units"])):
         # An unpinned Hub corpus got new commits: the job goes on with the snapshot it started on
         # (its units' URLs name that commit), as a job must read one fixed corpus.
         logger.warning("hf_ipt: %s has new commits since the job in %r started; it goes on with commit %s "
                        "(to synthesize the new one, start a job in a new --output_dir)", job.corpus,
                        job.output_dir, ", ".join(sorted(commits)))
-        return old["units"], found
+        return old["units"], found, None
     if changed:
         differences, done = "; ".join(_differences(old, spec)), _done_units(job)
         if not done:
-            logger.warning("hf_ipt: %r held a job with other settings that finished no unit; it now holds this one "
-                           "(changed: %s)", job.output_dir, differences)
-            write_json(path, spec)
-            return units, spec
+            return units, spec, differences
         finished = "its output written (manifest.json)" if done[0].endswith("manifest.json") \
             else f"{len(done)} finished unit(s)"
         raise UsageError(
             f"{job.output_dir!r} holds a different job (changed: {differences}) with {finished}; "
             "rerun with the same corpus and settings to resume it, or choose a new `output_dir`"
         )
-    return units, found
+    return units, found, None
 
 
 def _reset_ignored_options(spec: dict) -> None:
@@ -916,10 +939,11 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     elif not 0 <= rank < world_size:
         raise ValueError(f"`rank` must be in 0..world_size-1, got rank={rank}, world_size={world_size}")
     check_dedup_installed(filters)
-    units, pinned = prepare_pinned(job, synthesis, filters)
+    units, pinned, changes = plan_job(job, synthesis, filters)
     synthesis = _at_pinned_commit(synthesis, pinned)  # the manifest records it as the revision
     manifest_path = os.path.join(job.output_dir, "manifest.json")
     if (manifest := _finished(job)) is not None:
+        pin_job(job, pinned, changes)
         logger.warning("hf_ipt: the job in %r is already complete (manifest.json found): nothing to do; a new job "
                        "needs a new `output_dir`", job.output_dir)
         return manifest
@@ -936,6 +960,9 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     if augment.keywords_digest != pinned["synthesis"].get(KEYWORDS_DIGEST, augment.keywords_digest):
         raise UsageError(f"the keywords in file {synthesis.domain_keywords!r} were edited while this run started "
                          "(they differ from those job.json pins): restore the file and rerun")
+    if todo:  # settings found wrong as the synthesizer loads (a device, an engine argument) are not pinned
+        augment.load_engine()
+    pin_job(job, pinned, changes)
     for _ in range(3):
         _synthesize_units(job, units, todo, augment, filters, rank, pinned, progress, _token_unit(synthesis), done)
         done = 0

@@ -710,21 +710,24 @@ def test_counts_are_the_pairs_in_the_output_and_malformed_pairs_are_named(tmp_pa
 
 
 def test_a_job_that_finished_no_unit_takes_new_settings(tmp_path, monkeypatch, caplog):
-    """A mistake found when the synthesizer loads (here: vLLM not installed) must not lock the folder."""
+    """A mistake found when the synthesizer loads (here: vLLM not installed) pins nothing, and a job stopped
+    before it finished a unit does not lock the folder."""
     import logging
 
     from hf_ipt.cli import UsageError
+    from hf_ipt.jobs import prepare
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # `import vllm` fails
     corpus = write_jsonl(tmp_path / "c.jsonl", 6)
     job = JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=2)
     with pytest.raises(ImportError, match="vllm"):
         run_job(job, SynthesisConfig(synthesizer="org/model"), progress=False)
-    assert json.loads((tmp_path / "o" / "job.json").read_text())["synthesis"]["synthesizer"] == "org/model"
+    assert not (tmp_path / "o" / "job.json").exists()
+    prepare(job, SynthesisConfig(seed=3), NO_FILTERS)  # a job that pinned its settings and was stopped
     with caplog.at_level(logging.WARNING, logger="hf_ipt.jobs"):
         manifest = run_job(job, SynthesisConfig(), progress=False)
-    assert manifest["rows"] == 6 and manifest["settings"]["synthesis"]["synthesizer"] == "rules"
-    assert "finished no unit" in caplog.text and "synthesis.synthesizer 'org/model' -> 'rules'" in caplog.text
+    assert manifest["rows"] == 6 and manifest["settings"]["synthesis"]["seed"] == 0
+    assert "finished no unit" in caplog.text and "synthesis.seed 3 -> 0" in caplog.text
     with pytest.raises(UsageError, match=r"\(changed: synthesis.seed 0 -> 1\) with 2 finished unit\(s\)"):
         run_job(job, SynthesisConfig(seed=1), progress=False)  # units are done: refused as before
 
@@ -1000,3 +1003,38 @@ def test_the_progress_bar_starts_once_the_synthesizer_has_loaded(tmp_path, tiny_
                                 max_new_tokens=4)
     run_job(JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=2), synthesis, NO_FILTERS)
     assert events == ["engine", "bar", "read", "read"]
+
+
+def test_settings_refused_as_the_synthesizer_loads_are_not_pinned(tmp_path, tiny_model_dir, monkeypatch, caplog,
+                                                                   capsys):
+    """`job.json` was written before the synthesizer loaded: a device this machine lacks or a misspelt engine
+    argument was pinned, and the corrected rerun replaced it with a warning. A first start refused as the
+    synthesizer loads now writes no `job.json`, and the corrected command starts the job as new."""
+    import dataclasses
+    import logging
+
+    import torch
+
+    import hf_ipt.backends.vllm as vllm_backend
+
+    class FakeLLM:
+        def __init__(self, **kwargs):
+            raise AssertionError("the engine started")
+
+    fake = {"LLM": FakeLLM, "EngineArgs": dataclasses.make_dataclass("EngineArgs", [("max_num_seqs", int, 8)]),
+            "__version__": "0"}
+    monkeypatch.setattr(vllm_backend, "_import_vllm", lambda: type("vllm", (), fake))
+    corpus, out = write_jsonl(tmp_path / "c.jsonl", 4), tmp_path / "o"
+    model = ["--corpus", str(corpus), "--output_dir", str(out), "--num_shards", "2", "--synthesizer",
+             str(tiny_model_dir), "--max_model_len", "256", "--max_new_tokens", "4", "--no_dedup"]
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    for bad, message in ((["--backend", "transformers", "--device", f"cuda:{gpus + 3}"], f"`device` 'cuda:{gpus + 3}'"),
+                         (["--engine_kwargs", '{"max_num_seqz": 8}'], "`engine_kwargs` names 'max_num_seqz'")):
+        with pytest.raises(SystemExit) as exit_:
+            main([*model, *bad])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+        assert not (out / "job.json").exists()
+    with caplog.at_level(logging.WARNING, logger="hf_ipt.jobs"):
+        assert main([*model, "--backend", "transformers", "--device", "cpu"]) == 0
+    assert json.loads((out / "job.json").read_text())["synthesis"]["device"] == "cpu"
+    assert (out / "manifest.json").exists() and "other settings" not in caplog.text
