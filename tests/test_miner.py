@@ -988,6 +988,28 @@ def test_a_long_run_of_end_marks_is_split_in_linear_time():
             "Mr Yeo, his transport spokesman, said the deal was approved by Microsoft.",
         ),
         ("Sales fell, said Mr Stanley, but he did not think it mattered.", "Sales fell, said Mr Stanley, but he did not think it mattered."),
+        # After a subject's appositive "said" is the claim's verb: the cut left only the speaker.
+        ("Mr Yeo, his spokesman, said the plans stink.", "Mr Yeo, his spokesman, said the plans stink."),
+        (
+            "Tim Yeo, the Tory party's transport and environment spokesman, said the plans stink.",
+            "Tim Yeo, the Tory party's transport and environment spokesman, said the plans stink.",
+        ),
+        ("Mr Yeo, his spokesman, said the deal hurt Britain.", "Mr Yeo, his spokesman, said the deal hurt Britain."),
+        (
+            "Group Menatep, the holding company which controls 51% of Yukos, says this was illegal.",
+            "Group Menatep, the holding company which controls 51% of Yukos, says this was illegal.",
+        ),
+        ("Parmalat, the food group, has reported a doubling in profit.", "Parmalat, the food group, has reported a doubling in profit."),
+        ("Mr Straw, speaking in Beijing, stressed this point.", "Mr Straw, speaking in Beijing, stressed this point."),
+        # A speaker with a title between commas goes whole, not the title alone.
+        ('"We lost," Fathi Bin Shatwan, Libya\'s oil minister, told Reuters.', '"We lost'),
+        ('"We lost," Jim Press, vice president and chief operating officer of Toyota, said in a statement.', '"We lost'),
+        ("Sales rose, Mr Smith, an analyst, said.", "Sales rose"),
+        # A lower-case speaker after the verb; a list before an attribution stays whole.
+        ("Sales rose in the fourth quarter, said analysts.", "Sales rose in the fourth quarter"),
+        ("The threat was greatest in the UK, France and Spain, said the report.", "The threat was greatest in the UK, France and Spain"),
+        ("Currently, India has six games developers, said the report.", "Currently, India has six games developers"),
+        ('"It was a long race - huge, huge crowds," he said.', '"It was a long race - huge, huge crowds'),
     ],
 )
 def test_attribution_is_cut_only_where_it_is_one(text, kept):

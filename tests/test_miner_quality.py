@@ -225,6 +225,108 @@ def test_an_opener_s_phrase_is_not_an_effect(text: str) -> None:
     assert "commonsense.cause" not in mined(text, task_types=["commonsense"])
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Because the scheme costs far too much, Tim Yeo, his transport spokesman, said the plans stink.",
+        (
+            "The congestion charge will be extended to the whole of west London next year. "
+            "Tim Yeo, his transport spokesman, said the plans stink. This is because the scheme "
+            "costs drivers far too much money."
+        ),
+        "Tim Yeo, his transport spokesman, said the deal hurt Britain because it raised fares.",
+    ],
+)
+def test_an_effect_keeps_the_claim_after_its_speaker_s_appositive(text: str) -> None:
+    """'X, his spokesman, said Y': an attribution's cut at either comma left the speaker
+    ("Tim Yeo" or "Tim Yeo, his transport spokesman") as the effect, and dropped the claim."""
+    (pair,) = mined(text, task_types=["commonsense"])["commonsense.cause"]
+    assert "Tim Yeo, his transport spokesman, said the" in pair.question
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A subject and its relative clause: the main verb comes after the cause.
+        "Air passengers who are unable to board their flights because of overbooking can now demand greater compensation.",
+        "The Beckhams - who qualify thanks to Victoria's former singing career - are in second place on the list.",
+        "Video clips of the stunts that are possible thanks to the game's physics engine are incredibly popular.",
+        "In countries like Germany and France, where frankly because of a tighter social market they have higher unemployment, there is anxiety.",
+        # A subordinate clause whose verb is the dropped "is", or a subject whose verb follows the cause.
+        "Any anomaly is flagged to network administrators who can take action if the traffic is due to a net-based attack.",
+        "The report said that while gaps in the coverage were largely due to landscape issues, there was need for detailed explanations.",
+        "If a judge is appointed, the judiciary, as a result of the appointment, may be seen as siding with the government.",
+    ],
+)
+def test_an_effect_cut_before_its_main_verb_gives_no_pair(text: str) -> None:
+    """"Air passengers who are unable to board their flights" (| because of overbooking) has no
+    main verb: it comes after the cause ("can now demand")."""
+    assert "commonsense.cause" not in mined(text, task_types=["commonsense"])
+
+
+@pytest.mark.parametrize(
+    ("text", "effect"),
+    [
+        (
+            "Microsoft's regular patches which it releases for security flaws are important because they stop worms.",
+            "Microsoft's regular patches which it releases for security flaws are important",
+        ),
+        (
+            "Those who aren't funded might be hungrier and more motivated because their road to success is harder.",
+            "Those who aren't funded might be hungrier and more motivated",
+        ),
+        (
+            "Cole, who also struggled with an ankle problem, was unable to rest because the club had too few strikers.",
+            "Cole, who also struggled with an ankle problem, was unable to rest",
+        ),
+        ("Sir Edward said that was impossible because the Labour left was set against it.", "Sir Edward said that was impossible"),
+        ("You are just doing your job because you are paid to, aren't you?", "You are just doing your job"),
+        ("France will be a tough opponent because they have three wins, have just beaten England and are at home.", "France will be a tough opponent"),
+    ],
+)
+def test_an_effect_with_its_main_verb_stays(text: str, effect: str) -> None:
+    """A relative clause with its own subject, a closed one, "that" after a verb of saying, a
+    question tag or a cause's own verbs after its comma leave the effect whole."""
+    (pair,) = mined(text, task_types=["commonsense"])["commonsense.cause"]
+    _, found, after = pair.question.partition(effect)
+    assert found and after[:1] in ("", " ", '"', "?", "\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        (
+            (
+                '"If the MPC were to judge that a rate rise was justified because of the strength '
+                'of the economy - and I am not predicting that - I do not believe it would hurt us."'
+            ),
+            None,
+        ),
+        ("But when reporters say to me I'm only doing this because it's my job, that's the same abdication.", None),
+        ("If Joss Stone is the closest thing that they feel comfortable championing because of what she looks like, then so be it.", None),
+        (
+            "If they do appeal it won't be heard before this weekend because it takes time to set up a tribunal.",
+            "If they do appeal it won't be heard before this weekend",
+        ),
+        (
+            "When the ban comes into force we will be going to the European Court because no compensation is paid.",
+            "When the ban comes into force we will be going to the European Court",
+        ),
+        ("If it rains in the morning we stay at home because the pitch floods easily.", "If it rains in the morning we stay at home"),
+    ],
+)
+def test_an_if_or_when_clause_alone_is_not_an_effect(text: str, kept: str | None) -> None:
+    """'If X | because Y, Z': the effect "If X" is a condition without its main clause. With no
+    comma, a modal, "then" or a new subject ("If they appeal it won't be heard") shows one."""
+    found = mined(text, task_types=["commonsense"]).get("commonsense.cause", [])
+    if kept is None:
+        assert not found
+    else:
+        (pair,) = found
+        _, match, after = pair.question.partition(kept)
+        assert match and after[:1] in ("", " ", '"', "?", "\n")
+
+
 def test_sentences_of_a_quotation_over_several_sentences_keep_their_quotes_paired() -> None:
     """Split into sentences, a quotation gives one sentence with only its opening mark and
     one with only its closing mark: each pair's texts get the missing one back."""

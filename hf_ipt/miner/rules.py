@@ -144,10 +144,41 @@ _INVERTED = (
     rf"|according\s+to\s+(?:{_NP_CHAR}+\s+){{0,9}}?{_NP_CHAR}+)"
     rf"(?:,\s+(?:{_APPOSITIVE_WORD}\s+){{0,9}}?{_APPOSITIVE_WORD})?"
 )
+# A speaker's title set off by commas: "Fathi Bin Shatwan, Libya's oil minister, told Reuters";
+# "and" joins its nouns ("chairman and chief executive").
+_TITLE_WORD = rf"(?!(?:{_CLAUSE_WORDS}|{_NOT_SPEAKER.replace('and|', '')})\b){_NP_CHAR}+"
+_TITLE = rf"(?:{_TITLE_WORD}\s+){{0,11}}?{_TITLE_WORD}"
+_AUXILIARIES = (
+    "is|was|are|were|be|been|has|had|have|will|would|could|can|may|might|should|must|do|does|did"
+)
+# Words that open no speaker: ", said in a statement" follows a speaker who is in the text
+# before (", Jim Press, vice president of Toyota, said in a statement"); ", with mobile services
+# added" is no attribution.
+_NOT_A_SPEAKER = (
+    "in|on|at|during|after|before|earlier|later|last|yesterday|today|tonight|recently|by|from"
+    "|with|for|of|about|over|since"
+)
+# The speaker before the verb: up to four words without a comma (a comma between them is an
+# appositive's or a list's: ", his spokesman, said the plans stink", "the UK, France and Spain,
+# said the report"), then perhaps a title between commas; not an auxiliary ("Parmalat, the
+# food group, has reported a doubling in profit"), a number ("65 flights on Thursday, 180 on
+# Friday, said ...") nor a clause's word ("compared to 34% who said", "seems to have told").
+_SPEAKER = (
+    rf"(?![\d$\u00a3\u20ac]|(?:{_NOT_SPEAKER}|{_AUXILIARIES}|{_REPORTING}|{_NOT_A_SPEAKER})\b)"
+    rf"[^\s,]+(?:\s+(?!(?-i:{_NOT_SPEAKER}|to)\b)[^\s,]+){{0,3}}?(?:,\s+{_TITLE},)?"
+)
+# Verbs whose object is the hearer ("told Reuters"): with no speaker before them (", told the
+# newspaper") the speaker is in the text before.
+_HEARER_VERBS = "told|tells|asked"
 _ATTRIBUTION = re.compile(
-    rf"[.!?,][\"\u201d]\s+(?:\S+\s+){{0,4}}?{_VERB}[^\"\u201c\u201d]*$"
-    rf"|,\s+(?!(?:{_NOT_SPEAKER})\b)(?:\S+\s+){{0,4}}?{_VERB}(?:\s+[^\s,;]+){{0,4}}[\s.!?\"'\u201d\u2019]*$"
-    rf"|,\s+{_INVERTED}[\s.!?\"'\u201d\u2019]*$",
+    rf"[.!?,]['\u2019]?[\"\u201d]\s+(?:\S+\s+){{0,4}}?(?:[^\s,]+,\s+{_TITLE},\s+)?{_VERB}"
+    rf"[^\"\u201c\u201d]*$"
+    rf"|,\s+{_SPEAKER}\s+{_VERB}(?:\s+(?![\d$\u00a3\u20ac])[^\s,;]+(?:\s+[^\s,;]+){{0,3}})?"
+    rf"[\s.!?\"'\u201d\u2019]*$"
+    # Inverted, the speaker after the verb: lower-case ("said analysts", "says a study") or named.
+    rf"|(?P<inverted>,\s+(?!(?:{_HEARER_VERBS})\b){_VERB}"
+    rf"(?!\s+(?:{_NOT_A_SPEAKER}|\w+(?:ing|ly))\b)(?:\s+{_SPEAKER_WORD}){{1,4}}"
+    rf"|,\s+{_INVERTED})[\s.!?\"'\u201d\u2019]*$",
     re.IGNORECASE,
 )
 # A parenthetical attribution after a connective's comma: "By contrast, he said, X", "As a result,
@@ -161,8 +192,24 @@ _PARENTHETICAL = re.compile(
 # "..., said Mr Thiemann, | because". Not "X, head of Y, said the posters were useful | because":
 # there "said" is the effect's verb.
 _TRAILING_ATTRIBUTION = re.compile(
-    rf",\s+(?:(?:[^\s,]+\s+){{0,3}}?{_VERB}|{_VERB}(?:\s+(?:the\s+)?[A-Z][^\s,]*){{1,3}}"
-    rf"|(?i:{_INVERTED}))$"
+    rf",\s+(?:(?:[^\s,]+\s+){{0,3}}?{_VERB}"
+    rf"|(?P<inverted>{_VERB}(?:\s+(?:the\s+)?[A-Z][^\s,]*){{1,3}}|(?i:{_INVERTED})))$"
+)
+# What an inverted attribution's cut would leave of a sentence whose subject has an appositive:
+# only the speaker ("Mr Yeo, his transport spokesman" of "Mr Yeo, his transport spokesman, said
+# the plans stink"). A subject: a capitalised noun phrase, not an opener ("Currently", "In 2004",
+# "However"); an appositive: a noun phrase, perhaps with a relative clause ("the holding company
+# which controls Yukos"), a relative clause ("whose products ...") or a participle ("speaking at").
+_OPENERS = "|".join(
+    sorted(lexicon("not_subject_start") | {w.split()[0].lower() for w in CONNECTIVES})
+)
+_NOUN_WORD = rf"(?!(?-i:[a-z]\w{{2,}}ed)\b){_TITLE_WORD}"  # "and" joins nouns; "-ed" is a verb
+_SPEAKER_LEFT = re.compile(
+    rf"[\"\u201c]?(?:(?:but|and|yet|so)\s+)?(?!(?:{_CLAUSE_WORDS}|{_NOT_SPEAKER}|{_OPENERS})\b)"
+    rf"(?-i:[A-Z])(?![^\s,]*ly\b){_NP_CHAR}*(?:\s+{_NOUN_WORD}){{0,5}},\s+"
+    rf"(?:(?:who|whose|whom|which)\b[^,;]*|(?-i:[a-z])\w+ing\b[^,;]*"
+    rf"|(?:{_NOUN_WORD}\s+){{0,11}}?{_NOUN_WORD}(?:\s+(?:who|whose|which|that)\b[^,;]*)?)",
+    re.IGNORECASE,
 )
 # A sentence that reports speech: ending in '..., said Mr Smith at Merrill Lynch on Thursday.'
 _REPORTED = re.compile(
@@ -253,6 +300,59 @@ _SPEECH_INTRO = re.compile(
 # A sentence-opening "But" / "And" / "Yet" without its comma belongs to the text, not the effect.
 _BARE_OPENER = re.compile(r"(?:But|And|Yet)\s+(?=\S)")
 
+# An effect cut before its main verb, which comes after the cause. The subject and an open
+# relative clause: "Air passengers who are unable to board their flights | because of
+# overbooking ... can now demand", "The Beckhams - who qualify | thanks to"; the subject noun
+# phrase, then "who" / "which" / "where" and one or two words, or a relative pronoun and an
+# auxiliary ("stunts that are possible | thanks to"), and no other auxiliary before the end
+# ("Those who aren't funded might be hungrier | because" has its main verb). Not a relative
+# clause with its own subject ("patches which it releases ... are important"), a closed one
+# ("Cole, who struggled with an ankle problem, was unable to rest"), one of lexical verbs only
+# ("People who lost their jobs moved away": where the main verb starts is unknown), nor "that"
+# after a verb of saying ("Sir Edward said that was impossible | because").
+_AUXILIARY = rf"(?:{_AUXILIARIES}|being|cannot|shall|\w+n['\u2019]t)"
+_FINITE = rf"(?:{_AUXILIARY}|\w+['\u2019](?:s|re|ve|ll|d))"
+_RELATIVE_SUBJECTS = "|".join(sorted(lexicon("pronouns") | {"the", "a", "an", "our", "my", "your"}))
+_THAT_VERBS = lexicon("that_verbs") | lexicon("reporting_verbs")
+_SUBJECT_WORD = rf"(?!(?:{'|'.join(sorted(_THAT_VERBS))})\b){_NOUN_WORD}"
+_CLAUSE_REST = rf"(?:(?!{_FINITE}\b)[^\s,;:()\u2013\u2014]+(?:\s+|$))"  # a word, no verb's
+_OPEN_RELATIVE = re.compile(
+    rf"(?:{_SUBJECT_WORD}\s+){{0,9}}?{_SUBJECT_WORD}(?:,\s+\w+,)?(?:,|\s+[-\u2013\u2014])?\s+"
+    rf"(?:(?:who|which|where)\s+(?!(?:{_RELATIVE_SUBJECTS})\b){_CLAUSE_REST}{{1,2}}"
+    rf"|(?:who|which|where|that)\s+{_FINITE}(?:\s+{_CLAUSE_REST}*|$))",
+    re.IGNORECASE,
+)
+# An effect that is only a condition or time clause, its main clause after the cause: "If the
+# MPC were to judge that a rate rise was justified | because of the strength of the economy -
+# ... - I do not believe", "When reporters say to me I'm only doing this | because it's my job
+# ... that's the same abdication". With no comma or dash, a main clause shows as "then", a
+# modal, or a subject pronoun that no "that" / "who" / verb of saying introduces ("If they
+# appeal | it won't be heard", "If it rains | we stay in").
+_CONDITION = re.compile(r"(?:If|When|Whenever|Unless|Once)\s+(?P<rest>[^,;:\u2013\u2014]*)")
+_MODALS = frozenset(
+    ("then", "will", "would", "could", "can", "may", "might", "should", "must", "shall")
+)
+_SUBJECT_PRONOUN = re.compile(
+    r"(?:i|you|we|they|he|she|it|there)(?:['\u2019]\w+)?|that['\u2019]\w+"
+)
+_NOT_MAIN_SUBJECT_AFTER = _THAT_VERBS | frozenset(
+    ("that", "which", "who", "whom", "and", "or", "me", "us", "him", "her", "them", "to", "of")
+)
+# A subordinate clause whose verb was a link word before the cause: "who can take action if the
+# traffic [is] | due to a net-based attack", "The report said that while gaps in the coverage
+# [were] largely | due to landscape issues, there was need ...": its subject alone.
+_SUBORDINATE_SUBJECT = re.compile(
+    rf"\b(?:if|when|whenever|while|whilst|whether|unless|although|though|once|whereas)"
+    rf"(?:\s+{_NOUN_WORD}){{1,8}}$",
+    re.IGNORECASE,
+)
+# The main clause's verb right after a noun-phrase cause: "the judiciary, | as a result of the
+# appointment, | may be seen as siding with the government": the effect before is its subject
+# alone. Not a question tag (", aren't you?").
+_VERB_AFTER_CAUSE = re.compile(
+    rf"\s*,\s+{_AUXILIARY}\b(?!\s+(?:{_RELATIVE_SUBJECTS})\b)", re.IGNORECASE
+)
+
 # Control characters, replacement characters and lone surrogates: what decoded binary leaves;
 # and byte order marks, which a file read as "utf-8" keeps (a title "\ufeffOil prices ...").
 # The miner blanks them out of the text once, so rules never see them.
@@ -287,9 +387,21 @@ def clause(text: str) -> str:
 
 
 def drop_attribution(text: str) -> str:
-    """`text` without a quotation's attribution: '...," said Mr Smith.' -> '...'."""
+    """`text` without a quotation's attribution: '...," said Mr Smith.' -> '...'.
+
+    Not where the cut would leave only the speaker ("Mr Yeo, his spokesman, | said the plans
+    stink": the claim is the sentence) or a clause cut open ("... reports, and | , according to
+    our correspondent, contain few surprises")."""
     match = _ATTRIBUTION.search(text)
-    return text[: match.start()] if match else text
+    return _without_attribution(text, match) if match else text
+
+
+def _without_attribution(text: str, match: re.Match) -> str:
+    kept = text[: match.start()]
+    if match["inverted"] and _SPEAKER_LEFT.fullmatch(clause(kept)):
+        return text
+    words = kept.split()
+    return text if not words or _dangles(words[-1].strip(_FINAL_CHARS)) else kept
 
 
 def connective_candidates(sentences: Sequence[str], config: MinerConfig) -> Iterator[Candidate]:
@@ -374,9 +486,42 @@ def _cause_in(sentence: str, previous: str, config: MinerConfig) -> tuple[str, s
         effect = _effect_before(sentence[: inner.start()].rstrip(" ,"), inner["conn"])
         if effect is None:
             return None
-        effect = _TRAILING_ATTRIBUTION.sub("", effect)  # "He quit the game, he says, | because"
-        return _checked(capitalize(clause(effect)), sentence[inner.end() :], inner["conn"])
+        # "He quit the game, he says, | because": the attribution goes.
+        if trailing := _TRAILING_ATTRIBUTION.search(effect):
+            effect = _without_attribution(effect, trailing)
+        raw = sentence[inner.end() :]
+        found = _checked(capitalize(clause(effect)), raw, inner["conn"])
+        if found is None or _cut_before_main_verb(found[0], raw, inner["conn"]):
+            return None
+        return found
     return None
+
+
+def _cut_before_main_verb(effect: str, raw_cause: str, connective: str) -> bool:
+    """Whether an effect cut at an in-sentence cause word lacks its main clause, which goes on
+    after the cause: a subject with an open relative clause, a condition alone, or a subject
+    whose verb follows a noun-phrase cause ("the judiciary, | as a result of X, | may be seen")."""
+    if _OPEN_RELATIVE.fullmatch(effect) or _condition_only(effect):
+        return True
+    return connective.lower() in _PHRASE_CONNECTIVES and bool(
+        _VERB_AFTER_CAUSE.match(raw_cause[len(_clause_span(raw_cause)) :])
+    )
+
+
+def _condition_only(effect: str) -> bool:
+    """Whether `effect` is an If / When clause and nothing more: no comma or dash ends it, and
+    no "then", modal or new subject pronoun opens a main clause after it."""
+    condition = _CONDITION.fullmatch(effect)
+    if condition is None or " - " in effect:
+        return False
+    words = condition["rest"].lower().split()
+    for index, word in enumerate(words):
+        if word in _MODALS or word.endswith(("'ll", "\u2019ll")):
+            return False
+        after = words[index - 1] if index else None  # the condition's own subject: none
+        if after and after not in _NOT_MAIN_SUBJECT_AFTER and _SUBJECT_PRONOUN.fullmatch(word):
+            return False  # "If they appeal | it won't be heard"; not "thing that | they feel"
+    return True
 
 
 def _effect_before(text: str, connective: str) -> str | None:
@@ -407,8 +552,10 @@ def _effect_before(text: str, connective: str) -> str | None:
         return None
     if not words or _dangles(words[-1]):
         return None
-    if not dropped.isdisjoint(_BE) and words[-1].lower() in _STUB_WORDS:
-        return None
+    if not dropped.isdisjoint(_BE) and (
+        words[-1].lower() in _STUB_WORDS or _SUBORDINATE_SUBJECT.search(" ".join(words))
+    ):
+        return None  # "Perhaps it [was] | because", "action if the traffic [is] | due to"
     if words[-1].lower() == "that":
         return None  # "pointed out that | because X": "that" opens a clause, or is a pronoun
     return " ".join(words)
