@@ -87,3 +87,16 @@ def test_metadata_that_yaml_would_misread_reads_back_as_written(tmp_path, monkey
     data = ModelCard(render_model_card(info, tags=["a: b", "#x", "2024", "hf_ipt"], **CARD_ARGS)).data
     assert (data.base_model, data.datasets) == ("1984", ["yes"])
     assert data.tags == ["hf_ipt", "instruction-pretraining", "continual_pt", "a: b", "#x", "2024"]
+
+
+def test_a_base_model_from_a_cache_snapshot_folder_is_named_as_the_hub_model_at_that_commit():
+    from huggingface_hub import ModelCard
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    for path, repo in [(f"/home/me/.cache/huggingface/hub/models--meta-llama--Meta-Llama-3-8B/snapshots/{commit}/",
+                        "meta-llama/Meta-Llama-3-8B"), (f"/shared/hub/models--gpt2/snapshots/{commit}", "gpt2")]:
+        card = render_model_card(CardInfo("continual_pt", base_model=path, base_revision=commit), **CARD_ARGS)
+        assert ModelCard(card).data.base_model == repo
+        assert f"**Base model:** [{repo}](https://huggingface.co/{repo}/tree/{commit}) at revision `{commit}`" in card
+    folder = render_model_card(CardInfo("continual_pt", base_model="/models/models--x/checkpoint-5"), **CARD_ARGS)
+    assert ModelCard(folder).data.base_model is None and "**Base model:** `/models/models--x/checkpoint-5`" in folder

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -120,6 +121,7 @@ def render_model_card(
     `tags`, `license`, `language`: the user's metadata (``Trainer.push_to_hub(tags=...)``); the
     tags follow hf_ipt's.
     """
+    info = from_cache_snapshot(info)
     revision = info.base_revision if info.base_revision not in (None, "main") else None
     if is_hub_id(info.base_model):
         tree = f"/tree/{revision}" if revision else ""
@@ -149,6 +151,19 @@ def render_model_card(
         repo_id=repo_id,
         usage_note=USAGE_NOTES[info.recipe],
     )
+
+
+_CACHE_SNAPSHOT = re.compile(r"(?:^|/)models--(?P<repo>[^/]+)/snapshots/(?P<commit>[0-9a-f]{40})/*$")
+
+
+def from_cache_snapshot(info: CardInfo) -> CardInfo:
+    """`info` with a base model loaded from a Hugging Face cache snapshot folder
+    (``~/.cache/huggingface/hub/models--org--name/snapshots/<sha>``, as a cluster's shared cache
+    is often given) named as what it is: the Hub model ``org/name`` at commit ``<sha>``."""
+    match = _CACHE_SNAPSHOT.search(str(info.base_model or "").replace(os.sep, "/"))
+    if match is None:
+        return info
+    return replace(info, base_model=match["repo"].replace("--", "/", 1), base_revision=match["commit"])
 
 
 def is_hub_id(name: str | None) -> bool:
