@@ -216,7 +216,9 @@ def test_ctrl_c_in_a_job_started_as_torchrun_starts_it_says_how_to_resume(tmp_pa
     import signal
     import time
 
-    corpus = str(write_jsonl(tmp_path / "news.jsonl", 3000))
+    # job.json is written once the synthesizer has loaded, right before the units: enough of them that a
+    # loaded machine still interrupts the job while it runs (3,000 texts took 4 s, less than a busy CI's lag)
+    corpus = str(write_jsonl(tmp_path / "news.jsonl", 30000))
     job = subprocess.Popen([sys.executable, "-m", "hf_ipt.synthesize_cli", "--corpus", corpus, "--output_dir",
                             str(tmp_path / "job"), "--num_shards", "8"], stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     deadline = time.monotonic() + 300
