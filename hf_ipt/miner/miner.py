@@ -7,7 +7,9 @@ the jobs consume both alike.
 
 from __future__ import annotations
 
+import functools
 import random
+import string
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
@@ -114,27 +116,103 @@ class RuleMiner:
     def _render(
         self, candidates: dict[str, list[dict[str, str]]], rng: random.Random
     ) -> list[MinedPair]:
-        blocks: dict[str, list[MinedPair]] = {}
+        slots: list[_Slot] = []
         for subtype in SUBTYPES:  # a fixed order keeps the draws reproducible
             found = candidates.get(subtype)
             if not found:
                 continue
+            picked: Sequence[int] = range(len(found))
             if len(found) > self.config.max_per_subtype:
                 picked = sorted(rng.sample(range(len(found)), self.config.max_per_subtype))
-                found = [found[index] for index in picked]
-            pool, constants = self._templates[subtype]
-            for fields in found:
-                # Quotes paired here, on the few kept: a sentence of a quotation over several
-                # sentences has only its opening or closing mark.
-                fields = {
-                    name: rules.balance_quotes(rules.clean(value)) for name, value in fields.items()
-                }
-                pair = _fill(rng.choice(pool), {**constants, **fields}, subtype)
-                if pair is not None:
-                    blocks.setdefault(task_type(subtype), []).append(pair)
+            spare = [fields for index, fields in enumerate(found) if index not in picked]
+            pool = self._templates[subtype][0]
+            for index in picked:
+                fields = _cleaned(found[index])
+                drawn = self._draw(subtype, fields, rng.choice(pool))
+                slots.append(_Slot(subtype, fields, drawn, spare))
+        blocks: dict[str, list[MinedPair]] = {}
+        for pair in self._distinct(slots, rng):
+            blocks.setdefault(task_type(pair.task), []).append(pair)
         order = list(blocks)
         rng.shuffle(order)  # type blocks in random order, each block kept together
         return _unique([pair for name in order for pair in blocks[name]])
+
+    def _distinct(self, slots: list[_Slot], rng: random.Random) -> list[MinedPair]:
+        """The slots' pairs, no two from the same source sentences with the same answer.
+
+        A contrast gives both an ``nli.contradict`` and a ``paraphrase.different`` candidate, a
+        conclusion an ``nli.entail`` and a ``commonsense.effect`` one: both may ask for the same
+        sentence after the same sentence. Later sub-types keep their pair: the earlier (NLI
+        first) can ask about the same sentences another way (the link word, the relation).
+        A pair that would repeat one is drawn again: from a candidate its sub-type did not
+        pick, else from another template of its own; with none left, the slot stays empty.
+        Only a repeat draws from `rng`, so a text without one mines as before.
+        """
+        taken: set[_Source] = set()  # membership only
+        kept: list[MinedPair] = []
+        for slot in reversed(slots):
+            drawn = slot.drawn
+            if drawn is not None and drawn[1] in taken:
+                drawn = self._redraw(slot, taken, rng)
+            if drawn is not None:
+                taken.add(drawn[1])
+                kept.append(drawn[0])
+        return kept[::-1]
+
+    def _redraw(
+        self, slot: _Slot, taken: set[_Source], rng: random.Random
+    ) -> tuple[MinedPair, _Source] | None:
+        """A pair for `slot` whose source is not `taken`: another candidate first (new text)."""
+        pool = self._templates[slot.subtype][0]
+        for raw in [*rng.sample(slot.spare, len(slot.spare)), None]:
+            fields = slot.fields if raw is None else _cleaned(raw)
+            for template in rng.sample(pool, len(pool)):
+                drawn = self._draw(slot.subtype, fields, template)
+                if drawn is not None and drawn[1] not in taken:
+                    if raw is not None:
+                        slot.spare.remove(raw)  # no other slot of the sub-type takes it again
+                    return drawn
+        return None
+
+    def _draw(
+        self, subtype: str, fields: dict[str, str], template: tuple[str, str]
+    ) -> tuple[MinedPair, _Source] | None:
+        """`template` filled in, and the source of the pair: its question's fields and answer."""
+        constants = self._templates[subtype][1]
+        pair = _fill(template, {**constants, **fields}, subtype)
+        if pair is None:
+            return None
+        names = _question_fields(template[0]) - _NOT_SOURCES - constants.keys()
+        return pair, (frozenset(fields[name] for name in names), pair.answer)
+
+
+# What a pair is built from: the field values its question shows (the source sentences) and
+# its answer. Two pairs of one text never share one.
+_Source = tuple[frozenset[str], str]
+# The link word a rule found ("However"): some questions show it, but it is no source sentence.
+_NOT_SOURCES = frozenset(("connective",))
+
+
+class _Slot(NamedTuple):
+    """A picked candidate of a sub-type, its drawn pair (None: unusable) and the sub-type's
+    candidates not picked (shared by its slots)."""
+
+    subtype: str
+    fields: dict[str, str]
+    drawn: tuple[MinedPair, _Source] | None
+    spare: list[dict[str, str]]
+
+
+def _cleaned(fields: dict[str, str]) -> dict[str, str]:
+    # Quotes paired here, on the few kept: a sentence of a quotation over several sentences
+    # has only its opening or closing mark.
+    return {name: rules.balance_quotes(rules.clean(value)) for name, value in fields.items()}
+
+
+@functools.cache
+def _question_fields(question: str) -> frozenset[str]:
+    """The field names a question template shows: ``"{premise}\\nWhy?"`` -> ``{"premise"}``."""
+    return frozenset(name for _, name, _, _ in string.Formatter().parse(question) if name)
 
 
 def keyword_set(keywords: Iterable[str] | None) -> frozenset[str]:
