@@ -418,6 +418,9 @@ def test_cause_rule_effect_ends_with_its_clause(text: str, left_out: str) -> Non
         "I try to stay calm because if you go crazy against players like him, you lose the match.",
         # "is likely due to": "likely" may be "probably" or the predicate; doubtful, dropped.
         "The fall in profits is likely due to weak demand for its cars in the home market.",
+        # A few words opened by a pronoun referring back: the effect is in a sentence not shown.
+        "Which is strange because Lille is at the crossroads of Europe - if anywhere should gain.",
+        "It's a shame because I thought there was good English banter in the crowd that day.",
     ],
 )
 def test_cause_rule_negative(text: str) -> None:

@@ -248,6 +248,11 @@ _SCHEDULED_VERBS = lexicon("scheduled_verbs")
 # An effect that denies ("X denied it had quit | because of Y") states no cause: the text says
 # the opposite, or reports a claim it does not make.
 _DENIAL_WORDS = lexicon("denial_words")
+# A short effect led by a word referring back ("Which is strange | because Lille is at the
+# crossroads of Europe", "It's a shame | because"): its content is in a sentence not shown.
+_BACK_REFERENCES = lexicon("back_references")
+_MAX_BACK_REFERENCE_WORDS = 4  # "It will be disruptive"; "It says the ban is unenforceable" stays
+_APOSTROPHES = re.compile("['\u2019]")
 # A cause after "because of", "due to", ... is a noun phrase: "and" + a verb starts the main
 # clause's next verb phrase ("because of a knee injury | and is raring to go").
 _PHRASE_CONNECTIVES = frozenset(_CAUSE_WORDS.split("|")) - {"because"}
@@ -579,6 +584,8 @@ def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] |
         return None
     if _NOT_AN_EFFECT.match(effect):
         return None
+    if _refers_back(effect):
+        return None
     phrase = connective.lower() in _PHRASE_CONNECTIVES  # a noun-phrase cause: "because of X"
     if phrase and _DENIED_REASON.search(effect):
         return None
@@ -592,6 +599,15 @@ def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] |
     if connective.lower() == "due to" and cause.split(" ", 1)[0] in _SCHEDULED_VERBS:
         return None
     return effect, cause, connective
+
+
+def _refers_back(effect: str) -> bool:
+    """Whether `effect` is a few words opened by a pronoun referring back ("Which is strange")."""
+    words = effect.split()
+    if not words or len(words) > _MAX_BACK_REFERENCE_WORDS:
+        return False
+    first = _APOSTROPHES.split(words[0].strip("\"\u201c"), 1)[0]  # "It's" -> "It"
+    return first.lower() in _BACK_REFERENCES
 
 
 def _cause_text(raw: str) -> str:
