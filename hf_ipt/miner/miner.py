@@ -182,8 +182,8 @@ class RuleMiner:
         pair = _fill(template, {**constants, **fields}, subtype)
         if pair is None:
             return None
-        names = _question_fields(template[0]) - _NOT_SOURCES - constants.keys()
-        return pair, (frozenset(fields[name] for name in names), pair.answer)
+        names = _source_fields(subtype, template[0])
+        return pair, (frozenset([fields[name] for name in names]), pair.answer)
 
 
 # What a pair is built from: the field values its question shows (the source sentences) and
@@ -210,9 +210,15 @@ def _cleaned(fields: dict[str, str]) -> dict[str, str]:
 
 
 @functools.cache
-def _question_fields(question: str) -> frozenset[str]:
-    """The field names a question template shows: ``"{premise}\\nWhy?"`` -> ``{"premise"}``."""
-    return frozenset(name for _, name, _, _ in string.Formatter().parse(question) if name)
+def _source_fields(subtype: str, question: str) -> tuple[str, ...]:
+    """The rule fields a question template of `subtype` shows, its link word and constants left
+    out: ``"{premise} {connective},"`` -> ``("premise",)``. Cached: a few dozen templates."""
+    constants = load_templates()[subtype][1]
+    return tuple(
+        name
+        for _, name, _, _ in string.Formatter().parse(question)
+        if name and name not in _NOT_SOURCES and name not in constants
+    )
 
 
 def keyword_set(keywords: Iterable[str] | None) -> frozenset[str]:
