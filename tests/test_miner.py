@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import string
 import subprocess
 import sys
@@ -850,13 +851,21 @@ CONCLUSION = (
 )
 
 
+def answer_words(answer: str) -> str:
+    return f" {' '.join(re.findall(r'[a-z0-9]+', answer.lower()))} "
+
+
 def repeated_sources(pairs: list[MinedPair]) -> list[tuple[MinedPair, MinedPair]]:
-    """Pairs with the same answer whose questions show the same sentence (a line of the other)."""
+    """Pairs whose questions show the same sentence (a line of the other) and whose answers are
+    the same words, or one's words within the other's ("However, Y." and "Y.")."""
     return [
         (first, second)
         for index, first in enumerate(pairs)
         for second in pairs[index + 1 :]
-        if first.answer == second.answer
+        if (
+            answer_words(first.answer) in answer_words(second.answer)
+            or answer_words(second.answer) in answer_words(first.answer)
+        )
         and any(len(line) > 30 and line in second.question for line in first.question.split("\n"))
     ]
 
@@ -889,6 +898,42 @@ def test_a_repeated_pair_gives_its_slot_to_another_candidate() -> None:
     pairs = {pair.task: pair for pair in miner.mine(TWO_CONTRASTS, seed=0)}
     assert pairs["paraphrase.different"].answer.startswith("Its film division")
     assert "Time Warner said on Friday" in pairs["nli.contradict"].question
+
+
+# BBC business text 474 and tech text 225: a completion pair asked for the contrast with its
+# link word ("But the national carrier ...", "However, he said, now 45% ...") after the sentence
+# that the paraphrase.different pair showed, which answered it without ("The national carrier").
+CONTRAST_THEN_MORE = (
+    "Virgin Blue was launched four years ago and now has roughly one third of Australia's "
+    "domestic airline market. But the national carrier, Qantas, has fought back with its own "
+    "budget airline, Jetstar, which took to the skies in May 2004. Sydney-listed Virgin Blue's "
+    "shares recovered slightly to close 12% down on Wednesday."
+)
+ATTRIBUTED_CONTRAST = (
+    "Dr Bjorn said that early reports of camera phone usage in Japan seemed to imply that the "
+    "innovation was going to be a flop. However, he said, now 45% of the Japanese people Ericsson "
+    "questioned use their camera phone at least once a month. Similarly, across Europe the "
+    "numbers of people taking snaps with cameras is starting to rise."
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "next_after_contrast"),
+    [(CONTRAST_THEN_MORE, "Sydney-listed"), (ATTRIBUTED_CONTRAST, "Similarly, across Europe")],
+)
+def test_a_completion_gives_way_to_the_contrast_it_nearly_repeats(text, next_after_contrast) -> None:
+    # Seeds 1, 2, 4 and 6 (both texts) and more asked for the contrast twice.
+    for max_per_subtype in (1, 2):
+        miner = RuleMiner(MinerConfig(max_per_subtype=max_per_subtype))
+        for seed in range(20):
+            pairs = miner.mine(text, seed=seed)
+            assert repeated_sources(pairs) == [], (max_per_subtype, seed)
+            assert {"nli.contradict", "paraphrase.different"} <= {pair.task for pair in pairs}
+            # The completion asks for the sentence after the contrast, its other candidate.
+            completions = [pair for pair in pairs if pair.task == "completion"]
+            assert [pair.answer[: len(next_after_contrast)] for pair in completions] == [
+                next_after_contrast
+            ], (max_per_subtype, seed)
 
 
 # -- config, templates, keywords ---------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 import string
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -144,31 +145,37 @@ class RuleMiner:
         conclusion an ``nli.entail`` and a ``commonsense.effect`` one: both may ask for the same
         sentence after the same sentence. Later sub-types keep their pair: the earlier (NLI
         first) can ask about the same sentences another way (the link word, the relation).
-        A pair that would repeat one is drawn again: from a candidate its sub-type did not
-        pick, else from another template of its own; with none left, the slot stays empty.
-        Only a repeat draws from `rng`, so a text without one mines as before.
+        A completion pair asks for the same sentence again, its link word kept ("However, Y"
+        where the contrast pair answers "Y"): completion, whose candidates are any two adjacent
+        sentences, gives way to every other sub-type. A pair that would repeat one is drawn
+        again: from a candidate its sub-type did not pick, else from another template of its
+        own; with none left, the slot stays empty. Only a repeat draws from `rng`, so a text
+        without one mines as before.
         """
-        taken: set[_Source] = set()  # membership only
-        kept: list[MinedPair] = []
-        for slot in reversed(slots):
+        # Rule pairs claim their sources first, later sub-types before earlier ones.
+        order = sorted(range(len(slots)), key=lambda i: (slots[i].subtype in _GIVES_WAY, -i))
+        taken: dict[frozenset[str], list[str]] = {}
+        kept: dict[int, MinedPair] = {}
+        for index in order:
+            slot = slots[index]
             drawn = slot.drawn
-            if drawn is not None and drawn[1] in taken:
+            if drawn is not None and _repeats(drawn[1], taken):
                 drawn = self._redraw(slot, taken, rng)
             if drawn is not None:
-                taken.add(drawn[1])
-                kept.append(drawn[0])
-        return kept[::-1]
+                taken.setdefault(drawn[1][0], []).append(drawn[1][1])
+                kept[index] = drawn[0]
+        return [kept[index] for index in sorted(kept)]
 
     def _redraw(
-        self, slot: _Slot, taken: set[_Source], rng: random.Random
+        self, slot: _Slot, taken: dict[frozenset[str], list[str]], rng: random.Random
     ) -> tuple[MinedPair, _Source] | None:
-        """A pair for `slot` whose source is not `taken`: another candidate first (new text)."""
+        """A pair for `slot` that repeats none `taken`: another candidate first (new text)."""
         pool = self._templates[slot.subtype][0]
         for raw in [*rng.sample(slot.spare, len(slot.spare)), None]:
             fields = slot.fields if raw is None else _cleaned(raw)
             for template in rng.sample(pool, len(pool)):
                 drawn = self._draw(slot.subtype, fields, template)
-                if drawn is not None and drawn[1] not in taken:
+                if drawn is not None and not _repeats(drawn[1], taken):
                     if raw is not None:
                         slot.spare.remove(raw)  # no other slot of the sub-type takes it again
                     return drawn
@@ -183,12 +190,15 @@ class RuleMiner:
         if pair is None:
             return None
         names = _source_fields(subtype, template[0])
-        return pair, (frozenset([fields[name] for name in names]), pair.answer)
+        return pair, (frozenset([fields[name] for name in names]), _answer_words(pair.answer))
 
 
 # What a pair is built from: the field values its question shows (the source sentences) and
-# its answer. Two pairs of one text never share one.
+# its answer's words (`_answer_words`). Two pairs of one text never share one (`_repeats`).
 _Source = tuple[frozenset[str], str]
+# Sub-types whose candidates are any two adjacent sentences: plenty to draw another from.
+_GIVES_WAY = frozenset(("completion",))
+_WORD = re.compile(r"\w+")
 # The link word a rule found ("However"): some questions show it, but it is no source sentence.
 _NOT_SOURCES = frozenset(("connective",))
 
@@ -201,6 +211,22 @@ class _Slot(NamedTuple):
     fields: dict[str, str]
     drawn: tuple[MinedPair, _Source] | None
     spare: list[dict[str, str]]
+
+
+def _answer_words(answer: str) -> str:
+    """`answer` as its lower-cased words, space-delimited at both ends so that a containment
+    test matches whole words: '"However, it is," he said' -> ' however it is he said '. An
+    answer without a word stays itself: as "", it would be within every answer."""
+    words = _WORD.findall(answer.lower())
+    return f" {' '.join(words)} " if words else answer
+
+
+def _repeats(source: _Source, taken: dict[frozenset[str], list[str]]) -> bool:
+    """Whether a pair from `source` nearly repeats one `taken`: its question shows the same
+    sentences and one answer holds the other's words ("However, Y." and "Y.", or "But, he
+    said, Y." and "Y."): only a link word, an attribution or the punctuation tell them apart."""
+    shown, answer = source
+    return any(answer in other or other in answer for other in taken.get(shown, ()))
 
 
 def _cleaned(fields: dict[str, str]) -> dict[str, str]:
