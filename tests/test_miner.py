@@ -376,6 +376,29 @@ def test_cause_rule_positive(text: str, effect: str, cause: str) -> None:
         # A speech's introduction and a sentence-opening "But" are not part of the effect.
         ('He told BBC Radio: "Most of the staff have stayed away because of the threat to jobs."', "told"),
         ("But the full-back pulled out of the squad on Wednesday because of a torn ligament.", "But"),
+        # A focus adverb or "however" before the cause word goes with it, as "not least" does
+        # (BBC sport 188, tech 320 and 142).
+        (
+            (
+                '"After all that has happened, if we beat them it will be one of our sweetest '
+                'ever wins, especially because of how we lost to them up there."'
+            ),
+            "especially",
+        ),
+        (
+            (
+                "Initial devices are unlikely to be any smaller than a games console, however, "
+                "because the first version of the Cell will run hot enough to need a cooling fan."
+            ),
+            "however",
+        ),
+        (
+            (
+                "Often people halfway around the world can be more effective in making something "
+                "happen precisely because they're not right on top of the tragedy."
+            ),
+            "precisely",
+        ),
     ],
 )
 def test_cause_rule_effect_ends_with_its_clause(text: str, left_out: str) -> None:
@@ -422,6 +445,23 @@ def test_cause_rule_effect_ends_with_its_clause(text: str, left_out: str) -> Non
         # A few words opened by a pronoun referring back: the effect is in a sentence not shown.
         "Which is strange because Lille is at the crossroads of Europe - if anywhere should gain.",
         "It's a shame because I thought there was good English banter in the crowd that day.",
+        # An effect ending in a conjunction and an adverb, or a pronoun with its verb contracted:
+        # the cut left the clause they open empty (BBC entertainment 071, sport 188,
+        # entertainment 306, tech 218); "as" never ends a clause.
+        (
+            '"Bobby Darin was one of the greatest entertainers the world has ever known, and yet, '
+            'because he died young, he\'s been kind of forgotten," said Spacey at the premiere.'
+        ),
+        (
+            '"It had a psychological impact on us, but again because of the way we were '
+            'defeated," added the 30-year-old.'
+        ),
+        '"We\'ve had some bumps in the road, but that\'s only because the festival is still a baby.',
+        (
+            "Perhaps precisely because its graphics and mechanics are so good that the story is "
+            "not quite as engaging as it should be."
+        ),
+        "He is widely seen as, because of his long record, the clear favourite to win the seat.",
     ],
 )
 def test_cause_rule_negative(text: str) -> None:

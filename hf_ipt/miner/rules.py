@@ -118,6 +118,8 @@ _LINK_WORDS = lexicon("link_words")
 _DANGLING_WORDS = lexicon("dangling_words")
 # Pronouns, modals, "to": what is left of an effect whose "is" / "be" was dropped as a link word.
 _STUB_WORDS = lexicon("stub_words")
+# "and yet | because", "but again | because of": the clause they open is cut off.
+_CLAUSE_ADVERBS = lexicon("clause_adverbs")
 _BE = frozenset(("is", "are", "was", "were", "be", "been"))
 # Words that make a following "likely" the predicate ("are likely", "more likely").
 _PREDICATIVE = _BE | frozenset(("more", "most", "less", "very"))
@@ -555,7 +557,7 @@ def _effect_before(text: str, connective: str) -> str | None:
         not dropped.isdisjoint(_FOCUS_WORDS) or (words and words[-1].lower() in _FOCUS_WORDS)
     ) and _NEGATION.search(" ".join(words)):
         return None
-    if not words or _dangles(words[-1]):
+    if not words or _dangles(words[-1]) or _left_open(words):
         return None
     if not dropped.isdisjoint(_BE) and (
         words[-1].lower() in _STUB_WORDS or _SUBORDINATE_SUBJECT.search(" ".join(words))
@@ -564,6 +566,19 @@ def _effect_before(text: str, connective: str) -> str | None:
     if words[-1].lower() == "that":
         return None  # "pointed out that | because X": "that" opens a clause, or is a pronoun
     return " ".join(words)
+
+
+def _left_open(words: list[str]) -> bool:
+    """Whether an effect's last words open a clause the cut left empty: a conjunction and its
+    adverbs ("known, and yet | because he died young, he's been forgotten", "but again |
+    because of"), or a stub with its verb contracted ("but that's | only because")."""
+    end = len(words)
+    while end > 1 and words[end - 1].lower() in _CLAUSE_ADVERBS:
+        end -= 1
+    if end < len(words) and _dangles(words[end - 1]):
+        return True
+    stem, _, verb = _APOSTROPHES.sub("'", words[-1]).partition("'")
+    return bool(verb) and stem.lower() in _STUB_WORDS
 
 
 def _dangles(word: str) -> bool:
