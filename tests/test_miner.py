@@ -353,6 +353,14 @@ def test_connective_needs_a_prose_premise() -> None:
             "The value of the deal has not been revealed",  # the cause of a negative event
             "A confidentiality clause",
         ),
+        (  # BBC tech 220: "so they ..." opens the result, no part of the cause
+            (
+                "The cost of making hard drives has dropped and is continuing to do so because "
+                "of improved technologies so they are proving to be more cost-effective, he added."
+            ),
+            "The cost of making hard drives has dropped and is continuing to do so",
+            "Improved technologies",
+        ),
     ],
 )
 def test_cause_rule_positive(text: str, effect: str, cause: str) -> None:

@@ -606,7 +606,7 @@ def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] |
         return None
     if phrase and (verb := _NEXT_VERB_PHRASE.search(cause)):
         cause = cause[: verb.start()]
-    raw, cause = cause, _cause_text(cause)
+    raw, cause = cause, _before_result(_cause_text(cause))
     if not cause or _dangles(cause.rsplit(" ", 1)[-1]):
         return None  # "it was only released on PC and | , compared to ..."
     if cause.split(" ", 1)[0].lower() in _SUBORDINATORS and _CLAUSE_END.search(raw):
@@ -623,6 +623,17 @@ def _refers_back(effect: str) -> bool:
         return False
     first = _APOSTROPHES.split(words[0].strip("\"\u201c"), 1)[0]  # "It's" -> "It"
     return first.lower() in _BACK_REFERENCES
+
+
+def _before_result(cause: str) -> str:
+    """`cause` without the result clause that "so" and a subject open after it: "because of
+    improved technologies | so they are proving to be more cost-effective" (the effect's own
+    effect, run on without a comma)."""
+    words = cause.split(" ")
+    for index in range(1, len(words) - 1):
+        if words[index] == "so" and _SUBJECT_PRONOUN.fullmatch(words[index + 1].lower()):
+            return " ".join(words[:index]).rstrip(",")
+    return cause
 
 
 def _cause_text(raw: str) -> str:
