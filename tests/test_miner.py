@@ -984,6 +984,27 @@ def test_a_completion_gives_way_to_the_contrast_it_nearly_repeats(text, next_aft
             ], (max_per_subtype, seed)
 
 
+# BBC business text 026: "X. This is because Y." gives a cause pair (Y, the cause of X) and a
+# completion pair that asked for "This is because Y." after X: the same sentence, whose effect
+# the cause rule cut (no final full stop), and the same answer with its link words.
+CAUSE_BACK = (
+    "The National Highway Traffic Safety Administration (NHTSA) said the largest recall involves "
+    "155,465 pickups, vans and sports utility vehicles (SUVs). This is because of possible "
+    "malfunctions with the braking systems. News of the recall follows an announcement last "
+    "month that GM expects earnings this year be lower than in 2004."
+)
+
+
+def test_a_completion_gives_way_to_the_cause_pair_of_the_sentence_it_shows() -> None:
+    miner = RuleMiner()
+    for seed in range(20):
+        pairs = miner.mine(CAUSE_BACK, seed=seed)
+        (cause,) = [pair for pair in pairs if pair.task == "commonsense.cause"]
+        assert cause.answer == "Possible malfunctions with the braking systems"
+        completions = [pair.answer for pair in pairs if pair.task == "completion"]
+        assert [answer[:18] for answer in completions] == ["News of the recall"], seed
+
+
 # -- config, templates, keywords ---------------------------------------------------------------
 
 

@@ -154,7 +154,7 @@ class RuleMiner:
         """
         # Rule pairs claim their sources first, later sub-types before earlier ones.
         order = sorted(range(len(slots)), key=lambda i: (slots[i].subtype in _GIVES_WAY, -i))
-        taken: dict[frozenset[str], list[str]] = {}
+        taken: list[_Source] = []
         kept: dict[int, MinedPair] = {}
         for index in order:
             slot = slots[index]
@@ -162,12 +162,12 @@ class RuleMiner:
             if drawn is not None and _repeats(drawn[1], taken):
                 drawn = self._redraw(slot, taken, rng)
             if drawn is not None:
-                taken.setdefault(drawn[1][0], []).append(drawn[1][1])
+                taken.append(drawn[1])
                 kept[index] = drawn[0]
         return [kept[index] for index in sorted(kept)]
 
     def _redraw(
-        self, slot: _Slot, taken: dict[frozenset[str], list[str]], rng: random.Random
+        self, slot: _Slot, taken: list[_Source], rng: random.Random
     ) -> tuple[MinedPair, _Source] | None:
         """A pair for `slot` that repeats none `taken`: another candidate first (new text)."""
         pool = self._templates[slot.subtype][0]
@@ -190,11 +190,11 @@ class RuleMiner:
         if pair is None:
             return None
         names = _source_fields(subtype, template[0])
-        return pair, (frozenset([fields[name] for name in names]), _answer_words(pair.answer))
+        return pair, (frozenset([_words(fields[name]) for name in names]), _words(pair.answer))
 
 
-# What a pair is built from: the field values its question shows (the source sentences) and
-# its answer's words (`_answer_words`). Two pairs of one text never share one (`_repeats`).
+# What a pair is built from, as `_words`: the field values its question shows (the source
+# sentences) and its answer. Two pairs of one text never share one (`_repeats`).
 _Source = tuple[frozenset[str], str]
 # Sub-types whose candidates are any two adjacent sentences: plenty to draw another from.
 _GIVES_WAY = frozenset(("completion",))
@@ -213,20 +213,38 @@ class _Slot(NamedTuple):
     spare: list[dict[str, str]]
 
 
-def _answer_words(answer: str) -> str:
-    """`answer` as its lower-cased words, space-delimited at both ends so that a containment
-    test matches whole words: '"However, it is," he said' -> ' however it is he said '. An
-    answer without a word stays itself: as "", it would be within every answer."""
-    words = _WORD.findall(answer.lower())
-    return f" {' '.join(words)} " if words else answer
+def _words(text: str) -> str:
+    """`text` as its lower-cased words, space-delimited at both ends so that a containment
+    test matches whole words: '"However, it is," he said' -> ' however it is he said '. A
+    text without a word stays itself: as "", it would be within every text."""
+    words = _WORD.findall(text.lower())
+    return f" {' '.join(words)} " if words else text
 
 
-def _repeats(source: _Source, taken: dict[frozenset[str], list[str]]) -> bool:
-    """Whether a pair from `source` nearly repeats one `taken`: its question shows the same
-    sentences and one answer holds the other's words ("However, Y." and "Y.", or "But, he
-    said, Y." and "Y."): only a link word, an attribution or the punctuation tell them apart."""
+def _repeats(source: _Source, taken: list[_Source]) -> bool:
+    """Whether a pair from `source` nearly repeats one `taken`: one answer holds the other's
+    words ("However, Y." and "Y.", or "But, he said, Y." and "Y."; only a link word, an
+    attribution or the punctuation tell them apart) and the questions show the same sentences."""
     shown, answer = source
-    return any(answer in other or other in answer for other in taken.get(shown, ()))
+    return any(
+        (answer in other or other in answer) and _same_sentences(shown, other_shown)
+        for other_shown, other in taken
+    )
+
+
+def _same_sentences(first: frozenset[str], second: frozenset[str]) -> bool:
+    """Whether two questions show the same sentences: as many, each the words of one of the
+    other's or most of them, a rule's cut of it (the effect "Learning via The Sims may mean
+    ..." of "But, he said, learning via The Sims may mean ..." before "This was because")."""
+    return len(first) == len(second) and all(
+        any(_most_of(one, other) for other in second) for one in first
+    )
+
+
+def _most_of(first: str, second: str) -> bool:
+    """Whether the shorter of two `_words` strings is within the other and over half its words."""
+    short, long = sorted((first, second), key=len)
+    return short in long and 2 * short.count(" ") > long.count(" ") + 1
 
 
 def _cleaned(fields: dict[str, str]) -> dict[str, str]:
