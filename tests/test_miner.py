@@ -353,6 +353,14 @@ def test_connective_needs_a_prose_premise() -> None:
             "The value of the deal has not been revealed",  # the cause of a negative event
             "A confidentiality clause",
         ),
+        (  # BBC tech 281: "Part of the reason X [was] due to Y": the effect is X
+            (
+                'Part of the reason that these "bot nets" have become so prevalent, he said, was '
+                "due to a big change in the way that many viruses were created."
+            ),
+            'These "bot nets" have become so prevalent',
+            "A big change in the way that many viruses were created",
+        ),
         (  # BBC tech 220: "so they ..." opens the result, no part of the cause
             (
                 "The cost of making hard drives has dropped and is continuing to do so because "
@@ -406,6 +414,14 @@ def test_cause_rule_positive(text: str, effect: str, cause: str) -> None:
                 "happen precisely because they're not right on top of the tragedy."
             ),
             "precisely",
+        ),
+        # The attribution before a dropped link word and its comma is cut (BBC tech 281).
+        (
+            (
+                'Part of the reason that these "bot nets" have become so prevalent, he said, was '
+                "due to a big change in the way that many viruses were created."
+            ),
+            "said",
         ),
     ],
 )

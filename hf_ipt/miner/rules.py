@@ -290,7 +290,7 @@ _NOT_AN_EFFECT = re.compile(
 )
 # "The reason X is | because Y", "One of the reasons that X is | because Y": the effect is X.
 _REASON_OPENER = re.compile(
-    r"(?:(?:One|Some) of the|The|Another|A)\s+(?:(?:main|real|only|other|key)\s+)?reasons?"
+    r"(?:(?:One|Some|Part) of the|The|Another|A)\s+(?:(?:main|real|only|other|key)\s+)?reasons?"
     r"\s+(?:that\s+|why\s+)?(?!(?:for|of|behind|given|is|was|are|were)\b)(?P<rest>\S+\s+\S+\s+\S.*)",
     re.IGNORECASE | re.DOTALL,
 )
@@ -565,7 +565,9 @@ def _effect_before(text: str, connective: str) -> str | None:
         return None  # "Perhaps it [was] | because", "action if the traffic [is] | due to"
     if words[-1].lower() == "that":
         return None  # "pointed out that | because X": "that" opens a clause, or is a pronoun
-    return " ".join(words)
+    # The comma before a dropped link word goes: "prevalent, he said, | [was] due to" ends in
+    # an attribution that is cut next.
+    return " ".join(words).rstrip(",")
 
 
 def _left_open(words: list[str]) -> bool:
