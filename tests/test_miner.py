@@ -1021,6 +1021,28 @@ def test_a_completion_gives_way_to_the_cause_pair_of_the_sentence_it_shows() -> 
         assert [answer[:18] for answer in completions] == ["News of the recall"], seed
 
 
+def test_near_repeats_allow_a_cut_and_its_link_word_only() -> None:
+    from hf_ipt.miner.miner import _core, _repeats, _Source
+
+    def source(shown: list[str], answer: str) -> _Source:
+        return _Source(frozenset(shown), answer, _core(answer))
+
+    before = "Virgin Blue was launched four years ago and now has a third of the market."
+    contrast = "The national carrier, Qantas, has fought back with its own budget airline."
+    taken = [source([before], contrast)]
+    for answer in (f"But the n{contrast[1:]}", f'"{contrast}"', f"However, he said, t{contrast[1:]}"):
+        assert _repeats(source([before], answer), taken), answer
+    # The sentence the question shows may be a rule's cut of the other's (no full stop, no
+    # link word, capitalized), but not a few words of it (under half), nor another sentence.
+    assert _repeats(source([before[:-1]], contrast), taken)
+    assert _repeats(source(["Launched four years ago and now has a third of the market"], contrast), taken)
+    assert not _repeats(source(["Now has a third of the market"], contrast), taken)
+    assert not _repeats(source(["Virgin Blue"], contrast), taken)
+    assert not _repeats(source(["Qantas cut its fares by a fifth on the busiest routes."], contrast), taken)
+    # Another answer after the same sentence is no repeat.
+    assert not _repeats(source([before], "Its shares closed 12% down on Wednesday."), taken)
+
+
 # -- config, templates, keywords ---------------------------------------------------------------
 
 

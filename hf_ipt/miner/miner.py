@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import random
-import re
 import string
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -190,15 +189,22 @@ class RuleMiner:
         if pair is None:
             return None
         names = _source_fields(subtype, template[0])
-        return pair, (frozenset([_words(fields[name]) for name in names]), _words(pair.answer))
+        shown = frozenset([fields[name] for name in names])
+        return pair, _Source(shown, pair.answer, _core(pair.answer))
 
 
-# What a pair is built from, as `_words`: the field values its question shows (the source
-# sentences) and its answer. Two pairs of one text never share one (`_repeats`).
-_Source = tuple[frozenset[str], str]
+class _Source(NamedTuple):
+    """What a pair is built from: the field values its question shows (the source sentences)
+    and its answer. Two pairs of one text never share one, nor nearly (`_repeats`)."""
+
+    shown: frozenset[str]
+    answer: str
+    core: str  # `_core` of the answer
+
+
 # Sub-types whose candidates are any two adjacent sentences: plenty to draw another from.
 _GIVES_WAY = frozenset(("completion",))
-_WORD = re.compile(r"\w+")
+_QUOTES_AND_SPACE = "\"'\u201c\u201d\u2018\u2019 "
 # The link word a rule found ("However"): some questions show it, but it is no source sentence.
 _NOT_SOURCES = frozenset(("connective",))
 
@@ -213,38 +219,44 @@ class _Slot(NamedTuple):
     spare: list[dict[str, str]]
 
 
-def _words(text: str) -> str:
-    """`text` as its lower-cased words, space-delimited at both ends so that a containment
-    test matches whole words: '"However, it is," he said' -> ' however it is he said '. A
-    text without a word stays itself: as "", it would be within every text."""
-    words = _WORD.findall(text.lower())
-    return f" {' '.join(words)} " if words else text
+def _core(text: str) -> str:
+    """What a cut of `text` keeps verbatim: all but the quotes at its ends (a cut pairs them)
+    and its first letter (a cut capitalizes it): '"However, it is," he said' ->
+    'owever, it is," he said'."""
+    stripped = text.strip(_QUOTES_AND_SPACE)
+    return stripped[1:] or stripped or text
 
 
 def _repeats(source: _Source, taken: list[_Source]) -> bool:
-    """Whether a pair from `source` nearly repeats one `taken`: one answer holds the other's
-    words ("However, Y." and "Y.", or "But, he said, Y." and "Y."; only a link word, an
-    attribution or the punctuation tell them apart) and the questions show the same sentences."""
-    shown, answer = source
-    return any(
-        (answer in other or other in answer) and _same_sentences(shown, other_shown)
-        for other_shown, other in taken
-    )
+    """Whether a pair from `source` nearly repeats one `taken`: one answer holds the other but
+    for its first letter and end quotes, which a cut changes ("However, y." and "Y.", or "But,
+    he said, y." and "Y.": only a link word, an attribution or the punctuation tell them
+    apart), and the questions show the same sentences. Answers are compared first: they
+    seldom match."""
+    shown, answer, core = source
+    for other_shown, other, other_core in taken:  # a loop, not any(): this runs for every pair
+        if (core in other or other_core in answer) and (
+            shown == other_shown or _same_sentences(shown, other_shown)
+        ):
+            return True
+    return False
 
 
 def _same_sentences(first: frozenset[str], second: frozenset[str]) -> bool:
-    """Whether two questions show the same sentences: as many, each the words of one of the
-    other's or most of them, a rule's cut of it (the effect "Learning via The Sims may mean
-    ..." of "But, he said, learning via The Sims may mean ..." before "This was because")."""
+    """Whether two questions show the same sentences, each one of the other's or a rule's cut
+    of it (the effect "Learning via The Sims may mean ..." of "By contrast, said Mr
+    Purushotma, learning via The Sims may mean ...", shown before "This was because")."""
     return len(first) == len(second) and all(
-        any(_most_of(one, other) for other in second) for one in first
+        any(_cut_of(one, other) for other in second) for one in first
     )
 
 
-def _most_of(first: str, second: str) -> bool:
-    """Whether the shorter of two `_words` strings is within the other and over half its words."""
-    short, long = sorted((first, second), key=len)
-    return short in long and 2 * short.count(" ") > long.count(" ") + 1
+def _cut_of(first: str, second: str) -> bool:
+    """Whether one of two field values is the other or a cut of it: the shorter's `_core` is
+    within the longer, and it is over half as long (a term or an acronym is no cut of its
+    sentence)."""
+    short, long = (first, second) if len(first) <= len(second) else (second, first)
+    return 2 * len(short) > len(long) and _core(short) in long
 
 
 def _cleaned(fields: dict[str, str]) -> dict[str, str]:
