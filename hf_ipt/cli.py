@@ -100,6 +100,17 @@ def check_output_dir(path: str, where: str) -> str:
     return path
 
 
+def checkpoint_folders(path: str) -> list[str]:
+    """The Trainer's ``checkpoint-<step>`` folders in `path`, by step; none when `path` is no folder."""
+    import re
+
+    if not os.path.isdir(path):
+        return []
+    found = ((int(m.group(1)), os.path.join(path, name)) for name in os.listdir(path)
+             if (m := re.fullmatch(r"checkpoint-(\d+)", name)))  # transformers' PREFIX_CHECKPOINT_DIR
+    return [folder for _, folder in sorted(found) if os.path.isdir(folder)]
+
+
 # subcommand -> (module with `main(argv)`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("hf_ipt.demo", "the whole pipeline on a real corpus, CPU-only: synthesize, train, evaluate"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 from transformers import TrainerCallback, TrainerState
 from transformers.trainer_callback import ProgressCallback
 
+from hf_ipt.cli import UsageError
 from hf_ipt.training import callbacks as callbacks_module
 from hf_ipt.training.callbacks import (
     ThroughputCallback,
@@ -974,3 +977,42 @@ def test_a_resume_with_a_larger_max_steps_trains_on_the_new_schedule_from_its_fi
         expected.step()
     logged = {log["step"]: log["learning_rate"] for log in trainer.state.log_history if "loss" in log}
     assert logged[3] == pytest.approx(used[3]) and logged[4] == pytest.approx(used[4])  # the rates logged are those used
+
+
+def test_a_fresh_run_into_a_folder_with_another_runs_checkpoints_is_refused_before_a_model_loads(tmp_path):
+    """A run without --resume_from_checkpoint into a folder holding checkpoint-* folders of an earlier
+    run trained on: its checkpoints mixed with the earlier ones (save_total_limit deleted them, a later
+    `--resume_from_checkpoint last` resumed the newest of either run)."""
+    out = tmp_path / "run"
+    for step in (2, 10):
+        (out / f"checkpoint-{step}").mkdir(parents=True)
+        (out / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (out / "checkpoint-notes").mkdir()  # not a checkpoint
+    for resume in ({}, {"resume_from_checkpoint": "false"}):
+        with pytest.raises(UsageError) as error:
+            TrainingConfig(output_dir=str(out), max_steps=20, use_cpu=True, **resume)
+        assert str(error.value) == (
+            f"`output_dir` {str(out)!r} holds the checkpoints of an earlier run (checkpoint-2, checkpoint-10), and "
+            "this run starts afresh: its checkpoints would mix with them. To continue that run, pass "
+            "--resume_from_checkpoint last; to start a new one, give another --output_dir (or delete those "
+            "checkpoint folders first)"
+        )
+    resumed = TrainingConfig(output_dir=str(out), max_steps=20, use_cpu=True, resume_from_checkpoint="last")
+    assert resumed.resume_from_checkpoint == str(out / "checkpoint-10")
+    (out / "checkpoint-2" / "trainer_state.json").unlink()
+    (out / "checkpoint-10" / "trainer_state.json").unlink()
+    with pytest.raises(UsageError, match=r"checkpoints of an earlier run \(checkpoint-2, checkpoint-10\)"):
+        TrainingConfig(output_dir=str(out), max_steps=20, use_cpu=True)  # a save cut short is a checkpoint too
+    for name in ("checkpoint-2", "checkpoint-10"):
+        shutil.rmtree(out / name)
+    assert TrainingConfig(output_dir=str(out), max_steps=20, use_cpu=True).output_dir == str(out)  # other files: fine
+
+
+def test_an_output_dir_that_is_a_file_is_refused_before_a_model_loads(tmp_path):
+    """It failed only when the first checkpoint or the model was saved, after training."""
+    (tmp_path / "model.safetensors").write_text("")
+    for path, which in ((tmp_path / "model.safetensors", "is a file"),
+                        (tmp_path / "model.safetensors" / "run", f"is inside the file {str(tmp_path / 'model.safetensors')!r}")):
+        with pytest.raises(ValueError, match=re.escape(f"`output_dir` {str(path)!r} {which}: give a folder "
+                                                       "(TrainingConfig.output_dir)")):
+            TrainingConfig(output_dir=str(path), max_steps=1, use_cpu=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
-from ..cli import check_output_dir, parse_dataclasses, tidy_help, usage_errors
+from ..cli import check_output_dir, checkpoint_folders, parse_dataclasses, tidy_help, usage_errors
 from .scoring import check_batch_size
 
 GENERAL = "general"
@@ -115,7 +115,7 @@ def check_model_path(name: str) -> str:
     if os.path.isdir(path):
         if any(os.path.isfile(os.path.join(path, f)) for f in ("config.json", "adapter_config.json")):
             return path
-        checkpoints = sorted((f for f in os.listdir(path) if f.startswith("checkpoint-")), key=lambda f: (len(f), f))
+        checkpoints = [os.path.basename(f) for f in checkpoint_folders(path)]
         hint = f"; its checkpoints: {', '.join(checkpoints)}" if checkpoints else ""
         raise ValueError(f"--model_name_or_path {name!r} is a folder without a config.json: not a saved model{hint}")
     if os.path.exists(path):

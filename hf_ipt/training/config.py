@@ -15,7 +15,7 @@ from typing import Any, Literal
 from transformers import TrainingArguments
 
 from ..backends.base import default_of
-from ..cli import UsageError
+from ..cli import UsageError, check_output_dir
 from .model_init import MODEL_SHAPES, parameter_sharding
 
 ModelShape = Literal[tuple(MODEL_SHAPES)]  # type: ignore[valid-type]  # the parser offers these as choices
@@ -103,10 +103,12 @@ class TrainingConfig(TrainingArguments):
             # Packed and flattened batches hold no padding, so every token counts; the Trainer would count
             # the tokens that are not `pad_token_id`, and drop every EOS of a tokenizer whose pad is its EOS.
             self.include_num_input_tokens_seen = "all"
-        from .trainer import check_steps_left, resolve_checkpoint
+        from .trainer import check_steps_left, refuse_other_checkpoints, resolve_checkpoint
 
         # checked here, before a model loads: `last` (or `true`) becomes the newest complete checkpoint
+        self.output_dir = check_output_dir(self.output_dir, "TrainingConfig.output_dir")
         self.resume_from_checkpoint = resolve_checkpoint(self.resume_from_checkpoint, self.output_dir)
+        refuse_other_checkpoints(self.output_dir, self.resume_from_checkpoint)
         check_steps_left(self.resume_from_checkpoint, self.max_steps)
         self._stream_per_rank()
         if getattr(self.accelerator_config, "split_batches", False):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from transformers.trainer import TRAINER_STATE_NAME  # written last in a checkpo
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..cli import checkpoint_folders
 from ..corpus import (
     COMMIT,
     SUPPORTED,
@@ -411,21 +411,17 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> s
     if resume_from_checkpoint is None or str(resume_from_checkpoint).lower() == "false":
         return None
     if str(resume_from_checkpoint).lower() in ("last", "true"):
-        found = sorted(
-            (int(m.group(1)), path) for name in (os.listdir(output_dir) if os.path.isdir(output_dir) else [])
-            if (m := re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", name))
-            and os.path.isdir(path := os.path.join(output_dir, name))
-        )
-        complete = [path for _, path in found if os.path.isfile(os.path.join(path, TRAINER_STATE_NAME))]
+        found = checkpoint_folders(output_dir)
+        complete = [path for path in found if os.path.isfile(os.path.join(path, TRAINER_STATE_NAME))]
         if not complete:
             raise ValueError(
                 f"`resume_from_checkpoint={resume_from_checkpoint}` but {output_dir!r} holds no complete "
                 f"checkpoint-* folder{' (' + str(len(found)) + ' without trainer_state.json)' if found else ''}: "
                 "start without it, or check --output_dir"
             )
-        if complete[-1] != found[-1][1]:
+        if complete[-1] != found[-1]:
             logger.warning("hf_ipt: %s has no trainer_state.json (a save cut short); resuming from %s",
-                           found[-1][1], complete[-1])
+                           found[-1], complete[-1])
         return complete[-1]
     if not os.path.isfile(os.path.join(resume_from_checkpoint, TRAINER_STATE_NAME)):
         what = "is not a checkpoint folder" if os.path.isdir(resume_from_checkpoint) else "does not exist"
@@ -434,6 +430,23 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> s
             "checkpoint-* folder, or 'last' for the newest in --output_dir"
         )
     return resume_from_checkpoint
+
+
+def refuse_other_checkpoints(output_dir: str, checkpoint: str | None) -> None:
+    """Refuse a run that starts afresh (no `checkpoint` to resume) in an `output_dir` holding an earlier
+    run's ``checkpoint-*`` folders: its checkpoints would mix with them (the Trainer's
+    ``save_total_limit`` rotation may delete the earlier run's, and a later ``--resume_from_checkpoint
+    last`` resumes the newest of either run)."""
+    if checkpoint is not None or not (found := checkpoint_folders(output_dir)):
+        return
+    from ..cli import UsageError
+
+    names = ", ".join(os.path.basename(f) for f in found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    raise UsageError(
+        f"`output_dir` {output_dir!r} holds the checkpoints of an earlier run ({names}), and this run starts "
+        "afresh: its checkpoints would mix with them. To continue that run, pass --resume_from_checkpoint last; "
+        "to start a new one, give another --output_dir (or delete those checkpoint folders first)"
+    )
 
 
 def check_steps_left(checkpoint: str | None, max_steps: int) -> None:
