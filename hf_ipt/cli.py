@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 
 class UsageError(ValueError):
@@ -98,6 +99,32 @@ def check_output_dir(path: str, where: str) -> str:
         which = "is a file" if existing == os.path.abspath(path) else f"is inside the file {existing!r}"
         raise ValueError(f"`output_dir` {path!r} {which}: give a folder ({where})")
     return path
+
+
+def check_own_folder(folder: str | os.PathLike, marker: str, command: str, use: str) -> None:
+    """Refuse, before any work, a `folder` that `command` writes into and replaces when rerun
+    (`replace_own_folder`) but that holds files without `marker`: another's files, which the rerun
+    would delete or mix with its own. `use` says what `command` does with it, for the message."""
+    folder = Path(folder)
+    foreign = folder.is_file() or (folder.is_dir() and any(folder.iterdir()))
+    if foreign and not (folder / marker).is_file():
+        raise UsageError(f"{folder} holds files that no earlier `{command}` run wrote, and {use}: give another "
+                         "--output_dir")
+
+
+def replace_own_folder(folder: str | os.PathLike, marker: str, command: str) -> bool:
+    """Make `folder` afresh with `marker` in it, deleting an earlier run's first (`check_own_folder`
+    passed it): none of its files (a stale adapter, a checkpoint a fresh run would mix with) stays.
+    Returns whether an earlier one was deleted."""
+    import shutil
+
+    folder = Path(folder)
+    earlier = folder.exists()
+    if earlier:
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / marker).write_text(f"written by `{command}`, which replaces this folder when rerun\n")
+    return earlier
 
 
 def checkpoint_folders(path: str) -> list[str]:

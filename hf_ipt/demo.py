@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -38,9 +37,11 @@ from .augment import SynthesisConfig
 from .cli import (
     UsageError,
     check_output_dir,
+    check_own_folder,
     hub_unreachable_error,
     needs_hub,
     parse_dataclasses,
+    replace_own_folder,
     tidy_help,
     usage_errors,
 )
@@ -342,11 +343,8 @@ def run(cfg: DemoConfig, synthesis: SynthesisConfig) -> dict:
     before = evaluate_model(base, tasks)
     _stage(f"3/4 continual pre-training of {base} for {cfg.max_steps} steps (general half: {general_source})")
     config_path = training_config(cfg, base, augmented["output"], general, model_dir, synthesis.seed)
-    if model_dir.exists():  # an earlier run's (`check_model_dir`): its files must not mix with this run's
-        print(f"[hf-ipt demo] replacing the model of an earlier run in {model_dir}", flush=True)
-        shutil.rmtree(model_dir)
-    model_dir.mkdir(parents=True)
-    (model_dir / MODEL_MARKER).write_text("written by `hf-ipt demo`, which replaces this folder when rerun\n")
+    if replace_own_folder(model_dir, MODEL_MARKER, "hf-ipt demo"):  # an earlier run's (`check_model_dir`)
+        print(f"[hf-ipt demo] replaced the model of an earlier run in {model_dir}", flush=True)
     train(config_path)
     after = evaluate_model(str(model_dir), tasks)
     table = comparison_table(before, after)
@@ -388,10 +386,7 @@ def check_model_dir(out: Path) -> Path:
         `UsageError`: ``out/model`` holds files and no `MODEL_MARKER`.
     """
     model_dir = out / "model"
-    foreign = model_dir.is_file() or (model_dir.is_dir() and any(model_dir.iterdir()))
-    if foreign and not (model_dir / MODEL_MARKER).is_file():
-        raise UsageError(f"{model_dir} holds files that no earlier `hf-ipt demo` run wrote, and the demo "
-                         "trains into it: give another --output_dir")
+    check_own_folder(model_dir, MODEL_MARKER, "hf-ipt demo", "the demo trains into it")
     return model_dir
 
 

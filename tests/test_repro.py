@@ -85,11 +85,25 @@ def test_augmented_rows_keep_the_texts_they_render(tmp_path):
     assert data["instruction"]["augmented_fraction"] == 0.5
 
 
-def test_run_cut_short_keeps_the_seeds_it_finished(tmp_path, monkeypatch):
-    """A run stopped by a time limit (a GPU session) leaves the results of its finished seeds, marked partial."""
+def _fake_stages(monkeypatch, train, corpus_texts) -> None:
+    """`repro.run` with `train` and `corpus_texts` for the recipe and the corpus, and no tokenizer, synthesis
+    or evaluation: one held-out task of two options."""
     from types import SimpleNamespace
 
     import hf_ipt.evaluation.heldout
+    from hf_ipt import repro
+
+    monkeypatch.setattr(repro, "corpus_texts", corpus_texts)
+    monkeypatch.setattr(repro, "train_tokenizer", lambda texts, size, out: "tok")
+    monkeypatch.setattr(repro, "prepare_data", lambda cfg, syn, work, texts: {"vanilla": {}, "instruction": {}})
+    monkeypatch.setattr(repro, "train", train)
+    monkeypatch.setattr(repro, "evaluate_model", lambda path, tasks, bs, device: {"t": {"accuracy": 25.0}})
+    monkeypatch.setattr(hf_ipt.evaluation.heldout, "heldout_tasks",
+                        lambda texts, seed, limit: [SimpleNamespace(name="t", examples=[SimpleNamespace(options="ab")])])
+
+
+def test_run_cut_short_keeps_the_seeds_it_finished(tmp_path, monkeypatch):
+    """A run stopped by a time limit (a GPU session) leaves the results of its finished seeds, marked partial."""
     from hf_ipt import repro
     from hf_ipt.augment import SynthesisConfig
 
@@ -100,13 +114,7 @@ def test_run_cut_short_keeps_the_seeds_it_finished(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         trained.append(config)
 
-    monkeypatch.setattr(repro, "corpus_texts", lambda cfg: [f"text {i}." for i in range(20)])
-    monkeypatch.setattr(repro, "train_tokenizer", lambda texts, size, out: "tok")
-    monkeypatch.setattr(repro, "prepare_data", lambda cfg, syn, work, texts: {"vanilla": {}, "instruction": {}})
-    monkeypatch.setattr(repro, "train", train)
-    monkeypatch.setattr(repro, "evaluate_model", lambda path, tasks, bs, device: {"t": {"accuracy": 25.0}})
-    monkeypatch.setattr(hf_ipt.evaluation.heldout, "heldout_tasks",
-                        lambda texts, seed, limit: [SimpleNamespace(name="t", examples=[SimpleNamespace(options="ab")])])
+    _fake_stages(monkeypatch, train, lambda cfg: [f"text {i}." for i in range(20)])
     cfg = MiniReproConfig(output_dir=str(tmp_path), seeds=[0, 1, 2], use_cpu=True)
     with pytest.raises(KeyboardInterrupt):
         repro.run(cfg, SynthesisConfig())
@@ -154,3 +162,46 @@ def test_config_refuses_counts_below_one(name):
     """`max_docs` 0 read the whole corpus (0 meant "all"); `eval_items` 0 was a traceback at the start."""
     with pytest.raises(ValueError, match=f"`{name}` must be >= 1, got 0"):
         MiniReproConfig(**{name: 0})
+
+
+def test_a_rerun_replaces_each_arms_earlier_folder_and_never_trains_into_a_foreign_one(tmp_path, monkeypatch):
+    """A rerun into the same --output_dir trained each arm beside the checkpoints of the earlier run's:
+    the recipe now refuses that fresh run (its checkpoints would mix with the earlier ones), so each arm's
+    folder the repro wrote is replaced; a folder of that name it did not write is refused before any work."""
+    import yaml
+
+    from hf_ipt import repro
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.cli import UsageError, checkpoint_folders
+
+    read = []
+
+    def train(config, recipe, cpu):  # what recipes/pretrain.py does: refuses other checkpoints, writes its own
+        folder = Path(yaml.safe_load(config.read_text())["output_dir"])
+        assert not checkpoint_folders(str(folder)), f"{folder} holds an earlier run's checkpoints"
+        (folder / "checkpoint-4").mkdir(parents=True)
+        (folder / "model.safetensors").write_text("weights")
+
+    def texts(cfg):
+        read.append(cfg.output_dir)
+        return [f"text {i}." for i in range(20)]
+
+    _fake_stages(monkeypatch, train, texts)
+    out = tmp_path / "out"
+    cfg = MiniReproConfig(output_dir=str(out), seeds=[0, 1], use_cpu=True)
+    repro.run(cfg, SynthesisConfig())
+    (out / "vanilla-seed1" / "stale_adapter.safetensors").write_text("an earlier run's file")
+    repro.run(cfg, SynthesisConfig())  # trains every arm afresh
+    for arm in ("vanilla-seed0", "instruction-seed0", "vanilla-seed1", "instruction-seed1"):
+        assert sorted(p.name for p in (out / arm).iterdir()) == [repro.ARM_MARKER, "checkpoint-4", "model.safetensors"]
+    assert read == [str(out)] * 2
+
+    mine = tmp_path / "mine"
+    (mine / "instruction-seed1").mkdir(parents=True)
+    (mine / "instruction-seed1" / "notes.txt").write_text("the user's notes")
+    with pytest.raises(UsageError, match=r"instruction-seed1 holds files that no earlier `recipes/mini_repro.py` "
+                                         r"run wrote, and the repro trains an arm into it: give another --output_dir"):
+        repro.run(MiniReproConfig(output_dir=str(mine), seeds=[0, 1], use_cpu=True), SynthesisConfig())
+    assert read == [str(out)] * 2  # refused before any work
+    assert sorted(p.name for p in mine.iterdir()) == ["instruction-seed1"]
+    assert (mine / "instruction-seed1" / "notes.txt").read_text() == "the user's notes"
