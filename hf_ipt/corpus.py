@@ -348,6 +348,69 @@ def _supported(pattern: str, files: list[str]) -> list[str]:
     return files
 
 
+OUTPUT_RECORDS = ("manifest.json", "summary.json")  # `hf-ipt synthesize`'s, `hf-ipt augment`'s
+
+
+def output_record(folder: str) -> tuple[dict, str | None]:
+    """The record of a synthesis output folder and its file name: ``manifest.json`` (``hf-ipt
+    synthesize``, once the job is finished) or else ``summary.json`` (``hf-ipt augment``); ``({}, None)``."""
+    for name in OUTPUT_RECORDS:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                return json.load(f), name
+    return {}, None
+
+
+def output_data_files(folder: str) -> list[str]:
+    """The Parquet files of a synthesis output folder, in order: those its ``manifest.json`` lists (an
+    unlisted file in ``data/`` is not part of the output), else every ``data/*.parquet``, else
+    ``data.parquet``; none when it has none."""
+    record, _ = output_record(folder)
+    if record.get("data_files"):
+        return [os.path.join(folder, name) for name in record["data_files"]]
+    return sorted(glob.glob(os.path.join(glob.escape(folder), "data", "*.parquet"))) or sorted(
+        glob.glob(os.path.join(glob.escape(folder), "data.parquet")))
+
+
+def output_files(folder: str, split: str = "train") -> list[str] | None:
+    """The data files of a folder ``hf-ipt synthesize`` wrote (it holds ``job.json``) or ``hf-ipt
+    augment`` wrote (``summary.json`` and ``data.parquet``), as `output_data_files`; `None` for any other
+    folder. Read as a dataset folder, such a folder gave `datasets` its job files (``job.json``, the
+    done-markers and pairs of ``pairs/``, ``rejects.jsonl``) as rows too, or instead of the data.
+
+    Raises:
+        `UsageError`: a synthesis job that is not finished (no ``manifest.json``: ``data/`` is written
+            last, when every unit is done), or a `split` other than ``train`` (the output's one split).
+    """
+    job = os.path.isfile(os.path.join(folder, "job.json"))
+    if not job and not all(os.path.isfile(os.path.join(folder, f)) for f in ("summary.json", "data.parquet")):
+        return None
+    command = "hf-ipt synthesize" if job else "hf-ipt augment"
+    if job and not os.path.isfile(os.path.join(folder, "manifest.json")):
+        raise UsageError(f"{folder!r} holds an `{command}` job that is not finished (no manifest.json): rerun "
+                         "`hf-ipt synthesize` with the same settings to complete it, then read its output")
+    if split != "train":
+        raise UsageError(f"split {split!r} not found in {folder!r}, the output of `{command}`: its rows are "
+                         "one split, 'train'")
+    if not (files := output_data_files(folder)):
+        raise MissingFileError(f"{folder!r} holds no data.parquet or data/*.parquet: the output of `{command}` "
+                               "was removed or not written; run it again")
+    return files
+
+
+def output_mode(path: str) -> tuple[str, str | None]:
+    """(folder, output mode) of the synthesis output that `path` (its folder, or one of its data files)
+    belongs to: the mode its record gives (``templified`` or ``pairs``), `None` when `path` is no
+    such output or its record gives none."""
+    folders = [path] if os.path.isdir(path) else [os.path.dirname(path), os.path.dirname(os.path.dirname(path))]
+    for folder in folders:
+        record, name = output_record(folder or ".")
+        if name is not None:
+            return folder, record.get("output") or (record.get("synthesis") or {}).get("output")
+    return path, None
+
+
 def repo_files(corpus: str, config: str | None, split: str, revision: str | None, token=None) -> list[str]:
     """Data files of `split` in a Hub dataset (or a local folder in the same layout). Offline, a Hub
     dataset's are paths in the Hugging Face cache when it holds the snapshot (`cached_dataset`)."""
@@ -358,6 +421,8 @@ def repo_files(corpus: str, config: str | None, split: str, revision: str | None
         repo, in_id = hub_id_parts(corpus)
         if (folder := cached_dataset(repo, in_id or revision, f"`corpus` {corpus!r}", token)) is not None:
             return [snapshot_url(repo, folder, f) for f in repo_files(folder, config, split, None)]
+    elif (files := output_files(corpus, split)) is not None:  # of `hf-ipt synthesize` / `augment`: its data only
+        return files
 
     try:
         builder = datasets.load_dataset_builder(corpus, config, revision=revision, token=token)

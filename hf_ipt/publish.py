@@ -29,6 +29,7 @@ import yaml
 from .augment import RULES, recorded_settings
 from .cards import render_template
 from .cli import MissingFileError, UsageError
+from .corpus import output_data_files, output_record
 
 logger = logging.getLogger(__name__)
 
@@ -94,10 +95,7 @@ def data_files(output_dir: str | Path) -> list[Path]:
     output); otherwise every ``data/*.parquet``, else ``data.parquet``.
     """
     out = Path(output_dir)
-    record, _ = _read_record(out)
-    if record.get("data_files"):
-        return [out / name for name in record["data_files"]]
-    files = sorted(out.glob("data/*.parquet")) or sorted(out.glob("data.parquet"))
+    files = [Path(f) for f in output_data_files(str(out))]
     if not files:
         raise MissingFileError(
             f"no Parquet output in {out}: expected data/*.parquet (hf-ipt synthesize) or data.parquet (hf-ipt augment)"
@@ -115,7 +113,7 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
     if (out / "job.json").is_file() and not (out / "manifest.json").is_file():
         raise UsageError(f"the synthesis job in {out} is not finished (no manifest.json): rerun `hf-ipt synthesize` "
                          "with the same settings to complete it, then push")
-    record, source = _read_record(out)
+    record, source = output_record(str(out))
     settings = record.get("settings") or {}
     job = settings.get("job") or {}
     # Older records list every setting, a model's for a rules run too: keep those of its synthesizer.
@@ -187,13 +185,6 @@ def _check_columns(files: list[Path], output: str | None) -> None:
             wanted = " or ".join(f"{names} ({mode} output)" for mode, names in expected.items())
             raise UsageError(f"{path} has columns {columns}, not {wanted}: it is not hf_ipt output. Point "
                              "--output_dir at the folder `hf-ipt augment` or `hf-ipt synthesize` wrote")
-
-
-def _read_record(out: Path) -> tuple[dict, str | None]:
-    for source in ("manifest.json", "summary.json"):
-        if (out / source).is_file():
-            return json.loads((out / source).read_text("utf-8")), source
-    return {}, None
 
 
 def _first(record: dict, *keys: str) -> Any:

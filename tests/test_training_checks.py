@@ -204,3 +204,51 @@ def test_an_empty_json_file_first_in_a_glob_is_skipped_as_the_stream_skips_it(tm
         check_source("--domain_dataset", str(tmp_path / "part-0.json"), {"text": "--text_column"})
     with pytest.raises(ValueError, match="has no 'body'"):
         check_source("--domain_dataset", source, {"body": "--text_column"})
+
+
+def test_a_synthesis_output_folder_is_read_as_its_data_files_only(tmp_path):
+    """An `hf-ipt synthesize` job folder given as a source was read by `datasets` as a dataset folder:
+    its JSON job files (job.json, the done-markers in pairs/, rejects.jsonl, ...) were the rows, and the
+    check said the folder had no 'text' column; the stream's file record and the multi-process split
+    counted those files too. Now the source is the data files its manifest lists, as for the corpus of
+    `hf-ipt augment`; an unfinished job and a `--output pairs` job are refused naming the folder."""
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.augment_cli import AugmentArguments
+    from hf_ipt.augment_cli import run as augment
+    from hf_ipt.cli import UsageError
+    from hf_ipt.corpus import repo_files
+    from hf_ipt.jobs import JobConfig, run_job
+    from hf_ipt.training.data import load_rows, unequal_files
+    from hf_ipt.training.trainer import source_files
+
+    from .test_builder import write_jsonl
+
+    corpus = str(write_jsonl(tmp_path / "news.jsonl", 6))
+    job, pairs = str(tmp_path / "job"), str(tmp_path / "pairs")
+    manifest = run_job(JobConfig(corpus=corpus, output_dir=job, num_shards=2), progress=False)
+    run_job(JobConfig(corpus=corpus, output_dir=pairs, num_shards=2), SynthesisConfig(output="pairs"), progress=False)
+    assert {"job.json", "pairs", "rejects.jsonl"} <= set(os.listdir(job))  # the job files beside data/
+    data = [os.path.join(job, f) for f in manifest["data_files"]]
+    text = {"text": "--text_column"}
+    check_source("--augmented_dataset", job, text)
+    assert list(load_rows(job)) == pa.concat_tables([pq.read_table(f) for f in data]).to_pylist()
+    assert repo_files(job, None, "train", None) == data  # as a corpus (`hf-ipt augment --corpus job`)
+    assert source_files({"augmented_dataset": job})["augmented_dataset"].startswith("2 files ")
+    sizes = [os.path.getsize(f) for f in data]
+    assert unequal_files(job, 2) == (max(sizes) > 1.1 * min(sizes))  # decided on the data files alone
+
+    augmented = str(tmp_path / "augmented")
+    augment(AugmentArguments(corpus=corpus, output_dir=augmented), SynthesisConfig())
+    check_source("--augmented_dataset", augmented, text)
+    assert source_files({"augmented_dataset": augmented})["augmented_dataset"].startswith("1 files ")  # not summary.json
+
+    for source in (pairs, os.path.join(pairs, "data", "*.parquet")):
+        where = "" if source == pairs else f" (of {pairs!r})"
+        with pytest.raises(UsageError, match=re.escape(
+                f"`--augmented_dataset` {source!r} is synthesis output{where} written with `--output pairs`: rows of "
+                "question-answer pairs, not training text. Synthesize with `--output templified` (the default)")):
+            check_source("--augmented_dataset", source, text)
+    os.unlink(os.path.join(job, "manifest.json"))  # as if its last rank had not finished
+    with pytest.raises(UsageError, match=re.escape(f"{job!r} holds an `hf-ipt synthesize` job that is not finished "
+                                                   "(no manifest.json): rerun `hf-ipt synthesize`")):
+        check_source("--augmented_dataset", job, text)

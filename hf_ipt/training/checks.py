@@ -33,6 +33,7 @@ from ..corpus import (
     is_hub_url,
     is_local_corpus,
     open_file,
+    output_mode,
     pattern_files,
     pin_hub_dataset,
     pin_hub_url,
@@ -190,11 +191,14 @@ def check_source(
     check_url(source, option)
     if os.path.isdir(source):
         where, keys = _first_folder_row(option, source, split)
+        output = source
     elif is_file_corpus(source):
-        found = _first_file_row(option, source, _files(option, source))
+        files = _files(option, source)
+        found = _first_file_row(option, source, files)
         if found is None:
             return
         where, keys = found
+        output = files[0]
     elif _is_hub_dataset(source):
         return
     else:
@@ -202,7 +206,23 @@ def check_source(
             f"`{option}` {source!r} is neither an existing local file, glob or folder{_relative(source)} nor a "
             "Hub dataset id (`org/name`): fix the path"
         )
+    if any(c not in keys for c in columns):
+        _refuse_pairs_output(option, source, output)
     _require(option, source, columns, where, keys)
+
+
+def _refuse_pairs_output(option: str, source: str, path: str) -> None:
+    """Raise a `UsageError` when `path` (the folder `source` names, or its first file) is the output of
+    ``hf-ipt synthesize`` or ``hf-ipt augment`` with ``--output pairs``: question-answer pairs per text,
+    not training text."""
+    folder, mode = output_mode(path)
+    if mode == "pairs":
+        where = "" if folder == source else f" (of {folder!r})"
+        raise UsageError(
+            f"`{option}` {source!r} is synthesis output{where} written with `--output pairs`: rows of "
+            "question-answer pairs, not training text. Synthesize with `--output templified` (the default) into "
+            f"another --output_dir and point `{option}` at that folder"
+        )
 
 
 def check_collection(
@@ -307,6 +327,8 @@ def _first_folder_row(option: str, source: str, split: str) -> tuple[str, list[s
 
     try:
         row = next(iter(load_rows(source, split=split)), None)
+    except UsageError:  # says what is wrong with the folder itself (an unfinished synthesis job)
+        raise
     except Exception as error:  # noqa: BLE001 - any reader error is the user's folder or split
         raise UsageError(
             f"`{option}` {source!r} is a folder that does not read as a dataset (split {split!r}): {error}"

@@ -25,6 +25,7 @@ from ..corpus import (
     is_local_corpus,
     local_files,
     open_file,
+    output_files,
     pattern_files,
     repo_files,
     starts_with_array,
@@ -86,9 +87,12 @@ def load_rows(source: str | list[str], *, split: str = "train", name: str | None
 def _folder_files(folder: str, name: str | None, split: str) -> list[str] | None:
     """The files of `split` in a local dataset folder, read as the same files named by a glob are (a .txt
     file is one document, JSON-lines files may differ in columns); `None` (datasets reads the folder) when
-    the split is not found or a file is of a type hf_ipt does not read."""
+    the split is not found or a file is of a type hf_ipt does not read. The output folder of ``hf-ipt
+    synthesize`` or ``hf-ipt augment`` gives its data files only (`corpus.output_files`), not its job files."""
     import datasets
 
+    if (files := output_files(folder, split)) is not None:
+        return files
     files = [str(f) for f in (datasets.load_dataset_builder(folder, name).config.data_files or {}).get(split, [])]
     return files if files and all(data_suffix(f) in BUILDERS for f in files) else None
 

@@ -27,6 +27,7 @@ from ..corpus import (
     is_file_corpus,
     is_hub_url,
     local_files,
+    output_files,
 )
 from . import varlen
 from .callbacks import (
@@ -497,7 +498,9 @@ def source_files(settings: dict) -> dict[str, str]:
         patterns = [value] if isinstance(value, str) else value if isinstance(value, list | tuple) else []
         names = []
         for pattern in (p for p in patterns if isinstance(p, str)):
-            if os.path.isdir(pattern):
+            if os.path.isdir(pattern) and (data := output_files(pattern)) is not None:  # not its job files
+                names += [os.path.relpath(f, pattern) for f in data]
+            elif os.path.isdir(pattern):
                 names += sorted(os.path.relpath(os.path.join(root, f), pattern) for root, _, files in os.walk(pattern)
                                 for f in files if f.endswith(SUPPORTED))
             elif is_file_corpus(pattern) and not is_hub_url(pattern):
