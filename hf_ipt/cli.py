@@ -42,7 +42,10 @@ def hub_unreachable_error(what: str, alternative: str, cause: BaseException | No
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE or "OfflineModeIsEnabled" in f"{type(cause).__name__} {cause}":
-        why, retry = "offline mode: HF_HUB_OFFLINE is set", "unset HF_HUB_OFFLINE where the Hub is reachable"
+        # `datasets` alone offline: `hf_ipt.corpus.hub_offline` says so in its cause
+        name = "HF_DATASETS_OFFLINE" if not constants.HF_HUB_OFFLINE and "HF_DATASETS_OFFLINE" in str(cause) else (
+            "HF_HUB_OFFLINE")
+        why, retry = f"offline mode: {name} is set", f"unset {name} where the Hub is reachable"
     else:
         why = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else 'no connection'}"
         retry = f"check the network (the Hub is {constants.ENDPOINT}, HF_ENDPOINT) or run where the Hub is reachable"

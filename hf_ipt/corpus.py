@@ -178,9 +178,34 @@ def _commit(repo: str, revision: str | None, token, what: str, slash_hint: str) 
         ) from None
 
 
+def download_fix(repo: str, option: str) -> str:
+    """How to read Hub dataset `repo`, given as `option`, where the Hub cannot be reached (the
+    alternative of `hub_unreachable_error`)."""
+    return (f"download it there (`hf download {repo} --repo-type dataset`, into the Hugging Face cache, which is "
+            f"read offline; or with `--local-dir DIR`, then give that folder or its files as {option})")
+
+
+def hub_offline() -> bool:
+    """Whether Hub datasets are read offline: ``HF_HUB_OFFLINE``, or ``HF_DATASETS_OFFLINE`` (with which
+    `datasets` asks the Hub nothing, and so cannot stream a Hub dataset)."""
+    import datasets
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE or datasets.config.HF_DATASETS_OFFLINE)
+
+
+def offline_cause() -> BaseException | None:
+    """Why `hub_offline` says offline when ``HF_HUB_OFFLINE`` is not set, for `hub_unreachable_error`."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    return None if constants.HF_HUB_OFFLINE else OfflineModeIsEnabled("HF_DATASETS_OFFLINE is set")
+
+
 def cached_dataset(repo: str, revision: str | None, what: str, token=None,
                    allow_patterns: list[str] | None = None) -> str | None:
-    """Offline (``HF_HUB_OFFLINE=1``), the folder of Hub dataset `repo` at `revision` (a branch, tag or
+    """Offline (``HF_HUB_OFFLINE=1`` or ``HF_DATASETS_OFFLINE=1``: `hub_offline`), the folder of Hub dataset
+    `repo` at `revision` (a branch, tag or
     commit; `None`: main) in the local Hugging Face cache, as ``hf download org/name --repo-type dataset``
     leaves it; `None` online, or when the cache holds no such snapshot (`datasets` cannot stream a Hub
     dataset offline at all, even a cached one). `allow_patterns`: the files needed, when not all.
@@ -189,14 +214,14 @@ def cached_dataset(repo: str, revision: str | None, what: str, token=None,
         `UsageError`: the cached snapshot misses files the download listed (cut short, or ``--include``
             some files only): reading it would silently drop documents. `what` names the value.
     """
-    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         HFValidationError,
         IncompleteSnapshotError,
         LocalEntryNotFoundError,
     )
 
-    if not constants.HF_HUB_OFFLINE:
+    if not hub_offline():
         return None
     try:
         folder = snapshot_download(repo, repo_type="dataset", revision=revision, local_files_only=True, token=token,
@@ -551,9 +576,7 @@ class CorpusConfig:
         if is_local_corpus(self.corpus):
             return local_files(self.corpus)
         repo = hub_url_parts(self.corpus)[0] if is_hub_url(self.corpus) else hub_id_parts(self.corpus)[0]
-        with needs_hub(f"`corpus` {self.corpus!r} is read from the Hub", f"download it there (`hf download {repo} "
-                       "--repo-type dataset`, into the Hugging Face cache, which is read offline; or with "
-                       "`--local-dir DIR`, then give that folder or its files as `corpus`)"):
+        with needs_hub(f"`corpus` {self.corpus!r} is read from the Hub", download_fix(repo, "`corpus`")):
             if is_hub_url(self.corpus):
                 return hub_url_files(self.corpus, self.corpus_revision, token)
             return repo_files(self.corpus, self.corpus_config, self.corpus_split, self.corpus_revision, token)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import datasets
@@ -516,6 +517,7 @@ def test_recipes_pin_hub_dataset_ids_and_stream_the_pinned_snapshot(hub, monkeyp
     moves (a resume then finds another source and is refused); a typo fails before any model load."""
     from huggingface_hub import constants
 
+    from hf_ipt.cli import HubUnreachableError
     from hf_ipt.training.checks import check_data
     from hf_ipt.training.config import ContinualPTConfig
     from hf_ipt.training.data import load_rows
@@ -545,14 +547,19 @@ def test_recipes_pin_hub_dataset_ids_and_stream_the_pinned_snapshot(hub, monkeyp
     hub.fail_next("info", 503)  # the Hub unreachable: read unpinned (the cache may serve it), with a warning
     check_data(unreachable := ContinualPTConfig(domain_dataset=REPO))
     assert unreachable.domain_dataset == REPO and "could not pin --domain_dataset 'org/news'" in caplog.text
+    # offline, not in the HF cache: stopped here, before the model loads (it failed where it streamed)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
-    check_data(offline := ContinualPTConfig(domain_dataset=REPO))
-    assert offline.domain_dataset == REPO
+    fix = ("`hf download org/news --repo-type dataset`, into the Hugging Face cache, which is read offline; or with "
+           "`--local-dir DIR`, then give that folder or its files as `--domain_dataset`")
+    with pytest.raises(HubUnreachableError, match=re.escape(
+            "`--domain_dataset` 'org/news' is read from the Hub, which cannot be reached (offline mode: "
+            f"HF_DATASETS_OFFLINE is set): unset HF_DATASETS_OFFLINE where the Hub is reachable, or download it there ({fix})")):
+        check_data(ContinualPTConfig(domain_dataset=REPO))
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # offline, not in the HF cache: left as it is
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
-    check_data(offline := ContinualPTConfig(domain_dataset=REPO))
-    assert offline.domain_dataset == REPO
+    with pytest.raises(HubUnreachableError, match=re.escape("(offline mode: HF_HUB_OFFLINE is set)") + ".*" + re.escape(fix)):
+        check_data(ContinualPTConfig(domain_dataset=REPO))
 
 
 def test_a_hub_collection_is_pinned_and_downloaded_at_its_commit(hub):
@@ -726,17 +733,31 @@ def test_offline_a_revision_the_cache_lacks_or_a_partial_download_is_an_error(do
         CorpusConfig(corpus=REPO).files()
 
 
-def test_a_recipe_streams_a_downloaded_hub_dataset_offline_pinned_to_the_cached_commit(downloaded, hub):
+def test_a_recipe_streams_a_downloaded_hub_dataset_offline_pinned_to_the_cached_commit(downloaded, hub, monkeypatch):
+    """Offline, a Hub dataset source is read from the Hugging Face cache; one the cache lacks stops the
+    recipe before its model loads (it was left alone, and failed once the stream started)."""
     from types import SimpleNamespace
 
+    from huggingface_hub import constants
+
+    from hf_ipt.cli import HubUnreachableError
     from hf_ipt.training.checks import pin_hub_sources
     from hf_ipt.training.data import load_rows
 
-    config = SimpleNamespace(domain_dataset=REPO, general_dataset="org/not-downloaded")
+    config = SimpleNamespace(domain_dataset=REPO)
     assert pin_hub_sources(config) == {"domain_dataset": f"{REPO}@{downloaded}"}  # what online pinning records
     rows = list(load_rows(f"{REPO}@{downloaded}"))
     assert sorted(r["text"] for r in rows) == sorted(EXPECTED.values())
     assert [r["text"] for r in load_rows(REPO, split="test")] == [doc(99)]
+    with pytest.raises(HubUnreachableError, match=r"`--general_dataset` 'org/not-downloaded' is read from the Hub, "
+                       r"which cannot be reached \(offline mode.*`hf download org/not-downloaded --repo-type dataset`"):
+        pin_hub_sources(SimpleNamespace(domain_dataset=REPO, general_dataset="org/not-downloaded"))
+    # `datasets` alone offline (HF_DATASETS_OFFLINE=1): it cannot stream from the Hub, so the cache is read too
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    assert pin_hub_sources(config) == {"domain_dataset": f"{REPO}@{downloaded}"}
+    assert sorted(r["text"] for r in load_rows(REPO)) == sorted(EXPECTED.values())
     assert hub.requests == []
 
 

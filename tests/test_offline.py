@@ -153,3 +153,32 @@ def test_the_papers_tasks_offline_name_the_repo_and_data_dir(tmp_path, capsys):
                            "(AdaptLLM/finance-tasks), which cannot be reached (offline mode")
     assert ("`hf download AdaptLLM/finance-tasks --repo-type dataset`, into the Hugging Face cache, which is read "
             "offline; or with `--local-dir DIR`, then give that folder as `data_dir` (--data_dir DIR)" in line)
+
+
+def test_a_hub_dataset_source_with_no_network_stops_a_recipe_before_its_model_loads(monkeypatch):
+    """With no network, a Hub dataset id source was left unpinned with a warning, and the run failed once
+    `datasets` began to stream it, after the model had loaded."""
+    import datasets
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from hf_ipt.cli import HubUnreachableError
+    from hf_ipt.training.checks import check_data
+    from hf_ipt.training.config import ContinualPTConfig
+
+    def no_network(*args, **kwargs):
+        raise ConnectionError("Failed to establish a new connection")
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", no_network)
+    with pytest.raises(HubUnreachableError) as error:
+        check_data(ContinualPTConfig(domain_dataset="org/news"))
+    assert str(error.value) == (
+        "--domain_dataset 'org/news' is read from the Hub, which cannot be reached (ConnectionError: Failed to "
+        "establish a new connection): check the network (the Hub is https://huggingface.co, HF_ENDPOINT) or run "
+        "where the Hub is reachable, or download it there (`hf download org/news --repo-type dataset`, into the "
+        "Hugging Face cache, which is read offline; or with `--local-dir DIR`, then give that folder or its files "
+        "as `--domain_dataset`); if it is in the Hugging Face cache already, set HF_HUB_OFFLINE=1 to read it from "
+        "there"
+    )

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hf_ipt.training.checks import check_data, check_source
+from hf_ipt.training.checks import check_collection, check_data, check_source
 from hf_ipt.training.config import ContinualPTConfig, PretrainConfig, SynthesizerConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +55,9 @@ def _raises(config, *patterns: str) -> None:
 def test_continual_pt_sources(data, monkeypatch):
     good = {"domain_dataset": str(data / "domain.jsonl"), "general_dataset": str(data / "general.jsonl")}
     check_data(ContinualPTConfig(**good))
-    check_data(ContinualPTConfig(domain_dataset=str(data / "*.parquet"), general_dataset="Open-Orca/OpenOrca"))
+    check_data(ContinualPTConfig(domain_dataset=str(data / "*.parquet")))
+    # a Hub id is no path (offline, as here, `check_data` wants it in the HF cache: test_offline, test_hub_corpus)
+    check_source("--general_dataset", "Open-Orca/OpenOrca", {"question": "--question_column"})
     check_data(ContinualPTConfig(domain_dataset=str(data / "folder_ds")))  # a dataset folder
     check_data(ContinualPTConfig(domain_dataset=str(data / "body.jsonl"), text_column="body"))
     missing = str(data / "missing.jsonl")
@@ -84,8 +86,8 @@ def test_pretrain_sources(data):
         "collection": str(data / "collection"),
     }
     check_data(PretrainConfig(**good))
-    check_data(PretrainConfig(**{**good, "raw_dataset": str(data / "raw.parquet"),
-                                 "collection": "instruction-pretrain/ft-instruction-synthesizer-collection"}))
+    check_data(PretrainConfig(**{**good, "raw_dataset": str(data / "raw.parquet")}))
+    check_collection("instruction-pretrain/ft-instruction-synthesizer-collection", {"QA_list": "--pairs_column"})
     _raises(PretrainConfig(**{**good, "raw_dataset": str(data / "raw" / "*.parquet")}), "`--raw_dataset`", "matched no file")
     _raises(PretrainConfig(**{**good, "augmented_dataset": str(data / "body.jsonl")}),
             "`--augmented_dataset`", "`--text_column`", re.escape("['body', 'id']"))
@@ -103,7 +105,6 @@ def test_pretrain_sources(data):
 def test_synthesizer_sources(data):
     check_data(SynthesizerConfig(collection=str(data / "collection")))
     check_data(SynthesizerConfig(collection=str(data / "pairs_collection"), pairs_column="pairs"))
-    check_data(SynthesizerConfig(collection="instruction-pretrain/ft-instruction-synthesizer-collection"))
     _raises(SynthesizerConfig(collection=str(data / "missing")), "`--collection`", "neither a local folder")
     _raises(SynthesizerConfig(collection=str(data / "collection"), pairs_column="pairs"),
             "`--collection`", "`--pairs_column`", re.escape("['QA_list', 'context']"))

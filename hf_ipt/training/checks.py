@@ -27,11 +27,14 @@ from ..corpus import (
     cached_dataset,
     check_url,
     data_suffix,
+    download_fix,
     hub_id_parts,
+    hub_offline,
     hub_url_parts,
     is_file_corpus,
     is_hub_url,
     is_local_corpus,
+    offline_cause,
     open_file,
     output_mode,
     pattern_files,
@@ -96,24 +99,24 @@ def pin_hub_sources(config: Any) -> dict[str, str]:
     Pinned once, by rank 0, and sent to the others when `torch.distributed` is initialized (in
     the recipes, by their parsed `TrainingArguments`), so that every rank reads the same
     snapshot even if the branch moves while they start; an error is raised on every rank.
-    Offline (``HF_HUB_OFFLINE=1``), each is pinned to the commit the Hugging Face cache holds for
-    its revision (`corpus.cached_dataset`: ``hf download org/name --repo-type dataset`` fills it), and
-    streams from there; an id the cache lacks is left as it is. When the Hub cannot be reached,
-    ids are left as they are too.
+    Offline (``HF_HUB_OFFLINE=1`` or ``HF_DATASETS_OFFLINE=1``), each is pinned to the commit the
+    Hugging Face cache holds for its revision (`corpus.cached_dataset`: ``hf download org/name
+    --repo-type dataset`` fills it), and streams from there; an id the cache lacks, or any Hub source
+    when there is no network, is a `HubUnreachableError` naming it and the download, here rather than
+    where it streams, once the model has loaded. An id whose pinning the Hub refuses otherwise (a
+    server error) is left as it is, with a warning.
     """
-    import datasets
-    from huggingface_hub import constants
 
     urls = {a: s for a, _ in SOURCES if (s := getattr(config, a, None)) and is_hub_url(s)}
     attributes = [a for a, _ in SOURCES] + ["collection"]  # a collection is a folder or a Hub id, no URL
     ids = {a: s for a in attributes if (s := getattr(config, a, None)) and _is_hub_dataset(s)}
-    if ids and (constants.HF_HUB_OFFLINE or datasets.config.HF_DATASETS_OFFLINE):
+    if ids and hub_offline():
         # pinned to the commit the Hugging Face cache holds, as online to the branch's: a resume online
-        # reads the same snapshot; one the cache lacks is left to fail where it streams
-        cached = {a: s for a, s in ids.items() if cached_dataset(*hub_id_parts(s), f"--{a} {s!r}") is not None}
-        if uncached := sorted(s for a, s in ids.items() if a not in cached):
-            logger.info("offline: Hub dataset sources %s are not in the Hugging Face cache, not pinned", uncached)
-        ids = cached
+        # reads the same snapshot; one the cache lacks stops the run here, not once the model has loaded
+        for attribute, source in ids.items():
+            if cached_dataset(*hub_id_parts(source), f"--{attribute} {source!r}") is None:
+                raise hub_unreachable_error(f"`--{attribute}` {source!r} is read from the Hub",
+                                            download_fix(hub_id_parts(source)[0], f"`--{attribute}`"), offline_cause())
     urls.update(ids)
     if not urls:
         return {}
@@ -147,12 +150,13 @@ def _pin(sources: dict[str, str]) -> dict[str, str]:
         except UsageError as error:
             raise UsageError(str(error).replace("`corpus`", f"`--{attribute}`").replace(
                 "or given as `corpus_revision`", "or as a commit sha").replace("`token=`, ", "")) from None
-        except Exception as error:  # no network: the cache may still serve an id (not a URL)
-            if url and is_hub_unreachable(error):
-                repo = hub_url_parts(source)[0]
-                raise hub_unreachable_error(f"--{attribute} {source!r} is read from the Hub", f"download it there "
-                                            f"(`hf download {repo} --repo-type dataset`, into the Hugging Face "
-                                            "cache, which is read offline)", error) from None
+        except Exception as error:
+            if is_hub_unreachable(error):  # no network: `datasets` could not stream it either
+                repo = hub_url_parts(source)[0] if url else hub_id_parts(source)[0]
+                fix = download_fix(repo, f"`--{attribute}`")
+                if not url:
+                    fix += "; if it is in the Hugging Face cache already, set HF_HUB_OFFLINE=1 to read it from there"
+                raise hub_unreachable_error(f"--{attribute} {source!r} is read from the Hub", fix, error) from None
             if url:
                 raise
             logger.warning("hf_ipt: could not pin --%s %r to a commit (%s: %s): it is read unpinned",
