@@ -153,10 +153,62 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def did_you_mean(name: str, known: list[str]) -> str:
     """`` (did you mean X?)`` for the known option or key closest to a misspelled `name`, else ``""``."""
+    close = closest(name, known)
+    return f" (did you mean {close}?)" if close else ""
+
+
+def closest(name: str, known: list[str], cutoff: float = 0.75) -> str | None:
+    """The name of `known` closest to a misspelled `name`, or `None` when none is close."""
     import difflib
 
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
-    return f" (did you mean {close[0]}?)" if close else ""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
+def unknown_options(parser: argparse.ArgumentParser, given: list[str], config: str | None = None) -> str:
+    """The error for options `parser` does not know: each flag of `given` (the command line's leftovers)
+    with the closest known one, or, with `config`, each key of that config file (`given` as ``--key``)."""
+    if config is None:  # the command line has flags, a config file the options' names
+        known = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+        named = [option.split("=", 1)[0] for option in given if _is_flag(option)]
+    else:
+        known = sorted({action.dest for action in parser._actions} - {"help"})
+        named = [option.removeprefix("--") for option in given]
+    named = [name + did_you_mean(name, known) for name in named]
+    if not named:
+        return f"unrecognized arguments: {' '.join(given)}"
+    plural = "s" if len(named) > 1 else ""
+    if config is not None:
+        return (f"unknown key{plural} in the config file {config!r}: {', '.join(named)}. "
+                "Every key is the name of an option (--help lists them)")
+    return f"unrecognized option{plural}: {', '.join(named)}"
+
+
+def _is_flag(arg: str) -> bool:
+    """Whether a command-line leftover is an option (``--ouput_dir``), not the value that followed one (``-1``)."""
+    try:
+        float(arg)
+    except ValueError:
+        return arg.startswith("-")
+    return False
+
+
+def refuse_unknown_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
+    """Exit like argparse (usage line, exit status 2) when `argv` holds an option `parser` does not know,
+    naming each with the closest known one (`unknown_options`). Checked before anything else, so that a
+    typo is named rather than what it left unset (``--ouput_dir`` used to say "`corpus` is required" or
+    "arguments are not used by the HfArgumentParser"). Leftovers that are no option (a shell-expanded
+    glob's files) are left to the caller."""
+    required = [action for action in parser._actions if action.required]
+    for action in required:  # a required option may be missing too: the typo is named first
+        action.required = False
+    try:
+        _, unknown = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    finally:
+        for action in required:
+            action.required = True
+    if any(_is_flag(arg) for arg in unknown):
+        parser.error(unknown_options(parser, unknown))
 
 
 def describe_changes(old: dict, new: dict) -> list[str]:
@@ -175,8 +227,10 @@ def describe_changes(old: dict, new: dict) -> list[str]:
 
 
 def parse_dataclasses(parser, argv: list[str] | None) -> tuple:
-    """`HfArgumentParser.parse_args_into_dataclasses`, a value that a config's checks refuse
-    reported like argparse's own errors (usage line, message, exit status 2), not as a traceback."""
+    """`HfArgumentParser.parse_args_into_dataclasses`, an unknown option (`refuse_unknown_options`) and a
+    value that a config's checks refuse reported like argparse's own errors (usage line, message, exit
+    status 2), not as a traceback."""
+    refuse_unknown_options(parser, argv)
     try:
         return tuple(parser.parse_args_into_dataclasses(args=argv))
     except ValueError as error:

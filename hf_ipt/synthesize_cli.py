@@ -21,7 +21,14 @@ import threading
 from collections.abc import Iterator
 
 from .augment import SynthesisConfig
-from .cli import INTERRUPTED, did_you_mean, parse_dataclasses, tidy_help, usage_errors
+from .cli import (
+    INTERRUPTED,
+    parse_dataclasses,
+    refuse_unknown_options,
+    tidy_help,
+    unknown_options,
+    usage_errors,
+)
 from .filters import FilterConfig
 from .jobs import JobConfig, filters_removed_line, run_job
 
@@ -59,12 +66,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, SynthesisConfi
             # `--no_dedup` is a flag, not a key: the YAML spelling is `dedup: false`
             negated = [f"{key.removeprefix('no_')}: {str(not defaults[key]).lower()}" for key in unknown
                        if key.removeprefix("no_") in dests and isinstance(defaults[key], bool)]
-            hint = f" (for a --no_ flag write {', '.join(negated)})" if negated else ""
-            named = [key + did_you_mean(key, sorted(dests)) for key in unknown]
-            parser.error(f"unknown keys in {known.config!r}: {', '.join(named)}{hint}; see `hf-ipt synthesize --help`")
+            hint = f" For a --no_ flag write {', '.join(negated)}." if negated else ""
+            parser.error(unknown_options(parser, [f"--{key}" for key in unknown], config=known.config) + hint)
         for action in parser._actions:  # YAML values become defaults; required ones become optional
             if action.dest in defaults:
                 action.default, action.required = _yaml_default(parser, action, defaults[action.dest]), False
+    refuse_unknown_options(parser, argv)  # before the glob check: a typo's value may be a file
     _refuse_expanded_glob(parser, argv)
     *configs, _ = parse_dataclasses(parser, argv)
     return tuple(configs)

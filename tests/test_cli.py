@@ -169,8 +169,8 @@ def test_more_user_mistakes_are_usage_errors_not_tracebacks(tmp_path):
          {}),
         (["synthesize", "--corpus", str(tmp_path / "empty"), "--output_dir", str(tmp_path / "j")],
          "holds no data files", {}),
-        (["synthesize", "--config", str(tmp_path / "job.yaml")], "(for a --no_ flag write dedup: false)", {}),
-        (["synthesize", "--config", str(tmp_path / "job_on.yaml")], "(for a --no_ flag write dedup: true)", {}),
+        (["synthesize", "--config", str(tmp_path / "job.yaml")], "For a --no_ flag write dedup: false.", {}),
+        (["synthesize", "--config", str(tmp_path / "job_on.yaml")], "For a --no_ flag write dedup: true.", {}),
         (["synthesize", "--config", str(tmp_path / "typo.yaml")], "num_shard (did you mean num_shards?)", {}),
         (["augment", "--corpus", corpus, "--synthesizer", "RULES"], "the rule miner is synthesizer='rules'", {}),
         (["synthesize", "--corpus", corpus, "--synthesizer", str(tmp_path / "no_model"), "--backend", "transformers",
@@ -338,3 +338,29 @@ def test_augment_loads_the_synthesizer_before_its_progress_bar_and_once(tmp_path
     assert main(["--corpus", str(corpus), "--synthesizer", str(tiny_model_dir), "--backend", "transformers",
                  "--max_model_len", "256", "--max_new_tokens", "4", "--output_dir", str(tmp_path / "o")]) == 0
     assert events == ["engine", "bar", "read"]
+
+
+@pytest.mark.parametrize("command", ["augment", "synthesize", "eval", "push", "demo"])
+def test_a_misspelled_option_is_named_with_the_closest_one_before_anything_else(command, capsys):
+    """`--ouput_dir` said "`corpus` is required", "the following arguments are required" or "Some specified
+    arguments are not used by the HfArgumentParser": the typo came last or unnamed."""
+    from hf_ipt.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--ouput_dir", "out", "--quiet", "-1"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"hf-ipt {command}: error: unrecognized options: --ouput_dir (did you mean --output_dir?), --quiet")
+
+
+def test_a_misspelled_key_in_a_synthesize_config_is_named_with_the_closest_option(tmp_path, capsys):
+    from hf_ipt.cli import main
+
+    config = tmp_path / "job.yaml"
+    config.write_text("corpus: data/*.jsonl\nouput_dir: out\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["synthesize", "--config", str(config)])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"hf-ipt synthesize: error: unknown key in the config file {str(config)!r}: ouput_dir (did you mean "
+        "output_dir?). Every key is the name of an option (--help lists them)")

@@ -416,7 +416,7 @@ def test_a_misspelled_option_or_config_key_and_a_refused_value_are_usage_errors(
     for given in (["--config", str(config)], [f"--config={config}"]):
         assert _parse_error(capsys, "continual_pt", [*given, *base]) == (
             f"unknown key in the config file {str(config)!r}: general_fration (did you mean "
-            "general_fraction?). Every key is an option of this recipe (--help lists them)")
+            "general_fraction?). Every key is the name of an option (--help lists them)")
     assert "`general_fraction` must be in (0, 1), got 1.0" in _parse_error(
         capsys, "continual_pt", [*base, "--general_fraction", "1"])
     assert "`max_steps` must be > 0" in _parse_error(

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from transformers import TrainingArguments
 
 from ..backends.base import default_of
-from ..cli import UsageError, check_output_dir
+from ..cli import UsageError, check_output_dir, refuse_unknown_options, unknown_options
 from .model_init import MODEL_SHAPES, parameter_sharding
 
 ModelShape = Literal[tuple(MODEL_SHAPES)]  # type: ignore[valid-type]  # the parser offers these as choices
@@ -429,16 +429,7 @@ def parse_recipe_args(parser: Any, args: list[str] | None = None) -> tuple[Any, 
         at = command_line.index("--config")
         config = command_line[at + 1] if at + 1 < len(command_line) else None
         del command_line[at : at + 2]
-    required = [action for action in parser._actions if action.required]
-    for action in required:  # a required option may come from the config file
-        action.required = False
-    try:
-        _, unknown = parser.parse_known_args(command_line)
-    finally:
-        for action in required:
-            action.required = True
-    if unknown:
-        parser.error(_unknown_options(parser, unknown, config=None))
+    refuse_unknown_options(parser, command_line)  # a required option may come from the config file
     if config is not None:
         try:
             with open(config, encoding="utf-8") as file:
@@ -457,7 +448,7 @@ def parse_recipe_args(parser: Any, args: list[str] | None = None) -> tuple[Any, 
                          "cannot include another: copy that file's keys into this one")
         options = {action.dest for action in parser._actions}
         if keys := [key for key in values if key not in options and key != "env"]:
-            parser.error(_unknown_options(parser, [f"--{key}" for key in keys], config=config))
+            parser.error(unknown_options(parser, [f"--{key}" for key in keys], config=config))
         if wrong := _wrong_config_value(parser, values):
             parser.error(f"the config file {config!r} sets {wrong}")
     try:
@@ -491,27 +482,3 @@ def _wrong_config_value(parser: Any, values: dict[str, Any]) -> str | None:
         except argparse.ArgumentError as error:
             return f"`{action.dest}: {value!r}`: {error.message}"
     return None
-
-
-def _unknown_options(parser: Any, given: list[str], config: str | None) -> str:
-    """Unknown options (flags, or the keys of config file `config`), each with the closest known one."""
-    from ..cli import did_you_mean
-
-    known = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
-
-    def shown(option: str) -> str:  # a config file has keys, the command line flags
-        return option if config is None else option.removeprefix("--")
-
-    named = []
-    for option in given:
-        if not option.startswith("-"):
-            continue  # the value that followed an unknown option
-        name = shown(option.split("=", 1)[0])
-        named.append(name + did_you_mean(name, [shown(k) for k in known]))
-    if not named:
-        return f"unrecognized arguments: {' '.join(given)}"
-    plural = "s" if len(named) > 1 else ""
-    if config is not None:
-        return (f"unknown key{plural} in the config file {config!r}: {', '.join(named)}. "
-                "Every key is an option of this recipe (--help lists them)")
-    return f"unrecognized option{plural}: {', '.join(named)}"
