@@ -11,9 +11,11 @@ dataset id, as for ``load_dataset("hf_ipt/augmented", corpus=...)``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from . import __version__
 from .augment import SynthesisConfig, recorded_settings
 from .cli import (
     MissingDependencyError,
+    UsageError,
     check_output_dir,
     parse_dataclasses,
     tidy_help,
@@ -47,6 +50,10 @@ class AugmentArguments(CorpusConfig):
     )
     output_dir: str = field(default="outputs/augmented", metadata={"help": "Folder for data.parquet + summary.json."})
     max_docs: int | None = field(default=None, metadata={"help": "Stop after this many output rows (a quick look)."})
+    overwrite: bool = field(
+        default=False, metadata={"help": "Replace the data.parquet and summary.json of an earlier augment in "
+                                 "--output_dir (refused without it)."}
+    )
 
     def __post_init__(self) -> None:
         if self.max_docs is not None and self.max_docs < 1:
@@ -74,8 +81,52 @@ def resolve_corpus(corpus: str) -> str:
     return os.path.join(spec.submodule_search_locations[0], pattern)
 
 
+# What `run` writes; `data.parquet.tmp` (written, then renamed) is never left behind.
+OUTPUT_FILES = ("data.parquet", "summary.json")
+# Files of outputs of another kind, which `run` never writes beside: a push would take the job's
+# data/*.parquet over data.parquet, and a model folder is no dataset.
+OTHER_OUTPUTS = {"job.json": "an `hf-ipt synthesize` job", "manifest.json": "an `hf-ipt synthesize` output",
+                 "data": "Parquet shards (data/), as `hf-ipt synthesize` writes them",
+                 "config.json": "a saved model", "adapter_config.json": "a saved LoRA adapter"}
+
+
+def claim_output_dir(output_dir: str, overwrite: bool) -> None:
+    """Check that `run` may write into `output_dir`: a new or unrelated folder, or, with `overwrite`, the output
+    of an earlier augment (its `OUTPUT_FILES`, which `run` then replaces; nothing else is removed).
+
+    Raises:
+        `UsageError`: the folder holds an earlier augment output and `overwrite` is false, or another
+            command's output (`OTHER_OUTPUTS`) or a `summary.json` that augment did not write, whatever `overwrite`.
+    """
+    out = Path(output_dir)
+    if not out.is_dir():
+        return
+    for name, kind in OTHER_OUTPUTS.items():
+        if (out / name).exists():
+            raise UsageError(f"`output_dir` {output_dir!r} holds {kind} ({name}), not the output of `hf-ipt augment`: "
+                             "augment does not write into it, with --overwrite either; choose another --output_dir")
+    summary = out / "summary.json"
+    if summary.exists() and not _is_augment_summary(summary):
+        raise UsageError(f"`output_dir` {output_dir!r} holds a summary.json that `hf-ipt augment` did not write, "
+                         "which augment would replace: choose another --output_dir")
+    earlier = [name for name in OUTPUT_FILES if (out / name).exists()]
+    if earlier and not overwrite:
+        raise UsageError(f"`output_dir` {output_dir!r} holds the output of an earlier augment ({', '.join(earlier)}): "
+                         "pass --overwrite to replace it, or choose another --output_dir")
+
+
+def _is_augment_summary(path: Path) -> bool:
+    """Whether `path` is the summary.json that `run` writes."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and {"output", "rows", "synthesis"} <= set(summary)
+
+
 def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
-    """Write `output_dir/data.parquet` and `summary.json`; return the summary."""
+    """Write `output_dir/data.parquet` and `summary.json`; return the summary. An earlier augment's output
+    there is replaced with `args.overwrite`, else refused (`claim_output_dir`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
@@ -83,6 +134,7 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
     from .augment import features
     from .builder import AugmentedBuilder
 
+    claim_output_dir(args.output_dir, args.overwrite)
     corpus = {f.name: getattr(args, f.name) for f in fields(CorpusConfig)}
     builder = AugmentedBuilder(**corpus, **asdict(synthesis))  # as `load_augmented`, keeping the builder's counts
     ds = builder.as_streaming_dataset(split="train")
@@ -92,7 +144,8 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
     schema = features(synthesis.output).arrow_schema
     rows, total, pairs, capped = [], 0, 0, False
     tmp = out / "data.parquet.tmp"
-    with pq.ParquetWriter(tmp, schema) as writer, tqdm(total=args.max_docs, desc="augment", unit="row") as bar:
+    with _removed_on_failure(tmp), pq.ParquetWriter(tmp, schema) as writer, \
+            tqdm(total=args.max_docs, desc="augment", unit="row") as bar:
         for row in ds:
             rows.append(row)
             total += 1
@@ -118,6 +171,16 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
                "max_docs": args.max_docs, "sample": capped}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+@contextlib.contextmanager
+def _removed_on_failure(path: Path) -> Iterator[None]:
+    """Inside, a failure or Ctrl-C removes `path`, a partly written file, and goes on."""
+    try:
+        yield
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -295,8 +295,8 @@ def augment_training_texts(cfg: DemoConfig, synthesis: SynthesisConfig,
     train_texts, heldout, corpus = split or split_corpus(cfg)
     corpus_file = write_jsonl(out / "work" / "train.jsonl", [{"text": t} for t in train_texts])
     name = corpus_config(cfg.corpus, cfg.text_column).corpus_name
-    augmented = augment(AugmentArguments(corpus=str(corpus_file), corpus_name=name, output_dir=str(out / "augmented")),
-                        synthesis)
+    augmented = augment(AugmentArguments(corpus=str(corpus_file), corpus_name=name, output_dir=str(out / "augmented"),
+                                         overwrite=True), synthesis)  # a rerun replaces its earlier output
     _record_corpus(out / "augmented" / "summary.json", corpus)
     _stage(f"2/4 synthesis: {augmented['rows']} training texts with {augmented['pairs']} pairs")
     return augmented, corpus, heldout

