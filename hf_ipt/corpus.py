@@ -35,6 +35,7 @@ from .cli import (
     hub_unreachable_error,
     needs_hub,
 )
+from .models import is_local_path, missing_path_hint
 
 TEXT_SUFFIXES = (".txt",)
 JSON_SUFFIXES = (".jsonl", ".json")
@@ -75,12 +76,6 @@ def is_local_corpus(corpus: str) -> bool:
     if os.path.isdir(corpus) or "://" in corpus:
         return False
     return os.path.isfile(corpus) or glob.has_magic(corpus) or corpus.endswith(SUPPORTED)
-
-
-def _looks_like_path(corpus: str) -> bool:
-    """Whether `corpus` can only be a local path: not ``name`` or ``org/name[@revision]``."""
-    base = corpus.partition("@")[0]
-    return base.startswith((".", "/", "~")) or base.endswith("/") or base.count("/") > 1
 
 
 def is_hub_url(corpus: str) -> bool:
@@ -542,11 +537,11 @@ class CorpusConfig:
                 f"`corpus_config` and `corpus_split` select the files of a dataset (repo id or folder); the local "
                 f"files {self.corpus!r} are all read: drop them, or point `corpus` at the dataset ({where}.corpus)"
             )
-        if not local and not is_hub_url(self.corpus) and _looks_like_path(self.corpus) \
-                and not os.path.isdir(self.corpus):
+        if not local and not is_hub_url(self.corpus) and is_local_path(self.corpus.partition("@")[0]) \
+                and not os.path.isdir(self.corpus):  # `data/genral` where data/ exists: a typo, not a Hub id
             raise MissingFileError(
-                f"`corpus` {self.corpus!r} is a path, but no such file or folder exists (a Hub dataset id is "
-                f"'name' or 'org/name'): check the path ({where}.corpus)"
+                f"`corpus` {self.corpus!r}: no such local file or folder{missing_path_hint(self.corpus)}; check the "
+                f"path (a Hub dataset id is 'name' or 'org/name') ({where}.corpus)"
             )
         if self.corpus_revision is not None and local:
             raise ValueError(

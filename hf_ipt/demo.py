@@ -363,12 +363,13 @@ def base_model(cfg: DemoConfig) -> str:
     Raises:
         `UsageError`: the named model has no config to load.
     """
-    from .models import smollm2_path
+    from .models import check_model_path, smollm2_path
 
     if cfg.model_name_or_path is None:
         return str(smollm2_path())
     from transformers import AutoConfig
 
+    cfg.model_name_or_path = check_model_path(cfg.model_name_or_path)  # a local typo, named as such: not a Hub 404
     try:
         AutoConfig.from_pretrained(cfg.model_name_or_path)
     except (OSError, ValueError) as error:  # not found, or no model there; transformers says which

@@ -125,6 +125,89 @@ def _conversion_stamp(folder: Path) -> dict | None:
         return None
 
 
+def is_local_path(name: str) -> bool:
+    """Whether `name` means a local file or folder, not a Hub repo id (``name`` or ``org/name``): it exists,
+    starts with ``.`` (``./``, ``../``), ``/`` or ``~``, ends with ``/``, has more than one ``/``, or its first part is
+    an existing folder (``runs/nope`` where ``runs/`` exists is a missing folder, not the Hub repo runs/nope)."""
+    if os.path.exists(os.path.expanduser(name)) or os.path.isabs(name):
+        return True
+    if name.startswith((".", "~", os.sep)) or name.endswith("/") or name.count("/") > 1:  # never a Hub id
+        return True
+    head, slash, _ = name.partition("/")
+    return bool(slash) and os.path.isdir(head)
+
+
+def missing_path_hint(path: str) -> str:
+    """What is there instead of `path`, a local path that does not exist: `` (did you mean 'data/general.jsonl'?)``,
+    the closest name in the nearest existing folder above it (file stems count: ``genral`` finds
+    ``general.jsonl``), else what that folder holds (`` (data/ holds 'a.jsonl', 'b.jsonl')``), unless it is the
+    working folder, or ``""``."""
+    from .cli import closest
+
+    parts = Path(os.path.expanduser(path)).parts
+    depth = next((i for i in range(1, len(parts) + 1) if not Path(*parts[:i]).exists()), None)
+    if depth is None:
+        return ""
+    folder = Path(*parts[: depth - 1]) if depth > 1 else Path(".")
+    try:
+        names = sorted(name for name in os.listdir(folder) if not name.startswith("."))
+    except OSError:
+        return ""
+    candidates = {**{Path(name).stem: name for name in names}, **{name: name for name in names}}
+    close = closest(parts[depth - 1], list(candidates), cutoff=0.6)
+    if close is not None:
+        return f" (did you mean {str(folder / candidates[close])!r}?)"
+    if depth == 1:  # its first part is missing from the working folder, whose files say little
+        return ""
+    shown = f"{folder}/".replace("//", "/")
+    return f" ({shown} holds {few_names(names)})" if names else f" ({shown} is empty)"
+
+
+def few_names(names: list[str], limit: int = 5) -> str:
+    """The first `limit` of `names`, quoted, and how many more."""
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+# A saved model's folder holds one of these (a LoRA adapter's: adapter_config.json); a tokenizer's, one of
+# `TOKENIZER_FILES` (a model's folder holds its tokenizer too).
+MODEL_FILES = ("config.json", "adapter_config.json")
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "config.json")
+
+
+def check_model_path(name: str, option: str = "--model_name_or_path", files: tuple[str, ...] = MODEL_FILES,
+                     what: str = "model") -> str:
+    """`name` with ``~`` expanded; a local path (`is_local_path`) that holds no saved model is refused before
+    anything loads (transformers took a missing folder for a malformed Hub id, or offline for a Hub model it
+    could not reach). A Hub id is left to the loader.
+
+    Args:
+        option (`str`, *optional*, defaults to ``"--model_name_or_path"``): how the errors name the value.
+        files (`tuple[str, ...]`, *optional*, defaults to `MODEL_FILES`): one of these makes a folder a `what`'s.
+        what (`str`, *optional*, defaults to ``"model"``): what the folder holds, for the errors (``"tokenizer"``).
+
+    Raises:
+        `MissingFileError`: a local path that does not exist, with what is there instead (`missing_path_hint`).
+        `UsageError`: a file, or a folder that holds none of `files` (its ``checkpoint-N`` folders named).
+    """
+    from .cli import MissingFileError, UsageError, checkpoint_folders
+
+    path = os.path.expanduser(name)
+    if os.path.isdir(path):
+        if any(os.path.isfile(os.path.join(path, f)) for f in files):
+            return path
+        checkpoints = [os.path.basename(f) for f in checkpoint_folders(path)]
+        hint = f" (its checkpoints: {', '.join(checkpoints)})" if checkpoints else ""
+        raise UsageError(f"{option} {name!r} is a folder without a {files[0]}, not a saved {what}{hint}: give the "
+                         f"folder that holds the {what}'s {files[0]}")
+    if os.path.exists(path):
+        raise UsageError(f"{option} {name!r} is a file: give the folder of the saved {what} that holds it")
+    if is_local_path(name):
+        raise MissingFileError(f"{option} {name!r}: no such local folder{missing_path_hint(name)}; give the folder "
+                               f"of a saved {what}, or a Hub model id ('name' or 'org/name')")
+    return name
+
+
 def load_causal_lm(
     model_name_or_path: str | os.PathLike,
     *,
@@ -151,6 +234,7 @@ def load_causal_lm(
 
     from .cli import needs_hub
 
+    model_name_or_path = check_model_path(str(model_name_or_path))  # a local folder with a typo is no Hub id
     # a Hub id that is not cached, offline or with no network: one usage error, not an OSError traceback
     with needs_hub(f"model {str(model_name_or_path)!r} is loaded from the Hub", "download it there (`hf download "
                    f"{model_name_or_path}`) and run with HF_HUB_OFFLINE=1, which loads that cached copy"):

@@ -35,10 +35,10 @@ def main(data_args, training_args, model_args):
         synthesizer_dataset,
         train_and_save,
     )
-    from hf_ipt.training.model_init import check_kbit_options
+    from hf_ipt.training.model_init import check_model_args
     from hf_ipt.training.trainer import hub_datasets
 
-    check_kbit_options(model_args)  # --load_in_4bit without --use_peft, before anything loads
+    check_model_args(model_args)  # a missing local model folder, --load_in_4bit without --use_peft: first
     check_data(data_args)  # paths and columns (hf:// URLs pinned to a commit), before a model loads
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
     check_marker_tokens(tokenizer)  # "<s>"/"</s>" as the BOS/EOS the synthesizer stops at, before the model loads

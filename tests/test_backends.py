@@ -252,10 +252,13 @@ def test_a_synthesizer_path_that_does_not_exist_is_refused_and_a_tilde_expanded(
 
     for name in (str(tmp_path / "no_model"), "./models/synth", "../synth", "~/no_model", "org/name/extra"):
         for make in (lambda n: SynthesisConfig(synthesizer=n), lambda n: BackendConfig(n, backend="vllm")):
-            with pytest.raises(ValueError, match=re.escape(f"{name!r} is a path that does not exist")):
+            with pytest.raises(ValueError, match=re.escape(f"{name!r}: no such local folder")):
                 make(name)
     (tmp_path / "outputs").mkdir()  # a folder, but no model's: it has no config.json
     monkeypatch.chdir(tmp_path)
+    for make in (lambda n: SynthesisConfig(synthesizer=n), lambda n: BackendConfig(n, backend="vllm")):
+        with pytest.raises(ValueError, match=re.escape("'outputs/synth': no such local folder (outputs/ is empty)")):
+            make("outputs/synth")  # outputs/ exists: a local folder, not the Hub repo outputs/synth
     for make in (lambda n: SynthesisConfig(synthesizer=n), lambda n: BackendConfig(n, backend="vllm")):
         with pytest.raises(ValueError, match="'outputs' is a folder without a config.json, not a saved model"):
             make("outputs")

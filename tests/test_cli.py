@@ -174,7 +174,7 @@ def test_more_user_mistakes_are_usage_errors_not_tracebacks(tmp_path):
         (["synthesize", "--config", str(tmp_path / "typo.yaml")], "num_shard (did you mean num_shards?)", {}),
         (["augment", "--corpus", corpus, "--synthesizer", "RULES"], "the rule miner is synthesizer='rules'", {}),
         (["synthesize", "--corpus", corpus, "--synthesizer", str(tmp_path / "no_model"), "--backend", "transformers",
-          "--output_dir", str(tmp_path / "j")], "no_model' is a path that does not exist", {}),
+          "--output_dir", str(tmp_path / "j")], "no_model': no such local folder", {}),
         (["synthesize", "--corpus", corpus, "--output_dir", str(tmp_path / "j")], "WORLD_SIZE=2 is set but RANK",
          {"WORLD_SIZE": "2"}),
     ):

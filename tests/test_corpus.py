@@ -151,7 +151,7 @@ def test_corpus_settings_that_cannot_apply_are_refused(tmp_path):
     for settings in ({"corpus_config": "default"}, {"corpus_split": "test"}):
         with pytest.raises(ValueError, match="select the files of a dataset .*the local files .* are all read"):
             CorpusConfig(corpus=corpus, **settings)
-    with pytest.raises(FileNotFoundError, match="'./typo/folder/' is a path, but no such file or folder exists"):
+    with pytest.raises(FileNotFoundError, match="'./typo/folder/': no such local file or folder; check the path"):
         CorpusConfig(corpus="./typo/folder/")
     (tmp_path / "ds").mkdir()
     write_jsonl(tmp_path / "ds" / "a.jsonl", 2)
@@ -351,3 +351,18 @@ def test_a_large_file_beside_small_ones_gets_parts_by_size(tmp_path):
     assert len(all_ids(shards)) == len(set(all_ids(shards))) == 3040  # every document in exactly one unit
     equal = [str(write_jsonl(tmp_path / f"e{k}.jsonl", 10, start=0)) for k in range(3)]  # same size: as before
     assert [s["parts"] for s in make_shards(equal, 8)] == [3, 3, 3, 3, 3, 3, 2, 2]
+
+
+def test_a_misspelled_local_file_is_named_as_such_not_looked_up_on_the_hub(tmp_path, monkeypatch):
+    """`data/genral` where data/ exists was taken for the Hub dataset data/genral (a 404, or offline an
+    unreachable Hub); it is a local file that does not exist, and the closest one is named."""
+    from hf_ipt.cli import MissingFileError
+    from hf_ipt.corpus import CorpusConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "general.jsonl", 2)
+    with pytest.raises(MissingFileError, match=r"^`corpus` 'data/genral': no such local file or folder \(did you "
+                                               r"mean 'data/general.jsonl'\?\)"):
+        CorpusConfig(corpus="data/genral")
+    assert CorpusConfig(corpus="org/news").corpus == "org/news"  # a Hub id: read when the corpus is

@@ -589,13 +589,20 @@ def test_cli_names_a_model_path_that_is_no_saved_model(tmp_path, monkeypatch, ca
     (tmp_path / "weights.safetensors").write_text("")
     (tmp_path / "task.json").write_text(json.dumps({"metric": "accuracy", "examples": [HUB_FILES["usmle/test.json"][0]]}))
     for model, message in (
-        ("./my-ckpt", "--model_name_or_path './my-ckpt': no such folder"),
-        ("run", "'run' is a folder without a config.json: not a saved model; its checkpoints: checkpoint-2, checkpoint-10"),
-        ("weights.safetensors", "is a file: give the checkpoint folder"),
+        ("./my-ckpt", "--model_name_or_path './my-ckpt': no such local folder"),
+        ("run", ("'run' is a folder without a config.json, not a saved model (its checkpoints: checkpoint-2, "
+                 "checkpoint-10)")),
+        ("weights.safetensors", "is a file: give the folder of the saved model that holds it"),
     ):
         with pytest.raises(SystemExit) as exit_:
             main(["--model", model, "--tasks", "task.json"])
         assert exit_.value.code == 2 and message in capsys.readouterr().err
+    # a missing folder inside an existing one (`run/` exists) is local, not the Hub repo 'run/checkpoint-3'
+    with pytest.raises(SystemExit) as exit_:
+        main(["--model", "run/checkpoint-3", "--tasks", "task.json"])
+    assert exit_.value.code == 2 and capsys.readouterr().err.splitlines()[-1].endswith(
+        "--model_name_or_path 'run/checkpoint-3': no such local folder (did you mean 'run/checkpoint-2'?); give the "
+        "folder of a saved model, or a Hub model id ('name' or 'org/name')")
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "run" / "config.json").write_text("{}")
     assert EvalScriptArguments(model_name_or_path="~/run").model_name_or_path == str(tmp_path / "run")

@@ -64,3 +64,42 @@ def test_a_conversion_whose_weights_are_gone_is_redone(tmp_path, monkeypatch):
     (out / "model.safetensors").unlink()  # freed space, a partial copy of the cache
     assert (models.smollm2_path(tmp_path / "cache") / "model.safetensors").read_bytes() == b"gguf v1"
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["SmolLM2-135M-Instruct"]
+
+
+def test_is_local_path_tells_a_local_path_from_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "model").mkdir()
+    for name in ("runs/nope", "./x", "../x", "/abs/x", "~/x", "a/b/c", "model", ".hidden/x", "org/"):
+        assert models.is_local_path(name), name
+    for name in ("org/name", "gpt2", "instruction-pretrain/instruction-synthesizer"):
+        assert not models.is_local_path(name), name
+
+
+def test_a_missing_local_path_says_what_is_there_instead(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "general.jsonl").write_text("")
+    (tmp_path / "runs" / "checkpoint-2").mkdir(parents=True)
+    (tmp_path / "runs" / "logs").mkdir()
+    (tmp_path / "empty").mkdir()
+    assert models.missing_path_hint("data/genral") == " (did you mean 'data/general.jsonl'?)"  # by the file's stem
+    assert models.missing_path_hint("runs/nope") == " (runs/ holds 'checkpoint-2', 'logs')"
+    assert models.missing_path_hint("empty/x/y") == " (empty/ is empty)"
+    assert models.missing_path_hint("data") == ""  # it exists
+
+
+def test_check_model_path_refuses_a_missing_local_folder_and_leaves_a_hub_id(tmp_path, monkeypatch):
+    """`runs/nope` (runs/ exists) was taken for the Hub repo runs/nope: a 404, or offline an unreachable Hub."""
+    import pytest
+
+    from hf_ipt.cli import MissingFileError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "checkpoint-2").mkdir(parents=True)
+    with pytest.raises(MissingFileError, match=r"^--model_name_or_path 'runs/nope': no such local folder \(runs/ "
+                                               r"holds 'checkpoint-2'\); give the folder of a saved model"):
+        models.check_model_path("runs/nope")
+    assert models.check_model_path("org/model") == "org/model"
+    with pytest.raises(MissingFileError, match="^--model_name_or_path 'runs/nope': no such local folder"):
+        models.load_causal_lm("runs/nope")  # before any Hub lookup

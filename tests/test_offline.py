@@ -79,7 +79,7 @@ def test_a_hub_corpus_with_no_network_and_a_missing_local_path_keep_their_own_er
     assert "`corpus` 'org/news' is read from the Hub, which cannot be reached (ConnectionError: Couldn't" in line
     assert "check the network" in line
     line = usage_error(augment_cli.main, ["--corpus", "./data/news", *out], capsys)
-    assert "`corpus` './data/news' is a path, but no such file or folder exists" in line
+    assert "`corpus` './data/news': no such local file or folder" in line
 
 
 def test_a_hub_model_offline_names_the_model_and_the_fix(tmp_path, capsys):

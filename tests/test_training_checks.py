@@ -134,9 +134,10 @@ def test_demo_general_dataset_is_a_usage_error(data, capsys):
 
 
 def test_recipe_checks_data_before_loading_the_model(tmp_path):
-    """A missing --domain_dataset is named, with exit status 2, although the model does not exist either."""
+    """A missing --domain_dataset is named, with exit status 2, although the model does not exist either (a Hub
+    id: a missing local folder is named first, `check_model_args`)."""
     cmd = [sys.executable, "recipes/continual_pt.py", "--domain_dataset", str(tmp_path / "missing.jsonl"),
-           "--model_name_or_path", str(tmp_path / "no-model"), "--output_dir", str(tmp_path / "out"),
+           "--model_name_or_path", "no-org/no-model", "--output_dir", str(tmp_path / "out"),
            "--max_steps", "1", "--use_cpu", "true", "--bf16", "false", "--report_to", "none"]
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=os.environ.copy(), timeout=300,
                          check=False)
@@ -253,3 +254,15 @@ def test_a_synthesis_output_folder_is_read_as_its_data_files_only(tmp_path):
     with pytest.raises(UsageError, match=re.escape(f"{job!r} holds an `hf-ipt synthesize` job that is not finished "
                                                    "(no manifest.json): rerun `hf-ipt synthesize`")):
         check_source("--augmented_dataset", job, text)
+
+
+def test_a_misspelled_local_source_names_the_closest_file(tmp_path, monkeypatch):
+    """`data/genral` (data/ exists) is no Hub id; the error said only "fix the path"."""
+    from hf_ipt.cli import UsageError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "general.jsonl").write_text('{"text": "a"}\n')
+    with pytest.raises(UsageError, match=r"^`--domain_dataset` 'data/genral' is neither an existing local file, glob or "
+                                         r"folder \(relative to .*\) \(did you mean 'data/general.jsonl'\?\) nor a Hub"):
+        check_source("--domain_dataset", "data/genral", {"text": "--text_column"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -532,6 +533,27 @@ def test_lora_or_kbit_without_their_packages_names_the_extra(monkeypatch, flags,
     monkeypatch.setattr(model_init, "find_spec", lambda name: None if name == missing else object())
     with pytest.raises(UsageError, match=rf"need {missing}, not installed: pip install 'hf_ipt\[train\]'"):
         model_init.check_kbit_options(SimpleNamespace(**flags))
+
+
+def test_a_missing_local_model_or_tokenizer_folder_is_one_line_before_anything_loads(tmp_path, monkeypatch, capsys):
+    """`--model_name_or_path runs/nope` (runs/ exists) was looked up as the Hub repo runs/nope once the data
+    was checked: a 404, or offline an unreachable Hub; pretrain's --tokenizer_name_or_path alike."""
+    from types import SimpleNamespace
+
+    from hf_ipt.cli import MissingFileError
+    from hf_ipt.training.model_init import check_model_args, load_tokenizer
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "base").mkdir(parents=True)
+    model_args = SimpleNamespace(model_name_or_path="runs/bsae", load_in_4bit=False, load_in_8bit=False, use_peft=False)
+    with pytest.raises(MissingFileError, match=re.escape("--model_name_or_path 'runs/bsae': no such local folder "
+                                                         "(did you mean 'runs/base'?)")):
+        check_model_args(model_args)
+    with pytest.raises(MissingFileError, match=re.escape("the tokenizer 'runs/tok': no such local folder")):
+        load_tokenizer("runs/tok")
+    assert "--tokenizer_name_or_path 'runs/tok': no such local folder (runs/ holds 'base')" in _parse_error(
+        capsys, "pretrain", ["--output_dir", "out", "--max_steps", "1", "--raw_dataset", "r.jsonl",
+                             "--tokenizer_name_or_path", "runs/tok"])
 
 
 def test_a_tokenizer_without_eos_is_a_usage_error(tmp_path, tiny_tokenizer):

@@ -98,22 +98,20 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 def model_location(name: str, field: str, owner: str) -> str:
     """`name` (a model folder or a Hub id) with a leading ``~`` expanded (a quoted flag or a YAML value:
-    no shell did it); a path that does not exist is refused now, not when the model loads (transformers
+    no shell did it); a local path that does not exist is refused now, not when the model loads (transformers
     and vLLM took it for a malformed Hub id: "Repo id must be in the form 'repo_name' or
     'namespace/repo_name'"), and so is a folder with no ``config.json`` (nor vLLM's Mistral-format
-    ``params.json``): the tokenizer load failed on it asking for sentencepiece. A path: absolute,
-    starting with ``~``, ``./`` or ``../``, or with more than one ``/`` (a Hub id is ``name`` or
-    ``org/name``)."""
-    path = os.path.expanduser(name)
-    if os.path.isdir(path) and not any(os.path.isfile(os.path.join(path, f)) for f in ("config.json", "params.json")):
-        raise ValueError(f"`{field}` {name!r} is a folder without a config.json, not a saved model: give the folder "
-                         f"that holds the model's config.json and weights ({owner}.{field})")
-    if os.path.exists(path):
-        return path
-    if os.path.isabs(name) or name.startswith(("~", "./", "../")) or name.count("/") > 1:
-        raise ValueError(f"`{field}` {name!r} is a path that does not exist: give the folder of a saved model, or a "
-                         f"Hub model id ('name' or 'org/name') ({owner}.{field})")
-    return name
+    ``params.json``): the tokenizer load failed on it asking for sentencepiece (`hf_ipt.models.check_model_path`).
+    An existing file passes: vLLM loads a GGUF file by its path."""
+    from ..cli import UsageError
+    from ..models import check_model_path
+
+    if os.path.isfile(os.path.expanduser(name)):
+        return os.path.expanduser(name)
+    try:
+        return check_model_path(name, f"`{field}`", ("config.json", "params.json"))
+    except UsageError as error:
+        raise type(error)(f"{error} ({owner}.{field})") from None
 
 
 def check_temperature(value: float, owner: str) -> None:

@@ -15,13 +15,13 @@ through lm-evaluation-harness), or several of these separated by commas. Scores 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
-from ..cli import check_output_dir, checkpoint_folders, parse_dataclasses, tidy_help, usage_errors
+from ..cli import check_output_dir, parse_dataclasses, tidy_help, usage_errors
+from ..models import check_model_path
 from .scoring import check_batch_size
 
 GENERAL = "general"
@@ -106,23 +106,6 @@ class EvalScriptArguments:
                 f"and --tasks {self.tasks!r} names none of their domains; name one (--tasks finance, "
                 "--tasks medicine/PubMedQA) or leave --data_dir out (--data_dir)"
             )
-
-
-def check_model_path(name: str) -> str:
-    """`name` with ``~`` expanded; a local path that is no saved model is refused up front (it used to
-    fail in the tokenizer, or as a malformed Hub id, with a traceback). A Hub id is left to the loader."""
-    path = os.path.expanduser(name)
-    if os.path.isdir(path):
-        if any(os.path.isfile(os.path.join(path, f)) for f in ("config.json", "adapter_config.json")):
-            return path
-        checkpoints = [os.path.basename(f) for f in checkpoint_folders(path)]
-        hint = f"; its checkpoints: {', '.join(checkpoints)}" if checkpoints else ""
-        raise ValueError(f"--model_name_or_path {name!r} is a folder without a config.json: not a saved model{hint}")
-    if os.path.exists(path):
-        raise ValueError(f"--model_name_or_path {name!r} is a file: give the checkpoint folder that holds it")
-    if name.startswith((".", "~", os.sep)) or os.path.isabs(name):  # a Hub id ('org/name') starts with neither
-        raise ValueError(f"--model_name_or_path {name!r}: no such folder; give a checkpoint folder or a Hub id ('org/name')")
-    return name
 
 
 def _names_a_paper_domain(tasks: str) -> bool:

@@ -42,6 +42,7 @@ from ..corpus import (
     pin_hub_url,
     starts_with_array,
 )
+from ..models import few_names, is_local_path, missing_path_hint
 from .data import BUILDERS
 
 logger = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ def _is_hub_dataset(source: str) -> bool:
         not os.path.exists(source)
         and not is_local_corpus(source)
         and bool(_HUB_DATASET.fullmatch(hub_id_parts(source)[0]))
-        and not ("/" in source and os.path.isdir(source.split("/", 1)[0]))
+        and not is_local_path(hub_id_parts(source)[0])
     )
 
 
@@ -207,7 +208,8 @@ def check_source(
         return
     else:
         raise UsageError(
-            f"`{option}` {source!r} is neither an existing local file, glob or folder{_relative(source)} nor a "
+            f"`{option}` {source!r} is neither an existing local file, glob or folder{_relative(source)}"
+            f"{missing_path_hint(source)} nor a "
             "Hub dataset id (`org/name`): fix the path"
         )
     if any(c not in keys for c in columns):
@@ -248,7 +250,7 @@ def check_collection(
     except FileNotFoundError:
         found = sorted(os.listdir(collection))
         raise UsageError(
-            f"`{option}` {collection!r} holds no `{SHARD_GLOB}` files; found {_few(found) or 'an empty folder'}. "
+            f"`{option}` {collection!r} holds no `{SHARD_GLOB}` files; found {few_names(found) or 'an empty folder'}. "
             "Point it at the collection's root folder (one subfolder per source, each with a `shard/` folder)"
         ) from None
     for name, source_files in files.items():
@@ -361,11 +363,6 @@ def _require(
         f"`{option}` {source!r} has no {named} column{'s' if len(missing) > 1 else ''}; {where} has columns {keys}. "
         f"{fix}, or point `{option}` at other data"
     )
-
-
-def _few(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _relative(path: str) -> str:

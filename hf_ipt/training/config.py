@@ -16,6 +16,7 @@ from transformers import TrainingArguments
 
 from ..backends.base import default_of
 from ..cli import UsageError, check_output_dir, refuse_unknown_options, unknown_options
+from ..models import TOKENIZER_FILES, check_model_path
 from .model_init import MODEL_SHAPES, parameter_sharding
 
 ModelShape = Literal[tuple(MODEL_SHAPES)]  # type: ignore[valid-type]  # the parser offers these as choices
@@ -326,6 +327,8 @@ class PretrainConfig(DataConfig, CollectionConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _required(self, "tokenizer_name_or_path", "raw_dataset")
+        self.tokenizer_name_or_path = check_model_path(  # a missing local folder: now, not when it loads
+            self.tokenizer_name_or_path, "--tokenizer_name_or_path", TOKENIZER_FILES, "tokenizer")
         self.raw_text_column = self.raw_text_column or self.text_column
         _fraction(self, "augmented_fraction")
         if self.collection_repeats < 1:

@@ -188,11 +188,26 @@ def load_model(model_args: Any, activation_checkpointing: bool = False, seed: in
     return get_peft_model(model, peft_config)
 
 
+def check_model_args(model_args: Any) -> None:
+    """Check the model options before the data checks and anything loads: the 4/8-bit options
+    (`check_kbit_options`), then a local `model_name_or_path` that holds no saved model
+    (`hf_ipt.models.check_model_path`, ``~`` expanded in place).
+
+    Raises:
+        `UsageError`: naming the option and the fix.
+    """
+    from ..models import check_model_path
+
+    check_kbit_options(model_args)
+    if model_args.model_name_or_path:
+        model_args.model_name_or_path = check_model_path(model_args.model_name_or_path)
+
+
 def check_kbit_options(model_args: Any) -> None:
     """Refuse 4/8-bit loading without LoRA (the quantized weights cannot be trained themselves), and
     LoRA or 4/8-bit loading without the packages they need (the `train` extra), naming it.
 
-    Called by the recipes before the data checks and the tokenizer, and by `load_model`.
+    Called by `check_model_args` (the recipes, before the data checks and the tokenizer) and by `load_model`.
 
     Raises:
         `UsageError`: `model_args` (a `trl.ModelConfig`) sets `load_in_4bit` or `load_in_8bit` without `use_peft`.
@@ -244,6 +259,9 @@ def load_tokenizer(name_or_path: str, revision: str | None = None):
     """
     from transformers import AutoTokenizer
 
+    from ..models import TOKENIZER_FILES, check_model_path
+
+    name_or_path = check_model_path(name_or_path, "the tokenizer", TOKENIZER_FILES, "tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
     if tokenizer.eos_token_id is None:
         from ..cli import UsageError
