@@ -406,3 +406,16 @@ def test_a_rerun_replaces_the_augmented_data_of_the_earlier_run(tmp_path):
     first, _, _ = augment_training_texts(cfg, SynthesisConfig())
     again, _, _ = augment_training_texts(cfg, SynthesisConfig(seed=1))
     assert again["rows"] == first["rows"] and again["synthesis"]["seed"] == 1
+
+
+def test_a_missing_local_base_model_is_named_as_a_local_folder_not_a_hub_model(tmp_path, monkeypatch):
+    """`runs/nope` (runs/ exists) was looked up on the Hub: offline, "cannot be loaded: ... couldn't connect"."""
+    from hf_ipt.cli import MissingFileError
+    from hf_ipt.demo import DemoConfig, base_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "base").mkdir(parents=True)
+    cfg = DemoConfig(output_dir=str(tmp_path / "out"), model_name_or_path="runs/bsae")
+    with pytest.raises(MissingFileError, match=r"^--model_name_or_path 'runs/bsae': no such local folder \(did you "
+                                               r"mean 'runs/base'\?\)"):
+        base_model(cfg)
