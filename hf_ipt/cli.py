@@ -194,11 +194,11 @@ def _is_flag(arg: str) -> bool:
 
 
 def refuse_unknown_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
-    """Exit like argparse (usage line, exit status 2) when `argv` holds an option `parser` does not know,
-    naming each with the closest known one (`unknown_options`). Checked before anything else, so that a
-    typo is named rather than what it left unset (``--ouput_dir`` used to say "`corpus` is required" or
-    "arguments are not used by the HfArgumentParser"). Leftovers that are no option (a shell-expanded
-    glob's files) are left to the caller."""
+    """Exit like argparse (usage line, exit status 2) when `argv` holds what `parser` cannot place: an unknown
+    option, named with the closest known one (`unknown_options`), or the files of an unquoted glob the shell
+    expanded (``--corpus data/*.jsonl``: the second file is left over). Checked before anything else, so that
+    a typo is named rather than what it left unset (``--ouput_dir`` used to say "`corpus` is required" or
+    "arguments are not used by the HfArgumentParser")."""
     required = [action for action in parser._actions if action.required]
     for action in required:  # a required option may be missing too: the typo is named first
         action.required = False
@@ -207,7 +207,12 @@ def refuse_unknown_options(parser: argparse.ArgumentParser, argv: list[str] | No
     finally:
         for action in required:
             action.required = True
-    if any(_is_flag(arg) for arg in unknown):
+    paths = [arg for arg in unknown if os.path.exists(arg)]
+    if paths and not any(_is_flag(arg) for arg in unknown):
+        parser.error(f"{len(paths)} path(s) follow an option that takes one value, such as {paths[0]!r}: the shell "
+                     "expanded an unquoted glob into files; quote it (--corpus 'data/*.jsonl') so that one "
+                     "pattern reaches hf-ipt")
+    if unknown:
         parser.error(unknown_options(parser, unknown))
 
 

@@ -24,7 +24,6 @@ from .augment import SynthesisConfig
 from .cli import (
     INTERRUPTED,
     parse_dataclasses,
-    refuse_unknown_options,
     tidy_help,
     unknown_options,
     usage_errors,
@@ -71,23 +70,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[JobConfig, SynthesisConfi
         for action in parser._actions:  # YAML values become defaults; required ones become optional
             if action.dest in defaults:
                 action.default, action.required = _yaml_default(parser, action, defaults[action.dest]), False
-    refuse_unknown_options(parser, argv)  # before the glob check: a typo's value may be a file
-    _refuse_expanded_glob(parser, argv)
     *configs, _ = parse_dataclasses(parser, argv)
     return tuple(configs)
-
-
-def _refuse_expanded_glob(parser, argv: list[str] | None) -> None:
-    """Paths left over after parsing are an unquoted ``--corpus data/*.jsonl`` the shell expanded:
-    say so, rather than HfArgumentParser's "arguments are not used" for the second file."""
-    import os
-
-    _, extra = parser.parse_known_args(args=argv)
-    paths = [arg for arg in extra if os.path.exists(arg)]
-    if paths:
-        parser.error(f"{len(paths)} path(s) follow an option that takes one value, such as {paths[0]!r}: the shell "
-                     "expanded an unquoted glob into files; quote it (--corpus 'data/*.jsonl') so that one "
-                     "pattern reaches hf-ipt")
 
 
 def _yaml_default(parser, action, value):

@@ -417,3 +417,18 @@ def test_an_augment_that_fails_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         _augment(write_jsonl(tmp_path / "news.jsonl", 2), out)
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["augment", "synthesize"])
+def test_the_files_of_an_unquoted_glob_are_named_as_such(command, tmp_path, capsys):
+    """`--corpus data/*.jsonl` unquoted: the shell passes each file, and the second was "not used by the
+    HfArgumentParser" in augment (synthesize said what happened; now every command does)."""
+    from hf_ipt.cli import main
+
+    files = [str(write_jsonl(tmp_path / f"{i}.jsonl", 1)) for i in range(3)]
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--corpus", *files, "--output_dir", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"hf-ipt {command}: error: 2 path(s) follow an option that takes one value, such as {files[1]!r}: the shell "
+        "expanded an unquoted glob into files; quote it (--corpus 'data/*.jsonl') so that one pattern reaches hf-ipt")

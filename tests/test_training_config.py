@@ -412,6 +412,7 @@ def test_a_misspelled_option_or_config_key_and_a_refused_value_are_usage_errors(
     assert _parse_error(capsys, "continual_pt", [*base, "--general_fration", "0.3", "--lerning_rate", "1"]) == (
         "unrecognized options: --general_fration (did you mean --general_fraction?), "
         "--lerning_rate (did you mean --learning_rate?)")
+    assert _parse_error(capsys, "continual_pt", [*base, "stray"]) == "unrecognized arguments: stray"
     config = tmp_path / "cpt.yaml"
     config.write_text((RECIPES / "configs" / "continual_pt.yaml").read_text().replace("general_fraction:", "general_fration:"))
     for given in (["--config", str(config)], [f"--config={config}"]):
