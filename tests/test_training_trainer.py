@@ -999,6 +999,18 @@ def test_a_fresh_run_into_a_folder_with_another_runs_checkpoints_is_refused_befo
         )
     resumed = TrainingConfig(output_dir=str(out), max_steps=20, use_cpu=True, resume_from_checkpoint="last")
     assert resumed.resume_from_checkpoint == str(out / "checkpoint-10")
+    named = TrainingConfig(output_dir=str(out), max_steps=20, use_cpu=True,
+                           resume_from_checkpoint=str(out / "." / "checkpoint-2"))  # one of its own, by path
+    assert named.resume_from_checkpoint == str(out / "." / "checkpoint-2")
+    other = tmp_path / "elsewhere" / "checkpoint-4"  # resuming another folder's run into this one mixed them too
+    other.mkdir(parents=True)
+    (other / "trainer_state.json").write_text(json.dumps({"global_step": 4}))
+    with pytest.raises(UsageError, match=re.escape(
+            f"holds the checkpoints of an earlier run (checkpoint-2, checkpoint-10), and this run resumes "
+            f"{str(other)!r}, of another folder: its checkpoints would mix with them")):
+        TrainingConfig(output_dir=str(out), max_steps=20, use_cpu=True, resume_from_checkpoint=str(other))
+    assert TrainingConfig(output_dir=str(tmp_path / "new"), max_steps=20, use_cpu=True,
+                          resume_from_checkpoint=str(other)).resume_from_checkpoint == str(other)
     (out / "checkpoint-2" / "trainer_state.json").unlink()
     (out / "checkpoint-10" / "trainer_state.json").unlink()
     with pytest.raises(UsageError, match=r"checkpoints of an earlier run \(checkpoint-2, checkpoint-10\)"):

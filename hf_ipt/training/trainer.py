@@ -434,18 +434,21 @@ def resolve_checkpoint(resume_from_checkpoint: str | None, output_dir: str) -> s
 
 
 def refuse_other_checkpoints(output_dir: str, checkpoint: str | None) -> None:
-    """Refuse a run that starts afresh (no `checkpoint` to resume) in an `output_dir` holding an earlier
-    run's ``checkpoint-*`` folders: its checkpoints would mix with them (the Trainer's
-    ``save_total_limit`` rotation may delete the earlier run's, and a later ``--resume_from_checkpoint
-    last`` resumes the newest of either run)."""
-    if checkpoint is not None or not (found := checkpoint_folders(output_dir)):
+    """Refuse a run into an `output_dir` holding an earlier run's ``checkpoint-*`` folders unless it resumes
+    one of them: a run that starts afresh, or resumes a `checkpoint` of another folder, would mix its
+    checkpoints with them (the Trainer's ``save_total_limit`` rotation may delete the earlier run's, and a
+    later ``--resume_from_checkpoint last`` resumes the newest of either run)."""
+    if not (found := checkpoint_folders(output_dir)):
+        return
+    if checkpoint is not None and os.path.samefile(os.path.dirname(os.path.abspath(checkpoint)), output_dir):
         return
     from ..cli import UsageError
 
     names = ", ".join(os.path.basename(f) for f in found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    this = "starts afresh" if checkpoint is None else f"resumes {checkpoint!r}, of another folder"
     raise UsageError(
-        f"`output_dir` {output_dir!r} holds the checkpoints of an earlier run ({names}), and this run starts "
-        "afresh: its checkpoints would mix with them. To continue that run, pass --resume_from_checkpoint last; "
+        f"`output_dir` {output_dir!r} holds the checkpoints of an earlier run ({names}), and this run {this}: "
+        "its checkpoints would mix with them. To continue that run, pass --resume_from_checkpoint last; "
         "to start a new one, give another --output_dir (or delete those checkpoint folders first)"
     )
 
