@@ -24,6 +24,7 @@ from hf_ipt.miner import (
     mine_pairs,
     split_sentences,
 )
+from hf_ipt.miner import miner as miner_module
 from hf_ipt.miner.templates import load_templates
 from hf_ipt.protocol import MARKERS, Pair
 
@@ -650,6 +651,16 @@ def test_acronym_rule_negative(sentence: str) -> None:
 def test_topic_rule_positive(sentence: str, topic: str) -> None:
     (pair,) = mined(sentence, task_types=["word2text"])["word2text.topic"]
     assert pair.answer == topic
+
+
+def test_a_question_opened_by_a_lowercased_field_starts_with_a_capital() -> None:
+    """BBC sports/: '"The second half was about spending more time in their half."' gave the
+    question 'the second half is about what?' (the subject is lower-cased for mid-question use)."""
+    template = ("{subject} is about what?", "{topic}")
+    assert miner_module._fill(template, {"subject": "the second half", "topic": "Spending more time"},
+                              "word2text.topic").question == "The second half is about what?"
+    assert miner_module._fill(template, {"subject": "eBay's offer", "topic": "A merger"},
+                              "word2text.topic").question == "eBay's offer is about what?"
 
 
 @pytest.mark.parametrize(

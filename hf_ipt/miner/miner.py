@@ -300,11 +300,18 @@ def keyword_set(keywords: Iterable[str] | None) -> frozenset[str]:
 
 
 def _fill(template: tuple[str, str], fields: dict[str, str], subtype: str) -> MinedPair | None:
-    question = template[0].format(**fields).strip()
+    question = _sentence_case(template[0].format(**fields).strip())
     answer = template[1].format(**fields).strip()
     if not question or not answer or MARKER_PATTERN.search(question) or MARKER_PATTERN.search(answer):
         return None
     return MinedPair(question, answer, subtype)
+
+
+def _sentence_case(question: str) -> str:
+    """A question opened by a field written for mid-sentence use ("{subject} is about what?" with the
+    subject "the second half") starts with a capital; a first word with a capital inside ("eBay") stays."""
+    first = question.split(maxsplit=1)[0] if question else ""
+    return rules.capitalize(question) if first.islower() else question
 
 
 def _unique(pairs: list[MinedPair]) -> list[MinedPair]:
