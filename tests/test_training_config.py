@@ -618,3 +618,23 @@ def test_eval_tasks_that_name_no_task_are_refused_before_a_model_loads(tmp_path,
     args = TrainingConfig(output_dir=str(tmp_path / "out"), max_steps=1, use_cpu=True,
                           eval_tasks=f"{task},finance/FPB")  # a file and a paper task: nothing read yet
     assert args.eval_tasks == f"{task},finance/FPB"
+
+
+def test_card_tags_license_and_language_are_recipe_options_checked_before_training(tmp_path, capsys):
+    """The recipes pushed cards without tags, license or language; a license the Hub refuses ("Apache 2.0")
+    would fail the push after training, so it is refused when the arguments are parsed."""
+    from hf_ipt.training.config import parse_recipe_args
+
+    config = tmp_path / "cpt.yaml"
+    config.write_text("domain_dataset: d.jsonl\nmax_steps: 3\nhub_tags: [finance, hf_ipt-demo]\nhub_language: [en]\n")
+    base = ["--config", str(config), "--output_dir", str(tmp_path / "out"), "--use_cpu", "true"]
+    _, training_args, _ = parse_recipe_args(_recipe("continual_pt").make_parser(), [*base, "--hub_license", "cc-by-4.0"])
+    assert (training_args.hub_tags, training_args.hub_license, training_args.hub_language) == (
+        ["finance", "hf_ipt-demo"], "cc-by-4.0", ["en"])
+    _, flags, _ = parse_recipe_args(_recipe("continual_pt").make_parser(), [*base, "--hub_tags", "a", "b"])
+    assert flags.hub_tags == ["a", "b"]  # flags override the file
+    assert _parse_error(capsys, "continual_pt", [*base, "--hub_license", "Apache 2.0"]) == (
+        "--hub_license 'Apache 2.0' is no Hub license id: give one of "
+        "https://huggingface.co/docs/hub/repositories-licenses in lower case (apache-2.0, mit, cc-by-4.0, llama3, other)")
+    assert _parse_error(capsys, "continual_pt", [*base, "--hub_language", "en", "English"]) == (
+        "--hub_language 'English': give ISO 639 codes in lower case (en, fr, zh)")

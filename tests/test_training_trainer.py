@@ -614,15 +614,17 @@ def test_train_and_save_frees_the_wrapper_before_the_process_group_ends(tmp_path
     from hf_ipt.training.card import CardInfo
 
     trainer = SimpleNamespace(
-        args=SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path), push_to_hub=False),
+        args=SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path), push_to_hub=False,
+                             hub_tags=["finance"], hub_license="mit", hub_language=None),
         card=CardInfo("pretrain"), is_world_process_zero=lambda: True,
         model=model, model_wrapped=Wrapper(model),
         train=lambda **_: calls.append("train"), save_model=lambda _: calls.append("save"),
-        create_model_card=lambda: calls.append("card"), end=lambda: calls.append("end"),
+        create_model_card=lambda **metadata: calls.append(("card", metadata)), end=lambda: calls.append("end"),
         accelerator=SimpleNamespace(free_memory=lambda: calls.append("free")),
     )
     train_and_save(trainer)
-    assert calls == ["train", "save", "card", "free", "end"] and trainer.model_wrapped is model
+    card = ("card", {"tags": ["finance"], "license": "mit", "language": None})  # --hub_tags/--hub_license
+    assert calls == ["train", "save", card, "free", "end"] and trainer.model_wrapped is model
 
 
 def test_a_resume_with_another_data_stream_is_refused(tmp_path, caplog):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +21,23 @@ from ..models import TOKENIZER_FILES, check_model_path
 from .model_init import MODEL_SHAPES, parameter_sharding
 
 ModelShape = Literal[tuple(MODEL_SHAPES)]  # type: ignore[valid-type]  # the parser offers these as choices
+
+
+_LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+_LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]+)*")
+
+
+def check_card_metadata(license: str | None, language: list[str] | None) -> None:
+    """Refuse, before training, a license or language the Hub would refuse in the card's metadata at the
+    push, after training: the Hub takes license ids (``apache-2.0``, not ``Apache 2.0``) and ISO 639 codes."""
+    if license is not None and not _LICENSE_ID.fullmatch(license):
+        raise UsageError(
+            f"--hub_license {license!r} is no Hub license id: give one of "
+            "https://huggingface.co/docs/hub/repositories-licenses in lower case (apache-2.0, mit, cc-by-4.0, "
+            "llama3, other)"
+        )
+    if bad := [code for code in language or [] if not _LANGUAGE_CODE.fullmatch(code)]:
+        raise UsageError(f"--hub_language {', '.join(map(repr, bad))}: give ISO 639 codes in lower case (en, fr, zh)")
 
 
 @dataclass
@@ -35,6 +53,8 @@ class TrainingConfig(TrainingArguments):
             known GPUs when unset.
         compile_layers (`bool`, *optional*, defaults to `False`): `torch.compile` each decoder layer
             in place and leave the loss eager, instead of `torch_compile`'s whole model.
+        hub_tags, hub_license, hub_language: the model card's metadata, written with the card at the end
+            of training and pushed with it (`push_to_hub`).
     """
 
     max_length: int = field(
@@ -62,6 +82,17 @@ class TrainingConfig(TrainingArguments):
             "loss eager: works with --use_liger_kernel's fused linear cross-entropy, which fails under the "
             "whole-model --torch_compile with torch 2.11. Uses --torch_compile_backend/--torch_compile_mode."
         },
+    )
+    hub_tags: list[str] | None = field(
+        default=None,
+        metadata={"help": "Tags of the model card, after hf_ipt's (the local card and --push_to_hub's)."},
+    )
+    hub_license: str | None = field(
+        default=None,
+        metadata={"help": "License of the model card: a Hub license id (apache-2.0, mit, cc-by-4.0, llama3, other)."},
+    )
+    hub_language: list[str] | None = field(
+        default=None, metadata={"help": "Languages of the model card: ISO 639 codes (en, fr...)."}
     )
     logging_steps: float = field(default=10, metadata={"help": "Log every N steps."})
     remove_unused_columns: bool = field(
@@ -104,6 +135,7 @@ class TrainingConfig(TrainingArguments):
             # Packed and flattened batches hold no padding, so every token counts; the Trainer would count
             # the tokens that are not `pad_token_id`, and drop every EOS of a tokenizer whose pad is its EOS.
             self.include_num_input_tokens_seen = "all"
+        check_card_metadata(self.hub_license, self.hub_language)
         from .trainer import check_steps_left, refuse_other_checkpoints, resolve_checkpoint
 
         # checked here, before a model loads: `last` (or `true`) becomes the newest complete checkpoint

@@ -660,13 +660,14 @@ def train_and_save(trainer: IPTTrainer) -> None:
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.model.config.use_cache = True  # the saved model generates with a cache
     full_state_dict_for_final_save(trainer)
+    metadata = {"tags": args.hub_tags, "license": args.hub_license, "language": args.hub_language}
     if args.push_to_hub:
         # Saves the model into output_dir and writes the card first. Not after `save_model`, which
         # pushes by itself when push_to_hub is set: the model would be saved and hashed twice more.
-        trainer.push_to_hub(commit_message="End of training")
+        trainer.push_to_hub(commit_message="End of training", **metadata)
     else:
         trainer.save_model(args.output_dir)
-        trainer.create_model_card()
+        trainer.create_model_card(**metadata)
     release_wrapped_model(trainer)
     trainer.end()
 
