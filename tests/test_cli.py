@@ -217,10 +217,18 @@ def test_ctrl_c_in_a_job_started_as_torchrun_starts_it_says_how_to_resume(tmp_pa
     import time
 
     # job.json is written once the synthesizer has loaded, right before the units: enough of them that a
-    # loaded machine still interrupts the job while it runs (3,000 texts took 4 s, less than a busy CI's lag)
+    # loaded machine still interrupts the job while it runs (interrupted, it stops at once).
     corpus = str(write_jsonl(tmp_path / "news.jsonl", 30000))
-    job = subprocess.Popen([sys.executable, "-m", "hf_ipt.synthesize_cli", "--corpus", corpus, "--output_dir",
-                            str(tmp_path / "job"), "--num_shards", "8"], stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    # Ctrl-C as a terminal delivers it: a suite started in the background (`pytest &` in a script, nohup)
+    # passes SIGINT on ignored, and Python then installs no KeyboardInterrupt handler; the job ran to the end.
+    # A signal with a handler here is at its default in the child.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        job = subprocess.Popen([sys.executable, "-m", "hf_ipt.synthesize_cli", "--corpus", corpus, "--output_dir",
+                                str(tmp_path / "job"), "--num_shards", "8"], stderr=subprocess.PIPE, text=True,
+                               cwd=tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.monotonic() + 300
     while not (tmp_path / "job" / "job.json").exists() and job.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
