@@ -52,7 +52,7 @@ class AugmentArguments(CorpusConfig):
     max_docs: int | None = field(default=None, metadata={"help": "Stop after this many output rows (a quick look)."})
     overwrite: bool = field(
         default=False, metadata={"help": "Replace the data.parquet and summary.json of an earlier augment in "
-                                 "--output_dir (refused without it)."}
+                                 "--output_dir (refused without it), removing its README.md dataset card."}
     )
 
     def __post_init__(self) -> None:
@@ -83,11 +83,40 @@ def resolve_corpus(corpus: str) -> str:
 
 # What `run` writes; `data.parquet.tmp` (written, then renamed) is never left behind.
 OUTPUT_FILES = ("data.parquet", "summary.json")
+# Files written beside an augment output that describe its data (the dataset card `hf-ipt demo` writes):
+# replacing the output removes them, as they would describe the earlier data.
+DESCRIBING_FILES = ("README.md",)
 # Files of outputs of another kind, which `run` never writes beside: a push would take the job's
 # data/*.parquet over data.parquet, and a model folder is no dataset.
 OTHER_OUTPUTS = {"job.json": "an `hf-ipt synthesize` job", "manifest.json": "an `hf-ipt synthesize` output",
-                 "data": "Parquet shards (data/), as `hf-ipt synthesize` writes them",
-                 "config.json": "a saved model", "adapter_config.json": "a saved LoRA adapter"}
+                 "data": "Parquet shards (data/), as `hf-ipt synthesize` writes them"}
+
+
+# A saved model or a training run's folder, told by the files that `save_pretrained` and `Trainer` write.
+MODEL_OUTPUTS = {"config.json": "a saved model", "adapter_config.json": "a saved LoRA adapter",
+                 "*.safetensors": "model weights", "checkpoint-*": "training checkpoints"}
+
+
+def other_output(folder: str | os.PathLike, ignore: frozenset[str] = frozenset()) -> tuple[str, str] | None:
+    """(file name, what it is) of the first file in `folder` that marks another command's output
+    (`OTHER_OUTPUTS`, `MODEL_OUTPUTS`), leaving out the names in `ignore`; `None` when there is none."""
+    import fnmatch
+
+    names = sorted(set(os.listdir(folder)) - ignore) if os.path.isdir(folder) else []
+    for pattern, kind in {**OTHER_OUTPUTS, **MODEL_OUTPUTS}.items():
+        if pattern in ignore:
+            continue
+        if found := fnmatch.filter(names, pattern):
+            return found[0], kind
+    return None
+
+
+def augment_output(folder: str | os.PathLike) -> list[str]:
+    """The files of an `hf-ipt augment` output in `folder` (`OUTPUT_FILES` that exist; a summary.json
+    only when augment wrote it); empty when it holds none."""
+    out = Path(folder)
+    return [name for name in OUTPUT_FILES if (out / name).exists()
+            and (name != "summary.json" or _is_augment_summary(out / name))]
 
 
 def claim_output_dir(output_dir: str, overwrite: bool) -> None:
@@ -96,15 +125,15 @@ def claim_output_dir(output_dir: str, overwrite: bool) -> None:
 
     Raises:
         `UsageError`: the folder holds an earlier augment output and `overwrite` is false, or another
-            command's output (`OTHER_OUTPUTS`) or a `summary.json` that augment did not write, whatever `overwrite`.
+            command's output (`other_output`) or a `summary.json` that augment did not write, whatever `overwrite`.
     """
     out = Path(output_dir)
     if not out.is_dir():
         return
-    for name, kind in OTHER_OUTPUTS.items():
-        if (out / name).exists():
-            raise UsageError(f"`output_dir` {output_dir!r} holds {kind} ({name}), not the output of `hf-ipt augment`: "
-                             "augment does not write into it, with --overwrite either; choose another --output_dir")
+    if found := other_output(out):
+        name, kind = found
+        raise UsageError(f"`output_dir` {output_dir!r} holds {kind} ({name}), not the output of `hf-ipt augment`: "
+                         "augment does not write into it, with --overwrite either; choose another --output_dir")
     summary = out / "summary.json"
     if summary.exists() and not _is_augment_summary(summary):
         raise UsageError(f"`output_dir` {output_dir!r} holds a summary.json that `hf-ipt augment` did not write, "
@@ -126,7 +155,7 @@ def _is_augment_summary(path: Path) -> bool:
 
 def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
     """Write `output_dir/data.parquet` and `summary.json`; return the summary. An earlier augment's output
-    there is replaced with `args.overwrite`, else refused (`claim_output_dir`)."""
+    there is replaced with `args.overwrite`, else refused (`claim_output_dir`); its `DESCRIBING_FILES` go."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
@@ -135,6 +164,7 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
     from .builder import AugmentedBuilder
 
     claim_output_dir(args.output_dir, args.overwrite)
+    earlier = augment_output(args.output_dir)
     corpus = {f.name: getattr(args, f.name) for f in fields(CorpusConfig)}
     builder = AugmentedBuilder(**corpus, **asdict(synthesis))  # as `load_augmented`, keeping the builder's counts
     ds = builder.as_streaming_dataset(split="train")
@@ -159,6 +189,8 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
                 break
         if rows:
             writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+    for name in DESCRIBING_FILES if earlier else ():  # of the data replaced next: stale
+        (out / name).unlink(missing_ok=True)
     tmp.replace(out / "data.parquet")
     read = builder.documents  # streamed in this process: every document read so far
     summary = {"corpus": args.named_corpus, "corpus_name": args.corpus_name,

@@ -252,6 +252,32 @@ def pin_job(job: JobConfig, spec: dict, changes: str | None) -> None:
     write_json(_spec_path(job), spec)  # ranks starting together write the same content
 
 
+# What a job folder holds (the layout above), temporaries aside.
+JOB_LAYOUT = frozenset({"job.json", "pairs", "data", "dedup.json", "rejects.jsonl", "manifest.json"})
+
+
+def claim_job_dir(output_dir: str) -> None:
+    """Refuse an existing, non-empty `output_dir` that is not a job folder (no `job.json`, and files
+    outside `JOB_LAYOUT`): an `hf-ipt augment` output, a saved model, any other files, which the job
+    would be written beside. A folder a run left before it pinned `job.json` (``pairs/``, ``data/``) is a job's."""
+    from .augment_cli import augment_output, other_output
+    from .models import few_names
+
+    if not os.path.isdir(output_dir) or os.path.isfile(os.path.join(output_dir, "job.json")):
+        return
+    foreign = sorted(n for n in os.listdir(output_dir) if n not in JOB_LAYOUT and ".tmp-" not in n)
+    if not foreign:
+        return
+    if earlier := augment_output(output_dir):
+        held = f"the output of `hf-ipt augment` ({', '.join(earlier)})"
+    elif found := other_output(output_dir, ignore=JOB_LAYOUT):
+        held = f"{found[1]} ({found[0]})"
+    else:
+        held = f"files of no `hf-ipt synthesize` job ({few_names(foreign)})"
+    raise UsageError(f"`output_dir` {output_dir!r} holds {held}, not an `hf-ipt synthesize` job: synthesize does "
+                     "not write a job beside them; choose another --output_dir (a new or empty folder)")
+
+
 def plan_job(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) -> tuple[list[dict], dict, str | None]:
     """Check `output_dir/job.json` against these settings without writing it: the units, the spec this process
     runs (`job.json`'s own when it resumes) and what `pin_job` must write: `None` (nothing), ``""`` (a new
@@ -260,6 +286,7 @@ def plan_job(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) 
     Raises:
         `UsageError`: `job.json` holds other settings and units are done under them.
     """
+    claim_job_dir(job.output_dir)
     units = job_units(job)
     spec = json.loads(json.dumps(job_spec(job, synthesis, filters, units)))  # tuples -> lists
     for sub in ("pairs", "data"):

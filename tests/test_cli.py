@@ -398,13 +398,23 @@ def test_augment_refuses_an_earlier_output_unless_overwrite_which_replaces_it(tm
     assert sorted(p.name for p in out.iterdir()) == ["data.parquet", "notes.txt", "summary.json"]
 
 
-@pytest.mark.parametrize("name", ["job.json", "manifest.json", "data", "config.json", "summary.json"])
+def test_augment_overwrite_removes_the_dataset_card_of_the_replaced_output(tmp_path):
+    """The demo's README.md card of the earlier data stayed beside the new data, describing the old."""
+    out = tmp_path / "out"
+    _augment(write_jsonl(tmp_path / "first.jsonl", 5), out)
+    (out / "README.md").write_text("---\ndataset_info: 5 rows of first.jsonl\n---\n")  # as `hf-ipt demo` writes
+    _augment(write_jsonl(tmp_path / "second.jsonl", 3), out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["data.parquet", "summary.json"]
+
+
+@pytest.mark.parametrize("name", ["job.json", "manifest.json", "data", "config.json", "summary.json",
+                                  "model.safetensors", "checkpoint-10"])
 def test_augment_never_writes_into_another_commands_output_even_with_overwrite(name, tmp_path):
     from hf_ipt.cli import UsageError
 
     out = tmp_path / "out"
     out.mkdir()
-    if name == "data":
+    if name in ("data", "checkpoint-10"):
         (out / name).mkdir()
     else:  # a summary.json of another command (`hf-ipt demo`'s own)
         (out / name).write_text('{"model": "out/model"}')

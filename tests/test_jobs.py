@@ -1038,3 +1038,40 @@ def test_settings_refused_as_the_synthesizer_loads_are_not_pinned(tmp_path, tiny
         assert main([*model, "--backend", "transformers", "--device", "cpu"]) == 0
     assert json.loads((out / "job.json").read_text())["synthesis"]["device"] == "cpu"
     assert (out / "manifest.json").exists() and "other settings" not in caplog.text
+
+
+@pytest.mark.parametrize(("held", "named"), [
+    ({"data.parquet": b"x", "summary.json": b'{"output": "o", "rows": 1, "synthesis": {}}'},
+     r"the output of `hf-ipt augment` \(data.parquet, summary.json\)"),
+    ({"config.json": b"{}", "model.safetensors": b"x"}, r"a saved model \(config.json\)"),
+    ({"checkpoint-10/trainer_state.json": b"{}"}, r"training checkpoints \(checkpoint-10\)"),
+    ({"notes.txt": b"mine"}, r"files of no `hf-ipt synthesize` job \('notes.txt'\)"),
+])
+def test_a_folder_of_another_command_or_other_files_is_refused_before_the_model_loads(tmp_path, monkeypatch,
+                                                                                     held, named):
+    from hf_ipt.augment import Augmenter
+    from hf_ipt.cli import UsageError
+
+    corpus = write_jsonl(tmp_path / "c.jsonl", 3)
+    out = tmp_path / "out"
+    for name, content in held.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(content)
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    monkeypatch.setattr(Augmenter, "load_engine", lambda self: pytest.fail("the synthesizer loaded"))
+    with pytest.raises(UsageError, match=rf"'{out}' holds {named}, not an `hf-ipt synthesize` job.*another "
+                       "--output_dir"):
+        run_job(JobConfig(corpus=str(corpus), output_dir=str(out), num_shards=1), rank=0, world_size=1,
+                progress=False)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # nothing written beside
+
+
+def test_a_job_folder_left_before_job_json_and_a_finished_job_are_still_jobs(tmp_path):
+    corpus = write_jsonl(tmp_path / "c.jsonl", 3)
+    out = tmp_path / "out"
+    (out / "pairs").mkdir(parents=True)  # a run stopped as the synthesizer loaded: no job.json yet
+    (out / "data").mkdir()
+    job = JobConfig(corpus=str(corpus), output_dir=str(out), num_shards=1)
+    first = run_job(job, rank=0, world_size=1, progress=False)
+    assert first is not None and (out / "job.json").is_file()
+    assert run_job(job, rank=0, world_size=1, progress=False) == first  # resumes (complete) as before
