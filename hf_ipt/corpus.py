@@ -427,8 +427,22 @@ def output_mode(path: str) -> tuple[str, str | None]:
     for folder in folders:
         record, name = output_record(folder or ".")
         if name is not None:
-            return folder, record.get("output") or (record.get("synthesis") or {}).get("output")
+            # augment's summary.json gives the mode under "synthesis" ("output" is its file); the manifest as "output"
+            if name == "summary.json":
+                return folder, (record.get("synthesis") or {}).get("output")
+            return folder, record.get("output")
     return path, None
+
+
+def refuse_pairs_output(option: str, source: str, path: str, needed: str, fix: str) -> None:
+    """Raise a `UsageError` when `path` (the folder `source` names, or one of its files) is the output of
+    ``hf-ipt synthesize`` or ``hf-ipt augment`` with ``--output pairs``: question-answer pairs per text, not
+    the `needed` rows (e.g. ``"training text"``); `fix` says what to give `option` instead."""
+    folder, mode = output_mode(path)
+    if mode == "pairs":
+        where = "" if folder == source else f" (of {folder!r})"
+        raise UsageError(f"`{option}` {source!r} is synthesis output{where} written with `--output pairs`: rows of "
+                         f"question-answer pairs, not {needed}. {fix}")
 
 
 def repo_files(corpus: str, config: str | None, split: str, revision: str | None, token=None) -> list[str]:
@@ -923,6 +937,9 @@ def _check_parquet_column(pf, path: str, text_column: str) -> None:
 
     schema = pf.schema_arrow
     if text_column not in schema.names:
+        if os.path.isfile(path):  # an output of pairs has no text column: named as such, with what to give
+            refuse_pairs_output("--corpus", path, path, "texts to synthesize from", "Give `--corpus` the corpus "
+                                "it was synthesized from, or an output written with `--output templified`")
         raise UsageError(
             f"`text_column` {text_column!r} not in {path!r}; columns: {schema.names}. "
             "Set `text_column` (--text_column) to the column that holds the text"

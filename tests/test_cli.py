@@ -398,6 +398,24 @@ def test_augment_refuses_an_earlier_output_unless_overwrite_which_replaces_it(tm
     assert sorted(p.name for p in out.iterdir()) == ["data.parquet", "notes.txt", "summary.json"]
 
 
+def test_a_pairs_output_as_corpus_is_named_as_such_by_augment_and_synthesize(tmp_path):
+    """It failed with the generic "`text_column` 'text' not in ..." of any file without the column."""
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.augment_cli import AugmentArguments, run
+    from hf_ipt.cli import UsageError
+    from hf_ipt.jobs import JobConfig, run_job
+
+    pairs = tmp_path / "pairs"
+    run(AugmentArguments(corpus=str(write_jsonl(tmp_path / "news.jsonl", 2)), output_dir=str(pairs)),
+        SynthesisConfig(output="pairs"))
+    named = re.escape(f"is synthesis output (of {str(pairs)!r}) written with `--output pairs`: rows of "
+                      "question-answer pairs, not texts to synthesize from. Give `--corpus` the corpus")
+    with pytest.raises(UsageError, match=named):
+        _augment(pairs, tmp_path / "again")
+    with pytest.raises(UsageError, match=named):
+        run_job(JobConfig(corpus=str(pairs), output_dir=str(tmp_path / "job")), rank=0, world_size=1, progress=False)
+
+
 def test_augment_overwrite_removes_the_dataset_card_of_the_replaced_output(tmp_path):
     """The demo's README.md card of the earlier data stayed beside the new data, describing the old."""
     out = tmp_path / "out"

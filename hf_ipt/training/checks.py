@@ -36,10 +36,10 @@ from ..corpus import (
     is_local_corpus,
     offline_cause,
     open_file,
-    output_mode,
     pattern_files,
     pin_hub_dataset,
     pin_hub_url,
+    refuse_pairs_output,
     starts_with_array,
 )
 from ..models import few_names, is_local_path, missing_path_hint
@@ -213,22 +213,9 @@ def check_source(
             "Hub dataset id (`org/name`): fix the path"
         )
     if any(c not in keys for c in columns):
-        _refuse_pairs_output(option, source, output)
+        refuse_pairs_output(option, source, output, "training text", "Synthesize with `--output templified` (the "
+                            f"default) into another --output_dir and point `{option}` at that folder")
     _require(option, source, columns, where, keys)
-
-
-def _refuse_pairs_output(option: str, source: str, path: str) -> None:
-    """Raise a `UsageError` when `path` (the folder `source` names, or its first file) is the output of
-    ``hf-ipt synthesize`` or ``hf-ipt augment`` with ``--output pairs``: question-answer pairs per text,
-    not training text."""
-    folder, mode = output_mode(path)
-    if mode == "pairs":
-        where = "" if folder == source else f" (of {folder!r})"
-        raise UsageError(
-            f"`{option}` {source!r} is synthesis output{where} written with `--output pairs`: rows of "
-            "question-answer pairs, not training text. Synthesize with `--output templified` (the default) into "
-            f"another --output_dir and point `{option}` at that folder"
-        )
 
 
 def check_collection(
