@@ -80,7 +80,11 @@ FORMAT = "hf_ipt.synthesis-job/1"
 class JobConfig(CorpusConfig):
     """Where the corpus comes from (`CorpusConfig`; `num_shards` are the work units) and where results go."""
 
-    output_dir: str = field(default="outputs/synthesis", metadata={"help": "Job folder (shared by all ranks)."})
+    output_dir: str = field(
+        default="outputs/synthesis",
+        metadata={"help": "Job folder (shared by all ranks): a new or empty folder, or this job's to resume; a "
+                  "folder of other files (an augment output, a model) is refused."},
+    )
     max_doc_chars: int = field(
         default=1_000_000, metadata={"help": "Documents longer than this many characters are rejected."}
     )
