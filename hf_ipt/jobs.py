@@ -263,13 +263,15 @@ JOB_LAYOUT = frozenset({"job.json", "pairs", "data", "dedup.json", "rejects.json
 def claim_job_dir(output_dir: str) -> None:
     """Refuse an existing, non-empty `output_dir` that is not a job folder (no `job.json`, and files
     outside `JOB_LAYOUT`): an `hf-ipt augment` output, a saved model, any other files, which the job
-    would be written beside. A folder a run left before it pinned `job.json` (``pairs/``, ``data/``) is a job's."""
+    would be written beside. A folder a run left before it pinned `job.json` (``pairs/``, ``data/``) is a job's;
+    hidden files (``.gitkeep``) do not count."""
     from .augment_cli import augment_output, other_output
     from .models import few_names
 
     if not os.path.isdir(output_dir) or os.path.isfile(os.path.join(output_dir, "job.json")):
         return
-    foreign = sorted(n for n in os.listdir(output_dir) if n not in JOB_LAYOUT and ".tmp-" not in n)
+    foreign = sorted(n for n in os.listdir(output_dir)  # hidden files (.gitkeep, .DS_Store) are no output
+                     if n not in JOB_LAYOUT and ".tmp-" not in n and not n.startswith("."))
     if not foreign:
         return
     if earlier := augment_output(output_dir):

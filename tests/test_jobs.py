@@ -1071,6 +1071,7 @@ def test_a_job_folder_left_before_job_json_and_a_finished_job_are_still_jobs(tmp
     out = tmp_path / "out"
     (out / "pairs").mkdir(parents=True)  # a run stopped as the synthesizer loaded: no job.json yet
     (out / "data").mkdir()
+    (out / ".gitkeep").write_text("")  # a hidden file is no other output
     job = JobConfig(corpus=str(corpus), output_dir=str(out), num_shards=1)
     first = run_job(job, rank=0, world_size=1, progress=False)
     assert first is not None and (out / "job.json").is_file()
