@@ -119,9 +119,10 @@ def augment_output(folder: str | os.PathLike) -> list[str]:
             and (name != "summary.json" or _is_augment_summary(out / name))]
 
 
-def claim_output_dir(output_dir: str, overwrite: bool) -> None:
+def claim_output_dir(output_dir: str, overwrite: bool) -> list[str]:
     """Check that `run` may write into `output_dir`: a new or unrelated folder, or, with `overwrite`, the output
-    of an earlier augment (its `OUTPUT_FILES`, which `run` then replaces; nothing else is removed).
+    of an earlier augment (its `OUTPUT_FILES`, which `run` then replaces; nothing else is removed). Returns
+    the files of that earlier output (`augment_output`), none for a new or unrelated folder.
 
     Raises:
         `UsageError`: the folder holds an earlier augment output and `overwrite` is false, or another
@@ -129,7 +130,7 @@ def claim_output_dir(output_dir: str, overwrite: bool) -> None:
     """
     out = Path(output_dir)
     if not out.is_dir():
-        return
+        return []
     if found := other_output(out):
         name, kind = found
         raise UsageError(f"`output_dir` {output_dir!r} holds {kind} ({name}), not the output of `hf-ipt augment`: "
@@ -138,10 +139,11 @@ def claim_output_dir(output_dir: str, overwrite: bool) -> None:
     if summary.exists() and not _is_augment_summary(summary):
         raise UsageError(f"`output_dir` {output_dir!r} holds a summary.json that `hf-ipt augment` did not write, "
                          "which augment would replace: choose another --output_dir")
-    earlier = [name for name in OUTPUT_FILES if (out / name).exists()]
+    earlier = augment_output(out)  # its summary.json is augment's: checked above
     if earlier and not overwrite:
         raise UsageError(f"`output_dir` {output_dir!r} holds the output of an earlier augment ({', '.join(earlier)}): "
                          "pass --overwrite to replace it, or choose another --output_dir")
+    return earlier
 
 
 def _is_augment_summary(path: Path) -> bool:
@@ -163,8 +165,7 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
     from .augment import features
     from .builder import AugmentedBuilder
 
-    claim_output_dir(args.output_dir, args.overwrite)
-    earlier = augment_output(args.output_dir)
+    earlier = claim_output_dir(args.output_dir, args.overwrite)
     corpus = {f.name: getattr(args, f.name) for f in fields(CorpusConfig)}
     builder = AugmentedBuilder(**corpus, **asdict(synthesis))  # as `load_augmented`, keeping the builder's counts
     ds = builder.as_streaming_dataset(split="train")
