@@ -128,13 +128,30 @@ def _conversion_stamp(folder: Path) -> dict | None:
 def is_local_path(name: str) -> bool:
     """Whether `name` means a local file or folder, not a Hub repo id (``name`` or ``org/name``): it exists,
     starts with ``.`` (``./``, ``../``), ``/`` or ``~``, ends with ``/``, has more than one ``/``, or its first part is
-    an existing folder (``runs/nope`` where ``runs/`` exists is a missing folder, not the Hub repo runs/nope)."""
+    an existing folder (``runs/nope`` where ``runs/`` exists is a missing folder, not the Hub repo runs/nope) and the
+    Hugging Face cache holds no such Hub repo (a cached ``org/name`` is the Hub's even where ``org/`` is a folder)."""
     if os.path.exists(os.path.expanduser(name)) or os.path.isabs(name):
         return True
     if name.startswith((".", "~", os.sep)) or name.endswith("/") or name.count("/") > 1:  # never a Hub id
         return True
-    head, slash, _ = name.partition("/")
-    return bool(slash) and os.path.isdir(head)
+    return _shadows_hub_id(name) and not hub_cached(name)
+
+
+def _shadows_hub_id(name: str) -> bool:
+    """Whether `name`, shaped as a Hub id ``org/name`` and no existing path, has an ``org`` that is a folder in the
+    working folder, so that it may be a missing local path as well as a Hub repo."""
+    head, slash, tail = name.partition("/")
+    return bool(slash and tail) and "/" not in tail and not os.path.exists(name) and os.path.isdir(head)
+
+
+def hub_cached(repo_id: str) -> bool:
+    """Whether the Hugging Face cache holds a snapshot of Hub repo `repo_id` (a model's or a dataset's; an
+    ``@revision`` is left out), as ``hf download`` leaves it."""
+    from huggingface_hub import constants
+
+    folder = repo_id.partition("@")[0].replace("/", "--")
+    return any(os.path.isdir(os.path.join(constants.HF_HUB_CACHE, f"{kind}--{folder}", "snapshots"))
+               for kind in ("models", "datasets"))
 
 
 def missing_path_hint(path: str) -> str:
@@ -156,11 +173,19 @@ def missing_path_hint(path: str) -> str:
     candidates = {**{Path(name).stem: name for name in names}, **{name: name for name in names}}
     close = closest(parts[depth - 1], list(candidates), cutoff=0.6)
     if close is not None:
-        return f" (did you mean {str(folder / candidates[close])!r}?)"
+        return f" (did you mean {str(folder / candidates[close])!r}?)"  # a typo: no Hub note
     if depth == 1:  # its first part is missing from the working folder, whose files say little
         return ""
     shown = f"{folder}/".replace("//", "/")
-    return f" ({shown} holds {few_names(names)})" if names else f" ({shown} is empty)"
+    return (f" ({shown} holds {few_names(names)})" if names else f" ({shown} is empty)") + _hub_id_note(path)
+
+
+def _hub_id_note(name: str) -> str:
+    """For `name` shaped as a Hub id whose ``org`` is a folder here (`_shadows_hub_id`), how to mean the Hub repo."""
+    if not _shadows_hub_id(name):
+        return ""
+    return (f"; the Hub repo {name!r}? {name.partition('/')[0] + '/'!r} is a folder here: `hf download` it first "
+            "(a cached repo is the Hub's) or run from another folder")
 
 
 def few_names(names: list[str], limit: int = 5) -> str:

@@ -76,6 +76,29 @@ def test_is_local_path_tells_a_local_path_from_a_hub_id(tmp_path, monkeypatch):
         assert not models.is_local_path(name), name
 
 
+def test_a_cached_hub_repo_is_no_local_path_where_its_org_is_a_folder(tmp_path, monkeypatch):
+    """`instruction-pretrain/instruction-synthesizer` run where a folder instruction-pretrain/ exists was refused as
+    a missing local folder, with no way to mean the Hub model: a cached one is the Hub's; else the error says how."""
+    import pytest
+    from huggingface_hub import constants
+
+    from hf_ipt.cli import MissingFileError
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    (tmp_path / "instruction-pretrain").mkdir()
+    name = "instruction-pretrain/instruction-synthesizer"
+    assert models.is_local_path(name)
+    with pytest.raises(MissingFileError, match=r"; the Hub repo 'instruction-pretrain/instruction-synthesizer'\? "
+                                               r"'instruction-pretrain/' is a folder here: `hf download` it first"):
+        models.check_model_path(name)
+    (tmp_path / "hub" / "models--instruction-pretrain--instruction-synthesizer" / "snapshots").mkdir(parents=True)
+    assert not models.is_local_path(name) and models.check_model_path(name) == name
+    (tmp_path / "hub" / "datasets--instruction-pretrain--corpus" / "snapshots").mkdir(parents=True)
+    assert not models.is_local_path("instruction-pretrain/corpus@main")
+    assert models.missing_path_hint("instruction-pretrain/x/y") == " (instruction-pretrain/ is empty)"  # no Hub id
+
+
 def test_a_missing_local_path_says_what_is_there_instead(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
@@ -84,7 +107,9 @@ def test_a_missing_local_path_says_what_is_there_instead(tmp_path, monkeypatch):
     (tmp_path / "runs" / "logs").mkdir()
     (tmp_path / "empty").mkdir()
     assert models.missing_path_hint("data/genral") == " (did you mean 'data/general.jsonl'?)"  # by the file's stem
-    assert models.missing_path_hint("runs/nope") == " (runs/ holds 'checkpoint-2', 'logs')"
+    assert models.missing_path_hint("runs/nope") == (" (runs/ holds 'checkpoint-2', 'logs'); the Hub repo 'runs/nope'? "
+                                                     "'runs/' is a folder here: `hf download` it first (a cached repo "
+                                                     "is the Hub's) or run from another folder")
     assert models.missing_path_hint("empty/x/y") == " (empty/ is empty)"
     assert models.missing_path_hint("data") == ""  # it exists
 
@@ -98,7 +123,8 @@ def test_check_model_path_refuses_a_missing_local_folder_and_leaves_a_hub_id(tmp
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs" / "checkpoint-2").mkdir(parents=True)
     with pytest.raises(MissingFileError, match=r"^--model_name_or_path 'runs/nope': no such local folder \(runs/ "
-                                               r"holds 'checkpoint-2'\); give the folder of a saved model"):
+                                               r"holds 'checkpoint-2'\); the Hub repo 'runs/nope'\? 'runs/' is a folder here: "
+                                               r"`hf download` it first .*; give the folder of a saved model"):
         models.check_model_path("runs/nope")
     assert models.check_model_path("org/model") == "org/model"
     with pytest.raises(MissingFileError, match="^--model_name_or_path 'runs/nope': no such local folder"):
