@@ -188,9 +188,9 @@ def _hub_id_note(name: str) -> str:
             "(a cached repo is the Hub's) or run from another folder")
 
 
-def few_names(names: list[str], limit: int = 5) -> str:
-    """The first `limit` of `names`, quoted, and how many more."""
-    shown = ", ".join(repr(n) for n in names[:limit])
+def few_names(names: list[str], limit: int = 5, quote: bool = True) -> str:
+    """The first `limit` of `names`, quoted unless not `quote`, and how many more."""
+    shown = ", ".join(repr(n) if quote else n for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 

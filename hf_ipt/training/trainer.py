@@ -443,8 +443,9 @@ def refuse_other_checkpoints(output_dir: str, checkpoint: str | None) -> None:
     if checkpoint is not None and os.path.samefile(os.path.dirname(os.path.abspath(checkpoint)), output_dir):
         return
     from ..cli import UsageError
+    from ..models import few_names
 
-    names = ", ".join(os.path.basename(f) for f in found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    names = few_names([os.path.basename(f) for f in found], quote=False)
     this = "starts afresh" if checkpoint is None else f"resumes {checkpoint!r}, of another folder"
     raise UsageError(
         f"`output_dir` {output_dir!r} holds the checkpoints of an earlier run ({names}), and this run {this}: "
