@@ -200,7 +200,8 @@ def test_a_call_that_fails_does_not_leave_its_kept_manager(tiny_backend, monkeyp
         assert hasattr(backend.model, "_cached_continuous_batching_manager")
         with monkeypatch.context() as patch:
             patch.setattr(backend.model, "generate_batch", lambda *a, **k: 1 / 0)
-            assert all("ZeroDivisionError" in g.error for g in backend.generate(prompts))
+            with pytest.raises(ZeroDivisionError):  # no memory trouble: raised, not recorded per prompt
+                backend.generate(prompts)
         assert not hasattr(backend.model, "_cached_continuous_batching_manager")
         assert [g.token_ids for g in backend.generate(prompts)] == [plain_greedy(backend, p) for p in prompts]
     finally:
@@ -323,7 +324,62 @@ def test_a_cuda_fault_stops_generation_instead_of_failing_every_prompt(tiny_back
     with pytest.raises(RuntimeError, match="CUDA error"):
         tiny_backend.generate(prompts)
     monkeypatch.setattr(tiny_backend.model, "generate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("odd")))
-    assert all("odd" in g.error for g in tiny_backend.generate(prompts))  # other errors: per prompt
+    with pytest.raises(RuntimeError, match="odd"):  # no memory trouble: every prompt would fail, so it stops
+        tiny_backend.generate(prompts)
+
+
+def test_only_running_out_of_memory_is_recorded_per_prompt(tiny_backend, monkeypatch):
+    """Any error of `generate` (a missing kernel, a bad setting) was bisected down to single prompts and
+    recorded on each: a job rejected every document as `engine error` and marked its units done."""
+    import torch
+
+    prompts = prompt_ids(tiny_backend.tokenizer, texts=TEXTS[:3])
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(1)
+        raise NotImplementedError("no kernel for this dtype")
+
+    monkeypatch.setattr(tiny_backend.model, "generate", broken)
+    with pytest.raises(NotImplementedError, match="no kernel"):
+        tiny_backend.generate(prompts)
+    assert len(calls) == 1  # not retried by halves
+    real = type(tiny_backend.model).generate.__get__(tiny_backend.model)
+
+    def too_wide(*args, input_ids, **kwargs):  # a batch of more than one row runs out of memory
+        if len(input_ids) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(tiny_backend.model, "generate", too_wide)
+    generations = tiny_backend.generate(prompts)
+    assert [g.error for g in generations] == [None] * 3  # smaller batches recovered
+    assert [g.token_ids for g in generations] == [plain_greedy(tiny_backend, p) for p in prompts]
+    monkeypatch.setattr(tiny_backend.model, "generate", lambda *a, **k: (_ for _ in ()).throw(
+        RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 GB")))
+    assert all("can't allocate memory" in g.error for g in tiny_backend.generate(prompts))  # each alone: lost
+
+
+def test_the_models_generation_config_does_not_change_decoding(tiny_backend, monkeypatch):
+    """A synthesizer's generation_config.json filled every setting hf_ipt left unset on the padded path only
+    (`generate_batch` and vLLM use the settings as given): a repetition_penalty or no_repeat_ngram_size there
+    changed greedy tokens, and sampling always had transformers' top_k=50 (vLLM samples from all tokens)."""
+    from transformers import GenerationConfig
+
+    prompts = prompt_ids(tiny_backend.tokenizer, shots=((), (SHOT,)))
+    expected = [plain_greedy(tiny_backend, p) for p in prompts]
+    kept = tiny_backend.model.generation_config
+    odd = GenerationConfig(**kept.to_dict())
+    odd.update(repetition_penalty=3.0, no_repeat_ngram_size=1, top_k=1, top_p=0.1, num_beams=2)
+    monkeypatch.setattr(tiny_backend.model, "generation_config", odd)
+    continuous = TransformersBackend.from_model(tiny_backend.model, tiny_backend.tokenizer, replace(
+        tiny_backend.config, continuous_batching=True))
+    assert [g.token_ids for g in tiny_backend.generate(prompts)] == expected
+    assert [g.token_ids for g in continuous.generate(prompts)] == expected
+    assert tiny_backend.model.generation_config is odd  # given back after the call
+    sampling = TransformersBackend.from_model(tiny_backend.model, tiny_backend.tokenizer,
+                                              replace(tiny_backend.config, temperature=0.7))._generation_config()
+    assert (sampling.top_k, sampling.top_p, sampling.do_sample) == (0, 1.0, True)
 
 
 def _budget_backend(tiny_backend, **settings) -> TransformersBackend:

@@ -273,6 +273,18 @@ def is_fatal_device_error(error: BaseException) -> bool:
     return "CUDA error" in str(error)
 
 
+def is_memory_error(error: BaseException) -> bool:
+    """Running out of memory (``torch.OutOfMemoryError``, CPU's "can't allocate memory"): smaller batches
+    may recover, and a prompt too large alone is the one prompt lost. Any other error of a generate call is
+    no property of its prompts (a missing kernel, a bad setting, a bug) and would fail every prompt: it
+    stops the work rather than rejecting every document."""
+    import torch
+
+    message = str(error).lower()
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in message \
+        or "can't allocate memory" in message
+
+
 def stop_token_ids(tokenizer: Any, model_eos: int | list[int] | None = None, model: str = "") -> list[int]:
     """The tokenizer's EOS (the synthesizer's ``</s>``) first, then any other EOS the model's
     generation config names (`model_eos`), as vLLM stops at both.

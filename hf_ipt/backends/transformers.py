@@ -29,6 +29,7 @@ from .base import (
     check_open,
     check_prompts,
     is_fatal_device_error,
+    is_memory_error,
     local_rank,
     stop_token_ids,
 )
@@ -230,7 +231,7 @@ class TransformersBackend:
         check_open(self.model, type(self).__name__)
         vocab = self.model.get_input_embeddings().num_embeddings
         results, valid = check_prompts(prompts, self.config.prompt_budget, vocab)
-        with self._seeded():
+        with self._seeded(), self._own_decoding():
             if self.config.continuous_batching:
                 for i, generation in zip(valid, self._generate_continuous([prompts[i] for i in valid])):
                     results[i] = generation
@@ -242,6 +243,22 @@ class TransformersBackend:
                 for i, generation in zip(batch, self._generate_batch([prompts[i] for i in batch])):
                     results[i] = generation
         return results
+
+    @contextlib.contextmanager
+    def _own_decoding(self) -> Iterator[None]:
+        """Inside, the model's generation config holds its special token ids only: `generate` fills every
+        setting that `_generation_config` leaves unset from it, so a synthesizer's generation_config.json
+        (a ``repetition_penalty``, ``no_repeat_ngram_size``, ``num_beams``, ``top_p``) changed the padded
+        path's tokens, not `generate_batch`'s or vLLM's, and greedy was no longer the reference's greedy."""
+        from transformers import GenerationConfig
+
+        kept = self.model.generation_config
+        self.model.generation_config = GenerationConfig(
+            **{key: getattr(kept, key) for key in ("bos_token_id", "eos_token_id", "pad_token_id")})
+        try:
+            yield
+        finally:
+            self.model.generation_config = kept
 
     @contextlib.contextmanager
     def _seeded(self) -> Iterator[None]:
@@ -279,13 +296,15 @@ class TransformersBackend:
         try:
             return self._generate_padded(prompts)
         except Exception as error:
-            if is_fatal_device_error(error):
-                raise  # the device is gone for every later prompt too: stop, do not reject them all
+            # A CUDA fault leaves the device gone for every later prompt too; any other error than memory
+            # would fail every prompt as well: stop, do not reject them all (a job would mark its units done).
+            if is_fatal_device_error(error) or not is_memory_error(error):
+                raise
             self._free_memory()
             if len(prompts) == 1:
                 return [Generation(text="", num_prompt_tokens=len(prompts[0]), error=repr(error))]
-        # Retry by halves: only the prompts that really fail are lost, and a batch too large
-        # for the memory still runs in smaller ones.
+        # Out of memory: retry by halves, so a batch too large for the memory still runs in smaller ones,
+        # and only a prompt too large alone is lost.
         half = len(prompts) // 2
         return self._generate_batch(prompts[:half]) + self._generate_batch(prompts[half:])
 
@@ -320,7 +339,9 @@ class TransformersBackend:
                     persistent_manager=self.config.prefix_caching,
                 )
         except Exception as error:
-            if is_fatal_device_error(error):
+            if is_fatal_device_error(error) or not is_memory_error(error):  # as `_generate_batch`
+                if self.config.prefix_caching:
+                    self._drop_kept_cache()  # a manager whose call failed is not reused
                 raise
             outputs, failure = {}, repr(error)
         else:
@@ -426,8 +447,9 @@ class TransformersBackend:
             max_new_tokens=self.config.max_new_tokens,
             do_sample=sample,
             temperature=self.config.temperature if sample else None,
-            top_p=None,
-            top_k=None,
+            # the whole distribution, as vLLM samples (unset, transformers' default top_k is 50)
+            top_p=1.0 if sample else None,
+            top_k=0 if sample else None,
             eos_token_id=self.eos_token_ids,
             pad_token_id=self.pad_token_id,
             # `generate` would compile the forward for a static cache on GPU: measured slower (BENCHMARKS.md, static cache + compile)
