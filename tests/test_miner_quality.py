@@ -327,6 +327,53 @@ def test_an_if_or_when_clause_alone_is_not_an_effect(text: str, kept: str | None
         assert match and after[:1] in ("", " ", '"', "?", "\n")
 
 
+@pytest.mark.parametrize(
+    ("text", "effect"),
+    [
+        (  # BBC entertainment 021
+            'She retired in 1963, an "instant decision" she said, "largely because of a leg injury".',
+            'She retired in 1963, an "instant decision"',
+        ),
+        (
+            'Sales of the phone were "very disappointing" the company admitted, because of a late launch.',
+            'Sales of the phone were "very disappointing"',
+        ),
+        (
+            'Because of the late launch, 2004 was a "difficult year" said Roger Bennett, head of Elspa.',
+            '2004 was a "difficult year"',
+        ),
+    ],
+)
+def test_an_attribution_after_a_quoted_phrase_without_a_comma_is_cut(text: str, effect: str) -> None:
+    """'an "instant decision" she said': no comma sets the attribution off, the quote does; it
+    stayed in the effect, and a comma earlier in the sentence took the quoted phrase as the
+    speaker's words."""
+    (pair,) = mined(text, task_types=["commonsense"])["commonsense.cause"]
+    _, found, after = pair.question.partition(effect)
+    assert found and after[:1] in ("", "\n", "?", '"')
+    assert not any(verb in pair.question for verb in (" said", " admitted"))
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ('2004 was a "stellar year" said Roger Bennett, director general of Elspa.', '2004 was a "stellar year"'),
+        ('Police described it as "a long race" he added.', 'Police described it as "a long race"'),
+        # A clause after the quoted phrase: no attribution.
+        (
+            'His lawyer called the term "outrageous" and said his client believed he was innocent.',
+            'His lawyer called the term "outrageous" and said his client believed he was innocent.',
+        ),
+        ('Mr Mubanga said the "MI6 agent" told him the passport was found.', 'Mr Mubanga said the "MI6 agent" told him the passport was found.'),
+        ('The "MI6 agent" said the deal was off.', 'The "MI6 agent" said the deal was off.'),
+    ],
+)
+def test_an_attribution_after_a_quoted_phrase_is_cut_only_where_it_is_one(text: str, kept: str) -> None:
+    from hf_ipt.miner.rules import drop_attribution
+
+    assert drop_attribution(text) == kept
+
+
 def test_sentences_of_a_quotation_over_several_sentences_keep_their_quotes_paired() -> None:
     """Split into sentences, a quotation gives one sentence with only its opening mark and
     one with only its closing mark: each pair's texts get the missing one back."""

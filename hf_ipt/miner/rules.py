@@ -164,23 +164,30 @@ _NOT_A_SPEAKER = (
 # appositive's or a list's: ", his spokesman, said the plans stink", "the UK, France and Spain,
 # said the report"), then perhaps a title between commas; not an auxiliary ("Parmalat, the
 # food group, has reported a doubling in profit"), a number ("65 flights on Thursday, 180 on
-# Friday, said ...") nor a clause's word ("compared to 34% who said", "seems to have told").
+# Friday, said ...") nor a clause's word ("compared to 34% who said", "seems to have told"), nor
+# a quoted phrase ('an "instant decision" she said': the speaker is "she").
+_SPEAKER_CHARS = "[^\\s,\"\u201c\u201d]+"
 _SPEAKER = (
     rf"(?![\d$\u00a3\u20ac]|(?:{_NOT_SPEAKER}|{_AUXILIARIES}|{_REPORTING}|{_NOT_A_SPEAKER})\b)"
-    rf"[^\s,]+(?:\s+(?!(?-i:{_NOT_SPEAKER}|to)\b)[^\s,]+){{0,3}}?(?:,\s+{_TITLE},)?"
+    rf"{_SPEAKER_CHARS}(?:\s+(?!(?-i:{_NOT_SPEAKER}|to)\b){_SPEAKER_CHARS}){{0,3}}?(?:,\s+{_TITLE},)?"
 )
 # Verbs whose object is the hearer ("told Reuters"): with no speaker before them (", told the
 # newspaper") the speaker is in the text before.
 _HEARER_VERBS = "told|tells|asked"
+# Where an attribution after the text it attributes starts: a comma, or a quoted phrase's closing
+# mark with no comma ('an "instant decision" she said', '"a stellar year" said Roger Bennett'):
+# zero-width after the mark, which stays with the text.
+_QUOTE_CLOSED = "(?<=[^\\s,\"\u201c][\"\u201d])"
+_ATTRIBUTION_START = rf"(?:,|{_QUOTE_CLOSED})"
 _ATTRIBUTION = re.compile(
     rf"[.!?,]['\u2019]?[\"\u201d]\s+(?:\S+\s+){{0,4}}?(?:[^\s,]+,\s+{_TITLE},\s+)?{_VERB}"
     rf"[^\"\u201c\u201d]*$"
-    rf"|,\s+{_SPEAKER}\s+{_VERB}(?:\s+(?![\d$\u00a3\u20ac])[^\s,;]+(?:\s+[^\s,;]+){{0,3}})?"
-    rf"[\s.!?\"'\u201d\u2019]*$"
+    rf"|{_ATTRIBUTION_START}\s+{_SPEAKER}\s+{_VERB}"
+    rf"(?:\s+(?![\d$\u00a3\u20ac])[^\s,;]+(?:\s+[^\s,;]+){{0,3}})?[\s.!?\"'\u201d\u2019]*$"
     # Inverted, the speaker after the verb: lower-case ("said analysts", "says a study") or named.
-    rf"|(?P<inverted>,\s+(?!(?:{_HEARER_VERBS})\b){_VERB}"
+    rf"|(?P<inverted>{_ATTRIBUTION_START}\s+(?!(?:{_HEARER_VERBS})\b){_VERB}"
     rf"(?!\s+(?:{_NOT_A_SPEAKER}|\w+(?:ing|ly))\b)(?:\s+{_SPEAKER_WORD}){{1,4}}"
-    rf"|,\s+{_INVERTED})[\s.!?\"'\u201d\u2019]*$",
+    rf"|{_ATTRIBUTION_START}\s+{_INVERTED})[\s.!?\"'\u201d\u2019]*$",
     re.IGNORECASE,
 )
 # A parenthetical attribution after a connective's comma: "By contrast, he said, X", "As a result,
@@ -194,8 +201,12 @@ _PARENTHETICAL = re.compile(
 # "..., said Mr Thiemann, | because". Not "X, head of Y, said the posters were useful | because":
 # there "said" is the effect's verb.
 _TRAILING_ATTRIBUTION = re.compile(
-    rf",\s+(?:(?:[^\s,]+\s+){{0,3}}?{_VERB}"
-    rf"|(?P<inverted>{_VERB}(?:\s+(?:the\s+)?[A-Z][^\s,]*){{1,3}}|(?i:{_INVERTED})))$"
+    rf"(?:,\s+(?:{_SPEAKER_CHARS}\s+){{0,3}}?{_VERB}"
+    # After a quoted phrase, a speaker without a clause's words: '"instant decision" she said'
+    # is one; '"outrageous" and said' is none.
+    rf"|{_QUOTE_CLOSED}\s+(?:(?!(?i:{_NOT_SPEAKER}|{_AUXILIARIES})\b){_SPEAKER_CHARS}\s+){{1,3}}?{_VERB}"
+    rf"|{_ATTRIBUTION_START}\s+"
+    rf"(?P<inverted>{_VERB}(?:\s+(?:the\s+)?[A-Z][^\s,]*){{1,3}}|(?i:{_INVERTED})))$"
 )
 # What an inverted attribution's cut would leave of a sentence whose subject has an appositive:
 # only the speaker ("Mr Yeo, his transport spokesman" of "Mr Yeo, his transport spokesman, said
