@@ -374,6 +374,24 @@ def test_an_attribution_after_a_quoted_phrase_is_cut_only_where_it_is_one(text: 
     assert drop_attribution(text) == kept
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        (  # BBC politics 314
+            "He insisted there was no plan for an invasion of the country saying: \"Sometimes people "
+            'say because of what has happened in Iraq this is the next place."'
+        ),
+        "Many analysts now think because of the strike the firm will miss its profit target this year.",
+        "The minister argued largely because of its rising cost, the scheme should be scrapped next year.",
+    ],
+)
+def test_a_verb_of_saying_before_the_cause_word_gives_no_pair(text: str) -> None:
+    """'people say | because of X, Y': "because" opens what they say; the effect "Sometimes people
+    say" is a speaker, and the cause runs into the claim ("what has happened in Iraq this is the
+    next place")."""
+    assert "commonsense.cause" not in mined(text, task_types=["commonsense"])
+
+
 def test_sentences_of_a_quotation_over_several_sentences_keep_their_quotes_paired() -> None:
     """Split into sentences, a quotation gives one sentence with only its opening mark and
     one with only its closing mark: each pair's texts get the missing one back."""

@@ -273,6 +273,15 @@ _NEXT_VERB_PHRASE = re.compile(
     r"\s+and\s+(?:is|are|was|were|has|have|had|will|would|could|can|may|might|should|must|did|does"
     r"|do)\b"
 )
+# A verb of saying or thinking right before the cause word, no comma between ("Sometimes people
+# say | because of what has happened in Iraq this is the next place"): the cause word opens what
+# is said, so the cause is the claim's and the effect is a speaker. Link words may come between
+# ("analysts think largely | because of"); "he says, | because" is an attribution, cut instead.
+_SAYING_OPEN = re.compile(
+    rf"\b(?:{'|'.join(sorted(lexicon('clause_verbs')))})"
+    rf"(?:\s+(?:{'|'.join(sorted(_LINK_WORDS))}))*\s*$",
+    re.IGNORECASE,
+)
 # Negation whose scope is the reason, not the event: the text denies that the cause is one.
 # "should not be reduced | because of a guilty plea", "no jobs would be lost | as a result of
 # the machines", "I don't think conditions have worsened | because of the fall". Only before a
@@ -501,7 +510,10 @@ def _cause_in(sentence: str, previous: str, config: MinerConfig) -> tuple[str, s
         effect = capitalize(clause(drop_attribution(lead["effect"])))
         return _checked(effect, lead["cause"], lead["conn"])
     if inner := _CAUSE_INNER.search(sentence):
-        effect = _effect_before(sentence[: inner.start()].rstrip(" ,"), inner["conn"])
+        before = sentence[: inner.start()]
+        if _SAYING_OPEN.search(before):
+            return None  # "people say | because of X, Y": the cause is inside what they say
+        effect = _effect_before(before.rstrip(" ,"), inner["conn"])
         if effect is None:
             return None
         # "He quit the game, he says, | because": the attribution goes.
