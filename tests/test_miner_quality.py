@@ -392,6 +392,44 @@ def test_a_verb_of_saying_before_the_cause_word_gives_no_pair(text: str) -> None
     assert "commonsense.cause" not in mined(text, task_types=["commonsense"])
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        (  # BBC sports 223: the effect "In the end", the cause "The way that"
+            '"But in the end because of the way that (Dietmar) Hamann and (Igor) Biscan performed, we '
+            'did not need to change things until right at the end of the match."'
+        ),
+        "At the same time because of rising costs, the firm cut its dividend for the first time.",
+        "Eventually because of the injuries, the coach had to field a very young side in the final.",
+    ],
+)
+def test_an_opener_alone_is_not_an_effect(text: str) -> None:
+    """'In the end | because of X, Y': the effect before the cause word is a sentence opener, its
+    clause (Y) after the cause."""
+    assert "commonsense.cause" not in mined(text, task_types=["commonsense"])
+
+
+def test_an_opener_with_its_clause_stays_an_effect() -> None:
+    text = "In the end we lost the final because of two late mistakes by the defence."
+    (pair,) = mined(text, task_types=["commonsense"])["commonsense.cause"]
+    assert "In the end we lost the final" in pair.question
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        ("The campaign failed because of the way that (in most cases) voters were contacted by phone.", None),
+        ("The campaign failed because of the fact that the party had no money left.", "The fact that the party had no money left"),
+        ("The team suffered in the second half because we were not ready for that.", "We were not ready for that"),
+    ],
+)
+def test_a_cause_cut_after_a_clause_opening_that_is_a_fragment(text: str, cause: str | None) -> None:
+    """'because of the way that | (in most cases) ...': the cut at the parenthesis left the cause
+    "The way that", a relative clause with nothing in it; a pronoun "that" ends a cause."""
+    found = mined(text, task_types=["commonsense"]).get("commonsense.cause", [])
+    assert [pair.answer for pair in found] == ([cause] if cause else [])
+
+
 def test_sentences_of_a_quotation_over_several_sentences_keep_their_quotes_paired() -> None:
     """Split into sentences, a quotation gives one sentence with only its opening mark and
     one with only its closing mark: each pair's texts get the missing one back."""

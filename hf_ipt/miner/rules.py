@@ -308,6 +308,17 @@ _NOT_AN_EFFECT = re.compile(
     r"(?![^,;\u2014\u2013]*\s-\s)[^,;\u2014\u2013]*$)",
     re.IGNORECASE,
 )
+# An effect that is only a sentence opener, the main clause after the cause: one word
+# ("Eventually | because of X, Y") or a preposition and a short noun phrase ("In the end | because
+# of the way that ..., we did not need to change", "At the same time | because"), too short to hold
+# a clause; "In the end we lost | because" has one.
+_OPENER_ONLY = re.compile(
+    r"[^\s,]+|(?:in|at|on|for|by|after|before|during|since|until|under|over|from|of|within"
+    r"|throughout|despite|without|with|among|amid|against|like|unlike|across|through|following)"
+    r"\s+(?:(?:the|a|an|this|that|these|those|its|his|her|their|our|my|your|all|each|every|some"
+    r"|any)\s+[^\s,]+(?:\s+[^\s,]+)?|[^\s,]+)",
+    re.IGNORECASE,
+)
 # "The reason X is | because Y", "One of the reasons that X is | because Y": the effect is X.
 _REASON_OPENER = re.compile(
     r"(?:(?:One|Some|Part) of the|The|Another|A)\s+(?:(?:main|real|only|other|key)\s+)?reasons?"
@@ -622,7 +633,7 @@ def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] |
         effect = capitalize(reason["rest"])  # "One of the reasons that blogs are popular"
     if any(word.strip(_FINAL_CHARS) in _DENIAL_WORDS for word in effect.lower().split()):
         return None
-    if _NOT_AN_EFFECT.match(effect):
+    if _NOT_AN_EFFECT.match(effect) or _OPENER_ONLY.fullmatch(effect):
         return None
     if _refers_back(effect):
         return None
@@ -632,13 +643,21 @@ def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] |
     if phrase and (verb := _NEXT_VERB_PHRASE.search(cause)):
         cause = cause[: verb.start()]
     raw, cause = cause, _before_result(_cause_text(cause))
-    if not cause or _dangles(cause.rsplit(" ", 1)[-1]):
+    if not cause or _dangles(cause.rsplit(" ", 1)[-1]) or _open_that(cause):
         return None  # "it was only released on PC and | , compared to ..."
     if cause.split(" ", 1)[0].lower() in _SUBORDINATORS and _CLAUSE_END.search(raw):
         return None  # "If you go crazy against players like him" | , you lose
     if connective.lower() == "due to" and cause.split(" ", 1)[0] in _SCHEDULED_VERBS:
         return None
     return effect, cause, connective
+
+
+def _open_that(cause: str) -> bool:
+    """Whether `cause` ends in a "that" opening a clause the cut left empty: after a determiner
+    and a noun ("because of the way that | (Dietmar) Hamann ... performed", "the fact that");
+    not a pronoun "that" ("they suffered for that", "we are good at that")."""
+    words = cause.lower().split()
+    return len(words) >= 3 and words[-1] == "that" and words[-3] in _DETERMINERS
 
 
 def _refers_back(effect: str) -> bool:
