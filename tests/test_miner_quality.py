@@ -430,6 +430,47 @@ def test_a_cause_cut_after_a_clause_opening_that_is_a_fragment(text: str, cause:
     assert [pair.answer for pair in found] == ([cause] if cause else [])
 
 
+@pytest.mark.parametrize(
+    ("text", "effect"),
+    [
+        (  # BBC tech 142
+            (
+                '"You may be halfway around the world from someone, but in cyberspace you\'re just one '
+                'click or one e-mail away," he said, "That\'s put a whole new dimension on disaster '
+                "relief and recovery, where often people halfway around the world can be more effective "
+                "in making something happen precisely because they're not right on top of the tragedy.\""
+            ),
+            (
+                "That's put a whole new dimension on disaster relief and recovery, where often people "
+                "halfway around the world can be more effective in making something happen"
+            ),
+        ),
+        (
+            (
+                '"We played well for an hour," the coach told reporters, "but we lost the match '
+                'because of two late mistakes."'
+            ),
+            "We lost the match",
+        ),
+        (
+            (
+                "\u201cFor instance,\u201d he said, \u201colder people are using SMS much more than "
+                "they did five years ago because texting is cheap.\u201d"
+            ),
+            "Older people are using SMS much more than they did five years ago",
+        ),
+    ],
+)
+def test_an_effect_in_a_reopened_quotation_is_that_quotation(text: str, effect: str) -> None:
+    """'"X," he said, "Y | because Z."': the effect ran from the first quotation across its
+    attribution into the second ('X," he said, "Y'), the quotes paired across the wrong words."""
+    (pair,) = mined(text, task_types=["commonsense"])["commonsense.cause"]
+    _, found, after = pair.question.partition(effect)
+    assert found and after[:1] in ("", "\n", "?", '"')
+    assert not any(verb in pair.question for verb in (" said", " told"))
+    assert pair.question.count('"') % 2 == 0 and "\u201c" not in pair.question
+
+
 def test_sentences_of_a_quotation_over_several_sentences_keep_their_quotes_paired() -> None:
     """Split into sentences, a quotation gives one sentence with only its opening mark and
     one with only its closing mark: each pair's texts get the missing one back."""

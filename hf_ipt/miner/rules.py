@@ -337,6 +337,15 @@ _SPEECH_INTRO = re.compile(
 )
 # A sentence-opening "But" / "And" / "Yet" without its comma belongs to the text, not the effect.
 _BARE_OPENER = re.compile(r"(?:But|And|Yet)\s+(?=\S)")
+# A quotation that closes, its attribution, and a quotation that reopens and runs on past the
+# cause word: '"You may be halfway around the world," he said, "that\'s put a whole new dimension
+# on disaster relief ... | because ...'. The effect is the reopened quotation, not text across
+# both quotations and the attribution.
+_REOPENED_QUOTE = re.compile(
+    rf"[,.!?]['\u2019]?[\"\u201d]\s+(?:[^\s\"\u201c\u201d]+\s+){{0,4}}?{_VERB}"
+    rf"[^\"\u201c\u201d]{{0,60}}?[,:]\s*[\"\u201c](?=\S[^\"\u201c\u201d]*$)",
+    re.IGNORECASE,
+)
 
 # An effect cut before its main verb, which comes after the cause. The subject and an open
 # relative clause: "Air passengers who are unable to board their flights | because of
@@ -623,6 +632,8 @@ def _dangles(word: str) -> bool:
 
 
 def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] | None:
+    if reopened := _REOPENED_QUOTE.search(effect):
+        effect = capitalize(effect[reopened.end() :])  # '..." he said, "That's put' -> "That's put"
     if (lead := _LEADING.match(effect)) and lead["comma"]:
         effect = capitalize(_after_connective(lead["rest"]))  # "However, X fell" -> "X fell"
     elif bare := _BARE_OPENER.match(effect):
