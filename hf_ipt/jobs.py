@@ -63,6 +63,7 @@ from .corpus import (
     CorpusConfig,
     Document,
     check_text_column,
+    files_inside,
     is_local_corpus,
     iter_shard,
     make_shards,
@@ -190,16 +191,13 @@ def job_files(job: JobConfig) -> list[str]:
     """The corpus files, less the job's own outputs (a glob such as ``corpus/**/*.parquet`` with
     `output_dir` below ``corpus/`` matches them on a rerun), checked for `text_column`."""
     files = job.listed_files()
-    if is_local_corpus(job.corpus):
-        inside = os.path.realpath(job.output_dir) + os.sep
-        ours = [f for f in files if os.path.realpath(f).startswith(inside)]
-        if ours:
-            logger.warning("hf_ipt: `corpus` %r matches %d file(s) inside `output_dir` %r, such as %r: they are "
-                           "this job's outputs and are left out", job.corpus, len(ours), job.output_dir, ours[0])
-            files = [f for f in files if f not in ours]
-            if not files:
-                raise UsageError(f"`corpus` {job.corpus!r} matches only files inside `output_dir` "
-                                 f"{job.output_dir!r}; point it at the raw corpus")
+    if is_local_corpus(job.corpus) and (ours := files_inside(files, job.output_dir)):
+        logger.warning("hf_ipt: `corpus` %r matches %d file(s) inside `output_dir` %r, such as %r: they are "
+                       "this job's outputs and are left out", job.corpus, len(ours), job.output_dir, ours[0])
+        files = [f for f in files if f not in ours]
+        if not files:
+            raise UsageError(f"`corpus` {job.corpus!r} matches only files inside `output_dir` "
+                             f"{job.output_dir!r}; point it at the raw corpus")
     check_text_column(files, job.text_column)
     return files
 

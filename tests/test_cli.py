@@ -398,6 +398,44 @@ def test_augment_refuses_an_earlier_output_unless_overwrite_which_replaces_it(tm
     assert sorted(p.name for p in out.iterdir()) == ["data.parquet", "notes.txt", "summary.json"]
 
 
+def test_augment_refuses_a_corpus_that_would_read_its_own_output(tmp_path):
+    """A rerun with --overwrite read the earlier data.parquet back as corpus (a glob matching it, or a folder
+    corpus holding --output_dir): its augmented texts were augmented again and mixed in with the raw ones."""
+    from hf_ipt.cli import UsageError
+
+    work = tmp_path / "work"
+    work.mkdir()
+    import pyarrow.json as pj
+
+    pq.write_table(pj.read_json(write_jsonl(tmp_path / "raw.jsonl", 4)), work / "raw.parquet")
+    out = work / "aug"
+    assert _augment(f"{work}/**/*.parquet", out)["rows"] == 4  # the first run: nothing of it matched yet
+    with pytest.raises(UsageError, match=re.escape(
+            f"`corpus` '{work}/**/*.parquet' matches 1 file(s) inside --output_dir {str(out)!r}, such as "
+            f"'{out}/data.parquet': an earlier output, which would be read back as corpus")):
+        _augment(f"{work}/**/*.parquet", out, overwrite=True)
+    for corpus, output in ((work, out), (out, out)):
+        with pytest.raises(UsageError, match=re.escape(f"`output_dir` {str(output)!r} is the corpus folder "
+                                                       f"{str(corpus)!r} or inside it")):
+            _augment(corpus, output, overwrite=True)
+    assert pq.read_table(out / "data.parquet").num_rows == 4  # left as it was
+    assert _augment(work / "raw.parquet", out, overwrite=True)["rows"] == 4  # the raw file alone
+
+
+def test_augment_max_docs_at_the_corpus_size_is_the_whole_corpus_not_a_sample(tmp_path):
+    """At exactly --max_docs rows the run stopped before it knew the corpus was done: summary.json said
+    "sample" and the dataset card labelled the whole corpus a sample."""
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.augment_cli import AugmentArguments, run
+
+    corpus = write_jsonl(tmp_path / "news.jsonl", 3)
+    for max_docs, sample in ((2, True), (3, False), (5, False)):
+        summary = run(AugmentArguments(corpus=str(corpus), output_dir=str(tmp_path / f"out{max_docs}"),
+                                       max_docs=max_docs), SynthesisConfig())
+        assert (summary["rows"], summary["sample"]) == (min(max_docs, 3), sample), max_docs
+        assert json.loads((tmp_path / f"out{max_docs}" / "summary.json").read_text())["sample"] is sample
+
+
 def test_a_pairs_output_as_corpus_is_named_as_such_by_augment_and_synthesize(tmp_path):
     """It failed with the generic "`text_column` 'text' not in ..." of any file without the column."""
     from hf_ipt.augment import SynthesisConfig
