@@ -131,8 +131,13 @@ class SynthesisConfig:
             raise ValueError(f"`backend` must be 'vllm' or 'transformers', got {self.backend!r} (SynthesisConfig.backend)")
         if self.output not in ("templified", "pairs"):
             raise ValueError(f"`output` must be 'templified' or 'pairs', got {self.output!r} (SynthesisConfig.output)")
-        for name in ("rounds", "max_model_len", "max_new_tokens", "batch_size", "window_size", "tensor_parallel_size"):
-            if int(getattr(self, name)) < 1:
+        counts = ("rounds", "max_model_len", "max_new_tokens", "batch_size", "window_size", "tensor_parallel_size")
+        for name in (*counts, "num_keywords"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):  # "8" from Python failed deep in the builder
+                raise TypeError(f"`{name}` must be an integer, got {value!r} (SynthesisConfig.{name})")
+        for name in counts:
+            if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)} (SynthesisConfig.{name})")
         if self.max_new_tokens >= self.max_model_len:
             raise ValueError(

@@ -141,6 +141,10 @@ def plan_entry(
     # are, or the next round's prompt would get an EOS/BOS in the middle of a shot; a pair left
     # blank is not shown, nor a text left with no pair (`blank_shot`).
     blanked = [(s, blank_shot(s.context, [(p.question, p.answer) for p in s.pairs], special)) for s in candidates]
+    if blanked and blanked[-1][1] is None:
+        # The text before this one has no pair to show: it ends its chain, as a text without pairs does (its
+        # ancestors as this entry's shots would give them a second follower, rendered in two chains).
+        blanked = []
     shots = [s for s, shot in blanked if shot is not None]
     examples = [shot for _, shot in blanked if shot is not None]
     ids = encode_prompt(tokenizer, build_prompt(entry.context, examples))

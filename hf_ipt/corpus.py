@@ -52,6 +52,8 @@ COMMIT = re.compile(r"[0-9a-f]{40}")  # a full git commit sha
 _URL_PARTS = re.compile(
     r"hf://datasets/(?P<repo>[^/@]+/[^/@]+)(?:@(?P<revision>refs/(?:pr|convert)/[^/]+|[^/]+))?(?:/(?P<path>.*))?"
 )
+# A one-word name with a file suffix (``c.jsnl``, ``notes.csv``): no Hub dataset id, a missing file.
+FILE_NAME = re.compile(r"[\w-]+\.[A-Za-z][A-Za-z0-9]{0,4}")
 
 _ID_REVISION = re.compile(r"(?P<repo>[^@/]+(?:/[^@/]+)?)@(?P<revision>[^@]+)")
 
@@ -563,6 +565,12 @@ class CorpusConfig:
             raise MissingFileError(
                 f"`corpus` {self.corpus!r}: no such local file or folder{missing_path_hint(self.corpus)}; check the "
                 f"path (a Hub dataset id is 'name' or 'org/name') ({where}.corpus)"
+            )
+        if not local and not os.path.exists(self.corpus) and FILE_NAME.fullmatch(self.corpus):
+            # `c.jsnl`, `notes.csv`: a file name, which would have been looked up as a Hub dataset id
+            raise MissingFileError(
+                f"`corpus` {self.corpus!r}: no such local file{missing_path_hint(self.corpus)}, and a one-word Hub "
+                f"dataset id has no file suffix; a corpus file is {SUPPORTED_TEXT} ({where}.corpus)"
             )
         if self.corpus_revision is not None and local:
             raise ValueError(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 BOS = "<s>"
@@ -35,7 +35,7 @@ class Pair(NamedTuple):
     answer: str
 
 
-PairLike = Pair | tuple[str, str] | Sequence[str]
+PairLike = Pair | tuple[str, str] | Sequence[str] | Mapping[str, str]
 Shot = tuple[str, Sequence[PairLike]]
 
 
@@ -81,9 +81,36 @@ def format_pair(question: str, answer: str) -> str:
     return f"{QUE} {question} {ANS} {answer} {END}"
 
 
+def mapping_parts(pair: Mapping[str, Any]) -> tuple[Any, Any]:
+    """`(question, answer)` of a pair given as a mapping: keys ``question``/``answer`` (the builder's
+    pairs rows) or ``Q``/``A`` (the reference's ``QA_list``); a missing part is `None`."""
+    keys = ("question", "answer") if "question" in pair else ("Q", "A")
+    return pair.get(keys[0]), pair.get(keys[1])
+
+
+def question_answer(pair: Any, where: str) -> tuple[str, str]:
+    """A pair's strings: `(question, answer, ...)` (a `Pair`, a tuple or list) or a mapping with
+    ``question``/``answer`` (the builder's pairs rows) or ``Q``/``A`` (the reference's ``QA_list``).
+
+    Raises:
+        `TypeError`: any other shape, or a part that is no string; `where` names the pair.
+    """
+    if isinstance(pair, Mapping):
+        parts = mapping_parts(pair)
+    else:
+        parts = () if isinstance(pair, str) or not hasattr(pair, "__iter__") else tuple(pair)[:2]
+    if len(parts) != 2 or not all(isinstance(part, str) for part in parts):
+        raise TypeError(
+            f"{where}: a pair is (question, answer) or a mapping with 'question' and 'answer', both str; "
+            f"got {pair!r:.200} (drop pairs with null parts first)"
+        )
+    return parts
+
+
 def format_pairs(pairs: Iterable[PairLike]) -> str:
-    """Pairs in synthesizer format joined by ``"\\n\\n"`` (no trailing separator)."""
-    return PAIR_SEPARATOR.join(format_pair(q, a) for q, a in pairs)
+    """Pairs in synthesizer format joined by ``"\\n\\n"`` (no trailing separator); a pair may be a mapping
+    (`question_answer`: a dict unpacked as a tuple gave its keys, ``<QUE> question <ANS> answer``)."""
+    return PAIR_SEPARATOR.join(format_pair(*question_answer(pair, f"pair {i}")) for i, pair in enumerate(pairs))
 
 
 def format_shot(context: str, pairs: Iterable[PairLike]) -> str:

@@ -336,6 +336,9 @@ def test_keyword_settings_that_cannot_work_are_refused_before_any_text(tmp_path)
     for n in (0, -3):
         with pytest.raises(ValueError, match=f"`num_keywords` must be >= 1, got {n}; to turn keyword tasks off"):
             SynthesisConfig(num_keywords=n)
+    for name, value in (("window_size", "8"), ("rounds", 2.0), ("num_keywords", True)):  # failed deep in the builder
+        with pytest.raises(TypeError, match=rf"^`{name}` must be an integer, got {value!r} \(SynthesisConfig\.{name}\)"):
+            SynthesisConfig(**{name: value})
     (tmp_path / "kw.txt").write_text("profit\nquarter\n")
     for setting in ("none", str(tmp_path / "kw.txt")):
         with pytest.raises(ValueError, match=r"`num_keywords` \(5\) would be ignored"):

@@ -196,6 +196,17 @@ def test_a_parsed_pair_blank_once_its_markers_are_is_not_shown_in_the_next_round
     assert entries[3].prompt_ids == encode_prompt(tiny_tokenizer, build_prompt("third text"))
 
 
+def test_a_text_whose_pairs_are_all_blank_ends_its_chain(tiny_tokenizer):
+    """Its ancestors were still given to the next round as shots, with one of them as parent: two entries had
+    the same parent, and `chains_of` rendered that parent in both chains (the same text trained on twice)."""
+    replies = {"beta text": "<QUE> Which tag strikes text? <ANS> <s> </END>"}
+    generate, _ = fake_engine(tiny_tokenizer, replies=replies)
+    entries = chain(["alpha text", "beta text", "gamma text"], generate, tiny_tokenizer, rounds=3)
+    assert [(e.shots, e.parent) for e in entries] == [((), None), ((0,), 0), ((), None)]
+    chains = [[e.id for e in c] for c in chains_of(entries)]
+    assert sorted(i for c in chains for i in c) == [0, 1, 2]  # each text in one chain, once
+
+
 def test_other_special_tokens_in_raw_text_are_blanked(tiny_tokenizer):
     """Mistral's ``<unk>`` (any special token of the tokenizer) in raw text would be encoded as its
     special id: blanked like the protocol's markers."""

@@ -365,4 +365,9 @@ def test_a_misspelled_local_file_is_named_as_such_not_looked_up_on_the_hub(tmp_p
     with pytest.raises(MissingFileError, match=r"^`corpus` 'data/genral': no such local file or folder \(did you "
                                                r"mean 'data/general.jsonl'\?\)"):
         CorpusConfig(corpus="data/genral")
+    for name in ("c.jsnl", "news.csv"):  # a misspelt or unsupported file name was looked up as a Hub dataset id
+        with pytest.raises(MissingFileError, match=rf"^`corpus` '{name}': no such local file, and a one-word Hub "
+                                                   r"dataset id has no file suffix; a corpus file is \.txt, \.jsonl"):
+            CorpusConfig(corpus=name)
+    assert CorpusConfig(corpus="imdb").corpus == "imdb"
     assert CorpusConfig(corpus="org/news").corpus == "org/news"  # a Hub id: read when the corpus is

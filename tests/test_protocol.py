@@ -49,6 +49,18 @@ def test_a_shot_without_pairs_is_refused_not_sent_as_an_empty_answer():
         format_shot("Old.", iter(()))
 
 
+def test_pairs_given_as_mappings_format_as_their_question_and_answer():
+    """A dict pair unpacked as a tuple gave its keys: ``<QUE> question <ANS> answer``; a builder row's pair
+    (with its ``task`` key) failed with a bare "too many values to unpack"."""
+    expected = build_prompt("New.", [("Old.", [("Why?", "Because.")])])
+    for pair in ({"question": "Why?", "answer": "Because."}, {"question": "Why?", "answer": "Because.", "task": "qa"},
+                 {"Q": "Why?", "A": "Because."}, Pair("Why?", "Because."), ["Why?", "Because."]):
+        assert build_prompt("New.", [("Old.", [pair])]) == expected, pair
+    for bad in ("Q?", {"question": "Why?"}, ("Why?", None)):
+        with pytest.raises(TypeError, match=r"^pair 0: a pair is \(question, answer\) or a mapping"):
+            format_pairs([bad])
+
+
 def test_parse_reference_rules():
     completion = (
         "<QUE> What is X? <ANS> X is Y. </END>\n\n"

@@ -38,14 +38,15 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from itertools import pairwise
 from typing import Any, NamedTuple
 
-from .pairs import PreparedPair, ends_in_punctuation, mapping_parts, prepare_pair, render_prepared
+from ..protocol import question_answer
+from .pairs import PreparedPair, ends_in_punctuation, prepare_pair, render_prepared
 
 LAYOUT_WEIGHTS = {"classic": 80, "dialog": 5, "numbered": 5, "inline": 5, "next_turn": 5}
 FEW_PAIR_WEIGHTS = {"classic": 95, "dialog": 5}
@@ -127,21 +128,6 @@ class _Pair(NamedTuple):
     basic: bool
 
 
-def _question_answer(pair: Any, where: str) -> tuple[str, str]:
-    """A pair's strings: `(question, answer, ...)` or a mapping with ``question``/``answer`` (the
-    builder's pairs rows) or ``Q``/``A`` (the reference's ``QA_list``)."""
-    if isinstance(pair, Mapping):
-        parts = mapping_parts(pair)
-    else:
-        parts = () if isinstance(pair, str) or not hasattr(pair, "__iter__") else tuple(pair)[:2]
-    if len(parts) != 2 or not all(isinstance(part, str) for part in parts):
-        raise TypeError(
-            f"{where}: a pair is (question, answer) or a mapping with 'question' and 'answer', both str; "
-            f"got {pair!r:.200} (drop pairs with null parts first)"
-        )
-    return parts
-
-
 def _prepare(chain: Sequence[Any]) -> Prepared:
     """`(text, well-formed pairs)` per entry; entries are `(text, pairs)` or have `.text`/`.pairs`."""
     prepared = []
@@ -149,7 +135,7 @@ def _prepare(chain: Sequence[Any]) -> Prepared:
         text, pairs = (item.text, item.pairs) if hasattr(item, "pairs") else item
         if not isinstance(text, str):  # a null text would be rendered as the word "None"
             raise TypeError(f"chain entry {i}: the text must be a str, got {text!r:.200}; drop or fill null texts first")
-        checked = (prepare_pair(*_question_answer(p, f"chain entry {i}")) for p in (() if pairs is None else pairs))
+        checked = (prepare_pair(*question_answer(p, f"chain entry {i}")) for p in (() if pairs is None else pairs))
         prepared.append((text, [pair for pair in checked if pair is not None]))
     return prepared
 

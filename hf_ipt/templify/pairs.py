@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import random
 import string
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from . import Format
@@ -65,13 +64,6 @@ ABOUT_THE_OTHERS = UNANSWERABLE | {
 # turn end: ASCII, fullwidth/CJK, Arabic, Devanagari and the ellipsis.
 SENTENCE_PUNCTUATION = ".?!;:\u2026\u3002\uff1f\uff01\uff1b\uff1a\uff0e\uff61\u061f\u06d4\u0964\u0965"
 CLOSING = "\"')]\u201d\u2019\u300d\u300f\uff09"
-
-
-def mapping_parts(pair: Mapping[str, Any]) -> tuple[Any, Any]:
-    """`(question, answer)` of a pair given as a mapping: keys ``question``/``answer`` (the builder's
-    pairs rows) or ``Q``/``A`` (the reference's ``QA_list``); a missing part is `None`."""
-    keys = ("question", "answer") if "question" in pair else ("Q", "A")
-    return pair.get(keys[0]), pair.get(keys[1])
 
 
 class ParsedQuestion(NamedTuple):

@@ -31,9 +31,9 @@ from ..protocol import (
     check_marker_tokens,
     context_block,
     format_shot,
+    mapping_parts,
     special_tokens,
 )
-from ..templify.pairs import mapping_parts
 from .packing import IGNORE_INDEX
 from .position import RESUME_AT
 
