@@ -31,7 +31,7 @@ from .backends.base import (
     refuse_ignored,
 )
 from .chaining import MARKERS_ONLY, ChainEntry, ChainStats, chain, chains_of
-from .corpus import check_text
+from .corpus import check_text, corpus_location
 from .protocol import Pair
 
 logger = logging.getLogger(__name__)
@@ -270,6 +270,15 @@ def synthesizer_pin(synthesizer: str, revision: str | None) -> dict[str, str]:
         return {}
     commit = synthesizer_commit(synthesizer, revision)
     return {} if commit is None else {SYNTHESIZER_COMMIT: commit}
+
+
+def locations(corpus: str, synthesizer: str) -> dict[str, str]:
+    """``corpus_location`` (`corpus.corpus_location`) and ``synthesizer_location`` (a local model
+    folder as an absolute path, a Hub id or the rule miner as named) for an output's record: what
+    `hf_ipt.publish` compares to tell a re-push of the same corpus from another one of the same name."""
+    local = synthesizer != RULES and os.path.isdir(synthesizer)
+    return {"corpus_location": corpus_location(corpus),
+            "synthesizer_location": os.path.realpath(synthesizer) if local else synthesizer}
 
 
 def parse_engine_kwargs(value: str | Mapping[str, Any] | None) -> dict[str, Any]:

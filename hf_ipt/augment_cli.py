@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import __version__
-from .augment import SynthesisConfig, recorded_settings
+from .augment import SynthesisConfig, locations, recorded_settings
 from .cli import (
     MissingDependencyError,
     UsageError,
@@ -217,6 +217,8 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
     tmp.replace(out / "data.parquet")
     read = builder.documents  # streamed in this process: every document read so far
     summary = {"corpus": args.named_corpus, "corpus_name": args.corpus_name,
+               # where it is (a relative `--corpus` or `--synthesizer` names another one in another folder)
+               **locations(args.named_corpus, synthesis.synthesizer),
                # which part of a dataset corpus, and how it was read: a push's card and its replace check use them
                **{key: getattr(args, key) for key in ("corpus_config", "corpus_split", "corpus_revision", "text_column")},
                "hf_ipt_version": __version__, "rows": total, "pairs": pairs,

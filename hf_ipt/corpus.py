@@ -80,6 +80,14 @@ def is_local_corpus(corpus: str) -> bool:
     return os.path.isfile(corpus) or glob.has_magic(corpus) or corpus.endswith(SUPPORTED)
 
 
+def corpus_location(corpus: str) -> str:
+    """Where `corpus` is: local files, a glob or a folder as an absolute path (links resolved), anything
+    else (a Hub id, an ``hf://`` URL) as named. Two runs that both named ``data/*.jsonl``, each in its
+    own folder, read two corpora: an output records this so that `hf_ipt.publish` tells them apart."""
+    path = os.path.expanduser(corpus)
+    return os.path.realpath(path) if is_local_corpus(path) or os.path.isdir(path) else corpus
+
+
 def is_hub_url(corpus: str) -> bool:
     """A file, glob or folder of a Hub dataset repo by URL: ``hf://datasets/org/name[@revision]/path``."""
     return corpus.startswith(HUB_URL)

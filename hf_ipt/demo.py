@@ -152,9 +152,11 @@ def split_heldout(texts: list[str], every: int) -> tuple[list[str], list[str]]:
 def corpus_record(cfg: DemoConfig, read: int, train: int, heldout: int) -> dict:
     """What the augmented data is, for its ``summary.json`` and card: the corpus as named, never
     the run's temporary training file, and which of its texts were trained on."""
+    from .corpus import corpus_location
+
     texts = f"the first {cfg.max_docs} texts" if cfg.max_docs else "all texts"
     return {
-        "corpus": cfg.corpus,
+        "corpus": cfg.corpus, "corpus_location": corpus_location(cfg.corpus),  # not the run's own training file
         "split": f"{texts}, exact duplicates (whitespace-normalized) dropped, then 1 text in {cfg.heldout_every} held "
                  "out for evaluation and never trained on",
         "docs": {"read": read, "duplicates dropped": read - train - heldout, "held out": heldout, "trained on": train},

@@ -52,6 +52,7 @@ from .augment import (
     SynthesisConfig,
     device_type,
     keywords_pin,
+    locations,
     normalized_engine_kwargs,
     recorded_settings,
     synthesizer_pin,
@@ -881,7 +882,8 @@ def build_manifest(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
     removed["near_duplicate"] = sum(len(v) for v in duplicates.values())
     return {
         "format": FORMAT, "hf_ipt_version": __version__,
-        "corpus": job.corpus, "corpus_name": job.corpus_name, "output": synthesis.output,
+        "corpus": job.corpus, "corpus_name": job.corpus_name, **locations(job.corpus, synthesis.synthesizer),
+        "output": synthesis.output,
         "columns": list(features(synthesis.output)),
         "data_files": files, "num_units": len(stats),
         "rows": sum(pq.ParquetFile(os.path.join(job.output_dir, f)).metadata.num_rows for f in files),

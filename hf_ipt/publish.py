@@ -42,6 +42,10 @@ BACKOFF_S = 2.0  # doubled after each failed attempt; a Retry-After header wins
 _EXTENSIONS = re.compile(r"\.(jsonl|json|txt|parquet|csv|arrow)$")
 _CONFIG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _PR_REF = re.compile(r"refs/pr/(\d+)")  # a pull request's head, which takes commits as a branch does
+# Folder and file names that many corpora share: a config name derived from one says little, and
+# another project's push derives it too (its corpus is then refused, or, with --overwrite, replaces this).
+GENERIC_NAMES = frozenset({"data", "dataset", "datasets", "corpus", "raw", "text", "texts", "docs", "documents",
+                           "files", "input", "inputs", "train", "test", "dev", "valid", "validation", "all"})
 SELECTION = ("corpus_config", "corpus_split")  # which part of a dataset corpus a job read (its `settings.job`)
 
 
@@ -125,11 +129,13 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
     return {
         "config_name": name,
         "corpus": record.get("corpus"),
+        "corpus_location": record.get("corpus_location"),  # absent in outputs of older hf_ipt
         "split": record.get("split"),
         **{key: record.get(key, job.get(key)) for key in SELECTION},
         "source": source,
         "hf_ipt_version": record.get("hf_ipt_version"),
         "synthesizer": synthesis.get("synthesizer"),
+        "synthesizer_location": record.get("synthesizer_location"),
         "revision": synthesis.get("revision"),
         "rounds": "n/a (mined text by text)" if synthesis.get("synthesizer") == RULES else synthesis.get("rounds"),
         "output": synthesis.get("output"),
@@ -382,6 +388,10 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
 
     api = HfApi(token=token)
     info = read_output(output_dir, config_name)  # a damaged or unfinished output stops here, before the Hub
+    if config_name is None and info["config_name"] in GENERIC_NAMES:
+        logger.warning("hf_ipt push: config name %r, derived from corpus %r, is a generic folder name that other "
+                       "corpora derive too; pass --config_name (`config_name=`) to give this one its own",
+                       info["config_name"], info["corpus"])
     if (token or get_token()) is None:
         raise UsageError("no Hub token: set HF_TOKEN, run `hf auth login`, or pass --token (a write token)")
     try:
@@ -532,12 +542,29 @@ def _refuse_replacing(repo_id: str, remote: dict | None, info: dict) -> None:
         raise ConfigTakenError(f"config {name!r} of {repo_id} was not pushed by hf_ipt (no {name}/{STATS_FILE}), so "
                                f"pushing {info['corpus']!r} would replace data it cannot identify", name)
     # Two configs of one dataset corpus are two corpora; stats.json of older pushes does not record them.
-    keys = ("corpus", "synthesizer", *(key for key in SELECTION if key in remote))
-    if any(remote.get(key) != info.get(key) for key in keys):
-        raise ConfigTakenError(f"config {name!r} of {repo_id} holds corpus {remote.get('corpus')!r}{_selection(remote)} "
-                               f"(synthesizer {remote.get('synthesizer')!r}), not corpus {info['corpus']!r}"
-                               f"{_selection(info)} (synthesizer {info['synthesizer']!r}); pushing would replace it",
-                               name)
+    selection = [key for key in SELECTION if key in remote]
+    if not all(_same_place(remote, info, key) for key in ("corpus", "synthesizer")) \
+            or any(remote.get(key) != info.get(key) for key in selection):
+        raise ConfigTakenError(f"config {name!r} of {repo_id} holds corpus {_named(remote, 'corpus')}{_selection(remote)} "
+                               f"(synthesizer {_named(remote, 'synthesizer')}), not corpus {_named(info, 'corpus')}"
+                               f"{_selection(info)} (synthesizer {_named(info, 'synthesizer')}); pushing would "
+                               "replace it", name)
+
+
+def _same_place(remote: dict, info: dict, key: str) -> bool:
+    """Whether the ``corpus`` or ``synthesizer`` (`key`) of two configs' stats is one: by their
+    recorded locations (``data/*.jsonl`` run in two folders is two corpora), else, when a config
+    pushed by an older hf_ipt records none, by the name as given."""
+    location = f"{key}_location"
+    if remote.get(location) and info.get(location):
+        return remote[location] == info[location]
+    return remote.get(key) == info.get(key)
+
+
+def _named(stats: dict, key: str) -> str:
+    """The ``corpus`` or ``synthesizer`` (`key`) as given, and where it is when that says more."""
+    location = stats.get(f"{key}_location")
+    return f"{stats.get(key)!r}" + (f" at {location!r}" if location and location != stats.get(key) else "")
 
 
 def _config_files(api, repo_id: str, commit: str, name: str) -> set[str]:

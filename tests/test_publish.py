@@ -284,6 +284,70 @@ def test_another_corpus_under_a_taken_config_name_is_refused_unless_overwrite(hu
     assert len(hub.commits) == 4
 
 
+@pytest.mark.parametrize("command", ["synthesize", "augment"])
+def test_the_same_relative_corpus_of_two_projects_is_two_corpora(hub, tmp_path, monkeypatch, caplog, command):
+    """Both projects ran `--corpus "data/*.jsonl"` in their own folder: both derive config `data`, and the
+    second push replaced the first project's rows, as the corpus was compared as typed."""
+    from hf_ipt.augment_cli import main as augment
+    from hf_ipt.jobs import JobConfig, run_job
+
+    from .test_builder import write_jsonl
+
+    def run(project: str, start: int) -> Path:
+        (tmp_path / project / "data").mkdir(parents=True)
+        write_jsonl(tmp_path / project / "data" / "news.jsonl", 3, start=start)
+        monkeypatch.chdir(tmp_path / project)
+        if command == "synthesize":
+            run_job(JobConfig(corpus="data/*.jsonl", output_dir="out", num_shards=1), progress=False)
+        else:
+            augment(["--corpus", "data/*.jsonl", "--output_dir", "out"])
+        record, _ = publish.output_record("out")
+        assert record["corpus"] == "data/*.jsonl"
+        assert record["corpus_location"] == str(tmp_path / project / "data" / "*.jsonl")
+        assert record["synthesizer_location"] == "rules"
+        return tmp_path / project / "out"
+
+    finance = run("finance", 0)
+    with caplog.at_level(logging.WARNING, logger="hf_ipt"):
+        push_dataset("out", REPO, token=TOKEN)
+    assert "config name 'data', derived from corpus 'data/*.jsonl', is a generic folder name" in caplog.text
+    before = hub.files(REPO)
+    medicine = run("medicine", 100)
+    with pytest.raises(publish.ConfigTakenError, match=r"holds corpus 'data/\*.jsonl' at '.*finance/data/\*.jsonl'"
+                                                     r".*not corpus 'data/\*.jsonl' at '.*medicine/data/\*.jsonl'"):
+        push_dataset("out", REPO, token=TOKEN)
+    assert hub.files(REPO) == before
+    push_dataset(medicine, REPO, token=TOKEN, config_name="medicine")  # beside it
+    monkeypatch.chdir(tmp_path)
+    push_dataset(finance, REPO, token=TOKEN)  # the same corpus, pushed from anywhere, is replaced without a flag
+    assert configs_of(hub) == ["data", "medicine"] and len(hub.commits) == 3
+
+
+def test_a_local_synthesizer_is_compared_by_where_it_is(hub, tmp_path, monkeypatch):
+    from hf_ipt.augment import locations
+
+    for project in ("a", "b"):
+        (tmp_path / project / "model").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a")
+    assert locations("news.jsonl", "./model") == {"corpus_location": str(tmp_path / "a" / "news.jsonl"),
+                                                  "synthesizer_location": str(tmp_path / "a" / "model")}
+    assert locations("org/news", "org/model") == {"corpus_location": "org/news", "synthesizer_location": "org/model"}
+
+    def output(path: Path, project: str) -> Path:
+        job_output(path, corpus="/corpora/finance/*.jsonl")
+        manifest = json.loads((path / "manifest.json").read_text())
+        manifest["settings"]["synthesis"]["synthesizer"] = "./model"
+        manifest["synthesizer_location"] = str(tmp_path / project / "model")
+        (path / "manifest.json").write_text(json.dumps(manifest))
+        return path
+
+    push_dataset(output(tmp_path / "out-a", "a"), REPO, token=TOKEN)
+    with pytest.raises(ValueError, match=r"synthesizer './model' at '.*/a/model'\), not .*'./model' at '.*/b/model'"):
+        push_dataset(output(tmp_path / "out-b", "b"), REPO, token=TOKEN)
+    push_dataset(output(tmp_path / "out-a2", "a"), REPO, token=TOKEN)
+    assert len(hub.commits) == 2
+
+
 def test_another_config_of_the_same_dataset_corpus_is_refused_and_named_on_the_card(hub, tmp_path):
     def subset(path: Path, corpus_config: str) -> Path:  # a job on one config of a dataset corpus
         job_output(path, corpus="org/news")
