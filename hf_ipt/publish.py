@@ -165,13 +165,21 @@ def _checked_files(out: Path, rows: int | None, output: str | None) -> list[Path
     """`data_files` of `out`, each a readable Parquet file with the columns of hf_ipt's `output`
     mode (either mode when not recorded), holding the `rows` the record counts: a damaged output,
     or a folder of other data, is refused before anything reaches the Hub."""
-    from .jobs import damaged_output
+    from .jobs import damaged_output, parquet_rows
 
     files = data_files(out)
+    job = (out / "job.json").is_file()
     if (problem := damaged_output([str(f) for f in files], rows)) is not None:
         fix = ("rerun `hf-ipt synthesize` with the same settings (it writes a finished job's missing or damaged "
-               "output again)" if (out / "job.json").is_file() else "rerun the command that wrote it")
+               "output again)" if job else "rerun the command that wrote it")
         raise UsageError(f"{out}: {problem}: {fix}, then push")
+    if (rows if rows is not None else sum(parquet_rows(str(f)) or 0 for f in files)) == 0:
+        why = (f"{out / 'rejects.jsonl'} lists each rejected document with its reason" if job else
+               f"`rejects` in {out / 'summary.json'} counts the rejected documents by reason"
+               if (out / "summary.json").is_file() else "the command that wrote it said why")
+        raise UsageError(f"{out} holds no rows: a config with no data cannot be loaded (`load_dataset` fails with "
+                         f"\"corresponds to no data\"), so it is not pushed. {why}: fix the corpus (or "
+                         "--text_column) and run again, then push")
     _check_columns(files, output)
     return files
 

@@ -724,6 +724,28 @@ def test_a_damaged_output_or_a_missing_token_stops_before_the_hub(hub, tmp_path,
     assert ("dataset", REPO) not in hub.repos  # the refusals before the token's came before any request
 
 
+@pytest.mark.parametrize("command", ["synthesize", "augment"])
+def test_an_output_with_no_rows_is_refused_before_the_hub(hub, tmp_path, command):
+    """Every document rejected: the output has no row, and the config pushed from it failed to load
+    ("Instruction 'train' corresponds to no data!")."""
+    from hf_ipt.augment_cli import main as augment
+    from hf_ipt.jobs import JobConfig, run_job
+
+    corpus = tmp_path / "empty.jsonl"
+    corpus.write_text(json.dumps({"text": "   "}) + "\n" + json.dumps({"text": ""}) + "\n")
+    out = tmp_path / "out"
+    if command == "synthesize":
+        run_job(JobConfig(corpus=str(corpus), output_dir=str(out), num_shards=1), progress=False)
+        where = rf"{out}/rejects.jsonl lists each rejected document"
+    else:
+        augment(["--corpus", str(corpus), "--output_dir", str(out)])
+        where = rf"`rejects` in {out}/summary.json counts the rejected documents"
+    assert publish.output_record(str(out))[0]["rows"] == 0
+    with pytest.raises(UsageError, match=rf"{out} holds no rows: a config with no data cannot be loaded .*{where}"):
+        push_dataset(out, REPO, token=TOKEN)
+    assert hub.repos == {}
+
+
 def test_a_folder_of_other_parquet_data_is_refused_before_the_hub(hub, tmp_path):
     from hf_ipt.cli import UsageError
 
