@@ -17,10 +17,12 @@ Reading, rendering and pushing share one normalized statistics dict, so they sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -391,10 +393,8 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
         `ConfigTakenError` (a `ValueError`): config ``config_name`` already holds different data and
         `overwrite` is `False`.
     """
-    from huggingface_hub import HfApi, get_token
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub import get_token
 
-    api = HfApi(token=token)
     info = read_output(output_dir, config_name)  # a damaged or unfinished output stops here, before the Hub
     if config_name is None and info["config_name"] in GENERIC_NAMES:
         logger.warning("hf_ipt push: config name %r, derived from corpus %r, is a generic folder name that other "
@@ -402,14 +402,39 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
                        info["config_name"], info["corpus"])
     if (token or get_token()) is None:
         raise UsageError("no Hub token: set HF_TOKEN, run `hf auth login`, or pass --token (a write token)")
+    with _token_refusals(repo_id):
+        return _push(output_dir, repo_id, info, token=token, private=private, revision=revision, overwrite=overwrite)
+
+
+@contextlib.contextmanager
+def _token_refusals(repo_id: str) -> Iterator[None]:
+    """Inside, the Hub refusing the token (HTTP 401 or 403) is a `UsageError` naming the fix.
+
+    Not only at `create_repo`: with ``exist_ok=True`` it lets a wrong or read-only token through
+    when the repo exists and the token can read it, and the refusal comes at the commit.
+    """
+    from huggingface_hub.errors import HfHubHTTPError
+
     try:
-        url = _retrying(api.create_repo, repo_id, repo_type="dataset", private=private, exist_ok=True)
+        yield
     except HfHubHTTPError as err:
-        if err.response is None or err.response.status_code not in (401, 403):
+        status = err.response.status_code if err.response is not None else None
+        if status not in (401, 403):
             raise
-        raise UsageError(f"the Hub refused the token (HTTP {err.response.status_code}) for creating or reading "
-                         f"{repo_id}: give a write token with access to it (HF_TOKEN, `hf auth login` or --token)"
+        said = f" (the Hub said: {err.server_message.strip()})" if err.server_message else ""
+        raise UsageError(f"the Hub refused the token (HTTP {status}) for creating, reading or writing to {repo_id}"
+                         f"{said}: give a write token with access to it (HF_TOKEN, `hf auth login` or --token)"
                          ) from None
+
+
+def _push(output_dir: str | Path, repo_id: str, info: dict, *, token: str | None, private: bool | None,
+          revision: str | None, overwrite: bool) -> str:
+    """`push_dataset` once its output is read and checked: create the repo, commit (again on HTTP 412)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi(token=token)
+    url = _retrying(api.create_repo, repo_id, repo_type="dataset", private=private, exist_ok=True)
     repo_id = url.repo_id  # "name" alone becomes "<user>/name": every later call needs the full id
     if private and not _retrying(api.repo_info, repo_id, repo_type="dataset").private:
         raise UsageError(f"the dataset repo {repo_id} exists and is public, and `private=True` (--private) only sets "

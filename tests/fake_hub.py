@@ -76,10 +76,12 @@ class FakeHub:
     Args:
         token (`str`, *optional*): when set, writes without ``Authorization: Bearer <token>`` get 401, and
             so do reads of a private repo (`put(..., private=True)`), as the Hub answers them (RepoNotFound).
+        read_token (`str`, *optional*): a read-only token: it reads what `token` reads, and its writes
+            get 403, as the Hub answers a fine-grained or read token without write access.
     """
 
-    def __init__(self, token: str | None = None) -> None:
-        self.token = token
+    def __init__(self, token: str | None = None, read_token: str | None = None) -> None:
+        self.token, self.read_token = token, read_token
         self.repos: dict[tuple[str, str], dict[str, dict[str, bytes]]] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path), in arrival order
         self.commits: list[dict] = []  # header of each commit accepted
@@ -201,9 +203,13 @@ class FakeHub:
         if status is not None and not applied:
             return _failure(status, kind, html)
         authorized = not self.token or headers.get("Authorization") == f"Bearer {self.token}"
+        read_only = self.read_token is not None and headers.get("Authorization") == f"Bearer {self.read_token}"
+        if kind in _WRITES and read_only:
+            return _error(403, "Forbidden", "You don't have the rights to write to this repo")
         if kind in _WRITES and not authorized:
             return _error(401, "Unauthorized", "Invalid credentials in Authorization header")
-        if match is not None and ((match["type"] or "models")[:-1], match["repo"]) in self.private and not authorized:
+        private = match is not None and ((match["type"] or "models")[:-1], match["repo"]) in self.private
+        if private and not (authorized or read_only):
             return _error(401, "RepoNotFound", "Repository not found")  # the Hub does not tell private from missing
         with self._lock:
             answer = getattr(self, f"_{kind}")(match, headers, body, parse_qs(urlsplit(path).query))

@@ -26,6 +26,7 @@ from .fake_hub import DROP, FakeHub
 from .test_cli import hf_ipt
 
 TOKEN = "hf_fakeTOKEN0123456789secret"
+READ_TOKEN = "hf_fakeREADonly0123456789"  # reads what TOKEN reads, cannot write
 REPO = "my-org/augmented"
 SYNTHESIZER = "instruction-pretrain/instruction-synthesizer"
 
@@ -186,7 +187,7 @@ def hub(monkeypatch):
     """A fake Hub that requires `TOKEN`, and huggingface_hub pointed at it as HF_ENDPOINT would."""
     from huggingface_hub import constants
 
-    with FakeHub(token=TOKEN) as fake:
+    with FakeHub(token=TOKEN, read_token=READ_TOKEN) as fake:
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # conftest's HF_HUB_OFFLINE=1, for this hub only
         monkeypatch.setattr(constants, "ENDPOINT", fake.url)
         template = fake.url + "/{repo_id}/resolve/{revision}/{filename}"
@@ -599,6 +600,19 @@ def test_client_errors_are_not_retried(hub, tmp_path):
     with pytest.raises(UsageError, match=r"refused the token \(HTTP 401\)"):  # the user's to fix: a usage error
         push_dataset(augment_output(tmp_path / "bbc"), REPO, token="hf_wrong")
     assert hub.requests.count(("POST", "/api/repos/create")) == 1 and hub.repos == {}
+
+
+@pytest.mark.parametrize("private", [False, True])
+@pytest.mark.parametrize("token, status", [("hf_wrong", 401), (READ_TOKEN, 403)])
+def test_a_token_that_cannot_write_to_an_existing_repo_is_a_usage_error(hub, tmp_path, token, status, private):
+    """`create_repo(exist_ok=True)` lets the token through when it can read the existing repo: the refusal
+    came at the commit, as a traceback (`HfHubHTTPError: Client error '401 Unauthorized'`)."""
+    hub.put(REPO, {"notes.txt": "made by hand"}, private=private)
+    before = hub.files(REPO)
+    with pytest.raises(UsageError, match=rf"the Hub refused the token \(HTTP {status}\) for .*{REPO}.*give a "
+                                         r"write token with access to it"):
+        push_dataset(augment_output(tmp_path / "bbc"), REPO, token=token)
+    assert hub.files(REPO) == before and not hub.commits
 
 
 def test_token_never_in_logs_or_uploads(hub, tmp_path, caplog, capfd, monkeypatch):
