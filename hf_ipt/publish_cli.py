@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = tidy_help(HfArgumentParser(PushArguments, prog="hf-ipt push"))
     (args,) = parse_dataclasses(parser, argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # hf_ipt's progress lines only: at INFO the HTTP client logs every request (`httpx`, or `httpx2`
+    # in newer huggingface_hub), whatever its name
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("hf_ipt").setLevel(logging.INFO)
     with usage_errors(parser), needs_hub(*args.needs_hub()):
         url = push_dataset(args.output_dir, args.repo_id, config_name=args.config_name, token=args.token,
                            private=args.private, revision=args.revision, overwrite=args.overwrite)

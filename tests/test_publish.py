@@ -687,12 +687,20 @@ def test_push_help():
 
 def test_cli_push_end_to_end(tmp_path):
     output = augment_output(tmp_path / "bbc")
-    with FakeHub(token=TOKEN) as hub:
+    with FakeHub(token=TOKEN, read_token=READ_TOKEN) as hub:
         env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_TOKEN": TOKEN}
         out = hf_ipt("push", "--output_dir", str(output), "--repo_id", REPO, env=env)
         assert out.returncode == 0, out.stderr
         assert f"-> {hub.url}/datasets/{REPO}" in out.stdout
         assert sorted(hub.files(REPO)) == ["README.md", "bbc-business/data.parquet", "bbc-business/stats.json"]
+        # hf_ipt's progress line, not one line per HTTP request (the client logs them at INFO)
+        assert "hf_ipt push: config 'bbc-business', 1 data files (0 stale removed)" in out.stderr
+        assert "HTTP Request" not in out.stderr and hub.url not in out.stderr
+        # a read token on the repo it can read: the documented usage error (exit 2), not a traceback
+        refused = hf_ipt("push", "--output_dir", str(output), "--repo_id", REPO, env={**env, "HF_TOKEN": READ_TOKEN})
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert "hf-ipt push: error: the Hub refused the token (HTTP 403)" in refused.stderr
+        assert "give a write token" in refused.stderr and len(hub.commits) == 1
     assert TOKEN not in out.stdout + out.stderr
 
 
