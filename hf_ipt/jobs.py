@@ -92,10 +92,28 @@ class JobConfig(CorpusConfig):
     )
 
     def __post_init__(self) -> None:
+        _refuse_bundled(self.corpus)
         super().__post_init__()
         if self.max_doc_chars < 1:
             raise ValueError(f"`max_doc_chars` must be >= 1, got {self.max_doc_chars} (JobConfig.max_doc_chars)")
         self.output_dir = check_output_dir(self.output_dir, "JobConfig.output_dir")
+
+
+def _refuse_bundled(corpus: str | None) -> None:
+    """Refuse a corpus name that only `hf-ipt augment` and `hf-ipt demo` know (``bbc-business``): read
+    as a Hub dataset id, it failed with a misleading "read from the Hub" error. A job records its corpus
+    as given, and the bundled files' path differs between installs, so a job takes the files."""
+    from .augment_cli import BUNDLED_CORPORA, resolve_corpus
+
+    if corpus not in BUNDLED_CORPORA:
+        return
+    try:
+        files = f"--corpus {resolve_corpus(corpus)!r} --corpus_name {corpus}"
+    except MissingDependencyError as err:
+        files = f"its files as --corpus, once installed ({err})"
+    raise UsageError(f"`corpus` {corpus!r} is a corpus bundled with `hf-ipt augment` and `hf-ipt demo`, not a "
+                     f"dataset a job can read by name: run `hf-ipt augment --corpus {corpus}`, or give the job "
+                     f"{files} (JobConfig.corpus)")
 
 
 def world_from_env(environ: dict | None = None) -> tuple[int, int]:

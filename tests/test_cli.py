@@ -100,6 +100,20 @@ def test_augment_records_a_bundled_corpus_by_its_name(tmp_path):
     assert summary["corpus"] == summary["corpus_name"] == "bbc-business"
 
 
+def test_synthesize_refuses_a_bundled_corpus_name_naming_its_files(tmp_path, capsys):
+    """`hf-ipt synthesize --corpus bbc-business` (as docs/publishing.md suggested) looked the name up as a Hub
+    dataset ("read from the Hub, which cannot be reached"): the name is augment's and the demo's only."""
+    from hf_ipt.augment_cli import resolve_corpus
+    from hf_ipt.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["synthesize", "--corpus", "bbc-business", "--output_dir", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert "`corpus` 'bbc-business' is a corpus bundled with `hf-ipt augment` and `hf-ipt demo`" in err
+    assert f"--corpus {resolve_corpus('bbc-business')!r} --corpus_name bbc-business" in err and "Hub" not in err
+
+
 def test_a_refused_value_is_a_usage_error_not_a_traceback(tmp_path):
     corpus = str(write_jsonl(tmp_path / "news.jsonl", 2))
     for args, message in (
