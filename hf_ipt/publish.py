@@ -18,8 +18,10 @@ Reading, rendering and pushing share one normalized statistics dict, so they sta
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -109,6 +111,15 @@ def data_files(output_dir: str | Path) -> list[Path]:
     return files
 
 
+def hidden_location(location: str | None) -> str | None:
+    """A recorded location as pushed in ``stats.json``: a local absolute path as its digest
+    (``sha256:<16 hex>``, which the replace check compares: a user's folders are not published), a Hub id
+    or URL as it is."""
+    if not location or not os.path.isabs(location):
+        return location
+    return "sha256:" + hashlib.sha256(location.encode("utf-8")).hexdigest()[:16]
+
+
 def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[str, Any]:
     """The statistics of one synthesis output folder, normalized for the card.
 
@@ -131,13 +142,13 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
     return {
         "config_name": name,
         "corpus": record.get("corpus"),
-        "corpus_location": record.get("corpus_location"),  # absent in outputs of older hf_ipt
+        "corpus_location": hidden_location(record.get("corpus_location")),  # absent in outputs of older hf_ipt
         "split": record.get("split"),
         **{key: record.get(key, job.get(key)) for key in SELECTION},
         "source": source,
         "hf_ipt_version": record.get("hf_ipt_version"),
         "synthesizer": synthesis.get("synthesizer"),
-        "synthesizer_location": record.get("synthesizer_location"),
+        "synthesizer_location": hidden_location(record.get("synthesizer_location")),
         "revision": synthesis.get("revision"),
         "rounds": "n/a (mined text by text)" if synthesis.get("synthesizer") == RULES else synthesis.get("rounds"),
         "output": synthesis.get("output"),
@@ -597,6 +608,8 @@ def _same_place(remote: dict, info: dict, key: str) -> bool:
 def _named(stats: dict, key: str) -> str:
     """The ``corpus`` or ``synthesizer`` (`key`) as given, and where it is when that says more."""
     location = stats.get(f"{key}_location")
+    if location and location.startswith("sha256:"):  # a local path, published as its digest (`hidden_location`)
+        return f"{stats.get(key)!r} (local path digest {location})"
     return f"{stats.get(key)!r}" + (f" at {location!r}" if location and location != stats.get(key) else "")
 
 

@@ -314,10 +314,13 @@ def test_the_same_relative_corpus_of_two_projects_is_two_corpora(hub, tmp_path, 
     assert "config name 'data', derived from corpus 'data/*.jsonl', is a generic folder name" in caplog.text
     before = hub.files(REPO)
     medicine = run("medicine", 100)
-    with pytest.raises(publish.ConfigTakenError, match=r"holds corpus 'data/\*.jsonl' at '.*finance/data/\*.jsonl'"
-                                                     r".*not corpus 'data/\*.jsonl' at '.*medicine/data/\*.jsonl'"):
+    digest = publish.hidden_location(str(tmp_path / "finance" / "data" / "*.jsonl"))
+    with pytest.raises(publish.ConfigTakenError, match=rf"holds corpus 'data/\*.jsonl' \(local path digest {digest}\)"
+                                                     r".*not corpus 'data/\*.jsonl' \(local path digest sha256:"):
         push_dataset("out", REPO, token=TOKEN)
     assert hub.files(REPO) == before
+    stats = json.loads(before["data/stats.json"])
+    assert stats["corpus_location"] == digest and str(tmp_path).encode() not in before["data/stats.json"]  # no path
     push_dataset(medicine, REPO, token=TOKEN, config_name="medicine")  # beside it
     monkeypatch.chdir(tmp_path)
     push_dataset(finance, REPO, token=TOKEN)  # the same corpus, pushed from anywhere, is replaced without a flag
@@ -343,7 +346,9 @@ def test_a_local_synthesizer_is_compared_by_where_it_is(hub, tmp_path, monkeypat
         return path
 
     push_dataset(output(tmp_path / "out-a", "a"), REPO, token=TOKEN)
-    with pytest.raises(ValueError, match=r"synthesizer './model' at '.*/a/model'\), not .*'./model' at '.*/b/model'"):
+    digests = [publish.hidden_location(str(tmp_path / project / "model")) for project in ("a", "b")]
+    with pytest.raises(ValueError, match=rf"synthesizer './model' \(local path digest {digests[0]}\)\), not .*'./model' "
+                                         rf"\(local path digest {digests[1]}\)"):
         push_dataset(output(tmp_path / "out-b", "b"), REPO, token=TOKEN)
     push_dataset(output(tmp_path / "out-a2", "a"), REPO, token=TOKEN)
     assert len(hub.commits) == 2
