@@ -201,15 +201,21 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
         return Augmenter(self.config, corpus_name=self.config.corpus_name)
 
     def _generate_examples(self, shards: list[dict]):
+        from datasets.builder import Key
+
         cfg, augment = self.config, self.augmenter
-        for shard in shards:
+        for index, shard in enumerate(shards):
             rejects: Counter = Counter()
             augment.stats = ChainStats()  # reported per shard
             docs = _accepted(iter_shard(shard, cfg.text_column, token=self.token), rejects, self.documents)
+            rows = 0
             while window := list(itertools.islice(docs, cfg.window_size)):
                 out = augment({"text": [d.text for d in window], "id": [d.id for d in window]})
                 for row in _rows(out):
-                    yield row["id"], row
+                    # datasets 5's key: the shard (of this call's `shards`) and the row in it, which it records
+                    # as the split's original shard lengths
+                    yield Key(index, rows), row
+                    rows += 1
             _report(shard, rejects, augment.stats)
 
 

@@ -38,6 +38,15 @@ def ids_of(rows) -> list[str]:
     return [r["id"] for r in rows]
 
 
+def test_rows_are_keyed_by_shard_as_datasets_5_records_them(tmp_path, monkeypatch):
+    """Rows were keyed by their string id: datasets took every row for shard 0, so the split's original shard
+    lengths (the Hub viewer's map from shards to rows, when datasets records them) were wrong."""
+    monkeypatch.setattr(datasets.config, "SAVE_ORIGINAL_SHARD_LENGTHS", True)
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", 12)
+    ds = load_augmented(str(corpus), num_shards=3, cache_dir=str(tmp_path / "cache"))
+    assert len(ds) == 12 and ds.info.splits["train"].original_shard_lengths == [4, 4, 4]
+
+
 @pytest.mark.parametrize("streaming", [True, False])
 def test_exact_user_call_rules(tmp_path, streaming, monkeypatch):
     monkeypatch.chdir(tmp_path)  # an empty working dir must not matter (no data-file scan)
