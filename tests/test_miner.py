@@ -370,6 +370,26 @@ def test_connective_needs_a_prose_premise() -> None:
             "The cost of making hard drives has dropped and is continuing to do so",
             "Improved technologies",
         ),
+        (  # BBC tech 212 and 225: the cause is the clause, not its subject cut at the comma
+            (
+                "Older people are using SMS much more than they did five years ago. This was "
+                "because younger users, often the children of ageing mobile owners, encouraged "
+                "older people to try it."
+            ),
+            "Older people are using SMS much more than they did five years ago",
+            "Younger users, often the children of ageing mobile owners, encouraged older people to try it",
+        ),
+        (  # BBC business 025: a parenthesis between dashes after the subject
+            (
+                "The firm sought help in the US because other forums - Russian courts and the "
+                "European Court of Human Rights - were either unfriendly or offered less protection."
+            ),
+            "The firm sought help in the US",
+            (
+                "Other forums - Russian courts and the European Court of Human Rights - were "
+                "either unfriendly or offered less protection"
+            ),
+        ),
     ],
 )
 def test_cause_rule_positive(text: str, effect: str, cause: str) -> None:
@@ -487,6 +507,11 @@ def test_cause_rule_effect_ends_with_its_clause(text: str, left_out: str) -> Non
             "not quite as engaging as it should be."
         ),
         "He is widely seen as, because of his long record, the clear favourite to win the seat.",
+        # A cause cut at a comma to its subject alone, the verb after (BBC politics 290).
+        (
+            "Our bombs can only shatter peace, because invading foreign nations, imprisoning the "
+            "innocent and hunting in the shadows cannot destroy an evil of the mind."
+        ),
     ],
 )
 def test_cause_rule_negative(text: str) -> None:

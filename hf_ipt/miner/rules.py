@@ -400,6 +400,33 @@ _VERB_AFTER_CAUSE = re.compile(
     rf"\s*,\s+{_AUXILIARY}\b(?!\s+(?:{_RELATIVE_SUBJECTS})\b)", re.IGNORECASE
 )
 
+# A parenthesis after a "because" clause's subject, then its verb: "because younger users, |
+# often the children of ageing mobile owners, | encouraged older people to try it", "because
+# other forums - | Russian courts and the European Court of Human Rights - | were unfriendly".
+# A verb: an auxiliary, a negation, or a lower-case word in "-ed", perhaps after an adverb. Not
+# a subordinate clause ("Remember, | when you do start working, | doesn't matter how ...").
+_CLAUSE_VERB = rf"(?:\w+ly\s+)?(?:{_AUXILIARY}|(?-i:[a-z])\w+ed)\b"
+_SUBJECT_PARENTHESIS = re.compile(
+    rf"(?P<mark>,|\s[-\u2013\u2014]|[\u2013\u2014])\s*(?!(?:{'|'.join(sorted(_SUBORDINATORS))})\b)"
+    rf"(?:(?!\s[-\u2013\u2014]\s)[^,;:()\u2013\u2014\s]+\s+){{1,12}}?"
+    rf"(?:(?!\s[-\u2013\u2014]\s)[^,;:()\u2013\u2014\s]+)(?P=mark)\s*(?={_CLAUSE_VERB})",
+    re.IGNORECASE,
+)
+# What goes on from a subject cut at its comma to the clause's verb: no conjunction, pronoun or
+# speaker opens it (", and prices rose", ", he said"), a verb comes in it.
+_SUBJECT_REST = re.compile(
+    rf"\s*(?!(?:{_NOT_SPEAKER}|{_CLAUSE_WORDS}|{_REPORTING}|he|she|they|we|i|you)\b)"
+    rf"(?:[^\s]+\s+){{0,12}}?{_CLAUSE_VERB}",
+    re.IGNORECASE,
+)
+# A subject has no verb, conjunction or pronoun's clause in it, and ends in no preposition.
+_MAX_SUBJECT_WORDS = 6
+_NOT_SUBJECT_WORD = re.compile(
+    rf"(?:{_AUXILIARY}|{_NOT_SPEAKER}|{_REPORTING}|not|to|[a-z]\w+ed|\w+n['\u2019]t"
+    rf"|\w+['\u2019](?:re|ve|ll|d)|(?:it|he|she|that|there|what)['\u2019]s|i|you|we|they|he|she|it)"
+)
+_NOT_SUBJECT_END = frozenset(lexicon("not_subject_start")) | _DETERMINERS
+
 # Control characters, replacement characters and lone surrogates: what decoded binary leaves;
 # and byte order marks, which a file read as "utf-8" keeps (a title "\ufeffOil prices ...").
 # The miner blanks them out of the text once, so rules never see them.
@@ -653,11 +680,14 @@ def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] |
         return None
     if phrase and (verb := _NEXT_VERB_PHRASE.search(cause)):
         cause = cause[: verb.start()]
-    raw, cause = cause, _before_result(_cause_text(cause))
+    clausal = connective.lower() == "because"  # a clause, not a noun phrase, follows
+    raw, cause = cause, _before_result(_cause_text(cause, clausal))
     if not cause or _dangles(cause.rsplit(" ", 1)[-1]) or _open_that(cause):
         return None  # "it was only released on PC and | , compared to ..."
     if cause.split(" ", 1)[0].lower() in _SUBORDINATORS and _CLAUSE_END.search(raw):
         return None  # "If you go crazy against players like him" | , you lose
+    if clausal and len(cause) < len(clause(raw)) and _subject_only(raw) and _bare_subject(cause):
+        return None  # "because invading foreign nations | , imprisoning ... cannot destroy"
     if connective.lower() == "due to" and cause.split(" ", 1)[0] in _SCHEDULED_VERBS:
         return None
     return effect, cause, connective
@@ -691,24 +721,32 @@ def _before_result(cause: str) -> str:
     return cause
 
 
-def _cause_text(raw: str) -> str:
+def _cause_text(raw: str, clausal: bool = False) -> str:
     """The cause: `raw` up to the end of its clause, or to a quotation closing before a new
-    sentence ('community." A spokesman said'), with its quotes balanced."""
-    span = _clause_span(raw)
+    sentence ('community." A spokesman said'), with its quotes balanced. A `clausal` cause (after
+    "because") keeps a parenthesis between its subject and its verb (`_clause_span`)."""
+    span = _clause_span(raw, clausal)
     if end := _QUOTE_BREAK.search(span):
         span = span[: end.start() + 1]
     return balance_quotes(clause(span))
 
 
-def _clause_span(raw: str) -> str:
+def _clause_span(raw: str, clausal: bool = False) -> str:
     """`raw` up to its clause's end; a comma inside a noun phrase is none: one between the
     items of a list ("they stop worms, viruses and other threats") or after a determiner and
     an adjective ("a stable, low-inflation economy") is passed. A list that does not end
     cleanly ("overbooking, cancellations or flight delays can now demand ...") is cut at its
-    first comma, as before: where it ends is unknown."""
+    first comma, as before: where it ends is unknown. In a `clausal` cause a parenthesis
+    between commas or dashes after the subject is passed too ("younger users, often the
+    children of ageing mobile owners, encouraged older people"), where a verb follows it."""
     end = _CLAUSE_END.search(raw)
-    if end is None or end.group() != ",":
-        return raw[: end.start()] if end else raw
+    if end is None:
+        return raw
+    parenthesis = _SUBJECT_PARENTHESIS.match(raw, end.start()) if clausal else None
+    if parenthesis and _bare_subject(raw[: end.start()]):
+        return raw[: parenthesis.end()] + _clause_span(raw[parenthesis.end() :])
+    if end.group() != ",":
+        return raw[: end.start()]
     before, rest = raw[: end.start()], raw[end.start() :]
     if phrase := _LIST_REST.match(rest):
         return before + phrase.group()
@@ -717,6 +755,31 @@ def _clause_span(raw: str) -> str:
     if after_adjective and (phrase := _ADJECTIVE_REST.match(rest)):
         return before + phrase.group()
     return before
+
+
+def _bare_subject(text: str) -> bool:
+    """Whether `text` is a few words with no verb, conjunction or preposition ending it: a
+    clause's subject ("younger users", "other forums"), not a clause ("it rained")."""
+    words = text.lower().split()
+    if len(words) == 1 and _SUBJECT_PRONOUN.fullmatch(words[0]):
+        return True  # "because he, like many others, wanted"
+    return 0 < len(words) <= _MAX_SUBJECT_WORDS and not any(
+        _NOT_SUBJECT_WORD.fullmatch(word.strip(_LINK_PUNCTUATION)) for word in words
+    ) and words[-1] not in _NOT_SUBJECT_END
+
+
+def _subject_only(raw: str) -> bool:
+    """Whether a "because" cause cut at its first comma or dash is its subject alone: a bare
+    subject, then text that goes on to the clause's verb ("because | invading foreign nations,
+    | imprisoning the innocent and 'hunting' in the 'shadows' cannot destroy ...")."""
+    end = _CLAUSE_END.search(raw)
+    if end is None or end.group().strip() not in (",", "-", "\u2013", "\u2014"):
+        return False
+    if not _bare_subject(raw[: end.start()]):
+        return False
+    rest = raw[end.end() :]
+    stop = _CLAUSE_END.search(rest)
+    return bool(_SUBJECT_REST.match(rest[: stop.start()] if stop else rest))
 
 
 def balance_quotes(text: str) -> str:
