@@ -121,6 +121,10 @@ _STUB_WORDS = lexicon("stub_words")
 # "and yet | because", "but again | because of": the clause they open is cut off.
 _CLAUSE_ADVERBS = lexicon("clause_adverbs")
 _BE = frozenset(("is", "are", "was", "were", "be", "been"))
+# Adverbs of frequency between a linking "is" / "are" and the cause word: "Such absences are
+# often | due to family holidays" has no verb but that "are".
+_COPULA_ADVERBS = lexicon("copula_adverbs")
+_REASON_WORD = re.compile(r"\breasons?\b", re.IGNORECASE)
 # Words that make a following "likely" the predicate ("are likely", "more likely").
 _PREDICATIVE = _BE | frozenset(("more", "most", "less", "very"))
 # A quotation's attribution ending a sentence, not part of an answer: a reporting verb a few
@@ -633,11 +637,26 @@ def _effect_before(text: str, connective: str) -> str | None:
         words[-1].lower() in _STUB_WORDS or _SUBORDINATE_SUBJECT.search(" ".join(words))
     ):
         return None  # "Perhaps it [was] | because", "action if the traffic [is] | due to"
+    if _copula_only(words, dropped):
+        return None  # "In November, the fall in exports [was largely] | due to": no verb left
     if words[-1].lower() == "that":
         return None  # "pointed out that | because X": "that" opens a clause, or is a pronoun
     # The comma before a dropped link word goes: "prevalent, he said, | [was] due to" ends in
     # an attribution that is cut next.
     return " ".join(words).rstrip(",")
+
+
+def _copula_only(words: list[str], dropped: set[str]) -> bool:
+    """Whether the effect's verb was the "is" / "was" that links it to the cause, so that only
+    its subject is left: "the fall in exports [was largely] | due to", "Such absences are often |
+    due to" (an adverb of frequency after it). The reason's own "is" is none: "The reason that X
+    [is] | because" gives X."""
+    end = len(words)
+    while end > 1 and words[end - 1].lower() in _COPULA_ADVERBS:
+        end -= 1
+    if dropped.isdisjoint(_BE) and not (end < len(words) and words[end - 1].lower() in _BE):
+        return False
+    return not _REASON_WORD.search(" ".join(words))
 
 
 def _left_open(words: list[str]) -> bool:
