@@ -413,6 +413,15 @@ def test_cause_rule_positive(text: str, effect: str, cause: str) -> None:
         # A speech's introduction and a sentence-opening "But" are not part of the effect.
         ('He told BBC Radio: "Most of the staff have stayed away because of the threat to jobs."', "told"),
         ("But the full-back pulled out of the squad on Wednesday because of a torn ligament.", "But"),
+        # However long, and after a comma, with single quotes too (BBC politics 008).
+        (
+            (
+                "Harriet Harman told researchers of the sheer hostility prompted by her "
+                'advancement to the Cabinet: "Well, you\'ve only succeeded because you\'re a woman."'
+            ),
+            "told",
+        ),
+        ("She said, 'the show was a big hit in London, because the audiences loved it'.", "said"),
         # A focus adverb or "however" before the cause word goes with it, as "not least" does
         # (BBC sport 188, tech 320 and 142).
         (

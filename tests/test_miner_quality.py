@@ -550,3 +550,31 @@ def test_keyword_top_refuses_a_max_df_ratio_outside_0_1(ratio) -> None:
     with pytest.raises(ValueError, match=r"`max_df_ratio` must be in \(0, 1\]"):
         stats.top(10, max_df_ratio=ratio, long_word_chars=3)
     assert stats.top(10, max_df_ratio=1, min_df=5, long_word_chars=3)  # every document may hold a keyword
+
+
+@pytest.mark.parametrize(
+    ("text", "effect"),
+    [
+        # BBC entertainment 253: the cut strips the closing mark right before "because".
+        (
+            "I'm redefining 'best' to mean 'most played at weddings and funerals' because people think it has deep meaning.",
+            "I'm redefining 'best' to mean 'most played at weddings and funerals'",
+        ),
+        # BBC entertainment 122: the speech's introduction goes with its single quote.
+        (
+            "She said, 'the show was a big hit in London, because the audiences loved it'.",
+            "The show was a big hit in London",
+        ),
+    ],
+)
+def test_a_cause_pair_s_single_quotes_are_paired(text: str, effect: str) -> None:
+    (pair,) = mined(text, task_types=["commonsense"])["commonsense.cause"]
+    _, found, after = pair.question.partition(effect)
+    assert found and after[:1] in ("", " ", '"', "?", "\n")
+    assert "'" not in pair.answer
+
+
+def test_an_effect_of_an_interjection_and_a_back_reference_is_dropped() -> None:
+    """BBC entertainment 122: "Yeah, it's hilarious" says no more than "It's hilarious"."""
+    text = "\"She said, 'yeah, it's hilarious, because your masochistic baby did leave you'.\""
+    assert "commonsense.cause" not in mined(text, task_types=["commonsense"])

@@ -268,6 +268,7 @@ _DENIAL_WORDS = lexicon("denial_words")
 # A short effect led by a word referring back ("Which is strange | because Lille is at the
 # crossroads of Europe", "It's a shame | because"): its content is in a sentence not shown.
 _BACK_REFERENCES = lexicon("back_references")
+_INTERJECTIONS = lexicon("interjections")
 _MAX_BACK_REFERENCE_WORDS = 4  # "It will be disruptive"; "It says the ban is unenforceable" stays
 _APOSTROPHES = re.compile("['\u2019]")
 # A cause after "because of", "due to", ... is a noun phrase: "and" + a verb starts the main
@@ -350,6 +351,24 @@ _SUBORDINATORS = frozenset(
 # A speech's introduction before the quotation the effect is: 'He told BBC Radio: "We lost'.
 _SPEECH_INTRO = re.compile(
     rf"[^\"\u201c]{{0,120}}?\b(?:{_REPORTING}|says|say)\b[^\"\u201c]{{0,60}}?:\s*[\"\u201c](?=\S)",
+    re.IGNORECASE,
+)
+# The same before a quotation that the cause word cuts, still open at the effect's end: after a
+# colon however far from the verb ('Harriet Harman told researchers of the sheer hostility
+# prompted by her advancement to the Cabinet: "Well, you've only succeeded | because'), or a
+# comma right after the verb and its speaker or hearer ("She said, 'yeah, it's hilarious, |
+# because"); single quotes too.
+_OPEN_SPEECH_INTRO = re.compile(
+    rf"[^\"\u201c\u201d]{{0,120}}?\b(?:{_REPORTING}|says|say)\b"
+    rf"(?:[^\"\u201c\u201d]*?:|(?:\s+[^\s,\"\u201c\u201d]+){{0,3}}?,)\s*[\"\u201c'\u2018](?=\w)",
+    re.IGNORECASE,
+)
+# A closing single quote: after a word or a final mark, before no letter ("hilarious'", not "it's").
+_SINGLE_CLOSE = re.compile(r"(?<=[\w.,!?])['\u2019](?!\w)")
+# An opening single quote: at the start or after a space or an opening mark, before a letter; not
+# an elision ("'em", "'bot nets", "rock 'n' roll"; `elisions` in `lexicon.json`).
+_SINGLE_OPEN = re.compile(
+    rf"(?:^|(?<=[\s(\[\"\u201c]))['\u2018](?!(?:{'|'.join(sorted(lexicon('elisions')))})\b)(?=[A-Za-z])",
     re.IGNORECASE,
 )
 # A sentence-opening "But" / "And" / "Yet" without its comma belongs to the text, not the effect.
@@ -699,7 +718,9 @@ def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] |
         effect = capitalize(_after_connective(lead["rest"]))  # "However, X fell" -> "X fell"
     elif bare := _BARE_OPENER.match(effect):
         effect = capitalize(effect[bare.end() :])  # "But the full-back pulled out" -> "The ..."
-    if ":" in effect and (intro := _SPEECH_INTRO.match(effect)):
+    if (":" in effect and (intro := _SPEECH_INTRO.match(effect))) or (
+        (intro := _OPEN_SPEECH_INTRO.match(effect)) and _open_quotation(effect[intro.end() - 1 :])
+    ):
         effect = capitalize(effect[intro.end() :])  # 'He said: "We lost' -> 'We lost'
     if reason := _REASON_OPENER.match(effect):
         effect = capitalize(reason["rest"])  # "One of the reasons that blogs are popular"
@@ -724,7 +745,7 @@ def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] |
         return None  # "because invading foreign nations | , imprisoning ... cannot destroy"
     if connective.lower() == "due to" and cause.split(" ", 1)[0] in _SCHEDULED_VERBS:
         return None
-    return effect, cause, connective
+    return close_single_quote(effect), cause, connective
 
 
 def _reported_claim(effect: str) -> bool:
@@ -755,6 +776,8 @@ def _open_that(cause: str) -> bool:
 def _refers_back(effect: str) -> bool:
     """Whether `effect` is a few words opened by a pronoun referring back ("Which is strange")."""
     words = effect.split()
+    if len(words) > 1 and words[0].lower().rstrip(",") in _INTERJECTIONS and words[0][-1] == ",":
+        words = words[1:]  # "Yeah, it's hilarious": the interjection says nothing either
     if not words or len(words) > _MAX_BACK_REFERENCE_WORDS:
         return False
     first = _APOSTROPHES.split(words[0].strip("\"\u201c"), 1)[0]  # "It's" -> "It"
@@ -779,7 +802,7 @@ def _cause_text(raw: str, clausal: bool = False) -> str:
     span = _clause_span(raw, clausal)
     if end := _QUOTE_BREAK.search(span):
         span = span[: end.start() + 1]
-    return balance_quotes(clause(span))
+    return close_single_quote(balance_quotes(clause(span)))
 
 
 def _clause_span(raw: str, clausal: bool = False) -> str:
@@ -831,6 +854,25 @@ def _subject_only(raw: str) -> bool:
     rest = raw[end.end() :]
     stop = _CLAUSE_END.search(rest)
     return bool(_SUBJECT_REST.match(rest[: stop.start()] if stop else rest))
+
+
+def _open_quotation(text: str) -> bool:
+    """Whether `text`, which starts with an opening quote, never closes it."""
+    if text[:1] in "'\u2018":
+        return not _SINGLE_CLOSE.search(text, 1)
+    return not any(mark in text[1:] for mark in '"\u201c\u201d')
+
+
+def close_single_quote(text: str) -> str:
+    """`text` with a single-quoted phrase it opens and never closes closed at its end: a cause
+    rule's cut falls inside it, or `clause` stripped its closing mark ("to mean 'most
+    gratuitously played at weddings and funerals" -> "... funerals'")."""
+    opening = None
+    for opening in _SINGLE_OPEN.finditer(text):
+        pass
+    if opening is None or _SINGLE_CLOSE.search(text, opening.end()):
+        return text
+    return text + ("\u2019" if opening.group() == "\u2018" else "'")
 
 
 def balance_quotes(text: str) -> str:
