@@ -435,19 +435,40 @@ def test_a_verb_of_saying_before_the_cause_word_gives_no_pair(text: str) -> None
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "effect", "cause"),
     [
-        (  # BBC sports 223: the effect "In the end", the cause "The way that"
-            '"But in the end because of the way that (Dietmar) Hamann and (Igor) Biscan performed, we '
-            'did not need to change things until right at the end of the match."'
+        (  # BBC sports 223: the effect was "In the end", the cause "The way that", cut at "("
+            (
+                '"But in the end because of the way that (Dietmar) Hamann and (Igor) Biscan '
+                'performed, we did not need to change things until right at the end of the match."'
+            ),
+            "We did not need to change things until right at the end of the match",
+            "The way that (Dietmar) Hamann and (Igor) Biscan performed",
         ),
-        "At the same time because of rising costs, the firm cut its dividend for the first time.",
-        "Eventually because of the injuries, the coach had to field a very young side in the final.",
+        (
+            "At the same time because of rising costs, the firm cut its dividend for the first time.",
+            "The firm cut its dividend for the first time",
+            "Rising costs",
+        ),
     ],
 )
-def test_an_opener_alone_is_not_an_effect(text: str) -> None:
+def test_an_opener_alone_is_not_an_effect_its_main_clause_is(text: str, effect: str, cause: str) -> None:
     """'In the end | because of X, Y': the effect before the cause word is a sentence opener, its
-    clause (Y) after the cause."""
+    clause (Y) after the cause, as in "Because X, Y"; brackets closed in the cause do not end it."""
+    (pair,) = mined(text, task_types=["commonsense"])["commonsense.cause"]
+    assert pair.answer == cause
+    _, found, after = pair.question.partition(effect)
+    assert found and after[:1] in ("", " ", '"', "?", "\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Eventually because of the injuries and the weather the coach had to field a young side.",
+        "At the same time because of rising costs, and despite the strike, it paid out more.",
+    ],
+)
+def test_an_opener_alone_without_a_main_clause_after_a_comma_is_no_effect(text: str) -> None:
     assert "commonsense.cause" not in mined(text, task_types=["commonsense"])
 
 
@@ -460,14 +481,18 @@ def test_an_opener_with_its_clause_stays_an_effect() -> None:
 @pytest.mark.parametrize(
     ("text", "cause"),
     [
-        ("The campaign failed because of the way that (in most cases) voters were contacted by phone.", None),
+        (
+            "The campaign failed because of the way that (in most cases) voters were contacted by phone.",
+            "The way that (in most cases) voters were contacted by phone",  # a bracket is no clause end
+        ),
+        ("The campaign failed because of the way that (in most cases voters were contacted by phone.", None),
         ("The campaign failed because of the fact that the party had no money left.", "The fact that the party had no money left"),
         ("The team suffered in the second half because we were not ready for that.", "We were not ready for that"),
     ],
 )
 def test_a_cause_cut_after_a_clause_opening_that_is_a_fragment(text: str, cause: str | None) -> None:
-    """'because of the way that | (in most cases) ...': the cut at the parenthesis left the cause
-    "The way that", a relative clause with nothing in it; a pronoun "that" ends a cause."""
+    """'because of the way that | (in most cases ...': the cut at an unclosed bracket left the
+    cause "The way that", a relative clause with nothing in it; a pronoun "that" ends a cause."""
     found = mined(text, task_types=["commonsense"]).get("commonsense.cause", [])
     assert [pair.answer for pair in found] == ([cause] if cause else [])
 

@@ -337,6 +337,12 @@ _OPENER_ONLY = re.compile(
     r"|any)\s+[^\s,]+(?:\s+[^\s,]+)?|[^\s,]+)",
     re.IGNORECASE,
 )
+# A main clause's subject after an opener and its cause: a pronoun, a determiner or a
+# capitalised word ("we did not need", "the firm cut", "Liverpool won"), not a conjunction.
+_SUBJECT_START = re.compile(
+    rf"(?:(?:i|we|you|he|she|they|it|there|{'|'.join(sorted(_DETERMINERS))})\b|(?!(?:{_NOT_SPEAKER}|{_OPENERS})\b)(?-i:[A-Z])\w)",
+    re.IGNORECASE,
+)
 # "The reason X is | because Y", "One of the reasons that X is | because Y": the effect is X.
 _REASON_OPENER = re.compile(
     r"(?:(?:One|Some|Part) of the|The|Another|A)\s+(?:(?:main|real|only|other|key)\s+)?reasons?"
@@ -457,6 +463,7 @@ _SUBJECT_REST = re.compile(
 )
 # A subject has no verb, conjunction or pronoun's clause in it, and ends in no preposition.
 _MAX_SUBJECT_WORDS = 6
+_MAX_BRACKET_CHARS = 60  # a bracket closed within this is passed, not a clause's end
 _NOT_SUBJECT_WORD = re.compile(
     rf"(?:{_AUXILIARY}|{_NOT_SPEAKER}|{_REPORTING}|not|to|[a-z]\w+ed|\w+n['\u2019]t"
     rf"|\w+['\u2019](?:re|ve|ll|d)|(?:it|he|she|that|there|what)['\u2019]s|i|you|we|they|he|she|it)"
@@ -603,6 +610,9 @@ def _cause_in(sentence: str, previous: str, config: MinerConfig) -> tuple[str, s
         if trailing := _TRAILING_ATTRIBUTION.search(effect):
             effect = _without_attribution(effect, trailing)
         raw = sentence[inner.end() :]
+        if main := _main_clause_after(effect, raw):
+            # "In the end | because of X, | we did not need to change": as "Because X, Y".
+            return _checked(main, _clause_span(raw), inner["conn"])
         found = _checked(capitalize(clause(effect)), raw, inner["conn"])
         if found is None or _cut_before_main_verb(found[0], raw, inner["conn"]):
             return None
@@ -610,6 +620,21 @@ def _cause_in(sentence: str, previous: str, config: MinerConfig) -> tuple[str, s
             return None  # "Tories say X came | because Y": Y is the Tories' reason, X their claim
         return found
     return None
+
+
+def _main_clause_after(effect: str, raw_cause: str) -> str | None:
+    """The main clause after a cause whose effect before it is only a sentence opener ("But in
+    the end | because of the way that X performed, | we did not need to change things"), as
+    after a leading "Because X, Y"; None where the effect is more, or no comma ends the cause."""
+    opener = clause(effect)
+    if bare := _BARE_OPENER.match(opener):
+        opener = opener[bare.end() :]
+    if not _OPENER_ONLY.fullmatch(opener):
+        return None
+    rest = raw_cause[len(_clause_span(raw_cause)) :]
+    if not rest.startswith(", ") or not _SUBJECT_START.match(rest, 2):
+        return None
+    return capitalize(clause(drop_attribution(rest[2:])))
 
 
 def _cut_before_main_verb(effect: str, raw_cause: str, connective: str) -> bool:
@@ -812,8 +837,10 @@ def _clause_span(raw: str, clausal: bool = False) -> str:
     cleanly ("overbooking, cancellations or flight delays can now demand ...") is cut at its
     first comma, as before: where it ends is unknown. In a `clausal` cause a parenthesis
     between commas or dashes after the subject is passed too ("younger users, often the
-    children of ageing mobile owners, encouraged older people"), where a verb follows it."""
-    end = _CLAUSE_END.search(raw)
+    children of ageing mobile owners, encouraged older people"), where a verb follows it. A
+    parenthesis closed inside the clause does not end it ("the way that (Dietmar) Hamann and
+    (Igor) Biscan performed")."""
+    end = _clause_end(raw)
     if end is None:
         return raw
     parenthesis = _SUBJECT_PARENTHESIS.match(raw, end.start()) if clausal else None
@@ -831,6 +858,18 @@ def _clause_span(raw: str, clausal: bool = False) -> str:
     return before
 
 
+def _clause_end(raw: str) -> re.Match | None:
+    """The first mark in `raw` that may end its clause (`_CLAUSE_END`), passing brackets that
+    close within `_MAX_BRACKET_CHARS`: "(Dietmar) Hamann" is a name, not a clause's end."""
+    end = _CLAUSE_END.search(raw)
+    while end is not None and end.group() == "(":
+        close = raw.find(")", end.end(), end.end() + _MAX_BRACKET_CHARS)
+        if close == -1 or "(" in raw[end.end() : close]:
+            break
+        end = _CLAUSE_END.search(raw, close + 1)
+    return end
+
+
 def _bare_subject(text: str) -> bool:
     """Whether `text` is a few words with no verb, conjunction or preposition ending it: a
     clause's subject ("younger users", "other forums"), not a clause ("it rained")."""
@@ -846,7 +885,7 @@ def _subject_only(raw: str) -> bool:
     """Whether a "because" cause cut at its first comma or dash is its subject alone: a bare
     subject, then text that goes on to the clause's verb ("because | invading foreign nations,
     | imprisoning the innocent and 'hunting' in the 'shadows' cannot destroy ...")."""
-    end = _CLAUSE_END.search(raw)
+    end = _clause_end(raw)
     if end is None or end.group().strip() not in (",", "-", "\u2013", "\u2014"):
         return False
     if not _bare_subject(raw[: end.start()]):
