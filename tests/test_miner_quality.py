@@ -96,56 +96,13 @@ def test_a_cause_s_effect_ends_before_an_interjection(text: str, effect: str) ->
     assert not any(word in pair.question for word in ("says", "said", "in part"))
 
 
-def test_said_with_its_claim_is_no_effect_nor_cut_to_a_speaker() -> None:
-    """ "said" is the effect's verb here, not an attribution to cut (which left "Nigel Marson,
-    head of marketing at the firm"); and "because" is inside what he said: no cause pair."""
+def test_said_as_the_effect_s_own_verb_stays() -> None:
     text = (
         "Nigel Marson, head of marketing at the firm, said the posters were useful because they "
         "work without any phone signal."
     )
-    assert "commonsense.cause" not in mined(text, task_types=["commonsense"])
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        # BBC politics 030: the cause is the Tories' claim, the effect their saying it.
-        (
-            "Tories say Labour's previous success regarding the issue came because it tackled "
-            "the easy part of the problem."
-        ),
-        "Boeing said earnings in the last quarter dropped by 84% because of costs of its jets.",
-        "Analysts believe the dollar will fall further because of the huge trade deficit.",
-        # Nor is it cut to the speaker ("Tim Yeo, his transport spokesman"): there is no pair.
-        "Tim Yeo, his transport spokesman, said the deal hurt Britain because it raised fares.",
-        "Sir Edward said that was impossible because the Labour left was set against it.",
-    ],
-)
-def test_a_claim_someone_makes_is_no_effect(text: str) -> None:
-    assert "commonsense.cause" not in mined(text, task_types=["commonsense"])
-
-
-@pytest.mark.parametrize(
-    ("text", "effect"),
-    [
-        # A verb of saying whose clause a comma closes, or with no clause after it, stays.
-        (
-            "Mr Smith, who said he was tired of politics, resigned because of his poor health.",
-            "Mr Smith, who said he was tired of politics, resigned",
-        ),
-        (
-            "Paul comes round and we warn him because we don't know who the photographers are after.",
-            "Paul comes round and we warn him",
-        ),
-        (
-            "If you think of Snake then you could be in for a surprise because mobile games have changed.",
-            "If you think of Snake then you could be in for a surprise",
-        ),
-    ],
-)
-def test_a_verb_of_saying_with_no_claim_after_it_keeps_its_cause_pair(text: str, effect: str) -> None:
     (pair,) = mined(text, task_types=["commonsense"])["commonsense.cause"]
-    assert effect in pair.question
+    assert "Nigel Marson, head of marketing at the firm, said the posters were useful" in pair.question
 
 
 @pytest.mark.parametrize(
@@ -226,7 +183,7 @@ def test_an_inverted_attribution_is_not_part_of_the_effect(text: str) -> None:
 NOUN_PHRASE_CAUSES = [
     (
         (
-            "Peugeot's profits may decline this year as a result of the higher "
+            "Peugeot warned that its profits may decline this year as a result of the higher "
             "steel, plastic and commodity prices."
         ),
         "The higher steel, plastic and commodity prices",
@@ -277,6 +234,7 @@ def test_an_opener_s_phrase_is_not_an_effect(text: str) -> None:
             "Tim Yeo, his transport spokesman, said the plans stink. This is because the scheme "
             "costs drivers far too much money."
         ),
+        "Tim Yeo, his transport spokesman, said the deal hurt Britain because it raised fares.",
     ],
 )
 def test_an_effect_keeps_the_claim_after_its_speaker_s_appositive(text: str) -> None:
@@ -321,7 +279,7 @@ def test_an_effect_cut_before_its_main_verb_gives_no_pair(text: str) -> None:
             "Cole, who also struggled with an ankle problem, was unable to rest because the club had too few strikers.",
             "Cole, who also struggled with an ankle problem, was unable to rest",
         ),
-        ("The results showed that was a mistake because the market had turned.", "The results showed that was a mistake"),
+        ("Sir Edward said that was impossible because the Labour left was set against it.", "Sir Edward said that was impossible"),
         ("You are just doing your job because you are paid to, aren't you?", "You are just doing your job"),
         ("France will be a tough opponent because they have three wins, have just beaten England and are at home.", "France will be a tough opponent"),
     ],

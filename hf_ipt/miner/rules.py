@@ -287,19 +287,6 @@ _SAYING_OPEN = re.compile(
     rf"(?:\s+(?:{'|'.join(sorted(_LINK_WORDS))}))*\s*$",
     re.IGNORECASE,
 )
-# A verb of saying or thinking with its object clause, which runs on to the cause word (see
-# `_reported_claim`): two words or more after the verb, the first no preposition ("think of"),
-# then no comma, semicolon, colon or dash to the effect's end ("we warn him | because": no clause).
-_CLAIM_VERB = re.compile(rf"\b(?:{'|'.join(sorted(lexicon('clause_verbs')))})\b", re.IGNORECASE)
-_CLAIM_REST = re.compile(
-    r"\s+(?!(?:of|about|for|with|to|so|up|in|on|by|at|from|as)\b)[^\s,;:\u2013\u2014]+"
-    r"\s+[^,;:\u2013\u2014]+",
-    re.IGNORECASE,
-)
-# A verb of saying after these is a noun: "whose claims", "the thought", "a say".
-_NOT_BEFORE_CLAIM_VERB = _DETERMINERS | frozenset(
-    ("whose", "this", "that", "these", "those", "no", "any", "some", "such", "of", "their", "its")
-)
 # Negation whose scope is the reason, not the event: the text denies that the cause is one.
 # "should not be reduced | because of a guilty plea", "no jobs would be lost | as a result of
 # the machines", "I don't think conditions have worsened | because of the fall". Only before a
@@ -616,8 +603,6 @@ def _cause_in(sentence: str, previous: str, config: MinerConfig) -> tuple[str, s
         found = _checked(capitalize(clause(effect)), raw, inner["conn"])
         if found is None or _cut_before_main_verb(found[0], raw, inner["conn"]):
             return None
-        if _reported_claim(found[0]):
-            return None  # "Tories say X came | because Y": Y is the Tories' reason, X their claim
         return found
     return None
 
@@ -771,23 +756,6 @@ def _checked(effect: str, cause: str, connective: str) -> tuple[str, str, str] |
     if connective.lower() == "due to" and cause.split(" ", 1)[0] in _SCHEDULED_VERBS:
         return None
     return close_single_quote(effect), cause, connective
-
-
-def _reported_claim(effect: str) -> bool:
-    """Whether an in-sentence cause word is inside what someone says or thinks: the effect holds a
-    verb of saying or thinking and its object clause runs on to the cause word, no comma between ("Tories
-    say Labour's previous success regarding the issue came | because it tackled the easy part").
-    The cause is the speaker's, of their claim, and the effect shown is their saying it. Not a
-    noun ("whose claims", "the thought"), "think of" / "say about", nor a verb whose clause a comma
-    closes ("X, who said he was tired, resigned | because")."""
-    for verb in _CLAIM_VERB.finditer(effect):
-        before = effect[: verb.start()].split()
-        if before and before[-1].lower().strip(_LINK_PUNCTUATION) in _NOT_BEFORE_CLAIM_VERB:
-            continue
-        rest = effect[verb.end() :]
-        if _CLAIM_REST.fullmatch(rest) and " - " not in rest:
-            return True
-    return False
 
 
 def _open_that(cause: str) -> bool:
