@@ -392,6 +392,14 @@ class Augmenter:
         synthesis alone, and a mistake in the engine settings stops it before any work."""
         _ = self.engine
 
+    def close(self) -> None:
+        """Release the engine: a model backend's `close()` frees its (GPU) memory, where dropping the reference
+        would wait for the garbage collector, and vLLM's engine core process for the interpreter's exit. The next
+        use loads it again."""
+        engine, self._engine = self._engine, None
+        if (close := getattr(engine, "close", None)) is not None:  # the rule miner holds no memory to release
+            close()
+
     def synthesize(self, texts: Sequence[str]) -> list[ChainEntry]:
         """Entries with pairs for one window of texts (rules: each text alone, no chaining)."""
         if self.config.synthesizer == RULES:

@@ -778,17 +778,32 @@ class Progress:
 # ---------------------------------------------------------------- stages 2-3: dedup, render, manifest
 
 
-def find_duplicates(job: JobConfig, num_units: int, filters: FilterConfig) -> dict[str, list[list[int]]]:
-    """Near-duplicate pairs over the whole corpus in unit/row/pair order: ``{unit: [[row, pair], ...]}``."""
+def stage_bar(progress: bool, total: int, desc: str, unit: str, done: int = 0):
+    """A tqdm bar of stage 2 or 3 over `total` pairs or documents (counted by the done-markers), `done` of
+    them before this run; shown as stage 1's are (`run_job(progress=...)`), a no-op bar otherwise."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=desc, unit=unit, unit_scale=True, disable=not progress)
+
+
+def find_duplicates(job: JobConfig, filters: FilterConfig, stats: list[dict],
+                    progress: bool = False) -> dict[str, list[list[int]]]:
+    """Near-duplicate pairs over the whole corpus in unit/row/pair order: ``{unit: [[row, pair], ...]}``.
+
+    `stats` are the units' done-markers (their `pairs` counts size the progress bar)."""
     import pyarrow.parquet as pq
 
     detector, found = NearDuplicates(filters), {}
-    for index in range(num_units):
-        table = pq.read_table(_path(job, "pairs", index, ".parquet"), columns=["pairs"])
-        for row, pairs in enumerate(table.column("pairs").to_pylist()):
-            for k, pair in enumerate(pairs):
-                if detector.seen(f"{pair['question']}\n{pair['answer']}"):
-                    found.setdefault(unit_name(index), []).append([row, k])
+    with stage_bar(progress, sum(s["pairs"] for s in stats), "dedup pairs", "pair") as bar:
+        for index in range(len(stats)):
+            table = pq.read_table(_path(job, "pairs", index, ".parquet"), columns=["pairs"])
+            for row, pairs in enumerate(table.column("pairs").to_pylist()):
+                for k, pair in enumerate(pairs):
+                    if detector.seen(f"{pair['question']}\n{pair['answer']}"):
+                        found.setdefault(unit_name(index), []).append([row, k])
+                bar.update(len(pairs))
+            bar.set_postfix_str(f"unit {index + 1}/{len(stats)}, {sum(map(len, found.values()))} duplicates",
+                                refresh=False)
     return found
 
 
@@ -827,28 +842,40 @@ def render_unit(job: JobConfig, synthesis: SynthesisConfig, index: int, duplicat
     write_atomic(_path(job, "data", index, ".parquet"), write)
 
 
+def render_units(job: JobConfig, synthesis: SynthesisConfig, stats: list[dict], duplicates: dict,
+                 progress: bool = False) -> None:
+    """Stage 3: `render_unit` for every unit whose ``data/`` file is missing, with a bar over the documents
+    (`stats`: the units' done-markers) that starts at those of the units an earlier run rendered."""
+    todo = [i for i in range(len(stats)) if parquet_rows(_path(job, "data", i, ".parquet")) is None]
+    rows = [s["rows"] for s in stats]
+    with stage_bar(progress, sum(rows), "render docs", "doc", sum(rows) - sum(rows[i] for i in todo)) as bar:
+        for n, index in enumerate(todo, 1):
+            render_unit(job, synthesis, index, duplicates.get(unit_name(index), []))
+            bar.set_postfix_str(f"unit {n}/{len(todo)}", refresh=False)
+            bar.update(rows[index])
+
+
 def finalize(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, units: list[dict],
-             pinned: dict | None = None) -> dict:
+             pinned: dict | None = None, progress: bool = False) -> dict:
     """Stages 2-3 once every unit is synthesized; each step skips what an earlier run finished.
 
     Temporaries of dead processes on this host go first; once the manifest is written, every
     leftover temporary goes (killed processes on other hosts, duplicates of finished units).
     With `pinned` (the `job.json` content this process runs), no manifest is written once
-    another run has replaced `job.json` (`check_pinned`).
+    another run has replaced `job.json` (`check_pinned`). `progress`: bars over pairs (dedup) and
+    documents (render).
     """
     folders = [os.path.join(job.output_dir, sub) for sub in ("", "pairs", "data")]
     for folder in folders:
         _remove_temporaries(folder)
+    stats = [read_json(_path(job, "pairs", i, ".json")) for i in range(len(units))]
     duplicates = {}
     if filters.dedup:
         path = os.path.join(job.output_dir, "dedup.json")
-        if not os.path.exists(path):
-            write_json(path, find_duplicates(job, len(units), filters))
+        if not os.path.exists(path):  # written once at the end: a run killed meanwhile starts dedup over
+            write_json(path, find_duplicates(job, filters, stats, progress))
         duplicates = read_json(path)
-    for index in range(len(units)):
-        if parquet_rows(_path(job, "data", index, ".parquet")) is None:
-            render_unit(job, synthesis, index, duplicates.get(unit_name(index), []))
-    stats = [read_json(_path(job, "pairs", i, ".json")) for i in range(len(units))]
+    render_units(job, synthesis, stats, duplicates, progress)
     _write_rejects(job, stats)
     manifest = build_manifest(job, synthesis, filters, stats, duplicates)
     if pinned is not None:
@@ -945,6 +972,27 @@ def _synthesize_units(job: JobConfig, units: list[dict], todo: list[int], augmen
                 bar.bar.update(1)
 
 
+def _synthesize_all(job: JobConfig, units: list[dict], todo: list[int], augment: Augmenter, filters: FilterConfig,
+                    world: tuple[int, int], pinned: dict, progress: bool, done: int) -> bool:
+    """Stage 1 over this rank's units `todo` (`_synthesize_units`); whether every unit of the job is done then,
+    so that this process writes the output. Units a run with other settings overwrote meanwhile are redone."""
+    made_under, (rank, world_size) = spec_id(pinned), world
+    for _ in range(3):
+        _synthesize_units(job, units, todo, augment, filters, rank, pinned, progress,
+                          _token_unit(augment.config), done)
+        done = 0
+        waiting = [i for i in range(len(units)) if not unit_done(job, i, made_under)]
+        if waiting:
+            logger.warning("hf_ipt: rank %d/%d done; %d units of other ranks remain, the last rank to finish "
+                           "writes the output", rank, world_size, len(waiting))
+            return False
+        # Every unit is done: before stage 2, redo here any a run with other settings overwrote meanwhile.
+        if not (todo := _redo_damaged(job, len(units), pinned)):
+            return True
+    raise UsageError(f"units of {job.output_dir!r} keep being overwritten by a run with other settings; "
+                     "stop the other run, or give each its own `output_dir`")
+
+
 def check_dedup_installed(filters: FilterConfig) -> None:
     """Stage 2's near-duplicate pass needs `datasketch`: refuse a job without it before any unit is
     synthesized, while ``--no_dedup`` can still be chosen (once a unit is done, `job.json` pins it),
@@ -1014,22 +1062,12 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     if todo:  # settings found wrong as the synthesizer loads (a device, an engine argument) are not pinned
         augment.load_engine()
     pin_job(job, pinned, changes)
-    for _ in range(3):
-        _synthesize_units(job, units, todo, augment, filters, rank, pinned, progress, _token_unit(synthesis), done)
-        done = 0
-        waiting = [i for i in range(len(units)) if not unit_done(job, i, made_under)]
-        if waiting:
-            logger.warning("hf_ipt: rank %d/%d done; %d units of other ranks remain, the last rank to finish "
-                           "writes the output", rank, world_size, len(waiting))
-            return None
-        # Every unit is done: before stage 2, redo here any a run with other settings overwrote meanwhile.
-        if not (todo := _redo_damaged(job, len(units), pinned)):
-            break
-    else:
-        raise UsageError(f"units of {job.output_dir!r} keep being overwritten by a run with other settings; "
-                         "stop the other run, or give each its own `output_dir`")
+    finished = _synthesize_all(job, units, todo, augment, filters, (rank, world_size), pinned, progress, done)
+    augment.close()  # stages 2-3 need no engine: the rank that writes the output frees its GPU memory first
+    if not finished:
+        return None
     try:
-        return finalize(job, synthesis, filters, units, pinned)
+        return finalize(job, synthesis, filters, units, pinned, progress)
     except OSError:
         if not os.path.exists(manifest_path):
             raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -1076,3 +1077,60 @@ def test_a_job_folder_left_before_job_json_and_a_finished_job_are_still_jobs(tmp
     first = run_job(job, rank=0, world_size=1, progress=False)
     assert first is not None and (out / "job.json").is_file()
     assert run_job(job, rank=0, world_size=1, progress=False) == first  # resumes (complete) as before
+
+
+def test_the_engine_is_released_before_the_output_is_written(tmp_path, tiny_model_dir, monkeypatch):
+    """The engine stayed referenced through stages 2-3, so the rank that wrote the output held its GPU memory
+    (a vLLM engine's, a model's) for all of dedup and render: it is closed before stage 2 now."""
+    import hf_ipt.jobs
+    from hf_ipt.backends.transformers import TransformersBackend
+
+    events: list[str] = []
+    record_order(monkeypatch, hf_ipt.jobs, events)
+    close, finalize = TransformersBackend.close, hf_ipt.jobs.finalize
+
+    def closing(self):
+        events.append("close")
+        close(self)
+
+    def finalizing(*args, **kwargs):
+        events.append("finalize")
+        return finalize(*args, **kwargs)
+
+    monkeypatch.setattr(TransformersBackend, "close", closing)
+    monkeypatch.setattr(hf_ipt.jobs, "finalize", finalizing)
+    corpus = write_jsonl(tmp_path / "c.jsonl", 4)
+    synthesis = SynthesisConfig(synthesizer=str(tiny_model_dir), backend="transformers", max_model_len=256,
+                                max_new_tokens=4)
+    job = JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=2)
+    assert run_job(job, synthesis, NO_FILTERS, progress=False)["num_units"] == 2
+    assert events == ["engine", "read", "read", "close", "finalize"]
+    # Every unit done, the output not written (a kill in stage 2; or a rerun on a CPU node to finalize there):
+    # the rerun writes it without loading the synthesizer.
+    events.clear()
+    for path in [tmp_path / "o" / "manifest.json", *(tmp_path / "o" / "data").iterdir()]:
+        path.unlink()
+    assert run_job(job, synthesis, NO_FILTERS, progress=False)["num_units"] == 2
+    assert events == ["finalize"]
+
+
+def test_dedup_and_render_show_progress_bars(tmp_path, capsys):
+    """Stages 2-3 ran silently: at hundreds of millions of pairs, hours with no sign of life. They show
+    bars over pairs and documents where stage 1 shows its own, and none with progress off."""
+    corpus = write_jsonl(tmp_path / "c.jsonl", 24)
+    job = JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=2)
+    manifest = run_job(job, progress=True)
+    bars = capsys.readouterr().err
+    pairs, docs = manifest["pairs"]["kept"] + manifest["filters_removed"]["near_duplicate"], manifest["docs"]["kept"]
+    assert re.search(rf"dedup pairs: 100%.* {pairs}(\.0)?/{pairs}(\.0)? .*pair/s, unit 2/2, "  # 1.2M/200M at scale
+                     rf"{manifest['filters_removed']['near_duplicate']} duplicates", bars)
+    assert re.search(rf"render docs: 100%.* {docs}(\.0)?/{docs}(\.0)? .*doc/s, unit 2/2", bars)
+    (tmp_path / "o" / "data" / "00001.parquet").unlink()  # a rerun renders what is missing; the bar starts past the rest
+    (tmp_path / "o" / "manifest.json").unlink()
+    run_job(job, progress=True)
+    assert "render docs" in capsys.readouterr().err
+    for path in [tmp_path / "o" / "manifest.json", tmp_path / "o" / "dedup.json"]:
+        path.unlink()
+    run_job(job, progress=False)
+    assert "dedup" not in capsys.readouterr().err
+
