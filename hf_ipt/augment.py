@@ -27,6 +27,7 @@ from .backends.base import (
     check_dtype,
     check_engine_kwargs,
     check_temperature,
+    default_of,
     model_location,
     refuse_ignored,
 )
@@ -43,6 +44,20 @@ ENGINE_SETTINGS = {"gpu_memory_utilization": 0.9, "continuous_batching": False, 
                    "max_batch_tokens": None, "static_cache": False, "prefix_caching": False}
 MODEL_SETTINGS = ("backend", "rounds", "max_model_len", "max_new_tokens", "temperature", "batch_size", "dtype",
                   "device", "tensor_parallel_size", "trust_remote_code", "revision", *ENGINE_SETTINGS)
+# Engine tuning that a resumed job may change (docs/jobs.md "Resume"): batch sizes and memory, what one lowers
+# after running out of memory or on a requeue onto a smaller GPU. They are pinned with the others only because
+# how prompts are batched can change greedy tokens in bf16 on a GPU (an equivalent output, not a byte-identical
+# one); they never change the model, the prompts or the decoding settings, which stay pinned.
+TUNING_SETTINGS = ("batch_size", "max_batch_tokens", "gpu_memory_utilization", "engine_kwargs")
+# The `engine_kwargs` (vLLM arguments) of that kind: scheduling, memory, CUDA graphs. Any other key (`quantization`,
+# `kv_cache_dtype`, `hf_overrides`, ...) changes the model's numerics or more, and stays pinned.
+TUNING_ENGINE_KWARGS = frozenset({
+    "max_num_seqs", "max_num_batched_tokens", "enforce_eager", "enable_chunked_prefill", "swap_space",
+    "cpu_offload_gb", "block_size", "num_gpu_blocks_override", "kv_cache_memory_bytes", "enable_prefix_caching",
+    "max_seq_len_to_capture", "cuda_graph_sizes", "compilation_config", "async_scheduling",
+    "disable_custom_all_reduce", "max_num_partial_prefills", "max_long_partial_prefills",
+    "long_prefill_token_threshold", "disable_log_stats",
+})
 RULES_SETTINGS = ("domain_keywords", "num_keywords")
 # job.json key (and cache key part) pinning the keywords of a `domain_keywords` file, not only its path;
 # absent when no file is used, and from jobs started before it existed (`jobs.prepare` resumes those).
@@ -323,6 +338,23 @@ def recorded_settings(values: Mapping[str, Any]) -> dict[str, Any]:
     kept = {key: value for key, value in values.items() if key not in drop}
     if "device" in kept:
         kept["device"] = device_type(kept["device"])
+    return kept
+
+
+def engine_tuning(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The engine tuning (`TUNING_SETTINGS`) of synthesis settings `values` (`asdict(SynthesisConfig)`, or a
+    job.json's, where one at its default may be absent), for a unit's done-marker and a job's manifest."""
+    tuning = {name: values.get(name, default_of(SynthesisConfig, name)) for name in TUNING_SETTINGS}
+    return {**tuning, "engine_kwargs": normalized_engine_kwargs(tuning["engine_kwargs"])}  # as typed in older jobs
+
+
+def without_tuning(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Synthesis settings `values` less their engine tuning: what a resumed job must match. `engine_kwargs`
+    keeps its keys that are no tuning (`TUNING_ENGINE_KWARGS`), absent when none is left."""
+    kept = {k: v for k, v in values.items() if k not in TUNING_SETTINGS}
+    pinned = {k: v for k, v in parse_engine_kwargs(values.get("engine_kwargs")).items() if k not in TUNING_ENGINE_KWARGS}
+    if pinned:
+        kept["engine_kwargs"] = normalized_engine_kwargs(pinned)
     return kept
 
 

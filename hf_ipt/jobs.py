@@ -8,9 +8,9 @@ the number of processes; rank ``r`` of ``w`` takes units ``i % w == r``, with ra
 the launcher's environment (see `world_from_env`). Layout of `output_dir`::
 
     job.json               settings + units, written once the synthesizer has loaded; once a unit is
-                           done, a rerun with other settings is refused
+                           done, a rerun with other settings is refused (engine tuning aside: `plan_job`)
     pairs/00003.parquet    stage 1: filtered pairs of unit 3, with chain links (atomic)
-    pairs/00003.json       stage 1 done-marker: the unit's stats and rejects (atomic, written last)
+    pairs/00003.json       stage 1 done-marker: the unit's stats, rejects, engine tuning (atomic, written last)
     dedup.json             stage 2: near-duplicate pairs across the corpus (one process)
     data/00003.parquet     stage 3: the output rows of unit 3 (templified or pairs; atomic)
     rejects.jsonl          every skipped document with its reason
@@ -47,15 +47,18 @@ from dataclasses import asdict, dataclass, field, replace
 from .augment import (
     ENGINE_SETTINGS,
     KEYWORDS_DIGEST,
+    RULES,
     SYNTHESIZER_COMMIT,
     Augmenter,
     SynthesisConfig,
     device_type,
+    engine_tuning,
     keywords_pin,
     locations,
     normalized_engine_kwargs,
     recorded_settings,
     synthesizer_pin,
+    without_tuning,
 )
 from .backends.base import default_of
 from .chaining import MARKERS_ONLY, ChainEntry, ChainStats
@@ -329,30 +332,45 @@ def plan_job(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) 
         if isinstance(spec.get("synthesis"), dict):
             _keep_synthesizer_commit(job, old["synthesis"], spec["synthesis"])
     _reset_ignored_options(old)
-    changed = sorted(k for k in spec if spec[k] != old.get(k))
+    (old_core, old_tuning), (core, tuning) = _split_tuning(old), _split_tuning(spec)
+    changed = sorted(k for k in core if core[k] != old_core.get(k))
     if changed == ["units"] and _same_files(old["units"], units):
         # Same corpus and settings, units cut by an older `make_shards`: keep the job's own units.
         logger.warning("hf_ipt: %r was cut into units by an older hf_ipt; resuming with its %d units",
                        job.output_dir, len(old["units"]))
-        return old["units"], found, None
+        units, changed = old["units"], []
     if changed == ["units"] and (commits := _pinned_commits(job, old["units"])):
         # An unpinned Hub corpus got new commits: the job goes on with the snapshot it started on
         # (its units' URLs name that commit), as a job must read one fixed corpus.
         logger.warning("hf_ipt: %s has new commits since the job in %r started; it goes on with commit %s "
                        "(to synthesize the new one, start a job in a new --output_dir)", job.corpus,
                        job.output_dir, ", ".join(sorted(commits)))
-        return old["units"], found, None
+        units, changed = old["units"], []
     if changed:
-        differences, done = "; ".join(_differences(old, spec)), _done_units(job)
+        done = _done_units(job)
         if not done:
-            return units, spec, differences
+            return units, spec, "; ".join(_differences(old, spec))
         finished = "its output written (manifest.json)" if done[0].endswith("manifest.json") \
             else f"{len(done)} finished unit(s)"
         raise UsageError(
-            f"{job.output_dir!r} holds a different job (changed: {differences}) with {finished}; "
-            "rerun with the same corpus and settings to resume it, or choose a new `output_dir`"
+            f"{job.output_dir!r} holds a different job (changed: {'; '.join(_differences(old_core, core))}) with "
+            f"{finished}; rerun with the same corpus and settings to resume it, or choose a new `output_dir`"
         )
+    if (retuned := _differences(old_tuning, tuning)) and not os.path.exists(os.path.join(job.output_dir, "manifest.json")):
+        logger.warning("hf_ipt: resuming the job in %r with other engine tuning (%s): the units done under the old "
+                       "settings stay as they are, and units synthesized now may differ from them in a few tokens "
+                       "(equivalent, not byte-identical: batching can change greedy decoding on a GPU). job.json "
+                       "keeps the settings the job started with; each unit's marker, and manifest.json's "
+                       "`engine_tuning`, record those it ran with", job.output_dir, "; ".join(retuned))
     return units, found, None
+
+
+def _split_tuning(spec: dict) -> tuple[dict, dict]:
+    """A `job.json` content less its engine tuning (`augment.without_tuning`: what a resumed job must match),
+    and that tuning alone (``{"synthesis": {...}}``, `augment.engine_tuning`), which a resumed job may change."""
+    if not isinstance(spec.get("synthesis"), dict):
+        return spec, {}
+    return {**spec, "synthesis": without_tuning(spec["synthesis"])}, {"synthesis": engine_tuning(spec["synthesis"])}
 
 
 def _reset_ignored_options(spec: dict) -> None:
@@ -740,6 +758,8 @@ def synthesize_unit(job: JobConfig, index: int, shard: dict, augment: Augmenter,
         return stats
     marker = {**vars(stats), "rejects": dict(stats.rejects), "filtered": dict(stats.filtered),
               "chain": asdict(stats.chain), "unit": index, "shard": shard, "rank": rank}
+    if augment.config.synthesizer != RULES:  # a resumed job may change it: the manifest says which units ran how
+        marker["engine_tuning"] = engine_tuning(asdict(augment.config))
     if pinned is not None:
         marker["job_spec"] = made_under
     write_json(_path(job, "pairs", index, ".json"), marker)
@@ -877,7 +897,7 @@ def finalize(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
         duplicates = read_json(path)
     render_units(job, synthesis, stats, duplicates, progress)
     _write_rejects(job, stats)
-    manifest = build_manifest(job, synthesis, filters, stats, duplicates)
+    manifest = build_manifest(job, synthesis, filters, stats, duplicates, pinned)
     if pinned is not None:
         check_pinned(job, pinned)
         if KEYWORDS_DIGEST in pinned["synthesis"]:  # what the units were mined with, though the file changed since
@@ -909,8 +929,9 @@ def filters_removed_line(removed: dict[str, int]) -> str:
 
 
 def build_manifest(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, stats: list[dict],
-                   duplicates: dict) -> dict:
-    """The job summary that `manifest.json` holds (keys documented in docs/jobs.md)."""
+                   duplicates: dict, pinned: dict | None = None) -> dict:
+    """The job summary that `manifest.json` holds (keys documented in docs/jobs.md); `pinned` is the
+    `job.json` content the job runs (`tuning_by_unit`)."""
     import pyarrow.parquet as pq
 
     from . import __version__
@@ -941,7 +962,24 @@ def build_manifest(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
         # with a keyword file, its keywords' digest too, as job.json pins it (checked when this run started)
         "settings": {"job": asdict(job), "filters": asdict(filters),
                      "synthesis": {**recorded_settings(asdict(synthesis)), **keywords_pin(synthesis.domain_keywords)}},
+        "engine_tuning": tuning_by_unit(synthesis, stats, pinned),
     }
+
+
+def tuning_by_unit(synthesis: SynthesisConfig, stats: list[dict], pinned: dict | None) -> list[dict]:
+    """Which units ran with which engine tuning (a resumed job may change it: `plan_job`), for the manifest:
+    ``[{"settings": {"batch_size": 16, ...}, "units": [0, 2]}, ...]`` in the order of their first unit. A unit
+    whose marker records none (written by an older hf_ipt) ran with `pinned`'s, those `job.json` started with.
+    Empty for the rule miner, which has no engine to tune."""
+    if synthesis.synthesizer == RULES:
+        return []
+    started = engine_tuning(asdict(synthesis) if pinned is None else pinned["synthesis"])
+    groups: dict[str, dict] = {}
+    for unit in stats:
+        settings = unit.get("engine_tuning", started)
+        groups.setdefault(json.dumps(settings, sort_keys=True), {"settings": settings, "units": []})["units"].append(
+            unit["unit"])
+    return list(groups.values())
 
 
 def _token_unit(synthesis: SynthesisConfig) -> str:

@@ -1134,3 +1134,50 @@ def test_dedup_and_render_show_progress_bars(tmp_path, capsys):
     run_job(job, progress=False)
     assert "dedup" not in capsys.readouterr().err
 
+
+def test_a_resume_may_change_engine_tuning_and_the_manifest_says_which_units_ran_how(tmp_path, tiny_model_dir,
+                                                                                      caplog):
+    """Lowering `batch_size` (or `max_batch_tokens`, `gpu_memory_utilization`, tuning `engine_kwargs`) after an
+    out-of-memory error was refused once a unit was done ("changed: synthesis.batch_size 16 -> 8"), locking the
+    user out of the finished units. It resumes now, with a warning; the model and decoding stay pinned."""
+    import logging
+
+    corpus = write_jsonl(tmp_path / "c.jsonl", 4)
+    job = JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=2)
+    synthesis = SynthesisConfig(synthesizer=str(tiny_model_dir), backend="transformers", max_model_len=256,
+                                max_new_tokens=4, batch_size=16)
+    assert run_job(job, synthesis, NO_FILTERS, rank=0, world_size=2, progress=False) is None  # unit 0 done
+    smaller = replace(synthesis, batch_size=8, max_batch_tokens=512)
+    with caplog.at_level(logging.WARNING, logger="hf_ipt.jobs"):
+        manifest = run_job(job, smaller, NO_FILTERS, rank=1, world_size=2, progress=False)
+    assert "other engine tuning (synthesis.batch_size 16 -> 8; synthesis.max_batch_tokens None -> 512)" in caplog.text
+    assert "units done under the old settings stay as they are" in caplog.text
+    assert json.loads((tmp_path / "o" / "job.json").read_text())["synthesis"]["batch_size"] == 16  # as it started
+    assert manifest["engine_tuning"] == [
+        {"settings": {"batch_size": 16, "max_batch_tokens": None, "gpu_memory_utilization": 0.9, "engine_kwargs": None},
+         "units": [0]},
+        {"settings": {"batch_size": 8, "max_batch_tokens": 512, "gpu_memory_utilization": 0.9, "engine_kwargs": None},
+         "units": [1]}]
+    assert manifest["rows"] == 4
+    for decoding in ({"max_new_tokens": 5}, {"temperature": 0.7}, {"rounds": 3}):  # decoding stays pinned
+        with pytest.raises(ValueError, match=f"holds a different job \\(changed: synthesis.{next(iter(decoding))} "):
+            run_job(job, replace(smaller, **decoding), NO_FILTERS, progress=False)
+
+
+def test_engine_kwargs_that_tune_may_change_on_resume_and_others_stay_pinned(tmp_path, caplog):
+    import logging
+
+    from hf_ipt.jobs import prepare
+
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "a.jsonl", 4)), output_dir=str(tmp_path / "o"), num_shards=1)
+    model = SynthesisConfig(synthesizer="org/model", engine_kwargs={"max_num_seqs": 256, "quantization": "fp8"})
+    prepare(job, model, NO_FILTERS)
+    (tmp_path / "o" / "pairs" / "00000.json").write_text("{}")  # a finished unit: the settings are pinned now
+    with caplog.at_level(logging.WARNING, logger="hf_ipt.jobs"):
+        prepare(job, replace(model, gpu_memory_utilization=0.7,
+                             engine_kwargs={"max_num_seqs": 64, "enforce_eager": True, "quantization": "fp8"}), NO_FILTERS)
+    assert ("synthesis.engine_kwargs '{\"max_num_seqs\": 256, \"quantization\": \"fp8\"}' -> '{\"enforce_eager\": "
+            "true, \"max_num_seqs\": 64, \"quantization\": \"fp8\"}'; synthesis.gpu_memory_utilization 0.9 -> 0.7"
+            ) in caplog.text
+    with pytest.raises(ValueError, match=r"changed: synthesis.engine_kwargs '\{\"quantization\": \"fp8\"\}' -> None\)"):
+        prepare(job, replace(model, engine_kwargs={"max_num_seqs": 64}), NO_FILTERS)  # the model's numerics
