@@ -24,7 +24,8 @@ other has marked the unit done drops its own. A rerun skips what is done and red
 synthesis is deterministic per unit (rules, transformers; vLLM only when batch-invariant), so
 the final output equals an uninterrupted run. Durability is per unit: choose `num_shards` so that one unit is an
 amount of work you are willing to redo. Stages 2-3 run in whichever process first sees every
-unit done (the last rank to finish); they are cheap next to synthesis.
+unit done (the last rank to finish), on one core, after it closed its synthesizer: at the paper's
+scale they take hours and dedup's index hundreds of GB (docs/jobs.md, "Stages 2-3 at scale").
 
 One file on purpose: the three stages share the layout and atomic-write helpers, and the
 layout above is easier to check against the code when it all sits together.
