@@ -200,6 +200,43 @@ MODEL_FILES = ("config.json", "adapter_config.json")
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "config.json")
 
 
+# What accelerate saves a model's shards in under FSDP's SHARDED_STATE_DICT (`accelerate.utils.FSDP_MODEL_NAME`):
+# one folder per model, `pytorch_model_fsdp_0/`, which `from_pretrained` cannot read.
+FSDP_SHARDS_PREFIX = "pytorch_model_fsdp_"
+# The files beside the weights that make a merged FSDP checkpoint a model `from_pretrained` loads, with its tokenizer.
+LOADING_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json", "added_tokens.json", "tokenizer.model", "vocab.json", "merges.txt",
+                 "chat_template.jinja")
+
+
+def has_weights(folder: str) -> bool:
+    """Whether `folder` holds weights that `from_pretrained` (or vLLM) loads: ``*.safetensors``, or a
+    ``pytorch_model*.bin`` / ``adapter_model.bin`` (not the ``training_args.bin`` of a checkpoint)."""
+    return any(f.endswith(".safetensors") or (f.startswith(("pytorch_model", "adapter_model")) and f.endswith(".bin"))
+               for f in os.listdir(folder))
+
+
+def fsdp_shards(folder: str) -> list[str]:
+    """The ``pytorch_model_fsdp_*`` folders that a checkpoint saved under FSDP's ``SHARDED_STATE_DICT`` holds."""
+    return sorted(f for f in os.listdir(folder)
+                  if f.startswith(FSDP_SHARDS_PREFIX) and os.path.isdir(os.path.join(folder, f)))
+
+
+def merge_fsdp_hint(folder: str, shards: list[str]) -> str:
+    """Why the FSDP checkpoint `folder` (its `shards` folders) does not load, and the commands that make it a model."""
+    merged = f"{folder.rstrip(os.sep)}-merged"
+    found = [f for f in LOADING_FILES if os.path.isfile(os.path.join(folder, f))]
+    if "config.json" in found:
+        copy = f"`cp {' '.join(os.path.join(folder, f) for f in found)} {merged}/`"
+    else:  # saved by a run of hf_ipt before 0.3.0.dev3, which wrote no config into its FSDP checkpoints
+        copy = ("copy config.json and the tokenizer files (tokenizer.json, tokenizer_config.json, ...) of the model it "
+                f"trained, e.g. from the run's output_dir once it has finished, or from the base model, into {merged}/")
+    return (f"is an FSDP checkpoint sharded by rank ({shards[0]}/, `fsdp_state_dict_type: SHARDED_STATE_DICT`), which "
+            f"`from_pretrained` cannot load: merge the shards into one model with `accelerate merge-weights "
+            f"{os.path.join(folder, shards[0])} {merged}` (it writes {merged}/model.safetensors, on CPU), then "
+            f"{copy}, and give {merged!r}")
+
+
 def check_model_path(name: str, option: str = "--model_name_or_path", files: tuple[str, ...] = MODEL_FILES,
                      what: str = "model") -> str:
     """`name` with ``~`` expanded; a local path (`is_local_path`) that holds no saved model is refused before
@@ -213,13 +250,19 @@ def check_model_path(name: str, option: str = "--model_name_or_path", files: tup
 
     Raises:
         `MissingFileError`: a local path that does not exist, with what is there instead (`missing_path_hint`).
-        `UsageError`: a file, or a folder that holds none of `files` (its ``checkpoint-N`` folders named).
+        `UsageError`: a file, or a folder that holds none of `files` (its ``checkpoint-N`` folders named); for a
+            model, a folder without weights (an FSDP checkpoint sharded by rank: with the commands that merge it).
     """
     from .cli import MissingFileError, UsageError, checkpoint_folders
 
     path = os.path.expanduser(name)
     if os.path.isdir(path):
+        if what == "model" and (shards := fsdp_shards(path)) and not has_weights(path):
+            raise UsageError(f"{option} {name!r} {merge_fsdp_hint(path, shards)}")
         if any(os.path.isfile(os.path.join(path, f)) for f in files):
+            if what == "model" and not has_weights(path):
+                raise UsageError(f"{option} {name!r} holds no weights (model.safetensors, pytorch_model.bin or their "
+                                 "shards), only the model's settings: give the folder of a saved model, with its weights")
             return path
         checkpoints = [os.path.basename(f) for f in checkpoint_folders(path)]
         hint = f" (its checkpoints: {', '.join(checkpoints)})" if checkpoints else ""

@@ -605,6 +605,7 @@ def test_cli_names_a_model_path_that_is_no_saved_model(tmp_path, monkeypatch, ca
         "folder of a saved model, or a Hub model id ('name' or 'org/name')")
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "run" / "config.json").write_text("{}")
+    (tmp_path / "run" / "model.safetensors").write_text("")
     assert EvalScriptArguments(model_name_or_path="~/run").model_name_or_path == str(tmp_path / "run")
     assert EvalScriptArguments(model_name_or_path="org/model").model_name_or_path == "org/model"  # a Hub id
 

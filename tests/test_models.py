@@ -129,3 +129,19 @@ def test_check_model_path_refuses_a_missing_local_folder_and_leaves_a_hub_id(tmp
     assert models.check_model_path("org/model") == "org/model"
     with pytest.raises(MissingFileError, match="^--model_name_or_path 'runs/nope': no such local folder"):
         models.load_causal_lm("runs/nope")  # before any Hub lookup
+
+
+def test_check_model_path_refuses_a_model_folder_without_weights(tmp_path):
+    """A folder with a config.json and no weights (an FSDP checkpoint-N keeps its weights as rank shards) ended
+    in an OSError traceback once the tokenizer had loaded; a tokenizer folder needs no weights."""
+    import pytest
+
+    from hf_ipt.cli import UsageError
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "training_args.bin").write_bytes(b"")  # every checkpoint has it: no weights
+    with pytest.raises(UsageError, match=r"holds no weights \(model.safetensors, pytorch_model.bin or their shards\)"):
+        models.check_model_path(str(tmp_path))
+    assert models.check_model_path(str(tmp_path), "the tokenizer", models.TOKENIZER_FILES, "tokenizer") == str(tmp_path)
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"")
+    assert models.check_model_path(str(tmp_path)) == str(tmp_path)

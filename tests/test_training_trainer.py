@@ -431,6 +431,49 @@ def test_the_final_save_under_fsdp_gathers_a_full_state_dict():
     full_state_dict_for_final_save(SimpleNamespace(is_fsdp_enabled=False))  # DDP, DeepSpeed: nothing to do
 
 
+def test_a_sharded_fsdp_checkpoint_holds_what_makes_it_a_model_once_merged(tmp_path, tiny_model_dir, tiny_tokenizer):
+    """Under the shipped FSDP2 config (SHARDED_STATE_DICT) a checkpoint-N held only `pytorch_model_fsdp_0/`, and
+    `hf-ipt eval` on it failed ("a folder without a config.json"): the config and tokenizer are saved into it, the
+    model check names the commands that merge it, and those commands, run as given, make a model that loads."""
+    import subprocess
+
+    import torch.distributed.checkpoint as dcp
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from transformers import AutoModelForCausalLM
+
+    from hf_ipt.models import check_model_path, load_causal_lm
+    from hf_ipt.training.trainer import save_loading_files
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.config.use_cache = False  # as `build_trainer` leaves it for packed training
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=2, state_dict_type="SHARDED_STATE_DICT")
+    trainer = SimpleNamespace(
+        is_fsdp_enabled=True, model=model, processing_class=tiny_tokenizer, args=SimpleNamespace(should_save=True),
+        accelerator=SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin), unwrap_model=lambda m: m),
+    )
+    checkpoint = tmp_path / "out" / "checkpoint-2"
+    save_loading_files(trainer, str(checkpoint))
+    # the ranks' shards, as accelerate's `save_fsdp_model` writes them (one process here)
+    dcp.save({"model": model.state_dict()}, storage_writer=dcp.FileSystemWriter(str(checkpoint / "pytorch_model_fsdp_0")))
+    assert json.loads((checkpoint / "config.json").read_text())["use_cache"] is True
+    with pytest.raises(UsageError, match=r"is an FSDP checkpoint sharded by rank .*`accelerate merge-weights") as error:
+        check_model_path(str(checkpoint))
+    merge = re.search(r"`accelerate merge-weights (\S+) (\S+)`", str(error.value))
+    copy = re.search(r"`cp ((?:\S+ )+)(\S+)/`", str(error.value))
+    assert merge and copy and merge[2] == copy[2] == str(tmp_path / "out" / "checkpoint-2-merged")
+    subprocess.run([sys.executable, "-m", "accelerate.commands.accelerate_cli", "merge-weights", merge[1], merge[2]],
+                   check=True, capture_output=True)
+    subprocess.run(["cp", *copy[1].split(), merge[2]], check=True)
+    merged, _ = load_causal_lm(merge[2], dtype="float32")
+    for name, weights in model.state_dict().items():
+        assert merged.state_dict()[name].equal(weights), name
+    (checkpoint / "config.json").unlink()  # a checkpoint of an older hf_ipt: the config and tokenizer come from elsewhere
+    with pytest.raises(UsageError, match=r"merge-weights .*copy config.json and the tokenizer files .* base model"):
+        check_model_path(str(checkpoint))
+    save_loading_files(SimpleNamespace(is_fsdp_enabled=False), str(tmp_path / "ddp"))  # saved whole: nothing to add
+    assert not (tmp_path / "ddp").exists()
+
+
 def test_only_rank_0_checks_document_isolation_in_a_sharded_launch(tmp_path, tiny_model_dir, tiny_tokenizer,
                                                                    monkeypatch):
     from transformers import AutoModelForCausalLM

@@ -141,8 +141,11 @@ def eval_callback(args: Any, tokenizer: Any, trainer: Any) -> TrainerCallback:
         raise ValueError(
             "`eval_tasks` has each rank score a share of the tasks with its own whole copy of the model, which a "
             "model sharded by FSDP or DeepSpeed ZeRO-3 is not (the ranks would wait on each other's parameter "
-            "all-gathers with different batches): drop `--eval_tasks` and run "
-            "`hf-ipt eval --model_name_or_path OUTPUT_DIR` on the saved checkpoint, or train with DDP"
+            "all-gathers with different batches): drop `--eval_tasks` and evaluate after training with `hf-ipt "
+            "eval --model_name_or_path OUTPUT_DIR` (the final model is saved whole), or train with DDP. A checkpoint-N "
+            "of DeepSpeed ZeRO-3 (zero3_save_16bit_model) loads as it is; one of FSDP's SHARDED_STATE_DICT holds the "
+            "ranks' shards: merge them first with `accelerate merge-weights OUTPUT_DIR/checkpoint-N/pytorch_model_fsdp_0 "
+            "MERGED`, copy the checkpoint's config.json and tokenizer files into MERGED, and evaluate MERGED"
         )
     try:
         from hf_ipt.evaluation import EvalCallback

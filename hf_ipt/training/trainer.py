@@ -93,10 +93,12 @@ class IPTTrainer(Trainer):
             schedule_learning_rates(self.lr_scheduler, self.optimizer, self.args.learning_rate)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        """Save every rank's stream position into the checkpoint too, before the Trainer's own files
-        (so a Hub push of the checkpoint has them)."""
-        folder = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        save_stream_positions(os.path.join(self._get_output_dir(trial=trial), folder), self.stream_position, self.args)
+        """Save every rank's stream position into the checkpoint too, and under FSDP's sharded state dict
+        the model's config and tokenizer (`save_loading_files`), before the Trainer's own files (so a Hub
+        push of the checkpoint has them, and a checkpoint with ``trainer_state.json`` has them all)."""
+        folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        save_stream_positions(folder, self.stream_position, self.args)
+        save_loading_files(self, folder)
         super()._save_checkpoint(model, trial)
 
     def create_model_card(
@@ -673,6 +675,15 @@ def train_and_save(trainer: IPTTrainer) -> None:
     trainer.end()
 
 
+def sharded_state_dict(trainer: Any) -> bool:
+    """Whether `trainer` saves an FSDP model by rank (``fsdp_state_dict_type`` other than ``FULL_STATE_DICT``):
+    `Trainer.save_model` then writes nothing, no weights, config or tokenizer; the checkpoints hold the
+    ranks' shards in ``pytorch_model_fsdp_0/``."""
+    if not getattr(trainer, "is_fsdp_enabled", False):
+        return False
+    return "FULL_STATE_DICT" not in str(trainer.accelerator.state.fsdp_plugin.state_dict_type)
+
+
 def full_state_dict_for_final_save(trainer: Any) -> None:
     """Under FSDP, gather the whole model for the final save (and push).
 
@@ -681,11 +692,30 @@ def full_state_dict_for_final_save(trainer: Any) -> None:
     save. `Trainer.save_model` writes nothing for a sharded state dict, so the final model is
     gathered as a full state dict, and loads with `from_pretrained`.
     """
-    if not getattr(trainer, "is_fsdp_enabled", False):
+    if sharded_state_dict(trainer):
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+
+
+def save_loading_files(trainer: Any, checkpoint: str) -> None:
+    """Under FSDP's sharded state dict, write the model's config (``use_cache`` on, as the final save has
+    it), generation config and tokenizer into `checkpoint`, whose weights are only the ranks' shards: then
+    ``accelerate merge-weights CHECKPOINT/pytorch_model_fsdp_0 OUT`` and a copy of these files make a model
+    that loads (`hf_ipt.models.merge_fsdp_hint` says so to whoever gives such a checkpoint as a model).
+    Not for a PEFT model, whose shards hold the base model's and the adapter's weights under PEFT's names."""
+    if not (sharded_state_dict(trainer) and trainer.args.should_save):
         return
-    plugin = trainer.accelerator.state.fsdp_plugin
-    if "FULL_STATE_DICT" not in str(plugin.state_dict_type):
-        plugin.set_state_dict_type("FULL_STATE_DICT")
+    import copy
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if getattr(model, "peft_config", None):
+        return
+    config = copy.deepcopy(model.config)
+    config.use_cache = True  # off for packed training (`build_trainer`); the merged model generates with a cache
+    config.save_pretrained(checkpoint)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(checkpoint)
+    if trainer.processing_class is not None:
+        trainer.processing_class.save_pretrained(checkpoint)
 
 
 def release_wrapped_model(trainer: Trainer) -> None:
