@@ -638,3 +638,18 @@ def test_card_tags_license_and_language_are_recipe_options_checked_before_traini
         "https://huggingface.co/docs/hub/repositories-licenses in lower case (apache-2.0, mit, cc-by-4.0, llama3, other)")
     assert _parse_error(capsys, "continual_pt", [*base, "--hub_language", "en", "English"]) == (
         "--hub_language 'English': give ISO 639 codes in lower case (en, fr, zh)")
+
+
+def test_the_trainers_own_evaluation_is_refused_and_eval_steps_without_tasks_warned(tmp_path, capsys, caplog):
+    """`--eval_strategy steps --eval_steps 500 --eval_tasks finance` failed with a transformers traceback ("you
+    didn't pass an eval_dataset") once the model had loaded; `--eval_steps` without `--eval_tasks` did nothing."""
+    base = ["--output_dir", str(tmp_path / "out"), "--use_cpu", "true", "--bf16", "false", "--max_steps", "1",
+            "--domain_dataset", "d.jsonl", "--eval_tasks", "finance"]
+    assert _parse_error(capsys, "continual_pt", [*base, "--eval_strategy", "steps", "--eval_steps", "500"]) == (
+        "`eval_strategy` 'steps': the recipes have no `eval_dataset` for the Trainer's evaluation; hf_ipt evaluates "
+        "with --eval_tasks (task sets, names or task files), every --eval_steps steps (unset: at the end): drop "
+        "--eval_strategy (TrainingConfig.eval_strategy)")
+    assert "drop --eval_on_start" in _parse_error(capsys, "continual_pt", [*base, "--eval_on_start", "true"])
+    with caplog.at_level("WARNING", logger="hf_ipt"):
+        TrainingConfig(output_dir=str(tmp_path / "out"), max_steps=1, use_cpu=True, eval_steps=500)
+    assert "--eval_steps 500 without --eval_tasks evaluates nothing" in caplog.text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from ..backends.base import default_of
 from ..cli import UsageError, check_output_dir, refuse_unknown_options, unknown_options
 from ..models import TOKENIZER_FILES, check_model_path
 from .model_init import MODEL_SHAPES, parameter_sharding
+
+logger = logging.getLogger(__name__)
 
 ModelShape = Literal[tuple(MODEL_SHAPES)]  # type: ignore[valid-type]  # the parser offers these as choices
 
@@ -104,6 +107,7 @@ class TrainingConfig(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        self._check_evaluation()
         if self.remove_unused_columns:
             raise ValueError(
                 "`remove_unused_columns` must be false: the streams yield model inputs and the stream position "
@@ -189,6 +193,24 @@ class TrainingConfig(TrainingArguments):
             raise ValueError(
                 f"`peak_tflops` must be > 0, got {self.peak_tflops} (TrainingConfig.peak_tflops)"
             )
+
+    def _check_evaluation(self) -> None:
+        """Refuse the Trainer's own evaluation (`eval_strategy`, `eval_on_start`): the recipes pass no
+        `eval_dataset`, so it failed with a transformers traceback once the model had loaded; hf_ipt's
+        evaluation is `eval_tasks`, run every `eval_steps` by `EvalCallback`. `eval_steps` without
+        `eval_tasks` evaluates nothing: a warning says so."""
+        strategy = str(getattr(self.eval_strategy, "value", self.eval_strategy))
+        for name, value in (("eval_strategy", strategy if strategy != "no" else None),
+                            ("eval_on_start", self.eval_on_start or None)):
+            if value is not None:
+                raise ValueError(
+                    f"`{name}` {value!r}: the recipes have no `eval_dataset` for the Trainer's evaluation; hf_ipt "
+                    "evaluates with --eval_tasks (task sets, names or task files), every --eval_steps steps (unset: at "
+                    f"the end): drop --{name} (TrainingConfig.{name})"
+                )
+        if self.eval_steps is not None and not self.eval_tasks:
+            logger.warning("hf_ipt: --eval_steps %s without --eval_tasks evaluates nothing: pass --eval_tasks (e.g. "
+                           "finance, or a task file) to evaluate every %s steps", self.eval_steps, self.eval_steps)
 
     def _stream_per_rank(self) -> None:
         """Set accelerate's `dispatch_batches` to false, whichever form `accelerator_config` came in.
