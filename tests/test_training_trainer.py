@@ -255,6 +255,30 @@ def test_a_resume_starts_the_stream_at_the_position_saved_in_the_checkpoint(
     assert replayed_losses == pytest.approx(losses, rel=1e-5)
 
 
+def test_after_a_resume_the_evaluation_logs_the_epoch_of_an_uninterrupted_run():
+    """Resumed at step 3 of 6, the evaluation at step 4 logged epoch 0.1667 (the data loader's count, restarted at
+    the resume), not 0.667: the epoch was corrected by a callback that ran after the evaluation's `on_step_end`."""
+    from transformers import TrainerControl
+    from transformers.trainer_callback import CallbackHandler, DefaultFlowCallback
+
+    from hf_ipt.training.trainer import resume_stream
+
+    class EpochAtEvaluation(TrainerCallback):  # logs from on_step_end, as EvalCallback does
+        def on_step_end(self, args, state, control, **kwargs):
+            self.epoch = state.epoch
+
+    evaluation = EpochAtEvaluation()
+    handler = CallbackHandler([DefaultFlowCallback(), evaluation], None, None, None, None)
+    args = SimpleNamespace(ignore_data_skip=False, world_size=1, logging_steps=1, logging_strategy="no",
+                           eval_strategy="no", save_strategy="no", logging_first_step=False, eval_delay=0)
+    stream = SimpleNamespace(stream_start=SimpleNamespace(load=lambda checkpoint, world_size: True))
+    trainer = SimpleNamespace(train_dataset=stream, args=args, callback_handler=handler, add_callback=handler.add_callback)
+    assert resume_stream(trainer, "out/checkpoint-3")
+    state = TrainerState(global_step=4, max_steps=6, epoch=1 / 6)  # as the Trainer sets it before on_step_end
+    handler.on_step_end(args, state, TrainerControl())
+    assert evaluation.epoch == pytest.approx(4 / 6)
+
+
 def test_qlora_with_8bit_optimizer_trains_on_cpu(tmp_path, tiny_model_dir, tiny_tokenizer):
     from trl import ModelConfig
 

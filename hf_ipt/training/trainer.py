@@ -620,7 +620,9 @@ class ResumedEpochCallback(TrainerCallback):
     """`state.epoch` of a run resumed at its stream position, as an uninterrupted run logs it.
 
     A stream is one endless epoch of `max_steps` steps; the Trainer derives the epoch from its
-    step in the data loader, which restarts at the resume.
+    step in the data loader, which restarts at the resume. The Trainer sets it right before
+    `on_step_end`, so this callback goes first there (`resume_stream`): the evaluation callback logs
+    from its `on_step_end` too.
     """
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -646,7 +648,7 @@ def resume_stream(trainer: IPTTrainer, checkpoint: str) -> bool:
         return False
     trainer.args.ignore_data_skip = True  # the stream itself starts after the batches already trained on
     trainer.rng_checkpoint = checkpoint
-    trainer.add_callback(ResumedEpochCallback())
+    trainer.callback_handler.callbacks.insert(0, ResumedEpochCallback())  # before EvalCallback's log
     logger.info("hf_ipt: the data stream resumes at the position saved in %s: its sources skip the rows already "
                 "trained on (read, not tokenized) and no batch is replayed", checkpoint)
     return True
