@@ -725,6 +725,26 @@ def test_eval_callback_gives_back_the_pending_log_flag_it_cleared(tmp_path, monk
     assert control.should_log is True  # the Trainer still logs step 2's loss (and all-gathers it on every rank)
 
 
+def test_eval_callback_counts_the_seconds_it_spends_evaluating(tmp_path, monkeypatch):
+    """Its running total, which the throughput callback leaves out of training's tokens/s; on a fake clock."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+
+    from hf_ipt.evaluation import EvalCallback
+    from hf_ipt.evaluation import callback as callback_module
+
+    clock = iter([10.0, 13.0, 20.0, 21.5])
+    monkeypatch.setattr(callback_module, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    monkeypatch.setattr(callback_module, "evaluate", lambda *a, **k: {"T": {"accuracy": 1.0}})
+    task = Task("T", "accuracy", [Example("p", ["a", "b"], 0)])
+    callback = EvalCallback([task], None, eval_steps=1)
+    args = SimpleNamespace(output_dir=str(tmp_path), disable_tqdm=True, compile_layers=False)
+    for step in (1, 2):
+        callback.on_step_end(args, TrainerState(global_step=step, is_world_process_zero=False), TrainerControl())
+    assert callback.seconds == 4.5
+
+
 def test_a_prompt_ending_in_a_space_gets_no_second_space_before_the_option():
     from hf_ipt.evaluation.scoring import build_request, with_option
 

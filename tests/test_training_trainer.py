@@ -55,6 +55,25 @@ def test_throughput_callback_logs_tokens_per_second_and_mfu():
     assert summary == {"train_runtime": 1.0}
 
 
+def test_throughput_leaves_the_evaluation_time_out_of_the_interval_it_logs():
+    """An interval that evaluated logged tokens/s and MFU over the evaluation too (1357 -> 122.9 -> 2662 tok/s):
+    the seconds `EvalCallback` spent are left out, on a fake clock."""
+    clock = iter([100.0, 102.0, 112.0])
+    evaluation = SimpleNamespace(seconds=0.0)  # EvalCallback's running total
+    args = SimpleNamespace(include_num_input_tokens_seen="no", world_size=1)
+    state = TrainerState()
+    callback = ThroughputCallback(tokens_per_step=1000, flops_per_token=6e6, clock=lambda: next(clock),
+                                  excluded=[evaluation])
+    callback.on_train_begin(args, state, None)
+    speeds = []
+    for step, evaluated in ((2, 0.0), (4, 8.0)):  # the 2nd interval: 10 s, 8 of them evaluating
+        state.global_step, evaluation.seconds = step, evaluation.seconds + evaluated
+        logs = {"loss": 1.0}
+        callback.on_log(args, state, None, logs=logs)
+        speeds.append(logs["tokens_per_second"])
+    assert speeds == [1000, 1000]
+
+
 @pytest.mark.parametrize(("device", "peak"), [
     ("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H100 NVL", 835e12),
     ("NVIDIA H200", 989e12), ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA GeForce RTX 4090", None),
@@ -145,6 +164,7 @@ def test_build_trainer_wires_packing_callbacks_and_the_eval_hook(
             *,
             trainer=None,
         ):
+            self.seconds = 0.0
             created.update(
                 tasks=tasks,
                 eval_steps=eval_steps,
@@ -175,6 +195,8 @@ def test_build_trainer_wires_packing_callbacks_and_the_eval_hook(
         "max_examples": 5,
     }
     assert FakeEvalCallback in kinds
+    throughput = trainer.callback_handler.callbacks[1]
+    assert [type(c) for c in throughput.excluded] == [FakeEvalCallback]  # its seconds are no training time
     assert model.config.use_cache is False  # a cache would disable the packed-sequence mask
     batch = next(iter(trainer.get_train_dataloader()))
     assert batch["input_ids"].shape == (2, 64) and "attention_mask" not in batch

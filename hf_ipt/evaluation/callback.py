@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,9 @@ class EvalCallback(TrainerCallback):
             `report_to` (see the module docstring).
         add_bos (`bool`, *optional*): prepend BOS; None follows `default_add_bos`.
         data_dir (`str`, *optional*): local copy of the AdaptLLM task repos.
+
+    Its ``seconds`` are the wall-clock seconds spent evaluating so far, which a throughput logger
+    leaves out of training's time (`hf_ipt.training.callbacks.ThroughputCallback`'s `excluded`).
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class EvalCallback(TrainerCallback):
         self.trainer = trainer
         self.add_bos = add_bos
         self.history: list[dict[str, Any]] = []
+        self.seconds = 0.0  # spent evaluating so far: a throughput logger leaves it out of training's time
         self._last_step: int | None = None
         self._warned = False  # about the missing `trainer`, once
 
@@ -140,6 +145,7 @@ class EvalCallback(TrainerCallback):
         if self._last_step == state.global_step:
             return
         self._last_step = state.global_step
+        start = time.perf_counter()
         with _eager_if_layers_compiled(args):
             results = evaluate(  # every rank scores its share (see the module docstring)
                 model,
@@ -150,6 +156,7 @@ class EvalCallback(TrainerCallback):
                 progress=not args.disable_tqdm and state.is_local_process_zero,
                 distributed=True,
             )
+        self.seconds += time.perf_counter() - start
         if not state.is_world_process_zero:
             return
         self._log(state, control, flatten_results(results))

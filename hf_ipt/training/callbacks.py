@@ -58,6 +58,9 @@ class ThroughputCallback(TrainerCallback):
         peak_flops (`float`, *optional*): peak FLOP/s of ONE device; no ``mfu`` when `None`.
         clock (`Callable[[], float]`, *optional*, defaults to `time.perf_counter`): seconds of a
             monotonic clock.
+        excluded (`list`, *optional*): callbacks whose ``seconds`` (time spent so far outside training)
+            are left out of the logged intervals: an `EvalCallback`, which evaluates in `on_step_end`
+            (`build_trainer` adds it); else an interval that evaluated logged a fraction of the speed.
     """
 
     def __init__(
@@ -66,22 +69,29 @@ class ThroughputCallback(TrainerCallback):
         flops_per_token: float,
         peak_flops: float | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        excluded: list[Any] | None = None,
     ):
         self.tokens_per_step = tokens_per_step
         self.flops_per_token = flops_per_token
         self.peak_flops = peak_flops
         self.clock = clock
-        self._mark: tuple[float, int] | None = None
+        self.excluded = list(excluded or [])
+        self._mark: tuple[float, int, float] | None = None  # clock, tokens seen, excluded seconds
+
+    def _now(self, args, state) -> tuple[float, int, float]:
+        excluded = sum(callback.seconds for callback in self.excluded)
+        return self.clock(), tokens_seen(args, state, self.tokens_per_step), excluded
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._mark = (self.clock(), tokens_seen(args, state, self.tokens_per_step))
+        self._mark = self._now(args, state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is None or "loss" not in logs or self._mark is None:
             return
-        now, tokens = self.clock(), tokens_seen(args, state, self.tokens_per_step)
-        seconds, new_tokens = now - self._mark[0], tokens - self._mark[1]
-        self._mark = (now, tokens)
+        now, tokens, excluded = self._now(args, state)
+        seconds = (now - self._mark[0]) - (excluded - self._mark[2])
+        new_tokens = tokens - self._mark[1]
+        self._mark = (now, tokens, excluded)
         metrics = {"tokens_seen": tokens}
         if seconds > 0 and new_tokens > 0:
             metrics["tokens_per_second"] = new_tokens / seconds

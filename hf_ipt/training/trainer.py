@@ -342,18 +342,20 @@ def build_trainer(
     if getattr(args, "compile_layers_options", None):  # after the check, which runs the model eager
         count = compile_decoder_layers(model, **args.compile_layers_options)
         logger.info("hf_ipt: compile_layers: %d decoder layers compiled (%s)", count, args.compile_layers_options)
-    callbacks = [ThroughputCallback(args.tokens_per_step, flops, peak), UncountedTokensCallback()]
+    throughput = ThroughputCallback(args.tokens_per_step, flops, peak)
     trainer = IPTTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
         data_collator=packed_collator(model),
         processing_class=tokenizer,
-        callbacks=callbacks,
+        callbacks=[throughput, UncountedTokensCallback()],
         card=card,
     )
     if args.eval_tasks:
-        trainer.add_callback(eval_callback(args, tokenizer, trainer))
+        evaluation = eval_callback(args, tokenizer, trainer)
+        trainer.add_callback(evaluation)
+        throughput.excluded.append(evaluation)  # tokens/s and MFU of training alone
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(TokenBudgetProgressCallback(args.tokens_per_step))
     return trainer
