@@ -717,10 +717,11 @@ def test_eval_callback_gives_back_the_pending_log_flag_it_cleared(tmp_path, monk
         control.should_log = False
 
     task = Task("T", "accuracy", [Example("p", ["a", "b"], 0)])
-    callback = EvalCallback([task], None, eval_steps=2, trainer=SimpleNamespace(log=log, control=control))
+    callback = EvalCallback([task], None, eval_steps=2, trainer=SimpleNamespace(log=log, control=control),
+                            add_bos=False)
     args = SimpleNamespace(output_dir=str(tmp_path), disable_tqdm=True, compile_layers=False)
     state = TrainerState(global_step=2, is_world_process_zero=True)
-    callback.on_step_end(args, state, control)
+    callback.on_step_end(args, state, control, model=SimpleNamespace(config=SimpleNamespace()))
     assert logged == [{"eval_T_accuracy": 1.0, "eval_domain_average": 1.0}]
     assert control.should_log is True  # the Trainer still logs step 2's loss (and all-gathers it on every rank)
 
@@ -738,7 +739,7 @@ def test_eval_callback_counts_the_seconds_it_spends_evaluating(tmp_path, monkeyp
     monkeypatch.setattr(callback_module, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     monkeypatch.setattr(callback_module, "evaluate", lambda *a, **k: {"T": {"accuracy": 1.0}})
     task = Task("T", "accuracy", [Example("p", ["a", "b"], 0)])
-    callback = EvalCallback([task], None, eval_steps=1)
+    callback = EvalCallback([task], None, eval_steps=1, add_bos=False)
     args = SimpleNamespace(output_dir=str(tmp_path), disable_tqdm=True, compile_layers=False)
     for step in (1, 2):
         callback.on_step_end(args, TrainerState(global_step=step, is_world_process_zero=False), TrainerControl())

@@ -288,6 +288,9 @@ def test_eval_callback_logs_through_the_trainer_every_eval_steps_and_at_train_en
     assert steps == [2, 3]  # in log_history, so in trainer_state.json
     record = json.loads((tmp_path / "out" / RESULTS_FILENAME).read_text())
     assert record["global_step"] == 3 and list(record["results"]) == ["FPB", "ConvFinQA"]
+    # what the scores depend on: 1 example of each task (max_examples), not FPB's 2
+    assert record["settings"] == {"examples": {"FPB": 1, "ConvFinQA": 1}, "add_bos": True, "max_length": 4096,
+                                  "task_sizes": {"FPB": 2, "ConvFinQA": 1}, "max_examples": 1}
     assert [h["step"] for h in record["history"]] == [2, 3]
     assert record["average"] == pytest.approx(reported[-1]["eval_domain_average"])
 

@@ -250,6 +250,22 @@ def test_model_card_shows_eval_results_and_local_base_models(tmp_path, monkeypat
     assert read_eval_results(tmp_path / "missing") is None
 
 
+def test_the_card_says_how_many_examples_of_each_task_were_scored_and_with_which_settings():
+    """`--eval_max_examples 3` on a 12-example task read "average 33.33 | mytask | weighted_f1 | 33.33", with no word
+    of the 3 examples; the settings EvalCallback records (as `hf-ipt eval`'s eval_settings.json) are shown."""
+    settings = {"examples": {"mytask": 3, "small": 2}, "task_sizes": {"mytask": 12, "small": 2}, "max_examples": 3,
+                "add_bos": False, "max_length": 8192}
+    record = {"global_step": 2, "results": {"mytask": {"weighted_f1": 33.333}, "small": {"accuracy": 50.0}},
+              "average": 41.67, "settings": settings}
+    card = render_model_card(CardInfo("continual_pt"), eval_results=record, **CARD_ARGS)
+    assert ("At step 2, average 41.67:\n\nScored on the first 3 examples of each task (`--eval_max_examples`), not "
+            "the whole tasks; add_bos false, max_length 8192 tokens.\n\n| Task | Metric | Value | Examples |") in card
+    assert "| mytask | weighted_f1 | 33.33 | 3 of 12 |" in card and "| small | accuracy | 50 | 2 |" in card
+    whole = {**record, "settings": {**settings, "examples": {"mytask": 12, "small": 2}, "max_examples": None}}
+    card = render_model_card(CardInfo("continual_pt"), eval_results=whole, **CARD_ARGS)
+    assert "Scored on every example of each task; add_bos false" in card and "| 33.33 | 12 |" in card
+
+
 def test_card_reads_the_file_the_eval_harness_writes():
     from hf_ipt.evaluation.callback import RESULTS_FILENAME
 

@@ -35,8 +35,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from .harness import Results, average_score, evaluate
-from .scoring import check_batch_size
+from .harness import Results, average_score, evaluate, scoring_settings
+from .scoring import check_batch_size, default_add_bos
 from .tasks import load_tasks
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,10 @@ class EvalCallback(TrainerCallback):
         if eval_steps is not None and eval_steps < 1:
             raise ValueError(f"`eval_steps` must be >= 1 or None, got {eval_steps} (EvalCallback)")
         check_batch_size(batch_size, "EvalCallback")
-        self.tasks = load_tasks(tasks, data_dir=data_dir, max_examples=max_examples)
+        whole = load_tasks(tasks, data_dir=data_dir)
+        self.task_sizes = {task.name: len(task.examples) for task in whole}  # for the record: scored N of these
+        self.tasks = [task.head(max_examples) for task in whole]
+        self.max_examples = max_examples
         self.tokenizer = tokenizer
         self.eval_steps = eval_steps
         self.batch_size = batch_size
@@ -146,13 +149,16 @@ class EvalCallback(TrainerCallback):
             return
         self._last_step = state.global_step
         start = time.perf_counter()
+        add_bos = self.add_bos  # resolved here as `evaluate` would, for the record
+        if add_bos is None:
+            add_bos = default_add_bos(self.tokenizer, getattr(model, "name_or_path", None))
         with _eager_if_layers_compiled(args):
             results = evaluate(  # every rank scores its share (see the module docstring)
                 model,
                 self.tokenizer,
                 self.tasks,
                 batch_size=self.batch_size,
-                add_bos=self.add_bos,
+                add_bos=add_bos,
                 progress=not args.disable_tqdm and state.is_local_process_zero,
                 distributed=True,
             )
@@ -161,7 +167,7 @@ class EvalCallback(TrainerCallback):
             return
         self._log(state, control, flatten_results(results))
         self.history.append({"step": state.global_step, "results": results})
-        self._write(Path(args.output_dir), state.global_step, results)
+        self._write(Path(args.output_dir), state.global_step, results, self._settings(model, add_bos))
 
     def _log(self, state, control, logs: dict[str, float]) -> None:
         if self.trainer is not None:
@@ -178,13 +184,20 @@ class EvalCallback(TrainerCallback):
                 RESULTS_FILENAME,
             )
 
-    def _write(self, output_dir: Path, step: int, results: Results) -> None:
-        """Latest results + history, for the model card (`results_to_markdown`)."""
+    def _settings(self, model: Any, add_bos: bool) -> dict[str, Any]:
+        """What the scores depend on besides the weights (as ``hf-ipt eval``'s ``eval_settings.json``), with
+        each task's size (``task_sizes``) and `max_examples`: a card must not pass off 3 examples as a task."""
+        return {**scoring_settings(model, self.tasks, add_bos, None), "task_sizes": self.task_sizes,
+                "max_examples": self.max_examples}
+
+    def _write(self, output_dir: Path, step: int, results: Results, settings: dict[str, Any]) -> None:
+        """Latest results, the settings they were scored with and the history, for the model card."""
         output_dir.mkdir(parents=True, exist_ok=True)
         record = {
             "global_step": step,
             "results": results,
             "average": average_score(results),
+            "settings": settings,
             "history": self.history,
         }
         path = output_dir / RESULTS_FILENAME

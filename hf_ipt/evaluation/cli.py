@@ -226,15 +226,13 @@ def _settings(args: EvalScriptArguments, model, domain: list, general: bool, add
     """What a score depends on besides the weights: two results files compare only when these agree."""
     from hf_ipt import __version__
 
-    from .scoring import model_context
+    from .harness import scoring_settings
 
     return {
         "model": args.model_name_or_path,
         "tasks": args.tasks,
-        "examples": {task.name: len(task.examples) for task in domain},  # per domain task, after --max_examples
-        "general_limit": args.max_examples if general else None,  # lm-eval's `limit` per benchmark
-        "add_bos": add_bos,
-        "max_length": args.max_length or model_context(model),
+        **scoring_settings(model, domain, add_bos, args.max_length),  # examples per domain task, after --max_examples
+        "general_limit": args.max_examples if general else None,  # lm-eval's `limit` per leaf task
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "device": device,
         "batch_size": args.batch_size,

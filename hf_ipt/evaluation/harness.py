@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from .metrics import compute_metric
-from .scoring import check_batch_size, default_add_bos, generate_answers, score_options
+from .scoring import (
+    check_batch_size,
+    default_add_bos,
+    generate_answers,
+    model_context,
+    score_options,
+)
 from .tasks import Task, load_tasks
 
 Results = dict[str, dict[str, float]]
@@ -197,6 +203,16 @@ def evaluate(
     if world > 1:
         predictions = _gather_predictions(tasks, predictions, world)
     return {t.name: score_predictions(t, predictions[t.name]) for t in tasks}
+
+
+def scoring_settings(model: Any, tasks: Sequence[Task], add_bos: bool, max_length: int | None) -> dict[str, Any]:
+    """What domain scores depend on besides the weights: the examples scored per task (after any
+    `max_examples`), `add_bos` as resolved and `max_length` (the model's context when None)."""
+    return {
+        "examples": {task.name: len(task.examples) for task in tasks},
+        "add_bos": add_bos,
+        "max_length": max_length or model_context(model),
+    }
 
 
 def average_score(results: Results) -> float:

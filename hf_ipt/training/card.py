@@ -221,15 +221,35 @@ NO_EVAL_RESULTS = "No evaluation results yet."
 
 
 def _eval_table(record: dict[str, Any] | None) -> str:
+    """The scores of `record`, with the examples scored per task and the settings when it has them
+    (``settings``: written since 0.3.0.dev3)."""
     if not record or not record.get("results"):
         return NO_EVAL_RESULTS
+    settings = record.get("settings") or {}
+    examples = settings.get("examples") or {}
+    sizes = settings.get("task_sizes") or {}
     rows = [
-        f"| {task} | {metric} | {_number(value)} |"
+        f"| {task} | {metric} | {_number(value)} |" + (f" {_examples(examples.get(task), sizes.get(task))} |"
+                                                       if examples else "")
         for task, metrics in record["results"].items()
         for metric, value in metrics.items()
     ]
     head = f"At step {record.get('global_step', '?')}, average {_number(record.get('average'))}:"
-    return "\n".join([head, "", "| Task | Metric | Value |", "|---|---|---|", *rows])
+    if not examples:  # a record of an older hf_ipt
+        return "\n".join([head, "", "| Task | Metric | Value |", "|---|---|---|", *rows])
+    capped = any(n is not None and n < sizes.get(task, n) for task, n in examples.items())
+    scored = (f"on the first {settings.get('max_examples')} examples of each task (`--eval_max_examples`), not "
+              "the whole tasks" if capped else "on every example of each task")
+    note = (f"Scored {scored}; add_bos {str(settings.get('add_bos')).lower()}, max_length "
+            f"{settings.get('max_length')} tokens.")
+    return "\n".join([head, "", note, "", "| Task | Metric | Value | Examples |", "|---|---|---|---|", *rows])
+
+
+def _examples(scored: int | None, size: int | None) -> str:
+    """``3 of 12`` for a task scored on its first 3 examples, ``12`` for one scored whole."""
+    if scored is None:
+        return "?"
+    return f"{scored} of {size}" if size is not None and scored < size else str(scored)
 
 
 def _number(value: Any) -> str:
