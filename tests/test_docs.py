@@ -334,3 +334,32 @@ def test_training_doc_says_where_bos_and_eos_come_from(tiny_tokenizer):
     assert (ids[0] == tiny_tokenizer.bos_token_id) == adds_bos(tiny_tokenizer)
     doc = _paragraph(ROOT / "docs" / "training.md", "`pack_sequences(documents, seq_length)`")
     assert "(BOS + text + EOS)" not in doc and "`hf_ipt.training.tokenize_texts`" in doc, doc[:400]
+
+
+def test_the_general_mix_snippet_writes_one_question_response_file(tmp_path, monkeypatch):
+    """docs/training.md merges the paper's general mix (OpenOrca, LIMA, WizardLM: three column layouts) into one
+    file for `--general_dataset`; run here on local stand-ins of the three datasets with their columns (no Hub)."""
+    import datasets
+
+    from hf_ipt.training.data import load_rows
+
+    text = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
+    start = text.index("```python", text.index("The paper's general instructions are OpenOrca"))
+    snippet = text[start + len("```python"):text.index("```", start + 3)]
+    stand_ins = {
+        "Open-Orca/OpenOrca": {"id": ["o"], "system_prompt": [""], "question": ["Q orca"], "response": ["R orca"]},
+        "json": {"conversations": [["Q lima", "R lima", "again?", "yes"]], "source": ["stackexchange"]},
+        "WizardLMTeam/WizardLM_evol_instruct_70k": {"instruction": ["Q wizard"], "output": ["R wizard"]},
+    }
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, **kwargs: datasets.Dataset.from_dict(stand_ins[name]))
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet, "docs/training.md", "exec"), {})  # noqa: S102 - the doc's own snippet, on local stand-ins
+    rows = list(load_rows(str(tmp_path / "data" / "general.jsonl")))  # as --general_dataset reads it
+    assert sorted(rows, key=str) == [{"question": f"Q {name}", "response": f"R {name}"} for name in ("lima", "orca", "wizard")]
+
+
+def test_the_evaluation_doc_says_lm_evals_limit_counts_per_leaf_task():
+    """docs/evaluation.md called `general_limit` lm-eval's limit "per general benchmark"; lm-eval applies it to each
+    leaf task, so MMLU with --max_examples N scores 57 x N questions."""
+    doc = _paragraph(ROOT / "docs" / "evaluation.md", "`general_limit`")
+    assert "per general benchmark" not in doc and "each leaf task" in doc and "57 x N" in doc
