@@ -6,8 +6,12 @@ suffix of its own, for a larger set of pairs as long as the first copy's and new
 fresh process that reports its own CPU time and peak RSS (`ru_maxrss`):
 
 - dedup: `hf_ipt.jobs.find_duplicates` over every pair, at the default `FilterConfig` (128
-  permutations, threshold 0.9); memory is the peak RSS over the RSS before it, per pair inserted
-  into the LSH index (pairs under `dedup_min_words` words and duplicates are not inserted);
+  permutations, threshold 0.9), over half the units and over all of them; memory per pair inserted
+  into the LSH index (pairs under `dedup_min_words` words and duplicates are not inserted) is the
+  peak RSS growth from the half to the whole (the process's fixed peak, one unit's rows and Arrow's
+  pool, drops out), and for hf_ipt's `KeySet` index, whose growth hides under that fixed peak, its
+  own size (array, set and ints); the baseline, measured the same way in its own processes, is the
+  index hf_ipt had before (datasketch's `MinHashLSH`), and the two must find the same duplicates;
 - render: `hf_ipt.jobs.render_units` (stage 3: chains rebuilt, templified, written to Parquet).
 
 Set-up (the corpus text belongs to the BBC: never commit it):
@@ -31,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from miner import CATEGORIES, load_bbc
 
@@ -68,61 +73,116 @@ def rss_kb() -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
-def measure(stage: str, folder: str, output: str) -> dict:
-    """Run in a fresh process: one stage over the job in `folder`, its CPU time and memory."""
+def datasketch_index():
+    """The baseline: `NearDuplicates` as hf_ipt had it before, datasketch's `MinHashLSH` holding the index
+    (each text's band values as bytes under a key of its own)."""
+    from datasketch import MinHashLSH
+
+    from hf_ipt.filters import FilterConfig, NearDuplicates
+
+    class DatasketchIndex(NearDuplicates):
+        def __init__(self, config: FilterConfig) -> None:
+            super().__init__(config)
+            self.lsh = MinHashLSH(threshold=config.dedup_threshold, num_perm=config.dedup_num_perm)
+
+        def seen(self, text: str) -> bool:
+            if (minhash := self.minhash(text)) is None:
+                return False
+            if self.lsh.query(minhash):
+                return True
+            self.lsh.insert(str(self.count), minhash)
+            self.count += 1
+            return False
+
+    return DatasketchIndex
+
+
+def measure(stage: str, folder: str, output: str, units: int | None = None) -> dict:
+    """Run in a fresh process: one stage over the job in `folder` (its first `units` units), its CPU time and
+    memory."""
     from hf_ipt import jobs
     from hf_ipt.augment import SynthesisConfig
     from hf_ipt.filters import FilterConfig, NearDuplicates
 
     job = jobs.JobConfig(corpus=os.path.join(folder, "bbc.jsonl"), output_dir=os.path.join(folder, "job"))
     stats = [jobs.read_json(path) for path in sorted(glob.glob(os.path.join(job.output_dir, "pairs", "*.json")))]
+    stats = stats[:units]
     detectors = []
+    index = datasketch_index() if stage == "dedup_baseline" else NearDuplicates
 
-    class Counted(NearDuplicates):  # keeps the index's insert count for the per-pair figure
+    class Counted(index):  # keeps the index's insert count for the per-pair figure
         def __init__(self, config: FilterConfig) -> None:
             super().__init__(config)
             detectors.append(self)
 
     jobs.NearDuplicates = Counted
-    NearDuplicates(FilterConfig())  # datasketch imported before the RSS it grows from is read
-    dedup_path = os.path.join(folder, "dedup.json")
+    index(FilterConfig())  # datasketch imported before the RSS it grows from is read
+    dedup_path = os.path.join(folder, f"{stage}{'' if units is None else units}.json")
     before, wall, cpu = rss_kb(), time.perf_counter(), time.process_time()
-    if stage == "dedup":
+    if stage.startswith("dedup"):
         found = jobs.find_duplicates(job, FilterConfig(), stats)
     else:
         for path in glob.glob(os.path.join(job.output_dir, "data", "*.parquet")):  # stage 1's run wrote them
             os.remove(path)
-        with open(dedup_path) as f:
+        with open(os.path.join(folder, "dedup.json")) as f:  # the whole job's, as stage 2 wrote it
             jobs.render_units(job, SynthesisConfig(output=output), stats, json.load(f))
     result = {"cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall,
               "pairs": sum(s["pairs"] for s in stats), "docs": sum(s["rows"] for s in stats),
               "rss_before_mb": before / 1024,
               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if stage == "dedup":
+    if stage.startswith("dedup"):
         with open(dedup_path, "w") as f:
             json.dump(found, f)
         result.update(inserted=detectors[0].count, duplicates=sum(map(len, found.values())))
+        if stage == "dedup":  # the index's own size: the sorted array, the Python set and its ints
+            keys = detectors[0].keys
+            result["index_mb"] = (keys.sorted.nbytes + sys.getsizeof(keys.recent)
+                                  + sum(map(sys.getsizeof, keys.recent))) / 2**20
+            result.update(keys=len(keys), max_buffer=keys.max_buffer)
     return result
 
 
-def child(stage: str, folder: str, output: str) -> dict:
-    command = [sys.executable, __file__, "--measure", stage, "--folder", folder, "--output", output]
+def child(stage: str, folder: str, output: str, units: int | None = None) -> dict:
+    command = [sys.executable, __file__, "--measure", stage, "--folder", folder, "--output", output,
+               *(["--units", str(units)] if units else [])]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def report(dedup: dict, render: dict) -> None:
-    grown = (dedup["peak_rss_mb"] - dedup["rss_before_mb"]) * 1024 * 1024
-    per_pair, pairs_per_s = grown / dedup["inserted"], dedup["pairs"] / dedup["cpu_s"]
-    docs_per_s = render["docs"] / render["cpu_s"]
+def per_inserted_pair(half: dict, whole: dict) -> float:
+    """Bytes of peak RSS per pair inserted into the index, as the growth from a run over half the units to one
+    over all of them: what the index adds per pair, without the process's fixed costs (Arrow's memory pool,
+    one unit's rows), which a division of the whole growth by the pairs would spread over them."""
+    return (whole["peak_rss_mb"] - half["peak_rss_mb"]) * 1024 * 1024 / (whole["inserted"] - half["inserted"])
+
+
+def at_scale_bytes(dedup: dict) -> float:
+    """The `KeySet` index at `PAIRS_AT_SCALE` pairs, all inserted: 8 bytes per key in the sorted array, twice
+    while a merge copies it, and a full buffer of Python ints (about 100 bytes a key, set slot included)."""
+    return PAIRS_AT_SCALE * dedup["keys"] / dedup["inserted"] * 8 * 2 + dedup["max_buffer"] * 100
+
+
+def report(dedup: dict, dedup_half: dict, render: dict, baseline: dict, baseline_half: dict, same: bool) -> None:
+    # the index's own bytes: its growth hides under the process's fixed peak (one unit's rows, Arrow's pool)
+    per_pair = max(per_inserted_pair(dedup_half, dedup), dedup["index_mb"] * 2**20 / dedup["inserted"])
+    pairs_per_s = dedup["pairs"] / dedup["cpu_s"]
+    base_per_pair, base_per_s = per_inserted_pair(baseline_half, baseline), baseline["pairs"] / baseline["cpu_s"]
+    print(f"dedup baseline (datasketch MinHashLSH index, as before): {base_per_s:,.0f} pairs per CPU-second, "
+          f"{base_per_pair:,.0f} bytes of peak RSS per inserted pair (peak {baseline['peak_rss_mb']:.0f} MB)")
     print(f"dedup:  {dedup['pairs']} pairs ({dedup['inserted']} inserted, {dedup['duplicates']} duplicates) in "
           f"{dedup['cpu_s']:.1f} CPU s ({dedup['wall_s']:.1f} s wall): {pairs_per_s:,.0f} pairs per CPU-second; "
-          f"RSS {dedup['rss_before_mb']:.0f} -> {dedup['peak_rss_mb']:.0f} MB peak: {per_pair / 1024:.2f} KiB per "
-          "inserted pair")
+          f"{per_inserted_pair(dedup_half, dedup):,.0f} bytes of peak RSS per inserted pair (peak "
+          f"{dedup['peak_rss_mb']:.0f} MB); the index itself: {dedup['index_mb']:.1f} MiB, "
+          f"{dedup['index_mb'] * 2**20 / dedup['inserted']:,.0f} bytes per inserted pair")
     print(f"render: {render['docs']} docs in {render['cpu_s']:.1f} CPU s ({render['wall_s']:.1f} s wall): "
-          f"{docs_per_s:,.0f} docs per CPU-second ({render['pairs'] / render['cpu_s']:,.0f} pairs per CPU-second)")
-    hours, gib = PAIRS_AT_SCALE / pairs_per_s / 3600, PAIRS_AT_SCALE * per_pair / 2**30
-    print(f"at {PAIRS_AT_SCALE:,} pairs, all inserted: dedup ~{hours:.0f} h of one core and ~{gib:,.0f} GiB of RAM")
+          f"{render['docs'] / render['cpu_s']:,.0f} docs per CPU-second "
+          f"({render['pairs'] / render['cpu_s']:,.0f} pairs per CPU-second)")
+    print(f"dedup vs baseline: memory per inserted pair x{per_pair / base_per_pair:.2f}, speed "
+          f"x{pairs_per_s / base_per_s:.2f}, the same duplicates found: {same}")
+    for name, size, speed in (("baseline", PAIRS_AT_SCALE * base_per_pair, base_per_s),
+                              ("dedup", at_scale_bytes(dedup), pairs_per_s)):
+        print(f"at {PAIRS_AT_SCALE:,} pairs, all inserted, {name}: ~{PAIRS_AT_SCALE / speed / 3600:.0f} h of one core "
+              f"and ~{size / 2**30:,.0f} GiB of RAM for the index")
 
 
 def main() -> None:
@@ -130,16 +190,21 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=4, help="times each BBC text is in the corpus")
     parser.add_argument("--num_shards", type=int, default=16, help="work units of the job")
     parser.add_argument("--output", default="templified", choices=("templified", "pairs"), help="render's output")
-    parser.add_argument("--measure", choices=("dedup", "render"), help=argparse.SUPPRESS)  # the child processes
+    parser.add_argument("--measure", choices=("dedup", "dedup_baseline", "render"), help=argparse.SUPPRESS)
+    parser.add_argument("--units", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.folder, args.output)))
+        print(json.dumps(measure(args.measure, args.folder, args.output, args.units)))
         return
     with tempfile.TemporaryDirectory() as folder:
         stage_1(folder, args.copies, args.num_shards, args.output)
-        dedup = child("dedup", folder, args.output)
-        report(dedup, child("render", folder, args.output))
+        half = args.num_shards // 2
+        runs = {(stage, units): child(stage, folder, args.output, units)
+                for stage in ("dedup_baseline", "dedup") for units in (half, None)}
+        found = [json.loads(Path(folder, f"{stage}.json").read_text()) for stage in ("dedup", "dedup_baseline")]
+        report(runs["dedup", None], runs["dedup", half], child("render", folder, args.output),
+               runs["dedup_baseline", None], runs["dedup_baseline", half], found[0] == found[1])
 
 
 if __name__ == "__main__":

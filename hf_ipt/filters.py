@@ -13,11 +13,13 @@ deterministic for a fixed order of pairs.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .backends.base import default_of
 from .templify.pairs import parse_question, prepare_pair
@@ -179,9 +181,16 @@ def filter_pairs(context: str, pairs: Sequence[tuple[str, str, str]],
 
 
 class NearDuplicates:
-    """Streaming near-duplicate detector: `seen(text)` is True when a similar text came before."""
+    """Streaming near-duplicate detector: `seen(text)` is True when a similar text came before.
 
-    def __init__(self, config: FilterConfig) -> None:
+    MinHash LSH as `datasketch.MinHashLSH` queries and inserts, with its band layout for the threshold (``b``
+    bands of ``r`` values), but each band is kept as an 8-byte digest of (band, values) in one `KeySet`, not as
+    its bytes under a key per text: the same decisions (a digest collision aside: about 2^-64 per pair of
+    keys) in a fraction of the memory (BENCHMARKS.md, "Stages 2-3"); the whole corpus's bands are held until the
+    pass ends.
+    """
+
+    def __init__(self, config: FilterConfig, keys: KeySet | None = None) -> None:
         try:
             from datasketch import MinHash, MinHashLSH
         except ImportError as error:
@@ -189,19 +198,74 @@ class NearDuplicates:
                               "or turn it off with --no_dedup (FilterConfig.dedup=False)") from error
 
         self.config = config
-        self.lsh = MinHashLSH(threshold=config.dedup_threshold, num_perm=config.dedup_num_perm)
+        # datasketch chooses the bands that fit the threshold; only their ranges are kept
+        self.ranges = MinHashLSH(threshold=config.dedup_threshold, num_perm=config.dedup_num_perm).hashranges
+        self.keys = KeySet() if keys is None else keys
         self.empty = MinHash(num_perm=config.dedup_num_perm, seed=1)  # copies skip permutation setup (5x)
         self.count = 0
 
-    def seen(self, text: str) -> bool:
-        """Whether `text` duplicates an earlier one; a new text is remembered."""
+    def minhash(self, text: str) -> Any:
+        """The `datasketch.MinHash` of `text`'s word 3-grams; `None` under `dedup_min_words` words."""
         w = words(text)
         if len(w) < self.config.dedup_min_words:
-            return False
+            return None
         minhash = self.empty.copy()
         minhash.update_batch([" ".join(g).encode() for g in zip(w, w[1:], w[2:])])
-        if self.lsh.query(minhash):
+        return minhash
+
+    def seen(self, text: str) -> bool:
+        """Whether `text` duplicates an earlier one; a new text is remembered."""
+        if (minhash := self.minhash(text)) is None:
+            return False
+        values = minhash.hashvalues
+        keys = [_digest(band, values[start:end].tobytes()) for band, (start, end) in enumerate(self.ranges)]
+        if self.keys.any_of(keys):
             return True
-        self.lsh.insert(str(self.count), minhash)
+        self.keys.add(keys)
         self.count += 1
         return False
+
+
+def _digest(band: int, values: bytes) -> int:
+    """A band's values, with the band's index, as a 64-bit integer (the same in every process, unlike `hash`)."""
+    return int.from_bytes(hashlib.blake2b(values, digest_size=8, salt=band.to_bytes(16, "little")).digest(), "little")
+
+
+class KeySet:
+    """A set of 64-bit keys in about 8 bytes each: the keys added last in a Python set (about 60 bytes each),
+    merged into one sorted NumPy array once they are a quarter as many as the array holds (at least
+    `min_buffer`, at most `max_buffer`): merges are few (their total work linear in the keys until the
+    buffer reaches `max_buffer`), and a merge briefly holds the array twice."""
+
+    def __init__(self, min_buffer: int = 1 << 16, max_buffer: int = 1 << 24) -> None:
+        import numpy as np
+
+        self.sorted = np.empty(0, dtype=np.uint64)
+        self.recent: set[int] = set()
+        self.min_buffer, self.max_buffer = min_buffer, max_buffer
+
+    def __len__(self) -> int:
+        return len(self.sorted) + len(self.recent)
+
+    def any_of(self, keys: list[int]) -> bool:
+        """Whether any of `keys` is in the set."""
+        import numpy as np
+
+        if any(key in self.recent for key in keys):
+            return True
+        if not len(self.sorted):
+            return False
+        probe = np.array(keys, dtype=np.uint64)
+        at = np.minimum(np.searchsorted(self.sorted, probe), len(self.sorted) - 1)
+        return bool((self.sorted[at] == probe).any())
+
+    def add(self, keys: list[int]) -> None:
+        self.recent.update(keys)
+        if len(self.recent) >= min(self.max_buffer, max(self.min_buffer, len(self.sorted) // 4)):
+            import numpy as np
+
+            new = np.fromiter(self.recent, dtype=np.uint64, count=len(self.recent))
+            new.sort()
+            self.recent = set()
+            self.sorted = np.concatenate([self.sorted, new])  # the old array is freed here
+            self.sorted.sort(kind="stable")  # timsort finds the two sorted runs: a linear merge

@@ -12,6 +12,7 @@ import pytest
 from hf_ipt.augment import SynthesisConfig
 from hf_ipt.filters import (
     FilterConfig,
+    KeySet,
     NearDuplicates,
     filter_pairs,
     is_copied_question,
@@ -109,6 +110,35 @@ def test_near_duplicates_keep_the_first_and_ignore_short_pairs():
     assert [dedup.seen(t) for t in (base, other, base, base.upper(), other + " extra")] == [
         False, False, True, True, True]
     assert not dedup.seen("Give this text a title.") and not dedup.seen("Give this text a title.")
+
+
+@pytest.mark.parametrize("threshold", [0.9, 0.5])
+def test_near_duplicates_decide_as_datasketch_lsh_does(threshold):
+    """The `KeySet` index (a fortieth of the memory of datasketch's) must take the decisions that `MinHashLSH`
+    query-then-insert takes, on texts that are near copies of each other to varying degrees."""
+    from datasketch import MinHashLSH
+
+    rng = random.Random(1)
+    vocab = [f"w{i}" for i in range(300)]
+    bases = [rng.choices(vocab, k=30) for _ in range(40)]
+    texts = []
+    for _ in range(600):  # copies of a base with 0-8 words changed: some over the threshold, some under
+        text = list(rng.choice(bases))
+        for _ in range(rng.randrange(9)):
+            text[rng.randrange(len(text))] = rng.choice(vocab)
+        texts.append(" ".join(text))
+    config = FilterConfig(dedup_threshold=threshold)
+    lsh, expected, hashing = MinHashLSH(threshold=threshold, num_perm=config.dedup_num_perm), [], NearDuplicates(config)
+    for i, text in enumerate(texts):
+        minhash = hashing.minhash(text)
+        expected.append(bool(lsh.query(minhash)))
+        if not expected[-1]:
+            lsh.insert(str(i), minhash)
+    for keys in (KeySet(), KeySet(min_buffer=7, max_buffer=20)):  # all keys in the Python set; merged often
+        dedup = NearDuplicates(config, keys)
+        assert [dedup.seen(t) for t in texts] == expected
+        assert len(dedup.keys) == dedup.count * len(dedup.ranges)
+    assert len(dedup.keys.sorted) > 0 and 0 < sum(expected) < len(texts)  # merged; both decisions taken
 
 
 def test_numeric_answers_are_one_word_and_never_checked():
