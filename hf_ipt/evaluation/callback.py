@@ -36,7 +36,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from .harness import Results, average_score, evaluate, scoring_settings
-from .scoring import check_batch_size, default_add_bos
+from .scoring import check_batch_size, resolve_add_bos
 from .tasks import load_tasks
 
 logger = logging.getLogger(__name__)
@@ -149,9 +149,7 @@ class EvalCallback(TrainerCallback):
             return
         self._last_step = state.global_step
         start = time.perf_counter()
-        add_bos = self.add_bos  # resolved here as `evaluate` would, for the record
-        if add_bos is None:
-            add_bos = default_add_bos(self.tokenizer, getattr(model, "name_or_path", None))
+        add_bos = resolve_add_bos(self.add_bos, self.tokenizer, model)  # here, for the record
         with _eager_if_layers_compiled(args):
             results = evaluate(  # every rank scores its share (see the module docstring)
                 model,

@@ -12,9 +12,9 @@ from typing import Any
 from .metrics import compute_metric
 from .scoring import (
     check_batch_size,
-    default_add_bos,
     generate_answers,
     model_context,
+    resolve_add_bos,
     score_options,
 )
 from .tasks import Task, load_tasks
@@ -183,8 +183,7 @@ def evaluate(
     """
     check_batch_size(batch_size)
     tasks = load_tasks(tasks, data_dir=data_dir, max_examples=max_examples)
-    if add_bos is None:
-        add_bos = default_add_bos(tokenizer, getattr(model, "name_or_path", None))
+    add_bos = resolve_add_bos(add_bos, tokenizer, model)
     options = {
         "batch_size": batch_size,
         "add_bos": add_bos,

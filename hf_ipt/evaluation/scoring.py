@@ -53,6 +53,11 @@ def default_add_bos(tokenizer: Any, model_name_or_path: str | os.PathLike | None
     return adds_bos(tokenizer)
 
 
+def resolve_add_bos(add_bos: bool | None, tokenizer: Any, model: Any) -> bool:
+    """`add_bos` as given, or, when `None`, `default_add_bos` for `model` (by its ``name_or_path``)."""
+    return default_add_bos(tokenizer, getattr(model, "name_or_path", None)) if add_bos is None else add_bos
+
+
 def encode(tokenizer: Any, text: str, add_bos: bool) -> list[int]:
     """Token ids of `text` with no special token but an optional leading BOS."""
     ids = tokenizer(text, add_special_tokens=False).input_ids
