@@ -187,7 +187,8 @@ class NearDuplicates:
     bands of ``r`` values), but each band is kept as an 8-byte digest of (band, values) in one `KeySet`, not as
     its bytes under a key per text: the same decisions (a digest collision aside: about 2^-64 per pair of
     keys) in a fraction of the memory (BENCHMARKS.md, "Stages 2-3"); the whole corpus's bands are held until the
-    pass ends.
+    pass ends. The two halves can run apart: `band_keys` (the costly part: shingles, MinHash, digests) in
+    any process, `seen_keys` (the decisions, in order) in one.
     """
 
     def __init__(self, config: FilterConfig, keys: KeySet | None = None) -> None:
@@ -213,17 +214,28 @@ class NearDuplicates:
         minhash.update_batch([" ".join(g).encode() for g in zip(w, w[1:], w[2:])])
         return minhash
 
+    def band_keys(self, text: str) -> list[int] | None:
+        """`text`'s key in each LSH band: a 64-bit digest of the band's MinHash values; `None` under
+        `dedup_min_words` words (such a text is never a duplicate)."""
+        if (minhash := self.minhash(text)) is None:
+            return None
+        values = minhash.hashvalues
+        return [_digest(band, values[start:end].tobytes()) for band, (start, end) in enumerate(self.ranges)]
+
     def seen(self, text: str) -> bool:
         """Whether `text` duplicates an earlier one; a new text is remembered."""
-        if (minhash := self.minhash(text)) is None:
+        if (keys := self.band_keys(text)) is None:
             return False
-        values = minhash.hashvalues
-        keys = [_digest(band, values[start:end].tobytes()) for band, (start, end) in enumerate(self.ranges)]
-        if self.keys.any_of(keys):
-            return True
-        self.keys.add(keys)
-        self.count += 1
-        return False
+        import numpy as np
+
+        return bool(self.seen_keys(np.array([keys], dtype=np.uint64))[0])
+
+    def seen_keys(self, rows: Any) -> Any:
+        """`seen` on texts given by their `band_keys` (a 2-D ``uint64`` array, a row per text, in order):
+        a boolean array, True for a duplicate of an earlier text (rows before it included)."""
+        seen = self.keys.insert_new(rows)
+        self.count += len(seen) - int(seen.sum())
+        return seen
 
 
 def _digest(band: int, values: bytes) -> int:
@@ -234,8 +246,9 @@ def _digest(band: int, values: bytes) -> int:
 class KeySet:
     """A set of 64-bit keys in about 8 bytes each: the keys added last in a Python set (about 60 bytes each),
     merged into one sorted NumPy array once they are a quarter as many as the array holds (at least
-    `min_buffer`, at most `max_buffer`): merges are few (their total work linear in the keys until the
-    buffer reaches `max_buffer`), and a merge briefly holds the array twice."""
+    `min_buffer`, at most `max_buffer`, checked after each `insert_new`: a batch may overshoot it by its own
+    keys): merges are few (their total work linear in the keys until the buffer reaches `max_buffer`), and a
+    merge briefly holds the array twice."""
 
     def __init__(self, min_buffer: int = 1 << 16, max_buffer: int = 1 << 24) -> None:
         import numpy as np
@@ -247,25 +260,33 @@ class KeySet:
     def __len__(self) -> int:
         return len(self.sorted) + len(self.recent)
 
-    def any_of(self, keys: list[int]) -> bool:
-        """Whether any of `keys` is in the set."""
+    def insert_new(self, rows: Any) -> Any:
+        """For each row of keys (a 2-D ``uint64`` array), in order: whether any of its keys is in the set,
+        the keys of the rows before it included (a boolean array); the other rows' keys are added.
+
+        The sorted array is searched for every row at once; only the keys added since the last merge are
+        looked up one row at a time."""
         import numpy as np
 
-        if any(key in self.recent for key in keys):
-            return True
-        if not len(self.sorted):
-            return False
-        probe = np.array(keys, dtype=np.uint64)
-        at = np.minimum(np.searchsorted(self.sorted, probe), len(self.sorted) - 1)
-        return bool((self.sorted[at] == probe).any())
-
-    def add(self, keys: list[int]) -> None:
-        self.recent.update(keys)
-        if len(self.recent) >= min(self.max_buffer, max(self.min_buffer, len(self.sorted) // 4)):
-            import numpy as np
-
-            new = np.fromiter(self.recent, dtype=np.uint64, count=len(self.recent))
-            new.sort()
+        found = np.zeros(len(rows), dtype=bool)
+        if len(self.sorted) and rows.size:
+            at = np.minimum(np.searchsorted(self.sorted, rows), len(self.sorted) - 1)
+            found = (self.sorted[at] == rows).any(axis=1)
+        recent = self.recent
+        for i, row in enumerate(rows.tolist()):
+            if found[i] or any(key in recent for key in row):
+                found[i] = True
+            else:
+                recent.update(row)
+        if len(recent) >= min(self.max_buffer, max(self.min_buffer, len(self.sorted) // 4)):
+            self.merge(np.fromiter(recent, dtype=np.uint64, count=len(recent)))
             self.recent = set()
-            self.sorted = np.concatenate([self.sorted, new])  # the old array is freed here
-            self.sorted.sort(kind="stable")  # timsort finds the two sorted runs: a linear merge
+        return found
+
+    def merge(self, keys: Any) -> None:
+        """Add `keys` (a 1-D ``uint64`` array, none of them in the set yet) to the sorted array."""
+        import numpy as np
+
+        new = np.sort(keys)
+        self.sorted = np.concatenate([self.sorted, new])  # the old array is freed here
+        self.sorted.sort(kind="stable")  # timsort finds the two sorted runs: a linear merge

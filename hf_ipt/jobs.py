@@ -11,7 +11,8 @@ the launcher's environment (see `world_from_env`). Layout of `output_dir`::
                            done, a rerun with other settings is refused (engine tuning aside: `plan_job`)
     pairs/00003.parquet    stage 1: filtered pairs of unit 3, with chain links (atomic)
     pairs/00003.json       stage 1 done-marker: the unit's stats, rejects, engine tuning (atomic, written last)
-    dedup.json             stage 2: near-duplicate pairs across the corpus (one process)
+    dedup/00003.npz        stage 2 checkpoint: unit 3's dedup decisions and index keys (removed at the end)
+    dedup.json             stage 2: near-duplicate pairs across the corpus (decided in one process)
     data/00003.parquet     stage 3: the output rows of unit 3 (templified or pairs; atomic)
     rejects.jsonl          every skipped document with its reason
     manifest.json          counts and settings; written last, so it marks a complete job
@@ -24,8 +25,8 @@ other has marked the unit done drops its own. A rerun skips what is done and red
 synthesis is deterministic per unit (rules, transformers; vLLM only when batch-invariant), so
 the final output equals an uninterrupted run. Durability is per unit: choose `num_shards` so that one unit is an
 amount of work you are willing to redo. Stages 2-3 run in whichever process first sees every
-unit done (the last rank to finish), on one core, after it closed its synthesizer: at the paper's
-scale they take hours and dedup's index hundreds of GB (docs/jobs.md, "Stages 2-3 at scale").
+unit done (the last rank to finish), after it closed its synthesizer, with a pool of processes
+(`JobConfig.num_proc`); they resume by unit too (docs/jobs.md, "Stages 2-3 at scale").
 
 One file on purpose: the three stages share the layout and atomic-write helpers, and the
 layout above is easier to check against the code when it all sits together.
@@ -39,6 +40,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import time
 from collections import Counter
@@ -94,12 +96,24 @@ class JobConfig(CorpusConfig):
     max_doc_chars: int = field(
         default=1_000_000, metadata={"help": "Documents longer than this many characters are rejected."}
     )
+    num_proc: int | None = field(
+        default=None,
+        metadata={"help": "Processes for stages 2-3 (dedup's MinHash signatures, render) in the process that finishes "
+                  "the job (default: every CPU it may use; fewer on small jobs). The output does not depend on it."},
+    )
+
+    # Where a job runs and with how many processes, not what it writes: neither in job.json nor the manifest.
+    PLACEMENT = ("output_dir", "num_proc")
 
     def __post_init__(self) -> None:
         _refuse_bundled(self.corpus)
         super().__post_init__()
         if self.max_doc_chars < 1:
             raise ValueError(f"`max_doc_chars` must be >= 1, got {self.max_doc_chars} (JobConfig.max_doc_chars)")
+        if self.num_proc is not None and (isinstance(self.num_proc, bool) or not isinstance(self.num_proc, int)
+                                          or self.num_proc < 1):
+            raise ValueError(f"`num_proc` must be an integer >= 1 or None (every CPU), got {self.num_proc!r} "
+                             "(JobConfig.num_proc)")
         self.output_dir = check_output_dir(self.output_dir, "JobConfig.output_dir")
 
 
@@ -232,7 +246,7 @@ def job_spec(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
     ``cuda``), so ranks on different GPUs share one job. A `domain_keywords` file is pinned by its
     keywords too (`KEYWORDS_DIGEST`), not only by its path: an edited file is another job.
     """
-    settings = {k: v for k, v in asdict(job).items() if k != "output_dir"}
+    settings = {k: v for k, v in asdict(job).items() if k not in JobConfig.PLACEMENT}
     files = sorted({f for u in units for f in u["files"]})
     sizes = {f: os.path.getsize(f) for f in files if os.path.isfile(f)}
     synthesis_settings = {**asdict(synthesis), "device": device_type(synthesis.device)}
@@ -278,7 +292,7 @@ def pin_job(job: JobConfig, spec: dict, changes: str | None) -> None:
 
 
 # What a job folder holds (the layout above), temporaries aside.
-JOB_LAYOUT = frozenset({"job.json", "pairs", "data", "dedup.json", "rejects.jsonl", "manifest.json"})
+JOB_LAYOUT = frozenset({"job.json", "pairs", "data", "dedup", "dedup.json", "rejects.jsonl", "manifest.json"})
 
 
 def claim_job_dir(output_dir: str) -> None:
@@ -617,7 +631,8 @@ def _redo_damaged(job: JobConfig, num_units: int, pinned: dict | None = None) ->
     # What is derived from every unit's pairs goes first: killed before the markers, a rerun finds the
     # same damaged units; the other way round, it redid them and kept the old units' dedup decisions.
     derived = [os.path.join(job.output_dir, name) for name in ("manifest.json", "dedup.json")]
-    for path in [*derived, *glob.glob(os.path.join(job.output_dir, "data", "*.parquet")),
+    for path in [*derived, *glob.glob(os.path.join(job.output_dir, "dedup", "*.npz")),
+                 *glob.glob(os.path.join(job.output_dir, "data", "*.parquet")),
                  *(_path(job, "pairs", index, ".json") for index in damaged)]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
@@ -807,22 +822,165 @@ def stage_bar(progress: bool, total: int, desc: str, unit: str, done: int = 0):
     return tqdm(total=total, initial=done, desc=desc, unit=unit, unit_scale=True, disable=not progress)
 
 
-def find_duplicates(job: JobConfig, filters: FilterConfig, stats: list[dict],
-                    progress: bool = False) -> dict[str, list[list[int]]]:
-    """Near-duplicate pairs over the whole corpus in unit/row/pair order: ``{unit: [[row, pair], ...]}``.
+MIN_PAIRS_PER_PROCESS = 20_000  # dedup: ~5 s of one core; a process costs ~2 s to start (it imports hf_ipt)
+MIN_DOCS_PER_PROCESS = 20_000  # render: ~5 s of one core
 
-    `stats` are the units' done-markers (their `pairs` counts size the progress bar)."""
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a Slurm or container allocation), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def stage_processes(num_proc: int | None, units: int, work: int, per_process: int) -> int:
+    """Processes for a pass of stage 2 or 3 over `units` units holding `work` pairs or documents: `num_proc`
+    (default `available_cpus`), no more than the units, and one per `per_process` of work at most (1: no pool)."""
+    return max(1, min(num_proc or available_cpus(), units, work // per_process))
+
+
+def _pool_process_start(parent: int) -> None:
+    """In each process of a stage's pool: Ctrl-C is left to the process that started the pool (which stops
+    it), and the process ends once that one is gone (a SIGKILL gives it no chance to stop its pool, whose
+    processes would otherwise wait for work forever)."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="hf_ipt-parent-watch").start()
+
+
+@contextlib.contextmanager
+def process_pool(processes: int) -> Iterator:
+    """A pool of `processes` fresh (spawned) processes, `None` for 1 (the work runs here): spawned, not forked,
+    since the process may hold threads and a CUDA context (its synthesizer's, closed before stages 2-3)."""
+    if processes <= 1:
+        yield None
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_pool_process_start, initargs=(os.getpid(),))
+    try:
+        yield pool
+    finally:  # on an error or Ctrl-C here: what was queued is dropped; running units end first
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def in_order(pool, function, calls: list[tuple], ahead: int) -> Iterator:
+    """`function(*args)` for each `args` of `calls`, results in their order: in `pool`'s processes with at most
+    `ahead` calls started beyond the one awaited (results held for the main process stay few), or here."""
+    from collections import deque
+    from concurrent.futures.process import BrokenProcessPool
+
+    if pool is None:
+        yield from (function(*args) for args in calls)
+        return
+    pending: deque = deque()
+    try:
+        for args in calls:
+            pending.append(pool.submit(function, *args))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    except BrokenProcessPool as error:
+        raise RuntimeError(f"a process of the pool running {function.__name__} ended abruptly: killed (out of memory, "
+                           "a signal), or it failed as it started (its error is printed above); rerun the same command "
+                           "to resume, with a lower --num_proc if memory ran out") from error
+
+
+def unit_band_keys(path: str, filters: FilterConfig) -> tuple:
+    """Stage 2's costly half for one unit's pairs Parquet (in any process): the `NearDuplicates.band_keys` of
+    each pair with enough words to be compared, a ``(pairs, bands)`` array; their ``[row, pair]`` positions
+    in the unit; the unit's count of pairs."""
+    import numpy as np
     import pyarrow.parquet as pq
 
-    detector, found = NearDuplicates(filters), {}
-    with stage_bar(progress, sum(s["pairs"] for s in stats), "dedup pairs", "pair") as bar:
-        for index in range(len(stats)):
-            table = pq.read_table(_path(job, "pairs", index, ".parquet"), columns=["pairs"])
-            for row, pairs in enumerate(table.column("pairs").to_pylist()):
-                for k, pair in enumerate(pairs):
-                    if detector.seen(f"{pair['question']}\n{pair['answer']}"):
-                        found.setdefault(unit_name(index), []).append([row, k])
-                bar.update(len(pairs))
+    detector, positions, keys, count = NearDuplicates(filters), [], [], 0
+    for row, pairs in enumerate(pq.read_table(path, columns=["pairs"]).column("pairs").to_pylist()):
+        for k, pair in enumerate(pairs):
+            if (found := detector.band_keys(f"{pair['question']}\n{pair['answer']}")) is not None:
+                positions.append((row, k))
+                keys.append(found)
+        count += len(pairs)
+    return (np.array(positions, dtype=np.int64).reshape(-1, 2),
+            np.array(keys, dtype=np.uint64).reshape(-1, len(detector.ranges)), count)
+
+
+def _dedup_path(job: JobConfig, index: int) -> str:
+    return _path(job, "dedup", index, ".npz")
+
+
+def _save_dedup_unit(job: JobConfig, index: int, keys, duplicates) -> None:
+    """Stage 2's checkpoint after unit `index` (``dedup/<unit>.npz``): the band keys its pairs added to the
+    index and its duplicates' ``[row, pair]`` positions."""
+    import numpy as np
+
+    def write(temp: str) -> None:
+        with open(temp, "wb") as f:
+            np.savez(f, keys=keys, duplicates=duplicates)
+
+    os.makedirs(os.path.join(job.output_dir, "dedup"), exist_ok=True)
+    write_atomic(_dedup_path(job, index), write)
+
+
+def _restore_dedup(job: JobConfig, detector: NearDuplicates, units: int) -> tuple[dict, int]:
+    """What an earlier run of stage 2 finished: the duplicates of its first units, whose keys go into
+    `detector`'s index, and how many units that is (a run resumes after the last saved in a row)."""
+    import zipfile
+
+    import numpy as np
+
+    found, keys, done = {}, [], 0
+    for index in range(units):
+        try:
+            with np.load(_dedup_path(job, index)) as saved:
+                keys.append(saved["keys"])
+                duplicates = saved["duplicates"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # not saved, or unreadable
+            break
+        if len(duplicates):
+            found[unit_name(index)] = duplicates.tolist()
+        done += 1
+    if keys:
+        restored = np.concatenate(keys)
+        detector.keys.merge(restored)
+        detector.count += len(restored) // len(detector.ranges)
+        logger.warning("hf_ipt: dedup resumes after unit %s (%d of %d units deduplicated by an earlier run)",
+                       unit_name(done - 1), done, units)
+    return found, done
+
+
+def find_duplicates(job: JobConfig, filters: FilterConfig, stats: list[dict],
+                    progress: bool = False, num_proc: int | None = None) -> dict[str, list[list[int]]]:
+    """Near-duplicate pairs over the whole corpus in unit/row/pair order: ``{unit: [[row, pair], ...]}``.
+
+    `stats` are the units' done-markers (their `pairs` counts size the progress bar). The MinHash signatures
+    of the units are computed in `num_proc` processes (`stage_processes`), the decisions taken here in corpus
+    order, so the result does not depend on them. Each unit's decisions are saved (``dedup/<unit>.npz``) as
+    they are taken: a run killed meanwhile resumes after the last unit saved."""
+    detector = NearDuplicates(filters)
+    found, start = _restore_dedup(job, detector, len(stats))
+    counts = [s["pairs"] for s in stats]
+    processes = stage_processes(num_proc, len(stats) - start, sum(counts[start:]), MIN_PAIRS_PER_PROCESS)
+    calls = [(_path(job, "pairs", index, ".parquet"), filters) for index in range(start, len(stats))]
+    with stage_bar(progress, sum(counts), "dedup pairs", "pair", sum(counts[:start])) as bar, \
+            process_pool(processes) as pool:
+        for index, (positions, keys, count) in enumerate(in_order(pool, unit_band_keys, calls, 2 * processes), start):
+            seen = detector.seen_keys(keys)
+            if seen.any():
+                found[unit_name(index)] = positions[seen].tolist()
+            _save_dedup_unit(job, index, keys[~seen].ravel(), positions[seen])
+            bar.update(count)
             bar.set_postfix_str(f"unit {index + 1}/{len(stats)}, {sum(map(len, found.values()))} duplicates",
                                 refresh=False)
     return found
@@ -864,14 +1022,17 @@ def render_unit(job: JobConfig, synthesis: SynthesisConfig, index: int, duplicat
 
 
 def render_units(job: JobConfig, synthesis: SynthesisConfig, stats: list[dict], duplicates: dict,
-                 progress: bool = False) -> None:
-    """Stage 3: `render_unit` for every unit whose ``data/`` file is missing, with a bar over the documents
-    (`stats`: the units' done-markers) that starts at those of the units an earlier run rendered."""
+                 progress: bool = False, num_proc: int | None = None) -> None:
+    """Stage 3: `render_unit` for every unit whose ``data/`` file is missing, in `num_proc` processes
+    (`stage_processes`), with a bar over the documents (`stats`: the units' done-markers) that starts at
+    those of the units an earlier run rendered."""
     todo = [i for i in range(len(stats)) if parquet_rows(_path(job, "data", i, ".parquet")) is None]
     rows = [s["rows"] for s in stats]
-    with stage_bar(progress, sum(rows), "render docs", "doc", sum(rows) - sum(rows[i] for i in todo)) as bar:
-        for n, index in enumerate(todo, 1):
-            render_unit(job, synthesis, index, duplicates.get(unit_name(index), []))
+    processes = stage_processes(num_proc, len(todo), sum(rows[i] for i in todo), MIN_DOCS_PER_PROCESS)
+    calls = [(job, synthesis, index, duplicates.get(unit_name(index), [])) for index in todo]
+    with stage_bar(progress, sum(rows), "render docs", "doc", sum(rows) - sum(rows[i] for i in todo)) as bar, \
+            process_pool(processes) as pool:
+        for n, (index, _) in enumerate(zip(todo, in_order(pool, render_unit, calls, 2 * processes)), 1):
             bar.set_postfix_str(f"unit {n}/{len(todo)}", refresh=False)
             bar.update(rows[index])
 
@@ -886,17 +1047,17 @@ def finalize(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
     another run has replaced `job.json` (`check_pinned`). `progress`: bars over pairs (dedup) and
     documents (render).
     """
-    folders = [os.path.join(job.output_dir, sub) for sub in ("", "pairs", "data")]
+    folders = [os.path.join(job.output_dir, sub) for sub in ("", "pairs", "data", "dedup")]
     for folder in folders:
         _remove_temporaries(folder)
     stats = [read_json(_path(job, "pairs", i, ".json")) for i in range(len(units))]
     duplicates = {}
     if filters.dedup:
         path = os.path.join(job.output_dir, "dedup.json")
-        if not os.path.exists(path):  # written once at the end: a run killed meanwhile starts dedup over
-            write_json(path, find_duplicates(job, filters, stats, progress))
+        if not os.path.exists(path):  # a run killed meanwhile resumes after the last unit saved in dedup/
+            write_json(path, find_duplicates(job, filters, stats, progress, job.num_proc))
         duplicates = read_json(path)
-    render_units(job, synthesis, stats, duplicates, progress)
+    render_units(job, synthesis, stats, duplicates, progress, job.num_proc)
     _write_rejects(job, stats)
     manifest = build_manifest(job, synthesis, filters, stats, duplicates, pinned)
     if pinned is not None:
@@ -906,6 +1067,8 @@ def finalize(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
     write_json(os.path.join(job.output_dir, "manifest.json"), manifest)
     for folder in folders:
         _remove_temporaries(folder, stale_only=False)
+    # dedup's checkpoints (as large as its index) once dedup.json and the manifest hold what they led to
+    shutil.rmtree(os.path.join(job.output_dir, "dedup"), ignore_errors=True)
     return manifest
 
 
@@ -961,7 +1124,7 @@ def build_manifest(job: JobConfig, synthesis: SynthesisConfig, filters: FilterCo
         "tokens": {"count": total("tokens"), "unit": _token_unit(synthesis)},
         "chain": {k: sum(s["chain"][k] for s in stats) for k in ChainStats.__dataclass_fields__},
         # with a keyword file, its keywords' digest too, as job.json pins it (checked when this run started)
-        "settings": {"job": asdict(job), "filters": asdict(filters),
+        "settings": {"job": {k: v for k, v in asdict(job).items() if k != "num_proc"}, "filters": asdict(filters),
                      "synthesis": {**recorded_settings(asdict(synthesis)), **keywords_pin(synthesis.domain_keywords)}},
         "engine_tuning": tuning_by_unit(synthesis, stats, pinned),
     }
@@ -1048,6 +1211,18 @@ def check_dedup_installed(filters: FilterConfig) -> None:
         ) from error
 
 
+def _refuse_in_pool_start() -> None:
+    """A process of a stage-2/3 pool imports the script that started the job as it starts (spawn): there, a
+    `run_job` call not under ``if __name__ == "__main__":`` ran the job again in every pool process."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # what the stdlib's own check reads
+        raise RuntimeError("`run_job` was called while a process of hf_ipt's pool (stages 2-3) started: it imports "
+                           "the script that runs the job, and that script calls `run_job` outside "
+                           "`if __name__ == \"__main__\":`. Move the call under it, as any script that starts "
+                           "processes must, or run the job with JobConfig(num_proc=1)")
+
+
 def resume_message(done: int, units: int, rank: int, world_size: int) -> str:
     """What a rerun finds: ``5 of 8 units already done, resuming with the other 3``."""
     found = f"{done} of {units} units{f' of rank {rank}/{world_size}' if world_size > 1 else ''} already done"
@@ -1068,6 +1243,7 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     Returns:
         `dict | None`: the manifest when this process saw every unit done, else `None`.
     """
+    _refuse_in_pool_start()
     synthesis, filters = synthesis or SynthesisConfig(), filters or FilterConfig()
     if (rank is None) != (world_size is None):
         raise ValueError(f"give `rank` and `world_size` together, or neither (read from the environment); got "

@@ -6,6 +6,7 @@ import json
 import random
 import unicodedata
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -139,6 +140,23 @@ def test_near_duplicates_decide_as_datasketch_lsh_does(threshold):
         assert [dedup.seen(t) for t in texts] == expected
         assert len(dedup.keys) == dedup.count * len(dedup.ranges)
     assert len(dedup.keys.sorted) > 0 and 0 < sum(expected) < len(texts)  # merged; both decisions taken
+    # as a synthesis job takes them: keys computed apart, decided a batch (a unit) at a time, copies inside a batch too
+    rows = np.array([hashing.band_keys(text) for text in texts], dtype=np.uint64)
+    for size in (1, 37, 600):
+        dedup = NearDuplicates(config, KeySet(min_buffer=7, max_buffer=20))
+        assert [bool(s) for start in range(0, len(rows), size) for s in dedup.seen_keys(rows[start:start + size])] \
+            == expected
+        assert len(dedup.keys) == dedup.count * len(dedup.ranges)
+
+
+def test_key_set_merge_adds_keys_found_by_later_batches():
+    """`KeySet.merge` restores a saved index (a resumed dedup): its keys are found, others are not."""
+    keys = KeySet()
+    keys.merge(np.array([9, 3, 2**63 + 5], dtype=np.uint64))
+    assert list(keys.sorted) == [3, 9, 2**63 + 5] and len(keys) == 3
+    found = keys.insert_new(np.array([[1, 2], [4, 9], [1, 7], [2**63 + 5, 8], [6, 2], [6, 7]], dtype=np.uint64))
+    assert found.tolist() == [False, True, True, True, True, False] and keys.recent == {1, 2, 6, 7}
+    assert keys.insert_new(np.empty((0, 2), dtype=np.uint64)).tolist() == []
 
 
 def test_numeric_answers_are_one_word_and_never_checked():

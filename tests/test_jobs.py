@@ -1181,3 +1181,152 @@ def test_engine_kwargs_that_tune_may_change_on_resume_and_others_stay_pinned(tmp
             ) in caplog.text
     with pytest.raises(ValueError, match=r"changed: synthesis.engine_kwargs '\{\"quantization\": \"fp8\"\}' -> None\)"):
         prepare(job, replace(model, engine_kwargs={"max_num_seqs": 64}), NO_FILTERS)  # the model's numerics
+
+
+def dedup_job(tmp_path: Path, **settings) -> JobConfig:
+    """24 texts where doc(i) repeats every 4 (many duplicate pairs, across units too), in 4 units."""
+    corpus = tmp_path / "c.jsonl"
+    if not corpus.exists():
+        write_jsonl(corpus, 24)
+    return JobConfig(corpus=str(corpus), output_dir=str(tmp_path / settings.pop("out", "o")), num_shards=4, **settings)
+
+
+def test_stages_2_3_in_a_pool_of_processes_write_what_one_process_writes(tmp_path, monkeypatch):
+    """Stage 2's MinHash signatures and stage 3's units in spawned processes: the same dedup decisions (taken
+    in corpus order in the main process) and the same rows as without a pool; `num_proc` is not pinned."""
+    import hf_ipt.jobs
+
+    alone = run_job(dedup_job(tmp_path, out="one", num_proc=1), progress=False)
+    monkeypatch.setattr(hf_ipt.jobs, "MIN_PAIRS_PER_PROCESS", 1)  # a pool even for these few pairs
+    monkeypatch.setattr(hf_ipt.jobs, "MIN_DOCS_PER_PROCESS", 1)
+    started = []
+    pool = hf_ipt.jobs.process_pool
+
+    def counted(processes: int):
+        started.append(processes)
+        return pool(processes)
+
+    monkeypatch.setattr(hf_ipt.jobs, "process_pool", counted)
+    pooled = run_job(dedup_job(tmp_path, out="two", num_proc=2), progress=False)
+    assert started == [2, 2]  # dedup, render
+    assert alone["filters_removed"]["near_duplicate"] > 0 and manifest_of(tmp_path / "one") == manifest_of(tmp_path / "two")
+    assert (tmp_path / "one" / "dedup.json").read_text() == (tmp_path / "two" / "dedup.json").read_text()
+    assert output_rows(tmp_path / "one") == output_rows(tmp_path / "two") and pooled["rows"] == alone["rows"]
+    assert "num_proc" not in json.loads((tmp_path / "two" / "job.json").read_text())["job"]
+    assert "num_proc" not in pooled["settings"]["job"]
+    assert not (tmp_path / "two" / "dedup").exists()  # its checkpoints go once the manifest is written
+    (tmp_path / "two" / "manifest.json").unlink()
+    (tmp_path / "two" / "dedup.json").unlink()
+    assert run_job(dedup_job(tmp_path, out="two", num_proc=3), progress=False)["rows"] == alone["rows"]
+
+
+def test_dedup_killed_midway_resumes_after_the_last_unit_it_saved(tmp_path, monkeypatch, caplog):
+    """Stage 2 kept no checkpoint: a run killed in it (hours at scale) started over from the first pair. Each
+    unit's decisions are saved as taken; the rerun goes on from the next unit, with the same result."""
+    import hf_ipt.jobs
+
+    reference = run_job(dedup_job(tmp_path, out="ref"), progress=False)
+    signatures = hf_ipt.jobs.unit_band_keys
+    read = []
+
+    def killed_at_unit_2(path: str, filters: FilterConfig):
+        read.append(os.path.basename(path))
+        if path.endswith("00002.parquet"):
+            raise KeyboardInterrupt
+        return signatures(path, filters)
+
+    monkeypatch.setattr(hf_ipt.jobs, "unit_band_keys", killed_at_unit_2)
+    job = dedup_job(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(job, progress=False)
+    assert sorted(os.listdir(tmp_path / "o" / "dedup")) == ["00000.npz", "00001.npz"] and read[-1] == "00002.parquet"
+    assert not (tmp_path / "o" / "dedup.json").exists()
+    monkeypatch.setattr(hf_ipt.jobs, "unit_band_keys", lambda path, filters: read.append(path) or signatures(path, filters))
+    read.clear()
+    with caplog.at_level("WARNING", logger="hf_ipt"):
+        run_job(job, progress=False)
+    assert manifest_of(tmp_path / "ref") == manifest_of(tmp_path / "o")
+    assert [os.path.basename(p) for p in read] == ["00002.parquet", "00003.parquet"]
+    assert "dedup resumes after unit 00001 (2 of 4 units deduplicated by an earlier run)" in caplog.text
+    assert (tmp_path / "ref" / "dedup.json").read_text() == (tmp_path / "o" / "dedup.json").read_text()
+    assert reference["filters_removed"]["near_duplicate"] > 0 and output_rows(tmp_path / "ref") == output_rows(tmp_path / "o")
+    assert not (tmp_path / "o" / "dedup").exists()
+
+
+def test_dedup_checkpoints_of_redone_units_are_dropped(tmp_path):
+    """A unit synthesized again (its pairs Parquet lost) changes what dedup decides from it on: the saved
+    decisions go with `dedup.json`."""
+    from hf_ipt.jobs import _redo_damaged
+
+    job = dedup_job(tmp_path)
+    run_job(job, progress=False)
+    (tmp_path / "o" / "dedup").mkdir()
+    for name in ("00000.npz", "00001.npz"):
+        (tmp_path / "o" / "dedup" / name).write_bytes(b"saved")
+    (tmp_path / "o" / "pairs" / "00003.parquet").unlink()
+    assert _redo_damaged(job, 4) == [3]
+    assert os.listdir(tmp_path / "o" / "dedup") == [] and not (tmp_path / "o" / "dedup.json").exists()
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, True, "4"])
+def test_num_proc_must_be_a_positive_integer(tmp_path, value):
+    with pytest.raises(ValueError, match=r"`num_proc` must be an integer >= 1 or None"):
+        dedup_job(tmp_path, num_proc=value)
+
+
+def test_stage_processes_are_capped_by_units_and_work(monkeypatch):
+    import hf_ipt.jobs
+    from hf_ipt.jobs import stage_processes
+
+    monkeypatch.setattr(hf_ipt.jobs, "available_cpus", lambda: 16)
+    assert stage_processes(None, 100, 10_000_000, 20_000) == 16  # default: every CPU
+    assert stage_processes(4, 100, 10_000_000, 20_000) == 4
+    assert stage_processes(None, 3, 10_000_000, 20_000) == 3  # a unit per process at most
+    assert stage_processes(None, 100, 50_000, 20_000) == 2  # ~5 s of work per process at least
+    assert stage_processes(None, 100, 5_000, 20_000) == stage_processes(8, 0, 0, 20_000) == 1  # no pool
+
+
+def test_a_pool_outlives_no_sigkilled_job(tmp_path):
+    """SIGKILL gives a job no chance to stop its stage-2/3 pool: its processes waited for work forever (one per
+    CPU, each holding hf_ipt's imports). They end once the process that started them is gone."""
+    script = ("import os, sys, time\nfrom hf_ipt.jobs import process_pool\n"
+              "with process_pool(2) as pool:\n"
+              "    busy = [pool.submit(time.sleep, 60) for _ in range(2)]\n"
+              "    while len(pool._processes) < 2: time.sleep(0.05)\n"
+              "    print(*pool._processes, flush=True)\n"
+              "    time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    workers = [int(pid) for pid in proc.stdout.readline().split()]
+    assert len(workers) == 2
+    proc.kill()
+    proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split(") ")[1][0] != "Z"  # a zombie has ended
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + 60
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(alive, workers))
+
+
+def test_a_script_without_a_main_guard_is_told_how_to_fix_it(tmp_path):
+    """The pool's spawned processes import the script that started the job: an unguarded `run_job` call ran the
+    job again in each, which then failed with multiprocessing's bootstrapping error and a misleading "killed"."""
+    write_jsonl(tmp_path / "c.jsonl", 24)
+    call = ("import hf_ipt.jobs as jobs\njobs.MIN_PAIRS_PER_PROCESS = jobs.MIN_DOCS_PER_PROCESS = 1\n"
+            f"job = jobs.JobConfig(corpus={str(tmp_path / 'c.jsonl')!r}, output_dir={str(tmp_path / '{}')!r}, "
+            "num_shards=4, num_proc=2)\n")
+    bare = tmp_path / "bare.py"
+    bare.write_text(call.format("bare") + "jobs.run_job(job, progress=False)\n")
+    done = subprocess.run([sys.executable, str(bare)], check=False, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "outside `if __name__ == \"__main__\":`" in done.stderr
+    assert "ended abruptly" in done.stderr.splitlines()[-1]
+    guarded = tmp_path / "guarded.py"
+    guarded.write_text(call.format("guarded") + "if __name__ == '__main__':\n    jobs.run_job(job, progress=False)\n")
+    subprocess.run([sys.executable, str(guarded)], check=True, timeout=300)
+    assert (tmp_path / "guarded" / "manifest.json").is_file()
