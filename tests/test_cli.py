@@ -423,7 +423,13 @@ def test_augment_refuses_a_corpus_that_would_read_its_own_output(tmp_path):
 
     pq.write_table(pj.read_json(write_jsonl(tmp_path / "raw.jsonl", 4)), work / "raw.parquet")
     out = work / "aug"
-    assert _augment(f"{work}/**/*.parquet", out)["rows"] == 4  # the first run: nothing of it matched yet
+    # the first run, before there is an output to match: it went through, and the same command then failed
+    with pytest.raises(UsageError, match=re.escape(
+            f"`corpus` '{work}/**/*.parquet' would match this command's output '{out}/data.parquet': a rerun would "
+            "read it back")):
+        _augment(f"{work}/**/*.parquet", out)
+    assert not out.exists()
+    assert _augment(work / "raw.parquet", out)["rows"] == 4
     with pytest.raises(UsageError, match=re.escape(
             f"`corpus` '{work}/**/*.parquet' matches 1 file(s) inside --output_dir {str(out)!r}, such as "
             f"'{out}/data.parquet': an earlier output, which would be read back as corpus")):

@@ -371,3 +371,26 @@ def test_a_misspelled_local_file_is_named_as_such_not_looked_up_on_the_hub(tmp_p
             CorpusConfig(corpus=name)
     assert CorpusConfig(corpus="imdb").corpus == "imdb"
     assert CorpusConfig(corpus="org/news").corpus == "org/news"  # a Hub id: read when the corpus is
+
+
+def test_glob_matches_says_what_glob_would_match(tmp_path, monkeypatch):
+    """`glob_matches` (an output that a corpus glob would read back once written) agrees with `glob.glob` on
+    the files that are there: ``**``, wildcards, hidden names, relative and absolute patterns."""
+    import glob
+
+    from hf_ipt.corpus import glob_matches
+
+    monkeypatch.chdir(tmp_path)
+    paths = ["data/a.jsonl", "data/out/data.parquet", "data/out/summary.json", "data/x/y/z.jsonl",
+             "data/.hid/q.jsonl", "data/.h.jsonl", "other/b.jsonl", "data/out3/data.parquet"]
+    for path in paths:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).touch()
+    patterns = ["data/**", "data/**/*", "data/*", "data/*/*.parquet", "data/**/*.parquet", "**/*.jsonl",
+                "*/out*/data.parquet", "data/**/**/*.json", "data/o?t/*.json", "data/[ox]*/*", "data/.*",
+                "data/.hid/*", "./data/**", f"{tmp_path}/data/**/*.parquet", "data/*/../a.jsonl"]
+    for pattern in patterns:
+        found = {os.path.abspath(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)}
+        assert found  # each pattern matches something here
+        for path in paths:
+            assert glob_matches(pattern, path) == (os.path.abspath(path) in found), (pattern, path)
