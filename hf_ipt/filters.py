@@ -284,9 +284,14 @@ class KeySet:
         return found
 
     def merge(self, keys: Any) -> None:
-        """Add `keys` (a 1-D ``uint64`` array, none of them in the set yet) to the sorted array."""
+        """Add `keys` (a 1-D ``uint64`` array, none of them in the set yet) to the sorted array; into an empty
+        one, `keys` itself is sorted in place and kept (no copy)."""
         import numpy as np
 
+        if not len(self.sorted):
+            keys.sort()
+            self.sorted = keys
+            return
         new = np.sort(keys)
         self.sorted = np.concatenate([self.sorted, new])  # the old array is freed here
         self.sorted.sort(kind="stable")  # timsort finds the two sorted runs: a linear merge

@@ -11,7 +11,8 @@ the launcher's environment (see `world_from_env`). Layout of `output_dir`::
                            done, a rerun with other settings is refused (engine tuning aside: `plan_job`)
     pairs/00003.parquet    stage 1: filtered pairs of unit 3, with chain links (atomic)
     pairs/00003.json       stage 1 done-marker: the unit's stats, rejects, engine tuning (atomic, written last)
-    dedup/00003.npz        stage 2 checkpoint: unit 3's dedup decisions and index keys (removed at the end)
+    finalize.lock          held by the one process running stages 2-3 (`finalize_lock`)
+    dedup/00003.npz        stage 2 checkpoint: unit 3's dedup decisions and index keys (removed after dedup.json)
     dedup.json             stage 2: near-duplicate pairs across the corpus (decided in one process)
     data/00003.parquet     stage 3: the output rows of unit 3 (templified or pairs; atomic)
     rejects.jsonl          every skipped document with its reason
@@ -292,7 +293,8 @@ def pin_job(job: JobConfig, spec: dict, changes: str | None) -> None:
 
 
 # What a job folder holds (the layout above), temporaries aside.
-JOB_LAYOUT = frozenset({"job.json", "pairs", "data", "dedup", "dedup.json", "rejects.jsonl", "manifest.json"})
+JOB_LAYOUT = frozenset({"job.json", "pairs", "data", "dedup", "dedup.json", "finalize.lock", "rejects.jsonl",
+                        "manifest.json"})
 
 
 def claim_job_dir(output_dir: str) -> None:
@@ -827,11 +829,28 @@ MIN_DOCS_PER_PROCESS = 20_000  # render: ~5 s of one core
 
 
 def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity: a Slurm or container allocation), else the machine's."""
+    """The CPUs this process may use: those it may run on (its affinity: Slurm's core binding, `taskset`,
+    `docker --cpuset-cpus`), fewer under a CPU quota (cgroup v2 `cpu.max`: `docker --cpus`, a Kubernetes
+    limit), else the machine's."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="utf-8") as f:
+            quota = cpu_quota(f.read())
+    except OSError:  # cgroup v1 or none
+        quota = None
+    return min(cpus, quota) if quota else cpus
+
+
+def cpu_quota(cpu_max: str) -> int | None:
+    """The CPUs a cgroup v2 ``cpu.max`` (``"400000 100000"``: quota and period in µs) allows, rounded up;
+    `None` without a quota (``"max 100000"``) or when it cannot be read."""
+    fields = cpu_max.split()
+    if len(fields) != 2 or not all(f.isdigit() for f in fields) or int(fields[1]) == 0:
+        return None
+    return max(1, -(-int(fields[0]) // int(fields[1])))
 
 
 def stage_processes(num_proc: int | None, units: int, work: int, per_process: int) -> int:
@@ -871,13 +890,22 @@ def process_pool(processes: int) -> Iterator:
                                initializer=_pool_process_start, initargs=(os.getpid(),))
     try:
         yield pool
-    finally:  # on an error or Ctrl-C here: what was queued is dropped; running units end first
+    except BaseException:
+        # An error or Ctrl-C here: the pool's processes are killed, not waited for (they would finish their
+        # units and one more, minutes at scale, whose results are dropped; a second Ctrl-C during that wait
+        # left the process hung). What they were writing is a temporary, removed on the rerun.
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(OSError):
+                process.kill()
         pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def in_order(pool, function, calls: list[tuple], ahead: int) -> Iterator:
     """`function(*args)` for each `args` of `calls`, results in their order: in `pool`'s processes with at most
-    `ahead` calls started beyond the one awaited (results held for the main process stay few), or here."""
+    `ahead` calls submitted beyond the one awaited (the main process holds at most ``ahead + 1`` results), or
+    here."""
     from collections import deque
     from concurrent.futures.process import BrokenProcessPool
 
@@ -940,24 +968,41 @@ def _restore_dedup(job: JobConfig, detector: NearDuplicates, units: int) -> tupl
 
     import numpy as np
 
-    found, keys, done = {}, [], 0
-    for index in range(units):
+    found, sizes = {}, []
+    for index in range(units):  # the decisions, and the size of each unit's keys (read from the header only)
         try:
             with np.load(_dedup_path(job, index)) as saved:
-                keys.append(saved["keys"])
                 duplicates = saved["duplicates"]
+                with saved.zip.open("keys.npy") as f:
+                    sizes.append(_npy_length(f))
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # not saved, or unreadable
             break
         if len(duplicates):
             found[unit_name(index)] = duplicates.tolist()
-        done += 1
-    if keys:
-        restored = np.concatenate(keys)
-        detector.keys.merge(restored)
-        detector.count += len(restored) // len(detector.ranges)
-        logger.warning("hf_ipt: dedup resumes after unit %s (%d of %d units deduplicated by an earlier run)",
-                       unit_name(done - 1), done, units)
-    return found, done
+    if not sizes:
+        return found, 0
+    # into one array, sorted in place, that the index adopts: about the index's size at the peak, not 4 times
+    restored, at = np.empty(sum(sizes), dtype=np.uint64), 0
+    for index, size in enumerate(sizes):
+        with np.load(_dedup_path(job, index)) as saved:
+            restored[at:at + size] = saved["keys"]
+        at += size
+    detector.keys.merge(restored)
+    detector.count += len(restored) // len(detector.ranges)
+    logger.warning("hf_ipt: dedup resumes after unit %s (%d of %d units deduplicated by an earlier run)",
+                   unit_name(len(sizes) - 1), len(sizes), units)
+    return found, len(sizes)
+
+
+def _npy_length(f) -> int:
+    """The number of values of the ``.npy`` array whose file `f` is open at its start, from its header."""
+    import math
+
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(f)
+    shape = (npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0)(f)[0]
+    return math.prod(shape)
 
 
 def find_duplicates(job: JobConfig, filters: FilterConfig, stats: list[dict],
@@ -975,7 +1020,7 @@ def find_duplicates(job: JobConfig, filters: FilterConfig, stats: list[dict],
     calls = [(_path(job, "pairs", index, ".parquet"), filters) for index in range(start, len(stats))]
     with stage_bar(progress, sum(counts), "dedup pairs", "pair", sum(counts[:start])) as bar, \
             process_pool(processes) as pool:
-        for index, (positions, keys, count) in enumerate(in_order(pool, unit_band_keys, calls, 2 * processes), start):
+        for index, (positions, keys, count) in enumerate(in_order(pool, unit_band_keys, calls, processes), start):
             seen = detector.seen_keys(keys)
             if seen.any():
                 found[unit_name(index)] = positions[seen].tolist()
@@ -1032,9 +1077,80 @@ def render_units(job: JobConfig, synthesis: SynthesisConfig, stats: list[dict], 
     calls = [(job, synthesis, index, duplicates.get(unit_name(index), [])) for index in todo]
     with stage_bar(progress, sum(rows), "render docs", "doc", sum(rows) - sum(rows[i] for i in todo)) as bar, \
             process_pool(processes) as pool:
-        for n, (index, _) in enumerate(zip(todo, in_order(pool, render_unit, calls, 2 * processes)), 1):
+        for n, (index, _) in enumerate(zip(todo, in_order(pool, render_unit, calls, processes)), 1):
             bar.set_postfix_str(f"unit {n}/{len(todo)}", refresh=False)
             bar.update(rows[index])
+
+
+FINALIZE_LOCK = "finalize.lock"
+LOCK_REFRESH_S = 60  # how often the process running stages 2-3 touches the lock
+LOCK_STALE_S = 600  # a lock of another host untouched this long is taken over (its process is gone)
+
+
+def _lock_stale(path: str) -> tuple[bool, str]:
+    """Whether the lock at `path` is left by a process that is gone (on this host: its pid is not alive; on
+    another: the lock was not touched for `LOCK_STALE_S`), and who holds it, in words."""
+    try:
+        holder = read_json(path)
+        age = time.time() - os.stat(path).st_mtime
+    except FileNotFoundError:
+        return True, "nobody"
+    except (OSError, ValueError):  # being written, or cut short by a kill: judged by its age alone
+        holder, age = {}, time.time() - os.stat(path).st_mtime
+    host, pid = holder.get("host"), holder.get("pid")
+    who = f"pid {pid} on {host}, lock touched {age:.0f} s ago"
+    if host == socket.gethostname() and isinstance(pid, int):
+        return not _alive(pid), who
+    return age > LOCK_STALE_S, who
+
+
+@contextlib.contextmanager
+def finalize_lock(job: JobConfig) -> Iterator[bool]:
+    """Inside, whether this process holds ``output_dir/finalize.lock``: one process at a time runs stages 2-3
+    (every rank that finds all units done would run them: a Slurm array resubmitted after a time limit in
+    stage 2 started that many dedups, each with its index and pool). The holder touches it every
+    `LOCK_REFRESH_S`; a lock whose process is gone is taken over (`_lock_stale`). A lock only saves work: two
+    processes that both ran the stages would write the same files, atomically."""
+    import threading
+
+    path, me = os.path.join(job.output_dir, FINALIZE_LOCK), {"host": socket.gethostname(), "pid": os.getpid()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            stale, who = _lock_stale(path)
+            if not stale:
+                logger.warning("hf_ipt: every unit of %r is done and another process runs stages 2-3 (dedup, "
+                               "render; %s): this one exits. Rerun once it is done to get the manifest; if that "
+                               "process is gone, the lock is taken over %d s after its last touch (or remove %s)",
+                               job.output_dir, who, LOCK_STALE_S, path)
+                yield False
+                return
+            logger.warning("hf_ipt: taking over stages 2-3 of %r from a process that is gone (%s)", job.output_dir, who)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(me, f)
+        break
+    else:
+        yield False
+        return
+    stop = threading.Event()
+
+    def touch() -> None:
+        while not stop.wait(LOCK_REFRESH_S):
+            with contextlib.suppress(OSError):
+                os.utime(path)
+
+    threading.Thread(target=touch, daemon=True, name="hf_ipt-finalize-lock").start()
+    try:
+        yield True
+    finally:
+        stop.set()
+        with contextlib.suppress(OSError, ValueError):
+            if read_json(path) == me:  # not a lock another process took over meanwhile
+                os.remove(path)
 
 
 def finalize(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, units: list[dict],
@@ -1057,6 +1173,7 @@ def finalize(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
         if not os.path.exists(path):  # a run killed meanwhile resumes after the last unit saved in dedup/
             write_json(path, find_duplicates(job, filters, stats, progress, job.num_proc))
         duplicates = read_json(path)
+    _drop_dedup_checkpoints(job)  # dedup.json holds what they led to
     render_units(job, synthesis, stats, duplicates, progress, job.num_proc)
     _write_rejects(job, stats)
     manifest = build_manifest(job, synthesis, filters, stats, duplicates, pinned)
@@ -1067,9 +1184,12 @@ def finalize(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
     write_json(os.path.join(job.output_dir, "manifest.json"), manifest)
     for folder in folders:
         _remove_temporaries(folder, stale_only=False)
-    # dedup's checkpoints (as large as its index) once dedup.json and the manifest hold what they led to
-    shutil.rmtree(os.path.join(job.output_dir, "dedup"), ignore_errors=True)
     return manifest
+
+
+def _drop_dedup_checkpoints(job: JobConfig) -> None:
+    """Remove ``dedup/`` (about the size of dedup's index) once ``dedup.json`` holds its result."""
+    shutil.rmtree(os.path.join(job.output_dir, "dedup"), ignore_errors=True)
 
 
 def _write_rejects(job: JobConfig, stats: list[dict]) -> None:
@@ -1258,6 +1378,7 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     manifest_path = os.path.join(job.output_dir, "manifest.json")
     if (manifest := _finished(job)) is not None:
         pin_job(job, pinned, changes)
+        _drop_dedup_checkpoints(job)  # left by a run killed after the manifest
         logger.warning("hf_ipt: the job in %r is already complete (manifest.json found): nothing to do; a new job "
                        "needs a new `output_dir`", job.output_dir)
         return manifest
@@ -1281,10 +1402,13 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     augment.close()  # stages 2-3 need no engine: the rank that writes the output frees its GPU memory first
     if not finished:
         return None
-    try:
-        return finalize(job, synthesis, filters, units, pinned, progress)
-    except OSError:
-        if not os.path.exists(manifest_path):
-            raise
-        # Another process finished the job meanwhile and removed our temporaries: its output is ours.
-        return read_json(manifest_path)
+    with finalize_lock(job) as mine:
+        if not mine:
+            return None
+        try:
+            return finalize(job, synthesis, filters, units, pinned, progress)
+        except OSError:
+            if not os.path.exists(manifest_path):
+                raise
+            # Another process finished the job meanwhile and removed our temporaries: its output is ours.
+            return read_json(manifest_path)

@@ -151,9 +151,10 @@ def test_near_duplicates_decide_as_datasketch_lsh_does(threshold):
 
 def test_key_set_merge_adds_keys_found_by_later_batches():
     """`KeySet.merge` restores a saved index (a resumed dedup): its keys are found, others are not."""
-    keys = KeySet()
-    keys.merge(np.array([9, 3, 2**63 + 5], dtype=np.uint64))
+    keys, saved = KeySet(), np.array([9, 3, 2**63 + 5], dtype=np.uint64)
+    keys.merge(saved)
     assert list(keys.sorted) == [3, 9, 2**63 + 5] and len(keys) == 3
+    assert np.shares_memory(keys.sorted, saved)  # adopted, not copied: a restored index is held once
     found = keys.insert_new(np.array([[1, 2], [4, 9], [1, 7], [2**63 + 5, 8], [6, 2], [6, 7]], dtype=np.uint64))
     assert found.tolist() == [False, True, True, True, True, False] and keys.recent == {1, 2, 6, 7}
     assert keys.insert_new(np.empty((0, 2), dtype=np.uint64)).tolist() == []

@@ -1330,3 +1330,70 @@ def test_a_script_without_a_main_guard_is_told_how_to_fix_it(tmp_path):
     guarded.write_text(call.format("guarded") + "if __name__ == '__main__':\n    jobs.run_job(job, progress=False)\n")
     subprocess.run([sys.executable, str(guarded)], check=True, timeout=300)
     assert (tmp_path / "guarded" / "manifest.json").is_file()
+
+
+def test_ctrl_c_in_a_pooled_stage_stops_its_processes_at_once(tmp_path):
+    """Ctrl-C waited for every running unit and one more (minutes at scale, results dropped), and a second
+    Ctrl-C during that wait left the job hung with its pool alive. The pool's processes are killed now."""
+    script = ("import time\nfrom hf_ipt.jobs import process_pool\n"
+              "if __name__ == '__main__':\n"
+              "    with process_pool(2) as pool:\n"
+              "        busy = [pool.submit(time.sleep, 60) for _ in range(4)]\n"
+              "        while len(pool._processes) < 2: time.sleep(0.05)\n"
+              "        print(*pool._processes, flush=True)\n"
+              "        busy[0].result()\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = [int(pid) for pid in proc.stdout.readline().split()]
+    time.sleep(1)  # the units are running
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=45)  # the units would take 60 s, and 60 more for the queued one
+    assert proc.returncode == -signal.SIGINT and "KeyboardInterrupt" in err  # ended by Ctrl-C, as Python does
+    assert not any(os.path.exists(f"/proc/{pid}") and "Z" not in Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1]
+                   for pid in workers)
+
+
+def test_one_process_at_a_time_runs_stages_2_3(tmp_path, caplog):
+    """Every rank that found all units done ran stages 2-3: a Slurm array resubmitted after a time limit in
+    stage 2 started one dedup per task, each with its index and a pool. A lock lets one run them; the lock of
+    a process that is gone is taken over."""
+    import socket
+
+    job = dedup_job(tmp_path, num_proc=1)
+    run_job(job, filters=replace(FilterConfig(), dedup=True), progress=False)
+    (tmp_path / "o" / "manifest.json").unlink()
+    (tmp_path / "o" / "dedup.json").unlink()
+    lock = tmp_path / "o" / "finalize.lock"
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))  # a live process here
+    with caplog.at_level("WARNING", logger="hf_ipt"):
+        assert run_job(job, progress=False) is None
+    assert "another process runs stages 2-3" in caplog.text and f"pid {os.getpid()} on {socket.gethostname()}" in caplog.text
+    assert not (tmp_path / "o" / "dedup.json").exists() and lock.exists()
+    lock.write_text(json.dumps({"host": "other-node", "pid": 1}))  # another host's: judged by its last touch
+    assert run_job(job, progress=False) is None
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hf_ipt"):
+        assert run_job(job, progress=False)["rows"] == 24
+    assert "taking over stages 2-3" in caplog.text and "pid 1 on other-node" in caplog.text
+    assert not lock.exists() and (tmp_path / "o" / "manifest.json").exists()
+    (tmp_path / "o" / "manifest.json").unlink()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout)}))  # gone, on this host
+    assert run_job(job, progress=False)["rows"] == 24 and not lock.exists()
+
+
+def test_dedup_checkpoints_left_by_a_kill_after_the_manifest_are_removed(tmp_path):
+    job = dedup_job(tmp_path)
+    manifest = run_job(job, progress=False)
+    (tmp_path / "o" / "dedup").mkdir()
+    (tmp_path / "o" / "dedup" / "00000.npz").write_bytes(b"left")
+    assert run_job(job, progress=False) == manifest and not (tmp_path / "o" / "dedup").exists()
+
+
+def test_cpu_quota_of_a_cgroup():
+    from hf_ipt.jobs import cpu_quota
+
+    assert [cpu_quota(text) for text in ("400000 100000\n", "150000 100000", "max 100000\n", "50000 100000", "", "x y")] \
+        == [4, 2, None, 1, None, None]
