@@ -1091,13 +1091,14 @@ def _lock_stale(path: str) -> tuple[bool, str]:
     """Whether the lock at `path` is left by a process that is gone (on this host: its pid is not alive; on
     another: the lock was not touched for `LOCK_STALE_S`), and who holds it, in words."""
     try:
-        holder = read_json(path)
         age = time.time() - os.stat(path).st_mtime
     except FileNotFoundError:
         return True, "nobody"
-    except (OSError, ValueError):  # being written, or cut short by a kill: judged by its age alone
-        holder, age = {}, time.time() - os.stat(path).st_mtime
-    host, pid = holder.get("host"), holder.get("pid")
+    try:
+        holder = read_json(path)
+    except (OSError, ValueError):  # removed, being written, or cut short by a kill: judged by its age alone
+        holder = {}
+    host, pid = (holder.get("host"), holder.get("pid")) if isinstance(holder, dict) else (None, None)
     who = f"pid {pid} on {host}, lock touched {age:.0f} s ago"
     if host == socket.gethostname() and isinstance(pid, int):
         return not _alive(pid), who

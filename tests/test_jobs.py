@@ -1382,6 +1382,11 @@ def test_one_process_at_a_time_runs_stages_2_3(tmp_path, caplog):
                           check=True)
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout)}))  # gone, on this host
     assert run_job(job, progress=False)["rows"] == 24 and not lock.exists()
+    (tmp_path / "o" / "manifest.json").unlink()
+    lock.write_text('{"host": "other')  # cut short by a kill as it was written: judged by its age
+    assert run_job(job, progress=False) is None
+    os.utime(lock, (old, old))
+    assert run_job(job, progress=False)["rows"] == 24 and not lock.exists()
 
 
 def test_dedup_checkpoints_left_by_a_kill_after_the_manifest_are_removed(tmp_path):
