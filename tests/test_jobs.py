@@ -1335,8 +1335,11 @@ def test_a_script_without_a_main_guard_is_told_how_to_fix_it(tmp_path):
 def test_ctrl_c_in_a_pooled_stage_stops_its_processes_at_once(tmp_path):
     """Ctrl-C waited for every running unit and one more (minutes at scale, results dropped), and a second
     Ctrl-C during that wait left the job hung with its pool alive. The pool's processes are killed now."""
-    script = ("import time\nfrom hf_ipt.jobs import process_pool\n"
+    # Ctrl-C as a terminal delivers it: a suite started in the background passes SIGINT on ignored, and Python
+    # then installs no KeyboardInterrupt handler (test_cli's interrupt test says more)
+    script = ("import signal, time\nfrom hf_ipt.jobs import process_pool\n"
               "if __name__ == '__main__':\n"
+              "    signal.signal(signal.SIGINT, signal.default_int_handler)\n"
               "    with process_pool(2) as pool:\n"
               "        busy = [pool.submit(time.sleep, 60) for _ in range(4)]\n"
               "        while len(pool._processes) < 2: time.sleep(0.05)\n"
