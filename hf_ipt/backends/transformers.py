@@ -168,6 +168,22 @@ def _resolve_dtype(name: str, device: str) -> Any:
     return getattr(torch, name)  # one of `base.DTYPES`: `BackendConfig` checks it
 
 
+def check_loaded_as_configured(model: Any, config: BackendConfig) -> None:
+    """Refuse a `config.device` or `config.dtype` that a model already loaded does not have: `from_model`
+    neither moves nor casts it, and a setting it ignored would be read as applied."""
+    import torch
+
+    where = model.device
+    if config.device is not None and not (torch.device(config.device).type == where.type and
+                                          torch.device(config.device).index in (None, where.index)):
+        raise ValueError(f"`device` {config.device!r} in the config, but the model given is on {str(where)!r}: "
+                         "move the model there first, or leave `device` unset")
+    if config.dtype != "auto" and getattr(torch, config.dtype) != model.dtype:
+        raise ValueError(f"`dtype` {config.dtype!r} in the config, but the model given is in "
+                         f"{str(model.dtype).removeprefix('torch.')}: cast it first (`model.to(torch.{config.dtype})`), "
+                         "or leave `dtype` 'auto'")
+
+
 class TransformersBackend:
     """Generate synthesizer completions with `model.generate`.
 
@@ -203,8 +219,18 @@ class TransformersBackend:
     def from_model(cls, model: Any, tokenizer: Any, config: BackendConfig) -> TransformersBackend:
         """Wrap a model that is already loaded (`config.model_name_or_path` is not read).
 
-        For a model in memory: random weights in a benchmark, or a model being trained.
+        For a model in memory: random weights in a benchmark, or a model being trained. A tokenizer loaded
+        from a folder or the Hub gets the text pipeline of the tokenizer.json there back where transformers
+        built another (`hf_ipt.models.keep_shipped_pipeline`), in place.
+
+        Raises:
+            `ValueError`: `config` sets a `device` or `dtype` other than the model's (it would be ignored).
         """
+        from ..models import keep_shipped_pipeline
+
+        check_loaded_as_configured(model, config)
+        if getattr(tokenizer, "name_or_path", None):
+            keep_shipped_pipeline(tokenizer, tokenizer.name_or_path)
         backend = cls.__new__(cls)
         backend._setup(config, model.eval(), tokenizer)
         return backend

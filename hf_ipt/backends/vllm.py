@@ -256,25 +256,28 @@ def engine_config_message(error: BaseException, engine_kwargs: Mapping[str, Any]
             "in --engine_kwargs, or the synthesis option of that name (SynthesisConfig.engine_kwargs)")
 
 
-def check_tokenizer_eos(config: BackendConfig) -> None:
-    """Refuse a synthesizer with no EOS (`base.check_eos_before_load`) before its engine starts (minutes),
-    reading the tokenizer vLLM would load (`engine_kwargs`' ``tokenizer``, ``tokenizer_revision``) with
-    transformers. A tokenizer mode transformers does not read (``mistral``), or a tokenizer it cannot load
-    (not cached offline), is left to vLLM, and `stop_token_ids` checks the engine's own tokenizer."""
+def prompt_tokenizer(config: BackendConfig) -> Any | None:
+    """The tokenizer that encodes the prompts: the one vLLM would load (`engine_kwargs`' ``tokenizer``,
+    ``tokenizer_revision``), read with transformers and given the text pipeline its tokenizer.json ships
+    (`keep_shipped_pipeline`: transformers 5, which vLLM runs on, builds Mistral's in code, and encodes each
+    prompt's ``<s> <CON>`` with other ids than the synthesizer was trained on). Loaded before the engine, so
+    that a synthesizer with no EOS (`base.check_eos_before_load`) is refused before it starts (minutes).
+    `None` for a tokenizer mode transformers does not read (``mistral``) or a tokenizer it cannot load (not
+    cached offline): vLLM reports that as it starts, and its own tokenizer encodes."""
     kwargs = config.engine_kwargs
-    if kwargs.get("tokenizer_mode", "auto") not in ("auto", "hf", "slow"):
-        return
-    from transformers import AutoTokenizer
+    mode = kwargs.get("tokenizer_mode", "auto")
+    if mode not in ("auto", "hf", "slow"):
+        return None
+    from ..models import pretrained_tokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            kwargs.get("tokenizer") or config.model_name_or_path,
-            revision=kwargs.get("tokenizer_revision") or config.revision,
-            trust_remote_code=config.trust_remote_code,
-        )
+        tokenizer = pretrained_tokenizer(kwargs.get("tokenizer") or config.model_name_or_path,
+                                         kwargs.get("tokenizer_revision") or config.revision,
+                                         trust_remote_code=config.trust_remote_code, use_fast=mode != "slow")
     except (OSError, ValueError):  # vLLM reports it, as it starts
-        return
+        return None
     check_eos_before_load(tokenizer, config.model_name_or_path, config.revision, config.trust_remote_code)
+    return tokenizer
 
 
 def _import_vllm() -> Any:
@@ -300,7 +303,7 @@ class VLLMBackend:
         vllm = _import_vllm()
         self.config = config
         check_engine_arguments(config.engine_kwargs, vllm.LLM, vllm.EngineArgs, vllm.__version__)
-        check_tokenizer_eos(config)
+        tokenizer = prompt_tokenizer(config)
         _place_rank(config.tensor_parallel_size)
         defaults = {"enable_prefix_caching": True, "load_format": "safetensors"}  # engine_kwargs may change these
         before = engine_processes(os.getpid())
@@ -323,7 +326,7 @@ class VLLMBackend:
 
             raise UsageError(engine_config_message(error, config.engine_kwargs)) from error
         self._reaper = _start_reaper(engine_processes(os.getpid()) - before)
-        self.tokenizer = self.llm.get_tokenizer()
+        self.tokenizer = tokenizer or self.llm.get_tokenizer()
         model_eos = self.llm.llm_engine.model_config.try_get_generation_config().get("eos_token_id")
         self.eos_token_ids = stop_token_ids(self.tokenizer, model_eos, config.model_name_or_path)
         self.sampling_params = vllm.SamplingParams(

@@ -257,12 +257,10 @@ def load_tokenizer(name_or_path: str, revision: str | None = None):
     Raises:
         `UsageError`: the tokenizer has no EOS token.
     """
-    from transformers import AutoTokenizer
-
-    from ..models import TOKENIZER_FILES, check_model_path
+    from ..models import TOKENIZER_FILES, check_model_path, pretrained_tokenizer
 
     name_or_path = check_model_path(name_or_path, "the tokenizer", TOKENIZER_FILES, "tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision)
+    tokenizer = pretrained_tokenizer(name_or_path, revision)
     if tokenizer.eos_token_id is None:
         from ..cli import UsageError
 
