@@ -24,10 +24,13 @@ from typing import Any, Literal
 
 from .backends.base import (
     check_backend_settings,
+    check_counts,
     check_dtype,
     check_engine_kwargs,
+    check_gpu_memory_utilization,
     check_temperature,
     default_of,
+    is_integer,
     model_location,
     refuse_ignored,
 )
@@ -146,14 +149,10 @@ class SynthesisConfig:
             raise ValueError(f"`backend` must be 'vllm' or 'transformers', got {self.backend!r} (SynthesisConfig.backend)")
         if self.output not in ("templified", "pairs"):
             raise ValueError(f"`output` must be 'templified' or 'pairs', got {self.output!r} (SynthesisConfig.output)")
-        counts = ("rounds", "max_model_len", "max_new_tokens", "batch_size", "window_size", "tensor_parallel_size")
-        for name in (*counts, "num_keywords"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):  # "8" from Python failed deep in the builder
-                raise TypeError(f"`{name}` must be an integer, got {value!r} (SynthesisConfig.{name})")
-        for name in counts:
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)} (SynthesisConfig.{name})")
+        check_counts(self, ("rounds", "max_model_len", "max_new_tokens", "batch_size", "window_size",
+                            "tensor_parallel_size"), "SynthesisConfig")
+        if not is_integer(self.num_keywords):
+            raise TypeError(f"`num_keywords` must be an integer, got {self.num_keywords!r} (SynthesisConfig.num_keywords)")
         if self.max_new_tokens >= self.max_model_len:
             raise ValueError(
                 f"`max_new_tokens` ({self.max_new_tokens}) must be < `max_model_len` ({self.max_model_len})"
@@ -174,9 +173,13 @@ class SynthesisConfig:
         if self.synthesizer != RULES:
             self.synthesizer = model_location(self.synthesizer, "synthesizer", "SynthesisConfig")
         check_dtype(self.dtype, "SynthesisConfig")
-        if not 0 < self.gpu_memory_utilization <= 1:
-            raise ValueError(f"`gpu_memory_utilization` must be in (0, 1], got {self.gpu_memory_utilization} "
-                             "(SynthesisConfig.gpu_memory_utilization)")
+        check_gpu_memory_utilization(self.gpu_memory_utilization, "SynthesisConfig")
+        if self.synthesizer != RULES and self.window_size < self.rounds:
+            raise ValueError(
+                f"`window_size` ({self.window_size}) must be >= `rounds` ({self.rounds}): each window of texts is cut "
+                f"into `rounds` slices, and a smaller one is synthesized in fewer rounds, without the few-shot "
+                f"chains asked for (SynthesisConfig.window_size)"
+            )
         # one spelling per value (a dict from Python/YAML, key order, {} = unset), so that job.json
         # pins and cache keys compare values; a malformed value fails here, before any model loads
         self.engine_kwargs = normalized_engine_kwargs(self.engine_kwargs)
@@ -471,6 +474,9 @@ class Augmenter:
         values as strings; a row without one (no such column, a null) gets `document_ids`'.
         """
         texts = batch[self.text_column]
+        if not isinstance(texts, (list, tuple)):  # a str would be read as one document per character
+            raise TypeError(f"Augmenter takes a batch (a dict of lists), got {self.text_column!r} = "
+                            f"{type(texts).__name__}: map it with `Dataset.map(augmenter, batched=True, ...)`")
         ids = document_ids(texts, indices)
         given = batch.get(self.id_column)
         if given:  # the declared `id` is a string; a null id keeps the fallback

@@ -200,6 +200,17 @@ def no_room(budget: int) -> str:
 Generate = Callable[[list[list[int]]], Sequence[Any]]
 
 
+def _generated(generate: Generate, prompts: list[list[int]]) -> list:
+    """`generate(prompts)`, checked to give one result per prompt (none asked: none)."""
+    if not prompts:
+        return []
+    results = list(generate(prompts))
+    if len(results) != len(prompts):
+        raise ValueError(f"`generate` must return one result per prompt, in order: got {len(results)} for "
+                         f"{len(prompts)} prompts")
+    return results
+
+
 def chain(
     texts: Sequence[str],
     generate: Generate,
@@ -231,7 +242,7 @@ def chain(
         # A text of markers or special tokens alone (`<s></s>`) is blank once they are: prompted with
         # an empty context, the synthesizer would invent pairs about nothing.
         sent = [e for e in planned if e.prompt_ids and e.context.strip()]
-        results = dict(zip((e.id for e in sent), generate([e.prompt_ids for e in sent]) if sent else [], strict=True))
+        results = dict(zip((e.id for e in sent), _generated(generate, [e.prompt_ids for e in sent]), strict=True))
         for entry in planned:
             result = results.get(entry.id)
             if isinstance(result, str):  # a plain completion: read as one, not as an empty result

@@ -401,7 +401,7 @@ def test_token_budget_cuts_batches_by_kv_tokens_and_row_count(tiny_backend):
     assert _budget_backend(tiny_backend, batch_size=4, max_batch_tokens=1)._batches(order, lengths) == [
         [i] for i in order
     ]
-    with pytest.raises(ValueError, match="max_batch_tokens` must be >= 1"):
+    with pytest.raises(ValueError, match="max_batch_tokens` must be an integer >= 1"):
         _budget_backend(tiny_backend, max_batch_tokens=0)
     with pytest.raises(ValueError, match="continuous batching sizes its own"):
         _budget_backend(tiny_backend, max_batch_tokens=100, continuous_batching=True)

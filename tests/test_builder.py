@@ -270,6 +270,17 @@ def test_map_function_on_a_dataset():
     it = datasets.IterableDataset.from_generator(lambda: ({"text": doc(i)} for i in range(4)))
     rows = list(it.map(Augmenter(), batched=True, batch_size=2, remove_columns=["text"]))
     assert len(rows) == 4 and all(r["text"] for r in rows)
+    # without batched=True each character of a text was a document, and the map returned one row of lists
+    with pytest.raises(TypeError, match=r"map it with `Dataset.map\(augmenter, batched=True, ...\)`"):
+        ds.map(Augmenter(SynthesisConfig(output="pairs")))
+
+
+def test_a_window_smaller_than_the_rounds_is_refused():
+    """Each window is cut into `rounds` slices: window_size=1, rounds=2 synthesized every text in one round."""
+    with pytest.raises(ValueError, match=r"`window_size` \(1\) must be >= `rounds` \(2\)"):
+        SynthesisConfig(synthesizer="org/synthesizer", window_size=1, rounds=2)
+    SynthesisConfig(synthesizer="org/synthesizer", window_size=2, rounds=2)
+    SynthesisConfig(window_size=1)  # the rule miner chains nothing
 
 
 def test_map_function_skips_the_texts_the_builder_rejects(tiny_tokenizer):
@@ -348,6 +359,11 @@ def test_keyword_settings_that_cannot_work_are_refused_before_any_text(tmp_path)
     for name, value in (("window_size", "8"), ("rounds", 2.0), ("num_keywords", True)):  # failed deep in the builder
         with pytest.raises(TypeError, match=rf"^`{name}` must be an integer, got {value!r} \(SynthesisConfig\.{name}\)"):
             SynthesisConfig(**{name: value})
+    for name, value in (("max_batch_tokens", "8"), ("gpu_memory_utilization", "0.9")):  # a bare '<' TypeError
+        with pytest.raises(ValueError, match=rf"^`{name}` must be an? (integer >= 1 or unset|number in \(0, 1\]), "
+                                             rf"got {value!r} \(SynthesisConfig\.{name}\)"):
+            SynthesisConfig(synthesizer="org/synthesizer", backend="transformers" if name == "max_batch_tokens"
+                            else "vllm", **{name: value})
     (tmp_path / "kw.txt").write_text("profit\nquarter\n")
     for setting in ("none", str(tmp_path / "kw.txt")):
         with pytest.raises(ValueError, match=r"`num_keywords` \(5\) would be ignored"):

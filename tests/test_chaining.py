@@ -229,6 +229,14 @@ def test_engine_errors_recorded_not_fatal(tiny_tokenizer):
     assert entries[1].pairs == [("q", "a")] and stats.errors == 1
 
 
+def test_an_engine_that_returns_too_few_results_is_named(tiny_tokenizer):
+    """`chain` and its `generate` are public: a short list was a bare 'zip() argument 2 is shorter'."""
+    import pytest
+
+    with pytest.raises(ValueError, match=r"`generate` must return one result per prompt, in order: got 1 for 2"):
+        chain(["one", "two"], lambda prompts: [Generation("", 1)], tiny_tokenizer, rounds=1)
+
+
 def test_a_failed_request_with_partial_text_gives_no_pairs_and_no_shot(tiny_tokenizer):
     """An engine may end a request with an error after some text (vLLM's "abort"): that text is
     no completion. Parsed, the next round took the failed entry as a shot, and a job, which drops

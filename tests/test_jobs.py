@@ -567,7 +567,7 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
     budget = SynthesisConfig(synthesizer="org/model", backend="transformers", max_batch_tokens=65536, static_cache=True)
     assert (budget.backend_config().max_batch_tokens, budget.backend_config().static_cache) == (65536, True)
     # Refused where it would be ignored: vLLM (named the engine argument to use) and continuous batching.
-    with pytest.raises(ValueError, match="max_batch_tokens` must be >= 1"):
+    with pytest.raises(ValueError, match="max_batch_tokens` must be an integer >= 1"):
         SynthesisConfig(synthesizer="org/model", backend="transformers", max_batch_tokens=0)
     with pytest.raises(ValueError, match='max_num_batched_tokens": 8192'):
         SynthesisConfig(synthesizer="org/model", max_batch_tokens=8192)
@@ -579,7 +579,7 @@ def test_engine_settings_reach_the_backend_and_are_pinned_only_when_set(tmp_path
         SynthesisConfig(synthesizer="org/model", prefix_caching=True)
     with pytest.raises(ValueError, match="`engine_kwargs` must be a JSON object"):
         SynthesisConfig(engine_kwargs="enforce_eager=true")
-    with pytest.raises(ValueError, match="gpu_memory_utilization` must be in"):
+    with pytest.raises(ValueError, match="gpu_memory_utilization` must be a number in"):
         SynthesisConfig(gpu_memory_utilization=1.5)
     # A dict (Python, YAML) and any key order are one value; {} is unset; hf_ipt's own settings are refused.
     as_dict = SynthesisConfig(synthesizer="org/model", engine_kwargs={"max_num_seqs": 64, "enforce_eager": True})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal
 
@@ -73,9 +73,7 @@ class BackendConfig:
             raise ValueError(
                 f"`backend` must be 'vllm' or 'transformers', got {self.backend!r} (BackendConfig.backend)"
             )
-        for name in ("max_model_len", "max_new_tokens", "batch_size", "tensor_parallel_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)} (BackendConfig.{name})")
+        check_counts(self, ("max_model_len", "max_new_tokens", "batch_size", "tensor_parallel_size"), "BackendConfig")
         if self.max_new_tokens >= self.max_model_len:
             raise ValueError(
                 f"`max_new_tokens` ({self.max_new_tokens}) must be < `max_model_len` "
@@ -84,6 +82,7 @@ class BackendConfig:
         self.model_name_or_path = model_location(self.model_name_or_path, "model_name_or_path", "BackendConfig")
         check_temperature(self.temperature, "BackendConfig")
         check_dtype(self.dtype, "BackendConfig")
+        check_gpu_memory_utilization(self.gpu_memory_utilization, "BackendConfig")
         check_backend_settings(self, "BackendConfig")
         check_engine_kwargs(self.engine_kwargs)
 
@@ -112,6 +111,29 @@ def model_location(name: str, field: str, owner: str) -> str:
         return check_model_path(name, f"`{field}`", ("config.json", "params.json"))
     except UsageError as error:
         raise type(error)(f"{error} ({owner}.{field})") from None
+
+
+def is_integer(value: Any) -> bool:
+    """An `int` and not a `bool` (``True`` is an int to Python, not a count to a user)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_counts(config: Any, names: Sequence[str], owner: str) -> None:
+    """Each of `names` an integer >= 1: a string from Python or YAML (``"8"``) failed deep in the builder or
+    an engine with a bare ``TypeError``."""
+    for name in names:
+        value = getattr(config, name)
+        if not is_integer(value):
+            raise TypeError(f"`{name}` must be an integer, got {value!r} ({owner}.{name})")
+        if value < 1:
+            raise ValueError(f"`{name}` must be >= 1, got {value} ({owner}.{name})")
+
+
+def check_gpu_memory_utilization(value: Any, owner: str) -> None:
+    """A number in (0, 1]: vLLM's share of each GPU's memory."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1):
+        raise ValueError(f"`gpu_memory_utilization` must be a number in (0, 1], got {value!r} "
+                         f"({owner}.gpu_memory_utilization)")
 
 
 def check_temperature(value: float, owner: str) -> None:
@@ -173,8 +195,9 @@ def check_backend_settings(config: Any, owner: str) -> None:
     """Refuse settings that `config.backend` would ignore: those only the other backend reads
     (`BACKEND_ONLY`), and the padded-batch tuning of transformers with continuous batching."""
     tokens = config.max_batch_tokens
-    if tokens is not None and tokens < 1:
-        raise ValueError(f"`max_batch_tokens` must be >= 1 or unset, got {tokens} ({owner}.max_batch_tokens)")
+    if tokens is not None and not (is_integer(tokens) and tokens >= 1):
+        raise ValueError(f"`max_batch_tokens` must be an integer >= 1 or unset, got {tokens!r} "
+                         f"({owner}.max_batch_tokens)")
     other = "transformers" if config.backend == "vllm" else "vllm"
     refuse_ignored(config, BACKEND_ONLY[other], reader=f"the {other} backend", ignorer=f"backend={config.backend!r}",
                    fix=f"Use backend={other!r}", owner=owner, why=BACKEND_ONLY[other])
