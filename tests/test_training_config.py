@@ -315,6 +315,7 @@ def test_parameter_sharding_and_4bit_storage_for_it(monkeypatch):
     import torch
     from transformers import BitsAndBytesConfig
 
+    from hf_ipt.cli import UsageError
     from hf_ipt.training.model_init import parameter_sharding, shardable_quantization
 
     for name in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE"):
@@ -336,6 +337,12 @@ def test_parameter_sharding_and_4bit_storage_for_it(monkeypatch):
         assert config.bnb_4bit_quant_storage == storage
     eight = BitsAndBytesConfig(load_in_8bit=True)
     assert shardable_quantization(eight, "bfloat16") is eight and shardable_quantization(None, "bfloat16") is None
+    # a storage dtype given by the user was replaced silently
+    given = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_storage="float16")
+    with pytest.raises(UsageError, match=r"--bnb_4bit_quant_storage float16 under FSDP / ZeRO-3: .* \(bfloat16\)"):
+        shardable_quantization(given, "bfloat16")
+    same = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_storage="bfloat16")
+    assert shardable_quantization(same, "bfloat16").bnb_4bit_quant_storage == torch.bfloat16
 
 
 def test_load_model_stores_4bit_weights_for_sharding_only_when_sharded(monkeypatch):
@@ -538,6 +545,23 @@ def test_4bit_loading_without_lora_is_a_usage_error_before_anything_loads(tmp_pa
             "pass --use_peft (QLoRA), or drop the flag to train the full weights")
 
 
+def test_lora_and_4bit_options_without_their_switch_are_refused():
+    """`--lora_r 64` without `--use_peft` ran a full fine-tune of an 8B model with no word; a 4-bit option
+    without `--load_in_4bit` loaded the weights unquantized."""
+    from trl import ModelConfig
+
+    from hf_ipt.cli import UsageError
+    from hf_ipt.training.model_init import check_kbit_options
+
+    with pytest.raises(UsageError, match=r"^--lora_r 64, --use_dora True without --use_peft: LoRA options: a full "
+                                         r"fine-tune would run, ignoring them; also pass --use_peft, or drop them$"):
+        check_kbit_options(ModelConfig(lora_r=64, use_dora=True))
+    with pytest.raises(UsageError, match=r"^--bnb_4bit_quant_type 'fp4' without --load_in_4bit: 4-bit options"):
+        check_kbit_options(ModelConfig(use_peft=True, load_in_8bit=True, bnb_4bit_quant_type="fp4"))
+    check_kbit_options(ModelConfig(use_peft=True, lora_r=64, load_in_4bit=True, bnb_4bit_quant_type="fp4"))
+    check_kbit_options(ModelConfig())
+
+
 @pytest.mark.parametrize(("flags", "missing"), [({"use_peft": True}, "peft"),
                                                ({"use_peft": True, "load_in_4bit": True}, "bitsandbytes")])
 def test_lora_or_kbit_without_their_packages_names_the_extra(monkeypatch, flags, missing):
@@ -654,6 +678,9 @@ def test_card_tags_license_and_language_are_recipe_options_checked_before_traini
         "https://huggingface.co/docs/hub/repositories-licenses in lower case (apache-2.0, mit, cc-by-4.0, llama3, other)")
     assert _parse_error(capsys, "continual_pt", [*base, "--hub_language", "en", "English"]) == (
         "--hub_language 'English': give ISO 639 codes in lower case (en, fr, zh)")
+    config.write_text("domain_dataset: d.jsonl\nmax_steps: 3\nhub_tags: finance\nhub_language: en\n")
+    _, single, _ = parse_recipe_args(_recipe("continual_pt").make_parser(), base)  # 'en' was checked as 'e', 'n'
+    assert (single.hub_tags, single.hub_language) == (["finance"], ["en"])
 
 
 def test_the_trainers_own_evaluation_is_refused_and_eval_steps_without_tasks_warned(tmp_path, capsys, caplog):
@@ -669,3 +696,19 @@ def test_the_trainers_own_evaluation_is_refused_and_eval_steps_without_tasks_war
     with caplog.at_level("WARNING", logger="hf_ipt"):
         TrainingConfig(output_dir=str(tmp_path / "out"), max_steps=1, use_cpu=True, eval_steps=500)
     assert "--eval_steps 500 without --eval_tasks evaluates nothing" in caplog.text
+
+
+def test_tensor_context_or_sequence_parallelism_is_refused(tmp_path, monkeypatch):
+    """Accelerate feeds one batch to a whole tensor/context-parallel group, but hf_ipt's streams give each
+    process its own share: with tp 2 on 4 processes only 2 of the 4 shares were ever read."""
+    from accelerate.parallelism_config import ParallelismConfig
+
+    from hf_ipt.training.config import TrainingConfig, model_parallel_sizes
+
+    for name in ("TP", "CP", "SP"):
+        monkeypatch.delenv(f"PARALLELISM_CONFIG_{name}_SIZE", raising=False)
+    assert model_parallel_sizes(None, {}) == {} and model_parallel_sizes(ParallelismConfig(dp_shard_size=2), {}) == {}
+    assert model_parallel_sizes(None, {"PARALLELISM_CONFIG_CP_SIZE": "2"}) == {"cp_size": 2}
+    monkeypatch.setenv("PARALLELISM_CONFIG_TP_SIZE", "2")
+    with pytest.raises(ValueError, match=r"^tp_size 2 \(`parallelism_config` or the accelerate config\): the ranks"):
+        TrainingConfig(output_dir=str(tmp_path / "out"), use_cpu=True, max_steps=1)

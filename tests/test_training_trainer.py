@@ -277,6 +277,47 @@ def test_a_resume_starts_the_stream_at_the_position_saved_in_the_checkpoint(
     assert replayed_losses == pytest.approx(losses, rel=1e-5)
 
 
+def test_a_jit_checkpoint_on_sigterm_saves_the_position_of_its_weights_and_ends_without_a_final_save(
+    tmp_path, tiny_model_dir, tiny_tokenizer, caplog
+):
+    """transformers' JIT checkpoint (`--enable_jit_checkpoint`) saves from `on_pre_optimizer_step`: checkpoint-N
+    holds step N's weights while step N+1's batches have trained. It held the stream position after them, so
+    a resume skipped them; then the stopped run was saved, carded and pushed as if finished."""
+    from transformers import AutoModelForCausalLM
+
+    from hf_ipt.training.position import FOLDER
+
+    def run(out, jit):
+        data, args = _continual_setup(tmp_path, tiny_model_dir, output_dir=str(out), max_steps=4,
+                                      gradient_accumulation_steps=2, save_strategy="no" if jit else "steps",
+                                      save_steps=1, enable_jit_checkpoint=jit, disable_tqdm=True)
+        dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
+        trainer = build_trainer(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tiny_tokenizer, dataset, args,
+                                CardInfo("continual_pt", data_mix=mix))
+        if jit:
+            manager = next(c.jit_manager for c in trainer.callback_handler.callbacks if hasattr(c, "jit_manager"))
+            calls, step = [], trainer.training_step
+
+            def training_step(*args, **kwargs):  # SIGTERM's grace period ends in step 3's first micro-batch
+                calls.append(1)
+                manager.is_checkpoint_requested |= len(calls) == 5
+                return step(*args, **kwargs)
+
+            trainer.training_step = training_step
+        train_and_save(trainer)
+        return trainer
+
+    run(tmp_path / "straight", jit=False)
+    caplog.set_level("WARNING", logger="hf_ipt")
+    stopped = run(tmp_path / "stopped", jit=True)
+    assert stopped.signal_checkpoint == 2  # saved before step 3's optimizer step, which then ran
+    saved = (tmp_path / "stopped" / "checkpoint-2" / FOLDER / "rank0.json").read_text()
+    assert saved == (tmp_path / "straight" / "checkpoint-2" / FOLDER / "rank0.json").read_text()
+    assert saved != (tmp_path / "straight" / "checkpoint-3" / FOLDER / "rank0.json").read_text()
+    assert not (tmp_path / "stopped" / "model.safetensors").exists() and not (tmp_path / "stopped" / "README.md").exists()
+    assert "stopped by SIGTERM, saved as checkpoint-2 (of 4 steps)" in caplog.text
+
+
 def test_after_a_resume_the_evaluation_logs_the_epoch_of_an_uninterrupted_run():
     """Resumed at step 3 of 6, the evaluation at step 4 logged epoch 0.1667 (the data loader's count, restarted at
     the resume), not 0.667: the epoch was corrected by a callback that ran after the evaluation's `on_step_end`."""
@@ -404,13 +445,9 @@ def test_push_to_hub_uploads_the_checkpoint_with_our_card(
     assert json.loads((tmp_path / "out" / "config.json").read_text())["use_cache"] is True
 
 
-def test_push_tags_license_and_the_models_tags_reach_our_card(tmp_path, tiny_model_dir, tiny_tokenizer, monkeypatch,
-                                                              caplog):
-    """`Trainer.push_to_hub(tags=...)` hands its card arguments to `create_model_card`, whose card ours
-    replaces: the user's tags (and the model's, `add_model_tags`) follow hf_ipt's, in a card not pushed too."""
+def _fake_trainer_hub(monkeypatch) -> list[str]:
+    """`Trainer.push_to_hub` against a fake Hub API; returns the list that each upload's README.md joins."""
     import transformers.trainer
-    from huggingface_hub import ModelCard
-    from transformers import AutoModelForCausalLM
 
     readmes = []
 
@@ -423,6 +460,17 @@ def test_push_tags_license_and_the_models_tags_reach_our_card(tmp_path, tiny_mod
 
     monkeypatch.setattr(transformers.trainer, "hf_api", FakeApi)
     monkeypatch.setenv("HF_TOKEN", "hf_fake")
+    return readmes
+
+
+def test_push_tags_license_and_the_models_tags_reach_our_card(tmp_path, tiny_model_dir, tiny_tokenizer, monkeypatch,
+                                                              caplog):
+    """`Trainer.push_to_hub(tags=...)` hands its card arguments to `create_model_card`, whose card ours
+    replaces: the user's tags (and the model's, `add_model_tags`) follow hf_ipt's, in a card not pushed too."""
+    from huggingface_hub import ModelCard
+    from transformers import AutoModelForCausalLM
+
+    readmes = _fake_trainer_hub(monkeypatch)
     data, args = _continual_setup(tmp_path, tiny_model_dir, push_to_hub=True, hub_model_id="me/tiny-ipt")
     dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
@@ -437,6 +485,23 @@ def test_push_tags_license_and_the_models_tags_reach_our_card(tmp_path, tiny_mod
     data = ModelCard((tmp_path / "out" / "README.md").read_text()).data
     assert data.tags == [*ours, "from-model"] and data.base_model is None
     assert "the model card ignores finetuned_from" in caplog.text
+
+
+def test_the_final_push_of_a_model_with_tags_and_no_hub_tags_goes_through(tmp_path, tiny_model_dir, tiny_tokenizer,
+                                                                           monkeypatch):
+    """`train_and_save` passed ``tags=None``, on which `Trainer.push_to_hub` adds the model's tags
+    (`add_model_tags`, or trackio's): a TypeError once training had finished, nothing pushed."""
+    from huggingface_hub import ModelCard
+    from transformers import AutoModelForCausalLM
+
+    readmes = _fake_trainer_hub(monkeypatch)
+    data, args = _continual_setup(tmp_path, tiny_model_dir, push_to_hub=True, hub_model_id="me/tiny-ipt",
+                                  disable_tqdm=True)
+    dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.add_model_tags(["from-model"])
+    train_and_save(build_trainer(model, tiny_tokenizer, dataset, args, CardInfo("continual_pt", data_mix=mix)))
+    assert ModelCard(readmes[-1]).data.tags == ["hf_ipt", "instruction-pretraining", "continual_pt", "from-model"]
 
 
 def test_push_to_hub_without_a_token_is_refused_before_a_model_loads(tmp_path, monkeypatch, capsys):
@@ -726,10 +791,10 @@ def test_train_and_save_frees_the_wrapper_before_the_process_group_ends(tmp_path
         model=model, model_wrapped=Wrapper(model),
         train=lambda **_: calls.append("train"), save_model=lambda _: calls.append("save"),
         create_model_card=lambda **metadata: calls.append(("card", metadata)), end=lambda: calls.append("end"),
-        accelerator=SimpleNamespace(free_memory=lambda: calls.append("free")),
+        accelerator=SimpleNamespace(free_memory=lambda: calls.append("free")), signal_checkpoint=None,
     )
     train_and_save(trainer)
-    card = ("card", {"tags": ["finance"], "license": "mit", "language": None})  # --hub_tags/--hub_license
+    card = ("card", {"tags": ["finance"], "license": "mit"})  # --hub_tags/--hub_license; no --hub_language
     assert calls == ["train", "save", card, "free", "end"] and trainer.model_wrapped is model
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -139,6 +140,9 @@ class TrainingConfig(TrainingArguments):
             # Packed and flattened batches hold no padding, so every token counts; the Trainer would count
             # the tokens that are not `pad_token_id`, and drop every EOS of a tokenizer whose pad is its EOS.
             self.include_num_input_tokens_seen = "all"
+        for name in ("hub_tags", "hub_language"):  # `hub_language: en` in YAML: one code, not the letters e and n
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, [getattr(self, name)])
         check_card_metadata(self.hub_license, self.hub_language)
         from .trainer import check_steps_left, refuse_other_checkpoints, resolve_checkpoint
 
@@ -220,6 +224,14 @@ class TrainingConfig(TrainingArguments):
         position each batch carries. Checked once `TrainingArguments` has made an `AcceleratorConfig`
         of a dict, a JSON file's path or an instance.
         """
+        if model_parallel := model_parallel_sizes(self.parallelism_config, os.environ):
+            raise ValueError(
+                f"{', '.join(f'{name} {size}' for name, size in model_parallel.items())} (`parallelism_config` or "
+                "the accelerate config): the ranks of a tensor, context or sequence parallel group must read the "
+                "same batches, and hf_ipt's streams give every process a share of its own (part of the data would be "
+                "skipped, the rest repeated). Train with DDP, FSDP2 or DeepSpeed ZeRO-3 (`hf_ipt.training."
+                "accelerate_config_path`) (TrainingConfig.parallelism_config)"
+            )
         config = self.accelerator_config
         if not hasattr(config, "dispatch_batches"):  # no accelerate: the Trainer cannot run anyway
             return
@@ -396,6 +408,20 @@ class PretrainConfig(DataConfig, CollectionConfig):
 # The `trl.ModelConfig` options that a model built from `--model_shape` uses; the others name a checkpoint,
 # LoRA or 4/8-bit loading, for the recipes that train an existing checkpoint.
 SCRATCH_MODEL_OPTIONS = ("dtype", "attn_implementation")
+
+
+def model_parallel_sizes(parallelism_config: Any, environ: Mapping[str, str]) -> dict[str, int]:
+    """The tensor, context and sequence parallel sizes above 1 (``tp_size``...), from `parallelism_config` (an
+    accelerate `ParallelismConfig`) or, where it leaves one unset, from accelerate's ``PARALLELISM_CONFIG_*``
+    variables (``accelerate launch`` with a config that sets them)."""
+    sizes = {}
+    for name in ("tp_size", "cp_size", "sp_size"):
+        size = getattr(parallelism_config, name, None)
+        if size is None:
+            size = int(environ.get(f"PARALLELISM_CONFIG_{name.upper()}", "1") or 1)
+        if size > 1:
+            sizes[name] = size
+    return sizes
 
 
 def checkpoint_options(model_args: Any) -> dict[str, Any]:

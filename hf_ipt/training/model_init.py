@@ -140,6 +140,14 @@ def shardable_quantization(quantization_config: Any, dtype: Any) -> Any:
     storage = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
     if not isinstance(storage, torch.dtype) or not storage.is_floating_point:
         storage = torch.bfloat16
+    given = quantization_config.bnb_4bit_quant_storage
+    if given not in (torch.uint8, storage):  # uint8: bitsandbytes' default, not a choice to keep
+        from ..cli import UsageError
+
+        name = str(storage).removeprefix("torch.")
+        raise UsageError(f"--bnb_4bit_quant_storage {str(given).removeprefix('torch.')} under FSDP / ZeRO-3: the 4-bit "
+                         f"weights must be stored in the dtype of the other parameters ({name}) to be sharded "
+                         f"with them; pass --bnb_4bit_quant_storage {name}, or leave it unset")
     quantization_config.bnb_4bit_quant_storage = storage
     return quantization_config
 
@@ -210,7 +218,9 @@ def check_kbit_options(model_args: Any) -> None:
     Called by `check_model_args` (the recipes, before the data checks and the tokenizer) and by `load_model`.
 
     Raises:
-        `UsageError`: `model_args` (a `trl.ModelConfig`) sets `load_in_4bit` or `load_in_8bit` without `use_peft`.
+        `UsageError`: `model_args` (a `trl.ModelConfig`) sets `load_in_4bit` or `load_in_8bit` without `use_peft`,
+            a LoRA option (`LORA_OPTIONS`) without `use_peft`, or a 4-bit option (`BNB_4BIT_OPTIONS`) without
+            `load_in_4bit`: each would be ignored.
     """
     from ..cli import UsageError
 
@@ -226,6 +236,27 @@ def check_kbit_options(model_args: Any) -> None:
             f"{' and '.join(given)} without --use_peft: 4/8-bit weights train only LoRA adapters; also pass "
             "--use_peft (QLoRA), or drop the flag to train the full weights"
         )
+    for names, flag, what in ((LORA_OPTIONS, "--use_peft", "LoRA options: a full fine-tune would run"),
+                              (BNB_4BIT_OPTIONS, "--load_in_4bit", "4-bit options: the weights would load unquantized")):
+        if not getattr(model_args, flag[2:], False) and (unused := _changed(model_args, names)):
+            raise UsageError(f"{unused} without {flag}: {what}, ignoring them; also pass {flag}, or drop them")
+
+
+# `trl.ModelConfig` options that only LoRA (`use_peft`) and only 4-bit loading (`load_in_4bit`) read.
+LORA_OPTIONS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_target_parameters",
+                "lora_modules_to_save", "lora_task_type", "use_rslora", "use_dora")
+BNB_4BIT_OPTIONS = ("bnb_4bit_quant_type", "use_bnb_nested_quant", "bnb_4bit_quant_storage")
+
+
+def _changed(model_args: Any, names: tuple[str, ...]) -> str:
+    """``--name value`` of each of `names` that `model_args` sets to other than its dataclass default."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(model_args):
+        return ""
+    defaults = {f.name: f.default for f in dataclasses.fields(model_args) if f.default is not dataclasses.MISSING}
+    return ", ".join(f"--{name} {getattr(model_args, name)!r}" for name in names
+                     if name in defaults and getattr(model_args, name) != defaults[name])
 
 
 def check_context_length(model: Any, max_length: int) -> None:

@@ -59,6 +59,9 @@ class IPTTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.card = card
         self.stream_position: str | None = None  # after the last batch trained on (`position.Position`)
+        # `state.global_step` while a batch trained -> the stream position after it: the batches of step N+1
+        # train while `global_step` is N (`checkpoint_position`)
+        self.step_positions: dict[int, str] = {}
         self.rng_checkpoint: str | None = None  # set by `resume_stream`: restore its RNG after the 1st batch
         self.uncounted_steps = 0  # steps before the resume whose tokens the Trainer did not count (`uncounted_steps`)
         # `on_log` runs callbacks in list order and the report_to integrations come before the
@@ -67,14 +70,36 @@ class IPTTrainer(Trainer):
         for callback in [c for c in callbacks if isinstance(c, ThroughputCallback)]:
             callbacks.remove(callback)
             callbacks.insert(1, callback)
+        # the step of the JIT checkpoint (`--enable_jit_checkpoint`, on SIGTERM) that ended the training, if one did
+        self.signal_checkpoint: int | None = None
+        for manager in [m for c in callbacks if (m := getattr(c, "jit_manager", None)) is not None]:
+            manager.execute_jit_checkpoint = self._noting_signal_stop(manager.execute_jit_checkpoint)
+
+    def _noting_signal_stop(self, execute: Any) -> Any:
+        def execute_jit_checkpoint() -> None:
+            self.signal_checkpoint = self.state.global_step
+            execute()
+
+        return execute_jit_checkpoint
 
     def training_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         """`Trainer.training_step`, after taking the batch's stream position out of the model inputs."""
         position = inputs.pop(STREAM_POSITION, None)
+        step = self.state.global_step
         loss = super().training_step(model, inputs, *args, **kwargs)
         if position is not None:
             self.stream_position = position
+            self.step_positions = {s: p for s, p in self.step_positions.items() if s >= step - 1}
+            self.step_positions[step] = position
         return loss
+
+    def checkpoint_position(self) -> str | None:
+        """The stream position after the last batch of the last finished optimizer step (`state.global_step`),
+        which a checkpoint's weights have seen. A checkpoint written in the middle of a step, as transformers'
+        JIT checkpoint on SIGTERM (``--enable_jit_checkpoint``) does from `on_pre_optimizer_step`, holds the
+        weights before the batches of the step under way: a resume must train on them, not skip them. `None`
+        when no batch of that step was trained in this process: the resume replays the stream instead."""
+        return self.step_positions.get(self.state.global_step - 1)
 
     def get_batch_samples(self, *args: Any, **kwargs: Any) -> Any:
         """`Trainer.get_batch_samples`; after the first batches of a run resumed at its stream position, the
@@ -98,7 +123,7 @@ class IPTTrainer(Trainer):
         the model's config and tokenizer (`save_loading_files`), before the Trainer's own files (so a Hub
         push of the checkpoint has them, and a checkpoint with ``trainer_state.json`` has them all)."""
         folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        save_stream_positions(folder, self.stream_position, self.args)
+        save_stream_positions(folder, self.checkpoint_position(), self.args)
         save_loading_files(self, folder)
         super()._save_checkpoint(model, trial)
 
@@ -695,9 +720,18 @@ def train_and_save(trainer: IPTTrainer) -> None:
         trainer.uncounted_steps = uncounted_steps(checkpoint)
         resume_stream(trainer, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
+    if trainer.signal_checkpoint is not None:  # preempted: the run is not over, its process about to be killed
+        logger.warning("hf_ipt: stopped by SIGTERM, saved as checkpoint-%d (of %d steps): resume with "
+                       "--resume_from_checkpoint last. No final model, card or push for an unfinished run",
+                       trainer.signal_checkpoint, trainer.state.max_steps)
+        release_wrapped_model(trainer)
+        trainer.end()
+        return
     trainer.model.config.use_cache = True  # the saved model generates with a cache
     full_state_dict_for_final_save(trainer)
-    metadata = {"tags": args.hub_tags, "license": args.hub_license, "language": args.hub_language}
+    # unset ones left out: `Trainer.push_to_hub` adds the model's own tags to a `tags` it is given, even None
+    metadata = {key: value for key, value in (("tags", args.hub_tags), ("license", args.hub_license),
+                                              ("language", args.hub_language)) if value is not None}
     if args.push_to_hub:
         # Saves the model into output_dir and writes the card first. Not after `save_model`, which
         # pushes by itself when push_to_hub is set: the model would be saved and hashed twice more.
