@@ -331,6 +331,26 @@ def check_model_path(name: str, option: str = "--model_name_or_path", files: tup
     return name
 
 
+def tokenizer_location(name_or_path: str, revision: str | None = None) -> tuple[str, str | None]:
+    """Where the tokenizer of model `name_or_path` is: the model itself, or for a saved LoRA adapter without
+    tokenizer files (``PeftModel.save_pretrained`` writes none) its base model, as ``adapter_config.json`` names
+    it (``base_model_name_or_path``, ``revision``). ``(name_or_path, revision)`` otherwise."""
+    folder = Path(os.path.expanduser(name_or_path))
+    adapter = folder / "adapter_config.json"
+    if not adapter.is_file() or any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json")):
+        return name_or_path, revision
+    config = json.loads(adapter.read_text(encoding="utf-8"))
+    base = config.get("base_model_name_or_path")
+    if not base:
+        from .cli import UsageError
+
+        raise UsageError(f"{name_or_path!r} is a LoRA adapter with no tokenizer and no base_model_name_or_path in "
+                         "its adapter_config.json: save the tokenizer into it (`tokenizer.save_pretrained(folder)`)")
+    logger.info("hf_ipt: %s is a LoRA adapter without a tokenizer: the tokenizer of its base model %s", name_or_path,
+                base)
+    return base, config.get("revision")
+
+
 def load_causal_lm(
     model_name_or_path: str | os.PathLike,
     *,
@@ -361,7 +381,8 @@ def load_causal_lm(
     # a Hub id that is not cached, offline or with no network: one usage error, not an OSError traceback
     with needs_hub(f"model {str(model_name_or_path)!r} is loaded from the Hub", "download it there (`hf download "
                    f"{model_name_or_path}`) and run with HF_HUB_OFFLINE=1, which loads that cached copy"):
-        tokenizer = pretrained_tokenizer(model_name_or_path, revision, trust_remote_code=trust_remote_code)
+        tokenizer = pretrained_tokenizer(*tokenizer_location(model_name_or_path, revision),
+                                         trust_remote_code=trust_remote_code)
         if check_tokenizer is not None:
             check_tokenizer(tokenizer)
         model = AutoModelForCausalLM.from_pretrained(

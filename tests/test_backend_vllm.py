@@ -67,6 +67,9 @@ def main(model_dir, prompts, max_model_len, max_new_tokens):
         "temperature": backend.sampling_params.temperature,
         "eos_token_ids": backend.eos_token_ids,
         "bos": bos,
+        # prompts are encoded by hf_ipt's tokenizer (the shipped tokenizer.json pipeline), not the engine's
+        "own_tokenizer": backend.tokenizer is not backend.llm.get_tokenizer()
+                         and type(backend.tokenizer).__module__.startswith("transformers"),
         "ids": ids,
         "engine_prompt_ids": list(seen),
         "mixed": [asdict(g) for g in mixed],
@@ -158,6 +161,7 @@ def test_engine_runs_greedy_with_prefix_caching_and_max_model_len(
     assert vllm_result["prefix_caching"] is True
     assert vllm_result["temperature"] == 0.0
     assert vllm_result["eos_token_ids"] == eos_token_ids
+    assert vllm_result["own_tokenizer"] is True
 
 
 def test_token_id_prompts_reach_the_engine_unchanged_no_double_bos(

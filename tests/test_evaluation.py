@@ -582,6 +582,25 @@ def test_evaluate_on_the_hub_layout_with_json_and_markdown(answers_42, hub_dir, 
     assert table.rstrip().endswith(f"| **Average** | | **{average:.2f}** |")
 
 
+def test_each_paper_domain_is_averaged_apart_and_task_files_in_none():
+    """`--tasks finance,medicine` printed one average over all ten tasks, and a task file counted in it:
+    the paper reports each domain's average on its own."""
+    from hf_ipt.evaluation.callback import flatten_results
+    from hf_ipt.evaluation.harness import domain_groups, results_to_markdown
+
+    results = {"FPB": {"weighted_f1": 60.0}, "NER": {"entity_f1": 40.0}, "USMLE": {"accuracy": 30.0},
+               "RCT": {"micro_f1": 50.0}, "mine": {"accuracy": 100.0}}
+    groups = domain_groups(list(results))
+    assert groups == {"finance": ["FPB", "NER"], "medicine": ["USMLE", "RCT"], "other": ["mine"]}
+    table = results_to_markdown(results, groups=groups)
+    assert "| **Finance average** | | **50.00** |" in table and "| **Medicine average** | | **40.00** |" in table
+    assert "Other average" not in table and "| **Average**" not in table
+    assert domain_groups(["FPB", "NER"]) == {"domain": ["FPB", "NER"]}
+    logs = flatten_results(results)
+    assert (logs["eval_finance_average"], logs["eval_medicine_average"], logs["eval_other_average"]) == (50, 40, 100)
+    assert "eval_finance_average" not in flatten_results({"FPB": {"weighted_f1": 1.0}, "NER": {"entity_f1": 2.0}})
+
+
 def test_bos_follows_the_model_family(tiny, smollm2_dir):
     from transformers import AutoTokenizer
 

@@ -103,3 +103,23 @@ def test_from_model_refuses_a_device_or_dtype_the_model_does_not_have(mistral_st
                                                                        device="meta"))
     TransformersBackend.from_model(model.to(torch.bfloat16), tokenizer, BackendConfig(
         folder, backend="transformers", dtype="bfloat16", device="cpu"))
+
+
+def test_a_lora_adapter_folder_loads_with_its_base_models_tokenizer(mistral_style_model_dir, tmp_path):
+    """`hf-ipt eval --model ADAPTER` (documented): `PeftModel.save_pretrained` writes no tokenizer, and the
+    load failed asking for sentencepiece; the base's tokenizer, with its shipped pipeline, is taken."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from hf_ipt.cli import UsageError
+    from hf_ipt.models import load_causal_lm
+
+    base = AutoModelForCausalLM.from_pretrained(str(mistral_style_model_dir))
+    get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path / "adapter")
+    model, tokenizer = load_causal_lm(str(tmp_path / "adapter"), dtype="float32")
+    assert getattr(model, "peft_config", None)  # the base model with the adapter loaded into it
+    assert [encode_prompt(tokenizer, p) for p in PROMPTS] == shipped_ids(mistral_style_model_dir)
+    config = tmp_path / "adapter" / "adapter_config.json"
+    config.write_text(config.read_text().replace(str(mistral_style_model_dir), ""))
+    with pytest.raises(UsageError, match=r"a LoRA adapter with no tokenizer and no base_model_name_or_path"):
+        load_causal_lm(str(tmp_path / "adapter"), dtype="float32")

@@ -137,7 +137,7 @@ def run(args: EvalScriptArguments) -> dict:
     from hf_ipt.cli import UsageError
     from hf_ipt.models import load_causal_lm
 
-    from .harness import evaluate
+    from .harness import domain_groups, evaluate
     from .scoring import EvalInputError, default_add_bos
     from .tasks import load_tasks
 
@@ -195,8 +195,9 @@ def run(args: EvalScriptArguments) -> dict:
             )
         except EvalInputError as error:  # a prompt or limit that cannot be scored: the user's to fix
             raise UsageError(f"--tasks {args.tasks!r}: {error}") from error
-        _report(results, args.output_dir, settings=settings)  # kept, whatever happens to the general benchmarks
-    groups = {"domain": list(results)}
+    groups = domain_groups(list(results))  # one average per paper domain, task files apart
+    if domain:  # kept, whatever happens to the general benchmarks
+        _report(results, args.output_dir, groups if len(groups) > 1 else None, settings)
     if general:
         from .lm_eval_bridge import run_lm_eval
 

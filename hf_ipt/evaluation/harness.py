@@ -221,6 +221,19 @@ def average_score(results: Results) -> float:
     return sum(next(iter(scores.values())) for scores in results.values()) / len(results)
 
 
+def domain_groups(task_names: Sequence[str]) -> dict[str, list[str]]:
+    """`task_names` grouped for their averages: each paper domain's tasks (`PAPER_TASKS`) apart, and task
+    files apart from them (``"other"``), as the paper reports each domain's average on its own. One group,
+    ``"domain"``, when they all fall in one."""
+    from .tasks import PAPER_TASKS
+
+    domain_of = {spec.name: domain for domain, specs in PAPER_TASKS.items() for spec in specs}
+    groups: dict[str, list[str]] = {}
+    for name in task_names:
+        groups.setdefault(domain_of.get(name, "other"), []).append(name)
+    return groups if len(groups) > 1 else {"domain": list(task_names)}
+
+
 def results_to_json(results: Results, path: str | os.PathLike | None = None) -> str:
     """Results as indented JSON, written to `path` when given."""
     text = json.dumps(results, indent=2) + "\n"
