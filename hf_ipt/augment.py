@@ -65,6 +65,7 @@ RULES_SETTINGS = ("domain_keywords", "num_keywords")
 # job.json key (and cache key part) pinning the keywords of a `domain_keywords` file, not only its path;
 # absent when no file is used, and from jobs started before it existed (`jobs.prepare` resumes those).
 KEYWORDS_DIGEST = "domain_keywords_sha256"
+SYNTHESIZER_FILES = "synthesizer_files"  # job.json / cache key: the files of a local synthesizer folder
 SYNTHESIZER_COMMIT = "synthesizer_commit"  # job.json / cache key: the Hub commit a model synthesizer loads from
 _SHA = re.compile(r"[0-9a-f]{40}")
 # Why a model setting is refused with the rule miner, where the reason is not plain.
@@ -280,12 +281,17 @@ def synthesizer_commit(repo_id: str, revision: str | None) -> str | None:
     return os.path.basename(os.path.dirname(cached)) if isinstance(cached, str) else None
 
 
-def synthesizer_pin(synthesizer: str, revision: str | None) -> dict[str, str]:
-    """``{SYNTHESIZER_COMMIT: sha}`` for a Hub synthesizer id (`synthesizer_commit`), for a cache
-    key or a job.json: the model a run used, though its repo moved on. Empty for the rule miner,
-    a local folder (keyed by its files), a `revision` that is a commit sha, or a commit not known."""
-    if synthesizer == RULES or os.path.isdir(synthesizer):
+def synthesizer_pin(synthesizer: str, revision: str | None) -> dict[str, Any]:
+    """What pins the model a run used, for a cache key or a job.json: ``{SYNTHESIZER_COMMIT: sha}`` for a Hub
+    synthesizer id (`synthesizer_commit`), though its repo moved on; ``{SYNTHESIZER_FILES: ...}`` for a local
+    folder (`hf_ipt.models.folder_fingerprint`), though it was trained further in place. Empty for the rule
+    miner, a `revision` that is a commit sha, or a commit not known."""
+    if synthesizer == RULES:
         return {}
+    if os.path.isdir(synthesizer):
+        from .models import folder_fingerprint
+
+        return {SYNTHESIZER_FILES: folder_fingerprint(synthesizer)}
     commit = synthesizer_commit(synthesizer, revision)
     return {} if commit is None else {SYNTHESIZER_COMMIT: commit}
 

@@ -31,7 +31,7 @@ from typing import Any
 import datasets
 
 from . import __version__
-from .augment import RULES, Augmenter, SynthesisConfig, features, keywords_pin, synthesizer_pin
+from .augment import Augmenter, SynthesisConfig, features, keywords_pin, synthesizer_pin
 from .backends.base import default_of
 from .chaining import ChainStats
 from .cli import HubUnreachableError, UsageError
@@ -70,10 +70,7 @@ class AugmentedConfig(datasets.BuilderConfig, CorpusConfig, SynthesisConfig):
         local synthesizer folder by its files, so a model trained again into it is built anew, and a
         Hub synthesizer by the commit it loads from, so a model pushed again to its repo is too."""
         extra: dict[str, Any] = {"hf_ipt_version": __version__, **keywords_pin(self.domain_keywords)}
-        if self.synthesizer != RULES and os.path.isdir(self.synthesizer):
-            extra["synthesizer_files"] = model_files(self.synthesizer)
-        else:
-            extra.update(synthesizer_pin(self.synthesizer, self.revision))
+        extra.update(synthesizer_pin(self.synthesizer, self.revision))
         config_kwargs = _keyed_kwargs(self, config_kwargs)
         if self.corpus and is_local_corpus(self.corpus):
             files = local_files(self.corpus)
@@ -112,12 +109,6 @@ def _keyed_kwargs(config: AugmentedConfig, config_kwargs: dict) -> dict[str, Any
         if default_of(config, name) not in (config_kwargs[name], value := getattr(config, name)):
             keyed[name] = value
     return keyed
-
-
-def model_files(folder: str) -> list[tuple[str, int, float]]:
-    """(name, size, mtime) of the files of a local model folder, those a model loads from (its top
-    level, not ``checkpoint-*/``), in name order."""
-    return sorted((entry.name, *_stamp(entry.path)) for entry in os.scandir(folder) if entry.is_file())
 
 
 def _stamp(path: str) -> tuple[int, float]:

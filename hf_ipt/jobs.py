@@ -53,6 +53,7 @@ from .augment import (
     KEYWORDS_DIGEST,
     RULES,
     SYNTHESIZER_COMMIT,
+    SYNTHESIZER_FILES,
     Augmenter,
     SynthesisConfig,
     device_type,
@@ -348,6 +349,7 @@ def plan_job(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig) 
         _adopt_keywords_digest(job, old["synthesis"], spec["synthesis"])
         if isinstance(spec.get("synthesis"), dict):
             _keep_synthesizer_commit(job, old["synthesis"], spec["synthesis"])
+            _adopt_unpinned_folder(job, old["synthesis"], spec["synthesis"])
     _reset_ignored_options(old)
     (old_core, old_tuning), (core, tuning) = _split_tuning(old), _split_tuning(spec)
     changed = sorted(k for k in core if core[k] != old_core.get(k))
@@ -437,6 +439,13 @@ def _keep_synthesizer_commit(job: JobConfig, old: dict, new: dict) -> None:
                        job.output_dir, pinned)
 
 
+def _adopt_unpinned_folder(job: JobConfig, old: dict, new: dict) -> None:
+    """A job on a local synthesizer folder started before folders were pinned by their files
+    (`SYNTHESIZER_FILES`) resumes unpinned, as it ran, once a unit is done."""
+    if SYNTHESIZER_FILES not in old and SYNTHESIZER_FILES in new and _done_units(job):
+        del new[SYNTHESIZER_FILES]
+
+
 def _at_pinned_commit(synthesis: SynthesisConfig, pinned: dict) -> SynthesisConfig:
     """`synthesis` loading its model at the commit `job.json` pins, if it pins one."""
     commit = pinned.get("synthesis", {}).get(SYNTHESIZER_COMMIT)
@@ -495,6 +504,7 @@ def _differences(old: dict, new: dict) -> list[str]:
     out = describe_changes(_without_keywords_digest({k: v for k, v in old.items() if k not in special}),
                            _without_keywords_digest({k: v for k, v in new.items() if k not in special}))
     out += _keywords_changed(old.get("synthesis"), new.get("synthesis"))
+    out += _synthesizer_changed(old.get("synthesis"), new.get("synthesis"))
     before, after = old.get("units") or [], new.get("units") or []
     if before != after:
         out.append(f"units ({len(before)} -> {len(after)}: corpus files or `num_shards`)")
@@ -506,10 +516,26 @@ def _differences(old: dict, new: dict) -> list[str]:
 
 
 def _without_keywords_digest(spec: dict) -> dict:
-    """`spec` less its keywords digest (`_keywords_changed` names that change by the file)."""
-    if not isinstance(spec.get("synthesis"), dict) or KEYWORDS_DIGEST not in spec["synthesis"]:
+    """`spec` less its keywords digest and synthesizer files (`_keywords_changed` and `_synthesizer_changed`
+    name those changes by the file)."""
+    named = (KEYWORDS_DIGEST, SYNTHESIZER_FILES)
+    if not isinstance(spec.get("synthesis"), dict) or not set(named) & set(spec["synthesis"]):
         return spec
-    return {**spec, "synthesis": {k: v for k, v in spec["synthesis"].items() if k != KEYWORDS_DIGEST}}
+    return {**spec, "synthesis": {k: v for k, v in spec["synthesis"].items() if k not in named}}
+
+
+def _synthesizer_changed(old: dict | None, new: dict | None) -> list[str]:
+    """The files of a local synthesizer folder changed (a model trained further and saved there), named."""
+    if not (isinstance(old, dict) and isinstance(new, dict)) or old.get("synthesizer") != new.get("synthesizer"):
+        return []
+    before, after = old.get(SYNTHESIZER_FILES) or {}, new.get(SYNTHESIZER_FILES) or {}
+    if before == after:
+        return []
+    from .models import few_names
+
+    files = sorted(f for f in set(before) | set(after) if before.get(f) != after.get(f))
+    return [(f"synthesis.synthesizer: the model in folder {new['synthesizer']!r} changed since the job started "
+             f"({few_names(files)} differ; a job's units come from one model)")]
 
 
 def _keywords_changed(old: dict | None, new: dict | None) -> list[str]:

@@ -90,6 +90,33 @@ def pretrained_tokenizer(name_or_path: str, revision: str | None = None, **kwarg
     return tokenizer
 
 
+FINGERPRINT_SAMPLE = 1 << 16  # bytes read at the start, middle and end of a large file
+
+
+def folder_fingerprint(folder: str | os.PathLike) -> dict[str, str]:
+    """``{file name: "size:sha256"}`` of the files at the top of a model folder (what a model loads from, not
+    ``checkpoint-*/``): a model trained further and saved in place gets another one, a copy of the folder
+    elsewhere (another node's scratch disk, a new mtime) the same. A file over 3 x `FINGERPRINT_SAMPLE` bytes
+    is hashed by its size and three samples (start, middle, end: weights trained further change in all), not
+    read whole: a 14 GB checkpoint is fingerprinted in milliseconds by every process."""
+    import hashlib
+
+    prints = {}
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if not entry.is_file():
+            continue
+        size, digest = entry.stat().st_size, hashlib.sha256()
+        with open(entry.path, "rb") as f:
+            if size <= 3 * FINGERPRINT_SAMPLE:
+                digest.update(f.read())
+            else:
+                for offset in (0, size // 2, size - FINGERPRINT_SAMPLE):
+                    f.seek(offset)
+                    digest.update(f.read(FINGERPRINT_SAMPLE))
+        prints[entry.name] = f"{size}:{digest.hexdigest()}"
+    return prints
+
+
 def default_cache_dir() -> Path:
     """``$HF_IPT_CACHE`` or ``~/.cache/hf_ipt``."""
     return Path(os.environ.get("HF_IPT_CACHE", Path.home() / ".cache" / "hf_ipt"))

@@ -1164,6 +1164,45 @@ def test_a_resume_may_change_engine_tuning_and_the_manifest_says_which_units_ran
             run_job(job, replace(smaller, **decoding), NO_FILTERS, progress=False)
 
 
+def test_a_job_on_a_local_synthesizer_refuses_a_model_trained_further_in_its_folder(tmp_path, tiny_model_dir):
+    """The loop of docs/training.md (train a synthesizer into a folder, synthesize with it): a rank that
+    started after the folder was trained further joined the job with the new model, and the job mixed
+    two models' units; job.json held the path alone. A copy of the folder (new mtimes) is the same model."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from hf_ipt.jobs import prepare
+    from hf_ipt.models import folder_fingerprint
+
+    folder = tmp_path / "synth"
+    shutil.copytree(tiny_model_dir, folder)
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "a.jsonl", 4)), output_dir=str(tmp_path / "o"), num_shards=1)
+    model = SynthesisConfig(synthesizer=str(folder), backend="transformers")
+    prepare(job, model, NO_FILTERS)
+    pinned = json.loads((tmp_path / "o" / "job.json").read_text())["synthesis"]["synthesizer_files"]
+    assert set(pinned) >= {"config.json", "model.safetensors"} and pinned == folder_fingerprint(folder)
+    for name in os.listdir(folder):  # copied byte for byte, with new mtimes: the same fingerprint
+        shutil.copyfile(folder / name, tmp_path / name)
+        os.replace(tmp_path / name, folder / name)
+    assert folder_fingerprint(folder) == pinned
+    (tmp_path / "o" / "pairs" / "00000.json").write_text("{}")  # a finished unit: the model is pinned now
+    prepare(job, model, NO_FILTERS)
+    trained = AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.add_(1e-3)
+    trained.save_pretrained(folder)  # trained further, saved in place
+    with pytest.raises(ValueError, match=r"synthesis.synthesizer: the model in folder .* changed since the job started "
+                                         r"\('model.safetensors' differ; a job's units come from one model\)"):
+        prepare(job, model, NO_FILTERS)
+    spec = json.loads((tmp_path / "o" / "job.json").read_text())
+    del spec["synthesis"]["synthesizer_files"]  # a job started before folders were pinned resumes as it ran
+    (tmp_path / "o" / "job.json").write_text(json.dumps(spec))
+    prepare(job, model, NO_FILTERS)
+
+
 def test_engine_kwargs_that_tune_may_change_on_resume_and_others_stay_pinned(tmp_path, caplog):
     import logging
 

@@ -123,3 +123,21 @@ def test_a_lora_adapter_folder_loads_with_its_base_models_tokenizer(mistral_styl
     config.write_text(config.read_text().replace(str(mistral_style_model_dir), ""))
     with pytest.raises(UsageError, match=r"a LoRA adapter with no tokenizer and no base_model_name_or_path"):
         load_causal_lm(str(tmp_path / "adapter"), dtype="float32")
+
+
+def test_a_saved_checkpoints_tokenizer_loads_as_the_model_card_says_with_the_training_ids(
+    mistral_style_model_dir, tmp_path
+):
+    """The recipes save the tokenizer they trained with; the card's `PreTrainedTokenizerFast` reads that
+    tokenizer.json as saved, where `AutoTokenizer` would rebuild it (the card said `AutoTokenizer`)."""
+    from importlib import resources
+
+    from transformers import PreTrainedTokenizerFast
+
+    from hf_ipt.models import pretrained_tokenizer
+
+    pretrained_tokenizer(str(mistral_style_model_dir)).save_pretrained(tmp_path)
+    reloaded = PreTrainedTokenizerFast.from_pretrained(tmp_path)
+    assert [encode_prompt(reloaded, p) for p in PROMPTS] == shipped_ids(mistral_style_model_dir)
+    card = resources.files("hf_ipt").joinpath("templates/model_card.md").read_text()
+    assert 'tokenizer = PreTrainedTokenizerFast.from_pretrained("$repo_id")' in card

@@ -208,6 +208,22 @@ def test_an_empty_json_file_first_in_a_glob_is_skipped_as_the_stream_skips_it(tm
         check_source("--domain_dataset", source, {"body": "--text_column"})
 
 
+def test_a_save_to_disk_folder_is_refused_naming_the_export(tmp_path):
+    """The builder's non-streaming output saved with `save_to_disk` failed with datasets' "Please use
+    `load_from_disk` instead", which no recipe flag can do."""
+    import datasets
+
+    from hf_ipt.cli import UsageError
+
+    rows = datasets.Dataset.from_dict({"text": ["one document", "another"]})
+    rows.save_to_disk(str(tmp_path / "saved"))
+    datasets.DatasetDict({"train": rows}).save_to_disk(str(tmp_path / "saved_dict"))
+    for folder in ("saved", "saved_dict"):
+        with pytest.raises(UsageError, match=r"is a dataset written by `save_to_disk` .* export it once, e\.g\. "
+                                             r"`datasets\.load_from_disk\("):
+            check_source("--domain_dataset", str(tmp_path / folder), {"text": "--text_column"})
+
+
 def test_a_synthesis_output_folder_is_read_as_its_data_files_only(tmp_path):
     """An `hf-ipt synthesize` job folder given as a source was read by `datasets` as a dataset folder:
     its JSON job files (job.json, the done-markers in pairs/, rejects.jsonl, ...) were the rows, and the
