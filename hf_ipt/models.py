@@ -358,6 +358,47 @@ def check_model_path(name: str, option: str = "--model_name_or_path", files: tup
     return name
 
 
+def is_adapter_folder(path: str | os.PathLike) -> bool:
+    """A LoRA adapter saved by PEFT (``adapter_config.json``), not a whole model (no ``config.json``)."""
+    folder = Path(os.path.expanduser(path))
+    return (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file()
+
+
+def merge_adapter_hint(path: str) -> str:
+    """How to make the LoRA adapter in `path` a whole model that the synthesis engines load."""
+    merged = f"{str(path).rstrip(os.sep)}-merged"
+    return (f"is a LoRA adapter (adapter_config.json, as `--use_peft` training saves it), not a whole model: the "
+            f"synthesis engines load whole models. Merge it into its base once, `python -c \"from hf_ipt.models "
+            f"import merge_adapter; merge_adapter('{path}', '{merged}')\"`, and give {merged!r}")
+
+
+def merge_adapter(adapter: str | os.PathLike, output_dir: str | os.PathLike, dtype: Any = "auto") -> str:
+    """Merge the LoRA adapter saved in `adapter` into its base model (``base_model_name_or_path`` of its
+    ``adapter_config.json``, loaded unquantized in `dtype`, even after QLoRA) and save the whole model, with
+    the tokenizer (the adapter's, else the base's; its shipped pipeline, `pretrained_tokenizer`), in
+    `output_dir` as safetensors: a model the synthesis backends and `from_pretrained` load. Returns `output_dir`.
+
+    Raises:
+        `UsageError`: `adapter` is no LoRA adapter folder, or `output_dir` holds files already.
+    """
+    from .cli import UsageError
+
+    adapter, output_dir = os.path.expanduser(str(adapter)), os.path.expanduser(str(output_dir))
+    if not is_adapter_folder(adapter):
+        raise UsageError(f"{adapter!r} is no LoRA adapter folder (one with adapter_config.json and no config.json)")
+    if os.path.isdir(output_dir) and os.listdir(output_dir):
+        raise UsageError(f"{output_dir!r} holds files already: give a new or empty folder for the merged model")
+    from peft import AutoPeftModelForCausalLM
+
+    model = AutoPeftModelForCausalLM.from_pretrained(adapter, dtype=dtype)
+    merged = model.merge_and_unload()
+    merged.save_pretrained(output_dir, safe_serialization=True)
+    pretrained_tokenizer(*tokenizer_location(adapter)).save_pretrained(output_dir)
+    logger.info("hf_ipt: adapter %s merged into %s, saved in %s", adapter, model.peft_config["default"]
+                .base_model_name_or_path, output_dir)
+    return output_dir
+
+
 def tokenizer_location(name_or_path: str, revision: str | None = None) -> tuple[str, str | None]:
     """Where the tokenizer of model `name_or_path` is: the model itself, or for a saved LoRA adapter without
     tokenizer files (``PeftModel.save_pretrained`` writes none) its base model, as ``adapter_config.json`` names

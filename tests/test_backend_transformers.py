@@ -668,3 +668,34 @@ def test_vllm_refuses_a_synthesizer_without_an_eos_token_before_its_engine_start
     with pytest.raises(AssertionError, match="the engine started"):
         vllm_backend.VLLMBackend(BackendConfig(str(path), backend="vllm",
                                                engine_kwargs={"tokenizer": str(tmp_path / "tokenizer")}))
+
+
+def test_a_lora_adapter_as_synthesizer_is_refused_naming_the_merge_which_gives_a_model_that_loads(
+    tiny_model_dir, tmp_path
+):
+    """`train_synthesizer.py --use_peft` saves an adapter; as `--synthesizer` it was refused as "a folder
+    without a config.json", pointing at its checkpoints (adapters too), and the docs said it loads."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.cli import UsageError
+    from hf_ipt.models import merge_adapter
+
+    torch.manual_seed(0)
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                          LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    adapter = str(tmp_path / "adapter")
+    for make in (lambda: SynthesisConfig(synthesizer=adapter), lambda: BackendConfig(adapter, backend="vllm")):
+        with pytest.raises(UsageError, match=rf"is a LoRA adapter .* merge_adapter\('{re.escape(adapter)}', "
+                                             rf"'{re.escape(adapter)}-merged'\)"):
+            make()
+    merged = merge_adapter(adapter, f"{adapter}-merged", dtype="float32")
+    backend = TransformersBackend(BackendConfig(merged, backend="transformers", device="cpu", max_new_tokens=4))
+    ids = torch.tensor([encode_prompt(backend.tokenizer, build_prompt("The company reported a profit."))])
+    with torch.no_grad():  # the merged weights compute what the base + adapter computed
+        assert torch.allclose(backend.model(ids).logits, lora.eval()(ids).logits, atol=1e-4)
+    with pytest.raises(UsageError, match="holds files already"):
+        merge_adapter(adapter, merged)

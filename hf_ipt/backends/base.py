@@ -103,10 +103,12 @@ def model_location(name: str, field: str, owner: str) -> str:
     ``params.json``): the tokenizer load failed on it asking for sentencepiece (`hf_ipt.models.check_model_path`).
     An existing file passes: vLLM loads a GGUF file by its path."""
     from ..cli import UsageError
-    from ..models import check_model_path
+    from ..models import check_model_path, is_adapter_folder, merge_adapter_hint
 
     if os.path.isfile(os.path.expanduser(name)):
         return os.path.expanduser(name)
+    if is_adapter_folder(name):
+        raise UsageError(f"`{field}` {name!r} {merge_adapter_hint(name)} ({owner}.{field})")
     try:
         return check_model_path(name, f"`{field}`", ("config.json", "params.json"))
     except UsageError as error:

@@ -33,7 +33,8 @@ USAGE_NOTES = {
     "pretrain": "A base model: prompt it with plain text (no chat template), as in pre-training.",
     "train_synthesizer": "Use it as `hf_ipt`'s synthesizer (`BackendConfig(model_name_or_path=...)`) or "
     "build prompts with `hf_ipt.build_prompt` and tokenize them with `add_special_tokens=False`, with the "
-    "tokenizer loaded as above (`hf_ipt.models.pretrained_tokenizer` does the same).",
+    "tokenizer loaded as above (`hf_ipt.models.pretrained_tokenizer` does the same). Trained with LoRA "
+    "(`--use_peft`), it is an adapter: merge it into its base first (`hf_ipt.models.merge_adapter`).",
 }
 
 
