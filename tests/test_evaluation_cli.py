@@ -532,6 +532,10 @@ def test_cli_records_what_the_scores_depend_on(tiny_model_dir, hub_dir, tmp_path
     assert settings["add_bos"] is True  # the tiny tokenizer adds its BOS
     assert (settings["max_length"], settings["dtype"], settings["batch_size"]) == (300, "float32", 8)
     assert settings["model"] == str(tiny_model_dir) and settings["general_limit"] is None
+    import transformers
+
+    assert settings["versions"]["transformers"] == transformers.__version__ and set(settings["versions"]) == {
+        "transformers", "tokenizers", "torch"}
     assert set(json.loads((out / "results.json").read_text())) == {"FPB", "USMLE"}  # unchanged format
 
 

@@ -225,6 +225,8 @@ SETTINGS_FILENAME = "eval_settings.json"
 
 def _settings(args: EvalScriptArguments, model, domain: list, general: bool, add_bos: bool, device: str) -> dict:
     """What a score depends on besides the weights: two results files compare only when these agree."""
+    import importlib.metadata
+
     from hf_ipt import __version__
 
     from .harness import scoring_settings
@@ -238,6 +240,8 @@ def _settings(args: EvalScriptArguments, model, domain: list, general: bool, add
         "device": device,
         "batch_size": args.batch_size,
         "hf_ipt_version": __version__,
+        # tokenization (transformers rebuilt Llama-style tokenizers in 5.0) and kernels change scores too
+        "versions": {name: importlib.metadata.version(name) for name in ("transformers", "tokenizers", "torch")},
     }
 
 
