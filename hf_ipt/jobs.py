@@ -256,7 +256,7 @@ def job_spec(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
         if synthesis_settings[name] == default:
             del synthesis_settings[name]
     synthesis_settings.update(keywords_pin(synthesis.domain_keywords))  # absent without a file (older jobs)
-    # a Hub synthesizer's commit, absent for the rule miner, a local folder, a sha revision (older jobs)
+    # a Hub synthesizer's commit or a local folder's files; absent for the rule miner, a sha revision (older jobs)
     synthesis_settings.update(synthesizer_pin(synthesis.synthesizer, synthesis.revision))
     return {"format": FORMAT, "job": settings, "synthesis": synthesis_settings, "filters": asdict(filters),
             "units": units, "file_sizes": sizes}
@@ -531,6 +531,9 @@ def _synthesizer_changed(old: dict | None, new: dict | None) -> list[str]:
     before, after = old.get(SYNTHESIZER_FILES) or {}, new.get(SYNTHESIZER_FILES) or {}
     if before == after:
         return []
+    if not before:  # a job.json of an older hf_ipt: nothing to compare with
+        return [(f"synthesis.synthesizer: folder {new['synthesizer']!r} is now pinned by its files "
+                 f"({SYNTHESIZER_FILES}; a job started by an hf_ipt before 0.3.0.dev4 held its path alone)")]
     from .models import few_names
 
     files = sorted(f for f in set(before) | set(after) if before.get(f) != after.get(f))

@@ -40,6 +40,9 @@ def adds_bos(tokenizer: Any) -> bool:
 
 # The parts of a tokenizer.json that turn text into pieces and pieces back into text.
 PIPELINE_PARTS = ("normalizer", "pre_tokenizer", "decoder")
+# Tokenizer classes whose pipeline transformers 5 builds in code where transformers 4 read tokenizer.json;
+# the pipeline of others (GPT-2's `add_prefix_space`, patches such as `fix_mistral_regex`) is left as loaded.
+REBUILT_TOKENIZERS = ("LlamaTokenizer", "LlamaTokenizerFast", "CodeLlamaTokenizer", "CodeLlamaTokenizerFast")
 
 
 def keep_shipped_pipeline(tokenizer: Any, name_or_path: str, revision: str | None = None) -> list[str]:
@@ -52,12 +55,16 @@ def keep_shipped_pipeline(tokenizer: Any, name_or_path: str, revision: str | Non
     normalizer, which encodes a text that starts with a space, as ``" <CON> ..."`` after each
     prompt's ``<s>``, with other ids than transformers 4 gave it: the ids the synthesizer was
     trained on, and the ids a Llama 2 or Mistral base model was pre-trained on. The vocabulary and
-    merges are the file's either way; only these parts are compared and put back.
+    merges are the file's either way; only these parts are compared and put back, and only for
+    `REBUILT_TOKENIZERS` loaded without ``add_prefix_space`` (with it, transformers 4 built the pipeline
+    anew too).
     """
     from transformers.utils import cached_file
 
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
+    rebuilt = any(cls.__name__ in REBUILT_TOKENIZERS for cls in type(tokenizer).__mro__)
+    # `add_prefix_space` given (kwargs or tokenizer_config.json): transformers 4 too built the pipeline anew
+    if backend is None or not rebuilt or tokenizer.init_kwargs.get("add_prefix_space") is not None:
         return []
     try:
         # the copy that loading `tokenizer` fetched: no request to the Hub
@@ -90,31 +97,61 @@ def pretrained_tokenizer(name_or_path: str, revision: str | None = None, **kwarg
     return tokenizer
 
 
-FINGERPRINT_SAMPLE = 1 << 16  # bytes read at the start, middle and end of a large file
+FINGERPRINT_SAMPLE = 1 << 16  # bytes read at the start, middle and end of a large file other than safetensors
+TENSOR_SAMPLE = 1 << 12  # bytes read at the start and the end of each tensor of a safetensors file
 
 
 def folder_fingerprint(folder: str | os.PathLike) -> dict[str, str]:
-    """``{file name: "size:sha256"}`` of the files at the top of a model folder (what a model loads from, not
-    ``checkpoint-*/``): a model trained further and saved in place gets another one, a copy of the folder
-    elsewhere (another node's scratch disk, a new mtime) the same. A file over 3 x `FINGERPRINT_SAMPLE` bytes
-    is hashed by its size and three samples (start, middle, end: weights trained further change in all), not
-    read whole: a 14 GB checkpoint is fingerprinted in milliseconds by every process."""
+    """``{file name: "size:sha256"}`` of the files a model loads from at the top of `folder` (weights, config,
+    tokenizer: `LOADING_FILES`; not a README, results or ``checkpoint-*/``): a model trained further and saved
+    in place gets another one, a copy of the folder elsewhere (another node's scratch disk, new mtimes) the
+    same. Small files are hashed whole; a safetensors file by its header (names, shapes, offsets) and the
+    first and last `TENSOR_SAMPLE` bytes of every tensor, so a tensor trained further is seen, merged LoRA
+    deltas of a few projections as much as new rows at the end of an embedding (an edit of a tensor's
+    middle alone is not); other large files by three samples. A 14 GB checkpoint is fingerprinted in well under a second by every process."""
     import hashlib
 
     prints = {}
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if not entry.is_file():
+        if not (entry.is_file() and _loads_from(entry.name)):
             continue
         size, digest = entry.stat().st_size, hashlib.sha256()
         with open(entry.path, "rb") as f:
             if size <= 3 * FINGERPRINT_SAMPLE:
                 digest.update(f.read())
             else:
-                for offset in (0, size // 2, size - FINGERPRINT_SAMPLE):
+                for offset, length in _samples(f, entry.name, size):
                     f.seek(offset)
-                    digest.update(f.read(FINGERPRINT_SAMPLE))
+                    digest.update(f.read(length))
         prints[entry.name] = f"{size}:{digest.hexdigest()}"
     return prints
+
+
+def _loads_from(name: str) -> bool:
+    """Whether `from_pretrained` (or vLLM) reads the file `name` of a model folder."""
+    return name in LOADING_FILES or name == "params.json" or name.endswith(
+        (".safetensors", ".safetensors.index.json", ".bin.index.json")) or (
+        name.startswith("pytorch_model") and name.endswith(".bin"))
+
+
+def _samples(f: Any, name: str, size: int) -> list[tuple[int, int]]:
+    """(offset, length) of the parts of a large file that `folder_fingerprint` hashes."""
+    if name.endswith(".safetensors"):
+        header = int.from_bytes(f.read(8), "little")
+        if 0 < header <= size - 8:
+            try:
+                tensors = json.loads(f.read(header))
+            except ValueError:
+                tensors = None
+            if isinstance(tensors, dict):
+                parts = [(0, 8 + header)]
+                for value in tensors.values():
+                    if isinstance(value, dict) and len(offsets := value.get("data_offsets") or ()) == 2:
+                        begin, end = 8 + header + offsets[0], 8 + header + offsets[1]
+                        parts += [(begin, min(TENSOR_SAMPLE, end - begin)),
+                                  (max(begin, end - TENSOR_SAMPLE), min(TENSOR_SAMPLE, end - begin))]
+                return parts
+    return [(0, FINGERPRINT_SAMPLE), (size // 2, FINGERPRINT_SAMPLE), (size - FINGERPRINT_SAMPLE, FINGERPRINT_SAMPLE)]
 
 
 def default_cache_dir() -> Path:

@@ -599,6 +599,11 @@ def test_each_paper_domain_is_averaged_apart_and_task_files_in_none():
     logs = flatten_results(results)
     assert (logs["eval_finance_average"], logs["eval_medicine_average"], logs["eval_other_average"]) == (50, 40, 100)
     assert "eval_finance_average" not in flatten_results({"FPB": {"weighted_f1": 1.0}, "NER": {"entity_f1": 2.0}})
+    from hf_ipt.evaluation.harness import group_averages
+    from hf_ipt.training.card import _eval_table
+
+    record = {"global_step": 10, "results": results, "average": 56.0, "averages": group_averages(results)}
+    assert _eval_table(record).splitlines()[0] == "At step 10, averages finance 50, medicine 40, other 100:"
 
 
 def test_bos_follows_the_model_family(tiny, smollm2_dir):

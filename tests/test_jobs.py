@@ -1164,7 +1164,8 @@ def test_a_resume_may_change_engine_tuning_and_the_manifest_says_which_units_ran
             run_job(job, replace(smaller, **decoding), NO_FILTERS, progress=False)
 
 
-def test_a_job_on_a_local_synthesizer_refuses_a_model_trained_further_in_its_folder(tmp_path, tiny_model_dir):
+def test_a_job_on_a_local_synthesizer_refuses_a_model_trained_further_in_its_folder(tmp_path, tiny_model_dir,
+                                                                                   caplog):
     """The loop of docs/training.md (train a synthesizer into a folder, synthesize with it): a rank that
     started after the folder was trained further joined the job with the new model, and the job mixed
     two models' units; job.json held the path alone. A copy of the folder (new mtimes) is the same model."""
@@ -1201,6 +1202,11 @@ def test_a_job_on_a_local_synthesizer_refuses_a_model_trained_further_in_its_fol
     del spec["synthesis"]["synthesizer_files"]  # a job started before folders were pinned resumes as it ran
     (tmp_path / "o" / "job.json").write_text(json.dumps(spec))
     prepare(job, model, NO_FILTERS)
+    os.remove(tmp_path / "o" / "pairs" / "00000.json")  # no unit done: its job.json gets the pin, said as such
+    with caplog.at_level("WARNING", logger="hf_ipt.jobs"):
+        prepare(job, model, NO_FILTERS)
+    assert "is now pinned by its files (synthesizer_files; a job started by an hf_ipt before 0.3.0.dev4" in caplog.text
+    assert "changed since the job started" not in caplog.text
 
 
 def test_engine_kwargs_that_tune_may_change_on_resume_and_others_stay_pinned(tmp_path, caplog):

@@ -145,3 +145,25 @@ def test_check_model_path_refuses_a_model_folder_without_weights(tmp_path):
     assert models.check_model_path(str(tmp_path), "the tokenizer", models.TOKENIZER_FILES, "tokenizer") == str(tmp_path)
     (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"")
     assert models.check_model_path(str(tmp_path)) == str(tmp_path)
+
+
+def test_the_folder_fingerprint_sees_any_tensor_change_and_ignores_files_no_model_loads(tmp_path):
+    """A job pins its local synthesizer by it: samples of the whole file missed a merged LoRA delta in a
+    tensor between them, and a README or results file written into the folder changed it."""
+    import torch
+    from safetensors.torch import save_file
+
+    tensors = {f"layer{i}.weight": torch.zeros(256, 256) for i in range(8)}  # 2 MiB: sampled, not read whole
+    save_file(tensors, tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text("{}")
+    before = models.folder_fingerprint(tmp_path)
+    assert set(before) == {"config.json", "model.safetensors"}
+    (tmp_path / "README.md").write_text("# card")
+    (tmp_path / "results.json").write_text("{}")
+    assert models.folder_fingerprint(tmp_path) == before
+    for name, row in (("layer3.weight", 0), ("layer5.weight", -1)):  # a first row, a last row
+        changed = dict(tensors)
+        changed[name] = tensors[name].clone()
+        changed[name][row] += 1e-3
+        save_file(changed, tmp_path / "model.safetensors")
+        assert models.folder_fingerprint(tmp_path)["model.safetensors"] != before["model.safetensors"], name

@@ -86,6 +86,27 @@ def test_a_tokenizer_transformers_reads_as_shipped_is_left_as_it_is(tmp_path):
     assert keep_shipped_pipeline(tokenizer, str(tmp_path / "no_such_folder")) == []
 
 
+def test_a_pipeline_transformers_builds_on_purpose_is_left_as_built(tmp_path, mistral_style_model_dir):
+    """`add_prefix_space` (a GPT-2 tokenizer_config.json, or a Llama kwarg) changes the pipeline in transformers
+    4 and 5 alike: it was undone, back to the file's."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from hf_ipt.models import pretrained_tokenizer
+
+    train_tiny_tokenizer().save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "GPT2Tokenizer",
+                                                                "add_prefix_space": True}))
+    gpt2 = AutoTokenizer.from_pretrained(tmp_path)
+    assert pretrained_tokenizer(str(tmp_path)).tokenize("Hello world") == gpt2.tokenize("Hello world")
+    folder = str(mistral_style_model_dir)
+    built = AutoTokenizer.from_pretrained(folder, add_prefix_space=False)
+    ours = pretrained_tokenizer(folder, add_prefix_space=False)
+    assert ours.backend_tokenizer.to_str() == built.backend_tokenizer.to_str()
+
+
 def test_from_model_refuses_a_device_or_dtype_the_model_does_not_have(mistral_style_model_dir):
     """`from_model` neither moves nor casts the model: such a setting was ignored silently."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -318,6 +318,29 @@ def test_a_jit_checkpoint_on_sigterm_saves_the_position_of_its_weights_and_ends_
     assert "stopped by SIGTERM, saved as checkpoint-2 (of 4 steps)" in caplog.text
 
 
+def test_a_jit_checkpoint_in_the_last_step_still_ends_the_run_with_its_final_model(tmp_path, tiny_model_dir,
+                                                                                   tiny_tokenizer):
+    """SIGTERM's checkpoint taken once the last optimizer step ran: the run is complete, and its resume
+    would be refused (nothing left to train), so the final model, card (and push) are written as usual."""
+    from transformers import AutoModelForCausalLM
+
+    data, args = _continual_setup(tmp_path, tiny_model_dir, max_steps=3, enable_jit_checkpoint=True,
+                                  disable_tqdm=True)
+    dataset, mix = continual_pt_dataset(data, tiny_tokenizer, args)
+    trainer = build_trainer(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tiny_tokenizer, dataset, args,
+                            CardInfo("continual_pt", data_mix=mix))
+    manager = next(c.jit_manager for c in trainer.callback_handler.callbacks if getattr(c, "jit_manager", None))
+
+    class Late(TrainerCallback):  # the grace period ends after the last step's optimizer step
+        def on_optimizer_step(self, args, state, control, **kwargs):
+            manager.is_checkpoint_requested |= state.global_step == args.max_steps - 1
+
+    trainer.add_callback(Late())
+    train_and_save(trainer)
+    assert trainer.signal_checkpoint == 3 and (tmp_path / "out" / "model.safetensors").is_file()
+    assert (tmp_path / "out" / "README.md").is_file()
+
+
 def test_after_a_resume_the_evaluation_logs_the_epoch_of_an_uninterrupted_run():
     """Resumed at step 3 of 6, the evaluation at step 4 logged epoch 0.1667 (the data loader's count, restarted at
     the resume), not 0.667: the epoch was corrected by a callback that ran after the evaluation's `on_step_end`."""

@@ -229,8 +229,8 @@ class TransformersBackend:
         from ..models import keep_shipped_pipeline
 
         check_loaded_as_configured(model, config)
-        if getattr(tokenizer, "name_or_path", None):
-            keep_shipped_pipeline(tokenizer, tokenizer.name_or_path)
+        if name := getattr(tokenizer, "name_or_path", None):  # the revision of the model's, when it is that one
+            keep_shipped_pipeline(tokenizer, name, config.revision if name == config.model_name_or_path else None)
         backend = cls.__new__(cls)
         backend._setup(config, model.eval(), tokenizer)
         return backend

@@ -35,7 +35,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from .harness import Results, average_score, domain_groups, evaluate, scoring_settings
+from .harness import Results, average_score, evaluate, group_averages, scoring_settings
 from .scoring import check_batch_size, resolve_add_bos
 from .tasks import load_tasks
 
@@ -51,9 +51,8 @@ def flatten_results(results: Results, prefix: str = "eval") -> dict[str, float]:
         f"{prefix}_{task}_{m}": v for task, scores in results.items() for m, v in scores.items()
     }
     logs[f"{prefix}_domain_average"] = average_score(results)
-    if len(groups := domain_groups(list(results))) > 1:  # finance and medicine: each one's average too
-        logs.update({f"{prefix}_{label}_average": average_score({t: results[t] for t in tasks})
-                     for label, tasks in groups.items()})
+    # finance and medicine (and task files): each one's average too
+    logs.update({f"{prefix}_{label}_average": value for label, value in group_averages(results).items()})
     return logs
 
 
@@ -198,6 +197,7 @@ class EvalCallback(TrainerCallback):
             "global_step": step,
             "results": results,
             "average": average_score(results),
+            "averages": group_averages(results),  # per paper domain, when the tasks hold more than one
             "settings": settings,
             "history": self.history,
         }

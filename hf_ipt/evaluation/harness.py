@@ -234,6 +234,15 @@ def domain_groups(task_names: Sequence[str]) -> dict[str, list[str]]:
     return groups if len(groups) > 1 else {"domain": list(task_names)}
 
 
+def group_averages(results: Results) -> dict[str, float]:
+    """``{"finance": ..., "medicine": ...}``: the average of each group of `domain_groups` when the tasks
+    fall in more than one (each paper domain apart, task files as ``"other"``); empty when in one."""
+    groups = domain_groups(list(results))
+    if len(groups) < 2:
+        return {}
+    return {label: average_score({task: results[task] for task in tasks}) for label, tasks in groups.items()}
+
+
 def results_to_json(results: Results, path: str | os.PathLike | None = None) -> str:
     """Results as indented JSON, written to `path` when given."""
     text = json.dumps(results, indent=2) + "\n"

@@ -237,6 +237,9 @@ def _eval_table(record: dict[str, Any] | None) -> str:
         for metric, value in metrics.items()
     ]
     head = f"At step {record.get('global_step', '?')}, average {_number(record.get('average'))}:"
+    if averages := record.get("averages"):  # tasks of both paper domains: each one's average, as the paper
+        head = (f"At step {record.get('global_step', '?')}, averages "
+                + ", ".join(f"{label} {_number(value)}" for label, value in averages.items()) + ":")
     if not examples:  # a record of an older hf_ipt
         return "\n".join([head, "", "| Task | Metric | Value |", "|---|---|---|", *rows])
     capped = any(n is not None and n < sizes.get(task, n) for task, n in examples.items())

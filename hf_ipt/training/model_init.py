@@ -145,9 +145,11 @@ def shardable_quantization(quantization_config: Any, dtype: Any) -> Any:
         from ..cli import UsageError
 
         name = str(storage).removeprefix("torch.")
+        fix = (f"pass --bnb_4bit_quant_storage {name}" if dtype not in (None, "auto") else
+               "pass --dtype and the same --bnb_4bit_quant_storage (with --dtype auto the storage is bfloat16)")
         raise UsageError(f"--bnb_4bit_quant_storage {str(given).removeprefix('torch.')} under FSDP / ZeRO-3: the 4-bit "
                          f"weights must be stored in the dtype of the other parameters ({name}) to be sharded "
-                         f"with them; pass --bnb_4bit_quant_storage {name}, or leave it unset")
+                         f"with them; {fix}, or leave it unset")
     quantization_config.bnb_4bit_quant_storage = storage
     return quantization_config
 

@@ -720,7 +720,8 @@ def train_and_save(trainer: IPTTrainer) -> None:
         trainer.uncounted_steps = uncounted_steps(checkpoint)
         resume_stream(trainer, checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
-    if trainer.signal_checkpoint is not None:  # preempted: the run is not over, its process about to be killed
+    # preempted before its last step: the run is not over, and its process is about to be killed
+    if trainer.signal_checkpoint is not None and trainer.state.global_step < trainer.state.max_steps:
         logger.warning("hf_ipt: stopped by SIGTERM, saved as checkpoint-%d (of %d steps): resume with "
                        "--resume_from_checkpoint last. No final model, card or push for an unfinished run",
                        trainer.signal_checkpoint, trainer.state.max_steps)
