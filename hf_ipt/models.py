@@ -108,7 +108,8 @@ def folder_fingerprint(folder: str | os.PathLike) -> dict[str, str]:
     same. Small files are hashed whole; a safetensors file by its header (names, shapes, offsets) and the
     first and last `TENSOR_SAMPLE` bytes of every tensor, so a tensor trained further is seen, merged LoRA
     deltas of a few projections as much as new rows at the end of an embedding (an edit of a tensor's
-    middle alone is not); other large files by three samples. A 14 GB checkpoint is fingerprinted in well under a second by every process."""
+    middle alone is not); other large files by three samples. A 14 GB checkpoint is fingerprinted in well
+    under a second by every process."""
     import hashlib
 
     prints = {}

@@ -58,9 +58,8 @@ class IPTTrainer(Trainer):
     def __init__(self, *args: Any, card: CardInfo, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.card = card
-        self.stream_position: str | None = None  # after the last batch trained on (`position.Position`)
-        # `state.global_step` while a batch trained -> the stream position after it: the batches of step N+1
-        # train while `global_step` is N (`checkpoint_position`)
+        # `state.global_step` while a batch trained -> the stream position after it (`position.Position`): the
+        # batches of step N+1 train while `global_step` is N (`checkpoint_position`)
         self.step_positions: dict[int, str] = {}
         self.rng_checkpoint: str | None = None  # set by `resume_stream`: restore its RNG after the 1st batch
         self.uncounted_steps = 0  # steps before the resume whose tokens the Trainer did not count (`uncounted_steps`)
@@ -88,7 +87,6 @@ class IPTTrainer(Trainer):
         step = self.state.global_step
         loss = super().training_step(model, inputs, *args, **kwargs)
         if position is not None:
-            self.stream_position = position
             self.step_positions = {s: p for s, p in self.step_positions.items() if s >= step - 1}
             self.step_positions[step] = position
         return loss
