@@ -501,8 +501,8 @@ def check_pinned(job: JobConfig, pinned: dict) -> None:
 def _differences(old: dict, new: dict) -> list[str]:
     """What differs between two job specs: ``synthesis.rounds 2 -> 3``, units and file sizes summed up."""
     special = ("units", "file_sizes")
-    out = describe_changes(_without_keywords_digest({k: v for k, v in old.items() if k not in special}),
-                           _without_keywords_digest({k: v for k, v in new.items() if k not in special}))
+    out = describe_changes(_without_named_pins({k: v for k, v in old.items() if k not in special}),
+                           _without_named_pins({k: v for k, v in new.items() if k not in special}))
     out += _keywords_changed(old.get("synthesis"), new.get("synthesis"))
     out += _synthesizer_changed(old.get("synthesis"), new.get("synthesis"))
     before, after = old.get("units") or [], new.get("units") or []
@@ -515,7 +515,7 @@ def _differences(old: dict, new: dict) -> list[str]:
     return out
 
 
-def _without_keywords_digest(spec: dict) -> dict:
+def _without_named_pins(spec: dict) -> dict:
     """`spec` less its keywords digest and synthesizer files (`_keywords_changed` and `_synthesizer_changed`
     name those changes by the file)."""
     named = (KEYWORDS_DIGEST, SYNTHESIZER_FILES)

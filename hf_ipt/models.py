@@ -137,22 +137,31 @@ def _loads_from(name: str) -> bool:
 
 def _samples(f: Any, name: str, size: int) -> list[tuple[int, int]]:
     """(offset, length) of the parts of a large file that `folder_fingerprint` hashes."""
-    if name.endswith(".safetensors"):
-        header = int.from_bytes(f.read(8), "little")
-        if 0 < header <= size - 8:
-            try:
-                tensors = json.loads(f.read(header))
-            except ValueError:
-                tensors = None
-            if isinstance(tensors, dict):
-                parts = [(0, 8 + header)]
-                for value in tensors.values():
-                    if isinstance(value, dict) and len(offsets := value.get("data_offsets") or ()) == 2:
-                        begin, end = 8 + header + offsets[0], 8 + header + offsets[1]
-                        parts += [(begin, min(TENSOR_SAMPLE, end - begin)),
-                                  (max(begin, end - TENSOR_SAMPLE), min(TENSOR_SAMPLE, end - begin))]
-                return parts
-    return [(0, FINGERPRINT_SAMPLE), (size // 2, FINGERPRINT_SAMPLE), (size - FINGERPRINT_SAMPLE, FINGERPRINT_SAMPLE)]
+    tensors = _safetensors_header(f, size) if name.endswith(".safetensors") else None
+    if tensors is None:
+        return [(0, FINGERPRINT_SAMPLE), (size // 2, FINGERPRINT_SAMPLE),
+                (size - FINGERPRINT_SAMPLE, FINGERPRINT_SAMPLE)]
+    start = f.tell()  # the tensors' data begins after the header
+    parts = [(0, start)]
+    for value in tensors.values():
+        if isinstance(value, dict) and len(offsets := value.get("data_offsets") or ()) == 2:
+            begin, end = start + offsets[0], start + offsets[1]
+            length = min(TENSOR_SAMPLE, end - begin)
+            parts += [(begin, length), (end - length, length)]
+    return parts
+
+
+def _safetensors_header(f: Any, size: int) -> dict | None:
+    """The header of the safetensors file `f` (open at its start), left open just after it; `None` when it is
+    not one."""
+    header = int.from_bytes(f.read(8), "little")
+    if not 0 < header <= size - 8:
+        return None
+    try:
+        tensors = json.loads(f.read(header))
+    except ValueError:
+        return None
+    return tensors if isinstance(tensors, dict) else None
 
 
 def default_cache_dir() -> Path:

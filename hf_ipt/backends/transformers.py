@@ -173,9 +173,8 @@ def check_loaded_as_configured(model: Any, config: BackendConfig) -> None:
     neither moves nor casts it, and a setting it ignored would be read as applied."""
     import torch
 
-    where = model.device
-    if config.device is not None and not (torch.device(config.device).type == where.type and
-                                          torch.device(config.device).index in (None, where.index)):
+    where, wanted = model.device, None if config.device is None else torch.device(config.device)
+    if wanted is not None and not (wanted.type == where.type and wanted.index in (None, where.index)):
         raise ValueError(f"`device` {config.device!r} in the config, but the model given is on {str(where)!r}: "
                          "move the model there first, or leave `device` unset")
     if config.dtype != "auto" and getattr(torch, config.dtype) != model.dtype:

@@ -20,7 +20,7 @@ from transformers import TrainingArguments
 from ..backends.base import default_of
 from ..cli import UsageError, check_output_dir, refuse_unknown_options, unknown_options
 from ..models import TOKENIZER_FILES, check_model_path
-from .model_init import MODEL_SHAPES, parameter_sharding
+from .model_init import MODEL_SHAPES, changed_options, parameter_sharding
 
 logger = logging.getLogger(__name__)
 
@@ -427,12 +427,7 @@ def model_parallel_sizes(parallelism_config: Any, environ: Mapping[str, str]) ->
 def checkpoint_options(model_args: Any) -> dict[str, Any]:
     """The options of `model_args` (a `trl.ModelConfig`) outside `SCRATCH_MODEL_OPTIONS` that were set
     to something other than their defaults, by name."""
-    defaults = type(model_args)()
-    return {
-        f.name: getattr(model_args, f.name)
-        for f in dataclasses.fields(model_args)
-        if f.name not in SCRATCH_MODEL_OPTIONS and getattr(model_args, f.name) != getattr(defaults, f.name)
-    }
+    return {name: value for name, value in changed_options(model_args).items() if name not in SCRATCH_MODEL_OPTIONS}
 
 
 def refuse_checkpoint_options(model_args: Any) -> None:

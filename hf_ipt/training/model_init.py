@@ -238,10 +238,12 @@ def check_kbit_options(model_args: Any) -> None:
             f"{' and '.join(given)} without --use_peft: 4/8-bit weights train only LoRA adapters; also pass "
             "--use_peft (QLoRA), or drop the flag to train the full weights"
         )
+    changed = changed_options(model_args)
     for names, flag, what in ((LORA_OPTIONS, "--use_peft", "LoRA options: a full fine-tune would run"),
                               (BNB_4BIT_OPTIONS, "--load_in_4bit", "4-bit options: the weights would load unquantized")):
-        if not getattr(model_args, flag[2:], False) and (unused := _changed(model_args, names)):
-            raise UsageError(f"{unused} without {flag}: {what}, ignoring them; also pass {flag}, or drop them")
+        if not getattr(model_args, flag[2:], False) and (unused := [n for n in names if n in changed]):
+            named = ", ".join(f"--{name} {changed[name]!r}" for name in unused)
+            raise UsageError(f"{named} without {flag}: {what}, ignoring them; also pass {flag}, or drop them")
 
 
 # `trl.ModelConfig` options that only LoRA (`use_peft`) and only 4-bit loading (`load_in_4bit`) read.
@@ -250,15 +252,16 @@ LORA_OPTIONS = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "
 BNB_4BIT_OPTIONS = ("bnb_4bit_quant_type", "use_bnb_nested_quant", "bnb_4bit_quant_storage")
 
 
-def _changed(model_args: Any, names: tuple[str, ...]) -> str:
-    """``--name value`` of each of `names` that `model_args` sets to other than its dataclass default."""
+def changed_options(model_args: Any) -> dict[str, Any]:
+    """The options of `model_args` (a `trl.ModelConfig`) set to other than their defaults, by name; none for
+    an object that is no dataclass."""
     import dataclasses
 
     if not dataclasses.is_dataclass(model_args):
-        return ""
-    defaults = {f.name: f.default for f in dataclasses.fields(model_args) if f.default is not dataclasses.MISSING}
-    return ", ".join(f"--{name} {getattr(model_args, name)!r}" for name in names
-                     if name in defaults and getattr(model_args, name) != defaults[name])
+        return {}
+    defaults = type(model_args)()
+    return {f.name: getattr(model_args, f.name) for f in dataclasses.fields(model_args)
+            if getattr(model_args, f.name) != getattr(defaults, f.name)}
 
 
 def check_context_length(model: Any, max_length: int) -> None:
