@@ -352,18 +352,24 @@ def fsdp_shards(folder: str) -> list[str]:
 
 
 def merge_fsdp_hint(folder: str, shards: list[str]) -> str:
-    """Why the FSDP checkpoint `folder` (its `shards` folders) does not load, and the commands that make it a model."""
+    """Why the FSDP checkpoint `folder` (its `shards` folders) does not load, and the commands that make it a model
+    (or, for a PEFT run's checkpoint, whose shards hold only the adapter's weights, a LoRA adapter)."""
     merged = f"{folder.rstrip(os.sep)}-merged"
-    found = [f for f in LOADING_FILES if os.path.isfile(os.path.join(folder, f))]
-    if "config.json" in found:
+    adapter = os.path.isfile(os.path.join(folder, "adapter_config.json"))
+    found = [f for f in (*LOADING_FILES, "adapter_config.json") if os.path.isfile(os.path.join(folder, f))]
+    if "config.json" in found or adapter:
         copy = f"`cp {' '.join(os.path.join(folder, f) for f in found)} {merged}/`"
     else:  # saved by a run of hf_ipt before 0.3.0.dev3, which wrote no config into its FSDP checkpoints
         copy = ("copy config.json and the tokenizer files (tokenizer.json, tokenizer_config.json, ...) of the model it "
                 f"trained, e.g. from the run's output_dir once it has finished, or from the base model, into {merged}/")
+    what, rename = "model", ""
+    if adapter:
+        what = "LoRA adapter"
+        rename = f", `mv {merged}/model.safetensors {merged}/adapter_model.safetensors` (PEFT's name for its weights)"
     return (f"is an FSDP checkpoint sharded by rank ({shards[0]}/, `fsdp_state_dict_type: SHARDED_STATE_DICT`), which "
-            f"`from_pretrained` cannot load: merge the shards into one model with `accelerate merge-weights "
+            f"`from_pretrained` cannot load: merge the shards into one {what} with `accelerate merge-weights "
             f"{os.path.join(folder, shards[0])} {merged}` (it writes {merged}/model.safetensors, on CPU), then "
-            f"{copy}, and give {merged!r}")
+            f"{copy}{rename}, and give {merged!r}")
 
 
 def check_model_path(name: str, option: str = "--model_name_or_path", files: tuple[str, ...] = MODEL_FILES,

@@ -24,6 +24,7 @@ from .conftest import SYNTH_PAIRS, TOKENIZER_TEXT
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE = str(Path(sys.executable).with_name("accelerate"))
+FSDP_ON_CPU = REPO / "tests" / "fsdp_on_cpu"
 RECIPES = ("continual_pt", "pretrain", "train_synthesizer")
 CPU = [
     "--bf16",
@@ -49,11 +50,12 @@ CPU = [
 ]
 
 
-def _run(args: list[str], timeout: int = 600, retry_if: Callable[[str], bool] | None = None) -> str:
+def _run(args: list[str], timeout: int = 600, retry_if: Callable[[str], bool] | None = None,
+         env: dict[str, str] | None = None) -> str:
     # PYTHONFAULTHANDLER: a SIGABRT makes every process print all its threads' Python stacks.
     proc = subprocess.Popen(
         args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONFAULTHANDLER": "1"}, start_new_session=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})}, start_new_session=True,
     )
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
@@ -133,10 +135,12 @@ def test_a_launch_whose_port_was_taken_is_retried_and_other_failures_are_not():
         _run([sys.executable, "-c", "raise ValueError('a real failure')"], retry_if=_port_taken)
 
 
-def _launch(recipe: str, *args: str, processes: int = 1, cpu_num_processes: int = 1) -> str:
+def _launch(recipe: str, *args: str, processes: int = 1, cpu_num_processes: int = 1,
+            accelerate_config: str = "ddp") -> str:
     # `--cpu` makes accelerate start ONE process (several need mpirun) whatever `--num_processes`
     # (`cpu_num_processes` here) says: DDP on CPU goes through the torchrun launcher of the `ddp`
-    # config, and the recipe's `--use_cpu true` picks gloo.
+    # config, and the recipe's `--use_cpu true` picks gloo. `accelerate_config="fsdp2"`: the shipped
+    # FSDP2 config, its sharding let onto CPU by the test shim in tests/fsdp_on_cpu/.
     if processes == 1:
         launcher = [
             ACCELERATE,
@@ -151,12 +155,13 @@ def _launch(recipe: str, *args: str, processes: int = 1, cpu_num_processes: int 
         return _run([*launcher, f"recipes/{recipe}.py", *config, *CPU, *args])
     from hf_ipt.training import accelerate_config_path
 
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(FSDP_ON_CPU), os.environ.get("PYTHONPATH")]))}
     for attempt in (1, 2):
         launcher = [
             ACCELERATE,
             "launch",
             "--config_file",
-            str(accelerate_config_path("ddp")),
+            str(accelerate_config_path(accelerate_config)),
             "--num_processes",
             str(processes),
             "--mixed_precision",
@@ -169,7 +174,8 @@ def _launch(recipe: str, *args: str, processes: int = 1, cpu_num_processes: int 
         # hang about 1 in 6 at exit (the DDP wrapper outlived the process group; see
         # `hf_ipt.training.trainer.release_wrapped_model`); 32 runs in a row under load passed since.
         try:
-            return _run(command, timeout=300, retry_if=_port_taken if attempt == 1 else None)
+            return _run(command, timeout=300, retry_if=_port_taken if attempt == 1 else None,
+                        env=env if accelerate_config == "fsdp2" else None)
         except subprocess.TimeoutExpired as error:
             pytest.fail(f"2-process run hung; stacks of its processes:\n{error.output[-30000:]}")
         except _Retry as error:  # another process took the port between `_free_port` and torchrun
@@ -322,6 +328,88 @@ def test_continual_pt_ddp_two_processes_resumes_exactly(data, tiny_model_dir, tm
     # The tiny model itself, trained: same shape, new weights.
     assert model.num_parameters() == initial.num_parameters()
     assert any(not a.equal(b) for a, b in zip(model.parameters(), initial.parameters()))
+
+
+def _merge_as_hinted(checkpoint: Path) -> Path:
+    """Run the commands that `check_model_path`'s refusal of a sharded FSDP checkpoint names, as a user would."""
+    import re
+
+    from hf_ipt.cli import UsageError
+    from hf_ipt.models import check_model_path
+
+    with pytest.raises(UsageError, match=r"is an FSDP checkpoint sharded by rank") as error:
+        check_model_path(str(checkpoint))
+    steps = re.findall(r"`((?:accelerate merge-weights|cp|mv) [^`]+)`", str(error.value))
+    assert steps[0].startswith("accelerate merge-weights") and steps[1].startswith("cp "), str(error.value)
+    for step in steps:
+        name, *args = step.split()
+        command = [ACCELERATE, *args] if name == "accelerate" else [name, *args]
+        subprocess.run(command, check=True, capture_output=True)
+    return Path(re.search(r"and give '([^']+)'", str(error.value))[1])
+
+
+@pytest.mark.slow
+def test_continual_pt_fsdp2_shards_resumes_exactly_and_merges(data, tiny_model_dir, tmp_path):
+    """The shipped FSDP2 config, two processes (its sharding on CPU through tests/fsdp_on_cpu/): it trains as
+    DDP does, checkpoints by rank, resumes from such a checkpoint exactly, gathers the final model whole, and
+    the commands that the refusal of a sharded checkpoint names make it a model equal to the final one."""
+    from hf_ipt.models import fsdp_shards, has_weights
+
+    common = [
+        "--model_name_or_path", str(tiny_model_dir), "--dtype", "float32",
+        "--domain_dataset", str(data / "domain.jsonl"), "--general_dataset", str(data / "general.jsonl"),
+        "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1", "--max_length", "128",
+        "--max_steps", "4", "--learning_rate", "1e-3",
+    ]
+    first, second, ddp = tmp_path / "first", tmp_path / "second", tmp_path / "ddp"
+    _launch("continual_pt", *common, "--output_dir", str(first), processes=2, accelerate_config="fsdp2")
+    _launch("continual_pt", *common, "--output_dir", str(second), "--resume_from_checkpoint",
+            str(first / "checkpoint-2"), processes=2, accelerate_config="fsdp2")
+    _launch("continual_pt", *common, "--output_dir", str(ddp), processes=2)
+    # sharded by rank: no whole model in the checkpoints, two ranks' shards of model and optimizer
+    for checkpoint in (first / "checkpoint-2", first / "checkpoint-4"):
+        assert fsdp_shards(str(checkpoint)) == ["pytorch_model_fsdp_0"] and not has_weights(str(checkpoint))
+        assert len(list((checkpoint / "pytorch_model_fsdp_0").glob("*.distcp"))) == 2
+    assert not (ddp / "checkpoint-2" / "pytorch_model_fsdp_0").exists()  # the reference ran unsharded
+    uninterrupted, resumed, reference = (_log_history(first / "checkpoint-4"),
+                                         _log_history(second / "checkpoint-4"), _log_history(ddp / "checkpoint-4"))
+    for step in (1, 2, 3, 4):
+        assert uninterrupted[step]["loss"] == pytest.approx(reference[step]["loss"], rel=1e-4)
+    for step in (3, 4):
+        assert resumed[step]["loss"] == pytest.approx(uninterrupted[step]["loss"], rel=1e-4)
+    assert _stream_positions(second / "checkpoint-4") == _stream_positions(first / "checkpoint-4")
+    final, merged = _reload(first), _reload(_merge_as_hinted(first / "checkpoint-4"))
+    resumed_final, unsharded = _reload(second).state_dict(), _reload(ddp).state_dict()
+    assert merged.config.use_cache is True
+    for name, weights in final.state_dict().items():
+        assert merged.state_dict()[name].equal(weights), name
+        assert resumed_final[name].equal(weights), name
+        assert unsharded[name].allclose(weights, atol=1e-6), name
+
+
+@pytest.mark.slow
+def test_continual_pt_fsdp2_with_lora_saves_an_adapter_at_every_checkpoint(data, tiny_model_dir, tmp_path):
+    """`--use_peft` under FSDP2: the final adapter loads; a sharded checkpoint holds the adapter's config and the
+    tokenizer, and the commands its refusal names make an adapter equal to the final one at the last step."""
+    from peft import AutoPeftModelForCausalLM
+
+    out = tmp_path / "out"
+    _launch("continual_pt", "--model_name_or_path", str(tiny_model_dir), "--dtype", "float32",
+            "--domain_dataset", str(data / "domain.jsonl"), "--general_dataset", str(data / "general.jsonl"),
+            "--per_device_train_batch_size", "2", "--max_length", "128", "--max_steps", "4",
+            "--learning_rate", "1e-2", "--use_peft", "true", "--output_dir", str(out),
+            processes=2, accelerate_config="fsdp2")
+    checkpoint = out / "checkpoint-4"
+    assert (checkpoint / "pytorch_model_fsdp_0").is_dir() and (checkpoint / "tokenizer.json").is_file()
+    assert json.loads((checkpoint / "adapter_config.json").read_text())["inference_mode"] is True
+    merged = _merge_as_hinted(checkpoint)
+    final = AutoPeftModelForCausalLM.from_pretrained(out).state_dict()
+    adapter = AutoPeftModelForCausalLM.from_pretrained(merged).state_dict()
+    lora = [name for name in final if "lora_" in name]
+    assert lora and sorted(adapter) == sorted(final)
+    for name in final:
+        assert adapter[name].equal(final[name]), name
+    assert any(final[name].abs().sum() > 0 for name in lora if "lora_B" in name)  # B starts at 0: it trained
 
 
 @pytest.mark.slow

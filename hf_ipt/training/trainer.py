@@ -764,23 +764,28 @@ def full_state_dict_for_final_save(trainer: Any) -> None:
 
 
 def save_loading_files(trainer: Any, checkpoint: str) -> None:
-    """Under FSDP's sharded state dict, write the model's config (``use_cache`` on, as the final save has
-    it), generation config and tokenizer into `checkpoint`, whose weights are only the ranks' shards: then
-    ``accelerate merge-weights CHECKPOINT/pytorch_model_fsdp_0 OUT`` and a copy of these files make a model
-    that loads (`hf_ipt.models.merge_fsdp_hint` says so to whoever gives such a checkpoint as a model).
-    Not for a PEFT model, whose shards hold the base model's and the adapter's weights under PEFT's names."""
+    """Under FSDP's sharded state dict, write what loads the model beside the ranks' shards in `checkpoint`:
+    the model's config (``use_cache`` on, as the final save has it), generation config and tokenizer, or
+    for a PEFT model its ``adapter_config.json`` and the tokenizer. Then ``accelerate merge-weights
+    CHECKPOINT/pytorch_model_fsdp_0 OUT`` and a copy of these files make a model (or, its
+    ``model.safetensors`` renamed ``adapter_model.safetensors``, an adapter) that loads
+    (`hf_ipt.models.merge_fsdp_hint` says so to whoever gives such a checkpoint as a model)."""
     if not (sharded_state_dict(trainer) and trainer.args.should_save):
         return
     import copy
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     if getattr(model, "peft_config", None):
-        return
-    config = copy.deepcopy(model.config)
-    config.use_cache = True  # off for packed training (`build_trainer`); the merged model generates with a cache
-    config.save_pretrained(checkpoint)
-    if getattr(model, "generation_config", None) is not None:
-        model.generation_config.save_pretrained(checkpoint)
+        # the shards hold only the adapter's weights, under the names PEFT saves them with
+        config = copy.deepcopy(model.peft_config[model.active_adapter])
+        config.inference_mode = True  # as `PeftModel.save_pretrained` writes it
+        config.save_pretrained(checkpoint)
+    else:
+        config = copy.deepcopy(model.config)
+        config.use_cache = True  # off for packed training (`build_trainer`); the merged model generates with a cache
+        config.save_pretrained(checkpoint)
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.save_pretrained(checkpoint)
     if trainer.processing_class is not None:
         trainer.processing_class.save_pretrained(checkpoint)
 
