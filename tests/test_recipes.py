@@ -388,17 +388,19 @@ def test_continual_pt_fsdp2_shards_resumes_exactly_and_merges(data, tiny_model_d
 
 
 @pytest.mark.slow
-def test_continual_pt_fsdp2_with_lora_saves_an_adapter_at_every_checkpoint(data, tiny_model_dir, tmp_path):
-    """`--use_peft` under FSDP2: the final adapter loads; a sharded checkpoint holds the adapter's config and the
-    tokenizer, and the commands its refusal names make an adapter equal to the final one at the last step."""
+@pytest.mark.parametrize("quantized", [False, True], ids=["lora", "qlora"])
+def test_continual_pt_fsdp2_with_lora_saves_an_adapter_at_every_checkpoint(data, tiny_model_dir, tmp_path, quantized):
+    """`--use_peft` (and QLoRA, as PEFT's FSDP guide runs it) under FSDP2: the final adapter loads; a sharded
+    checkpoint holds the adapter's config and the tokenizer, and the commands its refusal names make an adapter
+    equal to the final one at the last step."""
     from peft import AutoPeftModelForCausalLM
 
     out = tmp_path / "out"
     _launch("continual_pt", "--model_name_or_path", str(tiny_model_dir), "--dtype", "float32",
             "--domain_dataset", str(data / "domain.jsonl"), "--general_dataset", str(data / "general.jsonl"),
             "--per_device_train_batch_size", "2", "--max_length", "128", "--max_steps", "4",
-            "--learning_rate", "1e-2", "--use_peft", "true", "--output_dir", str(out),
-            processes=2, accelerate_config="fsdp2")
+            "--learning_rate", "1e-2", "--use_peft", "true", "--load_in_4bit", str(quantized).lower(),
+            "--output_dir", str(out), processes=2, accelerate_config="fsdp2")
     checkpoint = out / "checkpoint-4"
     assert (checkpoint / "pytorch_model_fsdp_0").is_dir() and (checkpoint / "tokenizer.json").is_file()
     assert json.loads((checkpoint / "adapter_config.json").read_text())["inference_mode"] is True
