@@ -738,14 +738,19 @@ def test_flops_per_token_is_six_n(tiny_model_dir):
 def test_release_wrapped_model_frees_the_wrapper_before_the_group_ends(caplog):
     import torch
 
-    class Wrapper(torch.nn.Module):  # stands in for DistributedDataParallel
+    class Wrapper(torch.nn.parallel.DistributedDataParallel):  # a DDP wrapper, without a process group
+        def __init__(self, module: torch.nn.Module):
+            torch.nn.Module.__init__(self)
+            self.module = module
+
+    class Engine(torch.nn.Module):  # stands in for DeepSpeed's engine, which its ZeRO-3 hooks keep referenced
         def __init__(self, module: torch.nn.Module):
             super().__init__()
             self.module = module
 
-    def trainer_with(prepared: list) -> SimpleNamespace:
+    def trainer_with(prepared: list, wrap: type = Wrapper) -> SimpleNamespace:
         model = torch.nn.Linear(2, 2)
-        wrapper = Wrapper(model)
+        wrapper = wrap(model)
         prepared.append(wrapper)
         accelerator = SimpleNamespace(free_memory=prepared.clear)
         return SimpleNamespace(model=model, model_wrapped=wrapper, accelerator=accelerator)
@@ -763,6 +768,13 @@ def test_release_wrapped_model_frees_the_wrapper_before_the_group_ends(caplog):
     # The trainer let go of the wrapper; only the caller's reference keeps it, and that is said.
     assert isinstance(held, Wrapper) and held.module is kept.model
     assert kept.model_wrapped is kept.model and "Wrapper wrapper is still referenced" in caplog.text
+
+    caplog.clear()
+    engine = trainer_with([], wrap=Engine)
+    held = engine.model_wrapped
+    with caplog.at_level("WARNING", logger="hf_ipt.training.trainer"):
+        release_wrapped_model(engine)
+    assert engine.model_wrapped is engine.model and not caplog.records  # not DDP's: no hang known, no alarm
 
 
 def test_single_cpu_process_warning_only_for_a_cpu_launch_of_several():
