@@ -37,6 +37,7 @@ from .chaining import ChainStats
 from .cli import HubUnreachableError, UsageError
 from .corpus import (
     CorpusConfig,
+    cached_url_file,
     check_text_column,
     is_local_corpus,
     iter_shard,
@@ -111,9 +112,11 @@ def _keyed_kwargs(config: AugmentedConfig, config_kwargs: dict) -> dict[str, Any
     return keyed
 
 
-def _stamp(path: str) -> tuple[int, float]:
-    """Size and mtime of a local file: what the cache key holds of it (an edit changes either)."""
-    return os.path.getsize(path), os.path.getmtime(path)
+def _stamp(path: str) -> tuple[int, float, int]:
+    """Size, mtime and ctime of a local file: what the cache key holds of it. An edit changes the ctime even
+    when size and mtime are kept (`cp -p`, `rsync -t`, `tar x` of another version)."""
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime, stat.st_ctime_ns
 
 
 @dataclass
@@ -171,6 +174,10 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
         else:
             files = self._corpus_files
             check_text_column(files, cfg.text_column, self.token)
+        if not dl_manager.is_streaming:
+            # offline, a Hub file of a cached commit is the cache's copy (what the download gives online):
+            # `datasets` would ask the Hub to resolve its URL first
+            files = [cached_url_file(f) for f in files]
         files = dl_manager.download(files)  # streaming: urls stay urls, read lazily
         shards = make_shards(list(files), cfg.num_shards)
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"shards": shards})]

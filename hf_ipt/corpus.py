@@ -254,7 +254,7 @@ def snapshot_url(repo: str, folder: str, path: str) -> str:
 
 
 def cached_url_file(url: str) -> str:
-    """Offline (``HF_HUB_OFFLINE=1``), the Hugging Face cache's copy of an ``hf://`` file URL at a
+    """Offline (`hub_offline`), the Hugging Face cache's copy of an ``hf://`` file URL at a
     commit (``hf://datasets/org/name@<sha>/x.jsonl``, as listings give them); `url` itself online,
     for other paths, or for a URL that names no commit.
 
@@ -262,9 +262,9 @@ def cached_url_file(url: str) -> str:
         `HubUnreachableError`: offline, the cache does not hold the file (a job started where the Hub
             was reachable, resumed offline on another snapshot).
     """
-    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache
 
-    if not constants.HF_HUB_OFFLINE or not is_hub_url(url):
+    if not hub_offline() or not is_hub_url(url):
         return url
     repo, commit, path = hub_url_parts(url)
     if not COMMIT.fullmatch(commit or "") or not path:
@@ -274,7 +274,7 @@ def cached_url_file(url: str) -> str:
         return cached
     raise hub_unreachable_error(f"{url!r} is read from the Hub", f"download that commit there (`hf download {repo} "
                                 f"--repo-type dataset --revision {commit}`, into the Hugging Face cache, which is "
-                                "read offline)")
+                                "read offline)", offline_cause())
 
 
 def snapshot_files(folder: str, path: str, pattern: str) -> list[str]:
@@ -492,16 +492,22 @@ def refuse_pairs_output(option: str, source: str, path: str, needed: str, fix: s
                          f"question-answer pairs, not {needed}. {fix}")
 
 
-def repo_files(corpus: str, config: str | None, split: str, revision: str | None, token=None) -> list[str]:
+def repo_files(corpus: str, config: str | None, split: str, revision: str | None, token=None,
+               snapshot: bool = False) -> list[str]:
     """Data files of `split` in a Hub dataset (or a local folder in the same layout). Offline, a Hub
-    dataset's are paths in the Hugging Face cache when it holds the snapshot (`cached_dataset`)."""
+    dataset's are paths in the Hugging Face cache when it holds the snapshot (`cached_dataset`).
+
+    Raises:
+        `UsageError`: a local folder (not a Hub `snapshot`) holds supported files that no split of the layout
+            reads (`left_out_files`), e.g. the .jsonl beside .txt files: they would be silently dropped.
+    """
     import datasets
     from datasets.data_files import EmptyDatasetError
 
     if not os.path.isdir(corpus):
         repo, in_id = hub_id_parts(corpus)
         if (folder := cached_dataset(repo, in_id or revision, f"`corpus` {corpus!r}", token)) is not None:
-            return [snapshot_url(repo, folder, f) for f in repo_files(folder, config, split, None)]
+            return [snapshot_url(repo, folder, f) for f in repo_files(folder, config, split, None, snapshot=True)]
     elif (files := output_files(corpus, split)) is not None:  # of `hf-ipt synthesize` / `augment`: its data only
         return files
 
@@ -517,11 +523,45 @@ def repo_files(corpus: str, config: str | None, split: str, revision: str | None
             raise
         raise UsageError(f"`corpus_config` {config!r} not found in {corpus!r} ({error})") from None
     data_files = builder.config.data_files or {}
+    if os.path.isdir(corpus) and not snapshot and not chosen_files(corpus, config) and \
+            (left := left_out_files(corpus, data_files)):
+        read = sorted({Path(f).suffix for files in data_files.values() for f in files})
+        raise UsageError(
+            f"`corpus` {corpus!r} is read as a dataset folder, whose layout reads files of one format ({', '.join(read)} "
+            f"here): {len(left)} supported file(s) below it would be left out, e.g. {left[0]!r}. Give a glob that matches "
+            f"every corpus file (corpus='{corpus.rstrip('/')}/**/*' when the folder holds nothing else), or one "
+            "format per folder"
+        )
     if split not in data_files:
         raise UsageError(
             f"`corpus_split` {split!r} not found in {corpus!r}; available: {sorted(str(s) for s in data_files)}"
         )
     return _supported(corpus, [str(f) for f in data_files[split]])
+
+
+def chosen_files(folder: str, config: str | None) -> bool:
+    """Whether the dataset folder's files are chosen on purpose: a config named, or ``configs:`` in the YAML
+    header of its README.md (its data files listed there)."""
+    readme = os.path.join(folder, "README.md")
+    if config is not None:
+        return True
+    if not os.path.isfile(readme):
+        return False
+    with open(readme, encoding="utf-8", errors="replace") as f:
+        header = f.read(1 << 20).split("\n---", 1)[0]
+    return header.startswith("---") and re.search(r"^configs:", header, re.MULTILINE) is not None
+
+
+def left_out_files(folder: str, data_files: dict) -> list[str]:
+    """Supported files below the local `folder` that none of the splits in `data_files` (a `datasets` layout
+    of it) reads: `datasets` picks the format most of its files have and reads only that one. Hidden files and
+    folders (``.``, ``_``), which `datasets` skips on purpose, are not counted."""
+    read = {os.path.realpath(str(f)) for files in data_files.values() for f in files}
+    return sorted(
+        str(path) for path in Path(folder).rglob("*")
+        if path.is_file() and path.name.endswith(SUPPORTED) and os.path.realpath(path) not in read
+        and not any(part.startswith((".", "_")) for part in path.relative_to(folder).parts)
+    )
 
 
 def derive_corpus_name(pattern: str) -> str:
@@ -570,6 +610,8 @@ class CorpusConfig:
 
     def __post_init__(self) -> None:
         where = type(self).__name__
+        if isinstance(self.corpus, os.PathLike):
+            self.corpus = os.fspath(self.corpus)
         if not self.corpus:
             raise ValueError(
                 "`corpus` is required: a local file or glob (.txt, .jsonl, .parquet) or a dataset id, "
@@ -621,7 +663,12 @@ class CorpusConfig:
             if is_hub_url(self.corpus):
                 self.corpus_name = url_corpus_name(self.corpus)
             else:
-                self.corpus_name = derive_corpus_name(self.corpus) if local else self.corpus
+                if local:
+                    self.corpus_name = derive_corpus_name(self.corpus)
+                elif os.path.isdir(self.corpus):  # by its name (`data/news/`, `./news`: `news`), not its path as typed
+                    self.corpus_name = os.path.basename(os.path.abspath(self.corpus))
+                else:
+                    self.corpus_name = self.corpus
 
     def files(self, token=None) -> list[str]:
         """The corpus files (`listed_files`), checked for `text_column` first (`check_text_column`),

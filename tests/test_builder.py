@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import datasets
@@ -211,6 +213,14 @@ def test_cache_key_covers_settings(tmp_path):
     assert len(ids) == 5
     before = AugmentedBuilder(corpus=corpus).config_id
     write_jsonl(tmp_path / "x.jsonl", 3)  # same path, new content
+    assert AugmentedBuilder(corpus=corpus).config_id != before
+    # another version of the same size, its mtime kept (`cp -p`, `rsync -t`): built anew too
+    path = tmp_path / "x.jsonl"
+    before, stat = AugmentedBuilder(corpus=corpus).config_id, path.stat()
+    time.sleep(0.01)
+    path.write_text(path.read_text().replace("a", "b"))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
     assert AugmentedBuilder(corpus=corpus).config_id != before
 
 

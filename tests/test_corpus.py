@@ -291,6 +291,54 @@ def test_a_local_folder_without_data_or_split_is_a_usage_error(tmp_path):
         CorpusConfig(corpus=str(tmp_path / "ds"), corpus_config="business").files()
 
 
+def test_a_dataset_folder_that_would_leave_files_of_another_format_out_is_refused(tmp_path, monkeypatch):
+    """`datasets` reads a folder's most common format only: .txt files beside a .jsonl and a .parquet read
+    3 of 6 documents, silently. Refused, naming a glob that reads them all; a README that lists the data
+    files on purpose (`configs:`), and a split of the layout (test.jsonl), are left as they are."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hf_ipt.corpus import CorpusConfig
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"note{i}.txt").write_text(f"Plain text note {i}.")
+    write_jsonl(folder / "b.jsonl", 2)
+    pq.write_table(pa.table({"text": ["Parquet doc."]}), folder / "c.parquet")
+    with pytest.raises(UsageError, match=r"'.*mixed' is read as a dataset folder, whose layout reads files of one "
+                       r"format \(\.txt here\): 2 supported file\(s\) below it would be left out, e.g. '.*b\.jsonl'. "
+                       r"Give a glob .*corpus='.*mixed/\*\*/\*'"):
+        CorpusConfig(corpus=str(folder)).files()
+    rows = list(load_augmented(f"{folder}/**/*", streaming=True, output="pairs"))
+    assert len(rows) == 6  # the named glob reads every document
+    (folder / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files: '*.txt'\n---\n# notes\n")
+    assert len(CorpusConfig(corpus=str(folder)).files()) == 3  # chosen on purpose
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    write_jsonl(layout / "train.jsonl", 2)
+    write_jsonl(layout / "test.jsonl", 1)
+    (layout / ".cache").mkdir()
+    write_jsonl(layout / ".cache" / "x.jsonl", 1)  # hidden: skipped by `datasets` on purpose
+    assert [os.path.basename(f) for f in CorpusConfig(corpus=str(layout)).files()] == ["train.jsonl"]
+
+
+def test_a_corpus_given_as_a_path_object_or_a_folder_is_named_by_its_last_part(tmp_path, monkeypatch):
+    """`pathlib.Path` corpora failed (`startswith`); a folder's `corpus` column held its path as typed
+    (`./news`, `/home/me/news/`: the home path in every row of a published dataset)."""
+    from hf_ipt.corpus import CorpusConfig
+
+    (tmp_path / "news").mkdir()
+    write_jsonl(tmp_path / "news" / "train.jsonl", 2)
+    assert CorpusConfig(corpus=tmp_path / "news" / "train.jsonl").corpus == str(tmp_path / "news" / "train.jsonl")
+    monkeypatch.chdir(tmp_path)
+    for given in ("news", "news/", "./news", f"{tmp_path}/news/"):
+        assert CorpusConfig(corpus=given).corpus_name == "news", given
+    monkeypatch.chdir(tmp_path / "news")
+    assert CorpusConfig(corpus=".").corpus_name == "news"
+    assert {r["corpus"] for r in load_augmented(tmp_path / "news", streaming=True, output="pairs")} == {"news"}
+
+
 def test_a_corpus_under_the_home_folder_is_found_when_the_shell_did_not_expand_it(tmp_path, monkeypatch):
     """`--corpus "~/data/*.jsonl"` is quoted to keep the glob from the shell, so `~` reaches hf_ipt."""
     from hf_ipt.corpus import CorpusConfig

@@ -713,10 +713,27 @@ def test_a_downloaded_hub_corpus_is_read_offline_from_the_cache(downloaded, hub,
 
     rows = list(load_augmented(REPO, streaming=True, split="train", synthesizer="rules", output="pairs"))
     assert {r["id"]: r["context"] for r in rows} == EXPECTED
+    # built (not streamed): `datasets`' download asked the Hub to resolve the cached commit's URLs
+    built = load_augmented(REPO, split="train", synthesizer="rules", output="pairs", cache_dir=str(tmp_path / "built"))
+    assert {r["id"]: r["context"] for r in built} == EXPECTED
     out = tmp_path / "o"
     assert synthesize_main(["--corpus", REPO, "--output_dir", str(out), "--num_shards", "2", "--output", "pairs"]) == 0
     assert {r["id"]: r["context"] for r in output_rows(out)} == EXPECTED
     assert hub.requests == []  # offline: nothing asked of the Hub
+
+
+def test_with_hf_datasets_offline_alone_the_files_are_read_from_the_cache_too(downloaded, hub, monkeypatch):
+    """`HF_DATASETS_OFFLINE=1` lists a Hub corpus in the cache (`datasets` cannot stream from the Hub then);
+    its files were read from the Hub all the same (retried for minutes offline, downloaded online)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
+    files = CorpusConfig(corpus=REPO).files()
+    assert files == [hf_url(downloaded, path) for path in TRAIN]
+    assert {d.id: d.text for shard in make_shards(files, 2) for d in iter_shard(shard)} == EXPECTED
+    assert hub.requests == []
 
 
 def test_offline_a_revision_the_cache_lacks_or_a_partial_download_is_an_error(downloaded, tmp_path):

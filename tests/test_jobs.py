@@ -492,7 +492,7 @@ def test_dataset_repo_corpus(tmp_path):
                     output_dir=str(tmp_path / "o"), num_shards=2)
     manifest = run_job(job, SynthesisConfig(output="pairs"), NO_FILTERS, progress=False)
     assert sorted(r["context"] for r in output_rows(tmp_path / "o")) == sorted(doc(i) for i in range(5))
-    assert manifest["corpus_name"] == str(repo) and manifest["num_units"] == 2
+    assert manifest["corpus_name"] == "org_news" and manifest["num_units"] == 2
 
 
 def test_two_processes_on_the_same_unit_leave_it_intact(tmp_path, monkeypatch):
