@@ -412,7 +412,20 @@ def _supported(pattern: str, files: list[str]) -> list[str]:
             f"`corpus` {pattern!r} matched unsupported files such as {bad[0]!r}; "
             f"supported suffixes: {SUPPORTED_TEXT}"
         )
+    if undecodable := [f for f in files if not _utf8(f)]:  # names in ids, records and Parquet are UTF-8
+        raise UsageError(
+            f"`corpus` {pattern!r} matched {len(undecodable)} file(s) whose name is not UTF-8, such as "
+            f"{undecodable[0]!r}: rename them (e.g. `convmv -f latin1 -t utf8 --notest FILE`)"
+        )
     return files
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes the file system's encoding could not decode (surrogate escapes)
+        return False
+    return True
 
 
 OUTPUT_RECORDS = ("manifest.json", "summary.json")  # `hf-ipt synthesize`'s, `hf-ipt augment`'s
@@ -1013,10 +1026,30 @@ def _parquet_docs(path: str, doc_prefix: str, text_column: str, token=None) -> I
         pf = parquet_file(f, path)
         _check_parquet_column(pf, path, text_column)
         i = 0
-        for batch in pf.iter_batches(columns=[text_column], batch_size=1024):
+        for batch in _parquet_batches(pf, path, text_column):
             for value in batch.column(0).to_pylist():
                 yield check_text(f"{doc_prefix}:{i}", value, text_column)
                 i += 1
+
+
+def _parquet_batches(pf, path: str, column: str) -> Iterator:
+    """`pf.iter_batches` of `column`; pages that cannot be read (a damaged file whose footer reads) are a
+    `UsageError` that names the file."""
+    import pyarrow as pa
+
+    batches = pf.iter_batches(columns=[column], batch_size=1024)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (ConnectionError, TimeoutError):  # a remote file's connection, not its content
+            raise
+        except (OSError, pa.ArrowException) as error:
+            raise UsageError(f"corpus file {path!r} is damaged ({type(error).__name__}: {' '.join(str(error).split())}): "
+                             "download or copy it "
+                             "again, or leave it out of `corpus`") from None
+        yield batch
 
 
 def parquet_file(f, path: str):

@@ -229,6 +229,13 @@ def job_units(job: JobConfig) -> list[dict]:
 def job_files(job: JobConfig) -> list[str]:
     """The corpus files, less the job's own outputs (a glob such as ``corpus/**/*.parquet`` with
     `output_dir` below ``corpus/`` matches them on a rerun), checked for `text_column`."""
+    if os.path.isdir(job.corpus) and files_inside([job.output_dir], job.corpus):
+        # `datasets` lays the folder out with the job's own files in it (their Parquet may even outnumber the corpus
+        # files and make it read nothing else)
+        raise UsageError(f"`output_dir` {job.output_dir!r} is inside the dataset folder `corpus` {job.corpus!r}, which "
+                         "would read the job's own files as corpus: give an `output_dir` outside it, or the corpus as "
+                         f"a glob (corpus='{job.corpus.rstrip('/')}/*.jsonl'), whose matches inside `output_dir` are "
+                         "left out")
     files = job.listed_files()
     if is_local_corpus(job.corpus) and (ours := files_inside(files, job.output_dir)):
         logger.warning("hf_ipt: `corpus` %r matches %d file(s) inside `output_dir` %r, such as %r: they are "
@@ -661,13 +668,40 @@ def _redo_damaged(job: JobConfig, num_units: int, pinned: dict | None = None) ->
                    len(damaged), job.output_dir, unit_name(damaged[0]))
     # What is derived from every unit's pairs goes first: killed before the markers, a rerun finds the
     # same damaged units; the other way round, it redid them and kept the old units' dedup decisions.
-    derived = [os.path.join(job.output_dir, name) for name in ("manifest.json", "dedup.json")]
-    for path in [*derived, *glob.glob(os.path.join(job.output_dir, "dedup", "*.npz")),
-                 *glob.glob(os.path.join(job.output_dir, "data", "*.parquet")),
-                 *(_path(job, "pairs", index, ".json") for index in damaged)]:
+    _drop_derived(job)
+    for index in damaged:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(_path(job, "pairs", index, ".json"))
+    return damaged
+
+
+def _derived_files(job: JobConfig) -> list[str]:
+    """What stages 2-3 derived from every unit's pairs: the manifest, the dedup decisions and checkpoints,
+    the data files."""
+    return [path for path in [os.path.join(job.output_dir, name) for name in ("manifest.json", "dedup.json")]
+            if os.path.exists(path)] + sorted(glob.glob(os.path.join(job.output_dir, "dedup", "*.npz"))) + \
+        sorted(glob.glob(os.path.join(job.output_dir, "data", "*.parquet")))
+
+
+def _drop_derived(job: JobConfig) -> None:
+    """Remove `_derived_files`: stages 2-3 make them again from the units' pairs as they are now."""
+    for path in _derived_files(job):
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
-    return damaged
+
+
+def _drop_stale_derived(job: JobConfig, num_units: int, made_under: str) -> None:
+    """Units to synthesize beside stages 2-3's output (a `pairs/` folder deleted to make the job again, part
+    of it lost): that output was derived from pairs that are gone, and its dedup decisions would be applied
+    to the new ones. Removed, with a warning; stages 2-3 run again once every unit is done."""
+    if not (derived := _derived_files(job)):
+        return
+    missing = [i for i in range(num_units) if not unit_done(job, i, made_under)]
+    if missing:
+        logger.warning("hf_ipt: %d unit(s) of %r are to be synthesized (such as %s) beside the output of stages 2-3 "
+                       "(%s, ...), derived from pairs that are gone: it is removed and made again once every unit is "
+                       "done", len(missing), job.output_dir, unit_name(missing[0]), os.path.basename(derived[0]))
+        _drop_derived(job)
 
 
 def _finished(job: JobConfig) -> dict | None:
@@ -955,15 +989,32 @@ def in_order(pool, function, calls: list[tuple], ahead: int) -> Iterator:
                            "to resume, with a lower --num_proc if memory ran out") from error
 
 
+def read_pairs(path: str, columns: list[str] | None = None):
+    """A unit's pairs Parquet, as a table. One whose pages cannot be read (its footer could: a unit is
+    checked by its footer as a job starts) is unmarked, so that the rerun that the error names synthesizes
+    it again, and stages 2-3 then make their output anew."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path, columns=columns)
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException) as error:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path.removesuffix(".parquet") + ".json")  # its done-marker
+        raise UsageError(f"the pairs of unit {os.path.basename(path)} cannot be read ({path}: {' '.join(str(error).split())}): the unit is "
+                         "marked undone; rerun the job to synthesize it again") from None
+
+
 def unit_band_keys(path: str, filters: FilterConfig) -> tuple:
     """Stage 2's costly half for one unit's pairs Parquet (in any process): the `NearDuplicates.band_keys` of
     each pair with enough words to be compared, a ``(pairs, bands)`` array; their ``[row, pair]`` positions
     in the unit; the unit's count of pairs."""
     import numpy as np
-    import pyarrow.parquet as pq
 
     detector, positions, keys, count = NearDuplicates(filters), [], [], 0
-    for row, pairs in enumerate(pq.read_table(path, columns=["pairs"]).column("pairs").to_pylist()):
+    for row, pairs in enumerate(read_pairs(path, columns=["pairs"]).column("pairs").to_pylist()):
         for k, pair in enumerate(pairs):
             if (found := detector.band_keys(f"{pair['question']}\n{pair['answer']}")) is not None:
                 positions.append((row, k))
@@ -1080,7 +1131,7 @@ def render_unit(job: JobConfig, synthesis: SynthesisConfig, index: int, duplicat
 
     from .augment import features
 
-    rows = pq.read_table(_path(job, "pairs", index, ".parquet")).to_pylist()
+    rows = read_pairs(_path(job, "pairs", index, ".parquet")).to_pylist()
     drop = {(r, k) for r, k in duplicates}
     entries = [_entry(i, row, drop) for i, row in enumerate(rows)]
     columns = Augmenter(synthesis, corpus_name=job.corpus_name).render(entries, [r["id"] for r in rows])
@@ -1113,12 +1164,12 @@ def render_units(job: JobConfig, synthesis: SynthesisConfig, stats: list[dict], 
 
 FINALIZE_LOCK = "finalize.lock"
 LOCK_REFRESH_S = 60  # how often the process running stages 2-3 touches the lock
-LOCK_STALE_S = 600  # a lock of another host untouched this long is taken over (its process is gone)
+LOCK_STALE_S = 600  # a lock untouched this long is taken over (its process is gone, whatever holds its pid now)
 
 
 def _lock_stale(path: str) -> tuple[bool, str]:
-    """Whether the lock at `path` is left by a process that is gone (on this host: its pid is not alive; on
-    another: the lock was not touched for `LOCK_STALE_S`), and who holds it, in words."""
+    """Whether the lock at `path` is left by a process that is gone (not touched for `LOCK_STALE_S`; on this
+    host also: its pid is not alive, or is this process's), and who holds it, in words."""
     try:
         age = time.time() - os.stat(path).st_mtime
     except FileNotFoundError:
@@ -1130,7 +1181,9 @@ def _lock_stale(path: str) -> tuple[bool, str]:
     host, pid = (holder.get("host"), holder.get("pid")) if isinstance(holder, dict) else (None, None)
     who = f"pid {pid} on {host}, lock touched {age:.0f} s ago"
     if host == socket.gethostname() and isinstance(pid, int):
-        return not _alive(pid), who
+        # a pid is reused (a restarted container numbers from 1 again, this process may hold the lock's): one
+        # alive is the holder only while the lock is touched; this process holds no lock it finds
+        return pid == os.getpid() or not _alive(pid) or age > LOCK_STALE_S, who
     return age > LOCK_STALE_S, who
 
 
@@ -1313,6 +1366,11 @@ def _synthesize_units(job: JobConfig, units: list[dict], todo: list[int], augmen
     bar = Progress(done + len(todo), rank, token_unit, done) if progress and todo else None
     with bar.bar if bar else contextlib.nullcontext():  # closed before any error is printed
         for index in todo:
+            if unit_done(job, index, made_under):  # by another process since this one started (a duplicate task)
+                logger.warning("hf_ipt: unit %s was finished by another process meanwhile: skipped", unit_name(index))
+                if bar:
+                    bar.bar.update(1)
+                continue
             try:
                 synthesize_unit(job, index, units[index], augment, filters, bar, rank, pinned)
             except OSError:
@@ -1416,6 +1474,7 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
         _remove_temporaries(os.path.join(job.output_dir, sub))
     _redo_damaged(job, len(units), pinned)
     made_under = spec_id(pinned)  # once: the spec lists every unit, and each check below compares with it
+    _drop_stale_derived(job, len(units), made_under)
     mine = range(rank, len(units), world_size)
     todo = [i for i in mine if not unit_done(job, i, made_under)]
     done = len(mine) - len(todo)  # the bar starts there; units redone below get a bar of their own

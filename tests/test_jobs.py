@@ -906,6 +906,106 @@ def test_a_finished_job_whose_pairs_were_deleted_keeps_its_settings(tmp_path):
     assert run_job(job, SynthesisConfig(output="pairs"), progress=False) == manifest  # the same job: complete
 
 
+def test_a_job_made_again_after_its_pairs_and_a_data_file_were_deleted_keeps_no_old_dedup_decision(
+        tmp_path, monkeypatch, caplog):
+    """`pairs/` deleted (to save space) and a data file lost: every unit is synthesized again, and the old
+    `dedup.json` and data files were kept, so the old dedup decisions (pair positions) were applied to the new
+    pairs and the manifest counted the old duplicates. Synthesis that gives other pairs this time (vLLM's
+    run-to-run differences; here the miner's answers changed) must give what a new job gives."""
+    import shutil
+
+    from hf_ipt.augment import Augmenter
+
+    run_job(dedup_job(tmp_path), filters=replace(FilterConfig(), dedup=True), progress=False)
+    shutil.rmtree(tmp_path / "o" / "pairs")
+    (tmp_path / "o" / "data" / "00003.parquet").unlink()
+    synthesize = Augmenter.synthesize
+
+    def other_pairs(self, texts):  # every other pair gets another answer: other duplicates, other positions
+        entries = synthesize(self, texts)
+        for entry in entries:
+            entry.pairs = [p if k % 2 else type(p)(p.question, p.answer + " (again)") for k, p in enumerate(entry.pairs)]
+        return entries
+
+    monkeypatch.setattr(Augmenter, "synthesize", other_pairs)
+    with caplog.at_level("WARNING", logger="hf_ipt.jobs"):
+        again = run_job(dedup_job(tmp_path), filters=replace(FilterConfig(), dedup=True), progress=False)
+    assert "beside the output of stages 2-3" in caplog.text
+    fresh = run_job(dedup_job(tmp_path, out="fresh"), filters=replace(FilterConfig(), dedup=True), progress=False)
+    assert output_rows(tmp_path / "o") == output_rows(tmp_path / "fresh")
+    assert again["pairs"] == fresh["pairs"] and again["filters_removed"] == fresh["filters_removed"]
+
+
+def test_a_unit_finished_by_another_process_meanwhile_is_not_synthesized_again(tmp_path, monkeypatch, caplog):
+    """A duplicate task (a Slurm array rerun) decided its units at its start: it synthesized in full those the
+    other process finished meanwhile."""
+    import hf_ipt.jobs
+
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 8)), output_dir=str(tmp_path / "o"), num_shards=4)
+    synthesized, synthesize_unit = [], hf_ipt.jobs.synthesize_unit
+
+    def other_finishes_unit_2(job, index, *args, **kwargs):
+        synthesized.append(index)
+        synthesize_unit(job, index, *args, **kwargs)
+        if index == 1:  # meanwhile, the other process finished unit 2
+            synthesize_unit(job, 2, *args, **kwargs)
+
+    monkeypatch.setattr(hf_ipt.jobs, "synthesize_unit", other_finishes_unit_2)
+    with caplog.at_level("WARNING", logger="hf_ipt.jobs"):
+        assert run_job(job, progress=False)["num_units"] == 4
+    assert synthesized == [0, 1, 3] and "unit 00002 was finished by another process meanwhile" in caplog.text
+
+
+def test_a_unit_whose_pairs_pages_are_damaged_is_named_and_redone_on_the_rerun(tmp_path):
+    """Pages of a pairs Parquet damaged, its footer intact (the start checks footers only): stage 2 failed with
+    a bare pyarrow error on every rerun. Now the error names the unit and the rerun, which synthesizes it again."""
+    from hf_ipt.cli import UsageError
+
+    job = dedup_job(tmp_path)
+    reference = run_job(job, progress=False)
+    rows = output_rows(tmp_path / "o")
+    for name in ("manifest.json", "dedup.json"):
+        (tmp_path / "o" / name).unlink()
+    damage(tmp_path / "o" / "pairs" / "00002.parquet")
+    with pytest.raises(UsageError, match=r"the pairs of unit 00002.parquet cannot be read \(.*\): the unit is marked "
+                                         r"undone; rerun the job to synthesize it again"):
+        run_job(job, progress=False)
+    assert run_job(job, progress=False) == reference and output_rows(tmp_path / "o") == rows
+
+
+def damage(path: Path) -> None:
+    """Zero the bytes of a Parquet file's first data page, its footer left intact."""
+    data = bytearray(path.read_bytes())
+    data[4:min(2004, len(data) - 1000)] = bytes(min(2000, len(data) - 1004))
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_corpus_parquet_an_undecodable_file_name_or_output_inside_the_corpus_folder_are_named(tmp_path):
+    """Corpus Parquet pages damaged: a bare `OSError: Corrupt snappy compressed data` with no path, after job.json
+    was pinned. A file name that is not UTF-8: `UnicodeEncodeError` on every rerun. `output_dir` inside a
+    dataset-folder corpus: its own files were read as corpus on the rerun."""
+    from hf_ipt.cli import UsageError
+
+    corpus = tmp_path / "cpq"
+    corpus.mkdir()
+    pq.write_table(pa.table({"text": [doc(i) * 20 for i in range(200)]}), corpus / "a.parquet")
+    damage(corpus / "a.parquet")
+    with pytest.raises(UsageError, match=r"corpus file '.*a\.parquet' is damaged \(.*\): download or copy it again"):
+        run_job(JobConfig(corpus=str(corpus / "*.parquet"), output_dir=str(tmp_path / "o1")), progress=False)
+    named = tmp_path / "names"
+    named.mkdir()
+    write_jsonl(named / os.fsdecode(b"caf\xe9.jsonl"), 2)
+    with pytest.raises(UsageError, match=r"1 file\(s\) whose name is not UTF-8, such as '.*caf\\udce9\.jsonl': rename"):
+        JobConfig(corpus=str(named / "*.jsonl"), output_dir=str(tmp_path / "o2")).listed_files()
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", 4)
+    with pytest.raises(UsageError, match=r"`output_dir` '.*folder/job' is inside the dataset folder `corpus` "
+                                         r"'.*folder', which would read the job's own files as corpus"):
+        run_job(JobConfig(corpus=str(folder), output_dir=str(folder / "job")), progress=False)
+    assert not (folder / "job").exists()
+
+
 def test_the_manifest_records_the_keywords_the_units_were_mined_with(tmp_path, monkeypatch):
     """A keyword file edited (for the next job) while this one runs: the units were mined with the
     keywords job.json pins, and the manifest must say so, not the digest of the file as edited."""
@@ -1411,11 +1511,25 @@ def test_one_process_at_a_time_runs_stages_2_3(tmp_path, caplog):
     (tmp_path / "o" / "manifest.json").unlink()
     (tmp_path / "o" / "dedup.json").unlink()
     lock = tmp_path / "o" / "finalize.lock"
-    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))  # a live process here
-    with caplog.at_level("WARNING", logger="hf_ipt"):
-        assert run_job(job, progress=False) is None
-    assert "another process runs stages 2-3" in caplog.text and f"pid {os.getpid()} on {socket.gethostname()}" in caplog.text
-    assert not (tmp_path / "o" / "dedup.json").exists() and lock.exists()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock.write_text(json.dumps({"host": socket.gethostname(), "pid": live.pid}))  # a live process here
+        with caplog.at_level("WARNING", logger="hf_ipt"):
+            assert run_job(job, progress=False) is None
+        assert "another process runs stages 2-3" in caplog.text and f"pid {live.pid} on {socket.gethostname()}" in caplog.text
+        assert not (tmp_path / "o" / "dedup.json").exists() and lock.exists()
+        # its pid alive but the lock untouched for an hour (a holder touches it every minute): the pid was reused
+        # (a restarted container numbers its processes anew) and the holder is gone
+        old = time.time() - 3600
+        os.utime(lock, (old, old))
+        assert run_job(job, progress=False)["rows"] == 24 and not lock.exists()
+    finally:
+        live.kill()
+        live.wait()
+    (tmp_path / "o" / "manifest.json").unlink()
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))  # this process's pid: not ours
+    assert run_job(job, progress=False)["rows"] == 24 and not lock.exists()
+    (tmp_path / "o" / "manifest.json").unlink()
     lock.write_text(json.dumps({"host": "other-node", "pid": 1}))  # another host's: judged by its last touch
     assert run_job(job, progress=False) is None
     old = time.time() - 3600
