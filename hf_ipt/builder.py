@@ -112,11 +112,10 @@ def _keyed_kwargs(config: AugmentedConfig, config_kwargs: dict) -> dict[str, Any
     return keyed
 
 
-def _stamp(path: str) -> tuple[int, float, int]:
-    """Size, mtime and ctime of a local file: what the cache key holds of it. An edit changes the ctime even
-    when size and mtime are kept (`cp -p`, `rsync -t`, `tar x` of another version)."""
-    stat = os.stat(path)
-    return stat.st_size, stat.st_mtime, stat.st_ctime_ns
+def _stamp(path: str) -> tuple[int, float]:
+    """Size and mtime of a local file: what the cache key holds of it (an edit changes either; as `datasets`
+    keys local data files, so that a copy staged with `cp -p` or `rsync -a` reuses the cache)."""
+    return os.path.getsize(path), os.path.getmtime(path)
 
 
 @dataclass

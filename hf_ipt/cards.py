@@ -6,6 +6,8 @@ and BibTeX inside a card need no escaping. Rendering is pure: text in, text out.
 
 from __future__ import annotations
 
+import glob
+import os
 from importlib import resources
 from string import Template
 
@@ -21,3 +23,15 @@ def load_template(name: str) -> str:
 def render_template(name: str, **values: object) -> str:
     """Fill the placeholders of a packaged template; a missing value raises `KeyError`."""
     return Template(load_template(name)).substitute({key: str(value) for key, value in values.items()})
+
+
+def public_location(value: object) -> object:
+    """A corpus, dataset or model location as a card pushed to the Hub shows it: an absolute or home path
+    by its last part, its last two for a glob (``/home/me/data/news.jsonl`` -> ``.../news.jsonl``,
+    ``/home/me/data/*.jsonl`` -> ``.../data/*.jsonl``), so that a user's folders are not published;
+    relative paths, Hub ids and URLs as they are. Anything else (`None`) unchanged."""
+    if not isinstance(value, str) or "://" in value or not (os.path.isabs(value) or value.startswith("~")):
+        return value
+    parts = [part for part in value.replace(os.sep, "/").split("/") if part]
+    kept = parts[-2:] if parts and glob.has_magic(parts[-1]) else parts[-1:]
+    return ".../" + "/".join(kept) if kept else value

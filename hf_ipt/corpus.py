@@ -262,7 +262,7 @@ def cached_url_file(url: str) -> str:
         `HubUnreachableError`: offline, the cache does not hold the file (a job started where the Hub
             was reachable, resumed offline on another snapshot).
     """
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import constants, try_to_load_from_cache
 
     if not hub_offline() or not is_hub_url(url):
         return url
@@ -272,6 +272,8 @@ def cached_url_file(url: str) -> str:
     cached = try_to_load_from_cache(repo, path, revision=commit, repo_type="dataset")
     if isinstance(cached, str):
         return cached
+    if not constants.HF_HUB_OFFLINE:  # `datasets` alone offline (its listing asked the Hub): read from there
+        return url
     raise hub_unreachable_error(f"{url!r} is read from the Hub", f"download that commit there (`hf download {repo} "
                                 f"--repo-type dataset --revision {commit}`, into the Hugging Face cache, which is "
                                 "read offline)", offline_cause())
@@ -538,13 +540,12 @@ def repo_files(corpus: str, config: str | None, split: str, revision: str | None
     data_files = builder.config.data_files or {}
     if os.path.isdir(corpus) and not snapshot and not chosen_files(corpus, config) and \
             (left := left_out_files(corpus, data_files)):
-        read = sorted({Path(f).suffix for files in data_files.values() for f in files})
-        raise UsageError(
-            f"`corpus` {corpus!r} is read as a dataset folder, whose layout reads files of one format ({', '.join(read)} "
-            f"here): {len(left)} supported file(s) below it would be left out, e.g. {left[0]!r}. Give a glob that matches "
-            f"every corpus file (corpus='{corpus.rstrip('/')}/**/*' when the folder holds nothing else), or one "
-            "format per folder"
-        )
+        read = sorted({data_format(str(f)) for files in data_files.values() for f in files})
+        logger.warning("hf_ipt: `corpus` %r is read as `datasets` lays a dataset folder out, files of one format "
+                       "(%s here): %d %s file(s) below it are not read, such as %r. To read them too, give a glob "
+                       "that matches every corpus file, e.g. corpus='%s/**/*.*' when the folder holds nothing else",
+                       corpus, ", ".join(read), len(left), "/".join(sorted({data_format(f) for f in left})), left[0],
+                       corpus.rstrip("/"))
     if split not in data_files:
         raise UsageError(
             f"`corpus_split` {split!r} not found in {corpus!r}; available: {sorted(str(s) for s in data_files)}"
@@ -560,21 +561,54 @@ def chosen_files(folder: str, config: str | None) -> bool:
         return True
     if not os.path.isfile(readme):
         return False
-    with open(readme, encoding="utf-8", errors="replace") as f:
+    with open(readme, encoding="utf-8-sig", errors="replace") as f:  # -sig: a BOM before the header
         header = f.read(1 << 20).split("\n---", 1)[0]
     return header.startswith("---") and re.search(r"^configs:", header, re.MULTILINE) is not None
 
 
+# Files beside a dataset's data that are not data: `datasets` leaves them out on purpose, and so does the check
+NOT_DATA = re.compile(r"(readme|licen[cs]e|notice|citation|copying|changelog)([-._].*)?|dataset_infos?\.json|"
+                      r".*stats\.json|.*metadata\.jsonl?", re.IGNORECASE)
+
+
+def data_format(path: str) -> str:
+    """The `datasets` loader a file's suffix picks: ``text``, ``json`` (.json and .jsonl) or ``parquet``."""
+    suffix = data_suffix(path)
+    return "parquet" if suffix in PARQUET_SUFFIXES else "json" if suffix in JSON_SUFFIXES else "text"
+
+
 def left_out_files(folder: str, data_files: dict) -> list[str]:
-    """Supported files below the local `folder` that none of the splits in `data_files` (a `datasets` layout
-    of it) reads: `datasets` picks the format most of its files have and reads only that one. Hidden files and
-    folders (``.``, ``_``), which `datasets` skips on purpose, are not counted."""
-    read = {os.path.realpath(str(f)) for files in data_files.values() for f in files}
+    """Supported files below the local `folder` of another format than those the splits in `data_files` (a
+    `datasets` layout of it) read: `datasets` picks the format most of its files have and reads only that one.
+    Files of the format read that no split names (``holdout.jsonl``), hidden files and folders (``.``, ``_``),
+    and files that are no data (`NOT_DATA`: a licence, ``dataset_infos.json``) are what a layout leaves out
+    on purpose: not counted."""
+    listed = [str(f) for files in data_files.values() for f in files]
+    read, formats = {os.path.realpath(f) for f in listed}, {data_format(f) for f in listed}
     return sorted(
         str(path) for path in Path(folder).rglob("*")
         if path.is_file() and path.name.endswith(SUPPORTED) and os.path.realpath(path) not in read
+        and data_format(str(path)) not in formats and not NOT_DATA.fullmatch(path.name)
         and not any(part.startswith((".", "_")) for part in path.relative_to(folder).parts)
     )
+
+
+def folder_reads(folder: str, path: str) -> bool:
+    """Whether `datasets`' layout of the dataset `folder` would read a file at `path` below it (its split
+    patterns match it: a folder without split names reads every file), unless its README chooses the files."""
+    import fnmatch
+
+    from datasets.data_files import EmptyDatasetError, get_data_patterns
+
+    if chosen_files(folder, None):
+        return False
+    try:
+        patterns = get_data_patterns(folder)
+    except EmptyDatasetError:
+        return False
+    relative = os.path.relpath(path, folder).replace(os.sep, "/")
+    return any(fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(relative, pattern.removeprefix("**/"))
+               for split in patterns.values() for pattern in split)
 
 
 def derive_corpus_name(pattern: str) -> str:
@@ -1043,13 +1077,23 @@ def _parquet_batches(pf, path: str, column: str) -> Iterator:
             batch = next(batches)
         except StopIteration:
             return
-        except (ConnectionError, TimeoutError):  # a remote file's connection, not its content
-            raise
         except (OSError, pa.ArrowException) as error:
+            if not is_damage(error):  # the system's or a connection's error, not the file's content
+                raise
             raise UsageError(f"corpus file {path!r} is damaged ({type(error).__name__}: {' '.join(str(error).split())}): "
                              "download or copy it "
                              "again, or leave it out of `corpus`") from None
         yield batch
+
+
+def is_damage(error: BaseException) -> bool:
+    """Whether an error reading a Parquet file says its content is damaged (pyarrow's decode errors), not the
+    system's (an errno: EIO, EMFILE, a stale NFS handle), memory, or a remote file's connection or HTTP
+    status (a `requests`/`huggingface_hub` error, which are `OSError`s too)."""
+    if isinstance(error, (MemoryError, ConnectionError, TimeoutError)) or getattr(error, "errno", None) is not None:
+        return False
+    remote = ("requests", "huggingface_hub", "urllib3", "httpx", "aiohttp", "fsspec")
+    return not any(cls.__module__.startswith(remote) for cls in type(error).__mro__)
 
 
 def parquet_file(f, path: str):

@@ -108,6 +108,10 @@ class DemoConfig:
 
         if self.push and constants.HF_HUB_OFFLINE:  # refused now, not after minutes of synthesis and training
             raise hub_unreachable_error(*push_needs_hub(self))
+        from huggingface_hub import get_token
+
+        if self.push and get_token() is None:  # as `hf-ipt push` says it, but before the run
+            raise UsageError("--push needs a Hub token: set HF_TOKEN or run `hf auth login` (a write token)")
         if self.general_dataset:  # checked now, not in the training run after synthesis and a first evaluation
             from .training.checks import check_source
 
@@ -412,8 +416,12 @@ def _write_outputs(cfg: DemoConfig, out: Path, augmented: dict, general_source: 
 
     (out / "model" / "eval_results.json").write_text(json.dumps(after, indent=2))
     (out / "eval_before_after.md").write_text(table + "\n")
-    card = render_dataset_card({"repo_id": cfg.hub_dataset_id or "local/augmented",
-                                "configs": [read_output(out / "augmented", config_name=cfg.hub_config_name)]})
+    info = read_output(out / "augmented", config_name=cfg.hub_config_name)
+    # the folder's own layout (data.parquet beside the card), so that `load_dataset` reads the folder; a push
+    # renders the card again for the repo's layout (`hf_ipt.publish`)
+    here = {"config_name": info["config_name"],
+            "data_files": [{"split": "train", "path": os.path.basename(f)} for f in info["data_files"]]}
+    card = render_dataset_card({"repo_id": cfg.hub_dataset_id or "local/augmented", "configs": [{**info, "yaml": here}]})
     (out / "augmented" / "README.md").write_text(card)
     model_card = out / "model" / "README.md"
     text = _card_with_eval(model_card.read_text() if model_card.exists() else "", table, general_source, corpus)
@@ -432,10 +440,12 @@ def _write_outputs(cfg: DemoConfig, out: Path, augmented: dict, general_source: 
 
 def _card_with_eval(card: str, table: str, general_source: str, corpus: dict) -> str:
     """The training card with its empty evaluation section filled by the before/after table."""
+    from .cards import public_location
     from .training.card import NO_EVAL_RESULTS
 
     section = (f"Held-out comprehension items built from texts the model never saw, before and after training. "
-               f"Corpus: `{corpus['corpus']}`, {corpus['split']}. General half of the mix: {general_source}.\n\n{table}")
+               f"Corpus: `{public_location(corpus['corpus'])}`, {corpus['split']}. General half of the mix: "
+               f"{public_location(general_source)}.\n\n{table}")
     if NO_EVAL_RESULTS in card:
         return card.replace(NO_EVAL_RESULTS, section, 1)
     return f"{card}\n\n## Demo evaluation\n\n{section}\n"
@@ -471,15 +481,17 @@ def _push(cfg: DemoConfig, out: Path) -> None:
     only, and the message says how to finish it without running the demo again."""
     from huggingface_hub import HfApi
 
-    from .publish import ConfigTakenError, _retrying, push_dataset
+    from .publish import ConfigTakenError, _retrying, _token_refusals, push_dataset
 
     api = HfApi()
-    repo_id = _retrying(api.create_repo, cfg.hub_model_id, exist_ok=True).repo_id  # a bare name: <user>/name
-    folder = out / "model"
-    if (folder / "README.md").is_file():  # the full id, as the repo has it
-        (folder / "README.md").write_text(_with_usage_id((folder / "README.md").read_text(), repo_id))
-    _retrying(api.create_commit, repo_id, _model_operations(cfg, folder),
-              commit_message="hf_ipt demo: continually pre-trained model")
+    with _token_refusals(cfg.hub_model_id):  # a wrong or read-only token: one line naming the fix
+        repo_id = _retrying(api.create_repo, cfg.hub_model_id, exist_ok=True).repo_id  # a bare name: <user>/name
+        folder = out / "model"
+        if (folder / "README.md").is_file():  # the full id, as the repo has it
+            (folder / "README.md").write_text(_with_usage_id((folder / "README.md").read_text(), repo_id))
+        operations = _model_operations(cfg, folder)
+        operations += _stale_weights(set(_retrying(api.list_repo_files, repo_id)), operations)
+        _retrying(api.create_commit, repo_id, operations, commit_message="hf_ipt demo: continually pre-trained model")
     try:
         push_dataset(out / "augmented", cfg.hub_dataset_id, config_name=cfg.hub_config_name,
                      overwrite=cfg.hub_overwrite)
@@ -507,6 +519,21 @@ def _model_operations(cfg: DemoConfig, folder: Path) -> list:
             content = json.dumps(adapter, indent=2).encode()
         operations.append(CommitOperationAdd(path_in_repo=name, path_or_fileobj=content))
     return operations
+
+
+# The files that make a repo a model or a LoRA adapter: an earlier push's that this one does not replace would load
+# instead of, or on top of, the new weights (transformers applies an adapter it finds beside full weights).
+WEIGHT_FILES = re.compile(r"(adapter_config\.json|adapter_model\.(safetensors|bin)|model(-\d+-of-\d+)?\.safetensors"
+                          r"|model\.safetensors\.index\.json|pytorch_model(-\d+-of-\d+)?\.bin(\.index\.json)?)")
+
+
+def _stale_weights(present: set[str], operations: list) -> list:
+    """Deletions of the weight files (`WEIGHT_FILES`) at the top of the repo that `operations` do not upload."""
+    from huggingface_hub import CommitOperationDelete
+
+    uploaded = {op.path_in_repo for op in operations}
+    return [CommitOperationDelete(path_in_repo=path) for path in sorted(present - uploaded)
+            if WEIGHT_FILES.fullmatch(path)]
 
 
 def _stage(message: str) -> None:

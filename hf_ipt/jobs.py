@@ -73,6 +73,8 @@ from .corpus import (
     Document,
     check_text_column,
     files_inside,
+    folder_reads,
+    is_damage,
     is_local_corpus,
     iter_shard,
     make_shards,
@@ -229,9 +231,10 @@ def job_units(job: JobConfig) -> list[dict]:
 def job_files(job: JobConfig) -> list[str]:
     """The corpus files, less the job's own outputs (a glob such as ``corpus/**/*.parquet`` with
     `output_dir` below ``corpus/`` matches them on a rerun), checked for `text_column`."""
-    if os.path.isdir(job.corpus) and files_inside([job.output_dir], job.corpus):
-        # `datasets` lays the folder out with the job's own files in it (their Parquet may even outnumber the corpus
-        # files and make it read nothing else)
+    if os.path.isdir(job.corpus) and files_inside([job.output_dir], job.corpus) and \
+            folder_reads(job.corpus, os.path.join(job.output_dir, "pairs", "00000.parquet")):
+        # `datasets` would lay the folder out with the job's own files in it (their Parquet may even outnumber the
+        # corpus files and make it read nothing else); a layout by split names (data/train-*) leaves them out
         raise UsageError(f"`output_dir` {job.output_dir!r} is inside the dataset folder `corpus` {job.corpus!r}, which "
                          "would read the job's own files as corpus: give an `output_dir` outside it, or the corpus as "
                          f"a glob (corpus='{job.corpus.rstrip('/')}/*.jsonl'), whose matches inside `output_dir` are "
@@ -998,13 +1001,15 @@ def read_pairs(path: str, columns: list[str] | None = None):
 
     try:
         return pq.read_table(path, columns=columns)
-    except FileNotFoundError:
-        raise
     except (OSError, pa.ArrowException) as error:
+        if not is_damage(error):  # a missing file, the system's error (EIO, EMFILE, ESTALE), memory: not the unit's
+            raise
         with contextlib.suppress(FileNotFoundError):
             os.remove(path.removesuffix(".parquet") + ".json")  # its done-marker
-        raise UsageError(f"the pairs of unit {os.path.basename(path)} cannot be read ({path}: {' '.join(str(error).split())}): the unit is "
-                         "marked undone; rerun the job to synthesize it again") from None
+        index = int(os.path.basename(path).removesuffix(".parquet"))
+        raise UsageError(f"the pairs of unit {os.path.basename(path)} cannot be read ({path}: "
+                         f"{' '.join(str(error).split())}): the unit is marked undone; rerun the job to synthesize it "
+                         f"again (with several ranks, the one it belongs to: RANK = {index} mod WORLD_SIZE)") from None
 
 
 def unit_band_keys(path: str, filters: FilterConfig) -> tuple:
@@ -1169,7 +1174,7 @@ LOCK_STALE_S = 600  # a lock untouched this long is taken over (its process is g
 
 def _lock_stale(path: str) -> tuple[bool, str]:
     """Whether the lock at `path` is left by a process that is gone (not touched for `LOCK_STALE_S`; on this
-    host also: its pid is not alive, or is this process's), and who holds it, in words."""
+    host also: its pid is not alive), and who holds it, in words."""
     try:
         age = time.time() - os.stat(path).st_mtime
     except FileNotFoundError:
@@ -1181,9 +1186,9 @@ def _lock_stale(path: str) -> tuple[bool, str]:
     host, pid = (holder.get("host"), holder.get("pid")) if isinstance(holder, dict) else (None, None)
     who = f"pid {pid} on {host}, lock touched {age:.0f} s ago"
     if host == socket.gethostname() and isinstance(pid, int):
-        # a pid is reused (a restarted container numbers from 1 again, this process may hold the lock's): one
-        # alive is the holder only while the lock is touched; this process holds no lock it finds
-        return pid == os.getpid() or not _alive(pid) or age > LOCK_STALE_S, who
+        # a pid is reused (a restarted container numbers from 1 again): one alive is the holder only while the
+        # lock is touched. Not "our own pid is stale": containers sharing a host name have each their pid 1
+        return not _alive(pid) or age > LOCK_STALE_S, who
     return age > LOCK_STALE_S, who
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from .augment import RULES, recorded_settings
-from .cards import render_template
+from .cards import public_location, render_template
 from .cli import MissingFileError, UsageError
 from .corpus import output_data_files, output_record
 
@@ -141,14 +141,16 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
     name = config_name or _derive_name(corpus, record.get("corpus"), out.name)
     return {
         "config_name": name,
-        "corpus": record.get("corpus"),
-        "corpus_location": hidden_location(record.get("corpus_location")),  # absent in outputs of older hf_ipt
+        # as given, less the folders of a local path (`public_location`); where: its location's digest
+        "corpus": public_location(record.get("corpus")),
+        # absent in outputs of older hf_ipt: then a local path as given tells corpora apart (its digest)
+        "corpus_location": hidden_location(record.get("corpus_location") or _local(record.get("corpus"))),
         "split": record.get("split"),
         **{key: record.get(key, job.get(key)) for key in SELECTION},
         "source": source,
         "hf_ipt_version": record.get("hf_ipt_version"),
-        "synthesizer": synthesis.get("synthesizer"),
-        "synthesizer_location": hidden_location(record.get("synthesizer_location")),
+        "synthesizer": public_location(synthesis.get("synthesizer")),
+        "synthesizer_location": hidden_location(record.get("synthesizer_location") or _local(synthesis.get("synthesizer"))),
         "revision": synthesis.get("revision"),
         "rounds": "n/a (mined text by text)" if synthesis.get("synthesizer") == RULES else synthesis.get("rounds"),
         "output": synthesis.get("output"),
@@ -160,10 +162,16 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
         "tokens": _tokens(record.get("tokens")),
         "chain": record.get("chain"),
         "sample": sample_note(record),
-        "settings": synthesis or None,
+        "settings": {key: public_location(value) if key == "synthesizer" else value
+                     for key, value in synthesis.items()} or None,
         "filter_settings": settings.get("filters"),
         "data_files": [f"{name}/{f.name}" for f in _checked_files(out, record.get("rows"), synthesis.get("output"))],
     }
+
+
+def _local(value: Any) -> str | None:
+    """`value` when it is an absolute or home path (which `public_location` shortens in the card), else `None`."""
+    return os.path.expanduser(value) if isinstance(value, str) and public_location(value) != value else None
 
 
 def sample_note(record: dict) -> str | None:
@@ -522,6 +530,11 @@ def _commit_config(api, output_dir: str | Path, repo_id: str, info: dict, *, tok
     _refuse_secret(token or get_token(), card=card, stats=stats)
     name, pushed = info["config_name"], set(info["data_files"])
     present = _config_files(api, repo_id, parent, name)
+    if theirs := _other_configs_files(metadata, name, present):
+        path = min(theirs)
+        raise UsageError(f"folder {name}/ of {repo_id} holds data files of config {theirs[path]!r}, such as {path!r}: "
+                         f"config {name!r} there would serve them as its rows, and replacing it (--overwrite) would "
+                         "delete them from under that config. Push under another config name (--config_name)")
     # Parquet files in the config's folder that no push of it listed: its `name/*.parquet` glob
     # would serve them with the pushed rows (a folder a hand-made commit or `push_to_hub` filled).
     foreign = sorted(p for p in present - pushed - set(previous) if p.endswith(".parquet"))
@@ -562,6 +575,16 @@ def _existing_configs(api, repo_id: str, commit: str, info: dict,
     """
     readme = _read_remote(api, repo_id, "README.md", commit)
     metadata = _front_matter(readme.decode("utf-8")) if readme else {}
+    # `datasets` lays data out as a config of its own while the card lists none: the first listed would hide it;
+    # files in the config's own folder are replaced with --overwrite (`_commit_config`)
+    laid_out = [] if metadata.get("configs") else \
+        [f for f in _data_files(api, repo_id, commit) if not f.startswith(f"{info['config_name']}/")]
+    if laid_out:
+        raise UsageError(f"{repo_id} holds data files that its README lists in no `configs:` entry, such as "
+                         f"{laid_out[0]!r} ({len(laid_out)} in all): `datasets` finds them by their layout, and a "
+                         "config pushed beside them would hide them (`load_dataset` then reads the pushed config "
+                         "only). Add a `configs:` entry for them to its README (e.g. `- config_name: default` with "
+                         "their `data_files`), or push to another repo")
     others, previous = [], []
     for entry in metadata.get("configs") or []:
         raw = _read_remote(api, repo_id, f"{entry['config_name']}/{STATS_FILE}", commit)
@@ -629,6 +652,48 @@ def _config_files(api, repo_id: str, commit: str, name: str) -> set[str]:
         return set()
 
 
+# what `datasets` lays out by itself (and .txt, which notes and licences often are: not counted)
+DATA_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".json", ".csv", ".tsv")
+COMPRESSED = ("", ".gz", ".bz2", ".xz", ".zst", ".zip")
+
+
+def _data_files(api, repo_id: str, commit: str) -> list[str]:
+    """The data files of the repo at `commit` (`DATA_SUFFIXES`, compressed too), hidden files and folders left out."""
+    from huggingface_hub import RepoFile
+
+    suffixes = tuple(data + packed for data in DATA_SUFFIXES for packed in COMPRESSED)
+    tree = api.list_repo_tree(repo_id, recursive=True, revision=commit, repo_type="dataset")
+    return sorted(entry.path for entry in tree if isinstance(entry, RepoFile) and entry.path.endswith(suffixes)
+                  and not any(part.startswith((".", "_")) for part in entry.path.split("/")))
+
+
+def _other_configs_files(metadata: dict, name: str, paths: set[str]) -> dict[str, str]:
+    """Those of `paths` that another config than `name` of the card's ``configs:`` reads (its ``data_files``
+    patterns), with that config's name."""
+    import fnmatch
+
+    taken = {}
+    for entry in metadata.get("configs") or []:
+        if entry.get("config_name") == name:
+            continue
+        patterns = _patterns(entry.get("data_files"))
+        for path in paths:
+            if any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns):
+                taken[path] = entry.get("config_name")
+    return taken
+
+
+def _patterns(data_files: Any) -> list[str]:
+    """The path patterns of a config's ``data_files`` (a pattern, a list of them, or ``{split, path}`` entries)."""
+    if isinstance(data_files, str):
+        return [data_files]
+    if isinstance(data_files, dict):
+        return _patterns(data_files.get("path"))
+    if isinstance(data_files, list):
+        return [pattern for item in data_files for pattern in _patterns(item)]
+    return []
+
+
 def _read_remote(api, repo_id: str, filename: str, revision: str) -> bytes | None:
     """A file of the repo at `revision` (a commit sha), or `None` when the repo has no such file.
 
@@ -657,8 +722,8 @@ def _front_matter(card: str) -> dict:
     try:
         return RepoCard(card, ignore_metadata_errors=True).data.to_dict()
     except yaml.YAMLError as err:
-        raise ValueError(f"the repo's README.md has invalid YAML metadata, so its configs cannot be kept: fix the "
-                         f"README on the Hub, then push again ({err})") from err
+        raise UsageError(f"the repo's README.md has invalid YAML metadata, so its configs cannot be kept: fix the "
+                         f"README on the Hub, then push again ({' '.join(str(err).split())})") from err
 
 
 def _retrying(call, *args, **kwargs):

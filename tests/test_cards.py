@@ -99,4 +99,4 @@ def test_a_base_model_from_a_cache_snapshot_folder_is_named_as_the_hub_model_at_
         assert ModelCard(card).data.base_model == repo
         assert f"**Base model:** [{repo}](https://huggingface.co/{repo}/tree/{commit}) at revision `{commit}`" in card
     folder = render_model_card(CardInfo("continual_pt", base_model="/models/models--x/checkpoint-5"), **CARD_ARGS)
-    assert ModelCard(folder).data.base_model is None and "**Base model:** `/models/models--x/checkpoint-5`" in folder
+    assert ModelCard(folder).data.base_model is None and "**Base model:** `.../checkpoint-5`" in folder and "/models/" not in folder

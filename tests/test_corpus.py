@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -291,10 +292,11 @@ def test_a_local_folder_without_data_or_split_is_a_usage_error(tmp_path):
         CorpusConfig(corpus=str(tmp_path / "ds"), corpus_config="business").files()
 
 
-def test_a_dataset_folder_that_would_leave_files_of_another_format_out_is_refused(tmp_path, monkeypatch):
+def test_a_dataset_folder_whose_layout_leaves_files_of_another_format_out_says_so(tmp_path, caplog):
     """`datasets` reads a folder's most common format only: .txt files beside a .jsonl and a .parquet read
-    3 of 6 documents, silently. Refused, naming a glob that reads them all; a README that lists the data
-    files on purpose (`configs:`), and a split of the layout (test.jsonl), are left as they are."""
+    3 of 6 documents, silently. Said now, naming a glob that reads them all. What a layout leaves out on
+    purpose is not: a split it does not name (holdout.jsonl), a licence or `dataset_infos.json` beside the
+    data, files a README lists under `configs:` (with a BOM too), hidden folders."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -306,21 +308,56 @@ def test_a_dataset_folder_that_would_leave_files_of_another_format_out_is_refuse
         (folder / f"note{i}.txt").write_text(f"Plain text note {i}.")
     write_jsonl(folder / "b.jsonl", 2)
     pq.write_table(pa.table({"text": ["Parquet doc."]}), folder / "c.parquet")
-    with pytest.raises(UsageError, match=r"'.*mixed' is read as a dataset folder, whose layout reads files of one "
-                       r"format \(\.txt here\): 2 supported file\(s\) below it would be left out, e.g. '.*b\.jsonl'. "
-                       r"Give a glob .*corpus='.*mixed/\*\*/\*'"):
-        CorpusConfig(corpus=str(folder)).files()
-    rows = list(load_augmented(f"{folder}/**/*", streaming=True, output="pairs"))
+    with caplog.at_level("WARNING", logger="hf_ipt.corpus"):
+        assert len(CorpusConfig(corpus=str(folder)).files()) == 3
+    assert re.search(r"'.*mixed' is read as `datasets` lays a dataset folder out, files of one format \(text here\): "
+                     r"2 json/parquet file\(s\) below it are not read, such as '.*b\.jsonl'.*corpus='.*mixed/\*\*/\*\.\*'",
+                     caplog.text)
+    rows = list(load_augmented(f"{folder}/**/*.*", streaming=True, output="pairs"))
     assert len(rows) == 6  # the named glob reads every document
-    (folder / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files: '*.txt'\n---\n# notes\n")
-    assert len(CorpusConfig(corpus=str(folder)).files()) == 3  # chosen on purpose
+
+    def warned(path: Path) -> bool:
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="hf_ipt.corpus"):
+            CorpusConfig(corpus=str(path)).files()
+        return "are not read" in caplog.text
+
+    (folder / "README.md").write_text("\ufeff---\nconfigs:\n- config_name: default\n  data_files: '*.txt'\n---\n")
+    assert not warned(folder)  # chosen on purpose
     layout = tmp_path / "layout"
-    layout.mkdir()
-    write_jsonl(layout / "train.jsonl", 2)
-    write_jsonl(layout / "test.jsonl", 1)
+    (layout / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"text": ["a", "b"]}), layout / "data" / "train-00000-of-00001.parquet")
+    (layout / "LICENSE.txt").write_text("MIT")
+    (layout / "dataset_infos.json").write_text("{}")
     (layout / ".cache").mkdir()
     write_jsonl(layout / ".cache" / "x.jsonl", 1)  # hidden: skipped by `datasets` on purpose
-    assert [os.path.basename(f) for f in CorpusConfig(corpus=str(layout)).files()] == ["train.jsonl"]
+    assert not warned(layout)
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    for name in ("train", "test", "holdout"):
+        write_jsonl(splits / f"{name}.jsonl", 1)
+    assert not warned(splits) and [os.path.basename(f) for f in CorpusConfig(corpus=str(splits)).files()] == [
+        "train.jsonl"]
+
+
+def test_only_a_parquet_files_content_errors_say_it_is_damaged():
+    """`HfHubHTTPError` (a 429 reading a remote corpus Parquet) and system errors are `OSError`s too: they were
+    reported as a damaged file to download again (and a unit's pairs were unmarked on them)."""
+    import errno
+
+    import pyarrow as pa
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from hf_ipt.corpus import is_damage
+
+    class TooManyRequests(HfHubHTTPError):
+        def __init__(self) -> None:
+            OSError.__init__(self, "429 Client Error: Too Many Requests")
+
+    assert is_damage(OSError("Corrupt snappy compressed data.")) and is_damage(pa.ArrowInvalid("bad page"))
+    for error in (TooManyRequests(), OSError(errno.EIO, "Input/output error"), pa.ArrowMemoryError("malloc"),
+                  ConnectionError("reset"), TimeoutError()):
+        assert not is_damage(error), error
 
 
 def test_a_corpus_given_as_a_path_object_or_a_folder_is_named_by_its_last_part(tmp_path, monkeypatch):

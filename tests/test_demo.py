@@ -214,7 +214,11 @@ def test_the_augmented_data_is_recorded_as_its_corpus_not_the_runs_temporary_fil
     rows = pq.read_table(out / "augmented" / "data.parquet").to_pylist()
     assert len(rows) == 9 and {r["corpus"] for r in rows} == {"news.jsonl"}
     card = (out / "augmented" / "README.md").read_text()
-    assert f"- **Corpus:** `{corpus}`" in card and "work/train.jsonl" not in card
+    assert "- **Corpus:** `.../news.jsonl`" in card and "work/train.jsonl" not in card and str(tmp_path) not in card
+    # the card's `configs:` names the folder's own files: `load_dataset` reads it (it looked for demo/*.parquet)
+    import datasets
+
+    assert datasets.load_dataset(str(out / "augmented"), split="train").num_rows == 9
     assert "- **Documents:** read: 12, duplicates dropped: 1, held out: 2, trained on: 9;" in card
     assert "- **Part of the corpus:** all texts, exact duplicates (whitespace-normalized) dropped, then 1 text in 5" in card
     run_summary = json.loads((out / "summary.json").read_text())

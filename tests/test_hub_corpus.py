@@ -734,6 +734,10 @@ def test_with_hf_datasets_offline_alone_the_files_are_read_from_the_cache_too(do
     assert files == [hf_url(downloaded, path) for path in TRAIN]
     assert {d.id: d.text for shard in make_shards(files, 2) for d in iter_shard(shard)} == EXPECTED
     assert hub.requests == []
+    # a file the cache lacks is read from the Hub, which `datasets` alone offline still reaches (as before)
+    from hf_ipt.corpus import cached_url_file
+
+    assert cached_url_file(hf_url("e" * 40, TRAIN[0])) == hf_url("e" * 40, TRAIN[0])
 
 
 def test_offline_a_revision_the_cache_lacks_or_a_partial_download_is_an_error(downloaded, tmp_path):

@@ -999,11 +999,42 @@ def test_a_damaged_corpus_parquet_an_undecodable_file_name_or_output_inside_the_
         JobConfig(corpus=str(named / "*.jsonl"), output_dir=str(tmp_path / "o2")).listed_files()
     folder = tmp_path / "folder"
     folder.mkdir()
-    write_jsonl(folder / "train.jsonl", 4)
+    write_jsonl(folder / "news.jsonl", 4)
     with pytest.raises(UsageError, match=r"`output_dir` '.*folder/job' is inside the dataset folder `corpus` "
                                          r"'.*folder', which would read the job's own files as corpus"):
         run_job(JobConfig(corpus=str(folder), output_dir=str(folder / "job")), progress=False)
     assert not (folder / "job").exists()
+    # a layout by split names (data/train-*) reads no file of the job: it may sit inside, and resume
+    (tmp_path / "ds" / "data").mkdir(parents=True)
+    write_jsonl(tmp_path / "ds" / "data" / "train-00000-of-00001.jsonl", 4)
+    inside = JobConfig(corpus=str(tmp_path / "ds"), output_dir=str(tmp_path / "ds" / "synth"), num_shards=2)
+    first = run_job(inside, progress=False)
+    (tmp_path / "ds" / "synth" / "manifest.json").unlink()
+    assert run_job(inside, progress=False)["rows"] == first["rows"] == 4
+
+
+def test_an_error_of_the_system_reading_a_units_pairs_leaves_its_marker(tmp_path, monkeypatch):
+    """EIO, EMFILE, a stale NFS handle, memory: not the unit's damage. Unmarking it cost a resynthesis."""
+    import errno
+
+    import pyarrow.parquet
+
+    job = dedup_job(tmp_path)
+    run_job(job, progress=False)
+    for name in ("manifest.json", "dedup.json"):
+        (tmp_path / "o" / name).unlink()
+    read_table = pyarrow.parquet.read_table
+    for error in (OSError(errno.EIO, "Input/output error"), OSError(errno.EMFILE, "Too many open files"),
+                  pa.ArrowMemoryError("malloc failed")):
+        def failing(path, *args, error=error, **kwargs):
+            if str(path).endswith("00002.parquet"):
+                raise error
+            return read_table(path, *args, **kwargs)
+
+        monkeypatch.setattr(pyarrow.parquet, "read_table", failing)
+        with pytest.raises(type(error)):
+            run_job(job, progress=False)
+        assert (tmp_path / "o" / "pairs" / "00002.json").exists()
 
 
 def test_the_manifest_records_the_keywords_the_units_were_mined_with(tmp_path, monkeypatch):
@@ -1527,9 +1558,9 @@ def test_one_process_at_a_time_runs_stages_2_3(tmp_path, caplog):
         live.kill()
         live.wait()
     (tmp_path / "o" / "manifest.json").unlink()
-    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))  # this process's pid: not ours
-    assert run_job(job, progress=False)["rows"] == 24 and not lock.exists()
-    (tmp_path / "o" / "manifest.json").unlink()
+    # this process's own pid, touched just now: another container on a host of the same name (each has its pid 1)
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    assert run_job(job, progress=False) is None and lock.exists()
     lock.write_text(json.dumps({"host": "other-node", "pid": 1}))  # another host's: judged by its last touch
     assert run_job(job, progress=False) is None
     old = time.time() - 3600

@@ -272,7 +272,8 @@ def test_another_corpus_under_a_taken_config_name_is_refused_unless_overwrite(hu
     push_dataset(augment_output(tmp_path / "x", corpus="/x/train.jsonl"), REPO, token=TOKEN)
     before = hub.files(REPO)
     y = augment_output(tmp_path / "y", corpus="/y/train.jsonl")  # also derives config `train`
-    with pytest.raises(ValueError, match=r"'/x/train.jsonl'.*not corpus '/y/train.jsonl'.*--config_name NEW.*"
+    with pytest.raises(ValueError, match=r"'.../train.jsonl' \(local path digest sha256:\w+\).*not corpus "
+                                         r"'.../train.jsonl' \(local path digest sha256:\w+\).*--config_name NEW.*"
                                          r"--overwrite"):
         push_dataset(y, REPO, token=TOKEN)
     assert hub.files(REPO) == before and len(hub.commits) == 1
@@ -280,9 +281,47 @@ def test_another_corpus_under_a_taken_config_name_is_refused_unless_overwrite(hu
     push_dataset(y, REPO, token=TOKEN, config_name="train-y")  # beside it
     push_dataset(y, REPO, token=TOKEN, overwrite=True)  # or in its place
     assert configs_of(hub) == ["train", "train-y"]
-    assert json.loads(hub.files(REPO)["train/stats.json"])["corpus"] == "/y/train.jsonl"
+    stats = json.loads(hub.files(REPO)["train/stats.json"])
+    assert stats["corpus"] == ".../train.jsonl" and stats["corpus_location"] == publish.hidden_location("/y/train.jsonl")
     push_dataset(y, REPO, token=TOKEN)  # the same corpus again needs no flag
     assert len(hub.commits) == 4
+
+
+def test_a_push_beside_data_that_datasets_lays_out_without_configs_or_into_another_configs_folder_is_refused(
+        hub, tmp_path):
+    """A repo whose README lists no `configs:` but holds `train.parquet`: `load_dataset` read it as config
+    `default`; once a pushed config was listed, that data was hidden (`load_dataset(repo)` gave the pushed rows,
+    "default" was not found). A config whose folder holds another config's files (`push_to_hub`'s `data/` of
+    `default`, under a config named `data`): `--overwrite` deleted them and left `default` listed, unloadable.
+    A README with broken YAML: a traceback, not a usage error."""
+    import io
+
+    from hf_ipt.cli import UsageError
+
+    table = io.BytesIO()
+    pq.write_table(pa.table({"text": ["theirs"] * 3}), table)
+    hub.put(REPO, {"README.md": "---\nlicense: mit\n---\n# theirs\n", "train.parquet": table.getvalue()})
+    before = hub.files(REPO)
+    with pytest.raises(UsageError, match=r"holds data files that its README lists in no `configs:` entry, such as "
+                                         r"'train.parquet' \(1 in all\).*would hide them"):
+        push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
+    assert hub.files(REPO) == before
+
+    other = "org/laid-out"
+    card = "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n---\n"
+    hub.put(other, {"README.md": card, "data/train-00000-of-00001.parquet": table.getvalue()})
+    before = hub.files(other)
+    for overwrite in (False, True):
+        with pytest.raises(UsageError, match=r"folder data/ of org/laid-out holds data files of config 'default', "
+                                             r"such as 'data/train-00000-of-00001.parquet'.*--config_name"):
+            push_dataset(augment_output(tmp_path / "bbc"), other, token=TOKEN, config_name="data", overwrite=overwrite)
+    assert hub.files(other) == before
+    push_dataset(augment_output(tmp_path / "bbc"), other, token=TOKEN)  # beside it, in a folder of its own
+    assert {"data/train-00000-of-00001.parquet", "bbc-business/data.parquet"} <= set(hub.files(other))
+
+    hub.put("org/broken", {"README.md": "---\nconfigs: [unclosed\n---\n"})
+    with pytest.raises(UsageError, match=r"README.md has invalid YAML metadata.*fix the README on the Hub"):
+        push_dataset(augment_output(tmp_path / "bbc"), "org/broken", token=TOKEN)
 
 
 @pytest.mark.parametrize("command", ["synthesize", "augment"])
@@ -535,6 +574,39 @@ def test_the_demo_pushes_its_dataset_and_its_model_without_checkpoints(hub, tmp_
     assert sorted(hub.files("user/demo-model", repo_type="model")) == ["README.md", "config.json"]
 
 
+def test_the_demo_pushed_again_as_full_weights_leaves_no_adapter_and_token_problems_are_usage_errors(
+        hub, tmp_path, monkeypatch):
+    """A demo pushed with --use_peft, then again without: the repo kept adapter_config.json beside the new
+    model.safetensors, and `from_pretrained(repo)` loaded the base model with the stale adapter. No token, a
+    wrong or a read-only one: a raw HfHubHTTPError after the whole run; now refused up front or named."""
+    from hf_ipt import demo
+    from hf_ipt.cli import UsageError
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    out = tmp_path / "demo"
+    augment_output(out / "augmented")
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
+    (out / "model" / "adapter_model.safetensors").write_bytes(b"adapter")
+    cfg = demo.DemoConfig(output_dir=str(out), push=True, hub_dataset_id="demo-data", hub_model_id="demo-model")
+    demo._push(cfg, out)
+    hub.put("user/demo-model", {"notes.md": "the user's"}, repo_type="model")
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        (out / "model" / name).unlink()
+    (out / "model" / "config.json").write_text("{}")
+    (out / "model" / "model.safetensors").write_bytes(b"full weights")
+    demo._push(cfg, out)
+    assert sorted(hub.files("user/demo-model", repo_type="model")) == ["config.json", "model.safetensors", "notes.md"]
+
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    with pytest.raises(UsageError, match=r"--push needs a Hub token: set HF_TOKEN or run `hf auth login`"):
+        demo.DemoConfig(output_dir=str(out), push=True, hub_dataset_id="demo-data", hub_model_id="demo-model")
+    monkeypatch.setenv("HF_TOKEN", "hf_wrong")
+    with pytest.raises(UsageError, match=r"the Hub refused the token \(HTTP 401\) for .*demo-model.*write token"):
+        demo._push(cfg, out)
+
+
 def test_the_demo_pushes_an_adapter_on_the_hub_base_model_and_a_card_naming_its_repo(hub, tmp_path, monkeypatch):
     from hf_ipt import demo
 
@@ -572,9 +644,14 @@ def test_the_same_demo_pushed_again_from_another_output_dir_replaces_its_config(
     for run in ("run1", "run2"):  # each run trains from its own work/train.jsonl
         demo._push(demo_output(tmp_path / run, corpus, **push), tmp_path / run)
     stats = json.loads(hub.files("user/demo-data")["demo/stats.json"])
-    assert stats["corpus"] == str(corpus) and stats["docs"]["trained on"] == 9
+    assert stats["corpus"] == ".../news.jsonl" and stats["docs"]["trained on"] == 9
     card = hub.files("user/demo-data")["README.md"].decode()
-    assert f"- **Corpus:** `{corpus}`" in card and "train.jsonl" not in card
+    assert "- **Corpus:** `.../news.jsonl`" in card and "train.jsonl" not in card
+    # the user's folders are published nowhere, card, stats or the model's card
+    pushed = {**hub.files("user/demo-data"), **hub.files("user/demo-model", repo_type="model")}
+    leaked = {name: data.decode()[max(0, data.find(str(tmp_path).encode()) - 200):][:400] for name, data in pushed.items()
+              if name.endswith((".md", ".json")) and str(tmp_path).encode() in data}
+    assert not leaked, leaked
 
     other = demo_output(tmp_path / "other", news_corpus(tmp_path / "other.jsonl", prefix="Sport"), **push)
     commits = len(hub.commits)
@@ -586,7 +663,7 @@ def test_the_same_demo_pushed_again_from_another_output_dir_replaces_its_config(
     demo._push(replace(other, hub_overwrite=True), tmp_path / "other")  # or in its place
     pushed = hub.files("user/demo-data")
     assert json.loads(pushed["demo/stats.json"])["corpus"] == json.loads(pushed["sport/stats.json"])["corpus"]
-    assert json.loads(pushed["demo/stats.json"])["corpus"] == str(tmp_path / "other.jsonl")
+    assert json.loads(pushed["demo/stats.json"])["corpus"] == ".../other.jsonl"
 
 
 def test_persistent_server_errors_fail_after_max_attempts(hub, tmp_path):

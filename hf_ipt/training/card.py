@@ -18,6 +18,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from ..cards import public_location
+
 logger = logging.getLogger(__name__)
 
 SUMMARIES = {
@@ -130,7 +132,7 @@ def render_model_card(
         base = f"[{info.base_model}](https://huggingface.co/{info.base_model}{tree})"
         base += f" at revision `{revision}`" if revision else ""
     elif info.base_model:
-        base = f"`{info.base_model}`"
+        base = f"`{public_location(info.base_model)}`"  # a local folder: not the user's folders
     else:
         base = f"none, trained from scratch (shape `{info.model_shape}`)"
     template = Template(
@@ -216,7 +218,7 @@ def _metadata(info: CardInfo, tags: Sequence[str], license: str | None, language
 def _mix_row(row: dict[str, Any], tokens_seen: int) -> str:
     share = row["token_share"]
     shares = ("-", "-") if share is None else (f"{share:.1%}", f"{round(share * tokens_seen):,}")
-    return f"| {row['source']} | {row['content']} | {shares[0]} | {shares[1]} | {row['note']} |"
+    return f"| {public_location(row['source'])} | {row['content']} | {shares[0]} | {shares[1]} | {row['note']} |"
 
 
 NO_EVAL_RESULTS = "No evaluation results yet."
