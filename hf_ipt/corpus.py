@@ -595,13 +595,14 @@ def left_out_files(folder: str, data_files: dict) -> list[str]:
 
 def folder_reads(folder: str, path: str) -> bool:
     """Whether `datasets`' layout of the dataset `folder` would read a file at `path` below it (its split
-    patterns match it: a folder without split names reads every file), unless its README chooses the files."""
+    patterns match it: a folder without split names reads every file; one whose README chooses the files
+    is taken to)."""
     import fnmatch
 
     from datasets.data_files import EmptyDatasetError, get_data_patterns
 
-    if chosen_files(folder, None):
-        return False
+    if chosen_files(folder, None):  # its README's patterns may read anything: taken as reading it
+        return True
     try:
         patterns = get_data_patterns(folder)
     except EmptyDatasetError:
@@ -1090,7 +1091,8 @@ def is_damage(error: BaseException) -> bool:
     """Whether an error reading a Parquet file says its content is damaged (pyarrow's decode errors), not the
     system's (an errno: EIO, EMFILE, a stale NFS handle), memory, or a remote file's connection or HTTP
     status (a `requests`/`huggingface_hub` error, which are `OSError`s too)."""
-    if isinstance(error, (MemoryError, ConnectionError, TimeoutError)) or getattr(error, "errno", None) is not None:
+    if isinstance(error, (MemoryError, ConnectionError, TimeoutError, FileNotFoundError)) or \
+            getattr(error, "errno", None) is not None:
         return False
     remote = ("requests", "huggingface_hub", "urllib3", "httpx", "aiohttp", "fsspec")
     return not any(cls.__module__.startswith(remote) for cls in type(error).__mro__)

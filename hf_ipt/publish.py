@@ -162,16 +162,18 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
         "tokens": _tokens(record.get("tokens")),
         "chain": record.get("chain"),
         "sample": sample_note(record),
-        "settings": {key: public_location(value) if key == "synthesizer" else value
-                     for key, value in synthesis.items()} or None,
+        "settings": {key: public_location(value) for key, value in synthesis.items()} or None,  # domain_keywords too
         "filter_settings": settings.get("filters"),
         "data_files": [f"{name}/{f.name}" for f in _checked_files(out, record.get("rows"), synthesis.get("output"))],
     }
 
 
 def _local(value: Any) -> str | None:
-    """`value` when it is an absolute or home path (which `public_location` shortens in the card), else `None`."""
-    return os.path.expanduser(value) if isinstance(value, str) and public_location(value) != value else None
+    """`value` when it is an absolute or home path (which `public_location` shortens in the card), as
+    `corpus.corpus_location` records one (absolute, normalized, links resolved), else `None`."""
+    if not isinstance(value, str) or public_location(value) == value:
+        return None
+    return os.path.realpath(os.path.expanduser(value))
 
 
 def sample_note(record: dict) -> str | None:
@@ -530,7 +532,7 @@ def _commit_config(api, output_dir: str | Path, repo_id: str, info: dict, *, tok
     _refuse_secret(token or get_token(), card=card, stats=stats)
     name, pushed = info["config_name"], set(info["data_files"])
     present = _config_files(api, repo_id, parent, name)
-    if theirs := _other_configs_files(metadata, name, present):
+    if theirs := _other_configs_files(metadata, name, present - set(previous)):  # ours, read by a union config too
         path = min(theirs)
         raise UsageError(f"folder {name}/ of {repo_id} holds data files of config {theirs[path]!r}, such as {path!r}: "
                          f"config {name!r} there would serve them as its rows, and replacing it (--overwrite) would "
@@ -593,8 +595,11 @@ def _existing_configs(api, repo_id: str, commit: str, info: dict,
             if not overwrite:
                 _refuse_replacing(repo_id, stats, info)
             previous = (stats or {}).get("data_files") or []
-        else:
-            others.append({**(stats or {"config_name": entry["config_name"]}), "yaml": entry})
+        else:  # rendered again: an older push's full local paths are shown by their last part too
+            shown = {key: public_location(value) for key, value in (stats or {"config_name": entry["config_name"]}).items()}
+            if isinstance(shown.get("settings"), dict):
+                shown["settings"] = {key: public_location(value) for key, value in shown["settings"].items()}
+            others.append({**shown, "yaml": entry})
     return metadata, others, previous
 
 
@@ -625,6 +630,8 @@ def _same_place(remote: dict, info: dict, key: str) -> bool:
     location = f"{key}_location"
     if remote.get(location) and info.get(location):
         return remote[location] == info[location]
+    if not remote.get(location) and info.get(location) and (path := _local(remote.get(key))):
+        return hidden_location(path) == info[location]  # pushed by an older hf_ipt, with the path in full
     return remote.get(key) == info.get(key)
 
 
@@ -655,6 +662,7 @@ def _config_files(api, repo_id: str, commit: str, name: str) -> set[str]:
 # what `datasets` lays out by itself (and .txt, which notes and licences often are: not counted)
 DATA_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".json", ".csv", ".tsv")
 COMPRESSED = ("", ".gz", ".bz2", ".xz", ".zst", ".zip")
+NOT_LAID_OUT = ("dataset_infos.json", "dataset_info.json", "dataset_dict.json", "config.json")  # `datasets` skips them
 
 
 def _data_files(api, repo_id: str, commit: str) -> list[str]:
@@ -664,7 +672,8 @@ def _data_files(api, repo_id: str, commit: str) -> list[str]:
     suffixes = tuple(data + packed for data in DATA_SUFFIXES for packed in COMPRESSED)
     tree = api.list_repo_tree(repo_id, recursive=True, revision=commit, repo_type="dataset")
     return sorted(entry.path for entry in tree if isinstance(entry, RepoFile) and entry.path.endswith(suffixes)
-                  and not any(part.startswith((".", "_")) for part in entry.path.split("/")))
+                  and entry.path.rsplit("/", 1)[-1] not in NOT_LAID_OUT
+                  and not any(part.startswith((".", "__")) for part in entry.path.split("/")))
 
 
 def _other_configs_files(metadata: dict, name: str, paths: set[str]) -> dict[str, str]:
@@ -676,7 +685,11 @@ def _other_configs_files(metadata: dict, name: str, paths: set[str]) -> dict[str
     for entry in metadata.get("configs") or []:
         if entry.get("config_name") == name:
             continue
-        patterns = _patterns(entry.get("data_files"))
+        patterns = _patterns(entry.get("data_files")) or ["**"]
+        if data_dir := str(entry.get("data_dir") or "").strip("/"):  # its patterns are under `data_dir`
+            patterns = [f"{data_dir}/{pattern}" for pattern in patterns]
+        # `**` also matches no folder at all (`news/**/*.parquet` reads `news/x.parquet`)
+        patterns += [pattern.replace("**/", "") for pattern in patterns if "**/" in pattern]
         for path in paths:
             if any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns):
                 taken[path] = entry.get("config_name")

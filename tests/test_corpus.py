@@ -356,7 +356,7 @@ def test_only_a_parquet_files_content_errors_say_it_is_damaged():
 
     assert is_damage(OSError("Corrupt snappy compressed data.")) and is_damage(pa.ArrowInvalid("bad page"))
     for error in (TooManyRequests(), OSError(errno.EIO, "Input/output error"), pa.ArrowMemoryError("malloc"),
-                  ConnectionError("reset"), TimeoutError()):
+                  ConnectionError("reset"), TimeoutError(), FileNotFoundError("/x/pairs/00002.parquet")):
         assert not is_damage(error), error
 
 

@@ -1004,6 +1004,13 @@ def test_a_damaged_corpus_parquet_an_undecodable_file_name_or_output_inside_the_
                                          r"'.*folder', which would read the job's own files as corpus"):
         run_job(JobConfig(corpus=str(folder), output_dir=str(folder / "job")), progress=False)
     assert not (folder / "job").exists()
+    # a README that chooses the files may read the job's too (`configs:` with `**/*.jsonl`): refused as well
+    chosen = tmp_path / "chosen"
+    chosen.mkdir()
+    write_jsonl(chosen / "news.jsonl", 4)
+    (chosen / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files: '**/*.jsonl'\n---\n")
+    with pytest.raises(UsageError, match=r"`output_dir` '.*chosen/synth' is inside the dataset folder"):
+        run_job(JobConfig(corpus=str(chosen), output_dir=str(chosen / "synth")), progress=False)
     # a layout by split names (data/train-*) reads no file of the job: it may sit inside, and resume
     (tmp_path / "ds" / "data").mkdir(parents=True)
     write_jsonl(tmp_path / "ds" / "data" / "train-00000-of-00001.jsonl", 4)

@@ -6,6 +6,7 @@ client talks to it, as it would to huggingface.co with ``HF_ENDPOINT`` set.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -572,6 +573,54 @@ def test_the_demo_pushes_its_dataset_and_its_model_without_checkpoints(hub, tmp_
     demo._push(cfg, out)
     assert "demo/data.parquet" in hub.files("user/demo-data")
     assert sorted(hub.files("user/demo-model", repo_type="model")) == ["README.md", "config.json"]
+
+
+def test_paths_kept_out_of_cards_still_tell_corpora_apart_and_older_pushes_are_the_same_corpus(hub, tmp_path):
+    """An older push recorded the full path and no location: the same output pushed again after the upgrade was
+    refused as another corpus (its name is shown shortened now). A trailing slash gave another digest. A
+    `domain_keywords` file, and an older config's paths rendered again in the card, were published in full."""
+    private = "/home/alice/secret-project"
+    old = augment_output(tmp_path / "old", corpus=f"{private}/news.jsonl")
+    summary = json.loads((old / "summary.json").read_text())
+    summary["synthesis"]["domain_keywords"] = f"{private}/kw.txt"
+    (old / "summary.json").write_text(json.dumps(summary))
+    # as an older hf_ipt pushed it: stats with the path in full, no location
+    stats = {**publish.read_output(old), "corpus": f"{private}/news.jsonl", "corpus_location": None}
+    stats["settings"] = {**stats["settings"], "domain_keywords": f"{private}/kw.txt"}
+    card = publish.render_dataset_card({"repo_id": REPO, "configs": [stats]})
+    table = io.BytesIO()
+    pq.write_table(pa.table({"text": ["x"]}), table)
+    hub.put(REPO, {"README.md": card, "news/stats.json": json.dumps(stats), "news/data.parquet": table.getvalue()})
+    push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)  # another config: news is rendered again
+    card = hub.files(REPO)["README.md"].decode()
+    assert private not in card and "`.../news.jsonl`" in card and "| domain_keywords | .../kw.txt |" in card
+    push_dataset(old, REPO, token=TOKEN)  # the same corpus: no flag needed
+    again = augment_output(tmp_path / "again", corpus=f"{private}/news.jsonl/")  # a trailing slash, as typed
+    push_dataset(again, REPO, token=TOKEN)
+    pushed = hub.files(REPO)
+    assert not [name for name, data in pushed.items() if name.endswith((".md", ".json")) and private.encode() in data]
+
+
+def test_other_configs_files_read_through_globs_or_data_dir_are_never_replaced(hub, tmp_path):
+    """`news/**/*.parquet` and `data_dir: news` read news/x.parquet too: `--overwrite` of config `news` deleted
+    it from under config `legacy`. A union config reading hf_ipt's own files (`*/*.parquet`) is no owner."""
+    from hf_ipt.cli import UsageError
+
+    table = io.BytesIO()
+    pq.write_table(pa.table({"text": ["x"]}), table)
+    for legacy in ({"data_files": "news/**/*.parquet"}, {"data_dir": "news"}):
+        repo = f"org/legacy-{len(hub.repos)}"
+        card = "---\n" + yaml.safe_dump({"configs": [{"config_name": "legacy", **legacy}]}) + "---\n"
+        hub.put(repo, {"README.md": card, "news/x.parquet": table.getvalue()})
+        with pytest.raises(UsageError, match=r"folder news/ of .* holds data files of config 'legacy'"):
+            push_dataset(augment_output(tmp_path / "n", corpus="news"), repo, token=TOKEN, overwrite=True)
+        assert "news/x.parquet" in hub.files(repo)
+    push_dataset(augment_output(tmp_path / "n", corpus="news"), REPO, token=TOKEN)
+    card = hub.files(REPO)["README.md"].decode()
+    meta = front_matter(card)
+    meta["configs"].append({"config_name": "all", "data_files": "*/*.parquet"})
+    hub.put(REPO, {"README.md": "---\n" + yaml.safe_dump(meta) + "---\n" + card.split("---\n", 2)[2]})
+    push_dataset(augment_output(tmp_path / "n", corpus="news"), REPO, token=TOKEN)  # its own files: no refusal
 
 
 def test_the_demo_pushed_again_as_full_weights_leaves_no_adapter_and_token_problems_are_usage_errors(
