@@ -35,3 +35,8 @@ def public_location(value: object) -> object:
     parts = [part for part in value.replace(os.sep, "/").split("/") if part]
     kept = parts[-2:] if parts and glob.has_magic(parts[-1]) else parts[-1:]
     return ".../" + "/".join(kept) if kept else value
+
+
+def public_values(values: dict) -> dict:
+    """`values` with each one as `public_location` shows it (a record's settings, a config's stats)."""
+    return {key: public_location(value) for key, value in values.items()}

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from .augment import RULES, recorded_settings
-from .cards import public_location, render_template
+from .cards import public_location, public_values, render_template
 from .cli import MissingFileError, UsageError
 from .corpus import output_data_files, output_record
 
@@ -162,7 +162,7 @@ def read_output(output_dir: str | Path, config_name: str | None = None) -> dict[
         "tokens": _tokens(record.get("tokens")),
         "chain": record.get("chain"),
         "sample": sample_note(record),
-        "settings": {key: public_location(value) for key, value in synthesis.items()} or None,  # domain_keywords too
+        "settings": public_values(synthesis) or None,  # domain_keywords too
         "filter_settings": settings.get("filters"),
         "data_files": [f"{name}/{f.name}" for f in _checked_files(out, record.get("rows"), synthesis.get("output"))],
     }
@@ -596,9 +596,9 @@ def _existing_configs(api, repo_id: str, commit: str, info: dict,
                 _refuse_replacing(repo_id, stats, info)
             previous = (stats or {}).get("data_files") or []
         else:  # rendered again: an older push's full local paths are shown by their last part too
-            shown = {key: public_location(value) for key, value in (stats or {"config_name": entry["config_name"]}).items()}
+            shown = public_values(stats or {"config_name": entry["config_name"]})
             if isinstance(shown.get("settings"), dict):
-                shown["settings"] = {key: public_location(value) for key, value in shown["settings"].items()}
+                shown["settings"] = public_values(shown["settings"])
             others.append({**shown, "yaml": entry})
     return metadata, others, previous
 
@@ -662,17 +662,17 @@ def _config_files(api, repo_id: str, commit: str, name: str) -> set[str]:
 # what `datasets` lays out by itself (and .txt, which notes and licences often are: not counted)
 DATA_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".json", ".csv", ".tsv")
 COMPRESSED = ("", ".gz", ".bz2", ".xz", ".zst", ".zip")
-NOT_LAID_OUT = ("dataset_infos.json", "dataset_info.json", "dataset_dict.json", "config.json")  # `datasets` skips them
 
 
 def _data_files(api, repo_id: str, commit: str) -> list[str]:
     """The data files of the repo at `commit` (`DATA_SUFFIXES`, compressed too), hidden files and folders left out."""
+    from datasets.data_files import FILES_TO_IGNORE  # the metadata files `datasets` skips
     from huggingface_hub import RepoFile
 
     suffixes = tuple(data + packed for data in DATA_SUFFIXES for packed in COMPRESSED)
     tree = api.list_repo_tree(repo_id, recursive=True, revision=commit, repo_type="dataset")
     return sorted(entry.path for entry in tree if isinstance(entry, RepoFile) and entry.path.endswith(suffixes)
-                  and entry.path.rsplit("/", 1)[-1] not in NOT_LAID_OUT
+                  and entry.path.rsplit("/", 1)[-1] not in FILES_TO_IGNORE
                   and not any(part.startswith((".", "__")) for part in entry.path.split("/")))
 
 
