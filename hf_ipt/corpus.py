@@ -510,12 +510,9 @@ def refuse_pairs_output(option: str, source: str, path: str, needed: str, fix: s
 def repo_files(corpus: str, config: str | None, split: str, revision: str | None, token=None,
                snapshot: bool = False) -> list[str]:
     """Data files of `split` in a Hub dataset (or a local folder in the same layout). Offline, a Hub
-    dataset's are paths in the Hugging Face cache when it holds the snapshot (`cached_dataset`).
-
-    Raises:
-        `UsageError`: a local folder (not a Hub `snapshot`) holds supported files that no split of the layout
-            reads (`left_out_files`), e.g. the .jsonl beside .txt files: they would be silently dropped.
-    """
+    dataset's are paths in the Hugging Face cache when it holds the snapshot (`cached_dataset`). A local
+    folder (not a Hub `snapshot`) whose layout leaves files of another format out (`left_out_files`, e.g. the
+    .jsonl beside .txt files) is read all the same, with a warning that names them."""
     import datasets
     from datasets.data_files import EmptyDatasetError
 
@@ -1082,8 +1079,7 @@ def _parquet_batches(pf, path: str, column: str) -> Iterator:
             if not is_damage(error):  # the system's or a connection's error, not the file's content
                 raise
             raise UsageError(f"corpus file {path!r} is damaged ({type(error).__name__}: {' '.join(str(error).split())}): "
-                             "download or copy it "
-                             "again, or leave it out of `corpus`") from None
+                             "download or copy it again, or leave it out of `corpus`") from None
         yield batch
 
 
