@@ -282,26 +282,7 @@ def test_recipe_help(recipe):
 
 @pytest.mark.slow
 def test_continual_pt_ddp_two_processes_resumes_exactly(data, tiny_model_dir, tmp_path):
-    common = [
-        "--model_name_or_path",
-        str(tiny_model_dir),
-        "--dtype",
-        "float32",
-        "--domain_dataset",
-        str(data / "domain.jsonl"),
-        "--general_dataset",
-        str(data / "general.jsonl"),
-        "--per_device_train_batch_size",
-        "2",
-        "--gradient_accumulation_steps",
-        "1",
-        "--max_length",
-        "128",
-        "--max_steps",
-        "4",
-        "--learning_rate",
-        "1e-3",
-    ]
+    common = _sharding_common(data, tiny_model_dir)
     first, second = tmp_path / "first", tmp_path / "second"
     _launch("continual_pt", *common, "--output_dir", str(first), processes=2)
     output = _launch(
@@ -355,6 +336,7 @@ def _merge_as_hinted(checkpoint: Path) -> Path:
 
 
 def _sharding_common(data: Path, model: Path) -> list[str]:
+    """4 steps of continual_pt on the tiny model: the DDP test's run, and the sharded configs' (and their reference)."""
     return [
         "--model_name_or_path", str(model), "--dtype", "float32",
         "--domain_dataset", str(data / "domain.jsonl"), "--general_dataset", str(data / "general.jsonl"),
