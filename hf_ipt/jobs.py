@@ -79,7 +79,7 @@ from .corpus import (
     iter_shard,
     make_shards,
 )
-from .files import write_atomic, write_json
+from .files import temp_name, write_atomic, write_json
 from .filters import FILTER_OPTIONS, FilterConfig, NearDuplicates, filter_pairs
 from .protocol import Pair
 
@@ -1172,24 +1172,50 @@ LOCK_REFRESH_S = 60  # how often the process running stages 2-3 touches the lock
 LOCK_STALE_S = 600  # a lock untouched this long is taken over (its process is gone, whatever holds its pid now)
 
 
-def _lock_stale(path: str) -> tuple[bool, str]:
+def _lock_stale(path: str) -> tuple[bool, str, tuple | None]:
     """Whether the lock at `path` is left by a process that is gone (not touched for `LOCK_STALE_S`; on this
-    host also: its pid is not alive), and who holds it, in words."""
+    host also: its pid is not alive), who holds it, in words, and which file was judged (inode and last touch:
+    `_take_over` removes that one only)."""
     try:
-        age = time.time() - os.stat(path).st_mtime
+        st = os.stat(path)
     except FileNotFoundError:
-        return True, "nobody"
+        return True, "nobody", None
+    age = time.time() - st.st_mtime
     try:
         holder = read_json(path)
     except (OSError, ValueError):  # removed, being written, or cut short by a kill: judged by its age alone
         holder = {}
     host, pid = (holder.get("host"), holder.get("pid")) if isinstance(holder, dict) else (None, None)
     who = f"pid {pid} on {host}, lock touched {age:.0f} s ago"
+    judged = (st.st_ino, st.st_mtime_ns)
     if host == socket.gethostname() and isinstance(pid, int):
         # a pid is reused (a restarted container numbers from 1 again): one alive is the holder only while the
         # lock is touched. Not "our own pid is stale": containers sharing a host name have each their pid 1
-        return not _alive(pid) or age > LOCK_STALE_S, who
-    return age > LOCK_STALE_S, who
+        return not _alive(pid) or age > LOCK_STALE_S, who, judged
+    return age > LOCK_STALE_S, who, judged
+
+
+def _take_over(path: str, judged: tuple | None) -> bool:
+    """Remove the stale lock `judged` (`_lock_stale`); False when another process took it over first. Two
+    processes that judged the same lock stale must not both run: the slower one would remove the faster one's
+    fresh lock. The lock is moved aside first (one rename wins), and a moved lock that is not the judged one
+    is put back."""
+    if judged is None:
+        return True  # gone already: creating it decides
+    aside = temp_name(path)  # a temporary: removed with the others if this process dies before it does
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return False  # another process moved it first and holds the lock now
+    st = os.stat(aside)
+    if (st.st_ino, st.st_mtime_ns) == judged:
+        os.remove(aside)
+        return True
+    with contextlib.suppress(OSError):  # another process's fresh lock: back where it was, unless a third made one
+        os.link(aside, path)
+    with contextlib.suppress(OSError):
+        os.remove(aside)
+    return False
 
 
 @contextlib.contextmanager
@@ -1197,26 +1223,32 @@ def finalize_lock(job: JobConfig) -> Iterator[bool]:
     """Inside, whether this process holds ``output_dir/finalize.lock``: one process at a time runs stages 2-3
     (every rank that finds all units done would run them: a Slurm array resubmitted after a time limit in
     stage 2 started that many dedups, each with its index and pool). The holder touches it every
-    `LOCK_REFRESH_S`; a lock whose process is gone is taken over (`_lock_stale`). A lock only saves work: two
-    processes that both ran the stages would write the same files, atomically."""
+    `LOCK_REFRESH_S`; a lock whose process is gone is taken over (`_lock_stale`, `_take_over`). A lock only
+    saves work: two processes that both ran the stages would write the same files, atomically."""
     import threading
 
     path, me = os.path.join(job.output_dir, FINALIZE_LOCK), {"host": socket.gethostname(), "pid": os.getpid()}
+
+    def busy(who: str) -> None:
+        logger.warning("hf_ipt: every unit of %r is done and another process runs stages 2-3 (dedup, render; %s): "
+                       "this one exits. Rerun once it is done to get the manifest; if that process is gone, the lock "
+                       "is taken over %d s after its last touch (or remove %s)", job.output_dir, who, LOCK_STALE_S,
+                       path)
+
     for _ in range(2):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            stale, who = _lock_stale(path)
+            stale, who, judged = _lock_stale(path)
             if not stale:
-                logger.warning("hf_ipt: every unit of %r is done and another process runs stages 2-3 (dedup, "
-                               "render; %s): this one exits. Rerun once it is done to get the manifest; if that "
-                               "process is gone, the lock is taken over %d s after its last touch (or remove %s)",
-                               job.output_dir, who, LOCK_STALE_S, path)
+                busy(who)
                 yield False
                 return
             logger.warning("hf_ipt: taking over stages 2-3 of %r from a process that is gone (%s)", job.output_dir, who)
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+            if not _take_over(path, judged):
+                busy("a process that took the lock over first")
+                yield False
+                return
             continue
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(me, f)

@@ -1589,6 +1589,39 @@ def test_one_process_at_a_time_runs_stages_2_3(tmp_path, caplog):
     assert run_job(job, progress=False)["rows"] == 24 and not lock.exists()
 
 
+def test_a_lock_taken_over_meanwhile_is_not_removed(tmp_path, monkeypatch, caplog):
+    """Two processes that both judged a lock stale: the first takes it over and writes its own; the second
+    must not remove that fresh lock (it removed whatever lay at the path, and both ran stages 2-3)."""
+
+    from hf_ipt import jobs
+
+    job = dedup_job(tmp_path, num_proc=1)
+    run_job(job, filters=replace(FilterConfig(), dedup=True), progress=False)
+    (tmp_path / "o" / "manifest.json").unlink()
+    lock = tmp_path / "o" / "finalize.lock"
+    lock.write_text(json.dumps({"host": "other-node", "pid": 1}))
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    first = {"host": "other-node", "pid": 2}
+    judge = jobs._lock_stale
+
+    def judged_then_overtaken(path):
+        verdict = judge(path)
+        lock.unlink()  # the first process takes it over between this one's look and its removal
+        lock.write_text(json.dumps(first))
+        return verdict
+
+    monkeypatch.setattr(jobs, "_lock_stale", judged_then_overtaken)
+    with caplog.at_level("WARNING", logger="hf_ipt"):
+        assert run_job(job, progress=False) is None
+    assert json.loads(lock.read_text()) == first and "took the lock over first" in caplog.text
+    assert not (tmp_path / "o" / "manifest.json").exists()
+    assert sorted(p.name for p in (tmp_path / "o").iterdir() if "lock" in p.name) == ["finalize.lock"]
+    monkeypatch.setattr(jobs, "_lock_stale", judge)  # the judged lock itself is taken over as before
+    os.utime(lock, (old, old))
+    assert run_job(job, progress=False)["rows"] == 24 and not lock.exists()
+
+
 def test_dedup_checkpoints_left_by_a_kill_after_the_manifest_are_removed(tmp_path):
     job = dedup_job(tmp_path)
     manifest = run_job(job, progress=False)
