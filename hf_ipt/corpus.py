@@ -535,19 +535,26 @@ def repo_files(corpus: str, config: str | None, split: str, revision: str | None
             raise
         raise UsageError(f"`corpus_config` {config!r} not found in {corpus!r} ({error})") from None
     data_files = builder.config.data_files or {}
-    if os.path.isdir(corpus) and not snapshot and not chosen_files(corpus, config) and \
-            (left := left_out_files(corpus, data_files)):
-        read = sorted({data_format(str(f)) for files in data_files.values() for f in files})
-        logger.warning("hf_ipt: `corpus` %r is read as `datasets` lays a dataset folder out, files of one format "
-                       "(%s here): %d %s file(s) below it are not read, such as %r. To read them too, give a glob "
-                       "that matches every corpus file, e.g. corpus='%s/**/*.*' when the folder holds nothing else",
-                       corpus, ", ".join(read), len(left), "/".join(sorted({data_format(f) for f in left})), left[0],
-                       corpus.rstrip("/"))
+    if os.path.isdir(corpus) and not snapshot:
+        warn_left_out("corpus", corpus, config, data_files)
     if split not in data_files:
         raise UsageError(
             f"`corpus_split` {split!r} not found in {corpus!r}; available: {sorted(str(s) for s in data_files)}"
         )
     return _supported(corpus, [str(f) for f in data_files[split]])
+
+
+def warn_left_out(option: str, folder: str, config: str | None, data_files: dict) -> None:
+    """Warn that the local dataset `folder` (given as `option`) is read without the files of other formats
+    its layout (`data_files`, by `datasets`) leaves out (`left_out_files`), unless it chooses its files."""
+    if chosen_files(folder, config) or not (left := left_out_files(folder, data_files)):
+        return
+    read = sorted({data_format(str(f)) for files in data_files.values() for f in files})
+    logger.warning("hf_ipt: `%s` %r is read as `datasets` lays a dataset folder out, files of one format (%s here): "
+                   "%d %s file(s) below it are not read, such as %r. To read them too, give a glob that matches "
+                   "every file to read, e.g. %s when the folder holds nothing else", option, folder, ", ".join(read),
+                   len(left), "/".join(sorted({data_format(f) for f in left})), left[0],
+                   f"{option}{' ' if option.startswith('--') else '='}'{folder.rstrip('/')}/**/*.*'")
 
 
 def chosen_files(folder: str, config: str | None) -> bool:
@@ -577,8 +584,8 @@ def data_format(path: str) -> str:
 def left_out_files(folder: str, data_files: dict) -> list[str]:
     """Supported files below the local `folder` of another format than those the splits in `data_files` (a
     `datasets` layout of it) read: `datasets` picks the format most of its files have and reads only that one.
-    Files of the format read that no split names (``holdout.jsonl``), hidden files and folders (``.``, ``_``),
-    and files that are no data (`NOT_DATA`: a licence, ``dataset_infos.json``) are what a layout leaves out
+    Files of the format read that no split names (``holdout.jsonl``), hidden files and folders (``.``), folders
+    `datasets` skips (``__pycache__``), and files that are no data (`NOT_DATA`: a licence, ``dataset_infos.json``) are what a layout leaves out
     on purpose: not counted."""
     listed = [str(f) for files in data_files.values() for f in files]
     read, formats = {os.path.realpath(f) for f in listed}, {data_format(f) for f in listed}
@@ -586,7 +593,8 @@ def left_out_files(folder: str, data_files: dict) -> list[str]:
         str(path) for path in Path(folder).rglob("*")
         if path.is_file() and path.name.endswith(SUPPORTED) and os.path.realpath(path) not in read
         and data_format(str(path)) not in formats and not NOT_DATA.fullmatch(path.name)
-        and not any(part.startswith((".", "_")) for part in path.relative_to(folder).parts)
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+        and not any(part.startswith("__") for part in path.relative_to(folder).parts[:-1])
     )
 
 

@@ -224,6 +224,28 @@ def test_a_save_to_disk_folder_is_refused_naming_the_export(tmp_path):
             check_source("--domain_dataset", str(tmp_path / folder), {"text": "--text_column"})
 
 
+def test_a_folder_whose_layout_leaves_files_of_another_format_out_says_so(tmp_path, caplog):
+    """As synthesis says it of a corpus folder (`corpus.warn_left_out`): `datasets` reads one format of a
+    folder, so the .jsonl beside .txt documents were left out of training silently. Warned now, under the
+    option that named the folder; a folder of one format is not."""
+    folder = tmp_path / "domain"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.txt").write_text(f"domain document {i}")
+    _jsonl(folder / "_more" / "extra.jsonl", [{"text": "left out"}])  # `datasets` reads `_` folders, not `__`
+    _jsonl(folder / "__pycache__" / "skipped.jsonl", [{"text": "skipped on purpose"}])
+    with caplog.at_level("WARNING", logger="hf_ipt"):
+        check_source("--domain_dataset", str(folder), {"text": "--text_column"})
+    assert re.search(r"`--domain_dataset` '.*domain' is read as `datasets` lays a dataset folder out, files of one "
+                     r"format \(text here\): 1 json file\(s\) below it are not read, such as '.*extra\.jsonl'.* "
+                     r"--domain_dataset '.*domain/\*\*/\*\.\*'", caplog.text)
+    (folder / "_more" / "extra.jsonl").unlink()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hf_ipt"):
+        check_source("--domain_dataset", str(folder), {"text": "--text_column"})
+    assert "are not read" not in caplog.text
+
+
 def test_a_synthesis_output_folder_is_read_as_its_data_files_only(tmp_path):
     """An `hf-ipt synthesize` job folder given as a source was read by `datasets` as a dataset folder:
     its JSON job files (job.json, the done-markers in pairs/, rejects.jsonl, ...) were the rows, and the

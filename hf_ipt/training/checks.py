@@ -329,7 +329,7 @@ def _first_folder_row(option: str, source: str, split: str) -> tuple[str, list[s
             "DatasetDict: its split, `load_from_disk(...)['train']`), and give that file"
         )
     try:
-        row = next(iter(load_rows(source, split=split)), None)
+        row = next(iter(load_rows(source, split=split, option=option)), None)
     except UsageError:  # says what is wrong with the folder itself (an unfinished synthesis job)
         raise
     except Exception as error:  # noqa: BLE001 - any reader error is the user's folder or split

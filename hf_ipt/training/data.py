@@ -30,6 +30,7 @@ from ..corpus import (
     repo_files,
     starts_with_array,
     text_bytes,
+    warn_left_out,
 )
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ logger = logging.getLogger(__name__)
 BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}  # by `data_suffix`
 
 
-def load_rows(source: str | list[str], *, split: str = "train", name: str | None = None):
+def load_rows(source: str | list[str], *, split: str = "train", name: str | None = None, option: str | None = None):
     """Stream the rows of local files (.txt = one document per file, .jsonl, .parquet; .txt, .jsonl and .json
     also compressed: ``.gz``, ``.bz2``, ``.xz``, ``.zst``) or a dataset.
 
@@ -48,6 +49,8 @@ def load_rows(source: str | list[str], *, split: str = "train", name: str | None
             in Hub layout.
         split (`str`, *optional*, defaults to ``"train"``): split of a dataset.
         name (`str`, *optional*): config name of a dataset.
+        option (`str`, *optional*): the option that gave `source` (``"--domain_dataset"``): a local folder
+            whose layout leaves files of another format out is read with a warning naming them under it.
 
     Returns:
         `datasets.IterableDataset`
@@ -58,7 +61,7 @@ def load_rows(source: str | list[str], *, split: str = "train", name: str | None
         repo, revision = hub_id_parts(source)  # offline, a Hub dataset the cache holds is read as its folder
         source = cached_dataset(repo, revision, f"dataset {source!r}") or source
     if isinstance(source, str) and os.path.isdir(source):
-        source = _folder_files(source, name, split) or source
+        source = _folder_files(source, name, split, option) or source
     if isinstance(source, list) or is_file_corpus(source):
         files = source if isinstance(source, list) else pattern_files(source)
         builders = {BUILDERS[data_suffix(f)] for f in files}
@@ -84,7 +87,7 @@ def load_rows(source: str | list[str], *, split: str = "train", name: str | None
     return datasets.load_dataset(repo, name=name, split=split, streaming=True, revision=revision)
 
 
-def _folder_files(folder: str, name: str | None, split: str) -> list[str] | None:
+def _folder_files(folder: str, name: str | None, split: str, option: str | None = None) -> list[str] | None:
     """The files of `split` in a local dataset folder, read as the same files named by a glob are (a .txt
     file is one document, JSON-lines files may differ in columns); `None` (datasets reads the folder) when
     the split is not found or a file is of a type hf_ipt does not read. The output folder of ``hf-ipt
@@ -93,7 +96,10 @@ def _folder_files(folder: str, name: str | None, split: str) -> list[str] | None
 
     if (files := output_files(folder, split)) is not None:
         return files
-    files = [str(f) for f in (datasets.load_dataset_builder(folder, name).config.data_files or {}).get(split, [])]
+    data_files = datasets.load_dataset_builder(folder, name).config.data_files or {}
+    if option is not None:
+        warn_left_out(option, folder, name, data_files)
+    files = [str(f) for f in data_files.get(split, [])]
     return files if files and all(data_suffix(f) in BUILDERS for f in files) else None
 
 
