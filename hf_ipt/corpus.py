@@ -15,6 +15,7 @@ corpus file sits in one folder, else its path relative to the folder the files s
 
 from __future__ import annotations
 
+import codecs
 import functools
 import glob
 import heapq
@@ -753,6 +754,25 @@ class CorpusConfig:
         return is_local_corpus(self.corpus) or bool(COMMIT.fullmatch(self.corpus_revision or revision or ""))
 
 
+# Byte order marks of the UTF-16/32 encodings a .txt document may be saved in (Windows "Unicode" text); UTF-32
+# LE's starts with UTF-16 LE's, so it is looked for first
+UNICODE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+                (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def decode_document(raw: bytes) -> tuple[str, str | None]:
+    """A whole .txt document and why it gives no text (`None` when it does): UTF-8, after a UTF-8 byte order
+    mark if any, or UTF-16/32 when its byte order mark says so (Notepad's "Unicode")."""
+    codec = next((codec for bom, codec in UNICODE_BOMS if raw.startswith(bom)), None)
+    if codec is None:
+        return _decode(raw.removeprefix(BOM))
+    try:
+        text = raw.decode(codec)  # the codec reads the mark for the byte order and drops it
+    except UnicodeDecodeError:
+        return "", "binary"
+    return (text, None) if text.strip() else ("", "empty")
+
+
 def _decode(raw: bytes) -> tuple[str, str | None]:
     if b"\x00" in raw:
         return "", "binary"
@@ -920,7 +940,7 @@ class _ZstdStream(io.RawIOBase):
 
 def _text_docs(path: str, doc_prefix: str, token=None) -> Iterator[Document]:
     with open_file(path, token) as f:
-        text, reject = _decode(f.read().removeprefix(BOM))
+        text, reject = decode_document(f.read())
     yield Document(doc_prefix, text, reject)
 
 
@@ -1027,7 +1047,7 @@ def _unreadable(path: str, text_column: str, reasons: Counter) -> str:
     """Why no row of a file gave a document, with the likely fix."""
     found = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
     hints = {
-        "binary": "a UTF-16 or binary file: save it as UTF-8",
+        "binary": "a binary or UTF-16 file (.jsonl and .json files are read as UTF-8): save it as UTF-8",
         "not utf-8": "save the file as UTF-8",
         "invalid json": "a .jsonl file holds one JSON object per line, a .json file one array of objects or "
                         "JSON lines (no pretty-printed objects, no wrapping object)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
@@ -104,6 +105,22 @@ def test_a_utf8_bom_before_json_lines_costs_no_document(tmp_path):
 def test_a_utf8_bom_before_a_txt_document_is_not_part_of_it(tmp_path):
     (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + doc(0).encode())
     assert [(d.text, d.reject) for d in read_file(str(tmp_path / "bom.txt"))] == [(doc(0), None)]
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-be"])
+def test_a_txt_document_in_utf16_or_utf32_with_a_byte_order_mark_is_read(tmp_path, codec):
+    """Notepad's "Unicode" saves UTF-16 LE after a byte order mark: such a corpus gave no document at all
+    (every file a "binary" reject). Its mark names the encoding; without one, a file is still read as UTF-8."""
+    from hf_ipt.corpus import CorpusConfig
+
+    text = "Caf\u00e9 prices rose 5% \u2014 \U0001F4C8 analysts said.\r\nSecond line."
+    mark = {"utf-16-le": codecs.BOM_UTF16_LE, "utf-16-be": codecs.BOM_UTF16_BE, "utf-32-be": codecs.BOM_UTF32_BE}
+    (tmp_path / "doc.txt").write_bytes(mark.get(codec, b"") + text.encode(codec))
+    assert [(d.text, d.reject) for d in read_file(str(tmp_path / "doc.txt"))] == [(text, None)]
+    assert [row["context"] for row in load_augmented(str(tmp_path / "doc.txt"), streaming=True, output="pairs")] == [text]
+    assert CorpusConfig(corpus=str(tmp_path)).files()  # the folder reads too
+    (tmp_path / "bare.txt").write_bytes(text.encode("utf-16-le"))  # no mark: not guessed
+    assert [d.reject for d in read_file(str(tmp_path / "bare.txt"))] == ["binary"]
 
 
 def test_a_lone_surrogate_is_rejected_not_passed_on(tmp_path):

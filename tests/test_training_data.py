@@ -118,8 +118,10 @@ def test_a_txt_file_is_read_as_synthesis_reads_it_not_one_that_stops_the_run(tmp
     (tmp_path / "b.txt").write_bytes(b"caf\xe9: latin-1, not UTF-8")
     (tmp_path / "c.txt").write_bytes(b"bin\x00ary")
     (tmp_path / "d.txt").write_text("the last document")
+    (tmp_path / "e.txt").write_text("a document in UTF-16, as Notepad saves \u201cUnicode\u201d", encoding="utf-16")
     rows = [row["text"] for row in load_rows(str(tmp_path / "*.txt"))]
-    assert rows == ["a document after a byte order mark", "", "", "the last document"]
+    assert rows == ["a document after a byte order mark", "", "", "the last document",
+                    "a document in UTF-16, as Notepad saves \u201cUnicode\u201d"]
     assert "b.txt is not utf-8" in caplog.text and "c.txt is binary" in caplog.text
 
 

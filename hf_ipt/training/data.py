@@ -114,14 +114,14 @@ def _parquet_rows(files: list[str]):
 
 
 def _text_rows(files: list[str]):
-    """One ``{"text": ...}`` row per file, decoded as synthesis reads a .txt corpus (`corpus._decode`):
-    without a UTF-8 BOM, and empty (no document, the row still counts) when the file is not UTF-8
-    or is binary, rather than stop the run where datasets' text reader would raise."""
-    from ..corpus import BOM, _decode
+    """One ``{"text": ...}`` row per file, decoded as synthesis reads a .txt corpus (`corpus.decode_document`):
+    UTF-8 without a BOM, or UTF-16/32 by its BOM, and empty (no document, the row still counts) when the file
+    is not UTF-8 or is binary, rather than stop the run where datasets' text reader would raise."""
+    from ..corpus import decode_document
 
     for path in files:
         with open_file(path) as f:  # a local file or an hf:// URL
-            text, reject = _decode(f.read().removeprefix(BOM))
+            text, reject = decode_document(f.read())
         if reject not in (None, "empty"):
             logger.warning("%s is %s: it gives no training document", path, reject)
         yield {"text": text}
