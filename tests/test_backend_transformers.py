@@ -436,12 +436,18 @@ def test_static_cache_batches_equal_plain_greedy_generate(tiny_backend, monkeypa
 
     def spy(model, **kwargs):  # the cache `generate` really used, not just the setting
         out = generate(model, **kwargs, return_dict_in_generate=True)
-        caches.append(type(out.past_key_values))
+        caches.append((type(out.past_key_values), kwargs["input_ids"].shape[1],
+                       out.past_key_values.layers[0].max_cache_len))
         return out.sequences
 
     monkeypatch.setattr(backend.model, "generate", lambda **kw: spy(backend.model, **kw))
     generations = backend.generate(prompts)
-    assert caches and all(issubclass(c, StaticCache) for c in caches)
+    monkeypatch.undo()
+    assert len(caches) > 1 and all(issubclass(c, StaticCache) for c, _, _ in caches)
+    # each batch's cache holds its prompts and new tokens (not the last, which is never attended to): `generate`
+    # kept the longest it had made (the first batch's), and every shorter batch after it attended over that length
+    assert [length for _, _, length in caches] == [width + 10 - 1 for _, width, _ in caches]
+    assert len({width for _, width, _ in caches}) > 1
     for prompt, generation in zip(prompts, generations):
         assert generation.error is None and generation.token_ids == plain_greedy(tiny_backend, prompt)
 

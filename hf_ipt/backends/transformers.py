@@ -342,6 +342,11 @@ class TransformersBackend:
         for row, prompt in enumerate(prompts):
             input_ids[row, width - len(prompt) :] = torch.tensor(prompt)
             attention_mask[row, width - len(prompt) :] = 1
+        if self.config.static_cache:
+            # `generate` sizes a static cache to the longest it made before (to spare a compile we turn off): the
+            # longest batch comes first, so every later, shorter batch would attend over that whole length
+            with contextlib.suppress(AttributeError):
+                del self.model._previous_max_cache_length
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids=input_ids.to(self.device),
