@@ -395,8 +395,8 @@ def measure(mode, run, backend, workload, lengths, warmup, reference=None, repea
 
 def check_args(args) -> None:
     """Refuse, before a model is loaded, what would fail or mislead only after minutes of measuring."""
-    for name in ("num_prompts", "rounds", "repeats"):
-        if getattr(args, name) < 1:
+    for name in ("num_prompts", "rounds", "repeats", "warmup_prompts"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise SystemExit(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.mode_limit is not None and args.mode_limit <= 0:
         raise SystemExit(f"--mode_limit must be > 0 seconds, got {args.mode_limit:g}")
@@ -447,7 +447,8 @@ def main(args) -> list[dict]:
     model, tokenizer = load_model(args, device, dtype)
     backend = TransformersBackend.from_model(model, tokenizer, config)
     workload = make_workload(args, tokenizer, config.prompt_budget)
-    warmup = make_workload(args, tokenizer, config.prompt_budget, count=args.batch_size, seed=args.seed + 1, rounds=1)
+    warmup = make_workload(args, tokenizer, config.prompt_budget, count=args.warmup_prompts or args.batch_size,
+                           seed=args.seed + 1, rounds=1)
     contexts = [n + 1 for r in workload.raw for n in r]  # BOS + raw text: a one-shot prompt's shot is not counted
     news = [n for r in workload.new_tokens for n in r]
     print(f"# {config.model_name_or_path} on {device}: {len(contexts)} prompts in {len(workload.contexts)} "
@@ -537,6 +538,8 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add("--json", help="also write the rows to this file (rewritten after each mode)")
     add("--repeats", type=int, default=1, help="timed runs per mode; the fastest counts")
+    add("--warmup_prompts", type=int, help="prompts of each mode's untimed warm-up pass, of the same shapes as the "
+        "timed ones (default: --batch_size; fewer spare a 7B model's full first batch per mode)")
     add("--mode_limit", type=float, help="seconds of wall time per mode (warm-up included) after which it is "
         "stopped and recorded as timed_out, with no figures, and the next mode runs in the same process "
         "(default: no limit)")

@@ -13,6 +13,9 @@ across documents, labels masked at document starts, exactly as `recipes/pretrain
                                                                             # issue's raw loop (compiled, mb 4)
     python benchmarks/train_throughput.py --shape llama-551m --liger --compile_layers --micro_batch 16 \\
         --raw_compile --raw_micro_batch 4                                   # layers compiled, fused loss eager
+    python benchmarks/train_throughput.py --shape llama-551m --attn hf_ipt_varlen --liger --compile_layers \\
+        --micro_batch 24 32 --nan_inf_filter on off --raw_compile --raw_micro_batch 4
+                                                                            # 4 recipe runs, one raw loop
 
 Liger's fused linear cross-entropy fails under torch.compile with torch 2.11 (BENCHMARKS.md):
 run the Liger recipe eager.
@@ -45,7 +48,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--seq", type=int, default=None, help="tokens per row (default: 2048 on GPU, 256 on CPU)"
     )
-    parser.add_argument("--micro_batch", "--micro-batch", type=int, default=4, help="rows per step")
+    parser.add_argument(
+        "--micro_batch", "--micro-batch", type=int, nargs="+", default=[4],
+        help="rows per step of the recipe; several values run one after another against the same raw loop",
+    )
     parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument(
         "--steps", type=int, default=None, help="timed steps (default: 30 on GPU, 6 on CPU)"
@@ -74,6 +80,11 @@ def parse_args() -> argparse.Namespace:
         help="attention implementation of the recipe's model (hf_ipt_varlen: PyTorch's varlen flash kernel)"
     )
     parser.add_argument(
+        "--nan_inf_filter", nargs="+", choices=["on", "off"], default=["on"],
+        help="recipe: the Trainer's logging_nan_inf_filter (on, its default, reads the loss back to the host "
+        "every step); both `on off` run each micro-batch twice",
+    )
+    parser.add_argument(
         "--peak_tflops",
         "--peak-tflops",
         type=float,
@@ -91,8 +102,9 @@ def check_args(args: argparse.Namespace) -> None:
     from hf_ipt.training.model_init import shape_config
 
     for name, least in (("seq", 2), ("micro_batch", 1), ("raw_micro_batch", 1), ("steps", 1), ("warmup", 0)):
-        if getattr(args, name) < least:
-            raise SystemExit(f"--{name} must be >= {least}, got {getattr(args, name)}")
+        for value in getattr(args, name) if isinstance(getattr(args, name), list) else [getattr(args, name)]:
+            if value < least:
+                raise SystemExit(f"--{name} must be >= {least}, got {value}")
     if args.liger and importlib.util.find_spec("liger_kernel") is None:
         raise SystemExit("--liger: liger-kernel is not installed here (pip install liger-kernel)")
     # transformers checks the attention implementation when it builds a model: build the recipe's on no device
@@ -155,8 +167,8 @@ def _pregenerated(rank: int, world_size: int, *, blocks: list):
     yield from itertools.cycle(blocks)
 
 
-def recipe_step(args, device: str) -> tuple[float, int]:
-    """Tokens/s of the recipes' Trainer on packed blocks, and the padding tokens it was fed."""
+def recipe_step(args, device: str, micro_batch: int, nan_inf_filter: bool) -> tuple[float, int]:
+    """Tokens/s of the recipes' Trainer on packed blocks of `micro_batch` rows, and the padding tokens it was fed."""
     from transformers import TrainerCallback
 
     from hf_ipt.training.card import CardInfo
@@ -177,7 +189,7 @@ def recipe_step(args, device: str) -> tuple[float, int]:
     training = TrainingConfig(
         output_dir=tempfile.mkdtemp(),
         max_steps=args.warmup + args.steps,
-        per_device_train_batch_size=args.micro_batch,
+        per_device_train_batch_size=micro_batch,
         max_length=args.seq,
         bf16=device == "cuda",
         use_cpu=device == "cpu",
@@ -195,8 +207,9 @@ def recipe_step(args, device: str) -> tuple[float, int]:
         disable_tqdm=True,
         learning_rate=3e-4,
         peak_tflops=args.peak_tflops,
+        logging_nan_inf_filter=nan_inf_filter,
     )
-    needed = (args.warmup + args.steps + 1) * args.micro_batch
+    needed = (args.warmup + args.steps + 1) * micro_batch
     blocks = list(itertools.islice(_blocks(0, 1, vocab=args.vocab, seq=args.seq), needed))
     dataset = sharded_stream(functools.partial(_pregenerated, blocks=blocks), training.world_size)
     trainer = build_trainer(
@@ -220,6 +233,17 @@ def recipe_step(args, device: str) -> tuple[float, int]:
     return args.steps * training.tokens_per_step / timer.seconds, padding[0]
 
 
+def _release(device: str) -> None:
+    """Free one recipe run's model, optimizer and compiled graphs before the next: each run compiles afresh
+    (a graph kept from another micro-batch would recompile with dynamic shapes, which a run alone does not)."""
+    import gc
+
+    torch._dynamo.reset()
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -233,7 +257,7 @@ def main() -> None:
     if args.steps is None:
         args.steps = 30 if device == "cuda" else 6
     if args.raw_micro_batch is None:
-        args.raw_micro_batch = args.micro_batch
+        args.raw_micro_batch = args.micro_batch[0]
     check_args(args)
     from hf_ipt.training.callbacks import flops_per_token, peak_flops
     from hf_ipt.training.model_init import num_parameters, shape_config
@@ -250,33 +274,36 @@ def main() -> None:
     # Printed at once: a recipe run that fails or runs out of time still leaves the baseline.
     print(f"{card}: raw loop ({'compiled' if args.compile or args.raw_compile else 'eager'}, "
           f"mb {args.raw_micro_batch}): {raw:,.0f} tok/s  MFU {raw_mfu}", flush=True)
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    recipe, padding = recipe_step(args, device)
-    result = {
-        "device": card,
-        "shape": args.shape,
-        "params": num_parameters(config),
-        "seq": args.seq,
-        "micro_batch": args.micro_batch,
-        "raw_micro_batch": args.raw_micro_batch,
-        "compile": args.compile,
-        "raw_compile": args.compile or args.raw_compile,
-        "liger": args.liger,
-        "compile_layers": args.compile_layers,
-        "attn": args.attn,
-        "raw_tok_s": round(raw),
-        "recipe_tok_s": round(recipe),
-        "ratio": round(recipe / raw, 3),
-        "raw_mfu": raw_mfu,
-        "recipe_mfu": round(recipe * flops / peak, 3) if peak else None,
-        "recipe_padding_tokens": padding,
-    }
-    print(f"{card}: {args.shape} seq {args.seq} mb {args.micro_batch} (raw loop mb {args.raw_micro_batch})")
-    print(f"raw loop : {raw:,.0f} tok/s  MFU {result['raw_mfu']}")
-    print(f"recipe   : {recipe:,.0f} tok/s  MFU {result['recipe_mfu']}  padding tokens {padding}")
-    print(f"ratio    : {recipe / raw:.2f}x")
-    print(json.dumps(result))
+    for micro_batch, nan_inf_filter in itertools.product(args.micro_batch, args.nan_inf_filter):
+        _release(device)
+        recipe, padding = recipe_step(args, device, micro_batch, nan_inf_filter == "on")
+        result = {
+            "device": card,
+            "shape": args.shape,
+            "params": num_parameters(config),
+            "seq": args.seq,
+            "micro_batch": micro_batch,
+            "raw_micro_batch": args.raw_micro_batch,
+            "compile": args.compile,
+            "raw_compile": args.compile or args.raw_compile,
+            "liger": args.liger,
+            "compile_layers": args.compile_layers,
+            "attn": args.attn,
+            "logging_nan_inf_filter": nan_inf_filter == "on",
+            "raw_tok_s": round(raw),
+            "recipe_tok_s": round(recipe),
+            "ratio": round(recipe / raw, 3),
+            "raw_mfu": raw_mfu,
+            "recipe_mfu": round(recipe * flops / peak, 3) if peak else None,
+            "recipe_padding_tokens": padding,
+        }
+        # Each run's figures at once, a JSON line each: a later run that fails or runs out of time keeps them.
+        print(f"{card}: {args.shape} seq {args.seq} mb {micro_batch} (raw loop mb {args.raw_micro_batch}), "
+              f"nan/inf filter {nan_inf_filter}")
+        print(f"raw loop : {raw:,.0f} tok/s  MFU {result['raw_mfu']}")
+        print(f"recipe   : {recipe:,.0f} tok/s  MFU {result['recipe_mfu']}  padding tokens {padding}")
+        print(f"ratio    : {recipe / raw:.2f}x")
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

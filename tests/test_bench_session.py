@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -74,6 +75,36 @@ def test_every_gpu_command_line_parses(tmp_path, monkeypatch):
             monkeypatch.setattr(sys, "argv", [script, *argv])
             args = train.parse_args()
             args.seq, args.steps = args.seq or 2048, args.steps or 30  # the GPU defaults
-            args.raw_micro_batch = args.raw_micro_batch or args.micro_batch
+            args.raw_micro_batch = args.raw_micro_batch or args.micro_batch[0]
             args.liger = False  # liger-kernel comes with the device's wheels (.whl), maybe not here
             train.check_args(args)
+
+
+def documented_groups() -> list[list[str]]:
+    """The stage groups session.sh's header tells a session to run, one device call each."""
+    header = SESSION.read_text().split("\nset -uo pipefail", 1)[0]
+    return [line.split() for line in re.findall(r"^#\s+(?:REPRO_STEPS=\d+ )?bash benchmarks/gpu/session\.sh ([a-z_ ]+?)\s*(?:#|$)",
+                                                header, re.MULTILINE)]
+
+
+@pytest.mark.parametrize("group", documented_groups(), ids=" ".join)
+def test_each_documented_call_fits_the_device_limits(tmp_path, group):
+    """A device call brings back 8 files of $OUT at most (which ones, when there are more, is not said) and
+    runs 595 s at most, the wheels' install and the versions check (~40 s) included: a group whose stages
+    wrote more files, or whose limits leave no room for that, loses results on the device."""
+    out, commands = run_session(tmp_path, *group, smoke="0")
+    assert out.returncode == 0, out.stdout + out.stderr
+    written = {p.name for p in (tmp_path / "out").iterdir()}
+    written |= {os.path.basename(c[c.index("--json") + 1]) for c in commands if "--json" in c}
+    if "repro" in group:
+        written |= {"results.json", "results.md"}  # copied from the run's folder
+    assert len(written) <= 8, sorted(written)
+    limits = [int(n) for n in re.findall(r"\(limit (\d+)s\)", (tmp_path / "out" / "stages.txt").read_text())]
+    # 595 s - ~40 s of installs - 20 s for a stage past its limit to stop; `repro` is a call of its own (560 s)
+    assert limits and sum(limits) <= 530 or group == ["repro"], (group, limits)
+
+
+def test_the_documented_groups_are_found():
+    groups = documented_groups()
+    assert ["sweep", "synth_levers"] in groups and ["train", "synth"] in groups and ["repro"] in groups
+    assert all(stage in STAGES for group in groups for stage in group)

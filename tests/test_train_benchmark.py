@@ -30,12 +30,28 @@ def test_recipe_and_raw_loop_are_measured_in_one_process():
                                                  abs=1e-3)
 
 
+def test_several_recipe_runs_share_one_raw_loop():
+    """A device call's time goes to what is new: micro-batches and the nan/inf filter as variants of one
+    process, a JSON line each, against one raw loop."""
+    cmd = [sys.executable, str(SCRIPT), "--shape", "tiny", "--seq", "64", "--steps", "1", "--warmup", "1",
+           "--micro_batch", "2", "3", "--nan_inf_filter", "on", "off", "--raw_micro_batch", "2"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    rows = [json.loads(line) for line in lines if line.startswith('{"device"')]  # not the Trainer's log dicts
+    assert [(r["micro_batch"], r["logging_nan_inf_filter"]) for r in rows] == [(2, True), (2, False), (3, True),
+                                                                              (3, False)]
+    assert sum("raw loop (eager, mb 2)" in line for line in lines) == 1 and len({r["raw_tok_s"] for r in rows}) == 1
+    assert all(r["recipe_padding_tokens"] == 0 and r["recipe_tok_s"] > 0 for r in rows)
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
         (["--steps", "0"], "--steps must be >= 1, got 0"),  # was taken for the default (6 on CPU, 30 on GPU)
         (["--steps", "-1"], "--steps must be >= 1, got -1"),  # failed after the raw loop
         (["--raw_micro_batch", "0"], "--raw_micro_batch must be >= 1, got 0"),
+        (["--micro_batch", "4", "0"], "--micro_batch must be >= 1, got 0"),
         (["--attn", "hf_ipt_varlne"], "hf_ipt_varlne"),  # transformers refused it only after the raw loop
         pytest.param(["--liger"], "liger-kernel is not installed", marks=pytest.mark.skipif(
             importlib.util.find_spec("liger_kernel") is not None, reason="liger-kernel is installed here")),
