@@ -7,7 +7,7 @@
 # 2026-11-27 when the first `repro` stopped at its first evaluation). multiprocess (imported by datasets) is built per Python
 # version: .whl/py3XX/ holds one per version and session.sh installs the one that matches.
 # About 21 MB, within the 64 MiB a call may carry.
-# Then: run(command="bash benchmarks/gpu/session.sh train synth", carry=[".whl"]).
+# Then: run(command="bash benchmarks/gpu/session.sh sweep synth_levers", carry=[".whl"], timeout_s=595).
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
