@@ -32,6 +32,12 @@ _WORD = re.compile(rf"\d+(?:[.,]\d+)+|[{_UNSPACED}]|[^\W{_UNSPACED}]+")
 
 
 _VERDICTS = frozenset({"yes", "no", "true", "false"})  # an answer opening with one judges, it does not extract
+# A question that asks for a judgment on the text or a new text about it (a title, its tone, a summary): the
+# answer is abstractive by design ("Cautiously optimistic", "Japan's Quiet Recovery"), not a span
+_ABSTRACTIVE = re.compile(r"\b(title|headline|heading|tone|sentiment|attitude|mood|feel|feeling|summar\w*|main "
+                          r"(idea|point|topic)|gist|describe[sd]?|characteri[sz]e[sd]?|paraphrase|rephrase|reword)\b",
+                          re.IGNORECASE)
+_STEM = 5  # a word shares its first 5 characters with a word of the text: the same word, inflected or derived
 
 
 @dataclass
@@ -41,7 +47,9 @@ class FilterConfig:
     filter_ungrounded: bool = field(
         default=True,
         metadata={"help": "Drop extractive answers (2..extractive_max_words words) whose words are mostly "
-                  "in neither the text nor the options the question lists (multiple choice)."},
+                  "in neither the text nor the options the question lists (multiple choice); answers to "
+                  "questions that ask for a title, a tone or sentiment, a summary or a description are "
+                  "abstractive and never checked."},
     )
     extractive_max_words: int = field(
         default=8, metadata={"help": "Answers of 2 to this many words count as extractive spans; one-word "
@@ -61,7 +69,8 @@ class FilterConfig:
                   "fraction of them are repeats."},
     )
     filter_copied_questions: bool = field(
-        default=True, metadata={"help": "Drop questions that are a verbatim span of the text."}
+        default=True, metadata={"help": "Drop questions that are a verbatim span of the text and no question "
+                                "(no final '?'): a sentence of the text pasted as the question."}
     )
     copied_min_words: int = field(
         default=6, metadata={"help": "Only questions with at least this many words count as copied."}
@@ -118,7 +127,10 @@ def is_ungrounded(context: str, answer: str, config: FilterConfig, question: str
 
     The options a multiple-choice question lists (``"...\\nOptions:\\n- a\\n- b"``, the
     synthesizer's layout) ground an answer too: answering from them is what the task asks for.
-    The rest of the question does not, or an answer that merely repeats it would pass.
+    The rest of the question does not, or an answer that merely repeats it would pass. A word
+    occurs when the text has it, or a word with the same first 5 characters ("economic" in a text
+    about the "economy"). A question that asks for a title, a tone, a summary or a description
+    (`_ABSTRACTIVE`) wants new words: its answer is not checked.
 
     Args:
         context (`str`): the raw text the pair was synthesized from.
@@ -129,9 +141,14 @@ def is_ungrounded(context: str, answer: str, config: FilterConfig, question: str
     answer_words = words(answer)
     if not 2 <= len(answer_words) <= config.extractive_max_words or answer_words[0] in _VERDICTS:
         return False  # "Yes, it did.": a verdict on the question, not a span of the text
+    parsed = parse_question(question)
+    if not parsed.options and _ABSTRACTIVE.search(parsed.stem):  # listed options are the answers it may give
+        return False
     content = [w for w in answer_words if len(w) > 2] or answer_words  # "a", "of", "in" prove nothing
-    vocabulary = set(words(context)) | set(words(" ".join(parse_question(question).options)))
-    return sum(w in vocabulary for w in content) / len(content) < config.min_grounding
+    vocabulary = set(words(context)) | set(words(" ".join(parsed.options)))
+    stems = {w[:_STEM] for w in vocabulary if len(w) >= _STEM}
+    found = sum(w in vocabulary or len(w) >= _STEM and w[:_STEM] in stems for w in content)
+    return found / len(content) < config.min_grounding
 
 
 def _repeat_fraction(text: str) -> float:
@@ -150,7 +167,10 @@ def is_degenerate(question: str, answer: str, config: FilterConfig) -> bool:
 
 
 def is_copied_question(context: str, question: str, config: FilterConfig) -> bool:
-    """The whole question (case and spacing aside) is a span of the text: not a question."""
+    """The whole question (case and spacing aside) is a span of the text and asks nothing (no final
+    ``?``): a sentence pasted as the question. A text's own question (an FAQ, an interview) is a question."""
+    if question.rstrip().endswith(("?", "\uff1f")):  # full-width too
+        return False
     q = words(question)
     return len(q) >= config.copied_min_words and f" {' '.join(q)} " in f" {' '.join(words(context))} "
 

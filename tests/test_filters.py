@@ -65,6 +65,26 @@ def test_answers_from_the_listed_options_are_grounded():
     assert filter_pairs(TEXT, pairs, CONFIG) == (pairs[:1], {"ungrounded": 1})
 
 
+def test_abstractive_answers_and_inflected_words_are_grounded():
+    """Short answers that are not spans by design (a title, a tone, a summary) and answers that inflect or
+    derive the text's words were dropped as ungrounded: good synthesizer pairs lost by a default filter."""
+    text = ("The economy of Japan grew by 2% last quarter as exports to China recovered, the government said. "
+            "Consumers were told that prices will rise sharply next year.")
+    good = [("What would be a good title for this text?", "Quiet Recovery Ahead"),
+            ("How would you describe the tone of the government statement?", "Cautiously upbeat"),
+            ("Summarize the text in a few words.", "Growth returns"),
+            ("Which economy grew last quarter?", "The Japanese economy"),  # Japan-ese, economy
+            ("What recovered last quarter?", "Chinese exports recovering")]  # China-ese, recover-ing: 2 of 3
+    for question, answer in good:
+        assert not is_ungrounded(text, answer, CONFIG, question), (question, answer)
+    assert filter_pairs(text, [(q, a, "qa") for q, a in good], CONFIG) == ([(q, a, "qa") for q, a in good], {})
+    # still removed: an extractive question answered with words the text does not have, even inflected
+    assert is_ungrounded(text, "Swiss watchmakers", CONFIG, "Who said the economy grew?")
+    assert is_ungrounded(text, "Banana and mango exporters", CONFIG, "Which exports recovered?")  # 1 word of 4
+    assert is_ungrounded(text, "Purple elephants", CONFIG, "What is the title?\nOptions:\n- Growth\n- Decline")
+    assert not is_ungrounded(text, "Japanese economy", CONFIG, "Pick the title.\nOptions:\n- Japanese economy\n- x")
+
+
 def test_degenerate_pairs():
     loop = "the shares dropped " * 8
     assert is_degenerate("What happened?", loop, CONFIG)
@@ -77,6 +97,12 @@ def test_copied_questions():
     assert is_copied_question(TEXT, "however, sales in the U.S. fell by 3.5%   because demand", CONFIG)
     assert not is_copied_question(TEXT, "Which sentence follows this one? " + SENTENCES[0], CONFIG)
     assert not is_copied_question(TEXT, "Market report 0", CONFIG)  # too short to call a copy
+    # a question the text itself asks (an FAQ, an interview) is a question, and its pair the natural one
+    faq = "FAQ\nHow long does shipping take to Canada? Shipping to Canada takes five to seven business days."
+    assert not is_copied_question(faq, "How long does shipping take to Canada?", CONFIG)
+    assert filter_pairs(faq, [("How long does shipping take to Canada?", "Five to seven business days", "qa")],
+                        CONFIG)[1] == {}
+    assert is_copied_question(faq, "Shipping to Canada takes five to seven business days.", CONFIG)
 
 
 def test_filter_pairs_counts_each_removal_once():

@@ -770,6 +770,16 @@ def test_title_negative(text: str, config: dict) -> None:
     assert mined(text, task_types=["summarize"], **config) == {}  # neither title nor article
 
 
+@pytest.mark.parametrize("newline", ["\r\n", "\r"])
+def test_a_title_ends_at_any_line_break(newline: str) -> None:
+    """Sentences split at CR and CRLF line breaks, the title only at LF: a text saved with classic Mac
+    line ends lost its title and article tasks."""
+    text = ARTICLE.replace("\n", newline)
+    found = mined(text, task_types=["summarize"])
+    assert [p.answer for p in found["summarize.title"]] == ["Oil price rise hits airline profits"]
+    assert found["summarize.article"][0].answer.startswith("Airlines around the world reported")
+
+
 def test_title_may_open_with_a_symbol() -> None:
     text = f"$1m payoff for former Shell boss\n\n{LONG_A}"
     (pair,) = mined(text, task_types=["summarize"])["summarize.title"]

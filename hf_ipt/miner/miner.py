@@ -18,7 +18,7 @@ from ..protocol import MARKER_PATTERN, Pair, blank_markers
 from . import rules, word_rules
 from .config import MinerConfig
 from .keywords import FUNCTION_WORDS, lower_words
-from .sentences import split_sentences
+from .sentences import LINE_BREAK, split_sentences
 from .templates import SUBTYPES, load_templates, task_type
 
 _ENGLISH_SAMPLE_CHARS = 2000  # ~350 words: a stable ratio, and cheap on very long texts
@@ -338,10 +338,11 @@ def split_title(text: str, config: MinerConfig) -> tuple[str | None, str]:
     """``(title, body)``: the first line is the title per ``config.title``; else ``(None, text)``."""
     if config.title == "none":
         return None, text
-    first, newline, rest = text.lstrip().partition("\n")
-    line = rules.clean(first)
-    if not newline or not line:
+    lines = LINE_BREAK.split(text.lstrip(), maxsplit=1)  # "\r" or "\r\n" end a line as "\n" does
+    line = rules.clean(lines[0])
+    if len(lines) < 2 or not line:
         return None, text
+    rest = lines[1]
     if config.title == "first_line" or _looks_like_title(line, config.max_title_chars):
         return line, rest
     return None, text

@@ -27,7 +27,7 @@ from .lexicon import lexicon
 # A match starts only where a run of end marks starts (the lookbehind): tried at every mark of a
 # long run that is not a boundary (50,000 dots), the run cost quadratic time (90 s a document).
 _BOUNDARY = re.compile(r"(?<![.!?\u2026])[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s+[\"'\u201c\u2018(\[]*[A-Z0-9])")
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+LINE_BREAK = re.compile(r"\r\n|\r|\n")  # as str.splitlines would, but for the Unicode separators
 _DOTTED_ACRONYM = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]\.?")
 _OPENING_QUOTES = "\"'\u201c\u2018(["
 # A list item's marker: a bullet or dash, or a number or letter with "." or ")", then a space.
@@ -71,7 +71,7 @@ def split_paragraphs(text: str) -> list[str]:
     """
     paragraphs: list[str] = []
     previous, in_list = "", False
-    for raw in _LINE_BREAK.split(text):
+    for raw in LINE_BREAK.split(text):
         line = raw.strip()
         if not line:
             previous, in_list = "", False
