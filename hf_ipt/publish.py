@@ -384,7 +384,8 @@ def _fmt(value: Any, none: str = NOT_RECORDED) -> str:
 
 
 def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | None = None, token: str | None = None,
-                 private: bool | None = None, revision: str | None = None, overwrite: bool = False) -> str:
+                 private: bool | None = None, revision: str | None = None, overwrite: bool = False,
+                 license: str | None = None) -> str:
     """Upload a synthesis output folder as config ``config_name`` of the dataset repo ``repo_id``.
 
     The push reads the branch head (README and the other configs' ``stats.json``), renders the
@@ -406,6 +407,9 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
         overwrite (`bool`, *optional*, defaults to `False`): replace config ``config_name`` even when
             it holds another corpus or synthesizer (or was not pushed by hf_ipt). Re-pushing the same
             corpus with the same synthesizer needs no flag.
+        license (`str`, *optional*): the data's license for the card's metadata, as a Hub license id
+            (``cc-by-4.0``, ``apache-2.0``, ``other``): the corpus's license decides it. Unset, a license the
+            card already has is kept; a card without one shows none.
 
     Returns:
         `str`: the URL of the dataset repo (of the branch's tree, or of the pull request, with `revision`).
@@ -416,6 +420,7 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
     """
     from huggingface_hub import get_token
 
+    check_license(license)
     info = read_output(output_dir, config_name)  # a damaged or unfinished output stops here, before the Hub
     if config_name is None and info["config_name"] in GENERIC_NAMES:
         logger.warning("hf_ipt push: config name %r, derived from corpus %r, is a generic folder name that other "
@@ -424,7 +429,8 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
     if (token or get_token()) is None:
         raise UsageError("no Hub token: set HF_TOKEN, run `hf auth login`, or pass --token (a write token)")
     with _token_refusals(repo_id):
-        return _push(output_dir, repo_id, info, token=token, private=private, revision=revision, overwrite=overwrite)
+        return _push(output_dir, repo_id, info, token=token, private=private, revision=revision, overwrite=overwrite,
+                     license=license)
 
 
 @contextlib.contextmanager
@@ -449,7 +455,7 @@ def _token_refusals(repo_id: str) -> Iterator[None]:
 
 
 def _push(output_dir: str | Path, repo_id: str, info: dict, *, token: str | None, private: bool | None,
-          revision: str | None, overwrite: bool) -> str:
+          revision: str | None, overwrite: bool, license: str | None = None) -> str:
     """`push_dataset` once its output is read and checked: create the repo, commit (again on HTTP 412)."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
@@ -465,7 +471,8 @@ def _push(output_dir: str | Path, repo_id: str, info: dict, *, token: str | None
         _check_push_target(api, repo_id, revision)
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         try:
-            _commit_config(api, output_dir, repo_id, info, token=token, revision=revision, overwrite=overwrite)
+            _commit_config(api, output_dir, repo_id, info, token=token, revision=revision, overwrite=overwrite,
+                           license=license)
             break
         except HfHubHTTPError as err:
             if not _is_conflict(err) or attempt == CONFLICT_ATTEMPTS:
@@ -505,6 +512,17 @@ def _check_push_target(api, repo_id: str, revision: str) -> None:
     _retrying(api.create_branch, repo_id, repo_type="dataset", branch=revision, exist_ok=True)
 
 
+# A Hub license id: lowercase letters, digits, ".", "-" and "+" (cc-by-nc-sa-4.0, apache-2.0, gpl-3.0+, other)
+_LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+
+
+def check_license(license: str | None) -> None:
+    """Refuse a `license` that is no Hub license id, before anything is read or sent."""
+    if license is not None and not _LICENSE_ID.fullmatch(license):
+        raise UsageError(f"`license` {license!r} is no Hub license id: give one such as cc-by-4.0, apache-2.0, mit "
+                         "or other (the list: https://huggingface.co/docs/hub/repositories-licenses)")
+
+
 def revision_url(repo_url: str, revision: str | None) -> str:
     """The web page of `revision` of the repo at `repo_url`: the pull request's for ``refs/pr/N``, else
     the branch's tree (a ``/`` in a branch name percent-encoded, as the Hub's own links write it)."""
@@ -518,12 +536,14 @@ def revision_url(repo_url: str, revision: str | None) -> str:
 
 
 def _commit_config(api, output_dir: str | Path, repo_id: str, info: dict, *, token: str | None,
-                   revision: str | None, overwrite: bool) -> None:
+                   revision: str | None, overwrite: bool, license: str | None = None) -> None:
     """Read the branch head, render the card and commit on top of that head (HTTP 412 if it moved)."""
     from huggingface_hub import get_token
 
     parent = _retrying(api.repo_info, repo_id, repo_type="dataset", revision=revision).sha
     metadata, others, previous = _existing_configs(api, repo_id, parent, info, overwrite)
+    if license is not None:
+        metadata = {**metadata, "license": license}
     # A pull request's card is main's once merged: its load snippet names no `refs/pr/N`.
     shown = None if revision and _PR_REF.fullmatch(revision) else revision
     card = render_dataset_card({"repo_id": repo_id, "configs": [*others, info], "metadata": metadata,

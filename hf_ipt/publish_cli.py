@@ -38,12 +38,20 @@ class PushArguments:
         default=False,
         metadata={"help": "Replace config --config_name even when it holds another corpus or synthesizer."},
     )
+    license: str | None = field(
+        default=None,
+        metadata={"help": "License of the data for the card's metadata, as a Hub license id (cc-by-4.0, apache-2.0, "
+                  "other): the corpus's license decides it. Unset, a license the card has is kept."},
+    )
     token: str | None = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or the saved login)."})
 
     def __post_init__(self) -> None:
         from huggingface_hub.utils import validate_repo_id
 
+        from .publish import check_license
+
         validate_repo_id(self.repo_id)  # a ValueError naming the rule, before anything is read
+        check_license(self.license)
         if not Path(self.output_dir).is_dir():
             raise ValueError(f"`output_dir` {self.output_dir!r} is not a folder (--output_dir)")
         from huggingface_hub import constants
@@ -73,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("hf_ipt").setLevel(logging.INFO)
     with usage_errors(parser), needs_hub(*args.needs_hub()):
         url = push_dataset(args.output_dir, args.repo_id, config_name=args.config_name, token=args.token,
-                           private=args.private, revision=args.revision, overwrite=args.overwrite)
+                           private=args.private, revision=args.revision, overwrite=args.overwrite,
+                           license=args.license)
     print(f"pushed {args.output_dir} -> {url}")
     return 0
 

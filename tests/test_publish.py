@@ -210,6 +210,21 @@ def test_push_uploads_data_stats_and_card(hub, tmp_path):
     assert len(hub.commits) == 1 and hub.commits[0]["summary"] == "hf_ipt: publish config bbc-business"
 
 
+def test_the_data_license_goes_into_the_card_and_is_kept_by_later_pushes(hub, tmp_path):
+    """Pushed data carries its corpus's license: nothing could put one in the card but an edit by hand."""
+    push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN, license="cc-by-4.0")
+    assert front_matter(hub.files(REPO)["README.md"].decode())["license"] == "cc-by-4.0"
+    push_dataset(job_output(tmp_path / "fin", shards=1), REPO, token=TOKEN)  # unset: the card's is kept
+    meta = front_matter(hub.files(REPO)["README.md"].decode())
+    assert meta["license"] == "cc-by-4.0" and [c["config_name"] for c in meta["configs"]] == ["bbc-business", "finance"]
+    push_dataset(job_output(tmp_path / "fin", shards=1), REPO, token=TOKEN, license="other")
+    assert front_matter(hub.files(REPO)["README.md"].decode())["license"] == "other"
+    commits = len(hub.commits)
+    with pytest.raises(UsageError, match=r"`license` 'CC BY 4.0' is no Hub license id: give one such as cc-by-4.0"):
+        push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN, license="CC BY 4.0")
+    assert len(hub.commits) == commits
+
+
 def test_second_corpus_keeps_first_config_and_repush_replaces_files(hub, tmp_path):
     push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)
     push_dataset(job_output(tmp_path / "fin", shards=2), REPO, token=TOKEN)
