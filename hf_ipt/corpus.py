@@ -657,8 +657,8 @@ class CorpusConfig:
     num_shards: int | None = field(
         default=None,
         metadata={"help": "Shards the corpus is cut into (default: one per file, at least 8, at most one per 16 MB of "
-                  "local files' text, a compressed file counting 4 times its size; windows of texts never span "
-                  "shards). For a job they are the work units, fixed whatever the number of ranks: a unit is the "
+                  "local files' text, a compressed file counting 4 times its size, and for .txt files at most one "
+                  "per 4 files; windows of texts never span shards). For a job they are the work units, fixed whatever the number of ranks: a unit is the "
                   "work redone after a kill."},
     )
 
@@ -1218,6 +1218,7 @@ def file_name(path: str, root: str | None) -> str:
 
 
 SHARD_BYTES = 16 * 2**20  # default shards: about one per 16 MB of local text (see `default_num_shards`)
+TEXT_FILES_PER_SHARD = 4  # default shards of .txt files (one document each): texts to chain in a window
 COMPRESSION_RATIO = 4  # text compresses about 3-5 times (gzip to xz): a compressed file counts as 4 times its size
 
 
@@ -1229,17 +1230,22 @@ def text_bytes(path: str) -> int:
 
 def default_num_shards(files: list[str]) -> int:
     """The number of shards when none is given: one per file, at least 8, and for local files at
-    most one per `SHARD_BYTES` (16 MB) of text (`text_bytes`: a compressed file counts 4 times its size).
+    most one per `SHARD_BYTES` (16 MB) of text (`text_bytes`: a compressed file counts 4 times its size);
+    for ``.txt`` files alone, at most one per `TEXT_FILES_PER_SHARD` files.
 
     Windows of texts (chaining, batching, the miner's keyword statistics) never span shards, so
     a shard per small file would synthesize a corpus of one document per ``.txt`` file one text
     at a time: no M-shot chain, batches of one prompt. 16 MB of text is about 4M tokens, 10-30
-    minutes of one GPU with a 7B synthesizer (a job's unit of work to redo after a kill).
+    minutes of one GPU with a 7B synthesizer (a job's unit of work to redo after a kill). A ``.txt``
+    file is one document, so its parts beyond the first are empty: 5 of them in 8 shards were 5 texts
+    synthesized alone.
     """
     wanted = max(len(files), 8)
     if files and all(os.path.isfile(f) for f in files):
         total = sum(text_bytes(f) for f in files)
         wanted = max(8, min(len(files), -(-total // SHARD_BYTES)))
+    if files and all(data_suffix(f) in TEXT_SUFFIXES for f in files):
+        wanted = min(wanted, max(1, len(files) // TEXT_FILES_PER_SHARD))
     return wanted
 
 

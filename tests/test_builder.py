@@ -99,9 +99,9 @@ def test_a_corpus_of_one_text_per_file_is_still_chained(tmp_path, tiny_synthesiz
         (tmp_path / f"{i:02d}.txt").write_text(doc(i))
     ds = load_augmented(str(tmp_path / "*.txt"), synthesizer=str(tiny_synthesizer_dir), backend="transformers",
                         max_new_tokens=40, streaming=True, output="pairs")
-    assert ds.num_shards == 8  # 16 small files: 8 shards of 2
+    assert ds.num_shards == 4  # 16 small files: 4 shards of 4 (TEXT_FILES_PER_SHARD)
     rows = list(ds)
-    assert len(rows) == 16 and sum(bool(r["shots"]) for r in rows) == 8  # each shard's second text has a shot
+    assert len(rows) == 16 and sum(bool(r["shots"]) for r in rows) == 8  # each shard's second round has a shot
 
 
 def test_txt_and_parquet_and_glob(tmp_path):

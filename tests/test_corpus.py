@@ -52,6 +52,25 @@ def test_default_num_shards_groups_small_files(tmp_path, monkeypatch):
     assert corpus_module.default_num_shards(urls) == 12  # sizes unknown: one per file
 
 
+def test_default_shards_of_txt_files_hold_several_documents(tmp_path):
+    """A .txt file is one document: 5 of them in 8 shards were 5 texts synthesized alone (the other parts
+    empty), never chained; a Hub dataset of 1,000 .txt files was 1,000 shards of one text each."""
+    from hf_ipt.corpus import TEXT_FILES_PER_SHARD, default_num_shards
+
+    assert TEXT_FILES_PER_SHARD == 4
+    files = []
+    for k in range(40):
+        (tmp_path / f"{k:02d}.txt").write_text(doc(k))
+        files.append(str(tmp_path / f"{k:02d}.txt"))
+    assert [default_num_shards(files[:n]) for n in (1, 5, 8, 16, 31, 40)] == [1, 1, 2, 4, 7, 8]
+    shards = make_shards(files[:5], None)
+    assert shard_ids(shards) == [[f"{k:02d}.txt" for k in range(5)]]
+    urls = [f"hf://datasets/org/name@{'a' * 40}/{k}.txt" for k in range(1000)]
+    assert default_num_shards(urls) == 250
+    assert default_num_shards([*files[:5], str(write_jsonl(tmp_path / "rows.jsonl", 3))]) == 8  # rows split
+    assert len(make_shards(files[:5], 5)) == 5  # as given
+
+
 def test_three_ranks_read_disjoint_shards_that_partition_the_corpus(tmp_path):
     """4 files, num_shards=6: 6 shards, so `split_dataset_by_node` gives each of 3 ranks 2 whole shards
     (with 8 shards it would fall back to every 3rd example: each rank reading the whole corpus)."""
