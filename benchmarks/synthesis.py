@@ -64,6 +64,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from hf_ipt.backends import BackendConfig
 from hf_ipt.backends.transformers import TransformersBackend
+from hf_ipt.cli import install_hint
 
 
 class Shape(NamedTuple):
@@ -407,7 +408,7 @@ def check_args(args) -> None:
         # the baseline must run first: the modes before it would get no ratio and no equality check
         raise SystemExit(f"--modes: put plain first, got {' '.join(args.modes)}")
     if "vllm" in args.modes and importlib.util.find_spec("vllm") is None:
-        raise SystemExit("--modes vllm: vLLM is not installed here (pip install 'hf_ipt[vllm]'); drop the mode")
+        raise SystemExit(f"--modes vllm: vLLM is not installed here ({install_hint('vllm')}); drop the mode")
     if set(args.modes) & set(CONTINUOUS):
         from transformers import ContinuousBatchingConfig
 

@@ -151,6 +151,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def install_hint(extra: str) -> str:
+    """How to install hf_ipt's `extra`: its packages by name, as hf_ipt's own metadata lists them (hf_ipt itself is
+    on no package index: naming it with its extra asks PyPI for a project it does not hold), and the editable
+    install from a checkout."""
+    import shlex
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        listed = requires("hf_ipt") or []
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        listed = []
+    packages = [r.split(";")[0].strip() for r in listed if r.replace("'", '"').endswith(f'extra == "{extra}"')]
+    named = f"pip install {' '.join(shlex.quote(p) for p in packages)}, " if packages else ""
+    return f"{named}hf_ipt's `{extra}` extra (in an hf_ipt checkout: pip install -e '.[{extra}]')"
+
+
 def did_you_mean(name: str, known: list[str]) -> str:
     """`` (did you mean X?)`` for the known option or key closest to a misspelled `name`, else ``""``."""
     close = closest(name, known)

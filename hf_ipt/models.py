@@ -224,7 +224,9 @@ def _convert(gguf: Path, folder: Path) -> None:
     import importlib.util
 
     if importlib.util.find_spec("gguf") is None:  # transformers' own message names no hf_ipt extra
-        raise ImportError(f"converting {gguf.name} needs the `gguf` package: pip install 'hf_ipt[gguf]'")
+        from .cli import install_hint
+
+        raise ImportError(f"converting {gguf.name} needs the `gguf` package: {install_hint('gguf')}")
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 

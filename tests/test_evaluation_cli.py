@@ -181,7 +181,7 @@ def test_cli_checks_that_the_general_benchmarks_can_run_before_the_domain_tasks(
     )
     with pytest.raises(SystemExit) as exit_:  # before the model loads (there is none here)
         main(["--model", "nobody/no-model", "--tasks", f"{mine},general"])
-    assert exit_.value.code == 2 and "pip install 'hf_ipt[lmeval]'" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "pip install 'lm-eval>=0.4.8', hf_ipt's `lmeval` extra" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("tasks", [",", " , ", ""])

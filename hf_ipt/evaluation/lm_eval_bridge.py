@@ -4,7 +4,7 @@ hf_ipt checkpoints are plain `transformers` checkpoints, so lm-eval's ``hf`` mod
 as they are; no code is needed. From a shell (`lm_eval_command` returns it):
 
 ```bash
-pip install "hf_ipt[lmeval]"
+pip install "lm-eval>=0.4.8"     # hf_ipt's lmeval extra (in a checkout: pip install -e ".[lmeval]")
 lm_eval --model hf --model_args pretrained=./my-checkpoint,add_bos_token=True,dtype=auto \
     --tasks arc_easy,arc_challenge,boolq,social_iqa,winogrande,piqa,openbookqa,hellaswag,mmlu \
     --batch_size auto --output_path results/general
@@ -108,9 +108,9 @@ def require_lm_eval() -> None:
         import lm_eval.models.huggingface
         import lm_eval.tasks  # noqa: F401
     except ImportError as err:
-        raise ImportError(
-            "the general benchmarks run on lm-evaluation-harness: pip install 'hf_ipt[lmeval]'"
-        ) from err
+        from ..cli import install_hint
+
+        raise ImportError(f"the general benchmarks run on lm-evaluation-harness: {install_hint('lmeval')}") from err
 
 
 def _lm_eval_tokenizer(tokenizer: Any, add_bos: bool) -> Any:

@@ -160,10 +160,10 @@ def eval_callback(args: Any, tokenizer: Any, trainer: Any) -> TrainerCallback:
     try:
         from hf_ipt.evaluation import EvalCallback
     except ImportError as error:
-        raise ImportError(
-            "`eval_tasks` needs `hf_ipt.evaluation` and the `eval` extra: "
-            f"pip install 'hf_ipt[eval]' ({error})"
-        ) from error
+        from ..cli import install_hint
+
+        raise ImportError(f"`eval_tasks` needs `hf_ipt.evaluation` and the `eval` extra: {install_hint('eval')} "
+                          f"({error})") from error
     steps = args.eval_steps
     if steps is not None and steps < 1:  # a fraction of the run, as TrainingArguments allows
         steps = max(1, round(steps * args.max_steps))

@@ -224,7 +224,7 @@ def check_kbit_options(model_args: Any) -> None:
             a LoRA option (`LORA_OPTIONS`) without `use_peft`, or a 4-bit option (`BNB_4BIT_OPTIONS`) without
             `load_in_4bit`: each would be ignored.
     """
-    from ..cli import UsageError
+    from ..cli import UsageError, install_hint
 
     given = [f"--{name}" for name in ("load_in_4bit", "load_in_8bit") if getattr(model_args, name, False)]
     use_peft = bool(getattr(model_args, "use_peft", False))
@@ -232,7 +232,7 @@ def check_kbit_options(model_args: Any) -> None:
               if wanted and find_spec(package) is None]
     if needed:
         raise UsageError(f"{', '.join(given + ['--use_peft'] * use_peft)} need {' and '.join(needed)}, not "
-                         "installed: pip install 'hf_ipt[train]'")
+                         f"installed: {install_hint('train')}")
     if given and not use_peft:
         raise UsageError(
             f"{' and '.join(given)} without --use_peft: 4/8-bit weights train only LoRA adapters; also pass "

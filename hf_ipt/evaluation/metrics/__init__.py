@@ -49,7 +49,9 @@ def load_metric(module: str):
     try:
         import evaluate
     except ImportError as err:
-        raise ImportError("hf_ipt's metrics need `evaluate`: pip install 'hf_ipt[eval]'") from err
+        from ...cli import install_hint
+
+        raise ImportError(f"hf_ipt's metrics need `evaluate`: {install_hint('eval')}") from err
     return evaluate.load(str(metric_path(module)))
 
 
