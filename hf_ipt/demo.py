@@ -210,7 +210,8 @@ def training_config(cfg: DemoConfig, base: str, domain: str, general: str, out: 
         "per_device_train_batch_size": cfg.per_device_train_batch_size, "gradient_accumulation_steps": 1,
         "max_steps": cfg.max_steps, "learning_rate": cfg.learning_rate, "lr_scheduler_type": "constant",
         "warmup_steps": 0, "use_cpu": True, "bf16": False, "activation_checkpointing": False,
-        "logging_steps": max(1, cfg.max_steps // 10), "save_steps": cfg.max_steps, "save_total_limit": 1,
+        # the final model is saved; a checkpoint (with its optimizer state: 1.6 GB) would serve nothing
+        "logging_steps": max(1, cfg.max_steps // 10), "save_strategy": "no",
         "report_to": "none", "seed": seed, "shuffle_buffer_size": 1000, "use_peft": cfg.use_peft,
         "dataloader_num_workers": 0,
     }
@@ -411,6 +412,7 @@ def _record_corpus(summary_path: Path, corpus: dict) -> None:
 
 def _write_outputs(cfg: DemoConfig, out: Path, augmented: dict, general_source: str, before: dict, after: dict,
                    table: str, corpus: dict) -> dict:
+    from .cards import public_location
     from .models import SMOLLM2_GGUF
     from .publish import read_output, render_dataset_card
 
@@ -421,7 +423,11 @@ def _write_outputs(cfg: DemoConfig, out: Path, augmented: dict, general_source: 
     # renders the card again for the repo's layout (`hf_ipt.publish`)
     here = {"config_name": info["config_name"],
             "data_files": [{"split": "train", "path": os.path.basename(f)} for f in info["data_files"]]}
-    card = render_dataset_card({"repo_id": cfg.hub_dataset_id or "local/augmented", "configs": [{**info, "yaml": here}]})
+    # its load snippet names the repo it is pushed to, else this folder (as given: a relative one runs as it is;
+    # an absolute one by its last part, as a pushed card shows paths)
+    location = cfg.hub_dataset_id or public_location(os.path.join(cfg.output_dir, "augmented"))
+    card = render_dataset_card({"repo_id": cfg.hub_dataset_id or "local/augmented", "location": location,
+                                "configs": [{**info, "yaml": here}]})
     (out / "augmented" / "README.md").write_text(card)
     model_card = out / "model" / "README.md"
     text = _card_with_eval(model_card.read_text() if model_card.exists() else "", table, general_source, corpus)

@@ -255,7 +255,8 @@ def render_dataset_card(info: dict[str, Any]) -> str:
             only by name renders its statistics as "not recorded"; its ``yaml`` entry, when
             given, is kept as is); ``metadata`` (*optional*), YAML keys to keep from an
             existing card; ``revision`` (*optional*), the branch the card is pushed to (its load
-            snippet names it).
+            snippet names it); ``location`` (*optional*, default ``repo_id``), what its load snippet
+            gives `load_dataset` (a local folder's card: the folder).
     """
     from .builder import CITATION
 
@@ -267,7 +268,7 @@ def render_dataset_card(info: dict[str, Any]) -> str:
         "dataset_card.md",
         metadata=yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).rstrip(),
         pretty_name=metadata["pretty_name"],
-        repo_id=info["repo_id"],
+        location=info.get("location") or info["repo_id"],
         example_config=configs[0]["config_name"],
         revision_argument=f", revision={info['revision']!r}" if info.get("revision") else "",
         config_table="\n".join(_table_row(c) for c in configs),

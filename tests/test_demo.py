@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -65,6 +67,7 @@ def test_demo_end_to_end_reduced(tmp_path, smollm2_dir):
 
     model = AutoModelForCausalLM.from_pretrained(summary["model"])
     assert model.config.model_type == "llama"
+    assert not list((out / "model").glob("checkpoint-*"))  # the final model only: a checkpoint was 1.6 GB more
     # cards and eval table
     assert "Instruction Pre-Training" in (out / "augmented" / "README.md").read_text()
     card = (out / "model" / "README.md").read_text()
@@ -223,6 +226,20 @@ def test_the_augmented_data_is_recorded_as_its_corpus_not_the_runs_temporary_fil
     assert "- **Part of the corpus:** all texts, exact duplicates (whitespace-normalized) dropped, then 1 text in 5" in card
     run_summary = json.loads((out / "summary.json").read_text())
     assert run_summary["corpus"]["docs"]["duplicates dropped"] == 1
+    assert 'load_dataset(".../augmented", "demo", split="train")' in card  # an absolute folder: its last part
+
+
+def test_the_local_dataset_cards_load_snippet_runs_as_it_is(tmp_path, monkeypatch):
+    """It said `load_dataset("local/augmented", ...)`, a repo that does not exist: a user who copied it
+    got an error. Now it names the folder, as `--output_dir` gave it."""
+    import datasets
+
+    monkeypatch.chdir(tmp_path)
+    demo_output(Path("runs/demo"), news_corpus(tmp_path / "news.jsonl"))
+    card = Path("runs/demo/augmented/README.md").read_text()
+    call = re.search(r'load_dataset\("([^"]+)", "([^"]+)", split="train"\)', card)
+    assert call and call.groups() == ("runs/demo/augmented", "demo")
+    assert datasets.load_dataset(call[1], call[2], split="train").num_rows == 9
 
 
 def test_the_model_card_names_the_hub_base_model_and_the_model_repo(tmp_path):

@@ -82,7 +82,7 @@ def test_a_hub_corpus_with_no_network_and_a_missing_local_path_keep_their_own_er
     assert "`corpus` './data/news': no such local file or folder" in line
 
 
-def test_a_hub_model_offline_names_the_model_and_the_fix(tmp_path, capsys):
+def test_a_hub_model_offline_names_the_model_and_the_fix(tmp_path, capsys, monkeypatch):
     from hf_ipt import augment_cli
     from hf_ipt.evaluation.cli import main as eval_main
 
@@ -90,13 +90,21 @@ def test_a_hub_model_offline_names_the_model_and_the_fix(tmp_path, capsys):
         {"input": "Up or down?", "options": ["up", "down"], "gold_index": 1}]}))
     line = usage_error(eval_main, ["--model_name_or_path", "org/nonexistent", "--tasks", str(tmp_path / "task.json"),
                                    "--device", "cpu"], capsys)
-    assert line.startswith("hf-ipt eval: error: model 'org/nonexistent' is loaded from the Hub, which cannot be "
-                           "reached (offline mode")
+    assert line.startswith("hf-ipt eval: error: model 'org/nonexistent' is loaded from the Hub (no local folder "
+                           "'org/nonexistent' here), which cannot be reached (offline mode")
     assert "`hf download org/nonexistent`" in line
+    # a folder mistyped reads as a Hub id: the error said nothing of folders
+    (tmp_path / "my-model").mkdir()
+    monkeypatch.chdir(tmp_path)
+    line = usage_error(eval_main, ["--model", "my-modle", "--tasks", str(tmp_path / "task.json"), "--device", "cpu"],
+                       capsys)
+    assert "model 'my-modle' is loaded from the Hub (no local folder 'my-modle' here (did you mean 'my-model'?))" \
+        in line
     (tmp_path / "news.jsonl").write_text(json.dumps({"text": TEXT}) + "\n")
     line = usage_error(augment_cli.main, ["--corpus", str(tmp_path / "news.jsonl"), "--synthesizer", "org/model",
                                           "--backend", "transformers", "--output_dir", str(tmp_path / "out")], capsys)
-    assert line.startswith("hf-ipt augment: error: model 'org/model' is loaded from the Hub, which cannot be reached")
+    assert line.startswith("hf-ipt augment: error: model 'org/model' is loaded from the Hub (no local folder "
+                           "'org/model' here), which cannot be reached")
 
 
 def test_a_cached_hub_model_still_loads_offline(tiny_model_dir, tmp_path, monkeypatch):
