@@ -149,6 +149,14 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
     _corpus_files: list[str] | None = None
 
     def _create_builder_config(self, *args, **kwargs):
+        # a misspelled setting was a bare TypeError of the config's __init__; the CLI and YAML name the closest
+        known = [f.name for f in dataclasses.fields(AugmentedConfig) if f.init]
+        if unknown := [key for key in kwargs if key not in known and key not in ("config_name", "custom_features",
+                                                                                 "config_id")]:
+            from .cli import did_you_mean
+
+            raise ValueError("; ".join(f"unknown setting {key!r}{did_you_mean(key, known)}" for key in unknown) +
+                             " (hf_ipt/augmented's settings: AugmentedConfig, docs/builder.md)")
         # `datasets` gives the config no token: lend it the builder's, for the cache key's listing.
         lent, keyed = _listing_token.set(self.token), _keyed_files.set(None)
         try:

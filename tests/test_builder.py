@@ -285,6 +285,19 @@ def test_map_function_on_a_dataset():
         ds.map(Augmenter(SynthesisConfig(output="pairs")))
 
 
+def test_a_misspelled_setting_names_the_closest(tmp_path):
+    """`load_dataset("hf_ipt/augmented", rouds=3)` was a bare TypeError of the config's __init__; the CLI and
+    the YAML configs name the setting meant."""
+    corpus = str(write_jsonl(tmp_path / "c.jsonl", 2))
+    for load in (lambda **kw: datasets.load_dataset("hf_ipt/augmented", corpus=corpus, streaming=True, split="train",
+                                                    **kw),
+                 lambda **kw: load_augmented(corpus, streaming=True, **kw)):
+        with pytest.raises(ValueError, match=r"unknown setting 'rouds' \(did you mean rounds\?\); unknown setting "
+                                             r"'xyz' \(hf_ipt/augmented's settings: AugmentedConfig"):
+            load(rouds=3, xyz=1)
+    assert len(list(load_augmented(corpus, streaming=True, num_shards=2))) == 2  # known ones still pass
+
+
 def test_a_window_smaller_than_the_rounds_is_refused():
     """Each window is cut into `rounds` slices: window_size=1, rounds=2 synthesized every text in one round."""
     with pytest.raises(ValueError, match=r"`window_size` \(1\) must be >= `rounds` \(2\)"):
