@@ -261,8 +261,16 @@ def parse_dataclasses(parser, argv: list[str] | None) -> tuple:
 def tidy_help(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Help that does not mislead: `HfArgumentParser` gives each `--no_x` flag the help of `--x`
     and "(default: False)"; here it says what it does. A `bool | None` option defaulting to
-    None ("unset") takes a bare ``--x`` for true, as a `bool` option does (not "expected one argument")."""
+    None ("unset") takes a bare ``--x`` for true, as a `bool` option does (not "expected one argument").
+    An error prints a one-line usage above its message, not every option (26 lines above the one that
+    says what is wrong, 140 for a recipe); ``--help`` prints them all."""
     from transformers.hf_argparser import string_to_bool
+
+    def short_usage(file=None) -> None:
+        parser._print_message(f"usage: {parser.prog} [options] (all of them: {parser.prog} --help)\n",
+                              file or sys.stderr)
+
+    parser.print_usage = short_usage
 
     for action in parser._actions:
         if isinstance(action, argparse._StoreFalseAction) and action.option_strings[0].startswith("--no_"):
