@@ -1231,7 +1231,7 @@ def text_bytes(path: str) -> int:
 def default_num_shards(files: list[str]) -> int:
     """The number of shards when none is given: one per file, at least 8, and for local files at
     most one per `SHARD_BYTES` (16 MB) of text (`text_bytes`: a compressed file counts 4 times its size);
-    for ``.txt`` files alone, at most one per `TEXT_FILES_PER_SHARD` files.
+    for ``.txt`` files alone, at most one per `TEXT_FILES_PER_SHARD` files (from 8 shards on, a multiple of 8).
 
     Windows of texts (chaining, batching, the miner's keyword statistics) never span shards, so
     a shard per small file would synthesize a corpus of one document per ``.txt`` file one text
@@ -1245,7 +1245,9 @@ def default_num_shards(files: list[str]) -> int:
         total = sum(text_bytes(f) for f in files)
         wanted = max(8, min(len(files), -(-total // SHARD_BYTES)))
     if files and all(data_suffix(f) in TEXT_SUFFIXES for f in files):
-        wanted = min(wanted, max(1, len(files) // TEXT_FILES_PER_SHARD))
+        cap = max(1, len(files) // TEXT_FILES_PER_SHARD)
+        if cap < wanted:  # from 8 on, a multiple of 8, which ranks of 2, 4 or 8 split (`make_shards`)
+            wanted = cap - cap % 8 if cap >= 8 else cap
     return wanted
 
 

@@ -63,10 +63,11 @@ def test_default_shards_of_txt_files_hold_several_documents(tmp_path):
         (tmp_path / f"{k:02d}.txt").write_text(doc(k))
         files.append(str(tmp_path / f"{k:02d}.txt"))
     assert [default_num_shards(files[:n]) for n in (1, 5, 8, 16, 31, 40)] == [1, 1, 2, 4, 7, 8]
+    assert default_num_shards([f"hf://datasets/o/n@{'a' * 40}/{k}.txt" for k in range(100)]) == 24  # 25 -> 24
     shards = make_shards(files[:5], None)
     assert shard_ids(shards) == [[f"{k:02d}.txt" for k in range(5)]]
     urls = [f"hf://datasets/org/name@{'a' * 40}/{k}.txt" for k in range(1000)]
-    assert default_num_shards(urls) == 250
+    assert default_num_shards(urls) == 248  # a multiple of 8: ranks of 2, 4 or 8 read disjoint shards
     assert default_num_shards([*files[:5], str(write_jsonl(tmp_path / "rows.jsonl", 3))]) == 8  # rows split
     assert len(make_shards(files[:5], 5)) == 5  # as given
 
