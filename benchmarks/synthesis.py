@@ -539,8 +539,9 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add("--json", help="also write the rows to this file (rewritten after each mode)")
     add("--repeats", type=int, default=1, help="timed runs per mode; the fastest counts")
-    add("--warmup_prompts", type=int, help="prompts of each mode's untimed warm-up pass, of the same shapes as the "
-        "timed ones (default: --batch_size; fewer spare a 7B model's full first batch per mode)")
+    add("--warmup_prompts", type=int, help="prompts of each mode's untimed warm-up pass, drawn as the timed ones "
+        "are (default: --batch_size; fewer spare a 7B model a full batch per mode, but warm a smaller batch "
+        "shape than the timed one)")
     add("--mode_limit", type=float, help="seconds of wall time per mode (warm-up included) after which it is "
         "stopped and recorded as timed_out, with no figures, and the next mode runs in the same process "
         "(default: no limit)")

@@ -158,13 +158,23 @@ def install_hint(extra: str) -> str:
     import shlex
     from importlib.metadata import PackageNotFoundError, requires
 
+    from packaging.requirements import Requirement
+
     try:
         listed = requires("hf_ipt") or []
     except PackageNotFoundError:  # run from a source tree that was never installed
         listed = []
-    packages = [r.split(";")[0].strip() for r in listed if r.replace("'", '"').endswith(f'extra == "{extra}"')]
+    packages = [str(Requirement(r)).split(";")[0] for r in listed if _of_extra(r, extra)]
     named = f"pip install {' '.join(shlex.quote(p) for p in packages)}, " if packages else ""
     return f"{named}hf_ipt's `{extra}` extra (in an hf_ipt checkout: pip install -e '.[{extra}]')"
+
+
+def _of_extra(requirement: str, extra: str) -> bool:
+    """Whether a ``Requires-Dist`` line is needed by `extra` alone (its marker, however it is spelled)."""
+    from packaging.requirements import Requirement
+
+    marker = Requirement(requirement).marker
+    return marker is not None and marker.evaluate({"extra": extra}) and not marker.evaluate({"extra": ""})
 
 
 def did_you_mean(name: str, known: list[str]) -> str:

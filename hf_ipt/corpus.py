@@ -770,6 +770,8 @@ def decode_document(raw: bytes) -> tuple[str, str | None]:
         text = raw.decode(codec)  # the codec reads the mark for the byte order and drops it
     except UnicodeDecodeError:
         return "", "binary"
+    if "\x00" in text:  # binary data after a mark, as a NUL byte is in UTF-8
+        return "", "binary"
     return (text, None) if text.strip() else ("", "empty")
 
 
@@ -1231,7 +1233,8 @@ def text_bytes(path: str) -> int:
 def default_num_shards(files: list[str]) -> int:
     """The number of shards when none is given: one per file, at least 8, and for local files at
     most one per `SHARD_BYTES` (16 MB) of text (`text_bytes`: a compressed file counts 4 times its size);
-    for ``.txt`` files alone, at most one per `TEXT_FILES_PER_SHARD` files (from 8 shards on, a multiple of 8).
+    for ``.txt`` files alone, at most one per `TEXT_FILES_PER_SHARD` files (a multiple of 8 from 8 shards on,
+    else 1, 2 or 4).
 
     Windows of texts (chaining, batching, the miner's keyword statistics) never span shards, so
     a shard per small file would synthesize a corpus of one document per ``.txt`` file one text
@@ -1246,8 +1249,8 @@ def default_num_shards(files: list[str]) -> int:
         wanted = max(8, min(len(files), -(-total // SHARD_BYTES)))
     if files and all(data_suffix(f) in TEXT_SUFFIXES for f in files):
         cap = max(1, len(files) // TEXT_FILES_PER_SHARD)
-        if cap < wanted:  # from 8 on, a multiple of 8, which ranks of 2, 4 or 8 split (`make_shards`)
-            wanted = cap - cap % 8 if cap >= 8 else cap
+        if cap < wanted:  # a multiple of 8 from 8 on, else 1, 2 or 4: what ranks of 2, 4 or 8 split (`make_shards`)
+            wanted = cap - cap % 8 if cap >= 8 else 1 << (cap.bit_length() - 1)
     return wanted
 
 

@@ -14,6 +14,7 @@ deterministic for a fixed order of pairs.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import unicodedata
 from collections import Counter
@@ -32,12 +33,38 @@ _WORD = re.compile(rf"\d+(?:[.,]\d+)+|[{_UNSPACED}]|[^\W{_UNSPACED}]+")
 
 
 _VERDICTS = frozenset({"yes", "no", "true", "false"})  # an answer opening with one judges, it does not extract
-# A question that asks for a judgment on the text or a new text about it (a title, its tone, a summary): the
-# answer is abstractive by design ("Cautiously optimistic", "Japan's Quiet Recovery"), not a span
-_ABSTRACTIVE = re.compile(r"\b(title|headline|heading|tone|sentiment|attitude|mood|feel|feeling|summar\w*|main "
-                          r"(idea|point|topic)|gist|describe[sd]?|characteri[sz]e[sd]?|paraphrase|rephrase|reword)\b",
-                          re.IGNORECASE)
-_STEM = 5  # a word shares its first 5 characters with a word of the text: the same word, inflected or derived
+# A question that asks for a judgment on the text or a new text about it (a title for it, its tone, a summary):
+# the answer is abstractive by design ("Cautiously optimistic", "Japan's Quiet Recovery"), not a span. Asked
+# as such: "Which club won the league title?" or "Who described the plan as reckless?" want a span
+_ABSTRACTIVE = re.compile(
+    r"\b(?:good|best|suitable|appropriate|possible|short|catchy|fitting|new)\s+(?:title|headline|heading)\b"
+    r"|\b(?:title|headline|heading)\s+for\b"
+    r"|\b(?:give|suggest|write|propose|create|generate|come up with)\b.*\b(?:title|headline|heading)\b"
+    r"|\b(?:tone|sentiment|attitude|mood)\b|\bsummar(?:y|ize|ise)\b|\bmain\s+(?:idea|point|topic)\b|\bgist\b"
+    r"|^\s*(?:describe|characteri[sz]e|paraphrase|rephrase|reword)\b"
+    r"|\bhow\s+would\s+you\s+(?:describe|characteri[sz]e)\b",
+    re.IGNORECASE,
+)
+_STEM = 5  # a word found by its stem: sharing its first 5 characters, and 3/4 of the shorter word, with one of the text
+
+
+def _stems(vocabulary: set[str]) -> dict[str, list[str]]:
+    """The vocabulary's words of `_STEM` letters or more (no digits: "1,000,900" is no form of "1,000,000"),
+    by their first `_STEM` characters."""
+    index: dict[str, list[str]] = {}
+    for word in vocabulary:
+        if len(word) >= _STEM and word.isalpha():
+            index.setdefault(word[:_STEM], []).append(word)
+    return index
+
+
+def _stem_found(word: str, index: dict[str, list[str]]) -> bool:
+    """Whether a word of the text is `word` inflected or derived ("japanese": "japan"; "economic": "economy"),
+    not a word that merely starts alike ("international": "interest"; "contracts": "control")."""
+    if len(word) < _STEM or not word.isalpha():
+        return False
+    return any(len(os.path.commonprefix((word, other))) >= 0.75 * min(len(word), len(other))
+               for other in index.get(word[:_STEM], ()))
 
 
 @dataclass
@@ -128,9 +155,9 @@ def is_ungrounded(context: str, answer: str, config: FilterConfig, question: str
     The options a multiple-choice question lists (``"...\\nOptions:\\n- a\\n- b"``, the
     synthesizer's layout) ground an answer too: answering from them is what the task asks for.
     The rest of the question does not, or an answer that merely repeats it would pass. A word
-    occurs when the text has it, or a word with the same first 5 characters ("economic" in a text
-    about the "economy"). A question that asks for a title, a tone, a summary or a description
-    (`_ABSTRACTIVE`) wants new words: its answer is not checked.
+    occurs when the text has it, or a form of it (`_stem_found`: "economic" in a text about the
+    "economy"). A question that asks for a title, a tone, a summary or a description (`_ABSTRACTIVE`)
+    wants new words: its answer is not checked.
 
     Args:
         context (`str`): the raw text the pair was synthesized from.
@@ -146,8 +173,8 @@ def is_ungrounded(context: str, answer: str, config: FilterConfig, question: str
         return False
     content = [w for w in answer_words if len(w) > 2] or answer_words  # "a", "of", "in" prove nothing
     vocabulary = set(words(context)) | set(words(" ".join(parsed.options)))
-    stems = {w[:_STEM] for w in vocabulary if len(w) >= _STEM}
-    found = sum(w in vocabulary or len(w) >= _STEM and w[:_STEM] in stems for w in content)
+    index = _stems(vocabulary)
+    found = sum(w in vocabulary or _stem_found(w, index) for w in content)
     return found / len(content) < config.min_grounding
 
 

@@ -1207,12 +1207,24 @@ def _take_over(path: str, judged: tuple | None) -> bool:
         os.rename(path, aside)
     except FileNotFoundError:
         return False  # another process moved it first and holds the lock now
-    st = os.stat(aside)
+    try:
+        st = os.stat(aside)
+    except FileNotFoundError:  # removed meanwhile with the temporaries of a job that just finished
+        return False
     if (st.st_ino, st.st_mtime_ns) == judged:
         os.remove(aside)
         return True
-    with contextlib.suppress(OSError):  # another process's fresh lock: back where it was, unless a third made one
+    # another process's fresh lock: back where it was. A link cannot replace a lock a third process made
+    # meanwhile; where the filesystem has no hard links (object-store mounts), a rename back does, in a window
+    # of microseconds
+    try:
         os.link(aside, path)
+    except FileExistsError:
+        pass
+    except OSError:
+        if not os.path.exists(path):
+            with contextlib.suppress(OSError):
+                os.rename(aside, path)
     with contextlib.suppress(OSError):
         os.remove(aside)
     return False

@@ -502,8 +502,9 @@ def load_causal_lm(
 
     model_name_or_path = check_model_path(str(model_name_or_path))  # a local folder with a typo is no Hub id
     # a Hub id that is not cached, offline or with no network: one usage error, not an OSError traceback
-    # an id that could be a folder mistyped (`nodir`, `outputs/modle`): say there is none, and what is near
-    local = "" if os.path.exists(model_name_or_path) else \
+    # a one-word id may be a folder mistyped (`nodir`): say there is none, and what is near (`check_model_path`
+    # refuses a path whose folder exists, `outputs/modle`; an `org/name` id is the Hub's)
+    local = "" if "/" in model_name_or_path or os.path.exists(model_name_or_path) else \
         f" (no local folder {model_name_or_path!r} here{missing_path_hint(model_name_or_path)})"
     with needs_hub(f"model {model_name_or_path!r} is loaded from the Hub{local}", "download it there (`hf download "
                    f"{model_name_or_path}`) and run with HF_HUB_OFFLINE=1, which loads that cached copy"):

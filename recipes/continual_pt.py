@@ -1,6 +1,3 @@
-# /// script
-# dependencies = ["hf_ipt[train]"]
-# ///
 """Domain-adaptive continual pre-training (Instruction Pre-Training, Cheng et al. 2024).
 
 Instruction-augmented domain text, mixed 1:1 BY TOKENS with general instructions written as

@@ -1,6 +1,3 @@
-# /// script
-# dependencies = ["hf_ipt[train]"]
-# ///
 """A miniature reproduction of Instruction Pre-Training's claim (issue 9), vanilla vs. instruction PT.
 
 Pre-trains two models of the same shape from scratch with the same token budget, one on raw

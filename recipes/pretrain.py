@@ -1,6 +1,3 @@
-# /// script
-# dependencies = ["hf_ipt[train]"]
-# ///
 """Pre-training from scratch (Instruction Pre-Training, Cheng et al. 2024).
 
 A model of a named shape (the paper's ``mistral-500m`` / ``mistral-1.3b``) trained on raw text

@@ -1,6 +1,3 @@
-# /// script
-# dependencies = ["hf_ipt[train]"]
-# ///
 """Fine-tune a base LM into an instruction synthesizer (Instruction Pre-Training, Cheng et al. 2024).
 
 Data in the ``ft-instruction-synthesizer-collection`` layout (``{name}/shard/*.jsonl``, each

@@ -83,6 +83,18 @@ def test_abstractive_answers_and_inflected_words_are_grounded():
     assert is_ungrounded(text, "Banana and mango exporters", CONFIG, "Which exports recovered?")  # 1 word of 4
     assert is_ungrounded(text, "Purple elephants", CONFIG, "What is the title?\nOptions:\n- Growth\n- Decline")
     assert not is_ungrounded(text, "Japanese economy", CONFIG, "Pick the title.\nOptions:\n- Japanese economy\n- x")
+    # what must stay caught: a span question that names a title or a description, words that merely start
+    # alike, numbers (found by a review of the change)
+    sport = ("Manchester United won the league title on Sunday. Senator Warren described the plan as reckless. "
+             "The bank raised interest rates to control inflation. The town had 1,000,000 residents.")
+    for question, answer in [("Which club won the league title?", "Real Madrid"),
+                             ("Who described the plan as reckless?", "Governor Jones"),
+                             ("What did the company sign?", "International contracts"),
+                             ("What did the company sign?", "Internet contracts"),
+                             ("How many residents were there?", "1,000,900 people")]:
+        assert is_ungrounded(sport, answer, CONFIG, question), (question, answer)
+    assert not is_ungrounded(sport, "Interests controlled", CONFIG, "What happened?")  # interest-s, control-led
+    assert not is_ungrounded(sport, "Manchester United", CONFIG, "Which club won the league title?")
 
 
 def test_degenerate_pairs():

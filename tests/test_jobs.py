@@ -1622,6 +1622,38 @@ def test_a_lock_taken_over_meanwhile_is_not_removed(tmp_path, monkeypatch, caplo
     assert run_job(job, progress=False)["rows"] == 24 and not lock.exists()
 
 
+def test_a_fresh_lock_moved_aside_is_put_back_without_hard_links_and_a_vanished_one_is_no_crash(tmp_path,
+                                                                                              monkeypatch):
+    """`_take_over` puts back a lock it moved aside that is not the one it judged: by a hard link, which
+    object-store mounts (gcsfuse, s3fs) refuse; the lock was then lost. The lock moved aside may also be
+    removed meanwhile with a finished job's temporaries: no FileNotFoundError from the takeover."""
+    from hf_ipt import jobs
+
+    lock = tmp_path / "finalize.lock"
+    lock.write_text(json.dumps({"host": "a", "pid": 1}))
+    judged = jobs._lock_stale(str(lock))[2]
+    fresh = {"host": "b", "pid": 2}
+    lock.unlink()
+    lock.write_text(json.dumps(fresh))  # another process took it over meanwhile (another inode)
+
+    def no_hard_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(jobs.os, "link", no_hard_links)
+    assert jobs._take_over(str(lock), judged) is False
+    assert json.loads(lock.read_text()) == fresh and [p.name for p in tmp_path.iterdir()] == ["finalize.lock"]
+    monkeypatch.undo()
+    stat = os.stat
+
+    def vanished(path, *args, **kwargs):
+        if ".tmp-" in str(path):
+            raise FileNotFoundError(2, "No such file", str(path))
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(jobs.os, "stat", vanished)
+    assert jobs._take_over(str(lock), judged) is False
+
+
 def test_dedup_checkpoints_left_by_a_kill_after_the_manifest_are_removed(tmp_path):
     job = dedup_job(tmp_path)
     manifest = run_job(job, progress=False)

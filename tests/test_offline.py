@@ -90,8 +90,8 @@ def test_a_hub_model_offline_names_the_model_and_the_fix(tmp_path, capsys, monke
         {"input": "Up or down?", "options": ["up", "down"], "gold_index": 1}]}))
     line = usage_error(eval_main, ["--model_name_or_path", "org/nonexistent", "--tasks", str(tmp_path / "task.json"),
                                    "--device", "cpu"], capsys)
-    assert line.startswith("hf-ipt eval: error: model 'org/nonexistent' is loaded from the Hub (no local folder "
-                           "'org/nonexistent' here), which cannot be reached (offline mode")
+    assert line.startswith("hf-ipt eval: error: model 'org/nonexistent' is loaded from the Hub, which cannot be "
+                           "reached (offline mode")  # an org/name id with nothing like it here: no note of folders
     assert "`hf download org/nonexistent`" in line
     # a folder mistyped reads as a Hub id: the error said nothing of folders
     (tmp_path / "my-model").mkdir()
@@ -100,11 +100,14 @@ def test_a_hub_model_offline_names_the_model_and_the_fix(tmp_path, capsys, monke
                        capsys)
     assert "model 'my-modle' is loaded from the Hub (no local folder 'my-modle' here (did you mean 'my-model'?))" \
         in line
+    (tmp_path / "runs" / "model").mkdir(parents=True)
+    line = usage_error(eval_main, ["--model", "runs/modle", "--tasks", str(tmp_path / "task.json"), "--device", "cpu"],
+                       capsys)
+    assert "'runs/modle': no such local folder (did you mean 'runs/model'?)" in line  # `check_model_path`
     (tmp_path / "news.jsonl").write_text(json.dumps({"text": TEXT}) + "\n")
     line = usage_error(augment_cli.main, ["--corpus", str(tmp_path / "news.jsonl"), "--synthesizer", "org/model",
                                           "--backend", "transformers", "--output_dir", str(tmp_path / "out")], capsys)
-    assert line.startswith("hf-ipt augment: error: model 'org/model' is loaded from the Hub (no local folder "
-                           "'org/model' here), which cannot be reached")
+    assert line.startswith("hf-ipt augment: error: model 'org/model' is loaded from the Hub, which cannot be reached")
 
 
 def test_a_cached_hub_model_still_loads_offline(tiny_model_dir, tmp_path, monkeypatch):

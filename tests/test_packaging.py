@@ -215,6 +215,22 @@ def test_install_hints_name_the_packages_of_the_extra(extra):
     assert hint.endswith(f"hf_ipt's `{extra}` extra (in an hf_ipt checkout: pip install -e '.[{extra}]')")
 
 
+def test_install_hints_read_markers_however_spelled(monkeypatch):
+    from importlib import metadata
+
+    from hf_ipt.cli import install_hint
+
+    listed = ['bar ; extra == "eval"  ', "baz>=1; extra=='eval'", 'qux; python_version >= "3"', 'other; extra == "x"']
+    monkeypatch.setattr(metadata, "requires", lambda name: listed)
+    assert install_hint("eval").startswith("pip install bar 'baz>=1', hf_ipt's `eval` extra")
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "requires", not_installed)
+    assert install_hint("eval") == "hf_ipt's `eval` extra (in an hf_ipt checkout: pip install -e '.[eval]')"
+
+
 def _third_party_imports() -> dict[str, str]:
     """Top-level module -> a file of hf_ipt importing it, for every module not of the stdlib."""
     found: dict[str, str] = {}
