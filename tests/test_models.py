@@ -43,7 +43,7 @@ def test_a_missing_gguf_package_names_the_extra(tmp_path, monkeypatch):
 
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else find_spec(name, *a))
-    with pytest.raises(ImportError, match=r"pip install 'hf_ipt\[gguf\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'gguf>=0.10' sentencepiece, hf_ipt's `gguf` extra"):
         models._convert(tmp_path / models.SMOLLM2_GGUF, tmp_path / "out")
 
 
