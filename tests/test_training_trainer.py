@@ -223,8 +223,8 @@ def test_eval_hook_refuses_a_sharded_model(tmp_path, tiny_model_dir):
 
 
 def test_eval_hook_without_the_harness_names_the_extra(tmp_path, tiny_model_dir, monkeypatch):
-    monkeypatch.setitem(sys.modules, "hf_ipt.evaluation", None)  # import fails
-    _, args = _continual_setup(tmp_path, tiny_model_dir, eval_tasks="finance")
+    _, args = _continual_setup(tmp_path, tiny_model_dir, eval_tasks="finance")  # its checks import the harness
+    monkeypatch.setitem(sys.modules, "hf_ipt.evaluation", None)  # then the import fails (run alone, it failed here)
     with pytest.raises(ImportError, match=r"pip install 'evaluate>=0.4' scikit-learn, hf_ipt's `eval` extra"):
         callbacks_module.eval_callback(args, None, None)
 
