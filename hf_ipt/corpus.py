@@ -586,8 +586,8 @@ def left_out_files(folder: str, data_files: dict) -> list[str]:
     """Supported files below the local `folder` of another format than those the splits in `data_files` (a
     `datasets` layout of it) read: `datasets` picks the format most of its files have and reads only that one.
     Files of the format read that no split names (``holdout.jsonl``), hidden files and folders (``.``), folders
-    `datasets` skips (``__pycache__``), and files that are no data (`NOT_DATA`: a licence, ``dataset_infos.json``) are what a layout leaves out
-    on purpose: not counted."""
+    `datasets` skips (``__pycache__``), and files that are no data (`NOT_DATA`: a licence,
+    ``dataset_infos.json``) are what a layout leaves out on purpose: not counted."""
     listed = [str(f) for files in data_files.values() for f in files]
     read, formats = {os.path.realpath(f) for f in listed}, {data_format(f) for f in listed}
     return sorted(
@@ -658,8 +658,8 @@ class CorpusConfig:
         default=None,
         metadata={"help": "Shards the corpus is cut into (default: one per file, at least 8, at most one per 16 MB of "
                   "local files' text, a compressed file counting 4 times its size, and for .txt files at most one "
-                  "per 4 files; windows of texts never span shards). For a job they are the work units, fixed whatever the number of ranks: a unit is the "
-                  "work redone after a kill."},
+                  "per 4 files; windows of texts never span shards). For a job they are the work units, fixed "
+                  "whatever the number of ranks: a unit is the work redone after a kill."},
     )
 
     def __post_init__(self) -> None:
