@@ -1212,7 +1212,8 @@ def _take_over(path: str, judged: tuple | None) -> bool:
     except FileNotFoundError:  # removed meanwhile with the temporaries of a job that just finished
         return False
     if (st.st_ino, st.st_mtime_ns) == judged:
-        os.remove(aside)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(aside)
         return True
     # another process's fresh lock: back where it was. A link cannot replace a lock a third process made
     # meanwhile; where the filesystem has no hard links (object-store mounts), a rename back does, in a window
