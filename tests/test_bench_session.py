@@ -82,9 +82,20 @@ def test_every_gpu_command_line_parses(tmp_path, monkeypatch):
 
 def documented_groups() -> list[list[str]]:
     """The stage groups session.sh's header tells a session to run, one device call each."""
+    return [group for group, _ in documented_calls()]
+
+
+def documented_calls() -> list[tuple[list[str], int | None]]:
+    """Each documented group and the sum of its stage limits that its comment states (`None`: none stated)."""
     header = SESSION.read_text().split("\nset -uo pipefail", 1)[0]
-    return [line.split() for line in re.findall(r"^#\s+(?:REPRO_STEPS=\d+ )?bash benchmarks/gpu/session\.sh ([a-z_ ]+?)\s*(?:#|$)",
-                                                header, re.MULTILINE)]
+    calls = re.split(r"^(?=#\s+(?:REPRO_STEPS=\d+ )?bash benchmarks/gpu/session\.sh )", header, flags=re.MULTILINE)[1:]
+    found = []
+    for call in calls:
+        group = re.match(r"#\s+(?:REPRO_STEPS=\d+ )?bash benchmarks/gpu/session\.sh ([a-z_ ]+?)\s*(?:#|$)", call,
+                         re.MULTILINE)
+        stated = re.search(r"limits sum to (\d+) s", call)
+        found.append((group[1].split(), int(stated[1]) if stated else None))
+    return found
 
 
 @pytest.mark.parametrize("group", documented_groups(), ids=" ".join)
@@ -102,6 +113,8 @@ def test_each_documented_call_fits_the_device_limits(tmp_path, group):
     limits = [int(n) for n in re.findall(r"\(limit (\d+)s\)", (tmp_path / "out" / "stages.txt").read_text())]
     # 595 s - ~40 s of installs - 20 s for a stage past its limit to stop; `repro` is a call of its own (560 s)
     assert limits and sum(limits) <= 530 or group == ["repro"], (group, limits)
+    stated = {" ".join(g): n for g, n in documented_calls()}[" ".join(group)]
+    assert stated is None or stated == sum(limits), (group, stated, limits)  # what the header says of it
 
 
 def test_the_documented_groups_are_found():

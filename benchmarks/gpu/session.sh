@@ -10,12 +10,13 @@
 #                                                       # loop; issue 8: a static KV cache (7B) + its GPU equality
 #                                                       # sample (tiny, fp32): limits sum to 480 s
 #   bash benchmarks/gpu/session.sh synth_chain      # issue 8: chained rounds, continuous batching with its cache kept
-#                                                   # between rounds (prefix caching), then without: 530 s (continuous
-#                                                   # batching did not finish 64 prompts in 110 s on 2026-11-27)
+#                                                   # between rounds (prefix caching), then without (continuous
+#                                                   # batching did not finish 64 prompts in 110 s on 2026-11-27);
+#                                                   # limits sum to 530 s
 # Measured on 2026-11-27 (BENCHMARKS.md), kept to reproduce those rows:
 #   bash benchmarks/gpu/session.sh train synth      # issue 6 + issue 8: stage limits sum to 530 s
-#   bash benchmarks/gpu/session.sh levers           # compiled layers + Liger, static cache: limits sum to 290 s
-#   bash benchmarks/gpu/session.sh varlen           # hf_ipt_varlen check + the recipe with it: 210 s
+#   bash benchmarks/gpu/session.sh levers           # compiled layers + Liger, static cache: limits sum to 350 s
+#   bash benchmarks/gpu/session.sh varlen           # hf_ipt_varlen check + the recipe with it: limits sum to 210 s
 #   bash benchmarks/gpu/session.sh repro            # issue 9, one seed-set at a reduced budget
 #   REPRO_STEPS=300 bash benchmarks/gpu/session.sh repro   # what fits one call on an H200 (469 s; default 250)
 #   SMOKE=1 bash benchmarks/gpu/session.sh train synth repro   # CPU rehearsal of the script (without SMOKE=1
