@@ -263,7 +263,7 @@ def main() -> None:
     from hf_ipt.training.model_init import num_parameters, shape_config
 
     config = shape_config(args.shape, vocab_size=args.vocab, max_length=args.seq)
-    flops, peak = flops_per_token(config), peak_flops(args.peak_tflops)
+    flops, peak, params = flops_per_token(config), peak_flops(args.peak_tflops), num_parameters(config)
     card = (
         torch.cuda.get_device_name()
         if device == "cuda"
@@ -280,7 +280,7 @@ def main() -> None:
         result = {
             "device": card,
             "shape": args.shape,
-            "params": num_parameters(config),
+            "params": params,
             "seq": args.seq,
             "micro_batch": micro_batch,
             "raw_micro_batch": args.raw_micro_batch,

@@ -13,6 +13,10 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 
 class UsageError(ValueError):
@@ -164,16 +168,14 @@ def install_hint(extra: str) -> str:
         listed = requires("hf_ipt") or []
     except PackageNotFoundError:  # run from a source tree that was never installed
         listed = []
-    packages = [str(Requirement(r)).split(";")[0] for r in listed if _of_extra(r, extra)]
+    packages = [str(r).split(";")[0] for r in map(Requirement, listed) if _of_extra(r, extra)]
     named = f"pip install {' '.join(shlex.quote(p) for p in packages)}, " if packages else ""
     return f"{named}hf_ipt's `{extra}` extra (in an hf_ipt checkout: pip install -e '.[{extra}]')"
 
 
-def _of_extra(requirement: str, extra: str) -> bool:
-    """Whether a ``Requires-Dist`` line is needed by `extra` alone (its marker, however it is spelled)."""
-    from packaging.requirements import Requirement
-
-    marker = Requirement(requirement).marker
+def _of_extra(requirement: Requirement, extra: str) -> bool:
+    """Whether a ``Requires-Dist`` requirement is needed by `extra` alone (its marker, however it is spelled)."""
+    marker = requirement.marker
     return marker is not None and marker.evaluate({"extra": extra}) and not marker.evaluate({"extra": ""})
 
 

@@ -173,9 +173,11 @@ def is_ungrounded(context: str, answer: str, config: FilterConfig, question: str
         return False
     content = [w for w in answer_words if len(w) > 2] or answer_words  # "a", "of", "in" prove nothing
     vocabulary = set(words(context)) | set(words(" ".join(parsed.options)))
-    index = _stems(vocabulary)
-    found = sum(w in vocabulary or _stem_found(w, index) for w in content)
-    return found / len(content) < config.min_grounding
+    missing = [w for w in content if w not in vocabulary]
+    if missing:  # the stem index only for an answer with words the text lacks as they are (it runs on every pair)
+        index = _stems(vocabulary)
+        missing = [w for w in missing if not _stem_found(w, index)]
+    return (len(content) - len(missing)) / len(content) < config.min_grounding
 
 
 def _repeat_fraction(text: str) -> float:
