@@ -1487,6 +1487,15 @@ def resume_message(done: int, units: int, rank: int, world_size: int) -> str:
     return found if done == units else f"{found}, resuming with the other {units - done}"
 
 
+def idle_ranks_message(rank: int, world_size: int, num_units: int) -> str:
+    """What a rank of a world larger than the job's units says: which ranks have nothing to do and the fix."""
+    idle = world_size - num_units
+    whose = f"this rank ({rank}) is one of them" if rank >= num_units else f"ranks {num_units}..{world_size - 1}"
+    return (f"the job has {num_units} units for {world_size} processes: {idle} of them have no unit and exit "
+            f"({whose}); a new job with `num_shards` a multiple of {world_size} keeps every process busy (a started "
+            "job keeps its units: job.json)")
+
+
 def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: FilterConfig | None = None,
             rank: int | None = None, world_size: int | None = None, progress: bool = True) -> dict | None:
     """Run (or resume) this process's share of a job; finish the job if it is the last one.
@@ -1526,6 +1535,8 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     made_under = spec_id(pinned)  # once: the spec lists every unit, and each check below compares with it
     _drop_stale_derived(job, len(units), made_under)
     mine = range(rank, len(units), world_size)
+    if world_size > len(units) and (rank == 0 or not mine):  # rank 0's log, and each idle rank's own
+        logger.warning("hf_ipt: %s", idle_ranks_message(rank, world_size, len(units)))
     todo = [i for i in mine if not unit_done(job, i, made_under)]
     done = len(mine) - len(todo)  # the bar starts there; units redone below get a bar of their own
     if done:

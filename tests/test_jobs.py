@@ -464,6 +464,24 @@ def test_rank_without_all_units_leaves_the_output_to_the_last_rank(tmp_path):
     assert manifest["rows"] == 12 and len(manifest["data_files"]) == 4
 
 
+def test_more_ranks_than_units_says_which_ranks_are_idle(tmp_path, caplog):
+    """A world larger than the job's units left ranks idle without a word: a user paying for 8 GPUs used 2."""
+    corpus = write_jsonl(tmp_path / "c.jsonl", 6)
+    job = JobConfig(corpus=str(corpus), output_dir=str(tmp_path / "o"), num_shards=2)
+    with caplog.at_level("WARNING", logger="hf_ipt"):
+        assert run_job(job, rank=3, world_size=4, progress=False) is None
+    assert not (tmp_path / "o" / "pairs").exists() or not os.listdir(tmp_path / "o" / "pairs")
+    assert ("the job has 2 units for 4 processes: 2 of them have no unit and exit (this rank (3) is one of them); "
+            "a new job with `num_shards` a multiple of 4") in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hf_ipt"):
+        run_job(job, rank=1, world_size=4, progress=False)  # busy and not rank 0: nothing to say
+    assert "no unit" not in caplog.text
+    with caplog.at_level("WARNING", logger="hf_ipt"):
+        assert run_job(job, rank=0, world_size=4, progress=False)["rows"] == 6
+    assert "(ranks 2..3)" in caplog.text
+
+
 def test_cli_help_and_yaml_config(tmp_path):
     out = hf_ipt("synthesize", "--help")
     assert out.returncode == 0 and "--config" in out.stdout and "--dedup_threshold" in out.stdout
