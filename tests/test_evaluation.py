@@ -770,13 +770,17 @@ def test_eval_callback_counts_the_seconds_it_spends_evaluating(tmp_path, monkeyp
     assert callback.seconds == 4.5
 
 
-def test_a_prompt_ending_in_a_space_gets_no_second_space_before_the_option():
+def test_an_option_is_scored_as_space_plus_option_after_any_prompt():
+    """The reference scores ``' ' + o`` after every prompt (AdaptLLM's ``get_answers``), one ending in
+    whitespace too; a prompt ending in a space or newline had the option without it, other tokens than
+    the paper's numbers scored."""
     from hf_ipt.evaluation.scoring import build_request, with_option
 
     request = build_request(MergingTokenizer(), "xa ", ["c"], add_bos=True, max_length=None)
-    assert request.context == [1, 5, 6, 8] and request.continuations == [[9]]  # 'c', not ' ' + 'c'
+    assert request.context == [1, 5, 6, 8] and request.continuations == [[8, 9]]  # ' ' + 'c'
     assert with_option("Answer:", "yes") == "Answer: yes"
-    assert with_option("Answer:\n", "yes") == "Answer:\nyes"
+    assert with_option("Answer:\n", "yes") == "Answer:\n yes"
+    assert with_option("Answer: ", "yes") == "Answer:  yes"
 
 
 def test_calibrated_score_credits_what_the_passage_adds(monkeypatch):

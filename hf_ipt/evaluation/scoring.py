@@ -1,7 +1,7 @@
 """Model-side scoring: option log-likelihoods and greedy answers, batched, on any device.
 
 - `score_options`: the MEAN negative log-likelihood of the tokens of ``' ' + option`` after
-  the prompt, for every option (no space added after a prompt that ends in whitespace). Short
+  the prompt, for every option (also after a prompt that ends in whitespace, as the reference). Short
   prompts go in left-padded batches of prompt+option sequences (one forward pass per batch,
   logits kept only for the option positions). Long prompts with several options are run once
   and their key/value cache is shared by all of their options (``shared_prefix_min_tokens``).
@@ -102,9 +102,10 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def with_option(prompt: str, option: str) -> str:
-    """``prompt + ' ' + option``, with no second space where the prompt already ends in whitespace
-    (``"Answer: "`` or ``"Answer:\\n"``): the option follows it as written."""
-    return prompt + option if prompt[-1:].isspace() else f"{prompt} {option}"
+    """``prompt + ' ' + option``, always, as the reference scores (AdaptLLM's ``get_answers``: ``' ' + o``),
+    also after a prompt that ends in whitespace: the tokens scored are those the paper's numbers scored
+    (a SentencePiece tokenizer reads ``"\\n positive"`` as ``▁positive``, ``"\\npositive"`` as ``pos itive``)."""
+    return f"{prompt} {option}"
 
 
 def build_request(
