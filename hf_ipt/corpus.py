@@ -1089,9 +1089,42 @@ def _parquet_docs(path: str, doc_prefix: str, text_column: str, token=None) -> I
         _check_parquet_column(pf, path, text_column)
         i = 0
         for batch in _parquet_batches(pf, path, text_column):
-            for value in batch.column(0).to_pylist():
-                yield check_text(f"{doc_prefix}:{i}", value, text_column)
+            for value in utf8_values(batch.column(0)):
+                doc_id = f"{doc_prefix}:{i}"
+                yield Document(doc_id, "", "not utf-8") if value is NOT_UTF8 else check_text(doc_id, value, text_column)
                 i += 1
+
+
+NOT_UTF8 = object()  # `utf8_values`: a string value whose bytes are not UTF-8
+
+
+def utf8_values(array) -> list:
+    """``array.to_pylist()`` of a pyarrow array, with each value that holds a string that is not UTF-8 (a
+    Parquet string column written from raw bytes) as `NOT_UTF8`: pyarrow raises `UnicodeDecodeError` for the
+    whole batch, which stopped a job at one bad document and again on every rerun."""
+    try:
+        return array.to_pylist()
+    except UnicodeDecodeError:
+        return [_utf8_value(scalar) for scalar in array]
+
+
+def _utf8_value(scalar):
+    try:
+        return scalar.as_py()
+    except UnicodeDecodeError:
+        return NOT_UTF8
+
+
+def utf8_rows(batch) -> tuple[list[dict], int]:
+    """``batch.to_pylist()`` of a pyarrow record batch, with each value that is not UTF-8 (`utf8_values`) as
+    `None`, as a null value, and how many there were."""
+    try:
+        return batch.to_pylist(), 0
+    except UnicodeDecodeError:
+        columns = {name: utf8_values(batch.column(name)) for name in batch.schema.names}
+        bad = sum(value is NOT_UTF8 for values in columns.values() for value in values)
+        columns = {name: [None if v is NOT_UTF8 else v for v in values] for name, values in columns.items()}
+        return [dict(zip(columns, row)) for row in zip(*columns.values())], bad
 
 
 def _parquet_batches(pf, path: str, column: str) -> Iterator:

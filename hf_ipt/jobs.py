@@ -599,14 +599,20 @@ def unit_done(job: JobConfig, index: int, made_under: str | None = None) -> bool
 
 
 def _parquet(path: str):
-    """`pyarrow.parquet.ParquetFile` of `path`; `None` when it is missing or unreadable."""
+    """`pyarrow.parquet.ParquetFile` of `path`; `None` when it is missing or damaged (`corpus.is_damage`).
+    An error of the system (EIO, EMFILE, a stale NFS handle) or of memory is raised: a passing one must
+    not make a finished unit or output file count as lost, to be synthesized or written again."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         return pq.ParquetFile(path)
-    except (OSError, pa.ArrowException):
+    except FileNotFoundError:
         return None
+    except (OSError, pa.ArrowException) as error:
+        if is_damage(error):
+            return None
+        raise
 
 
 def parquet_rows(path: str) -> int | None:
@@ -707,9 +713,15 @@ def _drop_stale_derived(job: JobConfig, num_units: int, made_under: str) -> None
         _drop_derived(job)
 
 
-def _finished(job: JobConfig) -> dict | None:
+def _finished(job: JobConfig, num_units: int) -> dict | None:
     """The manifest of a finished job whose data files are all there, with the rows it counts;
-    `None` (and the manifest removed, for stage 3 to write what is missing again) otherwise."""
+    `None` (and the manifest removed, for stage 3 to write what is missing again) otherwise.
+
+    Raises:
+        `UsageError`: the output is incomplete and units' pairs are gone (`pairs/` deleted to save space):
+            writing it again would synthesize those units again and replace every data file, which is
+            the user's call (remove ``manifest.json``), not a rerun's.
+    """
     path = os.path.join(job.output_dir, "manifest.json")
     try:
         manifest = read_json(path)
@@ -718,9 +730,16 @@ def _finished(job: JobConfig) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError):
         manifest = {}
     files, rows = manifest.get("data_files"), manifest.get("rows")
-    if isinstance(files, list) and rows is not None \
-            and damaged_output([os.path.join(job.output_dir, f) for f in files], rows) is None:
+    problem = damaged_output([os.path.join(job.output_dir, f) for f in files], rows) \
+        if isinstance(files, list) and rows is not None else "manifest.json is unreadable"
+    if problem is None:
         return manifest
+    if missing := [i for i in range(num_units) if not unit_done(job, i)]:
+        raise UsageError(
+            f"the output of the finished job in {job.output_dir!r} is incomplete ({problem}) and the pairs of "
+            f"{len(missing)} of its {num_units} units (such as {unit_name(missing[0])}) are gone: writing it again "
+            "means synthesizing those units again, and every data file is then written anew. Restore the file; or, "
+            f"to make the job again, remove {path!r} and rerun; or use the other data files as they are")
     logger.warning("hf_ipt: the output of the finished job in %r is incomplete (a data file missing or damaged): "
                    "it is written again", job.output_dir)
     with contextlib.suppress(FileNotFoundError):
@@ -1523,7 +1542,7 @@ def run_job(job: JobConfig, synthesis: SynthesisConfig | None = None, filters: F
     units, pinned, changes = plan_job(job, synthesis, filters)
     synthesis = _at_pinned_commit(synthesis, pinned)  # the manifest records it as the revision
     manifest_path = os.path.join(job.output_dir, "manifest.json")
-    if (manifest := _finished(job)) is not None:
+    if (manifest := _finished(job, len(units))) is not None:
         pin_job(job, pinned, changes)
         _drop_dedup_checkpoints(job)  # left by a run killed after the manifest
         logger.warning("hf_ipt: the job in %r is already complete (manifest.json found): nothing to do; a new job "

@@ -154,6 +154,23 @@ def test_a_lone_surrogate_is_rejected_not_passed_on(tmp_path):
     assert [(d.text, d.reject) for d in read_file(str(path))] == [("", "not utf-8"), (doc(1), None)]
 
 
+def test_a_parquet_string_that_is_not_utf8_rejects_its_document_only(tmp_path):
+    """A string column written from raw bytes (``caf\\xe9``): pyarrow raised `UnicodeDecodeError` for its whole
+    batch of 1024 rows, which stopped a job at the column check or in its unit, and on every rerun."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    values = [doc(i).encode() for i in range(2000)]
+    values[3] = values[1500] = b"caf\xe9 latin-1"
+    pq.write_table(pa.table({"text": pa.array(values, pa.binary()).view(pa.string())}), tmp_path / "c.parquet")
+    docs = list(read_file(str(tmp_path / "c.parquet")))
+    assert len(docs) == 2000 and [d.id for d in docs if d.reject] == ["c.parquet:3", "c.parquet:1500"]
+    assert {d.reject for d in docs if d.reject} == {"not utf-8"} and docs[4].text == doc(4)
+    from hf_ipt.corpus import CorpusConfig
+
+    assert CorpusConfig(corpus=str(tmp_path / "c.parquet")).files()  # the column check reads past it
+
+
 @pytest.mark.parametrize(("name", "content", "message"), [
     ("utf16.jsonl", json.dumps({"text": "Market report."}).encode("utf-16"), r"\(\d+ binary\).*save it as UTF-8"),
     ("latin1.jsonl", b'{"text": "caf\xe9"}\n{"text": "na\xefve"}\n', r"\(2 not utf-8\): save the file as UTF-8"),

@@ -327,6 +327,36 @@ def test_damaged_units_and_outputs_are_redone(tmp_path, caplog):
     assert run_job(job, progress=False) == first and output_rows(tmp_path / "o") == reference
 
 
+@pytest.mark.parametrize("where", ["pairs", "data"])
+def test_a_passing_io_error_on_an_output_file_is_raised_not_taken_for_damage(tmp_path, monkeypatch, where):
+    """An EIO (a stale NFS handle, too many open files) reading one file made a finished unit count as lost
+    (synthesized again, stages 2-3's output dropped) or a finished job's output as incomplete (manifest
+    removed): the error is raised, nothing is removed, and the next run finds the job as it was."""
+    import errno
+
+    import pyarrow.parquet as pq
+
+    job = JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 12)), output_dir=str(tmp_path / "o"), num_shards=3)
+    first = run_job(job, progress=False)
+    if where == "pairs":
+        (tmp_path / "o" / "manifest.json").unlink()  # every unit done, stage 3 to finish
+    files = {p: p.stat().st_mtime_ns for p in (tmp_path / "o").rglob("*.parquet")}
+    real = pq.ParquetFile
+
+    def flaky(source, *args, **kwargs):
+        if str(source).endswith(os.path.join(where, "00001.parquet")):
+            raise OSError(errno.EIO, "Input/output error", str(source))
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "ParquetFile", flaky)
+    with pytest.raises(OSError, match="Input/output error"):
+        run_job(job, progress=False)
+    monkeypatch.setattr(pq, "ParquetFile", real)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "o").rglob("*.parquet")} == files
+    assert (tmp_path / "o" / "pairs" / "00001.json").exists()
+    assert run_job(job, progress=False) == first
+
+
 def test_a_redo_killed_midway_leaves_no_dedup_decisions_of_the_old_units(tmp_path, monkeypatch):
     """`_redo_damaged` unmarked the damaged units before removing `dedup.json`: killed between, the
     rerun synthesized them again and kept dedup decisions made on the pairs they had before."""
@@ -926,7 +956,8 @@ def test_a_finished_job_whose_pairs_were_deleted_keeps_its_settings(tmp_path):
 
 def test_a_job_made_again_after_its_pairs_and_a_data_file_were_deleted_keeps_no_old_dedup_decision(
         tmp_path, monkeypatch, caplog):
-    """`pairs/` deleted (to save space) and a data file lost: every unit is synthesized again, and the old
+    """`pairs/` deleted (to save space) and a data file lost: a rerun refuses to wipe the rest (it synthesized
+    the whole job again, unasked); the user removes the manifest, every unit is synthesized again, and the old
     `dedup.json` and data files were kept, so the old dedup decisions (pair positions) were applied to the new
     pairs and the manifest counted the old duplicates. Synthesis that gives other pairs this time (vLLM's
     run-to-run differences; here the miner's answers changed) must give what a new job gives."""
@@ -946,6 +977,16 @@ def test_a_job_made_again_after_its_pairs_and_a_data_file_were_deleted_keeps_no_
         return entries
 
     monkeypatch.setattr(Augmenter, "synthesize", other_pairs)
+    from hf_ipt.cli import UsageError
+
+    # a rerun does not wipe the other data files to synthesize the whole job again: the user decides
+    kept = sorted(os.listdir(tmp_path / "o" / "data"))
+    with pytest.raises(UsageError, match=r"is incomplete \(.*00003.parquet is missing or not a readable Parquet "
+                                         r"file\) and the pairs of 4 of its 4 units \(such as 00000\) are gone: .*"
+                                         r"remove '.*manifest.json' and rerun"):
+        run_job(dedup_job(tmp_path), filters=replace(FilterConfig(), dedup=True), progress=False)
+    assert sorted(os.listdir(tmp_path / "o" / "data")) == kept and (tmp_path / "o" / "manifest.json").exists()
+    (tmp_path / "o" / "manifest.json").unlink()  # the user's call: make the job again
     with caplog.at_level("WARNING", logger="hf_ipt.jobs"):
         again = run_job(dedup_job(tmp_path), filters=replace(FilterConfig(), dedup=True), progress=False)
     assert "beside the output of stages 2-3" in caplog.text

@@ -125,6 +125,19 @@ def test_a_txt_file_is_read_as_synthesis_reads_it_not_one_that_stops_the_run(tmp
     assert "b.txt is not utf-8" in caplog.text and "c.txt is binary" in caplog.text
 
 
+def test_a_parquet_string_that_is_not_utf8_is_a_null_row_not_an_error(tmp_path, caplog):
+    """pyarrow raised `UnicodeDecodeError` for the whole batch: a training run stopped at one bad value."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    values = pa.array([b"first", b"caf\xe9", b"third"], pa.binary()).view(pa.string())
+    pq.write_table(pa.table({"text": values, "n": [1, 2, 3]}), tmp_path / "t.parquet")
+    for _ in range(2):  # a second pass (a source restarting) warns no more
+        rows = list(load_rows(str(tmp_path / "t.parquet")))
+        assert rows == [{"text": "first", "n": 1}, {"text": None, "n": 2}, {"text": "third", "n": 3}]
+    assert caplog.text.count("1 value(s) of") == 1 and "t.parquet' are strings that are not UTF-8" in caplog.text
+
+
 def test_json_files_without_rows_read_as_no_rows(tmp_path):
     (tmp_path / "a.json").write_text("")
     assert list(load_rows([str(tmp_path / "a.json")])) == []  # not a bare StopIteration

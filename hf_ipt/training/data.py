@@ -30,6 +30,7 @@ from ..corpus import (
     repo_files,
     starts_with_array,
     text_bytes,
+    utf8_rows,
     warn_left_out,
 )
 
@@ -104,13 +105,24 @@ def _folder_files(folder: str, name: str | None, split: str, option: str | None 
 
 
 def _parquet_rows(files: list[str]):
+    """The rows of Parquet files; a string value that is not UTF-8 (written from raw bytes) is `None`, a null
+    that training skips as it skips empty texts (a warning counts them per file), not an error for its batch."""
     import pyarrow.parquet as pq
 
     for path in files:
+        bad = 0
         with open_file(path) as f:  # a local file or an hf:// URL
             # no pre-buffering: it would fetch every row group of a remote file before the first row
             for batch in pq.ParquetFile(f, pre_buffer=False).iter_batches(batch_size=1024):
-                yield from batch.to_pylist()
+                rows, undecodable = utf8_rows(batch)
+                bad += undecodable
+                yield from rows
+        if bad and path not in _NOT_UTF8_WARNED:  # once a file: a small source restarts every few steps
+            _NOT_UTF8_WARNED.add(path)
+            logger.warning("hf_ipt: %d value(s) of %r are strings that are not UTF-8: read as null (skipped)", bad, path)
+
+
+_NOT_UTF8_WARNED: set[str] = set()
 
 
 def _text_rows(files: list[str]):
