@@ -123,10 +123,21 @@ def main(argv: list[str] | None = None) -> int:
     if manifest is None:
         print("this rank's units are done; the job completes when the last rank finishes", file=sys.stderr)
         return 0
-    removed = filters_removed_line(manifest["filters_removed"])
-    print(f"{manifest['rows']} rows, {manifest['pairs']['kept']} pairs from {manifest['docs']['read']} documents "
-          f"({manifest['docs']['rejected']} rejected; filters removed {removed}) -> {job.output_dir}")
+    print(result_line(manifest, job.output_dir))
     return 0
+
+
+def result_line(manifest: dict, output_dir: str) -> str:
+    """The command's last line: rows, pairs, documents read and rejected; a job that wrote no row says why."""
+    docs = manifest["docs"]
+    if manifest["rows"] == 0 and docs["rejected"] == docs["read"]:
+        why = ("the corpus files hold no document (empty files?)" if not docs["read"] else
+               f"all {docs['read']} documents were rejected "
+               f"({', '.join(f'{reason} {n}' for reason, n in manifest.get('rejects', {}).items())}; rejects.jsonl)")
+        return f"0 rows: {why}, nothing was synthesized; check the corpus and --text_column -> {output_dir}"
+    removed = filters_removed_line(manifest["filters_removed"])
+    return (f"{manifest['rows']} rows, {manifest['pairs']['kept']} pairs from {docs['read']} documents "
+            f"({docs['rejected']} rejected; filters removed {removed}) -> {output_dir}")
 
 
 if __name__ == "__main__":

@@ -512,6 +512,21 @@ def test_more_ranks_than_units_says_which_ranks_are_idle(tmp_path, caplog):
     assert "(ranks 2..3)" in caplog.text
 
 
+def test_a_job_that_writes_no_row_says_why(tmp_path, capsys):
+    """Empty corpus files, or every document rejected: the last line said "0 rows, 0 pairs from 0 documents"
+    and the output folder could not be loaded."""
+    (tmp_path / "a.jsonl").write_text("")
+    assert main(["--corpus", str(tmp_path / "a.jsonl"), "--output_dir", str(tmp_path / "o"), "--num_shards", "1"]) == 0
+    assert capsys.readouterr().out.startswith("0 rows: the corpus files hold no document (empty files?), nothing was "
+                                              "synthesized; check the corpus and --text_column -> ")
+    (tmp_path / "b.jsonl").write_text('{"text": ""}\n{"text": "A text too long."}\n')
+    assert main(["--corpus", str(tmp_path / "b.jsonl"), "--output_dir", str(tmp_path / "p"), "--num_shards", "1",
+                 "--max_doc_chars", "5"]) == 0
+    assert "0 rows: all 2 documents were rejected (empty 1, too long 1; rejects.jsonl)" in capsys.readouterr().out
+    assert main(["--corpus", str(write_jsonl(tmp_path / "c.jsonl", 3)), "--output_dir", str(tmp_path / "q")]) == 0
+    assert capsys.readouterr().out.startswith("3 rows, ")
+
+
 def test_cli_help_and_yaml_config(tmp_path):
     out = hf_ipt("synthesize", "--help")
     assert out.returncode == 0 and "--config" in out.stdout and "--dedup_threshold" in out.stdout
