@@ -230,18 +230,29 @@ def refuse_unknown_options(parser: argparse.ArgumentParser, argv: list[str] | No
     required = [action for action in parser._actions if action.required]
     for action in required:  # a required option may be missing too: the typo is named first
         action.required = False
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        _, unknown = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+        _, unknown = parser.parse_known_args(args)
     finally:
         for action in required:
             action.required = True
     paths = [arg for arg in unknown if os.path.exists(arg)]
     if paths and not any(_is_flag(arg) for arg in unknown):
         parser.error(f"{len(paths)} path(s) follow an option that takes one value, such as {paths[0]!r}: the shell "
-                     "expanded an unquoted glob into files; quote it (--corpus 'data/*.jsonl') so that one "
-                     "pattern reaches hf-ipt")
+                     f"expanded an unquoted glob into files; quote it ({_quoted_glob(args, paths[0])}) so that one "
+                     f"pattern reaches {parser.prog}")
     if unknown:
         parser.error(unknown_options(parser, unknown))
+
+
+def _quoted_glob(args: list[str], path: str) -> str:
+    """The option before `path` in `args` with a quoted pattern like it: ``--raw_dataset 'data/*.txt'``."""
+    before = args[:args.index(path)] if path in args else args
+    option = next((arg.split("=")[0] for arg in reversed(before) if _is_flag(arg)), "--corpus")
+    stem, suffix = os.path.splitext(path)
+    if suffix in (".gz", ".bz2", ".xz", ".zst"):  # x.jsonl.gz -> *.jsonl.gz
+        suffix = os.path.splitext(stem)[1] + suffix
+    return f"{option} '{os.path.join(os.path.dirname(path), '*' + suffix)}'"
 
 
 def describe_changes(old: dict, new: dict) -> list[str]:

@@ -374,6 +374,20 @@ def merge_fsdp_hint(folder: str, shards: list[str]) -> str:
             f"{copy}{rename}, and give {merged!r}")
 
 
+def loading_from_hub(name_or_path: str, what: str = "model"):
+    """A context in which loading `name_or_path` (a model or tokenizer, `what`) that is a Hub id not cached,
+    offline or with no network, is one usage error naming it and the way on (`cli.needs_hub`), not an
+    `OSError` traceback. A one-word id may be a folder mistyped (``nodir``): the message says there is no
+    such folder, and what is near (`check_model_path` refuses a path whose folder exists, ``outputs/modle``;
+    an ``org/name`` id is the Hub's)."""
+    from .cli import needs_hub
+
+    local = "" if "/" in name_or_path or os.path.exists(name_or_path) else \
+        f" (no local folder {name_or_path!r} here{missing_path_hint(name_or_path)})"
+    return needs_hub(f"{what} {name_or_path!r} is loaded from the Hub{local}", "download it there (`hf download "
+                     f"{name_or_path}`) and run with HF_HUB_OFFLINE=1, which loads that cached copy")
+
+
 def check_model_path(name: str, option: str = "--model_name_or_path", files: tuple[str, ...] = MODEL_FILES,
                      what: str = "model") -> str:
     """`name` with ``~`` expanded; a local path (`is_local_path`) that holds no saved model is refused before
@@ -498,16 +512,8 @@ def load_causal_lm(
     """
     from transformers import AutoModelForCausalLM
 
-    from .cli import needs_hub
-
     model_name_or_path = check_model_path(str(model_name_or_path))  # a local folder with a typo is no Hub id
-    # a Hub id that is not cached, offline or with no network: one usage error, not an OSError traceback
-    # a one-word id may be a folder mistyped (`nodir`): say there is none, and what is near (`check_model_path`
-    # refuses a path whose folder exists, `outputs/modle`; an `org/name` id is the Hub's)
-    local = "" if "/" in model_name_or_path or os.path.exists(model_name_or_path) else \
-        f" (no local folder {model_name_or_path!r} here{missing_path_hint(model_name_or_path)})"
-    with needs_hub(f"model {model_name_or_path!r} is loaded from the Hub{local}", "download it there (`hf download "
-                   f"{model_name_or_path}`) and run with HF_HUB_OFFLINE=1, which loads that cached copy"):
+    with loading_from_hub(model_name_or_path):
         tokenizer = pretrained_tokenizer(*tokenizer_location(model_name_or_path, revision),
                                          trust_remote_code=trust_remote_code)
         if check_tokenizer is not None:

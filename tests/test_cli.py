@@ -536,4 +536,5 @@ def test_the_files_of_an_unquoted_glob_are_named_as_such(command, tmp_path, caps
     assert exit_.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"hf-ipt {command}: error: 2 path(s) follow an option that takes one value, such as {files[1]!r}: the shell "
-        "expanded an unquoted glob into files; quote it (--corpus 'data/*.jsonl') so that one pattern reaches hf-ipt")
+        f"expanded an unquoted glob into files; quote it (--corpus '{tmp_path}/*.jsonl') so that one pattern reaches "
+        f"hf-ipt {command}")

@@ -110,6 +110,23 @@ def test_a_hub_model_offline_names_the_model_and_the_fix(tmp_path, capsys, monke
     assert line.startswith("hf-ipt augment: error: model 'org/model' is loaded from the Hub, which cannot be reached")
 
 
+def test_a_recipes_hub_model_or_tokenizer_offline_is_one_usage_error(tiny_model_dir):
+    """The recipes' model and tokenizer loads gave transformers' 88-line `OSError` traceback offline (the shipped
+    configs name meta-llama/Meta-Llama-3-8B and Mistral-7B), where their data sources and every command said
+    one line with the way on."""
+    from trl import ModelConfig
+
+    from hf_ipt.cli import UsageError
+    from hf_ipt.training.model_init import load_model, load_tokenizer
+
+    with pytest.raises(UsageError, match=r"^tokenizer 'org/absent' is loaded from the Hub, which cannot be reached "
+                                         r"\(offline mode.*`hf download org/absent`"):
+        load_tokenizer("org/absent")
+    with pytest.raises(UsageError, match=r"^model 'org/absent' is loaded from the Hub, which cannot be reached"):
+        load_model(ModelConfig(model_name_or_path="org/absent", dtype="float32"))
+    assert load_tokenizer(str(tiny_model_dir)).eos_token_id is not None  # a local folder loads as before
+
+
 def test_a_cached_hub_model_still_loads_offline(tiny_model_dir, tmp_path, monkeypatch):
     from huggingface_hub import constants
 

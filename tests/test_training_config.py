@@ -455,6 +455,20 @@ def test_a_misspelled_option_or_config_key_and_a_refused_value_are_usage_errors(
         capsys, "continual_pt", ["--config", str(config), *base])
 
 
+def test_an_unquoted_glob_after_a_recipe_option_names_that_option(tmp_path, capsys):
+    """`--raw_dataset data/raw/*.txt` unquoted: the message said to quote `--corpus`, an option no recipe has."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    files = [str(raw / f"{i}.txt.gz") for i in range(3)]
+    for f in files:
+        Path(f).write_bytes(b"")
+    args = ["--output_dir", str(tmp_path / "out"), "--use_cpu", "true", "--bf16", "false", "--max_steps", "1",
+            "--raw_dataset", *files]
+    assert _parse_error(capsys, "pretrain", ["--config", str(RECIPES / "configs" / "pretrain.yaml"), *args]).startswith(
+        f"2 path(s) follow an option that takes one value, such as {files[1]!r}: the shell expanded an unquoted "
+        f"glob into files; quote it (--raw_dataset '{raw}/*.txt.gz') so that one pattern reaches ")  # the program
+
+
 def test_a_config_given_as_config_equals_file_is_applied(tmp_path):
     """`--config=FILE` used to be checked for unknown keys and then not read: the run took the defaults."""
     from hf_ipt.training.config import parse_recipe_args

@@ -65,7 +65,7 @@ def test_sequences_fill_max_length_and_skip_only_overlong_shots(tiny_tokenizer, 
     assert sum(len(s["input_ids"]) for s in sequences) == sum(lengths)  # no shot cut or lost
     assert len(sequences) < len(encoded)  # several shots per sequence
     too_long = list(multi_shot_sequences(encoded[:2], max_length=min(lengths[:2])))
-    assert len(too_long) == 1 and "skipped 1 shot" in caplog.text
+    assert len(too_long) == 1 and "skipped 1 shot(s) of the collection longer" in caplog.text
 
 
 def test_a_source_whose_shots_are_all_too_long_is_refused_not_looped_on_forever(tiny_tokenizer):
@@ -73,7 +73,10 @@ def test_a_source_whose_shots_are_all_too_long_is_refused_not_looped_on_forever(
 
     shot = encode_shot(tiny_tokenizer, *SHOTS[0])
     endless = itertools.repeat(shot)  # an endless source (epoch after epoch) of over-long shots
-    with pytest.raises(ValueError, match="first 50 shots of source 'race' are all longer than max_length=4"):
+    from hf_ipt.cli import UsageError
+
+    # a usage error (the recipe's usage line, exit 2), not a traceback after the model loaded
+    with pytest.raises(UsageError, match="first 50 shots of source 'race' are all longer than max_length=4"):
         next(multi_shot_sequences(endless, max_length=4, name="source 'race'", max_unusable=50))
     fits = {**shot, "input_ids": shot["input_ids"][:3], "labels": shot["labels"][:3]}
     mixed = itertools.chain([fits], itertools.repeat(shot, 60), [fits])  # one usable shot first: no error

@@ -167,18 +167,21 @@ def load_model(model_args: Any, activation_checkpointing: bool = False, seed: in
     from transformers import AutoModelForCausalLM
     from trl import get_peft_config, get_quantization_config
 
+    from ..models import loading_from_hub
+
     check_kbit_options(model_args)
     quantization_config = get_quantization_config(model_args)
     if parameter_sharding() is not None:
         quantization_config = shardable_quantization(quantization_config, model_args.dtype)
     peft_config = get_peft_config(model_args)
-    model = AutoModelForCausalLM.from_pretrained(
-        model_args.model_name_or_path,
-        revision=model_args.model_revision,
-        dtype=model_args.dtype,
-        attn_implementation=varlen.prepare(model_args.attn_implementation),
-        quantization_config=quantization_config,
-    )
+    with loading_from_hub(model_args.model_name_or_path):
+        model = AutoModelForCausalLM.from_pretrained(
+            model_args.model_name_or_path,
+            revision=model_args.model_revision,
+            dtype=model_args.dtype,
+            attn_implementation=varlen.prepare(model_args.attn_implementation),
+            quantization_config=quantization_config,
+        )
     if peft_config is None:
         return model
     from peft import get_peft_model, prepare_model_for_kbit_training
@@ -293,10 +296,11 @@ def load_tokenizer(name_or_path: str, revision: str | None = None):
     Raises:
         `UsageError`: the tokenizer has no EOS token.
     """
-    from ..models import TOKENIZER_FILES, check_model_path, pretrained_tokenizer
+    from ..models import TOKENIZER_FILES, check_model_path, loading_from_hub, pretrained_tokenizer
 
     name_or_path = check_model_path(name_or_path, "the tokenizer", TOKENIZER_FILES, "tokenizer")
-    tokenizer = pretrained_tokenizer(name_or_path, revision)
+    with loading_from_hub(name_or_path, "tokenizer"):
+        tokenizer = pretrained_tokenizer(name_or_path, revision)
     if tokenizer.eos_token_id is None:
         from ..cli import UsageError
 

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..cli import UsageError
 from ..corpus import COMPRESSIONS
 from ..protocol import (
     blank_shot,
@@ -151,13 +152,13 @@ def multi_shot_sequences(
         if len(shot["input_ids"]) > max_length:
             skipped += 1
             if skipped >= max_unusable and not ids:  # no shot kept yet
-                raise ValueError(
+                raise UsageError(
                     f"the first {skipped} shots of {name} are all longer than max_length={max_length} tokens: "
-                    "raise `max_length` or leave this source out of the collection"
+                    "raise `max_length` (--max_length) or leave this source out of the collection"
                 )
             if skipped in (1, 10, 100, 1000):
                 logger.warning(
-                    "skipped %d shot(s) longer than max_length=%d tokens", skipped, max_length
+                    "skipped %d shot(s) of %s longer than max_length=%d tokens", skipped, name, max_length
                 )
             continue
         if len(ids) + len(shot["input_ids"]) > max_length:
