@@ -47,6 +47,19 @@ def test_training_config_defaults_and_checks(tmp_path):
             TrainingConfig(output_dir=str(tmp_path), use_cpu=True, **kwargs)
 
 
+def test_epochs_are_said_to_have_no_effect_on_a_streamed_run(tmp_path, caplog):
+    """`--num_train_epochs 1` was accepted and silently ignored: `max_steps` alone sets a streamed run's length."""
+    with caplog.at_level("WARNING", logger="hf_ipt"):
+        TrainingConfig(output_dir=str(tmp_path), max_steps=3, use_cpu=True)
+    assert "num_train_epochs" not in caplog.text  # left at its default: nothing to say
+    with caplog.at_level("WARNING", logger="hf_ipt"):
+        TrainingConfig(output_dir=str(tmp_path), max_steps=3, use_cpu=True, num_train_epochs=1)
+    assert "`num_train_epochs` (1) has no effect: the recipes stream their data" in caplog.text
+    assert "`max_steps` (3) alone sets the length of the run" in caplog.text
+    with pytest.raises(ValueError, match="a streamed run has no epochs"):
+        TrainingConfig(output_dir=str(tmp_path), use_cpu=True, num_train_epochs=2)
+
+
 @pytest.mark.parametrize(
     ("config", "kwargs", "message"),
     [

@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 ModelShape = Literal[tuple(MODEL_SHAPES)]  # type: ignore[valid-type]  # the parser offers these as choices
 
 
+# TrainingArguments' own default (3.0): a value other than it was set, and has no effect on a streamed run
+_EPOCHS_DEFAULT = TrainingArguments.__dataclass_fields__["num_train_epochs"].default
+
 _LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 _LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]+)*")
 
@@ -174,7 +177,13 @@ class TrainingConfig(TrainingArguments):
             check_eval_tasks(self.eval_tasks)
         if self.max_steps <= 0:
             raise ValueError(
-                f"`max_steps` must be > 0 with streamed input, got {self.max_steps} (TrainingConfig.max_steps)"
+                f"`max_steps` must be > 0 with streamed input, got {self.max_steps}: a streamed run has no epochs, "
+                "`max_steps` alone sets its length (TrainingConfig.max_steps)"
+            )
+        if self.num_train_epochs != _EPOCHS_DEFAULT:
+            logger.warning(
+                "`num_train_epochs` (%s) has no effect: the recipes stream their data, each source restarting as it "
+                "ends, and `max_steps` (%d) alone sets the length of the run", self.num_train_epochs, self.max_steps
             )
         if self.max_length < 2:
             raise ValueError(
