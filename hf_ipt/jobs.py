@@ -515,14 +515,30 @@ def _differences(old: dict, new: dict) -> list[str]:
                            _without_named_pins({k: v for k, v in new.items() if k not in special}))
     out += _keywords_changed(old.get("synthesis"), new.get("synthesis"))
     out += _synthesizer_changed(old.get("synthesis"), new.get("synthesis"))
-    before, after = old.get("units") or [], new.get("units") or []
-    if before != after:
-        out.append(f"units ({len(before)} -> {len(after)}: corpus files or `num_shards`)")
     before, after = old.get("file_sizes") or {}, new.get("file_sizes") or {}
+    if before != after and _same_files_renamed(before, after):
+        return [*out, (f"corpus files: the same files, named another way (the job holds {next(iter(before))!r}): "
+                       f"give `corpus` as the job was started ({old.get('job', {}).get('corpus')!r}), from the folder "
+                       "it was started in")]
+    units_before, units_after = old.get("units") or [], new.get("units") or []
+    if units_before != units_after:
+        out.append(f"units ({len(units_before)} -> {len(units_after)}: corpus files or `num_shards`)")
     changed = sorted(f for f in set(before) | set(after) if before.get(f) != after.get(f))
     if changed:
         out.append(f"file_sizes of {len(changed)} corpus file(s), e.g. {changed[0]!r}")
+        if (found := next(iter(before), None)) is not None and "://" not in found and not os.path.isabs(found):
+            out.append(f"the job's corpus files are relative ({found!r}): they are read from the folder a command "
+                       "runs in, the one the job was started in")
     return out
+
+
+def _same_files_renamed(before: dict, after: dict) -> bool:
+    """Whether two `file_sizes` pins name the same local files (as resolved from here) under other spellings:
+    a relative glob given again as an absolute one."""
+    def resolved(sizes: dict) -> dict:
+        return {os.path.realpath(f): size for f, size in sizes.items() if "://" not in f}
+
+    return bool(before) and len(resolved(before)) == len(before) and resolved(before) == resolved(after)
 
 
 def _without_named_pins(spec: dict) -> dict:

@@ -527,6 +527,28 @@ def test_a_job_that_writes_no_row_says_why(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("3 rows, ")
 
 
+def test_a_relative_corpus_given_again_another_way_is_named_as_such(tmp_path, monkeypatch):
+    """A job started with `--corpus 'c/*.jsonl'` and resumed with the absolute spelling was refused as if the
+    files had changed ("file_sizes of 4 corpus file(s)"), or from another folder with no word of why."""
+    from hf_ipt.cli import UsageError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c").mkdir()
+    for i in range(2):
+        write_jsonl(tmp_path / "c" / f"{i}.jsonl", 2)
+    run_job(JobConfig(corpus="c/*.jsonl", output_dir="o", num_shards=2), progress=False)
+    with pytest.raises(UsageError, match=r"corpus files: the same files, named another way \(the job holds "
+                                         r"'c/0.jsonl'\): give `corpus` as the job was started \('c/\*.jsonl'\), "
+                                         r"from the folder it was started in\)"):
+        run_job(JobConfig(corpus=str(tmp_path / "c" / "*.jsonl"), output_dir="o", num_shards=2), progress=False)
+    (tmp_path / "elsewhere" / "c").mkdir(parents=True)
+    write_jsonl(tmp_path / "elsewhere" / "c" / "0.jsonl", 3)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(UsageError, match=r"the job's corpus files are relative \('c/0.jsonl'\): they are read from "
+                                         r"the folder a command runs in"):
+        run_job(JobConfig(corpus="c/*.jsonl", output_dir=str(tmp_path / "o"), num_shards=2), progress=False)
+
+
 def test_cli_help_and_yaml_config(tmp_path):
     out = hf_ipt("synthesize", "--help")
     assert out.returncode == 0 and "--config" in out.stdout and "--dedup_threshold" in out.stdout
