@@ -7,6 +7,7 @@ and BibTeX inside a card need no escaping. Rendering is pure: text in, text out.
 from __future__ import annotations
 
 import glob
+import json
 import os
 from importlib import resources
 from string import Template
@@ -38,5 +39,24 @@ def public_location(value: object) -> object:
 
 
 def public_values(values: dict) -> dict:
-    """`values` with each one as `public_location` shows it (a record's settings, a config's stats)."""
-    return {key: public_location(value) for key, value in values.items()}
+    """`values` with each one as `public_value` shows it (a record's settings, a config's stats)."""
+    return {key: public_value(value) for key, value in values.items()}
+
+
+def public_value(value: object) -> object:
+    """`public_location` of `value` and of every value inside it: a mapping's, a list's, and a JSON object's
+    written as a string (``engine_kwargs='{"download_dir": "/home/me/cache"}'``), which is written back as
+    JSON. Paths nested there were published as they were."""
+    if isinstance(value, dict):
+        return public_values(value)
+    if isinstance(value, (list, tuple)):
+        return [public_value(item) for item in value]
+    if isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return public_location(value)
+        if isinstance(parsed, dict) and (shown := public_values(parsed)) != parsed:
+            return json.dumps(shown)
+        return value
+    return public_location(value)

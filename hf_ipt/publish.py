@@ -617,9 +617,7 @@ def _existing_configs(api, repo_id: str, commit: str, info: dict,
                 _refuse_replacing(repo_id, stats, info)
             previous = (stats or {}).get("data_files") or []
         else:  # rendered again: an older push's full local paths are shown by their last part too
-            shown = public_values(stats or {"config_name": entry["config_name"]})
-            if isinstance(shown.get("settings"), dict):
-                shown["settings"] = public_values(shown["settings"])
+            shown = public_values(stats or {"config_name": entry["config_name"]})  # nested values too
             others.append({**shown, "yaml": entry})
     return metadata, others, previous
 

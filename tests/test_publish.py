@@ -601,7 +601,8 @@ def test_paths_kept_out_of_cards_still_tell_corpora_apart_and_older_pushes_are_t
     (old / "summary.json").write_text(json.dumps(summary))
     # as an older hf_ipt pushed it: stats with the path in full, no location
     stats = {**publish.read_output(old), "corpus": f"{private}/news.jsonl", "corpus_location": None}
-    stats["settings"] = {**stats["settings"], "domain_keywords": f"{private}/kw.txt"}
+    stats["settings"] = {**stats["settings"], "domain_keywords": f"{private}/kw.txt",
+                         "engine_kwargs": {"download_dir": f"{private}/cache"}}  # a mapping, as a job records it
     card = publish.render_dataset_card({"repo_id": REPO, "configs": [stats]})
     table = io.BytesIO()
     pq.write_table(pa.table({"text": ["x"]}), table)
@@ -609,7 +610,15 @@ def test_paths_kept_out_of_cards_still_tell_corpora_apart_and_older_pushes_are_t
     push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN)  # another config: news is rendered again
     card = hub.files(REPO)["README.md"].decode()
     assert private not in card and "`.../news.jsonl`" in card and "| domain_keywords | .../kw.txt |" in card
+    assert "download_dir" in card and ".../cache" in card
     push_dataset(old, REPO, token=TOKEN)  # the same corpus: no flag needed
+    # a path inside engine_kwargs (vLLM's download_dir) was published in full, as a mapping or a flag's JSON
+    from hf_ipt.cards import public_value
+
+    assert public_value(json.dumps({"download_dir": f"{private}/cache", "seed": 1})) == \
+        '{"download_dir": ".../cache", "seed": 1}'
+    assert public_value('{"enforce_eager": true}') == '{"enforce_eager": true}'  # no path: as written
+    assert public_value([{"dir": "~/x/y"}, "{not json"]) == [{"dir": ".../y"}, "{not json"]
     again = augment_output(tmp_path / "again", corpus=f"{private}/news.jsonl/")  # a trailing slash, as typed
     push_dataset(again, REPO, token=TOKEN)
     pushed = hub.files(REPO)
