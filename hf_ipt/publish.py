@@ -410,7 +410,8 @@ def push_dataset(output_dir: str | Path, repo_id: str, *, config_name: str | Non
             corpus with the same synthesizer needs no flag.
         license (`str`, *optional*): the data's license for the card's metadata, as a Hub license id
             (``cc-by-4.0``, ``apache-2.0``, ``other``): the corpus's license decides it. Unset, a license the
-            card already has is kept; a card without one shows none.
+            card already has is kept; a card without one shows none. Another license than the card's, while
+            the repo holds other configs, raises `UsageError` (one license covers the repo).
 
     Returns:
         `str`: the URL of the dataset repo (of the branch's tree, or of the pull request, with `revision`).
@@ -517,6 +518,17 @@ def _check_push_target(api, repo_id: str, revision: str) -> None:
 _LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 
 
+def _refuse_relabel(repo_id: str, current: Any, license: str, others: list[dict]) -> None:
+    """Refuse a `license` other than the one the repo's card gives, while it holds other configs: one license
+    covers the repo, so theirs would be relabelled (pushed as cc-by-4.0, shown as mit)."""
+    if current is None or current == license or not others:
+        return
+    names = ", ".join(entry["config_name"] for entry in others)
+    raise UsageError(f"{repo_id}'s card gives the license {current!r}, which covers its other configs ({names}): "
+                     f"--license {license} would relabel them. Give the same license (or leave --license out), push "
+                     "this corpus to another repo, or change the repo's license on the Hub (its card) first")
+
+
 def check_license(license: str | None) -> None:
     """Refuse a `license` that is no Hub license id, before anything is read or sent."""
     if license is not None and not _LICENSE_ID.fullmatch(license):
@@ -544,6 +556,7 @@ def _commit_config(api, output_dir: str | Path, repo_id: str, info: dict, *, tok
     parent = _retrying(api.repo_info, repo_id, repo_type="dataset", revision=revision).sha
     metadata, others, previous = _existing_configs(api, repo_id, parent, info, overwrite)
     if license is not None:
+        _refuse_relabel(repo_id, metadata.get("license"), license, others)
         metadata = {**metadata, "license": license}
     # A pull request's card is main's once merged: its load snippet names no `refs/pr/N`.
     shown = None if revision and _PR_REF.fullmatch(revision) else revision

@@ -41,7 +41,8 @@ class PushArguments:
     license: str | None = field(
         default=None,
         metadata={"help": "License of the data for the card's metadata, as a Hub license id (cc-by-4.0, apache-2.0, "
-                  "other): the corpus's license decides it. Unset, a license the card has is kept."},
+                  "other): the corpus's license decides it. Unset, a license the card has is kept; another one than the "
+                  "card's is refused while the repo holds other configs (one license covers a repo)."},
     )
     token: str | None = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or the saved login)."})
 

@@ -217,8 +217,17 @@ def test_the_data_license_goes_into_the_card_and_is_kept_by_later_pushes(hub, tm
     push_dataset(job_output(tmp_path / "fin", shards=1), REPO, token=TOKEN)  # unset: the card's is kept
     meta = front_matter(hub.files(REPO)["README.md"].decode())
     assert meta["license"] == "cc-by-4.0" and [c["config_name"] for c in meta["configs"]] == ["bbc-business", "finance"]
-    push_dataset(job_output(tmp_path / "fin", shards=1), REPO, token=TOKEN, license="other")
-    assert front_matter(hub.files(REPO)["README.md"].decode())["license"] == "other"
+    commits = len(hub.commits)
+    # one license covers the repo: another one for this corpus relabelled bbc-business, pushed as cc-by-4.0
+    with pytest.raises(UsageError, match=r"card gives the license 'cc-by-4.0', which covers its other configs "
+                                         r"\(bbc-business\): --license other would relabel them"):
+        push_dataset(job_output(tmp_path / "fin", shards=1), REPO, token=TOKEN, license="other")
+    assert len(hub.commits) == commits and front_matter(hub.files(REPO)["README.md"].decode())["license"] == "cc-by-4.0"
+    push_dataset(job_output(tmp_path / "fin", shards=1), REPO, token=TOKEN, license="cc-by-4.0")  # the same: fine
+    alone = "user/alone"
+    push_dataset(augment_output(tmp_path / "bbc"), alone, token=TOKEN, license="cc-by-4.0")
+    push_dataset(augment_output(tmp_path / "bbc"), alone, token=TOKEN, license="other")  # its only config: relabelled
+    assert front_matter(hub.files(alone)["README.md"].decode())["license"] == "other"
     commits = len(hub.commits)
     with pytest.raises(UsageError, match=r"`license` 'CC BY 4.0' is no Hub license id: give one such as cc-by-4.0"):
         push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN, license="CC BY 4.0")
