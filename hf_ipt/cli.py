@@ -227,6 +227,8 @@ def refuse_unknown_options(parser: argparse.ArgumentParser, argv: list[str] | No
     expanded (``--corpus data/*.jsonl``: the second file is left over). Checked before anything else, so that
     a typo is named rather than what it left unset (``--ouput_dir`` used to say "`corpus` is required" or
     "arguments are not used by the HfArgumentParser")."""
+    if {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+        return  # the parse that follows prints the help, with required options as such (not in brackets here)
     required = [action for action in parser._actions if action.required]
     for action in required:  # a required option may be missing too: the typo is named first
         action.required = False
@@ -281,6 +283,16 @@ def parse_dataclasses(parser, argv: list[str] | None) -> tuple:
         parser.error(str(error))
 
 
+class _DefaultsSaidOnce(argparse.ArgumentDefaultsHelpFormatter):
+    """`HfArgumentParser`'s formatter, less the ``(default: None)`` it appends to a required option and to a
+    help that says its own default (``Config name (default: the corpus name). (default: None)``)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required or "(default:" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def tidy_help(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Help that does not mislead: `HfArgumentParser` gives each `--no_x` flag the help of `--x`
     and "(default: False)"; here it says what it does. A `bool | None` option defaulting to
@@ -294,6 +306,7 @@ def tidy_help(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                               file or sys.stderr)
 
     parser.print_usage = short_usage
+    parser.formatter_class = _DefaultsSaidOnce
 
     for action in parser._actions:
         if isinstance(action, argparse._StoreFalseAction) and action.option_strings[0].startswith("--no_"):

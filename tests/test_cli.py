@@ -51,6 +51,23 @@ def test_a_no_flag_says_what_it_turns_off():
     assert re.search(r"--no_dedup, --no-dedup\s+Turn --dedup off \(it is on by default\)\.", out.stdout), out.stdout
 
 
+def test_help_shows_required_options_as_such_and_each_default_once(capsys):
+    """`hf-ipt push --help` put the required --output_dir and --repo_id in brackets with "(default: None)", and
+    said "(default: the corpus name). (default: None)"."""
+    import re
+
+    from hf_ipt.publish_cli import main as push_main
+
+    with pytest.raises(SystemExit) as exit_:
+        push_main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert exit_.value.code == 0
+    assert "[-h] --output_dir OUTPUT_DIR --repo_id REPO_ID [--config_name" in out
+    assert re.search(r"summary\.json\. --repo_id", out) and "(created when missing). --config_name" in out
+    assert "Config name (default: the corpus name). --private" in out
+    assert "(default: False)" in out  # an option without a default of its own in its help keeps argparse's
+
+
 def test_augment_writes_parquet_and_summary(tmp_path):
     corpus = write_jsonl(tmp_path / "news.jsonl", 7)
     out = hf_ipt("augment", "--corpus", str(corpus), "--output_dir", str(tmp_path / "out"), "--seed", "3")

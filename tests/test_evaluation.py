@@ -902,6 +902,14 @@ def test_a_partial_copy_of_a_paper_task_repo_says_what_is_missing(tmp_path, capl
     assert [t.name for t in tasks] == [spec.name]
     missing = [s.name for s in PAPER_TASKS["finance"][1:]]
     assert f"holds 1 of the {len(PAPER_TASKS['finance'])} finance tasks (missing: {', '.join(missing)})" in caplog.text
+    assert "not read" not in caplog.text
+    # a task file of one's own beside the paper's folders was dropped without a word
+    (tmp_path / "mine.json").write_text(json.dumps(Task("mine", "accuracy", [Example("Q?", ["a", "b"], 0)]).to_dict()))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert [t.name for t in load_tasks(tmp_path)] == [spec.name]
+    assert (f"is read as the paper's task layout ({spec.name}/test.json ...): the 1 *.json file(s) beside its folders "
+            "are not read, such as 'mine.json'; give them as --tasks too") in caplog.text
 
 
 def test_task_files_saved_with_a_byte_order_mark_load(tmp_path):

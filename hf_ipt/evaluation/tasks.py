@@ -380,10 +380,14 @@ def _load_path(path: Path) -> list[Task]:
     if path.is_file():
         return [load_task_file(path)]
     specs = _paper_specs_in(path)
+    files = sorted(path.glob("*.json"))
     if specs:
         _warn_missing_paper_tasks(path, specs)
+        if files:  # read as the paper's layout: its own task files beside it were left out without a word
+            logger.warning("hf_ipt: %s is read as the paper's task layout (%s/test.json ...): the %d *.json file(s) "
+                           "beside its folders are not read, such as %r; give them as --tasks too to evaluate them",
+                           path, specs[0].name, len(files), files[0].name)
         return [load_paper_task(s, path) for s in specs]
-    files = sorted(path.glob("*.json"))
     if not files:
         raise FileNotFoundError(
             f"{path} holds no task: expected task files (*.json) or the layout of "
