@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -372,6 +373,17 @@ def merge_fsdp_hint(folder: str, shards: list[str]) -> str:
             f"`from_pretrained` cannot load: merge the shards into one {what} with `accelerate merge-weights "
             f"{os.path.join(folder, shards[0])} {merged}` (it writes {merged}/model.safetensors, on CPU), then "
             f"{copy}{rename}, and give {merged!r}")
+
+
+_CACHE_SNAPSHOT = re.compile(r"(?:^|/)models--(?P<repo>[^/]+)/snapshots/(?P<commit>[0-9a-f]{40})/*$")
+
+
+def cache_snapshot(path: str | os.PathLike | None) -> tuple[str, str] | None:
+    """``(org/name, commit)`` of a Hugging Face cache snapshot folder
+    (``~/.cache/huggingface/hub/models--org--name/snapshots/<sha>``, as a cluster's shared cache is often
+    given); `None` for any other path or name."""
+    match = _CACHE_SNAPSHOT.search(str(path or "").replace(os.sep, "/"))
+    return None if match is None else (match["repo"].replace("--", "/", 1), match["commit"])
 
 
 def loading_from_hub(name_or_path: str, what: str = "model"):

@@ -614,6 +614,9 @@ def test_bos_follows_the_model_family(tiny, smollm2_dir):
     _, llama_like = tiny
     assert default_add_bos(llama_like) is True  # tokenizer adds BOS itself (Llama 3 family)
     assert default_add_bos(llama_like, "AdaptLLM/finance-LLM") is False  # AdaptLLM v1: no BOS
+    snapshot = "/shared/hf/hub/models--AdaptLLM--finance-LLM/snapshots/" + "a" * 40  # its cache folder: the same
+    assert default_add_bos(llama_like, snapshot) is False
+    assert default_add_bos(llama_like, snapshot.replace("AdaptLLM", "meta-llama")) is True
     assert default_add_bos(AutoTokenizer.from_pretrained(smollm2_dir)) is False
 
 

@@ -46,9 +46,12 @@ def default_add_bos(tokenizer: Any, model_name_or_path: str | os.PathLike | None
     AdaptLLM (Llama1) models without. Other families follow their tokenizer: BOS when it adds
     one by itself (Llama, Mistral), none when it does not (SmolLM2, GPT-2, Qwen).
     """
-    if str(model_name_or_path or "").startswith(ADAPTLLM_V1_PREFIX):
+    from ..models import adds_bos, cache_snapshot
+
+    # an AdaptLLM model by its Hub id, or by its snapshot folder in a Hugging Face cache
+    hub_id = (cache_snapshot(model_name_or_path) or (str(model_name_or_path or ""),))[0]
+    if hub_id.startswith(ADAPTLLM_V1_PREFIX):
         return False
-    from ..models import adds_bos
 
     return adds_bos(tokenizer)
 

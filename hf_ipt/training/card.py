@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -157,17 +156,15 @@ def render_model_card(
     )
 
 
-_CACHE_SNAPSHOT = re.compile(r"(?:^|/)models--(?P<repo>[^/]+)/snapshots/(?P<commit>[0-9a-f]{40})/*$")
-
-
 def from_cache_snapshot(info: CardInfo) -> CardInfo:
     """`info` with a base model loaded from a Hugging Face cache snapshot folder
     (``~/.cache/huggingface/hub/models--org--name/snapshots/<sha>``, as a cluster's shared cache
     is often given) named as what it is: the Hub model ``org/name`` at commit ``<sha>``."""
-    match = _CACHE_SNAPSHOT.search(str(info.base_model or "").replace(os.sep, "/"))
-    if match is None:
+    from ..models import cache_snapshot
+
+    if (found := cache_snapshot(info.base_model)) is None:
         return info
-    return replace(info, base_model=match["repo"].replace("--", "/", 1), base_revision=match["commit"])
+    return replace(info, base_model=found[0], base_revision=found[1])
 
 
 def is_hub_id(name: str | None) -> bool:
