@@ -205,8 +205,7 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
     tmp = out / "data.parquet.tmp"
     with _removed_on_failure(tmp), pq.ParquetWriter(tmp, schema) as writer, \
             tqdm(total=args.max_docs, desc="augment", unit="row") as bar:
-        stream = iter(ds)
-        for row in stream:
+        for row in ds:
             rows.append(row)
             total += 1
             bar.update(1)  # counted here, not by wrapping `ds`: the last row before a break counts too
@@ -216,7 +215,7 @@ def run(args: AugmentArguments, synthesis: SynthesisConfig) -> dict:
                 rows = []
             if args.max_docs is not None and total >= args.max_docs:
                 # a sample only when the corpus holds more: at exactly --max_docs rows it is the whole corpus
-                capped = next(stream, None) is not None
+                capped = builder.more_rows()
                 break
         if rows:
             writer.write_table(pa.Table.from_pylist(rows, schema=schema))

@@ -143,6 +143,8 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
         # What the examples generated so far, in this process, were made of: a streaming dataset
         # iterated here (no DataLoader workers) counts into it as it goes (`hf-ipt augment`).
         self.documents = DocumentCounts()
+        self._ahead: tuple[dict, bool] | None = None  # see `more_rows`
+        self._shards: list[dict] = []
 
     # The corpus files the cache key was made of; the data is read from these same files, so a
     # commit landing between the key and the read cannot be stored under the older key.
@@ -187,6 +189,7 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
             files = [cached_url_file(f) for f in files]
         files = dl_manager.download(files)  # streaming: urls stay urls, read lazily
         shards = make_shards(list(files), cfg.num_shards)
+        self._shards = shards  # in order: `more_rows` reads those after the one a stream stopped in
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"shards": shards})]
 
     def _as_dataset(self, split=datasets.Split.TRAIN, in_memory: bool = False) -> datasets.Dataset:
@@ -214,14 +217,36 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
             augment.stats = ChainStats()  # reported per shard
             docs = _accepted(iter_shard(shard, cfg.text_column, token=self.token), rejects, self.documents)
             rows = 0
-            while window := list(itertools.islice(docs, cfg.window_size)):
+            window = list(itertools.islice(docs, cfg.window_size))
+            while window:
                 out = augment({"text": [d.text for d in window], "id": [d.id for d in window]})
-                for row in _rows(out):
+                ahead = list(itertools.islice(docs, 1))  # read (not synthesized) for `more_rows`
+                made = list(_rows(out))
+                for k, row in enumerate(made):
+                    self._ahead = (shard, bool(ahead) or k < len(made) - 1)
                     # datasets 5's key: the shard (of this call's `shards`) and the row in it, which it records
                     # as the split's original shard lengths
                     yield Key(index, rows), row
                     rows += 1
+                window = ahead + list(itertools.islice(docs, cfg.window_size - 1)) if ahead else []
             _report(shard, rejects, augment.stats)
+
+    def more_rows(self) -> bool:
+        """Whether the stream iterated in this process, stopped after the row it gave last, would give more:
+        rows of its window, a window read, or a usable document in a later shard (read here, not
+        synthesized). `hf-ipt augment --max_docs` asks it to tell a sample from the whole corpus; to ask the
+        stream for one more row synthesized a whole window (a GPU's minutes) for one bit."""
+        if self._ahead is None:
+            return False
+        shard, ahead = self._ahead
+        if ahead:
+            return True
+        if shard not in self._shards:  # not this builder's split: cannot tell, so not the whole corpus
+            return True
+        # `datasets` generates one shard a call, in the order `_split_generators` made them
+        after = self._shards[self._shards.index(shard) + 1:]
+        later = (iter_shard(other, self.config.text_column, token=self.token) for other in after)
+        return any(doc.reject is None for doc in itertools.chain.from_iterable(later))
 
 
 def _accepted(docs, rejects: Counter, counts: DocumentCounts):

@@ -484,6 +484,30 @@ def test_augment_max_docs_at_the_corpus_size_is_the_whole_corpus_not_a_sample(tm
         assert json.loads((tmp_path / f"out{max_docs}" / "summary.json").read_text())["sample"] is sample
 
 
+def test_augment_max_docs_at_a_window_boundary_synthesizes_no_further_window(tmp_path, monkeypatch):
+    """To tell a sample from the whole corpus, it asked the stream for one more row: a whole further window
+    synthesized (a GPU's minutes at the default window of 64) for one bit. Documents are read ahead, not
+    synthesized; later shards too, when the stop falls at the end of one."""
+    from hf_ipt.augment import Augmenter, SynthesisConfig
+    from hf_ipt.augment_cli import AugmentArguments, run
+
+    windows = []
+    real = Augmenter.__call__
+
+    def counted(self, batch):
+        windows.append(len(batch["text"]))
+        return real(self, batch)
+
+    monkeypatch.setattr(Augmenter, "__call__", counted)
+    corpus = write_jsonl(tmp_path / "news.jsonl", 12)
+    for shards, max_docs, sample in ((1, 4, True), (1, 12, False), (3, 4, True), (3, 12, False)):
+        windows.clear()
+        summary = run(AugmentArguments(corpus=str(corpus), output_dir=str(tmp_path / f"o{shards}_{max_docs}"),
+                                       max_docs=max_docs, num_shards=shards), SynthesisConfig(window_size=4))
+        assert (summary["rows"], summary["sample"]) == (max_docs, sample), (shards, max_docs)
+        assert sum(windows) == max_docs, (shards, max_docs, windows)  # nothing synthesized past the last row
+
+
 def test_a_pairs_output_as_corpus_is_named_as_such_by_augment_and_synthesize(tmp_path):
     """It failed with the generic "`text_column` 'text' not in ..." of any file without the column."""
     from hf_ipt.augment import SynthesisConfig
