@@ -31,19 +31,11 @@ def main(data_args, training_args, model_args):
         train_and_save,
     )
     from hf_ipt.training.config import refuse_checkpoint_options
-    from hf_ipt.training.trainer import hub_datasets
+    from hf_ipt.training.trainer import hub_datasets, refuse_changed_stream
 
     refuse_checkpoint_options(model_args)  # --model_name_or_path, --use_peft, ...: continual_pt.py's options
     check_data(data_args)  # paths and columns (hf:// URLs pinned to a commit), before a model loads
     tokenizer = load_tokenizer(data_args.tokenizer_name_or_path)
-    model = init_model(
-        data_args.model_shape,
-        tokenizer,
-        training_args.max_length,
-        attn_implementation=model_args.attn_implementation,
-        dtype=model_args.dtype,
-        seed=training_args.seed,
-    )
     dataset, data_mix = pretrain_dataset(data_args, tokenizer, training_args)
     card = CardInfo(
         "pretrain",
@@ -53,6 +45,15 @@ def main(data_args, training_args, model_args):
         datasets=hub_datasets(
             data_args.raw_dataset, data_args.augmented_dataset, data_args.collection
         ),
+    )
+    refuse_changed_stream(training_args, card)  # a resume with other data settings: before the model is built
+    model = init_model(
+        data_args.model_shape,
+        tokenizer,
+        training_args.max_length,
+        attn_implementation=model_args.attn_implementation,
+        dtype=model_args.dtype,
+        seed=training_args.seed,
     )
     train_and_save(build_trainer(model, tokenizer, dataset, training_args, card))
 

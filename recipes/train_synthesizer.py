@@ -33,13 +33,12 @@ def main(data_args, training_args, model_args):
         train_and_save,
     )
     from hf_ipt.training.model_init import check_model_args
-    from hf_ipt.training.trainer import hub_datasets
+    from hf_ipt.training.trainer import hub_datasets, refuse_changed_stream
 
     check_model_args(model_args)  # a missing local model folder, --load_in_4bit without --use_peft: first
     check_data(data_args)  # paths and columns (hf:// URLs pinned to a commit), before a model loads
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.model_revision)
     check_marker_tokens(tokenizer)  # "<s>"/"</s>" as the BOS/EOS the synthesizer stops at, before the model loads
-    model = load_model(model_args, training_args.activation_checkpointing, training_args.seed)
     dataset, data_mix = synthesizer_dataset(data_args, tokenizer, training_args)
     card = CardInfo(
         "train_synthesizer",
@@ -49,6 +48,8 @@ def main(data_args, training_args, model_args):
         data_settings=asdict(data_args),
         datasets=hub_datasets(data_args.collection),
     )
+    refuse_changed_stream(training_args, card)  # a resume with other data settings: before the model loads
+    model = load_model(model_args, training_args.activation_checkpointing, training_args.seed)
     train_and_save(build_trainer(model, tokenizer, dataset, training_args, card))
 
 

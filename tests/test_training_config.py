@@ -482,6 +482,36 @@ def test_an_unquoted_glob_after_a_recipe_option_names_that_option(tmp_path, caps
         f"glob into files; quote it (--raw_dataset '{raw}/*.txt.gz') so that one pattern reaches ")  # the program
 
 
+@pytest.mark.parametrize("recipe", ["continual_pt", "pretrain"])
+def test_a_resume_with_another_data_stream_is_refused_before_the_model_loads(recipe, tmp_path, tiny_model_dir,
+                                                                            monkeypatch):
+    """The refusal came from `train_and_save`, after the model had loaded (minutes for an 8B model under FSDP)."""
+    from hf_ipt import training
+    from hf_ipt.cli import UsageError
+    from hf_ipt.training.config import parse_recipe_args
+    from hf_ipt.training.trainer import DATA_STREAM_FILE
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": f"Document {i} about markets."}) + "\n" for i in range(8)))
+    out = tmp_path / "out"
+    (out / "checkpoint-1").mkdir(parents=True)
+    (out / "checkpoint-1" / "trainer_state.json").write_text(json.dumps({"global_step": 1}))
+    (out / DATA_STREAM_FILE).write_text(json.dumps({"data": {}, "mix": {}, "batches": {}}))  # another stream
+    common = ["--output_dir", str(out), "--use_cpu", "true", "--bf16", "false", "--max_steps", "3",
+              "--resume_from_checkpoint", "last", "--max_length", "32"]
+    if recipe == "continual_pt":
+        args = [*common, "--model_name_or_path", str(tiny_model_dir), "--domain_dataset", str(data),
+                "--general_dataset", ""]
+        monkeypatch.setattr(training, "load_model", lambda *a, **k: pytest.fail("the model loaded first"))
+    else:
+        args = [*common, "--tokenizer_name_or_path", str(tiny_model_dir), "--raw_dataset", str(data),
+                "--collection", "", "--model_shape", "tiny"]
+        monkeypatch.setattr(training, "init_model", lambda *a, **k: pytest.fail("the model was built first"))
+    module = _recipe(recipe)
+    with pytest.raises(UsageError, match="another data stream"):
+        module.main(*parse_recipe_args(module.make_parser(), args))
+
+
 def test_a_config_given_as_config_equals_file_is_applied(tmp_path):
     """`--config=FILE` used to be checked for unknown keys and then not read: the run took the defaults."""
     from hf_ipt.training.config import parse_recipe_args

@@ -575,6 +575,20 @@ def source_files(settings: dict) -> dict[str, str]:
     return found
 
 
+def refuse_changed_stream(args: Any, card: CardInfo) -> None:
+    """`check_data_stream`'s refusal of a resumed run's changed stream, before a model loads: a recipe calls it
+    once its data and card are built, so that a changed setting is said before minutes of loading an 8B model
+    (`train_and_save` checks again, and records the stream)."""
+    from types import SimpleNamespace
+
+    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
+    first = Path(checkpoint).parent / DATA_STREAM_FILE if checkpoint else None
+    if first is not None and first.is_file():
+        _refuse_another_stream(checkpoint, first, json.loads(first.read_text(encoding="utf-8")),
+                               data_stream_spec(SimpleNamespace(args=args, card=card)),
+                               allow=bool(getattr(args, "ignore_data_skip", False)))
+
+
 def check_data_stream(trainer: IPTTrainer, checkpoint: str | None) -> None:
     """Record the stream's settings on a fresh run; on resume, refuse a changed stream.
 
