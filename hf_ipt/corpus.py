@@ -671,8 +671,10 @@ class CorpusConfig:
                 "`corpus` is required: a local file or glob (.txt, .jsonl, .parquet) or a dataset id, "
                 f"e.g. corpus='data/*.jsonl' ({where}.corpus)"
             )
-        if self.num_shards is not None and self.num_shards < 1:
-            raise ValueError(f"`num_shards` must be >= 1, got {self.num_shards} ({where}.num_shards)")
+        if self.num_shards is not None:  # "4" (Python, YAML) or 2.5 failed deep in the sharding with a TypeError
+            from .backends.base import check_counts
+
+            check_counts(self, ("num_shards",), where)
         if self.corpus.startswith("~"):  # a quoted glob ("~/data/*.jsonl") or a YAML value: no shell expanded it
             self.corpus = os.path.expanduser(self.corpus)
         check_url(self.corpus, "corpus")

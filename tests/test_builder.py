@@ -379,9 +379,15 @@ def test_keyword_settings_that_cannot_work_are_refused_before_any_text(tmp_path)
     for n in (0, -3):
         with pytest.raises(ValueError, match=f"`num_keywords` must be >= 1, got {n}; to turn keyword tasks off"):
             SynthesisConfig(num_keywords=n)
-    for name, value in (("window_size", "8"), ("rounds", 2.0), ("num_keywords", True)):  # failed deep in the builder
+    for name, value in (("window_size", "8"), ("rounds", 2.0), ("num_keywords", True),  # failed deep in the builder
+                        ("seed", "1"), ("seed", 1.5), ("seed", None)):  # the miner's first window, mid-stream
         with pytest.raises(TypeError, match=rf"^`{name}` must be an integer, got {value!r} \(SynthesisConfig\.{name}\)"):
             SynthesisConfig(**{name: value})
+    from hf_ipt.builder import AugmentedConfig
+
+    for value in ("4", 2.5, True):  # a bare TypeError in the sharding ('<' of str and int), or True taken as 1
+        with pytest.raises(TypeError, match=rf"^`num_shards` must be an integer, got {value!r} \(AugmentedConfig"):
+            AugmentedConfig(corpus="data.jsonl", num_shards=value)
     for name, value in (("max_batch_tokens", "8"), ("gpu_memory_utilization", "0.9")):  # a bare '<' TypeError
         with pytest.raises(ValueError, match=rf"^`{name}` must be an? (integer >= 1 or unset|number in \(0, 1\]), "
                                              rf"got {value!r} \(SynthesisConfig\.{name}\)"):
@@ -448,6 +454,15 @@ def test_corpus_revision_reaches_the_corpus_loader(tmp_path, monkeypatch):
     assert AugmentedBuilder(corpus=str(repo), corpus_revision=sha).config_id != before
     with pytest.raises(ValueError, match="corpus_revision"):  # local files have no revisions
         load_augmented(str(write_jsonl(tmp_path / "x.jsonl", 1)), corpus_revision="v1.0", streaming=True)
+    # nor has a local synthesizer folder: its `revision` was recorded (cache key, summary) and ignored
+    from hf_ipt.augment import SynthesisConfig
+
+    (tmp_path / "synth").mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):  # the shape of a saved model
+        (tmp_path / "synth" / name).write_text("{}")
+    with pytest.raises(ValueError, match=r"`revision` 'v1' pins a Hub model, and `synthesizer` '.*synth' is a local "
+                                         r"folder, which has no revisions"):
+        SynthesisConfig(synthesizer=str(tmp_path / "synth"), backend="transformers", revision="v1")
 
 
 def test_map_ids_do_not_restart_per_batch(monkeypatch):
