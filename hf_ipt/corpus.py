@@ -1062,13 +1062,17 @@ def _unreadable(path: str, text_column: str, reasons: Counter) -> str:
 
 
 def _jsonl_docs(path: str, doc_prefix: str, text_column: str, strict: bool = False,
-                token=None) -> Iterator[Document]:
+                token=None, part: tuple[int, int] = (0, 1)) -> Iterator[Document]:
+    keep, parts = part
     if data_suffix(path) == ".json" and starts_with_array(path, token):
-        yield from _json_array_docs(path, doc_prefix, text_column, strict, token)
+        docs = _json_array_docs(path, doc_prefix, text_column, strict, token)
+        yield from (doc for i, doc in enumerate(docs) if i % parts == keep)
         return
     column = _ColumnCheck(path, text_column, strict)
     with open_file(path, token) as f:
         for i, line in enumerate(f):
+            if i % parts != keep:  # another part's line: counted, not decoded or parsed
+                continue
             doc_id = f"{doc_prefix}:{i}"
             text, reject = _decode(line.removeprefix(BOM) if i == 0 else line)
             if reject:
@@ -1209,22 +1213,28 @@ def check_text(doc_id: str, value, text_column: str) -> Document:
 
 
 def read_file(
-    path: str, text_column: str = "text", name: str | None = None, strict: bool = False, token=None
+    path: str, text_column: str = "text", name: str | None = None, strict: bool = False, token=None,
+    part: tuple[int, int] = (0, 1),
 ) -> Iterator[Document]:
     """Documents of one file: a .txt file is ONE document; .jsonl lines, the objects of a .json
     array and parquet rows are one each; a compressed file (``x.jsonl.gz``) is read decompressed.
     Ids are ``<name>:<index>`` (default name: the base name, ``x.jsonl.gz`` for a compressed file).
     `strict`: a text column missing from a JSON file's first 100 objects raises (else a warning).
-    `token`: for a file of a private Hub dataset (default: the saved login, as `huggingface_hub`)."""
+    `token`: for a file of a private Hub dataset (default: the saved login, as `huggingface_hub`).
+    `part`: ``(p, n)`` keeps the documents of index ``i % n == p`` (a shard's part of the file, `iter_shard`);
+    a JSON-lines file's other lines are not decoded or parsed (8 parts of one file parsed it 8 times)."""
     prefix = name or Path(path.split("::")[-1]).name
     suffix = data_suffix(path) if path.endswith(SUPPORTED) else None  # no x.parquet.gz
     if suffix in TEXT_SUFFIXES:
-        return _text_docs(path, prefix, token)
-    if suffix in JSON_SUFFIXES:
-        return _jsonl_docs(path, prefix, text_column, strict, token)
-    if suffix in PARQUET_SUFFIXES:
-        return _parquet_docs(path, prefix, text_column, token)
-    raise ValueError(f"unsupported corpus file {path!r}; supported suffixes: {SUPPORTED_TEXT}")
+        docs = _text_docs(path, prefix, token)
+    elif suffix in JSON_SUFFIXES:
+        return _jsonl_docs(path, prefix, text_column, strict, token, part)
+    elif suffix in PARQUET_SUFFIXES:
+        docs = _parquet_docs(path, prefix, text_column, token)
+    else:
+        raise ValueError(f"unsupported corpus file {path!r}; supported suffixes: {SUPPORTED_TEXT}")
+    keep, parts = part
+    return docs if parts == 1 else (doc for i, doc in enumerate(docs) if i % parts == keep)
 
 
 def _location(path: str) -> str:
@@ -1339,6 +1349,4 @@ def iter_shard(shard: dict, text_column: str = "text", token=None) -> Iterator[D
     """The documents of one shard, in file order (`token`: see `read_file`)."""
     part, parts, root = shard["part"], shard["parts"], shard.get("root")
     for path in shard["files"]:
-        for i, doc in enumerate(read_file(path, text_column, file_name(path, root), token=token)):
-            if i % parts == part:
-                yield doc
+        yield from read_file(path, text_column, file_name(path, root), token=token, part=(part, parts))

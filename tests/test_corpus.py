@@ -115,6 +115,24 @@ def test_json_lines_in_a_json_file_still_work_and_a_broken_array_names_the_file(
         list(read_file(str(arrays)))
 
 
+def test_a_part_of_a_json_lines_file_parses_only_its_own_lines(tmp_path, monkeypatch):
+    """Each of a file's parts (8 by default for a one-file corpus) decoded and parsed every line of it, so the
+    corpus was parsed 8 times over; the ids stay the lines' own."""
+    import hf_ipt.corpus
+
+    path = write_jsonl(tmp_path / "c.jsonl", 12)
+    parsed = []
+    real = json.loads
+    monkeypatch.setattr(hf_ipt.corpus.json, "loads", lambda text, *a, **k: parsed.append(text) or real(text, *a, **k))
+    shard = {"files": [str(path)], "part": 1, "parts": 4}
+    assert [(d.id, d.text) for d in iter_shard(shard)] == [(f"c.jsonl:{i}", doc(i)) for i in (1, 5, 9)]
+    assert len(parsed) == 3
+    monkeypatch.undo()
+    whole = [d.id for d in read_file(str(path))]
+    parts = [i for ids in shard_ids([{**shard, "part": p} for p in range(4)]) for i in ids]
+    assert sorted(parts, key=whole.index) == whole  # the parts together: every line once
+
+
 def test_a_utf8_bom_before_json_lines_costs_no_document(tmp_path):
     for name in ("bom.jsonl", "bom.json"):
         path = tmp_path / name
