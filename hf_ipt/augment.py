@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from .backends.base import (
+    BACKEND_ONLY,
     check_backend_settings,
     check_counts,
     check_dtype,
@@ -350,7 +351,10 @@ def recorded_settings(values: Mapping[str, Any]) -> dict[str, Any]:
     revision (its defaults would read as if a model had run), a model run no keyword settings.
     `device` keeps its type. Takes `asdict(SynthesisConfig)` or the record of an older run.
     """
-    drop = MODEL_SETTINGS if values.get("synthesizer") == RULES else RULES_SETTINGS
+    drop = set(MODEL_SETTINGS if values.get("synthesizer") == RULES else RULES_SETTINGS)
+    if values.get("synthesizer") != RULES and values.get("backend") in ("vllm", "transformers"):
+        # the other backend's settings, at their defaults (others are refused): a transformers run recorded vLLM's
+        drop |= set(BACKEND_ONLY["transformers" if values["backend"] == "vllm" else "vllm"])
     kept = {key: value for key, value in values.items() if key not in drop}
     if "device" in kept:
         kept["device"] = device_type(kept["device"])

@@ -210,6 +210,21 @@ def test_push_uploads_data_stats_and_card(hub, tmp_path):
     assert len(hub.commits) == 1 and hub.commits[0]["summary"] == "hf_ipt: publish config bbc-business"
 
 
+def test_a_run_records_its_own_backends_settings_not_the_others():
+    """A transformers run's summary and manifest recorded vLLM's `tensor_parallel_size` and
+    `gpu_memory_utilization` (and a vLLM run the transformers backend's `batch_size`, `device`...)."""
+    from dataclasses import asdict
+
+    from hf_ipt.augment import SynthesisConfig, recorded_settings
+
+    hf = recorded_settings(asdict(SynthesisConfig(synthesizer="org/synth", backend="transformers", batch_size=8)))
+    assert hf["batch_size"] == 8 and "device" in hf
+    assert not {"tensor_parallel_size", "gpu_memory_utilization", "engine_kwargs"} & set(hf)
+    vllm = recorded_settings(asdict(SynthesisConfig(synthesizer="org/synth", backend="vllm", tensor_parallel_size=2)))
+    assert vllm["tensor_parallel_size"] == 2 and not {"batch_size", "static_cache", "device"} & set(vllm)
+    assert "backend" not in recorded_settings(asdict(SynthesisConfig()))  # the miner: no model settings at all
+
+
 def test_the_data_license_goes_into_the_card_and_is_kept_by_later_pushes(hub, tmp_path):
     """Pushed data carries its corpus's license: nothing could put one in the card but an edit by hand."""
     push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN, license="cc-by-4.0")
