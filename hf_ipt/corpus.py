@@ -715,6 +715,9 @@ class CorpusConfig:
             )
         if local:
             local_files(self.corpus)  # a typo fails here, not after a model has loaded
+        if self.corpus_name is not None and not (isinstance(self.corpus_name, str) and self.corpus_name.strip()):
+            raise ValueError(f"`corpus_name` must be a name (the output's `corpus` column), got {self.corpus_name!r}: "
+                             f"give one, or leave it unset to derive it from `corpus` ({where}.corpus_name)")
         if self.corpus_name is None:
             if is_hub_url(self.corpus):
                 self.corpus_name = url_corpus_name(self.corpus)

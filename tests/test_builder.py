@@ -385,6 +385,9 @@ def test_keyword_settings_that_cannot_work_are_refused_before_any_text(tmp_path)
             SynthesisConfig(**{name: value})
     from hf_ipt.builder import AugmentedConfig
 
+    for value in ("", "  "):  # accepted: the output's `corpus` column was empty
+        with pytest.raises(ValueError, match=rf"^`corpus_name` must be a name .*got {value!r}"):
+            AugmentedConfig(corpus="data.jsonl", corpus_name=value)
     for value in ("4", 2.5, True):  # a bare TypeError in the sharding ('<' of str and int), or True taken as 1
         with pytest.raises(TypeError, match=rf"^`num_shards` must be an integer, got {value!r} \(AugmentedConfig"):
             AugmentedConfig(corpus="data.jsonl", num_shards=value)
