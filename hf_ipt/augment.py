@@ -452,6 +452,16 @@ class Augmenter:
         if (close := getattr(engine, "close", None)) is not None:  # the rule miner holds no memory to release
             close()
 
+    def gives_row(self, text: str) -> bool:
+        """Whether a usable text (`check_text`) makes an output row: every one does, but, in a model synthesizer's
+        templified output, a text of markers alone (`MARKERS_ONLY`: blank once the protocol's markers and the
+        tokenizer's special tokens are), which `_text_rows` leaves out."""
+        if self.config.output == "pairs" or self.config.synthesizer == RULES:
+            return True
+        from .protocol import blank_markers, special_tokens
+
+        return bool(blank_markers(text, special_tokens(self.engine.tokenizer)).strip())
+
     def synthesize(self, texts: Sequence[str]) -> list[ChainEntry]:
         """Entries with pairs for one window of texts (rules: each text alone, no chaining)."""
         if self.config.synthesizer == RULES:

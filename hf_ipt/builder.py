@@ -143,7 +143,7 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
         # What the examples generated so far, in this process, were made of: a streaming dataset
         # iterated here (no DataLoader workers) counts into it as it goes (`hf-ipt augment`).
         self.documents = DocumentCounts()
-        self._ahead: tuple[dict, bool] | None = None  # see `more_rows`
+        self._ahead: tuple[dict, list, bool] | None = None  # see `more_rows`
         self._shards: list[dict] = []
 
     # The corpus files the cache key was made of; the data is read from these same files, so a
@@ -223,7 +223,7 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
                 ahead = list(itertools.islice(docs, 1))  # read (not synthesized) for `more_rows`
                 made = list(_rows(out))
                 for k, row in enumerate(made):
-                    self._ahead = (shard, bool(ahead) or k < len(made) - 1)
+                    self._ahead = (shard, ahead, k < len(made) - 1)
                     # datasets 5's key: the shard (of this call's `shards`) and the row in it, which it records
                     # as the split's original shard lengths
                     yield Key(index, rows), row
@@ -238,15 +238,23 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
         stream for one more row synthesized a whole window (a GPU's minutes) for one bit."""
         if self._ahead is None:
             return False
-        shard, ahead = self._ahead
-        if ahead:
+        shard, ahead, rows_left = self._ahead
+        if rows_left:
             return True
         if shard not in self._shards:  # not this builder's split: cannot tell, so not the whole corpus
             return True
-        # `datasets` generates one shard a call, in the order `_split_generators` made them
+        # `datasets` generates one shard a call, in the order `_split_generators` made them; a usable document
+        # may give no row (`Augmenter.gives_row`: markers alone), so those read ahead are looked at too
+        def usable(doc) -> bool:
+            return doc.reject is None and self.augmenter.gives_row(doc.text)
+
+        if ahead and usable(ahead[0]):
+            return True
+        read = functools.partial(iter_shard, text_column=self.config.text_column, token=self.token)
+        # this shard's documents from the one read ahead on (read again: the stream's own reader stays as it is)
+        here = itertools.dropwhile(lambda doc: doc.id != ahead[0].id, read(shard)) if ahead else iter(())
         after = self._shards[self._shards.index(shard) + 1:]
-        later = (iter_shard(other, self.config.text_column, token=self.token) for other in after)
-        return any(doc.reject is None for doc in itertools.chain.from_iterable(later))
+        return any(usable(doc) for doc in itertools.chain(here, *(read(other) for other in after)))
 
 
 def _accepted(docs, rejects: Counter, counts: DocumentCounts):

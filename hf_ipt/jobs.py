@@ -754,8 +754,8 @@ def _finished(job: JobConfig, num_units: int) -> dict | None:
         raise UsageError(
             f"the output of the finished job in {job.output_dir!r} is incomplete ({problem}) and the pairs of "
             f"{len(missing)} of its {num_units} units (such as {unit_name(missing[0])}) are gone: writing it again "
-            "means synthesizing those units again, and every data file is then written anew. Restore the file; or, "
-            f"to make the job again, remove {path!r} and rerun; or use the other data files as they are")
+            "means synthesizing those units again, and every data file is then written anew. Restore what was lost; "
+            f"or, to make the job again, remove {path!r} and rerun; or use the data files as they are")
     logger.warning("hf_ipt: the output of the finished job in %r is incomplete (a data file missing or damaged): "
                    "it is written again", job.output_dir)
     with contextlib.suppress(FileNotFoundError):

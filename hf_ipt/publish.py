@@ -194,7 +194,8 @@ def _checked_files(out: Path, rows: int | None, output: str | None) -> list[Path
     job = (out / "job.json").is_file()
     if (problem := damaged_output([str(f) for f in files], rows)) is not None:
         fix = ("rerun `hf-ipt synthesize` with the same settings (it writes a finished job's missing or damaged "
-               "output again)" if job else "rerun the command that wrote it")
+               "output again from its pairs/; without them, it says the ways on)" if job else
+               "rerun the command that wrote it")
         raise UsageError(f"{out}: {problem}: {fix}, then push")
     if (rows if rows is not None else sum(parquet_rows(str(f)) or 0 for f in files)) == 0:
         why = (f"{out / 'rejects.jsonl'} lists each rejected document with its reason" if job else

@@ -508,6 +508,33 @@ def test_augment_max_docs_at_a_window_boundary_synthesizes_no_further_window(tmp
         assert sum(windows) == max_docs, (shards, max_docs, windows)  # nothing synthesized past the last row
 
 
+def test_augment_max_docs_before_texts_that_give_no_row_is_the_whole_corpus(tmp_path, monkeypatch, tiny_tokenizer):
+    """A model's templified output has no row for a text of markers alone (`<s> </s>`): documents left after the
+    last row are not more rows, so the run is the whole corpus, not a sample."""
+    from hf_ipt.augment import Augmenter, SynthesisConfig
+    from hf_ipt.augment_cli import AugmentArguments, run
+    from hf_ipt.backends.base import Generation
+
+    class Engine:  # stands for a model
+        tokenizer = tiny_tokenizer
+
+        def generate(self, prompts):
+            return [Generation("<QUE> What is reported? <ANS> A profit. </END>", len(p)) for p in prompts]
+
+    monkeypatch.setattr(Augmenter, "engine", property(lambda self: Engine()))
+    texts = [doc(0), doc(1), "<s> </s>", "<s></s> </s>"]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    synthesis = SynthesisConfig(synthesizer="org/m", backend="transformers", rounds=1, window_size=2)
+    for shards in (1, 2):
+        summary = run(AugmentArguments(corpus=str(tmp_path / "c.jsonl"), output_dir=str(tmp_path / f"o{shards}"),
+                                       max_docs=2, num_shards=shards), synthesis)
+        assert (summary["rows"], summary["sample"]) == (2, False), shards
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in [*texts, doc(2)]))
+    summary = run(AugmentArguments(corpus=str(tmp_path / "d.jsonl"), output_dir=str(tmp_path / "more"), max_docs=2),
+                  synthesis)
+    assert (summary["rows"], summary["sample"]) == (2, True)  # a text after them: a sample
+
+
 def test_a_pairs_output_as_corpus_is_named_as_such_by_augment_and_synthesize(tmp_path):
     """It failed with the generic "`text_column` 'text' not in ..." of any file without the column."""
     from hf_ipt.augment import SynthesisConfig
