@@ -870,9 +870,20 @@ def test_a_resume_with_another_data_stream_is_refused(tmp_path, caplog):
     with pytest.raises(UsageError, match=r"batches\.data_seed None -> 7.*resume it without --data_seed"):
         check_data_stream(trainer(first, 0.25, data_seed=7), checkpoint)
     # --ignore_data_skip: the weights resume and the new stream starts from its beginning, said
-    check_data_stream(trainer(tmp_path / "bigger", 0.25, batch=4, ignore=True), checkpoint)
-    assert "with another data stream (changed: batches.per_device_train_batch_size 2 -> 4) and --ignore_data_skip" \
-        in caplog.text
+    from hf_ipt.training.trainer import refuse_changed_stream
+
+    bigger = trainer(tmp_path / "bigger", 0.25, batch=4, ignore=True)
+    bigger.args.resume_from_checkpoint = checkpoint
+    (first / "checkpoint-2" / "trainer_state.json").write_text("{}")  # complete, as `resolve_checkpoint` checks
+    refuse_changed_stream(bigger.args, bigger.card)  # the recipes' early check: allowed, and says nothing
+    assert "another data stream" not in caplog.text
+    changed = trainer(first, 0.125)
+    changed.args.resume_from_checkpoint = checkpoint
+    with pytest.raises(UsageError, match="another data stream"):  # the early check refuses as the Trainer's does
+        refuse_changed_stream(changed.args, changed.card)
+    check_data_stream(bigger, checkpoint)
+    assert caplog.text.count("with another data stream (changed: batches.per_device_train_batch_size 2 -> 4) and "
+                             "--ignore_data_skip") == 1
     cpt = tmp_path / "cpt"  # continual_pt has no collection share: the message does not offer one
     check_data_stream(trainer(cpt, 0.25, recipe="continual_pt"), None)
     (cpt / "checkpoint-2").mkdir()

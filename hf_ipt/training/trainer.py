@@ -586,7 +586,7 @@ def refuse_changed_stream(args: Any, card: CardInfo) -> None:
     if first is not None and first.is_file():
         _refuse_another_stream(checkpoint, first, json.loads(first.read_text(encoding="utf-8")),
                                data_stream_spec(SimpleNamespace(args=args, card=card)),
-                               allow=bool(getattr(args, "ignore_data_skip", False)))
+                               allow=bool(getattr(args, "ignore_data_skip", False)), warn=False)
 
 
 def check_data_stream(trainer: IPTTrainer, checkpoint: str | None) -> None:
@@ -639,10 +639,12 @@ def unpinned_to_pinned(old: dict, spec: dict) -> dict[str, str]:
     return pins
 
 
-def _refuse_another_stream(checkpoint: str, path: Path, old: dict, spec: dict, allow: bool = False) -> None:
+def _refuse_another_stream(checkpoint: str, path: Path, old: dict, spec: dict, allow: bool = False,
+                           warn: bool = True) -> None:
     """Raise a `UsageError` when `spec` differs from the stream `old` that `path` recorded; with
     `allow` (``--ignore_data_skip``: the new stream starts from its beginning, nothing is
-    skipped), warn instead."""
+    skipped), warn instead. `warn=False`: no warning (the early check, `refuse_changed_stream`; the
+    Trainer's check says them once)."""
     shares = isinstance(old.get("data"), dict) and any(k in old["data"] for k in RESOLVED_IN_MIX)  # pretrain.py
     old, spec = comparable_stream(old), comparable_stream(spec)
     if "files" not in old:  # recorded by a run older than the files check
@@ -661,16 +663,18 @@ def _refuse_another_stream(checkpoint: str, path: Path, old: dict, spec: dict, a
         for pinned, bare in pins.items():
             text = text.replace(json.dumps(pinned)[1:-1], json.dumps(bare)[1:-1])
         spec = json.loads(text)
-        logger.warning("hf_ipt: %s recorded its Hub datasets unpinned; the resumed run reads them at %s, which may "
-                       "not be the commit it started on", path, ", ".join(sorted(pins)))
+        if warn:
+            logger.warning("hf_ipt: %s recorded its Hub datasets unpinned; the resumed run reads them at %s, which "
+                           "may not be the commit it started on", path, ", ".join(sorted(pins)))
     if old != spec:
         from ..cli import UsageError, describe_changes
 
         changed = "; ".join(describe_changes(old, spec))
         if allow:
-            logger.warning("hf_ipt: resuming %s with another data stream (changed: %s) and --ignore_data_skip: the "
-                           "weights, optimizer and schedule resume, the stream starts from its beginning", checkpoint,
-                           changed)
+            if warn:
+                logger.warning("hf_ipt: resuming %s with another data stream (changed: %s) and --ignore_data_skip: "
+                               "the weights, optimizer and schedule resume, the stream starts from its beginning",
+                               checkpoint, changed)
             return
         share = ("; to train longer on the same stream, keep the collection's share: --collection_token_share with "
                  f"the first value in {path}") if shares else ""
