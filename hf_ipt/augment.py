@@ -35,7 +35,7 @@ from .backends.base import (
     model_location,
     refuse_ignored,
 )
-from .chaining import MARKERS_ONLY, ChainEntry, ChainStats, chain, chains_of
+from .chaining import MARKERS_ONLY, ChainEntry, ChainStats, chain, chains_of, check_prompt_budget
 from .corpus import check_text, corpus_location
 from .protocol import Pair
 
@@ -441,8 +441,11 @@ class Augmenter:
     def load_engine(self) -> None:
         """Create the engine now rather than at the first window: a command loads the model (minutes for
         vLLM) before it reads any document and starts its progress bar, whose rate and ETA then count
-        synthesis alone, and a mistake in the engine settings stops it before any work."""
-        _ = self.engine
+        synthesis alone, and a mistake in the engine settings stops it before any work (a prompt budget
+        too small for any text, too: `chaining.check_prompt_budget`)."""
+        engine = self.engine
+        if self.config.synthesizer != RULES:
+            check_prompt_budget(engine.tokenizer, self.config.max_model_len - self.config.max_new_tokens)
 
     def close(self) -> None:
         """Release the engine: a model backend's `close()` frees its (GPU) memory, where dropping the reference

@@ -191,6 +191,16 @@ def plan_round(
 
 MARKERS_ONLY = "no text once the protocol's markers and the tokenizer's special tokens are blanked"
 
+def check_prompt_budget(tokenizer: Any, budget: int) -> None:
+    """Refuse a prompt budget (``max_model_len - max_new_tokens``) that leaves no room for a text of one word:
+    every document would be rejected (`no_room`) into an empty output, and the setting pinned in a job. Checked
+    once the synthesizer's tokenizer is loaded (`Augmenter.load_engine`)."""
+    from .cli import UsageError
+
+    if (least := len(encode_prompt(tokenizer, build_prompt("text")))) > budget:
+        raise UsageError(f"{no_room(budget)} (a prompt of one word takes {least} tokens)")
+
+
 def no_room(budget: int) -> str:
     """Why a text cut to nothing to fit the prompt budget gets no prompt."""
     return (f"the prompt budget of {budget} tokens (max_model_len - max_new_tokens) leaves no room for any text: "

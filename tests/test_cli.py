@@ -535,6 +535,27 @@ def test_augment_max_docs_before_texts_that_give_no_row_is_the_whole_corpus(tmp_
     assert (summary["rows"], summary["sample"]) == (2, True)  # a text after them: a sample
 
 
+def test_a_prompt_budget_too_small_for_any_text_stops_as_the_model_loads(tmp_path, monkeypatch, tiny_tokenizer):
+    """`--max_model_len 44 --max_new_tokens 40`: every document was rejected (`engine error`), the run exited 0
+    with 0 rows, and a job pinned the setting."""
+    from hf_ipt.augment import Augmenter, SynthesisConfig
+    from hf_ipt.chaining import check_prompt_budget
+    from hf_ipt.cli import UsageError
+    from hf_ipt.jobs import JobConfig, run_job
+    from hf_ipt.protocol import build_prompt, encode_prompt
+
+    least = len(encode_prompt(tiny_tokenizer, build_prompt("text")))
+    check_prompt_budget(tiny_tokenizer, least)  # room for one word: fine
+    monkeypatch.setattr(Augmenter, "engine", property(lambda self: type("Engine", (), {"tokenizer": tiny_tokenizer})()))
+    synthesis = SynthesisConfig(synthesizer="org/m", backend="transformers", max_model_len=least + 3,
+                                max_new_tokens=4)
+    with pytest.raises(UsageError, match=rf"the prompt budget of {least - 1} tokens \(max_model_len - max_new_tokens\) "
+                                         rf"leaves no room for any text: .* \(a prompt of one word takes {least} tokens\)"):
+        run_job(JobConfig(corpus=str(write_jsonl(tmp_path / "c.jsonl", 2)), output_dir=str(tmp_path / "o")), synthesis,
+                progress=False)
+    assert not (tmp_path / "o" / "job.json").exists()  # not pinned
+
+
 def test_a_pairs_output_as_corpus_is_named_as_such_by_augment_and_synthesize(tmp_path):
     """It failed with the generic "`text_column` 'text' not in ..." of any file without the column."""
     from hf_ipt.augment import SynthesisConfig
