@@ -905,6 +905,10 @@ def test_a_partial_copy_of_a_paper_task_repo_says_what_is_missing(tmp_path, capl
     assert [t.name for t in tasks] == [spec.name]
     missing = [s.name for s in PAPER_TASKS["finance"][1:]]
     assert f"holds 1 of the {len(PAPER_TASKS['finance'])} finance tasks (missing: {', '.join(missing)})" in caplog.text
+    (tmp_path / "dataset_infos.json").write_text("{}")  # a file a dataset repo may ship: not a task, no warning
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        load_tasks(tmp_path)
     assert "not read" not in caplog.text
     # a task file of one's own beside the paper's folders was dropped without a word
     (tmp_path / "mine.json").write_text(json.dumps(Task("mine", "accuracy", [Example("Q?", ["a", "b"], 0)]).to_dict()))

@@ -383,7 +383,9 @@ def _load_path(path: Path) -> list[Task]:
     files = sorted(path.glob("*.json"))
     if specs:
         _warn_missing_paper_tasks(path, specs)
-        if files:  # read as the paper's layout: its own task files beside it were left out without a word
+        from ..corpus import NOT_DATA
+
+        if files := [f for f in files if not NOT_DATA.fullmatch(f.name)]:  # not a repo's dataset_infos.json  # read as the paper's layout: its own task files beside it were left out without a word
             logger.warning("hf_ipt: %s is read as the paper's task layout (%s/test.json ...): the %d *.json file(s) "
                            "beside its folders are not read, such as %r; give them as --tasks too to evaluate them",
                            path, specs[0].name, len(files), files[0].name)
