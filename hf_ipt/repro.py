@@ -24,8 +24,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .augment import SynthesisConfig, recorded_settings
-from .cli import check_output_dir, check_own_folder, replace_own_folder
+from .augment import RULES, SynthesisConfig, recorded_settings
+from .cli import UsageError, check_output_dir, check_own_folder, replace_own_folder
 from .demo import (
     evaluate_model,
     heldout_eval_tasks,
@@ -160,7 +160,9 @@ def pretrain_config(cfg: MiniReproConfig, data: dict, tokenizer: str, out: Path,
         "lr_scheduler_type": "cosine", "warmup_steps": cfg.warmup_steps, "weight_decay": 0.1,
         "max_grad_norm": 1.0, "bf16": cfg.bf16, "use_cpu": cfg.use_cpu, "torch_compile": False,
         "activation_checkpointing": False, "logging_steps": max(1, cfg.max_steps // 20),
-        "save_steps": cfg.max_steps, "save_total_limit": 1, "report_to": "none", "seed": seed,
+        # no checkpoint: evaluation reads the final model, and a rerun replaces the folder (a 500M model's
+        # checkpoint with its AdamW state is ~7 GB a run)
+        "save_strategy": "no", "report_to": "none", "seed": seed,
         "dataloader_num_workers": 0, "disable_tqdm": True,
     }
     path = out.with_suffix(".yaml")
@@ -227,9 +229,12 @@ def run(cfg: MiniReproConfig, synthesis: SynthesisConfig) -> dict:
     """Synthesize, pre-train both arms for every seed, evaluate; return and write the results."""
     require_templified(synthesis, "recipes/mini_repro.py")
     recipe_path("pretrain.py")  # before any work
+    check_device(cfg)
 
     out = Path(cfg.output_dir)
     folders = arm_folders(cfg, out)  # before any work
+    for name in ("results.md", "results.json"):  # an earlier run's: they would describe models about to be replaced
+        (out / name).unlink(missing_ok=True)
     train_texts, heldout = split_heldout(corpus_texts(cfg), cfg.heldout_every)
     tasks = heldout_eval_tasks(heldout, synthesis.seed, cfg.eval_items)
     print(f"[mini-repro] {len(train_texts)} training texts, {len(heldout)} held out; "
@@ -249,6 +254,16 @@ def run(cfg: MiniReproConfig, synthesis: SynthesisConfig) -> dict:
             if arm == ARMS[-1] and seed != cfg.seeds[-1]:  # a run cut short keeps the seeds it finished
                 write_results(cfg, synthesis, out, runs, tasks, final=False)
     return write_results(cfg, synthesis, out, runs, tasks)
+
+
+def check_device(cfg: MiniReproConfig) -> None:
+    """Refuse, before any work, GPU settings where no GPU is visible: each run failed after the tokenizer and
+    the synthesis, with the pretrain recipe's traceback."""
+    import torch
+
+    if not cfg.use_cpu and not torch.cuda.is_available():
+        raise UsageError("no GPU is visible here: pass --use_cpu true --bf16 false to run on CPU "
+                         "(MiniReproConfig.use_cpu)")
 
 
 def arm_folders(cfg: MiniReproConfig, out: Path) -> dict[tuple[str, int], Path]:
@@ -279,6 +294,9 @@ def write_results(cfg: MiniReproConfig, synthesis: SynthesisConfig, out: Path, r
               f"held-out items {eval_items}. Mean and sample std over seeds (accuracy, %; `_calibrated`: "
               "each option's NLL after the passage and question minus after the question alone, so only "
               "what the passage adds counts).")
+    if synthesis.synthesizer == RULES:
+        header += (" Caveat: both held-out tasks (headline, next sentence) are among the rule miner's task types, "
+                   "so the instruction arm trained on questions of their kind (docs/training.md).")
     (out / "results.md").write_text(f"{header}\n\n{table}\n")
     results = {"config": asdict(cfg), "synthesis": recorded_settings(asdict(synthesis)), "tokens_per_run": cfg.tokens_per_run,
                "eval_items": eval_items, "chance": chance, "complete": final, "runs": runs, "summary": summary}

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hf_ipt.repro import MiniReproConfig, results_table, summarize
 
@@ -122,6 +123,30 @@ def test_run_cut_short_keeps_the_seeds_it_finished(tmp_path, monkeypatch):
     assert results["complete"] is False
     assert {(r["arm"], r["seed"]) for r in results["runs"]} == {("vanilla", 0), ("instruction", 0)}
     assert (tmp_path / "results.md").read_text().startswith("PARTIAL: seeds [0] of [0, 1, 2] finished.")
+    assert "Caveat: both held-out tasks (headline, next sentence) are among the rule miner's task types" in (
+        tmp_path / "results.md").read_text()
+    # a rerun that fails in its first seed left the earlier results, "complete", naming models it replaced
+    trained.clear()
+    trained.extend([None, None])  # cut off at once
+    with pytest.raises(KeyboardInterrupt):
+        repro.run(cfg, SynthesisConfig())
+    assert not (tmp_path / "results.json").exists() and not (tmp_path / "results.md").exists()
+    config = yaml.safe_load(next(tmp_path.glob("*-seed0.yaml")).read_text())
+    assert config["save_strategy"] == "no" and "save_steps" not in config  # no unused ~7 GB checkpoint a run
+
+
+def test_a_repro_on_gpu_settings_without_a_gpu_is_refused_up_front(monkeypatch, tmp_path):
+    """Without --use_cpu on a machine with no GPU, each run failed after the tokenizer and the synthesis."""
+    import torch
+
+    from hf_ipt import repro
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.cli import UsageError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    _fake_stages(monkeypatch, lambda *a: pytest.fail("trained"), lambda cfg: pytest.fail("read the corpus"))
+    with pytest.raises(UsageError, match=r"no GPU is visible here: pass --use_cpu true --bf16 false"):
+        repro.run(MiniReproConfig(output_dir=str(tmp_path)), SynthesisConfig())
 
 
 @pytest.mark.slow
