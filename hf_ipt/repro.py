@@ -264,6 +264,12 @@ def check_device(cfg: MiniReproConfig) -> None:
     if not cfg.use_cpu and not torch.cuda.is_available():
         raise UsageError("no GPU is visible here: pass --use_cpu true --bf16 false to run on CPU "
                          "(MiniReproConfig.use_cpu)")
+    if cfg.use_cpu and cfg.bf16:
+        from .training.trainer import cpu_has_native_bf16
+
+        if not cpu_has_native_bf16():  # each run warns with accelerate's flags, which a repro user does not pass
+            print("[mini-repro] warning: --bf16 on a CPU without native bf16 is emulated, 15-20x slower than "
+                  "fp32: pass --bf16 false", flush=True)
 
 
 def arm_folders(cfg: MiniReproConfig, out: Path) -> dict[tuple[str, int], Path]:

@@ -135,7 +135,7 @@ def test_run_cut_short_keeps_the_seeds_it_finished(tmp_path, monkeypatch):
     assert config["save_strategy"] == "no" and "save_steps" not in config  # no unused ~7 GB checkpoint a run
 
 
-def test_a_repro_on_gpu_settings_without_a_gpu_is_refused_up_front(monkeypatch, tmp_path):
+def test_a_repro_on_gpu_settings_without_a_gpu_is_refused_up_front(monkeypatch, tmp_path, capsys):
     """Without --use_cpu on a machine with no GPU, each run failed after the tokenizer and the synthesis."""
     import torch
 
@@ -147,6 +147,13 @@ def test_a_repro_on_gpu_settings_without_a_gpu_is_refused_up_front(monkeypatch, 
     _fake_stages(monkeypatch, lambda *a: pytest.fail("trained"), lambda cfg: pytest.fail("read the corpus"))
     with pytest.raises(UsageError, match=r"no GPU is visible here: pass --use_cpu true --bf16 false"):
         repro.run(MiniReproConfig(output_dir=str(tmp_path)), SynthesisConfig())
+    import hf_ipt.training.trainer
+
+    monkeypatch.setattr(hf_ipt.training.trainer, "cpu_has_native_bf16", lambda: False)
+    repro.check_device(MiniReproConfig(use_cpu=True))  # bf16 emulated on this CPU: said, with the repro's flag
+    assert "emulated, 15-20x slower than fp32: pass --bf16 false" in capsys.readouterr().out
+    repro.check_device(MiniReproConfig(use_cpu=True, bf16=False))
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.slow
