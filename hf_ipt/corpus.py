@@ -675,6 +675,9 @@ class CorpusConfig:
             from .backends.base import check_counts
 
             check_counts(self, ("num_shards",), where)
+        if self.corpus_name is not None and not (isinstance(self.corpus_name, str) and self.corpus_name.strip()):
+            raise ValueError(f"`corpus_name` must be a name (the output's `corpus` column), got {self.corpus_name!r}: "
+                             f"give one, or leave it unset to derive it from `corpus` ({where}.corpus_name)")
         if self.corpus.startswith("~"):  # a quoted glob ("~/data/*.jsonl") or a YAML value: no shell expanded it
             self.corpus = os.path.expanduser(self.corpus)
         check_url(self.corpus, "corpus")
@@ -715,9 +718,6 @@ class CorpusConfig:
             )
         if local:
             local_files(self.corpus)  # a typo fails here, not after a model has loaded
-        if self.corpus_name is not None and not (isinstance(self.corpus_name, str) and self.corpus_name.strip()):
-            raise ValueError(f"`corpus_name` must be a name (the output's `corpus` column), got {self.corpus_name!r}: "
-                             f"give one, or leave it unset to derive it from `corpus` ({where}.corpus_name)")
         if self.corpus_name is None:
             if is_hub_url(self.corpus):
                 self.corpus_name = url_corpus_name(self.corpus)
