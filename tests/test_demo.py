@@ -333,7 +333,7 @@ def test_too_few_heldout_texts_are_a_usage_error_before_synthesis(tmp_path, caps
     assert "0 held-out texts are too few" in err and "--max_docs" in err and "--heldout_every" in err
     assert not (tmp_path / "out" / "augmented").exists()
     with pytest.raises(UsageError, match="0 held-out texts are too few"):
-        run(MiniReproConfig(corpus=corpus, max_docs=5, output_dir=str(tmp_path / "r")), SynthesisConfig())
+        run(MiniReproConfig(corpus=corpus, max_docs=5, output_dir=str(tmp_path / "r"), use_cpu=True), SynthesisConfig())
 
 
 def test_a_rerun_replaces_the_earlier_runs_model_and_never_trains_into_a_foreign_folder(tmp_path, monkeypatch,
