@@ -62,7 +62,9 @@ TUNING_ENGINE_KWARGS = frozenset({
     "disable_custom_all_reduce", "max_num_partial_prefills", "max_long_partial_prefills",
     "long_prefill_token_threshold", "disable_log_stats",
 })
-RULES_SETTINGS = ("domain_keywords", "num_keywords")
+RULES_SETTINGS = ("domain_keywords", "num_keywords", "task_types")
+# Settings a job.json holds only when set: absent at their defaults, so that jobs of older versions resume.
+NEWER_SETTINGS = {**ENGINE_SETTINGS, "task_types": None}
 # job.json key (and cache key part) pinning the keywords of a `domain_keywords` file, not only its path;
 # absent when no file is used, and from jobs started before it existed (`jobs.prepare` resumes those).
 KEYWORDS_DIGEST = "domain_keywords_sha256"
@@ -115,6 +117,12 @@ class SynthesisConfig:
                   "file with one keyword per line; 'none' disables keyword tasks."},
     )
     num_keywords: int = field(default=100, metadata={"help": "Rules only: keywords kept per window."})
+    task_types: str | None = field(
+        default=None,
+        metadata={"help": "Rules only: the miner's task types to mine, comma-separated, among nli, commonsense, "
+                  "paraphrase, word2text, summarize, completion (default: all six). Leave out the kinds of your "
+                  "held-out evaluation tasks, e.g. 'nli,commonsense,paraphrase,word2text' (docs/miner.md)."},
+    )
     dtype: str = field(default="auto", metadata={"help": "Model dtype: auto (bf16 on GPU, fp32 on CPU), bfloat16, "
                                                      "float16 or float32."})
     device: str | None = field(default=None, metadata={"help": "transformers device (default cuda if available)."})
@@ -161,6 +169,7 @@ class SynthesisConfig:
                 f"`max_new_tokens` ({self.max_new_tokens}) must be < `max_model_len` ({self.max_model_len})"
             )
         check_temperature(self.temperature, "SynthesisConfig")
+        self.task_types = normalized_task_types(self.task_types)  # one spelling per value: job pins, cache keys
         if keyword_file(self.domain_keywords) is not None:
             self.domain_keywords = os.path.expanduser(self.domain_keywords)  # quoted or from YAML: no shell did it
             read_keyword_file(self.domain_keywords)  # a missing, non-UTF-8 or empty file fails here, not mid-run
@@ -246,6 +255,36 @@ def read_keyword_file(path: str) -> list[str]:
     except ValueError as error:
         raise ValueError(f"`domain_keywords` file {path!r}: {error} (SynthesisConfig.domain_keywords)") from None
     return keywords
+
+
+def normalized_task_types(value: str | Sequence[str] | None) -> str | None:
+    """`SynthesisConfig.task_types` in one spelling: the task types named (a comma-separated string, or a list
+    from Python or YAML) in the miner's order, comma-joined; `None` for all six (the default), however given.
+    An unknown or missing name is a `ValueError` naming the choices."""
+    from .miner.config import TASK_TYPES
+
+    if value is None:
+        return None
+    names = value.split(",") if isinstance(value, str) else list(value)
+    if not all(isinstance(name, str) for name in names):
+        raise ValueError(f"`task_types` must be task type names, got {value!r} (SynthesisConfig.task_types)")
+    names = [name.strip() for name in names if name.strip()]
+    if not names or (unknown := [n for n in names if n not in TASK_TYPES]):
+        from .cli import did_you_mean
+
+        what = "; ".join(f"unknown task type {n!r}{did_you_mean(n, list(TASK_TYPES))}" for n in unknown) \
+            if names else f"no task type in {value!r}"
+        raise ValueError(f"`task_types`: {what}; give a comma-separated list among {', '.join(TASK_TYPES)}, or leave "
+                         "it out to mine all six (SynthesisConfig.task_types)")
+    kept = [name for name in TASK_TYPES if name in names]
+    return None if len(kept) == len(TASK_TYPES) else ",".join(kept)
+
+
+def miner_task_types(task_types: str | None) -> list[str]:
+    """The `MinerConfig.task_types` that `SynthesisConfig.task_types` (normalized) selects."""
+    from .miner.config import TASK_TYPES
+
+    return list(TASK_TYPES) if task_types is None else task_types.split(",")
 
 
 def keyword_file(domain_keywords: str | None) -> str | None:
@@ -348,14 +387,16 @@ def recorded_settings(values: Mapping[str, Any]) -> dict[str, Any]:
     """The synthesis settings to record for a run (summaries, manifests, dataset cards).
 
     Only those of its kind of synthesizer: a rules run has no backend, rounds, dtype or model
-    revision (its defaults would read as if a model had run), a model run no keyword settings.
-    `device` keeps its type. Takes `asdict(SynthesisConfig)` or the record of an older run.
+    revision (its defaults would read as if a model had run), a model run no keyword settings; a rules
+    run's `task_types` are named (all six when unset). `device` keeps its type. Takes `asdict(SynthesisConfig)` or the record of an older run.
     """
     drop = set(MODEL_SETTINGS if values.get("synthesizer") == RULES else RULES_SETTINGS)
     if values.get("synthesizer") != RULES and values.get("backend") in ("vllm", "transformers"):
         # the other backend's settings, at their defaults (others are refused): a transformers run recorded vLLM's
         drop |= set(BACKEND_ONLY["transformers" if values["backend"] == "vllm" else "vllm"])
     kept = {key: value for key, value in values.items() if key not in drop}
+    if values.get("synthesizer") == RULES:  # named, not `None`: a card's "task_types: none" read as no task mined
+        kept["task_types"] = ",".join(miner_task_types(values.get("task_types")))  # older records: all six
     if "device" in kept:
         kept["device"] = device_type(kept["device"])
     return kept
@@ -431,7 +472,8 @@ class Augmenter:
             if self.config.synthesizer == RULES:
                 from .miner import MinerConfig, RuleMiner
 
-                self._engine = RuleMiner(MinerConfig(seed=self.config.seed), keywords=self._keywords)
+                self._engine = RuleMiner(MinerConfig(seed=self.config.seed, task_types=miner_task_types(self.config.task_types)),
+                                         keywords=self._keywords)
             else:
                 from .backends import load_backend
 
@@ -456,24 +498,30 @@ class Augmenter:
             close()
 
     def gives_row(self, text: str) -> bool:
-        """Whether a usable text (`check_text`) makes an output row: every one does, but, in a model synthesizer's
-        templified output, a text of markers alone (`MARKERS_ONLY`: blank once the protocol's markers and the
-        tokenizer's special tokens are), which `_text_rows` leaves out."""
-        if self.config.output == "pairs" or self.config.synthesizer == RULES:
+        """Whether a usable text (`check_text`) makes an output row: every one does, but, in templified output, a
+        text of markers alone (`MARKERS_ONLY`: blank once the protocol's markers and, with a model synthesizer,
+        its tokenizer's special tokens are), which `_text_rows` leaves out."""
+        if self.config.output == "pairs":
             return True
         from .protocol import blank_markers, special_tokens
 
-        return bool(blank_markers(text, special_tokens(self.engine.tokenizer)).strip())
+        special = () if self.config.synthesizer == RULES else special_tokens(self.engine.tokenizer)
+        return bool(blank_markers(text, special).strip())
 
     def synthesize(self, texts: Sequence[str]) -> list[ChainEntry]:
         """Entries with pairs for one window of texts (rules: each text alone, no chaining)."""
         if self.config.synthesizer == RULES:
+            from .protocol import blank_markers
+
             mined = self._miner_for(texts).mine_batch(list(texts))
-            return [
+            entries = [
                 ChainEntry(i, 0, i, text, text, pairs=[Pair(p.question, p.answer) for p in found],
-                           tasks=[p.task for p in found])
+                           tasks=[p.task for p in found],
+                           error=None if blank_markers(text).strip() else MARKERS_ONLY)  # as a model run has it
                 for i, (text, found) in enumerate(zip(texts, mined))
             ]
+            self.stats.markers_only += sum(e.error == MARKERS_ONLY for e in entries)
+            return entries
         engine = self.engine
         budget = self.config.max_model_len - self.config.max_new_tokens
         return chain(texts, engine.generate, engine.tokenizer, rounds=self.config.rounds,

@@ -411,9 +411,10 @@ def _distinct_files(files: list[str]) -> list[str]:
 def _supported(pattern: str, files: list[str]) -> list[str]:
     bad = [f for f in files if not f.endswith(SUPPORTED)]
     if bad:
+        case = " (in lower case: rename it)" if bad[0].lower().endswith(SUPPORTED) else ""
         raise UsageError(
             f"`corpus` {pattern!r} matched unsupported files such as {bad[0]!r}; "
-            f"supported suffixes: {SUPPORTED_TEXT}"
+            f"supported suffixes: {SUPPORTED_TEXT}{case}"
         )
     if undecodable := [f for f in files if not _utf8(f)]:  # names in ids, records and Parquet are UTF-8
         raise UsageError(
@@ -516,6 +517,7 @@ def repo_files(corpus: str, config: str | None, split: str, revision: str | None
     .jsonl beside .txt files) is read all the same, with a warning that names them."""
     import datasets
     from datasets.data_files import EmptyDatasetError
+    from datasets.exceptions import DataFilesNotFoundError
 
     if not os.path.isdir(corpus):
         repo, in_id = hub_id_parts(corpus)
@@ -526,9 +528,13 @@ def repo_files(corpus: str, config: str | None, split: str, revision: str | None
 
     try:
         builder = datasets.load_dataset_builder(corpus, config, revision=revision, token=token)
-    except EmptyDatasetError:
+    except (EmptyDatasetError, DataFilesNotFoundError) as error:
+        if isinstance(error, DataFilesNotFoundError) and not os.path.isdir(corpus):
+            raise  # a Hub dataset's: its own message
+        upper = upper_case_suffixes(corpus) if os.path.isdir(corpus) else []
+        case = f"; {upper[0]!r} and {len(upper) - 1} more have an upper-case suffix: rename them" if upper else ""
         raise MissingFileError(
-            f"`corpus` {corpus!r} holds no data files ({SUPPORTED_TEXT}): point it at the folder that holds "
+            f"`corpus` {corpus!r} holds no data files ({SUPPORTED_TEXT}{case}): point it at the folder that holds "
             "them, or give a file or glob (corpus='data/*.jsonl')"
         ) from None
     except ValueError as error:
@@ -548,7 +554,13 @@ def repo_files(corpus: str, config: str | None, split: str, revision: str | None
 def warn_left_out(option: str, folder: str, config: str | None, data_files: dict) -> None:
     """Warn that the local dataset `folder` (given as `option`) is read without the files of other formats
     its layout (`data_files`, by `datasets`) leaves out (`left_out_files`), unless it chooses its files."""
-    if chosen_files(folder, config) or not (left := left_out_files(folder, data_files)):
+    if chosen_files(folder, config):
+        return
+    if upper := upper_case_suffixes(folder):
+        logger.warning("hf_ipt: `%s` %r holds %d file(s) whose suffix is in upper case, such as %r: `datasets` reads "
+                       "lower-case suffixes only, so they are not read; rename them (e.g. .JSONL -> .jsonl)", option,
+                       folder, len(upper), upper[0])
+    if not (left := left_out_files(folder, data_files)):
         return
     read = sorted({data_format(str(f)) for files in data_files.values() for f in files})
     logger.warning("hf_ipt: `%s` %r is read as `datasets` lays a dataset folder out, files of one format (%s here): "
@@ -590,13 +602,24 @@ def left_out_files(folder: str, data_files: dict) -> list[str]:
     ``dataset_infos.json``) are what a layout leaves out on purpose: not counted."""
     listed = [str(f) for files in data_files.values() for f in files]
     read, formats = {os.path.realpath(f) for f in listed}, {data_format(f) for f in listed}
-    return sorted(
-        str(path) for path in Path(folder).rglob("*")
-        if path.is_file() and path.name.endswith(SUPPORTED) and os.path.realpath(path) not in read
-        and data_format(str(path)) not in formats and not NOT_DATA.fullmatch(path.name)
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-        and not any(part.startswith("__") for part in path.relative_to(folder).parts[:-1])
-    )
+    return sorted(path for path in _layout_candidates(folder) if path.endswith(SUPPORTED)
+                  and os.path.realpath(path) not in read and data_format(path) not in formats)
+
+
+def upper_case_suffixes(folder: str) -> list[str]:
+    """Files below the local `folder` whose suffix is a supported one in other case (``B.JSONL``): `datasets`
+    and hf_ipt match suffixes in lower case, so such a file is never read."""
+    return sorted(path for path in _layout_candidates(folder)
+                  if not path.endswith(SUPPORTED) and path.lower().endswith(SUPPORTED))
+
+
+def _layout_candidates(folder: str) -> list[str]:
+    """The files below `folder` that a dataset layout could read: not hidden (``.``), not in a folder `datasets`
+    skips (``__pycache__``), no `NOT_DATA` (a licence, ``dataset_infos.json``)."""
+    return [str(path) for path in Path(folder).rglob("*")
+            if path.is_file() and not NOT_DATA.fullmatch(path.name)
+            and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+            and not any(part.startswith("__") for part in path.relative_to(folder).parts[:-1])]
 
 
 def folder_reads(folder: str, path: str) -> bool:

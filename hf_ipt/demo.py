@@ -178,10 +178,12 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def general_data(cfg: DemoConfig, work: Path, seed: int) -> tuple[str, str]:
-    """(path of question/response data, its description) for the general half of the mix."""
+def general_data(cfg: DemoConfig, work: Path, synthesis: SynthesisConfig) -> tuple[str, str]:
+    """(path of question/response data, its description) for the general half of the mix: without
+    `--general_dataset`, mined with the synthesis settings' seed and `task_types`."""
     if cfg.general_dataset:
         return cfg.general_dataset, cfg.general_dataset
+    from .augment import miner_task_types
     from .augment_cli import resolve_corpus
     from .cli import MissingDependencyError
     from .miner import MinerConfig, RuleMiner
@@ -190,7 +192,7 @@ def general_data(cfg: DemoConfig, work: Path, seed: int) -> tuple[str, str]:
         business = resolve_corpus("bbc-business")
     except ImportError as error:  # a demo on the user's own corpus still needs the BBC articles here
         raise MissingDependencyError(f"{error}; or give general instructions with --general_dataset") from error
-    miner = RuleMiner(MinerConfig(seed=seed))
+    miner = RuleMiner(MinerConfig(seed=synthesis.seed, task_types=miner_task_types(synthesis.task_types)))
     rows = []
     for category in BBC_GENERAL:
         pattern = business.replace("/business/", f"/{category}/")
@@ -344,7 +346,7 @@ def run(cfg: DemoConfig, synthesis: SynthesisConfig) -> dict:
     base = base_model(cfg)
     split = split_corpus(cfg)
     tasks = heldout_eval_tasks(split[1], synthesis.seed, cfg.eval_items)  # before synthesis: too few is refused
-    general, general_source = general_data(cfg, out / "work", synthesis.seed)  # before the first evaluation
+    general, general_source = general_data(cfg, out / "work", synthesis)  # before the first evaluation
     augmented, corpus, _ = augment_training_texts(cfg, synthesis, split)
     (out / "eval_tasks").mkdir(parents=True, exist_ok=True)
     for stale in (out / "eval_tasks").glob("heldout_*.json"):  # an earlier run's task this one has not built

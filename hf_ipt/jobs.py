@@ -49,8 +49,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 from .augment import (
-    ENGINE_SETTINGS,
     KEYWORDS_DIGEST,
+    NEWER_SETTINGS,
     RULES,
     SYNTHESIZER_COMMIT,
     SYNTHESIZER_FILES,
@@ -262,7 +262,7 @@ def job_spec(job: JobConfig, synthesis: SynthesisConfig, filters: FilterConfig, 
     files = sorted({f for u in units for f in u["files"]})
     sizes = {f: os.path.getsize(f) for f in files if os.path.isfile(f)}
     synthesis_settings = {**asdict(synthesis), "device": device_type(synthesis.device)}
-    for name, default in ENGINE_SETTINGS.items():  # pinned when set; absent at their defaults (older jobs)
+    for name, default in NEWER_SETTINGS.items():  # pinned when set; absent at their defaults (older jobs)
         if synthesis_settings[name] == default:
             del synthesis_settings[name]
     synthesis_settings.update(keywords_pin(synthesis.domain_keywords))  # absent without a file (older jobs)

@@ -24,7 +24,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .augment import RULES, SynthesisConfig, recorded_settings
+from .augment import RULES, SynthesisConfig, miner_task_types, recorded_settings
 from .cli import UsageError, check_output_dir, check_own_folder, replace_own_folder
 from .demo import (
     evaluate_model,
@@ -36,6 +36,7 @@ from .demo import (
     train,
     write_jsonl,
 )
+from .evaluation.heldout import MINER_TASK_TYPES
 from .training.config import ModelShape
 
 ARMS = ("vanilla", "instruction")
@@ -239,6 +240,9 @@ def run(cfg: MiniReproConfig, synthesis: SynthesisConfig) -> dict:
     tasks = heldout_eval_tasks(heldout, synthesis.seed, cfg.eval_items)
     print(f"[mini-repro] {len(train_texts)} training texts, {len(heldout)} held out; "
           f"{cfg.tokens_per_run:,} tokens per run", flush=True)
+    if overlap := heldout_kinds_mined(synthesis):
+        print(f"[mini-repro] note: the rule miner mines {' and '.join(overlap)} pairs, the held-out tasks' own kinds; "
+              "results.md will say so (--task_types without them leaves them out)", flush=True)
     tokenizer = cfg.tokenizer_name_or_path or train_tokenizer(train_texts, cfg.vocab_size, out / "tokenizer")
     data = prepare_data(cfg, synthesis, out / "data", train_texts)
     runs = []
@@ -287,6 +291,15 @@ def arm_folders(cfg: MiniReproConfig, out: Path) -> dict[tuple[str, int], Path]:
     return folders
 
 
+def heldout_kinds_mined(synthesis: SynthesisConfig) -> list[str]:
+    """The rule miner's task types in `synthesis` that are the held-out tasks' own kinds (`MINER_TASK_TYPES`);
+    empty for a model synthesizer, or a miner run with `task_types` that leaves them out."""
+    if synthesis.synthesizer != RULES:
+        return []
+    mined = miner_task_types(synthesis.task_types)
+    return [kind for kind in MINER_TASK_TYPES.values() if kind in mined]
+
+
 def write_results(cfg: MiniReproConfig, synthesis: SynthesisConfig, out: Path, runs: list[dict],
                   tasks: list, final: bool = True) -> dict:
     """Write ``results.md`` and ``results.json``; ``final=False`` marks them partial (seeds done so far)."""
@@ -300,9 +313,11 @@ def write_results(cfg: MiniReproConfig, synthesis: SynthesisConfig, out: Path, r
               f"held-out items {eval_items}. Mean and sample std over seeds (accuracy, %; `_calibrated`: "
               "each option's NLL after the passage and question minus after the question alone, so only "
               "what the passage adds counts).")
-    if synthesis.synthesizer == RULES:
-        header += (" Caveat: both held-out tasks (headline, next sentence) are among the rule miner's task types, "
-                   "so the instruction arm trained on questions of their kind (docs/training.md).")
+    if overlap := heldout_kinds_mined(synthesis):
+        header += (f" Caveat: the rule miner mined {' and '.join(overlap)} pairs, the kinds of the held-out tasks "
+                   "(headline, next sentence), so the instruction arm trained on questions of their kind; "
+                   f"`--task_types {','.join(t for t in miner_task_types(synthesis.task_types) if t not in overlap)}` "
+                   "leaves them out (docs/training.md).")
     (out / "results.md").write_text(f"{header}\n\n{table}\n")
     results = {"config": asdict(cfg), "synthesis": recorded_settings(asdict(synthesis)), "tokens_per_run": cfg.tokens_per_run,
                "eval_items": eval_items, "chance": chance, "complete": final, "runs": runs, "summary": summary}

@@ -343,6 +343,13 @@ def test_map_function_skips_the_texts_the_builder_rejects(tiny_tokenizer):
     assert sorted(d for r in texts["doc_ids"] for d in r) == sorted(datasets.Dataset.from_dict(
         {"text": [doc(0), doc(1)]}).map(Augmenter(), batched=True, remove_columns=["text"])["id"])
     assert Augmenter()({"text": [None, ""]}) == {name: [] for name in ("id", "corpus", "text", "doc_ids", "num_pairs")}
+    # markers alone with the rule miner too: no pre-training row of `<s> </s>` (BOS/EOS ids once tokenized)
+    batch = {"text": [doc(0), "<s> </s>", f"<s>{doc(1)}</s>"], "id": ["a", "f", "g"]}
+    pairs = Augmenter(SynthesisConfig(output="pairs"))(batch)
+    assert pairs["error"] == ["", MARKERS_ONLY, ""] and [bool(p) for p in pairs["pairs"]] == [True, False, True]
+    fn = Augmenter()
+    assert fn(batch)["doc_ids"] == [["a"], ["g"]] and fn.stats.markers_only == 1
+    assert [fn.gives_row(t) for t in batch["text"]] == [True, False, True]
 
 
 def test_rules_domain_keywords_from_file_and_window(tmp_path):
@@ -360,6 +367,41 @@ def test_rules_domain_keywords_from_file_and_window(tmp_path):
     bom = tmp_path / "bom.txt"  # as Windows editors save it: the first keyword must not become "\ufeffsales"
     bom.write_bytes(b"\xef\xbb\xbfsales\ndemand\nretailers\n")  # a task needs all three (one sentence has them)
     assert keyword_tasks(str(bom)) > 0
+
+
+def test_task_types_pick_the_miners_tasks_and_key_the_cache(tmp_path):
+    """`task_types` (the miner's task types, e.g. all but the kinds of one's held-out tasks) reach the miner,
+    are spelled one way whatever the input (cache key, job pins), and are refused when wrong or with a model."""
+    texts = [doc(i) for i in range(12)]
+
+    def mined(**kw) -> set[str]:
+        out = Augmenter(SynthesisConfig(output="pairs", **kw))({"text": texts})
+        return {p["task"].split(".")[0] for ps in out["pairs"] for p in ps}
+
+    everything = mined()
+    assert {"summarize", "completion", "nli"} <= everything
+    assert mined(task_types="nli,completion") == {"nli", "completion"}
+    assert mined(task_types=["paraphrase", "nli", "commonsense", "word2text"]) == everything - {"summarize", "completion"}
+    assert SynthesisConfig(task_types=" completion, nli ").task_types == "nli,completion"  # the miner's order
+    assert SynthesisConfig(task_types=["nli", "nli"]).task_types == "nli"
+    assert SynthesisConfig(task_types="nli,commonsense,paraphrase,word2text,summarize,completion").task_types is None
+    corpus = str(write_jsonl(tmp_path / "x.jsonl", 2))
+    key = AugmentedBuilder(corpus=corpus).config_id
+    assert AugmentedBuilder(corpus=corpus, task_types=["completion", "summarize", "word2text", "paraphrase",
+                                                       "commonsense", "nli"]).config_id == key  # all six: the default
+    assert AugmentedBuilder(corpus=corpus, task_types="nli").config_id != key
+    assert AugmentedBuilder(corpus=corpus, task_types="nli , completion").config_id == \
+        AugmentedBuilder(corpus=corpus, task_types=["completion", "nli"]).config_id
+    with pytest.raises(ValueError, match=r"unknown task type 'sumarize' \(did you mean summarize\?\); give a "
+                                         r"comma-separated list among nli, commonsense, .*, or leave it out"):
+        SynthesisConfig(task_types="nli,sumarize")
+    for empty in ("", " , ", []):
+        with pytest.raises(ValueError, match="`task_types`: no task type in"):
+            SynthesisConfig(task_types=empty)
+    with pytest.raises(ValueError, match="`task_types` must be task type names, got"):
+        SynthesisConfig(task_types=["nli", 3])
+    with pytest.raises(ValueError, match=r"task_types.*rule miner"):
+        SynthesisConfig(synthesizer="org/synth", task_types="nli")
 
 
 def test_keyword_settings_that_cannot_work_are_refused_before_any_text(tmp_path):

@@ -415,6 +415,32 @@ def test_a_dataset_folder_whose_layout_leaves_files_of_another_format_out_says_s
         "train.jsonl"]
 
 
+def test_files_with_an_upper_case_suffix_are_named_not_skipped_without_a_word(tmp_path, caplog):
+    """`datasets` lays a folder out by lower-case suffixes: `B.JSONL` beside `a.jsonl` was left out silently,
+    a folder of only such files said it held no data files, and a glob refused them without saying why."""
+    from hf_ipt.corpus import CorpusConfig, MissingFileError
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", 2)
+    write_jsonl(folder / "B.JSONL", 2)
+    with caplog.at_level("WARNING", logger="hf_ipt.corpus"):
+        assert [os.path.basename(f) for f in CorpusConfig(corpus=str(folder)).files()] == ["a.jsonl"]
+    assert re.search(r"`corpus` '.*data' holds 1 file\(s\) whose suffix is in upper case, such as '.*B\.JSONL': "
+                     r"`datasets` reads lower-case suffixes only, so they are not read; rename them", caplog.text)
+    with pytest.raises(UsageError, match=r"unsupported files such as '.*B\.JSONL'; .*\(in lower case: rename it\)"):
+        CorpusConfig(corpus=str(folder / "*")).files()
+    (folder / "a.jsonl").unlink()
+    with pytest.raises(MissingFileError, match=r"holds no data files \(.*; '.*B\.JSONL' and 0 more have an "
+                                               r"upper-case suffix: rename them\)"):
+        CorpusConfig(corpus=str(folder)).files()
+    (folder / "B.JSONL").rename(folder / "b.jsonl")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hf_ipt.corpus"):
+        assert len(CorpusConfig(corpus=str(folder)).files()) == 1
+    assert "upper case" not in caplog.text
+
+
 def test_only_a_parquet_files_content_errors_say_it_is_damaged():
     """`HfHubHTTPError` (a 429 reading a remote corpus Parquet) and system errors are `OSError`s too: they were
     reported as a damaged file to download again (and a unit's pairs were unmarked on them)."""

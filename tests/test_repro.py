@@ -123,8 +123,9 @@ def test_run_cut_short_keeps_the_seeds_it_finished(tmp_path, monkeypatch):
     assert results["complete"] is False
     assert {(r["arm"], r["seed"]) for r in results["runs"]} == {("vanilla", 0), ("instruction", 0)}
     assert (tmp_path / "results.md").read_text().startswith("PARTIAL: seeds [0] of [0, 1, 2] finished.")
-    assert "Caveat: both held-out tasks (headline, next sentence) are among the rule miner's task types" in (
-        tmp_path / "results.md").read_text()
+    assert ("Caveat: the rule miner mined summarize and completion pairs, the kinds of the held-out tasks "
+            "(headline, next sentence), so the instruction arm trained on questions of their kind; "
+            "`--task_types nli,commonsense,paraphrase,word2text` leaves them out") in (tmp_path / "results.md").read_text()
     # a rerun that fails in its first seed left the earlier results, "complete", naming models it replaced
     trained.clear()
     trained.extend([None, None])  # cut off at once
@@ -187,6 +188,19 @@ def test_mini_repro_end_to_end_toy(tmp_path):
     assert "augmented_dataset:" in config and "augmented_fraction: 0.2" in config
     assert "augmented_dataset" not in (out / "vanilla-seed0.yaml").read_text()
     assert (out / "vanilla-seed2" / "model.safetensors").is_file()
+    # The shipped config mines no pair of the held-out tasks' kinds (summarize, completion): no caveat, recorded.
+    assert results["synthesis"]["task_types"] == "nli,commonsense,paraphrase,word2text"
+    assert "Caveat" not in table and "note: the rule miner" not in result.stdout
+
+
+def test_heldout_kinds_mined_names_the_miners_task_types_of_the_heldout_tasks():
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.repro import heldout_kinds_mined
+
+    assert heldout_kinds_mined(SynthesisConfig()) == ["summarize", "completion"]
+    assert heldout_kinds_mined(SynthesisConfig(task_types="nli,completion")) == ["completion"]
+    assert heldout_kinds_mined(SynthesisConfig(task_types=["nli", "word2text"])) == []
+    assert heldout_kinds_mined(SynthesisConfig(synthesizer="org/synth", backend="transformers")) == []
 
 
 @pytest.mark.parametrize("name", ["max_docs", "eval_items", "per_device_train_batch_size", "eval_batch_size"])

@@ -29,6 +29,9 @@ _TITLES = MinerConfig()  # the miner's headline heuristic
 MAX_BODY_CHARS = 1200
 TITLE_QUESTION = "Question: Which headline belongs to this article?\nAnswer:"
 NEXT_QUESTION = "Question: Which sentence comes next?\nAnswer:"
+# The rule miner's task type that asks what each task asks (`summarize.title` a text's headline, `completion`
+# the text that comes next): a model trained on those pairs has practised the held-out task's kind.
+MINER_TASK_TYPES = {"heldout_title": "summarize", "heldout_next_sentence": "completion"}
 
 
 def _check_limit(limit: int | None) -> None:
