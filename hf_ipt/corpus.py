@@ -1091,8 +1091,7 @@ def _jsonl_docs(path: str, doc_prefix: str, text_column: str, strict: bool = Fal
                 token=None, part: tuple[int, int] = (0, 1)) -> Iterator[Document]:
     keep, parts = part
     if data_suffix(path) == ".json" and starts_with_array(path, token):
-        docs = _json_array_docs(path, doc_prefix, text_column, strict, token)
-        yield from (doc for i, doc in enumerate(docs) if i % parts == keep)
+        yield from part_of(_json_array_docs(path, doc_prefix, text_column, strict, token), part)
         return
     column = _ColumnCheck(path, text_column, strict)
     with open_file(path, token) as f:
@@ -1259,6 +1258,11 @@ def read_file(
         docs = _parquet_docs(path, prefix, text_column, token)
     else:
         raise ValueError(f"unsupported corpus file {path!r}; supported suffixes: {SUPPORTED_TEXT}")
+    return part_of(docs, part)
+
+
+def part_of(docs: Iterator[Document], part: tuple[int, int]) -> Iterator[Document]:
+    """The documents of part ``(keep, parts)`` of a file: every `parts`-th from the `keep`-th."""
     keep, parts = part
     return docs if parts == 1 else (doc for i, doc in enumerate(docs) if i % parts == keep)
 

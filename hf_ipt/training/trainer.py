@@ -582,11 +582,16 @@ def refuse_changed_stream(args: Any, card: CardInfo) -> None:
     from types import SimpleNamespace
 
     checkpoint = resolve_checkpoint(args.resume_from_checkpoint, args.output_dir)
-    first = Path(checkpoint).parent / DATA_STREAM_FILE if checkpoint else None
+    first = first_stream_file(checkpoint)
     if first is not None and first.is_file():
         _refuse_another_stream(checkpoint, first, json.loads(first.read_text(encoding="utf-8")),
                                data_stream_spec(SimpleNamespace(args=args, card=card)),
                                allow=bool(getattr(args, "ignore_data_skip", False)), warn=False)
+
+
+def first_stream_file(checkpoint: str | None) -> Path | None:
+    """Where the run that saved `checkpoint` recorded its data stream (`None` for a fresh run)."""
+    return Path(checkpoint).parent / DATA_STREAM_FILE if checkpoint else None
 
 
 def check_data_stream(trainer: IPTTrainer, checkpoint: str | None) -> None:
@@ -598,7 +603,7 @@ def check_data_stream(trainer: IPTTrainer, checkpoint: str | None) -> None:
     some examples and never show others.
     """
     spec = data_stream_spec(trainer)
-    first = Path(checkpoint).parent / DATA_STREAM_FILE if checkpoint else None  # the run that saved it
+    first = first_stream_file(checkpoint)
     if first is not None and not first.is_file():
         logger.warning("hf_ipt: %s has no %s (a run older than this check): the data stream of the resumed run "
                        "cannot be compared with the first one", first.parent, DATA_STREAM_FILE)
