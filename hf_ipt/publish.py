@@ -521,10 +521,15 @@ _LICENSE_ID = re.compile(r"[a-z0-9][a-z0-9.+-]*")
 
 def _refuse_relabel(repo_id: str, current: Any, license: str, others: list[dict]) -> None:
     """Refuse a `license` other than the one the repo's card gives, while it holds other configs: one license
-    covers the repo, so theirs would be relabelled (pushed as cc-by-4.0, shown as mit)."""
-    if current is None or current == license or not others:
+    covers the repo, so theirs would be relabelled (pushed as cc-by-4.0, shown as mit), or labelled when the
+    card gives none (pushed with no license, shown as mit)."""
+    if current == license or not others:
         return
     names = ", ".join(entry["config_name"] for entry in others)
+    if current is None:
+        raise UsageError(f"{repo_id}'s card gives no license, and it holds other configs ({names}): --license "
+                         f"{license} would label them too (one license covers a repo). Leave --license out, push this "
+                         "corpus to another repo, or set the repo's license on the Hub (its card) first")
     raise UsageError(f"{repo_id}'s card gives the license {current!r}, which covers its other configs ({names}): "
                      f"--license {license} would relabel them. Give the same license (or leave --license out), push "
                      "this corpus to another repo, or change the repo's license on the Hub (its card) first")

@@ -243,6 +243,15 @@ def test_the_data_license_goes_into_the_card_and_is_kept_by_later_pushes(hub, tm
     push_dataset(augment_output(tmp_path / "bbc"), alone, token=TOKEN, license="cc-by-4.0")
     push_dataset(augment_output(tmp_path / "bbc"), alone, token=TOKEN, license="other")  # its only config: relabelled
     assert front_matter(hub.files(alone)["README.md"].decode())["license"] == "other"
+    unlicensed = "user/unlicensed"  # a card with no license: --license would have labelled its other configs
+    push_dataset(augment_output(tmp_path / "bbc"), unlicensed, token=TOKEN)
+    commits = len(hub.commits)
+    with pytest.raises(UsageError, match=r"card gives no license, and it holds other configs \(bbc-business\): "
+                                         r"--license mit would label them too"):
+        push_dataset(job_output(tmp_path / "fin", shards=1), unlicensed, token=TOKEN, license="mit")
+    assert len(hub.commits) == commits and "license" not in front_matter(hub.files(unlicensed)["README.md"].decode())
+    push_dataset(augment_output(tmp_path / "bbc"), unlicensed, token=TOKEN, license="mit")  # its only config: labelled
+    assert front_matter(hub.files(unlicensed)["README.md"].decode())["license"] == "mit"
     commits = len(hub.commits)
     with pytest.raises(UsageError, match=r"`license` 'CC BY 4.0' is no Hub license id: give one such as cc-by-4.0"):
         push_dataset(augment_output(tmp_path / "bbc"), REPO, token=TOKEN, license="CC BY 4.0")
