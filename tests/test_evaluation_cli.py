@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -649,3 +650,47 @@ def test_lm_eval_tasks_may_be_one_comma_separated_string(tiny_model_dir, lm_eval
     for tasks in ("", "boolq,,piqa", []):
         with pytest.raises(ValueError, match="`tasks` names lm-eval tasks"):
             lm_eval_command("./ckpt", tasks)
+
+
+def test_update_card_writes_the_scores_into_a_recipes_model_card(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    """A checkpoint evaluated after training had its scores in results.json only: the card a recipe wrote kept
+    "No evaluation results yet." (the training callback's results were the only ones it could show)."""
+    import shutil
+
+    from hf_ipt.evaluation import Example, Task, lm_eval_bridge, save_task_file
+    from hf_ipt.evaluation.cli import main
+    from hf_ipt.training.card import NO_EVAL_RESULTS, CardInfo, render_model_card
+
+    model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    card = render_model_card(CardInfo("continual_pt", base_model="org/base"), model_name="model", repo_id="me/model",
+                             tokens_seen=4096, tokens_per_step=512, max_steps=8, hyperparameters={"learning_rate": 1e-4})
+    (model / "README.md").write_text(card)
+    assert NO_EVAL_RESULTS in card
+    tasks = [save_task_file(Task(name, "accuracy", [Example("Up or down?", ["up", "down"], g)] * 3),
+                            tmp_path / f"{name}.json") for name, g in (("one", 0), ("two", 1))]
+    argv = ["--model", str(model), "--tasks", f"{tasks[0]},{tasks[1]}", "--device", "cpu", "--dtype", "float32",
+            "--max_examples", "2", "--update_card"]
+    assert main(argv) == 0
+    updated = (model / "README.md").read_text()
+    head, _, after = updated.partition("\n## Evaluation\n")
+    section = after.split("\n## ")[0]
+    assert head == card.partition("\n## Evaluation\n")[0] and after.endswith(card.partition("\n## Usage")[2])
+    assert NO_EVAL_RESULTS not in updated and "\n## Usage\n" in updated
+    assert "Scored by `hf-ipt eval` (hf_ipt " in section and ", average 50:" in section
+    assert "Scored on the first 2 examples of each task (`--max_examples`), not the whole tasks" in section
+    scores = {name: float(value) for name, value in re.findall(r"\| (one|two) \| accuracy \| (\d+) \| 2 \|", section)}
+    assert sorted(scores.values()) == [0.0, 100.0]  # one gold option each, the same prompt: the model picks one
+    assert f"scores written into the model card {model / 'README.md'}" in capsys.readouterr().out
+    # again, with the general benchmarks: the section is replaced, not added to; the averages kept apart
+    monkeypatch.setattr(lm_eval_bridge, "require_lm_eval", lambda: None)
+    monkeypatch.setattr(lm_eval_bridge, "run_lm_eval", lambda *a, **k: {"boolq": {"acc": 20.0}})
+    assert main([*argv[:3], f"{tasks[0]},general", *argv[4:]]) == 0
+    updated = (model / "README.md").read_text()
+    assert updated.count("## Evaluation") == 1 and updated.count("Scored by `hf-ipt eval`") == 1
+    assert f"averages domain {scores['one']:.0f}, general 20:" in updated and "| boolq | acc | 20 | ? |" in updated
+    # no card to fill: refused before any model loads
+    (model / "README.md").write_text("# my notes\n")
+    for target, why in ((model, "is no model card of an hf_ipt recipe"), ("org/model", "is none (a Hub id?)")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["--model", str(target), "--tasks", str(tasks[0]), "--update_card"])
+        assert exit_.value.code == 2 and why in capsys.readouterr().err

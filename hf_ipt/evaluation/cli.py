@@ -22,6 +22,7 @@ from typing import Literal, get_args
 
 from ..cli import check_output_dir, parse_dataclasses, tidy_help, usage_errors
 from ..models import check_model_path
+from ..training.card import EVAL_BY_CLI, eval_card, with_eval_results
 from .scoring import check_batch_size
 
 GENERAL = "general"
@@ -80,6 +81,11 @@ class EvalScriptArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run model code from the checkpoint repo."}
     )
+    update_card: bool = field(
+        default=False,
+        metadata={"help": "Also write the scores into the model card (README.md) of --model, a local folder an "
+                  "hf_ipt recipe saved, in place of its Evaluation section (push the folder to publish them)."},
+    )
 
     def __post_init__(self) -> None:
         if self.dtype not in get_args(Dtype):  # the parser checks --dtype; this checks code building the arguments
@@ -95,6 +101,8 @@ class EvalScriptArguments:
                              "leave it out for the model's context")
         if self.output_dir:
             self.output_dir = check_output_dir(self.output_dir, "--output_dir")
+        if self.update_card:
+            eval_card(self.model_name_or_path)  # before any model loads
         if _split_tasks(self.tasks) == ([], False):
             raise ValueError(
                 f"`tasks` names no task, got {self.tasks!r}: pass e.g. --tasks finance, "
@@ -196,8 +204,9 @@ def run(args: EvalScriptArguments) -> dict:
         except EvalInputError as error:  # a prompt or limit that cannot be scored: the user's to fix
             raise UsageError(f"--tasks {args.tasks!r}: {error}") from error
     groups = domain_groups(list(results))  # one average per paper domain, task files apart
+    card = eval_card(args.model_name_or_path) if args.update_card else None
     if domain:  # kept, whatever happens to the general benchmarks
-        _report(results, args.output_dir, groups if len(groups) > 1 else None, settings)
+        _report(results, args.output_dir, groups if len(groups) > 1 else None, settings, card)
     if general:
         from .lm_eval_bridge import run_lm_eval
 
@@ -216,7 +225,7 @@ def run(args: EvalScriptArguments) -> dict:
             if isinstance(error, EvalInputError):  # e.g. --add_bos yes for a tokenizer without a BOS
                 raise UsageError(f"--tasks {args.tasks!r}: {error}") from error
             raise
-        _report(results, args.output_dir, groups if domain else None, settings)
+        _report(results, args.output_dir, groups if domain else None, settings, card)
     return results
 
 
@@ -235,6 +244,7 @@ def _settings(args: EvalScriptArguments, model, domain: list, general: bool, add
         "model": args.model_name_or_path,
         "tasks": args.tasks,
         **scoring_settings(model, domain, add_bos, args.max_length),  # examples per domain task, after --max_examples
+        "max_examples": args.max_examples,
         "general_limit": args.max_examples if general else None,  # lm-eval's `limit` per leaf task
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "device": device,
@@ -246,13 +256,23 @@ def _settings(args: EvalScriptArguments, model, domain: list, general: bool, add
 
 
 def _report(results: dict, output_dir: str | None, groups: dict[str, list[str]] | None = None,
-            settings: dict | None = None) -> None:
+            settings: dict | None = None, card: Path | None = None) -> None:
     """Print the results table; write ``results.json``, ``results.md`` and the run's `settings`
-    (``eval_settings.json``) in `output_dir` when given. `groups`: averaged apart (`results_to_markdown`)."""
-    from .harness import results_to_json, results_to_markdown
+    (``eval_settings.json``) in `output_dir` when given, and the scores into the model `card` (`eval_card`)
+    when given. `groups`: averaged apart (`results_to_markdown`)."""
+    from .harness import average_score, results_to_json, results_to_markdown
 
     table = results_to_markdown(results, groups=groups)
     print(table, flush=True)
+    if card is not None:
+        domain = [task for label, tasks in (groups or {}).items() if label != "general" for task in tasks]
+        record = {"evaluated_by": EVAL_BY_CLI, "results": results,
+                  "average": average_score({t: results[t] for t in domain} if domain else results),
+                  "averages": {label: average_score({t: results[t] for t in tasks}) for label, tasks in groups.items()}
+                  if groups and len(groups) > 1 else {},
+                  "settings": settings or {}}
+        card.write_text(with_eval_results(card.read_text("utf-8"), record), encoding="utf-8")
+        print(f"hf-ipt eval: scores written into the model card {card}", flush=True)
     if output_dir:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)

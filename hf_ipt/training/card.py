@@ -219,6 +219,31 @@ def _mix_row(row: dict[str, Any], tokens_seen: int) -> str:
 
 
 NO_EVAL_RESULTS = "No evaluation results yet."
+EVAL_HEADING = "\n## Evaluation\n"
+EVAL_BY_CLI = "hf-ipt eval"  # `evaluated_by` of a record that `hf-ipt eval --update_card` writes
+
+
+def eval_card(model_dir: str | Path) -> Path:
+    """The model card (README.md) of the local model folder `model_dir` that `with_eval_results` can fill:
+    one an hf_ipt recipe wrote (it has the template's Evaluation section). A `ValueError` says what is not."""
+    readme = Path(model_dir) / "README.md"
+    if not Path(model_dir).is_dir():
+        raise ValueError(f"--update_card writes the scores into the model card of a local model folder, and "
+                         f"{str(model_dir)!r} is none (a Hub id?): evaluate a local copy of it, or leave --update_card out")
+    text = readme.read_text("utf-8") if readme.is_file() else ""
+    if EVAL_HEADING not in text or "hf_ipt" not in text.split("\n---", 1)[0]:
+        raise ValueError(f"--update_card: {str(readme)!r} is no model card of an hf_ipt recipe (its `## Evaluation` "
+                         "section and `hf_ipt` tag), so there is no section to fill: leave --update_card out, and take "
+                         "the scores from --output_dir")
+    return readme
+
+
+def with_eval_results(card: str, record: dict[str, Any]) -> str:
+    """`card` (a recipe's model card) with its Evaluation section replaced by `record`'s scores (`_eval_table`)."""
+    head, rest = card.split(EVAL_HEADING, 1)
+    after = rest.find("\n## ")
+    tail = rest[after:] if after >= 0 else "\n"
+    return f"{head}{EVAL_HEADING}\n{_eval_table(record)}\n{tail}"
 
 
 def _eval_table(record: dict[str, Any] | None) -> str:
@@ -235,14 +260,19 @@ def _eval_table(record: dict[str, Any] | None) -> str:
         for task, metrics in record["results"].items()
         for metric, value in metrics.items()
     ]
-    head = f"At step {record.get('global_step', '?')}, average {_number(record.get('average'))}:"
+    when = (f"Scored by `{EVAL_BY_CLI}` (hf_ipt {settings.get('hf_ipt_version', '?')}) on the saved model"
+            if record.get("evaluated_by") == EVAL_BY_CLI else f"At step {record.get('global_step', '?')}")
+    head = f"{when}, average {_number(record.get('average'))}:"
     if averages := record.get("averages"):  # tasks of both paper domains: each one's average, as the paper
-        head = (f"At step {record.get('global_step', '?')}, averages "
-                + ", ".join(f"{label} {_number(value)}" for label, value in averages.items()) + ":")
+        head = f"{when}, averages " + ", ".join(f"{label} {_number(value)}" for label, value in averages.items()) + ":"
     if not examples:  # a record of an older hf_ipt
         return "\n".join([head, "", "| Task | Metric | Value |", "|---|---|---|", *rows])
-    capped = any(n is not None and n < sizes.get(task, n) for task, n in examples.items())
-    scored = (f"on the first {settings.get('max_examples')} examples of each task (`--eval_max_examples`), not "
+    if sizes:
+        capped = any(n is not None and n < sizes.get(task, n) for task, n in examples.items())
+    else:  # `hf-ipt eval` loads only the first --max_examples: a task that gave as many was cut
+        capped = settings.get("max_examples") is not None and settings["max_examples"] in examples.values()
+    option = "--max_examples" if record.get("evaluated_by") == EVAL_BY_CLI else "--eval_max_examples"
+    scored = (f"on the first {settings.get('max_examples')} examples of each task (`{option}`), not "
               "the whole tasks" if capped else "on every example of each task")
     note = (f"Scored {scored}; add_bos {str(settings.get('add_bos')).lower()}, max_length "
             f"{settings.get('max_length')} tokens.")
