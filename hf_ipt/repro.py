@@ -200,21 +200,46 @@ def summarize(runs: list[dict]) -> dict:
     return summary
 
 
+def paired_differences(runs: list[dict]) -> dict:
+    """Per ``task/metric`` (and averages, as `summarize`): the seed-by-seed difference instruction - vanilla over
+    the seeds both arms finished: mean, sample std and n, and the paired t statistic (mean / (std / sqrt(n)),
+    `None` with one seed or no spread). Pairing by seed takes out what the seed does to both arms (the
+    tokenizer and data are shared, the initialization and order differ by seed)."""
+    a, b = ARMS
+    flat: dict[tuple[str, int], dict[str, float]] = {}
+    for run in runs:
+        scores = {f"{t}/{m}": v for t, ms in run["scores"].items() for m, v in ms.items()}
+        flat[run["arm"], run["seed"]] = {**scores, **_averages(run["scores"])}
+    seeds = [seed for arm, seed in flat if arm == a and (b, seed) in flat]
+    out: dict = {}
+    for key in (flat[a, seeds[0]] if seeds else {}):
+        diffs = [flat[b, seed][key] - flat[a, seed][key] for seed in seeds if key in flat[b, seed]]
+        std = statistics.stdev(diffs) if len(diffs) > 1 else None
+        t = statistics.fmean(diffs) / (std / len(diffs) ** 0.5) if std else None
+        out[key] = {"mean": statistics.fmean(diffs), "std": std, "n": len(diffs), "t": t}
+    return out
+
+
 def chance_levels(tasks: list) -> dict[str, float]:
     """Per task, the accuracy (%) of a uniform guess among each item's options."""
     return {t.name: 100 * statistics.fmean(1 / len(e.options) for e in t.examples) for t in tasks}
 
 
-def results_table(summary: dict, chance: dict[str, float] | None = None) -> str:
-    """Markdown table: mean and std of each arm per task, the difference of the means, and (with
-    `chance`, per task name) the accuracy of a uniform guess, so scores at chance read as such."""
+def results_table(summary: dict, chance: dict[str, float] | None = None, paired: dict | None = None) -> str:
+    """Markdown table: mean and std of each arm per task, the difference of the means, with `paired`
+    (`paired_differences`) the std and t statistic of the seed-by-seed differences, and (with `chance`, per
+    task name) the accuracy of a uniform guess, so scores at chance read as such."""
     a, b = ARMS
-    head = f"| task | {a} mean | {a} std | {b} mean | {b} std | {b} - {a} |"
-    lines = [head + (" chance |" if chance else ""), "|---|---:|---:|---:|---:|---:|" + ("---:|" if chance else "")]
+    head = f"| task | {a} mean | {a} std | {b} mean | {b} std | {b} - {a} |" + (" paired std | paired t |" if paired else "")
+    lines = [head + (" chance |" if chance else ""),
+             "|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if paired else "") + ("---:|" if chance else "")]
     for key, x in summary[a].items():
         y = summary[b][key]
         row = (f"| {key} | {x['mean']:.1f} | {_std(x)} | {y['mean']:.1f} | {_std(y)} "
                f"| {y['mean'] - x['mean']:+.1f} |")
+        if paired:
+            d = paired.get(key) or {"std": None, "t": None}
+            row += f" {_std(d)} | {'–' if d['t'] is None else format(d['t'], '+.1f')} |"
         if chance:
             level = statistics.fmean(chance.values()) if key.startswith("average") else chance[key.split("/")[0]]
             row += f" {level:.1f} |"
@@ -303,16 +328,17 @@ def heldout_kinds_mined(synthesis: SynthesisConfig) -> list[str]:
 def write_results(cfg: MiniReproConfig, synthesis: SynthesisConfig, out: Path, runs: list[dict],
                   tasks: list, final: bool = True) -> dict:
     """Write ``results.md`` and ``results.json``; ``final=False`` marks them partial (seeds done so far)."""
-    summary, chance = summarize(runs), chance_levels(tasks)
+    summary, chance, paired = summarize(runs), chance_levels(tasks), paired_differences(runs)
     eval_items = {t.name: len(t.examples) for t in tasks}
-    table = results_table(summary, chance)
+    table = results_table(summary, chance, paired)
     seeds = sorted({r["seed"] for r in runs})
     done = "" if final else f"PARTIAL: seeds {seeds} of {cfg.seeds} finished. "
     header = (f"{done}Vanilla vs. instruction pre-training from scratch: shape `{cfg.model_shape}`, "
               f"{cfg.tokens_per_run:,} tokens per run, seeds {seeds}, synthesizer `{synthesis.synthesizer}`, "
               f"held-out items {eval_items}. Mean and sample std over seeds (accuracy, %; `_calibrated`: "
               "each option's NLL after the passage and question minus after the question alone, so only "
-              "what the passage adds counts).")
+              "what the passage adds counts). `paired`: the std and t statistic of the seed-by-seed differences "
+              "(instruction - vanilla, same seed); with 3 seeds, |t| > 4.3 is a difference at the 95% level.")
     if overlap := heldout_kinds_mined(synthesis):
         header += (f" Caveat: the rule miner mined {' and '.join(overlap)} pairs, the kinds of the held-out tasks "
                    "(headline, next sentence), so the instruction arm trained on questions of their kind; "
@@ -320,7 +346,8 @@ def write_results(cfg: MiniReproConfig, synthesis: SynthesisConfig, out: Path, r
                    "leaves them out (docs/training.md).")
     (out / "results.md").write_text(f"{header}\n\n{table}\n")
     results = {"config": asdict(cfg), "synthesis": recorded_settings(asdict(synthesis)), "tokens_per_run": cfg.tokens_per_run,
-               "eval_items": eval_items, "chance": chance, "complete": final, "runs": runs, "summary": summary}
+               "eval_items": eval_items, "chance": chance, "complete": final, "runs": runs, "summary": summary,
+               "paired": paired}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(f"\n[mini-repro] {header}\n\n{table}\n", flush=True)
     return results

@@ -45,6 +45,25 @@ def test_summarize_mean_and_sample_std():
     assert "| average | 40.0 | 5.0 | 40.0 | 0.0 | +0.0 | 37.5 |" in table and table.startswith("| task |")
 
 
+def test_paired_differences_are_seed_by_seed():
+    """The instruction arm 2 points above vanilla at every seed, while seeds move both arms by 20: the
+    arms' stds (10) hide a difference the pairing shows exactly (std 0: no t); a noisier one gets its t."""
+    from hf_ipt.repro import paired_differences
+
+    runs = [{"arm": arm, "seed": s, "scores": {"t": {"accuracy": base + gain}}}
+            for arm, gain in (("vanilla", 0.0), ("instruction", 2.0)) for s, base in enumerate((20.0, 30.0, 40.0))]
+    paired = paired_differences(runs)
+    assert paired["t/accuracy"] == {"mean": 2.0, "std": 0.0, "n": 3, "t": None}
+    runs[-1]["scores"]["t"]["accuracy"] = 45.0  # instruction at seed 2: +5 (differences 2, 2, 5)
+    paired = paired_differences(runs)["t/accuracy"]
+    assert paired["mean"] == 3.0 and paired["std"] == pytest.approx(3 ** 0.5) and paired["t"] == pytest.approx(3.0)
+    table = results_table(summarize(runs), {"t": 25.0}, paired_differences(runs))
+    assert "| t/accuracy | 30.0 | 10.0 | 33.0 | 11.5 | +3.0 | 1.7 | +3.0 | 25.0 |" in table
+    assert "| paired std | paired t | chance |" in table
+    unpaired = paired_differences(runs[:4])  # vanilla seeds 0-2, instruction seed 0 only: one pair
+    assert unpaired["t/accuracy"] == {"mean": 2.0, "std": None, "n": 1, "t": None}
+
+
 def test_chance_levels_follow_each_items_options():
     from types import SimpleNamespace
 
@@ -181,6 +200,7 @@ def test_mini_repro_end_to_end_toy(tmp_path):
             "average", "average_calibrated"}
     table = (out / "results.md").read_text()
     assert "| task | vanilla mean | vanilla std | instruction mean | instruction std |" in table
+    assert results["paired"]["average"]["n"] == 3 and "| paired std | paired t |" in table
     assert results["chance"] == {"heldout_title": 25.0, "heldout_next_sentence": 25.0}
     assert "| average |" in table and table in result.stdout + "\n"
     # Each run is a real pretrain.py checkpoint trained on its arm's data.
