@@ -159,6 +159,8 @@ def test_bad_documents_are_counted_never_fatal(tmp_path, caplog, tiny_synthesize
                                    output="pairs", streaming=True, num_shards=1))
     assert ids_of(rows) == ["bad.jsonl:0", "bad.jsonl:5"]
     assert rows[1]["truncated"] and rows[1]["context"] == "word " * 3000  # kept whole, prompt cut
+    # cut to fit with room for the answer: synthesized, not refused by the engine
+    assert rows[1]["error"] == "" and [(p["question"], p["answer"]) for p in rows[1]["pairs"]] == SYNTH_PAIRS
     assert "skipped 5 documents" in caplog.text and "1 texts truncated" in caplog.text
     for reason in ("empty", "binary", "invalid json", "no string in column", "not utf-8"):
         assert reason in caplog.text

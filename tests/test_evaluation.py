@@ -497,6 +497,7 @@ def test_generation_is_greedy_and_left_truncates_the_prompt(tiny):
     got = generate_answers(
         model, tokenizer, prompts, add_bos=True, max_new_tokens=6, max_length=16, batch_size=2
     )
+    assert len(got) == len(prompts)  # zip below would stop at a short result
     for prompt, answer in zip(prompts, got):
         ids = [tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False).input_ids
         ids = ids[:1] + ids[len(ids) - 9 :] if len(ids) > 10 else ids  # 16 - 6 tokens of room

@@ -120,8 +120,10 @@ def test_cli_rejects_bad_values(capsys):
     with pytest.raises(SystemExit) as exit_:  # a usage error, not a traceback
         main(["--model", "x", "--batch_size", "0"])
     assert exit_.value.code == 2 and "`batch_size` must be >= 1, got 0" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_:  # refused by the parser, not by the offline task lookup after it
         main(["--model", "x", "--add_bos", "sometimes"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--add_bos" in err and "'sometimes'" in err and "Hub" not in err
 
 
 def test_cli_keeps_the_domain_results_when_the_general_benchmarks_fail(

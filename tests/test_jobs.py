@@ -251,6 +251,30 @@ def test_dedup_is_reported_and_rerun_is_refused_with_other_settings(tmp_path):
         run_job(job, SynthesisConfig(output="pairs", seed=1), progress=False)
 
 
+def test_dedup_removes_a_units_pairs_that_an_earlier_unit_holds(tmp_path):
+    """Near-duplicates are removed corpus-wide, not per unit: a second file repeating the first one's texts (its
+    own unit) keeps none of its pairs but those too short to be deduplicated, and the first file's rows are as
+    in a job of that file alone."""
+    write_jsonl(tmp_path / "a.jsonl", 4)
+    write_jsonl(tmp_path / "b.jsonl", 4)  # the same four texts
+    alone = run_job(JobConfig(corpus=str(tmp_path / "a.jsonl"), output_dir=str(tmp_path / "alone"), num_shards=1),
+                    SynthesisConfig(output="pairs"), progress=False)
+    job = JobConfig(corpus=str(tmp_path / "*.jsonl"), output_dir=str(tmp_path / "o"), num_shards=2)
+    manifest = run_job(job, SynthesisConfig(output="pairs"), progress=False)
+    assert manifest["num_units"] == 2 and alone["pairs"]["kept"] > 0
+    rows = output_rows(tmp_path / "o")
+    first = [r for r in rows if r["id"].startswith("a.jsonl")]
+    assert [(r["id"], r["pairs"]) for r in first] == [(r["id"], r["pairs"]) for r in output_rows(tmp_path / "alone")]
+    from hf_ipt.filters import FilterConfig, words
+
+    # what the second file keeps: only pairs too short to be deduplicated ('Give this text a title.' + its title)
+    short = FilterConfig().dedup_min_words
+    second = [p for r in rows if r["id"].startswith("b.jsonl") for p in r["pairs"]]
+    assert all(len(words(f"{p['question']} {p['answer']}")) < short for p in second), second
+    assert manifest["filters_removed"]["near_duplicate"] == (alone["filters_removed"]["near_duplicate"]
+                                                             + alone["pairs"]["synthesized"] - len(second))
+
+
 def test_missing_datasketch_is_refused_before_any_unit_is_synthesized(tmp_path, monkeypatch):
     """It was found by stage 2 only, after every unit was synthesized (hours of GPU time), and the
     fix it named, --no_dedup, was then refused: job.json pinned `dedup` once a unit was done."""

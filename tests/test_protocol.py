@@ -129,10 +129,23 @@ def test_encode_prompt_adds_no_second_bos(tiny_tokenizer):
     assert tiny_tokenizer(prompt)["input_ids"][:2] == [bos, bos]
 
 
-def test_encode_prompt_with_real_synthesizer_style_tokenizer(smollm2_dir):
+def test_encode_prompt_round_trips_with_a_real_small_tokenizer(smollm2_dir):
+    """SmolLM2's tokenizer (a real one, offline): the prompt's ids decode to the prompt. Its `<s>` is plain
+    text, not a special token; the synthesizer's Mistral-style BOS is checked with `mistral_style_model_dir`."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
     prompt = build_prompt("Banks lend money.", [("Old text.", [("Q?", "A.")])])
     ids = encode_prompt(tok, prompt)
     assert tok.decode(ids) == prompt
+
+
+def test_encode_prompt_gives_one_bos_with_a_mistral_style_tokenizer(mistral_style_model_dir):
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast.from_pretrained(mistral_style_model_dir)
+    prompt = build_prompt("Banks lend money.", [("Old text.", [("Q?", "A.")])])
+    ids = encode_prompt(tok, prompt)
+    # the prompt's own <s> and </s> as the special ids, each once, and no second BOS before the first
+    assert ids[0] == tok.bos_token_id != ids[1]
+    assert (ids.count(tok.bos_token_id), ids.count(tok.eos_token_id)) == (prompt.count("<s>"), prompt.count("</s>")) == (2, 1)

@@ -426,6 +426,20 @@ def _layout_frequencies(chain, n=5000):
     return {k: 100 * v / n for k, v in counts.items()}, inverted, counts
 
 
+def test_the_rates_are_the_reference_scripts_own_numbers():
+    """The sampling tests compare frequencies with these constants, so the constants are pinned here to the
+    reference's numbers (ipt-facts section 3; LMOps instruction_pretrain read_compre_pt.py's candidate lists),
+    written out, not imported: an edited constant would pass those tests."""
+    import hf_ipt.templify as t
+
+    assert LAYOUT_WEIGHTS == {"classic": 80, "dialog": 5, "numbered": 5, "inline": 5, "next_turn": 5}
+    assert FEW_PAIR_WEIGHTS == {"classic": 95, "dialog": 5} and t.INVERSION_RATE == 0.05
+    assert INVERTIBLE == ("classic", "dialog")
+    assert (ANSWER_FIRST_RATE, DIALOG_HEADER_RATE, NUMBERED_INLINE_RATE) == (10 / 79, 14 / 15, 26 / 64)
+    assert (t.TEXT_WRAP_RATE, t.LEAD_IN_RATE, t.EXCHANGE_GAP_RATE) == (0.5, 0.5, 0.5)
+    assert NUMBERED_ORDER_WEIGHTS == {"text_first": 9, "questions_first": 1, "answers_first": 1}
+
+
 def test_layout_frequencies_match_weights_within_two_points():
     freqs, inverted, counts = _layout_frequencies(CHAIN)
     for layout, weight in LAYOUT_WEIGHTS.items():

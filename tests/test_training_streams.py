@@ -83,6 +83,15 @@ def test_pretrain_stream_mixes_documents_and_collection(corpus, tiny_tokenizer):
     raw, aug = text.count("raw "), text.count("aug ")
     assert raw == pytest.approx(4 * aug, abs=2)  # 1/5 of the corpus documents are augmented
     assert "What was reported?" in text  # the collection, templified
+    # Over the whole budget (50 steps x 2 blocks), the collection's documents hold its token share of the stream
+    ids = [t for b in itertools.islice(pretrain_dataset(config, tiny_tokenizer, args)[0], 100) for t in b["input_ids"]]
+    docs, start = [], 0
+    for end, token in enumerate(ids):
+        if token == tiny_tokenizer.eos_token_id:
+            docs.append(ids[start:end + 1])
+            start = end + 1
+    collection = sum(len(d) for d in docs if any(name in tiny_tokenizer.decode(d) for name in ("squad ", "race ")))
+    assert collection / len(ids) == pytest.approx(share, abs=0.01)
     with pytest.raises(UsageError, match="exceeds the token budget"):
         collection_share(config, tiny_tokenizer, _args(corpus, max_steps=1))
 
