@@ -388,7 +388,8 @@ def recorded_settings(values: Mapping[str, Any]) -> dict[str, Any]:
 
     Only those of its kind of synthesizer: a rules run has no backend, rounds, dtype or model
     revision (its defaults would read as if a model had run), a model run no keyword settings; a rules
-    run's `task_types` are named (all six when unset). `device` keeps its type. Takes `asdict(SynthesisConfig)` or the record of an older run.
+    run's `task_types` are named (all six when unset). `device` keeps its type. Takes
+    `asdict(SynthesisConfig)` or the record of an older run.
     """
     drop = set(MODEL_SETTINGS if values.get("synthesizer") == RULES else RULES_SETTINGS)
     if values.get("synthesizer") != RULES and values.get("backend") in ("vllm", "transformers"):

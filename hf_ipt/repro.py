@@ -214,6 +214,8 @@ def paired_differences(runs: list[dict]) -> dict:
     out: dict = {}
     for key in (flat[a, seeds[0]] if seeds else {}):
         diffs = [flat[b, seed][key] - flat[a, seed][key] for seed in seeds if key in flat[b, seed]]
+        if not diffs:
+            continue
         std = statistics.stdev(diffs) if len(diffs) > 1 else None
         t = statistics.fmean(diffs) / (std / len(diffs) ** 0.5) if std else None
         out[key] = {"mean": statistics.fmean(diffs), "std": std, "n": len(diffs), "t": t}
