@@ -178,6 +178,19 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def heldout_kinds_mined(synthesis: SynthesisConfig) -> list[str]:
+    """The rule miner's task types in `synthesis` that are the held-out tasks' own kinds
+    (`hf_ipt.evaluation.heldout.MINER_TASK_TYPES`); empty for a model synthesizer, or a miner run with
+    `task_types` that leaves them out."""
+    from .augment import RULES, miner_task_types
+    from .evaluation.heldout import MINER_TASK_TYPES
+
+    if synthesis.synthesizer != RULES:
+        return []
+    mined = miner_task_types(synthesis.task_types)
+    return [kind for kind in MINER_TASK_TYPES.values() if kind in mined]
+
+
 def general_data(cfg: DemoConfig, work: Path, synthesis: SynthesisConfig) -> tuple[str, str]:
     """(path of question/response data, its description) for the general half of the mix: without
     `--general_dataset`, mined with the synthesis settings' seed and `task_types`."""
@@ -362,6 +375,10 @@ def run(cfg: DemoConfig, synthesis: SynthesisConfig) -> dict:
     train(config_path)
     after = evaluate_model(str(model_dir), tasks)
     table = comparison_table(before, after)
+    if overlap := heldout_kinds_mined(synthesis):
+        table += (f"\n\nThe rule miner mined {' and '.join(overlap)} pairs, the held-out tasks' own kinds (a headline, "
+                  "the next sentence): part of a change is practice at their format (--task_types without them "
+                  "leaves them out).")
     _stage("4/4 evaluation on held-out comprehension items\n" + table)
     summary = _write_outputs(cfg, out, augmented, general_source, before, after, table, corpus)
     if cfg.push:

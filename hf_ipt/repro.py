@@ -24,11 +24,12 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .augment import RULES, SynthesisConfig, miner_task_types, recorded_settings
+from .augment import SynthesisConfig, miner_task_types, recorded_settings
 from .cli import UsageError, check_output_dir, check_own_folder, replace_own_folder
 from .demo import (
     evaluate_model,
     heldout_eval_tasks,
+    heldout_kinds_mined,
     read_texts,
     recipe_path,
     require_templified,
@@ -36,7 +37,6 @@ from .demo import (
     train,
     write_jsonl,
 )
-from .evaluation.heldout import MINER_TASK_TYPES
 from .training.config import ModelShape
 
 ARMS = ("vanilla", "instruction")
@@ -316,15 +316,6 @@ def arm_folders(cfg: MiniReproConfig, out: Path) -> dict[tuple[str, int], Path]:
     for folder in folders.values():
         check_own_folder(folder, ARM_MARKER, REPRO, "the repro trains an arm into it")
     return folders
-
-
-def heldout_kinds_mined(synthesis: SynthesisConfig) -> list[str]:
-    """The rule miner's task types in `synthesis` that are the held-out tasks' own kinds (`MINER_TASK_TYPES`);
-    empty for a model synthesizer, or a miner run with `task_types` that leaves them out."""
-    if synthesis.synthesizer != RULES:
-        return []
-    mined = miner_task_types(synthesis.task_types)
-    return [kind for kind in MINER_TASK_TYPES.values() if kind in mined]
 
 
 def write_results(cfg: MiniReproConfig, synthesis: SynthesisConfig, out: Path, runs: list[dict],

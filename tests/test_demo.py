@@ -51,6 +51,9 @@ def test_demo_end_to_end_reduced(tmp_path, smollm2_dir):
     res = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), timeout=1800, check=False)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "4/4 evaluation" in res.stdout and "| heldout_title | accuracy |" in res.stdout
+    # the miner's pairs of the held-out tasks' kinds (all six task types by default): said under the table
+    assert "mined summarize and completion pairs, the held-out tasks' own kinds" in res.stdout
+    assert "the held-out tasks' own kinds" in (out / "eval_before_after.md").read_text()
     summary = json.loads((out / "summary.json").read_text())
     # augmented dataset reloads, and holds no held-out text
     rows = pq.read_table(out / "augmented" / "data.parquet").to_pylist()
