@@ -6,20 +6,23 @@ texts, chained over `config.rounds` rounds (model synthesizers) or mined one by 
 (``synthesizer="rules"``). The builder in `hf_ipt.builder` calls the same function.
 
 Document ids (the `id`/`doc_ids` columns and the templify seed) come from the input's id
-column; without one, from the global row index under ``map(..., with_indices=True)``, else
+column; without one, from the global row index under ``Dataset.map(..., with_indices=True)`` (a
+streaming dataset counts indices per DataLoader worker and rank: use an id column there), else
 from a hash of the text. They never restart per batch, so templify formats vary over the
 whole dataset.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 from .backends.base import (
@@ -176,8 +179,8 @@ class SynthesisConfig:
         if self.num_keywords < 1:
             raise ValueError(f"`num_keywords` must be >= 1, got {self.num_keywords}; to turn keyword tasks off use "
                              "domain_keywords='none' (SynthesisConfig.num_keywords)")
-        if not self.synthesizer:
-            raise ValueError("`synthesizer` must be 'rules' or a model id/path, got an empty string")
+        if not self.synthesizer or not isinstance(self.synthesizer, str):
+            raise ValueError(f"`synthesizer` must be 'rules' or a model id/path, got {self.synthesizer!r}")
         if self.synthesizer != RULES and self.synthesizer.lower() in ("rules", "rule", "miner") \
                 and not os.path.exists(self.synthesizer):  # else a model named "RULES" would be looked up
             raise ValueError(f"`synthesizer` {self.synthesizer!r} is neither 'rules' nor a model path: the rule miner "
@@ -453,7 +456,12 @@ class Augmenter:
 
     def __init__(self, config: SynthesisConfig | None = None, corpus_name: str = "",
                  text_column: str = "text", id_column: str = "id", **overrides: Any) -> None:
-        self.config = config or SynthesisConfig(**overrides)
+        if config is not None and not isinstance(config, SynthesisConfig):
+            raise TypeError(f"Augmenter takes a SynthesisConfig, got {type(config).__name__}: pass the settings as "
+                            "keywords, Augmenter(output='pairs', ...), or Augmenter(SynthesisConfig(...))")
+        # settings given beside a config change it (they were dropped without a word)
+        self.config = SynthesisConfig(**overrides) if config is None else replace(config, **overrides) if overrides \
+            else config
         self.corpus_name, self.text_column, self.id_column = corpus_name, text_column, id_column
         self.stats = ChainStats()
         self._engine = None
@@ -463,8 +471,10 @@ class Augmenter:
         self._keywords = [] if path is None else read_keyword_file(path)
         self.keywords_digest = None if path is None else keywords_digest(self._keywords)  # what this run mines with
 
-    def __getstate__(self) -> dict:  # never pickle a loaded model (workers / fingerprinting)
-        return {**self.__dict__, "_engine": None}
+    def __getstate__(self) -> dict:
+        # never pickle a loaded model (workers, fingerprinting), nor the counts of the batches done so far: they
+        # entered `Dataset.map`'s fingerprint, so the same map run again missed its cache and synthesized anew
+        return {**self.__dict__, "_engine": None, "stats": ChainStats()}
 
     @property
     def engine(self):
@@ -552,7 +562,12 @@ class Augmenter:
         `error`), so rows stay one per text; templified, it has no row. Ids are the `id_column`'s
         values as strings; a row without one (no such column, a null) gets `document_ids`'.
         """
+        if self.text_column not in batch:
+            raise KeyError(f"the batch has no column {self.text_column!r} (its columns: {sorted(batch)}): name the "
+                           "column of raw text with Augmenter(text_column=...)")
         texts = batch[self.text_column]
+        if indices is not None and _in_a_loader_worker():
+            _warn_worker_indices()
         if not isinstance(texts, (list, tuple)):  # a str would be read as one document per character
             raise TypeError(f"Augmenter takes a batch (a dict of lists), got {self.text_column!r} = "
                             f"{type(texts).__name__}: map it with `Dataset.map(augmenter, batched=True, ...)`")
@@ -611,6 +626,19 @@ class Augmenter:
                 rows.append({"id": members[-1], "corpus": self.corpus_name, "text": rendered.text,
                              "doc_ids": members, "num_pairs": rendered.num_pairs})
         return rows
+
+
+def _in_a_loader_worker() -> bool:
+    """Whether this runs in a `torch.utils.data.DataLoader` worker (torch is not imported for the question)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.utils.data.get_worker_info() is not None
+
+
+@functools.cache
+def _warn_worker_indices() -> None:
+    logger.warning("hf_ipt: `with_indices=True` in a DataLoader worker: a streaming dataset counts its indices per "
+                   "worker (and per rank), so ids repeat across workers and the output changes with num_workers. "
+                   "Give the corpus an `id` column, or leave `with_indices` out (ids are then hashes of the texts)")
 
 
 def document_ids(texts: Sequence[str], indices: Sequence[int] | None = None) -> list[str]:

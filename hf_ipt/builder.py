@@ -33,7 +33,7 @@ import datasets
 from . import __version__
 from .augment import Augmenter, SynthesisConfig, features, keywords_pin, synthesizer_pin
 from .backends.base import default_of
-from .chaining import ChainStats
+from .chaining import REJECT_MARKERS_ONLY, ChainStats
 from .cli import HubUnreachableError, UsageError
 from .corpus import (
     CorpusConfig,
@@ -120,8 +120,9 @@ def _stamp(path: str) -> tuple[int, float]:
 
 @dataclass
 class DocumentCounts:
-    """Documents read and, of those, rejected by reason (`hf_ipt.corpus.check_text`, or a line
-    that is not JSON) in the shards a builder generated in this process."""
+    """Documents read and, of those, rejected by reason (`hf_ipt.corpus.check_text`, a line that is
+    not JSON, or, in templified output, ``markers only``: a text with no row) in the shards a builder
+    generated in this process."""
 
     read: int = 0
     rejects: Counter = field(default_factory=Counter)
@@ -219,7 +220,10 @@ class AugmentedBuilder(datasets.GeneratorBasedBuilder):
             rows = 0
             window = list(itertools.islice(docs, cfg.window_size))
             while window:
+                markers_only = augment.stats.markers_only
                 out = augment({"text": [d.text for d in window], "id": [d.id for d in window]})
+                if cfg.output == "templified" and (dropped := augment.stats.markers_only - markers_only):
+                    self.documents.rejects[REJECT_MARKERS_ONLY] += dropped  # no row: rejected, as jobs count it
                 ahead = list(itertools.islice(docs, 1))  # read (not synthesized) for `more_rows`
                 made = list(_rows(out))
                 for k, row in enumerate(made):

@@ -190,6 +190,7 @@ def plan_round(
 
 
 MARKERS_ONLY = "no text once the protocol's markers and the tokenizer's special tokens are blanked"
+REJECT_MARKERS_ONLY = "markers only"  # the reject reason of such a text (jobs' rejects.jsonl, augment's counts)
 
 def check_prompt_budget(tokenizer: Any, budget: int) -> None:
     """Refuse a prompt budget (``max_model_len - max_new_tokens``) that leaves no room for a text of one word:
@@ -244,6 +245,8 @@ def chain(
     Returns:
         `list[ChainEntry]`: every text once, in round order, with pairs and chain links.
     """
+    if isinstance(texts, str):  # a window of one text per character
+        raise TypeError("chain takes a window of texts (a list), got one str: pass [text]")
     stats = stats if stats is not None else ChainStats()
     entries: list[ChainEntry] = []
     previous: list[ChainEntry] = []

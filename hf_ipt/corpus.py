@@ -526,6 +526,8 @@ def repo_files(corpus: str, config: str | None, split: str, revision: str | None
     elif (files := output_files(corpus, split)) is not None:  # of `hf-ipt synthesize` / `augment`: its data only
         return files
 
+    if os.path.isdir(corpus) and not snapshot:
+        refuse_saved_to_disk("corpus", corpus, "hf_ipt")
     try:
         builder = datasets.load_dataset_builder(corpus, config, revision=revision, token=token)
     except (EmptyDatasetError, DataFilesNotFoundError) as error:
@@ -549,6 +551,21 @@ def repo_files(corpus: str, config: str | None, split: str, revision: str | None
             f"`corpus_split` {split!r} not found in {corpus!r}; available: {sorted(str(s) for s in data_files)}"
         )
     return _supported(corpus, [str(f) for f in data_files[split]])
+
+
+# What `Dataset.save_to_disk` / `DatasetDict.save_to_disk` write at a folder's top.
+SAVED_TO_DISK = ("state.json", "dataset_dict.json")
+
+
+def refuse_saved_to_disk(option: str, folder: str, reader: str) -> None:
+    """Refuse a folder `Dataset.save_to_disk` wrote (Arrow files, read by `load_from_disk` only): its layout was
+    taken for a corpus of text files, with a warning about `.arrow` as text and then unsupported files."""
+    if any(os.path.isfile(os.path.join(folder, name)) for name in SAVED_TO_DISK):
+        raise UsageError(
+            f"`{option}` {folder!r} is a dataset written by `save_to_disk` (Arrow files), which {reader} does not "
+            f"stream: export it once, e.g. `datasets.load_from_disk({folder!r}).to_parquet('data.parquet')` (a "
+            "DatasetDict: its split, `load_from_disk(...)['train']`), and give that file"
+        )
 
 
 def warn_left_out(option: str, folder: str, config: str | None, data_files: dict) -> None:
@@ -689,6 +706,12 @@ class CorpusConfig:
         where = type(self).__name__
         if isinstance(self.corpus, os.PathLike):
             self.corpus = os.fspath(self.corpus)
+        if self.corpus and not isinstance(self.corpus, str):  # a list of files, a Dataset: 'no attribute startswith'
+            raise TypeError(
+                f"`corpus` must be one path, glob, URL or dataset id, got {type(self.corpus).__name__}: for several "
+                "files give a glob (corpus='data/*.jsonl'); for a Dataset in memory map it with "
+                f"`ds.map(Augmenter(...), batched=True)` (docs/builder.md) ({where}.corpus)"
+            )
         if not self.corpus:
             raise ValueError(
                 "`corpus` is required: a local file or glob (.txt, .jsonl, .parquet) or a dataset id, "

@@ -66,14 +66,17 @@ from .augment import (
     without_tuning,
 )
 from .backends.base import default_of
-from .chaining import MARKERS_ONLY, ChainEntry, ChainStats
+from .chaining import MARKERS_ONLY, REJECT_MARKERS_ONLY, ChainEntry, ChainStats
 from .cli import MissingDependencyError, UsageError, check_output_dir, describe_changes
 from .corpus import (
+    SUPPORTED,
     CorpusConfig,
     Document,
     check_text_column,
+    data_suffix,
     files_inside,
     folder_reads,
+    is_compressed,
     is_damage,
     is_local_corpus,
     iter_shard,
@@ -228,6 +231,15 @@ def job_units(job: JobConfig) -> list[dict]:
     return make_shards(job_files(job), job.num_shards)
 
 
+def _corpus_suffix(job: JobConfig) -> str:
+    """The most common data suffix of the files at the top of the corpus folder (``.parquet``, ``.jsonl.gz``), for
+    a glob to suggest; ``.jsonl`` when it has none there."""
+    suffixes = Counter(data_suffix(name) + (os.path.splitext(name)[1] if is_compressed(name) else "")
+                       for name in os.listdir(job.corpus)
+                       if name.endswith(SUPPORTED) and os.path.isfile(os.path.join(job.corpus, name)))
+    return suffixes.most_common(1)[0][0] if suffixes else ".jsonl"
+
+
 def job_files(job: JobConfig) -> list[str]:
     """The corpus files, less the job's own outputs (a glob such as ``corpus/**/*.parquet`` with
     `output_dir` below ``corpus/`` matches them on a rerun), checked for `text_column`."""
@@ -237,8 +249,8 @@ def job_files(job: JobConfig) -> list[str]:
         # corpus files and make it read nothing else); a layout by split names (data/train-*) leaves them out
         raise UsageError(f"`output_dir` {job.output_dir!r} is inside the dataset folder `corpus` {job.corpus!r}, which "
                          "would read the job's own files as corpus: give an `output_dir` outside it, or the corpus as "
-                         f"a glob (corpus='{job.corpus.rstrip('/')}/*.jsonl'), whose matches inside `output_dir` are "
-                         "left out")
+                         f"a glob (corpus='{job.corpus.rstrip('/')}/*{_corpus_suffix(job)}'), whose matches inside "
+                         "`output_dir` are left out")
     files = job.listed_files()
     if is_local_corpus(job.corpus) and (ours := files_inside(files, job.output_dir)):
         logger.warning("hf_ipt: `corpus` %r matches %d file(s) inside `output_dir` %r, such as %r: they are "
@@ -817,7 +829,7 @@ def entry_rows(entries: list[ChainEntry], ids: list[str], first_row: int, filter
     rows, row_of = [], {}
     for e in entries:
         if e.error is not None:  # a prompt the engine rejected or failed on: it has no pairs, no followers
-            stats.reject(ids[e.id], *(("markers only",) if e.error == MARKERS_ONLY else ("engine error", e.error)))
+            stats.reject(ids[e.id], *((REJECT_MARKERS_ONLY,) if e.error == MARKERS_ONLY else ("engine error", e.error)))
             continue
         tasks = e.tasks or [""] * len(e.pairs)
         kept, removed = filter_pairs(e.text, [(p.question, p.answer, t) for p, t in zip(e.pairs, tasks)], filters)

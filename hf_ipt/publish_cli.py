@@ -32,7 +32,8 @@ class PushArguments:
     )
     revision: str | None = field(
         default=None,
-        metadata={"help": "Branch to push to (created when missing), or refs/pr/N to add to open pull request N."},
+        metadata={"help": "Branch to push to (default: main), created when missing; or refs/pr/N to add to open "
+                  "pull request N."},
     )
     overwrite: bool = field(
         default=False,

@@ -551,3 +551,65 @@ def test_engine_kwargs_are_keyed_by_value_not_spelling(tmp_path):
     unset = {AugmentedBuilder(corpus=corpus, synthesizer="org/m", **kw).config_id
              for kw in ({}, {"engine_kwargs": "{}"}, {"engine_kwargs": None})}
     assert len(unset) == 1 and not keys & unset
+
+
+def test_augmenter_settings_beside_a_config_and_its_fingerprint(caplog, monkeypatch):
+    """Settings given beside a config were dropped; a dict for a config was an AttributeError deep inside; the
+    counts of batches done entered the pickled state, so the same `Dataset.map` run again missed its cache;
+    a batch without the text column was a bare KeyError; streaming indices per worker repeat ids."""
+    from datasets.fingerprint import Hasher
+
+    import hf_ipt.augment
+
+    fn = Augmenter(SynthesisConfig(seed=3), output="pairs", corpus_name="news")
+    assert (fn.config.output, fn.config.seed, fn.corpus_name) == ("pairs", 3, "news")
+    with pytest.raises(TypeError, match=r"Augmenter takes a SynthesisConfig, got dict: pass the settings as keywords"):
+        Augmenter({"output": "pairs"})
+    fn = Augmenter()
+    before = Hasher.hash(fn)
+    fn({"text": [doc(0), "<s></s>"]})
+    assert fn.stats.markers_only == 1 and Hasher.hash(fn) == before  # the counts are no setting
+    with pytest.raises(KeyError, match=r"no column 'text' \(its columns: \['content'\]\): name the column"):
+        fn({"content": [doc(0)]})
+    monkeypatch.setattr(hf_ipt.augment, "_in_a_loader_worker", lambda: True)
+    hf_ipt.augment._warn_worker_indices.cache_clear()
+    with caplog.at_level("WARNING", logger="hf_ipt"):
+        fn({"text": [doc(0)]}, indices=[0])
+        fn({"text": [doc(1)]}, indices=[1])
+    assert caplog.text.count("counts its indices per worker") == 1
+
+
+def test_inputs_of_the_wrong_type_are_named_not_failed_on_deep_inside(tmp_path):
+    """A list of files or a Dataset as `corpus` ('list' object has no attribute 'startswith'), one str where a
+    list of texts goes (mined per character), a config value as a string (a TypeError mid-mining), text for
+    token-id prompts, a `save_to_disk` folder as corpus (taken for text files), a missing synthesizer."""
+    from hf_ipt.backends.base import check_prompts
+    from hf_ipt.chaining import chain
+    from hf_ipt.cli import UsageError
+    from hf_ipt.corpus import CorpusConfig
+    from hf_ipt.miner import MinerConfig, RuleMiner
+
+    for corpus in (["a.jsonl", "b.jsonl"], datasets.Dataset.from_dict({"text": ["x"]})):
+        with pytest.raises(TypeError, match=r"`corpus` must be one path, glob, URL or dataset id, got (list|Dataset): "
+                                            r"for several files give a glob"):
+            load_augmented(corpus)
+    with pytest.raises(TypeError, match="mine_batch takes a list of texts, got one str"):
+        RuleMiner().mine_batch(doc(0))
+    with pytest.raises(TypeError, match="chain takes a window of texts"):
+        chain(doc(0), lambda prompts: [], None)
+    for kw in ({"seed": "1"}, {"min_sentence_chars": "50"}, {"max_per_subtype": 2.0}):
+        with pytest.raises(TypeError, match=rf"`{next(iter(kw))}` must be an integer, got"):
+            MinerConfig(**kw)
+    with pytest.raises(TypeError, match="generate takes token-id prompts"):
+        check_prompts(["a text"], 100)
+    with pytest.raises(ValueError, match="`synthesizer` must be 'rules' or a model id/path, got None"):
+        SynthesisConfig(synthesizer=None)
+    datasets.Dataset.from_dict({"text": [doc(0)]}).save_to_disk(str(tmp_path / "saved"))
+    with pytest.raises(UsageError, match=r"`corpus` '.*saved' is a dataset written by `save_to_disk` .*"
+                                         r"load_from_disk\('.*saved'\)\.to_parquet\('data\.parquet'\)"):
+        CorpusConfig(corpus=str(tmp_path / "saved")).files()
+    import hf_ipt.evaluation
+    import hf_ipt.training
+
+    assert {"Augmenter", "RuleMiner", "load_augmented"} <= set(dir(hf_ipt)) and "EvalCallback" in dir(hf_ipt.evaluation)
+    assert "IPTTrainer" in dir(hf_ipt.training)

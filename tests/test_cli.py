@@ -319,6 +319,15 @@ def test_augment_counts_rejected_documents_and_says_when_all_were(tmp_path, caps
     assert json.loads((tmp_path / "b" / "summary.json").read_text())["docs"] == {"read": 3, "rejected": 3}
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith(
         "0 rows: all 3 documents were rejected (empty 3), nothing was augmented")
+    # a text of protocol markers alone gives no row: counted as synthesize counts it, not read and lost
+    (tmp_path / "markers.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in (doc(0), "<s></s>")))
+    assert main(["--corpus", str(tmp_path / "markers.jsonl"), "--output_dir", str(tmp_path / "m")]) == 0
+    summary = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert (summary["rows"], summary["docs"], summary["rejects"]) == (1, {"read": 2, "rejected": 1}, {"markers only": 1})
+    (tmp_path / "only.jsonl").write_text(json.dumps({"text": "<s> </s>"}) + "\n")
+    assert main(["--corpus", str(tmp_path / "only.jsonl"), "--output_dir", str(tmp_path / "n")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith(
+        "0 rows: all 1 documents were rejected (markers only 1), nothing was augmented")
 
 
 @pytest.mark.parametrize("args", [["--help"], ["augment", "--help"]])

@@ -319,8 +319,9 @@ def test_eval_callback_follows_trainer_evaluation_and_warns_without_trainer(
     steps = [h["step"] for h in trainer.state.log_history if "eval_PubMedQA_accuracy" in h]
     assert steps == [2, 3]  # on_evaluate at step 2, then train end
     assert not any("eval_PubMedQA_accuracy" in log for log in recorder.logs)
-    with pytest.raises(ValueError, match="`eval_steps` must be >= 1"):
-        EvalCallback(tasks, tokenizer, eval_steps=0)
+    for steps in (0, 2.5, 0.1, True):  # 2.5 evaluated at steps 5 and 10 only; 0.1 is TrainingArguments' fraction
+        with pytest.raises(ValueError, match="`eval_steps` must be an integer >= 1 or None, got"):
+            EvalCallback(tasks, tokenizer, eval_steps=steps)
 
 
 def test_a_resumed_run_keeps_the_evaluations_before_its_checkpoint_in_the_results_file(tiny_model_dir, tmp_path):

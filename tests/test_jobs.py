@@ -1149,6 +1149,19 @@ def test_a_damaged_corpus_parquet_an_undecodable_file_name_or_output_inside_the_
                                          r"'.*folder', which would read the job's own files as corpus"):
         run_job(JobConfig(corpus=str(folder), output_dir=str(folder / "job")), progress=False)
     assert not (folder / "job").exists()
+    gz = tmp_path / "gz"  # the glob suggested has the folder's own suffix (it said *.jsonl for any folder)
+    gz.mkdir()
+    pq.write_table(pa.table({"text": [doc(0)]}), gz / "a.parquet")
+    with pytest.raises(UsageError, match=r"give an `output_dir` outside it, or the corpus as a glob "
+                                         r"\(corpus='.*gz/\*\.parquet'\)"):
+        run_job(JobConfig(corpus=str(gz), output_dir=str(gz / "job")), progress=False)
+    (gz / "a.parquet").unlink()
+    import gzip
+
+    (gz / "b.jsonl.gz").write_bytes(gzip.compress(write_jsonl(gz / "b.jsonl", 2).read_bytes()))
+    (gz / "b.jsonl").unlink()
+    with pytest.raises(UsageError, match=r"\(corpus='.*gz/\*\.jsonl\.gz'\)"):
+        run_job(JobConfig(corpus=str(gz), output_dir=str(gz / "job")), progress=False)
     # a README that chooses the files may read the job's too (`configs:` with `**/*.jsonl`): refused as well
     chosen = tmp_path / "chosen"
     chosen.mkdir()

@@ -270,6 +270,10 @@ def check_prompts(
         `Generation` for a rejected prompt and `None` for the others, and the indices of the
         accepted prompts.
     """
+    if isinstance(prompts, str) or any(isinstance(p, str) for p in prompts):  # a caller's mistake, not a prompt's
+        raise TypeError("generate takes token-id prompts (lists of ints): encode each with "
+                        "`hf_ipt.protocol.encode_prompt(tokenizer, build_prompt(text))`, or use `chain`/`Augmenter` "
+                        "for raw texts")
     results: list[Generation | None] = [None] * len(prompts)
     valid = []
     for i, prompt in enumerate(prompts):

@@ -115,8 +115,9 @@ class EvalCallback(TrainerCallback):
         add_bos: bool | None = None,
         data_dir: str | os.PathLike | None = None,
     ) -> None:
-        if eval_steps is not None and eval_steps < 1:
-            raise ValueError(f"`eval_steps` must be >= 1 or None, got {eval_steps} (EvalCallback)")
+        if eval_steps is not None and (isinstance(eval_steps, bool) or not isinstance(eval_steps, int) or eval_steps < 1):
+            raise ValueError(f"`eval_steps` must be an integer >= 1 or None, got {eval_steps!r} (EvalCallback); a "
+                             "fraction of the run, as TrainingArguments takes, is not one")
         check_batch_size(batch_size, "EvalCallback")
         whole = load_tasks(tasks, data_dir=data_dir)
         self.task_sizes = {task.name: len(task.examples) for task in whole}  # for the record: scored N of these

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from ..cli import check_output_dir, parse_dataclasses, tidy_help, usage_errors
+from ..files import write_atomic
 from ..models import check_model_path
 from ..training.card import EVAL_BY_CLI, eval_card, with_eval_results
 from .scoring import check_batch_size
@@ -271,7 +272,8 @@ def _report(results: dict, output_dir: str | None, groups: dict[str, list[str]] 
                   "averages": {label: average_score({t: results[t] for t in tasks}) for label, tasks in groups.items()}
                   if groups and len(groups) > 1 else {},
                   "settings": settings or {}}
-        card.write_text(with_eval_results(card.read_text("utf-8"), record), encoding="utf-8")
+        text = with_eval_results(card.read_text("utf-8"), record)
+        write_atomic(str(card), lambda temp: Path(temp).write_text(text, encoding="utf-8"))  # never half a card
         print(f"hf-ipt eval: scores written into the model card {card}", flush=True)
     if output_dir:
         out = Path(output_dir)

@@ -77,6 +77,15 @@ class MinerConfig:
     )
 
     def __post_init__(self) -> None:
+        from ..backends.base import is_integer
+
+        for name in ("min_sentence_chars", "max_sentence_chars", "min_clause_chars", "max_per_subtype", "seed",
+                     "max_title_chars", "min_keywords", "max_keyword_sentence_words"):  # "50" failed mid-mining
+            if not is_integer(getattr(self, name)):
+                raise TypeError(f"`{name}` must be an integer, got {getattr(self, name)!r} (MinerConfig.{name})")
+        if isinstance(self.min_stopword_ratio, bool) or not isinstance(self.min_stopword_ratio, (int, float)):
+            raise TypeError(f"`min_stopword_ratio` must be a number, got {self.min_stopword_ratio!r} "
+                            "(MinerConfig.min_stopword_ratio)")
         for name in ("min_sentence_chars", "min_clause_chars", "max_per_subtype", "min_keywords"):
             _check_at_least(name, getattr(self, name), 1)
         _check_at_least("max_sentence_chars", self.max_sentence_chars, self.min_sentence_chars)

@@ -79,6 +79,8 @@ class RuleMiner:
 
     def mine_batch(self, texts: Sequence[str]) -> list[list[MinedPair]]:
         """`mine` each text with its own seed; the result does not depend on the batching."""
+        if isinstance(texts, str):  # mined one character at a time
+            raise TypeError("mine_batch takes a list of texts, got one str: use mine(text), or mine_batch([text])")
         return [self.mine(text) for text in texts]
 
     def _seed(self, text: str, seed: int | None) -> int:

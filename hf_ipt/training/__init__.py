@@ -72,3 +72,7 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'hf_ipt.training' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # the lazy names too: tab completion, dir()
+    return sorted({*globals(), *_LAZY})

@@ -315,19 +315,11 @@ def _row_keys(option: str, path: str) -> list[str] | None:
     return None if row is None else sorted(row)
 
 
-# What `Dataset.save_to_disk` / `DatasetDict.save_to_disk` write at a folder's top.
-SAVED_TO_DISK = ("state.json", "dataset_dict.json")
-
-
 def _first_folder_row(option: str, source: str, split: str) -> tuple[str, list[str]]:
+    from ..corpus import refuse_saved_to_disk
     from .data import load_rows
 
-    if any(os.path.isfile(os.path.join(source, name)) for name in SAVED_TO_DISK):
-        raise UsageError(
-            f"`{option}` {source!r} is a dataset written by `save_to_disk` (Arrow files), which the recipes do not "
-            f"stream: export it once, e.g. `datasets.load_from_disk({source!r}).to_parquet('data.parquet')` (a "
-            "DatasetDict: its split, `load_from_disk(...)['train']`), and give that file"
-        )
+    refuse_saved_to_disk(option, source, "the recipes")
     try:
         row = next(iter(load_rows(source, split=split, option=option)), None)
     except UsageError:  # says what is wrong with the folder itself (an unfinished synthesis job)
