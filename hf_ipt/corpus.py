@@ -573,11 +573,12 @@ def warn_left_out(option: str, folder: str, config: str | None, data_files: dict
     its layout (`data_files`, by `datasets`) leaves out (`left_out_files`), unless it chooses its files."""
     if chosen_files(folder, config):
         return
-    if upper := upper_case_suffixes(folder):
+    candidates = _layout_candidates(folder)  # one walk of the folder for both checks
+    if upper := upper_case_suffixes(folder, candidates):
         logger.warning("hf_ipt: `%s` %r holds %d file(s) whose suffix is in upper case, such as %r: `datasets` reads "
                        "lower-case suffixes only, so they are not read; rename them (e.g. .JSONL -> .jsonl)", option,
                        folder, len(upper), upper[0])
-    if not (left := left_out_files(folder, data_files)):
+    if not (left := left_out_files(folder, data_files, candidates)):
         return
     read = sorted({data_format(str(f)) for files in data_files.values() for f in files})
     logger.warning("hf_ipt: `%s` %r is read as `datasets` lays a dataset folder out, files of one format (%s here): "
@@ -611,7 +612,7 @@ def data_format(path: str) -> str:
     return "parquet" if suffix in PARQUET_SUFFIXES else "json" if suffix in JSON_SUFFIXES else "text"
 
 
-def left_out_files(folder: str, data_files: dict) -> list[str]:
+def left_out_files(folder: str, data_files: dict, candidates: list[str] | None = None) -> list[str]:
     """Supported files below the local `folder` of another format than those the splits in `data_files` (a
     `datasets` layout of it) read: `datasets` picks the format most of its files have and reads only that one.
     Files of the format read that no split names (``holdout.jsonl``), hidden files and folders (``.``), folders
@@ -619,15 +620,16 @@ def left_out_files(folder: str, data_files: dict) -> list[str]:
     ``dataset_infos.json``) are what a layout leaves out on purpose: not counted."""
     listed = [str(f) for files in data_files.values() for f in files]
     read, formats = {os.path.realpath(f) for f in listed}, {data_format(f) for f in listed}
-    return sorted(path for path in _layout_candidates(folder) if path.endswith(SUPPORTED)
+    candidates = _layout_candidates(folder) if candidates is None else candidates
+    return sorted(path for path in candidates if path.endswith(SUPPORTED)
                   and os.path.realpath(path) not in read and data_format(path) not in formats)
 
 
-def upper_case_suffixes(folder: str) -> list[str]:
-    """Files below the local `folder` whose suffix is a supported one in other case (``B.JSONL``): `datasets`
-    and hf_ipt match suffixes in lower case, so such a file is never read."""
-    return sorted(path for path in _layout_candidates(folder)
-                  if not path.endswith(SUPPORTED) and path.lower().endswith(SUPPORTED))
+def upper_case_suffixes(folder: str, candidates: list[str] | None = None) -> list[str]:
+    """Files below the local `folder` (its `_layout_candidates`, when listed already) whose suffix is a supported
+    one in other case (``B.JSONL``): `datasets` and hf_ipt match suffixes in lower case, so it is never read."""
+    candidates = _layout_candidates(folder) if candidates is None else candidates
+    return sorted(path for path in candidates if not path.endswith(SUPPORTED) and path.lower().endswith(SUPPORTED))
 
 
 def _layout_candidates(folder: str) -> list[str]:
