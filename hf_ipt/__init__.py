@@ -14,7 +14,7 @@ from typing import Any
 
 from .protocol import Pair, build_prompt, count_tokens, encode_prompt, format_pairs, parse_pairs
 
-__version__ = "0.3.0.dev4"
+__version__ = "0.3.0.dev5"
 
 # public name -> submodule that defines it, imported lazily on first attribute access
 _LAZY: dict[str, str] = {

@@ -553,14 +553,15 @@ def repo_files(corpus: str, config: str | None, split: str, revision: str | None
     return _supported(corpus, [str(f) for f in data_files[split]])
 
 
-# What `Dataset.save_to_disk` / `DatasetDict.save_to_disk` write at a folder's top.
-SAVED_TO_DISK = ("state.json", "dataset_dict.json")
-
-
 def refuse_saved_to_disk(option: str, folder: str, reader: str) -> None:
     """Refuse a folder `Dataset.save_to_disk` wrote (Arrow files, read by `load_from_disk` only): its layout was
     taken for a corpus of text files, with a warning about `.arrow` as text and then unsupported files."""
-    if any(os.path.isfile(os.path.join(folder, name)) for name in SAVED_TO_DISK):
+    def has(name: str) -> bool:
+        return os.path.isfile(os.path.join(folder, name))
+
+    # a DatasetDict's index, or a Dataset's state beside its info or Arrow files (a `state.json` alone may be data)
+    if has("dataset_dict.json") or (has("state.json") and (has("dataset_info.json") or glob.glob(
+            os.path.join(glob.escape(folder), "*.arrow")))):
         raise UsageError(
             f"`{option}` {folder!r} is a dataset written by `save_to_disk` (Arrow files), which {reader} does not "
             f"stream: export it once, e.g. `datasets.load_from_disk({folder!r}).to_parquet('data.parquet')` (a "

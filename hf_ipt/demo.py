@@ -33,7 +33,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .augment import SynthesisConfig
+from .augment import RULES, SynthesisConfig
 from .cli import (
     UsageError,
     check_output_dir,
@@ -178,16 +178,17 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def heldout_kinds_mined(synthesis: SynthesisConfig) -> list[str]:
-    """The rule miner's task types in `synthesis` that are the held-out tasks' own kinds
-    (`hf_ipt.evaluation.heldout.MINER_TASK_TYPES`); empty for a model synthesizer, or a miner run with
-    `task_types` that leaves them out."""
-    from .augment import RULES, miner_task_types
+def heldout_kinds_mined(synthesis: SynthesisConfig, general_mined: bool = False) -> list[str]:
+    """The rule miner's task types that are the held-out tasks' own kinds (`hf_ipt.evaluation.heldout.
+    MINER_TASK_TYPES`) among those mined: by the synthesis when it is the miner (its `task_types`), and, with
+    `general_mined`, by the demo's rule-mined general half (`general_data`: the synthesis' `task_types` with the
+    miner, all six with a model synthesizer, which takes no `task_types`)."""
+    from .augment import miner_task_types
     from .evaluation.heldout import MINER_TASK_TYPES
 
-    if synthesis.synthesizer != RULES:
+    if synthesis.synthesizer != RULES and not general_mined:
         return []
-    mined = miner_task_types(synthesis.task_types)
+    mined = miner_task_types(synthesis.task_types if synthesis.synthesizer == RULES else None)
     return [kind for kind in MINER_TASK_TYPES.values() if kind in mined]
 
 
@@ -205,7 +206,8 @@ def general_data(cfg: DemoConfig, work: Path, synthesis: SynthesisConfig) -> tup
         business = resolve_corpus("bbc-business")
     except ImportError as error:  # a demo on the user's own corpus still needs the BBC articles here
         raise MissingDependencyError(f"{error}; or give general instructions with --general_dataset") from error
-    miner = RuleMiner(MinerConfig(seed=synthesis.seed, task_types=miner_task_types(synthesis.task_types)))
+    types = miner_task_types(synthesis.task_types if synthesis.synthesizer == RULES else None)
+    miner = RuleMiner(MinerConfig(seed=synthesis.seed, task_types=types))
     rows = []
     for category in BBC_GENERAL:
         pattern = business.replace("/business/", f"/{category}/")
@@ -375,10 +377,11 @@ def run(cfg: DemoConfig, synthesis: SynthesisConfig) -> dict:
     train(config_path)
     after = evaluate_model(str(model_dir), tasks)
     table = comparison_table(before, after)
-    if overlap := heldout_kinds_mined(synthesis):
+    if overlap := heldout_kinds_mined(synthesis, general_mined=not cfg.general_dataset):
+        fix = ("--task_types without them leaves them out" if synthesis.synthesizer == RULES
+               else "in the rule-mined general half; --general_dataset replaces it")
         table += (f"\n\nThe rule miner mined {' and '.join(overlap)} pairs, the held-out tasks' own kinds (a headline, "
-                  "the next sentence): part of a change is practice at their format (--task_types without them "
-                  "leaves them out).")
+                  f"the next sentence): part of a change is practice at their format ({fix}).")
     _stage("4/4 evaluation on held-out comprehension items\n" + table)
     summary = _write_outputs(cfg, out, augmented, general_source, before, after, table, corpus)
     if cfg.push:

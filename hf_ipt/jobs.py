@@ -231,13 +231,18 @@ def job_units(job: JobConfig) -> list[dict]:
     return make_shards(job_files(job), job.num_shards)
 
 
-def _corpus_suffix(job: JobConfig) -> str:
-    """The most common data suffix of the files at the top of the corpus folder (``.parquet``, ``.jsonl.gz``), for
-    a glob to suggest; ``.jsonl`` when it has none there."""
-    suffixes = Counter(data_suffix(name) + (os.path.splitext(name)[1] if is_compressed(name) else "")
-                       for name in os.listdir(job.corpus)
-                       if name.endswith(SUPPORTED) and os.path.isfile(os.path.join(job.corpus, name)))
-    return suffixes.most_common(1)[0][0] if suffixes else ".jsonl"
+def _corpus_glob(job: JobConfig) -> str:
+    """A glob of the corpus folder's data to suggest: its most common suffix at the top (``*.parquet``,
+    ``*.jsonl.gz``), or below (``**/*.jsonl``) when the top holds none; ``*.jsonl`` when neither does."""
+    def suffixes(paths) -> Counter:
+        return Counter(data_suffix(p) + (os.path.splitext(p)[1] if is_compressed(p) else "")
+                       for p in paths if p.endswith(SUPPORTED) and os.path.isfile(p)
+                       and not files_inside([p], job.output_dir))
+
+    if top := suffixes(glob.glob(os.path.join(glob.escape(job.corpus), "*"))):
+        return "*" + top.most_common(1)[0][0]
+    below = suffixes(glob.glob(os.path.join(glob.escape(job.corpus), "**", "*"), recursive=True))
+    return "**/*" + below.most_common(1)[0][0] if below else "*.jsonl"
 
 
 def job_files(job: JobConfig) -> list[str]:
@@ -249,7 +254,7 @@ def job_files(job: JobConfig) -> list[str]:
         # corpus files and make it read nothing else); a layout by split names (data/train-*) leaves them out
         raise UsageError(f"`output_dir` {job.output_dir!r} is inside the dataset folder `corpus` {job.corpus!r}, which "
                          "would read the job's own files as corpus: give an `output_dir` outside it, or the corpus as "
-                         f"a glob (corpus='{job.corpus.rstrip('/')}/*{_corpus_suffix(job)}'), whose matches inside "
+                         f"a glob (corpus='{job.corpus.rstrip('/')}/{_corpus_glob(job)}'), whose matches inside "
                          "`output_dir` are left out")
     files = job.listed_files()
     if is_local_corpus(job.corpus) and (ours := files_inside(files, job.output_dir)):

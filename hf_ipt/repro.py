@@ -37,6 +37,7 @@ from .demo import (
     train,
     write_jsonl,
 )
+from .evaluation.heldout import MINER_TASK_TYPES
 from .training.config import ModelShape
 
 ARMS = ("vanilla", "instruction")
@@ -213,7 +214,7 @@ def paired_differences(runs: list[dict]) -> dict:
     seeds = [seed for arm, seed in flat if arm == a and (b, seed) in flat]
     out: dict = {}
     for key in (flat[a, seeds[0]] if seeds else {}):
-        diffs = [flat[b, seed][key] - flat[a, seed][key] for seed in seeds if key in flat[b, seed]]
+        diffs = [flat[b, seed][key] - flat[a, seed][key] for seed in seeds if key in flat[a, seed] and key in flat[b, seed]]
         if not diffs:
             continue
         std = statistics.stdev(diffs) if len(diffs) > 1 else None
@@ -333,10 +334,12 @@ def write_results(cfg: MiniReproConfig, synthesis: SynthesisConfig, out: Path, r
               "what the passage adds counts). `paired`: the std and t statistic of the seed-by-seed differences "
               "(instruction - vanilla, same seed); with 3 seeds, |t| > 4.3 is a difference at the 95% level.")
     if overlap := heldout_kinds_mined(synthesis):
+        # the run's other task types; all the miner's others when it mined the held-out kinds alone
+        others = [t for t in miner_task_types(synthesis.task_types) if t not in overlap] or \
+            [t for t in miner_task_types(None) if t not in MINER_TASK_TYPES.values()]
         header += (f" Caveat: the rule miner mined {' and '.join(overlap)} pairs, the kinds of the held-out tasks "
                    "(headline, next sentence), so the instruction arm trained on questions of their kind; "
-                   f"`--task_types {','.join(t for t in miner_task_types(synthesis.task_types) if t not in overlap)}` "
-                   "leaves them out (docs/training.md).")
+                   f"`--task_types {','.join(others)}` leaves them out (docs/training.md).")
     (out / "results.md").write_text(f"{header}\n\n{table}\n")
     results = {"config": asdict(cfg), "synthesis": recorded_settings(asdict(synthesis)), "tokens_per_run": cfg.tokens_per_run,
                "eval_items": eval_items, "chance": chance, "complete": final, "runs": runs, "summary": summary,

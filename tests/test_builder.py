@@ -608,6 +608,11 @@ def test_inputs_of_the_wrong_type_are_named_not_failed_on_deep_inside(tmp_path):
     with pytest.raises(UsageError, match=r"`corpus` '.*saved' is a dataset written by `save_to_disk` .*"
                                          r"load_from_disk\('.*saved'\)\.to_parquet\('data\.parquet'\)"):
         CorpusConfig(corpus=str(tmp_path / "saved")).files()
+    plain = tmp_path / "plain"  # a data file that happens to be named state.json is no save_to_disk folder
+    plain.mkdir()
+    for name in ("state.json", "country.json"):
+        (plain / name).write_text(json.dumps({"text": doc(0)}) + "\n")
+    assert len(CorpusConfig(corpus=str(plain)).files()) == 2
     import hf_ipt.evaluation
     import hf_ipt.training
 

@@ -324,6 +324,13 @@ def test_augment_counts_rejected_documents_and_says_when_all_were(tmp_path, caps
     assert main(["--corpus", str(tmp_path / "markers.jsonl"), "--output_dir", str(tmp_path / "m")]) == 0
     summary = json.loads((tmp_path / "m" / "summary.json").read_text())
     assert (summary["rows"], summary["docs"], summary["rejects"]) == (1, {"read": 2, "rejected": 1}, {"markers only": 1})
+    assert main(["--corpus", str(tmp_path / "markers.jsonl"), "--output_dir", str(tmp_path / "p"), "--output",
+                 "pairs"]) == 0  # pairs: its row, the reason in `error`, and no reject counted too
+    summary = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert (summary["rows"], summary["docs"], summary["rejects"]) == (2, {"read": 2, "rejected": 0}, {})
+    from hf_ipt.chaining import MARKERS_ONLY
+
+    assert pq.read_table(tmp_path / "p" / "data.parquet").column("error").to_pylist() == ["", MARKERS_ONLY]
     (tmp_path / "only.jsonl").write_text(json.dumps({"text": "<s> </s>"}) + "\n")
     assert main(["--corpus", str(tmp_path / "only.jsonl"), "--output_dir", str(tmp_path / "n")]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith(

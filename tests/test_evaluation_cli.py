@@ -680,7 +680,7 @@ def test_update_card_writes_the_scores_into_a_recipes_model_card(tiny_model_dir,
     assert head == card.partition("\n## Evaluation\n")[0] and after.endswith(card.partition("\n## Usage")[2])
     assert NO_EVAL_RESULTS not in updated and "\n## Usage\n" in updated
     assert "Scored by `hf-ipt eval` (hf_ipt " in section and ", average 50:" in section
-    assert "Scored on the first 2 examples of each task (`--max_examples`), not the whole tasks" in section
+    assert "Scored on at most 2 examples of each task (`--max_examples`)" in section  # 3 each: more unknown
     scores = {name: float(value) for name, value in re.findall(r"\| (one|two) \| accuracy \| (\d+) \| 2 \|", section)}
     assert sorted(scores.values()) == [0.0, 100.0]  # one gold option each, the same prompt: the model picks one
     assert f"scores written into the model card {model / 'README.md'}" in capsys.readouterr().out

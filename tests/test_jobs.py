@@ -1162,6 +1162,11 @@ def test_a_damaged_corpus_parquet_an_undecodable_file_name_or_output_inside_the_
     (gz / "b.jsonl").unlink()
     with pytest.raises(UsageError, match=r"\(corpus='.*gz/\*\.jsonl\.gz'\)"):
         run_job(JobConfig(corpus=str(gz), output_dir=str(gz / "job")), progress=False)
+    (gz / "b.jsonl.gz").unlink()
+    (gz / "sub").mkdir()
+    write_jsonl(gz / "sub" / "c.jsonl", 2)  # data below the top only: a glob of the top would match nothing
+    with pytest.raises(UsageError, match=r"\(corpus='.*gz/\*\*/\*\.jsonl'\)"):
+        run_job(JobConfig(corpus=str(gz), output_dir=str(gz / "job")), progress=False)
     # a README that chooses the files may read the job's too (`configs:` with `**/*.jsonl`): refused as well
     chosen = tmp_path / "chosen"
     chosen.mkdir()

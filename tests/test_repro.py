@@ -62,6 +62,10 @@ def test_paired_differences_are_seed_by_seed():
     assert "| paired std | paired t | chance |" in table
     unpaired = paired_differences(runs[:4])  # vanilla seeds 0-2, instruction seed 0 only: one pair
     assert unpaired["t/accuracy"] == {"mean": 2.0, "std": None, "n": 1, "t": None}
+    for run in runs:  # a metric every run has but vanilla's seed 1: paired over seeds 0 and 2, no KeyError
+        if (run["arm"], run["seed"]) != ("vanilla", 1):
+            run["scores"]["t"]["accuracy_calibrated"] = 60.0 if run["arm"] == "instruction" else 50.0
+    assert paired_differences(runs)["t/accuracy_calibrated"] == {"mean": 10.0, "std": 0.0, "n": 2, "t": None}
 
 
 def test_chance_levels_follow_each_items_options():
@@ -220,7 +224,27 @@ def test_heldout_kinds_mined_names_the_miners_task_types_of_the_heldout_tasks():
     assert heldout_kinds_mined(SynthesisConfig()) == ["summarize", "completion"]
     assert heldout_kinds_mined(SynthesisConfig(task_types="nli,completion")) == ["completion"]
     assert heldout_kinds_mined(SynthesisConfig(task_types=["nli", "word2text"])) == []
-    assert heldout_kinds_mined(SynthesisConfig(synthesizer="org/synth", backend="transformers")) == []
+    model = SynthesisConfig(synthesizer="org/synth", backend="transformers")
+    assert heldout_kinds_mined(model) == []
+    # the demo's general half is rule-mined with every task type when a model synthesizes (it takes no task_types)
+    assert heldout_kinds_mined(model, general_mined=True) == ["summarize", "completion"]
+    assert heldout_kinds_mined(SynthesisConfig(task_types="nli"), general_mined=True) == []
+
+
+def test_the_caveat_names_task_types_that_leave_the_heldout_kinds_out(tmp_path):
+    """With the miner mining the held-out kinds alone, the caveat suggested an empty `--task_types `."""
+    from types import SimpleNamespace
+
+    from hf_ipt.augment import SynthesisConfig
+    from hf_ipt.repro import write_results
+
+    tasks = [SimpleNamespace(name="t", examples=[SimpleNamespace(options="ab")])]
+    runs = [{"arm": arm, "seed": 0, "scores": {"t": {"accuracy": 50.0}}} for arm in ("vanilla", "instruction")]
+    for types, suggested in (("summarize,completion", "nli,commonsense,paraphrase,word2text"),
+                             ("nli,completion", "nli")):
+        write_results(MiniReproConfig(output_dir=str(tmp_path)), SynthesisConfig(task_types=types), tmp_path, runs,
+                      tasks)
+        assert f"`--task_types {suggested}` leaves them out" in (tmp_path / "results.md").read_text()
 
 
 @pytest.mark.parametrize("name", ["max_docs", "eval_items", "per_device_train_batch_size", "eval_batch_size"])

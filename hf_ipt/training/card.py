@@ -240,10 +240,16 @@ def eval_card(model_dir: str | Path) -> Path:
 
 def with_eval_results(card: str, record: dict[str, Any]) -> str:
     """`card` (a recipe's model card) with its Evaluation section replaced by `record`'s scores (`_eval_table`)."""
+    return with_eval_section(card, _eval_table(record))
+
+
+def with_eval_section(card: str, section: str) -> str:
+    """`card` (a recipe's model card, with `EVAL_HEADING`) with the body of its Evaluation section replaced by
+    `section` (markdown), the sections after it kept."""
     head, rest = card.split(EVAL_HEADING, 1)
     after = rest.find("\n## ")
     tail = rest[after:] if after >= 0 else "\n"
-    return f"{head}{EVAL_HEADING}\n{_eval_table(record)}\n{tail}"
+    return f"{head}{EVAL_HEADING}\n{section}\n{tail}"
 
 
 def _eval_table(record: dict[str, Any] | None) -> str:
@@ -269,11 +275,12 @@ def _eval_table(record: dict[str, Any] | None) -> str:
         return "\n".join([head, "", "| Task | Metric | Value |", "|---|---|---|", *rows])
     if sizes:
         capped = any(n is not None and n < sizes.get(task, n) for task, n in examples.items())
-    else:  # `hf-ipt eval` loads only the first --max_examples: a task that gave as many was cut
-        capped = settings.get("max_examples") is not None and settings["max_examples"] in examples.values()
+    else:  # `hf-ipt eval` loads only the first --max_examples: whether a task had more is not known
+        capped = None if settings.get("max_examples") is not None else False
     option = "--max_examples" if record.get("evaluated_by") == EVAL_BY_CLI else "--eval_max_examples"
-    scored = (f"on the first {settings.get('max_examples')} examples of each task (`{option}`), not "
-              "the whole tasks" if capped else "on every example of each task")
+    scored = (f"on the first {settings.get('max_examples')} examples of each task (`{option}`), not the whole "
+              "tasks" if capped else f"on at most {settings.get('max_examples')} examples of each task (`{option}`)"
+              if capped is None else "on every example of each task")
     note = (f"Scored {scored}; add_bos {str(settings.get('add_bos')).lower()}, max_length "
             f"{settings.get('max_length')} tokens.")
     return "\n".join([head, "", note, "", "| Task | Metric | Value | Examples |", "|---|---|---|---|", *rows])
