@@ -769,3 +769,16 @@ def test_tensor_context_or_sequence_parallelism_is_refused(tmp_path, monkeypatch
     monkeypatch.setenv("PARALLELISM_CONFIG_TP_SIZE", "2")
     with pytest.raises(ValueError, match=r"^tp_size 2 \(`parallelism_config` or the accelerate config\): the ranks"):
         TrainingConfig(output_dir=str(tmp_path / "out"), use_cpu=True, max_steps=1)
+
+
+def test_a_4bit_model_keeps_its_loaded_layout_on_avx512_bf16_cpus():
+    """bitsandbytes repacked a Linear4bit's weight into a uint8 CPU layout at an eval-mode forward on AVX512-BF16
+    CPUs only: under FSDP2 one rank's layers then gathered other sizes (QLoRA failed by the CPU it ran on)."""
+    import torch
+
+    from hf_ipt.training.model_init import keep_4bit_layout
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    model[0].support_avx512bf16_for_cpu = True  # as bitsandbytes sets it on such a CPU
+    keep_4bit_layout(model)
+    assert model[0].support_avx512bf16_for_cpu is False and not hasattr(model[1], "support_avx512bf16_for_cpu")

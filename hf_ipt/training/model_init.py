@@ -182,6 +182,7 @@ def load_model(model_args: Any, activation_checkpointing: bool = False, seed: in
             attn_implementation=varlen.prepare(model_args.attn_implementation),
             quantization_config=quantization_config,
         )
+    keep_4bit_layout(model)
     if peft_config is None:
         return model
     from peft import get_peft_model, prepare_model_for_kbit_training
@@ -199,6 +200,19 @@ def load_model(model_args: Any, activation_checkpointing: bool = False, seed: in
             model, use_gradient_checkpointing=activation_checkpointing
         )
     return get_peft_model(model, peft_config)
+
+
+def keep_4bit_layout(model: Any) -> None:
+    """Keep a 4-bit model's weights in the layout they were loaded in, on CPUs with AVX512-BF16 too.
+
+    bitsandbytes repacks a `Linear4bit`'s weight in place into a CPU inference layout (uint8) at its first
+    forward in eval mode without gradients, on such CPUs only. A model trained there (QLoRA on a CPU: tests,
+    small runs) then changed under FSDP2, which shards floating 4-bit storage but leaves uint8 unsharded: a
+    rank whose layers had repacked gathered other sizes than the others (gloo: "Received data size doesn't
+    match expected size"), so a run failed or not by the CPU it ran on. Training keeps the loaded layout."""
+    for module in model.modules():
+        if getattr(module, "support_avx512bf16_for_cpu", False):
+            module.support_avx512bf16_for_cpu = False
 
 
 def check_model_args(model_args: Any) -> None:
