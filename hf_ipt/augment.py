@@ -228,6 +228,12 @@ class SynthesisConfig:
         """`engine_kwargs` parsed: the extra `vllm.LLM` arguments ({} when unset)."""
         return parse_engine_kwargs(self.engine_kwargs)
 
+    def miner_config(self):
+        """The rule miner's settings these give: their `seed` and `task_types` (`miner_task_types`)."""
+        from .miner import MinerConfig
+
+        return MinerConfig(seed=self.seed, task_types=miner_task_types(self.task_types))
+
     def backend_config(self):
         from .backends import BackendConfig
 
@@ -481,10 +487,9 @@ class Augmenter:
         """The miner or the model backend, created on first use in each process."""
         if self._engine is None:
             if self.config.synthesizer == RULES:
-                from .miner import MinerConfig, RuleMiner
+                from .miner import RuleMiner
 
-                self._engine = RuleMiner(MinerConfig(seed=self.config.seed, task_types=miner_task_types(self.config.task_types)),
-                                         keywords=self._keywords)
+                self._engine = RuleMiner(self.config.miner_config(), keywords=self._keywords)
             else:
                 from .backends import load_backend
 

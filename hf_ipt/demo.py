@@ -181,14 +181,14 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 def heldout_kinds_mined(synthesis: SynthesisConfig, general_mined: bool = False) -> list[str]:
     """The rule miner's task types that are the held-out tasks' own kinds (`hf_ipt.evaluation.heldout.
     MINER_TASK_TYPES`) among those mined: by the synthesis when it is the miner (its `task_types`), and, with
-    `general_mined`, by the demo's rule-mined general half (`general_data`: the synthesis' `task_types` with the
-    miner, all six with a model synthesizer, which takes no `task_types`)."""
+    `general_mined`, by the demo's rule-mined general half (`general_data`: the same `task_types`, all six with a
+    model synthesizer, which refuses the setting)."""
     from .augment import miner_task_types
     from .evaluation.heldout import MINER_TASK_TYPES
 
     if synthesis.synthesizer != RULES and not general_mined:
         return []
-    mined = miner_task_types(synthesis.task_types if synthesis.synthesizer == RULES else None)
+    mined = miner_task_types(synthesis.task_types)
     return [kind for kind in MINER_TASK_TYPES.values() if kind in mined]
 
 
@@ -197,17 +197,15 @@ def general_data(cfg: DemoConfig, work: Path, synthesis: SynthesisConfig) -> tup
     `--general_dataset`, mined with the synthesis settings' seed and `task_types`."""
     if cfg.general_dataset:
         return cfg.general_dataset, cfg.general_dataset
-    from .augment import miner_task_types
     from .augment_cli import resolve_corpus
     from .cli import MissingDependencyError
-    from .miner import MinerConfig, RuleMiner
+    from .miner import RuleMiner
 
     try:
         business = resolve_corpus("bbc-business")
     except ImportError as error:  # a demo on the user's own corpus still needs the BBC articles here
         raise MissingDependencyError(f"{error}; or give general instructions with --general_dataset") from error
-    types = miner_task_types(synthesis.task_types if synthesis.synthesizer == RULES else None)
-    miner = RuleMiner(MinerConfig(seed=synthesis.seed, task_types=types))
+    miner = RuleMiner(synthesis.miner_config())
     rows = []
     for category in BBC_GENERAL:
         pattern = business.replace("/business/", f"/{category}/")

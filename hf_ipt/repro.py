@@ -185,6 +185,11 @@ def _averages(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     return out
 
 
+def _flat_scores(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """A run's scores by ``task/metric``, with its averages (`_averages`)."""
+    return {**{f"{t}/{m}": v for t, ms in scores.items() for m, v in ms.items()}, **_averages(scores)}
+
+
 def summarize(runs: list[dict]) -> dict:
     """Per arm and ``task/metric`` (plus ``average`` and ``average_calibrated``, see `_averages`):
     mean, sample std over seeds (`None` with one seed: no spread is measured), and n."""
@@ -192,9 +197,7 @@ def summarize(runs: list[dict]) -> dict:
     for arm in dict.fromkeys(r["arm"] for r in runs):
         values: dict[str, list[float]] = {}
         for run in (r for r in runs if r["arm"] == arm):
-            flat = {f"{t}/{m}": v for t, ms in run["scores"].items() for m, v in ms.items()}
-            flat.update(_averages(run["scores"]))
-            for key, value in flat.items():
+            for key, value in _flat_scores(run["scores"]).items():
                 values.setdefault(key, []).append(value)
         summary[arm] = {k: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else None,
                             "n": len(v)} for k, v in values.items()}
@@ -209,8 +212,7 @@ def paired_differences(runs: list[dict]) -> dict:
     a, b = ARMS
     flat: dict[tuple[str, int], dict[str, float]] = {}
     for run in runs:
-        scores = {f"{t}/{m}": v for t, ms in run["scores"].items() for m, v in ms.items()}
-        flat[run["arm"], run["seed"]] = {**scores, **_averages(run["scores"])}
+        flat[run["arm"], run["seed"]] = _flat_scores(run["scores"])
     seeds = [seed for arm, seed in flat if arm == a and (b, seed) in flat]
     out: dict = {}
     for key in (flat[a, seeds[0]] if seeds else {}):

@@ -35,6 +35,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from ..backends.base import is_integer
 from .harness import Results, average_score, evaluate, group_averages, scoring_settings
 from .scoring import check_batch_size, resolve_add_bos
 from .tasks import load_tasks
@@ -115,7 +116,7 @@ class EvalCallback(TrainerCallback):
         add_bos: bool | None = None,
         data_dir: str | os.PathLike | None = None,
     ) -> None:
-        if eval_steps is not None and (isinstance(eval_steps, bool) or not isinstance(eval_steps, int) or eval_steps < 1):
+        if eval_steps is not None and (not is_integer(eval_steps) or eval_steps < 1):
             raise ValueError(f"`eval_steps` must be an integer >= 1 or None, got {eval_steps!r} (EvalCallback); a "
                              "fraction of the run, as TrainingArguments takes, is not one")
         check_batch_size(batch_size, "EvalCallback")
